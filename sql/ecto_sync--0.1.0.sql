@@ -1,0 +1,13 @@
+-- ecto_sync 0.1.0: watch tables through their foreign keys, cache each
+-- changed row once, and patch the jsonb values that clients hold.
+\echo Use "CREATE EXTENSION ecto_sync" to load this file. \quit
+
+-- The background worker and the shared-memory cache exist only when the
+-- library is in shared_preload_libraries: refuse to install otherwise.
+CREATE FUNCTION ectosync._require_preload() RETURNS void
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'ectosync_require_preload';
+SELECT ectosync._require_preload();
+
+CREATE FUNCTION ectosync.version() RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'ectosync_version';
+COMMENT ON FUNCTION ectosync.version() IS 'The version of the loaded ecto_sync library';

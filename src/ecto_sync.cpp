@@ -1,0 +1,95 @@
+/*
+ * ecto_sync.cpp: module load, settings (GUCs) and the smallest SQL functions.
+ *
+ * The pipeline, one file each:
+ *   catalog.cpp   associations discovered from foreign keys
+ *   watch.cpp     watch()/unwatch(): triggers and the extension's catalog
+ *   capture.cpp   the row trigger; events queued at commit
+ *   shared.cpp    shared memory: per-database event queues and the row cache
+ *   worker.cpp    the launcher and per-database workers: load once, notify
+ *   load.cpp      load(): a value as jsonb
+ *   sync.cpp      sync(): patch a value from an event and the cache
+ */
+#include "pg_boundary.hpp"
+#include "settings.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+PG_FUNCTION_INFO_V1(ectosync_version);
+PG_FUNCTION_INFO_V1(ectosync_require_preload);
+}
+
+namespace ectosync {
+Settings settings;
+bool loaded_at_startup = false;
+}  // namespace ectosync
+
+using namespace ectosync;
+
+static void define_settings() {
+  DefineCustomIntVariable("ectosync.cache_size",
+                          "Shared memory for cached rows (all databases).", nullptr,
+                          &settings.cache_size_kb, 64 * 1024, 1024, INT_MAX / 2, PGC_POSTMASTER,
+                          GUC_UNIT_KB, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.queue_size",
+                          "Shared memory for each database's queue and log of events.", nullptr,
+                          &settings.queue_size_kb, 8 * 1024, 64, INT_MAX / 2, PGC_POSTMASTER,
+                          GUC_UNIT_KB, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.event_log_size",
+                          "Recent events per database that sync() can resolve.", nullptr,
+                          &settings.event_log_size, 65536, 64, 16 * 1024 * 1024, PGC_POSTMASTER,
+                          0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.max_databases",
+                          "Databases that can use ecto_sync at the same time.", nullptr,
+                          &settings.max_databases, 8, 1, 256, PGC_POSTMASTER, 0, nullptr, nullptr,
+                          nullptr);
+  DefineCustomIntVariable("ectosync.max_xact_events",
+                          "Events one transaction may queue; past it, its tables get a RELOAD "
+                          "marker instead.",
+                          nullptr, &settings.max_xact_events, 10000, 1, INT_MAX, PGC_USERSET, 0,
+                          nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.",
+                          nullptr, &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr,
+                          nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.batch_delay",
+                          "How long the worker waits for more events before a batch.", nullptr,
+                          &settings.batch_delay_ms, 0, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                          nullptr, nullptr);
+  DefineCustomStringVariable("ectosync.worker_role",
+                             "The role the workers load rows as (empty: the bootstrap superuser).",
+                             nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr,
+                             nullptr);
+  MarkGUCPrefixReserved("ectosync");
+}
+
+void _PG_init(void) {
+  define_settings();
+  if (!process_shared_preload_libraries_in_progress) return;
+  loaded_at_startup = true;
+  shared_init();
+  capture_init();
+  worker_register_launcher();
+}
+
+extern "C" Datum ectosync_version(PG_FUNCTION_ARGS) {
+  (void)fcinfo;
+  PG_RETURN_TEXT_P(cstring_to_text(ECTOSYNC_VERSION));
+}
+
+extern "C" Datum ectosync_require_preload(PG_FUNCTION_ARGS) {
+  (void)fcinfo;
+  if (!loaded_at_startup)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("ecto_sync must be loaded via shared_preload_libraries"),
+                    errdetail("Its background worker and shared-memory cache start with the "
+                              "server."),
+                    errhint("Add 'ecto_sync' to shared_preload_libraries in postgresql.conf and "
+                            "restart the server.")));
+  PG_RETURN_VOID();
+}

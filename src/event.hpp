@@ -1,0 +1,80 @@
+/*
+ * event.hpp: one captured change, its binary encoding in the shared queue,
+ * and its identity as seen by clients.  Pure C++ (no postgres.h).
+ *
+ * A writer's trigger records, per changed row, the table, the operation and
+ * the key columns' values as text (the type's output function): the primary
+ * key and every foreign-key/join-key column that a watch tracks, old and new.
+ * The worker and sync() decode the same record from shared memory.
+ *
+ * Clients never see column values.  A notification's payload is
+ *   {"event": "<epoch>:<seq>", "table": "public.posts", "op": "UPDATE"}
+ * where op is INSERT, UPDATE, DELETE or RELOAD (a gap marker: events of that
+ * table were lost, or a bulk statement touched more rows than
+ * ectosync.max_xact_events; holders of the table must reload).
+ */
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ectosync {
+
+enum class Op : char { Insert = 'I', Update = 'U', Delete = 'D', Reload = 'R' };
+
+const char *op_name(Op op); /* "INSERT", ... */
+std::optional<Op> op_from_name(std::string_view name);
+
+/* A key column's value before and after the change (nullopt: SQL NULL). */
+struct ColumnChange {
+  int16_t attnum = 0;
+  bool is_pk = false;
+  bool has_old = false, has_new = false; /* INSERT has no old, DELETE no new */
+  std::optional<std::string> old_value, new_value;
+};
+
+struct Event {
+  uint64_t seq = 0; /* assigned when the transaction's events are queued */
+  uint32_t relid = 0;
+  Op op = Op::Insert;
+  std::vector<ColumnChange> columns; /* primary key first, in pk order */
+
+  const ColumnChange *column(int16_t attnum) const;
+  /* The primary key before/after (empty when there is none: INSERT/DELETE). */
+  std::vector<std::optional<std::string>> old_pk() const;
+  std::vector<std::optional<std::string>> new_pk() const;
+};
+
+/*
+ * Binary form of an event's body (everything but seq/relid/op, which the
+ * queue keeps in its record header).  Values longer than 64 kB are not keys.
+ */
+void encode_columns(const std::vector<ColumnChange> &columns, std::string &out);
+bool decode_columns(std::string_view in, std::vector<ColumnChange> &columns);
+
+/*
+ * A cache key: the primary-key values, each length-prefixed, so that no
+ * value can run into the next.
+ */
+std::string encode_key(const std::vector<std::optional<std::string>> &values);
+
+/* "<epoch as 16 hex digits>:<seq>" */
+std::string format_event_id(uint64_t epoch, uint64_t seq);
+bool parse_event_id(std::string_view text, uint64_t &epoch, uint64_t &seq);
+
+/* The notification payload, and its parse (accepts a bare event id too). */
+struct EventRef {
+  uint64_t epoch = 0, seq = 0;
+  std::string table; /* empty when given a bare event id */
+  std::optional<Op> op;
+};
+std::string format_payload(uint64_t epoch, uint64_t seq, const std::string &table, Op op);
+bool parse_payload(std::string_view text, EventRef &ref);
+
+/* The notification channel of a table: "ectosync_<relid>". */
+std::string channel_name(uint32_t relid);
+
+}  // namespace ectosync

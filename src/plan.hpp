@@ -1,0 +1,95 @@
+/*
+ * plan.hpp: the resolved shape of a value: a table and its associations,
+ * nested to any depth.  Pure C++ (no postgres.h), shared by load, sync and
+ * watch, and unit-tested without a server.
+ *
+ * A value made by ectosync.load() is a jsonb object:
+ *
+ *   {"ectosync": 1,                -- format version
+ *    "table": "public.posts",      -- the root table, for people
+ *    "relid": 16390,               -- the root table's oid: survives renames
+ *    "assocs": {"tags": {}, "comments": {"author": {}}},  -- normalized spec
+ *    "filter": {"author_id": 3} | null,  -- values as to_jsonb renders them
+ *    "epoch": "5f1c0e7a9b3d2c41",  -- the shared-memory generation
+ *    "seq": 1234,                  -- last event reflected
+ *    "rows": [row, ...]}           -- ordered by primary key
+ *
+ * and each row is to_jsonb(row) with every loaded association under its
+ * name: an array for has_many/many_to_many (ordered by the target's primary
+ * key), an object or null for belongs_to/has_one.
+ */
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+/*
+ * How the values of a key column compare and how to_jsonb renders them.
+ * Numbers (int2/4/8, numeric, oid) render as jsonb numbers and order
+ * numerically; text-like types (text, varchar, char, uuid) render as jsonb
+ * strings and order by their bytes (load uses COLLATE "C").  Other types
+ * cannot be primary or foreign key columns of a watched table.
+ */
+enum class KeyKind { Number, Text };
+
+struct Column {
+  std::string name;      /* attname, unquoted */
+  int16_t attnum = 0;    /* survives column renames; events carry attnums */
+  KeyKind kind = KeyKind::Number;
+  std::string type_name; /* format_type(), for casts in generated SQL */
+};
+
+struct TableInfo {
+  uint32_t relid = 0;
+  std::string schema, name; /* unquoted */
+  std::vector<Column> pk;   /* primary key columns, in index order */
+
+  /* "schema.name", as shown in notifications and values */
+  std::string display() const { return schema + "." + name; }
+};
+
+enum class AssocKind { BelongsTo, HasMany, HasOne, ManyToMany };
+
+const char *assoc_kind_name(AssocKind kind); /* "belongs_to", ... */
+
+struct PlanNode;
+
+/*
+ * One association from an owner table to a target table.
+ *   belongs_to:    owner.owner_cols (a foreign key) = target.target_cols
+ *   has_many/one:  owner.owner_cols = target.target_cols (a foreign key)
+ *   many_to_many:  owner.owner_cols = join.join_owner_cols and
+ *                  join.join_target_cols = target.target_cols
+ * owner_cols[i] pairs with target_cols[i] (and with the join columns).
+ */
+struct Assoc {
+  std::string name;
+  AssocKind kind = AssocKind::BelongsTo;
+  std::vector<Column> owner_cols, target_cols;
+  std::optional<TableInfo> join; /* many_to_many only */
+  std::vector<Column> join_owner_cols, join_target_cols;
+  std::shared_ptr<PlanNode> target; /* target table and its nested assocs */
+
+  bool is_many() const { return kind == AssocKind::HasMany || kind == AssocKind::ManyToMany; }
+};
+
+struct PlanNode {
+  TableInfo table;
+  std::vector<Assoc> assocs;
+};
+
+/* A resolved value shape: what load() builds and sync() patches. */
+struct Plan {
+  std::shared_ptr<PlanNode> root;
+  std::string spec; /* normalized assocs spec, as jsonb text */
+
+  /* Every table whose changes can alter the value (join tables included). */
+  std::vector<uint32_t> tables() const;
+};
+
+}  // namespace ectosync

@@ -1,0 +1,29 @@
+/*
+ * settings.hpp: ecto_sync's GUCs and the module-wide entry points that
+ * _PG_init calls.  Defaults and meanings are documented in README.md.
+ */
+#pragma once
+
+#define ECTOSYNC_VERSION "0.1.0"
+
+namespace ectosync {
+
+struct Settings {
+  int cache_size_kb;      /* ectosync.cache_size */
+  int queue_size_kb;      /* ectosync.queue_size, per database */
+  int event_log_size;     /* ectosync.event_log_size, events per database */
+  int max_databases;      /* ectosync.max_databases */
+  int max_xact_events;    /* ectosync.max_xact_events */
+  int batch_size;         /* ectosync.batch_size */
+  int batch_delay_ms;     /* ectosync.batch_delay */
+  char *worker_role;      /* ectosync.worker_role */
+};
+
+extern Settings settings;
+extern bool loaded_at_startup;
+
+void shared_init();              /* shared.cpp: request and attach shared memory */
+void capture_init();             /* capture.cpp: transaction callbacks */
+void worker_register_launcher(); /* worker.cpp */
+
+}  // namespace ectosync

@@ -1,0 +1,71 @@
+/*
+ * shared.hpp: ecto_sync's shared memory, as the rest of the extension sees
+ * it.  The layout and the lock protocol are documented in shared.cpp.
+ *
+ * All functions act on the current database (MyDatabaseId) unless they take
+ * a database oid.  None of them throws or raises an ERROR unless it says so;
+ * they may be called from C++ code that owns objects.
+ */
+#pragma once
+
+#include "event.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"
+}
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+/* The generation of shared memory: new after every restart or crash reset. */
+uint64_t shared_epoch();
+
+/* The last seq queued in this database (0: none yet). */
+uint64_t last_seq();
+
+/*
+ * Ensure the current database has a queue slot.  Raises an ERROR (through
+ * ereport; call it via pg_call from C++ that owns objects) when all
+ * ectosync.max_databases slots are taken.
+ */
+void attach_database_slot();
+
+/* ---- the queue (capture.cpp writes, worker.cpp drains) ---- */
+
+/*
+ * A transaction's events, encoded: for each, relid, op and the encoded
+ * columns (event.hpp).  Called from the commit callback: never fails.  What
+ * does not fit becomes RELOAD markers for the tables involved.
+ */
+struct PendingEvent {
+  uint32_t relid;
+  Op op;
+  const char *body;
+  uint32_t body_len;
+};
+void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+                  int reload_count);
+
+/* ---- the event log (sync.cpp reads) ---- */
+
+enum class LogLookup { Found, Expired, Unknown };
+/* Unknown: seq is beyond the last queued seq of this database. */
+LogLookup event_lookup(uint64_t seq, Event &out);
+
+/* ---- the row cache ---- */
+
+struct CachedRow {
+  bool found = false;   /* an entry exists for the key */
+  bool exists = false;  /* false: tombstone, the row did not exist */
+  uint64_t version = 0;
+  Jsonb *row = nullptr; /* palloc'd copy in CurrentMemoryContext, or null */
+};
+CachedRow cache_get(uint32_t relid, const std::string &key);
+/* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
+void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
+
+}  // namespace ectosync

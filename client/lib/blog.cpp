@@ -248,7 +248,12 @@ int64_t Workload::one_statement(std::string &sql) {
       if (res.rows()) bump(ids_.comments, res.i64(0, 0));
       return res.rows();
     }
-    if (k < 90) {
+    if (k < 88) {
+      sql = "INSERT INTO labels (id, name) VALUES ('" + random_uuid(rng_) + "', 'new label " +
+            word + "')";
+      return conn_.exec(sql).affected();
+    }
+    if (k < 92) {
       sql = "INSERT INTO tags (name) VALUES ('tag-" + word + "-" + s(pick(ids_.posts)) +
             "') ON CONFLICT (name) DO NOTHING RETURNING id";
       auto res = conn_.exec(sql);
@@ -283,21 +288,27 @@ int64_t Workload::one_statement(std::string &sql) {
     return conn_.exec(sql).affected();
   }
   if ((r -= mix_.move) < 0) {
-    if (k < 30)
+    if (k < 25)
       sql = "UPDATE posts SET author_id = (SELECT id FROM persons WHERE id = " +
             s(pick(ids_.persons)) + ") WHERE id = " + s(pick(ids_.posts));
-    else if (k < 65)
+    else if (k < 55)
       sql = "UPDATE comments SET post_id = p.id FROM posts p WHERE p.id = " + s(pick(ids_.posts)) +
             " AND comments.id = " + s(pick(ids_.comments));
-    else if (k < 80)
+    else if (k < 70)
       sql = "UPDATE comments SET author_id = a.id FROM persons a WHERE a.id = " +
             s(pick(ids_.persons)) + " AND comments.id = " + s(pick(ids_.comments));
-    else if (k < 90)
+    else if (k < 80)
       sql = "UPDATE posts_tags SET tag_id = t.id FROM tags t WHERE t.id = " + s(pick(ids_.tags)) +
             " AND posts_tags.post_id = " + s(pick(ids_.posts)) +
             " AND NOT EXISTS (SELECT 1 FROM posts_tags x WHERE x.post_id = posts_tags.post_id AND "
             "x.tag_id = t.id) AND posts_tags.tag_id = (SELECT min(tag_id) FROM posts_tags y "
             "WHERE y.post_id = posts_tags.post_id)";
+    else if (k < 90 && !ids_.labels.empty())
+      sql = "UPDATE posts_labels SET label_id = l.id FROM labels l WHERE l.id = '" +
+            ids_.labels[rng_() % ids_.labels.size()] +
+            "' AND posts_labels.post_id = " + s(pick(ids_.posts)) +
+            " AND NOT EXISTS (SELECT 1 FROM posts_labels x WHERE x.post_id = posts_labels.post_id "
+            "AND x.label_id = l.id)";
     else
       sql = "UPDATE audit.entries SET post_id = (SELECT id FROM posts WHERE id = " +
             s(pick(ids_.posts)) + ") WHERE entry_no = " + s(pick(ids_.audit));
@@ -313,7 +324,11 @@ int64_t Workload::one_statement(std::string &sql) {
             " AND NOT EXISTS (SELECT 1 FROM comments c WHERE c.author_id = p.id)";
     else if (k < 75)
       sql = "DELETE FROM profiles WHERE id = " + s(pick(ids_.profiles));
-    else if (k < 82)
+    else if (k < 78)
+      sql =
+          "DELETE FROM labels WHERE id = (SELECT id FROM labels WHERE name LIKE 'new label%' "
+          "ORDER BY id LIMIT 1)";
+    else if (k < 84)
       sql = "DELETE FROM tags WHERE id = " + s(pick(ids_.tags)) +
             " AND id > 10"; /* keep a core of tags */
     else

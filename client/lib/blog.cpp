@@ -354,7 +354,9 @@ int64_t Workload::one_statement(std::string &sql) {
   return conn_.exec(sql).affected();
 }
 
-std::string Workload::run_transaction(const std::string &after_commit) {
+std::string Workload::run_transaction(const std::string &after_commit,
+                                      const std::string &before_commit,
+                                      std::string *before_value) {
   int n = std::uniform_int_distribution<int>(1, max_statements_)(rng_);
   WriteStats local;
   std::string sql;
@@ -365,6 +367,10 @@ std::string Workload::run_transaction(const std::string &after_commit) {
       local.statements++;
     }
     std::string value;
+    if (!before_commit.empty()) {
+      auto res = conn_.exec(before_commit);
+      if (before_value && res.rows() > 0 && res.cols() > 0) *before_value = res.str(0, 0);
+    }
     if (after_commit.empty()) {
       conn_.exec("COMMIT");
     } else {

@@ -93,8 +93,14 @@ struct WriteStats {
 class Workload {
  public:
   Workload(pg::Connection &conn, IdSpace &ids, uint64_t seed, Mix mix, int max_statements = 3);
-  /* Returns after_commit's value ("" when none or on abort). */
-  std::string run_transaction(const std::string &after_commit = "");
+  /*
+   * Returns after_commit's value ("" when none or on abort).  before_commit
+   * (e.g. "SELECT txid_current()") runs as the transaction's last statement;
+   * its value goes to *before_value.
+   */
+  std::string run_transaction(const std::string &after_commit = "",
+                              const std::string &before_commit = "",
+                              std::string *before_value = nullptr);
   const WriteStats &stats() const { return stats_; }
 
  private:

@@ -213,7 +213,16 @@ bool Holder::matches_fresh_load() {
 
 bool Holder::converge(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
+  auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
   for (;;) {
+    /* the worker has notified everything queued so far; then read it all */
+    if (opts_.mode != HolderOptions::Mode::Requery) {
+      try {
+        conn_->exec("SELECT ectosync.wait_for_worker($1::int)", {std::to_string(wait_ms)});
+      } catch (const pg::ConnectionLost &) {
+        reconnect_and_reload();
+      }
+    }
     drain(std::chrono::milliseconds(150), timeout);
     if (matches_fresh_load()) return true;
     if (Clock::now() >= deadline) return false;

@@ -58,7 +58,7 @@ int worker_pid(pg::Connection &conn) {
 }
 
 uint64_t last_seq(pg::Connection &conn) {
-  auto r = conn.exec("SELECT (ectosync.load('persons')->>'seq')::bigint");
+  auto r = conn.exec("SELECT last_seq FROM ectosync.stats()");
   return static_cast<uint64_t>(r.i64(0, 0));
 }
 

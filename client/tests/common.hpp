@@ -35,7 +35,7 @@ blog::Scale small_scale();
 /* The pid of this database's ecto_sync worker, 0 when none runs. */
 int worker_pid(pg::Connection &conn);
 
-/* The last event seq of the current database, from a fresh load's "seq". */
+/* The last event seq of the current database (ectosync.stats()). */
 uint64_t last_seq(pg::Connection &conn);
 
 /* Joins threads when leaving a scope (also when an assertion returns early). */

@@ -91,6 +91,7 @@ struct EctoShared {
   pg_atomic_uint64 cache_hits, cache_misses;
   Oid absent_dbs[64]; /* slots_lock: databases found without the extension */
   int nabsent;        /* slots_lock */
+  uint64 wakeups;     /* slots_lock: CREATE EXTENSIONs so far (see worker.cpp) */
   pid_t launcher_pid; /* slots_lock */
   Latch *launcher_latch; /* slots_lock */
 };

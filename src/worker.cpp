@@ -429,11 +429,23 @@ static bool extension_exists() {
   return exists;
 }
 
-static void mark_absent(Oid dboid) {
+static uint64 wakeups() {
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  uint64 n = shared->wakeups;
+  LWLockRelease(shared->slots_lock);
+  return n;
+}
+
+/*
+ * Records that dboid has no extension, unless a CREATE EXTENSION committed
+ * since the worker looked (wakeups moved on): then the launcher must start
+ * a worker again, and a stale "absent" would keep it from doing so.
+ */
+static void mark_absent(Oid dboid, uint64 wakeups_seen) {
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
-  bool known = false;
-  for (int i = 0; i < shared->nabsent; i++) known |= shared->absent_dbs[i] == dboid;
-  if (!known && shared->nabsent < (int)lengthof(shared->absent_dbs))
+  bool skip = shared->wakeups != wakeups_seen;
+  for (int i = 0; i < shared->nabsent; i++) skip |= shared->absent_dbs[i] == dboid;
+  if (!skip && shared->nabsent < (int)lengthof(shared->absent_dbs))
     shared->absent_dbs[shared->nabsent++] = dboid;
   LWLockRelease(shared->slots_lock);
 }
@@ -571,6 +583,7 @@ void wake_launcher() {
   for (int i = 0; i < shared->nabsent; i++)
     if (shared->absent_dbs[i] == MyDatabaseId)
       shared->absent_dbs[i--] = shared->absent_dbs[--shared->nabsent];
+  shared->wakeups++;
   Latch *latch = shared->launcher_latch;
   LWLockRelease(shared->slots_lock);
   if (latch) SetLatch(latch);
@@ -603,8 +616,9 @@ extern "C" void ectosync_worker_main(Datum arg) {
   pgstat_report_appname("ecto_sync worker");
   CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
   pg_entry([] {
+    uint64 seen = wakeups();
     if (!extension_exists()) {
-      mark_absent(MyDatabaseId);
+      mark_absent(MyDatabaseId, seen);
       return;
     }
     DbSlot *slot = become_worker();

@@ -544,10 +544,32 @@ static bool is_absent(Oid dboid) {
   return absent;
 }
 
+static std::vector<Oid> slot_owners() {
+  std::vector<Oid> owners;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  for (int i = 0; i < shared->nslots; i++) owners.push_back(slot_at(i)->dboid);
+  LWLockRelease(shared->slots_lock);
+  return owners;
+}
+
+/*
+ * Frees the slots of databases that were dropped (their worker went with
+ * them).  owners was read before dbs: a slot claimed before the database
+ * list was read belongs to a database that list shows, unless it is gone.
+ */
+static void release_dropped(const std::vector<Oid> &owners, const std::vector<Oid> &dbs) {
+  for (int i = 0; i < (int)owners.size(); i++)
+    if (OidIsValid(owners[i]) && std::find(dbs.begin(), dbs.end(), owners[i]) == dbs.end())
+      release_slot(slot_at(i), owners[i]);
+}
+
 static void launcher_loop() {
   std::map<Oid, BackgroundWorkerHandle *> workers;
   for (;;) {
-    for (Oid dboid : connectable_databases()) {
+    std::vector<Oid> owners = slot_owners();
+    std::vector<Oid> dbs = connectable_databases();
+    release_dropped(owners, dbs);
+    for (Oid dboid : dbs) {
       auto found = workers.find(dboid);
       pid_t pid;
       bool running = found != workers.end() && found->second &&
@@ -625,7 +647,7 @@ extern "C" void ectosync_worker_main(Datum arg) {
     if (!slot) return;
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */
-    release_slot(slot);
+    release_slot(slot, MyDatabaseId);
   });
   proc_exit(0);
 }

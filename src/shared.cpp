@@ -214,8 +214,12 @@ void attach_database_slot() {
                     errhint("Raise ectosync.max_databases and restart the server.")));
 }
 
-void release_slot(DbSlot *slot) {
+void release_slot(DbSlot *slot, Oid dboid) {
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  if (slot->dboid != dboid) {
+    LWLockRelease(shared->slots_lock);
+    return;
+  }
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   slot->dboid = InvalidOid;
   slot->head = slot->processed = slot->oldest = 0;

@@ -91,6 +91,7 @@ struct EctoShared {
   pg_atomic_uint64 cache_hits, cache_misses;
   Oid absent_dbs[64]; /* slots_lock: databases found without the extension */
   int nabsent;        /* slots_lock */
+  uint64 wakeups;     /* slots_lock: CREATE EXTENSIONs so far (see worker.cpp) */
   pid_t launcher_pid; /* slots_lock */
   Latch *launcher_latch; /* slots_lock */
 };
@@ -101,7 +102,7 @@ DbSlot *slot_at(int i);
 DbSlot *find_slot(Oid dboid);    /* caller holds slots_lock */
 DbSlot *current_slot();          /* MyDatabaseId's slot, or null */
 DbSlot *claim_slot(Oid dboid);   /* find or take a free slot; null if none */
-void release_slot(DbSlot *slot); /* extension dropped */
+void release_slot(DbSlot *slot, Oid dboid); /* if dboid still owns it */
 void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len);
 void wake_launcher(); /* worker.cpp: CREATE EXTENSION took effect */
 void wake_launcher_at_commit(); /* capture.cpp: wake_launcher() once committed */

@@ -429,11 +429,23 @@ static bool extension_exists() {
   return exists;
 }
 
-static void mark_absent(Oid dboid) {
+static uint64 wakeups() {
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  uint64 n = shared->wakeups;
+  LWLockRelease(shared->slots_lock);
+  return n;
+}
+
+/*
+ * Records that dboid has no extension, unless a CREATE EXTENSION committed
+ * since the worker looked (wakeups moved on): then the launcher must start
+ * a worker again, and a stale "absent" would keep it from doing so.
+ */
+static void mark_absent(Oid dboid, uint64 wakeups_seen) {
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
-  bool known = false;
-  for (int i = 0; i < shared->nabsent; i++) known |= shared->absent_dbs[i] == dboid;
-  if (!known && shared->nabsent < (int)lengthof(shared->absent_dbs))
+  bool skip = shared->wakeups != wakeups_seen;
+  for (int i = 0; i < shared->nabsent; i++) skip |= shared->absent_dbs[i] == dboid;
+  if (!skip && shared->nabsent < (int)lengthof(shared->absent_dbs))
     shared->absent_dbs[shared->nabsent++] = dboid;
   LWLockRelease(shared->slots_lock);
 }
@@ -532,10 +544,32 @@ static bool is_absent(Oid dboid) {
   return absent;
 }
 
+static std::vector<Oid> slot_owners() {
+  std::vector<Oid> owners;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  for (int i = 0; i < shared->nslots; i++) owners.push_back(slot_at(i)->dboid);
+  LWLockRelease(shared->slots_lock);
+  return owners;
+}
+
+/*
+ * Frees the slots of databases that were dropped (their worker went with
+ * them).  owners was read before dbs: a slot claimed before the database
+ * list was read belongs to a database that list shows, unless it is gone.
+ */
+static void release_dropped(const std::vector<Oid> &owners, const std::vector<Oid> &dbs) {
+  for (int i = 0; i < (int)owners.size(); i++)
+    if (OidIsValid(owners[i]) && std::find(dbs.begin(), dbs.end(), owners[i]) == dbs.end())
+      release_slot(slot_at(i), owners[i]);
+}
+
 static void launcher_loop() {
   std::map<Oid, BackgroundWorkerHandle *> workers;
   for (;;) {
-    for (Oid dboid : connectable_databases()) {
+    std::vector<Oid> owners = slot_owners();
+    std::vector<Oid> dbs = connectable_databases();
+    release_dropped(owners, dbs);
+    for (Oid dboid : dbs) {
       auto found = workers.find(dboid);
       pid_t pid;
       bool running = found != workers.end() && found->second &&
@@ -571,6 +605,7 @@ void wake_launcher() {
   for (int i = 0; i < shared->nabsent; i++)
     if (shared->absent_dbs[i] == MyDatabaseId)
       shared->absent_dbs[i--] = shared->absent_dbs[--shared->nabsent];
+  shared->wakeups++;
   Latch *latch = shared->launcher_latch;
   LWLockRelease(shared->slots_lock);
   if (latch) SetLatch(latch);
@@ -603,15 +638,16 @@ extern "C" void ectosync_worker_main(Datum arg) {
   pgstat_report_appname("ecto_sync worker");
   CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
   pg_entry([] {
+    uint64 seen = wakeups();
     if (!extension_exists()) {
-      mark_absent(MyDatabaseId);
+      mark_absent(MyDatabaseId, seen);
       return;
     }
     DbSlot *slot = become_worker();
     if (!slot) return;
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */
-    release_slot(slot);
+    release_slot(slot, MyDatabaseId);
   });
   proc_exit(0);
 }

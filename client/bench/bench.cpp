@@ -148,7 +148,8 @@ void prepare_write_db(const std::string &conninfo, const std::string &config) {
       conn.exec(std::string("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON ") + t +
                 " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
   }
-  conn.exec("VACUUM ANALYZE; CHECKPOINT");
+  conn.exec("VACUUM ANALYZE");
+  conn.exec("CHECKPOINT");
 }
 
 int bench_write(const std::map<std::string, std::string> &f) {
@@ -235,8 +236,8 @@ INSERT INTO posts (author_id, title, body, published)
   FROM generate_series(1, 10000) g;
 INSERT INTO posts_tags (post_id, tag_id)
   SELECT id, 1 + (id + o) % 40 FROM posts, unnest(ARRAY[0, 13, 27]) o;
-VACUUM ANALYZE;
 )SQL");
+  conn.exec("VACUUM ANALYZE");
   const std::string assocs = R"(["tags"])";
   conn.exec("SELECT ectosync.watch('posts', $1::jsonb)", {assocs});
   struct Value {

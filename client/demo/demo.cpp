@@ -302,7 +302,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   res.holders = static_cast<int>(holders.size());
 
   /* baselines */
-  admin.exec("SELECT pg_sleep(0.6)"); /* let backends flush their table stats */
+  admin.exec("SELECT pg_sleep(1.2)"); /* let backends flush their table stats */
   auto stats0 = try_stats(admin);
   int64_t rows0 = metrics::table_rows_read(admin);
   auto cpu0 = metrics::server_cpu_seconds(pgdata);
@@ -399,7 +399,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   for (auto &t : holder_threads) t.join();
   if (failed) throw std::runtime_error(failure);
 
-  admin.exec("SELECT pg_sleep(0.6)");
+  admin.exec("SELECT pg_sleep(1.2)");
   res.rows_read = metrics::table_rows_read(admin) - rows0;
   res.stats_after = try_stats(admin);
   for (const auto &[k, v] : res.stats_after)

@@ -52,7 +52,8 @@ blog::Scale small_scale() {
 
 int worker_pid(pg::Connection &conn) {
   auto r = conn.exec(
-      "SELECT pid FROM pg_stat_activity WHERE backend_type = 'ecto_sync worker' AND datname = "
+      "SELECT pid FROM pg_stat_activity WHERE (backend_type = 'ecto_sync worker' OR "
+      "application_name = 'ecto_sync worker') AND datname = "
       "current_database() ORDER BY backend_start DESC LIMIT 1");
   return r.rows() ? static_cast<int>(r.i64(0, 0)) : 0;
 }

@@ -40,6 +40,7 @@ TEST(Listener, EveryEventOnceInOrderAndResolvable) {
   const std::string epoch = loaded.str(0, 2);
 
   std::atomic<bool> failed{false};
+  std::atomic<int> writers_done{0};
   std::vector<std::thread> writers;
   testing_support::JoinAll join_writers{writers};
   for (int w = 0; w < kWriters; w++) {
@@ -59,6 +60,7 @@ TEST(Listener, EveryEventOnceInOrderAndResolvable) {
         ADD_FAILURE() << "writer " << w << ": " << e.what();
         failed = true;
       }
+      writers_done++;
     });
   }
 
@@ -82,10 +84,19 @@ TEST(Listener, EveryEventOnceInOrderAndResolvable) {
       pending.erase(pending.begin(), pending.begin() + static_cast<long>(n));
     }
   };
+  /* bounded: 90 s in all, and at most 15 s of silence after the writers finished */
   auto deadline = pg::Clock::now() + 90s;
+  auto last_heard = pg::Clock::now();
   while (static_cast<int>(seqs.size()) < kChanges && pg::Clock::now() < deadline && !failed) {
     auto n = listener.wait_notification(500ms);
-    if (!n) continue;
+    if (!n) {
+      if (writers_done == kWriters && pg::Clock::now() - last_heard > 15s) {
+        ADD_FAILURE() << "no notification for 15 s after the writers finished";
+        break;
+      }
+      continue;
+    }
+    last_heard = pg::Clock::now();
     std::vector<pg::Notification> batch{*n};
     for (auto &m : listener.take_notifications()) batch.push_back(m);
     for (const auto &m : batch) {

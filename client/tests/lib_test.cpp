@@ -4,9 +4,11 @@
  * deterministic blog fixture and the workload.
  */
 #include "common.hpp"
+#include "metrics.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -200,4 +202,48 @@ TEST(Blog, MixParses) {
   EXPECT_EQ(m.join, 9);
   EXPECT_THROW(blog::Mix::parse("bogus=1"), std::invalid_argument);
   EXPECT_THROW(blog::Mix::parse("insert=0"), std::invalid_argument);
+}
+
+TEST(CommitLog, EarliestCommitCoveringASeq) {
+  ectosync::CommitLog log;
+  auto t0 = pg::Clock::now();
+  log.record_seq(10, t0);
+  log.record_seq(8, t0 + 1ms); /* an earlier record already covers seq 8: ignored */
+  log.record_seq(25, t0 + 2ms);
+  EXPECT_EQ(log.seq_time(1).value(), t0);
+  EXPECT_EQ(log.seq_time(10).value(), t0);
+  EXPECT_EQ(log.seq_time(11).value(), t0 + 2ms);
+  EXPECT_EQ(log.seq_time(25).value(), t0 + 2ms);
+  EXPECT_FALSE(log.seq_time(26).has_value());
+  log.record_txid(7, t0 + 3ms);
+  EXPECT_EQ(log.txid_time(7).value(), t0 + 3ms);
+  EXPECT_FALSE(log.txid_time(8).has_value());
+  log.clear();
+  EXPECT_FALSE(log.seq_time(1).has_value());
+}
+
+TEST(Metrics, PercentileAndTable) {
+  std::vector<double> v{5, 1, 4, 2, 3};
+  EXPECT_DOUBLE_EQ(metrics::percentile(v, 0), 1);
+  EXPECT_DOUBLE_EQ(metrics::percentile(v, 50), 3);
+  EXPECT_DOUBLE_EQ(metrics::percentile(v, 100), 5);
+  EXPECT_DOUBLE_EQ(metrics::percentile({}, 50), 0);
+  metrics::Table t({"a", "bb"});
+  t.add({"xyz", "1"});
+  EXPECT_EQ(t.render(), "a    bb\n-------\nxyz   1\n");
+  EXPECT_EQ(metrics::ratio(3, 2), "1.50x");
+  EXPECT_EQ(metrics::ratio(3, 0), "-");
+}
+
+TEST(Metrics, ServerCpuOfThisServer) {
+  const char *pgdata = std::getenv("ECTOSYNC_PGDATA");
+  ASSERT_TRUE(pgdata) << "run under scripts/with-cluster.sh";
+  auto before = metrics::server_cpu_seconds(pgdata);
+  ASSERT_TRUE(before.has_value());
+  pg::Connection conn;
+  conn.exec("SELECT count(*) FROM generate_series(1, 3000000)");
+  auto after = metrics::server_cpu_seconds(pgdata);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_GT(*after, *before);
+  EXPECT_FALSE(metrics::server_cpu_seconds("/nonexistent").has_value());
 }

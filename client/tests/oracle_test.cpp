@@ -49,12 +49,17 @@ std::string random_shape(pg::Connection &conn, std::mt19937_64 &rng, const std::
   std::string out = "[";
   bool first = true;
   if (depth > 0) {
-    for (const auto &a : associations(conn, table)) {
-      if (rng() % 100 >= 45) continue;
+    auto assocs = associations(conn, table);
+    /* at the top, usually at least one association */
+    size_t forced =
+        (depth >= 3 && !assocs.empty() && rng() % 100 < 85) ? rng() % assocs.size() : assocs.size();
+    for (size_t i = 0; i < assocs.size(); i++) {
+      const auto &a = assocs[i];
+      if (i != forced && rng() % 100 >= 40) continue;
       if (!first) out += ", ";
       first = false;
       std::string nested =
-          (depth > 1 && rng() % 2) ? random_shape(conn, rng, a.target, depth - 1) : "[]";
+          (depth > 1 && rng() % 100 < 60) ? random_shape(conn, rng, a.target, depth - 1) : "[]";
       if (nested == "[]")
         out += "\"" + a.name + "\"";
       else
@@ -86,7 +91,7 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
   const int64_t changes = testing_support::env_int("ECTOSYNC_ORACLE_CHANGES",
                                                    testing_support::long_run() ? 30000 : 3000);
   const int kWriters = 3;
-  const int kHolders = static_cast<int>(testing_support::env_int("ECTOSYNC_ORACLE_HOLDERS", 8));
+  const int kHolders = static_cast<int>(testing_support::env_int("ECTOSYNC_ORACLE_HOLDERS", 10));
   std::cout << "oracle: seed " << seed << " (replay with ECTOSYNC_SEED=" << seed << "), " << changes
             << " statements, " << kWriters << " writers, " << kHolders << " holders" << std::endl;
   SCOPED_TRACE("seed " + std::to_string(seed));

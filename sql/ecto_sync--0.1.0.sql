@@ -16,6 +16,8 @@ COMMENT ON FUNCTION ectosync.version() IS 'The version of the loaded ecto_sync l
 -- Association discovery (src/assoc.hpp documents the names), watches and
 -- their capture triggers (src/watch.cpp), load() (src/load.cpp).
 
+GRANT USAGE ON SCHEMA ectosync TO PUBLIC;
+
 -- Watches: one row per (root, normalized assocs spec).  tables is what the
 -- watch needs of each table of its plan, as computed when the watch last
 -- resolved: [{"relid", "pk": [attnum...], "tracked": [attnum...],

@@ -187,7 +187,7 @@ class SpiCatalog : public CatalogSource {
   }
 
   std::optional<uint32_t> find_table(const std::string &name) override {
-    auto rows = spi_rows("SELECT pg_catalog.to_regclass($1)::oid", {{TEXTOID, name}}, true);
+    auto rows = spi_rows("SELECT pg_catalog.to_regclass($1)::oid", {{TEXTOID, name}}, false);
     if (rows.empty() || !rows[0][0]) return std::nullopt;
     uint32_t relid = static_cast<uint32_t>(std::stoul(*rows[0][0]));
     if (!table_exists(relid)) return std::nullopt; /* a view, a sequence, ... */
@@ -202,10 +202,12 @@ class SpiCatalog : public CatalogSource {
   }
 
  private:
-  bool table_exists(uint32_t relid) { return !spi_rows(kTableSql, oid_param(relid), true).empty(); }
+  bool table_exists(uint32_t relid) {
+    return !spi_rows(kTableSql, oid_param(relid), false).empty();
+  }
 
   TableDesc read_table(uint32_t relid) {
-    auto rows = spi_rows(kTableSql, oid_param(relid), true);
+    auto rows = spi_rows(kTableSql, oid_param(relid), false);
     if (rows.empty())
       throw AssocError(kUndefinedTable,
                        "relation with oid " + std::to_string(relid) + " is not a table", {},
@@ -215,12 +217,12 @@ class SpiCatalog : public CatalogSource {
     t.schema = *rows[0][0];
     t.name = *rows[0][1];
     t.sql_name = *rows[0][2];
-    for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), true)) {
+    for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
       t.columns.push_back(
           ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2], key_kind(type)});
     }
-    for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), true)) {
+    for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
       std::vector<int16_t> cols = parse_attnums(row[1]);
       if (*row[0] == "t") t.pk = cols;
       t.uniques.push_back(cols);
@@ -232,7 +234,7 @@ class SpiCatalog : public CatalogSource {
     char sql[512];
     snprintf(sql, sizeof sql, kForeignKeysSql, column);
     std::vector<ForeignKey> out;
-    for (const auto &row : spi_rows(sql, oid_param(relid), true))
+    for (const auto &row : spi_rows(sql, oid_param(relid), false))
       out.push_back(ForeignKey{*row[0], static_cast<uint32_t>(std::stoul(*row[1])),
                                parse_attnums(row[2]), static_cast<uint32_t>(std::stoul(*row[3])),
                                parse_attnums(row[4])});
@@ -306,14 +308,22 @@ void remember_relids(const Plan &plan) {
 
 }  // namespace
 
+/*
+ * The SPI connection closes before a resolution error is thrown: callers
+ * (watch refreshes) may catch it and go on.
+ */
 Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
-  SpiScope spi;
-  auto catalog = make_catalog_source();
-  try {
-    return resolve(*catalog, relid, parse_json(spec_text));
-  } catch (const AssocError &e) {
-    throw to_error(e);
+  std::optional<AssocError> failure;
+  {
+    SpiScope spi;
+    auto catalog = make_catalog_source();
+    try {
+      return resolve(*catalog, relid, parse_json(spec_text));
+    } catch (const AssocError &e) {
+      failure = e;
+    }
   }
+  throw to_error(*failure);
 }
 
 const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {

@@ -243,7 +243,7 @@ class AsSuperuser {
 
 std::string table_name(uint32_t relid) {
   auto rows =
-      spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, true);
+      spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, false);
   return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
 }
 
@@ -273,13 +273,13 @@ std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
 
 bool relation_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
-                   {{OIDOID, std::to_string(relid)}}, true)
+                   {{OIDOID, std::to_string(relid)}}, false)
               .empty();
 }
 
 bool trigger_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-                   {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, true)
+                   {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, false)
               .empty();
 }
 
@@ -289,7 +289,7 @@ std::map<uint32_t, std::string> stored_rows() {
   for (const auto &row : spi_rows(
            "SELECT relid::oid, pg_catalog.jsonb_build_array(pk_attnums, tracked_attnums, is_join,"
            " join_targets)::text FROM ectosync.watched_tables",
-           {}, true))
+           {}, false))
     out[static_cast<uint32_t>(std::stoul(*row[0]))] = *row[1];
   return out;
 }
@@ -301,7 +301,7 @@ std::string row_text(const TableNeed &n) {
        {TEXTOID, "{" + int_array(n.tracked).substr(1, int_array(n.tracked).size() - 2) + "}"},
        {TEXTOID, n.is_join ? "true" : "false"},
        {TEXTOID, join_targets_text(n.join_targets)}},
-      true);
+      false);
   return *rows.at(0)[0];
 }
 
@@ -311,7 +311,7 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
   auto it = stored.find(n.relid);
   if (it != stored.end() && it->second == text && trigger_exists(n.relid)) return;
   std::string table = table_name(n.relid);
-  spi_exec("DROP TRIGGER IF EXISTS " + std::string(kTrigger) + " ON " + table);
+  if (trigger_exists(n.relid)) spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table);
   spi_exec(create_trigger_sql(n, table));
   auto pg_array = [](const std::string &json) {
     return "{" + json.substr(1, json.size() - 2) + "}";
@@ -331,11 +331,9 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
 
 /* Table relid is no longer needed by any watch. */
 void uninstall(uint32_t relid) {
-  if (relation_exists(relid)) {
-    std::string table = table_name(relid);
-    spi_exec("DROP TRIGGER IF EXISTS " + std::string(kTrigger) + " ON " + table);
-  }
-  spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1",
+  if (relation_exists(relid) && trigger_exists(relid))
+    spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table_name(relid));
+  spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1::oid",
            {{TEXTOID, std::to_string(relid)}});
 }
 
@@ -350,7 +348,7 @@ std::vector<Watch> stored_watches() {
   std::vector<Watch> out;
   for (const auto &row :
        spi_rows("SELECT root::oid, spec::text, tables::text FROM ectosync.watches ORDER BY 1, 2",
-                {}, true))
+                {}, false))
     out.push_back(Watch{static_cast<uint32_t>(std::stoul(*row[0])), *row[1], *row[2]});
   return out;
 }
@@ -369,14 +367,14 @@ bool needs_exist(const Needs &needs) {
     auto rows = spi_rows(
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1"
         " AND attnum = ANY($2::int2[]) AND NOT attisdropped",
-        {{OIDOID, std::to_string(relid)}, {TEXTOID, list}}, true);
+        {{OIDOID, std::to_string(relid)}, {TEXTOID, list}}, false);
     if (std::stoul(*rows.at(0)[0]) != cols.size()) return false;
   }
   return true;
 }
 
 void delete_watch(const Watch &w) {
-  spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1 AND spec = $2::jsonb",
+  spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
            {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
 }
 
@@ -390,9 +388,8 @@ void refresh(bool after_drop) {
     Needs stored = parse_needs(w.tables);
     if (after_drop && (!relation_exists(w.root) || !needs_exist(stored))) {
       delete_watch(w);
-      warn("ecto_sync: removed the watch of a dropped table or column",
-           "The watch was rooted at relation " + std::to_string(w.root) + " with assocs " + w.spec +
-               ".");
+      warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+           "A table or column it needed was dropped.");
       continue;
     }
     Needs now;
@@ -406,7 +403,7 @@ void refresh(bool after_drop) {
     }
     if (needs_text(now) != w.tables)
       spi_exec(
-          "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1 AND spec = "
+          "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1::oid AND spec = "
           "$2::jsonb",
           {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
     merge(all, now);
@@ -451,10 +448,10 @@ void unwatch(uint32_t relid, const Jsonb *assocs) {
   check_owner({relid});
   AsSuperuser su;
   if (spec)
-    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1 AND spec = $2::jsonb",
+    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
              {{TEXTOID, std::to_string(relid)}, {TEXTOID, *spec}});
   else
-    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1",
+    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid",
              {{TEXTOID, std::to_string(relid)}});
   refresh(false);
 }

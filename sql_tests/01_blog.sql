@@ -1,8 +1,9 @@
 -- The blog domain that the regression tests share: persons write posts and
 -- comments, posts carry tags and labels, and a few odd tables exercise
 -- schemas and quoting.  Later test files (in order: 10_*, 11_*, ...) add
--- rows or tables of their own and clean up after themselves.
-CREATE EXTENSION ecto_sync;
+-- rows or tables of their own and clean up after themselves.  The
+-- extension normally exists already (00_extension.sql).
+CREATE EXTENSION IF NOT EXISTS ecto_sync;
 
 CREATE TABLE persons (
   id bigint PRIMARY KEY,

@@ -117,6 +117,7 @@ SELECT ectosync.unwatch('comments');
 
 -- Dropping the extension drops the triggers with it (rolled back here).
 BEGIN;
+SET LOCAL client_min_messages = warning;
 DROP EXTENSION ecto_sync CASCADE;
 SELECT count(*) FROM pg_trigger WHERE tgname = 'ectosync_capture';
 ROLLBACK;

@@ -89,5 +89,15 @@ SELECT name, kind, target, through FROM ectosync.associations('books') WHERE kin
 CREATE TABLE covers (id int PRIMARY KEY, book_id int UNIQUE REFERENCES books);
 SELECT name, kind FROM ectosync.associations('books') WHERE name LIKE 'cover%';
 
+-- A foreign key to its own table: both ends.
+CREATE TABLE nodes (id int PRIMARY KEY, parent_id int REFERENCES nodes);
+SELECT name, kind, target, owner_columns, target_columns FROM ectosync.associations('nodes');
+
+-- Views and other relations have no associations.
+CREATE VIEW people_view AS SELECT * FROM people;
+SELECT * FROM ectosync.associations('people_view');
+
 RESET search_path;
+SET client_min_messages = warning;
 DROP SCHEMA t10 CASCADE;
+RESET client_min_messages;

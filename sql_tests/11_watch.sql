@@ -98,6 +98,17 @@ DROP TABLE drafts;
 SELECT root, spec FROM ectosync.watches;
 SELECT * FROM capture_triggers;
 
+-- The same for a dropped column or foreign key that a watch follows.
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts, editor_id bigint REFERENCES persons);
+SELECT ectosync.watch('drafts', '["post"]');
+SELECT ectosync.watch('drafts', '["editor"]');
+ALTER TABLE drafts DROP COLUMN editor_id;
+SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
+ALTER TABLE drafts DROP CONSTRAINT drafts_post_id_fkey;
+SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
+SELECT * FROM capture_triggers;
+DROP TABLE drafts;
+
 -- Renames change nothing: watches and triggers are kept by oid and attnum.
 ALTER TABLE persons RENAME TO people;
 ALTER TABLE posts RENAME COLUMN title TO headline;

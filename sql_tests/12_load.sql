@@ -109,4 +109,26 @@ BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT ectosync.load('posts');
 ROLLBACK;
 
+
+-- Composite keys all the way: a join table between two tables with
+-- two-column primary keys.
+CREATE SCHEMA t12;
+CREATE TABLE t12.shelves (room text, no int, PRIMARY KEY (room, no));
+CREATE TABLE t12.boxes (code varchar(5), part int, PRIMARY KEY (code, part));
+CREATE TABLE t12.shelf_boxes (
+  room text, shelf_no int, box_code varchar(5), box_part int,
+  PRIMARY KEY (room, shelf_no, box_code, box_part),
+  FOREIGN KEY (room, shelf_no) REFERENCES t12.shelves,
+  FOREIGN KEY (box_code, box_part) REFERENCES t12.boxes
+);
+INSERT INTO t12.shelves VALUES ('b', 1), ('a', 2), ('a', 1);
+INSERT INTO t12.boxes VALUES ('x', 2), ('x', 1), ('Y', 1);
+INSERT INTO t12.shelf_boxes VALUES ('a', 1, 'x', 2), ('a', 1, 'Y', 1), ('b', 1, 'x', 2);
+SELECT name, kind, through_owner_columns, through_target_columns FROM ectosync.associations('t12.shelves');
+SELECT show(ectosync.load('t12.shelves', '{"boxes": ["shelves"]}'));
+SELECT show(ectosync.load('t12.shelves', '["boxes"]', '{"room": "a", "no": 1}'));
+SET client_min_messages = warning;
+DROP SCHEMA t12 CASCADE;
+RESET client_min_messages;
+
 DROP FUNCTION show(jsonb);

@@ -178,6 +178,14 @@ std::vector<SpiParam> oid_param(uint32_t relid) {
   return {{OIDOID, std::to_string(relid)}};
 }
 
+/* A relation's name as regclass prints it (its oid when it is gone). */
+std::string relation_name(uint32_t relid) {
+  auto rows = spi_rows("SELECT $1::pg_catalog.regclass::text", oid_param(relid), false);
+  return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
+}
+
+const char *const kWrongObjectType = "42809";
+
 class SpiCatalog : public CatalogSource {
  public:
   const TableDesc &table(uint32_t relid) override {
@@ -209,8 +217,7 @@ class SpiCatalog : public CatalogSource {
   TableDesc read_table(uint32_t relid) {
     auto rows = spi_rows(kTableSql, oid_param(relid), false);
     if (rows.empty())
-      throw AssocError(kUndefinedTable,
-                       "relation with oid " + std::to_string(relid) + " is not a table", {},
+      throw AssocError(kWrongObjectType, "\"" + relation_name(relid) + "\" is not a table", {},
                        "ecto_sync works on ordinary and partitioned tables.");
     TableDesc t;
     t.relid = relid;

@@ -379,33 +379,56 @@ void delete_watch(const Watch &w) {
 }
 
 /*
+ * Watch changes one at a time: two refreshes would race to create the same
+ * triggers.  Taken before the first write to ectosync.watches.
+ */
+void lock_watches() {
+  spi_exec("LOCK TABLE ectosync.watches IN SHARE ROW EXCLUSIVE MODE");
+}
+
+/*
+ * What watch w needs now.  A spec that no longer resolves keeps what it
+ * needed before (a rename changed an association's name), except after a
+ * DROP, or when a table or column it needed is gone: then the watch is
+ * removed (returns false).  Both with a WARNING.
+ */
+bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
+  Needs stored = parse_needs(w.tables);
+  std::string failure;
+  if (relation_exists(w.root)) {
+    try {
+      now = needs_of(resolve_plan_text(w.root, w.spec));
+      return true;
+    } catch (const Error &e) {
+      failure = e.message;
+    }
+  }
+  if (!after_drop && needs_exist(stored)) {
+    warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
+             " no longer resolves; its triggers stay as they were",
+         failure);
+    now = stored;
+    return true;
+  }
+  delete_watch(w);
+  warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+       failure.empty() ? "Its table was dropped." : failure);
+  return false;
+}
+
+/*
  * Re-resolves every watch and installs the union of their needs.  after_drop:
  * watches of dropped tables/columns go away.
  */
 void refresh(bool after_drop) {
   Needs all;
   for (const Watch &w : stored_watches()) {
-    Needs stored = parse_needs(w.tables);
-    if (after_drop && (!relation_exists(w.root) || !needs_exist(stored))) {
-      delete_watch(w);
-      warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
-           "A table or column it needed was dropped.");
-      continue;
-    }
     Needs now;
-    try {
-      now = needs_of(resolve_plan_text(w.root, w.spec));
-    } catch (const Error &e) {
-      warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
-               " no longer resolves; its triggers stay as they were",
-           e.message);
-      now = stored;
-    }
-    if (needs_text(now) != w.tables)
-      spi_exec(
-          "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1::oid AND spec = "
-          "$2::jsonb",
-          {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
+    if (!resolve_needs(w, after_drop, now)) continue;
+    spi_exec(
+        "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1::oid AND spec = "
+        "$2::jsonb AND tables IS DISTINCT FROM $3::jsonb",
+        {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
     merge(all, now);
   }
   auto stored = stored_rows();
@@ -425,6 +448,7 @@ Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
   tables += "]";
   {
     AsSuperuser su;
+    lock_watches();
     spi_exec(
         "INSERT INTO ectosync.watches (root, spec, tables) VALUES"
         " ($1::oid::regclass, $2::jsonb, $3::jsonb) ON CONFLICT (root, spec) DO UPDATE"
@@ -447,6 +471,7 @@ void unwatch(uint32_t relid, const Jsonb *assocs) {
   SpiScope spi;
   check_owner({relid});
   AsSuperuser su;
+  lock_watches();
   if (spec)
     spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
              {{TEXTOID, std::to_string(relid)}, {TEXTOID, *spec}});
@@ -552,6 +577,7 @@ extern "C" Datum ectosync_refresh_watches(PG_FUNCTION_ARGS) {
   pg_entry([&] {
     SpiScope spi;
     AsSuperuser su;
+    lock_watches();
     refresh(after_drop);
   });
   PG_RETURN_VOID();

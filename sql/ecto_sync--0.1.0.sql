@@ -143,6 +143,11 @@ CREATE FUNCTION ectosync.load(tbl regclass, assocs jsonb DEFAULT '[]', filter js
 COMMENT ON FUNCTION ectosync.load(regclass, jsonb, jsonb) IS
   'A value: the rows of tbl (equal to filter, if given) with their associations, ready for sync()';
 
+CREATE FUNCTION ectosync._load_rows_where(tbl regclass, assocs jsonb, columns text[], vals text[])
+    RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_load_rows_where';
+COMMENT ON FUNCTION ectosync._load_rows_where(regclass, jsonb, text[], text[]) IS
+  'The rows of tbl whose columns equal vals (NULL: IS NULL), nested as load() nests them: what sync() loads for rows entering a value';
+
 -- Dropped tables, columns and constraints: watches that needed them are
 -- removed (with a WARNING) and triggers rebuilt.  Renames need nothing:
 -- watches and triggers are kept by oid and attnum.

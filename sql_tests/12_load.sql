@@ -131,4 +131,15 @@ SET client_min_messages = warning;
 DROP SCHEMA t12 CASCADE;
 RESET client_min_messages;
 
+
+-- The keyed load that sync() uses for rows entering a value: rows of a
+-- table where columns equal values (text, as the type's input), nested as
+-- load() nests them.
+SELECT ectosync._load_rows_where('comments', '["author"]', '{post_id}', '{1}');
+SELECT ectosync._load_rows_where('comments', '[]', '{author_id}', ARRAY[NULL]);
+SELECT ectosync._load_rows_where('posts_tags', '["tag"]', '{post_id,tag_id}', '{1,2}');
+SELECT ectosync._load_rows_where('labels', '["posts"]', '{id}', '{a0000000-0000-0000-0000-000000000001}');
+SELECT ectosync._load_rows_where('posts', '[]', '{id}', '{99}');
+SELECT ectosync._load_rows_where('posts', '[]', '{nope}', '{1}');
+
 DROP FUNCTION show(jsonb);

@@ -21,11 +21,13 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(ectosync_load);
+PG_FUNCTION_INFO_V1(ectosync_load_rows_where);
 }
 
 #include <cinttypes>
@@ -352,4 +354,67 @@ extern "C" Datum ectosync_load(PG_FUNCTION_ARGS) {
   Jsonb *filter = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
   Jsonb *value = pg_entry([&] { return load_value(relid, assocs, filter); });
   PG_RETURN_JSONB_P(value);
+}
+
+namespace ectosync {
+namespace {
+
+/* Elements of a text[] (NULL elements as nullopt). */
+std::vector<std::optional<std::string>> text_array(ArrayType *array) {
+  Datum *elems = nullptr;
+  bool *nulls = nullptr;
+  int n = 0;
+  pg_call([&] { deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n); });
+  std::vector<std::optional<std::string>> out;
+  for (int i = 0; i < n; ++i) {
+    if (nulls[i]) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    char *cstr = pg_call([&] { return TextDatumGetCString(elems[i]); });
+    out.emplace_back(cstr);
+  }
+  return out;
+}
+
+/* load_rows_where() on the root of a plan, columns by name. */
+Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, ArrayType *values) {
+  const Plan &plan = resolve_plan(relid, assocs);
+  auto names = text_array(columns);
+  auto vals = text_array(values);
+  if (names.size() != vals.size())
+    throw Error(ERRCODE_ARRAY_SUBSCRIPT_ERROR, "columns and values differ in length");
+  std::vector<Column> cols;
+  {
+    SpiScope spi;
+    auto catalog = make_catalog_source();
+    const TableDesc &desc = catalog->table(relid);
+    for (const auto &name : names) {
+      const ColumnDesc *col = name ? desc.column(*name) : nullptr;
+      if (!col)
+        throw Error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name.value_or("NULL") + "\" of table " +
+                                                  plan.root->table.display() + " does not exist");
+      cols.push_back(
+          Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text), col->type_name});
+    }
+  }
+  return load_rows_where(*plan.root, cols, vals);
+}
+
+}  // namespace
+}  // namespace ectosync
+
+/*
+ * ectosync._load_rows_where(tbl regclass, assocs jsonb, columns text[],
+ * vals text[]) RETURNS jsonb: the rows load() would nest for tbl where the
+ * columns equal the values (NULL: IS NULL), as an array.  What sync() uses
+ * for rows entering a value; SQL-callable for tests and debugging.
+ */
+extern "C" Datum ectosync_load_rows_where(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3)) PG_RETURN_NULL();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  ArrayType *columns = PG_GETARG_ARRAYTYPE_P(2);
+  ArrayType *values = PG_GETARG_ARRAYTYPE_P(3);
+  PG_RETURN_JSONB_P(pg_entry([&] { return rows_where(relid, assocs, columns, values); }));
 }

@@ -437,31 +437,37 @@ void refresh(bool after_drop) {
     if (!all.count(relid)) uninstall(relid);
 }
 
-/* ectosync.watch(): returns {"tables": ["public.posts", ...]} */
-Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
-  Plan plan = resolve_plan_text(relid, assocs ? jsonb_text(assocs) : "[]");
+/* Records the watch of plan and installs its triggers; returns its table names. */
+std::string record_watch(const Plan &plan) {
   SpiScope spi;
   check_owner(plan.tables());
   std::string tables = "[";
   for (uint32_t t : plan.tables())
     tables += (tables.size() > 1 ? ", " : "") + json_quote(table_name(t));
   tables += "]";
-  {
-    AsSuperuser su;
-    lock_watches();
-    spi_exec(
-        "INSERT INTO ectosync.watches (root, spec, tables) VALUES"
-        " ($1::oid::regclass, $2::jsonb, $3::jsonb) ON CONFLICT (root, spec) DO UPDATE"
-        " SET tables = EXCLUDED.tables",
-        {{TEXTOID, std::to_string(relid)},
-         {TEXTOID, plan.spec},
-         {TEXTOID, needs_text(needs_of(plan))}});
-    refresh(false);
-  }
-  std::string out = "{\"tables\": " + tables + "}";
-  const char *text = out.c_str();
-  return pg_call(
-      [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text))); });
+  AsSuperuser su;
+  lock_watches();
+  spi_exec(
+      "INSERT INTO ectosync.watches (root, spec, tables) VALUES"
+      " ($1::oid::regclass, $2::jsonb, $3::jsonb) ON CONFLICT (root, spec) DO UPDATE"
+      " SET tables = EXCLUDED.tables",
+      {{TEXTOID, std::to_string(plan.root->table.relid)},
+       {TEXTOID, plan.spec},
+       {TEXTOID, needs_text(needs_of(plan))}});
+  refresh(false);
+  return tables;
+}
+
+Jsonb *to_jsonb_value(const std::string &text);
+
+/*
+ * ectosync.watch(): returns {"tables": ["posts", ...]}, built after the SPI
+ * connection closed so that it lives in the caller's memory context.
+ */
+Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
+  Plan plan = resolve_plan_text(relid, assocs ? jsonb_text(assocs) : "[]");
+  std::string tables = record_watch(plan);
+  return to_jsonb_value("{\"tables\": " + tables + "}");
 }
 
 /* ectosync.unwatch(): one watch (assocs given) or every watch of relid. */

@@ -86,6 +86,14 @@ ALTER TABLE post_notes ADD FOREIGN KEY (post_id) REFERENCES posts;
 SELECT show(ectosync.load('posts', '["post_notes"]', '{"id": 1}'));
 DROP TABLE post_notes;
 
+-- Plans are cached per session and forgotten when a table they use
+-- changes: renaming the column an association is named after renames it.
+SELECT show(ectosync.load('posts', '["author"]', '{"id": 2}'));
+ALTER TABLE posts RENAME COLUMN author_id TO writer_id;
+SELECT ectosync.load('posts', '["author"]', '{"id": 2}');
+SELECT show(ectosync.load('posts', '["writer"]', '{"id": 2}'));
+ALTER TABLE posts RENAME COLUMN writer_id TO author_id;
+
 -- load() runs as the calling role: privileges and row level security apply.
 CREATE ROLE ectosync_reader;
 GRANT SELECT ON posts, comments TO ectosync_reader;

@@ -325,3 +325,64 @@ TEST_F(Blog, RefusesTablesWithoutKeysAndOddKeyTypes) {
   /* discovery alone does not care */
   EXPECT_EQ(summary(posts).size(), 6u);
 }
+
+TEST(Plan, KindNames) {
+  EXPECT_STREQ(assoc_kind_name(AssocKind::BelongsTo), "belongs_to");
+  EXPECT_STREQ(assoc_kind_name(AssocKind::HasMany), "has_many");
+  EXPECT_STREQ(assoc_kind_name(AssocKind::HasOne), "has_one");
+  EXPECT_STREQ(assoc_kind_name(AssocKind::ManyToMany), "many_to_many");
+  EXPECT_TRUE(Plan().tables().empty());
+}
+
+TEST(Json, SurrogatePairsAndDepth) {
+  EXPECT_EQ(parse_json(R"("\ud83d\ude00")").text, "\xf0\x9f\x98\x80");
+  EXPECT_THROW(parse_json(R"("\ud83d")"), AssocError);
+  EXPECT_EQ(parse_json(std::string(200, '[') + std::string(200, ']')).type, Json::Type::Array);
+  EXPECT_THROW(parse_json(std::string(300, '[') + std::string(300, ']')), AssocError);
+}
+
+TEST_F(Blog, DefinitionsOfEveryKindNormalize) {
+  Plan h = plan(persons, R"({"bio": {"has_one": "profiles", "columns": "person_id",
+                                      "assocs": {"owner": {"belongs_to": "persons",
+                                                           "columns": "person_id"}}}})");
+  EXPECT_EQ(h.spec,
+            R"({"bio": {"assocs": {"owner": {"assocs": {}, "columns": ["person_id"], )"
+            R"("belongs_to": "public.persons", "references": ["id"]}}, "columns": ["person_id"], )"
+            R"("has_one": "public.profiles", "references": ["id"]}})");
+  EXPECT_EQ(h.root->assocs[0].kind, AssocKind::HasOne);
+  EXPECT_FALSE(h.root->assocs[0].is_many());
+  EXPECT_EQ(h.root->assocs[0].target->assocs[0].target->table.name, "persons");
+  EXPECT_EQ(plan(persons, h.spec).spec, h.spec);
+}
+
+TEST_F(Blog, DefinitionErrors) {
+  EXPECT_EQ(error_of([&] {
+              plan(posts, R"({"m": {"many_to_many": "tags", "owner_columns": "post_id",
+                                    "target_columns": "tag_id"}})");
+            }),
+            "22023 the definition of association \"m\" needs option \"through\" (a table name)");
+  EXPECT_EQ(error_of([&] { plan(posts, R"({"w": {"belongs_to": "persons"}})"); }),
+            "22023 the definition of association \"w\" needs option \"columns\"");
+  EXPECT_EQ(error_of([&] {
+              plan(posts, R"([{"w": {"belongs_to": "persons", "columns": "author_id"}},
+                              {"w": {"belongs_to": "persons", "columns": "author_id"}}])");
+            }),
+            "22023 association \"w\" is defined twice");
+  EXPECT_EQ(error_of([&] {
+              plan(posts, R"({"w": {"belongs_to": "persons", "columns": ["id", "author_id"]}})");
+            }),
+            "22023 association \"w\" pairs 2 column(s) of public.posts with 1 of public.persons");
+  EXPECT_EQ(error_of([&] { plan(posts, R"({"w": {"belongs_to": "persons", "columns": []}})"); }),
+            "22023 option \"columns\" of association \"w\" must be a column name or a non-empty "
+            "array of column names");
+}
+
+TEST_F(Blog, SpecShapes) {
+  /* a bare name, nested names as strings, repeated names merge */
+  EXPECT_EQ(plan(posts, R"("comments")").spec, R"({"comments": {}})");
+  EXPECT_EQ(plan(posts, R"({"comments": "post"})").spec, R"({"comments": {"post": {}}})");
+  EXPECT_EQ(plan(posts, R"([{"comments": "post"}, {"comments": ["author"]}])").spec,
+            R"({"comments": {"post": {}, "author": {}}})");
+  EXPECT_THROW(plan(posts, R"([["tags"]])"), AssocError);
+  EXPECT_THROW(plan(posts, R"({"tags": false})"), AssocError);
+}

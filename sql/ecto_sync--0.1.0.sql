@@ -153,6 +153,8 @@ COMMENT ON FUNCTION ectosync._load_rows_where(regclass, jsonb, text[], text[]) I
 -- watches and triggers are kept by oid and attnum.
 CREATE FUNCTION ectosync._refresh_watches(after_drop boolean) RETURNS void
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_refresh_watches';
+COMMENT ON FUNCTION ectosync._refresh_watches(boolean) IS
+  'Re-resolve every watch and rebuild the capture triggers; after a restore (new oids, attnums) run SELECT ectosync._refresh_watches(false)';
 
 CREATE FUNCTION ectosync._on_sql_drop() RETURNS event_trigger
     LANGUAGE plpgsql AS $$

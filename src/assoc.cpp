@@ -595,6 +595,11 @@ std::vector<Column> key_columns(const TableDesc &table, const std::vector<int16_
 
 /* A table of a plan: it must have a primary key of supported types. */
 TableInfo table_info(const TableDesc &table) {
+  if (table.partitioned)
+    throw AssocError(kFeatureNotSupported,
+                     "table " + display(table) + " is partitioned, which ecto_sync cannot watch",
+                     "Row triggers on a partitioned table report changes by partition.",
+                     "Use the partitions, or an ordinary table.");
   if (table.pk.empty())
     throw AssocError(kFeatureNotSupported, "table " + display(table) + " has no primary key",
                      "ecto_sync identifies rows by their primary key.",

@@ -150,7 +150,7 @@ std::optional<KeyKind> key_kind(Oid type) {
 }
 
 const char *const kTableSql =
-    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname)"
+    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.oid = $1 AND c.relkind IN ('r', 'p')";
 
@@ -224,6 +224,7 @@ class SpiCatalog : public CatalogSource {
     t.schema = *rows[0][0];
     t.name = *rows[0][1];
     t.sql_name = *rows[0][2];
+    t.partitioned = *rows[0][3] == "p";
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
       t.columns.push_back(

@@ -123,7 +123,12 @@ ALTER TABLE posts RENAME COLUMN headline TO title;
 ALTER TABLE posts RENAME COLUMN author_id TO writer_id;
 SELECT ectosync.watch('comments');
 SELECT * FROM capture_triggers;
+-- Such a watch can still be removed by its stored spec.
+SELECT ectosync.unwatch('posts', '{"author": {}}');
+SELECT root, spec FROM ectosync.watches;
+SELECT * FROM capture_triggers;
 ALTER TABLE posts RENAME COLUMN writer_id TO author_id;
+SELECT ectosync.watch('posts', '["author"]');
 SELECT ectosync.unwatch('comments');
 
 -- Dropping the extension drops the triggers with it (rolled back here).

@@ -470,10 +470,24 @@ Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
   return to_jsonb_value("{\"tables\": " + tables + "}");
 }
 
+/*
+ * The stored spec that assocs names: its normalized form, or, when it no
+ * longer resolves (renamed since), assocs itself as stored (jsonb equality
+ * ignores key order).
+ */
+std::string watched_spec(uint32_t relid, const Jsonb *assocs) {
+  std::string text = jsonb_text(assocs);
+  try {
+    return resolve_plan_text(relid, text).spec;
+  } catch (const Error &) {
+    return text;
+  }
+}
+
 /* ectosync.unwatch(): one watch (assocs given) or every watch of relid. */
 void unwatch(uint32_t relid, const Jsonb *assocs) {
   std::optional<std::string> spec;
-  if (assocs) spec = resolve_plan_text(relid, jsonb_text(assocs)).spec;
+  if (assocs) spec = watched_spec(relid, assocs);
   SpiScope spi;
   check_owner({relid});
   AsSuperuser su;

@@ -156,8 +156,12 @@ CREATE FUNCTION ectosync._refresh_watches(after_drop boolean) RETURNS void
 COMMENT ON FUNCTION ectosync._refresh_watches(boolean) IS
   'Re-resolve every watch and rebuild the capture triggers; after a restore (new oids, attnums) run SELECT ectosync._refresh_watches(false)';
 
+REVOKE EXECUTE ON FUNCTION ectosync._refresh_watches(boolean) FROM PUBLIC;
+
+-- Runs as the extension's owner: whoever drops a table may not call
+-- _refresh_watches() directly.
 CREATE FUNCTION ectosync._on_sql_drop() RETURNS event_trigger
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
               WHERE d.classid IN ('pg_catalog.pg_class'::regclass,

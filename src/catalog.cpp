@@ -287,7 +287,7 @@ void on_relcache_invalidation(Datum, Oid relid) {
 
 /* Transaction end: plans retired by invalidations can go now. */
 void on_xact_end(XactEvent event, void *) {
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
       event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
     plan_cache.retired.clear();
 }

@@ -11,3 +11,11 @@ SELECT ectosync._require_preload();
 CREATE FUNCTION ectosync.version() RETURNS text
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'ectosync_version';
 COMMENT ON FUNCTION ectosync.version() IS 'The version of the loaded ecto_sync library';
+
+-- ==== sync ====
+-- Test-only: rebuilds a jsonb value with ecto_sync's binary writer (new
+-- nodes down to depth levels, raw copies below): the result must be
+-- byte-identical to the input.
+CREATE FUNCTION ectosync._jsonb_rebuild(value jsonb, depth int) RETURNS jsonb
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'ectosync_jsonb_rebuild';
+-- ==== end sync ====

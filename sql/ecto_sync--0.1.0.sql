@@ -18,4 +18,13 @@ COMMENT ON FUNCTION ectosync.version() IS 'The version of the loaded ecto_sync l
 -- byte-identical to the input.
 CREATE FUNCTION ectosync._jsonb_rebuild(value jsonb, depth int) RETURNS jsonb
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'ectosync_jsonb_rebuild';
+
+-- The value patched with one event (a notification payload or a bare event
+-- id).  VOLATILE: it reads the shared cache and the event log, which change
+-- under a statement.  PARALLEL RESTRICTED: on a cache miss it reads rows
+-- through SPI and writes the shared cache.
+CREATE FUNCTION ectosync.sync(value jsonb, event text) RETURNS jsonb
+    LANGUAGE c VOLATILE STRICT PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'ectosync_sync';
+COMMENT ON FUNCTION ectosync.sync(jsonb, text) IS
+    'Patch a value made by ectosync.load() with one event; SQLSTATE ZE001: reload it';
 -- ==== end sync ====

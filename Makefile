@@ -22,6 +22,9 @@ ISOLATION_OPTS = --inputdir=build/test --outputdir=build/isolation
 REGRESS_PREP = build/test
 EXTRA_CLEAN = build
 
+# No JIT bitcode: it would compile the C++ sources with clang as C++98.
+override with_llvm = no
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -32,8 +35,6 @@ include $(PGXS)
 override CPPFLAGS := -isystem $(includedir_server) $(CPPFLAGS)
 override CXXFLAGS := $(CXXFLAGS) -std=c++17 -Wextra -Werror
 SHLIB_LINK += -lstdc++
-# No JIT bitcode for C++ sources.
-override with_llvm = no
 
 build/test:
 	mkdir -p build/test build/regress build/isolation

@@ -13,6 +13,8 @@
 #include "pg_boundary.hpp"
 #include "settings.hpp"
 
+#include <climits>
+
 extern "C" {
 #include "miscadmin.h"
 #include "utils/builtins.h"

@@ -21,7 +21,7 @@ namespace detail {
 
 void pg_try(void (*fn)(void *), void *arg) {
   MemoryContext caller_context = CurrentMemoryContext;
-  ErrorData *error = nullptr;
+  ErrorData *volatile error = nullptr;
   std::exception_ptr thrown; /* only set by a C++ throw inside fn */
 
   PG_TRY();

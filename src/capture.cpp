@@ -1,0 +1,330 @@
+/*
+ * capture.cpp: the row trigger that records changes, and the transaction
+ * callbacks that hand them to the database's queue at commit.
+ *
+ * watch() installs, on every captured table,
+ *   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW
+ *     EXECUTE FUNCTION ectosync.capture('<n>', <n pk attnums>, <tracked attnums>)
+ *   AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()
+ *
+ * Per row, the trigger encodes the key columns' old and new values (text, by
+ * the type's output function) into a buffer of this transaction.  Nothing
+ * reaches shared memory before the commit: XACT_EVENT_COMMIT runs after the
+ * transaction became visible to new snapshots, so the worker's load sees
+ * it, and before its locks are released, so a transaction that waited on
+ * one of its rows gets a later seq.  Writers never NOTIFY (and so never take
+ * the global lock NOTIFY holds at commit): the worker does.
+ *
+ * The buffer is bounded by ectosync.max_xact_events: past it, the
+ * transaction only remembers which tables it touched and queues a RELOAD
+ * marker for each.  A rolled-back subtransaction truncates the buffer to
+ * where it was when the subtransaction started.
+ */
+#include "pg_boundary.hpp"
+#include "settings.hpp"
+#include "shared.hpp"
+#include "shared_internal.hpp"
+
+extern "C" {
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(ectosync_capture);
+}
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+/*
+ * This transaction's events, in TopTransactionContext: encoded bodies back
+ * to back in `bodies`; `events[i].body` holds an offset into it until the
+ * commit turns it into a pointer (no allocation happens after commit).
+ */
+struct SubxactMark {
+  SubTransactionId subid;
+  int count;
+  size_t bytes;
+};
+
+static struct {
+  PendingEvent *events;
+  int count, capacity;
+  char *bodies;
+  size_t bytes, bytes_capacity;
+  uint32_t *reload; /* tables of a transaction past max_xact_events */
+  int nreload, reload_capacity;
+  bool overflowed;
+  SubxactMark *marks;
+  int nmarks, marks_capacity;
+} pending;
+
+static void reset_pending() { memset(&pending, 0, sizeof pending); }
+
+/* CREATE EXTENSION asked to start this database's worker once it commits. */
+static bool wake_at_commit = false;
+
+/* Grows a TopTransactionContext array to hold at least `need` elements. */
+template <typename T>
+static void reserve(T *&array, int &capacity, int need) {
+  if (need <= capacity) return;
+  int grown = std::max(need, std::max(16, capacity * 2));
+  pg_call([&] {
+    array = array ? (T *)repalloc(array, sizeof(T) * grown)
+                  : (T *)MemoryContextAlloc(TopTransactionContext, sizeof(T) * grown);
+  });
+  capacity = grown;
+}
+
+static void remember_reload(uint32_t relid) {
+  for (int i = 0; i < pending.nreload; i++)
+    if (pending.reload[i] == relid) return;
+  reserve(pending.reload, pending.reload_capacity, pending.nreload + 1);
+  pending.reload[pending.nreload++] = relid;
+}
+
+/* Past ectosync.max_xact_events: keep only the tables, drop the events. */
+static void overflow_to_reload() {
+  for (int i = 0; i < pending.count; i++) remember_reload(pending.events[i].relid);
+  pending.count = 0;
+  pending.bytes = 0;
+  pending.overflowed = true;
+}
+
+static void buffer_event(uint32_t relid, Op op, const std::string &body) {
+  if (!pending.overflowed && pending.count >= settings.max_xact_events) overflow_to_reload();
+  if (pending.overflowed) {
+    remember_reload(relid);
+    return;
+  }
+  if (pending.bytes + body.size() > pending.bytes_capacity) {
+    size_t grown = std::max(pending.bytes + body.size(), std::max<size_t>(4096, pending.bytes * 2));
+    pg_call([&] {
+      pending.bodies = pending.bodies
+                           ? (char *)repalloc_huge(pending.bodies, grown)
+                           : (char *)MemoryContextAllocHuge(TopTransactionContext, grown);
+    });
+    pending.bytes_capacity = grown;
+  }
+  reserve(pending.events, pending.capacity, pending.count + 1);
+  memcpy(pending.bodies + pending.bytes, body.data(), body.size());
+  pending.events[pending.count++] = {relid, op, (const char *)(uintptr_t)pending.bytes,
+                                     (uint32_t)body.size()};
+  pending.bytes += body.size();
+}
+
+/* ---- the trigger ---- */
+
+/* One key column of a changed row, read in the C phase of the trigger. */
+struct KeyValue {
+  int16 attnum;
+  bool is_pk;
+  bool has_old, has_new;
+  char *old_text, *new_text; /* NULL: SQL NULL */
+};
+
+static char *column_text(HeapTuple tuple, TupleDesc desc, int16 attnum) {
+  bool isnull;
+  Datum value = heap_getattr(tuple, attnum, desc, &isnull);
+  if (isnull) return nullptr;
+  Oid output;
+  bool varlena;
+  getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &output, &varlena);
+  return OidOutputFunctionCall(output, value);
+}
+
+/* An UPDATE that rewrote the row byte for byte changes nothing we track. */
+static bool tuples_identical(HeapTuple a, HeapTuple b) {
+  HeapTupleHeader ha = a->t_data, hb = b->t_data;
+  if (a->t_len != b->t_len || ha->t_hoff != hb->t_hoff ||
+      HeapTupleHeaderGetNatts(ha) != HeapTupleHeaderGetNatts(hb) ||
+      (ha->t_infomask & HEAP_HASNULL) != (hb->t_infomask & HEAP_HASNULL))
+    return false;
+  size_t from = offsetof(HeapTupleHeaderData, t_bits);
+  return memcmp((char *)ha + from, (char *)hb + from, a->t_len - from) == 0;
+}
+
+static int16 trigger_attnum(Trigger *trigger, int i, Relation rel) {
+  int value = atoi(trigger->tgargs[i]);
+  if (value <= 0 || value > RelationGetDescr(rel)->natts)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: trigger \"%s\" on \"%s\" names column %s, which the table "
+                           "does not have",
+                           trigger->tgname, RelationGetRelationName(rel), trigger->tgargs[i]),
+                    errhint("Run ectosync.watch() again to reinstall the trigger.")));
+  return (int16)value;
+}
+
+/*
+ * The C phase: read every key value with PostgreSQL's functions, which may
+ * raise errors, before any C++ object exists.  Returns the number of keys,
+ * or -1 when the row needs no event.
+ */
+static int read_key_values(TriggerData *trigdata, KeyValue *keys) {
+  Trigger *trigger = trigdata->tg_trigger;
+  Relation rel = trigdata->tg_relation;
+  TupleDesc desc = RelationGetDescr(rel);
+  HeapTuple old_tuple = nullptr, new_tuple = nullptr;
+  if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event)) {
+    new_tuple = trigdata->tg_trigtuple;
+  } else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event)) {
+    old_tuple = trigdata->tg_trigtuple;
+  } else {
+    old_tuple = trigdata->tg_trigtuple;
+    new_tuple = trigdata->tg_newtuple;
+    if (tuples_identical(old_tuple, new_tuple)) return -1;
+  }
+  int npk = trigger->tgnargs > 0 ? atoi(trigger->tgargs[0]) : 0;
+  if (npk < 1 || npk >= trigger->tgnargs)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: trigger \"%s\" on \"%s\" has malformed arguments",
+                           trigger->tgname, RelationGetRelationName(rel)),
+                    errhint("Run ectosync.watch() again to reinstall the trigger.")));
+  int nkeys = trigger->tgnargs - 1;
+  for (int i = 0; i < nkeys; i++) {
+    KeyValue &key = keys[i];
+    key.attnum = trigger_attnum(trigger, i + 1, rel);
+    key.is_pk = i < npk;
+    key.has_old = old_tuple != nullptr;
+    key.has_new = new_tuple != nullptr;
+    key.old_text = old_tuple ? column_text(old_tuple, desc, key.attnum) : nullptr;
+    key.new_text = new_tuple ? column_text(new_tuple, desc, key.attnum) : nullptr;
+  }
+  return nkeys;
+}
+
+/* The C++ phase: encode and buffer; throws only C++ exceptions. */
+static void buffer_row(uint32_t relid, Op op, const KeyValue *keys, int nkeys) {
+  std::vector<ColumnChange> columns(nkeys);
+  for (int i = 0; i < nkeys; i++) {
+    ColumnChange &c = columns[i];
+    c.attnum = keys[i].attnum;
+    c.is_pk = keys[i].is_pk;
+    c.has_old = keys[i].has_old;
+    c.has_new = keys[i].has_new;
+    if (keys[i].old_text) c.old_value = keys[i].old_text;
+    if (keys[i].new_text) c.new_value = keys[i].new_text;
+  }
+  std::string body;
+  encode_columns(columns, body);
+  buffer_event(relid, op, body);
+}
+
+static void require_after_trigger(FunctionCallInfo fcinfo) {
+  if (!CALLED_AS_TRIGGER(fcinfo) ||
+      !TRIGGER_FIRED_AFTER(((TriggerData *)fcinfo->context)->tg_event))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("ectosync.capture() must be called as an AFTER trigger")));
+}
+
+}  // namespace ectosync
+
+using namespace ectosync;
+
+extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
+  require_after_trigger(fcinfo);
+  TriggerData *trigdata = (TriggerData *)fcinfo->context;
+  Oid relid = RelationGetRelid(trigdata->tg_relation);
+  attach_database_slot();
+
+  if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) {
+    pg_entry([&] { remember_reload(relid); });
+    return PointerGetDatum(nullptr);
+  }
+  if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("ectosync.capture() must be a FOR EACH ROW trigger, or AFTER "
+                           "TRUNCATE")));
+
+  KeyValue *keys = (KeyValue *)palloc0(sizeof(KeyValue) * Max(trigdata->tg_trigger->tgnargs, 1));
+  int nkeys = read_key_values(trigdata, keys);
+  if (nkeys < 0) return PointerGetDatum(nullptr);
+  Op op = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event)   ? Op::Insert
+          : TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? Op::Delete
+                                                        : Op::Update;
+  pg_entry([&] { buffer_row(relid, op, keys, nkeys); });
+  return PointerGetDatum(nullptr);
+}
+
+/* ---- transaction callbacks ---- */
+
+/* Hands the buffer to the queue; runs after commit, so it cannot fail. */
+static void queue_pending() {
+  for (int i = 0; i < pending.count; i++)
+    pending.events[i].body = pending.bodies + (uintptr_t)pending.events[i].body;
+  queue_commit(pending.events, pending.count, pending.reload, pending.nreload);
+}
+
+static void xact_callback(XactEvent event, void *) {
+  switch (event) {
+    case XACT_EVENT_PRE_PREPARE:
+      if (pending.count > 0 || pending.nreload > 0)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
+                               "tables"),
+                        errdetail("Its changes could not be delivered at COMMIT PREPARED.")));
+      break;
+    case XACT_EVENT_COMMIT:
+      queue_pending();
+      reset_pending();
+      if (wake_at_commit) wake_launcher();
+      wake_at_commit = false;
+      break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+    case XACT_EVENT_PREPARE:
+      reset_pending();
+      wake_at_commit = false;
+      break;
+    default:
+      break;
+  }
+}
+
+static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTransactionId,
+                             void *) {
+  switch (event) {
+    case SUBXACT_EVENT_START_SUB:
+      if (pending.nmarks >= pending.marks_capacity) {
+        int grown = std::max(16, pending.marks_capacity * 2);
+        pending.marks = pending.marks
+                            ? (SubxactMark *)repalloc(pending.marks, sizeof(SubxactMark) * grown)
+                            : (SubxactMark *)MemoryContextAlloc(TopTransactionContext,
+                                                                sizeof(SubxactMark) * grown);
+        pending.marks_capacity = grown;
+      }
+      pending.marks[pending.nmarks++] = {subid, pending.count, pending.bytes};
+      break;
+    case SUBXACT_EVENT_COMMIT_SUB:
+      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid)
+        pending.nmarks--;
+      break;
+    case SUBXACT_EVENT_ABORT_SUB:
+      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid) {
+        SubxactMark mark = pending.marks[--pending.nmarks];
+        /* After an overflow only table names remain; keeping them is safe. */
+        if (!pending.overflowed) {
+          pending.count = mark.count;
+          pending.bytes = mark.bytes;
+        }
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+namespace ectosync {
+void wake_launcher_at_commit() { wake_at_commit = true; }
+
+void capture_init() {
+  RegisterXactCallback(xact_callback, nullptr);
+  RegisterSubXactCallback(subxact_callback, nullptr);
+}
+}  // namespace ectosync

@@ -1,0 +1,558 @@
+/*
+ * shared.cpp: ecto_sync's shared memory.
+ *
+ * Sized once, at server start, from the GUCs; it never grows.
+ *
+ *   EctoShared           epoch, the cache's counters
+ *   DbSlot[max_databases]
+ *     each: queue state, counters, the event-log index (event_log_size
+ *     entries: seq -> ring position) and the ring (queue_size bytes)
+ *   the cache's hash table (dynahash in shared memory, fixed size)
+ *   the cache's arena (cache_size bytes)
+ *
+ * The queue and the event log are one ring of records per database:
+ * writers append at head at commit; the worker reads from `processed` to
+ * head, and after it has notified it advances `processed`; records behind
+ * `processed` stay readable (the event log) until a writer needs their space
+ * and advances `oldest`.  Unprocessed records are never overwritten: a
+ * transaction that does not fit becomes RELOAD markers in the slot's gap set.
+ *
+ * The cache is a FIFO arena of row records plus a hash from (database,
+ * table, key) to the newest record.  Putting a row appends a record; making
+ * room drops the oldest records and the hash entries that still point at
+ * them (evictions).
+ *
+ * Lock protocol (one LWLock tranche, "ecto_sync"):
+ *   slots_lock   which database owns which slot; the workers' pids/latches
+ *   slot->lock   (one per slot) everything else in that slot: seq counter,
+ *                ring, index, gap set, queue counters.  Writers take it
+ *                exclusive at commit; the worker shared to copy a batch and
+ *                exclusive to advance `processed` and drain gaps; sync()
+ *                shared to copy one record.
+ *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
+ *                (hit/miss counters are atomics).
+ * Order: slots_lock, then a slot's lock.  cache_lock is never held together
+ * with another ecto_sync lock.  No lock is held across anything that can
+ * ERROR except palloc-free copies.
+ */
+#include "shared.hpp"
+
+#include "pg_boundary.hpp"
+#include "settings.hpp"
+#include "shared_internal.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "common/hashfn.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+}
+
+#include <cstring>
+#include <random>
+
+namespace ectosync {
+
+EctoShared *shared = nullptr;
+static HTAB *cache_hash = nullptr;
+static char *cache_arena = nullptr;
+static shmem_request_hook_type prev_shmem_request_hook = nullptr;
+static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
+
+/* ---- sizes ---- */
+
+static uint64 ring_bytes() { return (uint64)settings.queue_size_kb * 1024; }
+static uint64 arena_bytes() { return (uint64)settings.cache_size_kb * 1024; }
+static long cache_max_entries() { return std::max<long>(1024, (long)(arena_bytes() / 256)); }
+
+static Size slot_stride() {
+  return MAXALIGN(sizeof(DbSlot)) + MAXALIGN(sizeof(LogIndexEntry) * settings.event_log_size) +
+         MAXALIGN(ring_bytes());
+}
+
+/* The header and the slots: one ShmemInitStruct. */
+static Size slots_size() {
+  return add_size(MAXALIGN(sizeof(EctoShared)), mul_size(slot_stride(), settings.max_databases));
+}
+
+static Size shared_size() {
+  Size size = slots_size();
+  size = add_size(size, hash_estimate_size(cache_max_entries(), sizeof(CacheEntry)));
+  size = add_size(size, MAXALIGN(arena_bytes()));
+  return size;
+}
+
+DbSlot *slot_at(int i) {
+  return (DbSlot *)((char *)shared + MAXALIGN(sizeof(EctoShared)) + slot_stride() * i);
+}
+
+static LogIndexEntry *slot_index(DbSlot *slot) {
+  return (LogIndexEntry *)((char *)slot + MAXALIGN(sizeof(DbSlot)));
+}
+
+static char *slot_ring(DbSlot *slot) {
+  return (char *)slot_index(slot) + MAXALIGN(sizeof(LogIndexEntry) * settings.event_log_size);
+}
+
+/* ---- startup ---- */
+
+static void shmem_request() {
+  if (prev_shmem_request_hook) prev_shmem_request_hook();
+  RequestAddinShmemSpace(shared_size());
+  RequestNamedLWLockTranche("ecto_sync", 2 + settings.max_databases);
+}
+
+/* A random epoch, so that values and events of an earlier generation of
+ * shared memory (before a restart or crash reset) are recognised. */
+static uint64 new_epoch() {
+  std::random_device device;
+  uint64 epoch = ((uint64)device() << 32) ^ device() ^ (uint64)GetCurrentTimestamp();
+  return epoch ? epoch : 1;
+}
+
+static void shmem_startup() {
+  if (prev_shmem_startup_hook) prev_shmem_startup_hook();
+  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+  bool found;
+  shared = (EctoShared *)ShmemInitStruct("ecto_sync", slots_size(), &found);
+  if (!found) {
+    LWLockPadded *locks = GetNamedLWLockTranche("ecto_sync");
+    memset(shared, 0, MAXALIGN(sizeof(EctoShared)));
+    shared->epoch = new_epoch();
+    shared->slots_lock = &locks[0].lock;
+    shared->cache_lock = &locks[1].lock;
+    shared->nslots = settings.max_databases;
+    pg_atomic_init_u64(&shared->cache_hits, 0);
+    pg_atomic_init_u64(&shared->cache_misses, 0);
+    for (int i = 0; i < settings.max_databases; i++) {
+      DbSlot *slot = slot_at(i);
+      memset(slot, 0, sizeof(DbSlot));
+      slot->lock = &locks[2 + i].lock;
+      slot->next_seq = 1;
+      memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
+    }
+  }
+  HASHCTL info;
+  memset(&info, 0, sizeof info);
+  info.keysize = sizeof(CacheKey);
+  info.entrysize = sizeof(CacheEntry);
+  cache_hash = ShmemInitHash("ecto_sync row cache", cache_max_entries(), cache_max_entries(),
+                             &info, HASH_ELEM | HASH_BLOBS);
+  cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
+  LWLockRelease(AddinShmemInitLock);
+}
+
+void shared_init() {
+  prev_shmem_request_hook = shmem_request_hook;
+  shmem_request_hook = shmem_request;
+  prev_shmem_startup_hook = shmem_startup_hook;
+  shmem_startup_hook = shmem_startup;
+}
+
+static void require_shared() {
+  if (!shared)
+    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                    errmsg("ecto_sync must be loaded via shared_preload_libraries")));
+}
+
+uint64_t shared_epoch() { return shared ? shared->epoch : 0; }
+
+/* ---- database slots ---- */
+
+static DbSlot *my_slot = nullptr; /* this backend's, once attached */
+
+DbSlot *find_slot(Oid dboid) {
+  for (int i = 0; i < shared->nslots; i++)
+    if (slot_at(i)->dboid == dboid) return slot_at(i);
+  return nullptr;
+}
+
+DbSlot *current_slot() {
+  if (!shared) return nullptr;
+  if (my_slot && my_slot->dboid == MyDatabaseId) return my_slot;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  my_slot = find_slot(MyDatabaseId);
+  LWLockRelease(shared->slots_lock);
+  return my_slot;
+}
+
+DbSlot *claim_slot(Oid dboid) {
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  DbSlot *slot = find_slot(dboid);
+  if (!slot) {
+    slot = find_slot(InvalidOid);
+    if (slot) {
+      LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+      /* The ring starts empty; next_seq keeps counting so that seqs of a
+       * reused slot never repeat within this epoch. */
+      slot->head = slot->processed = slot->oldest = 0;
+      slot->processed_seq = slot->next_seq - 1;
+      slot->ngaps = 0;
+      slot->gap_all = false;
+      memset(&slot->stats, 0, sizeof slot->stats);
+      slot->dboid = dboid;
+      LWLockRelease(slot->lock);
+    }
+  }
+  LWLockRelease(shared->slots_lock);
+  return slot;
+}
+
+void attach_database_slot() {
+  require_shared();
+  if (current_slot()) return;
+  my_slot = claim_slot(MyDatabaseId);
+  if (!my_slot)
+    ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                    errmsg("ecto_sync: all %d database slots are in use", shared->nslots),
+                    errhint("Raise ectosync.max_databases and restart the server.")));
+}
+
+void release_slot(DbSlot *slot) {
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->dboid = InvalidOid;
+  slot->head = slot->processed = slot->oldest = 0;
+  LWLockRelease(slot->lock);
+  slot->worker_pid = 0;
+  slot->worker_latch = nullptr;
+  LWLockRelease(shared->slots_lock);
+}
+
+uint64_t last_seq() {
+  DbSlot *slot = current_slot();
+  if (!slot) return 0;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 seq = slot->next_seq - 1;
+  LWLockRelease(slot->lock);
+  return seq;
+}
+
+/* ---- the ring ---- */
+
+void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len) {
+  uint64 size = ring_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(dst, slot_ring(slot) + off, first);
+  if (first < len) memcpy((char *)dst + first, slot_ring(slot), len - first);
+}
+
+static void ring_write(DbSlot *slot, uint64 pos, const void *src, size_t len) {
+  uint64 size = ring_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(slot_ring(slot) + off, src, first);
+  if (first < len) memcpy(slot_ring(slot), (const char *)src + first, len - first);
+}
+
+static uint32 record_size(uint32 body_len) {
+  return (uint32)MAXALIGN(sizeof(RecordHeader) + body_len);
+}
+
+/* Frees processed records until `need` bytes fit; false if they cannot. */
+static bool make_room(DbSlot *slot, uint64 need) {
+  while (slot->head + need - slot->oldest > ring_bytes()) {
+    if (slot->oldest >= slot->processed) return false;
+    RecordHeader header;
+    ring_read(slot, slot->oldest, &header, sizeof header);
+    slot->oldest += header.len;
+  }
+  return true;
+}
+
+static void add_gap(DbSlot *slot, uint32 relid) {
+  for (int i = 0; i < slot->ngaps; i++)
+    if (slot->gaps[i] == relid) return;
+  if (slot->ngaps < kMaxGaps)
+    slot->gaps[slot->ngaps++] = relid;
+  else
+    slot->gap_all = true;
+}
+
+void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+                  int reload_count) {
+  DbSlot *slot = current_slot();
+  if (!slot || (count == 0 && reload_count == 0)) return;
+  uint64 need = 0;
+  for (int i = 0; i < count; i++) need += record_size(events[i].body_len);
+  TimestampTz now = GetCurrentTimestamp();
+
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  if (slot->dboid != MyDatabaseId) {
+    /* The slot was released (extension dropped): nobody listens. */
+    LWLockRelease(slot->lock);
+    return;
+  }
+  if (count > 0 && make_room(slot, need)) {
+    for (int i = 0; i < count; i++) {
+      RecordHeader header = {};
+      header.len = record_size(events[i].body_len);
+      header.body_len = events[i].body_len;
+      header.relid = events[i].relid;
+      header.seq = slot->next_seq++;
+      header.op = (char)events[i].op;
+      header.committed_at = now;
+      ring_write(slot, slot->head, &header, sizeof header);
+      ring_write(slot, slot->head + sizeof header, events[i].body, events[i].body_len);
+      LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
+      entry->seq = header.seq;
+      entry->pos = slot->head;
+      slot->head += header.len;
+    }
+    slot->stats.events_queued += count;
+  } else {
+    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid);
+    slot->stats.events_dropped += count;
+  }
+  for (int i = 0; i < reload_count; i++) add_gap(slot, reload_relids[i]);
+  slot->stats.queue_peak_bytes =
+      std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
+  Latch *latch = slot->worker_latch;
+  LWLockRelease(slot->lock);
+  if (latch) SetLatch(latch);
+}
+
+LogLookup event_lookup(uint64_t seq, Event &out) {
+  DbSlot *slot = current_slot();
+  if (!slot) return LogLookup::Unknown;
+  RecordHeader header;
+  char body_buf[4096];
+  std::string body;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  if (seq >= slot->next_seq) {
+    LWLockRelease(slot->lock);
+    return LogLookup::Unknown;
+  }
+  LogIndexEntry entry = slot_index(slot)[seq % settings.event_log_size];
+  if (entry.seq != seq || entry.pos < slot->oldest) {
+    LWLockRelease(slot->lock);
+    return LogLookup::Expired;
+  }
+  ring_read(slot, entry.pos, &header, sizeof header);
+  /* Copy under the lock into a fixed buffer: no allocation while locked. */
+  uint32 len = std::min<uint32>(header.body_len, sizeof body_buf);
+  ring_read(slot, entry.pos + sizeof header, body_buf, len);
+  bool complete = len == header.body_len;
+  LWLockRelease(slot->lock);
+  if (!complete) {
+    /* Rare: a key wider than the buffer; read again with room for it. */
+    body.resize(header.body_len);
+    LWLockAcquire(slot->lock, LW_SHARED);
+    LogIndexEntry again = slot_index(slot)[seq % settings.event_log_size];
+    bool still_there = again.seq == seq && again.pos >= slot->oldest;
+    if (still_there) ring_read(slot, entry.pos + sizeof header, body.data(), body.size());
+    LWLockRelease(slot->lock);
+    if (!still_there) return LogLookup::Expired;
+  } else {
+    body.assign(body_buf, len);
+  }
+  out.seq = header.seq;
+  out.relid = header.relid;
+  out.op = (Op)header.op;
+  if (!decode_columns(body, out.columns)) return LogLookup::Expired;
+  return LogLookup::Found;
+}
+
+/* ---- worker side of the queue ---- */
+
+int queue_take_batch(DbSlot *slot, int max_events, std::vector<QueuedEvent> &batch,
+                     uint64 &batch_end) {
+  batch.clear();
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 pos = slot->processed, head = slot->head;
+  LWLockRelease(slot->lock);
+  /* Records between processed and head are never overwritten (make_room
+   * stops at processed), so they can be read without the lock once head
+   * was read under it. */
+  while (pos < head && (int)batch.size() < max_events) {
+    QueuedEvent ev;
+    ring_read(slot, pos, &ev.header, sizeof ev.header);
+    ev.body.resize(ev.header.body_len);
+    ring_read(slot, pos + sizeof ev.header, ev.body.data(), ev.body.size());
+    pos += ev.header.len;
+    batch.push_back(std::move(ev));
+  }
+  batch_end = pos;
+  return (int)batch.size();
+}
+
+void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, int events,
+                        const std::vector<int64> &lags_us) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->processed = batch_end;
+  slot->processed_seq = std::max(slot->processed_seq, last_seq_done);
+  slot->stats.events_processed += events;
+  slot->stats.batches++;
+  for (int64 lag : lags_us) {
+    slot->lag_us[slot->lag_next % kLagWindow] = (uint32)std::min<int64>(lag, UINT32_MAX);
+    slot->lag_next++;
+  }
+  LWLockRelease(slot->lock);
+}
+
+void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
+  gaps.clear();
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  /* Only when the worker has caught up: a gap's seq must follow every event
+   * queued before it. */
+  if (slot->processed == slot->head) {
+    if (slot->gap_all) {
+      gaps.emplace_back(0, slot->next_seq++);
+    } else {
+      for (int i = 0; i < slot->ngaps; i++) gaps.emplace_back(slot->gaps[i], slot->next_seq++);
+    }
+    slot->stats.gaps += gaps.size();
+    slot->ngaps = 0;
+    slot->gap_all = false;
+    if (!gaps.empty()) slot->processed_seq = gaps.back().second;
+  }
+  LWLockRelease(slot->lock);
+}
+
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  for (uint32_t relid : relids) add_gap(slot, relid);
+  LWLockRelease(slot->lock);
+}
+
+void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->stats.rows_loaded += rows;
+  slot->stats.load_queries += queries;
+  slot->stats.notifications += notifications;
+  LWLockRelease(slot->lock);
+}
+
+/* ---- the cache ---- */
+
+static CacheKey make_key(uint32 relid, const std::string &key) {
+  CacheKey k;
+  memset(&k, 0, sizeof k);
+  k.dboid = MyDatabaseId;
+  k.relid = relid;
+  k.hash = hash_bytes_extended((const unsigned char *)key.data(), (int)key.size(), 0);
+  return k;
+}
+
+static void arena_read(uint64 pos, void *dst, size_t len) {
+  uint64 size = arena_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(dst, cache_arena + off, first);
+  if (first < len) memcpy((char *)dst + first, cache_arena, len - first);
+}
+
+static void arena_write(uint64 pos, const void *src, size_t len) {
+  uint64 size = arena_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(cache_arena + off, src, first);
+  if (first < len) memcpy(cache_arena, (const char *)src + first, len - first);
+}
+
+/* Drops the oldest arena record and the hash entry still pointing at it. */
+static void evict_oldest() {
+  CacheRecord rec;
+  arena_read(shared->arena_oldest, &rec, sizeof rec);
+  bool found;
+  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &rec.key, HASH_FIND, &found);
+  if (found && entry->pos == shared->arena_oldest) {
+    hash_search(cache_hash, &rec.key, HASH_REMOVE, nullptr);
+    shared->cache_evictions++;
+  }
+  shared->arena_oldest += rec.len;
+}
+
+CachedRow cache_get(uint32_t relid, const std::string &key) {
+  CachedRow result;
+  if (!shared) return result;
+  CacheKey k = make_key(relid, key);
+  LWLockAcquire(shared->cache_lock, LW_SHARED);
+  bool found;
+  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
+  if (found) {
+    CacheRecord rec;
+    arena_read(entry->pos, &rec, sizeof rec);
+    /* The key bytes rule out a 64-bit hash collision. */
+    bool same = rec.keylen == key.size();
+    for (uint32 off = 0; same && off < rec.keylen; off += 256) {
+      char chunk[256];
+      uint32 n = std::min<uint32>(256, rec.keylen - off);
+      arena_read(entry->pos + sizeof rec + off, chunk, n);
+      same = memcmp(chunk, key.data() + off, n) == 0;
+    }
+    if (same) {
+      result.found = true;
+      result.exists = rec.rowlen > 0;
+      result.version = rec.version;
+      if (result.exists) {
+        void *copy = MemoryContextAllocExtended(CurrentMemoryContext, rec.rowlen,
+                                                MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+        if (copy) {
+          arena_read(entry->pos + sizeof rec + rec.keylen, copy, rec.rowlen);
+          result.row = (Jsonb *)copy;
+        } else {
+          result.found = false; /* out of memory: let the caller read the table */
+        }
+      }
+    }
+  }
+  LWLockRelease(shared->cache_lock);
+  pg_atomic_fetch_add_u64(result.found ? &shared->cache_hits : &shared->cache_misses, 1);
+  return result;
+}
+
+void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {
+  if (!shared) return;
+  CacheKey k = make_key(relid, key);
+  CacheRecord rec;
+  memset(&rec, 0, sizeof rec);
+  rec.key = k;
+  rec.version = version;
+  rec.keylen = (uint32)key.size();
+  rec.rowlen = row ? VARSIZE(row) : 0;
+  rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
+  if (rec.len > arena_bytes() / 4) return; /* a huge row is read from its table */
+
+  LWLockAcquire(shared->cache_lock, LW_EXCLUSIVE);
+  bool found;
+  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
+  if (found && entry->version > version) {
+    LWLockRelease(shared->cache_lock);
+    return; /* a newer read is already cached */
+  }
+  while (shared->arena_head + rec.len - shared->arena_oldest > arena_bytes()) evict_oldest();
+  entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
+  while (!entry && shared->arena_oldest < shared->arena_head) {
+    evict_oldest(); /* the hash is full: make an entry free */
+    entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
+  }
+  if (entry) {
+    entry->pos = shared->arena_head;
+    entry->version = version;
+    arena_write(shared->arena_head, &rec, sizeof rec);
+    arena_write(shared->arena_head + sizeof rec, key.data(), rec.keylen);
+    if (row) arena_write(shared->arena_head + sizeof rec + rec.keylen, row, rec.rowlen);
+    shared->arena_head += rec.len;
+  }
+  LWLockRelease(shared->cache_lock);
+}
+
+CacheStats cache_stats() {
+  CacheStats stats = {};
+  if (!shared) return stats;
+  LWLockAcquire(shared->cache_lock, LW_SHARED);
+  stats.entries = hash_get_num_entries(cache_hash);
+  stats.bytes = shared->arena_head - shared->arena_oldest;
+  stats.capacity = arena_bytes();
+  stats.evictions = shared->cache_evictions;
+  LWLockRelease(shared->cache_lock);
+  stats.hits = pg_atomic_read_u64(&shared->cache_hits);
+  stats.misses = pg_atomic_read_u64(&shared->cache_misses);
+  return stats;
+}
+
+}  // namespace ectosync

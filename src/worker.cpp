@@ -1,0 +1,617 @@
+/*
+ * worker.cpp: the launcher and the per-database workers.
+ *
+ * The launcher (a static background worker, connected to no database)
+ * starts one worker per connectable database and starts it again when it
+ * dies.  A worker that finds no ecto_sync extension in its database records
+ * that and exits; CREATE EXTENSION wakes the launcher (ectosync._wake()),
+ * which then starts it again.  DROP EXTENSION: the worker notices within a
+ * second, frees its slot and exits.
+ *
+ * A worker's loop: wait on its latch (set by committing writers), then
+ * drain the queue in batches.  Per batch, in one transaction:
+ *   1. decode the events; collect, per table, the primary keys to read: the
+ *      changed row's (old and new), and for a join-table row both rows it
+ *      joins (the tag of a new posts_tags row);
+ *   2. read them: one query per table per batch, by primary key, reading
+ *      to_jsonb(row); store each in the cache, and a tombstone for each key
+ *      that has no row;
+ *   3. NOTIFY one payload per event (no column values), sent together at the
+ *      commit, after the cache holds the rows.
+ * A batch that fails (a table dropped meanwhile, a privilege missing) is not
+ * retried forever: its tables get RELOAD markers and the worker goes on.
+ */
+#include "pg_boundary.hpp"
+#include "settings.hpp"
+#include "shared_internal.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PGDLLEXPORT void ectosync_launcher_main(Datum);
+PGDLLEXPORT void ectosync_worker_main(Datum);
+}
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <signal.h>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ectosync {
+
+/* ---- what the worker knows of a captured table ---- */
+
+struct KeyCol {
+  int16 attnum;
+  std::string name, type; /* type: format_type_be(), for casts */
+};
+
+struct JoinEnd {
+  Oid target;                      /* the referenced table */
+  std::vector<int16> fk_attnums;   /* in the target's primary-key order */
+};
+
+struct TableMeta {
+  bool exists = false;
+  std::string qualified; /* quoted schema.table */
+  std::string display;   /* schema.table, for payloads */
+  std::vector<KeyCol> pk;
+  std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
+};
+
+static std::unordered_map<Oid, TableMeta> table_meta;
+
+static void forget_table_meta(Datum, Oid relid) {
+  if (relid == InvalidOid)
+    table_meta.clear();
+  else
+    table_meta.erase(relid);
+}
+
+/* Primary-key columns of relid in index order (empty if it has none). */
+static std::vector<int16> primary_key_attnums(Oid relid) {
+  std::vector<int16> attnums;
+  Relation rel = pg_call([&] { return try_table_open(relid, AccessShareLock); });
+  if (!rel) return attnums;
+  Oid pk_index = pg_call([&] { return RelationGetPrimaryKeyIndex(rel); });
+  if (OidIsValid(pk_index)) {
+    HeapTuple tuple = pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
+    if (HeapTupleIsValid(tuple)) {
+      Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
+      for (int i = 0; i < index->indnkeyatts; i++) attnums.push_back(index->indkey.values[i]);
+      ReleaseSysCache(tuple);
+    }
+  }
+  pg_call([&] { table_close(rel, AccessShareLock); });
+  return attnums;
+}
+
+/*
+ * A join table (as catalog.cpp defines it for many_to_many): exactly two
+ * foreign keys, each to a primary key, whose columns a unique key covers.
+ * Its rows also need the rows they join loaded.
+ */
+static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
+  struct Fk {
+    Oid target;
+    std::vector<int16> cols, refcols;
+  };
+  std::vector<Fk> fks;
+  pg_call([&] {
+    Relation conrel = table_open(ConstraintRelationId, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, Anum_pg_constraint_conrelid, BTEqualStrategyNumber, F_OIDEQ,
+                ObjectIdGetDatum(relid));
+    SysScanDesc scan = systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr,
+                                          1, &key);
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+      Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
+      if (con->contype != CONSTRAINT_FOREIGN) continue;
+      int nkeys;
+      AttrNumber conkey[INDEX_MAX_KEYS], confkey[INDEX_MAX_KEYS];
+      Oid pf[INDEX_MAX_KEYS], pp[INDEX_MAX_KEYS], ff[INDEX_MAX_KEYS];
+      DeconstructFkConstraintRow(tuple, &nkeys, conkey, confkey, pf, pp, ff, nullptr, nullptr);
+      Fk fk;
+      fk.target = con->confrelid;
+      fk.cols.assign(conkey, conkey + nkeys);
+      fk.refcols.assign(confkey, confkey + nkeys);
+      fks.push_back(std::move(fk));
+    }
+    systable_endscan(scan);
+    table_close(conrel, AccessShareLock);
+  });
+  std::vector<JoinEnd> ends;
+  if (fks.size() != 2) return ends;
+  std::set<int16> both;
+  for (const Fk &fk : fks) both.insert(fk.cols.begin(), fk.cols.end());
+  std::set<int16> pkset(pk.begin(), pk.end());
+  /* The primary key is the unique key the worker can check cheaply. */
+  if (!std::includes(pkset.begin(), pkset.end(), both.begin(), both.end())) return ends;
+  for (const Fk &fk : fks) {
+    std::vector<int16> target_pk = primary_key_attnums(fk.target);
+    if (target_pk.size() != fk.refcols.size()) return {};
+    JoinEnd end;
+    end.target = fk.target;
+    for (int16 target_col : target_pk) {
+      auto at = std::find(fk.refcols.begin(), fk.refcols.end(), target_col);
+      if (at == fk.refcols.end()) return {};
+      end.fk_attnums.push_back(fk.cols[at - fk.refcols.begin()]);
+    }
+    ends.push_back(std::move(end));
+  }
+  return ends;
+}
+
+static const TableMeta &meta_for(Oid relid) {
+  auto found = table_meta.find(relid);
+  if (found != table_meta.end()) return found->second;
+  TableMeta meta;
+  char *relname = pg_call([&] { return get_rel_name(relid); });
+  if (relname) {
+    char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
+    meta.exists = true;
+    meta.display = std::string(nspname) + "." + relname;
+    meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
+    for (int16 attnum : primary_key_attnums(relid)) {
+      KeyCol col;
+      col.attnum = attnum;
+      col.name = pg_call([&] { return quote_identifier(get_attname(relid, attnum, false)); });
+      col.type = pg_call([&] { return format_type_be(get_atttype(relid, attnum)); });
+      meta.pk.push_back(std::move(col));
+    }
+    meta.join_ends = join_ends(relid, primary_key_attnums(relid));
+  }
+  return table_meta.emplace(relid, std::move(meta)).first->second;
+}
+
+/* ---- one batch ---- */
+
+using Key = std::vector<std::optional<std::string>>;
+
+/* Keys to read, per table; a std::map keeps the query order stable. */
+using KeysByTable = std::map<Oid, std::set<Key>>;
+
+static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable &keys) {
+  const TableMeta &meta = meta_for(ev.header.relid);
+  if (!meta.exists || meta.pk.empty()) return;
+  Key old_pk = event.old_pk(), new_pk = event.new_pk();
+  if (!old_pk.empty()) keys[ev.header.relid].insert(old_pk);
+  if (!new_pk.empty()) keys[ev.header.relid].insert(new_pk);
+  if (event.op == Op::Delete) return;
+  for (const JoinEnd &end : meta.join_ends) {
+    Key target_key;
+    for (int16 attnum : end.fk_attnums) {
+      const ColumnChange *c = event.column(attnum);
+      if (!c || !c->new_value) break;
+      target_key.push_back(c->new_value);
+    }
+    if (target_key.size() == end.fk_attnums.size()) keys[end.target].insert(target_key);
+  }
+}
+
+/*
+ * Reads the rows of one table with the given primary keys and caches them,
+ * plus a tombstone for each key without a row.  Returns rows read.
+ */
+static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
+  const TableMeta &meta = meta_for(relid);
+  if (!meta.exists || meta.pk.empty() || keys.empty()) return 0;
+  size_t ncols = meta.pk.size();
+
+  /* SELECT t.pk..., to_jsonb(t) FROM tbl t JOIN unnest($1::text[], ...) k ON t.pk = k.c0::type */
+  std::string sql = "SELECT ";
+  for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
+  sql += "to_jsonb(t) FROM " + meta.qualified + " AS t JOIN unnest(";
+  for (size_t i = 0; i < ncols; i++) sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::text[]";
+  sql += ") AS k(";
+  for (size_t i = 0; i < ncols; i++) sql += (i ? ", c" : "c") + std::to_string(i);
+  sql += ") ON ";
+  for (size_t i = 0; i < ncols; i++)
+    sql += (i ? " AND t." : "t.") + meta.pk[i].name + " = k.c" + std::to_string(i) +
+           "::" + meta.pk[i].type;
+
+  std::vector<Oid> types(ncols, TEXTARRAYOID);
+  std::vector<Datum> values(ncols);
+  for (size_t i = 0; i < ncols; i++) {
+    std::vector<Datum> elems;
+    for (const Key &key : keys)
+      elems.push_back(key[i] ? pg_call([&] { return CStringGetTextDatum(key[i]->c_str()); })
+                             : PointerGetDatum(nullptr));
+    values[i] = pg_call([&] {
+      return PointerGetDatum(construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false,
+                                             TYPALIGN_INT));
+    });
+  }
+  int rc = pg_call([&] {
+    return SPI_execute_with_args(sql.c_str(), (int)ncols, types.data(), values.data(), nullptr,
+                                 true, 0);
+  });
+  if (rc != SPI_OK_SELECT)
+    throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: loading " + meta.display + " failed");
+
+  std::set<Key> missing = keys;
+  uint64 rows = SPI_processed;
+  for (uint64 r = 0; r < rows; r++) {
+    HeapTuple tuple = SPI_tuptable->vals[r];
+    TupleDesc desc = SPI_tuptable->tupdesc;
+    Key key;
+    for (size_t i = 0; i < ncols; i++) {
+      char *text = pg_call([&] { return SPI_getvalue(tuple, desc, (int)i + 1); });
+      key.push_back(text ? std::optional<std::string>(text) : std::nullopt);
+    }
+    bool isnull;
+    Datum row = pg_call([&] { return SPI_getbinval(tuple, desc, (int)ncols + 1, &isnull); });
+    Jsonb *jsonb = pg_call([&] { return DatumGetJsonbP(row); });
+    cache_put(relid, encode_key(key), version, jsonb);
+    missing.erase(key);
+  }
+  for (const Key &key : missing) cache_put(relid, encode_key(key), version, nullptr);
+  return rows;
+}
+
+static std::string display_name(Oid relid) {
+  if (relid == InvalidOid) return "*";
+  const TableMeta &meta = meta_for(relid);
+  return meta.exists ? meta.display : std::to_string(relid);
+}
+
+static void notify(Oid relid, uint64 seq, Op op) {
+  std::string channel = channel_name(relid ? relid : 0);
+  std::string payload = format_payload(shared_epoch(), seq, display_name(relid), op);
+  pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
+}
+
+/* The role loads run as: ectosync.worker_role, or the bootstrap superuser. */
+static Oid load_role() {
+  if (!settings.worker_role || !*settings.worker_role) return InvalidOid;
+  Oid role = pg_call([&] { return get_role_oid(settings.worker_role, true); });
+  if (!OidIsValid(role))
+    ereport(WARNING, (errmsg("ecto_sync worker: role \"%s\" (ectosync.worker_role) does not "
+                             "exist; loading as the bootstrap superuser",
+                             settings.worker_role)));
+  return role;
+}
+
+struct BatchResult {
+  uint64 rows = 0, queries = 0, notifications = 0;
+};
+
+/* Steps 1-3 of a batch, inside the caller's transaction. */
+static BatchResult run_batch(const std::vector<QueuedEvent> &batch) {
+  BatchResult result;
+  std::vector<Event> events(batch.size());
+  KeysByTable keys;
+  for (size_t i = 0; i < batch.size(); i++) {
+    events[i].seq = batch[i].header.seq;
+    events[i].relid = batch[i].header.relid;
+    events[i].op = (Op)batch[i].header.op;
+    decode_columns(batch[i].body, events[i].columns);
+    collect_keys(batch[i], events[i], keys);
+  }
+  /* Read the version before the queries' snapshots: each cached row then
+   * reflects at least every event up to it. */
+  uint64 version = last_seq();
+  Oid role = load_role();
+  Oid saved_user;
+  int saved_context;
+  GetUserIdAndSecContext(&saved_user, &saved_context);
+  if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+  try {
+    for (const auto &[relid, table_keys] : keys) {
+      result.rows += load_table(relid, table_keys, version);
+      result.queries++;
+    }
+  } catch (...) {
+    SetUserIdAndSecContext(saved_user, saved_context);
+    throw;
+  }
+  SetUserIdAndSecContext(saved_user, saved_context);
+  for (const Event &event : events) {
+    notify(event.relid, event.seq, event.op);
+    result.notifications++;
+  }
+  return result;
+}
+
+static void in_transaction(const std::function<void()> &body) {
+  pg_call([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    SPI_connect();
+    PushActiveSnapshot(GetTransactionSnapshot());
+  });
+  try {
+    body();
+  } catch (const std::exception &e) {
+    /* pg_call already flushed the error state; abort what is left.  The
+     * message is copied first: the error's memory goes with the abort. */
+    std::string message = e.what();
+    pg_call([] { AbortCurrentTransaction(); });
+    throw Error(ERRCODE_INTERNAL_ERROR, message);
+  }
+  pg_call([] {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+  });
+}
+
+static void report_failure(const char *what, const std::exception &e) {
+  std::string message = e.what();
+  ereport(WARNING, (errmsg("ecto_sync worker: %s: %s", what, message.c_str()),
+                    errdetail("The tables involved get RELOAD markers.")));
+}
+
+/* Handles everything queued so far; returns the number of events. */
+static uint64 drain(DbSlot *slot) {
+  uint64 total = 0;
+  std::vector<QueuedEvent> batch;
+  for (;;) {
+    CHECK_FOR_INTERRUPTS();
+    uint64 batch_end;
+    int n = queue_take_batch(slot, settings.batch_size, batch, batch_end);
+    if (n == 0) break;
+    BatchResult result;
+    try {
+      in_transaction([&] { result = run_batch(batch); });
+    } catch (const std::exception &e) {
+      report_failure("a batch failed", e);
+      std::vector<uint32_t> relids;
+      for (const QueuedEvent &ev : batch) relids.push_back(ev.header.relid);
+      queue_add_gaps(slot, relids);
+    }
+    TimestampTz now = GetCurrentTimestamp();
+    std::vector<int64> lags;
+    for (const QueuedEvent &ev : batch) lags.push_back(now - ev.header.committed_at);
+    queue_finish_batch(slot, batch_end, batch.back().header.seq, n, lags);
+    queue_count_loads(slot, result.rows, result.queries, result.notifications);
+    total += n;
+  }
+  std::vector<std::pair<uint32, uint64>> gaps;
+  queue_take_gaps(slot, gaps);
+  if (!gaps.empty()) {
+    try {
+      in_transaction([&] {
+        for (const auto &[relid, seq] : gaps) notify(relid, seq, Op::Reload);
+      });
+      queue_count_loads(slot, 0, 0, gaps.size());
+    } catch (const std::exception &e) {
+      report_failure("sending RELOAD markers failed", e);
+    }
+  }
+  return total;
+}
+
+static bool extension_exists() {
+  bool exists = false;
+  in_transaction([&] {
+    exists = OidIsValid(pg_call([] { return get_extension_oid("ecto_sync", true); }));
+  });
+  return exists;
+}
+
+static void mark_absent(Oid dboid) {
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  bool known = false;
+  for (int i = 0; i < shared->nabsent; i++) known |= shared->absent_dbs[i] == dboid;
+  if (!known && shared->nabsent < (int)lengthof(shared->absent_dbs))
+    shared->absent_dbs[shared->nabsent++] = dboid;
+  LWLockRelease(shared->slots_lock);
+}
+
+/* Takes the slot of this database unless another live worker has it. */
+static DbSlot *become_worker() {
+  DbSlot *slot = claim_slot(MyDatabaseId);
+  if (!slot) {
+    ereport(WARNING, (errmsg("ecto_sync worker: no free slot for database %u", MyDatabaseId),
+                      errhint("Raise ectosync.max_databases.")));
+    return nullptr;
+  }
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  bool taken = slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
+               kill(slot->worker_pid, 0) == 0;
+  if (!taken) {
+    slot->worker_pid = MyProcPid;
+    slot->worker_latch = MyLatch;
+  }
+  LWLockRelease(shared->slots_lock);
+  return taken ? nullptr : slot;
+}
+
+static void worker_loop(DbSlot *slot) {
+  TimestampTz last_check = GetCurrentTimestamp();
+  for (;;) {
+    drain(slot);
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+                       PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+    /* Give writers a moment to fill the batch (ectosync.batch_delay). */
+    if ((rc & WL_LATCH_SET) && settings.batch_delay_ms > 0)
+      (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, settings.batch_delay_ms,
+                      PG_WAIT_EXTENSION);
+    TimestampTz now = GetCurrentTimestamp();
+    if (TimestampDifferenceExceeds(last_check, now, 1000)) {
+      last_check = now;
+      if (!extension_exists()) return;
+    }
+  }
+}
+
+/* ---- the launcher ---- */
+
+static std::vector<Oid> connectable_databases() {
+  std::vector<Oid> dbs;
+  pg_call([&] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    Relation rel = table_open(DatabaseRelationId, AccessShareLock);
+    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection))) {
+      Form_pg_database db = (Form_pg_database)GETSTRUCT(tuple);
+      if (db->datallowconn && !db->datistemplate) dbs.push_back(db->oid);
+    }
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+  });
+  return dbs;
+}
+
+static BackgroundWorkerHandle *start_worker(Oid dboid) {
+  BackgroundWorker worker;
+  memset(&worker, 0, sizeof worker);
+  worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+  worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+  worker.bgw_restart_time = BGW_NEVER_RESTART; /* the launcher restarts it */
+  snprintf(worker.bgw_library_name, BGW_MAXLEN, "ecto_sync");
+  snprintf(worker.bgw_function_name, BGW_MAXLEN, "ectosync_worker_main");
+  snprintf(worker.bgw_name, BGW_MAXLEN, "ecto_sync worker for database %u", dboid);
+  snprintf(worker.bgw_type, BGW_MAXLEN, "ecto_sync worker");
+  worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+  worker.bgw_notify_pid = MyProcPid;
+  BackgroundWorkerHandle *handle = nullptr;
+  if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+    ereport(WARNING, (errmsg("ecto_sync launcher: could not start a worker for database %u",
+                             dboid),
+                      errhint("Raise max_worker_processes.")));
+  return handle;
+}
+
+static bool is_absent(Oid dboid) {
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  bool absent = false;
+  for (int i = 0; i < shared->nabsent; i++) absent |= shared->absent_dbs[i] == dboid;
+  LWLockRelease(shared->slots_lock);
+  return absent;
+}
+
+static void launcher_loop() {
+  std::map<Oid, BackgroundWorkerHandle *> workers;
+  for (;;) {
+    for (Oid dboid : connectable_databases()) {
+      auto found = workers.find(dboid);
+      pid_t pid;
+      bool running = found != workers.end() && found->second &&
+                     GetBackgroundWorkerPid(found->second, &pid) != BGWH_STOPPED;
+      if (!running && !is_absent(dboid)) workers[dboid] = start_worker(dboid);
+    }
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000,
+                    PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+  }
+}
+
+void worker_register_launcher() {
+  BackgroundWorker worker;
+  memset(&worker, 0, sizeof worker);
+  worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+  worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+  worker.bgw_restart_time = 1;
+  snprintf(worker.bgw_library_name, BGW_MAXLEN, "ecto_sync");
+  snprintf(worker.bgw_function_name, BGW_MAXLEN, "ectosync_launcher_main");
+  snprintf(worker.bgw_name, BGW_MAXLEN, "ecto_sync launcher");
+  snprintf(worker.bgw_type, BGW_MAXLEN, "ecto_sync launcher");
+  RegisterBackgroundWorker(&worker);
+}
+
+void wake_launcher() {
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  for (int i = 0; i < shared->nabsent; i++)
+    if (shared->absent_dbs[i] == MyDatabaseId)
+      shared->absent_dbs[i--] = shared->absent_dbs[--shared->nabsent];
+  Latch *latch = shared->launcher_latch;
+  LWLockRelease(shared->slots_lock);
+  if (latch) SetLatch(latch);
+}
+
+}  // namespace ectosync
+
+using namespace ectosync;
+
+static void setup_signals() {
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  pqsignal(SIGTERM, die);
+  BackgroundWorkerUnblockSignals();
+}
+
+extern "C" void ectosync_launcher_main(Datum) {
+  setup_signals();
+  BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  shared->launcher_pid = MyProcPid;
+  shared->launcher_latch = MyLatch;
+  LWLockRelease(shared->slots_lock);
+  pg_entry([] { launcher_loop(); });
+}
+
+extern "C" void ectosync_worker_main(Datum arg) {
+  Oid dboid = DatumGetObjectId(arg);
+  setup_signals();
+  BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+  pgstat_report_appname("ecto_sync worker");
+  CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
+  pg_entry([] {
+    if (!extension_exists()) {
+      mark_absent(MyDatabaseId);
+      return;
+    }
+    DbSlot *slot = become_worker();
+    if (!slot) return;
+    worker_loop(slot);
+    /* The extension was dropped: nobody holds values of this database. */
+    release_slot(slot);
+  });
+  proc_exit(0);
+}

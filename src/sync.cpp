@@ -708,6 +708,21 @@ std::optional<jb::Node> Patcher::patch_one(const Assoc &a, std::optional<jb::Ele
   return std::nullopt;
 }
 
+/* Whether the plan holds the table named "schema.name" (a payload's). */
+bool holds_table(const Plan &plan, const std::string &name) {
+  std::vector<const PlanNode *> stack{plan.root.get()};
+  while (!stack.empty()) {
+    const PlanNode *n = stack.back();
+    stack.pop_back();
+    if (n->table.display() == name) return true;
+    for (const Assoc &a : n->assocs) {
+      if (a.join && a.join->display() == name) return true;
+      stack.push_back(a.target.get());
+    }
+  }
+  return false;
+}
+
 /* Reads an integer member of the value ("relid", "seq", "ectosync"). */
 uint64_t value_number(jb::View value, const char *key) {
   std::optional<jb::Elem> e = value.get(key);
@@ -754,6 +769,19 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
                     " belongs to another server run.");
   if (ref.seq <= value_seq) return value; /* already reflected: idempotent */
 
+  jb::Node assocs_node = jb::Node::copy(*assocs);
+  Jsonb *assocs_jsonb = jb::to_jsonb(assocs_node);
+  const Plan &plan = resolve_plan(static_cast<uint32_t>(relid), assocs_jsonb);
+
+  /* A RELOAD marker ("*": the whole database) for a table the value holds. */
+  if (ref.op && *ref.op == Op::Reload) {
+    if (ref.table.empty() || ref.table == "*" || holds_table(plan, ref.table))
+      reload_required("Changes of " +
+                      (ref.table == "*" ? std::string("this database") : ref.table) +
+                      " were not captured one by one (RELOAD marker " +
+                      format_event_id(ref.epoch, ref.seq) + ").");
+    return value;
+  }
   Event ev;
   switch (event_lookup(ref.seq, ev)) {
     case LogLookup::Found:
@@ -764,17 +792,14 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
     case LogLookup::Unknown:
       throw Error(
           ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
-          "No event " + format_event_id(ref.epoch, ref.seq) + " was queued in this database.");
+          "No event " + format_event_id(ref.epoch, ref.seq) + " was queued in this database.",
+          "Pass the payload of an ectosync_<relid> notification.");
   }
-  jb::Node assocs_node = jb::Node::copy(*assocs);
-  Jsonb *assocs_jsonb = jb::to_jsonb(assocs_node);
-  const Plan &plan = resolve_plan(static_cast<uint32_t>(relid), assocs_jsonb);
   std::vector<uint32_t> tables = plan.tables();
-  bool held = ev.relid == 0 || std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
-  if (ev.op == Op::Reload || (ref.op && *ref.op == Op::Reload)) {
+  bool held = std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
+  if (ev.op == Op::Reload) {
     if (held)
-      reload_required("Changes of " + (ref.table.empty() ? std::string("a table") : ref.table) +
-                      " were not captured one by one (event " +
+      reload_required("Changes of a table of the value were not captured one by one (event " +
                       format_event_id(ref.epoch, ref.seq) + ").");
     return value;
   }

@@ -443,7 +443,8 @@ std::optional<std::vector<Key>> Patcher::candidate_parents(const PlanNode &n) {
       event_texts(a.join_owner_cols, texts);
       for (const RowState &s : states_)
         if (s.exists) texts.push_back(row_texts(s.row, a.join_owner_cols));
-    } else if (a.target->table.relid == T_ && !deep(*a.target) && a.kind != AssocKind::BelongsTo) {
+    } else if (a.target->table.relid == T_ && !deep(*a.target) &&
+               (a.kind == AssocKind::HasMany || a.kind == AssocKind::HasOne)) {
       event_texts(a.target_cols, texts);
       for (const RowState &s : states_)
         if (s.exists) texts.push_back(row_texts(s.row, a.target_cols));
@@ -751,7 +752,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   if (filter && !filter->is_null() && !jb::View(*filter).is_object())
     bad_value("Its key \"filter\" is neither null nor an object.");
   uint64_t value_epoch = 0, ignored = 0;
-  if (!parse_event_id(std::string(epoch->str()) + ":0", value_epoch, ignored))
+  if (!parse_event_id(std::string(epoch->str()) + ":1", value_epoch, ignored))
     bad_value("Its \"epoch\" is not 16 hexadecimal digits.");
 
   EventRef ref;

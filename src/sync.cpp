@@ -72,7 +72,7 @@ std::string numeric_text(Numeric n) {
   char *s = pg_call(
       [&] { return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))); });
   std::string out(s);
-  pfree(s);
+  pg_call([&] { pfree(s); });
   return out;
 }
 
@@ -215,6 +215,12 @@ jb::Elem root_elem(const Jsonb *j) {
                   static_cast<uint32_t>(VARSIZE(j) - VARHDRSZ)};
 }
 
+/* load_rows_where as a view: an array (empty when the query gave NULL). */
+jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const Texts &values) {
+  Jsonb *rows = load_rows_where(node, cols, values);
+  return rows ? jb::View(rows) : jb::View();
+}
+
 /* The current state of one row of a table: cache, or a keyed read. */
 struct RowState {
   Texts texts; /* primary key */
@@ -334,8 +340,7 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
   uint64_t version = last_seq();
   bare_nodes_.push_back(std::make_unique<PlanNode>());
   bare_nodes_.back()->table = t;
-  Jsonb *rows = load_rows_where(*bare_nodes_.back(), t.pk, pk);
-  jb::View list(rows);
+  jb::View list = rows_where(*bare_nodes_.back(), t.pk, pk);
   Jsonb *row = nullptr;
   if (list.is_array() && list.size() > 0) {
     row = jb::to_jsonb(jb::Node::copy(list.at(0)));
@@ -351,7 +356,7 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
 std::optional<jb::Elem> Patcher::load_one(const PlanNode &node, const std::vector<Column> &cols,
                                           const Texts &values) {
   if (has_null(values)) return std::nullopt;
-  jb::View list(load_rows_where(node, cols, values));
+  jb::View list = rows_where(node, cols, values);
   if (!list.is_array() || list.size() == 0) return std::nullopt;
   return list.at(0);
 }
@@ -673,7 +678,9 @@ jb::Node Patcher::rebuild_assoc(const Assoc &a, jb::View parent) {
   Texts owner = row_texts(parent, a.owner_cols);
   if (a.is_many()) {
     if (has_null(owner)) return jb::Node::array();
-    return jb::Node::copy(root_elem(load_rows_where(*a.target, a.target_cols, owner)));
+    Jsonb *rows = load_rows_where(*a.target, a.target_cols, owner);
+    if (!rows || !JB_ROOT_IS_ARRAY(rows)) return jb::Node::array();
+    return jb::Node::copy(root_elem(rows));
   }
   if (has_null(owner)) return jb::Node::null();
   const PlanNode &t = *a.target;

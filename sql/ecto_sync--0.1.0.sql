@@ -42,10 +42,11 @@ CREATE FUNCTION ectosync.wait_for_worker(timeout_ms int DEFAULT 10000) RETURNS b
 COMMENT ON FUNCTION ectosync.wait_for_worker(int) IS
     'Wait until the worker has loaded and notified every event queued before the call';
 
-CREATE FUNCTION ectosync._events_since(seq bigint) RETURNS SETOF text
+CREATE FUNCTION ectosync._events_since(after bigint)
+    RETURNS TABLE (seq bigint, tbl text, op text, pk text, keys text, payload text)
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'ectosync_events_since';
 COMMENT ON FUNCTION ectosync._events_since(bigint) IS
-    'Test helper: payloads of the logged events after seq, once the worker handled them';
+    'Test helper: the logged events after a seq (keys included), once the worker handled them';
 
 -- ==== sync ====
 -- Test-only: rebuilds a jsonb value with ecto_sync's binary writer (new

@@ -119,41 +119,74 @@ extern "C" Datum ectosync_wait_for_worker(PG_FUNCTION_ARGS) {
                 slot->ngaps == 0 && !slot->gap_all;
     LWLockRelease(slot->lock);
     if (done) PG_RETURN_BOOL(true);
-    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
-      PG_RETURN_BOOL(false);
-    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5,
-                    PG_WAIT_EXTENSION);
+    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms)) PG_RETURN_BOOL(false);
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);
     CHECK_FOR_INTERRUPTS();
   }
 }
 
+/* "1,7": a primary key as text, for people reading test output. */
+static std::string key_text(const std::vector<std::optional<std::string>> &key) {
+  std::string text;
+  for (size_t i = 0; i < key.size(); i++) text += (i ? "," : "") + key[i].value_or("NULL");
+  return text;
+}
+
+/* "post_id=1>2, author_id=3": the non-key columns an event carries. */
+static std::string changes_text(const Event &event) {
+  std::string text;
+  for (const ColumnChange &c : event.columns) {
+    if (c.is_pk) continue;
+    char *name = pg_call([&] { return get_attname(event.relid, c.attnum, true); });
+    text += text.empty() ? "" : ", ";
+    text += name ? name : std::to_string(c.attnum);
+    text += "=";
+    if (c.has_old) text += c.old_value.value_or("NULL");
+    if (c.has_old && c.has_new) text += ">";
+    if (c.has_new) text += c.new_value.value_or("NULL");
+  }
+  return text;
+}
+
 /*
- * ectosync._events_since(seq): the payloads of the logged events after seq,
- * in order, once the worker has handled them (tests and the demo use it to
- * replay events without LISTEN).
+ * ectosync._events_since(seq): the logged events after seq, in order, once
+ * the worker has handled them: seq, table, op, the row's primary key (new,
+ * or old for a DELETE), the other key columns (old>new) and the
+ * notification payload.  Tests use it to see
+ * what was captured and to replay events without LISTEN.
  */
 extern "C" Datum ectosync_events_since(PG_FUNCTION_ARGS) {
   uint64 after = (uint64)PG_GETARG_INT64(0);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
-  InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+  InitMaterializedSRF(fcinfo, 0);
   DirectFunctionCall1(ectosync_wait_for_worker, Int32GetDatum(10000));
   uint64 last = last_seq();
   for (uint64 seq = after + 1; seq <= last; seq++) {
-    Datum value = pg_entry([&]() -> Datum {
+    Datum values[6];
+    bool nulls[6] = {};
+    bool found = pg_entry([&]() -> bool {
       Event event;
-      if (event_lookup(seq, event) != LogLookup::Found) return (Datum)0;
+      if (event_lookup(seq, event) != LogLookup::Found) return false;
       char *relname = pg_call([&] { return get_rel_name(event.relid); });
       char *nspname =
           relname ? pg_call([&] { return get_namespace_name(get_rel_namespace(event.relid)); })
                   : nullptr;
       std::string table = relname ? std::string(nspname) + "." + relname : "?";
+      std::string key = key_text(event.op == Op::Delete ? event.old_pk() : event.new_pk());
       std::string payload = format_payload(shared_epoch(), seq, table, event.op);
-      return pg_call([&] { return CStringGetTextDatum(payload.c_str()); });
+      std::string changes = changes_text(event);
+      pg_call([&] {
+        values[0] = Int64GetDatum(seq);
+        values[1] = CStringGetTextDatum(table.c_str());
+        values[2] = CStringGetTextDatum(op_name(event.op));
+        values[3] = CStringGetTextDatum(key.c_str());
+        values[4] = CStringGetTextDatum(changes.c_str());
+        values[5] = CStringGetTextDatum(payload.c_str());
+      });
+      return true;
     });
-    if (value == (Datum)0) continue;
-    bool isnull = false;
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+    if (found) tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   }
   return (Datum)0;
 }

@@ -85,8 +85,8 @@ struct KeyCol {
 };
 
 struct JoinEnd {
-  Oid target;                      /* the referenced table */
-  std::vector<int16> fk_attnums;   /* in the target's primary-key order */
+  Oid target;                    /* the referenced table */
+  std::vector<int16> fk_attnums; /* in the target's primary-key order */
 };
 
 struct TableMeta {
@@ -113,7 +113,8 @@ static std::vector<int16> primary_key_attnums(Oid relid) {
   if (!rel) return attnums;
   Oid pk_index = pg_call([&] { return RelationGetPrimaryKeyIndex(rel); });
   if (OidIsValid(pk_index)) {
-    HeapTuple tuple = pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
+    HeapTuple tuple =
+        pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
     if (HeapTupleIsValid(tuple)) {
       Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
       for (int i = 0; i < index->indnkeyatts; i++) attnums.push_back(index->indkey.values[i]);
@@ -140,8 +141,8 @@ static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
     ScanKeyData key;
     ScanKeyInit(&key, Anum_pg_constraint_conrelid, BTEqualStrategyNumber, F_OIDEQ,
                 ObjectIdGetDatum(relid));
-    SysScanDesc scan = systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr,
-                                          1, &key);
+    SysScanDesc scan =
+        systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr, 1, &key);
     HeapTuple tuple;
     while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
       Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
@@ -257,8 +258,8 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
       elems.push_back(key[i] ? pg_call([&] { return CStringGetTextDatum(key[i]->c_str()); })
                              : PointerGetDatum(nullptr));
     values[i] = pg_call([&] {
-      return PointerGetDatum(construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false,
-                                             TYPALIGN_INT));
+      return PointerGetDatum(
+          construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
     });
   }
   int rc = pg_call([&] {
@@ -423,17 +424,28 @@ static uint64 drain(DbSlot *slot) {
 
 static bool extension_exists() {
   bool exists = false;
-  in_transaction([&] {
-    exists = OidIsValid(pg_call([] { return get_extension_oid("ecto_sync", true); }));
-  });
+  in_transaction(
+      [&] { exists = OidIsValid(pg_call([] { return get_extension_oid("ecto_sync", true); })); });
   return exists;
 }
 
-static void mark_absent(Oid dboid) {
+static uint64 wakeups() {
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  uint64 n = shared->wakeups;
+  LWLockRelease(shared->slots_lock);
+  return n;
+}
+
+/*
+ * Records that dboid has no extension, unless a CREATE EXTENSION committed
+ * since the worker looked (wakeups moved on): then the launcher must start
+ * a worker again, and a stale "absent" would keep it from doing so.
+ */
+static void mark_absent(Oid dboid, uint64 wakeups_seen) {
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
-  bool known = false;
-  for (int i = 0; i < shared->nabsent; i++) known |= shared->absent_dbs[i] == dboid;
-  if (!known && shared->nabsent < (int)lengthof(shared->absent_dbs))
+  bool skip = shared->wakeups != wakeups_seen;
+  for (int i = 0; i < shared->nabsent; i++) skip |= shared->absent_dbs[i] == dboid;
+  if (!skip && shared->nabsent < (int)lengthof(shared->absent_dbs))
     shared->absent_dbs[shared->nabsent++] = dboid;
   LWLockRelease(shared->slots_lock);
 }
@@ -447,8 +459,8 @@ static DbSlot *become_worker() {
     return nullptr;
   }
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
-  bool taken = slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
-               kill(slot->worker_pid, 0) == 0;
+  bool taken =
+      slot->worker_pid != 0 && slot->worker_pid != MyProcPid && kill(slot->worker_pid, 0) == 0;
   if (!taken) {
     slot->worker_pid = MyProcPid;
     slot->worker_latch = MyLatch;
@@ -518,8 +530,7 @@ static BackgroundWorkerHandle *start_worker(Oid dboid) {
   worker.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
   if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-    ereport(WARNING, (errmsg("ecto_sync launcher: could not start a worker for database %u",
-                             dboid),
+    ereport(WARNING, (errmsg("ecto_sync launcher: could not start a worker for database %u", dboid),
                       errhint("Raise max_worker_processes.")));
   return handle;
 }
@@ -532,10 +543,32 @@ static bool is_absent(Oid dboid) {
   return absent;
 }
 
+static std::vector<Oid> slot_owners() {
+  std::vector<Oid> owners;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  for (int i = 0; i < shared->nslots; i++) owners.push_back(slot_at(i)->dboid);
+  LWLockRelease(shared->slots_lock);
+  return owners;
+}
+
+/*
+ * Frees the slots of databases that were dropped (their worker went with
+ * them).  owners was read before dbs: a slot claimed before the database
+ * list was read belongs to a database that list shows, unless it is gone.
+ */
+static void release_dropped(const std::vector<Oid> &owners, const std::vector<Oid> &dbs) {
+  for (int i = 0; i < (int)owners.size(); i++)
+    if (OidIsValid(owners[i]) && std::find(dbs.begin(), dbs.end(), owners[i]) == dbs.end())
+      release_slot(slot_at(i), owners[i]);
+}
+
 static void launcher_loop() {
   std::map<Oid, BackgroundWorkerHandle *> workers;
   for (;;) {
-    for (Oid dboid : connectable_databases()) {
+    std::vector<Oid> owners = slot_owners();
+    std::vector<Oid> dbs = connectable_databases();
+    release_dropped(owners, dbs);
+    for (Oid dboid : dbs) {
       auto found = workers.find(dboid);
       pid_t pid;
       bool running = found != workers.end() && found->second &&
@@ -571,6 +604,7 @@ void wake_launcher() {
   for (int i = 0; i < shared->nabsent; i++)
     if (shared->absent_dbs[i] == MyDatabaseId)
       shared->absent_dbs[i--] = shared->absent_dbs[--shared->nabsent];
+  shared->wakeups++;
   Latch *latch = shared->launcher_latch;
   LWLockRelease(shared->slots_lock);
   if (latch) SetLatch(latch);
@@ -603,15 +637,16 @@ extern "C" void ectosync_worker_main(Datum arg) {
   pgstat_report_appname("ecto_sync worker");
   CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
   pg_entry([] {
+    uint64 seen = wakeups();
     if (!extension_exists()) {
-      mark_absent(MyDatabaseId);
+      mark_absent(MyDatabaseId, seen);
       return;
     }
     DbSlot *slot = become_worker();
     if (!slot) return;
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */
-    release_slot(slot);
+    release_slot(slot, MyDatabaseId);
   });
   proc_exit(0);
 }

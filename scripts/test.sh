@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test.sh: build everything and run every test: pg_regress and isolation
+# specs (make installcheck), the CMake/GoogleTest unit and libpq tests, and
+# the check that CREATE EXTENSION refuses to run without preloading.  Each
+# server-side suite runs against its own throwaway cluster
+# (scripts/with-cluster.sh).  Exits non-zero on any failure or regression diff.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+scripts/deps.sh
+make -s -j"$jobs" >/dev/null
+cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build client/build -j"$jobs" >/dev/null
+
+status=0
+run() {
+  echo "== $1"
+  shift
+  if ! "$@"; then
+    echo "== FAILED: $*" >&2
+    status=1
+  fi
+}
+
+installcheck() {
+  if ! make -s installcheck; then
+    for f in build/regress/regression.diffs build/isolation/regression.diffs; do
+      [[ -s $f ]] && cat "$f"
+    done
+    return 1
+  fi
+}
+
+no_preload_check() {
+  local out
+  out=$(psql -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+    -c 'CREATE EXTENSION ecto_sync' 2>&1) && { echo "CREATE EXTENSION succeeded without preload" >&2; return 1; }
+  if grep -q '55000' <<<"$out" && grep -q 'shared_preload_libraries' <<<"$out"; then
+    echo "ok: CREATE EXTENSION without preload fails with 55000"
+  else
+    echo "unexpected error: $out" >&2
+    return 1
+  fi
+}
+
+run "pg_regress and isolation" scripts/with-cluster.sh bash -c "$(declare -f installcheck); installcheck"
+run "client tests (ctest)" scripts/with-cluster.sh ctest --test-dir client/build --output-on-failure
+ECTOSYNC_CONF="shared_preload_libraries = ''" \
+  run "without shared_preload_libraries" scripts/with-cluster.sh bash -c "$(declare -f no_preload_check); no_preload_check"
+
+if [[ $status == 0 ]]; then echo "== all tests passed"; else echo "== some tests FAILED"; fi
+exit $status

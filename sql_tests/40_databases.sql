@@ -1,0 +1,40 @@
+-- Each database has its own queue, sequence and worker: events of one
+-- database never reach another's worker or clients.
+CREATE EXTENSION dblink;
+CREATE DATABASE ectosync_other;
+SELECT dblink_connect('other', format('dbname=ectosync_other host=%s port=%s',
+       split_part(current_setting('unix_socket_directories'), ',', 1), current_setting('port')));
+
+-- The same table and trigger in both databases.
+CREATE TABLE shared_name (id int PRIMARY KEY, v text);
+CREATE TRIGGER ectosync_capture AFTER INSERT OR UPDATE OR DELETE ON shared_name
+  FOR EACH ROW EXECUTE FUNCTION ectosync.capture('1', '1');
+SELECT dblink_exec('other', $$
+  CREATE EXTENSION ecto_sync;
+  CREATE TABLE shared_name (id int PRIMARY KEY, v text);
+  CREATE TRIGGER ectosync_capture AFTER INSERT OR UPDATE OR DELETE ON shared_name
+    FOR EACH ROW EXECUTE FUNCTION ectosync.capture('1', '1') $$);
+
+CREATE TEMP TABLE mark AS SELECT last_seq AS seq FROM ectosync.stats;
+SELECT dblink_exec('other', 'CREATE TABLE mark AS SELECT last_seq AS seq FROM ectosync.stats');
+
+INSERT INTO shared_name VALUES (1, 'here');
+SELECT dblink_exec('other', $$INSERT INTO shared_name VALUES (2, 'there'), (3, 'there')$$);
+UPDATE shared_name SET v = 'still here';
+
+-- Each database's worker sees only its own events.
+SELECT e.seq - m.seq AS n, e.op, e.pk
+  FROM mark m, ectosync._events_since(m.seq) e ORDER BY e.seq;
+SELECT * FROM dblink('other', $$
+  SELECT e.seq - m.seq, e.op, e.pk FROM mark m, ectosync._events_since(m.seq) e ORDER BY e.seq $$)
+  AS t(n bigint, op text, pk text);
+
+-- Two workers, one per database.
+SELECT count(DISTINCT datname) AS databases_with_a_worker
+  FROM pg_stat_activity
+ WHERE backend_type = 'ecto_sync worker' AND datname IN (current_database(), 'ectosync_other');
+
+SELECT dblink_disconnect('other');
+DROP DATABASE ectosync_other WITH (FORCE);
+DROP TABLE shared_name;
+DROP EXTENSION dblink;

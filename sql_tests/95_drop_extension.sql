@@ -1,0 +1,21 @@
+-- DROP EXTENSION stops this database's worker (it checks every second) and
+-- frees its queue slot; CREATE EXTENSION starts a new one, without a
+-- server restart.
+CREATE FUNCTION pg_temp.workers() RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM pg_stat_activity
+   WHERE backend_type = 'ecto_sync worker' AND datname = current_database() $$;
+CREATE FUNCTION pg_temp.wait_for_workers(n int) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN pg_temp.workers() = n;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RETURN pg_temp.workers();
+END $$;
+
+SELECT pg_temp.wait_for_workers(1) AS workers_before;
+DROP EXTENSION ecto_sync CASCADE;
+SELECT pg_temp.wait_for_workers(0) AS workers_after_drop;
+
+CREATE EXTENSION ecto_sync;
+SELECT pg_temp.wait_for_workers(1) AS workers_after_create;

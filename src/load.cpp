@@ -83,7 +83,7 @@ class QueryBuilder {
 
   /* jsonb_agg of the rows of node's table (alias) that where selects, by pk. */
   std::string array(const PlanNode &node, const std::string &alias, const std::string &where) {
-    return "(SELECT pg_catalog.coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
+    return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
            order_by(node.table, alias) + "), '[]'::jsonb) FROM " + quoted_table(node.table) + " " +
            alias + " WHERE " + where + ")";
   }
@@ -300,6 +300,7 @@ std::string hex16(uint64_t value) {
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot();
   const Plan &plan = resolve_plan(relid, assocs);
+  check_select_privileges(plan);
   const TableInfo &root = plan.root->table;
   SpiScope spi;
   std::vector<FilterEntry> entries = parse_filter(root, filter);

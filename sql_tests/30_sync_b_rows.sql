@@ -4,7 +4,7 @@
 CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE e text;
 BEGIN
-  FOR e IN SELECT ectosync._events_since((val ->> 'seq')::bigint) LOOP
+  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
     val := ectosync.sync(val, e);
   END LOOP;
   RETURN val;

@@ -3,7 +3,7 @@
 CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE e text;
 BEGIN
-  FOR e IN SELECT ectosync._events_since((val ->> 'seq')::bigint) LOOP
+  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
     val := ectosync.sync(val, e);
   END LOOP;
   RETURN val;
@@ -27,7 +27,7 @@ CREATE TEMP TABLE v AS
   SELECT ectosync.load('posts', '["tags"]') AS posts, ectosync.load('labels') AS labels;
 
 UPDATE tags SET name = name || '!' WHERE id = 2;
-CREATE TEMP TABLE e AS SELECT ectosync._events_since((SELECT (posts ->> 'seq')::bigint FROM v)) AS payload;
+CREATE TEMP TABLE e AS SELECT payload FROM ectosync._events_since((SELECT (posts ->> 'seq')::bigint FROM v));
 SELECT count(*) AS events, bool_and(payload LIKE '%"table": "public.tags", "op": "UPDATE"}') AS tag_updates FROM e;
 
 -- the event applies once: again, or older than the value, it changes nothing

@@ -273,7 +273,7 @@ class Patcher {
   std::optional<jb::Node> patch_row(jb::Elem row, const PlanNode &n, const RowState *state);
   std::optional<jb::Node> patch_one(const Assoc &a, std::optional<jb::Elem> old, jb::View parent);
   jb::Node rebuild_assoc(const Assoc &a, jb::View parent);
-  void event_texts(const std::vector<Column> &cols, std::vector<Texts> &out);
+  bool event_texts(const std::vector<Column> &cols, std::vector<Texts> &out);
 
   const Plan &plan_;
   const Event &ev_;
@@ -394,9 +394,15 @@ bool Patcher::filter_matches(jb::View row) {
   return true;
 }
 
-/* The event's old and new values of cols (each set that the event has). */
-void Patcher::event_texts(const std::vector<Column> &cols, std::vector<Texts> &out) {
+/*
+ * The event's old and new values of cols.  false when the event lacks a
+ * side it should have (old for UPDATE/DELETE, new for INSERT/UPDATE): the
+ * columns were not tracked, so the parents cannot be found from the event.
+ */
+bool Patcher::event_texts(const std::vector<Column> &cols, std::vector<Texts> &out) {
+  bool complete = true;
   for (int side = 0; side < 2; side++) {
+    bool needed = side == 0 ? ev_.op != Op::Insert : ev_.op != Op::Delete;
     Texts t;
     bool ok = true;
     for (const Column &c : cols) {
@@ -407,8 +413,10 @@ void Patcher::event_texts(const std::vector<Column> &cols, std::vector<Texts> &o
       }
       t.push_back(side == 0 ? cc->old_value : cc->new_value);
     }
+    if (!ok && needed) complete = false;
     if (ok && !has_null(t)) out.push_back(std::move(t));
   }
+  return complete;
 }
 
 /* Reads the event, its table in the plan and its rows' current states. */
@@ -445,12 +453,12 @@ std::optional<std::vector<Key>> Patcher::candidate_parents(const PlanNode &n) {
     if (!same_columns(a.owner_cols, n.table.pk)) return std::nullopt;
     if (a.join && a.join->relid == T_) {
       if (involves(*a.target)) return std::nullopt;
-      event_texts(a.join_owner_cols, texts);
+      if (!event_texts(a.join_owner_cols, texts)) return std::nullopt;
       for (const RowState &s : states_)
         if (s.exists) texts.push_back(row_texts(s.row, a.join_owner_cols));
     } else if (a.target->table.relid == T_ && !deep(*a.target) &&
                (a.kind == AssocKind::HasMany || a.kind == AssocKind::HasOne)) {
-      event_texts(a.target_cols, texts);
+      if (!event_texts(a.target_cols, texts)) return std::nullopt;
       for (const RowState &s : states_)
         if (s.exists) texts.push_back(row_texts(s.row, a.target_cols));
     } else {

@@ -26,6 +26,7 @@
 #include "shared.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -348,7 +349,12 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
     s.jsonb = row;
     s.row = jb::View(row);
   }
-  if (!secure) pg_call([&] { cache_put(t.relid, ckey, version, row); });
+  /* Share what was read only if every backend could have read it: not
+   * this transaction's own uncommitted writes, and not a transaction
+   * snapshot older than the version. */
+  bool shareable =
+      !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
+  if (!secure && shareable) pg_call([&] { cache_put(t.relid, ckey, version, row); });
   return s;
 }
 

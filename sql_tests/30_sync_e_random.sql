@@ -71,7 +71,6 @@ BEGIN
 END $$;
 SELECT count(*) AS rounds, count(*) FILTER (WHERE bad IS NOT NULL) AS rounds_with_differences FROM rounds;
 SELECT * FROM rounds WHERE bad IS NOT NULL ORDER BY n LIMIT 5;
-SELECT name, jsonb_array_length(val -> 'rows') > 0 AS has_rows FROM holders ORDER BY name;
 
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');

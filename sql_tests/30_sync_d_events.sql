@@ -69,6 +69,11 @@ SELECT pg_temp.try_sync(once, payload) AS held FROM r, marker;
 SELECT ectosync.sync(labels, payload) = labels AS not_held FROM v, marker;
 -- its id names no logged event: the value must be reloaded
 SELECT pg_temp.try_sync(once, id) AS bare_marker_id FROM r, marker;
+-- a marker naming a table that no longer has that name may be a renamed one
+SELECT pg_temp.try_sync(once, replace(payload, 'public.tags', 'public.gone')) AS unknown_name
+FROM r, marker;
+SELECT ectosync.sync(once, replace(payload, 'public.tags', 'public.labels')) = once AS other_table
+FROM r, marker;
 
 -- privileges: SELECT on every table of the value
 CREATE ROLE sync_reader;

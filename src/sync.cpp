@@ -31,7 +31,9 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "catalog/namespace.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rls.h"
 
@@ -730,19 +732,37 @@ std::optional<jb::Node> Patcher::patch_one(const Assoc &a, std::optional<jb::Ele
   return std::nullopt;
 }
 
-/* Whether the plan holds the table named "schema.name" (a payload's). */
-bool holds_table(const Plan &plan, const std::string &name) {
+/*
+ * Whether a RELOAD marker naming table ("schema.name" as payloads show it,
+ * unquoted, or the relid when the worker could not name it) may concern the
+ * plan.  Names are matched as they are now and as the plan knows them;
+ * a name that resolves to no table may be a renamed one: assume it does.
+ */
+bool may_hold_table(const Plan &plan, const std::string &table) {
+  std::vector<uint32_t> tables = plan.tables();
+  auto held = [&](uint32_t relid) {
+    return std::find(tables.begin(), tables.end(), relid) != tables.end();
+  };
   std::vector<const PlanNode *> stack{plan.root.get()};
   while (!stack.empty()) {
     const PlanNode *n = stack.back();
     stack.pop_back();
-    if (n->table.display() == name) return true;
+    if (n->table.display() == table) return true;
     for (const Assoc &a : n->assocs) {
-      if (a.join && a.join->display() == name) return true;
+      if (a.join && a.join->display() == table) return true;
       stack.push_back(a.target.get());
     }
   }
-  return false;
+  if (!table.empty() && table.find_first_not_of("0123456789") == std::string::npos)
+    return held(static_cast<uint32_t>(std::stoul(table)));
+  size_t dot = table.find('.');
+  if (dot == std::string::npos) return true;
+  std::string schema = table.substr(0, dot), name = table.substr(dot + 1);
+  Oid relid = pg_call([&] {
+    Oid nsp = get_namespace_oid(schema.c_str(), true);
+    return OidIsValid(nsp) ? get_relname_relid(name.c_str(), nsp) : InvalidOid;
+  });
+  return !OidIsValid(relid) || held(relid);
 }
 
 /* Reads an integer member of the value ("relid", "seq", "ectosync"). */
@@ -797,7 +817,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 
   /* A RELOAD marker ("*": the whole database) for a table the value holds. */
   if (ref.op && *ref.op == Op::Reload) {
-    if (ref.table.empty() || ref.table == "*" || holds_table(plan, ref.table))
+    if (ref.table.empty() || ref.table == "*" || may_hold_table(plan, ref.table))
       reload_required("Changes of " +
                       (ref.table == "*" ? std::string("this database") : ref.table) +
                       " were not captured one by one (RELOAD marker " +

@@ -1,6 +1,8 @@
 -- sync(): values of several shapes follow every kind of change.  After each
 -- step, every holder applies the new events in order (ectosync._events_since
 -- waits for the worker) and its value must equal a fresh load ("seq" aside).
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
 CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE e text;
 BEGIN

@@ -1,5 +1,7 @@
 -- sync(): root rows enter and leave a filtered value as they start or stop
 -- matching its filter (numbers compare numerically, text bytewise).
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
 CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE e text;
 BEGIN

@@ -1,6 +1,8 @@
 -- sync(): random transactions (some with failed subtransactions) on the blog
 -- tables; after each round every holder applies its events, and each value
 -- must equal a fresh load.  Deterministic: setseed.
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
 CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE e text;
 BEGIN

@@ -250,10 +250,12 @@ struct Layout {
 
 }  // namespace
 
+/* The layout pass without output: the size of the varlena. */
 size_t measure(const Node &root) {
   return Layout{nullptr}.root(root);
 }
 
+/* The layout pass with output, then the varlena header. */
 void write(const Node &root, char *buf, size_t size) {
   size_t end = Layout{buf}.root(root);
   if (end != size)
@@ -261,6 +263,7 @@ void write(const Node &root, char *buf, size_t size) {
   SET_VARSIZE(buf, size);
 }
 
+/* A palloc'd jsonb of root: measured first, so allocated once. */
 Jsonb *to_jsonb(const Node &root) {
   size_t size = measure(root);
   if (size > MaxAllocSize) too_large();

@@ -158,6 +158,7 @@ Texts row_texts(jb::View row, const std::vector<Column> &cols) {
   return out;
 }
 
+/* Whether some key value is SQL NULL (such a key matches nothing). */
 bool has_null(const Texts &t) {
   return std::any_of(t.begin(), t.end(), [](const auto &v) { return !v; });
 }
@@ -205,6 +206,7 @@ std::pair<uint32_t, bool> search(jb::View list, const std::vector<Column> &pk, c
   return {lo, false};
 }
 
+/* Whether two column lists name the same columns (by attnum), in order. */
 bool same_columns(const std::vector<Column> &a, const std::vector<Column> &b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++)

@@ -14,9 +14,27 @@
  * primary key (they are ordered by it) when the parent can be located from
  * the event's key values.
  *
+ * The rules, for the changed row(s) of table T (old and new primary key):
+ *  - wherever a row of T with that key sits, it gets the current columns
+ *    (its association keys kept); it leaves a list when it no longer exists
+ *    or no longer belongs there (has_many: its target columns no longer
+ *    equal the parent's owner columns; root: the filter no longer matches),
+ *    and enters, in primary-key order, the lists it now belongs to;
+ *  - a row entering with associations of its own is read as load() reads
+ *    it (load_rows_where by primary key, as the caller); without any it is
+ *    the cached row;
+ *  - when a row's owner columns changed, its belongs_to/has_one/has_many
+ *    associations are read again (keyed load);
+ *  - join rows of a many_to_many add or remove the target under the
+ *    parents whose owner key the join row has (had);
+ *  - a has_one/belongs_to whose row left, or that another row may now
+ *    take, is read again (keyed load).
+ *
  * Events of tables that the value does not hold return the value unchanged
  * (its seq is left alone too: a later event of a held table must not be
  * mistaken for an older one because an unrelated event advanced the seq).
+ * RELOAD markers of a held table, events that left the event log, and other
+ * epochs raise SQLSTATE ZE001: the client must load() again.
  */
 #include "catalog.hpp"
 #include "event.hpp"

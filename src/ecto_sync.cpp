@@ -67,8 +67,11 @@ static void define_settings() {
 }
 
 void _PG_init(void) {
-  define_settings();
+  /* Loaded later (by CREATE EXTENSION, say), the library does nothing, not
+   * even define its settings: PGC_POSTMASTER ones cannot be defined after
+   * startup.  ectosync_require_preload() then explains what is wrong. */
   if (!process_shared_preload_libraries_in_progress) return;
+  define_settings();
   loaded_at_startup = true;
   shared_init();
   capture_init();

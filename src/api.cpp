@@ -119,10 +119,8 @@ extern "C" Datum ectosync_wait_for_worker(PG_FUNCTION_ARGS) {
                 slot->ngaps == 0 && !slot->gap_all;
     LWLockRelease(slot->lock);
     if (done) PG_RETURN_BOOL(true);
-    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
-      PG_RETURN_BOOL(false);
-    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5,
-                    PG_WAIT_EXTENSION);
+    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms)) PG_RETURN_BOOL(false);
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);
     CHECK_FOR_INTERRUPTS();
   }

@@ -65,7 +65,9 @@ static struct {
   int nmarks, marks_capacity;
 } pending;
 
-static void reset_pending() { memset(&pending, 0, sizeof pending); }
+static void reset_pending() {
+  memset(&pending, 0, sizeof pending);
+}
 
 /* CREATE EXTENSION asked to start this database's worker once it commits. */
 static bool wake_at_commit = false;
@@ -287,8 +289,7 @@ static void xact_callback(XactEvent event, void *) {
   }
 }
 
-static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTransactionId,
-                             void *) {
+static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTransactionId, void *) {
   switch (event) {
     case SUBXACT_EVENT_START_SUB:
       if (pending.nmarks >= pending.marks_capacity) {
@@ -302,8 +303,7 @@ static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTran
       pending.marks[pending.nmarks++] = {subid, pending.count, pending.bytes};
       break;
     case SUBXACT_EVENT_COMMIT_SUB:
-      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid)
-        pending.nmarks--;
+      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid) pending.nmarks--;
       break;
     case SUBXACT_EVENT_ABORT_SUB:
       if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid) {
@@ -321,7 +321,9 @@ static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTran
 }
 
 namespace ectosync {
-void wake_launcher_at_commit() { wake_at_commit = true; }
+void wake_launcher_at_commit() {
+  wake_at_commit = true;
+}
 
 void capture_init() {
   RegisterXactCallback(xact_callback, nullptr);

@@ -35,44 +35,43 @@ bool loaded_at_startup = false;
 using namespace ectosync;
 
 static void define_settings() {
-  DefineCustomIntVariable("ectosync.cache_size",
-                          "Shared memory for cached rows (all databases).", nullptr,
-                          &settings.cache_size_kb, 64 * 1024, 1024, INT_MAX / 2, PGC_POSTMASTER,
-                          GUC_UNIT_KB, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.cache_size", "Shared memory for cached rows (all databases).",
+                          nullptr, &settings.cache_size_kb, 64 * 1024, 1024, INT_MAX / 2,
+                          PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.queue_size",
                           "Shared memory for each database's queue and log of events.", nullptr,
                           &settings.queue_size_kb, 8 * 1024, 64, INT_MAX / 2, PGC_POSTMASTER,
                           GUC_UNIT_KB, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.event_log_size",
                           "Recent events per database that sync() can resolve.", nullptr,
-                          &settings.event_log_size, 65536, 64, 16 * 1024 * 1024, PGC_POSTMASTER,
-                          0, nullptr, nullptr, nullptr);
-  DefineCustomIntVariable("ectosync.max_databases",
-                          "Databases that can use ecto_sync at the same time.", nullptr,
-                          &settings.max_databases, 8, 1, 256, PGC_POSTMASTER, 0, nullptr, nullptr,
-                          nullptr);
+                          &settings.event_log_size, 65536, 64, 16 * 1024 * 1024, PGC_POSTMASTER, 0,
+                          nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "ectosync.max_databases", "Databases that can use ecto_sync at the same time.", nullptr,
+      &settings.max_databases, 8, 1, 256, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.max_xact_events",
                           "Events one transaction may queue; past it, its tables get a RELOAD "
                           "marker instead.",
                           nullptr, &settings.max_xact_events, 10000, 1, INT_MAX, PGC_USERSET, 0,
                           nullptr, nullptr, nullptr);
-  DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.",
-                          nullptr, &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr,
-                          nullptr, nullptr);
-  DefineCustomIntVariable("ectosync.batch_delay",
-                          "How long the worker waits for more events before a batch.", nullptr,
-                          &settings.batch_delay_ms, 0, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
-                          nullptr, nullptr);
-  DefineCustomStringVariable("ectosync.worker_role",
-                             "The role the workers load rows as (empty: the bootstrap superuser).",
-                             nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr,
-                             nullptr);
+  DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.", nullptr,
+                          &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
+                          nullptr);
+  DefineCustomIntVariable(
+      "ectosync.batch_delay", "How long the worker waits for more events before a batch.", nullptr,
+      &settings.batch_delay_ms, 0, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable(
+      "ectosync.worker_role", "The role the workers load rows as (empty: the bootstrap superuser).",
+      nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ectosync");
 }
 
 void _PG_init(void) {
-  define_settings();
+  /* Loaded later (by CREATE EXTENSION, say), the library does nothing, not
+   * even define its settings: PGC_POSTMASTER ones cannot be defined after
+   * startup.  ectosync_require_preload() then explains what is wrong. */
   if (!process_shared_preload_libraries_in_progress) return;
+  define_settings();
   loaded_at_startup = true;
   shared_init();
   capture_init();

@@ -194,8 +194,8 @@ struct PayloadReader {
   size_t pos = 0;
 
   void skip_ws() {
-    while (pos < in.size() && (in[pos] == ' ' || in[pos] == '\n' || in[pos] == '\t' ||
-                               in[pos] == '\r'))
+    while (pos < in.size() &&
+           (in[pos] == ' ' || in[pos] == '\n' || in[pos] == '\t' || in[pos] == '\r'))
       pos++;
   }
   bool eat(char ch) {
@@ -270,6 +270,8 @@ bool parse_payload(std::string_view text, EventRef &ref) {
   return have_event && r.pos == text.size();
 }
 
-std::string channel_name(uint32_t relid) { return "ectosync_" + std::to_string(relid); }
+std::string channel_name(uint32_t relid) {
+  return "ectosync_" + std::to_string(relid);
+}
 
 }  // namespace ectosync

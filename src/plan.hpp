@@ -38,8 +38,8 @@ namespace ectosync {
 enum class KeyKind { Number, Text };
 
 struct Column {
-  std::string name;      /* attname, unquoted */
-  int16_t attnum = 0;    /* survives column renames; events carry attnums */
+  std::string name;   /* attname, unquoted */
+  int16_t attnum = 0; /* survives column renames; events carry attnums */
   KeyKind kind = KeyKind::Number;
   std::string type_name; /* format_type(), for casts in generated SQL */
 };

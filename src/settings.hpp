@@ -9,14 +9,14 @@
 namespace ectosync {
 
 struct Settings {
-  int cache_size_kb;      /* ectosync.cache_size */
-  int queue_size_kb;      /* ectosync.queue_size, per database */
-  int event_log_size;     /* ectosync.event_log_size, events per database */
-  int max_databases;      /* ectosync.max_databases */
-  int max_xact_events;    /* ectosync.max_xact_events */
-  int batch_size;         /* ectosync.batch_size */
-  int batch_delay_ms;     /* ectosync.batch_delay */
-  char *worker_role;      /* ectosync.worker_role */
+  int cache_size_kb;   /* ectosync.cache_size */
+  int queue_size_kb;   /* ectosync.queue_size, per database */
+  int event_log_size;  /* ectosync.event_log_size, events per database */
+  int max_databases;   /* ectosync.max_databases */
+  int max_xact_events; /* ectosync.max_xact_events */
+  int batch_size;      /* ectosync.batch_size */
+  int batch_delay_ms;  /* ectosync.batch_delay */
+  char *worker_role;   /* ectosync.worker_role */
 };
 
 extern Settings settings;

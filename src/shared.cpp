@@ -67,9 +67,15 @@ static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 
 /* ---- sizes ---- */
 
-static uint64 ring_bytes() { return (uint64)settings.queue_size_kb * 1024; }
-static uint64 arena_bytes() { return (uint64)settings.cache_size_kb * 1024; }
-static long cache_max_entries() { return std::max<long>(1024, (long)(arena_bytes() / 256)); }
+static uint64 ring_bytes() {
+  return (uint64)settings.queue_size_kb * 1024;
+}
+static uint64 arena_bytes() {
+  return (uint64)settings.cache_size_kb * 1024;
+}
+static long cache_max_entries() {
+  return std::max<long>(1024, (long)(arena_bytes() / 256));
+}
 
 static Size slot_stride() {
   return MAXALIGN(sizeof(DbSlot)) + MAXALIGN(sizeof(LogIndexEntry) * settings.event_log_size) +
@@ -142,8 +148,8 @@ static void shmem_startup() {
   memset(&info, 0, sizeof info);
   info.keysize = sizeof(CacheKey);
   info.entrysize = sizeof(CacheEntry);
-  cache_hash = ShmemInitHash("ecto_sync row cache", cache_max_entries(), cache_max_entries(),
-                             &info, HASH_ELEM | HASH_BLOBS);
+  cache_hash = ShmemInitHash("ecto_sync row cache", cache_max_entries(), cache_max_entries(), &info,
+                             HASH_ELEM | HASH_BLOBS);
   cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
   LWLockRelease(AddinShmemInitLock);
 }
@@ -161,7 +167,9 @@ static void require_shared() {
                     errmsg("ecto_sync must be loaded via shared_preload_libraries")));
 }
 
-uint64_t shared_epoch() { return shared ? shared->epoch : 0; }
+uint64_t shared_epoch() {
+  return shared ? shared->epoch : 0;
+}
 
 /* ---- database slots ---- */
 

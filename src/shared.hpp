@@ -59,8 +59,8 @@ LogLookup event_lookup(uint64_t seq, Event &out);
 /* ---- the row cache ---- */
 
 struct CachedRow {
-  bool found = false;   /* an entry exists for the key */
-  bool exists = false;  /* false: tombstone, the row did not exist */
+  bool found = false;  /* an entry exists for the key */
+  bool exists = false; /* false: tombstone, the row did not exist */
   uint64_t version = 0;
   Jsonb *row = nullptr; /* palloc'd copy in CurrentMemoryContext, or null */
 };

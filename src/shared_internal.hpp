@@ -46,10 +46,10 @@ struct QueueStats {
 
 struct DbSlot {
   LWLock *lock;
-  Oid dboid;          /* slots_lock; InvalidOid: free */
-  pid_t worker_pid;   /* slots_lock */
-  Latch *worker_latch; /* slots_lock to set; read under lock */
-  uint64 next_seq;    /* lock: the seq the next event gets */
+  Oid dboid;                      /* slots_lock; InvalidOid: free */
+  pid_t worker_pid;               /* slots_lock */
+  Latch *worker_latch;            /* slots_lock to set; read under lock */
+  uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
   int ngaps;                      /* lock */
@@ -89,22 +89,22 @@ struct EctoShared {
   uint64 arena_head, arena_oldest; /* cache_lock */
   uint64 cache_evictions;          /* cache_lock */
   pg_atomic_uint64 cache_hits, cache_misses;
-  Oid absent_dbs[64]; /* slots_lock: databases found without the extension */
-  int nabsent;        /* slots_lock */
-  uint64 wakeups;     /* slots_lock: CREATE EXTENSIONs so far (see worker.cpp) */
-  pid_t launcher_pid; /* slots_lock */
+  Oid absent_dbs[64];    /* slots_lock: databases found without the extension */
+  int nabsent;           /* slots_lock */
+  uint64 wakeups;        /* slots_lock: CREATE EXTENSIONs so far (see worker.cpp) */
+  pid_t launcher_pid;    /* slots_lock */
   Latch *launcher_latch; /* slots_lock */
 };
 
 extern EctoShared *shared;
 
 DbSlot *slot_at(int i);
-DbSlot *find_slot(Oid dboid);    /* caller holds slots_lock */
-DbSlot *current_slot();          /* MyDatabaseId's slot, or null */
-DbSlot *claim_slot(Oid dboid);   /* find or take a free slot; null if none */
+DbSlot *find_slot(Oid dboid);               /* caller holds slots_lock */
+DbSlot *current_slot();                     /* MyDatabaseId's slot, or null */
+DbSlot *claim_slot(Oid dboid);              /* find or take a free slot; null if none */
 void release_slot(DbSlot *slot, Oid dboid); /* if dboid still owns it */
 void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len);
-void wake_launcher(); /* worker.cpp: CREATE EXTENSION took effect */
+void wake_launcher();           /* worker.cpp: CREATE EXTENSION took effect */
 void wake_launcher_at_commit(); /* capture.cpp: wake_launcher() once committed */
 
 struct QueuedEvent {

@@ -85,8 +85,8 @@ struct KeyCol {
 };
 
 struct JoinEnd {
-  Oid target;                      /* the referenced table */
-  std::vector<int16> fk_attnums;   /* in the target's primary-key order */
+  Oid target;                    /* the referenced table */
+  std::vector<int16> fk_attnums; /* in the target's primary-key order */
 };
 
 struct TableMeta {
@@ -113,7 +113,8 @@ static std::vector<int16> primary_key_attnums(Oid relid) {
   if (!rel) return attnums;
   Oid pk_index = pg_call([&] { return RelationGetPrimaryKeyIndex(rel); });
   if (OidIsValid(pk_index)) {
-    HeapTuple tuple = pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
+    HeapTuple tuple =
+        pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
     if (HeapTupleIsValid(tuple)) {
       Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
       for (int i = 0; i < index->indnkeyatts; i++) attnums.push_back(index->indkey.values[i]);
@@ -140,8 +141,8 @@ static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
     ScanKeyData key;
     ScanKeyInit(&key, Anum_pg_constraint_conrelid, BTEqualStrategyNumber, F_OIDEQ,
                 ObjectIdGetDatum(relid));
-    SysScanDesc scan = systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr,
-                                          1, &key);
+    SysScanDesc scan =
+        systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr, 1, &key);
     HeapTuple tuple;
     while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
       Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
@@ -257,8 +258,8 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
       elems.push_back(key[i] ? pg_call([&] { return CStringGetTextDatum(key[i]->c_str()); })
                              : PointerGetDatum(nullptr));
     values[i] = pg_call([&] {
-      return PointerGetDatum(construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false,
-                                             TYPALIGN_INT));
+      return PointerGetDatum(
+          construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
     });
   }
   int rc = pg_call([&] {
@@ -423,9 +424,8 @@ static uint64 drain(DbSlot *slot) {
 
 static bool extension_exists() {
   bool exists = false;
-  in_transaction([&] {
-    exists = OidIsValid(pg_call([] { return get_extension_oid("ecto_sync", true); }));
-  });
+  in_transaction(
+      [&] { exists = OidIsValid(pg_call([] { return get_extension_oid("ecto_sync", true); })); });
   return exists;
 }
 
@@ -459,8 +459,8 @@ static DbSlot *become_worker() {
     return nullptr;
   }
   LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
-  bool taken = slot->worker_pid != 0 && slot->worker_pid != MyProcPid &&
-               kill(slot->worker_pid, 0) == 0;
+  bool taken =
+      slot->worker_pid != 0 && slot->worker_pid != MyProcPid && kill(slot->worker_pid, 0) == 0;
   if (!taken) {
     slot->worker_pid = MyProcPid;
     slot->worker_latch = MyLatch;
@@ -530,8 +530,7 @@ static BackgroundWorkerHandle *start_worker(Oid dboid) {
   worker.bgw_notify_pid = MyProcPid;
   BackgroundWorkerHandle *handle = nullptr;
   if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-    ereport(WARNING, (errmsg("ecto_sync launcher: could not start a worker for database %u",
-                             dboid),
+    ereport(WARNING, (errmsg("ecto_sync launcher: could not start a worker for database %u", dboid),
                       errhint("Raise max_worker_processes.")));
   return handle;
 }

@@ -355,8 +355,7 @@ int64_t Workload::one_statement(std::string &sql) {
 }
 
 std::string Workload::run_transaction(const std::string &after_commit,
-                                      const std::string &before_commit,
-                                      std::string *before_value) {
+                                      const std::string &before_commit, std::string *before_value) {
   int n = std::uniform_int_distribution<int>(1, max_statements_)(rng_);
   WriteStats local;
   std::string sql;

@@ -1,0 +1,110 @@
+// Unit tests of the server-free event code: the binary encoding of captured
+// key columns, cache keys, event ids and notification payloads.
+#include <gtest/gtest.h>
+
+#include "event.hpp"
+
+using namespace ectosync;
+
+TEST(EventEncoding, RoundTripsEveryKindOfValue) {
+  std::vector<ColumnChange> columns(4);
+  columns[0] = {1, true, true, true, "42", "43"};                    // pk changed
+  columns[1] = {2, false, true, true, std::nullopt, "7"};            // NULL -> 7
+  columns[2] = {3, false, false, true, std::nullopt, ""};            // INSERT, empty string
+  columns[3] = {5, false, true, false, "it's \"x\"", std::nullopt};  // DELETE
+  std::string body;
+  encode_columns(columns, body);
+  std::vector<ColumnChange> decoded;
+  ASSERT_TRUE(decode_columns(body, decoded));
+  ASSERT_EQ(decoded.size(), columns.size());
+  for (size_t i = 0; i < columns.size(); i++) {
+    EXPECT_EQ(decoded[i].attnum, columns[i].attnum);
+    EXPECT_EQ(decoded[i].is_pk, columns[i].is_pk);
+    EXPECT_EQ(decoded[i].has_old, columns[i].has_old);
+    EXPECT_EQ(decoded[i].has_new, columns[i].has_new);
+    EXPECT_EQ(decoded[i].old_value, columns[i].old_value);
+    EXPECT_EQ(decoded[i].new_value, columns[i].new_value);
+  }
+}
+
+TEST(EventEncoding, RejectsTruncatedAndTrailingBytes) {
+  std::vector<ColumnChange> columns = {{1, true, false, true, std::nullopt, "abc"}};
+  std::string body;
+  encode_columns(columns, body);
+  std::vector<ColumnChange> decoded;
+  for (size_t len = 0; len < body.size(); len++)
+    EXPECT_FALSE(decode_columns(std::string_view(body).substr(0, len), decoded)) << len;
+  EXPECT_FALSE(decode_columns(body + "x", decoded));
+}
+
+TEST(EventPk, OldAndNewKeysInPkOrder) {
+  Event event;
+  event.columns = {{1, true, true, true, "1", "2"},
+                   {4, false, true, true, "9", "9"},
+                   {2, true, true, true, "a", "a"}};
+  using Key = std::vector<std::optional<std::string>>;
+  EXPECT_EQ(event.old_pk(), (Key{"1", "a"}));
+  EXPECT_EQ(event.new_pk(), (Key{"2", "a"}));
+  ASSERT_NE(event.column(4), nullptr);
+  EXPECT_EQ(event.column(4)->new_value, "9");
+  EXPECT_EQ(event.column(3), nullptr);
+}
+
+TEST(CacheKey, ValuesCannotRunIntoEachOther) {
+  using Key = std::vector<std::optional<std::string>>;
+  EXPECT_NE(encode_key(Key{"1:2", "3"}), encode_key(Key{"1", "2:3"}));
+  EXPECT_NE(encode_key(Key{"ab", ""}), encode_key(Key{"a", "b"}));
+  EXPECT_NE(encode_key(Key{std::nullopt}), encode_key(Key{"N;"}));
+  EXPECT_EQ(encode_key(Key{"42"}), encode_key(Key{"42"}));
+}
+
+TEST(EventId, FormatsAndParses) {
+  std::string id = format_event_id(0x5f1c0e7a9b3d2c41ULL, 42);
+  EXPECT_EQ(id, "5f1c0e7a9b3d2c41:42");
+  uint64_t epoch = 0, seq = 0;
+  ASSERT_TRUE(parse_event_id(id, epoch, seq));
+  EXPECT_EQ(epoch, 0x5f1c0e7a9b3d2c41ULL);
+  EXPECT_EQ(seq, 42u);
+}
+
+TEST(EventId, RejectsForgeries) {
+  uint64_t epoch, seq;
+  for (const char *bad : {"", "42", "5f1c0e7a9b3d2c41", "5f1c0e7a9b3d2c41:", "5f1c0e7a9b3d2c41:0",
+                          "5F1C0E7A9B3D2C41:1", "5f1c0e7a9b3d2c4:1", "5f1c0e7a9b3d2c41:1x",
+                          "5f1c0e7a9b3d2c41:-1", "5f1c0e7a9b3d2c41:99999999999999999999999"})
+    EXPECT_FALSE(parse_event_id(bad, epoch, seq)) << bad;
+}
+
+TEST(Payload, RoundTripsWithQuotedTableNames) {
+  std::string payload = format_payload(1, 7, "public.Weird \"Table\"", Op::Delete);
+  EXPECT_EQ(payload,
+            "{\"event\": \"0000000000000001:7\", \"table\": \"public.Weird \\\"Table\\\"\", "
+            "\"op\": \"DELETE\"}");
+  EventRef ref;
+  ASSERT_TRUE(parse_payload(payload, ref));
+  EXPECT_EQ(ref.epoch, 1u);
+  EXPECT_EQ(ref.seq, 7u);
+  EXPECT_EQ(ref.table, "public.Weird \"Table\"");
+  EXPECT_EQ(ref.op, Op::Delete);
+}
+
+TEST(Payload, AcceptsABareEventId) {
+  EventRef ref;
+  ASSERT_TRUE(parse_payload("0000000000000002:9", ref));
+  EXPECT_EQ(ref.seq, 9u);
+  EXPECT_TRUE(ref.table.empty());
+  EXPECT_FALSE(ref.op.has_value());
+}
+
+TEST(Payload, RejectsWhatItDidNotWrite) {
+  EventRef ref;
+  for (const char *bad :
+       {"{}", "{\"table\": \"x\"}", "{\"event\": \"0000000000000001:1\", \"op\": \"MERGE\"}",
+        "{\"event\": \"0000000000000001:1\", \"extra\": \"x\"}",
+        "{\"event\": \"0000000000000001:1\"} trailing", "{\"event\": 1}", "[1]", "null"})
+    EXPECT_FALSE(parse_payload(bad, ref)) << bad;
+}
+
+TEST(Channel, NamedAfterTheTableOid) {
+  EXPECT_EQ(channel_name(16384), "ectosync_16384");
+}

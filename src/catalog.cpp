@@ -1,0 +1,371 @@
+/*
+ * catalog.cpp: the catalog (pg_class, pg_attribute, pg_index,
+ * pg_constraint) read through SPI into assoc.hpp's descriptions;
+ * resolve_plan() with a backend-local cache; privilege checks; the SPI
+ * helpers shared with load.cpp and watch.cpp.
+ */
+#include "catalog.hpp"
+
+#include "assoc.hpp"
+#include "catalog_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+}
+
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace ectosync {
+
+/* ==== SPI from C++ ==== */
+
+SpiScope::SpiScope() {
+  pg_call([] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "ecto_sync: SPI_connect failed");
+  });
+}
+
+SpiScope::~SpiScope() {
+  if (std::uncaught_exceptions() == exceptions_) SPI_finish();
+}
+
+namespace {
+
+/* Executes sql with params as the current role; returns SPI's result code. */
+int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
+  int n = static_cast<int>(params.size());
+  Oid *types = n ? static_cast<Oid *>(pg_call([&] { return palloc(n * sizeof(Oid)); })) : nullptr;
+  Datum *values =
+      n ? static_cast<Datum *>(pg_call([&] { return palloc(n * sizeof(Datum)); })) : nullptr;
+  char *nulls = n ? static_cast<char *>(pg_call([&] { return palloc(n); })) : nullptr;
+  for (int i = 0; i < n; ++i) {
+    const SpiParam &p = params[i];
+    types[i] = p.type;
+    nulls[i] = p.value ? ' ' : 'n';
+    values[i] = p.value ? pg_call([&] {
+      Oid input;
+      Oid ioparam;
+      getTypeInputInfo(p.type, &input, &ioparam);
+      return OidInputFunctionCall(input, const_cast<char *>(p.value->c_str()), ioparam, -1);
+    })
+                        : Datum(0);
+  }
+  const char *text = sql.c_str();
+  return pg_call(
+      [&] { return SPI_execute_with_args(text, n, types, values, nulls, read_only, 0); });
+}
+
+}  // namespace
+
+std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,
+                             bool read_only) {
+  int rc = spi_execute(sql, params, read_only);
+  if (rc != SPI_OK_SELECT)
+    throw Error(ERRCODE_INTERNAL_ERROR,
+                "ecto_sync: query failed: " + std::string(SPI_result_code_string(rc)));
+  std::vector<SpiRow> rows;
+  SPITupleTable *table = SPI_tuptable;
+  int natts = table->tupdesc->natts;
+  for (uint64 r = 0; r < SPI_processed; ++r) {
+    SpiRow row;
+    for (int c = 1; c <= natts; ++c) {
+      char *value = pg_call([&] { return SPI_getvalue(table->vals[r], table->tupdesc, c); });
+      row.push_back(value ? std::optional<std::string>(value) : std::nullopt);
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+void spi_exec(const std::string &sql, const std::vector<SpiParam> &params) {
+  int rc = spi_execute(sql, params, false);
+  if (rc < 0)
+    throw Error(ERRCODE_INTERNAL_ERROR,
+                "ecto_sync: command failed: " + std::string(SPI_result_code_string(rc)), sql);
+}
+
+std::string quote_ident(const std::string &name) {
+  const char *text = name.c_str();
+  return pg_call([&] { return quote_identifier(text); });
+}
+
+std::string quoted_table(const TableInfo &table) {
+  return quote_ident(table.schema) + "." + quote_ident(table.name);
+}
+
+Error to_error(const AssocError &e) {
+  const std::string &s = e.sqlstate;
+  int code = s.size() == 5 ? MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_INTERNAL_ERROR;
+  return Error(code, e.message, e.detail, e.hint);
+}
+
+std::string jsonb_text(const Jsonb *value) {
+  return pg_call([&] {
+    return JsonbToCString(nullptr, const_cast<JsonbContainer *>(&value->root), VARSIZE(value));
+  });
+}
+
+/* ==== the catalog through SPI ==== */
+
+namespace {
+
+/* "1 2 3" -> {1, 2, 3} */
+std::vector<int16_t> parse_attnums(const std::optional<std::string> &text) {
+  std::vector<int16_t> out;
+  if (!text) return out;
+  std::istringstream in(*text);
+  int value;
+  while (in >> value) out.push_back(static_cast<int16_t>(value));
+  return out;
+}
+
+/* Number and text kinds by base type (see KeyKind); nullopt for the rest. */
+std::optional<KeyKind> key_kind(Oid type) {
+  Oid base = pg_call([&] { return getBaseType(type); });
+  switch (base) {
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case NUMERICOID:
+    case OIDOID:
+      return KeyKind::Number;
+    case TEXTOID:
+    case VARCHAROID:
+    case BPCHAROID:
+    case UUIDOID:
+      return KeyKind::Text;
+    default:
+      return std::nullopt;
+  }
+}
+
+const char *const kTableSql =
+    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = $1 AND c.relkind IN ('r', 'p')";
+
+const char *const kColumnsSql =
+    "SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid"
+    " FROM pg_catalog.pg_attribute a"
+    " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+/* Unique, valid, non-partial, non-expression indexes: key columns in order. */
+const char *const kIndexesSql =
+    "SELECT i.indisprimary, (SELECT pg_catalog.string_agg(i.indkey[k]::text, ' ' ORDER BY k)"
+    "   FROM pg_catalog.generate_series(0, i.indnkeyatts - 1) k)"
+    " FROM pg_catalog.pg_index i"
+    " WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid"
+    "   AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY i.indexrelid";
+
+/* Foreign keys (not the clones that partitions inherit). */
+const char *const kForeignKeysSql =
+    "SELECT conname, conrelid, pg_catalog.array_to_string(conkey, ' '),"
+    "       confrelid, pg_catalog.array_to_string(confkey, ' ')"
+    " FROM pg_catalog.pg_constraint"
+    " WHERE contype = 'f' AND conparentid = 0 AND %s = $1 ORDER BY conname, oid";
+
+std::vector<SpiParam> oid_param(uint32_t relid) {
+  return {{OIDOID, std::to_string(relid)}};
+}
+
+/* A relation's name as regclass prints it (its oid when it is gone). */
+std::string relation_name(uint32_t relid) {
+  auto rows = spi_rows("SELECT $1::pg_catalog.regclass::text", oid_param(relid), false);
+  return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
+}
+
+const char *const kWrongObjectType = "42809";
+
+class SpiCatalog : public CatalogSource {
+ public:
+  const TableDesc &table(uint32_t relid) override {
+    auto it = tables_.find(relid);
+    if (it != tables_.end()) return it->second;
+    return tables_[relid] = read_table(relid);
+  }
+
+  std::optional<uint32_t> find_table(const std::string &name) override {
+    auto rows = spi_rows("SELECT pg_catalog.to_regclass($1)::oid", {{TEXTOID, name}}, false);
+    if (rows.empty() || !rows[0][0]) return std::nullopt;
+    uint32_t relid = static_cast<uint32_t>(std::stoul(*rows[0][0]));
+    if (!table_exists(relid)) return std::nullopt; /* a view, a sequence, ... */
+    return relid;
+  }
+
+  std::vector<ForeignKey> foreign_keys_from(uint32_t relid) override {
+    return read_fks("conrelid", relid);
+  }
+  std::vector<ForeignKey> foreign_keys_to(uint32_t relid) override {
+    return read_fks("confrelid", relid);
+  }
+
+ private:
+  bool table_exists(uint32_t relid) {
+    return !spi_rows(kTableSql, oid_param(relid), false).empty();
+  }
+
+  TableDesc read_table(uint32_t relid) {
+    auto rows = spi_rows(kTableSql, oid_param(relid), false);
+    if (rows.empty())
+      throw AssocError(kWrongObjectType, "\"" + relation_name(relid) + "\" is not a table", {},
+                       "ecto_sync works on ordinary and partitioned tables.");
+    TableDesc t;
+    t.relid = relid;
+    t.schema = *rows[0][0];
+    t.name = *rows[0][1];
+    t.sql_name = *rows[0][2];
+    t.partitioned = *rows[0][3] == "p";
+    for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
+      Oid type = static_cast<Oid>(std::stoul(*row[3]));
+      t.columns.push_back(
+          ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2], key_kind(type)});
+    }
+    for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
+      std::vector<int16_t> cols = parse_attnums(row[1]);
+      if (*row[0] == "t") t.pk = cols;
+      t.uniques.push_back(cols);
+    }
+    return t;
+  }
+
+  std::vector<ForeignKey> read_fks(const char *column, uint32_t relid) {
+    char sql[512];
+    snprintf(sql, sizeof sql, kForeignKeysSql, column);
+    std::vector<ForeignKey> out;
+    for (const auto &row : spi_rows(sql, oid_param(relid), false))
+      out.push_back(ForeignKey{*row[0], static_cast<uint32_t>(std::stoul(*row[1])),
+                               parse_attnums(row[2]), static_cast<uint32_t>(std::stoul(*row[3])),
+                               parse_attnums(row[4])});
+    return out;
+  }
+
+  std::map<uint32_t, TableDesc> tables_;
+};
+
+}  // namespace
+
+std::unique_ptr<CatalogSource> make_catalog_source() {
+  return std::make_unique<SpiCatalog>();
+}
+
+/* ==== resolve_plan and its cache ==== */
+
+namespace {
+
+/*
+ * Plans by (root, search_path, spec text as given).  A relcache invalidation
+ * of any table a plan read (or of all tables) makes the cache stale: plans
+ * already handed out stay alive until the end of the transaction, because
+ * callers hold references while running queries that may process
+ * invalidations.
+ */
+struct PlanCache {
+  std::map<std::string, std::shared_ptr<const Plan>> plans;
+  std::set<uint32_t> relids; /* every table the cached plans depend on */
+  std::vector<std::shared_ptr<const Plan>> retired;
+  bool stale = false;
+  bool registered = false;
+};
+
+PlanCache plan_cache;
+constexpr size_t kMaxCachedPlans = 256;
+
+/* Relcache callback: never throws, frees nothing. */
+void on_relcache_invalidation(Datum, Oid relid) {
+  if (relid == InvalidOid || plan_cache.relids.count(relid)) plan_cache.stale = true;
+}
+
+/* Transaction end: plans retired by invalidations can go now. */
+void on_xact_end(XactEvent event, void *) {
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+      event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+    plan_cache.retired.clear();
+}
+
+void register_callbacks() {
+  if (plan_cache.registered) return;
+  pg_call([] {
+    CacheRegisterRelcacheCallback(on_relcache_invalidation, 0);
+    RegisterXactCallback(on_xact_end, nullptr);
+  });
+  plan_cache.registered = true;
+}
+
+void retire_stale_plans() {
+  if (!plan_cache.stale) return;
+  for (auto &entry : plan_cache.plans) plan_cache.retired.push_back(entry.second);
+  plan_cache.plans.clear();
+  plan_cache.relids.clear();
+  plan_cache.stale = false;
+}
+
+/* Every table whose catalog rows a plan of relid depends on. */
+void remember_relids(const Plan &plan) {
+  for (uint32_t relid : plan.tables()) plan_cache.relids.insert(relid);
+}
+
+}  // namespace
+
+/*
+ * The SPI connection closes before a resolution error is thrown: callers
+ * (watch refreshes) may catch it and go on.
+ */
+Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
+  std::optional<AssocError> failure;
+  {
+    SpiScope spi;
+    auto catalog = make_catalog_source();
+    try {
+      return resolve(*catalog, relid, parse_json(spec_text));
+    } catch (const AssocError &e) {
+      failure = e;
+    }
+  }
+  throw to_error(*failure);
+}
+
+const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
+  register_callbacks();
+  retire_stale_plans();
+  std::string spec = assocs ? jsonb_text(assocs) : "[]";
+  const char *path = pg_call([] { return GetConfigOption("search_path", false, false); });
+  std::string key = std::to_string(relid) + '\n' + (path ? path : "") + '\n' + spec;
+  auto it = plan_cache.plans.find(key);
+  if (it != plan_cache.plans.end()) return *it->second;
+  auto plan = std::make_shared<const Plan>(resolve_plan_text(relid, spec));
+  if (plan_cache.plans.size() >= kMaxCachedPlans) {
+    plan_cache.stale = true;
+    retire_stale_plans();
+  }
+  /* New foreign keys referencing a plan table invalidate that table too. */
+  remember_relids(*plan);
+  return *(plan_cache.plans[key] = plan);
+}
+
+void check_select_privileges(const Plan &plan) {
+  Oid role = pg_call([] { return GetUserId(); });
+  for (uint32_t relid : plan.tables()) {
+    bool ok = pg_call([&] {
+      return pg_class_aclcheck(relid, role, ACL_SELECT) == ACLCHECK_OK ||
+             pg_attribute_aclcheck_all(relid, role, ACL_SELECT, ACLMASK_ALL) == ACLCHECK_OK;
+    });
+    if (ok) continue;
+    char *name = pg_call([&] { return get_rel_name(relid); });
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                std::string("permission denied for table ") + (name ? name : "?"),
+                "A value of this shape reads every column of every table it involves.",
+                "Grant SELECT on the table to the role.");
+  }
+}
+
+}  // namespace ectosync

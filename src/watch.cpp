@@ -1,0 +1,604 @@
+/*
+ * watch.cpp: ectosync.watch(), unwatch(), the association listing and the
+ * channels of a value shape; the capture triggers and the extension tables
+ * that record watches (see the SQL script's "catalog, watch, load" section).
+ *
+ * A watch is (root, normalized spec).  What it needs of each table of its
+ * plan (the primary key, the other key columns to capture, join-table
+ * targets) is computed from the plan and stored with it (watches.tables).
+ * ectosync.watched_tables holds the union over all watches, and each
+ * watched table carries one trigger ectosync_capture whose arguments are
+ * that union: whenever it changes, the trigger is dropped and recreated.
+ *
+ * Every change of the watches re-resolves all of them, so after a
+ * dump/restore (new oids/attnums) the triggers follow the specs.  A watch
+ * whose spec no longer resolves (an association was renamed with its
+ * column or table) keeps what it needed before, with a WARNING; after a
+ * DROP (event trigger on sql_drop) a watch that needed a dropped table or
+ * column is removed, with a WARNING.
+ */
+#include "catalog.hpp"
+#include "catalog_internal.hpp"
+#include "event.hpp"
+
+extern "C" {
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(ectosync_watch);
+PG_FUNCTION_INFO_V1(ectosync_unwatch);
+PG_FUNCTION_INFO_V1(ectosync_associations_json);
+PG_FUNCTION_INFO_V1(ectosync_channels_array);
+PG_FUNCTION_INFO_V1(ectosync_refresh_watches);
+}
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace ectosync {
+
+namespace {
+
+/* ==== what a watch needs of each table ==== */
+
+/* One end of a join table: its foreign key columns and what they reference. */
+struct JoinTarget {
+  uint32_t relid = 0;
+  std::vector<int16_t> fk_attnums, target_attnums;
+  std::vector<std::string> target_columns;
+  bool operator==(const JoinTarget &o) const {
+    return relid == o.relid && fk_attnums == o.fk_attnums && target_attnums == o.target_attnums;
+  }
+};
+
+struct TableNeed {
+  uint32_t relid = 0;
+  std::vector<int16_t> pk;
+  std::set<int16_t> tracked; /* non-pk columns to capture */
+  bool is_join = false;
+  std::vector<JoinTarget> join_targets;
+};
+
+using Needs = std::map<uint32_t, TableNeed>;
+
+std::vector<int16_t> attnums(const std::vector<Column> &cols) {
+  std::vector<int16_t> out;
+  for (const auto &c : cols) out.push_back(c.attnum);
+  return out;
+}
+
+TableNeed &need_of(Needs &needs, const TableInfo &table) {
+  TableNeed &need = needs[table.relid];
+  need.relid = table.relid;
+  need.pk = attnums(table.pk);
+  return need;
+}
+
+void track(TableNeed &need, const std::vector<Column> &cols) {
+  for (const auto &c : cols) need.tracked.insert(c.attnum);
+}
+
+void add_join_target(TableNeed &need, const JoinTarget &target) {
+  if (std::find(need.join_targets.begin(), need.join_targets.end(), target) ==
+      need.join_targets.end())
+    need.join_targets.push_back(target);
+}
+
+JoinTarget join_target(uint32_t relid, const std::vector<Column> &fk,
+                       const std::vector<Column> &target) {
+  JoinTarget out;
+  out.relid = relid;
+  out.fk_attnums = attnums(fk);
+  out.target_attnums = attnums(target);
+  for (const auto &c : target) out.target_columns.push_back(c.name);
+  return out;
+}
+
+/* The needs of one plan node and everything under it. */
+void collect_needs(const PlanNode &node, Needs &needs) {
+  need_of(needs, node.table);
+  for (const auto &a : node.assocs) {
+    track(need_of(needs, node.table), a.owner_cols);
+    track(need_of(needs, a.target->table), a.target_cols);
+    if (a.join) {
+      TableNeed &join = need_of(needs, *a.join);
+      join.is_join = true;
+      track(join, a.join_owner_cols);
+      track(join, a.join_target_cols);
+      add_join_target(join, join_target(node.table.relid, a.join_owner_cols, a.owner_cols));
+      add_join_target(join, join_target(a.target->table.relid, a.join_target_cols, a.target_cols));
+    }
+    collect_needs(*a.target, needs);
+  }
+}
+
+/* Needs of a plan; the primary key is never "tracked" on top. */
+Needs needs_of(const Plan &plan) {
+  Needs needs;
+  collect_needs(*plan.root, needs);
+  for (auto &[relid, need] : needs)
+    for (int16_t attnum : need.pk) need.tracked.erase(attnum);
+  return needs;
+}
+
+/* Merges b into a. */
+void merge(Needs &a, const Needs &b) {
+  for (const auto &[relid, need] : b) {
+    TableNeed &into = a[relid];
+    into.relid = relid;
+    into.pk = need.pk;
+    into.tracked.insert(need.tracked.begin(), need.tracked.end());
+    into.is_join = into.is_join || need.is_join;
+    for (const auto &t : need.join_targets) add_join_target(into, t);
+  }
+  for (auto &[relid, need] : a)
+    for (int16_t attnum : need.pk) need.tracked.erase(attnum);
+}
+
+/* ==== their JSON forms ==== */
+
+template <typename Container>
+std::string int_array(const Container &values) {
+  std::string out = "[";
+  bool first = true;
+  for (auto v : values) {
+    out += (first ? "" : ", ") + std::to_string(v);
+    first = false;
+  }
+  return out + "]";
+}
+
+std::string join_targets_text(const std::vector<JoinTarget> &targets) {
+  std::string out = "[";
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const JoinTarget &t = targets[i];
+    std::string names = "[";
+    for (size_t k = 0; k < t.target_columns.size(); ++k)
+      names += (k ? ", " : "") + json_quote(t.target_columns[k]);
+    out += (i ? ", " : "") + std::string("{\"relid\": ") + std::to_string(t.relid) +
+           ", \"fk_attnums\": " + int_array(t.fk_attnums) +
+           ", \"target_attnums\": " + int_array(t.target_attnums) +
+           ", \"target_columns\": " + names + "]}";
+  }
+  return out + "]";
+}
+
+std::string needs_text(const Needs &needs) {
+  std::string out = "[";
+  bool first = true;
+  for (const auto &[relid, n] : needs) {
+    out += (first ? "" : ", ") + std::string("{\"relid\": ") + std::to_string(relid) +
+           ", \"pk\": " + int_array(n.pk) + ", \"tracked\": " + int_array(n.tracked) +
+           ", \"is_join\": " + (n.is_join ? "true" : "false") +
+           ", \"join_targets\": " + join_targets_text(n.join_targets) + "}";
+    first = false;
+  }
+  return out + "]";
+}
+
+std::vector<int16_t> ints_of(const Json *array) {
+  std::vector<int16_t> out;
+  if (array)
+    for (const auto &item : array->items) out.push_back(static_cast<int16_t>(std::stoi(item.text)));
+  return out;
+}
+
+Needs parse_needs(const std::string &text) {
+  Needs needs;
+  Json json = parse_json(text);
+  for (const auto &item : json.items) {
+    TableNeed n;
+    n.relid = static_cast<uint32_t>(std::stoul(item.find("relid")->text));
+    n.pk = ints_of(item.find("pk"));
+    for (int16_t a : ints_of(item.find("tracked"))) n.tracked.insert(a);
+    const Json *is_join = item.find("is_join");
+    n.is_join = is_join && is_join->boolean;
+    if (const Json *targets = item.find("join_targets"))
+      for (const auto &t : targets->items) {
+        JoinTarget jt;
+        jt.relid = static_cast<uint32_t>(std::stoul(t.find("relid")->text));
+        jt.fk_attnums = ints_of(t.find("fk_attnums"));
+        jt.target_attnums = ints_of(t.find("target_attnums"));
+        if (const Json *names = t.find("target_columns"))
+          for (const auto &name : names->items) jt.target_columns.push_back(name.text);
+        n.join_targets.push_back(jt);
+      }
+    needs[n.relid] = n;
+  }
+  return needs;
+}
+
+/* ==== privileges ==== */
+
+/*
+ * Runs the extension's own catalog work as the bootstrap superuser, after
+ * the caller's rights were checked: the caller needs no privileges on
+ * ectosync's tables, and triggers of other watches can be rebuilt.
+ */
+class AsSuperuser {
+ public:
+  AsSuperuser() {
+    pg_call([&] {
+      GetUserIdAndSecContext(&user_, &context_);
+      SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, context_ | SECURITY_LOCAL_USERID_CHANGE);
+    });
+  }
+  ~AsSuperuser() { SetUserIdAndSecContext(user_, context_); }
+  AsSuperuser(const AsSuperuser &) = delete;
+  AsSuperuser &operator=(const AsSuperuser &) = delete;
+
+ private:
+  Oid user_ = InvalidOid;
+  int context_ = 0;
+};
+
+std::string table_name(uint32_t relid) {
+  auto rows =
+      spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, false);
+  return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
+}
+
+/* Only the owner of every table of a watch may install or remove its triggers. */
+void check_owner(const std::vector<uint32_t> &relids) {
+  Oid role = pg_call([] { return GetUserId(); });
+  for (uint32_t relid : relids) {
+    if (pg_call([&] { return pg_class_ownercheck(relid, role); })) continue;
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE, "must be owner of table " + table_name(relid),
+                "ecto_sync installs capture triggers on every table of the watch.",
+                "Ask the owner of the tables (or a superuser) to call ectosync.watch().");
+  }
+}
+
+/* ==== triggers and ectosync.watched_tables ==== */
+
+const char *const kTrigger = "ectosync_capture";
+
+/* CREATE TRIGGER with the capture contract's arguments: n, pk..., tracked... */
+std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
+  std::string args = "'" + std::to_string(n.pk.size()) + "'";
+  for (int16_t a : n.pk) args += ", '" + std::to_string(a) + "'";
+  for (int16_t a : n.tracked) args += ", '" + std::to_string(a) + "'";
+  return "CREATE TRIGGER " + std::string(kTrigger) + " AFTER INSERT OR UPDATE OR DELETE ON " +
+         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + args + ")";
+}
+
+bool relation_exists(uint32_t relid) {
+  return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
+                   {{OIDOID, std::to_string(relid)}}, false)
+              .empty();
+}
+
+bool trigger_exists(uint32_t relid) {
+  return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+                   {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, false)
+              .empty();
+}
+
+/* The stored row of a watched table, as text, to see whether it changed. */
+std::map<uint32_t, std::string> stored_rows() {
+  std::map<uint32_t, std::string> out;
+  for (const auto &row : spi_rows(
+           "SELECT relid::oid, pg_catalog.jsonb_build_array(pk_attnums, tracked_attnums, is_join,"
+           " join_targets)::text FROM ectosync.watched_tables",
+           {}, false))
+    out[static_cast<uint32_t>(std::stoul(*row[0]))] = *row[1];
+  return out;
+}
+
+std::string row_text(const TableNeed &n) {
+  auto rows = spi_rows(
+      "SELECT pg_catalog.jsonb_build_array($1::int2[], $2::int2[], $3::boolean, $4::jsonb)::text",
+      {{TEXTOID, "{" + int_array(n.pk).substr(1, int_array(n.pk).size() - 2) + "}"},
+       {TEXTOID, "{" + int_array(n.tracked).substr(1, int_array(n.tracked).size() - 2) + "}"},
+       {TEXTOID, n.is_join ? "true" : "false"},
+       {TEXTOID, join_targets_text(n.join_targets)}},
+      false);
+  return *rows.at(0)[0];
+}
+
+/* Makes table relid's trigger and row say n. */
+void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
+  std::string text = row_text(n);
+  auto it = stored.find(n.relid);
+  if (it != stored.end() && it->second == text && trigger_exists(n.relid)) return;
+  std::string table = table_name(n.relid);
+  if (trigger_exists(n.relid)) spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table);
+  spi_exec(create_trigger_sql(n, table));
+  auto pg_array = [](const std::string &json) {
+    return "{" + json.substr(1, json.size() - 2) + "}";
+  };
+  spi_exec(
+      "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
+      " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
+      " ON CONFLICT (relid) DO UPDATE SET pk_attnums = EXCLUDED.pk_attnums,"
+      " tracked_attnums = EXCLUDED.tracked_attnums, is_join = EXCLUDED.is_join,"
+      " join_targets = EXCLUDED.join_targets",
+      {{TEXTOID, std::to_string(n.relid)},
+       {TEXTOID, pg_array(int_array(n.pk))},
+       {TEXTOID, pg_array(int_array(n.tracked))},
+       {TEXTOID, n.is_join ? "true" : "false"},
+       {TEXTOID, join_targets_text(n.join_targets)}});
+}
+
+/* Table relid is no longer needed by any watch. */
+void uninstall(uint32_t relid) {
+  if (relation_exists(relid) && trigger_exists(relid))
+    spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table_name(relid));
+  spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1::oid",
+           {{TEXTOID, std::to_string(relid)}});
+}
+
+/* ==== the watches ==== */
+
+struct Watch {
+  uint32_t root = 0;
+  std::string spec, tables;
+};
+
+std::vector<Watch> stored_watches() {
+  std::vector<Watch> out;
+  for (const auto &row :
+       spi_rows("SELECT root::oid, spec::text, tables::text FROM ectosync.watches ORDER BY 1, 2",
+                {}, false))
+    out.push_back(Watch{static_cast<uint32_t>(std::stoul(*row[0])), *row[1], *row[2]});
+  return out;
+}
+
+void warn(const std::string &message, const std::string &detail) {
+  pg_call(
+      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
+}
+
+/* True when every table and column that needs names still exists. */
+bool needs_exist(const Needs &needs) {
+  for (const auto &[relid, n] : needs) {
+    std::set<int16_t> cols(n.pk.begin(), n.pk.end());
+    cols.insert(n.tracked.begin(), n.tracked.end());
+    std::string list = "{" + int_array(cols).substr(1, int_array(cols).size() - 2) + "}";
+    auto rows = spi_rows(
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1"
+        " AND attnum = ANY($2::int2[]) AND NOT attisdropped",
+        {{OIDOID, std::to_string(relid)}, {TEXTOID, list}}, false);
+    if (std::stoul(*rows.at(0)[0]) != cols.size()) return false;
+  }
+  return true;
+}
+
+void delete_watch(const Watch &w) {
+  spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
+           {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
+}
+
+/*
+ * Watch changes one at a time: two refreshes would race to create the same
+ * triggers.  Taken before the first write to ectosync.watches.
+ */
+void lock_watches() {
+  spi_exec("LOCK TABLE ectosync.watches IN SHARE ROW EXCLUSIVE MODE");
+}
+
+/*
+ * What watch w needs now.  A spec that no longer resolves keeps what it
+ * needed before (a rename changed an association's name), except after a
+ * DROP, or when a table or column it needed is gone: then the watch is
+ * removed (returns false).  Both with a WARNING.
+ */
+bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
+  Needs stored = parse_needs(w.tables);
+  std::string failure;
+  if (relation_exists(w.root)) {
+    try {
+      now = needs_of(resolve_plan_text(w.root, w.spec));
+      return true;
+    } catch (const Error &e) {
+      failure = e.message;
+    }
+  }
+  if (!after_drop && needs_exist(stored)) {
+    warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
+             " no longer resolves; its triggers stay as they were",
+         failure);
+    now = stored;
+    return true;
+  }
+  delete_watch(w);
+  warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+       failure.empty() ? "Its table was dropped." : failure);
+  return false;
+}
+
+/*
+ * Re-resolves every watch and installs the union of their needs.  after_drop:
+ * watches of dropped tables/columns go away.
+ */
+void refresh(bool after_drop) {
+  Needs all;
+  for (const Watch &w : stored_watches()) {
+    Needs now;
+    if (!resolve_needs(w, after_drop, now)) continue;
+    spi_exec(
+        "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1::oid AND spec = "
+        "$2::jsonb AND tables IS DISTINCT FROM $3::jsonb",
+        {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
+    merge(all, now);
+  }
+  auto stored = stored_rows();
+  for (const auto &[relid, n] : all) install(n, stored);
+  for (const auto &[relid, text] : stored)
+    if (!all.count(relid)) uninstall(relid);
+}
+
+/* Records the watch of plan and installs its triggers; returns its table names. */
+std::string record_watch(const Plan &plan) {
+  SpiScope spi;
+  check_owner(plan.tables());
+  std::string tables = "[";
+  for (uint32_t t : plan.tables())
+    tables += (tables.size() > 1 ? ", " : "") + json_quote(table_name(t));
+  tables += "]";
+  AsSuperuser su;
+  lock_watches();
+  spi_exec(
+      "INSERT INTO ectosync.watches (root, spec, tables) VALUES"
+      " ($1::oid::regclass, $2::jsonb, $3::jsonb) ON CONFLICT (root, spec) DO UPDATE"
+      " SET tables = EXCLUDED.tables",
+      {{TEXTOID, std::to_string(plan.root->table.relid)},
+       {TEXTOID, plan.spec},
+       {TEXTOID, needs_text(needs_of(plan))}});
+  refresh(false);
+  return tables;
+}
+
+Jsonb *to_jsonb_value(const std::string &text);
+
+/*
+ * ectosync.watch(): returns {"tables": ["posts", ...]}, built after the SPI
+ * connection closed so that it lives in the caller's memory context.
+ */
+Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
+  Plan plan = resolve_plan_text(relid, assocs ? jsonb_text(assocs) : "[]");
+  std::string tables = record_watch(plan);
+  return to_jsonb_value("{\"tables\": " + tables + "}");
+}
+
+/*
+ * The stored spec that assocs names: its normalized form, or, when it no
+ * longer resolves (renamed since), assocs itself as stored (jsonb equality
+ * ignores key order).
+ */
+std::string watched_spec(uint32_t relid, const Jsonb *assocs) {
+  std::string text = jsonb_text(assocs);
+  try {
+    return resolve_plan_text(relid, text).spec;
+  } catch (const Error &) {
+    return text;
+  }
+}
+
+/* ectosync.unwatch(): one watch (assocs given) or every watch of relid. */
+void unwatch(uint32_t relid, const Jsonb *assocs) {
+  std::optional<std::string> spec;
+  if (assocs) spec = watched_spec(relid, assocs);
+  SpiScope spi;
+  check_owner({relid});
+  AsSuperuser su;
+  lock_watches();
+  if (spec)
+    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
+             {{TEXTOID, std::to_string(relid)}, {TEXTOID, *spec}});
+  else
+    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid",
+             {{TEXTOID, std::to_string(relid)}});
+  refresh(false);
+}
+
+/* JSON array of the associations of relid, for ectosync.associations(). */
+std::string associations_json(uint32_t relid) {
+  SpiScope spi;
+  auto catalog = make_catalog_source();
+  std::vector<AssocDesc> found;
+  try {
+    found = discover(*catalog, relid);
+  } catch (const AssocError &e) {
+    throw to_error(e);
+  }
+  auto names = [&](uint32_t table, const std::vector<int16_t> &cols) {
+    const TableDesc &t = catalog->table(table);
+    std::string out = "[";
+    for (size_t i = 0; i < cols.size(); ++i)
+      out += (i ? ", " : "") + json_quote(t.column(cols[i])->name);
+    return out + "]";
+  };
+  std::string out = "[";
+  for (size_t i = 0; i < found.size(); ++i) {
+    const AssocDesc &a = found[i];
+    out += (i ? ", " : "") + std::string("{\"name\": ") + json_quote(a.name) +
+           ", \"kind\": " + json_quote(assoc_kind_name(a.kind)) +
+           ", \"target\": " + std::to_string(a.target) +
+           ", \"owner_columns\": " + names(relid, a.owner_cols) +
+           ", \"target_columns\": " + names(a.target, a.target_cols);
+    if (a.join)
+      out += ", \"through\": " + std::to_string(a.join) +
+             ", \"through_owner_columns\": " + names(a.join, a.join_owner_cols) +
+             ", \"through_target_columns\": " + names(a.join, a.join_target_cols);
+    out += "}";
+  }
+  return out + "]";
+}
+
+Jsonb *to_jsonb_value(const std::string &text) {
+  const char *t = text.c_str();
+  return pg_call([&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(t))); });
+}
+
+/* The channel of every table of the plan, as a text[]. */
+ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
+  const Plan &plan = resolve_plan(relid, assocs);
+  std::vector<std::string> names;
+  for (uint32_t t : plan.tables()) names.push_back(channel_name(t));
+  int n = static_cast<int>(names.size());
+  Datum *elems = static_cast<Datum *>(pg_call([&] { return palloc(n * sizeof(Datum)); }));
+  for (int i = 0; i < n; ++i) {
+    const char *text = names[i].c_str();
+    elems[i] = pg_call([&] { return CStringGetTextDatum(text); });
+  }
+  return pg_call([&] { return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT); });
+}
+
+}  // namespace
+
+}  // namespace ectosync
+
+using namespace ectosync;
+
+/* ectosync.watch(tbl regclass, assocs jsonb DEFAULT '[]') RETURNS jsonb */
+extern "C" Datum ectosync_watch(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  PG_RETURN_JSONB_P(pg_entry([&] { return watch(relid, assocs); }));
+}
+
+/* ectosync.unwatch(tbl regclass, assocs jsonb DEFAULT NULL) RETURNS void */
+extern "C" Datum ectosync_unwatch(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_VOID();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  pg_entry([&] { unwatch(relid, assocs); });
+  PG_RETURN_VOID();
+}
+
+/* ectosync._associations(tbl regclass) RETURNS jsonb: associations() reads it */
+extern "C" Datum ectosync_associations_json(PG_FUNCTION_ARGS) {
+  Oid relid = PG_GETARG_OID(0);
+  PG_RETURN_JSONB_P(pg_entry([&] { return to_jsonb_value(associations_json(relid)); }));
+}
+
+/* ectosync._channels(tbl regclass, assocs jsonb) RETURNS text[]: channels() unnests it */
+extern "C" Datum ectosync_channels_array(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  PG_RETURN_ARRAYTYPE_P(pg_entry([&] { return channels(relid, assocs); }));
+}
+
+/* ectosync._refresh_watches(after_drop boolean): the sql_drop event trigger's work */
+extern "C" Datum ectosync_refresh_watches(PG_FUNCTION_ARGS) {
+  bool after_drop = PG_GETARG_BOOL(0);
+  pg_entry([&] {
+    SpiScope spi;
+    AsSuperuser su;
+    lock_watches();
+    refresh(after_drop);
+  });
+  PG_RETURN_VOID();
+}

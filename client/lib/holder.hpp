@@ -63,7 +63,7 @@ struct HolderOptions {
   std::string assocs = "[]"; /* JSON spec */
   std::string filter;        /* JSON object, "" = none */
   enum class Mode { Sync, Reload, Requery } mode = Mode::Sync;
-  int max_batch = 16;                 /* notifications synced per round trip */
+  int max_batch = 128;                /* notifications synced per round trip */
   int reconnect_timeout_ms = 30000;   /* give up reconnecting after this */
   const CommitLog *commits = nullptr; /* to record commit-to-synced latency */
   std::string name;                   /* for messages */

@@ -168,20 +168,28 @@ int bench_write(const std::map<std::string, std::string> &f) {
     for (const auto &config : configs) {
       prepare_write_db(conninfo, config);
       pg::Connection conn(conninfo);
+      int worker = 0;
+      if (config == "ecto_sync capture")
+        worker = static_cast<int>(conn.exec("SELECT worker_pid FROM ectosync.stats()").i64(0, 0));
+      auto wcpu0 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
       auto cpu0 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
       auto r = run_pgbench("ectosync_bench_write", path, c, seconds);
       if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
       auto cpu1 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
+      auto wcpu1 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
       results[{config, c}] = r;
       std::cout << "  " << config << ", " << c << " client(s): " << metrics::fmt(r.tps, 1)
                 << " TPS, " << metrics::fmt(r.latency_ms, 3) << " ms";
       if (cpu0 && cpu1)
         std::cout << ", server CPU " << metrics::fmt((*cpu1 - *cpu0) * 1e6 / r.transactions, 0)
-                  << " us/transaction (worker included)";
+                  << " us/transaction";
+      if (wcpu0 && wcpu1)
+        std::cout << " (of which the worker "
+                  << metrics::fmt((*wcpu1 - *wcpu0) * 1e6 / r.transactions, 0) << ")";
       std::cout << std::endl;
     }
   std::remove(path);
-  metrics::Table t({"config", "clients", "TPS", "latency ms", "TPS vs none", "latency vs none"});
+  metrics::Table t({"config", "clients", "TPS", "latency ms", "TPS vs none", "latency vs none"}, 1);
   for (int c : clients)
     for (const auto &config : configs) {
       const auto &r = results[{config, c}];
@@ -268,7 +276,7 @@ INSERT INTO posts_tags (post_id, tag_id)
     if (!n) throw std::runtime_error("no notification for " + k.label);
     k.payload = n->payload;
   }
-  metrics::Table t({"value", "query", "mean us", "min us", "vs load", "vs floor"});
+  metrics::Table t({"value", "query", "mean us", "min us", "vs load", "vs floor"}, 2);
   for (const auto &v : values) {
     pg::Param filter = v.filter.empty() ? pg::Param() : pg::Param(v.filter);
     auto load = time_it(

@@ -171,3 +171,37 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
     EXPECT_NE(h->epoch(), epoch_before) << "the restart must start a new epoch";
   }
 }
+
+/*
+ * A statement larger than ectosync.max_xact_events is queued as a RELOAD
+ * marker: the holder's sync() says ZE001, the holder reloads, and its value
+ * equals a fresh load; an event log overrun (more events than the log
+ * holds while a holder is not listening) does the same.
+ */
+TEST(Fault, BulkStatementMakesHoldersReload) {
+  std::string conninfo = fresh_database("ectosync_client_bulk");
+  pg::Connection admin(conninfo);
+  blog::create_schema(admin);
+  blog::seed(admin, 11, testing_support::small_scale());
+  admin.exec(R"(SELECT ectosync.watch('posts', '["tags"]'))");
+  ectosync::HolderOptions o;
+  o.conninfo = conninfo;
+  o.table = "posts";
+  o.assocs = R"(["tags"])";
+  o.name = "bulk";
+  ectosync::Holder holder(o);
+  holder.start();
+
+  pg::Connection writer(conninfo);
+  writer.exec("SET ectosync.max_xact_events = 10");
+  auto r = writer.exec("UPDATE posts SET title = title || ' (bulk)' WHERE id <= 100");
+  ASSERT_EQ(r.affected(), 100);
+  writer.exec("UPDATE posts SET title = 'single' WHERE id = 101");
+  EXPECT_TRUE(holder.converge(20s)) << "no convergence after a RELOAD marker";
+  EXPECT_GE(holder.stats().reloads_ze001, 1) << "the RELOAD marker did not make the holder reload";
+  auto titles = holder.connection().exec(
+      "SELECT count(*) FROM jsonb_array_elements($1::jsonb->'rows') p WHERE p->>'title' LIKE "
+      "'%(bulk)'",
+      {holder.value()});
+  EXPECT_EQ(titles.i64(0, 0), 100);
+}

@@ -175,8 +175,7 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
 /*
  * A statement larger than ectosync.max_xact_events is queued as a RELOAD
  * marker: the holder's sync() says ZE001, the holder reloads, and its value
- * equals a fresh load; an event log overrun (more events than the log
- * holds while a holder is not listening) does the same.
+ * equals a fresh load.
  */
 TEST(Fault, BulkStatementMakesHoldersReload) {
   std::string conninfo = fresh_database("ectosync_client_bulk");

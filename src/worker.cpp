@@ -95,15 +95,31 @@ struct TableMeta {
   std::string display;   /* schema.table, for payloads */
   std::vector<KeyCol> pk;
   std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
+  SPIPlanPtr load_plan = nullptr;  /* saved: the query of load_table() */
 };
 
 static std::unordered_map<Oid, TableMeta> table_meta;
+/* Plans of forgotten metadata, freed at the next batch: not inside the
+ * invalidation callback that forgets them. */
+static std::vector<SPIPlanPtr> stale_plans;
 
+static void forget(std::unordered_map<Oid, TableMeta>::iterator it) {
+  if (it->second.load_plan) stale_plans.push_back(it->second.load_plan);
+  table_meta.erase(it);
+}
+
+/* Relcache invalidation: a table's keys, name or columns may have changed. */
 static void forget_table_meta(Datum, Oid relid) {
-  if (relid == InvalidOid)
-    table_meta.clear();
-  else
-    table_meta.erase(relid);
+  if (relid == InvalidOid) {
+    while (!table_meta.empty()) forget(table_meta.begin());
+  } else if (auto it = table_meta.find(relid); it != table_meta.end()) {
+    forget(it);
+  }
+}
+
+static void free_stale_plans() {
+  for (SPIPlanPtr plan : stale_plans) pg_call([&] { SPI_freeplan(plan); });
+  stale_plans.clear();
 }
 
 /* Primary-key columns of relid in index order (empty if it has none). */
@@ -230,15 +246,14 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
 }
 
 /*
- * Reads the rows of one table with the given primary keys and caches them,
- * plus a tombstone for each key without a row.  Returns rows read.
+ * The saved plan of
+ *   SELECT t.pk..., to_jsonb(t) FROM tbl t
+ *     JOIN unnest($1::text[], ...) k(c0, ...) ON t.pk0 = k.c0::type AND ...
+ * prepared once per table (until its metadata is invalidated).
  */
-static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
-  const TableMeta &meta = meta_for(relid);
-  if (!meta.exists || meta.pk.empty() || keys.empty()) return 0;
+static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &types) {
+  if (meta.load_plan) return meta.load_plan;
   size_t ncols = meta.pk.size();
-
-  /* SELECT t.pk..., to_jsonb(t) FROM tbl t JOIN unnest($1::text[], ...) k ON t.pk = k.c0::type */
   std::string sql = "SELECT ";
   for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
   sql += "to_jsonb(t) FROM " + meta.qualified + " AS t JOIN unnest(";
@@ -249,8 +264,29 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
   for (size_t i = 0; i < ncols; i++)
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " = k.c" + std::to_string(i) +
            "::" + meta.pk[i].type;
+  SPIPlanPtr plan = pg_call([&] {
+    SPIPlanPtr prepared = SPI_prepare(sql.c_str(), (int)ncols, types.data());
+    if (prepared) SPI_keepplan(prepared);
+    return prepared;
+  });
+  if (!plan)
+    throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: cannot prepare the load of " +
+                                            meta.display + ": " + SPI_result_code_string(SPI_result));
+  table_meta[relid].load_plan = plan;
+  return plan;
+}
+
+/*
+ * Reads the rows of one table with the given primary keys and caches them,
+ * plus a tombstone for each key without a row.  Returns rows read.
+ */
+static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
+  const TableMeta &meta = meta_for(relid);
+  if (!meta.exists || meta.pk.empty() || keys.empty()) return 0;
+  size_t ncols = meta.pk.size();
 
   std::vector<Oid> types(ncols, TEXTARRAYOID);
+  SPIPlanPtr plan = load_plan(relid, meta, types);
   std::vector<Datum> values(ncols);
   for (size_t i = 0; i < ncols; i++) {
     std::vector<Datum> elems;
@@ -262,10 +298,9 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
           construct_array(elems.data(), (int)elems.size(), TEXTOID, -1, false, TYPALIGN_INT));
     });
   }
-  int rc = pg_call([&] {
-    return SPI_execute_with_args(sql.c_str(), (int)ncols, types.data(), values.data(), nullptr,
-                                 true, 0);
-  });
+  /* Not read-only: each query takes a new snapshot, later than the version
+   * the caller read. */
+  int rc = pg_call([&] { return SPI_execute_plan(plan, values.data(), nullptr, false, 0); });
   if (rc != SPI_OK_SELECT)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: loading " + meta.display + " failed");
 
@@ -319,6 +354,7 @@ struct BatchResult {
 /* Steps 1-3 of a batch, inside the caller's transaction. */
 static BatchResult run_batch(const std::vector<QueuedEvent> &batch) {
   BatchResult result;
+  free_stale_plans();
   std::vector<Event> events(batch.size());
   KeysByTable keys;
   for (size_t i = 0; i < batch.size(); i++) {

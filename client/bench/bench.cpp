@@ -284,21 +284,30 @@ INSERT INTO posts_tags (post_id, tag_id)
           conn.exec("SELECT ectosync.load('posts', $1::jsonb, $2::jsonb)", {assocs, filter});
         },
         min_time);
-    auto floor = time_it([&] { conn.exec("SELECT $1::jsonb", {v.value}); }, min_time);
+    /* the floor, measured before and after the syncs (the lower mean is used) */
+    auto floor_before = time_it([&] { conn.exec("SELECT $1::jsonb", {v.value}); }, min_time);
+    std::vector<std::pair<std::string, Timing>> syncs;
+    for (const auto &k : kinds)
+      syncs.emplace_back(
+          k.label, time_it(
+                       [&] {
+                         conn.exec("SELECT ectosync.sync($1::jsonb, $2)", {v.value, k.payload});
+                       },
+                       min_time));
+    auto floor_after = time_it([&] { conn.exec("SELECT $1::jsonb", {v.value}); }, min_time);
+    const Timing &floor = floor_before.mean_us <= floor_after.mean_us ? floor_before : floor_after;
     std::string kb = metrics::fmt(static_cast<double>(v.value.size()) / 1024, 0) + " kB";
     t.add({v.label + " (" + kb + ")", "load()", metrics::fmt(load.mean_us, 0),
            metrics::fmt(load.min_us, 0), "1.00x", metrics::ratio(load.mean_us, floor.mean_us)});
-    t.add({"", "SELECT $1::jsonb (floor)", metrics::fmt(floor.mean_us, 0),
-           metrics::fmt(floor.min_us, 0), metrics::ratio(floor.mean_us, load.mean_us), "1.00x"});
-    for (const auto &k : kinds) {
-      auto s = time_it(
-          [&] {
-            conn.exec("SELECT ectosync.sync($1::jsonb, $2)", {v.value, k.payload});
-          },
-          min_time);
-      t.add({"", "sync: " + k.label, metrics::fmt(s.mean_us, 0), metrics::fmt(s.min_us, 0),
+    t.add({"", "SELECT $1::jsonb (floor), before", metrics::fmt(floor_before.mean_us, 0),
+           metrics::fmt(floor_before.min_us, 0), metrics::ratio(floor_before.mean_us, load.mean_us),
+           metrics::ratio(floor_before.mean_us, floor.mean_us)});
+    t.add({"", "SELECT $1::jsonb (floor), after", metrics::fmt(floor_after.mean_us, 0),
+           metrics::fmt(floor_after.min_us, 0), metrics::ratio(floor_after.mean_us, load.mean_us),
+           metrics::ratio(floor_after.mean_us, floor.mean_us)});
+    for (const auto &[label, s] : syncs)
+      t.add({"", "sync: " + label, metrics::fmt(s.mean_us, 0), metrics::fmt(s.min_us, 0),
              metrics::ratio(s.mean_us, load.mean_us), metrics::ratio(s.mean_us, floor.mean_us)});
-    }
   }
   std::cout << "\nsync vs load, server side, value sent as a parameter and returned (posts with "
                "3 tags each)\n"

@@ -321,17 +321,19 @@ void remember_relids(const Plan &plan) {
  * (watch refreshes) may catch it and go on.
  */
 Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
-  std::optional<AssocError> failure;
+  std::optional<Error> failure;
   {
     SpiScope spi;
     auto catalog = make_catalog_source();
     try {
       return resolve(*catalog, relid, parse_json(spec_text));
     } catch (const AssocError &e) {
+      failure = to_error(e);
+    } catch (const Error &e) {
       failure = e;
     }
   }
-  throw to_error(*failure);
+  throw *failure;
 }
 
 const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {

@@ -203,10 +203,14 @@ class SpiCatalog : public CatalogSource {
   }
 
   std::vector<ForeignKey> foreign_keys_from(uint32_t relid) override {
-    return read_fks("conrelid", relid);
+    auto it = fks_from_.find(relid);
+    if (it != fks_from_.end()) return it->second;
+    return fks_from_[relid] = read_fks("conrelid", relid);
   }
   std::vector<ForeignKey> foreign_keys_to(uint32_t relid) override {
-    return read_fks("confrelid", relid);
+    auto it = fks_to_.find(relid);
+    if (it != fks_to_.end()) return it->second;
+    return fks_to_[relid] = read_fks("confrelid", relid);
   }
 
  private:
@@ -250,6 +254,7 @@ class SpiCatalog : public CatalogSource {
   }
 
   std::map<uint32_t, TableDesc> tables_;
+  std::map<uint32_t, std::vector<ForeignKey>> fks_from_, fks_to_;
 };
 
 }  // namespace

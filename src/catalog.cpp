@@ -174,6 +174,7 @@ const char *const kForeignKeysSql =
     " FROM pg_catalog.pg_constraint"
     " WHERE contype = 'f' AND conparentid = 0 AND %s = $1 ORDER BY conname, oid";
 
+/* The one parameter of the catalog queries: a relation oid. */
 std::vector<SpiParam> oid_param(uint32_t relid) {
   return {{OIDOID, std::to_string(relid)}};
 }
@@ -297,6 +298,7 @@ void on_xact_end(XactEvent event, void *) {
     plan_cache.retired.clear();
 }
 
+/* Once per backend: hear of relcache invalidations and transaction ends. */
 void register_callbacks() {
   if (plan_cache.registered) return;
   pg_call([] {
@@ -306,6 +308,7 @@ void register_callbacks() {
   plan_cache.registered = true;
 }
 
+/* Moves the plans of a stale cache aside (alive until transaction end). */
 void retire_stale_plans() {
   if (!plan_cache.stale) return;
   for (auto &entry : plan_cache.plans) plan_cache.retired.push_back(entry.second);

@@ -39,6 +39,7 @@ namespace {
 
 /* ==== SQL generation ==== */
 
+/* alias."column", for generated SQL. */
 std::string column_ref(const std::string &alias, const Column &col) {
   return alias + "." + quote_ident(col.name);
 }
@@ -172,6 +173,7 @@ struct FilterEntry {
   std::string normalized = "null"; /* to_jsonb rendering, as JSON text */
 };
 
+/* The name jsonb_typeof() gives a JSON type. */
 const char *json_type_name(Json::Type type) {
   switch (type) {
     case Json::Type::Null:
@@ -292,6 +294,7 @@ void refuse_transaction_snapshot() {
               "Call load() in a READ COMMITTED transaction.");
 }
 
+/* The epoch as values carry it: 16 lower-case hex digits. */
 std::string hex16(uint64_t value) {
   char buf[17];
   snprintf(buf, sizeof buf, "%016" PRIx64, value);

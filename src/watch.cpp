@@ -70,12 +70,14 @@ struct TableNeed {
 
 using Needs = std::map<uint32_t, TableNeed>;
 
+/* The attnums of columns, in order. */
 std::vector<int16_t> attnums(const std::vector<Column> &cols) {
   std::vector<int16_t> out;
   for (const auto &c : cols) out.push_back(c.attnum);
   return out;
 }
 
+/* The entry of table in needs, created with its primary key when new. */
 TableNeed &need_of(Needs &needs, const TableInfo &table) {
   TableNeed &need = needs[table.relid];
   need.relid = table.relid;
@@ -83,10 +85,12 @@ TableNeed &need_of(Needs &needs, const TableInfo &table) {
   return need;
 }
 
+/* Adds columns to the captured ones. */
 void track(TableNeed &need, const std::vector<Column> &cols) {
   for (const auto &c : cols) need.tracked.insert(c.attnum);
 }
 
+/* Adds a join end unless it is there already. */
 void add_join_target(TableNeed &need, const JoinTarget &target) {
   if (std::find(need.join_targets.begin(), need.join_targets.end(), target) ==
       need.join_targets.end())
@@ -157,6 +161,7 @@ std::string int_array(const Container &values) {
   return out + "]";
 }
 
+/* join_targets as JSON (the watched_tables column). */
 std::string join_targets_text(const std::vector<JoinTarget> &targets) {
   std::string out = "[";
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -172,6 +177,7 @@ std::string join_targets_text(const std::vector<JoinTarget> &targets) {
   return out + "]";
 }
 
+/* Needs as JSON (the watches.tables column). */
 std::string needs_text(const Needs &needs) {
   std::string out = "[";
   bool first = true;
@@ -185,6 +191,7 @@ std::string needs_text(const Needs &needs) {
   return out + "]";
 }
 
+/* A JSON array of numbers as attnums. */
 std::vector<int16_t> ints_of(const Json *array) {
   std::vector<int16_t> out;
   if (array)
@@ -192,6 +199,7 @@ std::vector<int16_t> ints_of(const Json *array) {
   return out;
 }
 
+/* The inverse of needs_text(). */
 Needs parse_needs(const std::string &text) {
   Needs needs;
   Json json = parse_json(text);
@@ -241,6 +249,7 @@ class AsSuperuser {
   int context_ = 0;
 };
 
+/* A relation as regclass prints it: quoted, qualified unless on search_path. */
 std::string table_name(uint32_t relid) {
   auto rows =
       spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, false);
@@ -271,12 +280,14 @@ std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
          table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + args + ")";
 }
 
+/* True when the relation still exists. */
 bool relation_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
                    {{OIDOID, std::to_string(relid)}}, false)
               .empty();
 }
 
+/* True when the table has ecto_sync's capture trigger. */
 bool trigger_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
                    {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, false)
@@ -294,6 +305,7 @@ std::map<uint32_t, std::string> stored_rows() {
   return out;
 }
 
+/* A table's need as watched_tables would show it, to compare with stored_rows(). */
 std::string row_text(const TableNeed &n) {
   auto rows = spi_rows(
       "SELECT pg_catalog.jsonb_build_array($1::int2[], $2::int2[], $3::boolean, $4::jsonb)::text",
@@ -344,6 +356,7 @@ struct Watch {
   std::string spec, tables;
 };
 
+/* Every recorded watch. */
 std::vector<Watch> stored_watches() {
   std::vector<Watch> out;
   for (const auto &row :
@@ -353,6 +366,7 @@ std::vector<Watch> stored_watches() {
   return out;
 }
 
+/* A WARNING from C++ code. */
 void warn(const std::string &message, const std::string &detail) {
   pg_call(
       [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
@@ -373,6 +387,7 @@ bool needs_exist(const Needs &needs) {
   return true;
 }
 
+/* Removes one recorded watch. */
 void delete_watch(const Watch &w) {
   spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
            {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
@@ -535,6 +550,7 @@ std::string associations_json(uint32_t relid) {
   return out + "]";
 }
 
+/* jsonb from its text, in the current memory context. */
 Jsonb *to_jsonb_value(const std::string &text) {
   const char *t = text.c_str();
   return pg_call([&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(t))); });

@@ -161,6 +161,13 @@ std::string int_array(const Container &values) {
   return out + "]";
 }
 
+/* The same numbers as an int2[] literal: {1,2}. */
+template <typename Container>
+std::string pg_int_array(const Container &values) {
+  std::string json = int_array(values);
+  return "{" + json.substr(1, json.size() - 2) + "}";
+}
+
 /* join_targets as JSON (the watched_tables column). */
 std::string join_targets_text(const std::vector<JoinTarget> &targets) {
   std::string out = "[";
@@ -309,8 +316,8 @@ std::map<uint32_t, std::string> stored_rows() {
 std::string row_text(const TableNeed &n) {
   auto rows = spi_rows(
       "SELECT pg_catalog.jsonb_build_array($1::int2[], $2::int2[], $3::boolean, $4::jsonb)::text",
-      {{TEXTOID, "{" + int_array(n.pk).substr(1, int_array(n.pk).size() - 2) + "}"},
-       {TEXTOID, "{" + int_array(n.tracked).substr(1, int_array(n.tracked).size() - 2) + "}"},
+      {{TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
        {TEXTOID, n.is_join ? "true" : "false"},
        {TEXTOID, join_targets_text(n.join_targets)}},
       false);
@@ -325,9 +332,6 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
   std::string table = table_name(n.relid);
   if (trigger_exists(n.relid)) spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table);
   spi_exec(create_trigger_sql(n, table));
-  auto pg_array = [](const std::string &json) {
-    return "{" + json.substr(1, json.size() - 2) + "}";
-  };
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
       " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
@@ -335,8 +339,8 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
       " tracked_attnums = EXCLUDED.tracked_attnums, is_join = EXCLUDED.is_join,"
       " join_targets = EXCLUDED.join_targets",
       {{TEXTOID, std::to_string(n.relid)},
-       {TEXTOID, pg_array(int_array(n.pk))},
-       {TEXTOID, pg_array(int_array(n.tracked))},
+       {TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
        {TEXTOID, n.is_join ? "true" : "false"},
        {TEXTOID, join_targets_text(n.join_targets)}});
 }
@@ -377,7 +381,7 @@ bool needs_exist(const Needs &needs) {
   for (const auto &[relid, n] : needs) {
     std::set<int16_t> cols(n.pk.begin(), n.pk.end());
     cols.insert(n.tracked.begin(), n.tracked.end());
-    std::string list = "{" + int_array(cols).substr(1, int_array(cols).size() - 2) + "}";
+    std::string list = pg_int_array(cols);
     auto rows = spi_rows(
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1"
         " AND attnum = ANY($2::int2[]) AND NOT attisdropped",

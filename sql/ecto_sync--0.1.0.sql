@@ -47,6 +47,24 @@ CREATE FUNCTION ectosync._events_since(after bigint)
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'ectosync_events_since';
 COMMENT ON FUNCTION ectosync._events_since(bigint) IS
     'Test helper: the logged events after a seq (keys included), once the worker handled them';
+
+-- ==== sync ====
+-- Test-only: rebuilds a jsonb value with ecto_sync's binary writer (new
+-- nodes down to depth levels, raw copies below): the result must be
+-- byte-identical to the input.
+CREATE FUNCTION ectosync._jsonb_rebuild(value jsonb, depth int) RETURNS jsonb
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'ectosync_jsonb_rebuild';
+
+-- The value patched with one event (a notification payload or a bare event
+-- id).  VOLATILE: it reads the shared cache and the event log, which change
+-- under a statement.  PARALLEL RESTRICTED: on a cache miss it reads rows
+-- through SPI and writes the shared cache.
+CREATE FUNCTION ectosync.sync(value jsonb, event text) RETURNS jsonb
+    LANGUAGE c VOLATILE STRICT PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'ectosync_sync';
+COMMENT ON FUNCTION ectosync.sync(jsonb, text) IS
+    'Patch a value made by ectosync.load() with one event; SQLSTATE ZE001: reload it';
+-- ==== end sync ====
+
 -- ==== catalog, watch, load ====
 -- Association discovery (src/assoc.hpp documents the names), watches and
 -- their capture triggers (src/watch.cpp), load() (src/load.cpp).

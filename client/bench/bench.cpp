@@ -1,0 +1,402 @@
+/*
+ * ectosync_bench: figures for ecto_sync, printed as tables with ratios.
+ * Nothing here asserts a speed.
+ *
+ *   ectosync_bench write [--seconds S] [--clients 1,8]
+ *       pgbench custom scripts over posts, comments and posts_tags (insert,
+ *       update, delete): no triggers vs ecto_sync capture vs a plpgsql
+ *       pg_notify trigger.  TPS, latency, ratios.
+ *   ectosync_bench sync [--min-time S]
+ *       server-side cost of sync(value, event) against load() and the floor
+ *       SELECT $1::jsonb, for a 100-post and a 10,000-post value (3 tags
+ *       each), per event kind.
+ *   ectosync_bench latency [--seconds S] [--rates 100,1000,10000]
+ *       commit-to-notify latency p50/p99/max at paced change rates.
+ *
+ * Connects through PG*; run it via scripts/bench.sh (a throwaway cluster).
+ */
+#include "blog.hpp"
+#include "holder.hpp"
+#include "metrics.hpp"
+#include "pg.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+using namespace std::chrono_literals;
+using ectosync::Clock;
+
+namespace {
+
+std::map<std::string, std::string> flags(int argc, char **argv, int first) {
+  std::map<std::string, std::string> out;
+  for (int i = first; i < argc; i++) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || i + 1 >= argc)
+      throw std::invalid_argument("expected --flag value, got " + a);
+    out[a.substr(2)] = argv[++i];
+  }
+  return out;
+}
+
+std::vector<int> int_list(const std::string &s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(std::stoi(item));
+  return out;
+}
+
+std::string env_or(const char *name, const char *fallback) {
+  const char *v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+std::string fresh_db(const std::string &name) {
+  pg::Connection admin;
+  admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(name) + " WITH (FORCE)");
+  admin.exec("CREATE DATABASE " + admin.quote_ident(name));
+  pg::Connection conn("dbname=" + name);
+  conn.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
+  return "dbname=" + name;
+}
+
+const char *kNotifyTrigger = R"SQL(
+CREATE OR REPLACE FUNCTION public.ectowatch_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  PERFORM pg_notify('ectowatch_' || TG_RELID::text,
+    json_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'op', TG_OP,
+                      'txid', txid_current()::text, 'row', row_to_json(r))::text);
+  RETURN NULL;
+END $$;
+)SQL";
+
+/* ---------------------------------------------------------------- write */
+
+const char *kWriteScript = R"(\set p random(1, 2000)
+\set p2 random(1, 2000)
+\set a random(1, 200)
+\set t random(1, 40)
+\set c random(1, 6000)
+BEGIN;
+UPDATE posts SET title = 'bench ' || :p || ' ' || random() WHERE id = :p;
+INSERT INTO comments (post_id, author_id, body) VALUES (:p, :a, 'bench comment');
+UPDATE comments SET body = 'edited ' || random() WHERE id = :c;
+DELETE FROM comments WHERE id = :c + 1;
+INSERT INTO posts_tags (post_id, tag_id) VALUES (:p2, :t) ON CONFLICT DO NOTHING;
+DELETE FROM posts_tags WHERE post_id = :p AND tag_id = :t;
+INSERT INTO posts (author_id, title) VALUES (:a, 'bench post') RETURNING id AS newpost \gset
+DELETE FROM posts WHERE id = :newpost;
+COMMIT;
+)";
+
+struct PgbenchResult {
+  double tps = 0, latency_ms = 0;
+  int64_t transactions = 0;
+};
+
+PgbenchResult run_pgbench(const std::string &db, const std::string &script, int clients,
+                          int seconds) {
+  std::string bin = "pgbench";
+  if (const char *b = std::getenv("ECTOSYNC_PGBIN")) bin = std::string(b) + "/pgbench";
+  std::string cmd = bin + " -n -f " + script + " -c " + std::to_string(clients) + " -j " +
+                    std::to_string(std::min(clients, 2)) + " -T " + std::to_string(seconds) + " " +
+                    db + " 2>&1";
+  FILE *p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run " + cmd);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int rc = pclose(p);
+  PgbenchResult r;
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex(R"(tps = ([0-9.]+))"))) r.tps = std::stod(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(latency average = ([0-9.]+) ms)")))
+    r.latency_ms = std::stod(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(number of transactions actually processed: (\d+))")))
+    r.transactions = std::stoll(m[1]);
+  if (rc != 0 || r.tps <= 0) throw std::runtime_error("pgbench failed (" + cmd + "):\n" + out);
+  return r;
+}
+
+void prepare_write_db(const std::string &conninfo, const std::string &config) {
+  pg::Connection conn(conninfo);
+  blog::create_schema(conn);
+  blog::Scale s;
+  s.posts = 2000;
+  s.persons = 200;
+  s.tags = 40;
+  blog::seed(conn, 5, s);
+  if (config == "ecto_sync capture") {
+    conn.exec("SELECT ectosync.watch('posts', '[\"tags\", \"comments\"]')");
+  } else if (config == "plpgsql pg_notify") {
+    conn.exec(kNotifyTrigger);
+    for (const char *t : {"posts", "comments", "posts_tags", "tags"})
+      conn.exec(std::string("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON ") + t +
+                " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
+  }
+  conn.exec("VACUUM ANALYZE");
+  conn.exec("CHECKPOINT");
+}
+
+int bench_write(const std::map<std::string, std::string> &f) {
+  int seconds = f.count("seconds") ? std::stoi(f.at("seconds")) : 5;
+  auto clients = int_list(f.count("clients") ? f.at("clients") : "1,8");
+  char path[] = "/tmp/ectosync-bench-XXXXXX.sql";
+  int fd = mkstemps(path, 4);
+  if (fd < 0) throw std::runtime_error("mkstemps");
+  ::close(fd);
+  std::ofstream(path) << kWriteScript;
+  std::string conninfo = fresh_db("ectosync_bench_write");
+  const std::vector<std::string> configs = {"no triggers", "ecto_sync capture",
+                                            "plpgsql pg_notify"};
+  std::map<std::pair<std::string, int>, PgbenchResult> results;
+  for (int c : clients)
+    for (const auto &config : configs) {
+      prepare_write_db(conninfo, config);
+      pg::Connection conn(conninfo);
+      auto cpu0 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
+      auto r = run_pgbench("ectosync_bench_write", path, c, seconds);
+      if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
+      auto cpu1 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
+      results[{config, c}] = r;
+      std::cout << "  " << config << ", " << c << " client(s): " << metrics::fmt(r.tps, 1)
+                << " TPS, " << metrics::fmt(r.latency_ms, 3) << " ms";
+      if (cpu0 && cpu1)
+        std::cout << ", server CPU " << metrics::fmt((*cpu1 - *cpu0) * 1e6 / r.transactions, 0)
+                  << " us/transaction (worker included)";
+      std::cout << std::endl;
+    }
+  std::remove(path);
+  metrics::Table t({"config", "clients", "TPS", "latency ms", "TPS vs none", "latency vs none"});
+  for (int c : clients)
+    for (const auto &config : configs) {
+      const auto &r = results[{config, c}];
+      const auto &base = results[{"no triggers", c}];
+      t.add({config, std::to_string(c), metrics::fmt(r.tps, 1), metrics::fmt(r.latency_ms, 3),
+             metrics::ratio(r.tps, base.tps), metrics::ratio(r.latency_ms, base.latency_ms)});
+    }
+  std::cout << "\nwrite overhead (pgbench, " << seconds
+            << " s each; 1 transaction = 8 statements over posts, comments, posts_tags)\n"
+            << t.render();
+  return 0;
+}
+
+/* ---------------------------------------------------------------- sync */
+
+struct Timing {
+  double mean_us = 0, min_us = 0;
+  int n = 0;
+};
+
+template <class F>
+Timing time_it(F &&f, double min_seconds) {
+  Timing t;
+  double total = 0;
+  t.min_us = 1e18;
+  auto start = Clock::now();
+  while (t.n < 5 || std::chrono::duration<double>(Clock::now() - start).count() < min_seconds) {
+    auto a = Clock::now();
+    f();
+    double us = std::chrono::duration<double, std::micro>(Clock::now() - a).count();
+    total += us;
+    t.min_us = std::min(t.min_us, us);
+    t.n++;
+    if (t.n >= 100000) break;
+  }
+  t.mean_us = total / t.n;
+  return t;
+}
+
+int bench_sync(const std::map<std::string, std::string> &f) {
+  double min_time = f.count("min-time") ? std::stod(f.at("min-time")) : 1.0;
+  std::string conninfo = fresh_db("ectosync_bench_sync");
+  pg::Connection conn(conninfo);
+  blog::create_schema(conn);
+  /* 10,000 posts, exactly 3 tags each; author 1 has exactly 100 of them */
+  conn.exec(R"SQL(
+INSERT INTO persons (name, email) SELECT 'person ' || g, 'p' || g || '@example.org'
+  FROM generate_series(1, 100) g;
+INSERT INTO tags (name) SELECT 'tag-' || g FROM generate_series(1, 40) g;
+INSERT INTO posts (author_id, title, body, published)
+  SELECT CASE WHEN g <= 100 THEN 1 ELSE 2 + g % 99 END, 'Post ' || g, md5(g::text), g % 3 = 0
+  FROM generate_series(1, 10000) g;
+INSERT INTO posts_tags (post_id, tag_id)
+  SELECT id, 1 + (id + o) % 40 FROM posts, unnest(ARRAY[0, 13, 27]) o;
+)SQL");
+  conn.exec("VACUUM ANALYZE");
+  const std::string assocs = R"(["tags"])";
+  conn.exec("SELECT ectosync.watch('posts', $1::jsonb)", {assocs});
+  struct Value {
+    std::string label, filter, value;
+  };
+  std::vector<Value> values = {{"100 posts", R"({"author_id": 1})", ""}, {"10,000 posts", "", ""}};
+  pg::Connection listener(conninfo);
+  listener.exec("SELECT ectosync.subscribe('posts', $1::jsonb)", {assocs});
+  for (auto &v : values) {
+    auto r = conn.exec("SELECT ectosync.load('posts', $1::jsonb, $2::jsonb)::text",
+                       {assocs, v.filter.empty() ? pg::Param() : pg::Param(v.filter)});
+    v.value = r.str(0, 0);
+  }
+  /* one event of each kind, after the values' seq */
+  struct Kind {
+    std::string label, sql, payload;
+  };
+  std::vector<Kind> kinds = {
+      {"tag update", "UPDATE tags SET name = 'renamed' WHERE id = 2", ""},
+      {"join insert", "INSERT INTO posts_tags VALUES (1, 40)", ""},
+      {"join delete", "DELETE FROM posts_tags WHERE post_id = 1 AND tag_id = 2", ""},
+      {"post update", "UPDATE posts SET title = 'changed' WHERE id = 1", ""},
+      {"unrelated (post outside 100)", "UPDATE posts SET title = 'elsewhere' WHERE id = 5000", ""},
+  };
+  for (auto &k : kinds) {
+    conn.exec(k.sql);
+    auto n = listener.wait_notification(10s);
+    if (!n) throw std::runtime_error("no notification for " + k.label);
+    k.payload = n->payload;
+  }
+  metrics::Table t({"value", "query", "mean us", "min us", "vs load", "vs floor"});
+  for (const auto &v : values) {
+    pg::Param filter = v.filter.empty() ? pg::Param() : pg::Param(v.filter);
+    auto load = time_it(
+        [&] {
+          conn.exec("SELECT ectosync.load('posts', $1::jsonb, $2::jsonb)", {assocs, filter});
+        },
+        min_time);
+    auto floor = time_it([&] { conn.exec("SELECT $1::jsonb", {v.value}); }, min_time);
+    std::string kb = metrics::fmt(static_cast<double>(v.value.size()) / 1024, 0) + " kB";
+    t.add({v.label + " (" + kb + ")", "load()", metrics::fmt(load.mean_us, 0),
+           metrics::fmt(load.min_us, 0), "1.00x", metrics::ratio(load.mean_us, floor.mean_us)});
+    t.add({"", "SELECT $1::jsonb (floor)", metrics::fmt(floor.mean_us, 0),
+           metrics::fmt(floor.min_us, 0), metrics::ratio(floor.mean_us, load.mean_us), "1.00x"});
+    for (const auto &k : kinds) {
+      auto s = time_it(
+          [&] {
+            conn.exec("SELECT ectosync.sync($1::jsonb, $2)", {v.value, k.payload});
+          },
+          min_time);
+      t.add({"", "sync: " + k.label, metrics::fmt(s.mean_us, 0), metrics::fmt(s.min_us, 0),
+             metrics::ratio(s.mean_us, load.mean_us), metrics::ratio(s.mean_us, floor.mean_us)});
+    }
+  }
+  std::cout << "\nsync vs load, server side, value sent as a parameter and returned (posts with "
+               "3 tags each)\n"
+            << t.render();
+  return 0;
+}
+
+/* ---------------------------------------------------------------- latency */
+
+int bench_latency(const std::map<std::string, std::string> &f) {
+  int seconds = f.count("seconds") ? std::stoi(f.at("seconds")) : 4;
+  auto rates = int_list(f.count("rates") ? f.at("rates") : "100,1000,10000");
+  std::string conninfo = fresh_db("ectosync_bench_latency");
+  {
+    pg::Connection conn(conninfo);
+    blog::create_schema(conn);
+    blog::Scale s;
+    s.posts = 2000;
+    blog::seed(conn, 3, s);
+    conn.exec("SELECT ectosync.watch('posts')");
+  }
+  metrics::Table t({"target changes/s", "achieved/s", "events", "p50 ms", "p99 ms", "max ms"});
+  for (int rate : rates) {
+    ectosync::CommitLog commits;
+    pg::Connection listener(conninfo);
+    listener.exec("SELECT ectosync.subscribe('posts')");
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> changes{0};
+    const int writers = 2;
+    /* rows per transaction so that each writer commits at most ~1000 times/s */
+    const int per_txn = std::max(1, rate / (writers * 1000));
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; w++)
+      threads.emplace_back([&, w] {
+        pg::Connection conn(conninfo);
+        double txn_per_s = static_cast<double>(rate) / writers / per_txn;
+        auto interval = std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(1 / txn_per_s));
+        auto next = Clock::now();
+        int64_t i = 0;
+        while (!stop) {
+          std::string sql = "BEGIN;";
+          for (int k = 0; k < per_txn; k++, i++)
+            sql += "UPDATE posts SET title = 'lat " + std::to_string(i) +
+                   "' WHERE id = " + std::to_string(1 + (w * 1000 + i) % 2000) + ";";
+          auto r = conn.exec(sql + "COMMIT; SELECT last_seq FROM ectosync.stats()");
+          commits.record_seq(static_cast<uint64_t>(r.i64(0, 0)), Clock::now());
+          changes += per_txn;
+          next += interval;
+          if (next < Clock::now() - 1s) next = Clock::now();
+          std::this_thread::sleep_until(next);
+        }
+      });
+    std::vector<double> lat;
+    auto start = Clock::now();
+    auto end = start + std::chrono::seconds(seconds);
+    auto record = [&](const pg::Notification &n) {
+      auto ev = pg::json_string_member(n.payload, "event");
+      if (!ev) return;
+      uint64_t seq = std::strtoull(ev->c_str() + ev->find(':') + 1, nullptr, 10);
+      if (auto c = commits.seq_time(seq))
+        lat.push_back(std::chrono::duration<double, std::micro>(n.received - *c).count());
+    };
+    while (Clock::now() < end) {
+      if (auto n = listener.wait_notification(100ms)) record(*n);
+      for (auto &n : listener.take_notifications()) record(n);
+    }
+    stop = true;
+    for (auto &th : threads) th.join();
+    double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    /* the events still in flight */
+    while (auto n = listener.wait_notification(500ms)) record(*n);
+    t.add({std::to_string(rate), metrics::fmt(static_cast<double>(changes) / elapsed, 0),
+           std::to_string(lat.size()), metrics::fmt(metrics::percentile(lat, 50) / 1000, 2),
+           metrics::fmt(metrics::percentile(lat, 99) / 1000, 2),
+           metrics::fmt(metrics::percentile(lat, 100) / 1000, 2)});
+  }
+  std::cout << "\ncommit-to-notify latency (2 writers, single-row updates of posts; commit time = "
+               "the earliest commit known to cover the event)\n"
+            << t.render();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    std::cerr << "usage: ectosync_bench write|sync|latency|all [--flag value ...]\n";
+    return 2;
+  }
+  std::string what = argv[1];
+  try {
+    auto f = flags(argc, argv, 2);
+    if (what == "write") return bench_write(f);
+    if (what == "sync") return bench_sync(f);
+    if (what == "latency") return bench_latency(f);
+    if (what == "all") {
+      int rc = bench_write(f);
+      rc |= bench_sync(f);
+      rc |= bench_latency(f);
+      return rc;
+    }
+    std::cerr << "unknown benchmark " << what << "\n";
+    return 2;
+  } catch (const std::exception &e) {
+    std::cerr << "ectosync_bench " << what << ": " << e.what() << std::endl;
+    return 1;
+  }
+}

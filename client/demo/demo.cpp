@@ -1,0 +1,551 @@
+/*
+ * ectosync_demo: the blog domain, N holders, M writers, three ways to keep
+ * the holders' values current, and the figures side by side.
+ *
+ *   ectosync   ecto_sync: LISTEN, load once, sync() on every notification
+ *   reload     ecto_sync's notifications, but holders re-run load() on each
+ *              (batch of) notification(s) of their tables          (alt. a)
+ *   notify     no ecto_sync capture: a plpgsql row trigger calls pg_notify
+ *              with the row as JSON (the EctoWatch way), holders re-query
+ *                                                                  (alt. b)
+ *
+ * Each mode gets a fresh database seeded identically and the same writer
+ * streams (same seeds, same pacing).  After the writers stop and the events
+ * drain, every holder's value is compared with a fresh load: any difference
+ * makes the exit status non-zero.
+ *
+ * Run it through scripts/demo.sh (a throwaway cluster); --help for flags.
+ */
+#include "blog.hpp"
+#include "holder.hpp"
+#include "metrics.hpp"
+#include "pg.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+using namespace std::chrono_literals;
+using ectosync::Clock;
+using ectosync::Holder;
+using ectosync::HolderOptions;
+
+namespace {
+
+struct Options {
+  int holders = 20;
+  int writers = 4;
+  double duration_s = 10;
+  double rate = 200; /* transactions per second, all writers together; 0: as fast as possible */
+  blog::Mix mix;
+  uint64_t seed = 1;
+  int posts = 2000;
+  std::vector<std::string> modes = {"ectosync", "reload", "notify"};
+  double drain_timeout_s = 120;
+};
+
+void usage() {
+  std::cout << "usage: ectosync_demo [flags]\n"
+               "  --holders N      holders, 1..200 (default 20), each on its own connection\n"
+               "  --writers M      writer connections (default 4)\n"
+               "  --duration S     seconds of writes per mode (default 10)\n"
+               "  --rate R         transactions/s over all writers, 0 = unpaced (default 200)\n"
+               "  --mix SPEC       insert=3,update=5,move=2,delete=2,join=3 (relative weights)\n"
+               "  --seed N         data and workload seed (default 1)\n"
+               "  --posts N        posts in the seeded domain (default 2000)\n"
+               "  --modes LIST     ectosync,reload,notify (default all three)\n"
+               "  --drain-timeout S  give up waiting for holders to catch up (default 120)\n";
+}
+
+std::vector<std::string> split(const std::string &s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, sep))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+Options parse(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      usage();
+      std::exit(0);
+    } else if (a == "--holders") {
+      o.holders = std::stoi(next());
+    } else if (a == "--writers") {
+      o.writers = std::stoi(next());
+    } else if (a == "--duration") {
+      o.duration_s = std::stod(next());
+    } else if (a == "--rate") {
+      o.rate = std::stod(next());
+    } else if (a == "--mix") {
+      o.mix = blog::Mix::parse(next());
+    } else if (a == "--seed") {
+      o.seed = std::stoull(next());
+    } else if (a == "--posts") {
+      o.posts = std::stoi(next());
+    } else if (a == "--modes") {
+      o.modes = split(next(), ',');
+    } else if (a == "--drain-timeout") {
+      o.drain_timeout_s = std::stod(next());
+    } else {
+      throw std::invalid_argument("unknown flag " + a + " (--help)");
+    }
+  }
+  if (o.holders < 1 || o.holders > 200) throw std::invalid_argument("--holders: 1..200");
+  if (o.writers < 1 || o.writers > 64) throw std::invalid_argument("--writers: 1..64");
+  if (o.duration_s <= 0 || o.duration_s > 3600)
+    throw std::invalid_argument("--duration: (0, 3600]");
+  for (const auto &m : o.modes)
+    if (m != "ectosync" && m != "reload" && m != "notify")
+      throw std::invalid_argument("--modes: unknown mode " + m);
+  return o;
+}
+
+/* The name of the association from table to target (first by name), or throw. */
+std::string assoc_to(pg::Connection &conn, const std::string &table, const std::string &target,
+                     const std::string &kind = "") {
+  auto r = conn.exec(
+      "SELECT name FROM ectosync.associations($1::regclass) WHERE target = $2::regclass AND "
+      "($3 = '' OR kind = $3) ORDER BY name LIMIT 1",
+      {table, target, kind});
+  if (r.rows() == 0)
+    throw std::runtime_error("no association from " + table + " to " + target + " " + kind);
+  return r.str(0, 0);
+}
+
+struct Shape {
+  std::string label, table, assocs, filter;
+};
+
+/* The holders' shapes: a realistic mix of what an application shows. */
+std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int persons) {
+  auto q = [](const std::string &s) { return "\"" + s + "\""; };
+  std::string tags = assoc_to(conn, "posts", "tags");
+  std::string comments = assoc_to(conn, "posts", "comments");
+  std::string comment_author = assoc_to(conn, "comments", "persons");
+  std::string post_author = assoc_to(conn, "posts", "persons", "belongs_to");
+  std::string profile = assoc_to(conn, "persons", "profiles");
+  std::string labels = assoc_to(conn, "posts", "labels");
+  std::string comment_post = assoc_to(conn, "comments", "posts");
+  std::string entry_post = assoc_to(conn, "audit.entries", "posts");
+  std::vector<Shape> out;
+  for (int i = 0; i < o.holders; i++) {
+    int author = 1 + (i * 37) % persons;
+    int post = 1 + (i * 101) % o.posts;
+    switch (i % 7) {
+      case 0:
+        out.push_back({"all posts with tags", "posts", "[" + q(tags) + "]", ""});
+        break;
+      case 1:
+        out.push_back({"one author's posts, comments, their authors", "posts",
+                       "[{" + q(comments) + ": [" + q(comment_author) + "]}]",
+                       "{\"author_id\": " + std::to_string(author) + "}"});
+        break;
+      case 2:
+        out.push_back({"the tag list", "tags", "[]", ""});
+        break;
+      case 3:
+        out.push_back({"one post's comments with post and author", "comments",
+                       "[" + q(comment_post) + ", " + q(comment_author) + "]",
+                       "{\"post_id\": " + std::to_string(post) + "}"});
+        break;
+      case 4:
+        out.push_back({"one author's posts with labels, tags, author", "posts",
+                       "[" + q(labels) + ", " + q(tags) + ", " + q(post_author) + "]",
+                       "{\"author_id\": " + std::to_string(author) + "}"});
+        break;
+      case 5:
+        out.push_back({"persons with profiles", "persons", "[" + q(profile) + "]", ""});
+        break;
+      default:
+        out.push_back({"one post's audit entries", "audit.entries", "[" + q(entry_post) + "]",
+                       "{\"post_id\": " + std::to_string(post) + "}"});
+        break;
+    }
+  }
+  return out;
+}
+
+const char *kNotifyTrigger = R"SQL(
+CREATE OR REPLACE FUNCTION public.ectowatch_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  PERFORM pg_notify('ectowatch_' || TG_RELID::text,
+    json_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'op', TG_OP,
+                      'txid', txid_current()::text, 'row', row_to_json(r))::text);
+  RETURN NULL;
+END $$;
+)SQL";
+
+struct ModeResult {
+  std::string mode;
+  blog::WriteStats writes;
+  double write_seconds = 0, drain_seconds = 0;
+  double cpu_seconds = -1;
+  int64_t rows_read = 0;
+  std::map<std::string, double> stats_delta, stats_after;
+  int64_t notifications = 0, syncs = 0, reloads = 0, reloads_ze001 = 0, round_trips = 0;
+  std::vector<double> latency_us;
+  int holders = 0, diverged = 0, drained = 0;
+};
+
+std::map<std::string, double> try_stats(pg::Connection &conn) {
+  try {
+    return metrics::ectosync_stats(conn);
+  } catch (const pg::Error &) {
+    return {};
+  }
+}
+
+ModeResult run_mode(const Options &o, const std::string &mode) {
+  ModeResult res;
+  res.mode = mode;
+  const std::string db = "ectosync_demo_" + mode;
+  const std::string conninfo = "dbname=" + db;
+  const std::string pgdata = std::getenv("ECTOSYNC_PGDATA") ? std::getenv("ECTOSYNC_PGDATA") : "";
+  std::cout << "\n== mode " << mode << ": database " << db << std::endl;
+  {
+    pg::Connection admin;
+    admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(db) + " WITH (FORCE)");
+    admin.exec("CREATE DATABASE " + admin.quote_ident(db));
+  }
+  pg::Connection admin(conninfo, "ectosync demo admin");
+  admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
+  blog::create_schema(admin);
+  blog::Scale scale;
+  scale.posts = o.posts;
+  scale.persons = std::max(20, o.posts / 10);
+  scale.audit_entries = o.posts / 3;
+  auto t0 = Clock::now();
+  blog::seed(admin, o.seed, scale);
+  auto counts = admin.exec(
+      "SELECT (SELECT count(*) FROM persons), (SELECT count(*) FROM posts), (SELECT count(*) "
+      "FROM comments), (SELECT count(*) FROM tags), (SELECT count(*) FROM posts_tags), (SELECT "
+      "count(*) FROM posts_labels), (SELECT count(*) FROM audit.entries)");
+  std::cout << "seeded in "
+            << metrics::fmt(std::chrono::duration<double>(Clock::now() - t0).count(), 2)
+            << " s: " << counts.str(0, 0) << " persons, " << counts.str(0, 1) << " posts, "
+            << counts.str(0, 2) << " comments, " << counts.str(0, 3) << " tags, "
+            << counts.str(0, 4) << " post tags, " << counts.str(0, 5) << " post labels, "
+            << counts.str(0, 6) << " audit entries" << std::endl;
+
+  auto shapes = make_shapes(admin, o, scale.persons);
+  if (mode == "notify") {
+    admin.exec(kNotifyTrigger);
+    for (const auto &t : blog::kTables)
+      admin.exec("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON " + t +
+                 " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
+  } else {
+    std::map<std::string, bool> done;
+    for (const auto &s : shapes) {
+      if (done[s.table + s.assocs]) continue;
+      done[s.table + s.assocs] = true;
+      admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {s.table, s.assocs});
+    }
+  }
+
+  ectosync::CommitLog commits;
+  std::vector<std::unique_ptr<Holder>> holders;
+  for (size_t i = 0; i < shapes.size(); i++) {
+    HolderOptions ho;
+    ho.conninfo = conninfo;
+    ho.table = shapes[i].table;
+    ho.assocs = shapes[i].assocs;
+    ho.filter = shapes[i].filter;
+    ho.mode = mode == "ectosync" ? HolderOptions::Mode::Sync
+              : mode == "reload" ? HolderOptions::Mode::Reload
+                                 : HolderOptions::Mode::Requery;
+    ho.commits = &commits;
+    ho.name = "holder " + std::to_string(i) + " (" + shapes[i].label + ")";
+    holders.push_back(std::make_unique<Holder>(ho));
+  }
+  /* start holders in parallel: each connects, subscribes, loads */
+  {
+    std::vector<std::thread> starters;
+    std::atomic<size_t> next{0};
+    std::string error;
+    std::mutex mu;
+    for (int t = 0; t < 2; t++)
+      starters.emplace_back([&] {
+        for (size_t i; (i = next++) < holders.size();) {
+          try {
+            holders[i]->start();
+          } catch (const std::exception &e) {
+            std::lock_guard<std::mutex> lock(mu);
+            error = holders[i]->options().name + ": " + e.what();
+          }
+        }
+      });
+    for (auto &t : starters) t.join();
+    if (!error.empty()) throw std::runtime_error(error);
+  }
+  int64_t held_rows = 0;
+  for (auto &h : holders) held_rows += h->row_count();
+  std::cout << holders.size() << " holders started, " << held_rows << " rows held in all"
+            << std::endl;
+  res.holders = static_cast<int>(holders.size());
+
+  /* baselines */
+  admin.exec("SELECT pg_sleep(1.2)"); /* let backends flush their table stats */
+  auto stats0 = try_stats(admin);
+  int64_t rows0 = metrics::table_rows_read(admin);
+  auto cpu0 = metrics::server_cpu_seconds(pgdata);
+
+  std::atomic<bool> stop_writers{false}, stop_holders{false}, failed{false};
+  std::vector<std::atomic<int64_t>> last_activity_ms(holders.size());
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+        .count();
+  };
+  for (auto &a : last_activity_ms) a = now_ms();
+  std::string failure;
+  std::mutex failure_mu;
+  auto fail = [&](const std::string &what) {
+    std::lock_guard<std::mutex> lock(failure_mu);
+    if (failure.empty()) failure = what;
+    failed = true;
+  };
+  std::vector<std::thread> holder_threads;
+  for (size_t i = 0; i < holders.size(); i++)
+    holder_threads.emplace_back([&, i] {
+      try {
+        while (!stop_holders) {
+          if (holders[i]->pump(50ms) > 0) last_activity_ms[i] = now_ms();
+        }
+      } catch (const std::exception &e) {
+        fail(holders[i]->options().name + ": " + e.what());
+      }
+    });
+
+  blog::IdSpace ids;
+  ids.read(admin);
+  std::vector<blog::WriteStats> wstats(static_cast<size_t>(o.writers));
+  std::vector<std::thread> writer_threads;
+  const bool ecto = mode != "notify";
+  auto wstart = Clock::now();
+  for (int w = 0; w < o.writers; w++)
+    writer_threads.emplace_back([&, w] {
+      try {
+        pg::Connection conn(conninfo, "ectosync demo writer");
+        blog::Workload work(conn, ids, o.seed * 1000 + static_cast<uint64_t>(w), o.mix);
+        auto interval = o.rate > 0 ? std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(o.writers / o.rate))
+                                   : Clock::duration::zero();
+        auto next = Clock::now();
+        while (!stop_writers && !failed) {
+          std::string txid;
+          std::string seq =
+              work.run_transaction(ecto ? "SELECT last_seq FROM ectosync.stats()" : "SELECT 0",
+                                   "SELECT txid_current()", &txid);
+          auto committed = Clock::now();
+          if (ecto && !seq.empty()) commits.record_seq(std::stoull(seq), committed);
+          if (!ecto && !txid.empty() && !seq.empty())
+            commits.record_txid(std::stoull(txid), committed);
+          if (interval.count() > 0) {
+            next += interval;
+            if (next < Clock::now() - 1s) next = Clock::now();
+            std::this_thread::sleep_until(next);
+          }
+        }
+        wstats[static_cast<size_t>(w)] = work.stats();
+      } catch (const std::exception &e) {
+        fail("writer " + std::to_string(w) + ": " + e.what());
+      }
+    });
+  auto wend_target = wstart + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(o.duration_s));
+  while (Clock::now() < wend_target && !failed) std::this_thread::sleep_for(50ms);
+  stop_writers = true;
+  for (auto &t : writer_threads) t.join();
+  auto wend = Clock::now();
+  res.write_seconds = std::chrono::duration<double>(wend - wstart).count();
+  for (const auto &s : wstats) res.writes.add(s);
+  std::cout << "writes done: " << res.writes.transactions << " transactions, " << res.writes.rows
+            << " rows changed in " << metrics::fmt(res.write_seconds, 1) << " s" << std::endl;
+
+  /* drain: the worker has notified everything, then holders go quiet */
+  auto drain_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(o.drain_timeout_s));
+  if (ecto)
+    admin.exec("SELECT ectosync.wait_for_worker($1::int)",
+               {std::to_string(static_cast<int>(o.drain_timeout_s * 1000))});
+  for (;;) {
+    int64_t quiet_since = now_ms() - 600;
+    bool all_quiet = true;
+    for (auto &a : last_activity_ms)
+      if (a > quiet_since) all_quiet = false;
+    if (all_quiet || failed || Clock::now() > drain_deadline) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  res.drain_seconds = std::chrono::duration<double>(Clock::now() - wend).count();
+  auto cpu1 = metrics::server_cpu_seconds(pgdata);
+  stop_holders = true;
+  for (auto &t : holder_threads) t.join();
+  if (failed) throw std::runtime_error(failure);
+
+  admin.exec("SELECT pg_sleep(1.2)");
+  res.rows_read = metrics::table_rows_read(admin) - rows0;
+  res.stats_after = try_stats(admin);
+  for (const auto &[k, v] : res.stats_after)
+    res.stats_delta[k] = v - (stats0.count(k) ? stats0[k] : 0);
+  if (cpu0 && cpu1) res.cpu_seconds = *cpu1 - *cpu0;
+
+  for (auto &h : holders) {
+    const auto &st = h->stats();
+    res.notifications += st.notifications;
+    res.syncs += st.syncs;
+    res.reloads += st.reloads;
+    res.reloads_ze001 += st.reloads_ze001;
+    res.round_trips += st.round_trips;
+    res.latency_us.insert(res.latency_us.end(), st.latency_us.begin(), st.latency_us.end());
+  }
+  /* the check: every held value equals a fresh load */
+  for (auto &h : holders) {
+    bool same = h->matches_fresh_load();
+    if (!same) same = h->converge(10s); /* a straggler, or a real divergence */
+    if (!same) {
+      res.diverged++;
+      std::cout << "DIVERGED: " << h->options().name << ": " << h->describe() << std::endl;
+    }
+  }
+  std::cout << "checked " << holders.size() << " holders against fresh loads: " << res.diverged
+            << " diverged" << std::endl;
+  return res;
+}
+
+double stat(const ModeResult &r, const char *name) {
+  auto it = r.stats_delta.find(name);
+  return it == r.stats_delta.end() ? -1 : it->second;
+}
+
+std::string num(double v, int decimals = 0) {
+  return v < 0 ? "-" : metrics::fmt(v, decimals);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const std::exception &e) {
+    std::cerr << "ectosync_demo: " << e.what() << std::endl;
+    usage();
+    return 2;
+  }
+  std::cout << "ectosync demo: " << o.holders << " holders, " << o.writers << " writers, "
+            << o.duration_s << " s per mode at " << (o.rate > 0 ? metrics::fmt(o.rate, 0) : "max")
+            << " transactions/s, mix " << o.mix.describe() << ", seed " << o.seed << ", " << o.posts
+            << " posts" << std::endl;
+  std::vector<ModeResult> results;
+  try {
+    for (const auto &m : o.modes) results.push_back(run_mode(o, m));
+  } catch (const std::exception &e) {
+    std::cerr << "ectosync_demo: " << e.what() << std::endl;
+    return 1;
+  }
+
+  metrics::Table t({"", "ectosync", "reload (a)", "notify (b)"});
+  auto find = [&](const char *m) -> const ModeResult * {
+    for (const auto &r : results)
+      if (r.mode == m) return &r;
+    return nullptr;
+  };
+  const ModeResult *cols[3] = {find("ectosync"), find("reload"), find("notify")};
+  auto row = [&](const std::string &label, auto f) {
+    std::vector<std::string> cells{label};
+    for (auto *r : cols) cells.push_back(r ? f(*r) : "");
+    t.add(cells);
+  };
+  auto per_change = [](const ModeResult &r, double v) {
+    return r.writes.rows > 0 && v >= 0 ? v / static_cast<double>(r.writes.rows) : -1.0;
+  };
+  row("transactions committed", [](const ModeResult &r) { return num(r.writes.transactions); });
+  row("changes committed (rows)", [](const ModeResult &r) { return num(r.writes.rows); });
+  row("writer TPS", [](const ModeResult &r) {
+    return num(static_cast<double>(r.writes.transactions) / r.write_seconds, 1);
+  });
+  row("events captured", [](const ModeResult &r) { return num(stat(r, "events_captured")); });
+  row("rows loaded by the worker", [](const ModeResult &r) { return num(stat(r, "rows_loaded")); });
+  row("rows loaded per change",
+      [&](const ModeResult &r) { return num(per_change(r, stat(r, "rows_loaded")), 2); });
+  row("notifications sent", [](const ModeResult &r) { return num(stat(r, "notifications_sent")); });
+  row("notifications received", [](const ModeResult &r) { return num(r.notifications); });
+  row("syncs", [](const ModeResult &r) { return num(r.syncs); });
+  row("reloads (ZE001)",
+      [](const ModeResult &r) { return num(r.reloads) + " (" + num(r.reloads_ze001) + ")"; });
+  row("holder round trips", [](const ModeResult &r) { return num(r.round_trips); });
+  row("commit-to-synced p50 ms",
+      [](const ModeResult &r) { return num(metrics::percentile(r.latency_us, 50) / 1000, 2); });
+  row("commit-to-synced p99 ms",
+      [](const ModeResult &r) { return num(metrics::percentile(r.latency_us, 99) / 1000, 2); });
+  row("commit-to-synced max ms",
+      [](const ModeResult &r) { return num(metrics::percentile(r.latency_us, 100) / 1000, 2); });
+  row("latency samples",
+      [](const ModeResult &r) { return num(static_cast<double>(r.latency_us.size())); });
+  row("drain after writes s", [](const ModeResult &r) { return num(r.drain_seconds, 2); });
+  row("server CPU ms per change", [&](const ModeResult &r) {
+    return num(per_change(r, r.cpu_seconds < 0 ? -1 : r.cpu_seconds * 1000), 3);
+  });
+  row("table rows read per change",
+      [&](const ModeResult &r) { return num(per_change(r, static_cast<double>(r.rows_read)), 1); });
+  row("cache entries", [](const ModeResult &r) {
+    auto it = r.stats_after.find("cache_entries");
+    return it == r.stats_after.end() || r.mode == "notify" ? std::string("-") : num(it->second);
+  });
+  row("cache kB", [](const ModeResult &r) {
+    auto it = r.stats_after.find("cache_bytes");
+    return it == r.stats_after.end() || r.mode == "notify" ? std::string("-")
+                                                           : num(it->second / 1024, 1);
+  });
+  row("holders diverged",
+      [](const ModeResult &r) { return num(r.diverged) + " of " + num(r.holders); });
+  std::cout << "\n" << t.render();
+
+  if (cols[0] && (cols[1] || cols[2])) {
+    metrics::Table ratios({"ratio to ectosync", "reload (a)", "notify (b)"});
+    auto ratio_row = [&](const std::string &label, auto f) {
+      std::vector<std::string> cells{label};
+      for (int i = 1; i < 3; i++)
+        cells.push_back(cols[i] ? metrics::ratio(f(*cols[i]), f(*cols[0])) : "");
+      ratios.add(cells);
+    };
+    ratio_row("server CPU per change", [&](const ModeResult &r) {
+      return per_change(r, r.cpu_seconds < 0 ? 0 : r.cpu_seconds);
+    });
+    ratio_row("table rows read per change",
+              [&](const ModeResult &r) { return per_change(r, static_cast<double>(r.rows_read)); });
+    ratio_row("commit-to-synced p50",
+              [](const ModeResult &r) { return metrics::percentile(r.latency_us, 50); });
+    ratio_row("commit-to-synced p99",
+              [](const ModeResult &r) { return metrics::percentile(r.latency_us, 99); });
+    ratio_row("writer TPS", [](const ModeResult &r) {
+      return static_cast<double>(r.writes.transactions) / r.write_seconds;
+    });
+    std::cout << "\n" << ratios.render();
+  }
+  int diverged = 0;
+  for (const auto &r : results) diverged += r.diverged;
+  if (diverged) {
+    std::cout << "\nFAILED: " << diverged << " held value(s) differ from a fresh load" << std::endl;
+    return 1;
+  }
+  std::cout << "\nOK: every held value equals a fresh load" << std::endl;
+  return 0;
+}

@@ -1,0 +1,238 @@
+#include "holder.hpp"
+
+#include <cstdlib>
+#include <thread>
+
+namespace ectosync {
+
+void CommitLog::record_seq(uint64_t last_seq, Clock::time_point committed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  /* An existing record with a seq >= last_seq was made earlier: it bounds better. */
+  auto it = by_seq_.lower_bound(last_seq);
+  if (it != by_seq_.end()) return;
+  by_seq_.emplace(last_seq, committed);
+}
+
+std::optional<Clock::time_point> CommitLog::seq_time(uint64_t seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_seq_.lower_bound(seq);
+  if (it == by_seq_.end()) return std::nullopt;
+  return it->second;
+}
+
+void CommitLog::record_txid(uint64_t txid, Clock::time_point committed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  by_txid_.emplace(txid, committed);
+}
+
+std::optional<Clock::time_point> CommitLog::txid_time(uint64_t txid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_txid_.find(txid);
+  if (it == by_txid_.end()) return std::nullopt;
+  return it->second;
+}
+
+void CommitLog::clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  by_seq_.clear();
+  by_txid_.clear();
+}
+
+Holder::Holder(HolderOptions options) : opts_(std::move(options)) {}
+
+std::string Holder::describe() const {
+  std::string d = opts_.table + " " + opts_.assocs;
+  if (!opts_.filter.empty()) d += " filter " + opts_.filter;
+  return d;
+}
+
+pg::Param Holder::filter_param() const {
+  if (opts_.filter.empty()) return std::nullopt;
+  return opts_.filter;
+}
+
+void Holder::connect() {
+  conn_ = std::make_unique<pg::Connection>(opts_.conninfo, "ectosync holder");
+}
+
+void Holder::subscribe() {
+  if (opts_.mode == HolderOptions::Mode::Requery) {
+    auto r = conn_->exec("SELECT c FROM ectosync.channels($1::regclass, $2::jsonb) c",
+                         {opts_.table, opts_.assocs});
+    std::string sql;
+    for (int i = 0; i < r.rows(); i++) {
+      std::string ch = r.str(i, 0);
+      auto us = ch.find('_');
+      sql += "LISTEN " + conn_->quote_ident("ectowatch" + ch.substr(us)) + ";";
+    }
+    if (!sql.empty()) conn_->exec(sql);
+  } else {
+    conn_->exec("SELECT ectosync.subscribe($1::regclass, $2::jsonb)", {opts_.table, opts_.assocs});
+  }
+  stats_.round_trips++;
+}
+
+void Holder::load(bool counted) {
+  auto r = conn_->exec(
+      "SELECT v::text, (v->>'seq')::bigint, v->>'epoch' FROM (SELECT ectosync.load($1::regclass, "
+      "$2::jsonb, $3::jsonb) AS v) s",
+      {opts_.table, opts_.assocs, filter_param()});
+  stats_.round_trips++;
+  value_ = r.str(0, 0);
+  seq_ = r.is_null(0, 1) ? 0 : static_cast<uint64_t>(r.i64(0, 1));
+  epoch_ = r.str(0, 2);
+  if (counted) stats_.reloads++;
+}
+
+void Holder::start() {
+  connect();
+  subscribe();
+  load(false);
+}
+
+void Holder::reload() {
+  load(true);
+}
+
+void Holder::reconnect_and_reload() {
+  auto deadline = Clock::now() + std::chrono::milliseconds(opts_.reconnect_timeout_ms);
+  std::string last_error;
+  for (int attempt = 0;; attempt++) {
+    try {
+      connect();
+      subscribe();
+      load(true);
+      stats_.reconnects++;
+      return;
+    } catch (const pg::Error &e) {
+      last_error = e.what();
+    }
+    if (Clock::now() >= deadline)
+      throw pg::ConnectionLost("holder " + opts_.name + ": could not reconnect within " +
+                               std::to_string(opts_.reconnect_timeout_ms) + " ms: " + last_error);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
+  }
+}
+
+void Holder::note_latency(const pg::Notification &n) {
+  if (!opts_.commits) return;
+  std::optional<Clock::time_point> committed;
+  if (opts_.mode == HolderOptions::Mode::Requery) {
+    auto txid = pg::json_string_member(n.payload, "txid");
+    if (txid) committed = opts_.commits->txid_time(std::strtoull(txid->c_str(), nullptr, 10));
+  } else {
+    auto event = pg::json_string_member(n.payload, "event");
+    if (event) {
+      auto colon = event->find(':');
+      if (colon != std::string::npos)
+        committed = opts_.commits->seq_time(std::strtoull(event->c_str() + colon + 1, nullptr, 10));
+    }
+  }
+  if (committed) {
+    auto us = std::chrono::duration<double, std::micro>(Clock::now() - *committed).count();
+    stats_.latency_us.push_back(us < 0 ? 0 : us);
+  }
+}
+
+void Holder::handle(std::vector<pg::Notification> &batch) {
+  stats_.notifications += static_cast<int64_t>(batch.size());
+  if (opts_.mode != HolderOptions::Mode::Sync) {
+    load(true);
+    for (const auto &n : batch) note_latency(n);
+    return;
+  }
+  size_t i = 0;
+  while (i < batch.size()) {
+    size_t n = std::min(batch.size() - i, static_cast<size_t>(std::max(1, opts_.max_batch)));
+    std::string expr = "$1::jsonb";
+    std::vector<pg::Param> params{value_};
+    for (size_t k = 0; k < n; k++) {
+      params.push_back(batch[i + k].payload);
+      expr = "ectosync.sync(" + expr + ", $" + std::to_string(k + 2) + "::text)";
+    }
+    try {
+      auto r = conn_->exec(
+          "SELECT v::text, (v->>'seq')::bigint, v->>'epoch' FROM (SELECT " + expr + " AS v) s",
+          params);
+      stats_.round_trips++;
+      stats_.syncs += static_cast<int64_t>(n);
+      value_ = r.str(0, 0);
+      seq_ = r.is_null(0, 1) ? 0 : static_cast<uint64_t>(r.i64(0, 1));
+      epoch_ = r.str(0, 2);
+    } catch (const pg::ConnectionLost &) {
+      throw;
+    } catch (const pg::Error &e) {
+      if (e.sqlstate() != kReloadState) throw;
+      stats_.round_trips++;
+      stats_.reloads_ze001++;
+      load(true); /* covers the rest of the batch too */
+      for (size_t k = i; k < batch.size(); k++) note_latency(batch[k]);
+      return;
+    }
+    for (size_t k = 0; k < n; k++) note_latency(batch[i + k]);
+    i += n;
+  }
+}
+
+int Holder::pump(std::chrono::milliseconds timeout) {
+  try {
+    if (!conn_ || !conn_->ok()) throw pg::ConnectionLost("not connected");
+    auto first = conn_->wait_notification(timeout);
+    if (!first) return 0;
+    std::vector<pg::Notification> batch{std::move(*first)};
+    for (auto &n : conn_->take_notifications()) batch.push_back(std::move(n));
+    handle(batch);
+    return static_cast<int>(batch.size());
+  } catch (const pg::ConnectionLost &) {
+    reconnect_and_reload();
+    return 0;
+  }
+}
+
+void Holder::drain(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (pump(quiet) == 0) return;
+  }
+}
+
+bool Holder::matches_fresh_load() {
+  for (int attempt = 0;; attempt++) {
+    try {
+      auto r = conn_->exec(
+          "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - "
+          "'seq')",
+          {value_, opts_.table, opts_.assocs, filter_param()});
+      return r.boolean(0, 0);
+    } catch (const pg::ConnectionLost &) {
+      if (attempt > 0) throw;
+      reconnect_and_reload();
+    }
+  }
+}
+
+bool Holder::converge(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  for (;;) {
+    /* the worker has notified everything queued so far; then read it all */
+    if (opts_.mode != HolderOptions::Mode::Requery) {
+      try {
+        conn_->exec("SELECT ectosync.wait_for_worker($1::int)", {std::to_string(wait_ms)});
+      } catch (const pg::ConnectionLost &) {
+        reconnect_and_reload();
+      }
+    }
+    drain(std::chrono::milliseconds(150), timeout);
+    if (matches_fresh_load()) return true;
+    if (Clock::now() >= deadline) return false;
+    pump(std::chrono::milliseconds(100));
+  }
+}
+
+int64_t Holder::row_count() {
+  auto r = conn_->exec("SELECT jsonb_array_length($1::jsonb->'rows')", {value_});
+  return r.i64(0, 0);
+}
+
+}  // namespace ectosync

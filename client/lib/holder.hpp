@@ -1,0 +1,133 @@
+/*
+ * holder.hpp: the reference ecto_sync client.
+ *
+ * A Holder keeps one value (table, assocs, filter) up to date over its own
+ * connection:
+ *
+ *   start():  SELECT ectosync.subscribe(tbl, assocs)   -- LISTEN first,
+ *             SELECT ectosync.load(tbl, assocs, filter) -- then load
+ *   pump():   for each notification, value := ectosync.sync(value, payload);
+ *             SQLSTATE ZE001 (must reload) -> load again;
+ *             the connection broke -> reconnect, subscribe, load.
+ *
+ * LISTEN before load is the one safe order: an event committed after the
+ * load's snapshot is notified to us (we listen already); an event before it
+ * is already in the value (sync() ignores events with seq <= value.seq).
+ *
+ * Modes, for comparisons:
+ *   Sync       the ectosync way (above);
+ *   Reload     re-run load() on every batch of notifications (alternative a);
+ *   Requery    like Reload, but listening to per-row pg_notify channels of a
+ *              plain plpgsql trigger ("ectowatch_<relid>", alternative b).
+ */
+#pragma once
+
+#include "pg.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+using Clock = pg::Clock;
+
+/*
+ * When did the change behind an event commit?  Writers record, right after
+ * each COMMIT (in the same round trip), the server's last event seq; the
+ * commit time of seq s is bounded by the earliest record whose seq >= s.
+ * Also maps transaction ids to commit times (for the pg_notify baseline,
+ * whose payloads carry txid_current()).
+ */
+class CommitLog {
+ public:
+  void record_seq(uint64_t last_seq, Clock::time_point committed);
+  std::optional<Clock::time_point> seq_time(uint64_t seq) const;
+  void record_txid(uint64_t txid, Clock::time_point committed);
+  std::optional<Clock::time_point> txid_time(uint64_t txid) const;
+  void clear();
+
+ private:
+  mutable std::mutex mu_;
+  std::map<uint64_t, Clock::time_point> by_seq_; /* keys and times both increasing */
+  std::map<uint64_t, Clock::time_point> by_txid_;
+};
+
+struct HolderOptions {
+  std::string conninfo;      /* "" = PG* environment */
+  std::string table;         /* regclass text, e.g. "posts" */
+  std::string assocs = "[]"; /* JSON spec */
+  std::string filter;        /* JSON object, "" = none */
+  enum class Mode { Sync, Reload, Requery } mode = Mode::Sync;
+  int max_batch = 16;                 /* notifications synced per round trip */
+  int reconnect_timeout_ms = 30000;   /* give up reconnecting after this */
+  const CommitLog *commits = nullptr; /* to record commit-to-synced latency */
+  std::string name;                   /* for messages */
+};
+
+struct HolderStats {
+  int64_t notifications = 0; /* received */
+  int64_t syncs = 0;         /* sync() calls that advanced nothing or something */
+  int64_t reloads = 0;       /* load() calls after the first */
+  int64_t reloads_ze001 = 0; /* ... of which because sync() said ZE001 */
+  int64_t reconnects = 0;
+  int64_t round_trips = 0;
+  std::vector<double> latency_us; /* commit-to-synced, when commit times are known */
+};
+
+class Holder {
+ public:
+  explicit Holder(HolderOptions options);
+
+  /* Connect, subscribe, load.  Throws on failure. */
+  void start();
+  /*
+   * Handle the notifications that arrive within timeout (returns after the
+   * first batch, or at the timeout).  Returns the notifications handled.
+   * Reconnects (bounded by reconnect_timeout_ms) when the connection broke.
+   */
+  int pump(std::chrono::milliseconds timeout);
+  /* Handle notifications until none came for quiet, or until timeout. */
+  void drain(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout);
+  /* The held value equals a fresh load (ignoring "seq")?  Asks the server. */
+  bool matches_fresh_load();
+  /* Keep draining until the value equals a fresh load, up to timeout. */
+  bool converge(std::chrono::milliseconds timeout);
+  /* Reload now (e.g. after losing notifications on purpose). */
+  void reload();
+
+  const std::string &value() const { return value_; }
+  uint64_t seq() const { return seq_; }
+  const std::string &epoch() const { return epoch_; }
+  const HolderStats &stats() const { return stats_; }
+  const HolderOptions &options() const { return opts_; }
+  /* The value's rows, counted by the server. */
+  int64_t row_count();
+  /* Describe the value's shape: "posts ["tags"] filter {...}". */
+  std::string describe() const;
+  pg::Connection &connection() { return *conn_; }
+
+ private:
+  void connect();
+  void subscribe();
+  void load(bool counted);
+  void handle(std::vector<pg::Notification> &batch);
+  void reconnect_and_reload();
+  void note_latency(const pg::Notification &n);
+  pg::Param filter_param() const;
+
+  HolderOptions opts_;
+  std::unique_ptr<pg::Connection> conn_;
+  std::string value_, epoch_;
+  uint64_t seq_ = 0;
+  HolderStats stats_;
+};
+
+/* SQLSTATE of "the value must be reloaded". */
+inline constexpr const char *kReloadState = "ZE001";
+
+}  // namespace ectosync

@@ -1,0 +1,50 @@
+/*
+ * common.hpp: helpers shared by the client tests.  Every test connects
+ * through the PG* environment variables (scripts/with-cluster.sh sets them)
+ * and works in a database of its own, made afresh.
+ */
+#pragma once
+
+#include "blog.hpp"
+#include "holder.hpp"
+#include "pg.hpp"
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace testing_support {
+
+/* Drop and create database `name` (with ecto_sync); returns its conninfo. */
+std::string fresh_database(const std::string &name, bool with_extension = true);
+
+/* A seed: $ECTOSYNC_SEED if set, else a random one.  Printed by the caller. */
+uint64_t seed_from_env();
+
+/* An integer from the environment, or fallback. */
+int64_t env_int(const char *name, int64_t fallback);
+
+/* True when the tests were started with --long (or ECTOSYNC_LONG=1). */
+bool long_run();
+void set_long_run(bool on);
+
+/* A small blog domain for tests: fewer rows, so that changes collide. */
+blog::Scale small_scale();
+
+/* The pid of this database's ecto_sync worker, 0 when none runs. */
+int worker_pid(pg::Connection &conn);
+
+/* The last event seq of the current database (ectosync.stats()). */
+uint64_t last_seq(pg::Connection &conn);
+
+/* Joins threads when leaving a scope (also when an assertion returns early). */
+struct JoinAll {
+  std::vector<std::thread> &threads;
+  ~JoinAll() {
+    for (auto &t : threads)
+      if (t.joinable()) t.join();
+  }
+};
+
+}  // namespace testing_support

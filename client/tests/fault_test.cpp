@@ -1,0 +1,173 @@
+/*
+ * Faults: the worker is terminated in the middle of the writes, then the
+ * server restarts ($ECTOSYNC_PGCTL, from scripts/with-cluster.sh).  Holders
+ * must converge (the worker is restarted and carries on from the queue) or
+ * reload (a new epoch after the restart), and end equal to fresh loads.
+ */
+#include "common.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+using namespace std::chrono_literals;
+using testing_support::fresh_database;
+
+namespace {
+
+/* Writers that reconnect when the server goes away, until told to stop. */
+struct Writers {
+  std::string conninfo;
+  blog::IdSpace &ids;
+  uint64_t seed;
+  std::atomic<bool> stop{false}, failed{false};
+  std::atomic<int64_t> committed{0}, reconnects{0};
+  std::vector<std::thread> threads;
+
+  Writers(std::string c, blog::IdSpace &i, uint64_t s) : conninfo(std::move(c)), ids(i), seed(s) {}
+  void start(int n) {
+    for (int w = 0; w < n; w++)
+      threads.emplace_back([this, w] {
+        try {
+          auto conn = std::make_unique<pg::Connection>(conninfo);
+          auto work = std::make_unique<blog::Workload>(*conn, ids, seed + w, blog::Mix{});
+          while (!stop) {
+            try {
+              int64_t before = work->stats().transactions;
+              work->run_transaction();
+              committed += work->stats().transactions - before;
+              std::this_thread::sleep_for(2ms);
+            } catch (const pg::Error &e) {
+              /* the server restarts: reconnect, bounded */
+              auto deadline = pg::Clock::now() + 30s;
+              for (;;) {
+                try {
+                  conn->reconnect();
+                  break;
+                } catch (const pg::Error &) {
+                  if (pg::Clock::now() > deadline) throw;
+                  std::this_thread::sleep_for(100ms);
+                }
+              }
+              reconnects++;
+            }
+          }
+        } catch (const std::exception &e) {
+          ADD_FAILURE() << "writer " << w << ": " << e.what();
+          failed = true;
+        }
+      });
+  }
+  void finish() {
+    stop = true;
+    for (auto &t : threads)
+      if (t.joinable()) t.join();
+  }
+  ~Writers() { finish(); }
+};
+
+void wait_for_commits(Writers &w, int64_t more, std::chrono::seconds timeout) {
+  int64_t target = w.committed + more;
+  auto deadline = pg::Clock::now() + timeout;
+  while (w.committed < target && pg::Clock::now() < deadline && !w.failed)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_GE(w.committed, target) << "writers made no progress";
+}
+
+/* The worker of this database, waiting (bounded) for one to run. */
+int wait_worker(pg::Connection &conn, std::chrono::seconds timeout) {
+  auto deadline = pg::Clock::now() + timeout;
+  for (;;) {
+    int pid = testing_support::worker_pid(conn);
+    if (pid || pg::Clock::now() > deadline) return pid;
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+}  // namespace
+
+TEST(Fault, WorkerKilledAndServerRestarted) {
+  const char *pgctl = std::getenv("ECTOSYNC_PGCTL");
+  ASSERT_TRUE(pgctl && *pgctl) << "run under scripts/with-cluster.sh (ECTOSYNC_PGCTL is unset)";
+  const uint64_t seed = testing_support::seed_from_env();
+  std::cout << "fault: seed " << seed << std::endl;
+  std::string conninfo = fresh_database("ectosync_client_fault");
+  auto admin = std::make_unique<pg::Connection>(conninfo);
+  blog::create_schema(*admin);
+  blog::seed(*admin, seed, testing_support::small_scale());
+
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"posts", R"(["tags", {"comments": ["author"]}])"},
+      {"persons", R"([{"posts": ["tags"]}])"},
+      {"tags", "[]"},
+      {"comments", R"(["post"])"}};
+  std::vector<std::unique_ptr<ectosync::Holder>> holders;
+  for (const auto &[table, assocs] : shapes) {
+    admin->exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
+    ectosync::HolderOptions o;
+    o.conninfo = conninfo;
+    o.table = table;
+    o.assocs = assocs;
+    o.name = table;
+    holders.push_back(std::make_unique<ectosync::Holder>(o));
+    holders.back()->start();
+  }
+  const std::string epoch_before = holders[0]->epoch();
+
+  blog::IdSpace ids;
+  ids.read(*admin);
+  std::atomic<bool> stop_holders{false}, holder_failed{false};
+  std::vector<std::thread> pumps;
+  testing_support::JoinAll join{pumps};
+  {
+    Writers writers(conninfo, ids, seed);
+    writers.start(2);
+    for (auto &h : holders)
+      pumps.emplace_back([&, h = h.get()] {
+        try {
+          while (!stop_holders) h->pump(50ms);
+        } catch (const std::exception &e) {
+          ADD_FAILURE() << h->options().name << ": " << e.what();
+          holder_failed = true;
+        }
+      });
+
+    /* 1. terminate the worker while events flow */
+    wait_for_commits(writers, 100, 30s);
+    int pid = wait_worker(*admin, 20s);
+    ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
+    auto killed = admin->exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)});
+    EXPECT_TRUE(killed.boolean(0, 0));
+    wait_for_commits(writers, 100, 30s);
+    int new_pid = wait_worker(*admin, 30s);
+    EXPECT_NE(new_pid, 0) << "the worker did not come back";
+    EXPECT_NE(new_pid, pid);
+
+    /* 2. restart the server under everyone's feet */
+    admin.reset();
+    std::string cmd = std::string(pgctl) + " restart -m fast -w -t 60 >/dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "pg_ctl restart failed: " << cmd;
+    admin = std::make_unique<pg::Connection>(conninfo);
+    wait_for_commits(writers, 100, 60s);
+    writers.finish();
+    EXPECT_FALSE(writers.failed);
+    EXPECT_GT(writers.reconnects, 0) << "the writers never saw the restart";
+  }
+  stop_holders = true;
+  for (auto &t : pumps) t.join();
+  ASSERT_FALSE(holder_failed);
+
+  for (auto &h : holders) {
+    bool ok = h->converge(30s);
+    const auto &st = h->stats();
+    std::cout << "  " << h->describe() << ": " << st.notifications << " notifications, " << st.syncs
+              << " syncs, " << st.reloads << " reloads, " << st.reconnects << " reconnects"
+              << std::endl;
+    EXPECT_TRUE(ok) << h->describe() << " did not converge after the faults";
+    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
+    EXPECT_NE(h->epoch(), epoch_before) << "the restart must start a new epoch";
+  }
+}

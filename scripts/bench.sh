@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# bench.sh [write|sync|latency|all] [--flag value ...]: build the client
+# project and print ecto_sync's figures against a throwaway cluster
+# (scripts/with-cluster.sh).  Default: all.  See client/bench/bench.cpp.
+#   write    pgbench: no triggers vs ecto_sync capture vs plpgsql pg_notify (--seconds, --clients)
+#   sync     sync() vs load() vs SELECT $1::jsonb for 100 and 10,000 posts (--min-time)
+#   latency  commit-to-notify p50/p99/max at 100/1,000/10,000 changes/s (--seconds, --rates)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -x scripts/deps.sh && "${ECTOSYNC_SKIP_DEPS:-0}" != 1 ]]; then
+  scripts/deps.sh >/dev/null
+fi
+jobs=$(nproc)
+make -s -j"$jobs" >/dev/null
+cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build client/build -j"$jobs" --target ectosync_bench >/dev/null
+what=${1:-all}
+[[ $# -gt 0 ]] && shift
+exec scripts/with-cluster.sh client/build/bench/ectosync_bench "$what" "$@"

@@ -1,0 +1,125 @@
+-- sync(): values of several shapes follow every kind of change.  After each
+-- step, every holder applies the new events in order (ectosync._events_since
+-- waits for the worker) and its value must equal a fresh load ("seq" aside).
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
+CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE e text;
+BEGIN
+  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
+    val := ectosync.sync(val, e);
+  END LOOP;
+  RETURN val;
+END $$;
+CREATE FUNCTION pg_temp.fresh(val jsonb) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT ectosync.load((val ->> 'relid')::oid::regclass, val -> 'assocs',
+                       nullif(val -> 'filter', 'null'))
+$$;
+CREATE TEMP TABLE holders (name text PRIMARY KEY, val jsonb NOT NULL);
+-- apply the events, then: does each value equal a fresh load?
+CREATE FUNCTION pg_temp.step() RETURNS TABLE (holder text, same boolean) LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE holders h SET val = pg_temp.apply(h.val);
+  RETURN QUERY SELECT h.name, (h.val - 'seq') = (pg_temp.fresh(h.val) - 'seq')
+               FROM holders h ORDER BY h.name;
+END $$;
+
+SELECT ectosync.watch('posts', '["author", "tags", "labels", {"comments": ["author"]}, "entries", "Weird Table"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('persons', '["profile", {"posts": ["tags", "comments"]}]') IS NOT NULL AS watched;
+SELECT ectosync.watch('comments', '[{"post": ["author"]}, "author"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('tags', '[{"posts": ["author"]}]') IS NOT NULL AS watched;
+INSERT INTO holders VALUES
+  ('posts', ectosync.load('posts', '["author", "tags", "labels", {"comments": ["author"]}, "entries", "Weird Table"]')),
+  ('persons', ectosync.load('persons', '["profile", {"posts": ["tags", "comments"]}]')),
+  ('comments', ectosync.load('comments', '[{"post": ["author"]}, "author"]')),
+  ('tags', ectosync.load('tags', '[{"posts": ["author"]}]'));
+SELECT * FROM pg_temp.step();
+
+-- a root row updated
+UPDATE posts SET title = 'Engines!' WHERE id = 1;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].title') FROM holders WHERE name = 'posts';
+
+-- a row updated at every depth: Ada is an author of posts, comments, and a root person
+UPDATE persons SET name = 'Ada L.' WHERE id = 1;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].post.author.name') FROM holders WHERE name = 'comments';
+
+-- belongs_to keys changed: the nested parent is replaced (with its own associations)
+UPDATE posts SET author_id = 3 WHERE id = 2;
+UPDATE comments SET author_id = 2 WHERE id = 4;
+UPDATE comments SET post_id = 2 WHERE id = 1;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].author.name') FROM holders WHERE name = 'posts';
+SELECT jsonb_path_query_array(val, '$.rows[*] ? (@.id == 1).post.title') FROM holders WHERE name = 'comments';
+
+-- has_many and has_one children inserted
+INSERT INTO comments VALUES (5, 2, 3, 'Hmm'), (6, 4, NULL, 'Anyone?');
+INSERT INTO profiles VALUES (12, 2, 'Writer');
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].comments[*].id') FROM holders WHERE name = 'posts';
+SELECT jsonb_path_query_array(val, '$.rows[*].profile.bio') FROM holders WHERE name = 'persons';
+
+-- a child moved to another parent, and back and forth in one transaction
+UPDATE comments SET post_id = 3 WHERE id = 3;
+BEGIN;
+UPDATE comments SET post_id = 1 WHERE id = 5;
+UPDATE comments SET post_id = 4 WHERE id = 5;
+UPDATE comments SET body = 'Hmm!' WHERE id = 5;
+COMMIT;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].comments[*].id') FROM holders WHERE name = 'posts';
+
+-- children deleted; a has_one becomes null
+DELETE FROM comments WHERE id = 2;
+DELETE FROM profiles WHERE id = 10;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].profile') FROM holders WHERE name = 'persons';
+
+-- join rows inserted, deleted, and one moved to another tag (its primary key changes)
+INSERT INTO posts_tags VALUES (2, 1), (4, 3);
+DELETE FROM posts_tags WHERE post_id = 1 AND tag_id = 2;
+UPDATE posts_tags SET tag_id = 2 WHERE post_id = 3 AND tag_id = 1;
+INSERT INTO posts_labels VALUES (3, 'b0000000-0000-0000-0000-000000000002');
+DELETE FROM posts_labels WHERE post_id = 1 AND label_id = 'a0000000-0000-0000-0000-000000000001';
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].tags[*].name') FROM holders WHERE name = 'posts';
+SELECT jsonb_path_query_array(val, '$.rows[*].posts[*].id') FROM holders WHERE name = 'tags';
+SELECT jsonb_path_query_array(val, '$.rows[*].labels[*].name') FROM holders WHERE name = 'posts';
+
+-- primary keys changed (rows move within their lists: bytewise text order)
+UPDATE audit.entries SET entry_no = 99 WHERE entry_no = 101;
+UPDATE "Weird Table" SET "Key Col" = 'A', "Col""Quote" = 'now upper' WHERE "Key Col" = 'a';
+UPDATE tags SET name = 'maths' WHERE id = 1;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[0].entries[*].entry_no') AS entries,
+       jsonb_path_query_array(val, '$.rows[*]."Weird Table"[*]."Key Col"') AS weird
+FROM holders WHERE name = 'posts';
+
+-- new root rows with children in one transaction
+BEGIN;
+INSERT INTO persons VALUES (4, 'Dan');
+INSERT INTO posts VALUES (5, 4, 'Fresh'), (6, 1, 'Also fresh');
+INSERT INTO comments VALUES (7, 5, 4, 'Self-reply');
+INSERT INTO posts_tags VALUES (5, 2), (5, 1);
+INSERT INTO profiles VALUES (13, 4, 'New here');
+COMMIT;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].id') FROM holders WHERE name = 'posts';
+
+-- cascaded deletes: a post (comments, join rows, entries, weird rows) and a person
+DELETE FROM posts WHERE id = 1;
+DELETE FROM persons WHERE id = 3;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].id') AS posts,
+       jsonb_path_query_array(val, '$.rows[*].author.id') AS authors
+FROM holders WHERE name = 'posts';
+SELECT jsonb_path_query_array(val, '$.rows[*].id') FROM holders WHERE name = 'persons';
+
+-- the final values, in full
+SELECT name, jsonb_pretty(val -> 'rows') FROM holders WHERE name IN ('persons', 'tags') ORDER BY name;
+
+SELECT ectosync.unwatch('posts');
+SELECT ectosync.unwatch('persons');
+SELECT ectosync.unwatch('comments');
+SELECT ectosync.unwatch('tags');

@@ -1,0 +1,116 @@
+-- sync(): which events apply, errors, reload-required (SQLSTATE ZE001),
+-- privileges and row level security.
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
+CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE e text;
+BEGIN
+  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
+    val := ectosync.sync(val, e);
+  END LOOP;
+  RETURN val;
+END $$;
+CREATE FUNCTION pg_temp.try_sync(val jsonb, e text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ectosync.sync(val, e);
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  DECLARE detail text;
+  BEGIN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    -- epochs differ from run to run, seqs from test order
+    RETURN SQLSTATE || ': ' || SQLERRM || ' / ' ||
+           regexp_replace(coalesce(detail, ''), '[0-9a-f]{16}(:[0-9]+)?', '<id>', 'g');
+  END;
+END $$;
+SELECT ectosync.watch('posts', '["comments"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('labels') IS NOT NULL AS watched;
+CREATE TEMP TABLE v AS
+  SELECT ectosync.load('posts', '["tags"]') AS posts, ectosync.load('labels') AS labels;
+
+UPDATE tags SET name = name || '!' WHERE id = 2;
+CREATE TEMP TABLE e AS SELECT payload FROM ectosync._events_since((SELECT (posts ->> 'seq')::bigint FROM v));
+SELECT count(*) AS events, bool_and(payload LIKE '%"table": "public.tags", "op": "UPDATE"}') AS tag_updates FROM e;
+
+-- the event applies once: again, or older than the value, it changes nothing
+CREATE TEMP TABLE r AS SELECT ectosync.sync(posts, payload) AS once FROM v, e;
+SELECT (once ->> 'seq')::bigint - (posts ->> 'seq')::bigint AS seq_advanced,
+       (once - 'seq') = (ectosync.load('posts', '["tags"]') - 'seq') AS same,
+       ectosync.sync(once, payload) = once AS twice_same
+FROM r, v, e;
+-- a bare event id works as well as the payload
+SELECT ectosync.sync(posts, payload::jsonb ->> 'event') = once AS bare_id FROM r, v, e;
+SELECT ectosync.sync(once, format('%s:1', once ->> 'epoch')) = once AS older FROM r;
+
+-- an event of a table the value does not hold: the value is unchanged
+SELECT ectosync.sync(labels, payload) = labels AS unchanged FROM v, e;
+
+-- invalid values and events
+SELECT pg_temp.try_sync('{}', payload) FROM e;
+SELECT pg_temp.try_sync(jsonb_set(posts, '{ectosync}', '2'), payload) FROM v, e;
+SELECT pg_temp.try_sync(posts - 'rows', payload) FROM v, e;
+SELECT pg_temp.try_sync(posts, 'not an event') FROM v;
+SELECT pg_temp.try_sync(posts, format('%s:999999', posts ->> 'epoch')) FROM v;
+\set VERBOSITY default
+SELECT ectosync.sync(posts, 'not an event') FROM v;
+
+-- another server run (epoch): reload
+SELECT pg_temp.try_sync(posts, '0123456789abcdef:999') FROM v;
+SELECT pg_temp.try_sync(jsonb_set(posts, '{epoch}', '"0123456789abcdef"'), payload) FROM v, e;
+
+-- a RELOAD marker (a transaction with more events than ectosync.max_xact_events)
+SET ectosync.max_xact_events = 1;
+UPDATE tags SET name = name || '?' WHERE id IN (1, 3);
+RESET ectosync.max_xact_events;
+SELECT ectosync.wait_for_worker();
+CREATE TEMP TABLE marker AS
+  SELECT format('{"event": "%s:%s", "table": "public.tags", "op": "RELOAD"}', epoch, last_seq) AS payload,
+         format('%s:%s', epoch, last_seq) AS id
+  FROM ectosync.stats;
+SELECT pg_temp.try_sync(once, payload) AS held FROM r, marker;
+SELECT ectosync.sync(labels, payload) = labels AS not_held FROM v, marker;
+-- its id names no logged event: the value must be reloaded
+SELECT pg_temp.try_sync(once, id) AS bare_marker_id FROM r, marker;
+-- a marker naming a table that no longer has that name may be a renamed one
+SELECT pg_temp.try_sync(once, replace(payload, 'public.tags', 'public.gone')) AS unknown_name
+FROM r, marker;
+SELECT ectosync.sync(once, replace(payload, 'public.tags', 'public.labels')) = once AS other_table
+FROM r, marker;
+
+-- privileges: SELECT on every table of the value
+CREATE ROLE sync_reader;
+GRANT USAGE ON SCHEMA ectosync TO sync_reader;
+GRANT SELECT ON posts, tags, comments TO sync_reader;
+GRANT SELECT ON v, r, e TO sync_reader;
+SET ROLE sync_reader;
+SELECT pg_temp.try_sync(posts, payload) AS no_posts_tags FROM v, e;
+RESET ROLE;
+GRANT SELECT ON posts_tags, persons TO sync_reader;
+
+-- row level security: rows are read as the caller, never from the cache
+ALTER TABLE comments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY no_secrets ON comments FOR SELECT TO sync_reader USING (body <> 'secret');
+SET ROLE sync_reader;
+CREATE TEMP TABLE rls AS SELECT ectosync.load('posts', '["comments"]') AS val;
+RESET ROLE;
+INSERT INTO comments VALUES (100, 2, NULL, 'secret'), (101, 2, NULL, 'public');
+UPDATE comments SET body = 'secret' WHERE id = (SELECT min(id) FROM comments WHERE body <> 'secret');
+SET ROLE sync_reader;
+UPDATE rls SET val = pg_temp.apply(val);
+SELECT (val - 'seq') = (ectosync.load('posts', '["comments"]') - 'seq') AS same,
+       jsonb_path_query_array(val, '$.rows[*].comments[*] ? (@.id >= 100).body') AS new_bodies,
+       jsonb_path_query_array(val, '$.rows[*].comments[*].body') @> '["secret"]' AS any_secret
+FROM rls;
+RESET ROLE;
+SELECT jsonb_path_query_array(ectosync.load('posts', '["comments"]'), '$.rows[*].comments[*] ? (@.id >= 100).body') AS superuser_sees;
+
+DROP POLICY no_secrets ON comments;
+ALTER TABLE comments DISABLE ROW LEVEL SECURITY;
+DELETE FROM comments WHERE id IN (100, 101);
+REVOKE ALL ON posts, tags, comments, posts_tags, persons FROM sync_reader;
+REVOKE USAGE ON SCHEMA ectosync FROM sync_reader;
+DROP TABLE rls, v, r, e;
+DROP ROLE sync_reader;
+SELECT ectosync.unwatch('posts');
+SELECT ectosync.unwatch('labels');

@@ -1,0 +1,80 @@
+-- sync(): random transactions (some with failed subtransactions) on the blog
+-- tables; after each round every holder applies its events, and each value
+-- must equal a fresh load.  Deterministic: setseed.
+-- watch() may tell which triggers it replaces: not what is tested here
+SET client_min_messages = warning;
+CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE e text;
+BEGIN
+  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
+    val := ectosync.sync(val, e);
+  END LOOP;
+  RETURN val;
+END $$;
+CREATE FUNCTION pg_temp.fresh(val jsonb) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT ectosync.load((val ->> 'relid')::oid::regclass, val -> 'assocs',
+                       nullif(val -> 'filter', 'null'))
+$$;
+-- one random change; constraint violations roll back their subtransaction
+CREATE FUNCTION pg_temp.random_change() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  k int := (random() * 11)::int;
+  p int := 1 + (random() * 12)::int;
+  q int := 1 + (random() * 12)::int;
+  c int := 1 + (random() * 30)::int;
+  who bigint := 1 + (random() * 5)::int;
+BEGIN
+  CASE k
+    WHEN 0 THEN INSERT INTO posts VALUES (p, who, 'post ' || p) ON CONFLICT DO NOTHING;
+    WHEN 1 THEN UPDATE posts SET title = title || '.', author_id = CASE WHEN random() < 0.3 THEN NULL ELSE who END WHERE id = p;
+    WHEN 2 THEN DELETE FROM posts WHERE id = p;
+    WHEN 3 THEN INSERT INTO comments VALUES (c, p, who, 'comment ' || c) ON CONFLICT (id) DO UPDATE SET post_id = EXCLUDED.post_id;
+    WHEN 4 THEN UPDATE comments SET post_id = p, body = body || '!' WHERE id = c;
+    WHEN 5 THEN DELETE FROM comments WHERE id = c;
+    WHEN 6 THEN INSERT INTO posts_tags VALUES (p, 1 + q % 3) ON CONFLICT DO NOTHING;
+    WHEN 7 THEN DELETE FROM posts_tags WHERE post_id = p AND tag_id = 1 + q % 3;
+    WHEN 8 THEN INSERT INTO persons VALUES (who, 'person ' || who) ON CONFLICT (id) DO UPDATE SET name = persons.name || '~';
+    WHEN 9 THEN INSERT INTO profiles VALUES (100 + who, who, 'bio') ON CONFLICT (id) DO UPDATE SET bio = profiles.bio || '+';
+    WHEN 10 THEN DELETE FROM profiles WHERE person_id = who;
+    ELSE UPDATE comments SET id = c + 40 WHERE id = c AND NOT EXISTS (SELECT 1 FROM comments WHERE id = c + 40);
+  END CASE;
+EXCEPTION WHEN foreign_key_violation OR unique_violation THEN
+  NULL;
+END $$;
+CREATE TEMP TABLE holders (name text PRIMARY KEY, val jsonb NOT NULL);
+CREATE TEMP TABLE rounds (n int, bad text[]);
+
+SELECT ectosync.watch('posts', '["author", "tags", {"comments": ["author"]}]') IS NOT NULL AS watched;
+SELECT ectosync.watch('persons', '["profile", {"posts": ["tags", "comments"]}, "comments"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('tags', '[{"posts": [{"comments": ["author"]}]}]') IS NOT NULL AS watched;
+SELECT ectosync.watch('comments', '[{"post": ["author", "tags"]}]') IS NOT NULL AS watched;
+INSERT INTO holders VALUES
+  ('posts', ectosync.load('posts', '["author", "tags", {"comments": ["author"]}]')),
+  ('posts of 2', ectosync.load('posts', '["author", "tags", {"comments": ["author"]}]', '{"author_id": 2}')),
+  ('persons', ectosync.load('persons', '["profile", {"posts": ["tags", "comments"]}, "comments"]')),
+  ('tags', ectosync.load('tags', '[{"posts": [{"comments": ["author"]}]}]')),
+  ('comments', ectosync.load('comments', '[{"post": ["author", "tags"]}]'));
+
+SELECT setseed(0.42);
+DO $$
+DECLARE i int; j int;
+BEGIN
+  FOR i IN 1..40 LOOP
+    FOR j IN 1..(1 + (random() * 4)::int) LOOP
+      PERFORM pg_temp.random_change();
+    END LOOP;
+    COMMIT;
+    UPDATE holders h SET val = pg_temp.apply(h.val);
+    INSERT INTO rounds
+      SELECT i, array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.val - 'seq') <> (pg_temp.fresh(h.val) - 'seq'))
+      FROM holders h;
+    COMMIT;
+  END LOOP;
+END $$;
+SELECT count(*) AS rounds, count(*) FILTER (WHERE bad IS NOT NULL) AS rounds_with_differences FROM rounds;
+SELECT * FROM rounds WHERE bad IS NOT NULL ORDER BY n LIMIT 5;
+
+SELECT ectosync.unwatch('posts');
+SELECT ectosync.unwatch('persons');
+SELECT ectosync.unwatch('tags');
+SELECT ectosync.unwatch('comments');

@@ -276,7 +276,13 @@ void check_owner(const std::vector<uint32_t> &relids) {
 
 /* ==== triggers and ectosync.watched_tables ==== */
 
+/*
+ * Each captured table has two triggers calling ectosync.capture()
+ * (capture.cpp): the row trigger, whose arguments name the columns to
+ * capture, and a statement trigger for TRUNCATE (a RELOAD marker).
+ */
 const char *const kTrigger = "ectosync_capture";
+const char *const kTruncateTrigger = "ectosync_truncate";
 
 /* CREATE TRIGGER with the capture contract's arguments: n, pk..., tracked... */
 std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
@@ -287,6 +293,11 @@ std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
          table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + args + ")";
 }
 
+std::string create_truncate_trigger_sql(const std::string &table) {
+  return "CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " + table +
+         " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()";
+}
+
 /* True when the relation still exists. */
 bool relation_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
@@ -294,11 +305,17 @@ bool relation_exists(uint32_t relid) {
               .empty();
 }
 
-/* True when the table has ecto_sync's capture trigger. */
-bool trigger_exists(uint32_t relid) {
+/* True when the table has the trigger called name. */
+bool trigger_exists(uint32_t relid, const char *name) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-                   {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, false)
+                   {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false)
               .empty();
+}
+
+/* Drops the trigger called name from table relid, if it is there. */
+void drop_trigger(uint32_t relid, const char *name) {
+  if (trigger_exists(relid, name))
+    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + table_name(relid));
 }
 
 /* The stored row of a watched table, as text, to see whether it changed. */
@@ -324,14 +341,17 @@ std::string row_text(const TableNeed &n) {
   return *rows.at(0)[0];
 }
 
-/* Makes table relid's trigger and row say n. */
+/* Makes table n.relid's triggers and row say n. */
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
   std::string text = row_text(n);
   auto it = stored.find(n.relid);
-  if (it != stored.end() && it->second == text && trigger_exists(n.relid)) return;
+  if (it != stored.end() && it->second == text && trigger_exists(n.relid, kTrigger) &&
+      trigger_exists(n.relid, kTruncateTrigger))
+    return;
   std::string table = table_name(n.relid);
-  if (trigger_exists(n.relid)) spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table);
+  drop_trigger(n.relid, kTrigger);
   spi_exec(create_trigger_sql(n, table));
+  if (!trigger_exists(n.relid, kTruncateTrigger)) spi_exec(create_truncate_trigger_sql(table));
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
       " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
@@ -347,8 +367,10 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
 
 /* Table relid is no longer needed by any watch. */
 void uninstall(uint32_t relid) {
-  if (relation_exists(relid) && trigger_exists(relid))
-    spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table_name(relid));
+  if (relation_exists(relid)) {
+    drop_trigger(relid, kTrigger);
+    drop_trigger(relid, kTruncateTrigger);
+  }
   spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1::oid",
            {{TEXTOID, std::to_string(relid)}});
 }

@@ -7,8 +7,9 @@
  * plan (the primary key, the other key columns to capture, join-table
  * targets) is computed from the plan and stored with it (watches.tables).
  * ectosync.watched_tables holds the union over all watches, and each
- * watched table carries one trigger ectosync_capture whose arguments are
- * that union: whenever it changes, the trigger is dropped and recreated.
+ * watched table carries a row trigger ectosync_capture whose arguments are
+ * that union (whenever it changes, the trigger is dropped and recreated)
+ * and a statement trigger ectosync_truncate for TRUNCATE.
  *
  * Every change of the watches re-resolves all of them, so after a
  * dump/restore (new oids/attnums) the triggers follow the specs.  A watch

@@ -118,6 +118,20 @@ SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
 SELECT * FROM capture_triggers;
 DROP TABLE drafts;
 
+-- Dropping the root of a watch removes the watch.
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+SELECT ectosync.watch('drafts', '["post"]');
+DROP TABLE drafts;
+SELECT root, spec FROM ectosync.watches;
+SELECT * FROM capture_triggers;
+
+-- Explicit definitions are watched like discovered associations; the join
+-- table of a many_to_many definition is captured with its ends.
+SELECT ectosync.watch('persons', '{"writings": {"has_many": "posts", "columns": "author_id", "assocs": {"marks": {"many_to_many": "labels", "through": "posts_labels", "owner_columns": "post_id", "target_columns": "label_id"}}}}');
+SELECT * FROM capture_triggers;
+SELECT * FROM watched WHERE is_join;
+SELECT ectosync.unwatch('persons');
+
 -- Renames change nothing: watches and triggers are kept by oid and attnum.
 ALTER TABLE persons RENAME TO people;
 ALTER TABLE posts RENAME COLUMN title TO headline;

@@ -453,8 +453,11 @@ bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
     return true;
   }
   delete_watch(w);
-  warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
-       failure.empty() ? "Its table was dropped." : failure);
+  if (failure.empty()) /* the root is gone, and its name with it */
+    warn("ecto_sync: removed the watch of a dropped table", "It had assocs " + w.spec + ".");
+  else
+    warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+         failure);
   return false;
 }
 

@@ -39,8 +39,6 @@ SpiScope::~SpiScope() {
   if (std::uncaught_exceptions() == exceptions_) SPI_finish();
 }
 
-namespace {
-
 /* Executes sql with params as the current role; returns SPI's result code. */
 int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
   int n = static_cast<int>(params.size());
@@ -64,8 +62,6 @@ int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, boo
   return pg_call(
       [&] { return SPI_execute_with_args(text, n, types, values, nulls, read_only, 0); });
 }
-
-}  // namespace
 
 std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,
                              bool read_only) {

@@ -96,7 +96,7 @@ CREATE TABLE ectosync.watched_tables (
     join_targets jsonb NOT NULL DEFAULT '[]'
 );
 COMMENT ON TABLE ectosync.watched_tables IS
-  'Tables with an ectosync_capture trigger. pk_attnums: primary key in key order; tracked_attnums: the other captured key columns (foreign keys, join keys, keys referenced by has_many); is_join: a join table of some many_to_many watch; join_targets: for join tables, [{"relid": referenced table oid, "fk_attnums": [join table columns], "target_attnums": [referenced columns], "target_columns": [their names]}], one per referenced end: load those rows besides the join row';
+  'Tables with the triggers ectosync_capture (rows) and ectosync_truncate. pk_attnums: primary key in key order; tracked_attnums: the other captured key columns (foreign keys, join keys, keys referenced by has_many); is_join: a join table of some many_to_many watch; join_targets: for join tables, [{"relid": referenced table oid, "fk_attnums": [join table columns], "target_attnums": [referenced columns], "target_columns": [their names]}], one per referenced end: load those rows besides the join row';
 
 SELECT pg_catalog.pg_extension_config_dump('ectosync.watches', '');
 SELECT pg_catalog.pg_extension_config_dump('ectosync.watched_tables', '');

@@ -4,12 +4,21 @@
 -- arguments say which columns to capture: the number of primary key
 -- columns, the primary key's attnums, then the other key columns' attnums.
 
--- The capture triggers, as pg_get_triggerdef shows them.
+-- The capture triggers, as pg_get_triggerdef shows them; each captured
+-- table also has an AFTER TRUNCATE trigger ectosync_truncate.
 CREATE VIEW capture_triggers AS
-  SELECT tgrelid::regclass AS "table",
-         substring(pg_get_triggerdef(oid) FROM 'ectosync\.capture\((.*)\)$') AS args
-    FROM pg_trigger WHERE tgname = 'ectosync_capture'
-   ORDER BY tgrelid::regclass::text;
+  SELECT t.tgrelid::regclass AS "table",
+         substring(pg_get_triggerdef(t.oid) FROM 'ectosync\.capture\((.*)\)$') AS args,
+         EXISTS (SELECT 1 FROM pg_trigger u
+                  WHERE u.tgrelid = t.tgrelid AND u.tgname = 'ectosync_truncate') AS "truncate"
+    FROM pg_trigger t WHERE t.tgname = 'ectosync_capture'
+   ORDER BY t.tgrelid::regclass::text;
+-- No TRUNCATE trigger is left behind.
+CREATE VIEW stray_truncate_triggers AS
+  SELECT u.tgrelid::regclass AS "table" FROM pg_trigger u
+   WHERE u.tgname = 'ectosync_truncate'
+     AND NOT EXISTS (SELECT 1 FROM pg_trigger t
+                      WHERE t.tgrelid = u.tgrelid AND t.tgname = 'ectosync_capture');
 
 -- ectosync.watched_tables, with the oids in join_targets as names.
 CREATE VIEW watched AS
@@ -17,7 +26,7 @@ CREATE VIEW watched AS
          (SELECT jsonb_agg(t || jsonb_build_object('relid', (t->>'relid')::oid::regclass::text))
             FROM jsonb_array_elements(join_targets) t) AS join_targets
     FROM ectosync.watched_tables ORDER BY relid::text;
-GRANT SELECT ON capture_triggers, watched TO PUBLIC;
+GRANT SELECT ON capture_triggers, stray_truncate_triggers, watched TO PUBLIC;
 
 SELECT ectosync.watch('posts', '["tags", {"comments": ["author"]}]');
 
@@ -109,6 +118,20 @@ SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
 SELECT * FROM capture_triggers;
 DROP TABLE drafts;
 
+-- Dropping the root of a watch removes the watch.
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+SELECT ectosync.watch('drafts', '["post"]');
+DROP TABLE drafts;
+SELECT root, spec FROM ectosync.watches;
+SELECT * FROM capture_triggers;
+
+-- Explicit definitions are watched like discovered associations; the join
+-- table of a many_to_many definition is captured with its ends.
+SELECT ectosync.watch('persons', '{"writings": {"has_many": "posts", "columns": "author_id", "assocs": {"marks": {"many_to_many": "labels", "through": "posts_labels", "owner_columns": "post_id", "target_columns": "label_id"}}}}');
+SELECT * FROM capture_triggers;
+SELECT * FROM watched WHERE is_join;
+SELECT ectosync.unwatch('persons');
+
 -- Renames change nothing: watches and triggers are kept by oid and attnum.
 ALTER TABLE persons RENAME TO people;
 ALTER TABLE posts RENAME COLUMN title TO headline;
@@ -135,13 +158,15 @@ SELECT ectosync.unwatch('comments');
 BEGIN;
 SET LOCAL client_min_messages = warning;
 DROP EXTENSION ecto_sync CASCADE;
-SELECT count(*) FROM pg_trigger WHERE tgname = 'ectosync_capture';
+SELECT count(*) FROM pg_trigger WHERE tgname IN ('ectosync_capture', 'ectosync_truncate');
 ROLLBACK;
 
 SELECT ectosync.unwatch('posts');
 SELECT * FROM capture_triggers;
+SELECT * FROM stray_truncate_triggers;
 DROP TABLE owned;
 REVOKE ALL ON posts FROM ectosync_owner;
 DROP ROLE ectosync_owner;
 DROP VIEW watched;
+DROP VIEW stray_truncate_triggers;
 DROP VIEW capture_triggers;

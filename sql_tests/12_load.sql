@@ -14,6 +14,16 @@ SELECT (v->>'relid')::oid = 'posts'::regclass AS relid_ok,
        v->'filter' AS filter
   FROM ectosync.load('posts') v;
 
+-- epoch and seq are the shared memory's: seq is the last event queued
+-- before the value's query ran (here, the update of a watched table).
+SELECT ectosync.watch('tags');
+UPDATE tags SET name = 'coding' WHERE id = 3;
+SELECT v->>'epoch' = s.epoch AS same_epoch, (v->>'seq')::bigint = s.last_seq AS seq_is_last_event,
+       s.last_seq > 0 AS some_events
+  FROM ectosync.load('tags') v, ectosync.stats s;
+UPDATE tags SET name = 'code' WHERE id = 3;
+SELECT ectosync.unwatch('tags');
+
 CREATE FUNCTION show(v jsonb) RETURNS SETOF text LANGUAGE sql AS $$
   SELECT 'assocs: ' || (v->'assocs')::text || ', filter: ' || (v->'filter')::text
   UNION ALL

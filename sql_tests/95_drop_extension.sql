@@ -4,11 +4,14 @@
 CREATE FUNCTION pg_temp.workers() RETURNS bigint LANGUAGE sql AS $$
   SELECT count(*) FROM pg_stat_activity
    WHERE backend_type = 'ecto_sync worker' AND datname = current_database() $$;
+-- pg_stat_activity is read once per transaction unless the snapshot of it
+-- is cleared: a loop inside one function call must clear it.
 CREATE FUNCTION pg_temp.wait_for_workers(n int) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
   FOR i IN 1..200 LOOP
     EXIT WHEN pg_temp.workers() = n;
     PERFORM pg_sleep(0.05);
+    PERFORM pg_stat_clear_snapshot();
   END LOOP;
   RETURN pg_temp.workers();
 END $$;

@@ -308,6 +308,7 @@ std::string string_array_text(const std::vector<std::string> &items) {
   return out + "]";
 }
 
+/* Equal as sets (order and repeats ignored). */
 bool same_set(std::vector<int16_t> a, std::vector<int16_t> b) {
   std::sort(a.begin(), a.end());
   a.erase(std::unique(a.begin(), a.end()), a.end());
@@ -325,6 +326,7 @@ bool is_subset(const std::vector<int16_t> &part, const std::vector<int16_t> &who
 
 /* ==== discovery ==== */
 
+/* True when s ends with suffix. */
 bool ends_with(const std::string &s, std::string_view suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) == 0;
@@ -366,6 +368,7 @@ struct Candidate {
   int level = 0;
 };
 
+/* A foreign key on the owner: belongs_to, named after its column or target. */
 Candidate belongs_to(CatalogSource &catalog, const TableDesc &owner, const ForeignKey &fk) {
   const TableDesc &target = catalog.table(fk.to_relid);
   Candidate c;
@@ -386,6 +389,7 @@ Candidate belongs_to(CatalogSource &catalog, const TableDesc &owner, const Forei
   return c;
 }
 
+/* A foreign key on target referencing the owner: has_many, or has_one when unique. */
 Candidate has_many(const TableDesc &target, const ForeignKey &fk) {
   Candidate c;
   c.desc.kind = columns_unique(target, fk.from_cols) ? AssocKind::HasOne : AssocKind::HasMany;
@@ -525,6 +529,7 @@ const char *definition_kind(const Json &value) {
   return nullptr;
 }
 
+/* The kind of a definition key (one of kKinds). */
 AssocKind kind_from_name(std::string_view name) {
   if (name == "belongs_to") return AssocKind::BelongsTo;
   if (name == "has_many") return AssocKind::HasMany;
@@ -537,6 +542,7 @@ using SpecParts = std::map<std::string, std::vector<const Json *>>;
 
 void collect_parts(const Json &spec, SpecParts &parts, bool in_array);
 
+/* An object level: each member is a name and its nested spec (or a definition). */
 void collect_object(const Json &spec, SpecParts &parts) {
   for (const auto &member : spec.members) parts[member.first].push_back(&member.second);
 }
@@ -587,6 +593,7 @@ Column key_column(const TableDesc &table, int16_t attnum) {
   return Column{col->name, col->attnum, *col->kind, col->type_name};
 }
 
+/* key_column() for each attnum, in order. */
 std::vector<Column> key_columns(const TableDesc &table, const std::vector<int16_t> &attnums) {
   std::vector<Column> out;
   for (int16_t attnum : attnums) out.push_back(key_column(table, attnum));

@@ -42,7 +42,7 @@
  *       many_to_many: <base>_through_<join table>_by_<columns>.
  *   3.  the level-2 name followed by "_2", "_3", ... in the order of
  *       (target schema, target name, constraint name), the first keeping
- *       the level-2 name.
+ *       the level-2 name (unless it is a column).
  *
  * This repeats until no name collides; discovery orders the associations by
  * name.  Names only depend on the catalog, never on the order of queries.
@@ -74,7 +74,7 @@
  *   Table names are read like a regclass literal (search_path applies;
  *   quote with "" as in SQL).  No foreign key is needed, but paired columns
  *   must be of the same key kind.  A definition's name must not be a column
- *   of the owner.
+ *   of the owner; it may be a discovered name, which it then replaces.
  *
  * The normalized spec (stored in values and watches, compared as text) is an
  * object with keys in jsonb's order, definitions rewritten in full with

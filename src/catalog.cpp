@@ -39,8 +39,6 @@ SpiScope::~SpiScope() {
   if (std::uncaught_exceptions() == exceptions_) SPI_finish();
 }
 
-namespace {
-
 /* Executes sql with params as the current role; returns SPI's result code. */
 int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
   int n = static_cast<int>(params.size());
@@ -64,8 +62,6 @@ int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, boo
   return pg_call(
       [&] { return SPI_execute_with_args(text, n, types, values, nulls, read_only, 0); });
 }
-
-}  // namespace
 
 std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,
                              bool read_only) {
@@ -174,6 +170,7 @@ const char *const kForeignKeysSql =
     " FROM pg_catalog.pg_constraint"
     " WHERE contype = 'f' AND conparentid = 0 AND %s = $1 ORDER BY conname, oid";
 
+/* The one parameter of the catalog queries: a relation oid. */
 std::vector<SpiParam> oid_param(uint32_t relid) {
   return {{OIDOID, std::to_string(relid)}};
 }
@@ -203,10 +200,14 @@ class SpiCatalog : public CatalogSource {
   }
 
   std::vector<ForeignKey> foreign_keys_from(uint32_t relid) override {
-    return read_fks("conrelid", relid);
+    auto it = fks_from_.find(relid);
+    if (it != fks_from_.end()) return it->second;
+    return fks_from_[relid] = read_fks("conrelid", relid);
   }
   std::vector<ForeignKey> foreign_keys_to(uint32_t relid) override {
-    return read_fks("confrelid", relid);
+    auto it = fks_to_.find(relid);
+    if (it != fks_to_.end()) return it->second;
+    return fks_to_[relid] = read_fks("confrelid", relid);
   }
 
  private:
@@ -250,6 +251,7 @@ class SpiCatalog : public CatalogSource {
   }
 
   std::map<uint32_t, TableDesc> tables_;
+  std::map<uint32_t, std::vector<ForeignKey>> fks_from_, fks_to_;
 };
 
 }  // namespace
@@ -292,6 +294,7 @@ void on_xact_end(XactEvent event, void *) {
     plan_cache.retired.clear();
 }
 
+/* Once per backend: hear of relcache invalidations and transaction ends. */
 void register_callbacks() {
   if (plan_cache.registered) return;
   pg_call([] {
@@ -301,6 +304,7 @@ void register_callbacks() {
   plan_cache.registered = true;
 }
 
+/* Moves the plans of a stale cache aside (alive until transaction end). */
 void retire_stale_plans() {
   if (!plan_cache.stale) return;
   for (auto &entry : plan_cache.plans) plan_cache.retired.push_back(entry.second);
@@ -321,17 +325,19 @@ void remember_relids(const Plan &plan) {
  * (watch refreshes) may catch it and go on.
  */
 Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
-  std::optional<AssocError> failure;
+  std::optional<Error> failure;
   {
     SpiScope spi;
     auto catalog = make_catalog_source();
     try {
       return resolve(*catalog, relid, parse_json(spec_text));
     } catch (const AssocError &e) {
+      failure = to_error(e);
+    } catch (const Error &e) {
       failure = e;
     }
   }
-  throw to_error(*failure);
+  throw *failure;
 }
 
 const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {

@@ -39,6 +39,7 @@ namespace {
 
 /* ==== SQL generation ==== */
 
+/* alias."column", for generated SQL. */
 std::string column_ref(const std::string &alias, const Column &col) {
   return alias + "." + quote_ident(col.name);
 }
@@ -72,6 +73,10 @@ std::string column_list(const std::string &alias, const std::vector<Column> &col
   return out;
 }
 
+/*
+ * Generates the SQL of a value from plan nodes; aliases t<n> (tables) and
+ * j<n> (join tables) are numbered so that nested subqueries never clash.
+ */
 class QueryBuilder {
  public:
   /* A row of node's table (alias) with its associations, as a jsonb expression. */
@@ -83,7 +88,7 @@ class QueryBuilder {
     return out;
   }
 
-  /* jsonb_agg of the rows of node's table (alias) that where selects, by pk. */
+  /* jsonb_agg of the rows of node's table (alias) that `where` selects, by pk. */
   std::string array(const PlanNode &node, const std::string &alias, const std::string &where) {
     return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
            order_by(node.table, alias) + "), '[]'::jsonb) FROM " + quoted_table(node.table) + " " +
@@ -96,9 +101,10 @@ class QueryBuilder {
     return pg_call([&] { return quote_literal_cstr(t); });
   }
 
+ private:
   std::string next_alias(const char *prefix) { return prefix + std::to_string(++aliases_); }
 
- private:
+  /* The subquery of one association of the row aliased owner. */
   std::string association(const Assoc &assoc, const std::string &owner) {
     const PlanNode &target = *assoc.target;
     std::string t = next_alias("t");
@@ -123,20 +129,7 @@ class QueryBuilder {
 
 /* Runs a query returning one jsonb; the value is copied out of SPI. */
 Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params) {
-  int n = static_cast<int>(params.size());
-  std::vector<std::string> texts;
-  for (const auto &p : params) texts.push_back(p.value.value_or(""));
-  Oid *types = static_cast<Oid *>(pg_call([&] { return palloc0((n + 1) * sizeof(Oid)); }));
-  Datum *values = static_cast<Datum *>(pg_call([&] { return palloc0((n + 1) * sizeof(Datum)); }));
-  char *nulls = static_cast<char *>(pg_call([&] { return palloc0(n + 1); }));
-  for (int i = 0; i < n; ++i) {
-    types[i] = TEXTOID;
-    nulls[i] = params[i].value ? ' ' : 'n';
-    const char *text = texts[i].c_str();
-    values[i] = pg_call([&] { return CStringGetTextDatum(text); });
-  }
-  const char *query = sql.c_str();
-  int rc = pg_call([&] { return SPI_execute_with_args(query, n, types, values, nulls, false, 1); });
+  int rc = spi_execute(sql, params, false);
   if (rc != SPI_OK_SELECT || SPI_processed != 1)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: load query failed", sql);
   return pg_call([&] {
@@ -172,6 +165,7 @@ struct FilterEntry {
   std::string normalized = "null"; /* to_jsonb rendering, as JSON text */
 };
 
+/* The name jsonb_typeof() gives a JSON type. */
 const char *json_type_name(Json::Type type) {
   switch (type) {
     case Json::Type::Null:
@@ -292,6 +286,7 @@ void refuse_transaction_snapshot() {
               "Call load() in a READ COMMITTED transaction.");
 }
 
+/* The epoch as values carry it: 16 lower-case hex digits. */
 std::string hex16(uint64_t value) {
   char buf[17];
   snprintf(buf, sizeof buf, "%016" PRIx64, value);

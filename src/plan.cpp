@@ -23,6 +23,7 @@ const char *assoc_kind_name(AssocKind kind) {
 
 namespace {
 
+/* Appends relid unless present. */
 void add_unique(std::vector<uint32_t> &out, uint32_t relid) {
   if (std::find(out.begin(), out.end(), relid) == out.end()) out.push_back(relid);
 }

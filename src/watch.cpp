@@ -7,8 +7,9 @@
  * plan (the primary key, the other key columns to capture, join-table
  * targets) is computed from the plan and stored with it (watches.tables).
  * ectosync.watched_tables holds the union over all watches, and each
- * watched table carries one trigger ectosync_capture whose arguments are
- * that union: whenever it changes, the trigger is dropped and recreated.
+ * watched table carries a row trigger ectosync_capture whose arguments are
+ * that union (whenever it changes, the trigger is dropped and recreated)
+ * and a statement trigger ectosync_truncate for TRUNCATE.
  *
  * Every change of the watches re-resolves all of them, so after a
  * dump/restore (new oids/attnums) the triggers follow the specs.  A watch
@@ -70,12 +71,14 @@ struct TableNeed {
 
 using Needs = std::map<uint32_t, TableNeed>;
 
+/* The attnums of columns, in order. */
 std::vector<int16_t> attnums(const std::vector<Column> &cols) {
   std::vector<int16_t> out;
   for (const auto &c : cols) out.push_back(c.attnum);
   return out;
 }
 
+/* The entry of table in needs, created with its primary key when new. */
 TableNeed &need_of(Needs &needs, const TableInfo &table) {
   TableNeed &need = needs[table.relid];
   need.relid = table.relid;
@@ -83,10 +86,12 @@ TableNeed &need_of(Needs &needs, const TableInfo &table) {
   return need;
 }
 
+/* Adds columns to the captured ones. */
 void track(TableNeed &need, const std::vector<Column> &cols) {
   for (const auto &c : cols) need.tracked.insert(c.attnum);
 }
 
+/* Adds a join end unless it is there already. */
 void add_join_target(TableNeed &need, const JoinTarget &target) {
   if (std::find(need.join_targets.begin(), need.join_targets.end(), target) ==
       need.join_targets.end())
@@ -157,6 +162,14 @@ std::string int_array(const Container &values) {
   return out + "]";
 }
 
+/* The same numbers as an int2[] literal: {1,2}. */
+template <typename Container>
+std::string pg_int_array(const Container &values) {
+  std::string json = int_array(values);
+  return "{" + json.substr(1, json.size() - 2) + "}";
+}
+
+/* join_targets as JSON (the watched_tables column). */
 std::string join_targets_text(const std::vector<JoinTarget> &targets) {
   std::string out = "[";
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -172,6 +185,7 @@ std::string join_targets_text(const std::vector<JoinTarget> &targets) {
   return out + "]";
 }
 
+/* Needs as JSON (the watches.tables column). */
 std::string needs_text(const Needs &needs) {
   std::string out = "[";
   bool first = true;
@@ -185,6 +199,7 @@ std::string needs_text(const Needs &needs) {
   return out + "]";
 }
 
+/* A JSON array of numbers as attnums. */
 std::vector<int16_t> ints_of(const Json *array) {
   std::vector<int16_t> out;
   if (array)
@@ -192,6 +207,7 @@ std::vector<int16_t> ints_of(const Json *array) {
   return out;
 }
 
+/* The inverse of needs_text(). */
 Needs parse_needs(const std::string &text) {
   Needs needs;
   Json json = parse_json(text);
@@ -241,6 +257,7 @@ class AsSuperuser {
   int context_ = 0;
 };
 
+/* A relation as regclass prints it: quoted, qualified unless on search_path. */
 std::string table_name(uint32_t relid) {
   auto rows =
       spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, false);
@@ -260,7 +277,13 @@ void check_owner(const std::vector<uint32_t> &relids) {
 
 /* ==== triggers and ectosync.watched_tables ==== */
 
+/*
+ * Each captured table has two triggers calling ectosync.capture()
+ * (capture.cpp): the row trigger, whose arguments name the columns to
+ * capture, and a statement trigger for TRUNCATE (a RELOAD marker).
+ */
 const char *const kTrigger = "ectosync_capture";
+const char *const kTruncateTrigger = "ectosync_truncate";
 
 /* CREATE TRIGGER with the capture contract's arguments: n, pk..., tracked... */
 std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
@@ -271,16 +294,29 @@ std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
          table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + args + ")";
 }
 
+std::string create_truncate_trigger_sql(const std::string &table) {
+  return "CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " + table +
+         " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()";
+}
+
+/* True when the relation still exists. */
 bool relation_exists(uint32_t relid) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
                    {{OIDOID, std::to_string(relid)}}, false)
               .empty();
 }
 
-bool trigger_exists(uint32_t relid) {
+/* True when the table has the trigger called name. */
+bool trigger_exists(uint32_t relid, const char *name) {
   return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-                   {{OIDOID, std::to_string(relid)}, {TEXTOID, kTrigger}}, false)
+                   {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false)
               .empty();
+}
+
+/* Drops the trigger called name from table relid, if it is there. */
+void drop_trigger(uint32_t relid, const char *name) {
+  if (trigger_exists(relid, name))
+    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + table_name(relid));
 }
 
 /* The stored row of a watched table, as text, to see whether it changed. */
@@ -294,28 +330,29 @@ std::map<uint32_t, std::string> stored_rows() {
   return out;
 }
 
+/* A table's need as watched_tables would show it, to compare with stored_rows(). */
 std::string row_text(const TableNeed &n) {
   auto rows = spi_rows(
       "SELECT pg_catalog.jsonb_build_array($1::int2[], $2::int2[], $3::boolean, $4::jsonb)::text",
-      {{TEXTOID, "{" + int_array(n.pk).substr(1, int_array(n.pk).size() - 2) + "}"},
-       {TEXTOID, "{" + int_array(n.tracked).substr(1, int_array(n.tracked).size() - 2) + "}"},
+      {{TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
        {TEXTOID, n.is_join ? "true" : "false"},
        {TEXTOID, join_targets_text(n.join_targets)}},
       false);
   return *rows.at(0)[0];
 }
 
-/* Makes table relid's trigger and row say n. */
+/* Makes table n.relid's triggers and row say n. */
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
   std::string text = row_text(n);
   auto it = stored.find(n.relid);
-  if (it != stored.end() && it->second == text && trigger_exists(n.relid)) return;
+  if (it != stored.end() && it->second == text && trigger_exists(n.relid, kTrigger) &&
+      trigger_exists(n.relid, kTruncateTrigger))
+    return;
   std::string table = table_name(n.relid);
-  if (trigger_exists(n.relid)) spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table);
+  drop_trigger(n.relid, kTrigger);
   spi_exec(create_trigger_sql(n, table));
-  auto pg_array = [](const std::string &json) {
-    return "{" + json.substr(1, json.size() - 2) + "}";
-  };
+  if (!trigger_exists(n.relid, kTruncateTrigger)) spi_exec(create_truncate_trigger_sql(table));
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
       " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
@@ -323,16 +360,18 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
       " tracked_attnums = EXCLUDED.tracked_attnums, is_join = EXCLUDED.is_join,"
       " join_targets = EXCLUDED.join_targets",
       {{TEXTOID, std::to_string(n.relid)},
-       {TEXTOID, pg_array(int_array(n.pk))},
-       {TEXTOID, pg_array(int_array(n.tracked))},
+       {TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
        {TEXTOID, n.is_join ? "true" : "false"},
        {TEXTOID, join_targets_text(n.join_targets)}});
 }
 
 /* Table relid is no longer needed by any watch. */
 void uninstall(uint32_t relid) {
-  if (relation_exists(relid) && trigger_exists(relid))
-    spi_exec("DROP TRIGGER " + std::string(kTrigger) + " ON " + table_name(relid));
+  if (relation_exists(relid)) {
+    drop_trigger(relid, kTrigger);
+    drop_trigger(relid, kTruncateTrigger);
+  }
   spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1::oid",
            {{TEXTOID, std::to_string(relid)}});
 }
@@ -344,6 +383,7 @@ struct Watch {
   std::string spec, tables;
 };
 
+/* Every recorded watch. */
 std::vector<Watch> stored_watches() {
   std::vector<Watch> out;
   for (const auto &row :
@@ -353,6 +393,7 @@ std::vector<Watch> stored_watches() {
   return out;
 }
 
+/* A WARNING from C++ code. */
 void warn(const std::string &message, const std::string &detail) {
   pg_call(
       [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
@@ -363,7 +404,7 @@ bool needs_exist(const Needs &needs) {
   for (const auto &[relid, n] : needs) {
     std::set<int16_t> cols(n.pk.begin(), n.pk.end());
     cols.insert(n.tracked.begin(), n.tracked.end());
-    std::string list = "{" + int_array(cols).substr(1, int_array(cols).size() - 2) + "}";
+    std::string list = pg_int_array(cols);
     auto rows = spi_rows(
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1"
         " AND attnum = ANY($2::int2[]) AND NOT attisdropped",
@@ -373,6 +414,7 @@ bool needs_exist(const Needs &needs) {
   return true;
 }
 
+/* Removes one recorded watch. */
 void delete_watch(const Watch &w) {
   spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
            {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
@@ -411,8 +453,11 @@ bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
     return true;
   }
   delete_watch(w);
-  warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
-       failure.empty() ? "Its table was dropped." : failure);
+  if (failure.empty()) /* the root is gone, and its name with it */
+    warn("ecto_sync: removed the watch of a dropped table", "It had assocs " + w.spec + ".");
+  else
+    warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+         failure);
   return false;
 }
 
@@ -535,6 +580,7 @@ std::string associations_json(uint32_t relid) {
   return out + "]";
 }
 
+/* jsonb from its text, in the current memory context. */
 Jsonb *to_jsonb_value(const std::string &text) {
   const char *t = text.c_str();
   return pg_call([&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(t))); });

@@ -609,7 +609,10 @@ static void launcher_loop() {
       pid_t pid;
       bool running = found != workers.end() && found->second &&
                      GetBackgroundWorkerPid(found->second, &pid) != BGWH_STOPPED;
-      if (!running && !is_absent(dboid)) workers[dboid] = start_worker(dboid);
+      if (!running && !is_absent(dboid)) {
+        elog(DEBUG1, "ecto_sync launcher: starting a worker for database %u", dboid);
+        workers[dboid] = start_worker(dboid);
+      }
     }
     (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000,
                     PG_WAIT_EXTENSION);
@@ -675,10 +678,13 @@ extern "C" void ectosync_worker_main(Datum arg) {
   pg_entry([] {
     uint64 seen = wakeups();
     if (!extension_exists()) {
+      elog(DEBUG1, "ecto_sync worker: no extension in database %u", MyDatabaseId);
       mark_absent(MyDatabaseId, seen);
       return;
     }
     DbSlot *slot = become_worker();
+    elog(DEBUG1, "ecto_sync worker: %s database %u", slot ? "serving" : "already served:",
+         MyDatabaseId);
     if (!slot) return;
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */

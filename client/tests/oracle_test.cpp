@@ -190,3 +190,29 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
   }
   EXPECT_GT(synced, 0) << "no holder synced anything";
 }
+
+/* The oracle's comparison is not vacuous: a value that missed changes differs. */
+TEST(Oracle, StaleValueIsDetectedThenConverges) {
+  std::string conninfo = fresh_database("ectosync_client_oracle");
+  pg::Connection admin(conninfo);
+  blog::create_schema(admin);
+  blog::seed(admin, 5, testing_support::small_scale());
+  admin.exec(R"(SELECT ectosync.watch('posts', '[{"comments": ["author"]}]'))");
+  ectosync::HolderOptions o;
+  o.conninfo = conninfo;
+  o.table = "posts";
+  o.assocs = R"([{"comments": ["author"]}])";
+  ectosync::Holder holder(o);
+  holder.start();
+  const std::string before = holder.value();
+  admin.exec(
+      "UPDATE persons SET name = 'Changed' WHERE id IN (SELECT author_id FROM comments "
+      "ORDER BY id LIMIT 1)");
+  admin.exec("SELECT ectosync.wait_for_worker(10000)");
+  /* not pumped yet: the held value is stale and the comparison says so */
+  EXPECT_FALSE(holder.matches_fresh_load());
+  EXPECT_TRUE(holder.converge(20s));
+  EXPECT_NE(holder.value(), before);
+  EXPECT_GE(holder.stats().syncs, 1);
+  EXPECT_EQ(holder.stats().reloads, 0);
+}

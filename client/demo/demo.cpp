@@ -210,6 +210,17 @@ BEGIN
 END $$;
 )SQL";
 
+/* Stops and joins threads when leaving a scope, also on an exception. */
+struct StopAndJoin {
+  std::atomic<bool> &stop;
+  std::vector<std::thread> &threads;
+  ~StopAndJoin() {
+    stop = true;
+    for (auto &t : threads)
+      if (t.joinable()) t.join();
+  }
+};
+
 struct ModeResult {
   std::string mode;
   blog::WriteStats writes;
@@ -244,6 +255,18 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(db) + " WITH (FORCE)");
     admin.exec("CREATE DATABASE " + admin.quote_ident(db));
   }
+  /* dropped when the mode is done: its worker stops (workers count against
+   * max_worker_processes); declared first, so destroyed last */
+  struct DropAtEnd {
+    std::string db;
+    ~DropAtEnd() {
+      try {
+        pg::Connection admin;
+        admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(db) + " WITH (FORCE)");
+      } catch (const std::exception &) {
+      }
+    }
+  } drop_at_end{db};
   pg::Connection admin(conninfo, "ectosync demo admin");
   admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
   blog::create_schema(admin);
@@ -341,6 +364,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     failed = true;
   };
   std::vector<std::thread> holder_threads;
+  StopAndJoin join_holders{stop_holders, holder_threads};
   for (size_t i = 0; i < holders.size(); i++)
     holder_threads.emplace_back([&, i] {
       try {
@@ -356,6 +380,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   ids.read(admin);
   std::vector<blog::WriteStats> wstats(static_cast<size_t>(o.writers));
   std::vector<std::thread> writer_threads;
+  StopAndJoin join_writers{stop_writers, writer_threads};
   const bool ecto = mode != "notify";
   auto wstart = Clock::now();
   for (int w = 0; w < o.writers; w++)
@@ -401,9 +426,14 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   /* drain: the worker has notified everything, then holders go quiet */
   auto drain_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(o.drain_timeout_s));
-  if (ecto)
-    admin.exec("SELECT ectosync.wait_for_worker($1::int)",
-               {std::to_string(static_cast<int>(o.drain_timeout_s * 1000))});
+  if (ecto) {
+    auto caught_up = admin.exec("SELECT ectosync.wait_for_worker($1::int)",
+                                {std::to_string(static_cast<int>(o.drain_timeout_s * 1000))});
+    if (!caught_up.boolean(0, 0))
+      fail("the ecto_sync worker of " + db + " did not catch up within " +
+           metrics::fmt(o.drain_timeout_s, 0) +
+           " s (is max_worker_processes large enough for every database that uses ecto_sync?)");
+  }
   for (;;) {
     int64_t quiet_since = now_ms() - 600;
     bool all_quiet = true;

@@ -14,7 +14,6 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using testing_support::fresh_database;
 
 namespace {
 
@@ -94,7 +93,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   ASSERT_TRUE(pgctl && *pgctl) << "run under scripts/with-cluster.sh (ECTOSYNC_PGCTL is unset)";
   const uint64_t seed = testing_support::seed_from_env();
   std::cout << "fault: seed " << seed << std::endl;
-  std::string conninfo = fresh_database("ectosync_client_fault");
+  testing_support::TestDatabase db("ectosync_client_fault");
+  const std::string conninfo = db.conninfo();
   auto admin = std::make_unique<pg::Connection>(conninfo);
   blog::create_schema(*admin);
   blog::seed(*admin, seed, testing_support::small_scale());
@@ -178,7 +178,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
  * equals a fresh load.
  */
 TEST(Fault, BulkStatementMakesHoldersReload) {
-  std::string conninfo = fresh_database("ectosync_client_bulk");
+  testing_support::TestDatabase db("ectosync_client_bulk");
+  const std::string conninfo = db.conninfo();
   pg::Connection admin(conninfo);
   blog::create_schema(admin);
   blog::seed(admin, 11, testing_support::small_scale());

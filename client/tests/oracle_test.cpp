@@ -19,7 +19,6 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using testing_support::fresh_database;
 
 namespace {
 
@@ -96,7 +95,8 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
             << " statements, " << kWriters << " writers, " << kHolders << " holders" << std::endl;
   SCOPED_TRACE("seed " + std::to_string(seed));
 
-  std::string conninfo = fresh_database("ectosync_client_oracle");
+  testing_support::TestDatabase db("ectosync_client_oracle");
+  const std::string conninfo = db.conninfo();
   pg::Connection admin(conninfo);
   blog::create_schema(admin);
   blog::seed(admin, seed, testing_support::small_scale());
@@ -193,7 +193,8 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
 
 /* The oracle's comparison is not vacuous: a value that missed changes differs. */
 TEST(Oracle, StaleValueIsDetectedThenConverges) {
-  std::string conninfo = fresh_database("ectosync_client_oracle");
+  testing_support::TestDatabase db("ectosync_client_oracle");
+  const std::string conninfo = db.conninfo();
   pg::Connection admin(conninfo);
   blog::create_schema(admin);
   blog::seed(admin, 5, testing_support::small_scale());

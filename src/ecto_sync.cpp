@@ -57,9 +57,10 @@ static void define_settings() {
   DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.", nullptr,
                           &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                           nullptr);
-  DefineCustomIntVariable(
-      "ectosync.batch_delay", "How long the worker waits for more events before a batch.", nullptr,
-      &settings.batch_delay_ms, 0, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.batch_delay",
+                          "Under load, the least time between the worker's passes over the queue.",
+                          nullptr, &settings.batch_delay_ms, 4, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS,
+                          nullptr, nullptr, nullptr);
   DefineCustomStringVariable(
       "ectosync.worker_role", "The role the workers load rows as (empty: the bootstrap superuser).",
       nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

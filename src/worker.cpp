@@ -95,7 +95,7 @@ struct TableMeta {
   std::string display;   /* schema.table, for payloads */
   std::vector<KeyCol> pk;
   std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
-  SPIPlanPtr load_plan = nullptr;  /* saved: the query of load_table() */
+  SPIPlanPtr load_plan = nullptr; /* saved: the query of load_table() */
 };
 
 static std::unordered_map<Oid, TableMeta> table_meta;
@@ -271,7 +271,8 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
   });
   if (!plan)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: cannot prepare the load of " +
-                                            meta.display + ": " + SPI_result_code_string(SPI_result));
+                                            meta.display + ": " +
+                                            SPI_result_code_string(SPI_result));
   table_meta[relid].load_plan = plan;
   return plan;
 }
@@ -505,22 +506,30 @@ static DbSlot *become_worker() {
   return taken ? nullptr : slot;
 }
 
+/*
+ * The worker's main loop.  Under load, events gather between passes: a
+ * pass starts at most once per ectosync.batch_delay, so that many commits
+ * share one load query per table and one transaction.  An idle worker
+ * starts a pass as soon as a writer sets its latch.
+ */
 static void worker_loop(DbSlot *slot) {
   TimestampTz last_check = GetCurrentTimestamp();
+  TimestampTz last_pass = 0;
   for (;;) {
+    long since_ms = (GetCurrentTimestamp() - last_pass) / 1000;
+    if (since_ms < settings.batch_delay_ms)
+      (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, settings.batch_delay_ms - since_ms,
+                      PG_WAIT_EXTENSION);
+    last_pass = GetCurrentTimestamp();
     drain(slot);
-    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
-                       PG_WAIT_EXTENSION);
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+                    PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);
     CHECK_FOR_INTERRUPTS();
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    /* Give writers a moment to fill the batch (ectosync.batch_delay). */
-    if ((rc & WL_LATCH_SET) && settings.batch_delay_ms > 0)
-      (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, settings.batch_delay_ms,
-                      PG_WAIT_EXTENSION);
     TimestampTz now = GetCurrentTimestamp();
     if (TimestampDifferenceExceeds(last_check, now, 1000)) {
       last_check = now;
@@ -683,8 +692,8 @@ extern "C" void ectosync_worker_main(Datum arg) {
       return;
     }
     DbSlot *slot = become_worker();
-    elog(DEBUG1, "ecto_sync worker: %s database %u", slot ? "serving" : "already served:",
-         MyDatabaseId);
+    elog(DEBUG1, "ecto_sync worker: %s database %u",
+         slot ? "serving" : "already served:", MyDatabaseId);
     if (!slot) return;
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */

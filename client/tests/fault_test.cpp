@@ -205,3 +205,37 @@ TEST(Fault, BulkStatementMakesHoldersReload) {
       {holder.value()});
   EXPECT_EQ(titles.i64(0, 0), 100);
 }
+
+/*
+ * More events than the event log holds (ectosync.event_log_size), in one
+ * transaction: the oldest have left the log by the time the holder syncs
+ * them, sync() says ZE001, the holder reloads once, and does not sync the
+ * events its new value already reflects.
+ */
+TEST(Fault, ExpiredEventsMakeHoldersReloadOnce) {
+  testing_support::TestDatabase db("ectosync_client_expired");
+  pg::Connection admin(db.conninfo());
+  const int64_t log_size = admin.exec("SHOW ectosync.event_log_size").i64(0, 0);
+  const int64_t n = log_size + 1000;
+  admin.exec("CREATE TABLE big (id int PRIMARY KEY, x int NOT NULL)");
+  admin.exec("SELECT ectosync.watch('big')");
+  ectosync::HolderOptions o;
+  o.conninfo = db.conninfo();
+  o.table = "big";
+  o.name = "big";
+  ectosync::Holder holder(o);
+  holder.start();
+  admin.exec("SET ectosync.max_xact_events = " + std::to_string(n + 10));
+  auto r = admin.exec("INSERT INTO big SELECT g, g FROM generate_series(1, " + std::to_string(n) +
+                      ") g");
+  ASSERT_EQ(r.affected(), n);
+  EXPECT_TRUE(holder.converge(90s));
+  EXPECT_EQ(holder.row_count(), n);
+  EXPECT_GE(holder.stats().reloads_ze001, 1);
+  EXPECT_LE(holder.stats().reloads, 2) << "reloaded again and again";
+  /* the reload covers every event notified before it: no round trip per batch after it */
+  EXPECT_LE(holder.stats().round_trips, 12) << "events the reload covered were synced anyway";
+  std::cout << "  " << holder.stats().notifications << " notifications, " << holder.stats().syncs
+            << " synced, " << holder.stats().skipped << " skipped, " << holder.stats().reloads
+            << " reloads" << std::endl;
+}

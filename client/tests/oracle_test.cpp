@@ -170,8 +170,9 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
     const auto &st = h->stats();
     synced += st.syncs;
     std::cout << "  " << h->options().name << ": " << st.notifications << " notifications, "
-              << st.syncs << " syncs, " << st.reloads << " reloads (" << st.reloads_ze001
-              << " ZE001), rows " << h->row_count() << (ok ? "" : "  DIVERGED") << std::endl;
+              << st.syncs << " syncs, " << st.skipped << " skipped, " << st.reloads << " reloads ("
+              << st.reloads_ze001 << " ZE001), rows " << h->row_count() << (ok ? "" : "  DIVERGED")
+              << std::endl;
     if (!ok) {
       auto diff = h->connection().exec(
           "WITH a AS (SELECT jsonb_array_elements($1::jsonb->'rows') r), b AS (SELECT "

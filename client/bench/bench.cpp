@@ -2,7 +2,7 @@
  * ectosync_bench: figures for ecto_sync, printed as tables with ratios.
  * Nothing here asserts a speed.
  *
- *   ectosync_bench write [--seconds S] [--clients 1,8]
+ *   ectosync_bench write [--seconds S] [--clients 1,8] [--repeat N]
  *       pgbench custom scripts over posts, comments and posts_tags (insert,
  *       update, delete): no triggers vs ecto_sync capture vs a plpgsql
  *       pg_notify trigger.  TPS, latency, ratios.
@@ -155,6 +155,7 @@ void prepare_write_db(const std::string &conninfo, const std::string &config) {
 int bench_write(const std::map<std::string, std::string> &f) {
   int seconds = f.count("seconds") ? std::stoi(f.at("seconds")) : 5;
   auto clients = int_list(f.count("clients") ? f.at("clients") : "1,8");
+  int repeat = f.count("repeat") ? std::max(1, std::stoi(f.at("repeat"))) : 2;
   char path[] = "/tmp/ectosync-bench-XXXXXX.sql";
   int fd = mkstemps(path, 4);
   if (fd < 0) throw std::runtime_error("mkstemps");
@@ -165,29 +166,36 @@ int bench_write(const std::map<std::string, std::string> &f) {
                                             "plpgsql pg_notify"};
   std::map<std::pair<std::string, int>, PgbenchResult> results;
   for (int c : clients)
-    for (const auto &config : configs) {
-      prepare_write_db(conninfo, config);
-      pg::Connection conn(conninfo);
-      int worker = 0;
-      if (config == "ecto_sync capture")
-        worker = static_cast<int>(conn.exec("SELECT worker_pid FROM ectosync.stats()").i64(0, 0));
-      auto wcpu0 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
-      auto cpu0 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
-      auto r = run_pgbench("ectosync_bench_write", path, c, seconds);
-      if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
-      auto cpu1 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
-      auto wcpu1 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
-      results[{config, c}] = r;
-      std::cout << "  " << config << ", " << c << " client(s): " << metrics::fmt(r.tps, 1)
-                << " TPS, " << metrics::fmt(r.latency_ms, 3) << " ms";
-      if (cpu0 && cpu1)
-        std::cout << ", server CPU " << metrics::fmt((*cpu1 - *cpu0) * 1e6 / r.transactions, 0)
-                  << " us/transaction";
-      if (wcpu0 && wcpu1)
-        std::cout << " (of which the worker "
-                  << metrics::fmt((*wcpu1 - *wcpu0) * 1e6 / r.transactions, 0) << ")";
-      std::cout << std::endl;
-    }
+    for (int round = 0; round < repeat; round++)
+      for (const auto &config : configs) {
+        prepare_write_db(conninfo, config);
+        pg::Connection conn(conninfo);
+        /* a warm-up run (caches, the worker's prepared plans), then the measured one */
+        run_pgbench("ectosync_bench_write", path, c, 1);
+        if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
+        conn.exec("CHECKPOINT");
+        int worker = 0;
+        if (config == "ecto_sync capture")
+          worker = static_cast<int>(conn.exec("SELECT worker_pid FROM ectosync.stats()").i64(0, 0));
+        auto wcpu0 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
+        auto cpu0 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
+        auto r = run_pgbench("ectosync_bench_write", path, c, seconds);
+        if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
+        auto cpu1 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
+        auto wcpu1 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
+        /* the best of the rounds: noise on a shared 2-core machine only ever slows a run */
+        auto &best = results[{config, c}];
+        if (r.tps > best.tps) best = r;
+        std::cout << "  " << config << ", " << c << " client(s): " << metrics::fmt(r.tps, 1)
+                  << " TPS, " << metrics::fmt(r.latency_ms, 3) << " ms";
+        if (cpu0 && cpu1)
+          std::cout << ", server CPU " << metrics::fmt((*cpu1 - *cpu0) * 1e6 / r.transactions, 0)
+                    << " us/transaction";
+        if (wcpu0 && wcpu1)
+          std::cout << " (of which the worker "
+                    << metrics::fmt((*wcpu1 - *wcpu0) * 1e6 / r.transactions, 0) << ")";
+        std::cout << std::endl;
+      }
   std::remove(path);
   metrics::Table t({"config", "clients", "TPS", "latency ms", "TPS vs none", "latency vs none"}, 1);
   for (int c : clients)
@@ -197,8 +205,8 @@ int bench_write(const std::map<std::string, std::string> &f) {
       t.add({config, std::to_string(c), metrics::fmt(r.tps, 1), metrics::fmt(r.latency_ms, 3),
              metrics::ratio(r.tps, base.tps), metrics::ratio(r.latency_ms, base.latency_ms)});
     }
-  std::cout << "\nwrite overhead (pgbench, " << seconds
-            << " s each; 1 transaction = 8 statements over posts, comments, posts_tags)\n"
+  std::cout << "\nwrite overhead (pgbench, best of " << repeat << " runs of " << seconds
+            << " s; 1 transaction = 8 statements over posts, comments, posts_tags)\n"
             << t.render();
   return 0;
 }

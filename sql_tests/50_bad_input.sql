@@ -199,6 +199,7 @@ SELECT jsonb_array_length(ectosync.load('bigvals', '[]', jsonb_build_object('bod
 
 SELECT ectosync.unwatch('bigvals');
 SELECT ectosync.unwatch('posts', '["tags"]');
+SELECT ectosync.unwatch('posts', '[]');  -- made by watch('posts', NULL)
 UPDATE tags SET name = rtrim(name, '?') WHERE id = 1;
 DROP TABLE nopk, datekey, byteakey, jsonbkey, bigvals;
 SELECT 1 AS usable;

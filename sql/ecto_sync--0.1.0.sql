@@ -47,6 +47,9 @@ CREATE FUNCTION ectosync._events_since(after bigint)
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'ectosync_events_since';
 COMMENT ON FUNCTION ectosync._events_since(bigint) IS
     'Test helper: the logged events after a seq (keys included), once the worker handled them';
+-- It shows key values of rows of every watched table, whatever the caller
+-- may read: not for PUBLIC.
+REVOKE EXECUTE ON FUNCTION ectosync._events_since(bigint) FROM PUBLIC;
 
 -- ==== sync ====
 -- Test-only: rebuilds a jsonb value with ecto_sync's binary writer (new

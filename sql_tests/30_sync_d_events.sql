@@ -83,6 +83,8 @@ CREATE ROLE sync_reader;
 GRANT USAGE ON SCHEMA ectosync TO sync_reader;
 GRANT SELECT ON posts, tags, comments TO sync_reader;
 GRANT SELECT ON v, r, e TO sync_reader;
+-- the test helper that lists events (payloads) is not for PUBLIC
+GRANT EXECUTE ON FUNCTION ectosync._events_since(bigint) TO sync_reader;
 SET ROLE sync_reader;
 SELECT pg_temp.try_sync(posts, payload) AS no_posts_tags FROM v, e;
 RESET ROLE;
@@ -109,6 +111,7 @@ DROP POLICY no_secrets ON comments;
 ALTER TABLE comments DISABLE ROW LEVEL SECURITY;
 DELETE FROM comments WHERE id IN (100, 101);
 REVOKE ALL ON posts, tags, comments, posts_tags, persons FROM sync_reader;
+REVOKE EXECUTE ON FUNCTION ectosync._events_since(bigint) FROM sync_reader;
 REVOKE USAGE ON SCHEMA ectosync FROM sync_reader;
 DROP TABLE rls, v, r, e;
 DROP ROLE sync_reader;

@@ -200,7 +200,13 @@ DbSlot *claim_slot(Oid dboid) {
       /* The ring starts empty; next_seq keeps counting so that seqs of a
        * reused slot never repeat within this epoch. */
       slot->head = slot->processed = slot->oldest = 0;
+      /* Seqs of a database never go back, not even when it takes another
+       * slot (dropped and created again): values of its earlier slot must
+       * not look newer than this slot's events. */
+      for (int i = 0; i < shared->nslots; i++)
+        slot->next_seq = std::max(slot->next_seq, slot_at(i)->next_seq);
       slot->processed_seq = slot->next_seq - 1;
+      slot->cache_floor = 0; /* watch() sets it when it installs triggers */
       slot->ngaps = 0;
       slot->gap_all = false;
       memset(&slot->stats, 0, sizeof slot->stats);
@@ -398,6 +404,9 @@ void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, in
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   slot->processed = batch_end;
   slot->processed_seq = std::max(slot->processed_seq, last_seq_done);
+  /* Caught up: seqs without a record (cache floors) are done too. */
+  if (slot->processed == slot->head && slot->ngaps == 0 && !slot->gap_all)
+    slot->processed_seq = slot->next_seq - 1;
   slot->stats.events_processed += events;
   slot->stats.batches++;
   for (int64 lag : lags_us) {
@@ -478,9 +487,30 @@ static void evict_oldest() {
   shared->arena_oldest += rec.len;
 }
 
+/* This database's cache floor (restart_capture()); 0 without a slot. */
+static uint64 cache_floor() {
+  DbSlot *slot = current_slot();
+  if (!slot) return 0;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 floor = slot->dboid == MyDatabaseId ? slot->cache_floor : 0;
+  LWLockRelease(slot->lock);
+  return floor;
+}
+
+void restart_capture() {
+  attach_database_slot();
+  DbSlot *slot = current_slot();
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->cache_floor = slot->next_seq++;
+  if (slot->processed == slot->head && slot->ngaps == 0 && !slot->gap_all)
+    slot->processed_seq = slot->cache_floor;
+  LWLockRelease(slot->lock);
+}
+
 CachedRow cache_get(uint32_t relid, const std::string &key) {
   CachedRow result;
   if (!shared) return result;
+  uint64 floor = cache_floor(); /* before cache_lock: never two locks at once */
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
   bool found;
@@ -496,7 +526,7 @@ CachedRow cache_get(uint32_t relid, const std::string &key) {
       arena_read(entry->pos + sizeof rec + off, chunk, n);
       same = memcmp(chunk, key.data() + off, n) == 0;
     }
-    if (same) {
+    if (same && rec.version >= floor) {
       result.found = true;
       result.exists = rec.rowlen > 0;
       result.version = rec.version;
@@ -519,6 +549,7 @@ CachedRow cache_get(uint32_t relid, const std::string &key) {
 
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {
   if (!shared) return;
+  if (version < cache_floor()) return; /* read before the capture restarted */
   CacheKey k = make_key(relid, key);
   CacheRecord rec;
   memset(&rec, 0, sizeof rec);

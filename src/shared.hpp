@@ -65,6 +65,14 @@ struct CachedRow {
   Jsonb *row = nullptr; /* palloc'd copy in CurrentMemoryContext, or null */
 };
 CachedRow cache_get(uint32_t relid, const std::string &key);
+/*
+ * A table's capture (re)starts (watch() created its trigger): changes made
+ * before it were not captured, so cached rows of this database read
+ * before now are stale.  Takes a seq of its own (no event has it) and makes
+ * it the database's cache floor: cache_get() misses, and cache_put()
+ * ignores, versions below it.
+ */
+void restart_capture();
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 

@@ -52,6 +52,7 @@ struct DbSlot {
   uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
+  uint64 cache_floor;             /* lock: cached rows of older versions are stale */
   int ngaps;                      /* lock */
   bool gap_all;                   /* lock: RELOAD for every table */
   Oid gaps[kMaxGaps];             /* lock */

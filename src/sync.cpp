@@ -775,14 +775,19 @@ bool may_hold_table(const Plan &plan, const std::string &table) {
   }
   if (!table.empty() && table.find_first_not_of("0123456789") == std::string::npos)
     return held(static_cast<uint32_t>(std::stoul(table)));
-  size_t dot = table.find('.');
-  if (dot == std::string::npos) return true;
-  std::string schema = table.substr(0, dot), name = table.substr(dot + 1);
-  Oid relid = pg_call([&] {
-    Oid nsp = get_namespace_oid(schema.c_str(), true);
-    return OidIsValid(nsp) ? get_relname_relid(name.c_str(), nsp) : InvalidOid;
-  });
-  return !OidIsValid(relid) || held(relid);
+  /* Schema and table names may hold dots themselves: try every split. */
+  bool resolved = false;
+  for (size_t dot = table.find('.'); dot != std::string::npos; dot = table.find('.', dot + 1)) {
+    std::string schema = table.substr(0, dot), name = table.substr(dot + 1);
+    Oid relid = pg_call([&] {
+      Oid nsp = get_namespace_oid(schema.c_str(), true);
+      return OidIsValid(nsp) ? get_relname_relid(name.c_str(), nsp) : InvalidOid;
+    });
+    if (!OidIsValid(relid)) continue;
+    if (held(relid)) return true;
+    resolved = true;
+  }
+  return !resolved;
 }
 
 /* Reads an integer member of the value ("relid", "seq", "ectosync"). */

@@ -19,6 +19,7 @@
  * column is removed, with a WARNING.
  */
 #include "catalog.hpp"
+#include "shared.hpp"
 #include "catalog_internal.hpp"
 #include "event.hpp"
 
@@ -350,8 +351,13 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
       trigger_exists(n.relid, kTruncateTrigger))
     return;
   std::string table = table_name(n.relid);
+  bool was_captured = trigger_exists(n.relid, kTrigger);
   drop_trigger(n.relid, kTrigger);
   spi_exec(create_trigger_sql(n, table));
+  /* Not captured until now: rows cached before may have changed unseen.
+   * After CREATE TRIGGER, which waited for every writer of the table to
+   * commit: a row read after this is read with a later snapshot. */
+  if (!was_captured) pg_call([] { restart_capture(); });
   if (!trigger_exists(n.relid, kTruncateTrigger)) spi_exec(create_truncate_trigger_sql(table));
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"

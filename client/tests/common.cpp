@@ -50,6 +50,17 @@ void set_long_run(bool on) {
   g_long = on;
 }
 
+bool expect_pressure() {
+  const char *s = std::getenv("ECTOSYNC_EXPECT_PRESSURE");
+  return s && std::string(s) == "1";
+}
+
+Pressure pressure(pg::Connection &conn) {
+  auto r =
+      conn.exec("SELECT reload_markers, events_dropped, cache_evictions FROM ectosync.stats()");
+  return Pressure{r.i64(0, 0), r.i64(0, 1), r.i64(0, 2)};
+}
+
 blog::Scale small_scale() {
   blog::Scale s;
   s.persons = 40;

@@ -46,6 +46,20 @@ int64_t env_int(const char *name, int64_t fallback);
 bool long_run();
 void set_long_run(bool on);
 
+/*
+ * True when ECTOSYNC_EXPECT_PRESSURE=1: the server runs with tiny shared
+ * memory (scripts/test.sh's second run), so queue overflow (RELOAD
+ * markers), cache eviction and event-log expiry must happen, and the tests
+ * check that they did.
+ */
+bool expect_pressure();
+
+/* The counters of ectosync.stats() that show pressure, for this database. */
+struct Pressure {
+  int64_t reload_markers = 0, events_dropped = 0, cache_evictions = 0;
+};
+Pressure pressure(pg::Connection &conn);
+
 /* A small blog domain for tests: fewer rows, so that changes collide. */
 blog::Scale small_scale();
 

@@ -118,6 +118,7 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
 
   blog::IdSpace ids;
   ids.read(admin);
+  const auto pressure_before = testing_support::pressure(admin);
   std::atomic<int64_t> statements{0};
   std::atomic<bool> writers_done{false}, failed{false};
   std::vector<std::thread> threads;
@@ -141,6 +142,31 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
       }
     });
   }
+  /*
+   * Under pressure, one more writer: statements of 40 posts with 1600-byte
+   * bodies (the worker caches each row: the 1 MB cache must evict), and
+   * every fourth one of 60 posts, past ectosync.max_xact_events (50): its
+   * table gets a RELOAD marker instead of events.
+   */
+  std::atomic<bool> pressure_stop{false};
+  std::thread pressure_writer;
+  if (testing_support::expect_pressure()) {
+    pressure_writer = std::thread([&] {
+      try {
+        pg::Connection conn(conninfo);
+        for (int i = 0; !pressure_stop && !failed; i++) {
+          conn.exec(
+              "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT id "
+              "FROM posts ORDER BY random() LIMIT " +
+              std::string(i % 4 == 3 ? "60" : "40") + ")");
+          std::this_thread::sleep_for(5ms);
+        }
+      } catch (const std::exception &e) {
+        ADD_FAILURE() << "pressure writer: " << e.what();
+        failed = true;
+      }
+    });
+  }
   for (size_t i = 0; i < holders.size(); i++) {
     threads.emplace_back([&, i] {
       try {
@@ -152,6 +178,8 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
     });
   }
   for (int w = 0; w < kWriters; w++) threads[w].join();
+  pressure_stop = true;
+  if (pressure_writer.joinable()) pressure_writer.join();
   writers_done = true;
   for (auto &t : threads)
     if (t.joinable()) t.join();
@@ -164,11 +192,12 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
             << std::endl;
   EXPECT_GT(total.rows, changes / 3) << "the workload changed too little to test anything";
 
-  int64_t synced = 0;
+  int64_t synced = 0, ze001 = 0;
   for (auto &h : holders) {
     bool ok = h->converge(20s);
     const auto &st = h->stats();
     synced += st.syncs;
+    ze001 += st.reloads_ze001;
     std::cout << "  " << h->options().name << ": " << st.notifications << " notifications, "
               << st.syncs << " syncs, " << st.skipped << " skipped, " << st.reloads << " reloads ("
               << st.reloads_ze001 << " ZE001), rows " << h->row_count() << (ok ? "" : "  DIVERGED")
@@ -190,6 +219,18 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
     }
   }
   EXPECT_GT(synced, 0) << "no holder synced anything";
+
+  /* Under tiny shared memory the pressure must really have happened. */
+  auto p = testing_support::pressure(admin);
+  p.cache_evictions -= pressure_before.cache_evictions; /* the cache is shared by databases */
+  std::cout << "oracle: " << p.reload_markers << " RELOAD markers, " << p.events_dropped
+            << " events dropped, " << p.cache_evictions << " cache evictions, " << ze001
+            << " ZE001 reloads" << std::endl;
+  if (testing_support::expect_pressure()) {
+    EXPECT_GT(p.reload_markers, 0) << "no queue overflow or bulk transaction";
+    EXPECT_GT(p.cache_evictions, 0) << "the cache never evicted";
+    EXPECT_GT(ze001, 0) << "no holder had to reload (ZE001)";
+  }
 }
 
 /* The oracle's comparison is not vacuous: a value that missed changes differs. */

@@ -155,10 +155,17 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
       try {
         pg::Connection conn(conninfo);
         for (int i = 0; !pressure_stop && !failed; i++) {
-          conn.exec(
-              "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT id "
-              "FROM posts ORDER BY random() LIMIT " +
-              std::string(i % 4 == 3 ? "60" : "40") + ")");
+          try {
+            conn.exec(
+                "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT id "
+                "FROM posts ORDER BY random() LIMIT " +
+                std::string(i % 4 == 3 ? "60" : "40") + ")");
+          } catch (const pg::ConnectionLost &) {
+            throw;
+          } catch (const pg::Error &e) {
+            /* many rows in random order against the writers: deadlocks happen */
+            if (e.sqlstate().compare(0, 2, "40") != 0) throw;
+          }
           std::this_thread::sleep_for(5ms);
         }
       } catch (const std::exception &e) {

@@ -9,6 +9,7 @@
 #include "holder.hpp"
 #include "pg.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -69,10 +70,15 @@ int worker_pid(pg::Connection &conn);
 /* The last event seq of the current database (ectosync.stats()). */
 uint64_t last_seq(pg::Connection &conn);
 
-/* Joins threads when leaving a scope (also when an assertion returns early). */
+/*
+ * Joins threads when leaving a scope (also when an assertion returns early),
+ * first setting *stop when given: threads that loop until told to stop.
+ */
 struct JoinAll {
   std::vector<std::thread> &threads;
+  std::atomic<bool> *stop = nullptr;
   ~JoinAll() {
+    if (stop) *stop = true;
     for (auto &t : threads)
       if (t.joinable()) t.join();
   }

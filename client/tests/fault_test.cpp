@@ -125,7 +125,7 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   ids.read(*admin);
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
+  testing_support::JoinAll join{pumps, &stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -288,7 +288,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   ids.read(*admin);
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
+  testing_support::JoinAll join{pumps, &stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -307,11 +307,16 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
     /* every connection is terminated; wait (bounded) until the server is back */
     admin.reset();
+    /* a connection made before the postmaster noticed the crash is killed
+     * with the others: wait for one that sees the new epoch */
     auto deadline = pg::Clock::now() + 60s;
     while (!admin) {
       try {
         admin = std::make_unique<pg::Connection>(conninfo);
+        if (admin->exec("SELECT epoch FROM ectosync.stats()").str(0, 0) == epoch_before)
+          throw pg::Error("still the old epoch", "");
       } catch (const pg::Error &) {
+        admin.reset();
         ASSERT_LT(pg::Clock::now(), deadline) << "the server did not come back";
         std::this_thread::sleep_for(100ms);
       }
@@ -358,7 +363,7 @@ TEST(Fault, DropExtensionUnderHolders) {
   std::atomic<bool> stop_holders{false};
   std::atomic<int64_t> holder_errors{0};
   std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
+  testing_support::JoinAll join{pumps, &stop_holders};
   Writers writers(conninfo, ids, seed);
   writers.start(2);
   for (auto &h : holders)

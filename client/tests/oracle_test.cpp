@@ -122,7 +122,7 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
   std::atomic<int64_t> statements{0};
   std::atomic<bool> writers_done{false}, failed{false};
   std::vector<std::thread> threads;
-  testing_support::JoinAll join{threads};
+  testing_support::JoinAll join{threads, &writers_done};
   std::vector<blog::WriteStats> wstats(kWriters);
   for (int w = 0; w < kWriters; w++) {
     threads.emplace_back([&, w] {

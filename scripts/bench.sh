@@ -2,7 +2,7 @@
 # bench.sh [write|sync|latency|all] [--flag value ...]: build the client
 # project and print ecto_sync's figures against a throwaway cluster
 # (scripts/with-cluster.sh).  Default: all.  See client/bench/bench.cpp.
-#   write    pgbench: no triggers vs ecto_sync capture vs plpgsql pg_notify (--seconds, --clients)
+#   write    pgbench: no triggers vs ecto_sync capture vs plpgsql pg_notify (--seconds, --clients, --repeat)
 #   sync     sync() vs load() vs SELECT $1::jsonb for 100 and 10,000 posts (--min-time)
 #   latency  commit-to-notify p50/p99/max at 100/1,000/10,000 changes/s (--seconds, --rates)
 set -euo pipefail
@@ -16,4 +16,7 @@ cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build client/build -j"$jobs" --target ectosync_bench >/dev/null
 what=${1:-all}
 [[ $# -gt 0 ]] && shift
+# One ecto_sync worker per database that uses it: leave room for several.
+export ECTOSYNC_CONF="max_worker_processes = 32
+${ECTOSYNC_CONF:-}"
 exec scripts/with-cluster.sh client/build/bench/ectosync_bench "$what" "$@"

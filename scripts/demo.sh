@@ -14,4 +14,7 @@ make -s -j"$jobs" >/dev/null
 cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build client/build -j"$jobs" --target ectosync_demo >/dev/null
 # (with-cluster.sh allows 300 connections: 200 holders + writers fit.)
+# One ecto_sync worker per database that uses it: leave room for several.
+export ECTOSYNC_CONF="max_worker_processes = 32
+${ECTOSYNC_CONF:-}"
 exec scripts/with-cluster.sh client/build/demo/ectosync_demo "$@"

@@ -142,10 +142,27 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
   std::string labels = assoc_to(conn, "posts", "labels");
   std::string comment_post = assoc_to(conn, "comments", "posts");
   std::string entry_post = assoc_to(conn, "audit.entries", "posts");
+  /* posts that have audit entries and comments, authors that have posts */
+  auto ids = [&](const std::string &sql) {
+    std::vector<std::string> v;
+    auto r = conn.exec(sql);
+    for (int i = 0; i < r.rows(); i++) v.push_back(r.str(i, 0));
+    return v;
+  };
+  auto audited =
+      ids("SELECT post_id FROM audit.entries WHERE post_id IS NOT NULL GROUP BY 1 ORDER BY "
+          "count(*) DESC, 1 LIMIT 50");
+  auto commented =
+      ids("SELECT post_id FROM comments GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 50");
+  auto authors =
+      ids("SELECT author_id FROM posts WHERE author_id IS NOT NULL GROUP BY 1 ORDER BY count(*) "
+          "DESC, 1 LIMIT 50");
+  auto pick = [](const std::vector<std::string> &v, int i, int fallback) {
+    return v.empty() ? std::to_string(fallback) : v[static_cast<size_t>(i) % v.size()];
+  };
   std::vector<Shape> out;
   for (int i = 0; i < o.holders; i++) {
-    int author = 1 + (i * 37) % persons;
-    int post = 1 + (i * 101) % o.posts;
+    std::string author = pick(authors, i, 1 + (i * 37) % persons);
     switch (i % 7) {
       case 0:
         out.push_back({"all posts with tags", "posts", "[" + q(tags) + "]", ""});
@@ -153,7 +170,7 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
       case 1:
         out.push_back({"one author's posts, comments, their authors", "posts",
                        "[{" + q(comments) + ": [" + q(comment_author) + "]}]",
-                       "{\"author_id\": " + std::to_string(author) + "}"});
+                       "{\"author_id\": " + author + "}"});
         break;
       case 2:
         out.push_back({"the tag list", "tags", "[]", ""});
@@ -161,19 +178,19 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
       case 3:
         out.push_back({"one post's comments with post and author", "comments",
                        "[" + q(comment_post) + ", " + q(comment_author) + "]",
-                       "{\"post_id\": " + std::to_string(post) + "}"});
+                       "{\"post_id\": " + pick(commented, i, 1) + "}"});
         break;
       case 4:
         out.push_back({"one author's posts with labels, tags, author", "posts",
                        "[" + q(labels) + ", " + q(tags) + ", " + q(post_author) + "]",
-                       "{\"author_id\": " + std::to_string(author) + "}"});
+                       "{\"author_id\": " + author + "}"});
         break;
       case 5:
         out.push_back({"persons with profiles", "persons", "[" + q(profile) + "]", ""});
         break;
       default:
         out.push_back({"one post's audit entries", "audit.entries", "[" + q(entry_post) + "]",
-                       "{\"post_id\": " + std::to_string(post) + "}"});
+                       "{\"post_id\": " + pick(audited, i, 1) + "}"});
         break;
     }
   }
@@ -193,6 +210,17 @@ BEGIN
 END $$;
 )SQL";
 
+/* Stops and joins threads when leaving a scope, also on an exception. */
+struct StopAndJoin {
+  std::atomic<bool> &stop;
+  std::vector<std::thread> &threads;
+  ~StopAndJoin() {
+    stop = true;
+    for (auto &t : threads)
+      if (t.joinable()) t.join();
+  }
+};
+
 struct ModeResult {
   std::string mode;
   blog::WriteStats writes;
@@ -202,7 +230,9 @@ struct ModeResult {
   std::map<std::string, double> stats_delta, stats_after;
   int64_t notifications = 0, syncs = 0, reloads = 0, reloads_ze001 = 0, round_trips = 0;
   std::vector<double> latency_us;
-  int holders = 0, diverged = 0, drained = 0;
+  int holders = 0, diverged = 0;
+  metrics::Table per_shape{
+      {"shape", "holders", "rows held", "kB held", "notified", "round trips", "p50 ms", "p99 ms"}};
 };
 
 std::map<std::string, double> try_stats(pg::Connection &conn) {
@@ -225,6 +255,18 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(db) + " WITH (FORCE)");
     admin.exec("CREATE DATABASE " + admin.quote_ident(db));
   }
+  /* dropped when the mode is done: its worker stops (workers count against
+   * max_worker_processes); declared first, so destroyed last */
+  struct DropAtEnd {
+    std::string db;
+    ~DropAtEnd() {
+      try {
+        pg::Connection admin;
+        admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(db) + " WITH (FORCE)");
+      } catch (const std::exception &) {
+      }
+    }
+  } drop_at_end{db};
   pg::Connection admin(conninfo, "ectosync demo admin");
   admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
   blog::create_schema(admin);
@@ -322,6 +364,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     failed = true;
   };
   std::vector<std::thread> holder_threads;
+  StopAndJoin join_holders{stop_holders, holder_threads};
   for (size_t i = 0; i < holders.size(); i++)
     holder_threads.emplace_back([&, i] {
       try {
@@ -337,6 +380,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   ids.read(admin);
   std::vector<blog::WriteStats> wstats(static_cast<size_t>(o.writers));
   std::vector<std::thread> writer_threads;
+  StopAndJoin join_writers{stop_writers, writer_threads};
   const bool ecto = mode != "notify";
   auto wstart = Clock::now();
   for (int w = 0; w < o.writers; w++)
@@ -382,9 +426,14 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   /* drain: the worker has notified everything, then holders go quiet */
   auto drain_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(o.drain_timeout_s));
-  if (ecto)
-    admin.exec("SELECT ectosync.wait_for_worker($1::int)",
-               {std::to_string(static_cast<int>(o.drain_timeout_s * 1000))});
+  if (ecto) {
+    auto caught_up = admin.exec("SELECT ectosync.wait_for_worker($1::int)",
+                                {std::to_string(static_cast<int>(o.drain_timeout_s * 1000))});
+    if (!caught_up.boolean(0, 0))
+      fail("the ecto_sync worker of " + db + " did not catch up within " +
+           metrics::fmt(o.drain_timeout_s, 0) +
+           " s (is max_worker_processes large enough for every database that uses ecto_sync?)");
+  }
   for (;;) {
     int64_t quiet_since = now_ms() - 600;
     bool all_quiet = true;
@@ -405,6 +454,29 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   for (const auto &[k, v] : res.stats_after)
     res.stats_delta[k] = v - (stats0.count(k) ? stats0[k] : 0);
   if (cpu0 && cpu1) res.cpu_seconds = *cpu1 - *cpu0;
+
+  struct ShapeSum {
+    int holders = 0;
+    int64_t rows = 0, bytes = 0, notifications = 0, round_trips = 0;
+    std::vector<double> latency_us;
+  };
+  std::map<std::string, ShapeSum> by_shape;
+  for (size_t i = 0; i < holders.size(); i++) {
+    auto &sum = by_shape[shapes[i].label];
+    const auto &st = holders[i]->stats();
+    sum.holders++;
+    sum.rows += holders[i]->row_count();
+    sum.bytes += static_cast<int64_t>(holders[i]->value().size());
+    sum.notifications += st.notifications;
+    sum.round_trips += st.round_trips;
+    sum.latency_us.insert(sum.latency_us.end(), st.latency_us.begin(), st.latency_us.end());
+  }
+  for (const auto &[label, sum] : by_shape)
+    res.per_shape.add({label, std::to_string(sum.holders), std::to_string(sum.rows / sum.holders),
+                       metrics::fmt(static_cast<double>(sum.bytes) / sum.holders / 1024, 0),
+                       std::to_string(sum.notifications), std::to_string(sum.round_trips),
+                       metrics::fmt(metrics::percentile(sum.latency_us, 50) / 1000, 2),
+                       metrics::fmt(metrics::percentile(sum.latency_us, 99) / 1000, 2)});
 
   for (auto &h : holders) {
     const auto &st = h->stats();
@@ -430,6 +502,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
 }
 
 double stat(const ModeResult &r, const char *name) {
+  if (r.mode == "notify") return -1; /* no ecto_sync capture in that mode */
   auto it = r.stats_delta.find(name);
   return it == r.stats_delta.end() ? -1 : it->second;
 }
@@ -505,17 +578,17 @@ int main(int argc, char **argv) {
   });
   row("table rows read per change",
       [&](const ModeResult &r) { return num(per_change(r, static_cast<double>(r.rows_read)), 1); });
-  row("cache entries", [](const ModeResult &r) {
-    auto it = r.stats_after.find("cache_entries");
-    return it == r.stats_after.end() || r.mode == "notify" ? std::string("-") : num(it->second);
-  });
-  row("cache kB", [](const ModeResult &r) {
-    auto it = r.stats_after.find("cache_bytes");
-    return it == r.stats_after.end() || r.mode == "notify" ? std::string("-")
-                                                           : num(it->second / 1024, 1);
+  /* the cache is shared by all databases: what this mode added to it */
+  row("cache entries added", [](const ModeResult &r) { return num(stat(r, "cache_entries")); });
+  row("cache kB added", [](const ModeResult &r) {
+    double b = stat(r, "cache_bytes");
+    return num(b < 0 ? -1 : b / 1024, 1);
   });
   row("holders diverged",
       [](const ModeResult &r) { return num(r.diverged) + " of " + num(r.holders); });
+  for (const auto &r : results)
+    std::cout << "\nper shape, mode " << r.mode << " (per holder: rows and kB held)\n"
+              << r.per_shape.render();
   std::cout << "\n" << t.render();
 
   if (cols[0] && (cols[1] || cols[2])) {

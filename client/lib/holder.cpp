@@ -1,5 +1,6 @@
 #include "holder.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -141,6 +142,20 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
     for (const auto &n : batch) note_latency(n);
     return;
   }
+  /* events the value already reflects (same epoch, seq <= value seq) need no round trip */
+  batch.erase(std::remove_if(batch.begin(), batch.end(),
+                             [&](const pg::Notification &n) {
+                               auto event = pg::json_string_member(n.payload, "event");
+                               if (!event) return false;
+                               auto colon = event->find(':');
+                               if (colon == std::string::npos || event->compare(0, colon, epoch_))
+                                 return false;
+                               if (std::strtoull(event->c_str() + colon + 1, nullptr, 10) > seq_)
+                                 return false;
+                               stats_.skipped++;
+                               return true;
+                             }),
+              batch.end());
   size_t i = 0;
   while (i < batch.size()) {
     size_t n = std::min(batch.size() - i, static_cast<size_t>(std::max(1, opts_.max_batch)));

@@ -63,7 +63,7 @@ struct HolderOptions {
   std::string assocs = "[]"; /* JSON spec */
   std::string filter;        /* JSON object, "" = none */
   enum class Mode { Sync, Reload, Requery } mode = Mode::Sync;
-  int max_batch = 16;                 /* notifications synced per round trip */
+  int max_batch = 128;                /* notifications synced per round trip */
   int reconnect_timeout_ms = 30000;   /* give up reconnecting after this */
   const CommitLog *commits = nullptr; /* to record commit-to-synced latency */
   std::string name;                   /* for messages */
@@ -71,7 +71,8 @@ struct HolderOptions {
 
 struct HolderStats {
   int64_t notifications = 0; /* received */
-  int64_t syncs = 0;         /* sync() calls that advanced nothing or something */
+  int64_t syncs = 0;         /* events passed to sync() */
+  int64_t skipped = 0;       /* events the value already reflected (after a reload) */
   int64_t reloads = 0;       /* load() calls after the first */
   int64_t reloads_ze001 = 0; /* ... of which because sync() said ZE001 */
   int64_t reconnects = 0;

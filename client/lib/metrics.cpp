@@ -61,6 +61,12 @@ std::optional<double> server_cpu_seconds(const std::string &pgdata) {
   return total;
 }
 
+std::optional<double> process_cpu_seconds(int pid) {
+  auto st = read_stat(pid);
+  if (!st) return std::nullopt;
+  return st->self;
+}
+
 int64_t table_rows_read(pg::Connection &conn) {
   conn.exec("SELECT pg_stat_clear_snapshot()");
   auto r = conn.exec(
@@ -104,10 +110,12 @@ std::string Table::render() const {
   auto line = [&](const std::vector<std::string> &row) {
     for (size_t i = 0; i < w.size(); i++) {
       std::string cell = i < row.size() ? row[i] : "";
-      if (i == 0)
-        out += cell + std::string(w[i] - cell.size(), ' ');
+      std::string pad(w[i] - cell.size(), ' ');
+      if (i > 0) out += "  ";
+      if (i < left_)
+        out += cell + (i + 1 < w.size() ? pad : "");
       else
-        out += "  " + std::string(w[i] - cell.size(), ' ') + cell;
+        out += pad + cell;
     }
     out += "\n";
   };

@@ -21,6 +21,9 @@ namespace metrics {
  */
 std::optional<double> server_cpu_seconds(const std::string &pgdata);
 
+/* CPU seconds (user + system) of one process, nullopt when unreadable. */
+std::optional<double> process_cpu_seconds(int pid);
+
 /* Tuples read from user tables so far: sum of seq_tup_read + idx_tup_fetch. */
 int64_t table_rows_read(pg::Connection &conn);
 
@@ -33,13 +36,16 @@ double percentile(std::vector<double> samples, double p);
 /* A fixed-width text table. */
 class Table {
  public:
-  explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
+  /* The first `left` columns are left-aligned, the others right-aligned. */
+  explicit Table(std::vector<std::string> header, size_t left = 1)
+      : header_(std::move(header)), left_(left) {}
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
   std::string render() const;
 
  private:
   std::vector<std::string> header_;
   std::vector<std::vector<std::string>> rows_;
+  size_t left_;
 };
 
 std::string fmt(double v, int decimals = 1);

@@ -18,6 +18,18 @@ std::string fresh_database(const std::string &name, bool with_extension) {
   return conninfo;
 }
 
+TestDatabase::TestDatabase(std::string name, bool with_extension)
+    : name_(std::move(name)), conninfo_(fresh_database(name_, with_extension)) {}
+
+TestDatabase::~TestDatabase() {
+  try {
+    pg::Connection admin;
+    admin.exec("DROP DATABASE IF EXISTS " + admin.quote_ident(name_) + " WITH (FORCE)");
+  } catch (const std::exception &) {
+    /* the server is gone (a failed restart): nothing left to drop */
+  }
+}
+
 uint64_t seed_from_env() {
   if (const char *s = std::getenv("ECTOSYNC_SEED")) return std::strtoull(s, nullptr, 10);
   std::random_device rd;

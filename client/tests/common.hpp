@@ -19,6 +19,23 @@ namespace testing_support {
 /* Drop and create database `name` (with ecto_sync); returns its conninfo. */
 std::string fresh_database(const std::string &name, bool with_extension = true);
 
+/*
+ * A database made afresh for one test and dropped when the test ends, so
+ * that its ecto_sync worker stops (workers count against
+ * max_worker_processes).  Declare it before the connections that use it.
+ */
+class TestDatabase {
+ public:
+  explicit TestDatabase(std::string name, bool with_extension = true);
+  ~TestDatabase();
+  TestDatabase(const TestDatabase &) = delete;
+  TestDatabase &operator=(const TestDatabase &) = delete;
+  const std::string &conninfo() const { return conninfo_; }
+
+ private:
+  std::string name_, conninfo_;
+};
+
 /* A seed: $ECTOSYNC_SEED if set, else a random one.  Printed by the caller. */
 uint64_t seed_from_env();
 

@@ -19,7 +19,6 @@
 #include <signal.h>
 
 using namespace std::chrono_literals;
-using testing_support::fresh_database;
 
 namespace {
 
@@ -99,7 +98,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   ASSERT_TRUE(pgctl && *pgctl) << "run under scripts/with-cluster.sh (ECTOSYNC_PGCTL is unset)";
   const uint64_t seed = testing_support::seed_from_env();
   std::cout << "fault: seed " << seed << std::endl;
-  std::string conninfo = fresh_database("ectosync_client_fault");
+  testing_support::TestDatabase db("ectosync_client_fault");
+  const std::string conninfo = db.conninfo();
   auto admin = std::make_unique<pg::Connection>(conninfo);
   blog::create_schema(*admin);
   blog::seed(*admin, seed, testing_support::small_scale());
@@ -323,4 +323,72 @@ TEST(Fault, DropExtensionUnderHolders) {
     bool ok = h->converge(30s);
     EXPECT_TRUE(ok) << h->describe() << " did not converge after DROP/CREATE EXTENSION";
   }
+}
+
+/*
+ * A statement larger than ectosync.max_xact_events is queued as a RELOAD
+ * marker: the holder's sync() says ZE001, the holder reloads, and its value
+ * equals a fresh load.
+ */
+TEST(Fault, BulkStatementMakesHoldersReload) {
+  testing_support::TestDatabase db("ectosync_client_bulk");
+  const std::string conninfo = db.conninfo();
+  pg::Connection admin(conninfo);
+  blog::create_schema(admin);
+  blog::seed(admin, 11, testing_support::small_scale());
+  admin.exec(R"(SELECT ectosync.watch('posts', '["tags"]'))");
+  ectosync::HolderOptions o;
+  o.conninfo = conninfo;
+  o.table = "posts";
+  o.assocs = R"(["tags"])";
+  o.name = "bulk";
+  ectosync::Holder holder(o);
+  holder.start();
+
+  pg::Connection writer(conninfo);
+  writer.exec("SET ectosync.max_xact_events = 10");
+  auto r = writer.exec("UPDATE posts SET title = title || ' (bulk)' WHERE id <= 100");
+  ASSERT_EQ(r.affected(), 100);
+  writer.exec("UPDATE posts SET title = 'single' WHERE id = 101");
+  EXPECT_TRUE(holder.converge(20s)) << "no convergence after a RELOAD marker";
+  EXPECT_GE(holder.stats().reloads_ze001, 1) << "the RELOAD marker did not make the holder reload";
+  auto titles = holder.connection().exec(
+      "SELECT count(*) FROM jsonb_array_elements($1::jsonb->'rows') p WHERE p->>'title' LIKE "
+      "'%(bulk)'",
+      {holder.value()});
+  EXPECT_EQ(titles.i64(0, 0), 100);
+}
+
+/*
+ * More events than the event log holds (ectosync.event_log_size), in one
+ * transaction: the oldest have left the log by the time the holder syncs
+ * them, sync() says ZE001, the holder reloads once, and does not sync the
+ * events its new value already reflects.
+ */
+TEST(Fault, ExpiredEventsMakeHoldersReloadOnce) {
+  testing_support::TestDatabase db("ectosync_client_expired");
+  pg::Connection admin(db.conninfo());
+  const int64_t log_size = admin.exec("SHOW ectosync.event_log_size").i64(0, 0);
+  const int64_t n = log_size + 1000;
+  admin.exec("CREATE TABLE big (id int PRIMARY KEY, x int NOT NULL)");
+  admin.exec("SELECT ectosync.watch('big')");
+  ectosync::HolderOptions o;
+  o.conninfo = db.conninfo();
+  o.table = "big";
+  o.name = "big";
+  ectosync::Holder holder(o);
+  holder.start();
+  admin.exec("SET ectosync.max_xact_events = " + std::to_string(n + 10));
+  auto r = admin.exec("INSERT INTO big SELECT g, g FROM generate_series(1, " + std::to_string(n) +
+                      ") g");
+  ASSERT_EQ(r.affected(), n);
+  EXPECT_TRUE(holder.converge(90s));
+  EXPECT_EQ(holder.row_count(), n);
+  EXPECT_GE(holder.stats().reloads_ze001, 1);
+  EXPECT_LE(holder.stats().reloads, 2) << "reloaded again and again";
+  /* the reload covers every event notified before it: no round trip per batch after it */
+  EXPECT_LE(holder.stats().round_trips, 12) << "events the reload covered were synced anyway";
+  std::cout << "  " << holder.stats().notifications << " notifications, " << holder.stats().syncs
+            << " synced, " << holder.stats().skipped << " skipped, " << holder.stats().reloads
+            << " reloads" << std::endl;
 }

@@ -13,7 +13,6 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using testing_support::fresh_database;
 
 TEST(Pg, ParametersAndNulls) {
   pg::Connection conn;
@@ -143,7 +142,8 @@ static std::string fingerprint(pg::Connection &conn) {
 }
 
 TEST(Blog, SeedIsDeterministic) {
-  pg::Connection conn(fresh_database("ectosync_client_lib", false));
+  testing_support::TestDatabase db("ectosync_client_lib", false);
+  pg::Connection conn(db.conninfo());
   auto scale = testing_support::small_scale();
   blog::create_schema(conn);
   blog::seed(conn, 42, scale);
@@ -165,7 +165,8 @@ TEST(Blog, SeedIsDeterministic) {
 }
 
 TEST(Blog, WorkloadTouchesEveryTable) {
-  pg::Connection conn(fresh_database("ectosync_client_lib", false));
+  testing_support::TestDatabase db("ectosync_client_lib", false);
+  pg::Connection conn(db.conninfo());
   blog::create_schema(conn);
   blog::seed(conn, 7, testing_support::small_scale());
   conn.exec(

@@ -20,13 +20,13 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using testing_support::fresh_database;
 
 TEST(Listener, EveryEventOnceInOrderAndResolvable) {
   const int kWriters = 4;
   const int kChanges = testing_support::long_run() ? 40000 : 10000;
   const int kPerTxn = 5;
-  std::string conninfo = fresh_database("ectosync_client_listener");
+  testing_support::TestDatabase db("ectosync_client_listener");
+  const std::string conninfo = db.conninfo();
   pg::Connection admin(conninfo);
   blog::create_schema(admin);
   blog::Scale scale = testing_support::small_scale();

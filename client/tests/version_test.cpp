@@ -4,7 +4,8 @@
 #include <gtest/gtest.h>
 
 TEST(Extension, Version) {
-  pg::Connection conn(testing_support::fresh_database("ectosync_client_version"));
+  testing_support::TestDatabase db("ectosync_client_version");
+  pg::Connection conn(db.conninfo());
   auto r = conn.exec(
       "SELECT ectosync.version(), extversion FROM pg_extension WHERE extname = "
       "'ecto_sync'");

@@ -81,6 +81,9 @@ class Holder extends EventEmitter {
 
   async syncPending() {
     while (this.pending.length > 0 && !this.closed) {
+      // events the value already reflects (after a reload) need no round trip
+      this.pending = this.pending.filter((payload) => !this.reflects(payload));
+      if (this.pending.length === 0) break;
       const batch = this.pending.splice(0, this.maxBatch);
       let expr = '$1::jsonb';
       batch.forEach((_, i) => {
@@ -97,6 +100,16 @@ class Holder extends EventEmitter {
         this.pending = [];
         await this.load();
       }
+    }
+  }
+
+  // Is the payload's event already in the value (same epoch, seq <= value seq)?
+  reflects(payload) {
+    try {
+      const [epoch, seq] = JSON.parse(payload).event.split(':');
+      return epoch === this.value.epoch && Number(seq) <= Number(this.value.seq);
+    } catch {
+      return false;
     }
   }
 

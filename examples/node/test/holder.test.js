@@ -72,3 +72,18 @@ test('a holder follows changes and reconnects', async () => {
   await holder.close();
   await admin.end();
 });
+
+test('a RELOAD marker (bulk statement) makes the holder reload', async () => {
+  const admin = new Client();
+  await admin.connect();
+  const tags = await setup(admin);
+  const holder = new Holder({ table: 'nt_posts', assocs: [tags] });
+  await holder.start();
+  await admin.query('SET ectosync.max_xact_events = 5');
+  await admin.query("UPDATE nt_posts SET title = title || ' (bulk)'");
+  assert.ok(await drained(admin, holder), 'no convergence after the RELOAD marker');
+  assert.ok(holder.stats.reloads >= 1, 'the holder did not reload');
+  assert.ok(holder.value.rows.every((p) => p.title.endsWith(' (bulk)')));
+  await holder.close();
+  await admin.end();
+});

@@ -209,7 +209,8 @@ std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &adm
 TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   const uint64_t seed = testing_support::seed_from_env();
   std::cout << "sigkill: seed " << seed << std::endl;
-  std::string conninfo = fresh_database("ectosync_client_sigkill");
+  testing_support::TestDatabase db("ectosync_client_sigkill");
+  const std::string conninfo = db.conninfo();
   auto admin = std::make_unique<pg::Connection>(conninfo);
   blog::create_schema(*admin);
   blog::seed(*admin, seed, testing_support::small_scale());
@@ -278,7 +279,8 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
 TEST(Fault, DropExtensionUnderHolders) {
   const uint64_t seed = testing_support::seed_from_env();
   std::cout << "drop extension: seed " << seed << std::endl;
-  std::string conninfo = fresh_database("ectosync_client_drop");
+  testing_support::TestDatabase db("ectosync_client_drop");
+  const std::string conninfo = db.conninfo();
   pg::Connection admin(conninfo);
   blog::create_schema(admin);
   blog::seed(admin, seed, testing_support::small_scale());

@@ -23,6 +23,13 @@ using testing_support::fresh_database;
 
 namespace {
 
+/* Sets a stop flag when a scope ends, also by a failed ASSERT's return:
+ * declared after the JoinAll of the threads that watch the flag. */
+struct StopOnExit {
+  std::atomic<bool> &flag;
+  ~StopOnExit() { flag = true; }
+};
+
 /* Writers that reconnect when the server goes away, until told to stop. */
 struct Writers {
   std::string conninfo;
@@ -127,6 +134,7 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -221,6 +229,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -237,9 +246,19 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     int pid = wait_worker(*admin, 20s);
     ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
     ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
-    /* every connection is terminated; wait (bounded) until the server is back */
-    admin.reset();
+    /* the postmaster terminates every connection, ours too (a new one made
+     * before it noticed would be terminated as well): wait for that, then
+     * (bounded) until the server is back */
     auto deadline = pg::Clock::now() + 60s;
+    for (;;) {
+      try {
+        admin->exec("SELECT pg_sleep(0.05)");
+      } catch (const pg::Error &) {
+        break;
+      }
+      ASSERT_LT(pg::Clock::now(), deadline) << "the crash did not end our connection";
+    }
+    admin.reset();
     while (!admin) {
       try {
         admin = std::make_unique<pg::Connection>(conninfo);
@@ -290,6 +309,7 @@ TEST(Fault, DropExtensionUnderHolders) {
   std::atomic<int64_t> holder_errors{0};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   Writers writers(conninfo, ids, seed);
   writers.start(2);
   for (auto &h : holders)

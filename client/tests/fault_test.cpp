@@ -187,6 +187,25 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
 
 namespace {
 
+/*
+ * DDL beside writers: DROP EXTENSION (dropping triggers) and watch()
+ * (creating them) lock the tables one by one and may deadlock with a
+ * writer's transaction (40P01).  Retried, bounded.
+ */
+void exec_ddl(pg::Connection &conn, const std::string &sql, std::vector<pg::Param> params = {}) {
+  for (int attempt = 1;; attempt++) {
+    try {
+      if (params.empty())
+        conn.exec(sql);
+      else
+        conn.exec(sql, params);
+      return;
+    } catch (const pg::Error &e) {
+      if (e.sqlstate() != "40P01" || attempt == 20) throw;
+    }
+  }
+}
+
 /* Holders of a few shapes over the blog, watched, started. */
 std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
                                                              const std::string &conninfo) {
@@ -324,12 +343,12 @@ TEST(Fault, DropExtensionUnderHolders) {
       }
     });
   wait_for_commits(writers, 100, 30s);
-  admin.exec("SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
+  exec_ddl(admin, "SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
   wait_for_commits(writers, 100, 30s);
   admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
   for (const auto &h : holders)
-    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)",
-               {h->options().table, h->options().assocs});
+    exec_ddl(admin, "SELECT ectosync.watch($1::regclass, $2::jsonb)",
+             {h->options().table, h->options().assocs});
   wait_for_commits(writers, 100, 30s);
   stop_holders = true;
   for (auto &t : pumps) t.join(); /* nothing hangs: every pump returned */

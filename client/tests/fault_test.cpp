@@ -22,6 +22,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/* Sets a stop flag when a scope ends, also by a failed ASSERT's return:
+ * declared after the JoinAll of the threads that watch the flag. */
+struct StopOnExit {
+  std::atomic<bool> &flag;
+  ~StopOnExit() { flag = true; }
+};
+
 /* Writers that reconnect when the server goes away, until told to stop. */
 struct Writers {
   std::string conninfo;
@@ -127,6 +134,7 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -179,6 +187,25 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
 
 namespace {
 
+/*
+ * DDL beside writers: DROP EXTENSION (dropping triggers) and watch()
+ * (creating them) lock the tables one by one and may deadlock with a
+ * writer's transaction (40P01).  Retried, bounded.
+ */
+void exec_ddl(pg::Connection &conn, const std::string &sql, std::vector<pg::Param> params = {}) {
+  for (int attempt = 1;; attempt++) {
+    try {
+      if (params.empty())
+        conn.exec(sql);
+      else
+        conn.exec(sql, params);
+      return;
+    } catch (const pg::Error &e) {
+      if (e.sqlstate() != "40P01" || attempt == 20) throw;
+    }
+  }
+}
+
 /* Holders of a few shapes over the blog, watched, started. */
 std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
                                                              const std::string &conninfo) {
@@ -222,6 +249,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -238,9 +266,19 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     int pid = wait_worker(*admin, 20s);
     ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
     ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
-    /* every connection is terminated; wait (bounded) until the server is back */
-    admin.reset();
+    /* the postmaster terminates every connection, ours too (a new one made
+     * before it noticed would be terminated as well): wait for that, then
+     * (bounded) until the server is back */
     auto deadline = pg::Clock::now() + 60s;
+    for (;;) {
+      try {
+        admin->exec("SELECT pg_sleep(0.05)");
+      } catch (const pg::Error &) {
+        break;
+      }
+      ASSERT_LT(pg::Clock::now(), deadline) << "the crash did not end our connection";
+    }
+    admin.reset();
     while (!admin) {
       try {
         admin = std::make_unique<pg::Connection>(conninfo);
@@ -292,6 +330,7 @@ TEST(Fault, DropExtensionUnderHolders) {
   std::atomic<int64_t> holder_errors{0};
   std::vector<std::thread> pumps;
   testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   Writers writers(conninfo, ids, seed);
   writers.start(2);
   for (auto &h : holders)
@@ -306,12 +345,12 @@ TEST(Fault, DropExtensionUnderHolders) {
       }
     });
   wait_for_commits(writers, 100, 30s);
-  admin.exec("SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
+  exec_ddl(admin, "SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
   wait_for_commits(writers, 100, 30s);
   admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
   for (const auto &h : holders)
-    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)",
-               {h->options().table, h->options().assocs});
+    exec_ddl(admin, "SELECT ectosync.watch($1::regclass, $2::jsonb)",
+             {h->options().table, h->options().assocs});
   wait_for_commits(writers, 100, 30s);
   stop_holders = true;
   for (auto &t : pumps) t.join(); /* nothing hangs: every pump returned */

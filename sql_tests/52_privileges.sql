@@ -15,14 +15,6 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE p text;
-BEGIN
-  FOR p IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, p);
-  END LOOP;
-  RETURN val;
-END $$;
 -- the roles apply events through payloads a superuser reads for them (a
 -- real client gets them by LISTEN)
 CREATE TABLE payloads (seq bigint, payload text);

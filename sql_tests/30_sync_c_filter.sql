@@ -2,23 +2,11 @@
 -- matching its filter (numbers compare numerically, text bytewise).
 -- watch() may tell which triggers it replaces: not what is tested here
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE e text;
-BEGIN
-  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, e);
-  END LOOP;
-  RETURN val;
-END $$;
-CREATE FUNCTION pg_temp.fresh(val jsonb) RETURNS jsonb LANGUAGE sql AS $$
-  SELECT ectosync.load((val ->> 'relid')::oid::regclass, val -> 'assocs',
-                       nullif(val -> 'filter', 'null'))
-$$;
 CREATE TEMP TABLE holders (name text PRIMARY KEY, val jsonb NOT NULL);
 CREATE FUNCTION pg_temp.step() RETURNS TABLE (holder text, same boolean, ids jsonb) LANGUAGE plpgsql AS $$
 BEGIN
-  UPDATE holders h SET val = pg_temp.apply(h.val);
-  RETURN QUERY SELECT h.name, (h.val - 'seq') = (pg_temp.fresh(h.val) - 'seq'),
+  UPDATE holders h SET val = regress.apply(h.val);
+  RETURN QUERY SELECT h.name, (h.val - 'seq') = (regress.fresh(h.val) - 'seq'),
                       jsonb_path_query_array(h.val, '$.rows[*].id')
                FROM holders h ORDER BY h.name;
 END $$;

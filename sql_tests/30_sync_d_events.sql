@@ -2,14 +2,6 @@
 -- privileges and row level security.
 -- watch() may tell which triggers it replaces: not what is tested here
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE e text;
-BEGIN
-  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, e);
-  END LOOP;
-  RETURN val;
-END $$;
 CREATE FUNCTION pg_temp.try_sync(val jsonb, e text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM ectosync.sync(val, e);
@@ -99,7 +91,7 @@ RESET ROLE;
 INSERT INTO comments VALUES (100, 2, NULL, 'secret'), (101, 2, NULL, 'public');
 UPDATE comments SET body = 'secret' WHERE id = (SELECT min(id) FROM comments WHERE body <> 'secret');
 SET ROLE sync_reader;
-UPDATE rls SET val = pg_temp.apply(val);
+UPDATE rls SET val = regress.apply(val);
 SELECT (val - 'seq') = (ectosync.load('posts', '["comments"]') - 'seq') AS same,
        jsonb_path_query_array(val, '$.rows[*].comments[*] ? (@.id >= 100).body') AS new_bodies,
        jsonb_path_query_array(val, '$.rows[*].comments[*].body') @> '["secret"]' AS any_secret

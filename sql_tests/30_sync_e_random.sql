@@ -3,18 +3,6 @@
 -- must equal a fresh load.  Deterministic: setseed.
 -- watch() may tell which triggers it replaces: not what is tested here
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE e text;
-BEGIN
-  FOR e IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, e);
-  END LOOP;
-  RETURN val;
-END $$;
-CREATE FUNCTION pg_temp.fresh(val jsonb) RETURNS jsonb LANGUAGE sql AS $$
-  SELECT ectosync.load((val ->> 'relid')::oid::regclass, val -> 'assocs',
-                       nullif(val -> 'filter', 'null'))
-$$;
 -- one random change; constraint violations roll back their subtransaction
 CREATE FUNCTION pg_temp.random_change() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -64,9 +52,9 @@ BEGIN
       PERFORM pg_temp.random_change();
     END LOOP;
     COMMIT;
-    UPDATE holders h SET val = pg_temp.apply(h.val);
+    UPDATE holders h SET val = regress.apply(h.val);
     INSERT INTO rounds
-      SELECT i, array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.val - 'seq') <> (pg_temp.fresh(h.val) - 'seq'))
+      SELECT i, array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.val - 'seq') <> (regress.fresh(h.val) - 'seq'))
       FROM holders h;
     COMMIT;
   END LOOP;

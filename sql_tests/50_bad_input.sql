@@ -183,17 +183,9 @@ SELECT length(v->'rows'->0->>'body') AS loaded_length FROM bv;
 UPDATE bigvals SET body = repeat('b', 10 * 1024 * 1024) WHERE id = 2;
 UPDATE bigvals SET body = 'shrunk' WHERE id = 1;
 SELECT ectosync.wait_for_worker() AS drained;
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE p text;
-BEGIN
-  FOR p IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, p);
-  END LOOP;
-  RETURN val;
-END $$;
 SELECT (s - 'seq') = (ectosync.load('bigvals') - 'seq') AS synced_equals_load,
        length(s->'rows'->1->>'body') AS synced_length
-FROM (SELECT pg_temp.apply(v) AS s FROM bv) x;
+FROM (SELECT regress.apply(v) AS s FROM bv) x;
 -- a 10 MB filter value
 SELECT jsonb_array_length(ectosync.load('bigvals', '[]', jsonb_build_object('body', repeat('c', 10 * 1024 * 1024)))->'rows') AS no_rows;
 

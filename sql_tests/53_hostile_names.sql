@@ -50,14 +50,6 @@ SELECT ectosync.watch(root, spec) AS watched FROM shape;
 SELECT ectosync.watch('"Ünïcödé 表"', '["; DROP TABLE x; --"]') AS watched;
 SELECT count(*) AS channels FROM shape, ectosync.channels(root, spec);
 
-CREATE FUNCTION pg_temp.apply(val jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE p text;
-BEGIN
-  FOR p IN SELECT payload FROM ectosync._events_since((val ->> 'seq')::bigint) LOOP
-    val := ectosync.sync(val, p);
-  END LOOP;
-  RETURN val;
-END $$;
 CREATE TEMP TABLE v AS
   SELECT ectosync.load(root, spec) AS parent,
          ectosync.load('"Ünïcödé 表"', '["; DROP TABLE x; --"]') AS tags,
@@ -82,12 +74,12 @@ SELECT ectosync.wait_for_worker() AS drained;
 SELECT DISTINCT payload::jsonb ->> 'table' AS payload_table, payload::jsonb ->> 'op' AS op
 FROM v, ectosync._events_since((parent ->> 'seq')::bigint) ORDER BY 1, 2;
 
-SELECT (pg_temp.apply(parent) - 'seq') = (ectosync.load(root, spec) - 'seq') AS parent_synced,
-       (pg_temp.apply(tags) - 'seq') =
+SELECT (regress.apply(parent) - 'seq') = (ectosync.load(root, spec) - 'seq') AS parent_synced,
+       (regress.apply(tags) - 'seq') =
          (ectosync.load('"Ünïcödé 表"', '["; DROP TABLE x; --"]') - 'seq') AS tags_synced,
-       (pg_temp.apply(filtered) - 'seq') =
+       (regress.apply(filtered) - 'seq') =
          (ectosync.load(root, spec, '{"na\\me": "a\\b"}') - 'seq') AS filtered_synced,
-       jsonb_array_length(pg_temp.apply(filtered) -> 'rows') AS filtered_rows
+       jsonb_array_length(regress.apply(filtered) -> 'rows') AS filtered_rows
 FROM v, shape;
 
 -- RELOAD markers (TRUNCATE, overflow) are notified, not logged: a marker

@@ -283,6 +283,7 @@ class Patcher {
     return (a.join && a.join->relid == T_) || involves(*a.target);
   }
   bool rls(uint32_t relid);
+  bool linked(const Assoc &a, jb::View parent, const RowState &s);
   RowState read_row(const TableInfo &t, const Texts &pk);
   std::optional<jb::Elem> load_one(const PlanNode &node, const std::vector<Column> &cols,
                                    const Texts &values);
@@ -335,6 +336,19 @@ bool Patcher::rls(uint32_t relid) {
   bool r = pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; });
   rls_[relid] = r;
   return r;
+}
+
+/* Whether a join row of many_to_many a links parent and row s (as the caller). */
+bool Patcher::linked(const Assoc &a, jb::View parent, const RowState &s) {
+  Texts values = row_texts(parent, a.owner_cols), target = row_texts(s.row, a.target_cols);
+  if (has_null(values) || has_null(target)) return false;
+  values.insert(values.end(), target.begin(), target.end());
+  std::vector<Column> cols = a.join_owner_cols;
+  cols.insert(cols.end(), a.join_target_cols.begin(), a.join_target_cols.end());
+  bare_nodes_.push_back(std::make_unique<PlanNode>());
+  bare_nodes_.back()->table = *a.join;
+  jb::View rows = rows_where(*bare_nodes_.back(), cols, values);
+  return rows.is_array() && rows.size() > 0;
 }
 
 /*
@@ -521,7 +535,10 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
       if (belongs && ctx.kind == ListCtx::Root) belongs = filter_matches(s.row);
       if (belongs && ctx.kind == ListCtx::HasMany)
         belongs = rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols);
-      if (ctx.kind == ListCtx::ManyToMany) belongs = belongs && found; /* join rows add */
+      /* Join rows add a target; but under row level security a target row
+       * may become visible by its own change: a linked row enters then. */
+      if (ctx.kind == ListCtx::ManyToMany)
+        belongs = belongs && (found || (rls(T_) && linked(*ctx.assoc, ctx.parent, s)));
       if (found && !belongs)
         mods[idx] = std::nullopt;
       else if (found)

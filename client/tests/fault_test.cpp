@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -20,6 +21,13 @@
 using namespace std::chrono_literals;
 
 namespace {
+
+/* Sets a stop flag when a scope ends, also by a failed ASSERT's return:
+ * declared after the JoinAll of the threads that watch the flag. */
+struct StopOnExit {
+  std::atomic<bool> &flag;
+  ~StopOnExit() { flag = true; }
+};
 
 /* Writers that reconnect when the server goes away, until told to stop. */
 struct Writers {
@@ -125,7 +133,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   ids.read(*admin);
   std::atomic<bool> stop_holders{false}, holder_failed{false};
   std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps, &stop_holders};
+  testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
@@ -173,6 +182,187 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
     EXPECT_TRUE(ok) << h->describe() << " did not converge after the faults";
     EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
     EXPECT_NE(h->epoch(), epoch_before) << "the restart must start a new epoch";
+  }
+}
+
+namespace {
+
+/*
+ * DDL beside writers: DROP EXTENSION (dropping triggers) and watch()
+ * (creating them) lock the tables one by one and may deadlock with a
+ * writer's transaction (40P01).  Retried, bounded.
+ */
+void exec_ddl(pg::Connection &conn, const std::string &sql, std::vector<pg::Param> params = {}) {
+  for (int attempt = 1;; attempt++) {
+    try {
+      if (params.empty())
+        conn.exec(sql);
+      else
+        conn.exec(sql, params);
+      return;
+    } catch (const pg::Error &e) {
+      if (e.sqlstate() != "40P01" || attempt == 20) throw;
+    }
+  }
+}
+
+/* Holders of a few shapes over the blog, watched, started. */
+std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
+                                                             const std::string &conninfo) {
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"posts", R"(["tags", {"comments": ["author"]}])"}, {"persons", R"(["posts"])"}};
+  std::vector<std::unique_ptr<ectosync::Holder>> holders;
+  for (const auto &[table, assocs] : shapes) {
+    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
+    ectosync::HolderOptions o;
+    o.conninfo = conninfo;
+    o.table = table;
+    o.assocs = assocs;
+    o.name = table;
+    holders.push_back(std::make_unique<ectosync::Holder>(o));
+    holders.back()->start();
+  }
+  return holders;
+}
+
+}  // namespace
+
+/*
+ * SIGKILL of the worker: the postmaster treats it as a crash, terminates
+ * every backend and resets shared memory (a new epoch).  Writers and
+ * holders reconnect; the holders reload (or get ZE001 from the new epoch)
+ * and converge.
+ */
+TEST(Fault, WorkerSigkilledResetsSharedMemory) {
+  const uint64_t seed = testing_support::seed_from_env();
+  std::cout << "sigkill: seed " << seed << std::endl;
+  testing_support::TestDatabase db("ectosync_client_sigkill");
+  const std::string conninfo = db.conninfo();
+  auto admin = std::make_unique<pg::Connection>(conninfo);
+  blog::create_schema(*admin);
+  blog::seed(*admin, seed, testing_support::small_scale());
+  auto holders = start_holders(*admin, conninfo);
+  const std::string epoch_before = holders[0]->epoch();
+
+  blog::IdSpace ids;
+  ids.read(*admin);
+  std::atomic<bool> stop_holders{false}, holder_failed{false};
+  std::vector<std::thread> pumps;
+  testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
+  {
+    Writers writers(conninfo, ids, seed);
+    writers.start(2);
+    for (auto &h : holders)
+      pumps.emplace_back([&, h = h.get()] {
+        try {
+          while (!stop_holders) h->pump(50ms);
+        } catch (const std::exception &e) {
+          ADD_FAILURE() << h->options().name << ": " << e.what();
+          holder_failed = true;
+        }
+      });
+    wait_for_commits(writers, 100, 30s);
+    int pid = wait_worker(*admin, 20s);
+    ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
+    ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
+    /* the postmaster terminates every connection, ours too (a new one made
+     * before it noticed would be terminated as well): wait for that, then
+     * (bounded) until the server is back */
+    auto deadline = pg::Clock::now() + 60s;
+    for (;;) {
+      try {
+        admin->exec("SELECT pg_sleep(0.05)");
+      } catch (const pg::Error &) {
+        break;
+      }
+      ASSERT_LT(pg::Clock::now(), deadline) << "the crash did not end our connection";
+    }
+    admin.reset();
+    while (!admin) {
+      try {
+        admin = std::make_unique<pg::Connection>(conninfo);
+      } catch (const pg::Error &) {
+        ASSERT_LT(pg::Clock::now(), deadline) << "the server did not come back";
+        std::this_thread::sleep_for(100ms);
+      }
+    }
+    wait_for_commits(writers, 100, 60s);
+    writers.finish();
+    EXPECT_FALSE(writers.failed);
+    EXPECT_GT(writers.reconnects, 0) << "the writers never saw the crash";
+    EXPECT_NE(wait_worker(*admin, 30s), 0) << "no worker after the crash";
+  }
+  stop_holders = true;
+  for (auto &t : pumps) t.join();
+  ASSERT_FALSE(holder_failed);
+  for (auto &h : holders) {
+    bool ok = h->converge(30s);
+    const auto &st = h->stats();
+    std::cout << "  " << h->describe() << ": " << st.syncs << " syncs, " << st.reloads
+              << " reloads, " << st.reconnects << " reconnects" << std::endl;
+    EXPECT_TRUE(ok) << h->describe() << " did not converge after the crash";
+    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
+    EXPECT_NE(h->epoch(), epoch_before) << "the crash reset must start a new epoch";
+  }
+}
+
+/*
+ * DROP EXTENSION while holders sync and writers write: holders get errors
+ * (the functions are gone) or nothing, never a hang; the writers go on
+ * (the triggers went with the extension).  After CREATE EXTENSION and
+ * watch() again, the holders reload and converge: rows changed while the
+ * extension was gone are not served stale from the cache.
+ */
+TEST(Fault, DropExtensionUnderHolders) {
+  const uint64_t seed = testing_support::seed_from_env();
+  std::cout << "drop extension: seed " << seed << std::endl;
+  testing_support::TestDatabase db("ectosync_client_drop");
+  const std::string conninfo = db.conninfo();
+  pg::Connection admin(conninfo);
+  blog::create_schema(admin);
+  blog::seed(admin, seed, testing_support::small_scale());
+  auto holders = start_holders(admin, conninfo);
+
+  blog::IdSpace ids;
+  ids.read(admin);
+  std::atomic<bool> stop_holders{false};
+  std::atomic<int64_t> holder_errors{0};
+  std::vector<std::thread> pumps;
+  testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
+  Writers writers(conninfo, ids, seed);
+  writers.start(2);
+  for (auto &h : holders)
+    pumps.emplace_back([&, h = h.get()] {
+      while (!stop_holders) {
+        try {
+          h->pump(50ms);
+        } catch (const pg::Error &e) {
+          holder_errors++; /* sync() or load() of a dropped extension */
+          std::this_thread::sleep_for(10ms);
+        }
+      }
+    });
+  wait_for_commits(writers, 100, 30s);
+  exec_ddl(admin, "SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
+  wait_for_commits(writers, 100, 30s);
+  admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
+  for (const auto &h : holders)
+    exec_ddl(admin, "SELECT ectosync.watch($1::regclass, $2::jsonb)",
+             {h->options().table, h->options().assocs});
+  wait_for_commits(writers, 100, 30s);
+  stop_holders = true;
+  for (auto &t : pumps) t.join(); /* nothing hangs: every pump returned */
+  writers.finish();
+  EXPECT_FALSE(writers.failed);
+  std::cout << "  " << holder_errors << " holder errors while the extension was gone" << std::endl;
+
+  for (auto &h : holders) {
+    /* what an application does after such errors: load again */
+    h->reload();
+    bool ok = h->converge(30s);
+    EXPECT_TRUE(ok) << h->describe() << " did not converge after DROP/CREATE EXTENSION";
   }
 }
 
@@ -242,159 +432,4 @@ TEST(Fault, ExpiredEventsMakeHoldersReloadOnce) {
   std::cout << "  " << holder.stats().notifications << " notifications, " << holder.stats().syncs
             << " synced, " << holder.stats().skipped << " skipped, " << holder.stats().reloads
             << " reloads" << std::endl;
-}
-
-namespace {
-
-/* Holders of a few shapes over the blog, watched, started. */
-std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
-                                                             const std::string &conninfo) {
-  const std::vector<std::pair<std::string, std::string>> shapes = {
-      {"posts", R"(["tags", {"comments": ["author"]}])"}, {"persons", R"(["posts"])"}};
-  std::vector<std::unique_ptr<ectosync::Holder>> holders;
-  for (const auto &[table, assocs] : shapes) {
-    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
-    ectosync::HolderOptions o;
-    o.conninfo = conninfo;
-    o.table = table;
-    o.assocs = assocs;
-    o.name = table;
-    holders.push_back(std::make_unique<ectosync::Holder>(o));
-    holders.back()->start();
-  }
-  return holders;
-}
-
-}  // namespace
-
-/*
- * SIGKILL of the worker: the postmaster treats it as a crash, terminates
- * every backend and resets shared memory (a new epoch).  Writers and
- * holders reconnect; the holders reload (or get ZE001 from the new epoch)
- * and converge.
- */
-TEST(Fault, WorkerSigkilledResetsSharedMemory) {
-  const uint64_t seed = testing_support::seed_from_env();
-  std::cout << "sigkill: seed " << seed << std::endl;
-  testing_support::TestDatabase db("ectosync_client_sigkill");
-  const std::string conninfo = db.conninfo();
-  auto admin = std::make_unique<pg::Connection>(conninfo);
-  blog::create_schema(*admin);
-  blog::seed(*admin, seed, testing_support::small_scale());
-  auto holders = start_holders(*admin, conninfo);
-  const std::string epoch_before = holders[0]->epoch();
-
-  blog::IdSpace ids;
-  ids.read(*admin);
-  std::atomic<bool> stop_holders{false}, holder_failed{false};
-  std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps, &stop_holders};
-  {
-    Writers writers(conninfo, ids, seed);
-    writers.start(2);
-    for (auto &h : holders)
-      pumps.emplace_back([&, h = h.get()] {
-        try {
-          while (!stop_holders) h->pump(50ms);
-        } catch (const std::exception &e) {
-          ADD_FAILURE() << h->options().name << ": " << e.what();
-          holder_failed = true;
-        }
-      });
-    wait_for_commits(writers, 100, 30s);
-    int pid = wait_worker(*admin, 20s);
-    ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
-    ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
-    /* every connection is terminated; wait (bounded) until the server is back */
-    admin.reset();
-    /* a connection made before the postmaster noticed the crash is killed
-     * with the others: wait for one that sees the new epoch */
-    auto deadline = pg::Clock::now() + 60s;
-    while (!admin) {
-      try {
-        admin = std::make_unique<pg::Connection>(conninfo);
-        if (admin->exec("SELECT epoch FROM ectosync.stats()").str(0, 0) == epoch_before)
-          throw pg::Error("still the old epoch", "");
-      } catch (const pg::Error &) {
-        admin.reset();
-        ASSERT_LT(pg::Clock::now(), deadline) << "the server did not come back";
-        std::this_thread::sleep_for(100ms);
-      }
-    }
-    wait_for_commits(writers, 100, 60s);
-    writers.finish();
-    EXPECT_FALSE(writers.failed);
-    EXPECT_GT(writers.reconnects, 0) << "the writers never saw the crash";
-    EXPECT_NE(wait_worker(*admin, 30s), 0) << "no worker after the crash";
-  }
-  stop_holders = true;
-  for (auto &t : pumps) t.join();
-  ASSERT_FALSE(holder_failed);
-  for (auto &h : holders) {
-    bool ok = h->converge(30s);
-    const auto &st = h->stats();
-    std::cout << "  " << h->describe() << ": " << st.syncs << " syncs, " << st.reloads
-              << " reloads, " << st.reconnects << " reconnects" << std::endl;
-    EXPECT_TRUE(ok) << h->describe() << " did not converge after the crash";
-    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
-    EXPECT_NE(h->epoch(), epoch_before) << "the crash reset must start a new epoch";
-  }
-}
-
-/*
- * DROP EXTENSION while holders sync and writers write: holders get errors
- * (the functions are gone) or nothing, never a hang; the writers go on
- * (the triggers went with the extension).  After CREATE EXTENSION and
- * watch() again, the holders reload and converge: rows changed while the
- * extension was gone are not served stale from the cache.
- */
-TEST(Fault, DropExtensionUnderHolders) {
-  const uint64_t seed = testing_support::seed_from_env();
-  std::cout << "drop extension: seed " << seed << std::endl;
-  testing_support::TestDatabase db("ectosync_client_drop");
-  const std::string conninfo = db.conninfo();
-  pg::Connection admin(conninfo);
-  blog::create_schema(admin);
-  blog::seed(admin, seed, testing_support::small_scale());
-  auto holders = start_holders(admin, conninfo);
-
-  blog::IdSpace ids;
-  ids.read(admin);
-  std::atomic<bool> stop_holders{false};
-  std::atomic<int64_t> holder_errors{0};
-  std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps, &stop_holders};
-  Writers writers(conninfo, ids, seed);
-  writers.start(2);
-  for (auto &h : holders)
-    pumps.emplace_back([&, h = h.get()] {
-      while (!stop_holders) {
-        try {
-          h->pump(50ms);
-        } catch (const pg::Error &e) {
-          holder_errors++; /* sync() or load() of a dropped extension */
-          std::this_thread::sleep_for(10ms);
-        }
-      }
-    });
-  wait_for_commits(writers, 100, 30s);
-  admin.exec("SET client_min_messages = warning; DROP EXTENSION ecto_sync CASCADE");
-  wait_for_commits(writers, 100, 30s);
-  admin.exec("SET client_min_messages = warning; CREATE EXTENSION ecto_sync");
-  for (const auto &h : holders)
-    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)",
-               {h->options().table, h->options().assocs});
-  wait_for_commits(writers, 100, 30s);
-  stop_holders = true;
-  for (auto &t : pumps) t.join(); /* nothing hangs: every pump returned */
-  writers.finish();
-  EXPECT_FALSE(writers.failed);
-  std::cout << "  " << holder_errors << " holder errors while the extension was gone" << std::endl;
-
-  for (auto &h : holders) {
-    /* what an application does after such errors: load again */
-    h->reload();
-    bool ok = h->converge(30s);
-    EXPECT_TRUE(ok) << h->describe() << " did not converge after DROP/CREATE EXTENSION";
-  }
 }

@@ -146,7 +146,8 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
    * Under pressure, one more writer: statements of 40 posts with 1600-byte
    * bodies (the worker caches each row: the 1 MB cache must evict), and
    * every fourth one of 60 posts, past ectosync.max_xact_events (50): its
-   * table gets a RELOAD marker instead of events.
+   * table gets a RELOAD marker instead of events.  At least 40 of them
+   * (3 MB of rows), however fast the other writers are.
    */
   std::atomic<bool> pressure_stop{false};
   std::thread pressure_writer;
@@ -154,7 +155,7 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
     pressure_writer = std::thread([&] {
       try {
         pg::Connection conn(conninfo);
-        for (int i = 0; !pressure_stop && !failed; i++) {
+        for (int i = 0; (i < 40 || !pressure_stop) && !failed; i++) {
           try {
             conn.exec(
                 "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT id "

@@ -48,6 +48,7 @@ struct Options {
   int posts = 2000;
   std::vector<std::string> modes = {"ectosync", "reload", "notify"};
   double drain_timeout_s = 120;
+  std::vector<int> shapes = {0, 1, 2, 3, 4, 5, 6}; /* round robin over these */
 };
 
 void usage() {
@@ -60,7 +61,12 @@ void usage() {
                "  --seed N         data and workload seed (default 1)\n"
                "  --posts N        posts in the seeded domain (default 2000)\n"
                "  --modes LIST     ectosync,reload,notify (default all three)\n"
-               "  --drain-timeout S  give up waiting for holders to catch up (default 120)\n";
+               "  --drain-timeout S  give up waiting for holders to catch up (default 120)\n"
+               "  --shapes LIST    holder shapes, round robin (default 0,1,2,3,4,5,6):\n"
+               "                   0 all posts with tags, 1 one author's posts with comments and\n"
+               "                   their authors, 2 the tag list, 3 one post's comments with post\n"
+               "                   and author, 4 one author's posts with labels, tags, author,\n"
+               "                   5 persons with profiles, 6 one post's audit entries\n";
 }
 
 std::vector<std::string> split(const std::string &s, char sep) {
@@ -101,6 +107,14 @@ Options parse(int argc, char **argv) {
       o.modes = split(next(), ',');
     } else if (a == "--drain-timeout") {
       o.drain_timeout_s = std::stod(next());
+    } else if (a == "--shapes") {
+      o.shapes.clear();
+      for (const auto &item : split(next(), ',')) {
+        int k = std::stoi(item);
+        if (k < 0 || k > 6) throw std::invalid_argument("--shapes: 0..6");
+        o.shapes.push_back(k);
+      }
+      if (o.shapes.empty()) throw std::invalid_argument("--shapes: none given");
     } else {
       throw std::invalid_argument("unknown flag " + a + " (--help)");
     }
@@ -163,7 +177,7 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
   std::vector<Shape> out;
   for (int i = 0; i < o.holders; i++) {
     std::string author = pick(authors, i, 1 + (i * 37) % persons);
-    switch (i % 7) {
+    switch (o.shapes[static_cast<size_t>(i) % o.shapes.size()]) {
       case 0:
         out.push_back({"all posts with tags", "posts", "[" + q(tags) + "]", ""});
         break;

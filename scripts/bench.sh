@@ -16,7 +16,4 @@ cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build client/build -j"$jobs" --target ectosync_bench >/dev/null
 what=${1:-all}
 [[ $# -gt 0 ]] && shift
-# One ecto_sync worker per database that uses it: leave room for several.
-export ECTOSYNC_CONF="max_worker_processes = 32
-${ECTOSYNC_CONF:-}"
 exec scripts/with-cluster.sh client/build/bench/ectosync_bench "$what" "$@"

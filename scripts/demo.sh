@@ -4,6 +4,10 @@
 # ectosync_demo (--help): --holders N --writers M --duration S --rate R
 # --mix insert=3,update=5,move=2,delete=2,join=3 --seed N --posts N
 # --modes ectosync,reload,notify.  Exits non-zero when a held value diverges.
+#
+# demo.sh --soak SECONDS: the random workload for that long with the worker
+# terminated every 3 s, one SIGKILL (crash reset) and one server restart;
+# at the end every holder must equal a fresh load (client/tests Soak.*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -x scripts/deps.sh && "${ECTOSYNC_SKIP_DEPS:-0}" != 1 ]]; then
@@ -12,9 +16,12 @@ fi
 jobs=$(nproc)
 make -s -j"$jobs" >/dev/null
 cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+if [[ "${1:-}" == --soak ]]; then
+  seconds=${2:?usage: demo.sh --soak SECONDS}
+  cmake --build client/build -j"$jobs" --target fault_test >/dev/null
+  export ECTOSYNC_SOAK_SECONDS=$seconds
+  exec scripts/with-cluster.sh client/build/tests/fault_test --gtest_filter='Soak.*'
+fi
 cmake --build client/build -j"$jobs" --target ectosync_demo >/dev/null
 # (with-cluster.sh allows 300 connections: 200 holders + writers fit.)
-# One ecto_sync worker per database that uses it: leave room for several.
-export ECTOSYNC_CONF="max_worker_processes = 32
-${ECTOSYNC_CONF:-}"
 exec scripts/with-cluster.sh client/build/demo/ectosync_demo "$@"

@@ -77,6 +77,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$run'
 shared_preload_libraries = 'ecto_sync'
 max_connections = 300
+# ecto_sync runs one worker per database that has the extension, plus the
+# launcher; tests create and drop databases of their own.
+max_worker_processes = 32
 fsync = off
 synchronous_commit = off
 full_page_writes = off

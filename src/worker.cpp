@@ -410,6 +410,8 @@ static void in_transaction(const std::function<void()> &body) {
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
+    /* The worker's reads count in pg_stat_user_tables like anyone's. */
+    pgstat_report_stat(false);
   });
 }
 

@@ -206,6 +206,42 @@ void exec_ddl(pg::Connection &conn, const std::string &sql, std::vector<pg::Para
   }
 }
 
+/*
+ * After a SIGKILL: the postmaster terminates every connection, admin's too
+ * (a new one made before it noticed would be terminated as well).  Waits
+ * for that, then (bounded) until the server is back, and reconnects admin.
+ */
+void await_crash_reset(std::unique_ptr<pg::Connection> &admin, const std::string &conninfo) {
+  auto deadline = pg::Clock::now() + 60s;
+  for (;;) {
+    try {
+      admin->exec("SELECT pg_sleep(0.05)");
+    } catch (const pg::Error &) {
+      break;
+    }
+    ASSERT_LT(pg::Clock::now(), deadline) << "the crash did not end our connection";
+  }
+  admin.reset();
+  while (!admin) {
+    try {
+      admin = std::make_unique<pg::Connection>(conninfo);
+    } catch (const pg::Error &) {
+      ASSERT_LT(pg::Clock::now(), deadline) << "the server did not come back";
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+}
+
+/* pg_ctl restart of the test cluster (scripts/with-cluster.sh's command). */
+void restart_server(std::unique_ptr<pg::Connection> &admin, const std::string &conninfo) {
+  const char *pgctl = std::getenv("ECTOSYNC_PGCTL");
+  ASSERT_TRUE(pgctl && *pgctl) << "run under scripts/with-cluster.sh (ECTOSYNC_PGCTL is unset)";
+  admin.reset();
+  std::string cmd = std::string(pgctl) + " restart -m fast -w -t 60 >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "pg_ctl restart failed: " << cmd;
+  admin = std::make_unique<pg::Connection>(conninfo);
+}
+
 /* Holders of a few shapes over the blog, watched, started. */
 std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
                                                              const std::string &conninfo) {
@@ -266,27 +302,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     int pid = wait_worker(*admin, 20s);
     ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
     ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
-    /* the postmaster terminates every connection, ours too (a new one made
-     * before it noticed would be terminated as well): wait for that, then
-     * (bounded) until the server is back */
-    auto deadline = pg::Clock::now() + 60s;
-    for (;;) {
-      try {
-        admin->exec("SELECT pg_sleep(0.05)");
-      } catch (const pg::Error &) {
-        break;
-      }
-      ASSERT_LT(pg::Clock::now(), deadline) << "the crash did not end our connection";
-    }
-    admin.reset();
-    while (!admin) {
-      try {
-        admin = std::make_unique<pg::Connection>(conninfo);
-      } catch (const pg::Error &) {
-        ASSERT_LT(pg::Clock::now(), deadline) << "the server did not come back";
-        std::this_thread::sleep_for(100ms);
-      }
-    }
+    ASSERT_NO_FATAL_FAILURE(await_crash_reset(admin, conninfo));
     wait_for_commits(writers, 100, 60s);
     writers.finish();
     EXPECT_FALSE(writers.failed);
@@ -432,4 +448,82 @@ TEST(Fault, ExpiredEventsMakeHoldersReloadOnce) {
   std::cout << "  " << holder.stats().notifications << " notifications, " << holder.stats().syncs
             << " synced, " << holder.stats().skipped << " skipped, " << holder.stats().reloads
             << " reloads" << std::endl;
+}
+
+/*
+ * Soak: the random workload for $ECTOSYNC_SOAK_SECONDS (default 60) from
+ * two writers, with the worker terminated every 3 seconds, killed with
+ * SIGKILL once (a crash reset: new epoch) a third of the way in, and the
+ * server restarted once two thirds of the way in.  At the end every holder
+ * equals a fresh load.  scripts/test.sh runs the one-minute form;
+ * scripts/demo.sh --soak SECONDS runs a longer one.
+ */
+TEST(Soak, KilledWorkersCrashAndRestart) {
+  const int64_t seconds = testing_support::env_int("ECTOSYNC_SOAK_SECONDS", 60);
+  const uint64_t seed = testing_support::seed_from_env();
+  std::cout << "soak: " << seconds << " s, seed " << seed << std::endl;
+  testing_support::TestDatabase db("ectosync_client_soak");
+  const std::string conninfo = db.conninfo();
+  auto admin = std::make_unique<pg::Connection>(conninfo);
+  blog::create_schema(*admin);
+  blog::seed(*admin, seed, testing_support::small_scale());
+  auto holders = start_holders(*admin, conninfo);
+
+  blog::IdSpace ids;
+  ids.read(*admin);
+  std::atomic<bool> stop_holders{false}, holder_failed{false};
+  std::vector<std::thread> pumps;
+  testing_support::JoinAll join{pumps};
+  StopOnExit stop_pumps{stop_holders};
+  int terminations = 0;
+  int64_t committed = 0;
+  {
+    Writers writers(conninfo, ids, seed);
+    writers.start(2);
+    for (auto &h : holders)
+      pumps.emplace_back([&, h = h.get()] {
+        try {
+          while (!stop_holders) h->pump(50ms);
+        } catch (const std::exception &e) {
+          ADD_FAILURE() << h->options().name << ": " << e.what();
+          holder_failed = true;
+        }
+      });
+    const auto start = pg::Clock::now(), end = start + std::chrono::seconds(seconds);
+    bool crashed = false, restarted = false;
+    while (pg::Clock::now() < end && !writers.failed && !holder_failed) {
+      std::this_thread::sleep_for(3s);
+      double done = std::chrono::duration<double>(pg::Clock::now() - start).count() / seconds;
+      int pid = wait_worker(*admin, 30s);
+      ASSERT_NE(pid, 0) << "no worker " << terminations << " terminations in";
+      if (!crashed && done > 1.0 / 3) {
+        ASSERT_EQ(::kill(pid, SIGKILL), 0) << "kill -9 " << pid << ": " << std::strerror(errno);
+        ASSERT_NO_FATAL_FAILURE(await_crash_reset(admin, conninfo));
+        crashed = true;
+      } else if (!restarted && done > 2.0 / 3) {
+        ASSERT_NO_FATAL_FAILURE(restart_server(admin, conninfo));
+        restarted = true;
+      } else {
+        admin->exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)});
+        terminations++;
+      }
+    }
+    writers.finish();
+    committed = writers.committed;
+    EXPECT_FALSE(writers.failed);
+    EXPECT_TRUE(crashed && restarted) << "the run was too short for the crash and the restart";
+    EXPECT_GE(terminations, 1);
+  }
+  stop_holders = true;
+  for (auto &t : pumps) t.join();
+  ASSERT_FALSE(holder_failed);
+  std::cout << "  " << committed << " transactions, " << terminations
+            << " worker terminations, one crash reset, one restart" << std::endl;
+  for (auto &h : holders) {
+    bool ok = h->converge(60s);
+    const auto &st = h->stats();
+    std::cout << "  " << h->describe() << ": " << st.syncs << " syncs, " << st.reloads
+              << " reloads, " << st.reconnects << " reconnects" << std::endl;
+    EXPECT_TRUE(ok) << h->describe() << " did not converge after the soak";
+  }
 }

@@ -247,23 +247,29 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
 
 /*
  * The saved plan of
- *   SELECT t.pk..., to_jsonb(t) FROM tbl t
- *     JOIN unnest($1::text[], ...) k(c0, ...) ON t.pk0 = k.c0::type AND ...
- * prepared once per table (until its metadata is invalidated).
+ *   SELECT x.* FROM unnest($1::text[], ...) AS k(c0, ...),
+ *     LATERAL (SELECT t.pk..., to_jsonb(t) FROM tbl t
+ *              WHERE t.pk0 = k.c0::type AND ... OFFSET 0) AS x
+ * prepared once per table (until its metadata is invalidated).  The
+ * LATERAL subquery, kept from being flattened by OFFSET 0, makes each key
+ * an index lookup whatever the batch size: a plain join with unnest, which
+ * the planner estimates at 100 rows, may become a hash join over a scan of
+ * the whole table.
  */
 static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &types) {
   if (meta.load_plan) return meta.load_plan;
   size_t ncols = meta.pk.size();
-  std::string sql = "SELECT ";
-  for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
-  sql += "to_jsonb(t) FROM " + meta.qualified + " AS t JOIN unnest(";
+  std::string sql = "SELECT x.* FROM unnest(";
   for (size_t i = 0; i < ncols; i++) sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::text[]";
   sql += ") AS k(";
   for (size_t i = 0; i < ncols; i++) sql += (i ? ", c" : "c") + std::to_string(i);
-  sql += ") ON ";
+  sql += "), LATERAL (SELECT ";
+  for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
+  sql += "to_jsonb(t) FROM " + meta.qualified + " AS t WHERE ";
   for (size_t i = 0; i < ncols; i++)
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " = k.c" + std::to_string(i) +
            "::" + meta.pk[i].type;
+  sql += " OFFSET 0) AS x";
   SPIPlanPtr plan = pg_call([&] {
     SPIPlanPtr prepared = SPI_prepare(sql.c_str(), (int)ncols, types.data());
     if (prepared) SPI_keepplan(prepared);

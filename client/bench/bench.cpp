@@ -260,6 +260,55 @@ BEGIN
 END $$;
 )SQL";
 
+/*
+ * Throughput of concurrent clients (pgbench, 1/8/32 connections) on the
+ * 100-post value: sync() of one of the events against load(), each either
+ * kept in the server (the value read from a table, only a boolean
+ * returned) or returned to the client as text.
+ */
+template <typename Kinds>
+int sync_throughput(pg::Connection &conn, const std::string &value, const std::string &filter,
+                    const Kinds &kinds, const std::map<std::string, std::string> &f) {
+  int seconds = f.count("seconds") ? std::stoi(f.at("seconds")) : 3;
+  auto clients = int_list(f.count("clients") ? f.at("clients") : "1,8,32");
+  conn.exec("CREATE TABLE bench_held (id int PRIMARY KEY, value jsonb NOT NULL)");
+  conn.exec("CREATE TABLE bench_events (id int PRIMARY KEY, payload text NOT NULL)");
+  conn.exec("INSERT INTO bench_held VALUES (1, $1::jsonb)", {value});
+  int n = 0;
+  for (const auto &k : kinds)
+    conn.exec("INSERT INTO bench_events VALUES ($1::int, $2)", {std::to_string(++n), k.payload});
+  const std::string pick = "\\set e random(1, " + std::to_string(n) + ")\n";
+  const std::string from = " FROM bench_held h, bench_events e WHERE h.id = 1 AND e.id = :e;\n";
+  const std::string load = "ectosync.load('posts', '[\"tags\"]', '" + filter + "')";
+  const std::vector<std::pair<std::string, std::string>> scripts = {
+      {"sync, kept in the server",
+       pick + "SELECT ectosync.sync(h.value, e.payload) IS NOT NULL" + from},
+      {"load, kept in the server", "SELECT " + load + " IS NOT NULL;\n"},
+      {"sync, value returned", pick + "SELECT ectosync.sync(h.value, e.payload)" + from},
+      {"load, value returned", "SELECT " + load + ";\n"}};
+  metrics::Table t({"100 posts (25 kB)", "clients", "calls/s", "sync vs load"}, 2);
+  std::map<std::pair<std::string, int>, double> tps;
+  for (const auto &[label, script] : scripts) {
+    char path[] = "/tmp/ectosync-bench-XXXXXX.sql";
+    int fd = mkstemps(path, 4);
+    if (fd < 0) throw std::runtime_error("mkstemps");
+    ::close(fd);
+    std::ofstream(path) << script;
+    for (int c : clients)
+      tps[{label, c}] = run_pgbench("ectosync_bench_sync", path, c, seconds).tps;
+    std::remove(path);
+  }
+  for (const auto &[label, script] : scripts)
+    for (int c : clients) {
+      bool is_sync = label.rfind("sync", 0) == 0;
+      std::string versus =
+          is_sync ? metrics::ratio(tps[{label, c}], tps[{"load" + label.substr(4), c}]) : "";
+      t.add({label, std::to_string(c), metrics::fmt(tps[{label, c}], 0), versus});
+    }
+  std::cout << "\nconcurrent clients (pgbench, " << seconds << " s each)\n" << t.render();
+  return 0;
+}
+
 int bench_sync(const std::map<std::string, std::string> &f) {
   double min_time = f.count("min-time") ? std::stod(f.at("min-time")) : 1.0;
   std::string conninfo = fresh_db("ectosync_bench_sync");
@@ -367,7 +416,7 @@ INSERT INTO posts_tags (post_id, tag_id)
   std::cout << "\nsync vs load inside the server, the value already a jsonb datum (targets: "
                "sync >= 10x cheaper than load for 100 posts, >= 50x for 10,000)\n"
             << d.render();
-  return 0;
+  return sync_throughput(conn, values.front().value, values.front().filter, kinds, f);
 }
 
 /* ---------------------------------------------------------------- latency */

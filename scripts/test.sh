@@ -14,12 +14,17 @@ cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build client/build -j"$jobs" >/dev/null
 
 status=0
+passed=0
+failed=0
 run() {
   echo "== $1"
   shift
-  if ! "$@"; then
+  if "$@"; then
+    passed=$((passed + 1))
+  else
     echo "== FAILED: $*" >&2
     status=1
+    failed=$((failed + 1))
   fi
 }
 
@@ -62,4 +67,5 @@ ECTOSYNC_CONF="shared_preload_libraries = ''" \
   run "without shared_preload_libraries" scripts/with-cluster.sh bash -c "$(declare -f no_preload_check); no_preload_check"
 
 if [[ $status == 0 ]]; then echo "== all tests passed"; else echo "== some tests FAILED"; fi
+echo "suites: $passed passed, $failed failed"
 exit $status

@@ -7,13 +7,7 @@
 #   latency  commit-to-notify p50/p99/max at 100/1,000/10,000 changes/s (--seconds, --rates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -x scripts/deps.sh && "${ECTOSYNC_SKIP_DEPS:-0}" != 1 ]]; then
-  scripts/deps.sh >/dev/null
-fi
-jobs=$(nproc)
-make -s -j"$jobs" >/dev/null
-cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build client/build -j"$jobs" --target ectosync_bench >/dev/null
+scripts/build.sh ectosync_bench
 what=${1:-all}
 [[ $# -gt 0 ]] && shift
 exec scripts/with-cluster.sh client/build/bench/ectosync_bench "$what" "$@"

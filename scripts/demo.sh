@@ -10,18 +10,12 @@
 # at the end every holder must equal a fresh load (client/tests Soak.*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -x scripts/deps.sh && "${ECTOSYNC_SKIP_DEPS:-0}" != 1 ]]; then
-  scripts/deps.sh >/dev/null
-fi
-jobs=$(nproc)
-make -s -j"$jobs" >/dev/null
-cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 if [[ "${1:-}" == --soak ]]; then
   seconds=${2:?usage: demo.sh --soak SECONDS}
-  cmake --build client/build -j"$jobs" --target fault_test >/dev/null
+  scripts/build.sh fault_test
   export ECTOSYNC_SOAK_SECONDS=$seconds
   exec scripts/with-cluster.sh client/build/tests/fault_test --gtest_filter='Soak.*'
 fi
-cmake --build client/build -j"$jobs" --target ectosync_demo >/dev/null
+scripts/build.sh ectosync_demo
 # (with-cluster.sh allows 300 connections: 200 holders + writers fit.)
 exec scripts/with-cluster.sh client/build/demo/ectosync_demo "$@"

@@ -6,12 +6,7 @@
 # (scripts/with-cluster.sh).  Exits non-zero on any failure or regression diff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-jobs=$(nproc)
-
-scripts/deps.sh
-make -s -j"$jobs" >/dev/null
-cmake -S client -B client/build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build client/build -j"$jobs" >/dev/null
+scripts/build.sh
 
 status=0
 passed=0

@@ -515,6 +515,22 @@ static DbSlot *become_worker() {
 }
 
 /*
+ * Sleeps until the latch is set or timeout_ms pass, then handles what
+ * signals asked for: termination (CHECK_FOR_INTERRUPTS) and a SIGHUP's
+ * reload of the settings.
+ */
+static void wait_for_latch(long timeout_ms) {
+  (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
+                  PG_WAIT_EXTENSION);
+  ResetLatch(MyLatch);
+  CHECK_FOR_INTERRUPTS();
+  if (ConfigReloadPending) {
+    ConfigReloadPending = false;
+    ProcessConfigFile(PGC_SIGHUP);
+  }
+}
+
+/*
  * The worker's main loop.  Under load, events gather between passes: a
  * pass starts at most once per ectosync.batch_delay, so that many commits
  * share one load query per table and one transaction.  An idle worker
@@ -530,14 +546,7 @@ static void worker_loop(DbSlot *slot) {
                       PG_WAIT_EXTENSION);
     last_pass = GetCurrentTimestamp();
     drain(slot);
-    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
-                    PG_WAIT_EXTENSION);
-    ResetLatch(MyLatch);
-    CHECK_FOR_INTERRUPTS();
-    if (ConfigReloadPending) {
-      ConfigReloadPending = false;
-      ProcessConfigFile(PGC_SIGHUP);
-    }
+    wait_for_latch(1000);
     TimestampTz now = GetCurrentTimestamp();
     if (TimestampDifferenceExceeds(last_check, now, 1000)) {
       last_check = now;
@@ -631,14 +640,7 @@ static void launcher_loop() {
         workers[dboid] = start_worker(dboid);
       }
     }
-    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000,
-                    PG_WAIT_EXTENSION);
-    ResetLatch(MyLatch);
-    CHECK_FOR_INTERRUPTS();
-    if (ConfigReloadPending) {
-      ConfigReloadPending = false;
-      ProcessConfigFile(PGC_SIGHUP);
-    }
+    wait_for_latch(5000);
   }
 }
 

@@ -71,19 +71,6 @@ std::string fresh_db(const std::string &name) {
   return "dbname=" + name;
 }
 
-const char *kNotifyTrigger = R"SQL(
-CREATE OR REPLACE FUNCTION public.ectowatch_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  r record;
-BEGIN
-  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-  PERFORM pg_notify('ectowatch_' || TG_RELID::text,
-    json_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'op', TG_OP,
-                      'txid', txid_current()::text, 'row', row_to_json(r))::text);
-  RETURN NULL;
-END $$;
-)SQL";
-
 /* ---------------------------------------------------------------- write */
 
 const char *kWriteScript = R"(\set p random(1, 2000)
@@ -143,10 +130,7 @@ void prepare_write_db(const std::string &conninfo, const std::string &config) {
   if (config == "ecto_sync capture") {
     conn.exec("SELECT ectosync.watch('posts', '[\"tags\", \"comments\"]')");
   } else if (config == "plpgsql pg_notify") {
-    conn.exec(kNotifyTrigger);
-    for (const char *t : {"posts", "comments", "posts_tags", "tags"})
-      conn.exec(std::string("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON ") + t +
-                " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
+    blog::install_notify_trigger(conn, {"posts", "comments", "posts_tags", "tags"});
   }
   conn.exec("VACUUM ANALYZE");
   conn.exec("CHECKPOINT");
@@ -448,10 +432,7 @@ int bench_latency(const std::map<std::string, std::string> &f) {
       if (config.ecto) {
         conn.exec("SELECT ectosync.watch('posts')");
       } else {
-        conn.exec(kNotifyTrigger);
-        conn.exec(
-            "CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON posts FOR EACH ROW "
-            "EXECUTE FUNCTION public.ectowatch_notify()");
+        blog::install_notify_trigger(conn, {"posts"});
       }
       relid = conn.exec("SELECT 'posts'::regclass::oid::text").str(0, 0);
     }

@@ -211,19 +211,6 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
   return out;
 }
 
-const char *kNotifyTrigger = R"SQL(
-CREATE OR REPLACE FUNCTION public.ectowatch_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  r record;
-BEGIN
-  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-  PERFORM pg_notify('ectowatch_' || TG_RELID::text,
-    json_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'op', TG_OP,
-                      'txid', txid_current()::text, 'row', row_to_json(r))::text);
-  RETURN NULL;
-END $$;
-)SQL";
-
 /* Stops and joins threads when leaving a scope, also on an exception. */
 struct StopAndJoin {
   std::atomic<bool> &stop;
@@ -303,10 +290,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
 
   auto shapes = make_shapes(admin, o, scale.persons);
   if (mode == "notify") {
-    admin.exec(kNotifyTrigger);
-    for (const auto &t : blog::kTables)
-      admin.exec("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON " + t +
-                 " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
+    blog::install_notify_trigger(admin, blog::kTables);
   } else {
     std::map<std::string, bool> done;
     for (const auto &s : shapes) {

@@ -397,4 +397,26 @@ std::string Workload::run_transaction(const std::string &after_commit,
   }
 }
 
+namespace {
+const char *kNotifyFunction = R"SQL(
+CREATE OR REPLACE FUNCTION public.ectowatch_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  PERFORM pg_notify('ectowatch_' || TG_RELID::text,
+    json_build_object('table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'op', TG_OP,
+                      'txid', txid_current()::text, 'row', row_to_json(r))::text);
+  RETURN NULL;
+END $$;
+)SQL";
+}  // namespace
+
+void install_notify_trigger(pg::Connection &conn, const std::vector<std::string> &tables) {
+  conn.exec(kNotifyFunction);
+  for (const auto &t : tables)
+    conn.exec("CREATE TRIGGER ectowatch AFTER INSERT OR UPDATE OR DELETE ON " + t +
+              " FOR EACH ROW EXECUTE FUNCTION public.ectowatch_notify()");
+}
+
 }  // namespace blog

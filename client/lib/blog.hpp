@@ -32,6 +32,13 @@ namespace blog {
 /* Every table of the domain, as "schema.name". */
 extern const std::vector<std::string> kTables;
 
+/*
+ * The alternative the demo and the benchmarks measure ecto_sync against,
+ * EctoWatch's way: a plpgsql row trigger on each table that pg_notify()s the
+ * row as JSON (with the writer's txid) on channel ectowatch_<relid>.
+ */
+void install_notify_trigger(pg::Connection &conn, const std::vector<std::string> &tables);
+
 struct Scale {
   int persons = 300;
   int posts = 3000;

@@ -29,6 +29,33 @@ struct StopOnExit {
   ~StopOnExit() { flag = true; }
 };
 
+/*
+ * A thread per holder that syncs what it is notified of, until stop() or
+ * the end of the scope (an assertion's early return too).
+ */
+struct Pumps {
+  std::atomic<bool> stopping{false}, failed{false};
+  std::vector<std::thread> threads;
+
+  void start(std::vector<std::unique_ptr<ectosync::Holder>> &holders) {
+    for (auto &h : holders)
+      threads.emplace_back([this, h = h.get()] {
+        try {
+          while (!stopping) h->pump(50ms);
+        } catch (const std::exception &e) {
+          ADD_FAILURE() << h->options().name << ": " << e.what();
+          failed = true;
+        }
+      });
+  }
+  void stop() {
+    stopping = true;
+    for (auto &t : threads)
+      if (t.joinable()) t.join();
+  }
+  ~Pumps() { stop(); }
+};
+
 /* Writers that reconnect when the server goes away, until told to stop. */
 struct Writers {
   std::string conninfo;
@@ -131,22 +158,11 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
 
   blog::IdSpace ids;
   ids.read(*admin);
-  std::atomic<bool> stop_holders{false}, holder_failed{false};
-  std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
-  StopOnExit stop_pumps{stop_holders};
+  Pumps pumps;
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
-    for (auto &h : holders)
-      pumps.emplace_back([&, h = h.get()] {
-        try {
-          while (!stop_holders) h->pump(50ms);
-        } catch (const std::exception &e) {
-          ADD_FAILURE() << h->options().name << ": " << e.what();
-          holder_failed = true;
-        }
-      });
+    pumps.start(holders);
 
     /* 1. terminate the worker while events flow */
     wait_for_commits(writers, 100, 30s);
@@ -169,9 +185,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
     EXPECT_FALSE(writers.failed);
     EXPECT_GT(writers.reconnects, 0) << "the writers never saw the restart";
   }
-  stop_holders = true;
-  for (auto &t : pumps) t.join();
-  ASSERT_FALSE(holder_failed);
+  pumps.stop();
+  ASSERT_FALSE(pumps.failed);
 
   for (auto &h : holders) {
     bool ok = h->converge(30s);
@@ -282,22 +297,11 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
 
   blog::IdSpace ids;
   ids.read(*admin);
-  std::atomic<bool> stop_holders{false}, holder_failed{false};
-  std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
-  StopOnExit stop_pumps{stop_holders};
+  Pumps pumps;
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
-    for (auto &h : holders)
-      pumps.emplace_back([&, h = h.get()] {
-        try {
-          while (!stop_holders) h->pump(50ms);
-        } catch (const std::exception &e) {
-          ADD_FAILURE() << h->options().name << ": " << e.what();
-          holder_failed = true;
-        }
-      });
+    pumps.start(holders);
     wait_for_commits(writers, 100, 30s);
     int pid = wait_worker(*admin, 20s);
     ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
@@ -309,9 +313,8 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     EXPECT_GT(writers.reconnects, 0) << "the writers never saw the crash";
     EXPECT_NE(wait_worker(*admin, 30s), 0) << "no worker after the crash";
   }
-  stop_holders = true;
-  for (auto &t : pumps) t.join();
-  ASSERT_FALSE(holder_failed);
+  pumps.stop();
+  ASSERT_FALSE(pumps.failed);
   for (auto &h : holders) {
     bool ok = h->converge(30s);
     const auto &st = h->stats();
@@ -471,27 +474,16 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
 
   blog::IdSpace ids;
   ids.read(*admin);
-  std::atomic<bool> stop_holders{false}, holder_failed{false};
-  std::vector<std::thread> pumps;
-  testing_support::JoinAll join{pumps};
-  StopOnExit stop_pumps{stop_holders};
+  Pumps pumps;
   int terminations = 0;
   int64_t committed = 0;
   {
     Writers writers(conninfo, ids, seed);
     writers.start(2);
-    for (auto &h : holders)
-      pumps.emplace_back([&, h = h.get()] {
-        try {
-          while (!stop_holders) h->pump(50ms);
-        } catch (const std::exception &e) {
-          ADD_FAILURE() << h->options().name << ": " << e.what();
-          holder_failed = true;
-        }
-      });
+    pumps.start(holders);
     const auto start = pg::Clock::now(), end = start + std::chrono::seconds(seconds);
     bool crashed = false, restarted = false;
-    while (pg::Clock::now() < end && !writers.failed && !holder_failed) {
+    while (pg::Clock::now() < end && !writers.failed && !pumps.failed) {
       std::this_thread::sleep_for(3s);
       double done = std::chrono::duration<double>(pg::Clock::now() - start).count() / seconds;
       int pid = wait_worker(*admin, 30s);
@@ -514,9 +506,8 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
     EXPECT_TRUE(crashed && restarted) << "the run was too short for the crash and the restart";
     EXPECT_GE(terminations, 1);
   }
-  stop_holders = true;
-  for (auto &t : pumps) t.join();
-  ASSERT_FALSE(holder_failed);
+  pumps.stop();
+  ASSERT_FALSE(pumps.failed);
   std::cout << "  " << committed << " transactions, " << terminations
             << " worker terminations, one crash reset, one restart" << std::endl;
   for (auto &h : holders) {

@@ -22,6 +22,7 @@ PG_FUNCTION_INFO_V1(ectosync_events_since);
 }
 
 #include <algorithm>
+#include <cinttypes>
 #include <vector>
 
 using namespace ectosync;
@@ -60,13 +61,19 @@ extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
     worker_pid = current_slot() ? current_slot()->worker_pid : 0;
     LWLockRelease(shared->slots_lock);
   }
-  double p50 = lag_percentile_ms(*slot, 0.50), p99 = lag_percentile_ms(*slot, 0.99);
+  double p50 = 0, p99 = 0;
+  pg_entry([&] {
+    p50 = lag_percentile_ms(*slot, 0.50);
+    p99 = lag_percentile_ms(*slot, 0.99);
+  });
+  char epoch[32];
+  snprintf(epoch, sizeof epoch, "%016" PRIx64, shared_epoch());
   uint64 last = attached ? slot->next_seq - 1 : 0;
   const QueueStats &q = slot->stats;
   Datum values[24];
   bool nulls[24] = {};
   int i = 0;
-  values[i++] = CStringGetTextDatum(format_event_id(shared_epoch(), 1).substr(0, 16).c_str());
+  values[i++] = CStringGetTextDatum(epoch);
   values[i++] = Int32GetDatum(worker_pid);
   values[i++] = Int64GetDatum(last);
   values[i++] = Int64GetDatum(slot->processed_seq);

@@ -117,8 +117,13 @@ static void shmem_request() {
 /* A random epoch, so that values and events of an earlier generation of
  * shared memory (before a restart or crash reset) are recognised. */
 static uint64 new_epoch() {
-  std::random_device device;
-  uint64 epoch = ((uint64)device() << 32) ^ device() ^ (uint64)GetCurrentTimestamp();
+  uint64 epoch = (uint64)GetCurrentTimestamp() ^ ((uint64)MyProcPid << 40);
+  try {
+    std::random_device device;
+    epoch ^= ((uint64)device() << 32) ^ device();
+  } catch (...) {
+    /* no entropy source: the time and pid still differ between restarts */
+  }
   return epoch ? epoch : 1;
 }
 

@@ -110,11 +110,13 @@ static void forget(std::unordered_map<Oid, TableMeta>::iterator it) {
 
 /* Relcache invalidation: a table's keys, name or columns may have changed. */
 static void forget_table_meta(Datum, Oid relid) {
-  if (relid == InvalidOid) {
-    while (!table_meta.empty()) forget(table_meta.begin());
-  } else if (auto it = table_meta.find(relid); it != table_meta.end()) {
-    forget(it);
-  }
+  pg_entry([&] {
+    if (relid == InvalidOid) {
+      while (!table_meta.empty()) forget(table_meta.begin());
+    } else if (auto it = table_meta.find(relid); it != table_meta.end()) {
+      forget(it);
+    }
+  });
 }
 
 static void free_stale_plans() {

@@ -1,0 +1,48 @@
+-- The worker loads each changed row once, whatever the number of values
+-- that sync it, and for a join-table row it also loads the row it joins,
+-- so that sync() finds everything in the cache.
+CREATE SCHEMA worker_test;
+SET search_path = worker_test, public;
+SET client_min_messages = warning;
+CREATE TABLE posts (id int PRIMARY KEY, title text NOT NULL);
+CREATE TABLE tags (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE posts_tags (post_id int REFERENCES posts ON DELETE CASCADE,
+                         tag_id int REFERENCES tags ON DELETE CASCADE,
+                         PRIMARY KEY (post_id, tag_id));
+INSERT INTO posts VALUES (1, 'one'), (2, 'two');
+INSERT INTO tags VALUES (10, 'never changed since');
+SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker();
+
+-- Three holders of the same value.
+CREATE TEMP TABLE held AS
+  SELECT h, ectosync.load('posts', '["tags"]') AS val FROM generate_series(1, 3) h;
+CREATE TEMP TABLE before AS
+  SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats;
+
+-- One change: the worker reads the row once; three syncs read the cache.
+UPDATE posts SET title = 'one, edited' WHERE id = 1;
+UPDATE held SET val = regress.apply(val);
+SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
+       s.load_queries - b.load_queries AS load_queries,
+       s.cache_hits - b.cache_hits AS cache_hits,
+       s.cache_misses - b.cache_misses AS cache_misses
+  FROM ectosync.stats s, before b;
+SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
+
+-- A join row: the worker loads it and both rows it joins (the post and the
+-- tag, which no event had loaded), so the syncs miss nothing.
+UPDATE before SET (rows_loaded, load_queries, cache_hits, cache_misses) =
+  (SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats);
+INSERT INTO posts_tags VALUES (2, 10);
+UPDATE held SET val = regress.apply(val);
+SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
+       s.load_queries - b.load_queries AS load_queries,
+       s.cache_misses - b.cache_misses AS cache_misses
+  FROM ectosync.stats s, before b;
+SELECT val #> '{rows,1,tags}' AS tags_of_post_2 FROM held WHERE h = 1;
+SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
+
+RESET search_path;
+SELECT ectosync.unwatch('worker_test.posts');
+DROP SCHEMA worker_test CASCADE;

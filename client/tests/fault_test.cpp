@@ -115,6 +115,27 @@ void wait_for_commits(Writers &w, int64_t more, std::chrono::seconds timeout) {
   ASSERT_GE(w.committed, target) << "writers made no progress";
 }
 
+using Shapes = std::vector<std::pair<std::string, std::string>>; /* table, assocs */
+
+/* Holders of these shapes over the blog, watched, started. */
+std::vector<std::unique_ptr<ectosync::Holder>> start_holders(
+    pg::Connection &admin, const std::string &conninfo,
+    const Shapes &shapes = {{"posts", R"(["tags", {"comments": ["author"]}])"},
+                            {"persons", R"(["posts"])"}}) {
+  std::vector<std::unique_ptr<ectosync::Holder>> holders;
+  for (const auto &[table, assocs] : shapes) {
+    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
+    ectosync::HolderOptions o;
+    o.conninfo = conninfo;
+    o.table = table;
+    o.assocs = assocs;
+    o.name = table;
+    holders.push_back(std::make_unique<ectosync::Holder>(o));
+    holders.back()->start();
+  }
+  return holders;
+}
+
 /* The worker of this database, waiting (bounded) for one to run. */
 int wait_worker(pg::Connection &conn, std::chrono::seconds timeout) {
   auto deadline = pg::Clock::now() + timeout;
@@ -138,22 +159,11 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   blog::create_schema(*admin);
   blog::seed(*admin, seed, testing_support::small_scale());
 
-  const std::vector<std::pair<std::string, std::string>> shapes = {
-      {"posts", R"(["tags", {"comments": ["author"]}])"},
-      {"persons", R"([{"posts": ["tags"]}])"},
-      {"tags", "[]"},
-      {"comments", R"(["post"])"}};
-  std::vector<std::unique_ptr<ectosync::Holder>> holders;
-  for (const auto &[table, assocs] : shapes) {
-    admin->exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
-    ectosync::HolderOptions o;
-    o.conninfo = conninfo;
-    o.table = table;
-    o.assocs = assocs;
-    o.name = table;
-    holders.push_back(std::make_unique<ectosync::Holder>(o));
-    holders.back()->start();
-  }
+  auto holders = start_holders(*admin, conninfo,
+                               {{"posts", R"(["tags", {"comments": ["author"]}])"},
+                                {"persons", R"([{"posts": ["tags"]}])"},
+                                {"tags", "[]"},
+                                {"comments", R"(["post"])"}});
   const std::string epoch_before = holders[0]->epoch();
 
   blog::IdSpace ids;
@@ -255,25 +265,6 @@ void restart_server(std::unique_ptr<pg::Connection> &admin, const std::string &c
   std::string cmd = std::string(pgctl) + " restart -m fast -w -t 60 >/dev/null 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "pg_ctl restart failed: " << cmd;
   admin = std::make_unique<pg::Connection>(conninfo);
-}
-
-/* Holders of a few shapes over the blog, watched, started. */
-std::vector<std::unique_ptr<ectosync::Holder>> start_holders(pg::Connection &admin,
-                                                             const std::string &conninfo) {
-  const std::vector<std::pair<std::string, std::string>> shapes = {
-      {"posts", R"(["tags", {"comments": ["author"]}])"}, {"persons", R"(["posts"])"}};
-  std::vector<std::unique_ptr<ectosync::Holder>> holders;
-  for (const auto &[table, assocs] : shapes) {
-    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {table, assocs});
-    ectosync::HolderOptions o;
-    o.conninfo = conninfo;
-    o.table = table;
-    o.assocs = assocs;
-    o.name = table;
-    holders.push_back(std::make_unique<ectosync::Holder>(o));
-    holders.back()->start();
-  }
-  return holders;
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 
 EXTENSION = ecto_sync
 MODULE_big = ecto_sync
-DATA = sql/ecto_sync--0.1.0.sql
+DATA = sql/ecto_sync--0.1.0.sql sql/ecto_sync--0.1.0--0.2.0.sql
 SRCS = $(sort $(wildcard src/*.cpp))
 OBJS = $(SRCS:.cpp=.o)
 

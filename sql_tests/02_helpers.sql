@@ -19,3 +19,32 @@ CREATE FUNCTION regress.fresh(val jsonb) RETURNS jsonb LANGUAGE sql AS $$
   SELECT ectosync.load((val ->> 'relid')::oid::regclass, val -> 'assocs',
                        nullif(val -> 'filter', 'null'))
 $$;
+
+-- A JSON Pointer (RFC 6901) as a jsonb path: '/rows/0/a~1b' -> {rows,0,a/b}.
+CREATE FUNCTION regress.pointer(p text) RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+  SELECT coalesce(array_agg(replace(replace(t, '~1', '/'), '~0', '~') ORDER BY n), '{}')
+  FROM unnest((string_to_array(p, '/'))[2:]) WITH ORDINALITY AS u(t, n)
+$$;
+
+-- A JSON Patch (RFC 6902: add, remove, replace) applied to val, as a client
+-- applies what ectosync.changes() returns; a second implementation of
+-- the patch's meaning, in SQL, independent of the server's.
+CREATE FUNCTION regress.patch(val jsonb, patch jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  op jsonb;
+  path text[];
+BEGIN
+  FOR op IN SELECT jsonb_array_elements(coalesce(patch, '[]')) LOOP
+    path := regress.pointer(op ->> 'path');
+    IF op ->> 'op' = 'remove' THEN
+      val := val #- path;
+    ELSIF cardinality(path) = 0 THEN
+      val := op -> 'value';
+    ELSIF op ->> 'op' = 'add' AND jsonb_typeof(val #> path[:cardinality(path) - 1]) = 'array' THEN
+      val := jsonb_insert(val, path, op -> 'value');
+    ELSE
+      val := jsonb_set(val, path, op -> 'value', true);
+    END IF;
+  END LOOP;
+  RETURN val;
+END $$;

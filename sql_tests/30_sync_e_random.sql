@@ -30,7 +30,7 @@ EXCEPTION WHEN foreign_key_violation OR unique_violation THEN
   NULL;
 END $$;
 CREATE TEMP TABLE holders (name text PRIMARY KEY, val jsonb NOT NULL);
-CREATE TEMP TABLE rounds (n int, bad text[]);
+CREATE TEMP TABLE rounds (n int, bad text[], bad_held text[]);
 
 SELECT ectosync.watch('posts', '["author", "tags", {"comments": ["author"]}]') IS NOT NULL AS watched;
 SELECT ectosync.watch('persons', '["profile", {"posts": ["tags", "comments"]}, "comments"]') IS NOT NULL AS watched;
@@ -42,6 +42,12 @@ INSERT INTO holders VALUES
   ('persons', ectosync.load('persons', '["profile", {"posts": ["tags", "comments"]}, "comments"]')),
   ('tags', ectosync.load('tags', '[{"posts": [{"comments": ["author"]}]}]')),
   ('comments', ectosync.load('comments', '[{"post": ["author", "tags"]}]'));
+-- Each shape is also held in the session (hold() without its LISTEN, which
+-- would print notifications here); its copy follows changes() patches.
+ALTER TABLE holders ADD copy jsonb, ADD version bigint, ADD whole_values int DEFAULT 0;
+UPDATE holders SET copy = ectosync._hold(name, (val ->> 'relid')::oid::regclass, val -> 'assocs',
+                                         nullif(val -> 'filter', 'null')),
+                   version = 0;
 
 SELECT setseed(0.42);
 DO $$
@@ -53,14 +59,23 @@ BEGIN
     END LOOP;
     COMMIT;
     UPDATE holders h SET val = regress.apply(h.val);
+    UPDATE holders h SET copy = regress.patch(h.copy, c.c -> 'patch'),
+                         version = coalesce((c.c ->> 'version')::bigint, h.version),
+                         whole_values = h.whole_values + coalesce((c.c #>> '{patch,0,path}' = '')::int, 0)
+      FROM (SELECT name, ectosync.changes(name, version) AS c FROM holders) c
+     WHERE c.name = h.name;
     INSERT INTO rounds
-      SELECT i, array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.val - 'seq') <> (regress.fresh(h.val) - 'seq'))
+      SELECT i, array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.val - 'seq') <> (regress.fresh(h.val) - 'seq')),
+             array_agg(h.name ORDER BY h.name) FILTER (WHERE (h.copy - 'seq') <> (regress.fresh(h.val) - 'seq'))
       FROM holders h;
     COMMIT;
   END LOOP;
 END $$;
-SELECT count(*) AS rounds, count(*) FILTER (WHERE bad IS NOT NULL) AS rounds_with_differences FROM rounds;
-SELECT * FROM rounds WHERE bad IS NOT NULL ORDER BY n LIMIT 5;
+SELECT count(*) AS rounds, count(*) FILTER (WHERE bad IS NOT NULL) AS rounds_with_differences,
+       count(*) FILTER (WHERE bad_held IS NOT NULL) AS rounds_with_held_differences FROM rounds;
+SELECT * FROM rounds WHERE bad IS NOT NULL OR bad_held IS NOT NULL ORDER BY n LIMIT 5;
+-- the held copies were patched often, and never sent whole
+SELECT name, version > 5 AS patched_often, whole_values FROM holders ORDER BY name;
 
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');

@@ -37,6 +37,12 @@ Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
                        const std::vector<std::optional<std::string>> &values);
 
 /*
+ * The value load() returns (see plan.hpp), read as the calling role;
+ * filter may be null.
+ */
+Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
+
+/*
  * Raises ERRCODE_INSUFFICIENT_PRIVILEGE unless the current role may SELECT
  * every column of every table of the plan (join tables included).
  */

@@ -293,6 +293,8 @@ std::string hex16(uint64_t value) {
   return buf;
 }
 
+}  // namespace
+
 /* The whole value of load() (see plan.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot();
@@ -321,8 +323,6 @@ Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
       rows + ")";
   return spi_jsonb(sql, params);
 }
-
-}  // namespace
 
 Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
                        const std::vector<std::optional<std::string>> &values) {

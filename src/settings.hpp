@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#define ECTOSYNC_VERSION "0.1.0"
+#define ECTOSYNC_VERSION "0.2.0"
 
 namespace ectosync {
 

@@ -210,7 +210,10 @@ DbSlot *claim_slot(Oid dboid) {
        * not look newer than this slot's events. */
       for (int i = 0; i < shared->nslots; i++)
         slot->next_seq = std::max(slot->next_seq, slot_at(i)->next_seq);
-      slot->processed_seq = slot->next_seq - 1;
+      slot->processed_seq = slot->loaded_seq = slot->next_seq - 1;
+      /* Index entries of the slot's last owner point into a ring that is
+       * gone. */
+      memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
       slot->cache_floor = 0; /* watch() sets it when it installs triggers */
       slot->ngaps = 0;
       slot->gap_all = false;
@@ -246,6 +249,21 @@ void release_slot(DbSlot *slot, Oid dboid) {
   slot->worker_pid = 0;
   slot->worker_latch = nullptr;
   LWLockRelease(shared->slots_lock);
+}
+
+uint64_t loaded_seq() {
+  DbSlot *slot = current_slot();
+  if (!slot) return 0;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 seq = std::max(slot->loaded_seq, slot->processed_seq);
+  LWLockRelease(slot->lock);
+  return seq;
+}
+
+void queue_mark_loaded(DbSlot *slot, uint64 seq) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->loaded_seq = std::max(slot->loaded_seq, seq);
+  LWLockRelease(slot->lock);
 }
 
 uint64_t last_seq() {
@@ -297,6 +315,28 @@ static void add_gap(DbSlot *slot, uint32 relid) {
     slot->gap_all = true;
 }
 
+/*
+ * Appends one record at head with the next seq and indexes it in the event
+ * log.  The caller holds slot->lock exclusive and made room for it.
+ */
+static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body, uint32 body_len,
+                            TimestampTz committed_at) {
+  RecordHeader header = {};
+  header.len = record_size(body_len);
+  header.body_len = body_len;
+  header.relid = relid;
+  header.seq = slot->next_seq++;
+  header.op = (char)op;
+  header.committed_at = committed_at;
+  ring_write(slot, slot->head, &header, sizeof header);
+  if (body_len > 0) ring_write(slot, slot->head + sizeof header, body, body_len);
+  LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
+  entry->seq = header.seq;
+  entry->pos = slot->head;
+  slot->head += header.len;
+  return header.seq;
+}
+
 void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
                   int reload_count) {
   DbSlot *slot = current_slot();
@@ -312,21 +352,8 @@ void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_
     return;
   }
   if (count > 0 && make_room(slot, need)) {
-    for (int i = 0; i < count; i++) {
-      RecordHeader header = {};
-      header.len = record_size(events[i].body_len);
-      header.body_len = events[i].body_len;
-      header.relid = events[i].relid;
-      header.seq = slot->next_seq++;
-      header.op = (char)events[i].op;
-      header.committed_at = now;
-      ring_write(slot, slot->head, &header, sizeof header);
-      ring_write(slot, slot->head + sizeof header, events[i].body, events[i].body_len);
-      LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
-      entry->seq = header.seq;
-      entry->pos = slot->head;
-      slot->head += header.len;
-    }
+    for (int i = 0; i < count; i++)
+      append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
     slot->stats.events_queued += count;
   } else {
     for (int i = 0; i < count; i++) add_gap(slot, events[i].relid);
@@ -352,6 +379,11 @@ LogLookup event_lookup(uint64_t seq, Event &out) {
     return LogLookup::Unknown;
   }
   LogIndexEntry entry = slot_index(slot)[seq % settings.event_log_size];
+  if (entry.seq < seq) {
+    /* Entries are written in seq order: seq never had a record. */
+    LWLockRelease(slot->lock);
+    return LogLookup::NoRecord;
+  }
   if (entry.seq != seq || entry.pos < slot->oldest) {
     LWLockRelease(slot->lock);
     return LogLookup::Expired;
@@ -423,14 +455,25 @@ void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, in
 
 void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
   gaps.clear();
+  gaps.reserve(kMaxGaps); /* no allocation under the lock */
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   /* Only when the worker has caught up: a gap's seq must follow every event
    * queued before it. */
   if (slot->processed == slot->head) {
-    if (slot->gap_all) {
-      gaps.emplace_back(0, slot->next_seq++);
-    } else {
-      for (int i = 0; i < slot->ngaps; i++) gaps.emplace_back(slot->gaps[i], slot->next_seq++);
+    /* Each marker is also a record of the event log (processed at once), so
+     * that changes() sees it without its notification.  Room is there:
+     * every record is processed.  Without room, its seq has no record:
+     * readers of the log take that as "reload". */
+    TimestampTz now = GetCurrentTimestamp();
+    int count = slot->gap_all ? 1 : slot->ngaps;
+    for (int i = 0; i < count; i++) {
+      uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
+      if (make_room(slot, record_size(0))) {
+        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, nullptr, 0, now));
+        slot->processed = slot->head;
+      } else {
+        gaps.emplace_back(relid, slot->next_seq++);
+      }
     }
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;

@@ -28,6 +28,13 @@ uint64_t shared_epoch();
 uint64_t last_seq();
 
 /*
+ * The last seq whose rows the worker has cached: every event up to it can be
+ * applied from the cache (changes() applies no further than this; later
+ * events get their notification when they are loaded).
+ */
+uint64_t loaded_seq();
+
+/*
  * Ensure the current database has a queue slot.  Raises an ERROR (through
  * ereport; call it via pg_call from C++ that owns objects) when all
  * ectosync.max_databases slots are taken.
@@ -52,8 +59,12 @@ void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_
 
 /* ---- the event log (sync.cpp reads) ---- */
 
-enum class LogLookup { Found, Expired, Unknown };
-/* Unknown: seq is beyond the last queued seq of this database. */
+enum class LogLookup { Found, Expired, NoRecord, Unknown };
+/*
+ * Expired: the record was overwritten.  NoRecord: the seq never had one (a
+ * cache floor, or a RELOAD marker that found no room).  Unknown: seq is
+ * beyond the last queued seq of this database.
+ */
 LogLookup event_lookup(uint64_t seq, Event &out);
 
 /* ---- the row cache ---- */

@@ -52,6 +52,7 @@ struct DbSlot {
   uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
+  uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
   uint64 cache_floor;             /* lock: cached rows of older versions are stale */
   int ngaps;                      /* lock */
   bool gap_all;                   /* lock: RELOAD for every table */
@@ -118,6 +119,12 @@ int queue_take_batch(DbSlot *slot, int max_events, std::vector<QueuedEvent> &bat
 /* After notifying: the batch's records become log-only. */
 void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, int events,
                         const std::vector<int64> &lags_us);
+/*
+ * The batch up to seq is loaded into the cache; its notifications follow
+ * at the worker's commit.  (Before the commit: a holder notified of an event
+ * may ask for changes before queue_finish_batch runs.)
+ */
+void queue_mark_loaded(DbSlot *slot, uint64 seq);
 /* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
 void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
 

@@ -42,6 +42,7 @@
 #include "pg_boundary.hpp"
 #include "plan.hpp"
 #include "shared.hpp"
+#include "sync.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -52,6 +53,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rls.h"
 
@@ -69,8 +71,6 @@ PG_FUNCTION_INFO_V1(ectosync_sync);
 
 namespace ectosync {
 namespace {
-
-constexpr int ERRCODE_ECTOSYNC_RELOAD = MAKE_SQLSTATE('Z', 'E', '0', '0', '1');
 
 using Texts = std::vector<std::optional<std::string>>;
 
@@ -818,83 +818,75 @@ uint64_t value_number(jb::View value, const char *key) {
   return std::stoull(text);
 }
 
-/* The whole call: validation, the event, the plan, the patch. */
-Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
+/* A value's header, validated (bad_value otherwise). */
+struct ValueHeader {
+  uint64_t relid = 0, seq = 0, epoch = 0;
+  jb::Elem assocs, rows;
+  std::optional<jb::Elem> filter;
+};
+
+ValueHeader read_header(const Jsonb *value) {
   jb::View v(value);
   if (!v.is_object()) bad_value("The value is not a jsonb object.");
   if (value_number(v, "ectosync") != 1) bad_value("Its \"ectosync\" format version is not 1.");
-  uint64_t relid = value_number(v, "relid");
-  uint64_t value_seq = value_number(v, "seq");
-  std::optional<jb::Elem> assocs = v.get("assocs"), epoch = v.get("epoch"), rows = v.get("rows"),
-                          filter = v.get("filter");
+  ValueHeader h;
+  h.relid = value_number(v, "relid");
+  h.seq = value_number(v, "seq");
+  std::optional<jb::Elem> assocs = v.get("assocs"), epoch = v.get("epoch"), rows = v.get("rows");
+  h.filter = v.get("filter");
   if (!assocs || !jb::View(*assocs).is_object())
     bad_value("Its key \"assocs\" is missing or not an object.");
   if (!epoch || !epoch->is_string()) bad_value("Its key \"epoch\" is missing or not a string.");
   if (!rows || !jb::View(*rows).is_array())
     bad_value("Its key \"rows\" is missing or not an array.");
-  if (filter && !filter->is_null() && !jb::View(*filter).is_object())
+  if (h.filter && !h.filter->is_null() && !jb::View(*h.filter).is_object())
     bad_value("Its key \"filter\" is neither null nor an object.");
-  uint64_t value_epoch = 0, ignored = 0;
-  if (!parse_event_id(std::string(epoch->str()) + ":1", value_epoch, ignored))
+  uint64_t ignored = 0;
+  if (!parse_event_id(std::string(epoch->str()) + ":1", h.epoch, ignored))
     bad_value("Its \"epoch\" is not 16 hexadecimal digits.");
-
-  EventRef ref;
-  if (!parse_payload(event_text, ref))
-    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: invalid event",
-                "The event \"" + event_text.substr(0, 200) +
-                    "\" is neither a notification payload nor an event id.",
-                "Pass the payload of an ectosync_<relid> notification.");
-  uint64_t epoch_now = shared_epoch();
-  if (value_epoch != epoch_now)
+  if (h.epoch != shared_epoch())
     reload_required("The value was loaded before the server restarted (epoch " +
                     std::string(epoch->str()) + ").");
-  if (ref.epoch != epoch_now)
-    reload_required("The event " + format_event_id(ref.epoch, ref.seq) +
-                    " belongs to another server run.");
-  if (ref.seq <= value_seq) return value; /* already reflected: idempotent */
+  h.assocs = *assocs;
+  h.rows = *rows;
+  return h;
+}
 
-  jb::Node assocs_node = jb::Node::copy(*assocs);
-  Jsonb *assocs_jsonb = jb::to_jsonb(assocs_node);
-  const Plan &plan = resolve_plan(static_cast<uint32_t>(relid), assocs_jsonb);
+/* The plan of a value's shape (cached per backend by resolve_plan). */
+const Plan &value_plan(const ValueHeader &h) {
+  Jsonb *assocs_jsonb = jb::to_jsonb(jb::Node::copy(h.assocs));
+  return resolve_plan(static_cast<uint32_t>(h.relid), assocs_jsonb);
+}
 
-  /* A RELOAD marker ("*": the whole database) for a table the value holds. */
-  if (ref.op && *ref.op == Op::Reload) {
-    if (ref.table.empty() || ref.table == "*" || may_hold_table(plan, ref.table))
-      reload_required("Changes of " +
-                      (ref.table == "*" ? std::string("this database") : ref.table) +
-                      " were not captured one by one (RELOAD marker " +
-                      format_event_id(ref.epoch, ref.seq) + ").");
-    return value;
-  }
-  Event ev;
-  switch (event_lookup(ref.seq, ev)) {
-    case LogLookup::Found:
-      break;
-    case LogLookup::Expired:
-      reload_required("The event " + format_event_id(ref.epoch, ref.seq) +
-                      " is no longer in the event log.");
-    case LogLookup::Unknown:
-      throw Error(
-          ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
-          "No event " + format_event_id(ref.epoch, ref.seq) + " was queued in this database.",
-          "Pass the payload of an ectosync_<relid> notification.");
-  }
+/* Whether a RELOAD marker of relid (0: every table) concerns the plan. */
+bool reload_concerns(const Plan &plan, uint32_t relid) {
+  std::vector<uint32_t> tables = plan.tables();
+  return relid == 0 || std::find(tables.begin(), tables.end(), relid) != tables.end();
+}
+
+/*
+ * The logged event ev (its seq: ev.seq) applied to value: a new value with
+ * seq ev.seq, or value itself when the event cannot touch it.
+ */
+Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
+  if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
   std::vector<uint32_t> tables = plan.tables();
   bool held = std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
   if (ev.op == Op::Reload) {
-    if (held)
+    if (reload_concerns(plan, ev.relid))
       reload_required("Changes of a table of the value were not captured one by one (event " +
-                      format_event_id(ref.epoch, ref.seq) + ").");
+                      format_event_id(h.epoch, ev.seq) + ").");
     return value;
   }
   if (!held) return value;
   check_select_privileges(plan);
 
-  Patcher patcher(plan, ev, filter ? jb::View(*filter) : jb::View());
+  Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
-  std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(*rows));
+  std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(h.rows));
 
-  Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ref.seq)); });
+  Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ev.seq)); });
+  jb::View v(value);
   jb::Node out = jb::Node::object();
   for (uint32_t i = 0; i < v.size(); i++) {
     std::string_view key = v.key(i);
@@ -908,7 +900,104 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   return jb::to_jsonb(out);
 }
 
+/* Reads event seq of the log, or says why the value must be reloaded. */
+void logged_event(uint64_t epoch, uint64_t seq, Event &ev) {
+  switch (event_lookup(seq, ev)) {
+    case LogLookup::Found:
+      return;
+    case LogLookup::Expired:
+      reload_required("The event " + format_event_id(epoch, seq) +
+                      " is no longer in the event log.");
+    case LogLookup::NoRecord:
+      reload_required("The event " + format_event_id(epoch, seq) +
+                      " has no record: capture restarted, or a RELOAD marker found no room.");
+    case LogLookup::Unknown:
+      throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
+                  "No event " + format_event_id(epoch, seq) + " was queued in this database.",
+                  "Pass the payload of an ectosync_<relid> notification.");
+  }
+}
+
+/* The whole call: validation, the event, the plan, the patch. */
+Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
+  ValueHeader h = read_header(value);
+  EventRef ref;
+  if (!parse_payload(event_text, ref))
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: invalid event",
+                "The event \"" + event_text.substr(0, 200) +
+                    "\" is neither a notification payload nor an event id.",
+                "Pass the payload of an ectosync_<relid> notification.");
+  if (ref.epoch != h.epoch)
+    reload_required("The event " + format_event_id(ref.epoch, ref.seq) +
+                    " belongs to another server run.");
+  if (ref.seq <= h.seq) return value; /* already reflected: idempotent */
+  const Plan &plan = value_plan(h);
+
+  /* A RELOAD marker ("*": the whole database) for a table the value holds. */
+  if (ref.op && *ref.op == Op::Reload) {
+    if (ref.table.empty() || ref.table == "*" || may_hold_table(plan, ref.table))
+      reload_required("Changes of " +
+                      (ref.table == "*" ? std::string("this database") : ref.table) +
+                      " were not captured one by one (RELOAD marker " +
+                      format_event_id(ref.epoch, ref.seq) + ").");
+    return value;
+  }
+  Event ev;
+  logged_event(ref.epoch, ref.seq, ev);
+  return apply_event(value, h, plan, ev);
+}
+
 }  // namespace
+
+Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
+  ValueHeader h = read_header(value);
+  const Plan &plan = value_plan(h);
+  /* Each step's value lives in a context of its own, freed once the next
+   * is made: a long run of events over a large value stays in two copies. */
+  MemoryContext caller = CurrentMemoryContext;
+  MemoryContext steps[2] = {nullptr, nullptr};
+  int current = 0;
+  pg_call([&] {
+    for (MemoryContext &c : steps)
+      c = AllocSetContextCreate(caller, "ecto_sync sync_events", ALLOCSET_DEFAULT_SIZES);
+  });
+  Jsonb *result = value;
+  try {
+    for (uint64_t seq = after + 1; seq <= upto; seq++) {
+      Event ev;
+      logged_event(h.epoch, seq, ev);
+      MemoryContext old = pg_call([&] { return MemoryContextSwitchTo(steps[1 - current]); });
+      Jsonb *next = apply_event(result, h, plan, ev);
+      pg_call([&] { MemoryContextSwitchTo(old); });
+      if (next != result) {
+        result = next;
+        current = 1 - current;
+        h = read_header(result);
+      }
+      /* The other context holds the previous value or this step's scraps. */
+      pg_call([&] { MemoryContextReset(steps[1 - current]); });
+    }
+    if (result != value) {
+      Jsonb *copy = pg_call([&] {
+        void *p = palloc(VARSIZE(result));
+        memcpy(p, result, VARSIZE(result));
+        return static_cast<Jsonb *>(p);
+      });
+      result = copy;
+    }
+  } catch (...) {
+    pg_call([&] {
+      MemoryContextSwitchTo(caller);
+      for (MemoryContext c : steps) MemoryContextDelete(c);
+    });
+    throw;
+  }
+  pg_call([&] {
+    for (MemoryContext c : steps) MemoryContextDelete(c);
+  });
+  return result;
+}
+
 }  // namespace ectosync
 
 /* SQL: ectosync.sync(value jsonb, event text) RETURNS jsonb */

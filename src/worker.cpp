@@ -361,7 +361,7 @@ struct BatchResult {
 };
 
 /* Steps 1-3 of a batch, inside the caller's transaction. */
-static BatchResult run_batch(const std::vector<QueuedEvent> &batch) {
+static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch) {
   BatchResult result;
   free_stale_plans();
   std::vector<Event> events(batch.size());
@@ -391,6 +391,7 @@ static BatchResult run_batch(const std::vector<QueuedEvent> &batch) {
     throw;
   }
   SetUserIdAndSecContext(saved_user, saved_context);
+  queue_mark_loaded(slot, batch.back().header.seq);
   for (const Event &event : events) {
     notify(event.relid, event.seq, event.op);
     result.notifications++;
@@ -440,7 +441,7 @@ static uint64 drain(DbSlot *slot) {
     if (n == 0) break;
     BatchResult result;
     try {
-      in_transaction([&] { result = run_batch(batch); });
+      in_transaction([&] { result = run_batch(slot, batch); });
     } catch (const std::exception &e) {
       report_failure("a batch failed", e);
       std::vector<uint32_t> relids;

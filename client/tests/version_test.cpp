@@ -10,6 +10,6 @@ TEST(Extension, Version) {
       "SELECT ectosync.version(), extversion FROM pg_extension WHERE extname = "
       "'ecto_sync'");
   ASSERT_EQ(r.rows(), 1);
-  EXPECT_EQ(r.str(0, 0), "0.1.0");
-  EXPECT_EQ(r.str(0, 1), "0.1.0");
+  EXPECT_EQ(r.str(0, 0), "0.2.0");
+  EXPECT_EQ(r.str(0, 1), "0.2.0");
 }

@@ -1,0 +1,38 @@
+-- ecto_sync 0.2.0: values held in the session (src/held.cpp).  A client
+-- holds its value in its own backend and, on each notification, gets only
+-- the JSON Patch of what changed instead of sending and receiving the whole
+-- value.
+\echo Use "ALTER EXTENSION ecto_sync UPDATE TO '0.2.0'" to load this file. \quit
+
+CREATE FUNCTION ectosync._hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
+                               filter jsonb DEFAULT NULL)
+    RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_hold';
+
+-- LISTEN first, then load: an event after the load's snapshot is notified,
+-- one before it is in the value (the safe order of README, "From psql").
+CREATE FUNCTION ectosync.hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
+                              filter jsonb DEFAULT NULL)
+    RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  PERFORM ectosync.subscribe(tbl, assocs);
+  RETURN ectosync._hold(name, tbl, assocs, filter);
+END
+$$;
+COMMENT ON FUNCTION ectosync.hold(text, regclass, jsonb, jsonb) IS
+  'Subscribe, load, and keep the value in this session under name (version 0); returns it';
+
+-- VOLATILE and PARALLEL UNSAFE: it changes session state.
+CREATE FUNCTION ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_changes';
+COMMENT ON FUNCTION ectosync.changes(text, bigint) IS
+  'Apply the events loaded since; {"version", "patch": JSON Patch from the given version}, or NULL when unchanged';
+
+CREATE FUNCTION ectosync.release(name text) RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';
+COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if none had that name';
+
+CREATE FUNCTION ectosync.held()
+    RETURNS TABLE (name text, tbl regclass, assocs jsonb, filter jsonb, version bigint,
+                   seq bigint, bytes bigint)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_held';
+COMMENT ON FUNCTION ectosync.held() IS 'The values this session holds';

@@ -1,0 +1,101 @@
+-- Values held in the session: hold() keeps the value in this backend, and
+-- changes() returns only what changed since, as a JSON Patch (RFC 6902),
+-- so a client never sends its value back.  The client's copy, patched,
+-- equals a fresh load.  (The tests call _hold(), which is hold() without
+-- its LISTEN: notifications would be printed here.)
+CREATE SCHEMA held_test;
+SET search_path = held_test, public;
+SET client_min_messages = warning;
+CREATE TABLE posts (id int PRIMARY KEY, title text NOT NULL);
+CREATE TABLE tags (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE posts_tags (post_id int REFERENCES posts ON DELETE CASCADE,
+                         tag_id int REFERENCES tags ON DELETE CASCADE,
+                         PRIMARY KEY (post_id, tag_id));
+CREATE TABLE notes (id int PRIMARY KEY, body text);
+INSERT INTO posts VALUES (1, 'one'), (2, 'two'), (3, 'three');
+INSERT INTO tags VALUES (10, 'pg'), (11, 'c++');
+INSERT INTO posts_tags VALUES (1, 10), (2, 10), (2, 11);
+SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('notes') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker();
+
+-- The client keeps what hold() returned (version 0) ...
+CREATE TEMP TABLE client (copy jsonb, version bigint);
+INSERT INTO client SELECT ectosync._hold('posts', 'posts', '["tags"]'), 0;
+SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client;
+-- ... and a helper that asks for changes, shows them, and applies them.
+CREATE FUNCTION pg_temp.step() RETURNS TABLE (version bigint, patch jsonb, equal_to_a_fresh_load boolean)
+LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  SELECT ectosync.changes('posts', client.version) INTO c FROM client;
+  UPDATE client SET copy = regress.patch(copy, c -> 'patch'),
+                    version = coalesce((c ->> 'version')::bigint, client.version);
+  RETURN QUERY SELECT client.version, c -> 'patch',
+                      (copy - 'seq') = (ectosync.load('posts', '["tags"]') - 'seq') FROM client;
+END $$;
+
+-- Nothing happened: NULL, the version stays.
+SELECT * FROM pg_temp.step();
+-- A column of a joined row.
+UPDATE tags SET name = 'postgres' WHERE id = 10;
+SELECT * FROM pg_temp.step();
+-- A join row: a tag enters a post's list, at its place by primary key.
+INSERT INTO posts_tags VALUES (1, 11);
+SELECT * FROM pg_temp.step();
+-- Several changes between two calls: one patch covers them all.
+BEGIN;
+INSERT INTO posts VALUES (4, 'four');
+DELETE FROM posts WHERE id = 2;
+UPDATE posts SET title = 'three, edited' WHERE id = 3;
+COMMIT;
+SELECT * FROM pg_temp.step();
+-- A table the value does not hold: nothing to send.
+INSERT INTO notes VALUES (1, 'unrelated');
+SELECT * FROM pg_temp.step();
+
+-- A client that missed a reply asks with an older version: it gets the
+-- whole value ("path": "", the RFC's whole document).
+UPDATE posts SET title = 'one, edited' WHERE id = 1;
+SELECT ectosync.wait_for_worker();
+CREATE TEMP TABLE reply AS SELECT ectosync.changes('posts', 1) AS c;
+SELECT c -> 'version' AS version, c #>> '{patch,0,op}' AS op, c #>> '{patch,0,path}' AS path,
+       (c #> '{patch,0,value}') - 'seq' = ectosync.load('posts', '["tags"]') - 'seq' AS whole_value
+  FROM reply;
+UPDATE client SET copy = regress.patch(copy, c -> 'patch'), version = (c ->> 'version')::bigint
+  FROM reply;
+
+-- A RELOAD marker of a table the value holds (a transaction past
+-- ectosync.max_xact_events): changes() reloads the value itself.
+SET ectosync.max_xact_events = 2;
+UPDATE tags SET name = name || '!';
+INSERT INTO posts_tags VALUES (3, 10), (3, 11), (4, 10);
+RESET ectosync.max_xact_events;
+SELECT version, patch #>> '{0,op}' AS op, patch #>> '{0,path}' AS path, equal_to_a_fresh_load
+  FROM pg_temp.step();
+
+-- What the session holds.
+SELECT name, tbl, assocs, filter, version, bytes > 0 AS has_bytes FROM ectosync.held();
+
+-- Another role may not read through it.
+CREATE ROLE regress_ectosync_held;
+GRANT USAGE ON SCHEMA held_test TO regress_ectosync_held;
+SET ROLE regress_ectosync_held;
+\set VERBOSITY terse
+SELECT ectosync.changes('posts', 0);
+\set VERBOSITY default
+RESET ROLE;
+DROP OWNED BY regress_ectosync_held;
+DROP ROLE regress_ectosync_held;
+
+-- Forgotten: changes() names what is missing.
+SELECT ectosync.release('posts') AS released, ectosync.release('posts') AS again;
+SELECT ectosync.changes('posts', 0);
+SELECT ectosync.changes(NULL, 0);
+SELECT count(*) AS held FROM ectosync.held();
+
+RESET search_path;
+SELECT ectosync.unwatch('held_test.posts');
+SELECT ectosync.unwatch('held_test.notes');
+DROP SCHEMA held_test CASCADE;

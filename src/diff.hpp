@@ -1,0 +1,59 @@
+/*
+ * diff.hpp: the JSON Patch (RFC 6902) that turns one value of a plan into
+ * another (used by changes(), held.cpp).
+ *
+ * A client that holds a value in the server session gets, per change, the
+ * operations on its copy instead of the whole value.  Both values are read
+ * in place (jsonb_writer.hpp); equal subtrees are recognized by their bytes
+ * (jsonb's binary form of equal content is the same bytes), so a value of
+ * thousands of rows where one changed costs one pass of memcmp.  Lists are
+ * ordered by primary key in both values: rows are matched by their key,
+ * rows only in the old list are removed, rows only in the new one added,
+ * matched rows diffed column by column and association by association.
+ * "seq" is left out: it is the server's bookkeeping, not data.
+ *
+ * Paths are JSON Pointers (RFC 6901) into the value as it stands after the
+ * operations before them, as RFC 6902 applies them: in order.
+ */
+#pragma once
+
+#include "jsonb_writer.hpp"
+#include "plan.hpp"
+
+#include <deque>
+#include <optional>
+#include <string>
+
+namespace ectosync {
+
+class Diff {
+ public:
+  explicit Diff(const Plan &plan) : plan_(plan) {}
+
+  /*
+   * The operations from old_value to new_value (both made by load() or
+   * sync() for plan_), appended to ops_: an array node of
+   * {"op", "path"[, "value"]} objects whose values copy new_value's bytes.
+   * new_value must outlive ops().
+   */
+  void values(jb::View old_value, jb::View new_value);
+  jb::Node &ops() { return ops_; }
+  size_t count() const { return ops_.items.size(); }
+
+ private:
+  void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node);
+  void row(const std::string &path, jb::View old_row, jb::View new_row, const PlanNode &node);
+  void one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
+           const PlanNode &node);
+  void op(const char *name, const std::string &path, std::optional<jb::Node> value);
+  std::string key_bytes(jb::View row, const PlanNode &node) const;
+
+  const Plan &plan_;
+  jb::Node ops_ = jb::Node::array();
+  std::deque<std::string> paths_; /* the strings ops_ points into */
+};
+
+/* A JSON Pointer reference token: "~" -> "~0", "/" -> "~1". */
+std::string pointer_token(std::string_view key);
+
+}  // namespace ectosync

@@ -1,0 +1,282 @@
+/*
+ * held.cpp: values held in the session, patched in place, sent as changes.
+ *
+ * With sync(value, event) a client sends its whole value and gets it back
+ * on every notification: for a value of hundreds of kB, parsing and
+ * printing it costs more than the change.  A session can instead hold the
+ * value itself:
+ *
+ *   hold(name, tbl, assocs, filter)  LISTEN (subscribe), load, keep the value
+ *                                    under name; returns it (version 0)
+ *   changes(name, version)           apply every event the worker has loaded
+ *                                    since; returns {"version", "patch"}: the
+ *                                    JSON Patch (RFC 6902) from the client's
+ *                                    version to the new one, or NULL when
+ *                                    nothing changed
+ *   release(name), held()            forget a value; list them
+ *
+ * changes() reads the event log itself, so it needs no payloads: a client
+ * calls it on any notification, and one call covers all events so far.  It
+ * applies events only up to loaded_seq(): their rows are cached, and each
+ * later event is notified once the worker has loaded it.  When the value
+ * must be reloaded (ZE001 for sync()), changes() reloads it here and the
+ * patch replaces the whole value ("path": "").  A client whose version is
+ * not the held one (it missed a reply) gets the whole value too.
+ *
+ * Held values live in this backend's memory ("ecto_sync held values", a
+ * child of TopMemoryContext), one copy each, until release() or the end of
+ * the session.  They are read as the role that called hold(); changes()
+ * refuses another role, so SET ROLE cannot read through someone's value.
+ */
+#include "catalog.hpp"
+#include "diff.hpp"
+#include "pg_boundary.hpp"
+#include "shared.hpp"
+#include "sync.hpp"
+
+extern "C" {
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/tuplestore.h"
+
+PG_FUNCTION_INFO_V1(ectosync_hold);
+PG_FUNCTION_INFO_V1(ectosync_changes);
+PG_FUNCTION_INFO_V1(ectosync_release);
+PG_FUNCTION_INFO_V1(ectosync_held);
+}
+
+#include <map>
+#include <string>
+
+namespace ectosync {
+namespace {
+
+struct Held {
+  Oid relid = InvalidOid;
+  Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
+  Oid role = InvalidOid;                      /* who called hold() */
+  Jsonb *value = nullptr;                     /* held_context */
+  uint64_t scanned = 0;                       /* events up to it are reflected */
+  int64_t version = 0;                        /* bumped by every non-empty patch */
+};
+
+MemoryContext held_context = nullptr;
+/* The session's values by name; allocated once, lives as long as the backend. */
+std::map<std::string, Held> &held_values() {
+  static auto *values = new std::map<std::string, Held>();
+  return *values;
+}
+
+/* A copy of j in held_context. */
+Jsonb *keep(const Jsonb *j) {
+  if (!j) return nullptr;
+  return pg_call([&] {
+    if (!held_context)
+      held_context =
+          AllocSetContextCreate(TopMemoryContext, "ecto_sync held values", ALLOCSET_DEFAULT_SIZES);
+    void *p = MemoryContextAlloc(held_context, VARSIZE(j));
+    memcpy(p, j, VARSIZE(j));
+    return static_cast<Jsonb *>(p);
+  });
+}
+
+void forget(Held &h) {
+  pg_call([&] {
+    for (Jsonb *j : {h.assocs, h.filter, h.value})
+      if (j) pfree(j);
+  });
+  h = Held();
+}
+
+std::string text_arg(FunctionCallInfo fcinfo, int n) {
+  text *t = PG_GETARG_TEXT_PP(n);
+  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/* The value held under name, for the current role. */
+Held &find_held(const std::string &name) {
+  auto it = held_values().find(name);
+  if (it == held_values().end())
+    throw Error(ERRCODE_UNDEFINED_OBJECT,
+                "ecto_sync: no value is held under the name \"" + name + "\"", "",
+                "Call ectosync.hold() first; held values last as long as the session.");
+  Held &h = it->second;
+  if (h.role != GetUserId()) {
+    char *holder = pg_call([&] { return GetUserNameFromId(h.role, true); });
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "ecto_sync: the value \"" + name + "\" is held by another role",
+                std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".",
+                "Call ectosync.hold() again as this role.");
+  }
+  return h;
+}
+
+uint64_t value_seq(const Jsonb *value) {
+  std::optional<jb::Elem> seq = jb::View(value).get("seq");
+  if (!seq || !seq->is_numeric()) return 0;
+  return pg_call([&] {
+    return static_cast<uint64_t>(
+        DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(seq->numeric()))));
+  });
+}
+
+/* ectosync._hold(name, tbl, assocs, filter): load and keep (subscribe is SQL's). */
+Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter) {
+  Jsonb *value = load_value(relid, assocs, filter);
+  Held h;
+  h.relid = relid;
+  h.role = GetUserId();
+  h.assocs = keep(assocs);
+  h.filter = keep(filter);
+  h.value = keep(value);
+  h.scanned = value_seq(value);
+  auto &values = held_values();
+  auto it = values.find(name);
+  if (it != values.end()) forget(it->second);
+  values[name] = h;
+  return value;
+}
+
+/* {"version": version, "patch": ops} */
+Jsonb *envelope(int64_t version, jb::Node ops) {
+  Numeric v = pg_call([&] { return int64_to_numeric(version); });
+  jb::Node out = jb::Node::object();
+  out.set("version", jb::Node::number(v));
+  out.set("patch", std::move(ops));
+  return jb::to_jsonb(out);
+}
+
+/* The whole value as one operation. */
+jb::Node replace_all(const Jsonb *value) {
+  jb::Node op = jb::Node::object();
+  op.set("op", jb::Node::string("replace"));
+  op.set("path", jb::Node::string(""));
+  jb::Elem root;
+  root.type = JENTRY_ISCONTAINER;
+  root.data = reinterpret_cast<const char *>(&value->root);
+  root.len = VARSIZE(value) - VARHDRSZ;
+  op.set("value", jb::Node::copy(root));
+  jb::Node ops = jb::Node::array();
+  ops.push(std::move(op));
+  return ops;
+}
+
+/* ectosync.changes(name, version): see the header comment.  Null: unchanged. */
+Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
+  Held &h = find_held(name);
+  uint64_t upto = loaded_seq();
+  Jsonb *current = h.value;
+  uint64_t scanned = h.scanned;
+  bool reloaded = false;
+  if (upto > h.scanned) {
+    try {
+      current = sync_events(h.value, h.scanned, upto);
+      scanned = upto;
+    } catch (const Error &e) {
+      if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
+      current = load_value(h.relid, h.assocs, h.filter);
+      scanned = value_seq(current);
+      reloaded = true;
+    }
+  }
+  bool behind = client_version && *client_version != h.version;
+  int64_t version = h.version;
+  Jsonb *result = nullptr;
+  if (reloaded) {
+    version++;
+    result = envelope(version, replace_all(current));
+  } else {
+    Diff diff(resolve_plan(h.relid, h.assocs));
+    if (current != h.value) diff.values(jb::View(h.value), jb::View(current));
+    if (diff.count() > 0) version++;
+    if (behind)
+      result = envelope(version, replace_all(current));
+    else if (diff.count() > 0)
+      result = envelope(version, std::move(diff.ops()));
+  }
+  /* Only now, with the reply made, does the held value move on. */
+  if (current != h.value) {
+    Jsonb *kept = keep(current);
+    pg_call([&] { pfree(h.value); });
+    h.value = kept;
+  }
+  h.scanned = scanned;
+  h.version = version;
+  return result;
+}
+
+}  // namespace
+}  // namespace ectosync
+
+using namespace ectosync;
+
+/* SQL: ectosync._hold(name text, tbl regclass, assocs jsonb, filter jsonb) RETURNS jsonb */
+extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: hold() needs a name and a table")));
+  Oid relid = PG_GETARG_OID(1);
+  Jsonb *assocs = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
+  Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
+  Jsonb *value = pg_entry([&] { return hold(text_arg(fcinfo, 0), relid, assocs, filter); });
+  PG_RETURN_JSONB_P(value);
+}
+
+/* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
+extern "C" Datum ectosync_changes(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: changes() needs the name of a held value")));
+  std::optional<int64_t> version;
+  if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
+  Jsonb *result = pg_entry([&] { return changes(text_arg(fcinfo, 0), version); });
+  if (!result) PG_RETURN_NULL();
+  PG_RETURN_JSONB_P(result);
+}
+
+/* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
+extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  bool found = pg_entry([&] {
+    auto &values = held_values();
+    auto it = values.find(text_arg(fcinfo, 0));
+    if (it == values.end()) return false;
+    forget(it->second);
+    values.erase(it);
+    return true;
+  });
+  PG_RETURN_BOOL(found);
+}
+
+/*
+ * SQL: ectosync.held() RETURNS TABLE (name, tbl, assocs, filter, version,
+ * seq, bytes): this session's held values.
+ */
+extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  InitMaterializedSRF(fcinfo, 0);
+  pg_entry([&] {
+    for (const auto &[name, h] : held_values()) {
+      Datum values[7];
+      bool nulls[7] = {};
+      uint64_t seq = value_seq(h.value);
+      pg_call([&] {
+        values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
+        values[1] = ObjectIdGetDatum(h.relid);
+        values[2] = JsonbPGetDatum(h.assocs);
+        nulls[3] = h.filter == nullptr;
+        values[3] = h.filter ? JsonbPGetDatum(h.filter) : (Datum)0;
+        values[4] = Int64GetDatum(h.version);
+        values[5] = Int64GetDatum((int64)seq);
+        values[6] = Int64GetDatum((int64)VARSIZE(h.value));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+      });
+    }
+  });
+  return (Datum)0;
+}

@@ -25,7 +25,7 @@ COMMENT ON FUNCTION ectosync.hold(text, regclass, jsonb, jsonb) IS
 CREATE FUNCTION ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_changes';
 COMMENT ON FUNCTION ectosync.changes(text, bigint) IS
-  'Apply the events loaded since; {"version", "patch": JSON Patch from the given version}, or NULL when unchanged';
+  'Apply the events loaded since; {"version", "seq", "patch": the JSON Patch from the given version ([] when unchanged)}';
 
 CREATE FUNCTION ectosync.release(name text) RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';

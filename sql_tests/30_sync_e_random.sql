@@ -60,7 +60,7 @@ BEGIN
     COMMIT;
     UPDATE holders h SET val = regress.apply(h.val);
     UPDATE holders h SET copy = regress.patch(h.copy, c.c -> 'patch'),
-                         version = coalesce((c.c ->> 'version')::bigint, h.version),
+                         version = (c.c ->> 'version')::bigint,
                          whole_values = h.whole_values + coalesce((c.c #>> '{patch,0,path}' = '')::int, 0)
       FROM (SELECT name, ectosync.changes(name, version) AS c FROM holders) c
      WHERE c.name = h.name;

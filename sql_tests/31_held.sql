@@ -24,19 +24,23 @@ CREATE TEMP TABLE client (copy jsonb, version bigint);
 INSERT INTO client SELECT ectosync._hold('posts', 'posts', '["tags"]'), 0;
 SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client;
 -- ... and a helper that asks for changes, shows them, and applies them.
-CREATE FUNCTION pg_temp.step() RETURNS TABLE (version bigint, patch jsonb, equal_to_a_fresh_load boolean)
+-- ("seq": every event up to it is reflected; later notifications of
+-- events up to it need no call.)
+CREATE FUNCTION pg_temp.step()
+  RETURNS TABLE (version bigint, patch jsonb, equal_to_a_fresh_load boolean, seq_is_the_last boolean)
 LANGUAGE plpgsql AS $$
 DECLARE c jsonb;
 BEGIN
   PERFORM ectosync.wait_for_worker();
   SELECT ectosync.changes('posts', client.version) INTO c FROM client;
   UPDATE client SET copy = regress.patch(copy, c -> 'patch'),
-                    version = coalesce((c ->> 'version')::bigint, client.version);
+                    version = (c ->> 'version')::bigint;
   RETURN QUERY SELECT client.version, c -> 'patch',
-                      (copy - 'seq') = (ectosync.load('posts', '["tags"]') - 'seq') FROM client;
+                      (copy - 'seq') = (ectosync.load('posts', '["tags"]') - 'seq'),
+                      (c ->> 'seq')::bigint = (SELECT last_seq FROM ectosync.stats) FROM client;
 END $$;
 
--- Nothing happened: NULL, the version stays.
+-- Nothing happened: an empty patch, the version stays.
 SELECT * FROM pg_temp.step();
 -- A column of a joined row.
 UPDATE tags SET name = 'postgres' WHERE id = 10;

@@ -9,10 +9,14 @@
  *   hold(name, tbl, assocs, filter)  LISTEN (subscribe), load, keep the value
  *                                    under name; returns it (version 0)
  *   changes(name, version)           apply every event the worker has loaded
- *                                    since; returns {"version", "patch"}: the
- *                                    JSON Patch (RFC 6902) from the client's
- *                                    version to the new one, or NULL when
- *                                    nothing changed
+ *                                    since; returns {"version", "seq",
+ *                                    "patch"}: the JSON Patch (RFC 6902) from
+ *                                    the client's version to the new one
+ *                                    (empty: nothing changed; the version
+ *                                    moves only when the patch is not), and
+ *                                    the last event seq it reflects, so that
+ *                                    the client can ignore notifications of
+ *                                    events up to it
  *   release(name), held()            forget a value; list them
  *
  * changes() reads the event log itself, so it needs no payloads: a client
@@ -142,11 +146,13 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter) {
   return value;
 }
 
-/* {"version": version, "patch": ops} */
-Jsonb *envelope(int64_t version, jb::Node ops) {
+/* {"version": version, "seq": seq, "patch": ops} */
+Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops) {
   Numeric v = pg_call([&] { return int64_to_numeric(version); });
+  Numeric s = pg_call([&] { return int64_to_numeric(static_cast<int64>(seq)); });
   jb::Node out = jb::Node::object();
   out.set("version", jb::Node::number(v));
+  out.set("seq", jb::Node::number(s));
   out.set("patch", std::move(ops));
   return jb::to_jsonb(out);
 }
@@ -166,7 +172,7 @@ jb::Node replace_all(const Jsonb *value) {
   return ops;
 }
 
-/* ectosync.changes(name, version): see the header comment.  Null: unchanged. */
+/* ectosync.changes(name, version): see the header comment. */
 Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
   Held &h = find_held(name);
   uint64_t upto = loaded_seq();
@@ -186,18 +192,15 @@ Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
-  Jsonb *result = nullptr;
+  Jsonb *result;
   if (reloaded) {
     version++;
-    result = envelope(version, replace_all(current));
+    result = envelope(version, scanned, replace_all(current));
   } else {
     Diff diff(resolve_plan(h.relid, h.assocs));
     if (current != h.value) diff.values(jb::View(h.value), jb::View(current));
     if (diff.count() > 0) version++;
-    if (behind)
-      result = envelope(version, replace_all(current));
-    else if (diff.count() > 0)
-      result = envelope(version, std::move(diff.ops()));
+    result = envelope(version, scanned, behind ? replace_all(current) : std::move(diff.ops()));
   }
   /* Only now, with the reply made, does the held value move on. */
   if (current != h.value) {
@@ -234,9 +237,7 @@ extern "C" Datum ectosync_changes(PG_FUNCTION_ARGS) {
                     errmsg("ecto_sync: changes() needs the name of a held value")));
   std::optional<int64_t> version;
   if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
-  Jsonb *result = pg_entry([&] { return changes(text_arg(fcinfo, 0), version); });
-  if (!result) PG_RETURN_NULL();
-  PG_RETURN_JSONB_P(result);
+  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_arg(fcinfo, 0), version); }));
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */

@@ -85,14 +85,33 @@ void Holder::load(bool counted) {
   if (counted) stats_.reloads++;
 }
 
+/* Sync mode: LISTEN, load and keep the value in the session (version 0). */
+void Holder::hold(bool counted) {
+  auto r = conn_->exec("SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb)::text",
+                       {held_name(), opts_.table, opts_.assocs, filter_param()});
+  stats_.round_trips++;
+  doc_ = json::parse(r.str(0, 0));
+  version_ = 0;
+  held_epoch();
+  if (counted) stats_.reloads++;
+}
+
+/* Connect, then hold the value or (other modes) subscribe and load it. */
 void Holder::start() {
   connect();
-  subscribe();
-  load(false);
+  if (opts_.mode == HolderOptions::Mode::Sync) {
+    hold(false);
+  } else {
+    subscribe();
+    load(false);
+  }
 }
 
 void Holder::reload() {
-  load(true);
+  if (opts_.mode == HolderOptions::Mode::Sync)
+    hold(true);
+  else
+    load(true);
 }
 
 void Holder::reconnect_and_reload() {
@@ -100,9 +119,8 @@ void Holder::reconnect_and_reload() {
   std::string last_error;
   for (int attempt = 0;; attempt++) {
     try {
-      connect();
-      subscribe();
-      load(true);
+      start();
+      stats_.reloads++;
       stats_.reconnects++;
       return;
     } catch (const pg::Error &e) {
@@ -135,9 +153,51 @@ void Holder::note_latency(const pg::Notification &n) {
   }
 }
 
+/*
+ * Sync mode: one changes() call covers every notification received (and
+ * any event the worker loaded since); its patch is applied to doc_.
+ */
+void Holder::handle_held() {
+  auto r =
+      conn_->exec("SELECT ectosync.changes($1, $2)::text", {held_name(), std::to_string(version_)});
+  stats_.round_trips++;
+  json::Value reply = json::parse(r.str(0, 0));
+  const json::Value *patch = reply.member("patch"), *version = reply.member("version"),
+                    *seq = reply.member("seq");
+  if (!patch || !version || !seq)
+    throw pg::Error("holder " + opts_.name + ": changes() replied " + r.str(0, 0).substr(0, 200),
+                    "");
+  if (!patch->items.empty()) {
+    const json::Value *path = patch->items[0].member("path");
+    bool whole = path && path->text.empty();
+    try {
+      json::apply_patch(doc_, *patch);
+    } catch (const json::Error &) {
+      hold(true); /* cannot happen with the server's patches; recover anyway */
+      return;
+    }
+    if (whole) {
+      stats_.reloads++; /* the server reloaded the value (or we had missed a reply) */
+      stats_.reloads_ze001++;
+      held_epoch();
+    }
+    stats_.patches++;
+  }
+  version_ = std::stoll(version->text);
+  seq_ = std::stoull(seq->text);
+}
+
+/* Sync mode: the epoch of the value held (events of other epochs are news). */
+void Holder::held_epoch() {
+  const json::Value *epoch = doc_.member("epoch");
+  epoch_ = epoch ? epoch->text : "";
+  const json::Value *seq = doc_.member("seq");
+  seq_ = seq ? std::stoull(seq->text) : 0;
+}
+
 void Holder::handle(std::vector<pg::Notification> &batch) {
   stats_.notifications += static_cast<int64_t>(batch.size());
-  if (opts_.mode != HolderOptions::Mode::Sync) {
+  if (opts_.mode == HolderOptions::Mode::Reload || opts_.mode == HolderOptions::Mode::Requery) {
     load(true);
     for (const auto &n : batch) note_latency(n);
     return;
@@ -156,6 +216,13 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
                                return true;
                              }),
               batch.end());
+  if (batch.empty()) return;
+  if (opts_.mode == HolderOptions::Mode::Sync) {
+    handle_held();
+    stats_.syncs += static_cast<int64_t>(batch.size());
+    for (const auto &n : batch) note_latency(n);
+    return;
+  }
   size_t i = 0;
   while (i < batch.size()) {
     size_t n = std::min(batch.size() - i, static_cast<size_t>(std::max(1, opts_.max_batch)));
@@ -217,7 +284,7 @@ bool Holder::matches_fresh_load() {
       auto r = conn_->exec(
           "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - "
           "'seq')",
-          {value_, opts_.table, opts_.assocs, filter_param()});
+          {value(), opts_.table, opts_.assocs, filter_param()});
       return r.boolean(0, 0);
     } catch (const pg::ConnectionLost &) {
       if (attempt > 0) throw;
@@ -246,8 +313,12 @@ bool Holder::converge(std::chrono::milliseconds timeout) {
 }
 
 int64_t Holder::row_count() {
-  auto r = conn_->exec("SELECT jsonb_array_length($1::jsonb->'rows')", {value_});
+  auto r = conn_->exec("SELECT jsonb_array_length($1::jsonb->'rows')", {value()});
   return r.i64(0, 0);
+}
+
+std::string Holder::held_name() const {
+  return opts_.name.empty() ? "value" : opts_.name;
 }
 
 }  // namespace ectosync

@@ -2,26 +2,36 @@
  * holder.hpp: the reference ecto_sync client.
  *
  * A Holder keeps one value (table, assocs, filter) up to date over its own
- * connection:
+ * connection.  The ectosync way (Mode::Sync) holds the value in the server
+ * session too:
  *
- *   start():  SELECT ectosync.subscribe(tbl, assocs)   -- LISTEN first,
- *             SELECT ectosync.load(tbl, assocs, filter) -- then load
- *   pump():   for each notification, value := ectosync.sync(value, payload);
- *             SQLSTATE ZE001 (must reload) -> load again;
- *             the connection broke -> reconnect, subscribe, load.
+ *   start():  SELECT ectosync.hold(name, tbl, assocs, filter)
+ *             -- LISTEN to the value's channels, then load; version 0
+ *   pump():   on notifications of events past the last reply's "seq",
+ *             SELECT ectosync.changes(name, version) -> {"version", "seq",
+ *             "patch"}: a JSON Patch (often empty) applied to the local copy
+ *             (json.hpp); a patch that replaces the whole value ("path": "")
+ *             is the server's reload; the connection broke -> reconnect and
+ *             hold again.
+ *
+ * One round trip per batch of notifications, whatever their number; the
+ * value crosses the wire once, at hold().
  *
  * LISTEN before load is the one safe order: an event committed after the
  * load's snapshot is notified to us (we listen already); an event before it
- * is already in the value (sync() ignores events with seq <= value.seq).
+ * is already in the value (events with seq <= value.seq are skipped).
  *
  * Modes, for comparisons:
  *   Sync       the ectosync way (above);
+ *   Stateless  value := ectosync.sync(value, payload) per notification, the
+ *              value sent and returned each time; SQLSTATE ZE001 -> load;
  *   Reload     re-run load() on every batch of notifications (alternative a);
  *   Requery    like Reload, but listening to per-row pg_notify channels of a
  *              plain plpgsql trigger ("ectowatch_<relid>", alternative b).
  */
 #pragma once
 
+#include "json.hpp"
 #include "pg.hpp"
 
 #include <cstdint>
@@ -62,8 +72,8 @@ struct HolderOptions {
   std::string table;         /* regclass text, e.g. "posts" */
   std::string assocs = "[]"; /* JSON spec */
   std::string filter;        /* JSON object, "" = none */
-  enum class Mode { Sync, Reload, Requery } mode = Mode::Sync;
-  int max_batch = 128;                /* notifications synced per round trip */
+  enum class Mode { Sync, Stateless, Reload, Requery } mode = Mode::Sync;
+  int max_batch = 128;                /* Stateless: notifications synced per round trip */
   int reconnect_timeout_ms = 30000;   /* give up reconnecting after this */
   const CommitLog *commits = nullptr; /* to record commit-to-synced latency */
   std::string name;                   /* for messages */
@@ -71,10 +81,12 @@ struct HolderOptions {
 
 struct HolderStats {
   int64_t notifications = 0; /* received */
-  int64_t syncs = 0;         /* events passed to sync() */
+  int64_t syncs = 0;         /* events passed to sync(), or notifications covered by changes() */
+  int64_t patches = 0;       /* changes() replies that changed the value */
   int64_t skipped = 0;       /* events the value already reflected (after a reload) */
   int64_t reloads = 0;       /* load() calls after the first */
-  int64_t reloads_ze001 = 0; /* ... of which because sync() said ZE001 */
+  int64_t reloads_ze001 =
+      0; /* ... of which forced: sync() said ZE001, or changes() sent the whole value */
   int64_t reconnects = 0;
   int64_t round_trips = 0;
   std::vector<double> latency_us; /* commit-to-synced, when commit times are known */
@@ -101,8 +113,10 @@ class Holder {
   /* Reload now (e.g. after losing notifications on purpose). */
   void reload();
 
-  const std::string &value() const { return value_; }
-  uint64_t seq() const { return seq_; }
+  /* The held value as JSON text. */
+  std::string value() const {
+    return opts_.mode == HolderOptions::Mode::Sync ? json::dump(doc_) : value_;
+  }
   const std::string &epoch() const { return epoch_; }
   const HolderStats &stats() const { return stats_; }
   const HolderOptions &options() const { return opts_; }
@@ -117,14 +131,20 @@ class Holder {
   void subscribe();
   void load(bool counted);
   void handle(std::vector<pg::Notification> &batch);
+  void handle_held();
+  void hold(bool counted);
+  void held_epoch();
   void reconnect_and_reload();
   void note_latency(const pg::Notification &n);
   pg::Param filter_param() const;
+  std::string held_name() const;
 
   HolderOptions opts_;
   std::unique_ptr<pg::Connection> conn_;
-  std::string value_, epoch_;
+  std::string value_, epoch_; /* Stateless, Reload, Requery: the value as text */
   uint64_t seq_ = 0;
+  json::Value doc_;     /* Sync: the value */
+  int64_t version_ = 0; /* Sync: the held value's version that doc_ is */
   HolderStats stats_;
 };
 

@@ -109,7 +109,9 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
     o.table = blog::kTables[rng() % blog::kTables.size()];
     o.assocs = random_shape(admin, rng, o.table, 3);
     o.filter = random_filter(admin, rng, o.table);
-    o.name = "holder " + std::to_string(i);
+    /* both ways of syncing: held in the session (changes) and sent (sync) */
+    o.mode = i % 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Sync;
+    o.name = "holder " + std::to_string(i) + (i % 2 ? " (sync)" : " (held)");
     admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {o.table, o.assocs});
     holders.push_back(std::make_unique<ectosync::Holder>(o));
     std::cout << "  " << o.name << ": " << holders.back()->describe() << std::endl;

@@ -95,17 +95,25 @@ void Diff::values(jb::View old_value, jb::View new_value) {
 void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
                 const PlanNode &node) {
   uint32_t n_old = old_list.size(), n_new = new_list.size();
+  /* Most changes touch a row or two: skip the equal rows at both ends
+   * without reading any key. */
+  uint32_t lo = 0;
+  while (lo < n_old && lo < n_new && same(old_list.at(lo), new_list.at(lo))) lo++;
+  while (n_old > lo && n_new > lo && same(old_list.at(n_old - 1), new_list.at(n_new - 1))) {
+    n_old--;
+    n_new--;
+  }
   std::vector<std::string> old_keys(n_old), new_keys(n_new);
   std::unordered_set<std::string> in_old, in_new;
-  for (uint32_t i = 0; i < n_old; i++) {
+  for (uint32_t i = lo; i < n_old; i++) {
     old_keys[i] = key_bytes(jb::View(old_list.at(i)), node);
     in_old.insert(old_keys[i]);
   }
-  for (uint32_t j = 0; j < n_new; j++) {
+  for (uint32_t j = lo; j < n_new; j++) {
     new_keys[j] = key_bytes(jb::View(new_list.at(j)), node);
     in_new.insert(new_keys[j]);
   }
-  uint32_t i = 0, j = 0, at = 0;
+  uint32_t i = lo, j = lo, at = lo;
   while (i < n_old || j < n_new) {
     if (i < n_old && !in_new.count(old_keys[i])) {
       op("remove", path + "/" + std::to_string(at), std::nullopt);
@@ -125,7 +133,7 @@ void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
       /* Not ordered alike (cannot happen for values of one plan): the
        * whole list, which is right whatever came before. */
       jb::Node whole = jb::Node::array();
-      for (uint32_t k = 0; k < n_new; k++) whole.push(jb::Node::copy(new_list.at(k)));
+      for (uint32_t k = 0; k < new_list.size(); k++) whole.push(jb::Node::copy(new_list.at(k)));
       op("replace", path, std::move(whole));
       return;
     }

@@ -866,9 +866,12 @@ bool reload_concerns(const Plan &plan, uint32_t relid) {
 
 /*
  * The logged event ev (its seq: ev.seq) applied to value: a new value with
- * seq ev.seq, or value itself when the event cannot touch it.
+ * seq ev.seq, or value itself when the event cannot touch it.  With
+ * keep_unchanged, also value itself when the event changed none of its
+ * rows (sync_events() keeps its position apart from the value's seq).
  */
-Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
+Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev,
+                   bool keep_unchanged) {
   if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
   std::vector<uint32_t> tables = plan.tables();
   bool held = std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
@@ -884,6 +887,7 @@ Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const E
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
   std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(h.rows));
+  if (!new_rows && keep_unchanged) return value;
 
   Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ev.seq)); });
   jb::View v(value);
@@ -944,7 +948,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   }
   Event ev;
   logged_event(ref.epoch, ref.seq, ev);
-  return apply_event(value, h, plan, ev);
+  return apply_event(value, h, plan, ev, false);
 }
 
 }  // namespace
@@ -967,7 +971,7 @@ Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
       Event ev;
       logged_event(h.epoch, seq, ev);
       MemoryContext old = pg_call([&] { return MemoryContextSwitchTo(steps[1 - current]); });
-      Jsonb *next = apply_event(result, h, plan, ev);
+      Jsonb *next = apply_event(result, h, plan, ev, true);
       pg_call([&] { MemoryContextSwitchTo(old); });
       if (next != result) {
         result = next;

@@ -5,21 +5,16 @@
 \echo Use "ALTER EXTENSION ecto_sync UPDATE TO '0.2.0'" to load this file. \quit
 
 CREATE FUNCTION ectosync._hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
-                               filter jsonb DEFAULT NULL)
+                               filter jsonb DEFAULT NULL, listen boolean DEFAULT true)
     RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_hold';
+COMMENT ON FUNCTION ectosync._hold(text, regclass, jsonb, jsonb, boolean) IS
+  'hold(); with listen false, without its LISTEN (for tests, where notifications would be printed)';
 
--- LISTEN first, then load: an event after the load's snapshot is notified,
--- one before it is in the value (the safe order of README, "From psql").
 CREATE FUNCTION ectosync.hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
                               filter jsonb DEFAULT NULL)
-    RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
-BEGIN
-  PERFORM ectosync.subscribe(tbl, assocs);
-  RETURN ectosync._hold(name, tbl, assocs, filter);
-END
-$$;
+    RETURNS jsonb LANGUAGE sql VOLATILE AS $$ SELECT ectosync._hold(name, tbl, assocs, filter, true) $$;
 COMMENT ON FUNCTION ectosync.hold(text, regclass, jsonb, jsonb) IS
-  'Subscribe, load, and keep the value in this session under name (version 0); returns it';
+  'Load the value, keep it in this session under name (version 0), LISTEN to its own channel; returns it';
 
 -- VOLATILE and PARALLEL UNSAFE: it changes session state.
 CREATE FUNCTION ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb
@@ -33,6 +28,6 @@ COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if non
 
 CREATE FUNCTION ectosync.held()
     RETURNS TABLE (name text, tbl regclass, assocs jsonb, filter jsonb, version bigint,
-                   seq bigint, bytes bigint)
+                   seq bigint, bytes bigint, channel text, notifications bigint)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_held';
 COMMENT ON FUNCTION ectosync.held() IS 'The values this session holds';

@@ -46,7 +46,7 @@ INSERT INTO holders VALUES
 -- would print notifications here); its copy follows changes() patches.
 ALTER TABLE holders ADD copy jsonb, ADD version bigint, ADD whole_values int DEFAULT 0;
 UPDATE holders SET copy = ectosync._hold(name, (val ->> 'relid')::oid::regclass, val -> 'assocs',
-                                         nullif(val -> 'filter', 'null')),
+                                         nullif(val -> 'filter', 'null'), listen => false),
                    version = 0;
 
 SELECT setseed(0.42);

@@ -1,8 +1,8 @@
 -- Values held in the session: hold() keeps the value in this backend, and
 -- changes() returns only what changed since, as a JSON Patch (RFC 6902),
 -- so a client never sends its value back.  The client's copy, patched,
--- equals a fresh load.  (The tests call _hold(), which is hold() without
--- its LISTEN: notifications would be printed here.)
+-- equals a fresh load.  (The tests call _hold(..., listen => false),
+-- hold() without its LISTEN: notifications would be printed here.)
 CREATE SCHEMA held_test;
 SET search_path = held_test, public;
 SET client_min_messages = warning;
@@ -21,7 +21,7 @@ SELECT ectosync.wait_for_worker();
 
 -- The client keeps what hold() returned (version 0) ...
 CREATE TEMP TABLE client (copy jsonb, version bigint);
-INSERT INTO client SELECT ectosync._hold('posts', 'posts', '["tags"]'), 0;
+INSERT INTO client SELECT ectosync._hold('posts', 'posts', '["tags"]', listen => false), 0;
 SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client;
 -- ... and a helper that asks for changes, shows them, and applies them.
 -- ("seq": every event up to it is reflected; later notifications of
@@ -79,8 +79,41 @@ RESET ectosync.max_xact_events;
 SELECT version, patch #>> '{0,op}' AS op, patch #>> '{0,path}' AS path, equal_to_a_fresh_load
   FROM pg_temp.step();
 
+-- The worker notifies a held value's own channel only for the events that
+-- may change it.  Post 1 alone, with its tags:
+SELECT ectosync._hold('post 1', 'posts', '["tags"]', '{"id": 1}', listen => false) #> '{rows,0,tags}'
+  AS tags_of_post_1;
+CREATE FUNCTION pg_temp.notified(name text) RETURNS bigint LANGUAGE sql AS $$
+  SELECT ectosync.wait_for_worker() AND true;
+  SELECT notifications FROM ectosync.held() WHERE held.name = notified.name
+$$;
+CREATE TEMP TABLE seen AS SELECT pg_temp.notified('post 1') AS n;
+CREATE FUNCTION pg_temp.new_notifications() RETURNS bigint LANGUAGE sql AS $$
+  WITH now AS (SELECT pg_temp.notified('post 1') AS n)
+  UPDATE seen SET n = now.n FROM now RETURNING now.n - (SELECT n FROM seen)
+$$;
+UPDATE posts SET title = 'three, again' WHERE id = 3;    -- another post
+SELECT pg_temp.new_notifications() AS notified;
+INSERT INTO tags VALUES (12, 'unused');                  -- a tag post 1 lacks
+SELECT pg_temp.new_notifications() AS notified;
+INSERT INTO posts_tags VALUES (4, 12);                   -- another post's join row
+SELECT pg_temp.new_notifications() AS notified;
+UPDATE tags SET name = 'c++17' WHERE id = 11;            -- a tag of post 1
+SELECT pg_temp.new_notifications() AS notified;
+INSERT INTO posts_tags VALUES (1, 12);                   -- post 1 gets a tag
+SELECT pg_temp.new_notifications() AS notified;
+-- Now that post 1 has tag 12, its changes matter too (the interest grew
+-- when changes() patched the value).
+SELECT patch FROM jsonb_to_record(ectosync.changes('post 1')) AS r(patch jsonb);
+UPDATE tags SET name = 'used' WHERE id = 12;
+SELECT pg_temp.new_notifications() AS notified;
+UPDATE posts SET title = 'one, again' WHERE id = 1;      -- post 1 itself
+SELECT pg_temp.new_notifications() AS notified;
+SELECT ectosync.release('post 1');
+
 -- What the session holds.
-SELECT name, tbl, assocs, filter, version, bytes > 0 AS has_bytes FROM ectosync.held();
+SELECT name, tbl, assocs, filter, version, bytes > 0 AS has_bytes, channel LIKE 'ectosync_held_%' AS own_channel
+  FROM ectosync.held();
 
 -- Another role may not read through it.
 CREATE ROLE regress_ectosync_held;

@@ -54,6 +54,11 @@ static void define_settings() {
                           "marker instead.",
                           nullptr, &settings.max_xact_events, 10000, 1, INT_MAX, PGC_USERSET, 0,
                           nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.max_held_values",
+                          "Values held in sessions (hold()) whose changes the worker notifies "
+                          "them of, all databases; past it, held values listen to their tables.",
+                          nullptr, &settings.max_held_values, 1024, 0, 1024 * 1024, PGC_POSTMASTER,
+                          0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.", nullptr,
                           &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                           nullptr);

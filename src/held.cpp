@@ -27,6 +27,15 @@
  * patch replaces the whole value ("path": "").  A client whose version is
  * not the held one (it missed a reply) gets the whole value too.
  *
+ * Notifications: hold() publishes what the value depends on (its
+ * interest, interest.hpp) and LISTENs to a channel of its own,
+ * "ectosync_held_<entry>_<generation>"; the worker notifies that channel
+ * only for events that may change the value.  changes() publishes the new
+ * interest whenever the value changed, then looks again at what the worker
+ * loaded meanwhile (those events were matched against the old interest),
+ * so no event that concerns the value goes unnotified.  Without a free
+ * entry (ectosync.max_held_values), the value listens to its tables.
+ *
  * Held values live in this backend's memory ("ecto_sync held values", a
  * child of TopMemoryContext), one copy each, until release() or the end of
  * the session.  They are read as the role that called hold(); changes()
@@ -34,6 +43,7 @@
  */
 #include "catalog.hpp"
 #include "diff.hpp"
+#include "interest.hpp"
 #include "pg_boundary.hpp"
 #include "shared.hpp"
 #include "sync.hpp"
@@ -42,7 +52,9 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "commands/async.h"
 #include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -55,6 +67,7 @@ PG_FUNCTION_INFO_V1(ectosync_held);
 }
 
 #include <map>
+#include <memory>
 #include <string>
 
 namespace ectosync {
@@ -67,6 +80,8 @@ struct Held {
   Jsonb *value = nullptr;                     /* held_context */
   uint64_t scanned = 0;                       /* events up to it are reflected */
   int64_t version = 0;                        /* bumped by every non-empty patch */
+  int entry = -1;                             /* its interest entry, or -1 */
+  uint32_t generation = 0;                    /* of the entry */
 };
 
 MemoryContext held_context = nullptr;
@@ -90,6 +105,7 @@ Jsonb *keep(const Jsonb *j) {
 }
 
 void forget(Held &h) {
+  if (h.entry >= 0) interest_detach(h.entry);
   pg_call([&] {
     for (Jsonb *j : {h.assocs, h.filter, h.value})
       if (j) pfree(j);
@@ -129,9 +145,118 @@ uint64_t value_seq(const Jsonb *value) {
   });
 }
 
-/* ectosync._hold(name, tbl, assocs, filter): load and keep (subscribe is SQL's). */
-Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter) {
+/*
+ * The interest of a value (see interest.hpp for what it holds): walks the
+ * rows with the plan, adding the key values that events of related rows
+ * carry.
+ */
+class InterestBuilder {
+ public:
+  explicit InterestBuilder(Interest &in) : in_(in) {}
+
+  /* A key column of relid and the value in a row that matters for it. */
+  void key(uint32_t relid, int16_t attnum, const std::optional<jb::Elem> &v) {
+    in_.add_column(relid, attnum);
+    if (!v || v->is_null()) return;
+    if (v->is_string())
+      in_.add(relid, attnum, v->str());
+    else if (v->is_numeric())
+      in_.add(relid, attnum, jb::numeric_text(v->numeric()));
+    else
+      in_.add_wild(relid); /* not a key type capture writes: every event */
+  }
+
+  void keys(uint32_t relid, const std::vector<Column> &cols, jb::View row,
+            const std::vector<Column> &from) {
+    for (size_t i = 0; i < cols.size() && i < from.size(); i++)
+      key(relid, cols[i].attnum, row.get(from[i].name));
+  }
+
+  /* The rows of a has_many/many_to_many list, or the one row of a has_one/belongs_to. */
+  template <typename Fn>
+  static void each_row(const std::optional<jb::Elem> &sub, Fn fn) {
+    if (!sub) return;
+    jb::View v(*sub);
+    if (v.is_array()) {
+      for (uint32_t i = 0; i < v.size(); i++) fn(jb::View(v.at(i)));
+    } else if (v.is_object()) {
+      fn(v);
+    }
+  }
+
+  void row(jb::View r, const PlanNode &n) {
+    for (const Assoc &a : n.assocs) {
+      uint32_t target = a.target->table.relid;
+      std::optional<jb::Elem> sub = r.get(a.name);
+      if (a.kind == AssocKind::ManyToMany) {
+        keys(a.join->relid, a.join_owner_cols, r, a.owner_cols);
+        each_row(sub, [&](jb::View t) {
+          keys(target, a.target_cols, t, a.target_cols);
+          row(t, *a.target);
+        });
+      } else {
+        /* has_many/has_one: the children's foreign key; belongs_to: the target's key */
+        keys(target, a.target_cols, r, a.owner_cols);
+        each_row(sub, [&](jb::View t) { row(t, *a.target); });
+      }
+    }
+  }
+
+ private:
+  Interest &in_;
+};
+
+std::unique_ptr<Interest> interest_of(const Plan &plan, const Jsonb *value, const Jsonb *filter) {
+  auto in = std::make_unique<Interest>();
+  in->clear();
+  for (uint32_t relid : plan.tables()) in->add_table(relid);
+  jb::View f = filter ? jb::View(filter) : jb::View();
+  if (!f.is_object() || f.size() == 0) {
+    /* every row of the root may enter, every child hangs from a held row */
+    for (uint32_t relid : plan.tables()) in->add_wild(relid);
+    return in;
+  }
+  const TableInfo &root = plan.root->table;
+  InterestBuilder b(*in);
+  for (uint32_t i = 0; i < f.size(); i++) {
+    std::string name(f.key(i));
+    int16_t attnum = pg_call([&] { return get_attnum(root.relid, name.c_str()); });
+    jb::Elem v = f.value(i);
+    if (attnum <= 0 || v.is_null())
+      in->add_wild(root.relid); /* IS NULL filters: events carry no text for NULL */
+    else
+      b.key(root.relid, attnum, v);
+  }
+  std::optional<jb::Elem> rows = jb::View(value).get("rows");
+  InterestBuilder::each_row(rows, [&](jb::View r) {
+    b.keys(root.relid, root.pk, r, root.pk);
+    b.row(r, *plan.root);
+  });
+  return in;
+}
+
+/* Publishes the interest of h's current value. */
+void publish_interest(const Held &h) {
+  if (h.entry < 0) return;
+  std::unique_ptr<Interest> in = interest_of(resolve_plan(h.relid, h.assocs), h.value, h.filter);
+  interest_publish(h.entry, *in);
+}
+
+/*
+ * ectosync._hold(name, tbl, assocs, filter, listen): load and keep; with
+ * listen, LISTEN to the value's channel (or its tables' channels when no
+ * interest entry is free).  A notification to itself, delivered when
+ * this transaction commits, makes the client ask for changes once: events
+ * notified before its LISTEN took effect are then covered.
+ */
+Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
   Jsonb *value = load_value(relid, assocs, filter);
+  auto &values = held_values();
+  auto it = values.find(name);
+  if (it != values.end()) {
+    forget(it->second);
+    values.erase(it);
+  }
   Held h;
   h.relid = relid;
   h.role = GetUserId();
@@ -139,10 +264,18 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter) {
   h.filter = keep(filter);
   h.value = keep(value);
   h.scanned = value_seq(value);
-  auto &values = held_values();
-  auto it = values.find(name);
-  if (it != values.end()) forget(it->second);
+  h.entry = pg_call([&] { return interest_attach(h.generation); });
   values[name] = h;
+  publish_interest(h);
+  if (listen) {
+    std::vector<std::string> channels;
+    if (h.entry >= 0)
+      channels.push_back(interest_channel(h.entry, h.generation));
+    else
+      for (uint32_t t : resolve_plan(relid, assocs).tables()) channels.push_back(channel_name(t));
+    for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
+    pg_call([&] { Async_Notify(channels.front().c_str(), "{}"); });
+  }
   return value;
 }
 
@@ -172,23 +305,46 @@ jb::Node replace_all(const Jsonb *value) {
   return ops;
 }
 
+/*
+ * The events loaded after scanned applied to value (ZE001: reloaded; then
+ * reloaded is set).  Advances scanned.
+ */
+Jsonb *catch_up(const Held &h, Jsonb *value, uint64_t &scanned, bool &reloaded) {
+  uint64_t upto = loaded_seq();
+  if (upto <= scanned) return value;
+  try {
+    value = sync_events(value, scanned, upto);
+    scanned = upto;
+  } catch (const Error &e) {
+    if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
+    value = load_value(h.relid, h.assocs, h.filter);
+    scanned = value_seq(value);
+    reloaded = true;
+  }
+  return value;
+}
+
 /* ectosync.changes(name, version): see the header comment. */
 Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
   Held &h = find_held(name);
-  uint64_t upto = loaded_seq();
-  Jsonb *current = h.value;
   uint64_t scanned = h.scanned;
   bool reloaded = false;
-  if (upto > h.scanned) {
-    try {
-      current = sync_events(h.value, h.scanned, upto);
-      scanned = upto;
-    } catch (const Error &e) {
-      if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
-      current = load_value(h.relid, h.assocs, h.filter);
-      scanned = value_seq(current);
-      reloaded = true;
+  Jsonb *current = catch_up(h, h.value, scanned, reloaded);
+  /* A changed value has a new interest.  Events the worker matched against
+   * the old one while we worked are caught up with here; if it keeps
+   * loading more, a notification to ourselves brings the client back. */
+  Jsonb *published = h.value;
+  for (int round = 0; current != published && h.entry >= 0; round++) {
+    if (round == 4) {
+      std::string channel = interest_channel(h.entry, h.generation);
+      pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
+      break;
     }
+    Held next = h;
+    next.value = current;
+    publish_interest(next);
+    published = current;
+    current = catch_up(h, current, scanned, reloaded);
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
@@ -218,7 +374,8 @@ Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
 
 using namespace ectosync;
 
-/* SQL: ectosync._hold(name text, tbl regclass, assocs jsonb, filter jsonb) RETURNS jsonb */
+/* SQL: ectosync._hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
+ * jsonb */
 extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -226,7 +383,8 @@ extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
   Oid relid = PG_GETARG_OID(1);
   Jsonb *assocs = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
   Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
-  Jsonb *value = pg_entry([&] { return hold(text_arg(fcinfo, 0), relid, assocs, filter); });
+  bool listen = PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
+  Jsonb *value = pg_entry([&] { return hold(text_arg(fcinfo, 0), relid, assocs, filter, listen); });
   PG_RETURN_JSONB_P(value);
 }
 
@@ -256,15 +414,17 @@ extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
 
 /*
  * SQL: ectosync.held() RETURNS TABLE (name, tbl, assocs, filter, version,
- * seq, bytes): this session's held values.
+ * seq, bytes, channel, notifications): this session's held values.
  */
 extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   pg_entry([&] {
     for (const auto &[name, h] : held_values()) {
-      Datum values[7];
-      bool nulls[7] = {};
+      Datum values[9];
+      bool nulls[9] = {};
+      std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";
+      uint64_t notified = h.entry >= 0 ? interest_notifications(h.entry) : 0;
       uint64_t seq = value_seq(h.value);
       pg_call([&] {
         values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
@@ -275,6 +435,9 @@ extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
         values[4] = Int64GetDatum(h.version);
         values[5] = Int64GetDatum((int64)seq);
         values[6] = Int64GetDatum((int64)VARSIZE(h.value));
+        nulls[7] = h.entry < 0;
+        values[7] = h.entry >= 0 ? CStringGetTextDatum(channel.c_str()) : (Datum)0;
+        values[8] = Int64GetDatum((int64)notified);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

@@ -12,6 +12,7 @@
 #include "pg_boundary.hpp"
 
 extern "C" {
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 }
 
@@ -270,6 +271,14 @@ Jsonb *to_jsonb(const Node &root) {
   char *buf = pg_call([&] { return static_cast<char *>(palloc(size)); });
   write(root, buf, size);
   return reinterpret_cast<Jsonb *>(buf);
+}
+
+std::string numeric_text(Numeric n) {
+  char *s = pg_call(
+      [&] { return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))); });
+  std::string out(s);
+  pg_call([&] { pfree(s); });
+  return out;
 }
 
 }  // namespace ectosync::jb

@@ -31,6 +31,7 @@ extern "C" {
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -176,5 +177,10 @@ size_t measure(const Node &root);
 void write(const Node &root, char *buf, size_t size);
 /* measure + palloc in CurrentMemoryContext (through pg_call) + write. */
 Jsonb *to_jsonb(const Node &root);
+
+/* numeric_out of a jsonb number: the text a key column's output function
+ * gives (events carry key values as that text).  Calls PostgreSQL through
+ * pg_call. */
+std::string numeric_text(Numeric n);
 
 }  // namespace ectosync::jb

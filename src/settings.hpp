@@ -17,6 +17,7 @@ struct Settings {
   int batch_size;      /* ectosync.batch_size */
   int batch_delay_ms;  /* ectosync.batch_delay */
   char *worker_role;   /* ectosync.worker_role */
+  int max_held_values; /* ectosync.max_held_values, all databases */
 };
 
 extern Settings settings;

@@ -9,6 +9,7 @@
  *     entries: seq -> ring position) and the ring (queue_size bytes)
  *   the cache's hash table (dynahash in shared memory, fixed size)
  *   the cache's arena (cache_size bytes)
+ *   InterestEntry[max_held_values]: what each held value depends on
  *
  * The queue and the event log are one ring of records per database:
  * writers append at head at commit; the worker reads from `processed` to
@@ -31,8 +32,12 @@
  *                shared to copy one record.
  *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
  *                (hit/miss counters are atomics).
- * Order: slots_lock, then a slot's lock.  cache_lock is never held together
- * with another ecto_sync lock.  No lock is held across anything that can
+ *   interest_lock  which entry belongs to which backend: exclusive to take
+ *                or free one, shared to read them (the worker's matching).
+ *                Each entry's spinlock guards its contents, held only to
+ *                copy them in or out.
+ * Order: slots_lock, then a slot's lock.  cache_lock and interest_lock are
+ * never held together with another ecto_sync lock.  No lock is held across anything that can
  * ERROR except palloc-free copies.
  */
 #include "shared.hpp"
@@ -61,6 +66,7 @@ namespace ectosync {
 
 EctoShared *shared = nullptr;
 static HTAB *cache_hash = nullptr;
+static InterestEntry *interests = nullptr;
 static char *cache_arena = nullptr;
 static shmem_request_hook_type prev_shmem_request_hook = nullptr;
 static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
@@ -87,8 +93,13 @@ static Size slots_size() {
   return add_size(MAXALIGN(sizeof(EctoShared)), mul_size(slot_stride(), settings.max_databases));
 }
 
+static Size interests_size() {
+  return mul_size(MAXALIGN(sizeof(InterestEntry)), settings.max_held_values);
+}
+
 static Size shared_size() {
   Size size = slots_size();
+  size = add_size(size, interests_size());
   size = add_size(size, hash_estimate_size(cache_max_entries(), sizeof(CacheEntry)));
   size = add_size(size, MAXALIGN(arena_bytes()));
   return size;
@@ -111,7 +122,7 @@ static char *slot_ring(DbSlot *slot) {
 static void shmem_request() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(shared_size());
-  RequestNamedLWLockTranche("ecto_sync", 2 + settings.max_databases);
+  RequestNamedLWLockTranche("ecto_sync", 3 + settings.max_databases);
 }
 
 /* A random epoch, so that values and events of an earlier generation of
@@ -138,13 +149,14 @@ static void shmem_startup() {
     shared->epoch = new_epoch();
     shared->slots_lock = &locks[0].lock;
     shared->cache_lock = &locks[1].lock;
+    shared->interest_lock = &locks[2].lock;
     shared->nslots = settings.max_databases;
     pg_atomic_init_u64(&shared->cache_hits, 0);
     pg_atomic_init_u64(&shared->cache_misses, 0);
     for (int i = 0; i < settings.max_databases; i++) {
       DbSlot *slot = slot_at(i);
       memset(slot, 0, sizeof(DbSlot));
-      slot->lock = &locks[2 + i].lock;
+      slot->lock = &locks[3 + i].lock;
       slot->next_seq = 1;
       memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
     }
@@ -156,6 +168,13 @@ static void shmem_startup() {
   cache_hash = ShmemInitHash("ecto_sync row cache", cache_max_entries(), cache_max_entries(), &info,
                              HASH_ELEM | HASH_BLOBS);
   cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
+  interests = (InterestEntry *)ShmemInitStruct("ecto_sync interests", interests_size(), &found);
+  if (!found) {
+    for (int i = 0; i < settings.max_held_values; i++) {
+      memset(&interests[i], 0, sizeof(InterestEntry));
+      SpinLockInit(&interests[i].mutex);
+    }
+  }
   LWLockRelease(AddinShmemInitLock);
 }
 
@@ -644,6 +663,103 @@ CacheStats cache_stats() {
   stats.hits = pg_atomic_read_u64(&shared->cache_hits);
   stats.misses = pg_atomic_read_u64(&shared->cache_misses);
   return stats;
+}
+
+}  // namespace ectosync
+
+namespace ectosync {
+
+/* ---- interests of held values ---- */
+
+/* At backend exit: the entries of this backend's held values are free again. */
+static void detach_all_interests(int, Datum) {
+  if (!interests) return;
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  for (int i = 0; i < settings.max_held_values; i++)
+    if (interests[i].pid == MyProcPid) {
+      interests[i].dboid = InvalidOid;
+      interests[i].pid = 0;
+    }
+  LWLockRelease(shared->interest_lock);
+}
+
+int interest_attach(uint32_t &generation) {
+  static bool exit_callback = false;
+  if (!interests) return -1;
+  if (!exit_callback) {
+    before_shmem_exit(detach_all_interests, 0);
+    exit_callback = true;
+  }
+  int found = -1;
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  for (int i = 0; i < settings.max_held_values && found < 0; i++) {
+    InterestEntry *e = &interests[i];
+    if (OidIsValid(e->dboid)) continue;
+    e->dboid = MyDatabaseId;
+    e->pid = MyProcPid;
+    generation = ++e->generation;
+    SpinLockAcquire(&e->mutex);
+    e->notifications = 0;
+    e->interest.clear();
+    e->interest.every_event = true; /* until the first publish */
+    SpinLockRelease(&e->mutex);
+    found = i;
+  }
+  LWLockRelease(shared->interest_lock);
+  return found;
+}
+
+void interest_publish(int index, const Interest &interest) {
+  InterestEntry *e = &interests[index];
+  SpinLockAcquire(&e->mutex);
+  memcpy(&e->interest, &interest, sizeof interest);
+  SpinLockRelease(&e->mutex);
+}
+
+void interest_detach(int index) {
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  if (interests[index].pid == MyProcPid) {
+    interests[index].dboid = InvalidOid;
+    interests[index].pid = 0;
+  }
+  LWLockRelease(shared->interest_lock);
+}
+
+uint64_t interest_notifications(int index) {
+  InterestEntry *e = &interests[index];
+  SpinLockAcquire(&e->mutex);
+  uint64 n = e->notifications;
+  SpinLockRelease(&e->mutex);
+  return n;
+}
+
+std::string interest_channel(int index, uint32_t generation) {
+  return "ectosync_held_" + std::to_string(index) + "_" + std::to_string(generation);
+}
+
+void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {
+  hits.clear();
+  if (!interests || events.empty()) return;
+  /* Tested on a copy: the spinlock covers a memcpy, not the matching. */
+  static Interest *copy = new Interest();
+  hits.reserve(settings.max_held_values); /* no allocation under the lock */
+  LWLockAcquire(shared->interest_lock, LW_SHARED);
+  for (int i = 0; i < settings.max_held_values; i++) {
+    InterestEntry *e = &interests[i];
+    if (e->dboid != MyDatabaseId) continue;
+    SpinLockAcquire(&e->mutex);
+    memcpy(copy, &e->interest, sizeof(Interest));
+    SpinLockRelease(&e->mutex);
+    uint64 seq = 0;
+    for (const Event &ev : events)
+      if (copy->matches(ev)) seq = std::max(seq, ev.seq);
+    if (seq == 0) continue;
+    SpinLockAcquire(&e->mutex);
+    e->notifications++;
+    SpinLockRelease(&e->mutex);
+    hits.push_back(InterestHit{i, e->generation, seq});
+  }
+  LWLockRelease(shared->interest_lock);
 }
 
 }  // namespace ectosync

@@ -87,4 +87,17 @@ void restart_capture();
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 
+/* ---- the interests of held values (interest.hpp) ---- */
+
+struct Interest;
+/* Takes a free entry for this backend's current database; -1 when none is free. */
+int interest_attach(uint32_t &generation);
+/* Copies interest into the entry; from now on the worker matches with it. */
+void interest_publish(int index, const Interest &interest);
+void interest_detach(int index);
+/* Notifications the worker sent for the entry so far. */
+uint64_t interest_notifications(int index);
+/* The channel of an entry: "ectosync_held_<index>_<generation>". */
+std::string interest_channel(int index, uint32_t generation);
+
 }  // namespace ectosync

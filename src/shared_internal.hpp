@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include "interest.hpp"
 #include "shared.hpp"
 
 extern "C" {
@@ -13,6 +14,7 @@ extern "C" {
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 }
 
 #include <string>
@@ -83,10 +85,21 @@ struct CacheRecord {
   uint64 version;
 };
 
+/* One held value's interest (interest.hpp). */
+struct InterestEntry {
+  Oid dboid;         /* interest_lock; InvalidOid: free */
+  pid_t pid;         /* interest_lock: the backend that holds the value */
+  uint32 generation; /* interest_lock: new at every attach, names the channel */
+  slock_t mutex;     /* guards what follows */
+  uint64 notifications;
+  Interest interest;
+};
+
 struct EctoShared {
   uint64 epoch;
   LWLock *slots_lock;
   LWLock *cache_lock;
+  LWLock *interest_lock;
   int nslots;
   uint64 arena_head, arena_oldest; /* cache_lock */
   uint64 cache_evictions;          /* cache_lock */
@@ -132,6 +145,14 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
 void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids);
 /* Worker counters. */
 void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications);
+
+/* Worker: the entries of this database that events match, and the last seq matched. */
+struct InterestHit {
+  int index;
+  uint32 generation;
+  uint64 seq;
+};
+void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits);
 
 struct CacheStats {
   uint64 entries, bytes, capacity, evictions, hits, misses;

@@ -88,15 +88,6 @@ using Texts = std::vector<std::optional<std::string>>;
 
 /* ---- scalars: numerics through PostgreSQL's numeric functions ---- */
 
-/* numeric_out of a jsonb number: the key text the type's output gives. */
-std::string numeric_text(Numeric n) {
-  char *s = pg_call(
-      [&] { return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))); });
-  std::string out(s);
-  pg_call([&] { pfree(s); });
-  return out;
-}
-
 /* numeric_in of a key's text, for numeric comparisons. */
 Numeric parse_numeric(const std::string &text) {
   return pg_call([&] {
@@ -147,7 +138,7 @@ int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part
   if (e_null || !p.text) return e_null == !p.text ? 0 : (e_null ? -1 : 1);
   if (kind == KeyKind::Number && e->is_numeric() && p.num)
     return compare_numeric(e->numeric(), p.num);
-  if (e->is_numeric()) return compare_bytes(numeric_text(e->numeric()), *p.text);
+  if (e->is_numeric()) return compare_bytes(jb::numeric_text(e->numeric()), *p.text);
   return compare_bytes(e->str(), *p.text);
 }
 
@@ -167,7 +158,7 @@ Texts row_texts(jb::View row, const std::vector<Column> &cols) {
     if (!e || e->is_null())
       out.push_back(std::nullopt);
     else if (e->is_numeric())
-      out.push_back(numeric_text(e->numeric()));
+      out.push_back(jb::numeric_text(e->numeric()));
     else if (e->is_string())
       out.push_back(std::string(e->str()));
     else
@@ -812,7 +803,7 @@ uint64_t value_number(jb::View value, const char *key) {
   std::optional<jb::Elem> e = value.get(key);
   if (!e || !e->is_numeric())
     bad_value(std::string("Its key \"") + key + "\" is missing or not a number.");
-  std::string text = numeric_text(e->numeric());
+  std::string text = jb::numeric_text(e->numeric());
   if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
     bad_value(std::string("Its key \"") + key + "\" is not a non-negative integer: " + text + ".");
   return std::stoull(text);

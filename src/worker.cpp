@@ -345,6 +345,22 @@ static void notify(Oid relid, uint64 seq, Op op) {
   pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
 }
 
+/*
+ * The held values (interest.hpp) that events concern: one notification per
+ * value, on its own channel, naming the last event that concerns it.
+ * Returns the notifications sent.
+ */
+static uint64 notify_held(const std::vector<Event> &events) {
+  std::vector<InterestHit> hits;
+  interest_match(events, hits);
+  for (const InterestHit &hit : hits) {
+    std::string channel = interest_channel(hit.index, hit.generation);
+    std::string payload = "{\"event\": \"" + format_event_id(shared_epoch(), hit.seq) + "\"}";
+    pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
+  }
+  return hits.size();
+}
+
 /* The role loads run as: ectosync.worker_role, or the bootstrap superuser. */
 static Oid load_role() {
   if (!settings.worker_role || !*settings.worker_role) return InvalidOid;
@@ -396,6 +412,7 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
     notify(event.relid, event.seq, event.op);
     result.notifications++;
   }
+  result.notifications += notify_held(events);
   return result;
 }
 
@@ -459,10 +476,16 @@ static uint64 drain(DbSlot *slot) {
   queue_take_gaps(slot, gaps);
   if (!gaps.empty()) {
     try {
+      uint64 sent = 0;
       in_transaction([&] {
-        for (const auto &[relid, seq] : gaps) notify(relid, seq, Op::Reload);
+        std::vector<Event> markers;
+        for (const auto &[relid, seq] : gaps) {
+          notify(relid, seq, Op::Reload);
+          markers.push_back(Event{seq, relid, Op::Reload, {}});
+        }
+        sent = gaps.size() + notify_held(markers);
       });
-      queue_count_loads(slot, 0, 0, gaps.size());
+      queue_count_loads(slot, 0, 0, sent);
     } catch (const std::exception &e) {
       report_failure("sending RELOAD markers failed", e);
     }

@@ -229,11 +229,12 @@ struct ModeResult {
   double cpu_seconds = -1;
   int64_t rows_read = 0;
   std::map<std::string, double> stats_delta, stats_after;
-  int64_t notifications = 0, syncs = 0, reloads = 0, reloads_ze001 = 0, round_trips = 0;
+  int64_t notifications = 0, syncs = 0, reloads = 0, reloads_ze001 = 0, round_trips = 0,
+          patches = 0;
   std::vector<double> latency_us;
   int holders = 0, diverged = 0;
-  metrics::Table per_shape{
-      {"shape", "holders", "rows held", "kB held", "notified", "round trips", "p50 ms", "p99 ms"}};
+  metrics::Table per_shape{{"shape", "holders", "rows held", "kB held", "notified", "round trips",
+                            "patches", "p50 ms", "p99 ms"}};
 };
 
 std::map<std::string, double> try_stats(pg::Connection &conn) {
@@ -455,7 +456,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
 
   struct ShapeSum {
     int holders = 0;
-    int64_t rows = 0, bytes = 0, notifications = 0, round_trips = 0;
+    int64_t rows = 0, bytes = 0, notifications = 0, round_trips = 0, patches = 0;
     std::vector<double> latency_us;
   };
   std::map<std::string, ShapeSum> by_shape;
@@ -467,12 +468,14 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     sum.bytes += static_cast<int64_t>(holders[i]->value().size());
     sum.notifications += st.notifications;
     sum.round_trips += st.round_trips;
+    sum.patches += st.patches;
     sum.latency_us.insert(sum.latency_us.end(), st.latency_us.begin(), st.latency_us.end());
   }
   for (const auto &[label, sum] : by_shape)
     res.per_shape.add({label, std::to_string(sum.holders), std::to_string(sum.rows / sum.holders),
                        metrics::fmt(static_cast<double>(sum.bytes) / sum.holders / 1024, 0),
                        std::to_string(sum.notifications), std::to_string(sum.round_trips),
+                       std::to_string(sum.patches),
                        metrics::fmt(metrics::percentile(sum.latency_us, 50) / 1000, 2),
                        metrics::fmt(metrics::percentile(sum.latency_us, 99) / 1000, 2)});
 
@@ -483,6 +486,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     res.reloads += st.reloads;
     res.reloads_ze001 += st.reloads_ze001;
     res.round_trips += st.round_trips;
+    res.patches += st.patches;
     res.latency_us.insert(res.latency_us.end(), st.latency_us.begin(), st.latency_us.end());
   }
   /* the check: every held value equals a fresh load */
@@ -562,6 +566,8 @@ int main(int argc, char **argv) {
   row("reloads (ZE001)",
       [](const ModeResult &r) { return num(r.reloads) + " (" + num(r.reloads_ze001) + ")"; });
   row("holder round trips", [](const ModeResult &r) { return num(r.round_trips); });
+  row("... that changed a held value",
+      [](const ModeResult &r) { return r.mode == "ectosync" ? num(r.patches) : std::string("-"); });
   row("commit-to-synced p50 ms",
       [](const ModeResult &r) { return num(metrics::percentile(r.latency_us, 50) / 1000, 2); });
   row("commit-to-synced p99 ms",

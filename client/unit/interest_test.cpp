@@ -1,0 +1,107 @@
+/* Which events concern a held value (src/interest.hpp). */
+#include "interest.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+namespace {
+
+using ectosync::ColumnChange;
+using ectosync::Event;
+using ectosync::Interest;
+using ectosync::Op;
+
+constexpr uint32_t kPosts = 100, kComments = 101, kTags = 102, kOther = 103;
+
+/* An event of relid with (attnum, old, new) key columns. */
+Event event(uint32_t relid, Op op, std::vector<ColumnChange> cols) {
+  Event ev;
+  ev.seq = 7;
+  ev.relid = relid;
+  ev.op = op;
+  ev.columns = std::move(cols);
+  return ev;
+}
+
+ColumnChange col(int16_t attnum, std::optional<std::string> old_value,
+                 std::optional<std::string> new_value) {
+  ColumnChange c;
+  c.attnum = attnum;
+  c.has_old = old_value.has_value();
+  c.has_new = new_value.has_value();
+  c.old_value = std::move(old_value);
+  c.new_value = std::move(new_value);
+  return c;
+}
+
+std::unique_ptr<Interest> interest() {
+  auto in = std::make_unique<Interest>();
+  in->clear();
+  return in;
+}
+
+TEST(Interest, KeyedColumnsMatchOldOrNewValues) {
+  /* one author's posts (filter author_id = 2, attnum 2) with their comments (post_id, attnum 2) */
+  auto in = interest();
+  in->add(kPosts, 2, "2");
+  in->add(kPosts, 1, "10");
+  in->add(kComments, 2, "10");
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "11"), col(2, {}, "2")})));
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "12"), col(2, {}, "3")})));
+  /* a post moving out of the filter, and one moving in */
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Update, {col(1, "10", "10"), col(2, "2", "3")})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Update, {col(1, "13", "13"), col(2, "3", "2")})));
+  /* comments of post 10, moving to or from it */
+  EXPECT_TRUE(in->matches(event(kComments, Op::Update, {col(1, "5", "5"), col(2, "9", "10")})));
+  EXPECT_FALSE(in->matches(event(kComments, Op::Delete, {col(1, "5", {}), col(2, "9", {})})));
+  /* a table the value does not hold */
+  EXPECT_FALSE(in->matches(event(kOther, Op::Insert, {col(1, {}, "10"), col(2, {}, "2")})));
+  /* values are compared as the text capture writes: "10" is not "10.0" */
+  EXPECT_FALSE(in->matches(event(kComments, Op::Insert, {col(1, {}, "5"), col(2, {}, "10.0")})));
+}
+
+TEST(Interest, WhatItCannotTellMatches) {
+  auto in = interest();
+  in->add(kPosts, 2, "2");
+  in->add_table(kTags); /* a table of the value without key columns */
+  /* an event whose capture does not track the keyed column */
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "11")})));
+  EXPECT_TRUE(in->matches(event(kTags, Op::Update, {col(1, "1", "1")})));
+  /* NULL keys carry no value: no match through them */
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "11"), col(2, {}, {})})));
+}
+
+TEST(Interest, WildTablesAndReloadMarkers) {
+  auto in = interest();
+  in->add_wild(kPosts);
+  in->add(kComments, 2, "10");
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Delete, {col(1, "99", {})})));
+  EXPECT_TRUE(in->matches(event(kComments, Op::Reload, {})));
+  EXPECT_TRUE(in->matches(event(0, Op::Reload, {}))); /* every table */
+  EXPECT_FALSE(in->matches(event(kOther, Op::Reload, {})));
+}
+
+TEST(Interest, TooManyTablesOrColumnsMatchesEverything) {
+  auto in = interest();
+  for (uint32_t t = 0; t <= ectosync::kInterestTables; t++) in->add_table(1000 + t);
+  EXPECT_TRUE(in->every_event);
+  EXPECT_TRUE(in->matches(event(kOther, Op::Insert, {col(1, {}, "1")})));
+  auto cols = interest();
+  for (int16_t a = 1; a <= ectosync::kInterestColumns + 1; a++) cols->add_column(kPosts, a);
+  EXPECT_TRUE(cols->every_event);
+}
+
+TEST(Interest, BloomFilterRarelyMatchesWhatWasNotAdded) {
+  /* 2,000 keys (a large filtered value): false positives stay rare */
+  auto in = interest();
+  for (int i = 0; i < 2000; i++) in->add(kComments, 2, std::to_string(i));
+  for (int i = 0; i < 2000; i++)
+    ASSERT_TRUE(in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))})));
+  int false_positives = 0;
+  for (int i = 2000; i < 12000; i++)
+    false_positives += in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))}));
+  EXPECT_LT(false_positives, 100) << "more than 1% of 10,000 other keys matched";
+}
+
+}  // namespace

@@ -49,12 +49,15 @@ run "client tests (ctest)" scripts/with-cluster.sh ctest --test-dir client/build
 # Overload and tiny memory: a 64 kB queue and a worker that waits 100 ms
 # for batches (the queue overflows: RELOAD markers), a 1 MB row cache (it
 # evicts), a 64-event log (events expire: ZE001), 50 events per
-# transaction.  The holders must still converge; ECTOSYNC_EXPECT_PRESSURE=1
-# makes the tests check that the pressure really occurred.
+# transaction, interest entries for 3 held values (the others listen to
+# their tables).  The holders must still converge;
+# ECTOSYNC_EXPECT_PRESSURE=1 makes the tests check that the pressure really
+# occurred.
 ECTOSYNC_CONF="ectosync.queue_size = 64kB
 ectosync.cache_size = 1MB
 ectosync.event_log_size = 64
 ectosync.max_xact_events = 50
+ectosync.max_held_values = 3
 ectosync.batch_delay = 100ms" ECTOSYNC_EXPECT_PRESSURE=1 \
   run "client tests under tiny shared memory" scripts/with-cluster.sh \
   ctest --test-dir client/build -R 'client_(oracle|listener|fault)' --output-on-failure

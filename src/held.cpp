@@ -34,7 +34,8 @@
  * interest whenever the value changed, then looks again at what the worker
  * loaded meanwhile (those events were matched against the old interest),
  * so no event that concerns the value goes unnotified.  Without a free
- * entry (ectosync.max_held_values), the value listens to its tables.
+ * entry (ectosync.max_held_values), the value listens to its tables (and
+ * to "ectosync_session_<pid>" for the notification hold() sends itself).
  *
  * Held values live in this backend's memory ("ecto_sync held values", a
  * child of TopMemoryContext), one copy each, until release() or the end of
@@ -268,13 +269,16 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   values[name] = h;
   publish_interest(h);
   if (listen) {
-    std::vector<std::string> channels;
-    if (h.entry >= 0)
-      channels.push_back(interest_channel(h.entry, h.generation));
-    else
+    /* The value's own channel; without an entry, its tables' channels and
+     * one of this session's (table channels are shared with other
+     * clients: nothing but event payloads goes there). */
+    std::string own = h.entry >= 0 ? interest_channel(h.entry, h.generation)
+                                   : "ectosync_session_" + std::to_string(MyProcPid);
+    std::vector<std::string> channels{own};
+    if (h.entry < 0)
       for (uint32_t t : resolve_plan(relid, assocs).tables()) channels.push_back(channel_name(t));
     for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
-    pg_call([&] { Async_Notify(channels.front().c_str(), "{}"); });
+    pg_call([&] { Async_Notify(own.c_str(), "{}"); });
   }
   return value;
 }

@@ -4,7 +4,6 @@
 #include "diff.hpp"
 
 #include <cstring>
-#include <unordered_set>
 
 namespace ectosync {
 namespace {
@@ -45,19 +44,6 @@ void Diff::op(const char *name, const std::string &path, std::optional<jb::Node>
   ops_.push(std::move(o));
 }
 
-/* The primary key of a row as comparable bytes: type, length, content. */
-std::string Diff::key_bytes(jb::View row, const PlanNode &node) const {
-  std::string out;
-  for (const Column &c : node.table.pk) {
-    std::optional<jb::Elem> e = row.get(c.name);
-    uint32_t type = e ? e->type : 0xffffffff, len = e ? e->len : 0;
-    out.append(reinterpret_cast<const char *>(&type), sizeof type);
-    out.append(reinterpret_cast<const char *>(&len), sizeof len);
-    if (e && len > 0) out.append(e->data, len);
-  }
-  return out;
-}
-
 void Diff::values(jb::View old_value, jb::View new_value) {
   /* Keys of both objects, merged in jsonb's key order. */
   uint32_t i = 0, j = 0;
@@ -88,54 +74,58 @@ void Diff::values(jb::View old_value, jb::View new_value) {
 }
 
 /*
- * Both lists are ordered by primary key, so the rows they share come in the
- * same order: walk both, removing rows only the old list has and adding
- * rows only the new one has, at the index the patched list has reached.
+ * The order of two rows of node by primary key, as load() orders them:
+ * numbers numerically, strings bytewise.
+ */
+int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
+  for (const Column &c : node.table.pk) {
+    std::optional<jb::Elem> x = a.get(c.name), y = b.get(c.name);
+    int cmp;
+    if (!x || !y)
+      cmp = !x == !y ? 0 : (!x ? -1 : 1);
+    else if (x->is_numeric() && y->is_numeric())
+      cmp = jb::compare_numeric(x->numeric(), y->numeric());
+    else if (x->is_string() && y->is_string())
+      cmp = jb::compare_bytes(x->str(), y->str());
+    else
+      cmp = x->type == y->type ? 0 : (x->type < y->type ? -1 : 1);
+    if (cmp != 0) return cmp;
+  }
+  return 0;
+}
+
+/*
+ * Both lists are ordered by primary key: a merge.  Rows equal byte for
+ * byte cost a memcmp; rows only the old list has are removed and rows only
+ * the new one has are added, at the index the patched list has reached.
  */
 void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
                 const PlanNode &node) {
-  uint32_t n_old = old_list.size(), n_new = new_list.size();
-  /* Most changes touch a row or two: skip the equal rows at both ends
-   * without reading any key. */
-  uint32_t lo = 0;
-  while (lo < n_old && lo < n_new && same(old_list.at(lo), new_list.at(lo))) lo++;
-  while (n_old > lo && n_new > lo && same(old_list.at(n_old - 1), new_list.at(n_new - 1))) {
-    n_old--;
-    n_new--;
-  }
-  std::vector<std::string> old_keys(n_old), new_keys(n_new);
-  std::unordered_set<std::string> in_old, in_new;
-  for (uint32_t i = lo; i < n_old; i++) {
-    old_keys[i] = key_bytes(jb::View(old_list.at(i)), node);
-    in_old.insert(old_keys[i]);
-  }
-  for (uint32_t j = lo; j < n_new; j++) {
-    new_keys[j] = key_bytes(jb::View(new_list.at(j)), node);
-    in_new.insert(new_keys[j]);
-  }
-  uint32_t i = lo, j = lo, at = lo;
-  while (i < n_old || j < n_new) {
-    if (i < n_old && !in_new.count(old_keys[i])) {
+  jb::Cursor olds(old_list), news(new_list);
+  std::optional<jb::Elem> a, b;
+  auto next_old = [&] { a = olds.done() ? std::nullopt : std::optional<jb::Elem>(olds.next()); };
+  auto next_new = [&] { b = news.done() ? std::nullopt : std::optional<jb::Elem>(news.next()); };
+  next_old();
+  next_new();
+  uint32_t at = 0;
+  while (a || b) {
+    int order;
+    if (a && b)
+      order = same(*a, *b) ? 0 : compare_pk(jb::View(*a), jb::View(*b), node);
+    else
+      order = a ? -1 : 1;
+    if (order < 0) {
       op("remove", path + "/" + std::to_string(at), std::nullopt);
-      i++;
-    } else if (j < n_new && !in_old.count(new_keys[j])) {
-      jb::Elem v = new_list.at(j);
-      op("add", path + "/" + std::to_string(at), jb::Node::copy(v));
+      next_old();
+    } else if (order > 0) {
+      op("add", path + "/" + std::to_string(at), jb::Node::copy(*b));
       at++;
-      j++;
-    } else if (i < n_old && j < n_new && old_keys[i] == new_keys[j]) {
-      jb::Elem a = old_list.at(i), b = new_list.at(j);
-      if (!same(a, b)) row(path + "/" + std::to_string(at), jb::View(a), jb::View(b), node);
-      at++;
-      i++;
-      j++;
+      next_new();
     } else {
-      /* Not ordered alike (cannot happen for values of one plan): the
-       * whole list, which is right whatever came before. */
-      jb::Node whole = jb::Node::array();
-      for (uint32_t k = 0; k < new_list.size(); k++) whole.push(jb::Node::copy(new_list.at(k)));
-      op("replace", path, std::move(whole));
-      return;
+      if (!same(*a, *b)) row(path + "/" + std::to_string(at), jb::View(*a), jb::View(*b), node);
+      at++;
+      next_old();
+      next_new();
     }
   }
 }
@@ -178,7 +168,7 @@ void Diff::row(const std::string &path, jb::View old_row, jb::View new_row, cons
 void Diff::one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
                const PlanNode &node) {
   jb::View a(old_row), b(new_row);
-  if (a.is_object() && b.is_object() && key_bytes(a, node) == key_bytes(b, node))
+  if (a.is_object() && b.is_object() && compare_pk(a, b, node) == 0)
     row(path, a, b, node);
   else
     op("replace", path, jb::Node::copy(new_row));

@@ -7,9 +7,9 @@
  * in place (jsonb_writer.hpp); equal subtrees are recognized by their bytes
  * (jsonb's binary form of equal content is the same bytes), so a value of
  * thousands of rows where one changed costs one pass of memcmp.  Lists are
- * ordered by primary key in both values: rows are matched by their key,
- * rows only in the old list are removed, rows only in the new one added,
- * matched rows diffed column by column and association by association.
+ * ordered by primary key in both values and are merged: rows only in the
+ * old list are removed, rows only in the new one added, rows in both
+ * diffed column by column and association by association.
  * "seq" is left out: it is the server's bookkeeping, not data.
  *
  * Paths are JSON Pointers (RFC 6901) into the value as it stands after the
@@ -46,7 +46,7 @@ class Diff {
   void one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
            const PlanNode &node);
   void op(const char *name, const std::string &path, std::optional<jb::Node> value);
-  std::string key_bytes(jb::View row, const PlanNode &node) const;
+  int compare_pk(jb::View a, jb::View b, const PlanNode &node) const;
 
   const Plan &plan_;
   jb::Node ops_ = jb::Node::array();

@@ -281,4 +281,17 @@ std::string numeric_text(Numeric n) {
   return out;
 }
 
+int compare_numeric(Numeric a, Numeric b) {
+  return pg_call([&] {
+    return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a), NumericGetDatum(b)));
+  });
+}
+
+int compare_bytes(std::string_view a, std::string_view b) {
+  int c = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
+  if (c != 0) return c < 0 ? -1 : 1;
+  if (a.size() == b.size()) return 0;
+  return a.size() < b.size() ? -1 : 1;
+}
+
 }  // namespace ectosync::jb

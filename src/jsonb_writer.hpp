@@ -182,5 +182,9 @@ Jsonb *to_jsonb(const Node &root);
  * gives (events carry key values as that text).  Calls PostgreSQL through
  * pg_call. */
 std::string numeric_text(Numeric n);
+/* numeric_cmp: -1, 0, 1 (through pg_call). */
+int compare_numeric(Numeric a, Numeric b);
+/* Bytewise order of key strings (load orders text keys COLLATE "C"). */
+int compare_bytes(std::string_view a, std::string_view b);
 
 }  // namespace ectosync::jb

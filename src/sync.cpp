@@ -96,21 +96,6 @@ Numeric parse_numeric(const std::string &text) {
   });
 }
 
-/* numeric_cmp: -1, 0, 1. */
-int compare_numeric(Numeric a, Numeric b) {
-  return pg_call([&] {
-    return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a), NumericGetDatum(b)));
-  });
-}
-
-/* Bytewise order of key strings (load orders text keys COLLATE "C"). */
-int compare_bytes(std::string_view a, std::string_view b) {
-  int c = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
-  if (c != 0) return c < 0 ? -1 : 1;
-  if (a.size() == b.size()) return 0;
-  return a.size() < b.size() ? -1 : 1;
-}
-
 /* One key column's value: its text, and its numeric for Number columns. */
 struct Part {
   std::optional<std::string> text;
@@ -137,15 +122,16 @@ int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part
   bool e_null = !e || e->is_null();
   if (e_null || !p.text) return e_null == !p.text ? 0 : (e_null ? -1 : 1);
   if (kind == KeyKind::Number && e->is_numeric() && p.num)
-    return compare_numeric(e->numeric(), p.num);
-  if (e->is_numeric()) return compare_bytes(jb::numeric_text(e->numeric()), *p.text);
-  return compare_bytes(e->str(), *p.text);
+    return jb::compare_numeric(e->numeric(), p.num);
+  if (e->is_numeric()) return jb::compare_bytes(jb::numeric_text(e->numeric()), *p.text);
+  return jb::compare_bytes(e->str(), *p.text);
 }
 
 /* Whether two column values of rows are equal (NULL equals nothing). */
 bool equal_elems(const std::optional<jb::Elem> &a, const std::optional<jb::Elem> &b) {
   if (!a || !b || a->is_null() || b->is_null()) return false;
-  if (a->is_numeric() && b->is_numeric()) return compare_numeric(a->numeric(), b->numeric()) == 0;
+  if (a->is_numeric() && b->is_numeric())
+    return jb::compare_numeric(a->numeric(), b->numeric()) == 0;
   if (a->type != b->type) return false;
   return a->len == b->len && std::memcmp(a->data, b->data, a->len) == 0;
 }

@@ -111,6 +111,25 @@ UPDATE posts SET title = 'one, again' WHERE id = 1;      -- post 1 itself
 SELECT pg_temp.new_notifications() AS notified;
 SELECT ectosync.release('post 1');
 
+-- Each held value has one memory context of its own, however many calls
+-- made new values (the old ones went with their contexts).
+SELECT count(*) AS held_value_contexts,
+       (SELECT count(*) FROM ectosync.held()) AS held_values
+  FROM pg_backend_memory_contexts WHERE name = 'ecto_sync held value';
+DO $$
+BEGIN
+  FOR i IN 1..200 LOOP
+    UPDATE held_test.posts SET title = 'edited ' || i WHERE id = 1;
+    COMMIT;
+    PERFORM ectosync.wait_for_worker();
+    PERFORM ectosync.changes('posts');
+  END LOOP;
+END $$;
+SELECT count(*) AS held_value_contexts, sum(total_bytes) < 64 * 1024 AS small
+  FROM pg_backend_memory_contexts WHERE name = 'ecto_sync held value';
+UPDATE client SET copy = ectosync.load('posts', '["tags"]'),
+                  version = (SELECT version FROM ectosync.held() WHERE name = 'posts');
+
 -- What the session holds.
 SELECT name, tbl, assocs, filter, version, bytes > 0 AS has_bytes, channel LIKE 'ectosync_held_%' AS own_channel
   FROM ectosync.held();

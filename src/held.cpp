@@ -78,7 +78,8 @@ struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
   Oid role = InvalidOid;                      /* who called hold() */
-  Jsonb *value = nullptr;                     /* held_context */
+  Jsonb *value = nullptr;                     /* in context */
+  MemoryContext context = nullptr;            /* the value's own, under held_context */
   uint64_t scanned = 0;                       /* events up to it are reflected */
   int64_t version = 0;                        /* bumped by every non-empty patch */
   int entry = -1;                             /* its interest entry, or -1 */
@@ -92,24 +93,43 @@ std::map<std::string, Held> &held_values() {
   return *values;
 }
 
+MemoryContext held_memory() {
+  if (!held_context)
+    held_context = pg_call([] {
+      return AllocSetContextCreate(TopMemoryContext, "ecto_sync held values",
+                                   ALLOCSET_DEFAULT_SIZES);
+    });
+  return held_context;
+}
+
 /* A copy of j in held_context. */
 Jsonb *keep(const Jsonb *j) {
   if (!j) return nullptr;
+  MemoryContext parent = held_memory();
   return pg_call([&] {
-    if (!held_context)
-      held_context =
-          AllocSetContextCreate(TopMemoryContext, "ecto_sync held values", ALLOCSET_DEFAULT_SIZES);
-    void *p = MemoryContextAlloc(held_context, VARSIZE(j));
+    void *p = MemoryContextAlloc(parent, VARSIZE(j));
     memcpy(p, j, VARSIZE(j));
     return static_cast<Jsonb *>(p);
+  });
+}
+
+/*
+ * A context for a held value: changes() makes the new value in it, which
+ * then needs no copy; whatever else it allocated there goes with the value.
+ */
+MemoryContext value_context() {
+  MemoryContext parent = held_memory();
+  return pg_call([&] {
+    return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_DEFAULT_SIZES);
   });
 }
 
 void forget(Held &h) {
   if (h.entry >= 0) interest_detach(h.entry);
   pg_call([&] {
-    for (Jsonb *j : {h.assocs, h.filter, h.value})
+    for (Jsonb *j : {h.assocs, h.filter})
       if (j) pfree(j);
+    if (h.context) MemoryContextDelete(h.context);
   });
   h = Held();
 }
@@ -263,7 +283,12 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.role = GetUserId();
   h.assocs = keep(assocs);
   h.filter = keep(filter);
-  h.value = keep(value);
+  h.context = value_context();
+  h.value = pg_call([&] {
+    void *p = MemoryContextAlloc(h.context, VARSIZE(value));
+    memcpy(p, value, VARSIZE(value));
+    return static_cast<Jsonb *>(p);
+  });
   h.scanned = value_seq(value);
   h.entry = pg_call([&] { return interest_attach(h.generation); });
   values[name] = h;
@@ -328,12 +353,25 @@ Jsonb *catch_up(const Held &h, Jsonb *value, uint64_t &scanned, bool &reloaded) 
   return value;
 }
 
-/* ectosync.changes(name, version): see the header comment. */
-Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
-  Held &h = find_held(name);
+/*
+ * changes() with its new values made in made_in, which becomes the held
+ * value's context if the value changed (and is freed otherwise).
+ */
+Jsonb *changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
   uint64_t scanned = h.scanned;
   bool reloaded = false;
-  Jsonb *current = catch_up(h, h.value, scanned, reloaded);
+  auto catch_up_in = [&](Jsonb *value) {
+    MemoryContext caller = MemoryContextSwitchTo(made_in);
+    try {
+      value = catch_up(h, value, scanned, reloaded);
+    } catch (...) {
+      MemoryContextSwitchTo(caller);
+      throw;
+    }
+    MemoryContextSwitchTo(caller);
+    return value;
+  };
+  Jsonb *current = catch_up_in(h.value);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -348,7 +386,7 @@ Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
     next.value = current;
     publish_interest(next);
     published = current;
-    current = catch_up(h, current, scanned, reloaded);
+    current = catch_up_in(current);
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
@@ -363,14 +401,29 @@ Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
     result = envelope(version, scanned, behind ? replace_all(current) : std::move(diff.ops()));
   }
   /* Only now, with the reply made, does the held value move on. */
+  MemoryContext unused = made_in;
   if (current != h.value) {
-    Jsonb *kept = keep(current);
-    pg_call([&] { pfree(h.value); });
-    h.value = kept;
+    unused = h.context;
+    h.context = made_in;
+    h.value = current;
   }
+  pg_call([&] { MemoryContextDelete(unused); });
   h.scanned = scanned;
   h.version = version;
   return result;
+}
+
+/* ectosync.changes(name, version): see the header comment. */
+Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
+  Held &h = find_held(name);
+  /* New values are made in a context of their own, kept if they are. */
+  MemoryContext made_in = value_context();
+  try {
+    return changes_made_in(h, client_version, made_in);
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(made_in); });
+    throw;
+  }
 }
 
 }  // namespace

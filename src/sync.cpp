@@ -958,14 +958,6 @@ Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
       /* The other context holds the previous value or this step's scraps. */
       pg_call([&] { MemoryContextReset(steps[1 - current]); });
     }
-    if (result != value) {
-      Jsonb *copy = pg_call([&] {
-        void *p = palloc(VARSIZE(result));
-        memcpy(p, result, VARSIZE(result));
-        return static_cast<Jsonb *>(p);
-      });
-      result = copy;
-    }
   } catch (...) {
     pg_call([&] {
       MemoryContextSwitchTo(caller);
@@ -973,8 +965,11 @@ Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
     });
     throw;
   }
+  /* The result's context stays, a child of the caller's (no copy of a
+   * large value); the other goes. */
   pg_call([&] {
-    for (MemoryContext c : steps) MemoryContextDelete(c);
+    MemoryContextDelete(steps[1 - current]);
+    if (result == value) MemoryContextDelete(steps[current]);
   });
   return result;
 }

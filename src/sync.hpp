@@ -17,7 +17,8 @@ constexpr int ERRCODE_ECTOSYNC_RELOAD = MAKE_SQLSTATE('Z', 'E', '0', '0', '1');
 
 /*
  * value with the logged events after..upto applied in order: a new value in
- * CurrentMemoryContext, or value itself when none of them touched it.
+ * (a child context of) CurrentMemoryContext, or value itself when none of
+ * them touched it.
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */

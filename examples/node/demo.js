@@ -1,7 +1,8 @@
 // demo.js: watch posts with their tags, hold the value, make a few changes
 // from another connection and print what the holder sees.
 // Run against a server with ecto_sync preloaded, connection from PG* (e.g.
-// scripts/with-cluster.sh node examples/node/demo.js after `npm install`).
+// scripts/with-cluster.sh node examples/node/demo.js after `npm ci`).
+// `node demo.js stateless` runs the stateless loop instead of hold()/changes().
 'use strict';
 
 const { Client } = require('pg');
@@ -27,7 +28,7 @@ async function main() {
   const tags = rows[0].name;
   await admin.query('SELECT ectosync.watch($1::regclass, $2::jsonb)', ['node_posts', JSON.stringify([tags])]);
 
-  const holder = new Holder({ table: 'node_posts', assocs: [tags] });
+  const holder = new Holder({ table: 'node_posts', assocs: [tags], mode: process.argv[2] || 'held' });
   holder.on('change', (v) => console.log('value', JSON.stringify(v.rows)));
   holder.on('error', (e) => console.error('holder error:', e.message));
   await holder.start();

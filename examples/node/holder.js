@@ -4,33 +4,73 @@
 //   holder.on('change', (value) => render(value));
 //   await holder.start();
 //
-// One dedicated pg.Client per holder (LISTEN needs a session of its own):
+// One dedicated pg.Client per holder (LISTEN and held values live in the
+// session).  Two modes, both documented ways of using ecto_sync:
+//
+// mode 'held' (the default): the server keeps the value and sends patches.
+//   1. value := ectosync.hold(name, tbl, assocs, filter)   -- version 0; LISTENs
+//   2. on any notification: ectosync.changes(name, version) -> {version, seq, patch};
+//      apply the JSON Patch (patch.js); an empty patch: nothing changed
+//   3. a patch that does not apply: hold again; the connection ends: reconnect, hold again
+//
+// mode 'stateless': the client sends its value, the server returns it synced.
 //   1. SELECT ectosync.subscribe(tbl, assocs)  -- LISTEN first...
 //   2. value := ectosync.load(tbl, assocs, filter)  -- ...then load: nothing is missed
 //   3. on each 'notification': value := ectosync.sync(value, payload)
 //      SQLSTATE ZE001 ("the value must be reloaded"): load again
-//   4. the connection ends: reconnect, subscribe, load (bounded retries)
+//   4. the connection ends: reconnect, subscribe, load
+//
+// Numbers: pg parses jsonb with JSON.parse, so numbers are JS doubles.  Keys
+// (bigint ids) beyond 2^53 would lose digits; they would need a big-number
+// JSON parser (pg.types.setTypeParser(3802, ...)).  The event seqs compared
+// below stay far below 2^53.
 'use strict';
 
 const { EventEmitter } = require('node:events');
 const { Client } = require('pg');
+const { applyPatch, PatchError } = require('./patch');
 
 const RELOAD_SQLSTATE = 'ZE001';
 
+// Errors of a connection that is going away: its 'end' reconnects, so they
+// are not the holder's errors (08: connection exception, 57P: terminated).
+const connectionGone = (err) => /^(08|57P)/.test(err.code || '');
+
+// '{"event": "<epoch>:<seq>", ...}' -> { epoch, seq }, or null ("{}": hold's own notification).
+function eventOf(payload) {
+  try {
+    const [epoch, seq] = JSON.parse(payload).event.split(':');
+    return { epoch, seq: Number(seq) };
+  } catch {
+    return null;
+  }
+}
+
 class Holder extends EventEmitter {
-  constructor({ table, assocs = [], filter = null, connection = {}, maxBatch = 16, reconnectMs = 30000 }) {
+  constructor({ table, assocs = [], filter = null, mode = 'held', name = `node:${table}`,
+                connection = {}, maxBatch = 16, reconnectMs = 30000 }) {
     super();
+    if (mode !== 'held' && mode !== 'stateless') throw new Error(`unknown mode ${mode}`);
     this.table = table;
     this.assocs = JSON.stringify(assocs);
     this.filter = filter === null ? null : JSON.stringify(filter);
+    this.mode = mode;
+    this.name = name; // of the held value in the session
     this.connection = connection;
     this.maxBatch = maxBatch;
     this.reconnectMs = reconnectMs;
     this.value = null; // the jsonb value, parsed
-    this.stats = { notifications: 0, syncs: 0, reloads: 0, reconnects: 0 };
-    this.pending = [];
-    this.busy = null; // the promise of the batch being synced
-    this.ready = false; // subscribed and loaded on the current connection
+    this.version = 0; // held: the server's version of this copy
+    this.seq = 0; // held: events up to it are in the value (the last reply's "seq")
+    this.wanted = 0; // held: the highest event seq notified
+    this.dirty = false; // held: a notification that names no event (or another epoch)
+    this.pending = []; // stateless: payloads to sync, in order
+    this.stats = { notifications: 0, skipped: 0, calls: 0, patches: 0, syncs: 0,
+                   holds: 0, reloads: 0, reconnects: 0 };
+    this.client = null;
+    this.busy = null; // the promise of the round trips under way
+    this.ready = false; // held (or subscribed and loaded) on the current connection
+    this.reconnecting = false;
     this.closed = false;
   }
 
@@ -40,22 +80,65 @@ class Holder extends EventEmitter {
 
   async connect() {
     this.ready = false;
-    this.client = new Client(this.connection);
-    this.client.on('notification', (msg) => {
-      this.stats.notifications++;
-      this.pending.push(msg.payload);
-      this.kick();
+    const client = new Client(this.connection);
+    this.client = client;
+    client.on('notification', (msg) => this.notified(msg.payload));
+    client.on('error', () => {}); // 'end' follows
+    client.on('end', () => {
+      if (this.client !== client) return; // an older connection, or a failed attempt of reconnect()
+      this.client = null; // round trips under way drop their results
+      if (!this.closed && !this.reconnecting) this.reconnect();
     });
-    this.client.on('error', () => {}); // 'end' follows
-    this.client.on('end', () => {
-      if (!this.closed) this.reconnect();
-    });
-    await this.client.connect();
-    await this.client.query('SELECT ectosync.subscribe($1::regclass, $2::jsonb)', [this.table, this.assocs]);
-    this.pending = []; // the load below covers everything notified so far
-    await this.load();
-    this.ready = true; // notifications that came during the load: sync() skips what it holds
+    try {
+      await client.connect();
+      if (this.mode === 'held') {
+        await this.hold();
+      } else {
+        await client.query('SELECT ectosync.subscribe($1::regclass, $2::jsonb)', [this.table, this.assocs]);
+        this.pending = []; // the load below covers everything notified so far
+        await this.load();
+      }
+    } catch (err) {
+      if (this.client === client) this.client = null; // its 'end' must not start a retry loop
+      client.end().catch(() => {});
+      throw err;
+    }
+    this.ready = true; // what was notified meanwhile is still to do (sync() skips what the value holds)
     this.kick();
+  }
+
+  notified(payload) {
+    this.stats.notifications++;
+    if (this.mode === 'stateless') {
+      this.pending.push(payload);
+    } else {
+      const ev = eventOf(payload);
+      if (ev && this.value && ev.epoch === this.value.epoch) {
+        // the last reply already reflects it: no round trip
+        if (ev.seq <= this.seq) return void this.stats.skipped++;
+        this.wanted = Math.max(this.wanted, ev.seq);
+      } else {
+        this.dirty = true;
+      }
+    }
+    this.kick();
+  }
+
+  // held: (re)load the value into the session.  hold() notifies itself at
+  // commit, which arrives before the query resolves and sets dirty: the
+  // changes() call it causes covers events committed before its LISTEN.
+  async hold() {
+    this.dirty = false;
+    this.wanted = 0;
+    const { rows } = await this.client.query(
+      'SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb) AS v',
+      [this.name, this.table, this.assocs, this.filter],
+    );
+    this.stats.holds++;
+    this.value = rows[0].v;
+    this.version = 0;
+    this.seq = Number(this.value.seq);
+    this.emit('change', this.value);
   }
 
   async load() {
@@ -67,22 +150,56 @@ class Holder extends EventEmitter {
     this.emit('change', this.value);
   }
 
-  // Sync the pending notifications, in order, one batch per round trip.
+  // One round-trip loop at a time, in order.
   kick() {
-    if (this.busy || !this.ready || this.pending.length === 0) return;
-    this.busy = this.syncPending()
-      .catch((err) => this.emit('error', err))
+    if (this.busy || !this.ready || !this.client || !this.hasWork()) return;
+    const client = this.client;
+    this.busy = (this.mode === 'held' ? this.fetchChanges(client) : this.syncPending(client))
+      .catch((err) => {
+        if (client === this.client && !connectionGone(err)) this.emit('error', err);
+      })
       .finally(() => {
         this.busy = null;
         this.kick();
-        if (!this.busy && this.pending.length === 0) this.emit('idle');
+        if (!this.busy) this.emit('idle');
       });
   }
 
-  async syncPending() {
-    while (this.pending.length > 0 && !this.closed) {
+  hasWork() {
+    return this.mode === 'held' ? this.dirty || this.wanted > this.seq : this.pending.length > 0;
+  }
+
+  async fetchChanges(client) {
+    while (client === this.client && !this.closed && this.hasWork()) {
+      this.dirty = false; // notifications during the call set it again
+      const { rows } = await client.query('SELECT ectosync.changes($1, $2) AS c', [this.name, this.version]);
+      if (client !== this.client) return; // reconnected meanwhile: the new hold() rules
+      this.stats.calls++;
+      const { version, seq, patch } = rows[0].c;
+      this.seq = Number(seq);
+      if (patch.length === 0) continue; // nothing changed: no 'change'
+      if (patch.some((op) => op.path === '')) this.stats.reloads++; // the server reloaded it
+      try {
+        this.value = applyPatch(this.value, patch);
+      } catch (err) {
+        if (!(err instanceof PatchError)) throw err;
+        // our copy is not the server's (half patched now): start over
+        await this.hold();
+        continue;
+      }
+      this.version = version;
+      this.stats.patches++;
+      this.emit('change', this.value);
+    }
+  }
+
+  // stateless: sync the pending notifications, in order, one batch per round trip.
+  async syncPending(client) {
+    while (client === this.client && !this.closed && this.pending.length > 0) {
       // events the value already reflects (after a reload) need no round trip
+      const before = this.pending.length;
       this.pending = this.pending.filter((payload) => !this.reflects(payload));
+      this.stats.skipped += before - this.pending.length;
       if (this.pending.length === 0) break;
       const batch = this.pending.splice(0, this.maxBatch);
       let expr = '$1::jsonb';
@@ -90,12 +207,14 @@ class Holder extends EventEmitter {
         expr = `ectosync.sync(${expr}, $${i + 2}::text)`;
       });
       try {
-        const { rows } = await this.client.query(`SELECT ${expr} AS v`, [JSON.stringify(this.value), ...batch]);
+        const { rows } = await client.query(`SELECT ${expr} AS v`, [JSON.stringify(this.value), ...batch]);
+        if (client !== this.client) return;
+        this.stats.calls++;
         this.stats.syncs += batch.length;
         this.value = rows[0].v;
         this.emit('change', this.value);
       } catch (err) {
-        if (err.code !== RELOAD_SQLSTATE) throw err;
+        if (err.code !== RELOAD_SQLSTATE || client !== this.client) throw err;
         this.stats.reloads++;
         this.pending = [];
         await this.load();
@@ -103,40 +222,40 @@ class Holder extends EventEmitter {
     }
   }
 
-  // Is the payload's event already in the value (same epoch, seq <= value seq)?
+  // stateless: is the payload's event already in the value (same epoch, seq <= value seq)?
   reflects(payload) {
-    try {
-      const [epoch, seq] = JSON.parse(payload).event.split(':');
-      return epoch === this.value.epoch && Number(seq) <= Number(this.value.seq);
-    } catch {
-      return false;
-    }
+    const ev = eventOf(payload);
+    return ev !== null && ev.epoch === this.value.epoch && ev.seq <= Number(this.value.seq);
   }
 
   async reconnect() {
+    this.reconnecting = true; // one retry loop, however many failed attempts end
     const deadline = Date.now() + this.reconnectMs;
-    for (let attempt = 1; !this.closed; attempt++) {
-      try {
-        await this.connect();
-        this.stats.reconnects++;
-        this.stats.reloads++;
-        return;
-      } catch (err) {
-        if (Date.now() > deadline) {
-          this.emit('error', new Error(`could not reconnect: ${err.message}`));
+    try {
+      for (let attempt = 1; !this.closed; attempt++) {
+        try {
+          await this.connect();
+          this.stats.reconnects++;
           return;
+        } catch (err) {
+          if (Date.now() > deadline) {
+            this.emit('error', new Error(`could not reconnect: ${err.message}`));
+            return;
+          }
+          await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
         }
-        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
       }
+    } finally {
+      this.reconnecting = false;
     }
   }
 
-  // Resolves once every notification received so far has been synced.
+  // Resolves once every notification received so far has been handled.
   async settle() {
     while (this.busy) await this.busy;
   }
 
-  // Does the held value equal a fresh load (ignoring "seq")?
+  // Does the local copy equal a fresh load (ignoring "seq")?
   async matchesFreshLoad() {
     const { rows } = await this.client.query(
       "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - 'seq') AS same",
@@ -148,7 +267,7 @@ class Holder extends EventEmitter {
   async close() {
     this.closed = true;
     await this.settle();
-    await this.client.end();
+    if (this.client) await this.client.end();
   }
 }
 

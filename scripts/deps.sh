@@ -10,6 +10,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The Node.js example's test (examples/node) needs node and npm; any that are
+# on the PATH will do (NodeSource's nodejs package bundles npm and conflicts
+# with Debian's), else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "deps: installing ${missing[*]}" >&2

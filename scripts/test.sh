@@ -64,6 +64,15 @@ ectosync.batch_delay = 100ms" ECTOSYNC_EXPECT_PRESSURE=1 \
 ECTOSYNC_CONF="shared_preload_libraries = ''" \
   run "without shared_preload_libraries" scripts/with-cluster.sh bash -c "$(declare -f no_preload_check); no_preload_check"
 
+node_example() {
+  cd examples/node || return
+  if [[ -f package-lock.json ]]; then npm ci --no-audit --no-fund || return
+  else npm install --no-audit --no-fund || return; fi
+  npm test
+}
+# The Node.js example (examples/node): hold()/changes() and the stateless loop with the pg package.
+run "Node.js example (npm test)" scripts/with-cluster.sh bash -c "$(declare -f node_example); node_example"
+
 if [[ $status == 0 ]]; then echo "== all tests passed"; else echo "== some tests FAILED"; fi
 echo "suites: $passed passed, $failed failed"
 exit $status

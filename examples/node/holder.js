@@ -62,8 +62,8 @@ class Holder extends EventEmitter {
     this.value = null; // the jsonb value, parsed
     this.version = 0; // held: the server's version of this copy
     this.seq = 0; // held: events up to it are in the value (the last reply's "seq")
-    this.wanted = 0; // held: the highest event seq notified
-    this.dirty = false; // held: a notification that names no event (or another epoch)
+    this.dirty = false; // held: a notification the last reply may not cover
+    this.wanted = 0; // held: the highest event notified since the call under way began
     this.pending = []; // stateless: payloads to sync, in order
     this.stats = { notifications: 0, skipped: 0, calls: 0, patches: 0, syncs: 0,
                    holds: 0, reloads: 0, reconnects: 0 };
@@ -113,13 +113,11 @@ class Holder extends EventEmitter {
       this.pending.push(payload);
     } else {
       const ev = eventOf(payload);
-      if (ev && this.value && ev.epoch === this.value.epoch) {
-        // the last reply already reflects it: no round trip
-        if (ev.seq <= this.seq) return void this.stats.skipped++;
-        this.wanted = Math.max(this.wanted, ev.seq);
-      } else {
-        this.dirty = true;
-      }
+      const known = ev !== null && this.value !== null && ev.epoch === this.value.epoch;
+      // the last reply already reflects it: no round trip
+      if (known && ev.seq <= this.seq) return void this.stats.skipped++;
+      this.dirty = true;
+      this.wanted = known ? Math.max(this.wanted, ev.seq) : Infinity;
     }
     this.kick();
   }
@@ -166,17 +164,21 @@ class Holder extends EventEmitter {
   }
 
   hasWork() {
-    return this.mode === 'held' ? this.dirty || this.wanted > this.seq : this.pending.length > 0;
+    return this.mode === 'held' ? this.dirty : this.pending.length > 0;
   }
 
   async fetchChanges(client) {
     while (client === this.client && !this.closed && this.hasWork()) {
-      this.dirty = false; // notifications during the call set it again
+      this.dirty = false; // notifications during the call set it again...
+      this.wanted = 0;
       const { rows } = await client.query('SELECT ectosync.changes($1, $2) AS c', [this.name, this.version]);
       if (client !== this.client) return; // reconnected meanwhile: the new hold() rules
       this.stats.calls++;
       const { version, seq, patch } = rows[0].c;
       this.seq = Number(seq);
+      // ...unless the reply covers them.  A call that began after a notification
+      // covers it, so this loop ends even if a payload names a seq never reached.
+      if (this.wanted <= this.seq) this.dirty = false;
       if (patch.length === 0) continue; // nothing changed: no 'change'
       if (patch.some((op) => op.path === '')) this.stats.reloads++; // the server reloaded it
       try {

@@ -88,6 +88,34 @@ test('held: a filtered holder is not woken by rows outside its filter', { timeou
   await all.close();
 });
 
+test('held: a notification the last reply covers needs no call; an empty patch makes no change', { timeout: 30000 }, async () => {
+  const hd = await holder();
+  await db.query("UPDATE posts SET title = 'x' WHERE id = 1");
+  assert.ok(await h.converged(db, hd));
+  const { rows } = await hd.client.query('SELECT channel FROM ectosync.held() WHERE name = $1', [hd.name]);
+  // notifications forged on the value's channel, as the worker words them
+  const notify = (seq, epoch = hd.value.epoch) =>
+    db.query('SELECT pg_notify($1, $2)', [rows[0].channel, JSON.stringify({ event: `${epoch}:${seq}` })]);
+  const { calls, skipped } = hd.stats;
+  const { changes, version } = hd;
+  await notify(hd.seq);
+  await notify(hd.seq - 1);
+  assert.ok(await h.waitFor(() => hd.stats.skipped === skipped + 2), 'covered events not skipped');
+  assert.strictEqual(hd.stats.calls, calls);
+  // an event beyond the reply (never reached here) and another epoch: one call
+  // each, which finds nothing to change
+  await notify(hd.seq + 1000);
+  assert.ok(await h.waitFor(() => hd.stats.calls === calls + 1 && !hd.busy));
+  await notify(hd.seq, 'another-epoch');
+  assert.ok(await h.waitFor(() => hd.stats.calls === calls + 2 && !hd.busy));
+  await h.sleep(100); // no further calls follow
+  assert.strictEqual(hd.stats.calls, calls + 2);
+  assert.strictEqual(hd.changes, changes);
+  assert.strictEqual(hd.version, version);
+  assert.deepStrictEqual(hd.errors, []);
+  await hd.close();
+});
+
 test('held: reconnects after pg_terminate_backend and holds again', { timeout: 30000 }, async () => {
   const hd = await holder();
   await db.query("UPDATE posts SET title = 'before' WHERE id = 1");

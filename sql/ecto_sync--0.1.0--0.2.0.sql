@@ -4,23 +4,24 @@
 -- value.
 \echo Use "ALTER EXTENSION ecto_sync UPDATE TO '0.2.0'" to load this file. \quit
 
-CREATE FUNCTION ectosync._hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
-                               filter jsonb DEFAULT NULL, listen boolean DEFAULT true)
-    RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_hold';
-COMMENT ON FUNCTION ectosync._hold(text, regclass, jsonb, jsonb, boolean) IS
-  'hold(); with listen false, without its LISTEN (for tests, where notifications would be printed)';
-
+-- listen => false: the client waits with wait_changes() instead of LISTEN.
 CREATE FUNCTION ectosync.hold(name text, tbl regclass, assocs jsonb DEFAULT '[]',
-                              filter jsonb DEFAULT NULL)
-    RETURNS jsonb LANGUAGE sql VOLATILE AS $$ SELECT ectosync._hold(name, tbl, assocs, filter, true) $$;
-COMMENT ON FUNCTION ectosync.hold(text, regclass, jsonb, jsonb) IS
-  'Load the value, keep it in this session under name (version 0), LISTEN to its own channel; returns it';
+                              filter jsonb DEFAULT NULL, listen boolean DEFAULT true)
+    RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_hold';
+COMMENT ON FUNCTION ectosync.hold(text, regclass, jsonb, jsonb, boolean) IS
+  'Load the value and keep it in this session under name (version 0); with listen, LISTEN to its own channel; returns it';
 
 -- VOLATILE and PARALLEL UNSAFE: it changes session state.
 CREATE FUNCTION ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_changes';
 COMMENT ON FUNCTION ectosync.changes(text, bigint) IS
   'Apply the events loaded since; {"version", "seq", "patch": the JSON Patch from the given version ([] when unchanged)}';
+
+-- Holds the statement's snapshot while it waits: keep timeouts short.
+CREATE FUNCTION ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000)
+    RETURNS jsonb LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_wait_changes';
+COMMENT ON FUNCTION ectosync.wait_changes(text, bigint, int) IS
+  'changes() as soon as the value changed, or with an empty patch after timeout_ms; wakes only for this value';
 
 CREATE FUNCTION ectosync.release(name text) RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';

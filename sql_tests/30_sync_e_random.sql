@@ -45,7 +45,7 @@ INSERT INTO holders VALUES
 -- Each shape is also held in the session (hold() without its LISTEN, which
 -- would print notifications here); its copy follows changes() patches.
 ALTER TABLE holders ADD copy jsonb, ADD version bigint, ADD whole_values int DEFAULT 0;
-UPDATE holders SET copy = ectosync._hold(name, (val ->> 'relid')::oid::regclass, val -> 'assocs',
+UPDATE holders SET copy = ectosync.hold(name, (val ->> 'relid')::oid::regclass, val -> 'assocs',
                                          nullif(val -> 'filter', 'null'), listen => false),
                    version = 0;
 

@@ -1,8 +1,8 @@
 -- Values held in the session: hold() keeps the value in this backend, and
 -- changes() returns only what changed since, as a JSON Patch (RFC 6902),
 -- so a client never sends its value back.  The client's copy, patched,
--- equals a fresh load.  (The tests call _hold(..., listen => false),
--- hold() without its LISTEN: notifications would be printed here.)
+-- equals a fresh load.  (The tests call hold(..., listen => false): with
+-- its LISTEN, notifications would be printed here.)
 CREATE SCHEMA held_test;
 SET search_path = held_test, public;
 SET client_min_messages = warning;
@@ -21,7 +21,7 @@ SELECT ectosync.wait_for_worker();
 
 -- The client keeps what hold() returned (version 0) ...
 CREATE TEMP TABLE client (copy jsonb, version bigint);
-INSERT INTO client SELECT ectosync._hold('posts', 'posts', '["tags"]', listen => false), 0;
+INSERT INTO client SELECT ectosync.hold('posts', 'posts', '["tags"]', listen => false), 0;
 SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client;
 -- ... and a helper that asks for changes, shows them, and applies them.
 -- ("seq": every event up to it is reflected; later notifications of
@@ -81,7 +81,7 @@ SELECT version, patch #>> '{0,op}' AS op, patch #>> '{0,path}' AS path, equal_to
 
 -- The worker notifies a held value's own channel only for the events that
 -- may change it.  Post 1 alone, with its tags:
-SELECT ectosync._hold('post 1', 'posts', '["tags"]', '{"id": 1}', listen => false) #> '{rows,0,tags}'
+SELECT ectosync.hold('post 1', 'posts', '["tags"]', '{"id": 1}', listen => false) #> '{rows,0,tags}'
   AS tags_of_post_1;
 CREATE FUNCTION pg_temp.notified(name text) RETURNS bigint LANGUAGE sql AS $$
   SELECT ectosync.wait_for_worker() AND true;
@@ -110,6 +110,20 @@ SELECT pg_temp.new_notifications() AS notified;
 UPDATE posts SET title = 'one, again' WHERE id = 1;      -- post 1 itself
 SELECT pg_temp.new_notifications() AS notified;
 SELECT ectosync.release('post 1');
+
+-- wait_changes() returns as soon as the value changed (here: a change
+-- committed by another session while it waits), or an empty patch at its
+-- timeout.
+SELECT ectosync.hold('post 2', 'posts', '[]', '{"id": 2}', listen => false) -> 'rows' AS post_2;
+SELECT current_database() AS db \gset
+\setenv PGDATABASE :db
+\! (sleep 0.3; psql -X -q -c "INSERT INTO held_test.posts VALUES (2, 'two, back')") >/dev/null 2>&1 &
+SELECT c -> 'patch' AS patch, c -> 'version' AS version, c -> 'reloaded' AS reloaded
+  FROM (SELECT ectosync.wait_changes('post 2', 0, 30000) AS c) s;
+SELECT c -> 'patch' AS patch, c -> 'version' AS version
+  FROM (SELECT ectosync.wait_changes('post 2', 1, 50) AS c) s;
+SELECT ectosync.wait_changes('post 2', 1, -1);
+SELECT ectosync.release('post 2');
 
 -- Each held value has one memory context of its own, however many calls
 -- made new values (the old ones went with their contexts).

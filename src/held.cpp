@@ -6,17 +6,25 @@
  * printing it costs more than the change.  A session can instead hold the
  * value itself:
  *
- *   hold(name, tbl, assocs, filter)  LISTEN (subscribe), load, keep the value
- *                                    under name; returns it (version 0)
+ *   hold(name, tbl, assocs, filter, listen)
+ *                                    load, keep the value under name; returns
+ *                                    it (version 0); with listen, LISTEN to
+ *                                    the value's own channel
  *   changes(name, version)           apply every event the worker has loaded
  *                                    since; returns {"version", "seq",
- *                                    "patch"}: the JSON Patch (RFC 6902) from
- *                                    the client's version to the new one
- *                                    (empty: nothing changed; the version
- *                                    moves only when the patch is not), and
- *                                    the last event seq it reflects, so that
- *                                    the client can ignore notifications of
- *                                    events up to it
+ *                                    "patch"[, "events"]}: the JSON Patch
+ *                                    (RFC 6902) from the client's version to
+ *                                    the new one (empty: nothing changed; the
+ *                                    version moves only when the patch is
+ *                                    not), the last event seq it reflects (a
+ *                                    client can ignore notifications of
+ *                                    events up to it), and the seqs of the
+ *                                    events that changed the value
+ *   wait_changes(name, version, timeout_ms)
+ *                                    changes() once the value changed: the
+ *                                    worker sets the waiting backend's latch
+ *                                    for its events only, where LISTEN wakes
+ *                                    every listener of the database
  *   release(name), held()            forget a value; list them
  *
  * changes() reads the event log itself, so it needs no payloads: a client
@@ -53,16 +61,20 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "commands/async.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(ectosync_hold);
 PG_FUNCTION_INFO_V1(ectosync_changes);
+PG_FUNCTION_INFO_V1(ectosync_wait_changes);
 PG_FUNCTION_INFO_V1(ectosync_release);
 PG_FUNCTION_INFO_V1(ectosync_held);
 }
@@ -83,6 +95,7 @@ struct Held {
   uint64_t scanned = 0;                       /* events up to it are reflected */
   int64_t version = 0;                        /* bumped by every non-empty patch */
   int entry = -1;                             /* its interest entry, or -1 */
+  bool listening = false;                     /* hold() LISTENed for it */
   uint32_t generation = 0;                    /* of the entry */
 };
 
@@ -264,7 +277,7 @@ void publish_interest(const Held &h) {
 }
 
 /*
- * ectosync._hold(name, tbl, assocs, filter, listen): load and keep; with
+ * ectosync.hold(name, tbl, assocs, filter, listen): load and keep; with
  * listen, LISTEN to the value's channel (or its tables' channels when no
  * interest entry is free).  A notification to itself, delivered when
  * this transaction commits, makes the client ask for changes once: events
@@ -290,7 +303,8 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     return static_cast<Jsonb *>(p);
   });
   h.scanned = value_seq(value);
-  h.entry = pg_call([&] { return interest_attach(h.generation); });
+  h.listening = listen;
+  h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
   values[name] = h;
   publish_interest(h);
   if (listen) {
@@ -308,14 +322,29 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   return value;
 }
 
-/* {"version": version, "seq": seq, "patch": ops} */
-Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops) {
-  Numeric v = pg_call([&] { return int64_to_numeric(version); });
-  Numeric s = pg_call([&] { return int64_to_numeric(static_cast<int64>(seq)); });
+/*
+ * {"version": version, "seq": seq, "patch": ops[, "events": [...]][,
+ * "reloaded": why]}: events are the seqs of the events that changed the
+ * value (the first 100), so that a client can tell how long each took to
+ * reach it; reloaded says why the patch replaces the whole value.
+ */
+Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
+                const std::vector<uint64_t> &changed_by,
+                const std::optional<std::string> &reloaded) {
+  auto number = [](int64_t n) {
+    return jb::Node::number(pg_call([&] { return int64_to_numeric(n); }));
+  };
   jb::Node out = jb::Node::object();
-  out.set("version", jb::Node::number(v));
-  out.set("seq", jb::Node::number(s));
+  out.set("version", number(version));
+  out.set("seq", number(static_cast<int64_t>(seq)));
   out.set("patch", std::move(ops));
+  if (!changed_by.empty()) {
+    jb::Node events = jb::Node::array();
+    for (size_t i = 0; i < changed_by.size() && i < 100; i++)
+      events.push(number(static_cast<int64_t>(changed_by[i])));
+    out.set("events", std::move(events));
+  }
+  if (reloaded) out.set("reloaded", jb::Node::string(*reloaded));
   return jb::to_jsonb(out);
 }
 
@@ -336,34 +365,41 @@ jb::Node replace_all(const Jsonb *value) {
 
 /*
  * The events loaded after scanned applied to value (ZE001: reloaded; then
- * reloaded is set).  Advances scanned.
+ * reloaded says why).  Advances scanned.
  */
-Jsonb *catch_up(const Held &h, Jsonb *value, uint64_t &scanned, bool &reloaded) {
+Jsonb *catch_up(const Held &h, Jsonb *value, uint64_t &scanned,
+                std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by) {
   uint64_t upto = loaded_seq();
   if (upto <= scanned) return value;
   try {
-    value = sync_events(value, scanned, upto);
+    value = sync_events(value, scanned, upto, &changed_by);
     scanned = upto;
   } catch (const Error &e) {
     if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
     value = load_value(h.relid, h.assocs, h.filter);
     scanned = value_seq(value);
-    reloaded = true;
+    reloaded = e.detail;
   }
   return value;
 }
+
+struct Reply {
+  Jsonb *envelope;
+  bool changed; /* the patch is not empty */
+};
 
 /*
  * changes() with its new values made in made_in, which becomes the held
  * value's context if the value changed (and is freed otherwise).
  */
-Jsonb *changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
+Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
   uint64_t scanned = h.scanned;
-  bool reloaded = false;
+  std::optional<std::string> reloaded; /* why */
+  std::vector<uint64_t> changed_by;
   auto catch_up_in = [&](Jsonb *value) {
     MemoryContext caller = MemoryContextSwitchTo(made_in);
     try {
-      value = catch_up(h, value, scanned, reloaded);
+      value = catch_up(h, value, scanned, reloaded, changed_by);
     } catch (...) {
       MemoryContextSwitchTo(caller);
       throw;
@@ -378,8 +414,11 @@ Jsonb *changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCon
   Jsonb *published = h.value;
   for (int round = 0; current != published && h.entry >= 0; round++) {
     if (round == 4) {
-      std::string channel = interest_channel(h.entry, h.generation);
-      pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
+      /* (wait_changes() callers come back anyway, and start by catching up) */
+      if (h.listening) {
+        std::string channel = interest_channel(h.entry, h.generation);
+        pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
+      }
       break;
     }
     Held next = h;
@@ -390,15 +429,18 @@ Jsonb *changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCon
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
-  Jsonb *result;
+  Reply result;
   if (reloaded) {
     version++;
-    result = envelope(version, scanned, replace_all(current));
+    result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
   } else {
     Diff diff(resolve_plan(h.relid, h.assocs));
     if (current != h.value) diff.values(jb::View(h.value), jb::View(current));
-    if (diff.count() > 0) version++;
-    result = envelope(version, scanned, behind ? replace_all(current) : std::move(diff.ops()));
+    bool changed = diff.count() > 0;
+    if (changed) version++;
+    jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());
+    result = Reply{envelope(version, scanned, std::move(ops), changed_by, std::nullopt),
+                   behind || changed};
   }
   /* Only now, with the reply made, does the held value move on. */
   MemoryContext unused = made_in;
@@ -414,7 +456,7 @@ Jsonb *changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCon
 }
 
 /* ectosync.changes(name, version): see the header comment. */
-Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
+Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   Held &h = find_held(name);
   /* New values are made in a context of their own, kept if they are. */
   MemoryContext made_in = value_context();
@@ -426,12 +468,36 @@ Jsonb *changes(const std::string &name, std::optional<int64_t> client_version) {
   }
 }
 
+/*
+ * ectosync.wait_changes(name, version, timeout_ms): changes() as soon as
+ * the patch is not empty, or the empty one at the timeout.  The worker sets
+ * this backend's latch when an event matches the value's interest, so the
+ * wait wakes for this value's changes only: unlike LISTEN, for which
+ * PostgreSQL wakes every listening backend of the database at every
+ * notifying commit.
+ */
+Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version,
+                    int timeout_ms) {
+  TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
+  for (;;) {
+    pg_call([] { ResetLatch(MyLatch); });
+    Reply reply = changes(name, client_version);
+    long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
+    if (reply.changed || remaining <= 0) return reply.envelope;
+    pg_call([&] {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, remaining,
+                      PG_WAIT_EXTENSION);
+      CHECK_FOR_INTERRUPTS();
+    });
+  }
+}
+
 }  // namespace
 }  // namespace ectosync
 
 using namespace ectosync;
 
-/* SQL: ectosync._hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
+/* SQL: ectosync.hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
  * jsonb */
 extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -452,7 +518,24 @@ extern "C" Datum ectosync_changes(PG_FUNCTION_ARGS) {
                     errmsg("ecto_sync: changes() needs the name of a held value")));
   std::optional<int64_t> version;
   if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
-  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_arg(fcinfo, 0), version); }));
+  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_arg(fcinfo, 0), version).envelope; }));
+}
+
+/* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
+ */
+extern "C" Datum ectosync_wait_changes(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: wait_changes() needs the name of a held value")));
+  std::optional<int64_t> version;
+  if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
+  int timeout_ms = PG_ARGISNULL(2) ? 10000 : PG_GETARG_INT32(2);
+  if (timeout_ms < 0 || timeout_ms > 3600 * 1000)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
+                    errdetail("It was %d.", timeout_ms)));
+  PG_RETURN_JSONB_P(
+      pg_entry([&] { return wait_changes(text_arg(fcinfo, 0), version, timeout_ms); }));
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */

@@ -683,7 +683,7 @@ static void detach_all_interests(int, Datum) {
   LWLockRelease(shared->interest_lock);
 }
 
-int interest_attach(uint32_t &generation) {
+int interest_attach(uint32_t &generation, bool listening) {
   static bool exit_callback = false;
   if (!interests) return -1;
   if (!exit_callback) {
@@ -697,6 +697,8 @@ int interest_attach(uint32_t &generation) {
     if (OidIsValid(e->dboid)) continue;
     e->dboid = MyDatabaseId;
     e->pid = MyProcPid;
+    e->latch = MyLatch;
+    e->listening = listening;
     generation = ++e->generation;
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
@@ -757,7 +759,7 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     SpinLockAcquire(&e->mutex);
     e->notifications++;
     SpinLockRelease(&e->mutex);
-    hits.push_back(InterestHit{i, e->generation, seq});
+    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
   }
   LWLockRelease(shared->interest_lock);
 }

@@ -90,8 +90,12 @@ void cache_put(uint32_t relid, const std::string &key, uint64_t version, const J
 /* ---- the interests of held values (interest.hpp) ---- */
 
 struct Interest;
-/* Takes a free entry for this backend's current database; -1 when none is free. */
-int interest_attach(uint32_t &generation);
+/*
+ * Takes a free entry for this backend's current database; -1 when none is
+ * free.  The worker sets this backend's latch when an event matches, and
+ * notifies the entry's channel too when listening.
+ */
+int interest_attach(uint32_t &generation, bool listening);
 /* Copies interest into the entry; from now on the worker matches with it. */
 void interest_publish(int index, const Interest &interest);
 void interest_detach(int index);

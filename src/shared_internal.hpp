@@ -90,6 +90,8 @@ struct InterestEntry {
   Oid dboid;         /* interest_lock; InvalidOid: free */
   pid_t pid;         /* interest_lock: the backend that holds the value */
   uint32 generation; /* interest_lock: new at every attach, names the channel */
+  Latch *latch;      /* interest_lock: the holder's, set when an event matches */
+  bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
   slock_t mutex;     /* guards what follows */
   uint64 notifications;
   Interest interest;
@@ -151,6 +153,8 @@ struct InterestHit {
   int index;
   uint32 generation;
   uint64 seq;
+  Latch *latch;
+  bool listening;
 };
 void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits);
 

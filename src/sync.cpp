@@ -930,7 +930,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 
 }  // namespace
 
-Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
+Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto, std::vector<uint64_t> *changed_by) {
   ValueHeader h = read_header(value);
   const Plan &plan = value_plan(h);
   /* Each step's value lives in a context of its own, freed once the next
@@ -954,6 +954,7 @@ Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto) {
         result = next;
         current = 1 - current;
         h = read_header(result);
+        if (changed_by) changed_by->push_back(seq);
       }
       /* The other context holds the previous value or this step's scraps. */
       pg_call([&] { MemoryContextReset(steps[1 - current]); });

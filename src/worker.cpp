@@ -346,19 +346,25 @@ static void notify(Oid relid, uint64 seq, Op op) {
 }
 
 /*
- * The held values (interest.hpp) that events concern: one notification per
- * value, on its own channel, naming the last event that concerns it.
- * Returns the notifications sent.
+ * The held values (interest.hpp) that events concern: their backends'
+ * latches are set at once (a holder waiting in wait_changes() wakes; the
+ * batch is already marked loaded), and a holder that LISTENs gets one
+ * notification on the value's channel, naming the last event that concerns
+ * it, at the worker's commit.  Returns the notifications sent.
  */
 static uint64 notify_held(const std::vector<Event> &events) {
   std::vector<InterestHit> hits;
   interest_match(events, hits);
+  uint64 sent = 0;
   for (const InterestHit &hit : hits) {
+    if (hit.latch) SetLatch(hit.latch);
+    if (!hit.listening) continue;
+    sent++;
     std::string channel = interest_channel(hit.index, hit.generation);
     std::string payload = "{\"event\": \"" + format_event_id(shared_epoch(), hit.seq) + "\"}";
     pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
   }
-  return hits.size();
+  return sent;
 }
 
 /* The role loads run as: ectosync.worker_role, or the bootstrap superuser. */

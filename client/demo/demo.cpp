@@ -368,7 +368,9 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     holder_threads.emplace_back([&, i] {
       try {
         while (!stop_holders) {
-          if (holders[i]->pump(50ms) > 0) last_activity_ms[i] = now_ms();
+          /* (held values wait in the server: a long wait is not a busy one) */
+          if (holders[i]->pump(mode == "ectosync" ? 500ms : 50ms) > 0)
+            last_activity_ms[i] = now_ms();
         }
       } catch (const std::exception &e) {
         fail(holders[i]->options().name + ": " + e.what());

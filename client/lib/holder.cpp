@@ -87,8 +87,9 @@ void Holder::load(bool counted) {
 
 /* Sync mode: LISTEN, load and keep the value in the session (version 0). */
 void Holder::hold(bool counted) {
-  auto r = conn_->exec("SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb)::text",
-                       {held_name(), opts_.table, opts_.assocs, filter_param()});
+  auto r = conn_->exec(
+      "SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb, listen => false)::text",
+      {held_name(), opts_.table, opts_.assocs, filter_param()});
   stats_.round_trips++;
   doc_ = json::parse(r.str(0, 0));
   version_ = 0;
@@ -133,6 +134,14 @@ void Holder::reconnect_and_reload() {
   }
 }
 
+/* Commit-to-synced of the event seq (the held value reflects it now). */
+void Holder::note_latency_seq(uint64_t seq) {
+  std::optional<Clock::time_point> committed = opts_.commits->seq_time(seq);
+  if (!committed) return;
+  auto us = std::chrono::duration<double, std::micro>(Clock::now() - *committed).count();
+  stats_.latency_us.push_back(us < 0 ? 0 : us);
+}
+
 void Holder::note_latency(const pg::Notification &n) {
   if (!opts_.commits) return;
   std::optional<Clock::time_point> committed;
@@ -157,34 +166,39 @@ void Holder::note_latency(const pg::Notification &n) {
  * Sync mode: one changes() call covers every notification received (and
  * any event the worker loaded since); its patch is applied to doc_.
  */
-void Holder::handle_held() {
-  auto r =
-      conn_->exec("SELECT ectosync.changes($1, $2)::text", {held_name(), std::to_string(version_)});
+int Holder::handle_held(std::chrono::milliseconds timeout) {
+  auto r = conn_->exec("SELECT ectosync.wait_changes($1, $2, $3)::text",
+                       {held_name(), std::to_string(version_), std::to_string(timeout.count())});
   stats_.round_trips++;
   json::Value reply = json::parse(r.str(0, 0));
   const json::Value *patch = reply.member("patch"), *version = reply.member("version"),
-                    *seq = reply.member("seq");
+                    *seq = reply.member("seq"), *events = reply.member("events");
   if (!patch || !version || !seq)
-    throw pg::Error("holder " + opts_.name + ": changes() replied " + r.str(0, 0).substr(0, 200),
-                    "");
-  if (!patch->items.empty()) {
-    const json::Value *path = patch->items[0].member("path");
-    bool whole = path && path->text.empty();
-    try {
-      json::apply_patch(doc_, *patch);
-    } catch (const json::Error &) {
-      hold(true); /* cannot happen with the server's patches; recover anyway */
-      return;
-    }
-    if (whole) {
-      stats_.reloads++; /* the server reloaded the value (or we had missed a reply) */
-      stats_.reloads_ze001++;
-      held_epoch();
-    }
-    stats_.patches++;
-  }
+    throw pg::Error(
+        "holder " + opts_.name + ": wait_changes() replied " + r.str(0, 0).substr(0, 200), "");
   version_ = std::stoll(version->text);
   seq_ = std::stoull(seq->text);
+  if (patch->items.empty()) return 0;
+  const json::Value *path = patch->items[0].member("path");
+  bool whole = path && path->text.empty();
+  try {
+    json::apply_patch(doc_, *patch);
+  } catch (const json::Error &) {
+    hold(true); /* cannot happen with the server's patches; recover anyway */
+    return 1;
+  }
+  if (whole) {
+    stats_.reloads++; /* the server reloaded the value (or we had missed a reply) */
+    stats_.reloads_ze001++;
+    held_epoch();
+  }
+  stats_.patches++;
+  int64_t n = events ? static_cast<int64_t>(events->items.size()) : 0;
+  stats_.notifications += n;
+  stats_.syncs += n;
+  if (opts_.commits && events)
+    for (const json::Value &e : events->items) note_latency_seq(std::stoull(e.text));
+  return 1;
 }
 
 /* Sync mode: the epoch of the value held (events of other epochs are news). */
@@ -217,12 +231,6 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
                              }),
               batch.end());
   if (batch.empty()) return;
-  if (opts_.mode == HolderOptions::Mode::Sync) {
-    handle_held();
-    stats_.syncs += static_cast<int64_t>(batch.size());
-    for (const auto &n : batch) note_latency(n);
-    return;
-  }
   size_t i = 0;
   while (i < batch.size()) {
     size_t n = std::min(batch.size() - i, static_cast<size_t>(std::max(1, opts_.max_batch)));
@@ -259,6 +267,7 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
 int Holder::pump(std::chrono::milliseconds timeout) {
   try {
     if (!conn_ || !conn_->ok()) throw pg::ConnectionLost("not connected");
+    if (opts_.mode == HolderOptions::Mode::Sync) return handle_held(timeout);
     auto first = conn_->wait_notification(timeout);
     if (!first) return 0;
     std::vector<pg::Notification> batch{std::move(*first)};

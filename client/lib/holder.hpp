@@ -5,21 +5,24 @@
  * connection.  The ectosync way (Mode::Sync) holds the value in the server
  * session too:
  *
- *   start():  SELECT ectosync.hold(name, tbl, assocs, filter)
- *             -- LISTEN to the value's channels, then load; version 0
- *   pump():   on notifications of events past the last reply's "seq",
- *             SELECT ectosync.changes(name, version) -> {"version", "seq",
- *             "patch"}: a JSON Patch (often empty) applied to the local copy
- *             (json.hpp); a patch that replaces the whole value ("path": "")
- *             is the server's reload; the connection broke -> reconnect and
- *             hold again.
+ *   start():  SELECT ectosync.hold(name, tbl, assocs, filter, listen => false)
+ *             -- load and keep; version 0
+ *   pump():   SELECT ectosync.wait_changes(name, version, timeout)
+ *             -- returns as soon as an event changed the value (the worker
+ *             wakes this backend only: no LISTEN, whose every notifying
+ *             commit wakes every listener of the database), or at the
+ *             timeout: {"version", "seq", "patch", "events"}, a JSON Patch
+ *             applied to the local copy (json.hpp); a patch that replaces the
+ *             whole value ("path": "") is the server's reload;
+ *             the connection broke -> reconnect and hold again.
  *
- * One round trip per batch of notifications, whatever their number; the
- * value crosses the wire once, at hold().
+ * The value crosses the wire once, at hold(); then only what changed.
  *
- * LISTEN before load is the one safe order: an event committed after the
- * load's snapshot is notified to us (we listen already); an event before it
- * is already in the value (events with seq <= value.seq are skipped).
+ * Stateless: LISTEN before load is the one safe order: an event committed
+ * after the load's snapshot is notified to us (we listen already); an event
+ * before it is already in the value (events with seq <= value.seq are
+ * skipped).  (Held values need no order: wait_changes() reads the event log
+ * from the value's seq.)
  *
  * Modes, for comparisons:
  *   Sync       the ectosync way (above);
@@ -80,8 +83,8 @@ struct HolderOptions {
 };
 
 struct HolderStats {
-  int64_t notifications = 0; /* received */
-  int64_t syncs = 0;         /* events passed to sync(), or notifications covered by changes() */
+  int64_t notifications = 0; /* received (held values: events that changed them) */
+  int64_t syncs = 0;         /* events passed to sync(), or that changed a held value */
   int64_t patches = 0;       /* changes() replies that changed the value */
   int64_t skipped = 0;       /* events the value already reflected (after a reload) */
   int64_t reloads = 0;       /* load() calls after the first */
@@ -131,7 +134,8 @@ class Holder {
   void subscribe();
   void load(bool counted);
   void handle(std::vector<pg::Notification> &batch);
-  void handle_held();
+  int handle_held(std::chrono::milliseconds timeout);
+  void note_latency_seq(uint64_t seq);
   void hold(bool counted);
   void held_epoch();
   void reconnect_and_reload();

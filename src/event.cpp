@@ -59,11 +59,6 @@ namespace {
 enum : uint8_t { kPk = 1, kHasOld = 2, kHasNew = 4, kOldNull = 8, kNewNull = 16 };
 
 template <typename T>
-void put(std::string &out, T v) {
-  out.append(reinterpret_cast<const char *>(&v), sizeof v);
-}
-
-template <typename T>
 bool get(std::string_view &in, T &v) {
   if (in.size() < sizeof v) return false;
   std::memcpy(&v, in.data(), sizeof v);
@@ -71,11 +66,23 @@ bool get(std::string_view &in, T &v) {
   return true;
 }
 
-void put_value(std::string &out, const std::optional<std::string> &value) {
-  if (!value) return;
-  uint16_t len = static_cast<uint16_t>(std::min<size_t>(value->size(), UINT16_MAX));
-  put(out, len);
-  out.append(value->data(), len);
+template <typename T>
+char *put(char *out, T v) {
+  std::memcpy(out, &v, sizeof v);
+  return out + sizeof v;
+}
+
+/* Values longer than 64 kB are cut (they are not keys). */
+size_t clipped(size_t len) {
+  return std::min<size_t>(len, UINT16_MAX);
+}
+
+char *put_value(char *out, const char *value, size_t len) {
+  if (!value) return out;
+  uint16_t n = static_cast<uint16_t>(clipped(len));
+  out = put(out, n);
+  std::memcpy(out, value, n);
+  return out + n;
 }
 
 bool get_value(std::string_view &in, std::optional<std::string> &value) {
@@ -87,17 +94,48 @@ bool get_value(std::string_view &in, std::optional<std::string> &value) {
 }
 }  // namespace
 
-void encode_columns(const std::vector<ColumnChange> &columns, std::string &out) {
-  put(out, static_cast<uint16_t>(columns.size()));
-  for (const auto &c : columns) {
+size_t encoded_size(const RawColumn *columns, int count) noexcept {
+  size_t size = sizeof(uint16_t);
+  for (int i = 0; i < count; i++) {
+    const RawColumn &c = columns[i];
+    size += sizeof c.attnum + sizeof(uint8_t);
+    if (c.has_old && c.old_value) size += sizeof(uint16_t) + clipped(c.old_len);
+    if (c.has_new && c.new_value) size += sizeof(uint16_t) + clipped(c.new_len);
+  }
+  return size;
+}
+
+char *encode_raw_columns(const RawColumn *columns, int count, char *out) noexcept {
+  out = put(out, static_cast<uint16_t>(count));
+  for (int i = 0; i < count; i++) {
+    const RawColumn &c = columns[i];
     uint8_t flags = (c.is_pk ? kPk : 0) | (c.has_old ? kHasOld : 0) | (c.has_new ? kHasNew : 0) |
                     (c.has_old && !c.old_value ? kOldNull : 0) |
                     (c.has_new && !c.new_value ? kNewNull : 0);
-    put(out, c.attnum);
-    put(out, flags);
-    if (c.has_old) put_value(out, c.old_value);
-    if (c.has_new) put_value(out, c.new_value);
+    out = put(out, c.attnum);
+    out = put(out, flags);
+    if (c.has_old) out = put_value(out, c.old_value, c.old_len);
+    if (c.has_new) out = put_value(out, c.new_value, c.new_len);
   }
+  return out;
+}
+
+void encode_columns(const std::vector<ColumnChange> &columns, std::string &out) {
+  std::vector<RawColumn> raw(columns.size());
+  for (size_t i = 0; i < columns.size(); i++) {
+    const ColumnChange &c = columns[i];
+    raw[i] = {c.attnum,
+              c.is_pk,
+              c.has_old,
+              c.has_new,
+              c.old_value ? c.old_value->data() : nullptr,
+              c.new_value ? c.new_value->data() : nullptr,
+              c.old_value ? c.old_value->size() : 0,
+              c.new_value ? c.new_value->size() : 0};
+  }
+  size_t at = out.size();
+  out.resize(at + encoded_size(raw.data(), static_cast<int>(raw.size())));
+  encode_raw_columns(raw.data(), static_cast<int>(raw.size()), out.data() + at);
 }
 
 bool decode_columns(std::string_view in, std::vector<ColumnChange> &columns) {

@@ -56,6 +56,22 @@ void encode_columns(const std::vector<ColumnChange> &columns, std::string &out);
 bool decode_columns(std::string_view in, std::vector<ColumnChange> &columns);
 
 /*
+ * The same encoding without allocation, for the capture trigger, which
+ * writes each row's columns straight into its transaction's buffer (a value
+ * is a pointer and length into the caller's memory; nullptr: SQL NULL).
+ * encode_raw_columns() writes exactly encoded_size() bytes and returns the
+ * end.  Neither throws.
+ */
+struct RawColumn {
+  int16_t attnum;
+  bool is_pk, has_old, has_new;
+  const char *old_value, *new_value;
+  size_t old_len, new_len;
+};
+size_t encoded_size(const RawColumn *columns, int count) noexcept;
+char *encode_raw_columns(const RawColumn *columns, int count, char *out) noexcept;
+
+/*
  * A cache key: the primary-key values, each length-prefixed, so that no
  * value can run into the next.
  */

@@ -6,9 +6,11 @@
  *       pgbench custom scripts over posts, comments and posts_tags (insert,
  *       update, delete): no triggers vs ecto_sync capture vs a plpgsql
  *       pg_notify trigger.  TPS, latency, ratios.
- *   ectosync_bench sync [--min-time S]
- *       server-side cost of sync(value, event) against load() and the floor
- *       SELECT $1::jsonb, for a 100-post and a 10,000-post value (3 tags
+ *   ectosync_bench write-setup --db NAME --config "no triggers"|"ecto_sync capture"|"plpgsql
+ * pg_notify" ectosync_bench write-sql [--transactions N] [--seed S] a database as the write
+ * benchmark prepares it, and its script as plain SQL: what scripts/callgrind-write.sh counts
+ * instructions of. ectosync_bench sync [--min-time S] server-side cost of sync(value, event)
+ * against load() and the floor SELECT $1::jsonb, for a 100-post and a 10,000-post value (3 tags
  *       each), per event kind.
  *   ectosync_bench latency [--seconds S] [--rates 100,1000,10000]
  *       commit-to-notify latency p50/p99/max at paced change rates.
@@ -22,12 +24,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -192,6 +196,59 @@ int bench_write(const std::map<std::string, std::string> &f) {
   std::cout << "\nwrite overhead (pgbench, best of " << repeat << " runs of " << seconds
             << " s; 1 transaction = 8 statements over posts, comments, posts_tags)\n"
             << t.render();
+  return 0;
+}
+
+/*
+ * The write script as plain SQL, for a single-user backend under callgrind
+ * (scripts/callgrind-write.sh): `transactions` copies with the \set
+ * variables drawn from a fixed seed, and the \gset of an inserted id
+ * replaced by the currval of the table's id sequence.  One statement per
+ * line, as postgres --single reads them.
+ */
+int write_sql(const std::map<std::string, std::string> &f) {
+  int transactions = f.count("transactions") ? std::stoi(f.at("transactions")) : 400;
+  std::mt19937_64 rng(f.count("seed") ? std::stoull(f.at("seed")) : 1);
+  std::vector<std::string> lines;
+  {
+    std::stringstream in(kWriteScript);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+  }
+  const std::regex set_re(R"(^\\set (\w+) random\((\d+), (\d+)\)$)");
+  const std::regex gset_re(R"(^INSERT INTO (\w+) (.*) RETURNING id AS (\w+) \\gset$)");
+  for (int t = 0; t < transactions; t++) {
+    std::vector<std::pair<std::string, std::string>> vars; /* longest name first */
+    for (const auto &line : lines) {
+      std::smatch m;
+      if (std::regex_match(line, m, set_re)) {
+        std::uniform_int_distribution<int64_t> d(std::stoll(m[2]), std::stoll(m[3]));
+        vars.emplace_back(m[1], std::to_string(d(rng)));
+        continue;
+      }
+      std::string sql = line;
+      if (std::regex_match(line, m, gset_re)) {
+        sql = "INSERT INTO " + m[1].str() + " " + m[2].str() + ";";
+        vars.emplace_back(m[3],
+                          "(SELECT currval(pg_get_serial_sequence('" + m[1].str() + "', 'id')))");
+      }
+      std::sort(vars.begin(), vars.end(),
+                [](const auto &a, const auto &b) { return a.first.size() > b.first.size(); });
+      for (const auto &[name, value] : vars) {
+        std::string token = ":" + name;
+        for (size_t at; (at = sql.find(token)) != std::string::npos;)
+          sql.replace(at, token.size(), value);
+      }
+      std::cout << sql << "\n";
+    }
+  }
+  return 0;
+}
+
+/* A database prepared as one configuration of the write benchmark. */
+int write_setup(const std::map<std::string, std::string> &f) {
+  std::string db = f.count("db") ? f.at("db") : "ectosync_bench_write";
+  std::string config = f.count("config") ? f.at("config") : "ecto_sync capture";
+  prepare_write_db(fresh_db(db), config);
   return 0;
 }
 
@@ -546,13 +603,16 @@ int bench_latency(const std::map<std::string, std::string> &f) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    std::cerr << "usage: ectosync_bench write|sync|latency|all [--flag value ...]\n";
+    std::cerr << "usage: ectosync_bench write|write-setup|write-sql|sync|latency|all [--flag value "
+                 "...]\n";
     return 2;
   }
   std::string what = argv[1];
   try {
     auto f = flags(argc, argv, 2);
     if (what == "write") return bench_write(f);
+    if (what == "write-sql") return write_sql(f);
+    if (what == "write-setup") return write_setup(f);
     if (what == "sync") return bench_sync(f);
     if (what == "latency") return bench_latency(f);
     if (what == "all") {

@@ -27,6 +27,35 @@ TEST(EventEncoding, RoundTripsEveryKindOfValue) {
   }
 }
 
+TEST(EventEncoding, RawColumnsEncodeInPlaceWhatDecodeReads) {
+  // The capture trigger's form: pointers and lengths, nullptr for NULL,
+  // written into memory sized by encoded_size().
+  std::string wide(70000, 'w');  // longer than a key may be: cut to 64 kB
+  RawColumn raw[3] = {{1, true, true, true, "42", "43", 2, 2},
+                      {2, false, true, true, nullptr, "7", 0, 1},
+                      {7, false, true, false, wide.data(), nullptr, wide.size(), 0}};
+  std::string body(encoded_size(raw, 3), '\0');
+  char *end = encode_raw_columns(raw, 3, body.data());
+  EXPECT_EQ(end, body.data() + body.size());
+  std::vector<ColumnChange> decoded;
+  ASSERT_TRUE(decode_columns(body, decoded));
+  ASSERT_EQ(decoded.size(), 3u);
+  EXPECT_EQ(decoded[0].old_value, "42");
+  EXPECT_EQ(decoded[0].new_value, "43");
+  EXPECT_TRUE(decoded[0].is_pk);
+  EXPECT_EQ(decoded[1].old_value, std::nullopt);
+  EXPECT_TRUE(decoded[1].has_old);
+  EXPECT_EQ(decoded[1].new_value, "7");
+  EXPECT_EQ(decoded[2].attnum, 7);
+  EXPECT_FALSE(decoded[2].has_new);
+  EXPECT_EQ(decoded[2].old_value, wide.substr(0, 65535));
+
+  // encode_columns() is the same format.
+  std::string via_columns;
+  encode_columns(decoded, via_columns);
+  EXPECT_EQ(via_columns, body);
+}
+
 TEST(EventEncoding, RejectsTruncatedAndTrailingBytes) {
   std::vector<ColumnChange> columns = {{1, true, false, true, std::nullopt, "abc"}};
   std::string body;

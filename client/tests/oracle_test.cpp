@@ -228,7 +228,12 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
                     << lines;
     }
   }
-  EXPECT_GT(synced, 0) << "no holder synced anything";
+  /* Under tiny shared memory (a 64-event log, batches 100 ms apart) every
+   * event may have left the log by the time a holder asks: then holders
+   * only reload, legitimately, and the checks below apply instead. */
+  if (!testing_support::expect_pressure()) {
+    EXPECT_GT(synced, 0) << "no holder synced anything";
+  }
 
   /* Under tiny shared memory the pressure must really have happened. */
   auto p = testing_support::pressure(admin);

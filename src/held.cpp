@@ -15,8 +15,8 @@
  *                                    "patch"[, "events"]}: the JSON Patch
  *                                    (RFC 6902) from the client's version to
  *                                    the new one (empty: nothing changed; the
- *                                    version moves only when the patch is
- *                                    not), the last event seq it reflects (a
+ *                                    version moves when the held value
+ *                                    changes), the last event seq it reflects (a
  *                                    client can ignore notifications of
  *                                    events up to it), and the seqs of the
  *                                    events that changed the value

@@ -85,6 +85,8 @@
  */
 #pragma once
 
+#include "json.hpp"
+
 #include "plan.hpp"
 
 #include <cstdint>
@@ -123,23 +125,8 @@ inline constexpr const char *kInvalidParameter = "22023";
 inline constexpr const char *kFeatureNotSupported = "0A000";
 inline constexpr const char *kInvalidJson = "22032"; /* invalid_json_text */
 
-/* ---- a tiny JSON tree ---- */
-
-struct Json {
-  enum class Type { Null, Bool, Number, String, Array, Object };
-  Type type = Type::Null;
-  bool boolean = false;
-  std::string text;                                  /* String value, Number's digits */
-  std::vector<Json> items;                           /* Array */
-  std::vector<std::pair<std::string, Json>> members; /* Object, in input order */
-
-  const Json *find(std::string_view key) const; /* Object member, or nullptr */
-};
-
-/* Parses JSON text; throws AssocError (22032) naming the position. */
-Json parse_json(std::string_view text);
-/* A JSON string literal: quoted and escaped. */
-std::string json_quote(std::string_view text);
+/* parse_json(), its errors as AssocError 22032 ("invalid assocs JSON: ..."). */
+Json parse_spec(std::string_view text);
 
 /* ---- descriptions of the catalog ---- */
 

@@ -330,7 +330,7 @@ Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
     SpiScope spi;
     auto catalog = make_catalog_source();
     try {
-      return resolve(*catalog, relid, parse_json(spec_text));
+      return resolve(*catalog, relid, parse_spec(spec_text));
     } catch (const AssocError &e) {
       failure = to_error(e);
     } catch (const Error &e) {

@@ -243,7 +243,7 @@ void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Ty
 std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filter) {
   std::vector<FilterEntry> out;
   if (!filter) return out;
-  Json json = parse_json(jsonb_text(filter));
+  Json json = parse_spec(jsonb_text(filter));
   if (json.type != Json::Type::Object)
     throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "filter must be a JSON object",
                 "It maps columns of the root table to the values they must equal.",

@@ -211,7 +211,7 @@ std::vector<int16_t> ints_of(const Json *array) {
 /* The inverse of needs_text(). */
 Needs parse_needs(const std::string &text) {
   Needs needs;
-  Json json = parse_json(text);
+  Json json = parse_spec(text);
   for (const auto &item : json.items) {
     TableNeed n;
     n.relid = static_cast<uint32_t>(std::stoul(item.find("relid")->text));

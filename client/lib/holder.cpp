@@ -91,7 +91,7 @@ void Holder::hold(bool counted) {
       "SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb, listen => false)::text",
       {held_name(), opts_.table, opts_.assocs, filter_param()});
   stats_.round_trips++;
-  doc_ = json::parse(r.str(0, 0));
+  doc_ = parse_json(r.str(0, 0));
   version_ = 0;
   held_epoch();
   if (counted) stats_.reloads++;
@@ -170,20 +170,20 @@ int Holder::handle_held(std::chrono::milliseconds timeout) {
   auto r = conn_->exec("SELECT ectosync.wait_changes($1, $2, $3)::text",
                        {held_name(), std::to_string(version_), std::to_string(timeout.count())});
   stats_.round_trips++;
-  json::Value reply = json::parse(r.str(0, 0));
-  const json::Value *patch = reply.member("patch"), *version = reply.member("version"),
-                    *seq = reply.member("seq"), *events = reply.member("events");
+  Json reply = parse_json(r.str(0, 0));
+  const Json *patch = reply.find("patch"), *version = reply.find("version"),
+             *seq = reply.find("seq"), *events = reply.find("events");
   if (!patch || !version || !seq)
     throw pg::Error(
         "holder " + opts_.name + ": wait_changes() replied " + r.str(0, 0).substr(0, 200), "");
   version_ = std::stoll(version->text);
   seq_ = std::stoull(seq->text);
   if (patch->items.empty()) return 0;
-  const json::Value *path = patch->items[0].member("path");
+  const Json *path = patch->items[0].find("path");
   bool whole = path && path->text.empty();
   try {
-    json::apply_patch(doc_, *patch);
-  } catch (const json::Error &) {
+    apply_patch(doc_, *patch);
+  } catch (const PatchError &) {
     hold(true); /* cannot happen with the server's patches; recover anyway */
     return 1;
   }
@@ -197,15 +197,15 @@ int Holder::handle_held(std::chrono::milliseconds timeout) {
   stats_.notifications += n;
   stats_.syncs += n;
   if (opts_.commits && events)
-    for (const json::Value &e : events->items) note_latency_seq(std::stoull(e.text));
+    for (const Json &e : events->items) note_latency_seq(std::stoull(e.text));
   return 1;
 }
 
 /* Sync mode: the epoch of the value held (events of other epochs are news). */
 void Holder::held_epoch() {
-  const json::Value *epoch = doc_.member("epoch");
+  const Json *epoch = doc_.find("epoch");
   epoch_ = epoch ? epoch->text : "";
-  const json::Value *seq = doc_.member("seq");
+  const Json *seq = doc_.find("seq");
   seq_ = seq ? std::stoull(seq->text) : 0;
 }
 

@@ -12,7 +12,7 @@
  *             wakes this backend only: no LISTEN, whose every notifying
  *             commit wakes every listener of the database), or at the
  *             timeout: {"version", "seq", "patch", "events"}, a JSON Patch
- *             applied to the local copy (json.hpp); a patch that replaces the
+ *             applied to the local copy (patch.hpp); a patch that replaces the
  *             whole value ("path": "") is the server's reload;
  *             the connection broke -> reconnect and hold again.
  *
@@ -35,6 +35,7 @@
 #pragma once
 
 #include "json.hpp"
+#include "patch.hpp"
 #include "pg.hpp"
 
 #include <cstdint>
@@ -118,7 +119,7 @@ class Holder {
 
   /* The held value as JSON text. */
   std::string value() const {
-    return opts_.mode == HolderOptions::Mode::Sync ? json::dump(doc_) : value_;
+    return opts_.mode == HolderOptions::Mode::Sync ? json_dump(doc_) : value_;
   }
   const std::string &epoch() const { return epoch_; }
   const HolderStats &stats() const { return stats_; }
@@ -147,7 +148,7 @@ class Holder {
   std::unique_ptr<pg::Connection> conn_;
   std::string value_, epoch_; /* Stateless, Reload, Requery: the value as text */
   uint64_t seq_ = 0;
-  json::Value doc_;     /* Sync: the value */
+  Json doc_;            /* Sync: the value */
   int64_t version_ = 0; /* Sync: the held value's version that doc_ is */
   HolderStats stats_;
 };

@@ -105,7 +105,7 @@ class Blog : public ::testing::Test {
   }
 
   Plan plan(uint32_t relid, const std::string &spec) {
-    return resolve(db, relid, parse_json(spec));
+    return resolve(db, relid, parse_spec(spec));
   }
 
   MemoryCatalog db;
@@ -117,7 +117,7 @@ using Lines = std::vector<std::string>;
 }  // namespace
 
 TEST(Json, ParsesAndQuotes) {
-  Json j = parse_json(R"( {"a": [1, "x\"y\u00e9", true, null], "b": {}} )");
+  Json j = parse_spec(R"( {"a": [1, "x\"y\u00e9", true, null], "b": {}} )");
   ASSERT_EQ(j.type, Json::Type::Object);
   ASSERT_EQ(j.members.size(), 2u);
   const Json *a = j.find("a");
@@ -131,11 +131,11 @@ TEST(Json, ParsesAndQuotes) {
 }
 
 TEST(Json, RejectsBadText) {
-  EXPECT_THROW(parse_json("[1,"), AssocError);
-  EXPECT_THROW(parse_json("{\"a\" 1}"), AssocError);
-  EXPECT_THROW(parse_json("[] x"), AssocError);
+  EXPECT_THROW(parse_spec("[1,"), AssocError);
+  EXPECT_THROW(parse_spec("{\"a\" 1}"), AssocError);
+  EXPECT_THROW(parse_spec("[] x"), AssocError);
   try {
-    parse_json("[tags]");
+    parse_spec("[tags]");
     FAIL();
   } catch (const AssocError &e) {
     EXPECT_EQ(e.sqlstate, "22032");
@@ -335,10 +335,10 @@ TEST(Plan, KindNames) {
 }
 
 TEST(Json, SurrogatePairsAndDepth) {
-  EXPECT_EQ(parse_json(R"("\ud83d\ude00")").text, "\xf0\x9f\x98\x80");
-  EXPECT_THROW(parse_json(R"("\ud83d")"), AssocError);
-  EXPECT_EQ(parse_json(std::string(200, '[') + std::string(200, ']')).type, Json::Type::Array);
-  EXPECT_THROW(parse_json(std::string(300, '[') + std::string(300, ']')), AssocError);
+  EXPECT_EQ(parse_spec(R"("\ud83d\ude00")").text, "\xf0\x9f\x98\x80");
+  EXPECT_THROW(parse_spec(R"("\ud83d")"), AssocError);
+  EXPECT_EQ(parse_spec(std::string(200, '[') + std::string(200, ']')).type, Json::Type::Array);
+  EXPECT_THROW(parse_spec(std::string(300, '[') + std::string(300, ']')), AssocError);
 }
 
 TEST_F(Blog, DefinitionsOfEveryKindNormalize) {

@@ -1,31 +1,33 @@
-/* The reference client's JSON document and JSON Patch (client/lib/json.hpp). */
+/* The JSON tree (src/json.hpp) and the client's JSON Patch (client/lib/patch.hpp). */
 #include "json.hpp"
+#include "patch.hpp"
 
 #include <gtest/gtest.h>
 
 namespace {
 
 std::string patched(const std::string &doc, const std::string &patch) {
-  json::Value v = json::parse(doc);
-  json::apply_patch(v, json::parse(patch));
-  return json::dump(v);
+  ectosync::Json v = ectosync::parse_json(doc);
+  ectosync::apply_patch(v, ectosync::parse_json(patch));
+  return ectosync::json_dump(v);
 }
 
 TEST(Json, RoundTripKeepsNumbersAndStringsExact) {
   const std::string text =
       R"({"n":123456789012345678901234567890.1234567890,"e":-1.5e+300,"s":"a\"b\\c\n\u00e9\ud83d\ude00","t":true,"f":false,"z":null,"a":[1,[2],{}]})";
-  json::Value v = json::parse(text);
-  EXPECT_EQ(v.member("n")->text, "123456789012345678901234567890.1234567890");
-  EXPECT_EQ(v.member("s")->text, "a\"b\\c\n\xc3\xa9\xf0\x9f\x98\x80");
-  EXPECT_EQ(json::dump(json::parse(json::dump(v))), json::dump(v));
-  EXPECT_EQ(json::dump(v),
+  ectosync::Json v = ectosync::parse_json(text);
+  EXPECT_EQ(v.find("n")->text, "123456789012345678901234567890.1234567890");
+  EXPECT_EQ(v.find("s")->text, "a\"b\\c\n\xc3\xa9\xf0\x9f\x98\x80");
+  EXPECT_EQ(ectosync::json_dump(ectosync::parse_json(ectosync::json_dump(v))),
+            ectosync::json_dump(v));
+  EXPECT_EQ(ectosync::json_dump(v),
             "{\"n\":123456789012345678901234567890.1234567890,\"e\":-1.5e+300,\"s\":\"a\\\"b\\\\c\\"
             "n\xc3\xa9\xf0\x9f\x98\x80\",\"t\":true,\"f\":false,\"z\":null,\"a\":[1,[2],{}]}");
 }
 
 TEST(Json, RejectsMalformedText) {
   for (const char *bad : {"", "{", "[1,]", "{\"a\" 1}", "01x", "\"\\x\"", "[1] 2", "tru", "\"a"})
-    EXPECT_THROW(json::parse(bad), json::Error) << bad;
+    EXPECT_THROW(ectosync::parse_json(bad), ectosync::JsonError) << bad;
 }
 
 TEST(JsonPatch, AddRemoveReplaceInOrder) {
@@ -63,8 +65,8 @@ TEST(JsonPatch, BadOperationsThrow) {
         R"([{"op":"remove","path":"/rows/0/x/y"}])", R"([{"op":"frobnicate","path":""}])",
         R"([{"path":"/rows"}])", R"([{"op":"test","path":"/rows","value":[]}])",
         R"({"op":"remove"})"}) {
-    json::Value v = json::parse(R"({"rows":[{"id":1},{"id":2}]})");
-    EXPECT_THROW(json::apply_patch(v, json::parse(bad)), json::Error) << bad;
+    ectosync::Json v = ectosync::parse_json(R"({"rows":[{"id":1},{"id":2}]})");
+    EXPECT_THROW(ectosync::apply_patch(v, ectosync::parse_json(bad)), ectosync::PatchError) << bad;
   }
 }
 

@@ -79,6 +79,7 @@ PG_FUNCTION_INFO_V1(ectosync_release);
 PG_FUNCTION_INFO_V1(ectosync_held);
 }
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -487,12 +488,20 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
                     int timeout_ms) {
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   for (;;) {
+    int entry = find_held(name).entry;
+    /* The worker counts a match before it sets the latch; code under
+     * changes() may reset the latch (a condition variable's sleep does),
+     * so the count, not the latch alone, says whether to sleep. */
+    uint64_t matched = entry >= 0 ? interest_notifications(entry) : 0;
     pg_call([] { ResetLatch(MyLatch); });
     Reply reply = changes(name, client_version);
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
     if (reply.changed || remaining <= 0) return reply.envelope;
+    if (entry >= 0 && interest_notifications(entry) != matched) continue;
+    /* Without an interest entry nobody sets the latch: look again soon. */
+    long nap = entry >= 0 ? remaining : std::min(remaining, 10L);
     pg_call([&] {
-      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, remaining,
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
                       PG_WAIT_EXTENSION);
       CHECK_FOR_INTERRUPTS();
     });

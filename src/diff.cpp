@@ -3,6 +3,7 @@
  */
 #include "diff.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace ectosync {
@@ -11,6 +12,31 @@ namespace {
 /* Same type and same bytes: equal content (see diff.hpp). */
 bool same(const jb::Elem &a, const jb::Elem &b) {
   return a.type == b.type && a.len == b.len && (a.len == 0 || !std::memcmp(a.data, b.data, a.len));
+}
+
+/*
+ * How many leading elements two arrays share byte for byte, found without
+ * visiting them one by one: the JEntries of equal leading elements are
+ * equal, and so then are their offsets, so one memcmp covers their bytes.
+ */
+uint32_t equal_prefix(jb::View a, jb::View b) {
+  uint32_t n = std::min(a.size(), b.size()), j = 0;
+  const JEntry *ea = a.container()->children, *eb = b.container()->children;
+  while (j < n && ea[j] == eb[j]) j++;
+  uint32_t bytes = a.offset(j);
+  const char *da = a.data(), *db = b.data();
+  if (std::memcmp(da, db, bytes) == 0) return j;
+  uint32_t first = static_cast<uint32_t>(std::mismatch(da, da + bytes, db).first - da);
+  /* the element holding the first differing byte: the last one starting at or before it */
+  uint32_t lo = 0, hi = j;
+  while (hi - lo > 1) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (a.offset(mid) <= first)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
 }
 
 const Assoc *find_assoc(const PlanNode &node, std::string_view name) {
@@ -102,12 +128,14 @@ int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
 void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
                 const PlanNode &node) {
   jb::Cursor olds(old_list), news(new_list);
+  uint32_t at = equal_prefix(old_list, new_list);
+  olds.seek(at);
+  news.seek(at);
   std::optional<jb::Elem> a, b;
   auto next_old = [&] { a = olds.done() ? std::nullopt : std::optional<jb::Elem>(olds.next()); };
   auto next_new = [&] { b = news.done() ? std::nullopt : std::optional<jb::Elem>(news.next()); };
   next_old();
   next_new();
-  uint32_t at = 0;
   while (a || b) {
     int order;
     if (a && b)

@@ -77,8 +77,11 @@ class View {
   Elem value(uint32_t i) const { return child(i + size()); }
   /* Object lookup by key (binary search: keys are sorted by length, bytes). */
   std::optional<Elem> get(std::string_view key) const;
-  /* Start of the index-th child's bytes (before padding), from the data start. */
+  /* Start of the index-th child's bytes (before padding), from the data start
+   * (index == children(): the end of the last one). */
   uint32_t offset(uint32_t index) const;
+  /* The data start: the children's bytes follow one another from here. */
+  const char *data() const { return base(); }
 
  private:
   const char *base() const { return reinterpret_cast<const char *>(&c_->children[children()]); }

@@ -155,8 +155,8 @@ void forget(Held &h) {
   h = Held();
 }
 
-std::string text_arg(FunctionCallInfo fcinfo, int n) {
-  text *t = PG_GETARG_TEXT_PP(n);
+/* A text argument as a string (detoasted by the caller, outside pg_entry). */
+std::string text_string(const text *t) {
   return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
@@ -523,7 +523,8 @@ extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
   Jsonb *assocs = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
   Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
   bool listen = PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
-  Jsonb *value = pg_entry([&] { return hold(text_arg(fcinfo, 0), relid, assocs, filter, listen); });
+  text *name = PG_GETARG_TEXT_PP(0);
+  Jsonb *value = pg_entry([&] { return hold(text_string(name), relid, assocs, filter, listen); });
   PG_RETURN_JSONB_P(value);
 }
 
@@ -534,7 +535,8 @@ extern "C" Datum ectosync_changes(PG_FUNCTION_ARGS) {
                     errmsg("ecto_sync: changes() needs the name of a held value")));
   std::optional<int64_t> version;
   if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
-  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_arg(fcinfo, 0), version).envelope; }));
+  text *name = PG_GETARG_TEXT_PP(0);
+  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_string(name), version).envelope; }));
 }
 
 /* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
@@ -550,16 +552,17 @@ extern "C" Datum ectosync_wait_changes(PG_FUNCTION_ARGS) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
                     errdetail("It was %d.", timeout_ms)));
-  PG_RETURN_JSONB_P(
-      pg_entry([&] { return wait_changes(text_arg(fcinfo, 0), version, timeout_ms); }));
+  text *name = PG_GETARG_TEXT_PP(0);
+  PG_RETURN_JSONB_P(pg_entry([&] { return wait_changes(text_string(name), version, timeout_ms); }));
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
 extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  text *name = PG_GETARG_TEXT_PP(0);
   bool found = pg_entry([&] {
     auto &values = held_values();
-    auto it = values.find(text_arg(fcinfo, 0));
+    auto it = values.find(text_string(name));
     if (it == values.end()) return false;
     forget(it->second);
     values.erase(it);

@@ -277,10 +277,10 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const Jsonb *value, cons
   return in;
 }
 
-/* Publishes the interest of h's current value. */
-void publish_interest(const Held &h) {
+/* Publishes the interest of value, which h holds or is about to. */
+void publish_interest(const Held &h, const Jsonb *value) {
   if (h.entry < 0) return;
-  std::unique_ptr<Interest> in = interest_of(resolve_plan(h.relid, h.assocs), h.value, h.filter);
+  std::unique_ptr<Interest> in = interest_of(resolve_plan(h.relid, h.assocs), value, h.filter);
   interest_publish(h.entry, *in);
 }
 
@@ -314,7 +314,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
   values[name] = h;
-  publish_interest(h);
+  publish_interest(h, h.value);
   if (listen) {
     /* The value's own channel; without an entry, its tables' channels and
      * one of this session's (table channels are shared with other
@@ -429,9 +429,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
       }
       break;
     }
-    Held next = h;
-    next.value = current;
-    publish_interest(next);
+    publish_interest(h, current);
     published = current;
     current = catch_up_in(current);
   }

@@ -116,12 +116,12 @@ MemoryContext held_memory() {
   return held_context;
 }
 
-/* A copy of j in held_context. */
-Jsonb *keep(const Jsonb *j) {
+/* A copy of j in context (held_context by default). */
+Jsonb *keep(const Jsonb *j, MemoryContext context = nullptr) {
   if (!j) return nullptr;
-  MemoryContext parent = held_memory();
+  if (!context) context = held_memory();
   return pg_call([&] {
-    void *p = MemoryContextAlloc(parent, VARSIZE(j));
+    void *p = MemoryContextAlloc(context, VARSIZE(j));
     memcpy(p, j, VARSIZE(j));
     return static_cast<Jsonb *>(p);
   });
@@ -305,11 +305,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.assocs = keep(assocs);
   h.filter = keep(filter);
   h.context = value_context();
-  h.value = pg_call([&] {
-    void *p = MemoryContextAlloc(h.context, VARSIZE(value));
-    memcpy(p, value, VARSIZE(value));
-    return static_cast<Jsonb *>(p);
-  });
+  h.value = keep(value, h.context);
   h.scanned = value_seq(value);
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });

@@ -44,6 +44,8 @@ INSERT INTO holders VALUES
   ('comments', ectosync.load('comments', '[{"post": ["author", "tags"]}]'));
 -- Each shape is also held in the session (hold() without its LISTEN, which
 -- would print notifications here); its copy follows changes() patches.
+-- Small parts (see 31_held), so that rows move between many of them.
+SET ectosync.held_part_size = 600;
 ALTER TABLE holders ADD copy jsonb, ADD version bigint, ADD whole_values int DEFAULT 0;
 UPDATE holders SET copy = ectosync.hold(name, (val ->> 'relid')::oid::regclass, val -> 'assocs',
                                          nullif(val -> 'filter', 'null'), listen => false),
@@ -74,8 +76,9 @@ END $$;
 SELECT count(*) AS rounds, count(*) FILTER (WHERE bad IS NOT NULL) AS rounds_with_differences,
        count(*) FILTER (WHERE bad_held IS NOT NULL) AS rounds_with_held_differences FROM rounds;
 SELECT * FROM rounds WHERE bad IS NOT NULL OR bad_held IS NOT NULL ORDER BY n LIMIT 5;
--- the held copies were patched often, and never sent whole
-SELECT name, version > 5 AS patched_often, whole_values FROM holders ORDER BY name;
+-- the held copies were patched often, and never sent whole; in parts
+SELECT h.name, h.version > 5 AS patched_often, whole_values, s.parts
+  FROM holders h JOIN ectosync.held() s USING (name) ORDER BY name;
 
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');

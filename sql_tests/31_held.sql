@@ -148,6 +148,52 @@ UPDATE client SET copy = ectosync.load('posts', '["tags"]'),
 SELECT name, tbl, assocs, filter, version, bytes > 0 AS has_bytes, channel LIKE 'ectosync_held_%' AS own_channel
   FROM ectosync.held();
 
+-- A held value is kept in parts: runs of root rows of about
+-- ectosync.held_part_size (16 kB), so that a change in a large value
+-- rewrites the parts it reaches, not the whole value.  With parts of one
+-- row each, the patches are the same as ever:
+SET ectosync.held_part_size = 1;
+INSERT INTO posts SELECT i, 'post ' || i FROM generate_series(10, 15) i;
+INSERT INTO posts_tags VALUES (11, 12), (13, 12), (15, 12);
+SELECT ectosync.wait_for_worker();
+CREATE TEMP TABLE parted (copy jsonb, version bigint);
+INSERT INTO parted SELECT ectosync.hold('parted', 'posts', '["tags"]', listen => false), 0;
+CREATE FUNCTION pg_temp.parted_step()
+  RETURNS TABLE (ops text, parts int, equal_to_a_fresh_load boolean)
+LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  SELECT ectosync.changes('parted', parted.version) INTO c FROM parted;
+  UPDATE parted SET copy = regress.patch(copy, c -> 'patch'),
+                    version = (c ->> 'version')::bigint;
+  RETURN QUERY SELECT (SELECT string_agg((o ->> 'op') || ' ' || (o ->> 'path'), ', ')
+                        FROM jsonb_array_elements(c -> 'patch') o), h.parts,
+                      (copy - 'seq') = (ectosync.load('posts', '["tags"]') - 'seq')
+                 FROM parted, ectosync.held() h WHERE h.name = 'parted';
+END $$;
+SELECT parts FROM ectosync.held() WHERE name = 'parted';
+-- a row in the middle
+UPDATE posts SET title = 'twelve' WHERE id = 12;
+SELECT * FROM pg_temp.parted_step();
+-- new rows between two parts, below the first, past the last
+INSERT INTO posts VALUES (0, 'zero'), (5, 'five'), (20, 'twenty');
+SELECT * FROM pg_temp.parted_step();
+-- rows that leave (their parts go), and a row whose key moves across parts
+BEGIN;
+DELETE FROM posts WHERE id IN (0, 12);
+UPDATE posts SET id = 17 WHERE id = 10;
+COMMIT;
+SELECT * FROM pg_temp.parted_step();
+-- a tag of several posts: several parts in one event
+UPDATE tags SET name = 'shared' WHERE id = 12;
+SELECT * FROM pg_temp.parted_step();
+-- back to the default size: small parts merge at the next change
+RESET ectosync.held_part_size;
+DELETE FROM posts WHERE id = 20;
+SELECT * FROM pg_temp.parted_step();
+SELECT ectosync.release('parted');
+
 -- Another role may not read through it.
 CREATE ROLE regress_ectosync_held;
 GRANT USAGE ON SCHEMA held_test TO regress_ectosync_held;

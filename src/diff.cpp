@@ -99,6 +99,17 @@ void Diff::values(jb::View old_value, jb::View new_value) {
   }
 }
 
+void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts) {
+  /* A part's rows start where the rows of the parts before it end, as
+   * the operations before its own have left them. */
+  uint32_t base = 0;
+  for (size_t i = 0; i < old_parts.size() && i < new_parts.size(); i++) {
+    jb::View after(new_parts[i]);
+    if (old_parts[i] != new_parts[i]) list("/rows", jb::View(old_parts[i]), after, *plan_.root, base);
+    base += after.size();
+  }
+}
+
 /*
  * The order of two rows of node by primary key, as load() orders them:
  * numbers numerically, strings bytewise.
@@ -126,11 +137,11 @@ int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
  * the new one has are added, at the index the patched list has reached.
  */
 void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
-                const PlanNode &node) {
+                const PlanNode &node, uint32_t base) {
   jb::Cursor olds(old_list), news(new_list);
-  uint32_t at = equal_prefix(old_list, new_list);
-  olds.seek(at);
-  news.seek(at);
+  uint32_t skip = equal_prefix(old_list, new_list), at = base + skip;
+  olds.seek(skip);
+  news.seek(skip);
   std::optional<jb::Elem> a, b;
   auto next_old = [&] { a = olds.done() ? std::nullopt : std::optional<jb::Elem>(olds.next()); };
   auto next_new = [&] { b = news.done() ? std::nullopt : std::optional<jb::Elem>(news.next()); };

@@ -23,6 +23,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ectosync {
 
@@ -37,11 +38,18 @@ class Diff {
    * new_value must outlive ops().
    */
   void values(jb::View old_value, jb::View new_value);
+  /*
+   * The same for the root rows of a value held in parts (parts.hpp), where
+   * new_parts are old_parts with some replaced (sync_parts()): only those
+   * are read.  Paths are "/rows/<index>...".
+   */
+  void parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts);
   jb::Node &ops() { return ops_; }
   size_t count() const { return ops_.items.size(); }
 
  private:
-  void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node);
+  void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
+            uint32_t base = 0);
   void row(const std::string &path, jb::View old_row, jb::View new_row, const PlanNode &node);
   void one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
            const PlanNode &node);

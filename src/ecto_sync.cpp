@@ -59,6 +59,11 @@ static void define_settings() {
                           "them of, all databases; past it, held values listen to their tables.",
                           nullptr, &settings.max_held_values, 1024, 0, 1024 * 1024, PGC_POSTMASTER,
                           0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.held_part_size",
+                          "Held values are kept in parts of root rows of about this size; a "
+                          "change rewrites only the parts it reaches.",
+                          nullptr, &settings.held_part_bytes, 16 * 1024, 1, 64 * 1024 * 1024,
+                          PGC_USERSET, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.", nullptr,
                           &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                           nullptr);

@@ -91,7 +91,7 @@ struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
   Oid role = InvalidOid;                      /* who called hold() */
-  Jsonb *value = nullptr;                     /* in context */
+  PartedValue value;                          /* in context (parts.hpp) */
   MemoryContext context = nullptr;            /* the value's own, under held_context */
   uint64_t scanned = 0;                       /* events up to it are reflected */
   int64_t version = 0;                        /* bumped by every non-empty patch */
@@ -128,8 +128,8 @@ Jsonb *keep(const Jsonb *j, MemoryContext context = nullptr) {
 }
 
 /*
- * A context for a held value: changes() makes the new value in it, which
- * then needs no copy; whatever else it allocated there goes with the value.
+ * A context for a held value (its head and parts), or for what one
+ * changes() call makes.
  */
 MemoryContext value_context() {
   MemoryContext parent = held_memory();
@@ -248,7 +248,8 @@ class InterestBuilder {
   Interest &in_;
 };
 
-std::unique_ptr<Interest> interest_of(const Plan &plan, const Jsonb *value, const Jsonb *filter) {
+std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value,
+                                      const Jsonb *filter) {
   auto in = std::make_unique<Interest>();
   in->clear();
   for (uint32_t relid : plan.tables()) in->add_table(relid);
@@ -269,16 +270,16 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const Jsonb *value, cons
     else
       b.key(root.relid, attnum, v);
   }
-  std::optional<jb::Elem> rows = jb::View(value).get("rows");
-  InterestBuilder::each_row(rows, [&](jb::View r) {
-    b.keys(root.relid, root.pk, r, root.pk);
-    b.row(r, *plan.root);
-  });
+  for (const Jsonb *part : value.parts)
+    InterestBuilder::each_row(jb::root_elem(part), [&](jb::View r) {
+      b.keys(root.relid, root.pk, r, root.pk);
+      b.row(r, *plan.root);
+    });
   return in;
 }
 
 /* Publishes the interest of value, which h holds or is about to. */
-void publish_interest(const Held &h, const Jsonb *value) {
+void publish_interest(const Held &h, const PartedValue &value) {
   if (h.entry < 0) return;
   std::unique_ptr<Interest> in = interest_of(resolve_plan(h.relid, h.assocs), value, h.filter);
   interest_publish(h.entry, *in);
@@ -305,7 +306,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.assocs = keep(assocs);
   h.filter = keep(filter);
   h.context = value_context();
-  h.value = keep(value, h.context);
+  h.value = in_context(h.context, [&] { return split_value(value); });
   h.scanned = value_seq(value);
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
@@ -353,38 +354,71 @@ Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
 }
 
 /* The whole value as one operation. */
-jb::Node replace_all(const Jsonb *value) {
+jb::Node replace_all(const PartedValue &value) {
+  Jsonb *whole = join_value(value);
   jb::Node op = jb::Node::object();
   op.set("op", jb::Node::string("replace"));
   op.set("path", jb::Node::string(""));
-  jb::Elem root;
-  root.type = JENTRY_ISCONTAINER;
-  root.data = reinterpret_cast<const char *>(&value->root);
-  root.len = VARSIZE(value) - VARHDRSZ;
-  op.set("value", jb::Node::copy(root));
+  op.set("value", jb::Node::copy(jb::root_elem(whole)));
   jb::Node ops = jb::Node::array();
   ops.push(std::move(op));
   return ops;
 }
 
 /*
- * The events loaded after scanned applied to value (ZE001: reloaded; then
- * reloaded says why).  Advances scanned.
+ * The events loaded after scanned applied to value, its new parts written
+ * in made_in (ZE001: loaded again there; then reloaded says why).
+ * Advances scanned.
  */
-Jsonb *catch_up(const Held &h, Jsonb *value, uint64_t &scanned,
-                std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by) {
+void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
+              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by) {
   uint64_t upto = loaded_seq();
-  if (upto <= scanned) return value;
-  try {
-    value = sync_events(value, scanned, upto, &changed_by);
-    scanned = upto;
-  } catch (const Error &e) {
-    if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
-    value = load_value(h.relid, h.assocs, h.filter);
-    scanned = value_seq(value);
-    reloaded = e.detail;
+  if (upto <= scanned) return;
+  in_context(made_in, [&] {
+    try {
+      sync_parts(value, scanned, upto, &changed_by);
+      scanned = upto;
+    } catch (const Error &e) {
+      if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
+      Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+      value = split_value(whole);
+      scanned = value_seq(whole);
+      reloaded = e.detail;
+    }
+  });
+}
+
+/*
+ * The held value becomes current, whose new parts were made in made_in:
+ * after a reload all of it (made_in becomes the value's context), else
+ * the parts that changed, copied.  made_in is gone afterwards.
+ */
+void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in) {
+  if (reloaded) {
+    std::swap(h.context, made_in);
+  } else if (current != h.value) {
+    std::vector<size_t> changed;
+    for (size_t i = 0; i < current.parts.size(); i++)
+      if (current.parts[i] != h.value.parts[i]) changed.push_back(i);
+    std::vector<Jsonb *> copies;
+    try {
+      for (size_t i : changed) copies.push_back(keep(current.parts[i], h.context));
+    } catch (...) {
+      pg_call([&] {
+        for (Jsonb *p : copies) pfree(p);
+      });
+      throw;
+    }
+    for (size_t k = 0; k < changed.size(); k++) {
+      Jsonb *replaced = h.value.parts[changed[k]];
+      current.parts[changed[k]] = copies[k];
+      pg_call([&] { pfree(replaced); });
+    }
   }
-  return value;
+  h.value = current;
+  pg_call([&] { MemoryContextDelete(made_in); });
+  /* (a failure here leaves parts of any size: still the same value) */
+  in_context(h.context, [&] { rebalance(h.value); });
 }
 
 struct Reply {
@@ -392,30 +426,17 @@ struct Reply {
   bool changed; /* the patch is not empty */
 };
 
-/*
- * changes() with its new values made in made_in, which becomes the held
- * value's context if the value changed (and is freed otherwise).
- */
+/* changes() with what it makes written in made_in (see move_on). */
 Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
-  auto catch_up_in = [&](Jsonb *value) {
-    MemoryContext caller = MemoryContextSwitchTo(made_in);
-    try {
-      value = catch_up(h, value, scanned, reloaded, changed_by);
-    } catch (...) {
-      MemoryContextSwitchTo(caller);
-      throw;
-    }
-    MemoryContextSwitchTo(caller);
-    return value;
-  };
-  Jsonb *current = catch_up_in(h.value);
+  PartedValue current = h.value;
+  catch_up(h, current, made_in, scanned, reloaded, changed_by);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
-  Jsonb *published = h.value;
+  PartedValue published = h.value;
   for (int round = 0; current != published && h.entry >= 0; round++) {
     if (round == 4) {
       /* (wait_changes() callers come back anyway, and start by catching up) */
@@ -427,7 +448,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     }
     publish_interest(h, current);
     published = current;
-    current = catch_up_in(current);
+    catch_up(h, current, made_in, scanned, reloaded, changed_by);
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
@@ -437,7 +458,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
   } else {
     Diff diff(resolve_plan(h.relid, h.assocs));
-    if (current != h.value) diff.values(jb::View(h.value), jb::View(current));
+    if (current != h.value) diff.parts(h.value.parts, current.parts);
     bool changed = diff.count() > 0;
     if (changed) version++;
     jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());
@@ -445,13 +466,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
                    behind || changed};
   }
   /* Only now, with the reply made, does the held value move on. */
-  MemoryContext unused = made_in;
-  if (current != h.value) {
-    unused = h.context;
-    h.context = made_in;
-    h.value = current;
-  }
-  pg_call([&] { MemoryContextDelete(unused); });
+  move_on(h, current, reloaded.has_value(), made_in);
   h.scanned = scanned;
   h.version = version;
   return result;
@@ -460,7 +475,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
 /* ectosync.changes(name, version): see the header comment. */
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   Held &h = find_held(name);
-  /* New values are made in a context of their own, kept if they are. */
+  /* New parts are made in a context of their own (see move_on). */
   MemoryContext made_in = value_context();
   try {
     return changes_made_in(h, client_version, made_in);
@@ -567,18 +582,17 @@ extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
 
 /*
  * SQL: ectosync.held() RETURNS TABLE (name, tbl, assocs, filter, version,
- * seq, bytes, channel, notifications): this session's held values.
+ * seq, bytes, parts, channel, notifications): this session's held values.
  */
 extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   pg_entry([&] {
     for (const auto &[name, h] : held_values()) {
-      Datum values[9];
-      bool nulls[9] = {};
+      Datum values[10];
+      bool nulls[10] = {};
       std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";
       uint64_t notified = h.entry >= 0 ? interest_notifications(h.entry) : 0;
-      uint64_t seq = value_seq(h.value);
       pg_call([&] {
         values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
         values[1] = ObjectIdGetDatum(h.relid);
@@ -586,11 +600,12 @@ extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
         nulls[3] = h.filter == nullptr;
         values[3] = h.filter ? JsonbPGetDatum(h.filter) : (Datum)0;
         values[4] = Int64GetDatum(h.version);
-        values[5] = Int64GetDatum((int64)seq);
-        values[6] = Int64GetDatum((int64)VARSIZE(h.value));
-        nulls[7] = h.entry < 0;
-        values[7] = h.entry >= 0 ? CStringGetTextDatum(channel.c_str()) : (Datum)0;
-        values[8] = Int64GetDatum((int64)notified);
+        values[5] = Int64GetDatum((int64)h.scanned);
+        values[6] = Int64GetDatum((int64)value_bytes(h.value));
+        values[7] = Int32GetDatum((int32)h.value.parts.size());
+        nulls[8] = h.entry < 0;
+        values[8] = h.entry >= 0 ? CStringGetTextDatum(channel.c_str()) : (Datum)0;
+        values[9] = Int64GetDatum((int64)notified);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

@@ -53,6 +53,12 @@ struct Elem {
   const JsonbContainer *container() const { return reinterpret_cast<const JsonbContainer *>(data); }
 };
 
+/* The root container of a jsonb as an element (for raw copies). */
+inline Elem root_elem(const Jsonb *j) {
+  return Elem{JENTRY_ISCONTAINER, reinterpret_cast<const char *>(&j->root),
+              static_cast<uint32_t>(VARSIZE(j) - VARHDRSZ)};
+}
+
 /* A container (array or object) read in place. */
 class View {
  public:

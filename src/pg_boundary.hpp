@@ -98,6 +98,19 @@ auto pg_call(Fn &&fn) -> decltype(fn()) {
 }
 
 /*
+ * fn() with CurrentMemoryContext switched to context: what it pallocs goes
+ * there.  The caller's context is back afterwards, also when fn() throws.
+ */
+template <typename Fn>
+auto in_context(MemoryContext context, Fn &&fn) -> decltype(fn()) {
+  struct Restore {
+    MemoryContext caller;
+    ~Restore() { MemoryContextSwitchTo(caller); }
+  } restore{MemoryContextSwitchTo(context)};
+  return fn();
+}
+
+/*
  * Body of an entry point called by PostgreSQL: returns fn()'s result, or
  * raises whatever fn() threw as an ereport(ERROR) after fn()'s objects are
  * gone.

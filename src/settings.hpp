@@ -18,6 +18,7 @@ struct Settings {
   int batch_delay_ms;  /* ectosync.batch_delay */
   char *worker_role;   /* ectosync.worker_role */
   int max_held_values; /* ectosync.max_held_values, all databases */
+  int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
 };
 
 extern Settings settings;

@@ -209,12 +209,6 @@ bool same_columns(const std::vector<Column> &a, const std::vector<Column> &b) {
   return true;
 }
 
-/* The root container of a jsonb as an element (for raw copies). */
-jb::Elem root_elem(const Jsonb *j) {
-  return jb::Elem{JENTRY_ISCONTAINER, reinterpret_cast<const char *>(&j->root),
-                  static_cast<uint32_t>(VARSIZE(j) - VARHDRSZ)};
-}
-
 /* load_rows_where as a view: an array (empty when the query gave NULL). */
 jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const Texts &values) {
   Jsonb *rows = load_rows_where(node, cols, values);
@@ -241,10 +235,19 @@ class Patcher {
 
   /* Finds the table of the event in the plan and reads the changed rows. */
   void prepare();
-  /* The patched root rows, or nullopt when nothing changed. */
-  std::optional<jb::Node> patch_root(jb::View rows) {
+  /*
+   * The patched root rows, or nullopt when nothing changed.  rows may be a
+   * part of the root rows (parts.hpp): the rows from the first row lo (none:
+   * from the lowest key) up to the row hi (none: to the end), which is where
+   * the changed rows of the root table may enter.
+   */
+  std::optional<jb::Node> patch_root(jb::View rows, jb::View lo = {}, jb::View hi = {}) {
+    lo_ = lo;
+    hi_ = hi;
     return patch_list(rows, *plan_.root, ListCtx{ListCtx::Root, nullptr, {}});
   }
+  /* The keys of the root rows that the event may change; nullopt: any. */
+  std::optional<std::vector<Key>> root_keys();
 
  private:
   /* Where a list of rows lives. */
@@ -275,6 +278,11 @@ class Patcher {
   std::optional<jb::Node> patch_one(const Assoc &a, std::optional<jb::Elem> old, jb::View parent);
   jb::Node rebuild_assoc(const Assoc &a, jb::View parent);
   bool event_texts(const std::vector<Column> &cols, std::vector<Texts> &out);
+  bool in_root_range(const Key &key) const {
+    const std::vector<Column> &pk = plan_.root->table.pk;
+    return (!lo_.valid() || compare_row_key(lo_, pk, key) <= 0) &&
+           (!hi_.valid() || compare_row_key(hi_, pk, key) > 0);
+  }
 
   const Plan &plan_;
   const Event &ev_;
@@ -285,6 +293,7 @@ class Patcher {
   std::unordered_map<const PlanNode *, bool> involves_, deep_;
   std::unordered_map<uint32_t, bool> rls_;
   std::vector<std::unique_ptr<PlanNode>> bare_nodes_; /* tables without assocs */
+  jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
 };
 
 /* Whether rows of node n (or below) can change with table T's event. */
@@ -387,7 +396,7 @@ std::optional<jb::Elem> Patcher::load_one(const PlanNode &node, const std::vecto
  */
 std::optional<jb::Node> Patcher::build_row(const PlanNode &n, const RowState &s) {
   if (!s.exists) return std::nullopt;
-  if (n.assocs.empty()) return jb::Node::copy(root_elem(s.jsonb));
+  if (n.assocs.empty()) return jb::Node::copy(jb::root_elem(s.jsonb));
   std::optional<jb::Elem> e = load_one(n, n.table.pk, s.texts);
   if (!e) return std::nullopt;
   return jb::Node::copy(*e);
@@ -494,6 +503,20 @@ std::optional<std::vector<Key>> Patcher::candidate_parents(const PlanNode &n) {
   return keys;
 }
 
+std::optional<std::vector<Key>> Patcher::root_keys() {
+  const PlanNode &root = *plan_.root;
+  std::vector<Key> keys;
+  if (!involves(root)) return keys;
+  if (root.table.relid == T_)
+    for (const RowState &s : states_) keys.push_back(s.key);
+  if (deep(root)) {
+    std::optional<std::vector<Key>> parents = candidate_parents(root);
+    if (!parents) return std::nullopt;
+    keys.insert(keys.end(), parents->begin(), parents->end());
+  }
+  return keys;
+}
+
 /*
  * A list of rows of node n: the changed rows of T leave, enter (in primary
  * key order) or are updated; rows whose associations involve T are patched.
@@ -507,6 +530,7 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
 
   if (n.table.relid == T_) {
     for (const RowState &s : states_) {
+      if (ctx.kind == ListCtx::Root && !in_root_range(s.key)) continue;
       auto [idx, found] = search(list, n.table.pk, s.key);
       bool belongs = s.exists;
       if (belongs && ctx.kind == ListCtx::Root) belongs = filter_matches(s.row);
@@ -710,7 +734,7 @@ jb::Node Patcher::rebuild_assoc(const Assoc &a, jb::View parent) {
     if (has_null(owner)) return jb::Node::array();
     Jsonb *rows = load_rows_where(*a.target, a.target_cols, owner);
     if (!rows || !JB_ROOT_IS_ARRAY(rows)) return jb::Node::array();
-    return jb::Node::copy(root_elem(rows));
+    return jb::Node::copy(jb::root_elem(rows));
   }
   if (has_null(owner)) return jb::Node::null();
   const PlanNode &t = *a.target;
@@ -842,29 +866,34 @@ bool reload_concerns(const Plan &plan, uint32_t relid) {
 }
 
 /*
- * The logged event ev (its seq: ev.seq) applied to value: a new value with
- * seq ev.seq, or value itself when the event cannot touch it.  With
- * keep_unchanged, also value itself when the event changed none of its
- * rows (sync_events() keeps its position apart from the value's seq).
+ * Whether the logged event ev may change a value of plan: an event of a
+ * table the value holds (the caller must be able to read them all).  A
+ * RELOAD marker of such a table raises ZE001.
  */
-Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev,
-                   bool keep_unchanged) {
-  if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
-  std::vector<uint32_t> tables = plan.tables();
-  bool held = std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
+bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
   if (ev.op == Op::Reload) {
     if (reload_concerns(plan, ev.relid))
       reload_required("Changes of a table of the value were not captured one by one (event " +
                       format_event_id(h.epoch, ev.seq) + ").");
-    return value;
+    return false;
   }
-  if (!held) return value;
+  std::vector<uint32_t> tables = plan.tables();
+  if (std::find(tables.begin(), tables.end(), ev.relid) == tables.end()) return false;
   check_select_privileges(plan);
+  return true;
+}
+
+/*
+ * The logged event ev (its seq: ev.seq) applied to value: a new value with
+ * seq ev.seq, or value itself when the event cannot touch it.
+ */
+Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
+  if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
+  if (!event_concerns(plan, h, ev)) return value;
 
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
   std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(h.rows));
-  if (!new_rows && keep_unchanged) return value;
 
   Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ev.seq)); });
   jb::View v(value);
@@ -879,6 +908,62 @@ Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const E
       out.set(key, jb::Node::copy(v.value(i)));
   }
   return jb::to_jsonb(out);
+}
+
+/*
+ * The event's changes to the parts of a value (parts.hpp): only the parts
+ * that hold the root keys the event may change are patched (all of them
+ * when any root row may change).  A changed part is replaced by a new one
+ * written in made; a replaced part that was made there too (fresh) is
+ * freed.  Whether some part changed.
+ */
+bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts, std::vector<bool> &fresh,
+                 MemoryContext made) {
+  std::optional<std::vector<Key>> keys = patcher.root_keys();
+  if (keys && keys->empty()) return false;
+  /* The parts that have rows, by their first rows: what routes a key. */
+  std::vector<size_t> filled;
+  std::vector<jb::View> first;
+  for (size_t i = 0; i < parts.size(); i++) {
+    jb::View part(parts[i]);
+    if (part.size() == 0) continue;
+    filled.push_back(i);
+    first.emplace_back(part.at(0));
+  }
+  if (filled.empty()) {
+    filled.push_back(0);
+    first.emplace_back();
+  }
+  /* (index into filled) of the part a key belongs in: the last part whose
+   * first row is at or below it, else the first part */
+  const std::vector<Column> &pk = plan.root->table.pk;
+  std::vector<bool> visit(filled.size(), !keys);
+  if (keys)
+    for (const Key &k : *keys) {
+      size_t lo = 0, hi = filled.size();
+      while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (compare_row_key(first[mid], pk, k) <= 0)
+          lo = mid;
+        else
+          hi = mid;
+      }
+      visit[lo] = true;
+    }
+  bool changed = false;
+  for (size_t f = 0; f < filled.size(); f++) {
+    if (!visit[f]) continue;
+    size_t i = filled[f];
+    jb::View lo = f > 0 ? first[f] : jb::View(), hi = f + 1 < filled.size() ? first[f + 1] : jb::View();
+    std::optional<jb::Node> rows = patcher.patch_root(jb::View(parts[i]), lo, hi);
+    if (!rows) continue;
+    Jsonb *part = in_context(made, [&] { return jb::to_jsonb(*rows); });
+    if (fresh[i]) pg_call([&] { pfree(parts[i]); });
+    parts[i] = part;
+    fresh[i] = true;
+    changed = true;
+  }
+  return changed;
 }
 
 /* Reads event seq of the log, or says why the value must be reloaded. */
@@ -925,54 +1010,41 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   }
   Event ev;
   logged_event(ref.epoch, ref.seq, ev);
-  return apply_event(value, h, plan, ev, false);
+  return apply_event(value, h, plan, ev);
 }
 
 }  // namespace
 
-Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto, std::vector<uint64_t> *changed_by) {
-  ValueHeader h = read_header(value);
+void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
+                std::vector<uint64_t> *changed_by) {
+  ValueHeader h = read_header(value.head);
   const Plan &plan = value_plan(h);
-  /* Each step's value lives in a context of its own, freed once the next
-   * is made: a long run of events over a large value stays in two copies. */
-  MemoryContext caller = CurrentMemoryContext;
-  MemoryContext steps[2] = {nullptr, nullptr};
-  int current = 0;
-  pg_call([&] {
-    for (MemoryContext &c : steps)
-      c = AllocSetContextCreate(caller, "ecto_sync sync_events", ALLOCSET_DEFAULT_SIZES);
+  jb::View filter = h.filter ? jb::View(*h.filter) : jb::View();
+  /* New parts are written in the caller's context; whatever else an event
+   * needs goes with the scratch context after it. */
+  MemoryContext made = CurrentMemoryContext;
+  MemoryContext scratch = pg_call([&] {
+    return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES);
   });
-  Jsonb *result = value;
+  std::vector<bool> fresh(value.parts.size(), false);
   try {
     for (uint64_t seq = after + 1; seq <= upto; seq++) {
-      Event ev;
-      logged_event(h.epoch, seq, ev);
-      MemoryContext old = pg_call([&] { return MemoryContextSwitchTo(steps[1 - current]); });
-      Jsonb *next = apply_event(result, h, plan, ev, true);
-      pg_call([&] { MemoryContextSwitchTo(old); });
-      if (next != result) {
-        result = next;
-        current = 1 - current;
-        h = read_header(result);
-        if (changed_by) changed_by->push_back(seq);
-      }
-      /* The other context holds the previous value or this step's scraps. */
-      pg_call([&] { MemoryContextReset(steps[1 - current]); });
+      bool changed = in_context(scratch, [&] {
+        Event ev;
+        logged_event(h.epoch, seq, ev);
+        if (!event_concerns(plan, h, ev)) return false;
+        Patcher patcher(plan, ev, filter);
+        patcher.prepare();
+        return patch_parts(plan, patcher, value.parts, fresh, made);
+      });
+      pg_call([&] { MemoryContextReset(scratch); });
+      if (changed && changed_by) changed_by->push_back(seq);
     }
   } catch (...) {
-    pg_call([&] {
-      MemoryContextSwitchTo(caller);
-      for (MemoryContext c : steps) MemoryContextDelete(c);
-    });
+    pg_call([&] { MemoryContextDelete(scratch); });
     throw;
   }
-  /* The result's context stays, a child of the caller's (no copy of a
-   * large value); the other goes. */
-  pg_call([&] {
-    MemoryContextDelete(steps[1 - current]);
-    if (result == value) MemoryContextDelete(steps[current]);
-  });
-  return result;
+  pg_call([&] { MemoryContextDelete(scratch); });
 }
 
 }  // namespace ectosync

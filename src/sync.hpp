@@ -8,6 +8,8 @@ extern "C" {
 #include "utils/jsonb.h"
 }
 
+#include "parts.hpp"
+
 #include <cstdint>
 #include <vector>
 
@@ -17,14 +19,16 @@ namespace ectosync {
 constexpr int ERRCODE_ECTOSYNC_RELOAD = MAKE_SQLSTATE('Z', 'E', '0', '0', '1');
 
 /*
- * value with the logged events after..upto applied in order: a new value in
- * (a child context of) CurrentMemoryContext, or value itself when none of
- * them touched it.  changed_by, if given, gets the seqs of the events that
- * changed it.
+ * The logged events after..upto applied in order to a value held in parts
+ * (parts.hpp): each part an event changes is replaced by a new one written
+ * in CurrentMemoryContext (the parts it replaces are left alone, except
+ * those this call made), so an event costs the parts it reaches.  The head
+ * is left as it is (its "seq" too).  changed_by, if given, gets the seqs of
+ * the events that changed some part.
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */
-Jsonb *sync_events(Jsonb *value, uint64_t after, uint64_t upto,
-                   std::vector<uint64_t> *changed_by = nullptr);
+void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
+                std::vector<uint64_t> *changed_by = nullptr);
 
 }  // namespace ectosync

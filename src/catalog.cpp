@@ -16,6 +16,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -355,6 +356,13 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   }
   /* New foreign keys referencing a plan table invalidate that table too. */
   remember_relids(*plan);
+  /* Values carry the normalized spec ("assocs"), and sync() and changes()
+   * resolve that: the same plan, found without resolving it again. */
+  const char *spec_text = plan->spec.c_str();
+  Jsonb *normalized = pg_call(
+      [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec_text))); });
+  plan_cache.plans[std::to_string(relid) + '\n' + (path ? path : "") + '\n' +
+                   jsonb_text(normalized)] = plan;
   return *(plan_cache.plans[key] = plan);
 }
 

@@ -4,6 +4,7 @@
 #include "diff.hpp"
 
 #include <algorithm>
+#include <tuple>
 #include <cstring>
 
 namespace ectosync {
@@ -99,14 +100,64 @@ void Diff::values(jb::View old_value, jb::View new_value) {
   }
 }
 
-void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts) {
+void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts,
+                 const TouchedRows *touched) {
   /* A part's rows start where the rows of the parts before it end, as
    * the operations before its own have left them. */
   uint32_t base = 0;
   for (size_t i = 0; i < old_parts.size() && i < new_parts.size(); i++) {
-    jb::View after(new_parts[i]);
-    if (old_parts[i] != new_parts[i]) list("/rows", jb::View(old_parts[i]), after, *plan_.root, base);
+    jb::View before(old_parts[i]), after(new_parts[i]);
+    if (old_parts[i] == new_parts[i])
+      ;
+    else if (touched && i < touched->size())
+      rows("/rows", before, after, *plan_.root, base, (*touched)[i]);
+    else
+      list("/rows", before, after, *plan_.root, base);
     base += after.size();
+  }
+}
+
+/*
+ * A list where only the rows of keys changed (the others are the same rows
+ * in the same order): each key is looked up in both lists, and the
+ * operations follow key order.  At a key's turn the patched list holds the
+ * new rows below it and the old rows from it on, so its index is where it
+ * is (or would be) in the new list; of two keys at one index, the one the
+ * new list lacks goes first.
+ */
+void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list,
+                const PlanNode &node, uint32_t base, const std::vector<Texts> &keys) {
+  struct Place {
+    uint32_t at;      /* index in the new list (found or insertion point) */
+    bool in_new;
+    uint32_t old_at;  /* index in the old list (found or insertion point) */
+    bool in_old;
+    bool operator<(const Place &o) const {
+      return std::tie(at, in_new, old_at, in_old) < std::tie(o.at, o.in_new, o.old_at, o.in_old);
+    }
+    bool operator==(const Place &o) const {
+      return at == o.at && in_new == o.in_new && old_at == o.old_at && in_old == o.in_old;
+    }
+  };
+  std::vector<Place> places;
+  for (const Texts &texts : keys) {
+    Key key = make_key(node.table.pk, texts);
+    auto [at, in_new] = search(new_list, node.table.pk, key);
+    auto [old_at, in_old] = search(old_list, node.table.pk, key);
+    if (in_new || in_old) places.push_back(Place{at, in_new, old_at, in_old});
+  }
+  std::sort(places.begin(), places.end());
+  places.erase(std::unique(places.begin(), places.end()), places.end());
+  for (const Place &p : places) {
+    std::string here = path + "/" + std::to_string(base + p.at);
+    if (!p.in_new) {
+      op("remove", here, std::nullopt);
+    } else if (!p.in_old) {
+      op("add", here, jb::Node::copy(new_list.at(p.at)));
+    } else {
+      jb::Elem a = old_list.at(p.old_at), b = new_list.at(p.at);
+      if (!same(a, b)) row(here, jb::View(a), jb::View(b), node);
+    }
   }
 }
 

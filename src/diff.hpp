@@ -19,6 +19,7 @@
 
 #include "jsonb_writer.hpp"
 #include "plan.hpp"
+#include "sync.hpp"
 
 #include <deque>
 #include <optional>
@@ -41,15 +42,19 @@ class Diff {
   /*
    * The same for the root rows of a value held in parts (parts.hpp), where
    * new_parts are old_parts with some replaced (sync_parts()): only those
-   * are read.  Paths are "/rows/<index>...".
+   * are read, and in them only the rows of the keys touched names (all of
+   * them without it).  Paths are "/rows/<index>...".
    */
-  void parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts);
+  void parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts,
+             const TouchedRows *touched);
   jb::Node &ops() { return ops_; }
   size_t count() const { return ops_.items.size(); }
 
  private:
   void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
             uint32_t base = 0);
+  void rows(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
+            uint32_t base, const std::vector<Texts> &keys);
   void row(const std::string &path, jb::View old_row, jb::View new_row, const PlanNode &node);
   void one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
            const PlanNode &node);

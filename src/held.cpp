@@ -371,17 +371,19 @@ jb::Node replace_all(const PartedValue &value) {
  * Advances scanned.
  */
 void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
-              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by) {
+              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
+              TouchedRows &touched) {
   uint64_t upto = loaded_seq();
   if (upto <= scanned) return;
   in_context(made_in, [&] {
     try {
-      sync_parts(value, scanned, upto, &changed_by);
+      sync_parts(value, scanned, upto, &changed_by, &touched);
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
       Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
       value = split_value(whole);
+      touched.clear(); /* (a reloaded value is sent whole) */
       scanned = value_seq(whole);
       reloaded = e.detail;
     }
@@ -432,7 +434,8 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
   PartedValue current = h.value;
-  catch_up(h, current, made_in, scanned, reloaded, changed_by);
+  TouchedRows touched;
+  catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -448,7 +451,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     }
     publish_interest(h, current);
     published = current;
-    catch_up(h, current, made_in, scanned, reloaded, changed_by);
+    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
@@ -458,7 +461,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
   } else {
     Diff diff(resolve_plan(h.relid, h.assocs));
-    if (current != h.value) diff.parts(h.value.parts, current.parts);
+    if (current != h.value) diff.parts(h.value.parts, current.parts, &touched);
     bool changed = diff.count() > 0;
     if (changed) version++;
     jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());

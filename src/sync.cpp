@@ -39,6 +39,7 @@
 #include "catalog.hpp"
 #include "event.hpp"
 #include "jsonb_writer.hpp"
+#include "keys.hpp"
 #include "pg_boundary.hpp"
 #include "plan.hpp"
 #include "shared.hpp"
@@ -72,8 +73,6 @@ PG_FUNCTION_INFO_V1(ectosync_sync);
 namespace ectosync {
 namespace {
 
-using Texts = std::vector<std::optional<std::string>>;
-
 /* The reload-required error: the client must call load() again. */
 [[noreturn]] void reload_required(const std::string &detail) {
   throw Error(ERRCODE_ECTOSYNC_RELOAD, "ecto_sync: the value must be reloaded", detail,
@@ -86,47 +85,6 @@ using Texts = std::vector<std::optional<std::string>>;
               "ecto_sync: sync() needs a value made by ectosync.load()", detail);
 }
 
-/* ---- scalars: numerics through PostgreSQL's numeric functions ---- */
-
-/* numeric_in of a key's text, for numeric comparisons. */
-Numeric parse_numeric(const std::string &text) {
-  return pg_call([&] {
-    return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(text.c_str()),
-                                               ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-  });
-}
-
-/* One key column's value: its text, and its numeric for Number columns. */
-struct Part {
-  std::optional<std::string> text;
-  Numeric num = nullptr;
-};
-using Key = std::vector<Part>;
-
-/* The Key of texts for cols (numbers parsed once). */
-Key make_key(const std::vector<Column> &cols, const Texts &texts) {
-  Key key(cols.size());
-  for (size_t i = 0; i < cols.size() && i < texts.size(); i++) {
-    key[i].text = texts[i];
-    if (texts[i] && cols[i].kind == KeyKind::Number) key[i].num = parse_numeric(*texts[i]);
-  }
-  return key;
-}
-
-/*
- * Order of a row's column value e against a key part; SQL NULLs (or a
- * missing column) sort first.  Numbers compare numerically, strings
- * bytewise.
- */
-int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part &p) {
-  bool e_null = !e || e->is_null();
-  if (e_null || !p.text) return e_null == !p.text ? 0 : (e_null ? -1 : 1);
-  if (kind == KeyKind::Number && e->is_numeric() && p.num)
-    return jb::compare_numeric(e->numeric(), p.num);
-  if (e->is_numeric()) return jb::compare_bytes(jb::numeric_text(e->numeric()), *p.text);
-  return jb::compare_bytes(e->str(), *p.text);
-}
-
 /* Whether two column values of rows are equal (NULL equals nothing). */
 bool equal_elems(const std::optional<jb::Elem> &a, const std::optional<jb::Elem> &b) {
   if (!a || !b || a->is_null() || b->is_null()) return false;
@@ -134,37 +92,6 @@ bool equal_elems(const std::optional<jb::Elem> &a, const std::optional<jb::Elem>
     return jb::compare_numeric(a->numeric(), b->numeric()) == 0;
   if (a->type != b->type) return false;
   return a->len == b->len && std::memcmp(a->data, b->data, a->len) == 0;
-}
-
-/* The texts of cols in a row (nullopt for NULL or missing). */
-Texts row_texts(jb::View row, const std::vector<Column> &cols) {
-  Texts out;
-  for (const Column &c : cols) {
-    std::optional<jb::Elem> e = row.get(c.name);
-    if (!e || e->is_null())
-      out.push_back(std::nullopt);
-    else if (e->is_numeric())
-      out.push_back(jb::numeric_text(e->numeric()));
-    else if (e->is_string())
-      out.push_back(std::string(e->str()));
-    else
-      out.push_back(std::nullopt);
-  }
-  return out;
-}
-
-/* Whether some key value is SQL NULL (such a key matches nothing). */
-bool has_null(const Texts &t) {
-  return std::any_of(t.begin(), t.end(), [](const auto &v) { return !v; });
-}
-
-/* Row order: -1/0/1 of the row's cols against key. */
-int compare_row_key(jb::View row, const std::vector<Column> &cols, const Key &key) {
-  for (size_t i = 0; i < cols.size(); i++) {
-    int c = compare_elem_part(cols[i].kind, row.get(cols[i].name), key[i]);
-    if (c != 0) return c;
-  }
-  return 0;
 }
 
 /* Whether a row's cols equal key (no NULLs). */
@@ -183,22 +110,6 @@ bool rows_match(jb::View a, const std::vector<Column> &cols_a, jb::View b,
   for (size_t i = 0; i < cols_a.size(); i++)
     if (!equal_elems(a.get(cols_a[i].name), b.get(cols_b[i].name))) return false;
   return true;
-}
-
-/* Binary search of a pk-ordered list: found index, or insertion point. */
-std::pair<uint32_t, bool> search(jb::View list, const std::vector<Column> &pk, const Key &key) {
-  uint32_t lo = 0, hi = list.size();
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    jb::View row(list.at(mid));
-    int c = row.valid() ? compare_row_key(row, pk, key) : -1;
-    if (c == 0) return {mid, true};
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return {lo, false};
 }
 
 /* Whether two column lists name the same columns (by attnum), in order. */
@@ -244,10 +155,13 @@ class Patcher {
   std::optional<jb::Node> patch_root(jb::View rows, jb::View lo = {}, jb::View hi = {}) {
     lo_ = lo;
     hi_ = hi;
+    root_touched_.clear();
     return patch_list(rows, *plan_.root, ListCtx{ListCtx::Root, nullptr, {}});
   }
   /* The keys of the root rows that the event may change; nullopt: any. */
   std::optional<std::vector<Key>> root_keys();
+  /* The primary keys of the root rows the last patch_root() changed, added or removed. */
+  const std::vector<Texts> &root_touched() const { return root_touched_; }
 
  private:
   /* Where a list of rows lives. */
@@ -294,6 +208,7 @@ class Patcher {
   std::unordered_map<uint32_t, bool> rls_;
   std::vector<std::unique_ptr<PlanNode>> bare_nodes_; /* tables without assocs */
   jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
+  std::vector<Texts> root_touched_;
 };
 
 /* Whether rows of node n (or below) can change with table T's event. */
@@ -545,27 +460,35 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
       else if (found)
         mods[idx] = patch_row(list.at(idx), n, &s);
       else if (belongs)
-        if (std::optional<jb::Node> row = build_row(n, s))
+        if (std::optional<jb::Node> row = build_row(n, s)) {
           inserts.emplace_back(idx, std::move(*row));
+          if (ctx.kind == ListCtx::Root) root_touched_.push_back(s.texts);
+        }
     }
   }
   if (join_list) patch_join(list, *ctx.assoc, ctx.parent, mods, inserts);
 
   if (deep(n)) {
-    auto visit = [&](uint32_t i) {
+    auto visit = [&](uint32_t i, jb::Elem row) {
       if (mods.count(i)) return;
-      if (std::optional<jb::Node> r = patch_row(list.at(i), n, nullptr)) mods[i] = std::move(r);
+      if (std::optional<jb::Node> r = patch_row(row, n, nullptr)) mods[i] = std::move(r);
     };
     if (std::optional<std::vector<Key>> keys = candidate_parents(n)) {
       for (const Key &k : *keys) {
         auto [idx, found] = search(list, n.table.pk, k);
-        if (found) visit(idx);
+        if (found) visit(idx, list.at(idx));
       }
     } else {
-      for (uint32_t i = 0; i < list.size(); i++) visit(i);
+      /* every row: in order, each found in O(1) */
+      for (jb::Cursor rows(list); !rows.done();) {
+        uint32_t i = rows.index();
+        visit(i, rows.next());
+      }
     }
   }
   if (mods.empty() && inserts.empty()) return std::nullopt;
+  if (ctx.kind == ListCtx::Root)
+    for (const auto &mod : mods) root_touched_.push_back(row_texts(jb::View(list.at(mod.first)), n.table.pk));
 
   /* The new list: untouched runs copied as byte ranges. */
   std::stable_sort(inserts.begin(), inserts.end(),
@@ -917,8 +840,8 @@ Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const E
  * written in made; a replaced part that was made there too (fresh) is
  * freed.  Whether some part changed.
  */
-bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts, std::vector<bool> &fresh,
-                 MemoryContext made) {
+bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts,
+                 std::vector<bool> &fresh, MemoryContext made, TouchedRows *touched) {
   std::optional<std::vector<Key>> keys = patcher.root_keys();
   if (keys && keys->empty()) return false;
   /* The parts that have rows, by their first rows: what routes a key. */
@@ -959,6 +882,9 @@ bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts
     if (!rows) continue;
     Jsonb *part = in_context(made, [&] { return jb::to_jsonb(*rows); });
     if (fresh[i]) pg_call([&] { pfree(parts[i]); });
+    if (touched)
+      (*touched)[i].insert((*touched)[i].end(), patcher.root_touched().begin(),
+                           patcher.root_touched().end());
     parts[i] = part;
     fresh[i] = true;
     changed = true;
@@ -1016,7 +942,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 }  // namespace
 
 void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
-                std::vector<uint64_t> *changed_by) {
+                std::vector<uint64_t> *changed_by, TouchedRows *touched) {
   ValueHeader h = read_header(value.head);
   const Plan &plan = value_plan(h);
   jb::View filter = h.filter ? jb::View(*h.filter) : jb::View();
@@ -1027,6 +953,7 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
     return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES);
   });
   std::vector<bool> fresh(value.parts.size(), false);
+  if (touched) touched->resize(value.parts.size());
   try {
     for (uint64_t seq = after + 1; seq <= upto; seq++) {
       bool changed = in_context(scratch, [&] {
@@ -1035,7 +962,7 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
         if (!event_concerns(plan, h, ev)) return false;
         Patcher patcher(plan, ev, filter);
         patcher.prepare();
-        return patch_parts(plan, patcher, value.parts, fresh, made);
+        return patch_parts(plan, patcher, value.parts, fresh, made, touched);
       });
       pg_call([&] { MemoryContextReset(scratch); });
       if (changed && changed_by) changed_by->push_back(seq);

@@ -8,6 +8,7 @@ extern "C" {
 #include "utils/jsonb.h"
 }
 
+#include "keys.hpp"
 #include "parts.hpp"
 
 #include <cstdint>
@@ -19,16 +20,23 @@ namespace ectosync {
 constexpr int ERRCODE_ECTOSYNC_RELOAD = MAKE_SQLSTATE('Z', 'E', '0', '0', '1');
 
 /*
+ * Per part of a value (parts.hpp), the primary keys of the root rows that
+ * events changed, added or removed: the only rows a diff needs to read.
+ */
+using TouchedRows = std::vector<std::vector<Texts>>;
+
+/*
  * The logged events after..upto applied in order to a value held in parts
  * (parts.hpp): each part an event changes is replaced by a new one written
  * in CurrentMemoryContext (the parts it replaces are left alone, except
  * those this call made), so an event costs the parts it reaches.  The head
  * is left as it is (its "seq" too).  changed_by, if given, gets the seqs of
- * the events that changed some part.
+ * the events that changed some part; touched, if given, the keys of the
+ * root rows they changed (added to what it holds).
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */
 void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
-                std::vector<uint64_t> *changed_by = nullptr);
+                std::vector<uint64_t> *changed_by = nullptr, TouchedRows *touched = nullptr);
 
 }  // namespace ectosync

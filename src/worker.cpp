@@ -226,15 +226,27 @@ static const TableMeta &meta_for(Oid relid) {
 
 using Key = std::vector<std::optional<std::string>>;
 
-/* Keys to read, per table; a std::map keeps the query order stable. */
-using KeysByTable = std::map<Oid, std::set<Key>>;
+/*
+ * Per table, the keys to read and the keys whose rows the batch's own
+ * events deleted (their last event in the batch took the row away): those
+ * need no read, only a tombstone.  A std::map keeps the query order stable.
+ */
+struct TableKeys {
+  std::set<Key> read, gone;
+  void mark(const Key &key, bool exists) {
+    (exists ? gone : read).erase(key);
+    (exists ? read : gone).insert(key);
+  }
+};
+using KeysByTable = std::map<Oid, TableKeys>;
 
+/* Called for the batch's events in order: a key's last event decides. */
 static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable &keys) {
   const TableMeta &meta = meta_for(ev.header.relid);
   if (!meta.exists || meta.pk.empty()) return;
   Key old_pk = event.old_pk(), new_pk = event.new_pk();
-  if (!old_pk.empty()) keys[ev.header.relid].insert(old_pk);
-  if (!new_pk.empty()) keys[ev.header.relid].insert(new_pk);
+  if (!old_pk.empty() && old_pk != new_pk) keys[ev.header.relid].mark(old_pk, false);
+  if (!new_pk.empty()) keys[ev.header.relid].mark(new_pk, true);
   if (event.op == Op::Delete) return;
   for (const JoinEnd &end : meta.join_ends) {
     Key target_key;
@@ -243,7 +255,7 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
       if (!c || !c->new_value) break;
       target_key.push_back(c->new_value);
     }
-    if (target_key.size() == end.fk_attnums.size()) keys[end.target].insert(target_key);
+    if (target_key.size() == end.fk_attnums.size()) keys[end.target].mark(target_key, true);
   }
 }
 
@@ -405,7 +417,12 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
   if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
   try {
     for (const auto &[relid, table_keys] : keys) {
-      result.rows += load_table(relid, table_keys, version);
+      /* A deleted row is known gone as of the batch's last event; a later
+       * commit that brings it back is in a later batch, read then. */
+      for (const Key &key : table_keys.gone)
+        cache_put(relid, encode_key(key), batch.back().header.seq, nullptr);
+      if (table_keys.read.empty()) continue;
+      result.rows += load_table(relid, table_keys.read, version);
       result.queries++;
     }
   } catch (...) {

@@ -9,6 +9,8 @@
  *   worker.cpp    the launcher and per-database workers: load once, notify
  *   load.cpp      load(): a value as jsonb
  *   sync.cpp      sync(): patch a value from an event and the cache
+ *   held.cpp      hold()/changes(): values held in the session, in parts
+ *                 (parts.cpp), sent as JSON Patches (diff.cpp)
  */
 #include "pg_boundary.hpp"
 #include "settings.hpp"

@@ -393,7 +393,8 @@ void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t
 /*
  * The held value becomes current, whose new parts were made in made_in:
  * after a reload all of it (made_in becomes the value's context), else
- * the parts that changed, copied.  made_in is gone afterwards.
+ * the parts that changed, copied.  made_in is gone once this returns; if
+ * it throws, the held value is as it was and made_in is the caller's.
  */
 void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in) {
   if (reloaded) {
@@ -419,8 +420,13 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
   }
   h.value = current;
   pg_call([&] { MemoryContextDelete(made_in); });
-  /* (a failure here leaves parts of any size: still the same value) */
-  in_context(h.context, [&] { rebalance(h.value); });
+  /* Nothing may throw from here on: made_in is gone (or is the value's).
+   * A rebalance that fails (out of memory) leaves the parts as they were,
+   * which is the same value, only cut less evenly. */
+  try {
+    in_context(h.context, [&] { rebalance(h.value); });
+  } catch (...) {
+  }
 }
 
 struct Reply {

@@ -574,44 +574,63 @@ void restart_capture() {
   LWLockRelease(slot->lock);
 }
 
+/*
+ * The live entry for k, under cache_lock: its record read into rec, or
+ * null (no entry, another key with the same hash, or below the floor).
+ */
+static CacheEntry *cache_lookup(const CacheKey &k, const std::string &key, uint64 floor,
+                                CacheRecord &rec) {
+  bool found;
+  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
+  if (!found) return nullptr;
+  arena_read(entry->pos, &rec, sizeof rec);
+  /* The key bytes rule out a 64-bit hash collision. */
+  bool same = rec.keylen == key.size();
+  for (uint32 off = 0; same && off < rec.keylen; off += 256) {
+    char chunk[256];
+    uint32 n = std::min<uint32>(256, rec.keylen - off);
+    arena_read(entry->pos + sizeof rec + off, chunk, n);
+    same = memcmp(chunk, key.data() + off, n) == 0;
+  }
+  return same && rec.version >= floor ? entry : nullptr;
+}
+
 CachedRow cache_get(uint32_t relid, const std::string &key) {
   CachedRow result;
   if (!shared) return result;
   uint64 floor = cache_floor(); /* before cache_lock: never two locks at once */
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
-  bool found;
-  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
-  if (found) {
-    CacheRecord rec;
-    arena_read(entry->pos, &rec, sizeof rec);
-    /* The key bytes rule out a 64-bit hash collision. */
-    bool same = rec.keylen == key.size();
-    for (uint32 off = 0; same && off < rec.keylen; off += 256) {
-      char chunk[256];
-      uint32 n = std::min<uint32>(256, rec.keylen - off);
-      arena_read(entry->pos + sizeof rec + off, chunk, n);
-      same = memcmp(chunk, key.data() + off, n) == 0;
-    }
-    if (same && rec.version >= floor) {
-      result.found = true;
-      result.exists = rec.rowlen > 0;
-      result.version = rec.version;
-      if (result.exists) {
-        void *copy = MemoryContextAllocExtended(CurrentMemoryContext, rec.rowlen,
-                                                MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
-        if (copy) {
-          arena_read(entry->pos + sizeof rec + rec.keylen, copy, rec.rowlen);
-          result.row = (Jsonb *)copy;
-        } else {
-          result.found = false; /* out of memory: let the caller read the table */
-        }
+  CacheRecord rec;
+  if (CacheEntry *entry = cache_lookup(k, key, floor, rec)) {
+    result.found = true;
+    result.exists = rec.rowlen > 0;
+    result.version = rec.version;
+    if (result.exists) {
+      void *copy = MemoryContextAllocExtended(CurrentMemoryContext, rec.rowlen,
+                                              MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE);
+      if (copy) {
+        arena_read(entry->pos + sizeof rec + rec.keylen, copy, rec.rowlen);
+        result.row = (Jsonb *)copy;
+      } else {
+        result.found = false; /* out of memory: let the caller read the table */
       }
     }
   }
   LWLockRelease(shared->cache_lock);
   pg_atomic_fetch_add_u64(result.found ? &shared->cache_hits : &shared->cache_misses, 1);
   return result;
+}
+
+bool cache_holds(uint32_t relid, const std::string &key) {
+  if (!shared) return false;
+  uint64 floor = cache_floor();
+  CacheKey k = make_key(relid, key);
+  LWLockAcquire(shared->cache_lock, LW_SHARED);
+  CacheRecord rec;
+  bool held = cache_lookup(k, key, floor, rec) != nullptr;
+  LWLockRelease(shared->cache_lock);
+  return held;
 }
 
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {

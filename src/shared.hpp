@@ -76,6 +76,8 @@ struct CachedRow {
   Jsonb *row = nullptr; /* palloc'd copy in CurrentMemoryContext, or null */
 };
 CachedRow cache_get(uint32_t relid, const std::string &key);
+/* Whether the cache has an entry (row or tombstone) for the key; nothing copied. */
+bool cache_holds(uint32_t relid, const std::string &key);
 /*
  * A table's capture (re)starts (watch() created its trigger): changes made
  * before it were not captured, so cached rows of this database read

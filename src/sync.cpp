@@ -192,6 +192,7 @@ class Patcher {
   std::optional<jb::Node> patch_one(const Assoc &a, std::optional<jb::Elem> old, jb::View parent);
   jb::Node rebuild_assoc(const Assoc &a, jb::View parent);
   bool event_texts(const std::vector<Column> &cols, std::vector<Texts> &out);
+  /* Whether a root key belongs in the rows patch_root() was given. */
   bool in_root_range(const Key &key) const {
     const std::vector<Column> &pk = plan_.root->table.pk;
     return (!lo_.valid() || compare_row_key(lo_, pk, key) <= 0) &&

@@ -227,15 +227,21 @@ static const TableMeta &meta_for(Oid relid) {
 using Key = std::vector<std::optional<std::string>>;
 
 /*
- * Per table, the keys to read and the keys whose rows the batch's own
- * events deleted (their last event in the batch took the row away): those
- * need no read, only a tombstone.  A std::map keeps the query order stable.
+ * Per table, the keys to read; the keys whose rows the batch's own events
+ * deleted (their last event in the batch took the row away), which need
+ * no read, only a tombstone; and the rows that join rows of the batch
+ * link (related), read only when the cache lacks them: their own events
+ * keep them cached.  A std::map keeps the query order stable.
  */
 struct TableKeys {
-  std::set<Key> read, gone;
+  std::set<Key> read, gone, related;
   void mark(const Key &key, bool exists) {
+    related.erase(key);
     (exists ? gone : read).erase(key);
     (exists ? read : gone).insert(key);
+  }
+  void relate(const Key &key) {
+    if (!read.count(key) && !gone.count(key)) related.insert(key);
   }
 };
 using KeysByTable = std::map<Oid, TableKeys>;
@@ -255,7 +261,7 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
       if (!c || !c->new_value) break;
       target_key.push_back(c->new_value);
     }
-    if (target_key.size() == end.fk_attnums.size()) keys[end.target].mark(target_key, true);
+    if (target_key.size() == end.fk_attnums.size()) keys[end.target].relate(target_key);
   }
 }
 
@@ -416,11 +422,13 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
   GetUserIdAndSecContext(&saved_user, &saved_context);
   if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
   try {
-    for (const auto &[relid, table_keys] : keys) {
+    for (auto &[relid, table_keys] : keys) {
       /* A deleted row is known gone as of the batch's last event; a later
        * commit that brings it back is in a later batch, read then. */
       for (const Key &key : table_keys.gone)
         cache_put(relid, encode_key(key), batch.back().header.seq, nullptr);
+      for (const Key &key : table_keys.related)
+        if (!cache_holds(relid, encode_key(key))) table_keys.read.insert(key);
       if (table_keys.read.empty()) continue;
       result.rows += load_table(relid, table_keys.read, version);
       result.queries++;

@@ -478,9 +478,9 @@ static void report_failure(const char *what, const std::exception &e) {
                     errdetail("The tables involved get RELOAD markers.")));
 }
 
-/* Handles everything queued so far; returns the number of events. */
+/* Handles everything queued so far; returns the number of transactions. */
 static uint64 drain(DbSlot *slot) {
-  uint64 total = 0;
+  uint64 transactions = 0;
   std::vector<QueuedEvent> batch;
   for (;;) {
     CHECK_FOR_INTERRUPTS();
@@ -498,10 +498,14 @@ static uint64 drain(DbSlot *slot) {
     }
     TimestampTz now = GetCurrentTimestamp();
     std::vector<int64> lags;
-    for (const QueuedEvent &ev : batch) lags.push_back(now - ev.header.committed_at);
+    for (size_t i = 0; i < batch.size(); i++) {
+      lags.push_back(now - batch[i].header.committed_at);
+      /* a transaction's events are queued together, with its commit time */
+      if (i == 0 || batch[i].header.committed_at != batch[i - 1].header.committed_at)
+        transactions++;
+    }
     queue_finish_batch(slot, batch_end, batch.back().header.seq, n, lags);
     queue_count_loads(slot, result.rows, result.queries, result.notifications);
-    total += n;
   }
   std::vector<std::pair<uint32, uint64>> gaps;
   queue_take_gaps(slot, gaps);
@@ -521,7 +525,7 @@ static uint64 drain(DbSlot *slot) {
       report_failure("sending RELOAD markers failed", e);
     }
   }
-  return total;
+  return transactions;
 }
 
 static bool extension_exists() {
@@ -588,21 +592,30 @@ static void wait_for_latch(long timeout_ms) {
 }
 
 /*
- * The worker's main loop.  Under load, events gather between passes: a
+ * The worker's main loop.  Under load, commits gather between passes: a
  * pass starts at most once per ectosync.batch_delay, so that many commits
- * share one load query per table and one transaction.  An idle worker
- * starts a pass as soon as a writer sets its latch.
+ * share one load query per table and one transaction.  Waiting only pays
+ * when it gathers: at the rate of the recent passes, at least two
+ * transactions must be expected within batch_delay.  Otherwise (an idle
+ * or lightly loaded database) a pass starts as soon as a writer sets the
+ * latch, and the delay would be latency alone.
  */
 static void worker_loop(DbSlot *slot) {
   TimestampTz last_check = GetCurrentTimestamp();
   TimestampTz last_pass = 0;
+  double per_ms = 0; /* transactions per millisecond, smoothed over passes */
   for (;;) {
-    long since_ms = (GetCurrentTimestamp() - last_pass) / 1000;
-    if (since_ms < settings.batch_delay_ms)
+    TimestampTz start = GetCurrentTimestamp();
+    long since_ms = (start - last_pass) / 1000;
+    if (since_ms < settings.batch_delay_ms && per_ms * settings.batch_delay_ms >= 2) {
       (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, settings.batch_delay_ms - since_ms,
                       PG_WAIT_EXTENSION);
-    last_pass = GetCurrentTimestamp();
-    drain(slot);
+      start = GetCurrentTimestamp();
+    }
+    uint64 transactions = drain(slot);
+    double interval_ms = std::max(1.0, (double)(start - last_pass) / 1000.0);
+    per_ms = (per_ms + (double)transactions / interval_ms) / 2;
+    last_pass = start;
     wait_for_latch(1000);
     TimestampTz now = GetCurrentTimestamp();
     if (TimestampDifferenceExceeds(last_check, now, 1000)) {

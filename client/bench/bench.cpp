@@ -153,6 +153,9 @@ int bench_write(const std::map<std::string, std::string> &f) {
   const std::vector<std::string> configs = {"no triggers", "ecto_sync capture",
                                             "plpgsql pg_notify"};
   std::map<std::pair<std::string, int>, PgbenchResult> results;
+  /* TPS per (config, clients), round by round: a round's three runs share
+   * the machine's state, so their ratios vary less than the runs do */
+  std::map<std::pair<std::string, int>, std::vector<double>> rounds;
   for (int c : clients)
     for (int round = 0; round < repeat; round++)
       for (const auto &config : configs) {
@@ -174,6 +177,7 @@ int bench_write(const std::map<std::string, std::string> &f) {
         /* the best of the rounds: noise on a shared 2-core machine only ever slows a run */
         auto &best = results[{config, c}];
         if (r.tps > best.tps) best = r;
+        rounds[{config, c}].push_back(r.tps);
         std::cout << "  " << config << ", " << c << " client(s): " << metrics::fmt(r.tps, 1)
                   << " TPS, " << metrics::fmt(r.latency_ms, 3) << " ms";
         if (cpu0 && cpu1)
@@ -196,6 +200,22 @@ int bench_write(const std::map<std::string, std::string> &f) {
   std::cout << "\nwrite overhead (pgbench, best of " << repeat << " runs of " << seconds
             << " s; 1 transaction = 8 statements over posts, comments, posts_tags)\n"
             << t.render();
+  metrics::Table per_round({"config", "clients", "median TPS vs none", "lowest", "highest"}, 1);
+  for (int c : clients)
+    for (const auto &config : configs) {
+      if (config == "no triggers") continue;
+      std::vector<double> ratios;
+      const auto &mine = rounds[{config, c}], &base = rounds[{"no triggers", c}];
+      for (size_t i = 0; i < mine.size() && i < base.size(); i++)
+        if (base[i] > 0) ratios.push_back(mine[i] / base[i]);
+      if (ratios.empty()) continue;
+      std::sort(ratios.begin(), ratios.end());
+      per_round.add({config, std::to_string(c),
+                     metrics::fmt(metrics::percentile(ratios, 50), 2) + "x",
+                     metrics::fmt(ratios.front(), 2) + "x", metrics::fmt(ratios.back(), 2) + "x"});
+    }
+  std::cout << "\nthe same, round by round (each run against the no-trigger run of its round)\n"
+            << per_round.render();
   return 0;
 }
 

@@ -42,6 +42,7 @@ Jsonb *concat(const Jsonb *a, const Jsonb *b) {
   return jb::to_jsonb(rows);
 }
 
+/* Frees a part (palloc'd in a held value's context). */
 void release(Jsonb *part) {
   pg_call([&] { pfree(part); });
 }
@@ -101,9 +102,9 @@ void rebalance(PartedValue &value) {
       if (jb::View(p).size() == 0) {
         dropped.push_back(p);
       } else if (VARSIZE(p) > 2 * part_bytes() && jb::View(p).size() > 1) {
-        size_t first = out.size();
-        cut(jb::View(p), out);
-        made.insert(made.end(), out.begin() + first, out.end());
+        size_t first = made.size();
+        cut(jb::View(p), made); /* (what it cut before failing is freed below) */
+        out.insert(out.end(), made.begin() + first, made.end());
         dropped.push_back(p);
       } else if (VARSIZE(p) < small && !out.empty() && VARSIZE(out.back()) < small) {
         dropped.push_back(p);

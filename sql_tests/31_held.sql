@@ -188,6 +188,19 @@ SELECT * FROM pg_temp.parted_step();
 -- a tag of several posts: several parts in one event
 UPDATE tags SET name = 'shared' WHERE id = 12;
 SELECT * FROM pg_temp.parted_step();
+-- a client that missed a reply gets the whole value, put together from
+-- its parts; a RELOAD marker makes changes() load it again, in parts
+UPDATE posts SET title = 'eleven' WHERE id = 11;
+SELECT ectosync.wait_for_worker();
+SELECT c #>> '{patch,0,path}' = '' AS whole,
+       (c #> '{patch,0,value}') - 'seq' = ectosync.load('posts', '["tags"]') - 'seq' AS equal_to_a_fresh_load
+  FROM (SELECT ectosync.changes('parted', 0) AS c) r;
+UPDATE parted SET copy = ectosync.load('posts', '["tags"]'),
+                  version = (SELECT version FROM ectosync.held() WHERE name = 'parted');
+SET ectosync.max_xact_events = 1;
+UPDATE posts SET title = title || '!' WHERE id IN (13, 14);
+RESET ectosync.max_xact_events;
+SELECT * FROM pg_temp.parted_step();
 -- back to the default size: small parts merge at the next change
 RESET ectosync.held_part_size;
 DELETE FROM posts WHERE id = 20;

@@ -361,8 +361,9 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   const char *spec_text = plan->spec.c_str();
   Jsonb *normalized = pg_call(
       [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec_text))); });
-  plan_cache.plans[std::to_string(relid) + '\n' + (path ? path : "") + '\n' +
-                   jsonb_text(normalized)] = plan;
+  plan_cache
+      .plans[std::to_string(relid) + '\n' + (path ? path : "") + '\n' + jsonb_text(normalized)] =
+      plan;
   return *(plan_cache.plans[key] = plan);
 }
 

@@ -125,12 +125,12 @@ void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb 
  * is (or would be) in the new list; of two keys at one index, the one the
  * new list lacks goes first.
  */
-void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list,
-                const PlanNode &node, uint32_t base, const std::vector<Texts> &keys) {
+void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
+                uint32_t base, const std::vector<Texts> &keys) {
   struct Place {
-    uint32_t at;      /* index in the new list (found or insertion point) */
+    uint32_t at; /* index in the new list (found or insertion point) */
     bool in_new;
-    uint32_t old_at;  /* index in the old list (found or insertion point) */
+    uint32_t old_at; /* index in the old list (found or insertion point) */
     bool in_old;
     bool operator<(const Place &o) const {
       return std::tie(at, in_new, old_at, in_old) < std::tie(o.at, o.in_new, o.old_at, o.in_old);
@@ -187,8 +187,8 @@ int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
  * byte cost a memcmp; rows only the old list has are removed and rows only
  * the new one has are added, at the index the patched list has reached.
  */
-void Diff::list(const std::string &path, jb::View old_list, jb::View new_list,
-                const PlanNode &node, uint32_t base) {
+void Diff::list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
+                uint32_t base) {
   jb::Cursor olds(old_list), news(new_list);
   uint32_t skip = equal_prefix(old_list, new_list), at = base + skip;
   olds.seek(skip);

@@ -20,7 +20,9 @@ Jsonb *rows_jsonb(jb::View list, uint32_t from, uint32_t to) {
 }
 
 /* The size parts aim for: small enough to rewrite, large enough to be few. */
-size_t part_bytes() { return static_cast<size_t>(settings.held_part_bytes); }
+size_t part_bytes() {
+  return static_cast<size_t>(settings.held_part_bytes);
+}
 
 /* The rows of list cut into parts of about part_bytes(), appended to parts. */
 void cut(jb::View list, std::vector<Jsonb *> &parts) {

@@ -489,7 +489,8 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
   }
   if (mods.empty() && inserts.empty()) return std::nullopt;
   if (ctx.kind == ListCtx::Root)
-    for (const auto &mod : mods) root_touched_.push_back(row_texts(jb::View(list.at(mod.first)), n.table.pk));
+    for (const auto &mod : mods)
+      root_touched_.push_back(row_texts(jb::View(list.at(mod.first)), n.table.pk));
 
   /* The new list: untouched runs copied as byte ranges. */
   std::stable_sort(inserts.begin(), inserts.end(),
@@ -878,7 +879,8 @@ bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts
   for (size_t f = 0; f < filled.size(); f++) {
     if (!visit[f]) continue;
     size_t i = filled[f];
-    jb::View lo = f > 0 ? first[f] : jb::View(), hi = f + 1 < filled.size() ? first[f + 1] : jb::View();
+    jb::View lo = f > 0 ? first[f] : jb::View(),
+             hi = f + 1 < filled.size() ? first[f + 1] : jb::View();
     std::optional<jb::Node> rows = patcher.patch_root(jb::View(parts[i]), lo, hi);
     if (!rows) continue;
     Jsonb *part = in_context(made, [&] { return jb::to_jsonb(*rows); });
@@ -950,9 +952,8 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
   /* New parts are written in the caller's context; whatever else an event
    * needs goes with the scratch context after it. */
   MemoryContext made = CurrentMemoryContext;
-  MemoryContext scratch = pg_call([&] {
-    return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES);
-  });
+  MemoryContext scratch = pg_call(
+      [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); });
   std::vector<bool> fresh(value.parts.size(), false);
   if (touched) touched->resize(value.parts.size());
   try {

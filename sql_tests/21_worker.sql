@@ -17,57 +17,47 @@ SELECT ectosync.wait_for_worker();
 -- Three holders of the same value.
 CREATE TEMP TABLE held AS
   SELECT h, ectosync.load('posts', '["tags"]') AS val FROM generate_series(1, 3) h;
+-- What the worker read and the syncs found in the cache since the last
+-- call, once every holder applied its events.
 CREATE TEMP TABLE before AS
   SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats;
+CREATE FUNCTION pg_temp.loads()
+  RETURNS TABLE (rows_loaded bigint, load_queries bigint, cache_hits bigint, cache_misses bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE held SET val = regress.apply(val);
+  RETURN QUERY SELECT s.rows_loaded - b.rows_loaded, s.load_queries - b.load_queries,
+                      s.cache_hits - b.cache_hits, s.cache_misses - b.cache_misses
+                 FROM ectosync.stats s, before b;
+  UPDATE before SET (rows_loaded, load_queries, cache_hits, cache_misses) =
+    (SELECT s.rows_loaded, s.load_queries, s.cache_hits, s.cache_misses FROM ectosync.stats s);
+END $$;
 
 -- One change: the worker reads the row once; three syncs read the cache.
 UPDATE posts SET title = 'one, edited' WHERE id = 1;
-UPDATE held SET val = regress.apply(val);
-SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
-       s.load_queries - b.load_queries AS load_queries,
-       s.cache_hits - b.cache_hits AS cache_hits,
-       s.cache_misses - b.cache_misses AS cache_misses
-  FROM ectosync.stats s, before b;
+SELECT * FROM pg_temp.loads();
 SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
 
 -- A join row: the worker loads it and both rows it joins (the post and the
 -- tag, which no event had loaded), so the syncs miss nothing.
-UPDATE before SET (rows_loaded, load_queries, cache_hits, cache_misses) =
-  (SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats);
 INSERT INTO posts_tags VALUES (2, 10);
-UPDATE held SET val = regress.apply(val);
-SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
-       s.load_queries - b.load_queries AS load_queries,
-       s.cache_misses - b.cache_misses AS cache_misses
-  FROM ectosync.stats s, before b;
+SELECT * FROM pg_temp.loads();
 SELECT val #> '{rows,1,tags}' AS tags_of_post_2 FROM held WHERE h = 1;
 SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
 
 -- Another join row between rows the cache holds (their own events keep
 -- them current): only the join row is read.
-UPDATE before SET (rows_loaded, load_queries, cache_hits, cache_misses) =
-  (SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats);
 INSERT INTO posts_tags VALUES (1, 10);
-UPDATE held SET val = regress.apply(val);
-SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
-       s.load_queries - b.load_queries AS load_queries,
-       s.cache_misses - b.cache_misses AS cache_misses
-  FROM ectosync.stats s, before b;
+SELECT * FROM pg_temp.loads();
 SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
 
 -- Deleted rows need no read: the batch's own events say they are gone.
-UPDATE before SET (rows_loaded, load_queries, cache_hits, cache_misses) =
-  (SELECT rows_loaded, load_queries, cache_hits, cache_misses FROM ectosync.stats);
 BEGIN;
 INSERT INTO posts VALUES (3, 'three, for a moment');
 DELETE FROM posts_tags WHERE post_id = 2;
 DELETE FROM posts WHERE id = 3;
 COMMIT;
-UPDATE held SET val = regress.apply(val);
-SELECT s.rows_loaded - b.rows_loaded AS rows_loaded,
-       s.load_queries - b.load_queries AS load_queries,
-       s.cache_misses - b.cache_misses AS cache_misses
-  FROM ectosync.stats s, before b;
+SELECT * FROM pg_temp.loads();
 SELECT bool_and(val - 'seq' = regress.fresh(val) - 'seq') AS all_equal_a_fresh_load FROM held;
 
 RESET search_path;

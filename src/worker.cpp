@@ -291,7 +291,11 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
            "::" + meta.pk[i].type;
   sql += " OFFSET 0) AS x";
   SPIPlanPtr plan = pg_call([&] {
-    SPIPlanPtr prepared = SPI_prepare(sql.c_str(), (int)ncols, types.data());
+    /* Generic: each key is an index lookup whatever the arrays hold, and a
+     * custom plan (which the plan cache otherwise keeps choosing, as it
+     * sees the arrays' sizes) would plan the query again at every batch. */
+    SPIPlanPtr prepared =
+        SPI_prepare_cursor(sql.c_str(), (int)ncols, types.data(), CURSOR_OPT_GENERIC_PLAN);
     if (prepared) SPI_keepplan(prepared);
     return prepared;
   });

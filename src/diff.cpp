@@ -71,35 +71,6 @@ void Diff::op(const char *name, const std::string &path, std::optional<jb::Node>
   ops_.push(std::move(o));
 }
 
-void Diff::values(jb::View old_value, jb::View new_value) {
-  /* Keys of both objects, merged in jsonb's key order. */
-  uint32_t i = 0, j = 0;
-  while (i < old_value.size() || j < new_value.size()) {
-    int c = i >= old_value.size()   ? 1
-            : j >= new_value.size() ? -1
-                                    : jb::compare_keys(old_value.key(i), new_value.key(j));
-    if (c < 0) {
-      if (old_value.key(i) != "seq")
-        op("remove", "/" + pointer_token(old_value.key(i)), std::nullopt);
-      i++;
-    } else if (c > 0) {
-      jb::Elem v = new_value.value(j);
-      if (new_value.key(j) != "seq")
-        op("add", "/" + pointer_token(new_value.key(j)), jb::Node::copy(v));
-      j++;
-    } else {
-      std::string_view key = old_value.key(i);
-      jb::Elem a = old_value.value(i), b = new_value.value(j);
-      if (key == "rows" && jb::View(a).is_array() && jb::View(b).is_array())
-        list("/rows", jb::View(a), jb::View(b), *plan_.root);
-      else if (key != "seq" && !same(a, b))
-        op("replace", "/" + pointer_token(key), jb::Node::copy(b));
-      i++;
-      j++;
-    }
-  }
-}
-
 void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts,
                  const TouchedRows *touched) {
   /* A part's rows start where the rows of the parts before it end, as

@@ -1,16 +1,19 @@
 /*
- * diff.hpp: the JSON Patch (RFC 6902) that turns one value of a plan into
- * another (used by changes(), held.cpp).
+ * diff.hpp: the JSON Patch (RFC 6902) that turns the rows of a held value
+ * into their new state (used by changes(), held.cpp).
  *
  * A client that holds a value in the server session gets, per change, the
- * operations on its copy instead of the whole value.  Both values are read
- * in place (jsonb_writer.hpp); equal subtrees are recognized by their bytes
- * (jsonb's binary form of equal content is the same bytes), so a value of
- * thousands of rows where one changed costs one pass of memcmp.  Lists are
- * ordered by primary key in both values and are merged: rows only in the
- * old list are removed, rows only in the new one added, rows in both
- * diffed column by column and association by association.
- * "seq" is left out: it is the server's bookkeeping, not data.
+ * operations on its copy instead of the whole value.  The value is held in
+ * parts (parts.hpp); only the parts events replaced are read, and in them
+ * only the rows whose keys the events touched, each looked up by key.
+ * Rows and their associations are read in place (jsonb_writer.hpp); equal
+ * subtrees are recognized by their bytes (jsonb's binary form of equal
+ * content is the same bytes).  Nested lists are ordered by primary key in
+ * both values and are merged: rows only in the old list are removed, rows
+ * only in the new one added, rows in both diffed column by column and
+ * association by association.  The head ("seq" and the rest) is never
+ * diffed: it changes only when the value is loaded again, which replaces
+ * the whole value.
  *
  * Paths are JSON Pointers (RFC 6901) into the value as it stands after the
  * operations before them, as RFC 6902 applies them: in order.
@@ -33,14 +36,9 @@ class Diff {
   explicit Diff(const Plan &plan) : plan_(plan) {}
 
   /*
-   * The operations from old_value to new_value (both made by load() or
-   * sync() for plan_), appended to ops_: an array node of
-   * {"op", "path"[, "value"]} objects whose values copy new_value's bytes.
-   * new_value must outlive ops().
-   */
-  void values(jb::View old_value, jb::View new_value);
-  /*
-   * The same for the root rows of a value held in parts (parts.hpp), where
+   * The operations from the root rows in old_parts to those in new_parts,
+   * appended to ops_ (an array node of {"op", "path"[, "value"]} objects
+   * whose values copy the new parts' bytes: they must outlive ops()).
    * new_parts are old_parts with some replaced (sync_parts()): only those
    * are read, and in them only the rows of the keys touched names (all of
    * them without it).  Paths are "/rows/<index>...".

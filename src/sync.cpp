@@ -792,8 +792,8 @@ bool reload_concerns(const Plan &plan, uint32_t relid) {
 
 /*
  * Whether the logged event ev may change a value of plan: an event of a
- * table the value holds (the caller must be able to read them all).  A
- * RELOAD marker of such a table raises ZE001.
+ * table the value holds (the caller must then be able to read them all:
+ * check_select_privileges).  A RELOAD marker of such a table raises ZE001.
  */
 bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
   if (ev.op == Op::Reload) {
@@ -803,9 +803,7 @@ bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
     return false;
   }
   std::vector<uint32_t> tables = plan.tables();
-  if (std::find(tables.begin(), tables.end(), ev.relid) == tables.end()) return false;
-  check_select_privileges(plan);
-  return true;
+  return std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
 }
 
 /*
@@ -815,6 +813,7 @@ bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
 Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
   if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
   if (!event_concerns(plan, h, ev)) return value;
+  check_select_privileges(plan);
 
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
@@ -955,6 +954,7 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
   MemoryContext scratch = pg_call(
       [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); });
   std::vector<bool> fresh(value.parts.size(), false);
+  bool readable = false;
   if (touched) touched->resize(value.parts.size());
   try {
     for (uint64_t seq = after + 1; seq <= upto; seq++) {
@@ -962,6 +962,8 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
         Event ev;
         logged_event(h.epoch, seq, ev);
         if (!event_concerns(plan, h, ev)) return false;
+        if (!readable) check_select_privileges(plan); /* once a call */
+        readable = true;
         Patcher patcher(plan, ev, filter);
         patcher.prepare();
         return patch_parts(plan, patcher, value.parts, fresh, made, touched);

@@ -89,15 +89,27 @@ void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb 
 }
 
 /*
- * A list where only the rows of keys changed (the others are the same rows
- * in the same order): each key is looked up in both lists, and the
- * operations follow key order.  At a key's turn the patched list holds the
- * new rows below it and the old rows from it on, so its index is where it
- * is (or would be) in the new list; of two keys at one index, the one the
- * new list lacks goes first.
+ * A list where only the touched rows changed (the others are the same rows
+ * in the same order).  When none entered or left, each changed row is where
+ * it was: diffed by position.  Otherwise each key is looked up in both
+ * lists, and the operations follow key order: at a key's turn the patched
+ * list holds the new rows below it and the old rows from it on, so its
+ * index is where it is (or would be) in the new list; of two keys at one
+ * index, the one the new list lacks goes first.
  */
 void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
-                uint32_t base, const std::vector<Texts> &keys) {
+                uint32_t base, const PartTouch &touch) {
+  if (!touch.moved && old_list.size() == new_list.size()) {
+    std::vector<uint32_t> at = touch.rows;
+    std::sort(at.begin(), at.end());
+    at.erase(std::unique(at.begin(), at.end()), at.end());
+    for (uint32_t p : at) {
+      if (p >= new_list.size()) continue;
+      jb::Elem a = old_list.at(p), b = new_list.at(p);
+      if (!same(a, b)) row(path + "/" + std::to_string(base + p), jb::View(a), jb::View(b), node);
+    }
+    return;
+  }
   struct Place {
     uint32_t at; /* index in the new list (found or insertion point) */
     bool in_new;
@@ -111,7 +123,7 @@ void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list, c
     }
   };
   std::vector<Place> places;
-  for (const Texts &texts : keys) {
+  for (const Texts &texts : touch.keys) {
     Key key = make_key(node.table.pk, texts);
     auto [at, in_new] = search(new_list, node.table.pk, key);
     auto [old_at, in_old] = search(old_list, node.table.pk, key);

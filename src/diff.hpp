@@ -52,7 +52,7 @@ class Diff {
   void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
             uint32_t base = 0);
   void rows(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
-            uint32_t base, const std::vector<Texts> &keys);
+            uint32_t base, const PartTouch &touch);
   void row(const std::string &path, jb::View old_row, jb::View new_row, const PlanNode &node);
   void one(const std::string &path, const jb::Elem &old_row, const jb::Elem &new_row,
            const PlanNode &node);

@@ -156,12 +156,18 @@ class Patcher {
     lo_ = lo;
     hi_ = hi;
     root_touched_.clear();
+    root_changed_rows_.clear();
+    root_moved_ = false;
     return patch_list(rows, *plan_.root, ListCtx{ListCtx::Root, nullptr, {}});
   }
   /* The keys of the root rows that the event may change; nullopt: any. */
   std::optional<std::vector<Key>> root_keys();
-  /* The primary keys of the root rows the last patch_root() changed, added or removed. */
-  const std::vector<Texts> &root_touched() const { return root_touched_; }
+  /* The root rows the last patch_root() changed, added or removed. */
+  void touched(PartTouch &touch) const {
+    touch.keys.insert(touch.keys.end(), root_touched_.begin(), root_touched_.end());
+    touch.rows.insert(touch.rows.end(), root_changed_rows_.begin(), root_changed_rows_.end());
+    touch.moved = touch.moved || root_moved_;
+  }
 
  private:
   /* Where a list of rows lives. */
@@ -209,7 +215,9 @@ class Patcher {
   std::unordered_map<uint32_t, bool> rls_;
   std::vector<std::unique_ptr<PlanNode>> bare_nodes_; /* tables without assocs */
   jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
-  std::vector<Texts> root_touched_;
+  std::vector<Texts> root_touched_;         /* (patch_root) keys of the rows it changed, */
+  std::vector<uint32_t> root_changed_rows_; /* positions of those changed in place, */
+  bool root_moved_ = false;                 /* whether rows entered or left */
 };
 
 /* Whether rows of node n (or below) can change with table T's event. */
@@ -488,9 +496,16 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
     }
   }
   if (mods.empty() && inserts.empty()) return std::nullopt;
-  if (ctx.kind == ListCtx::Root)
-    for (const auto &mod : mods)
-      root_touched_.push_back(row_texts(jb::View(list.at(mod.first)), n.table.pk));
+  if (ctx.kind == ListCtx::Root) {
+    for (const auto &[idx, row] : mods) {
+      root_touched_.push_back(row_texts(jb::View(list.at(idx)), n.table.pk));
+      if (row)
+        root_changed_rows_.push_back(idx);
+      else
+        root_moved_ = true;
+    }
+    root_moved_ = root_moved_ || !inserts.empty();
+  }
 
   /* The new list: untouched runs copied as byte ranges. */
   std::stable_sort(inserts.begin(), inserts.end(),
@@ -835,63 +850,93 @@ Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const E
 }
 
 /*
+ * The parts that have rows, by their first rows: what routes a root key.
+ * A key belongs in the last part whose first row is at or below it, else
+ * in the first part; a value without rows routes everything to part 0.
+ * Kept across the events of a call, and updated as parts are replaced.
+ */
+class Routes {
+ public:
+  explicit Routes(const std::vector<Jsonb *> &parts) {
+    for (size_t i = 0; i < parts.size(); i++) {
+      jb::View part(parts[i]);
+      if (part.size() == 0) continue;
+      filled_.push_back(i);
+      first_.emplace_back(part.at(0));
+    }
+    if (filled_.empty()) {
+      filled_.push_back(0);
+      first_.emplace_back();
+    }
+  }
+  size_t size() const { return filled_.size(); }
+  size_t part(size_t f) const { return filled_[f]; }
+  /* The rows of route f run from first(f) (none: from the lowest key) up
+   * to first(f + 1) (none: to the end). */
+  jb::View lower(size_t f) const { return f > 0 ? first_[f] : jb::View(); }
+  jb::View upper(size_t f) const { return f + 1 < size() ? first_[f + 1] : jb::View(); }
+  size_t route(const Key &key, const std::vector<Column> &pk) const {
+    size_t lo = 0, hi = size();
+    while (hi - lo > 1) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (compare_row_key(first_[mid], pk, key) <= 0)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+  /* Route f's part is now part (call for the highest f first). */
+  void replaced(size_t f, const Jsonb *part) {
+    jb::View rows(part);
+    if (rows.size() > 0) {
+      first_[f] = jb::View(rows.at(0));
+    } else if (size() > 1) {
+      filled_.erase(filled_.begin() + f);
+      first_.erase(first_.begin() + f);
+    } else {
+      first_[f] = jb::View();
+    }
+  }
+
+ private:
+  std::vector<size_t> filled_;
+  std::vector<jb::View> first_;
+};
+
+/*
  * The event's changes to the parts of a value (parts.hpp): only the parts
  * that hold the root keys the event may change are patched (all of them
  * when any root row may change).  A changed part is replaced by a new one
  * written in made; a replaced part that was made there too (fresh) is
  * freed.  Whether some part changed.
  */
-bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts,
+bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts, Routes &routes,
                  std::vector<bool> &fresh, MemoryContext made, TouchedRows *touched) {
   std::optional<std::vector<Key>> keys = patcher.root_keys();
   if (keys && keys->empty()) return false;
-  /* The parts that have rows, by their first rows: what routes a key. */
-  std::vector<size_t> filled;
-  std::vector<jb::View> first;
-  for (size_t i = 0; i < parts.size(); i++) {
-    jb::View part(parts[i]);
-    if (part.size() == 0) continue;
-    filled.push_back(i);
-    first.emplace_back(part.at(0));
-  }
-  if (filled.empty()) {
-    filled.push_back(0);
-    first.emplace_back();
-  }
-  /* (index into filled) of the part a key belongs in: the last part whose
-   * first row is at or below it, else the first part */
-  const std::vector<Column> &pk = plan.root->table.pk;
-  std::vector<bool> visit(filled.size(), !keys);
+  std::vector<bool> visit(routes.size(), !keys);
   if (keys)
-    for (const Key &k : *keys) {
-      size_t lo = 0, hi = filled.size();
-      while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (compare_row_key(first[mid], pk, k) <= 0)
-          lo = mid;
-        else
-          hi = mid;
-      }
-      visit[lo] = true;
-    }
-  bool changed = false;
-  for (size_t f = 0; f < filled.size(); f++) {
+    for (const Key &k : *keys) visit[routes.route(k, plan.root->table.pk)] = true;
+  /* Bounds come from the parts as the event found them: the routes move
+   * on once every part is patched. */
+  std::vector<std::pair<size_t, Jsonb *>> replaced;
+  for (size_t f = 0; f < routes.size(); f++) {
     if (!visit[f]) continue;
-    size_t i = filled[f];
-    jb::View lo = f > 0 ? first[f] : jb::View(),
-             hi = f + 1 < filled.size() ? first[f + 1] : jb::View();
-    std::optional<jb::Node> rows = patcher.patch_root(jb::View(parts[i]), lo, hi);
+    size_t i = routes.part(f);
+    std::optional<jb::Node> rows =
+        patcher.patch_root(jb::View(parts[i]), routes.lower(f), routes.upper(f));
     if (!rows) continue;
     Jsonb *part = in_context(made, [&] { return jb::to_jsonb(*rows); });
     if (fresh[i]) pg_call([&] { pfree(parts[i]); });
-    if (touched)
-      (*touched)[i].insert((*touched)[i].end(), patcher.root_touched().begin(),
-                           patcher.root_touched().end());
+    if (touched) patcher.touched((*touched)[i]);
     parts[i] = part;
     fresh[i] = true;
-    changed = true;
+    replaced.emplace_back(f, part);
   }
-  return changed;
+  for (auto it = replaced.rbegin(); it != replaced.rend(); ++it)
+    routes.replaced(it->first, it->second);
+  return !replaced.empty();
 }
 
 /* Reads event seq of the log, or says why the value must be reloaded. */
@@ -955,6 +1000,7 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
       [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); });
   std::vector<bool> fresh(value.parts.size(), false);
   bool readable = false;
+  Routes routes(value.parts);
   if (touched) touched->resize(value.parts.size());
   try {
     for (uint64_t seq = after + 1; seq <= upto; seq++) {
@@ -966,7 +1012,7 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
         readable = true;
         Patcher patcher(plan, ev, filter);
         patcher.prepare();
-        return patch_parts(plan, patcher, value.parts, fresh, made, touched);
+        return patch_parts(plan, patcher, value.parts, routes, fresh, made, touched);
       });
       pg_call([&] { MemoryContextReset(scratch); });
       if (changed && changed_by) changed_by->push_back(seq);

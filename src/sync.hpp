@@ -20,10 +20,17 @@ namespace ectosync {
 constexpr int ERRCODE_ECTOSYNC_RELOAD = MAKE_SQLSTATE('Z', 'E', '0', '0', '1');
 
 /*
- * Per part of a value (parts.hpp), the primary keys of the root rows that
- * events changed, added or removed: the only rows a diff needs to read.
+ * Per part of a value (parts.hpp), the root rows that events changed,
+ * added or removed: the only rows a diff needs to read.  By primary key;
+ * and while no root row entered or left the part (moved), also by
+ * position, the same in the old part and the new.
  */
-using TouchedRows = std::vector<std::vector<Texts>>;
+struct PartTouch {
+  std::vector<Texts> keys;
+  std::vector<uint32_t> rows; /* positions of the rows changed in place */
+  bool moved = false;
+};
+using TouchedRows = std::vector<PartTouch>;
 
 /*
  * The logged events after..upto applied in order to a value held in parts

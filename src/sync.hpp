@@ -38,8 +38,8 @@ using TouchedRows = std::vector<PartTouch>;
  * in CurrentMemoryContext (the parts it replaces are left alone, except
  * those this call made), so an event costs the parts it reaches.  The head
  * is left as it is (its "seq" too).  changed_by, if given, gets the seqs of
- * the events that changed some part; touched, if given, the keys of the
- * root rows they changed (added to what it holds).
+ * the events that changed some part; touched, if given, the root rows
+ * they changed, part by part (added to what it holds).
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */

@@ -167,8 +167,9 @@ void Holder::note_latency(const pg::Notification &n) {
  * any event the worker loaded since); its patch is applied to doc_.
  */
 int Holder::handle_held(std::chrono::milliseconds timeout) {
-  auto r = conn_->exec("SELECT ectosync.wait_changes($1, $2, $3)::text",
-                       {held_name(), std::to_string(version_), std::to_string(timeout.count())});
+  auto r = conn_->exec_prepared(
+      "SELECT ectosync.wait_changes($1, $2, $3)::text",
+      {held_name(), std::to_string(version_), std::to_string(timeout.count())});
   stats_.round_trips++;
   Json reply = parse_json(r.str(0, 0));
   const Json *patch = reply.find("patch"), *version = reply.find("version"),

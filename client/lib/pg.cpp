@@ -39,7 +39,8 @@ Connection::~Connection() {
 Connection::Connection(Connection &&other) noexcept
     : conninfo_(std::move(other.conninfo_)),
       application_name_(std::move(other.application_name_)),
-      conn_(other.conn_) {
+      conn_(other.conn_),
+      prepared_(std::move(other.prepared_)) {
   other.conn_ = nullptr;
 }
 
@@ -49,6 +50,7 @@ Connection &Connection::operator=(Connection &&other) noexcept {
     conninfo_ = std::move(other.conninfo_);
     application_name_ = std::move(other.application_name_);
     conn_ = other.conn_;
+    prepared_ = std::move(other.prepared_);
     other.conn_ = nullptr;
   }
   return *this;
@@ -73,6 +75,7 @@ void Connection::open() {
 void Connection::close() {
   if (conn_) PQfinish(conn_);
   conn_ = nullptr;
+  prepared_.clear(); /* statements die with their session */
 }
 
 void Connection::reconnect() {
@@ -110,6 +113,23 @@ Result Connection::exec(const std::string &sql, const std::vector<Param> &params
   for (const auto &p : params) values.push_back(p ? p->c_str() : nullptr);
   return check(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
                             values.data(), nullptr, nullptr, 0),
+               sql);
+}
+
+Result Connection::exec_prepared(const std::string &sql, const std::vector<Param> &params) {
+  if (!conn_) lost("exec");
+  auto it = prepared_.find(sql);
+  if (it == prepared_.end()) {
+    std::string name = "ectosync_client_" + std::to_string(prepared_.size() + 1);
+    check(PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr),
+          sql);
+    it = prepared_.emplace(sql, name).first;
+  }
+  std::vector<const char *> values;
+  values.reserve(params.size());
+  for (const auto &p : params) values.push_back(p ? p->c_str() : nullptr);
+  return check(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()),
+                              values.data(), nullptr, nullptr, 0),
                sql);
 }
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -104,6 +105,12 @@ class Connection {
    */
   Result exec_binary_jsonb(const std::string &sql, const std::vector<Param> &params,
                            const std::vector<bool> &jsonb_binary);
+  /*
+   * exec(sql, params) through a statement this session prepared at the
+   * first use of sql: a query made at every round trip is parsed and
+   * planned once.
+   */
+  Result exec_prepared(const std::string &sql, const std::vector<Param> &params);
 
   /*
    * The next notification, waiting up to timeout for one (poll on the
@@ -133,6 +140,7 @@ class Connection {
 
   std::string conninfo_, application_name_;
   PGconn *conn_ = nullptr;
+  std::map<std::string, std::string> prepared_; /* sql -> statement name, in this session */
 };
 
 /* A transaction block: BEGIN now, ROLLBACK in the destructor unless commit(). */

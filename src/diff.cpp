@@ -72,18 +72,19 @@ void Diff::op(const char *name, const std::string &path, std::optional<jb::Node>
 }
 
 void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts,
-                 const TouchedRows *touched) {
+                 const TouchedRows &touched) {
   /* A part's rows start where the rows of the parts before it end, as
    * the operations before its own have left them. */
   uint32_t base = 0;
   for (size_t i = 0; i < old_parts.size() && i < new_parts.size(); i++) {
     jb::View before(old_parts[i]), after(new_parts[i]);
-    if (old_parts[i] == new_parts[i])
-      ;
-    else if (touched && i < touched->size())
-      rows("/rows", before, after, *plan_.root, base, (*touched)[i]);
-    else
-      list("/rows", before, after, *plan_.root, base);
+    if (old_parts[i] != new_parts[i]) {
+      /* (sync_parts() records every part; a merge would do without) */
+      if (i < touched.size())
+        rows("/rows", before, after, *plan_.root, base, touched[i]);
+      else
+        list("/rows", before, after, *plan_.root, base);
+    }
     base += after.size();
   }
 }

@@ -40,11 +40,10 @@ class Diff {
    * appended to ops_ (an array node of {"op", "path"[, "value"]} objects
    * whose values copy the new parts' bytes: they must outlive ops()).
    * new_parts are old_parts with some replaced (sync_parts()): only those
-   * are read, and in them only the rows of the keys touched names (all of
-   * them without it).  Paths are "/rows/<index>...".
+   * are read, and in them only the rows touched names.  Paths are "/rows/<index>...".
    */
   void parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb *> &new_parts,
-             const TouchedRows *touched);
+             const TouchedRows &touched);
   jb::Node &ops() { return ops_; }
   size_t count() const { return ops_.items.size(); }
 

@@ -467,7 +467,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
   } else {
     Diff diff(resolve_plan(h.relid, h.assocs));
-    if (current != h.value) diff.parts(h.value.parts, current.parts, &touched);
+    if (current != h.value) diff.parts(h.value.parts, current.parts, touched);
     bool changed = diff.count() > 0;
     if (changed) version++;
     jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());

@@ -106,11 +106,17 @@ Result Connection::exec(const std::string &sql) {
   return check(PQexec(conn_, sql.c_str()), sql);
 }
 
-Result Connection::exec(const std::string &sql, const std::vector<Param> &params) {
-  if (!conn_) lost("exec");
+/* The parameters as libpq takes them (null: SQL NULL). */
+static std::vector<const char *> text_values(const std::vector<Param> &params) {
   std::vector<const char *> values;
   values.reserve(params.size());
   for (const auto &p : params) values.push_back(p ? p->c_str() : nullptr);
+  return values;
+}
+
+Result Connection::exec(const std::string &sql, const std::vector<Param> &params) {
+  if (!conn_) lost("exec");
+  std::vector<const char *> values = text_values(params);
   return check(PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
                             values.data(), nullptr, nullptr, 0),
                sql);
@@ -125,9 +131,7 @@ Result Connection::exec_prepared(const std::string &sql, const std::vector<Param
           sql);
     it = prepared_.emplace(sql, name).first;
   }
-  std::vector<const char *> values;
-  values.reserve(params.size());
-  for (const auto &p : params) values.push_back(p ? p->c_str() : nullptr);
+  std::vector<const char *> values = text_values(params);
   return check(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()),
                               values.data(), nullptr, nullptr, 0),
                sql);

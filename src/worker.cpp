@@ -348,10 +348,14 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
     bool isnull;
     Datum row = pg_call([&] { return SPI_getbinval(tuple, desc, (int)ncols + 1, &isnull); });
     Jsonb *jsonb = pg_call([&] { return DatumGetJsonbP(row); });
-    cache_put(relid, encode_key(key), version, jsonb);
+    std::string ckey = encode_key(key);
+    pg_call([&] { cache_put(relid, ckey, version, jsonb); });
     missing.erase(key);
   }
-  for (const Key &key : missing) cache_put(relid, encode_key(key), version, nullptr);
+  for (const Key &key : missing) {
+    std::string ckey = encode_key(key);
+    pg_call([&] { cache_put(relid, ckey, version, nullptr); });
+  }
   return rows;
 }
 
@@ -426,13 +430,20 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
   GetUserIdAndSecContext(&saved_user, &saved_context);
   if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
   try {
-    for (auto &[relid, table_keys] : keys) {
+    uint64 batch_end_seq = batch.back().header.seq;
+    for (auto &entry : keys) {
+      Oid relid = entry.first;
+      TableKeys &table_keys = entry.second;
       /* A deleted row is known gone as of the batch's last event; a later
        * commit that brings it back is in a later batch, read then. */
-      for (const Key &key : table_keys.gone)
-        cache_put(relid, encode_key(key), batch.back().header.seq, nullptr);
-      for (const Key &key : table_keys.related)
-        if (!cache_holds(relid, encode_key(key))) table_keys.read.insert(key);
+      for (const Key &key : table_keys.gone) {
+        std::string ckey = encode_key(key);
+        pg_call([&] { cache_put(relid, ckey, batch_end_seq, nullptr); });
+      }
+      for (const Key &key : table_keys.related) {
+        std::string ckey = encode_key(key);
+        if (!pg_call([&] { return cache_holds(relid, ckey); })) table_keys.read.insert(key);
+      }
       if (table_keys.read.empty()) continue;
       result.rows += load_table(relid, table_keys.read, version);
       result.queries++;

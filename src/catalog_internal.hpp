@@ -47,6 +47,8 @@ using SpiRow = std::vector<std::optional<std::string>>;
 
 /* Runs sql (inside an SpiScope); returns SPI's result code (SPI_tuptable holds rows). */
 int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only);
+/* The same through a generic plan the backend keeps (keyed queries repeated often). */
+int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &params, bool read_only);
 
 /* Runs sql (inside an SpiScope) and returns every row's columns as text. */
 std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,

@@ -127,9 +127,10 @@ class QueryBuilder {
 
 /* ==== running it ==== */
 
-/* Runs a query returning one jsonb; the value is copied out of SPI. */
-Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params) {
-  int rc = spi_execute(sql, params, false);
+/* Runs a query returning one jsonb (saved: through a kept plan); the value
+ * is copied out of SPI. */
+Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params, bool saved) {
+  int rc = saved ? spi_execute_saved(sql, params, false) : spi_execute(sql, params, false);
   if (rc != SPI_OK_SELECT || SPI_processed != 1)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: load query failed", sql);
   return pg_call([&] {
@@ -321,7 +322,8 @@ Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
       "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid', $2::bigint,"
       " 'assocs', $3::jsonb, 'filter', $4::jsonb, 'epoch', $5, 'seq', $6::numeric, 'rows', " +
       rows + ")";
-  return spi_jsonb(sql, params);
+  /* Planned for its filter values: a whole value is worth a custom plan. */
+  return spi_jsonb(sql, params, false);
 }
 
 Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
@@ -330,7 +332,9 @@ Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
   std::vector<SpiParam> params;
   QueryBuilder q;
   std::string sql = "SELECT " + q.array(node, "t0", where_equal("t0", cols, values, params));
-  return spi_jsonb(sql, params);
+  /* sync() repeats this query with other keys: planning it each time cost
+   * more than running it. */
+  return spi_jsonb(sql, params, true);
 }
 
 }  // namespace ectosync

@@ -56,10 +56,29 @@ Elem View::child(uint32_t index) const {
   return make_elem(base(), e, off, len);
 }
 
-/* Object keys are sorted by (length, bytes): binary search. */
+/*
+ * Object keys are sorted by (length, bytes).  A row's handful of keys is
+ * read in order, each offset from the last (a length comparison rejects
+ * most); larger objects are searched, each probe summing lengths back to
+ * the last stored offset.
+ */
 std::optional<Elem> View::get(std::string_view key) const {
   if (!is_object()) return std::nullopt;
-  uint32_t lo = 0, hi = size();
+  uint32_t n = size();
+  if (n <= 16) {
+    const char *base = this->base();
+    uint32_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      JEntry e = c_->children[i];
+      uint32_t end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : off + JBE_OFFLENFLD(e);
+      int c = compare_keys(std::string_view(base + off, end - off), key);
+      if (c == 0) return value(i);
+      if (c > 0) return std::nullopt;
+      off = end;
+    }
+    return std::nullopt;
+  }
+  uint32_t lo = 0, hi = n;
   while (lo < hi) {
     uint32_t mid = lo + (hi - lo) / 2;
     int c = compare_keys(this->key(mid), key);
@@ -202,33 +221,45 @@ struct Layout {
       }
       return cur;
     }
-    /* Object: keys sorted and unique (the last of equal keys wins). */
-    std::vector<uint32_t> order(n.keys.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-      return compare_keys(n.keys[a], n.keys[b]) < 0;
-    });
-    std::vector<uint32_t> unique;
-    unique.reserve(order.size());
-    for (size_t i = 0; i < order.size(); i++) {
-      if (i + 1 < order.size() && compare_keys(n.keys[order[i]], n.keys[order[i + 1]]) == 0)
-        continue;
-      unique.push_back(order[i]);
+    /* Object: keys sorted and unique (the last of equal keys wins).  Rows
+     * have a handful of keys: ordered on the stack, without allocating. */
+    constexpr size_t kSmall = 16;
+    uint32_t small[kSmall];
+    std::vector<uint32_t> large;
+    uint32_t *order = small;
+    if (n.keys.size() > kSmall) {
+      large.resize(n.keys.size());
+      order = large.data();
     }
-    size_t pairs = unique.size();
+    size_t count = n.keys.size();
+    std::iota(order, order + count, 0);
+    auto less = [&](uint32_t a, uint32_t b) { return compare_keys(n.keys[a], n.keys[b]) < 0; };
+    if (count <= kSmall) {
+      /* insertion sort: stable, and keys come nearly sorted */
+      for (size_t i = 1; i < count; i++)
+        for (size_t j = i; j > 0 && less(order[j], order[j - 1]); j--)
+          std::swap(order[j], order[j - 1]);
+    } else {
+      std::stable_sort(order, order + count, less);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++)
+      if (i + 1 == count || compare_keys(n.keys[order[i]], n.keys[order[i + 1]]) != 0)
+        order[kept++] = order[i];
+    size_t pairs = kept;
     if (pairs > JB_CMASK) too_large();
     put32(pos, static_cast<uint32_t>(pairs) | JB_FOBJECT);
     size_t data_start = pos + 4 + 8 * pairs, cur = data_start;
     uint32_t idx = 0;
-    for (uint32_t k : unique) {
-      std::string_view key = n.keys[k];
+    for (size_t u = 0; u < pairs; u++) {
+      std::string_view key = n.keys[order[u]];
       put(cur, key.data(), key.size());
       entry(pos, idx++, JENTRY_ISSTRING, data_start, cur, cur + key.size());
       cur += key.size();
     }
-    for (uint32_t k : unique) {
+    for (size_t u = 0; u < pairs; u++) {
       uint32_t type = 0;
-      size_t end = element(n.items[k], cur, type);
+      size_t end = element(n.items[order[u]], cur, type);
       entry(pos, idx++, type, data_start, cur, end);
       cur = end;
     }
@@ -282,6 +313,8 @@ std::string numeric_text(Numeric n) {
 }
 
 int compare_numeric(Numeric a, Numeric b) {
+  /* Equal bytes are equal numbers (binary searches end on one): no call. */
+  if (VARSIZE_ANY(a) == VARSIZE_ANY(b) && std::memcmp(a, b, VARSIZE_ANY(a)) == 0) return 0;
   return pg_call([&] {
     return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a), NumericGetDatum(b)));
   });

@@ -126,6 +126,24 @@ jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const
   return rows ? jb::View(rows) : jb::View();
 }
 
+/* A memo of a few entries (a plan's nodes, its tables): a linear search
+ * beats hashing at this size, and sync() asks once per row it visits. */
+template <typename K>
+class SmallMemo {
+ public:
+  template <typename F>
+  bool get(K key, F compute) {
+    for (const auto &[k, v] : entries_)
+      if (k == key) return v;
+    bool v = compute();
+    entries_.emplace_back(key, v);
+    return v;
+  }
+
+ private:
+  std::vector<std::pair<K, bool>> entries_;
+};
+
 /* The current state of one row of a table: cache, or a keyed read. */
 struct RowState {
   Texts texts; /* primary key */
@@ -211,8 +229,8 @@ class Patcher {
   uint32_t T_ = 0;
   const TableInfo *table_ = nullptr; /* the event's table */
   std::vector<RowState> states_;     /* one per distinct pk (old, new) */
-  std::unordered_map<const PlanNode *, bool> involves_, deep_;
-  std::unordered_map<uint32_t, bool> rls_;
+  SmallMemo<const PlanNode *> involves_, deep_;
+  SmallMemo<uint32_t> rls_;
   std::vector<std::unique_ptr<PlanNode>> bare_nodes_; /* tables without assocs */
   jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
   std::vector<Texts> root_touched_;         /* (patch_root) keys of the rows it changed, */
@@ -222,30 +240,23 @@ class Patcher {
 
 /* Whether rows of node n (or below) can change with table T's event. */
 bool Patcher::involves(const PlanNode &n) {
-  auto it = involves_.find(&n);
-  if (it != involves_.end()) return it->second;
-  bool r = n.table.relid == T_ || deep(n);
-  involves_[&n] = r;
-  return r;
+  return involves_.get(&n, [&] { return n.table.relid == T_ || deep(n); });
 }
 
 /* Whether some association of n involves T (n's own table aside). */
 bool Patcher::deep(const PlanNode &n) {
-  auto it = deep_.find(&n);
-  if (it != deep_.end()) return it->second;
-  bool r = false;
-  for (const Assoc &a : n.assocs) r = r || assoc_involves(a);
-  deep_[&n] = r;
-  return r;
+  return deep_.get(&n, [&] {
+    bool r = false;
+    for (const Assoc &a : n.assocs) r = r || assoc_involves(a);
+    return r;
+  });
 }
 
 /* Row level security in force for the caller on relid: no cached rows. */
 bool Patcher::rls(uint32_t relid) {
-  auto it = rls_.find(relid);
-  if (it != rls_.end()) return it->second;
-  bool r = pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; });
-  rls_[relid] = r;
-  return r;
+  return rls_.get(relid, [&] {
+    return pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; });
+  });
 }
 
 /* Whether a join row of many_to_many a links parent and row s (as the caller). */

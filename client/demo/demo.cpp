@@ -368,8 +368,10 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     holder_threads.emplace_back([&, i] {
       try {
         while (!stop_holders) {
-          /* (held values wait in the server: a long wait is not a busy one) */
-          if (holders[i]->pump(mode == "ectosync" ? 500ms : 50ms) > 0)
+          /* Held values wait in the server, and an idle one returns empty
+           * at the timeout: 2 s (apps use the 10 s default) keeps 100 idle
+           * holders from making 200 empty round trips a second. */
+          if (holders[i]->pump(mode == "ectosync" ? 2000ms : 50ms) > 0)
             last_activity_ms[i] = now_ms();
         }
       } catch (const std::exception &e) {

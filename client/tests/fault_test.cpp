@@ -148,68 +148,6 @@ int wait_worker(pg::Connection &conn, std::chrono::seconds timeout) {
 
 }  // namespace
 
-TEST(Fault, WorkerKilledAndServerRestarted) {
-  const char *pgctl = std::getenv("ECTOSYNC_PGCTL");
-  ASSERT_TRUE(pgctl && *pgctl) << "run under scripts/with-cluster.sh (ECTOSYNC_PGCTL is unset)";
-  const uint64_t seed = testing_support::seed_from_env();
-  std::cout << "fault: seed " << seed << std::endl;
-  testing_support::TestDatabase db("ectosync_client_fault");
-  const std::string conninfo = db.conninfo();
-  auto admin = std::make_unique<pg::Connection>(conninfo);
-  blog::create_schema(*admin);
-  blog::seed(*admin, seed, testing_support::small_scale());
-
-  auto holders = start_holders(*admin, conninfo,
-                               {{"posts", R"(["tags", {"comments": ["author"]}])"},
-                                {"persons", R"([{"posts": ["tags"]}])"},
-                                {"tags", "[]"},
-                                {"comments", R"(["post"])"}});
-  const std::string epoch_before = holders[0]->epoch();
-
-  blog::IdSpace ids;
-  ids.read(*admin);
-  Pumps pumps;
-  {
-    Writers writers(conninfo, ids, seed);
-    writers.start(2);
-    pumps.start(holders);
-
-    /* 1. terminate the worker while events flow */
-    wait_for_commits(writers, 100, 30s);
-    int pid = wait_worker(*admin, 20s);
-    ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
-    auto killed = admin->exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)});
-    EXPECT_TRUE(killed.boolean(0, 0));
-    wait_for_commits(writers, 100, 30s);
-    int new_pid = wait_worker(*admin, 30s);
-    EXPECT_NE(new_pid, 0) << "the worker did not come back";
-    EXPECT_NE(new_pid, pid);
-
-    /* 2. restart the server under everyone's feet */
-    admin.reset();
-    std::string cmd = std::string(pgctl) + " restart -m fast -w -t 60 >/dev/null 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << "pg_ctl restart failed: " << cmd;
-    admin = std::make_unique<pg::Connection>(conninfo);
-    wait_for_commits(writers, 100, 60s);
-    writers.finish();
-    EXPECT_FALSE(writers.failed);
-    EXPECT_GT(writers.reconnects, 0) << "the writers never saw the restart";
-  }
-  pumps.stop();
-  ASSERT_FALSE(pumps.failed);
-
-  for (auto &h : holders) {
-    bool ok = h->converge(30s);
-    const auto &st = h->stats();
-    std::cout << "  " << h->describe() << ": " << st.notifications << " notifications, " << st.syncs
-              << " syncs, " << st.reloads << " reloads, " << st.reconnects << " reconnects"
-              << std::endl;
-    EXPECT_TRUE(ok) << h->describe() << " did not converge after the faults";
-    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
-    EXPECT_NE(h->epoch(), epoch_before) << "the restart must start a new epoch";
-  }
-}
-
 namespace {
 
 /*
@@ -267,7 +205,75 @@ void restart_server(std::unique_ptr<pg::Connection> &admin, const std::string &c
   admin = std::make_unique<pg::Connection>(conninfo);
 }
 
+/*
+ * After faults: every holder converges to a fresh load (within timeout),
+ * having reconnected and taken a new epoch when new_epoch_since is given.
+ */
+void expect_converged(const std::vector<std::unique_ptr<ectosync::Holder>> &holders,
+                      std::chrono::seconds timeout, const char *after,
+                      const std::string *new_epoch_since = nullptr) {
+  for (auto &h : holders) {
+    bool ok = h->converge(timeout);
+    const auto &st = h->stats();
+    std::cout << "  " << h->describe() << ": " << st.notifications << " notifications, " << st.syncs
+              << " syncs, " << st.reloads << " reloads, " << st.reconnects << " reconnects"
+              << std::endl;
+    EXPECT_TRUE(ok) << h->describe() << " did not converge after " << after;
+    if (!new_epoch_since) continue;
+    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
+    EXPECT_NE(h->epoch(), *new_epoch_since) << after << " must start a new epoch";
+  }
+}
+
 }  // namespace
+
+TEST(Fault, WorkerKilledAndServerRestarted) {
+  const uint64_t seed = testing_support::seed_from_env();
+  std::cout << "fault: seed " << seed << std::endl;
+  testing_support::TestDatabase db("ectosync_client_fault");
+  const std::string conninfo = db.conninfo();
+  auto admin = std::make_unique<pg::Connection>(conninfo);
+  blog::create_schema(*admin);
+  blog::seed(*admin, seed, testing_support::small_scale());
+
+  auto holders = start_holders(*admin, conninfo,
+                               {{"posts", R"(["tags", {"comments": ["author"]}])"},
+                                {"persons", R"([{"posts": ["tags"]}])"},
+                                {"tags", "[]"},
+                                {"comments", R"(["post"])"}});
+  const std::string epoch_before = holders[0]->epoch();
+
+  blog::IdSpace ids;
+  ids.read(*admin);
+  Pumps pumps;
+  {
+    Writers writers(conninfo, ids, seed);
+    writers.start(2);
+    pumps.start(holders);
+
+    /* 1. terminate the worker while events flow */
+    wait_for_commits(writers, 100, 30s);
+    int pid = wait_worker(*admin, 20s);
+    ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
+    auto killed = admin->exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)});
+    EXPECT_TRUE(killed.boolean(0, 0));
+    wait_for_commits(writers, 100, 30s);
+    int new_pid = wait_worker(*admin, 30s);
+    EXPECT_NE(new_pid, 0) << "the worker did not come back";
+    EXPECT_NE(new_pid, pid);
+
+    /* 2. restart the server under everyone's feet */
+    ASSERT_NO_FATAL_FAILURE(restart_server(admin, conninfo));
+    wait_for_commits(writers, 100, 60s);
+    writers.finish();
+    EXPECT_FALSE(writers.failed);
+    EXPECT_GT(writers.reconnects, 0) << "the writers never saw the restart";
+  }
+  pumps.stop();
+  ASSERT_FALSE(pumps.failed);
+
+  expect_converged(holders, 30s, "the worker's termination and the restart", &epoch_before);
+}
 
 /*
  * SIGKILL of the worker: the postmaster treats it as a crash, terminates
@@ -306,15 +312,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   }
   pumps.stop();
   ASSERT_FALSE(pumps.failed);
-  for (auto &h : holders) {
-    bool ok = h->converge(30s);
-    const auto &st = h->stats();
-    std::cout << "  " << h->describe() << ": " << st.syncs << " syncs, " << st.reloads
-              << " reloads, " << st.reconnects << " reconnects" << std::endl;
-    EXPECT_TRUE(ok) << h->describe() << " did not converge after the crash";
-    EXPECT_GE(st.reconnects, 1) << h->describe() << " never reconnected";
-    EXPECT_NE(h->epoch(), epoch_before) << "the crash reset must start a new epoch";
-  }
+  expect_converged(holders, 30s, "the crash reset", &epoch_before);
 }
 
 /*
@@ -501,11 +499,5 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
   ASSERT_FALSE(pumps.failed);
   std::cout << "  " << committed << " transactions, " << terminations
             << " worker terminations, one crash reset, one restart" << std::endl;
-  for (auto &h : holders) {
-    bool ok = h->converge(60s);
-    const auto &st = h->stats();
-    std::cout << "  " << h->describe() << ": " << st.syncs << " syncs, " << st.reloads
-              << " reloads, " << st.reconnects << " reconnects" << std::endl;
-    EXPECT_TRUE(ok) << h->describe() << " did not converge after the soak";
-  }
+  expect_converged(holders, 60s, "the soak");
 }

@@ -11,22 +11,11 @@ const { Holder } = require('../holder');
 const h = require('./helpers');
 
 const DB = 'ectosync_node_held';
-let db;
-let tags;
-test.before(async () => {
-  db = await h.freshDatabase(DB);
-});
-test.after(async () => {
-  await db.end();
-  await h.dropDatabase(DB);
-});
-test.beforeEach(async () => {
-  tags = await h.blog(db);
-});
+const ctx = h.blogDatabase(test, DB); // ctx.db; ctx.tags: the name of posts' tags association
 
 // A started holder that records its errors and 'change' events.
 async function holder(opts = {}) {
-  const hd = new Holder({ table: 'posts', assocs: [tags], connection: { database: DB }, ...opts });
+  const hd = new Holder({ table: 'posts', assocs: [ctx.tags], connection: { database: DB }, ...opts });
   hd.errors = [];
   hd.changes = 0;
   hd.on('error', (e) => hd.errors.push(e));
@@ -39,16 +28,16 @@ test('held: follows random writes and equals a fresh load', { timeout: 30000 }, 
   const hd = await holder();
   assert.strictEqual(hd.mode, 'held');
   assert.strictEqual(hd.value.rows.length, 50);
-  assert.ok(await h.sameAsLoad(db, hd));
-  await h.randomWrites(db, 300);
-  assert.ok(await h.converged(db, hd), 'the held value differs from a fresh load');
+  assert.ok(await h.sameAsLoad(ctx.db, hd));
+  await h.randomWrites(ctx.db, 300);
+  assert.ok(await h.converged(ctx.db, hd), 'the held value differs from a fresh load');
   assert.strictEqual(hd.stats.holds, 1, 'it held once');
   assert.ok(hd.stats.patches > 0, 'no patch was applied');
   assert.strictEqual(hd.stats.reloads, 0, 'no event should have made the server reload');
   // every non-empty patch moves the server's version by one, and makes one 'change'
   assert.strictEqual(hd.version, hd.stats.patches);
   assert.strictEqual(hd.changes, 1 + hd.stats.patches);
-  const { rows } = await db.query('SELECT count(*)::int AS n FROM posts');
+  const { rows } = await ctx.db.query('SELECT count(*)::int AS n FROM posts');
   assert.strictEqual(hd.value.rows.length, rows[0].n);
   assert.deepStrictEqual(hd.errors, []);
   await hd.close();
@@ -57,25 +46,25 @@ test('held: follows random writes and equals a fresh load', { timeout: 30000 }, 
 test('held: a filtered holder is not woken by rows outside its filter', { timeout: 30000 }, async () => {
   const mine = await holder({ filter: { id: 1 }, name: 'post 1' }); // post 1, tags 2 and 3
   const all = await holder();
-  await h.converged(db, mine);
-  await h.converged(db, all);
+  await h.converged(ctx.db, mine);
+  await h.converged(ctx.db, all);
   // hold() notifies itself once, at commit; that costs one changes() call
   assert.strictEqual(mine.stats.notifications, 1);
   assert.strictEqual(mine.stats.calls, 1);
   const allBefore = all.stats.notifications;
 
-  await db.query("UPDATE posts SET title = 'other' WHERE id BETWEEN 2 AND 50");
-  await db.query('INSERT INTO posts_tags VALUES (2, 5), (30, 6)');
-  await db.query('DELETE FROM posts_tags WHERE post_id = 4');
-  await db.query("UPDATE tags SET name = 'not on post 1' WHERE id IN (1, 5, 9)");
-  await db.query("INSERT INTO posts VALUES (51, 'new')");
-  await db.query('DELETE FROM posts WHERE id = 50');
-  await db.query('SELECT ectosync.wait_for_worker(10000)');
+  await ctx.db.query("UPDATE posts SET title = 'other' WHERE id BETWEEN 2 AND 50");
+  await ctx.db.query('INSERT INTO posts_tags VALUES (2, 5), (30, 6)');
+  await ctx.db.query('DELETE FROM posts_tags WHERE post_id = 4');
+  await ctx.db.query("UPDATE tags SET name = 'not on post 1' WHERE id IN (1, 5, 9)");
+  await ctx.db.query("INSERT INTO posts VALUES (51, 'new')");
+  await ctx.db.query('DELETE FROM posts WHERE id = 50');
+  await ctx.db.query('SELECT ectosync.wait_for_worker(10000)');
   // then one change of its own; notifications arrive in commit order, so once
   // it is synced any notification of the writes above has arrived too
-  await db.query("UPDATE posts SET title = 'mine' WHERE id = 1");
-  assert.ok(await h.converged(db, mine));
-  assert.ok(await h.converged(db, all));
+  await ctx.db.query("UPDATE posts SET title = 'mine' WHERE id = 1");
+  assert.ok(await h.converged(ctx.db, mine));
+  assert.ok(await h.converged(ctx.db, all));
   assert.strictEqual(mine.value.rows.length, 1);
   assert.strictEqual(mine.value.rows[0].title, 'mine');
   assert.strictEqual(mine.stats.notifications, 2, 'woken by rows outside its filter');
@@ -90,12 +79,12 @@ test('held: a filtered holder is not woken by rows outside its filter', { timeou
 
 test('held: a notification the last reply covers needs no call; an empty patch makes no change', { timeout: 30000 }, async () => {
   const hd = await holder();
-  await db.query("UPDATE posts SET title = 'x' WHERE id = 1");
-  assert.ok(await h.converged(db, hd));
+  await ctx.db.query("UPDATE posts SET title = 'x' WHERE id = 1");
+  assert.ok(await h.converged(ctx.db, hd));
   const { rows } = await hd.client.query('SELECT channel FROM ectosync.held() WHERE name = $1', [hd.name]);
   // notifications forged on the value's channel, as the worker words them
   const notify = (seq, epoch = hd.value.epoch) =>
-    db.query('SELECT pg_notify($1, $2)', [rows[0].channel, JSON.stringify({ event: `${epoch}:${seq}` })]);
+    ctx.db.query('SELECT pg_notify($1, $2)', [rows[0].channel, JSON.stringify({ event: `${epoch}:${seq}` })]);
   const { calls, skipped } = hd.stats;
   const { changes, version } = hd;
   await notify(hd.seq);
@@ -118,17 +107,17 @@ test('held: a notification the last reply covers needs no call; an empty patch m
 
 test('held: reconnects after pg_terminate_backend and holds again', { timeout: 30000 }, async () => {
   const hd = await holder();
-  await db.query("UPDATE posts SET title = 'before' WHERE id = 1");
-  assert.ok(await h.converged(db, hd));
+  await ctx.db.query("UPDATE posts SET title = 'before' WHERE id = 1");
+  assert.ok(await h.converged(ctx.db, hd));
   const pid = hd.client.processID;
-  await db.query('SELECT pg_terminate_backend($1)', [pid]);
+  await ctx.db.query('SELECT pg_terminate_backend($1)', [pid]);
   // written while the holder is away: the new hold() must bring it
-  await db.query("UPDATE posts SET title = 'while away' WHERE id = 2");
+  await ctx.db.query("UPDATE posts SET title = 'while away' WHERE id = 2");
   assert.ok(await h.waitFor(() => hd.stats.reconnects === 1), 'no reconnect');
   assert.notStrictEqual(hd.client.processID, pid);
   assert.strictEqual(hd.stats.holds, 2);
-  await db.query("UPDATE posts SET title = 'after' WHERE id = 3");
-  assert.ok(await h.converged(db, hd), 'no convergence after reconnecting');
+  await ctx.db.query("UPDATE posts SET title = 'after' WHERE id = 3");
+  assert.ok(await h.converged(ctx.db, hd), 'no convergence after reconnecting');
   assert.deepStrictEqual(hd.value.rows.slice(0, 3).map((p) => p.title), ['before', 'while away', 'after']);
   assert.deepStrictEqual(hd.errors, []);
   await hd.close();
@@ -136,10 +125,10 @@ test('held: reconnects after pg_terminate_backend and holds again', { timeout: 3
 
 test('held: a patch that does not apply makes it hold again', { timeout: 30000 }, async () => {
   const hd = await holder();
-  assert.ok(await h.converged(db, hd));
+  assert.ok(await h.converged(ctx.db, hd));
   hd.value.rows.length = 10; // the local copy drifts from the server's
-  await db.query("UPDATE posts SET title = 'beyond' WHERE id = 40"); // a patch at /rows/39
-  assert.ok(await h.converged(db, hd), 'no convergence after the failed patch');
+  await ctx.db.query("UPDATE posts SET title = 'beyond' WHERE id = 40"); // a patch at /rows/39
+  assert.ok(await h.converged(ctx.db, hd), 'no convergence after the failed patch');
   assert.strictEqual(hd.stats.holds, 2, 'it did not hold again');
   assert.strictEqual(hd.value.rows[39].title, 'beyond');
   assert.deepStrictEqual(hd.errors, []);
@@ -148,11 +137,11 @@ test('held: a patch that does not apply makes it hold again', { timeout: 30000 }
 
 test('held: a RELOAD marker (bulk statement) replaces the whole value', { timeout: 30000 }, async () => {
   const hd = await holder();
-  assert.ok(await h.converged(db, hd));
-  await db.query('SET ectosync.max_xact_events = 5');
-  await db.query("UPDATE posts SET title = title || ' (bulk)'");
-  await db.query('RESET ectosync.max_xact_events');
-  assert.ok(await h.converged(db, hd), 'no convergence after the RELOAD marker');
+  assert.ok(await h.converged(ctx.db, hd));
+  await ctx.db.query('SET ectosync.max_xact_events = 5');
+  await ctx.db.query("UPDATE posts SET title = title || ' (bulk)'");
+  await ctx.db.query('RESET ectosync.max_xact_events');
+  assert.ok(await h.converged(ctx.db, hd), 'no convergence after the RELOAD marker');
   assert.ok(hd.stats.reloads >= 1, 'the server did not send the whole value');
   assert.strictEqual(hd.stats.holds, 1, 'a reload needs no new hold()');
   assert.ok(hd.value.rows.every((p) => p.title.endsWith(' (bulk)')));

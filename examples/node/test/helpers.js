@@ -92,4 +92,22 @@ async function waitFor(cond, ms = 5000) {
   return cond();
 }
 
-module.exports = { freshDatabase, dropDatabase, blog, randomWrites, sameAsLoad, converged, waitFor, sleep };
+// The hooks of a test file: its own database (created before the tests,
+// dropped after) and a fresh blog before each test.  Returns { db, tags },
+// filled in by the hooks.
+function blogDatabase(test, database) {
+  const ctx = { db: null, tags: null };
+  test.before(async () => {
+    ctx.db = await freshDatabase(database);
+  });
+  test.after(async () => {
+    await ctx.db.end();
+    await dropDatabase(database);
+  });
+  test.beforeEach(async () => {
+    ctx.tags = await blog(ctx.db);
+  });
+  return ctx;
+}
+
+module.exports = { freshDatabase, blogDatabase, dropDatabase, blog, randomWrites, sameAsLoad, converged, waitFor, sleep };

@@ -50,7 +50,8 @@ run "client tests (ctest)" scripts/with-cluster.sh ctest --test-dir client/build
 # for batches (the queue overflows: RELOAD markers), a 1 MB row cache (it
 # evicts), a 64-event log (events expire: ZE001), 50 events per
 # transaction, interest entries for 3 held values (the others listen to
-# their tables).  The holders must still converge;
+# their tables), 256 kB for shared held values (sharing fails, holders go
+# on alone).  The holders must still converge;
 # ECTOSYNC_EXPECT_PRESSURE=1 makes the tests check that the pressure really
 # occurred.
 ECTOSYNC_CONF="ectosync.queue_size = 64kB
@@ -58,11 +59,18 @@ ectosync.cache_size = 1MB
 ectosync.event_log_size = 64
 ectosync.max_xact_events = 50
 ectosync.max_held_values = 3
+ectosync.held_shared_memory = 256kB
 ectosync.batch_delay = 100ms" ECTOSYNC_EXPECT_PRESSURE=1 \
   run "client tests under tiny shared memory" scripts/with-cluster.sh \
   ctest --test-dir client/build -R 'client_(oracle|listener|fault)' --output-on-failure
 ECTOSYNC_CONF="shared_preload_libraries = ''" \
   run "without shared_preload_libraries" scripts/with-cluster.sh bash -c "$(declare -f no_preload_check); no_preload_check"
+
+# A shared held value that outgrows ectosync.held_shared_memory goes on as
+# the session's own (scripts/checks/held_shared_full.sql raises otherwise).
+ECTOSYNC_CONF="ectosync.held_shared_memory = 2MB" \
+  run "shared held values out of memory" scripts/with-cluster.sh \
+  psql -X -v ON_ERROR_STOP=1 -f scripts/checks/held_shared_full.sql
 
 node_example() {
   cd examples/node || return

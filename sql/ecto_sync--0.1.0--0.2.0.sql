@@ -29,6 +29,7 @@ COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if non
 
 CREATE FUNCTION ectosync.held()
     RETURNS TABLE (name text, tbl regclass, assocs jsonb, filter jsonb, version bigint,
-                   seq bigint, bytes bigint, parts int, channel text, notifications bigint)
+                   seq bigint, bytes bigint, parts int, channel text, notifications bigint,
+                   shared_by int)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_held';
 COMMENT ON FUNCTION ectosync.held() IS 'The values this session holds';

@@ -207,6 +207,58 @@ DELETE FROM posts WHERE id = 20;
 SELECT * FROM pg_temp.parted_step();
 SELECT ectosync.release('parted');
 
+-- Sessions that hold the same value (the same table and assocs, without a
+-- filter) share it: it is kept once, in shared memory
+-- (ectosync.held_shared_memory), each change is applied once, by whichever
+-- session asks first, and each session answers its client from the
+-- patches published since the client's version.  One session holding the
+-- value twice shows it.
+SELECT jsonb_array_length(ectosync.hold('first', 'posts', '["tags"]', listen => false) -> 'rows') AS rows,
+       jsonb_array_length(ectosync.hold('second', 'posts', '["tags"]', listen => false) -> 'rows') AS rows,
+       jsonb_array_length(ectosync.hold('mine', 'posts', '["tags"]', '{"title": "one"}', listen => false) -> 'rows') AS filtered_rows;
+SELECT name, shared_by, version FROM ectosync.held() WHERE name IN ('first', 'second', 'mine') ORDER BY name;
+UPDATE posts SET title = 'shared' WHERE id = 2;
+SELECT ectosync.wait_for_worker();
+SELECT 'first' AS name, c -> 'patch' AS patch, c -> 'version' AS version,
+       c -> 'events' = jsonb_build_array((c ->> 'seq')::bigint) AS events
+  FROM (SELECT ectosync.changes('first', 0) AS c) s  -- applies the event
+UNION ALL
+SELECT 'second', c -> 'patch', c -> 'version', c -> 'events' = jsonb_build_array((c ->> 'seq')::bigint)
+  FROM (SELECT ectosync.changes('second', 0) AS c) s  -- reads the patch
+UNION ALL
+SELECT 'first, again', c -> 'patch', c -> 'version', c ? 'events'
+  FROM (SELECT ectosync.changes('first', 1) AS c) s;
+-- a client that missed a reply gets the whole value
+SELECT c ->> 'version' AS version, c #>> '{patch,0,path}' = '' AS whole
+  FROM (SELECT ectosync.changes('second', 0) AS c) s;
+-- the last session to release it frees it
+SELECT ectosync.release('first');
+SELECT name, shared_by, version FROM ectosync.held() WHERE name IN ('second', 'mine') ORDER BY name;
+-- A session whose transaction wrote may not apply events to a shared value
+-- (it would read its own writes): it goes on with a copy of its own.
+BEGIN;
+UPDATE posts SET title = 'shared, then not' WHERE id = 2;
+SELECT ectosync.changes('second', 1) -> 'patch' AS patch;
+SELECT name, shared_by FROM ectosync.held() WHERE name = 'second';
+COMMIT;
+SELECT ectosync.wait_for_worker();
+SELECT ectosync.changes('second', 1) -> 'patch' AS its_own_patch;
+SELECT ectosync.release('second'), ectosync.release('mine');
+-- Row level security on a table of the value: never shared.
+ALTER TABLE tags ENABLE ROW LEVEL SECURITY;
+CREATE ROLE regress_ectosync_rls;
+GRANT USAGE ON SCHEMA held_test TO regress_ectosync_rls;
+GRANT SELECT ON posts, tags, posts_tags TO regress_ectosync_rls;
+CREATE POLICY all_tags ON tags FOR SELECT TO regress_ectosync_rls USING (true);
+SET ROLE regress_ectosync_rls;
+SELECT jsonb_array_length(ectosync.hold('rls', 'posts', '["tags"]', listen => false) -> 'rows') AS rows;
+SELECT name, shared_by FROM ectosync.held();
+SELECT ectosync.release('rls');
+RESET ROLE;
+DROP OWNED BY regress_ectosync_rls;
+DROP ROLE regress_ectosync_rls;
+ALTER TABLE tags DISABLE ROW LEVEL SECURITY;
+
 -- Another role may not read through it.
 CREATE ROLE regress_ectosync_held;
 GRANT USAGE ON SCHEMA held_test TO regress_ectosync_held;

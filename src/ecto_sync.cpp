@@ -66,6 +66,11 @@ static void define_settings() {
                           "change rewrites only the parts it reaches.",
                           nullptr, &settings.held_part_bytes, 16 * 1024, 1, 64 * 1024 * 1024,
                           PGC_USERSET, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.held_shared_memory",
+                          "Shared memory for held values that sessions share (same table and "
+                          "assocs, no filter); 0: every session keeps its own copy.",
+                          nullptr, &settings.held_shared_kb, 16 * 1024, 0, INT_MAX / 2,
+                          PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.batch_size", "Events the worker handles in one batch.", nullptr,
                           &settings.batch_size, 1000, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                           nullptr);

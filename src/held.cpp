@@ -49,15 +49,29 @@
  * child of TopMemoryContext), one copy each, until release() or the end of
  * the session.  They are read as the role that called hold(); changes()
  * refuses another role, so SET ROLE cannot read through someone's value.
+ *
+ * Sharing: a value without a filter, of tables without row level security
+ * for the caller, is shared by the sessions that hold it (held_shared.hpp):
+ * kept once in shared memory; each change is applied once, during the turn
+ * of whichever session asks first, and published with its patch; every
+ * session answers its client from the published patches.  hold() attaches
+ * to a value already shared (after applying every event committed before
+ * the call).  A session leaves with a copy of its own when its transaction
+ * wrote or holds a snapshot (it would read what others cannot), when it
+ * waited too long for another's turn, or when shared memory runs out; it
+ * loads its own when row level security comes to apply.
  */
 #include "catalog.hpp"
 #include "diff.hpp"
+#include "held_shared.hpp"
 #include "interest.hpp"
 #include "pg_boundary.hpp"
+#include "settings.hpp"
 #include "shared.hpp"
 #include "sync.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -68,6 +82,8 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 #include "utils/tuplestore.h"
@@ -91,10 +107,12 @@ struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
   Oid role = InvalidOid;                      /* who called hold() */
-  PartedValue value;                          /* in context (parts.hpp) */
+  PartedValue value;                          /* in context (parts.hpp); none when shared */
   MemoryContext context = nullptr;            /* the value's own, under held_context */
   uint64_t scanned = 0;                       /* events up to it are reflected */
   int64_t version = 0;                        /* bumped by every non-empty patch */
+  int shared = -1;                            /* its shared value (held_shared.hpp), or -1 */
+  uint64_t base = 0;                          /* the shared version that is our version 0 */
   int entry = -1;                             /* its interest entry, or -1 */
   bool listening = false;                     /* hold() LISTENed for it */
   uint32_t generation = 0;                    /* of the entry */
@@ -147,12 +165,21 @@ void forget(Held &h) {
       pg_call([&] { Async_Unlisten(channel.c_str()); });
     }
   }
+  held_share_detach(h.shared);
   pg_call([&] {
     for (Jsonb *j : {h.assocs, h.filter})
       if (j) pfree(j);
     if (h.context) MemoryContextDelete(h.context);
   });
   h = Held();
+}
+
+/* At exit: this backend no longer holds its shared values. */
+void detach_shared_at_exit(int, Datum) {
+  for (auto &entry : held_values()) {
+    held_share_detach(entry.second.shared);
+    entry.second.shared = -1;
+  }
 }
 
 /* A text argument as a string (detoasted by the caller, outside pg_entry). */
@@ -285,6 +312,110 @@ void publish_interest(const Held &h, const PartedValue &value) {
   interest_publish(h.entry, *in);
 }
 
+/* Whether the transaction reads what every session reads: no writes of
+ * its own, no transaction snapshot (what a shared value may be made of). */
+bool reads_committed_now() {
+  return !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
+}
+
+/* Whether row level security applies to the caller on a table of plan. */
+bool row_security(const Plan &plan) {
+  for (uint32_t relid : plan.tables())
+    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
+      return true;
+  return false;
+}
+
+/*
+ * Whether a value of plan may be shared (held_shared.hpp): no filter, no
+ * row level security for this role on its tables, and a transaction that
+ * reads what the others do.
+ */
+bool may_share(const Plan &plan, const Jsonb *filter) {
+  return !filter && held_sharing_enabled() && reads_committed_now() && !row_security(plan);
+}
+
+/* What shared values are matched by: the shape, and the part size they are cut by. */
+std::string share_key(const Plan &plan) {
+  return plan.spec + " " + std::to_string(settings.held_part_bytes);
+}
+
+bool apply_shared(const Held &h, uint64_t upto);
+
+/*
+ * Waits (at most timeout_ms) until the worker has loaded every event
+ * committed before the call; whether it did.
+ */
+bool worker_caught_up(int timeout_ms) {
+  uint64_t target = last_seq();
+  TimestampTz start = GetCurrentTimestamp();
+  while (loaded_seq() < target) {
+    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms)) return false;
+    pg_call([] {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1,
+                      PG_WAIT_EXTENSION);
+      ResetLatch(MyLatch);
+      CHECK_FOR_INTERRUPTS();
+    });
+  }
+  return true;
+}
+
+/*
+ * The value of plan as the shared one has it, attached (shared: its slot,
+ * base: its version now), with every event committed before the call
+ * applied (so that it is as fresh as a load; a value shared before a
+ * capture restart is loaded again then); the value is shared first if no
+ * session shares it
+ * yet.  When it cannot be shared (no slot, no memory), the value loaded,
+ * with shared = -1.
+ */
+Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base) {
+  static bool exit_hook = false;
+  if (!exit_hook) {
+    pg_call([] { before_shmem_exit(detach_shared_at_exit, 0); });
+    exit_hook = true;
+  }
+  check_select_privileges(plan);
+  uint32_t relid = plan.root->table.relid;
+  std::string key = share_key(plan);
+  shared = held_share_find(relid, key);
+  if (shared < 0) {
+    Jsonb *loaded = load_value(relid, assocs, nullptr);
+    MemoryContext scratch = value_context();
+    try {
+      PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
+      uint64_t version = 0;
+      shared = held_share_create(relid, key, parts, value_seq(loaded), version);
+    } catch (...) {
+      pg_call([&] { MemoryContextDelete(scratch); });
+      throw;
+    }
+    pg_call([&] { MemoryContextDelete(scratch); });
+    if (shared < 0) return loaded;
+  }
+  try {
+    Held probe;
+    probe.relid = relid;
+    probe.assocs = assocs;
+    probe.shared = shared;
+    /* Every event committed before the call, once the worker has loaded
+     * it (the cache may hold an older version of its row until then): the
+     * value shows what a load would.  A worker far behind: load instead. */
+    if (!worker_caught_up(1000) || !apply_shared(probe, loaded_seq())) {
+      held_share_detach(shared);
+      shared = -1;
+      return load_value(relid, assocs, nullptr);
+    }
+    SharedSince now = held_share_since(shared, UINT64_MAX); /* the whole value */
+    base = now.version;
+    return join_value(now.value);
+  } catch (...) {
+    held_share_detach(shared);
+    throw;
+  }
+}
+
 /*
  * ectosync.hold(name, tbl, assocs, filter, listen): load and keep; with
  * listen, LISTEN to the value's channel (or its tables' channels when no
@@ -293,7 +424,11 @@ void publish_interest(const Held &h, const PartedValue &value) {
  * notified before its LISTEN took effect are then covered.
  */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
-  Jsonb *value = load_value(relid, assocs, filter);
+  const Plan &plan = resolve_plan(relid, assocs);
+  int shared = -1;
+  uint64_t base = 0;
+  Jsonb *value = may_share(plan, filter) ? share_value(plan, assocs, shared, base) : nullptr;
+  if (!value) value = load_value(relid, assocs, filter);
   auto &values = held_values();
   auto it = values.find(name);
   if (it != values.end()) {
@@ -305,9 +440,13 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.role = GetUserId();
   h.assocs = keep(assocs);
   h.filter = keep(filter);
-  h.context = value_context();
-  h.value = in_context(h.context, [&] { return split_value(value); });
-  h.scanned = value_seq(value);
+  h.shared = shared;
+  h.base = base;
+  if (shared < 0) {
+    h.context = value_context();
+    h.value = in_context(h.context, [&] { return split_value(value); });
+    h.scanned = value_seq(value);
+  }
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
   values[name] = h;
@@ -372,8 +511,7 @@ jb::Node replace_all(const PartedValue &value) {
  */
 void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
               std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
-              TouchedRows &touched) {
-  uint64_t upto = loaded_seq();
+              TouchedRows &touched, uint64_t upto = loaded_seq()) {
   if (upto <= scanned) return;
   in_context(made_in, [&] {
     try {
@@ -481,9 +619,142 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
   return result;
 }
 
+/*
+ * A shared value that row level security now applies to: this session
+ * loads a value of its own, as itself, which the client gets whole.
+ */
+Reply unshare(Held &h) {
+  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  MemoryContext context = value_context();
+  PartedValue value;
+  try {
+    value = in_context(context, [&] { return split_value(whole); });
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(context); });
+    throw;
+  }
+  held_share_detach(h.shared);
+  h.shared = -1;
+  h.context = context;
+  h.value = value;
+  h.scanned = value_seq(whole);
+  h.version++;
+  return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
+                        std::string("Row level security applies: the value is no longer shared.")),
+               true};
+}
+
+/*
+ * A shared value this session goes on with alone: a copy of it becomes its
+ * own.  For a session whose transaction wrote or holds a snapshot (it may
+ * not apply events to a shared value: it reads what other sessions
+ * cannot), that waited too long for another's turn, or when shared memory
+ * ran out.  If other sessions moved the value on since this client's
+ * version, the client gets the whole value (it is behind).
+ */
+void leave_shared(Held &h) {
+  SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
+  MemoryContext context = value_context();
+  PartedValue copy;
+  try {
+    copy.head = keep(now.value.head, context);
+    for (Jsonb *p : now.value.parts) copy.parts.push_back(keep(p, context));
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(context); });
+    throw;
+  }
+  held_share_detach(h.shared);
+  h.shared = -1;
+  h.context = context;
+  h.value = copy;
+  h.scanned = now.scanned;
+  h.version = static_cast<int64_t>(now.version - h.base);
+}
+
+/*
+ * The turn (held_shared.hpp) to apply the events loaded since to the
+ * shared value, if no other session has applied them: as changes_made_in
+ * does for a value of one's own, with the patch published for all.  false
+ * when shared memory ran out, or another session's turn took too long.
+ */
+bool apply_shared(const Held &h, uint64_t upto) {
+  PartedValue before;
+  uint64_t version = 0, scanned = 0;
+  switch (held_share_turn(h.shared, upto, before, version, scanned)) {
+    case SharedTurn::Current:
+      return true;
+    case SharedTurn::TimedOut:
+      return false;
+    case SharedTurn::Mine:
+      break;
+  }
+  MemoryContext made_in = value_context();
+  try {
+    PartedValue current = before;
+    std::optional<std::string> reloaded;
+    std::vector<uint64_t> changed_by;
+    TouchedRows touched;
+    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched, upto);
+    Jsonb *ops = nullptr;
+    if (!reloaded && current != before) {
+      Diff diff(resolve_plan(h.relid, h.assocs));
+      diff.parts(before.parts, current.parts, touched);
+      if (diff.count() > 0)
+        in_context(made_in, [&] {
+          ops = jb::to_jsonb(diff.ops());
+          rebalance(current, false); /* (the shared parts are not ours to free) */
+        });
+    }
+    bool published =
+        held_share_publish(h.shared, current, ops, reloaded.has_value(), changed_by, scanned);
+    pg_call([&] { MemoryContextDelete(made_in); });
+    return published;
+  } catch (...) {
+    held_share_abandon(h.shared);
+    pg_call([&] { MemoryContextDelete(made_in); });
+    throw;
+  }
+}
+
+/*
+ * changes() of a shared value: the events are applied once, by whichever
+ * session comes first; each replies to its own client from the patches
+ * published since its version (the whole value when the client is behind,
+ * or the patches left the log).  nullopt: the session left the shared
+ * value (leave_shared), and changes() goes on with its own.
+ */
+std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version) {
+  const Plan &plan = resolve_plan(h.relid, h.assocs);
+  if (row_security(plan)) return unshare(h);
+  if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
+    leave_shared(h);
+    return std::nullopt;
+  }
+  bool behind = client_version && *client_version != h.version;
+  SharedSince since = held_share_since(h.shared, behind ? UINT64_MAX : h.base + h.version);
+  int64_t version = static_cast<int64_t>(since.version - h.base);
+  bool changed = behind || version != h.version;
+  jb::Node ops = jb::Node::array();
+  if (changed) check_select_privileges(plan);
+  if (since.whole) {
+    ops = replace_all(since.value);
+  } else {
+    for (const Jsonb *patch : since.ops) {
+      jb::View list(patch);
+      if (list.size() > 0) ops.push(jb::Node::copy_range(list, 0, list.size()));
+    }
+  }
+  h.version = version;
+  h.scanned = since.scanned;
+  return Reply{envelope(version, since.scanned, std::move(ops), since.events, std::nullopt),
+               changed};
+}
+
 /* ectosync.changes(name, version): see the header comment. */
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   Held &h = find_held(name);
+  if (h.shared >= 0)
+    if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */
   MemoryContext made_in = value_context();
   try {
@@ -591,17 +862,27 @@ extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
 
 /*
  * SQL: ectosync.held() RETURNS TABLE (name, tbl, assocs, filter, version,
- * seq, bytes, parts, channel, notifications): this session's held values.
+ * seq, bytes, parts, channel, notifications, shared_by): this session's
+ * held values; shared_by: the sessions holding the shared value (NULL:
+ * this session's own copy).
  */
 extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   pg_entry([&] {
     for (const auto &[name, h] : held_values()) {
-      Datum values[10];
-      bool nulls[10] = {};
+      Datum values[11];
+      bool nulls[11] = {};
       std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";
       uint64_t notified = h.entry >= 0 ? interest_notifications(h.entry) : 0;
+      size_t bytes = 0;
+      int parts = 0, holders = 0;
+      if (h.shared >= 0) {
+        held_share_describe(h.shared, bytes, parts, holders);
+      } else {
+        bytes = value_bytes(h.value);
+        parts = static_cast<int>(h.value.parts.size());
+      }
       pg_call([&] {
         values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
         values[1] = ObjectIdGetDatum(h.relid);
@@ -610,11 +891,13 @@ extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
         values[3] = h.filter ? JsonbPGetDatum(h.filter) : (Datum)0;
         values[4] = Int64GetDatum(h.version);
         values[5] = Int64GetDatum((int64)h.scanned);
-        values[6] = Int64GetDatum((int64)value_bytes(h.value));
-        values[7] = Int32GetDatum((int32)h.value.parts.size());
+        values[6] = Int64GetDatum((int64)bytes);
+        values[7] = Int32GetDatum(parts);
         nulls[8] = h.entry < 0;
         values[8] = h.entry >= 0 ? CStringGetTextDatum(channel.c_str()) : (Datum)0;
         values[9] = Int64GetDatum((int64)notified);
+        nulls[10] = h.shared < 0;
+        values[10] = Int32GetDatum(holders);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

@@ -7,6 +7,7 @@
 #include "pg_boundary.hpp"
 #include "settings.hpp"
 
+#include <algorithm>
 #include <optional>
 
 namespace ectosync {
@@ -92,7 +93,8 @@ size_t value_bytes(const PartedValue &value) {
   return bytes;
 }
 
-void rebalance(PartedValue &value) {
+void rebalance(PartedValue &value, bool free_replaced) {
+  const std::vector<Jsonb *> given = value.parts;
   const size_t small = part_bytes() / 4;
   std::vector<Jsonb *> out, made, dropped;
   auto make = [&](Jsonb *p) {
@@ -122,8 +124,10 @@ void rebalance(PartedValue &value) {
     for (Jsonb *p : made) release(p);
     throw;
   }
-  /* Only now are the replaced parts freed (merged ones may have been made here). */
-  for (Jsonb *p : dropped) release(p);
+  /* Only now are the replaced parts freed (merged ones may have been made
+   * here: those always are). */
+  for (Jsonb *p : dropped)
+    if (free_replaced || std::find(given.begin(), given.end(), p) == given.end()) release(p);
   value.parts = std::move(out);
 }
 

@@ -49,9 +49,10 @@ size_t value_bytes(const PartedValue &value);
 /*
  * Keeps parts near ectosync.held_part_size after events changed them: a part past twice
  * that is split, an empty one dropped, small neighbours merged.  The value
- * stays equal; new parts are written in CurrentMemoryContext and the parts
- * they replace are pfree'd (so all parts must be palloc'd, not shared).
+ * stays equal; new parts are written in CurrentMemoryContext.  The parts
+ * they replace are pfree'd when free_replaced (they must be palloc'd then),
+ * else left to the caller (parts in shared memory, held_shared.hpp).
  */
-void rebalance(PartedValue &value);
+void rebalance(PartedValue &value, bool free_replaced = true);
 
 }  // namespace ectosync

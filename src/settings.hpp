@@ -19,6 +19,7 @@ struct Settings {
   char *worker_role;   /* ectosync.worker_role */
   int max_held_values; /* ectosync.max_held_values, all databases */
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
+  int held_shared_kb;  /* ectosync.held_shared_memory (held_shared.hpp) */
 };
 
 extern Settings settings;

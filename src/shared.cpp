@@ -10,6 +10,7 @@
  *   the cache's hash table (dynahash in shared memory, fixed size)
  *   the cache's arena (cache_size bytes)
  *   InterestEntry[max_held_values]: what each held value depends on
+ *   the values that sessions share (held_shared.cpp, which documents them)
  *
  * The queue and the event log are one ring of records per database:
  * writers append at head at commit; the worker reads from `processed` to
@@ -36,8 +37,9 @@
  *                or free one, shared to read them (the worker's matching).
  *                Each entry's spinlock guards its contents, held only to
  *                copy them in or out.
- * Order: slots_lock, then a slot's lock.  cache_lock and interest_lock are
- * never held together with another ecto_sync lock.  No lock is held across anything that can
+ *   held_lock    the shared held values (held_shared.cpp)
+ * Order: slots_lock, then a slot's lock.  cache_lock, interest_lock and held_lock
+ * are never held together with another ecto_sync lock.  No lock is held across anything that can
  * ERROR except palloc-free copies.
  */
 #include "shared.hpp"
@@ -102,6 +104,7 @@ static Size shared_size() {
   size = add_size(size, interests_size());
   size = add_size(size, hash_estimate_size(cache_max_entries(), sizeof(CacheEntry)));
   size = add_size(size, MAXALIGN(arena_bytes()));
+  size = add_size(size, held_shared_shmem_size());
   return size;
 }
 
@@ -122,7 +125,7 @@ static char *slot_ring(DbSlot *slot) {
 static void shmem_request() {
   if (prev_shmem_request_hook) prev_shmem_request_hook();
   RequestAddinShmemSpace(shared_size());
-  RequestNamedLWLockTranche("ecto_sync", 3 + settings.max_databases);
+  RequestNamedLWLockTranche("ecto_sync", 4 + settings.max_databases);
 }
 
 /* A random epoch, so that values and events of an earlier generation of
@@ -156,7 +159,7 @@ static void shmem_startup() {
     for (int i = 0; i < settings.max_databases; i++) {
       DbSlot *slot = slot_at(i);
       memset(slot, 0, sizeof(DbSlot));
-      slot->lock = &locks[3 + i].lock;
+      slot->lock = &locks[4 + i].lock;
       slot->next_seq = 1;
       memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
     }
@@ -169,6 +172,7 @@ static void shmem_startup() {
                              HASH_ELEM | HASH_BLOBS);
   cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
   interests = (InterestEntry *)ShmemInitStruct("ecto_sync interests", interests_size(), &found);
+  held_shared_shmem_startup(&GetNamedLWLockTranche("ecto_sync")[3].lock);
   if (!found) {
     for (int i = 0; i < settings.max_held_values; i++) {
       memset(&interests[i], 0, sizeof(InterestEntry));

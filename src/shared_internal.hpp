@@ -97,6 +97,10 @@ struct InterestEntry {
   Interest interest;
 };
 
+/* held_shared.cpp's part of shared memory, and its start (lock: held_lock). */
+Size held_shared_shmem_size();
+void held_shared_shmem_startup(LWLock *lock);
+
 struct EctoShared {
   uint64 epoch;
   LWLock *slots_lock;

@@ -274,3 +274,97 @@ TEST(Oracle, StaleValueIsDetectedThenConverges) {
   EXPECT_GE(holder.stats().syncs, 1);
   EXPECT_EQ(holder.stats().reloads, 0);
 }
+
+/*
+ * Sessions holding the same value share it (held_shared.hpp): one of them
+ * applies each change, the others wait for it and read the patch.  Three
+ * holders each of two shapes follow random writes from their own
+ * connections, so that turns and waits interleave; holders' backends are
+ * terminated along the way (each reconnection holds again: it attaches to
+ * the shared value while events flow).  At the end every copy equals a fresh load, and
+ * (with room for shared values) each value is shared by its three holders.
+ */
+TEST(Oracle, SharedHeldValuesEqualFreshLoads) {
+  const uint64_t seed = testing_support::seed_from_env();
+  const int64_t changes = testing_support::env_int("ECTOSYNC_ORACLE_CHANGES", 3000) / 2;
+  std::cout << "shared: seed " << seed << ", " << changes << " statements" << std::endl;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  testing_support::TestDatabase db("ectosync_client_shared");
+  const std::string conninfo = db.conninfo();
+  pg::Connection admin(conninfo);
+  blog::create_schema(admin);
+  blog::seed(admin, seed, testing_support::small_scale());
+
+  const std::vector<std::pair<std::string, std::string>> shapes = {
+      {"posts", R"(["tags", {"comments": ["author"]}])"}, {"persons", R"([{"posts": ["tags"]}])"}};
+  std::vector<std::unique_ptr<ectosync::Holder>> holders;
+  for (int i = 0; i < 6; i++) {
+    ectosync::HolderOptions o;
+    o.conninfo = conninfo;
+    o.table = shapes[i % 2].first;
+    o.assocs = shapes[i % 2].second;
+    o.name = "holder " + std::to_string(i) + " (" + o.table + ")";
+    admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {o.table, o.assocs});
+    holders.push_back(std::make_unique<ectosync::Holder>(o));
+  }
+  for (auto &h : holders) h->start();
+  /* terminated in turn, one per 1/8 of the statements */
+  std::vector<std::string> victims;
+  for (auto &h : holders)
+    victims.push_back(h->connection().exec("SELECT pg_backend_pid()").str(0, 0));
+
+  blog::IdSpace ids;
+  ids.read(admin);
+  std::atomic<int64_t> statements{0};
+  std::atomic<bool> writers_done{false}, failed{false};
+  size_t terminated = 0;
+  std::vector<std::thread> threads;
+  testing_support::JoinAll join{threads, &writers_done};
+  for (int w = 0; w < 2; w++)
+    threads.emplace_back([&, w] {
+      try {
+        pg::Connection conn(conninfo);
+        blog::Workload work(conn, ids, seed * 17 + static_cast<uint64_t>(w), blog::Mix{});
+        while (statements.load() < changes && !failed) {
+          int64_t before = work.stats().statements;
+          work.run_transaction();
+          statements += work.stats().statements - before;
+          while (w == 0 && terminated < victims.size() &&
+                 statements.load() > changes * static_cast<int64_t>(terminated + 1) / 8)
+            conn.exec("SELECT pg_terminate_backend($1::int)", {victims[terminated++]});
+        }
+      } catch (const std::exception &e) {
+        ADD_FAILURE() << "writer " << w << ": " << e.what();
+        failed = true;
+      }
+    });
+  for (auto &h : holders)
+    threads.emplace_back([&, h = h.get()] {
+      try {
+        while (!writers_done && !failed) h->pump(50ms);
+      } catch (const std::exception &e) {
+        ADD_FAILURE() << h->options().name << ": " << e.what();
+        failed = true;
+      }
+    });
+  for (int w = 0; w < 2; w++) threads[w].join();
+  writers_done = true;
+  for (auto &t : threads)
+    if (t.joinable()) t.join();
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(terminated, victims.size());
+
+  for (auto &h : holders) {
+    EXPECT_TRUE(h->converge(20s)) << h->options().name << " differs from a fresh load";
+    auto held = h->connection().exec("SELECT shared_by FROM ectosync.held()");
+    ASSERT_EQ(held.rows(), 1);
+    std::cout << "  " << h->options().name << ": " << h->stats().patches << " patches, "
+              << h->stats().reconnects << " reconnects, shared by "
+              << (held.is_null(0, 0) ? "none" : held.str(0, 0)) << std::endl;
+    if (!testing_support::expect_pressure()) {
+      EXPECT_EQ(held.str(0, 0), "3") << h->options().name;
+    }
+  }
+  for (auto &h : holders)
+    EXPECT_GE(h->stats().reconnects, 1) << h->options().name << " did not reconnect";
+}

@@ -1,0 +1,35 @@
+-- Run by scripts/test.sh with ectosync.held_shared_memory = 2MB: a shared
+-- held value that outgrows shared memory goes on as the session's own, and
+-- its client still gets every change.  Raises on any failure.
+\set ON_ERROR_STOP 1
+\set QUIET on
+SET client_min_messages = warning;
+CREATE EXTENSION ecto_sync;
+CREATE TABLE t (id int PRIMARY KEY, x text);
+INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 10) g;
+SELECT ectosync.watch('t') IS NOT NULL AS watched;
+SELECT ectosync.hold('a', 't', listen => false) IS NOT NULL AS held; -- (not in a transaction that wrote)
+DO $$ BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'a') IS DISTINCT FROM 1 THEN
+    RAISE 'a small value should be shared';
+  END IF;
+END $$;
+INSERT INTO t SELECT g, repeat('y', 300) FROM generate_series(11, 9000) g; -- about 3 MB
+SELECT ectosync.wait_for_worker(60000) AS caught_up;
+-- (a plain SELECT: a transaction that wrote would stop sharing anyway)
+SELECT ectosync.changes('a', 0) AS r \gset
+CREATE TEMP TABLE reply AS SELECT :'r'::jsonb AS r;
+DO $$
+DECLARE
+  n int := (SELECT jsonb_array_length(r -> 'patch') FROM reply);
+  whole boolean := (SELECT r #>> '{patch,0,path}' = '' FROM reply);
+BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'a') IS NOT NULL THEN
+    RAISE 'the value should no longer be shared';
+  END IF;
+  IF NOT whole AND n <> 8990 THEN
+    RAISE 'expected 8990 rows added, the patch has % operations', n;
+  END IF;
+  IF (SELECT (r ->> 'version')::int FROM reply) <> 1 THEN RAISE 'version should be 1'; END IF;
+END $$;
+SELECT 'ok: a shared value that outgrew shared memory went on alone' AS held_shared_full;

@@ -620,15 +620,16 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
 }
 
 /*
- * A shared value that row level security now applies to: this session
- * loads a value of its own, as itself, which the client gets whole.
+ * A shared h goes on with a value of its own, which make() writes (in
+ * CurrentMemoryContext: a new context for the value), reflecting the
+ * events up to scanned.  If make() throws, h is as it was.
  */
-Reply unshare(Held &h) {
-  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+template <typename Make>
+void own_value(Held &h, Make make, uint64_t scanned) {
   MemoryContext context = value_context();
   PartedValue value;
   try {
-    value = in_context(context, [&] { return split_value(whole); });
+    value = in_context(context, make);
   } catch (...) {
     pg_call([&] { MemoryContextDelete(context); });
     throw;
@@ -637,7 +638,17 @@ Reply unshare(Held &h) {
   h.shared = -1;
   h.context = context;
   h.value = value;
-  h.scanned = value_seq(whole);
+  h.scanned = scanned;
+}
+
+/*
+ * A shared value that row level security now applies to: this session
+ * loads a value of its own, as itself, which the client gets whole.
+ */
+Reply unshare(Held &h) {
+  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  own_value(
+      h, [&] { return split_value(whole); }, value_seq(whole));
   h.version++;
   return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
                         std::string("Row level security applies: the value is no longer shared.")),
@@ -654,20 +665,15 @@ Reply unshare(Held &h) {
  */
 void leave_shared(Held &h) {
   SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
-  MemoryContext context = value_context();
-  PartedValue copy;
-  try {
-    copy.head = keep(now.value.head, context);
-    for (Jsonb *p : now.value.parts) copy.parts.push_back(keep(p, context));
-  } catch (...) {
-    pg_call([&] { MemoryContextDelete(context); });
-    throw;
-  }
-  held_share_detach(h.shared);
-  h.shared = -1;
-  h.context = context;
-  h.value = copy;
-  h.scanned = now.scanned;
+  own_value(
+      h,
+      [&] {
+        PartedValue copy;
+        copy.head = keep(now.value.head, CurrentMemoryContext);
+        for (Jsonb *p : now.value.parts) copy.parts.push_back(keep(p, CurrentMemoryContext));
+        return copy;
+      },
+      now.scanned);
   h.version = static_cast<int64_t>(now.version - h.base);
 }
 

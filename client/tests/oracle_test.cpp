@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <iostream>
 #include <random>
 #include <thread>
@@ -83,6 +84,34 @@ std::string random_filter(pg::Connection &conn, std::mt19937_64 &rng, const std:
   return "{\"" + col + "\": " + r.str(static_cast<int>(rng() % r.rows()), 0) + "}";
 }
 
+/*
+ * A writer of random transactions until statements (counted by all the
+ * writers) reaches target; after() runs after each transaction.  Failures
+ * are test failures and set failed.
+ */
+std::thread random_writer(const std::string &conninfo, blog::IdSpace &ids, uint64_t seed,
+                          std::atomic<int64_t> &statements, int64_t target,
+                          std::atomic<bool> &failed, blog::WriteStats &stats,
+                          std::function<void(pg::Connection &)> after = {}) {
+  return std::thread([=, &ids, &statements, &failed, &stats] {
+    try {
+      pg::Connection conn(conninfo);
+      blog::Workload work(conn, ids, seed, blog::Mix{});
+      while (statements.load() < target && !failed) {
+        int64_t before = work.stats().statements;
+        work.run_transaction();
+        statements += work.stats().statements - before;
+        if (work.stats().aborted > target) throw std::runtime_error("everything aborts");
+        if (after) after(conn);
+      }
+      stats = work.stats();
+    } catch (const std::exception &e) {
+      ADD_FAILURE() << "writer (seed " << seed << "): " << e.what();
+      failed = true;
+    }
+  });
+}
+
 }  // namespace
 
 TEST(Oracle, HeldValuesEqualFreshLoads) {
@@ -126,24 +155,9 @@ TEST(Oracle, HeldValuesEqualFreshLoads) {
   std::vector<std::thread> threads;
   testing_support::JoinAll join{threads, &writers_done};
   std::vector<blog::WriteStats> wstats(kWriters);
-  for (int w = 0; w < kWriters; w++) {
-    threads.emplace_back([&, w] {
-      try {
-        pg::Connection conn(conninfo);
-        blog::Workload work(conn, ids, seed * 31 + static_cast<uint64_t>(w), blog::Mix{});
-        while (statements.load() < changes && !failed) {
-          int64_t before = work.stats().statements;
-          work.run_transaction();
-          statements += work.stats().statements - before;
-          if (work.stats().aborted > changes) throw std::runtime_error("everything aborts");
-        }
-        wstats[w] = work.stats();
-      } catch (const std::exception &e) {
-        ADD_FAILURE() << "writer " << w << ": " << e.what();
-        failed = true;
-      }
-    });
-  }
+  for (int w = 0; w < kWriters; w++)
+    threads.push_back(random_writer(conninfo, ids, seed * 31 + static_cast<uint64_t>(w), statements,
+                                    changes, failed, wstats[w]));
   /*
    * Under pressure, one more writer: statements of 40 posts with 1600-byte
    * bodies (the worker caches each row: the 1 MB cache must evict), and
@@ -320,24 +334,15 @@ TEST(Oracle, SharedHeldValuesEqualFreshLoads) {
   size_t terminated = 0;
   std::vector<std::thread> threads;
   testing_support::JoinAll join{threads, &writers_done};
+  std::vector<blog::WriteStats> wstats(2);
   for (int w = 0; w < 2; w++)
-    threads.emplace_back([&, w] {
-      try {
-        pg::Connection conn(conninfo);
-        blog::Workload work(conn, ids, seed * 17 + static_cast<uint64_t>(w), blog::Mix{});
-        while (statements.load() < changes && !failed) {
-          int64_t before = work.stats().statements;
-          work.run_transaction();
-          statements += work.stats().statements - before;
+    threads.push_back(random_writer(
+        conninfo, ids, seed * 17 + static_cast<uint64_t>(w), statements, changes, failed, wstats[w],
+        [&, w](pg::Connection &conn) {
           while (w == 0 && terminated < victims.size() &&
                  statements.load() > changes * static_cast<int64_t>(terminated + 1) / 8)
             conn.exec("SELECT pg_terminate_backend($1::int)", {victims[terminated++]});
-        }
-      } catch (const std::exception &e) {
-        ADD_FAILURE() << "writer " << w << ": " << e.what();
-        failed = true;
-      }
-    });
+        }));
   for (auto &h : holders)
     threads.emplace_back([&, h = h.get()] {
       try {

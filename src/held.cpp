@@ -174,11 +174,15 @@ void forget(Held &h) {
   h = Held();
 }
 
-/* At exit: this backend no longer holds its shared values. */
+/* At exit (before_shmem_exit): this backend no longer holds its shared
+ * values.  Detaching cannot fail; nothing may escape into PostgreSQL. */
 void detach_shared_at_exit(int, Datum) {
-  for (auto &entry : held_values()) {
-    held_share_detach(entry.second.shared);
-    entry.second.shared = -1;
+  try {
+    for (auto &entry : held_values()) {
+      held_share_detach(entry.second.shared);
+      entry.second.shared = -1;
+    }
+  } catch (...) {
   }
 }
 

@@ -129,7 +129,8 @@ bool matches(const SharedHeld &s, uint32_t relid, uint32 hash, const std::string
 
 /* A copy of j in the area, or InvalidDsaPointer without memory. */
 dsa_pointer share_bytes(const void *bytes, Size size) {
-  dsa_pointer p = dsa_allocate_extended(the_area(), size, DSA_ALLOC_NO_OOM);
+  /* (HUGE: no ERROR for sizes past 1 GB either, only no memory) */
+  dsa_pointer p = dsa_allocate_extended(the_area(), size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
   if (DsaPointerIsValid(p)) std::memcpy(dsa_get_address(the_area(), p), bytes, size);
   return p;
 }
@@ -355,7 +356,7 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bo
   Size piece_size = events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0);
   bool patched = ops || whole;
   if (ok && DsaPointerIsValid(list_p) && patched) {
-    piece = dsa_allocate_extended(the_area(), piece_size, DSA_ALLOC_NO_OOM);
+    piece = dsa_allocate_extended(the_area(), piece_size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
     if (DsaPointerIsValid(piece)) {
       char *dst = at<char>(piece);
       if (!events.empty()) std::memcpy(dst, events.data(), sizeof(uint64) * events.size());

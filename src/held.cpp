@@ -389,8 +389,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base)
     MemoryContext scratch = value_context();
     try {
       PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
-      uint64_t version = 0;
-      shared = held_share_create(relid, key, parts, value_seq(loaded), version);
+      shared = held_share_create(relid, key, parts, value_seq(loaded));
     } catch (...) {
       pg_call([&] { MemoryContextDelete(scratch); });
       throw;

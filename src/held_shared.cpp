@@ -180,7 +180,6 @@ bool share_parts(const PartedValue &value, const std::vector<dsa_pointer> &old_p
 }  // namespace
 
 Size held_shared_shmem_size() {
-  if (area_bytes() == 0) return MAXALIGN(sizeof(HeldSharedControl));
   return add_size(add_size(MAXALIGN(sizeof(HeldSharedControl)), MAXALIGN(slots_bytes())),
                   area_bytes());
 }
@@ -230,7 +229,7 @@ int held_share_find(uint32_t relid, const std::string &spec) {
 }
 
 int held_share_create(uint32_t relid, const std::string &spec, const PartedValue &value,
-                      uint64_t scanned, uint64_t &version) {
+                      uint64_t scanned) {
   if (!held_sharing_enabled()) return -1;
   the_area();
   uint32 hash = spec_hash(relid, spec);
@@ -249,7 +248,6 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
       if (slots[i].db != InvalidOid && matches(slots[i], relid, hash, spec)) slot = i;
     if (slot >= 0) {
       slots[slot].holders++; /* shared meanwhile: ours is not needed */
-      version = slots[slot].version;
       LWLockRelease(control->lock);
     } else {
       for (int i = 0; i < control->nslots && slot < 0; i++)
@@ -267,7 +265,6 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
         s.nparts = (int)parts.size();
         s.bytes = value_bytes(value);
         s.scanned = scanned;
-        version = 0;
         LWLockRelease(control->lock);
         return slot;
       }

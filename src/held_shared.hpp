@@ -37,12 +37,12 @@ int held_share_find(uint32_t relid, const std::string &spec);
 
 /*
  * Shares value (scanned: the last event it reflects) under (relid, spec),
- * attached, at version 0; or attaches to one that another session shared
- * meanwhile (its version in version).  -1 when neither a slot nor the
- * memory for the value is free.
+ * attached, at version 0; or attaches to the one that another session
+ * shared meanwhile.  -1 when neither a slot nor the memory for the value
+ * is free.
  */
 int held_share_create(uint32_t relid, const std::string &spec, const PartedValue &value,
-                      uint64_t scanned, uint64_t &version);
+                      uint64_t scanned);
 
 /* One holder fewer; the last one frees the value.  Never fails. */
 void held_share_detach(int slot);

@@ -333,6 +333,16 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
 bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bool whole,
                         const std::vector<uint64_t> &events, uint64_t scanned) {
   SharedHeld &s = slots[slot];
+  if (!ops && !whole) {
+    /* No patch, no change: the parts stay (one version, one set of parts:
+     * what held_share_since relies on). */
+    LWLockAcquire(control->lock, LW_EXCLUSIVE);
+    s.scanned = scanned;
+    s.turn = 0;
+    LWLockRelease(control->lock);
+    ConditionVariableBroadcast(&control->cv);
+    return true;
+  }
   /* What the value shares with the old one stays; the rest is copied. */
   std::vector<dsa_pointer> old_ptrs;
   std::vector<const Jsonb *> old_addrs;
@@ -350,9 +360,9 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bo
   /* the patch: [events][ops] */
   dsa_pointer piece = InvalidDsaPointer;
   Size events_bytes = MAXALIGN(sizeof(uint64) * events.size());
-  Size piece_size = events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0);
-  bool patched = ops || whole;
-  if (ok && DsaPointerIsValid(list_p) && patched) {
+  Size piece_size =
+      std::max<Size>(events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0), MAXIMUM_ALIGNOF);
+  if (ok && DsaPointerIsValid(list_p)) {
     piece = dsa_allocate_extended(the_area(), piece_size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
     if (DsaPointerIsValid(piece)) {
       char *dst = at<char>(piece);
@@ -360,7 +370,7 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bo
       if (ops) std::memcpy(dst + events_bytes, ops, VARSIZE(ops));
     }
   }
-  if (!ok || !DsaPointerIsValid(list_p) || (patched && !DsaPointerIsValid(piece))) {
+  if (!ok || !DsaPointerIsValid(list_p) || !DsaPointerIsValid(piece)) {
     for (dsa_pointer p : copied) dsa_free(the_area(), p);
     if (new_head) free_if_valid(head_p);
     free_if_valid(list_p);
@@ -376,17 +386,15 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bo
   s.parts = list_p;
   s.nparts = (int)parts.size();
   s.bytes = value_bytes(value);
-  if (patched) {
-    s.version++;
-    LogEntry &e = s.log[(s.version - 1) % kLogEntries];
-    free_if_valid(e.piece);
-    e.version = s.version;
-    e.whole = whole;
-    e.piece = piece;
-    e.events = (uint32)events.size();
-    e.ops_offset = events_bytes;
-    e.size = piece_size;
-  }
+  s.version++;
+  LogEntry &e = s.log[(s.version - 1) % kLogEntries];
+  free_if_valid(e.piece);
+  e.version = s.version;
+  e.whole = whole;
+  e.piece = piece;
+  e.events = (uint32)events.size();
+  e.ops_offset = events_bytes;
+  e.size = piece_size;
   s.scanned = scanned;
   s.turn = 0;
   LWLockRelease(control->lock);

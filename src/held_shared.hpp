@@ -62,12 +62,12 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
                            uint64_t &scanned);
 
 /*
- * Ends the turn: value (whose parts point into shared memory where they
- * did not change) becomes the shared value, reflecting the events up to
- * scanned.  With a patch (ops, a jsonb array; whole: the client must take
- * the whole value instead, after a reload) the version moves on by one.
- * false when shared memory ran out: nothing changed and the turn is given
- * up.
+ * Ends the turn.  With a patch (ops, a jsonb array; or whole: the client
+ * must take the whole value instead, after a reload), value (whose parts
+ * point into shared memory where they did not change) becomes the shared
+ * value and the version moves on by one; without, the value stays as it
+ * is.  Either way it reflects the events up to scanned.  false when
+ * shared memory ran out: nothing changed and the turn is given up.
  */
 bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bool whole,
                         const std::vector<uint64_t> &events, uint64_t scanned);

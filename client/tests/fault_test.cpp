@@ -205,6 +205,14 @@ void restart_server(std::unique_ptr<pg::Connection> &admin, const std::string &c
   admin = std::make_unique<pg::Connection>(conninfo);
 }
 
+/* An admin connection to conninfo's database, with the blog created and seeded. */
+std::unique_ptr<pg::Connection> seeded_blog(const std::string &conninfo, uint64_t seed) {
+  auto admin = std::make_unique<pg::Connection>(conninfo);
+  blog::create_schema(*admin);
+  blog::seed(*admin, seed, testing_support::small_scale());
+  return admin;
+}
+
 /*
  * After faults: every holder converges to a fresh load (within timeout),
  * having reconnected and taken a new epoch when new_epoch_since is given.
@@ -232,9 +240,7 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
   std::cout << "fault: seed " << seed << std::endl;
   testing_support::TestDatabase db("ectosync_client_fault");
   const std::string conninfo = db.conninfo();
-  auto admin = std::make_unique<pg::Connection>(conninfo);
-  blog::create_schema(*admin);
-  blog::seed(*admin, seed, testing_support::small_scale());
+  auto admin = seeded_blog(conninfo, seed);
 
   auto holders = start_holders(*admin, conninfo,
                                {{"posts", R"(["tags", {"comments": ["author"]}])"},
@@ -286,9 +292,7 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   std::cout << "sigkill: seed " << seed << std::endl;
   testing_support::TestDatabase db("ectosync_client_sigkill");
   const std::string conninfo = db.conninfo();
-  auto admin = std::make_unique<pg::Connection>(conninfo);
-  blog::create_schema(*admin);
-  blog::seed(*admin, seed, testing_support::small_scale());
+  auto admin = seeded_blog(conninfo, seed);
   auto holders = start_holders(*admin, conninfo);
   const std::string epoch_before = holders[0]->epoch();
 
@@ -456,9 +460,7 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
   std::cout << "soak: " << seconds << " s, seed " << seed << std::endl;
   testing_support::TestDatabase db("ectosync_client_soak");
   const std::string conninfo = db.conninfo();
-  auto admin = std::make_unique<pg::Connection>(conninfo);
-  blog::create_schema(*admin);
-  blog::seed(*admin, seed, testing_support::small_scale());
+  auto admin = seeded_blog(conninfo, seed);
   auto holders = start_holders(*admin, conninfo);
 
   blog::IdSpace ids;

@@ -51,7 +51,9 @@ run "client tests (ctest)" scripts/with-cluster.sh ctest --test-dir client/build
 # evicts), a 64-event log (events expire: ZE001), 50 events per
 # transaction, interest entries for 3 held values (the others listen to
 # their tables), 256 kB for shared held values (sharing fails, holders go
-# on alone).  The holders must still converge;
+# on alone), rows read ahead only for tables used within the last second
+# (the rest are read by the holders, on cache misses).  The holders must
+# still converge;
 # ECTOSYNC_EXPECT_PRESSURE=1 makes the tests check that the pressure really
 # occurred.
 ECTOSYNC_CONF="ectosync.queue_size = 64kB
@@ -60,6 +62,7 @@ ectosync.event_log_size = 64
 ectosync.max_xact_events = 50
 ectosync.max_held_values = 3
 ectosync.held_shared_memory = 256kB
+ectosync.load_window = 1s
 ectosync.batch_delay = 100ms" ECTOSYNC_EXPECT_PRESSURE=1 \
   run "client tests under tiny shared memory" scripts/with-cluster.sh \
   ctest --test-dir client/build -R 'client_(oracle|listener|fault)' --output-on-failure
@@ -71,6 +74,13 @@ ECTOSYNC_CONF="shared_preload_libraries = ''" \
 ECTOSYNC_CONF="ectosync.held_shared_memory = 2MB" \
   run "shared held values out of memory" scripts/with-cluster.sh \
   psql -X -v ON_ERROR_STOP=1 -f scripts/checks/held_shared_full.sql
+
+# Rows of tables that no session used lately are not read ahead, and what
+# the cache held of them is not served once they change
+# (scripts/checks/load_window.sql raises otherwise).
+ECTOSYNC_CONF="ectosync.load_window = 2s" \
+  run "rows read on demand after ectosync.load_window" scripts/with-cluster.sh \
+  psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/load_window.sql
 
 node_example() {
   cd examples/node || return

@@ -33,3 +33,22 @@ CREATE FUNCTION ectosync.held()
                    shared_by int)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_held';
 COMMENT ON FUNCTION ectosync.held() IS 'The values this session holds';
+
+-- rows_not_loaded: changed rows the worker did not read ahead of time, as
+-- no session had used their table within ectosync.load_window.
+DROP VIEW ectosync.stats;
+DROP FUNCTION ectosync.stats();
+CREATE FUNCTION ectosync.stats(
+    OUT epoch text, OUT worker_pid int, OUT last_seq bigint, OUT processed_seq bigint,
+    OUT events_captured bigint, OUT events_queued bigint, OUT events_dropped bigint,
+    OUT events_processed bigint, OUT queue_bytes bigint, OUT queue_peak_bytes bigint,
+    OUT batches bigint, OUT load_queries bigint, OUT rows_loaded bigint,
+    OUT notifications_sent bigint, OUT reload_markers bigint,
+    OUT cache_entries bigint, OUT cache_bytes bigint, OUT cache_capacity bigint,
+    OUT cache_hits bigint, OUT cache_misses bigint, OUT cache_evictions bigint,
+    OUT lag_p50_ms float8, OUT lag_p99_ms float8, OUT lag_samples bigint,
+    OUT rows_not_loaded bigint)
+    RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_stats';
+COMMENT ON FUNCTION ectosync.stats() IS
+    'Counters of this database''s capture queue and worker, and of the shared row cache';
+CREATE VIEW ectosync.stats AS SELECT * FROM ectosync.stats();

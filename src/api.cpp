@@ -70,8 +70,8 @@ extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
   snprintf(epoch, sizeof epoch, "%016" PRIx64, shared_epoch());
   uint64 last = attached ? slot->next_seq - 1 : 0;
   const QueueStats &q = slot->stats;
-  Datum values[24];
-  bool nulls[24] = {};
+  Datum values[25];
+  bool nulls[25] = {};
   int i = 0;
   values[i++] = CStringGetTextDatum(epoch);
   values[i++] = Int32GetDatum(worker_pid);
@@ -97,6 +97,8 @@ extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
   values[i++] = Float8GetDatum(p50);
   values[i++] = Float8GetDatum(p99);
   values[i++] = Int64GetDatum(slot->lag_next);
+  /* 0.2.0 added: rows the worker left unread (ectosync.load_window) */
+  if (desc->natts > i) values[i++] = Int64GetDatum(q.rows_not_loaded);
   Assert(i == desc->natts);
   PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -8,6 +8,7 @@
 
 #include "assoc.hpp"
 #include "catalog_internal.hpp"
+#include "shared.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -20,6 +21,7 @@ extern "C" {
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 }
 
 #include <map>
@@ -344,6 +346,7 @@ struct PlanCache {
   std::vector<std::shared_ptr<const Plan>> retired;
   bool stale = false;
   bool registered = false;
+  std::unordered_map<uint32_t, TimestampTz> noted; /* note_use() per table */
 };
 
 PlanCache plan_cache;
@@ -385,6 +388,23 @@ void remember_relids(const Plan &plan) {
   for (uint32_t relid : plan.tables()) plan_cache.relids.insert(relid);
 }
 
+/*
+ * Tells the worker that this backend uses the plan's tables (shared.hpp's
+ * note_use), at most once a second per table: a plan is resolved at every
+ * load, sync and changes call.
+ */
+void note_plan_use(const Plan &plan) {
+  TimestampTz now = GetCurrentTimestamp();
+  std::vector<uint32_t> due;
+  for (uint32_t relid : plan.tables()) {
+    TimestampTz &last = plan_cache.noted[relid];
+    if (now - last < USECS_PER_SEC) continue;
+    last = now;
+    due.push_back(relid);
+  }
+  if (!due.empty()) note_use(due);
+}
+
 }  // namespace
 
 /*
@@ -414,7 +434,10 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   const char *path = pg_call([] { return GetConfigOption("search_path", false, false); });
   std::string key = std::to_string(relid) + '\n' + (path ? path : "") + '\n' + spec;
   auto it = plan_cache.plans.find(key);
-  if (it != plan_cache.plans.end()) return *it->second;
+  if (it != plan_cache.plans.end()) {
+    note_plan_use(*it->second);
+    return *it->second;
+  }
   auto plan = std::make_shared<const Plan>(resolve_plan_text(relid, spec));
   if (plan_cache.plans.size() >= kMaxCachedPlans) {
     plan_cache.stale = true;
@@ -430,6 +453,7 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   plan_cache
       .plans[std::to_string(relid) + '\n' + (path ? path : "") + '\n' + jsonb_text(normalized)] =
       plan;
+  note_plan_use(*plan);
   return *(plan_cache.plans[key] = plan);
 }
 

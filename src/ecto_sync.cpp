@@ -78,6 +78,11 @@ static void define_settings() {
                           "Under load, the least time between the worker's passes over the queue.",
                           nullptr, &settings.batch_delay_ms, 4, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS,
                           nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.load_window",
+                          "The worker reads a table's changed rows ahead of time while a session "
+                          "used the table through ecto_sync within this time; -1: always.",
+                          nullptr, &settings.load_window_s, 600, -1, INT_MAX, PGC_SIGHUP,
+                          GUC_UNIT_S, nullptr, nullptr, nullptr);
   DefineCustomStringVariable(
       "ectosync.worker_role", "The role the workers load rows as (empty: the bootstrap superuser).",
       nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);

@@ -16,6 +16,7 @@ struct Settings {
   int max_xact_events; /* ectosync.max_xact_events */
   int batch_size;      /* ectosync.batch_size */
   int batch_delay_ms;  /* ectosync.batch_delay */
+  int load_window_s;   /* ectosync.load_window; -1: always */
   char *worker_role;   /* ectosync.worker_role */
   int max_held_values; /* ectosync.max_held_values, all databases */
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */

@@ -22,15 +22,20 @@
  * The cache is a FIFO arena of row records plus a hash from (database,
  * table, key) to the newest record.  Putting a row appends a record; making
  * room drops the oldest records and the hash entries that still point at
- * them (evictions).
+ * them (evictions).  A record is a row, a tombstone (no such row), or
+ * "unknown": the row changed and the worker did not read it (no session
+ * used its table lately, see note_use()); lookups miss on it, and it keeps
+ * out reads older than the change.
  *
  * Lock protocol (one LWLock tranche, "ecto_sync"):
  *   slots_lock   which database owns which slot; the workers' pids/latches
  *   slot->lock   (one per slot) everything else in that slot: seq counter,
- *                ring, index, gap set, queue counters.  Writers take it
- *                exclusive at commit; the worker shared to copy a batch and
- *                exclusive to advance `processed` and drain gaps; sync()
- *                shared to copy one record.
+ *                ring, index, gap set, queue counters, the tables' last
+ *                use.  Writers take it exclusive at commit; the worker
+ *                shared to copy a batch and exclusive to advance `processed`
+ *                and drain gaps; sync() shared to copy one record;
+ *                note_use() exclusive, at most once a second per table and
+ *                backend.
  *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
  *                (hit/miss counters are atomics).
  *   interest_lock  which entry belongs to which backend: exclusive to take
@@ -241,6 +246,7 @@ DbSlot *claim_slot(Oid dboid) {
       slot->ngaps = 0;
       slot->gap_all = false;
       memset(&slot->stats, 0, sizeof slot->stats);
+      memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;
       LWLockRelease(slot->lock);
     }
@@ -512,12 +518,47 @@ void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids) {
   LWLockRelease(slot->lock);
 }
 
-void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications) {
+void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
+                       uint64 rows_not_loaded) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   slot->stats.rows_loaded += rows;
   slot->stats.load_queries += queries;
   slot->stats.notifications += notifications;
+  slot->stats.rows_not_loaded += rows_not_loaded;
   LWLockRelease(slot->lock);
+}
+
+/* ---- which tables sessions use ---- */
+
+void note_use(const std::vector<uint32_t> &relids) {
+  DbSlot *slot = current_slot();
+  if (!slot) return;
+  TimestampTz now = GetCurrentTimestamp();
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  if (slot->dboid == MyDatabaseId) {
+    for (uint32_t relid : relids) {
+      int at = 0; /* the table's entry, or the least recent one */
+      for (int i = 0; i < kDemandTables; i++) {
+        if (slot->demand[i].relid == relid) {
+          at = i;
+          break;
+        }
+        if (slot->demand[i].at < slot->demand[at].at) at = i;
+      }
+      slot->demand[at].relid = relid;
+      slot->demand[at].at = now;
+    }
+  }
+  LWLockRelease(slot->lock);
+}
+
+TimestampTz table_last_used(DbSlot *slot, Oid relid) {
+  TimestampTz at = 0;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  for (int i = 0; i < kDemandTables; i++)
+    if (slot->demand[i].relid == relid) at = slot->demand[i].at;
+  LWLockRelease(slot->lock);
+  return at;
 }
 
 /* ---- the cache ---- */
@@ -580,7 +621,8 @@ void restart_capture() {
 
 /*
  * The live entry for k, under cache_lock: its record read into rec, or
- * null (no entry, another key with the same hash, or below the floor).
+ * null (no entry, another key with the same hash, below the floor, or
+ * unknown).
  */
 static CacheEntry *cache_lookup(const CacheKey &k, const std::string &key, uint64 floor,
                                 CacheRecord &rec) {
@@ -596,7 +638,7 @@ static CacheEntry *cache_lookup(const CacheKey &k, const std::string &key, uint6
     arena_read(entry->pos + sizeof rec + off, chunk, n);
     same = memcmp(chunk, key.data() + off, n) == 0;
   }
-  return same && rec.version >= floor ? entry : nullptr;
+  return same && rec.version >= floor && !rec.unknown ? entry : nullptr;
 }
 
 CachedRow cache_get(uint32_t relid, const std::string &key) {
@@ -637,7 +679,9 @@ bool cache_holds(uint32_t relid, const std::string &key) {
   return held;
 }
 
-void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {
+/* Appends a record for the key (row, tombstone or unknown) unless a newer one exists. */
+static void cache_store(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row,
+                        bool unknown) {
   if (!shared) return;
   if (version < cache_floor()) return; /* read before the capture restarted */
   CacheKey k = make_key(relid, key);
@@ -647,6 +691,7 @@ void cache_put(uint32_t relid, const std::string &key, uint64_t version, const J
   rec.version = version;
   rec.keylen = (uint32)key.size();
   rec.rowlen = row ? VARSIZE(row) : 0;
+  rec.unknown = unknown;
   rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
   if (rec.len > arena_bytes() / 4) return; /* a huge row is read from its table */
 
@@ -672,6 +717,14 @@ void cache_put(uint32_t relid, const std::string &key, uint64_t version, const J
     shared->arena_head += rec.len;
   }
   LWLockRelease(shared->cache_lock);
+}
+
+void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {
+  cache_store(relid, key, version, row, false);
+}
+
+void cache_forget(uint32_t relid, const std::string &key, uint64_t version) {
+  cache_store(relid, key, version, nullptr, true);
 }
 
 CacheStats cache_stats() {

@@ -88,6 +88,18 @@ bool cache_holds(uint32_t relid, const std::string &key);
 void restart_capture();
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
+/*
+ * The row changed as of version and nobody read it: lookups miss, and puts
+ * of older versions are ignored (a read that began before the change).
+ */
+void cache_forget(uint32_t relid, const std::string &key, uint64_t version);
+
+/*
+ * A session uses these tables through ecto_sync (load, sync, hold, changes):
+ * for ectosync.load_window, the worker reads their changed rows ahead of
+ * time, so that the sessions' next calls find them cached.
+ */
+void note_use(const std::vector<uint32_t> &relids);
 
 /* ---- the interests of held values (interest.hpp) ---- */
 

@@ -23,8 +23,9 @@ extern "C" {
 
 namespace ectosync {
 
-constexpr int kMaxGaps = 64;     /* tables with pending RELOAD markers per db */
-constexpr int kLagWindow = 1024; /* recent commit-to-notify lags kept per db */
+constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db */
+constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
+constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -44,6 +45,7 @@ struct LogIndexEntry {
 struct QueueStats {
   uint64 events_queued, events_dropped, events_processed, batches, gaps;
   uint64 rows_loaded, load_queries, notifications, queue_peak_bytes;
+  uint64 rows_not_loaded; /* changed rows left unread: no recent use of their table */
 };
 
 struct DbSlot {
@@ -62,6 +64,12 @@ struct DbSlot {
   QueueStats stats;               /* lock */
   uint32 lag_us[kLagWindow];      /* lock */
   uint64 lag_next;                /* lock */
+  /* lock: when a session last used each table through ecto_sync (load,
+   * sync, hold, changes); the least recent entry makes room */
+  struct {
+    Oid relid;
+    TimestampTz at;
+  } demand[kDemandTables];
 };
 
 struct CacheKey {
@@ -80,7 +88,8 @@ struct CacheEntry {
 struct CacheRecord {
   uint32 len; /* whole record, MAXALIGNed */
   uint32 keylen;
-  uint32 rowlen; /* 0: tombstone */
+  uint32 rowlen; /* 0: tombstone (or unknown) */
+  bool unknown;  /* the row changed as of version, unread: a miss */
   CacheKey key;
   uint64 version;
 };
@@ -150,7 +159,10 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
 /* RELOAD markers for these tables (a batch that could not be loaded). */
 void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids);
 /* Worker counters. */
-void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications);
+void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
+                       uint64 rows_not_loaded);
+/* When a session last used relid through ecto_sync (note_use()); 0: not lately. */
+TimestampTz table_last_used(DbSlot *slot, Oid relid);
 
 /* Worker: the entries of this database that events match, and the last seq matched. */
 struct InterestHit {

@@ -15,7 +15,9 @@
  *      joins (the tag of a new posts_tags row);
  *   2. read them: one query per table per batch, by primary key, reading
  *      to_jsonb(row); store each in the cache, and a tombstone for each key
- *      that has no row;
+ *      that has no row.  Only for tables that sessions used lately
+ *      (ectosync.load_window): other changed rows are marked unknown in
+ *      the cache, and the first call that needs one reads it;
  *   3. NOTIFY one payload per event (no column values), sent together at the
  *      commit, after the cache holds the rows.
  * A batch that fails (a table dropped meanwhile, a privilege missing) is not
@@ -405,8 +407,21 @@ static Oid load_role() {
 }
 
 struct BatchResult {
-  uint64 rows = 0, queries = 0, notifications = 0;
+  uint64 rows = 0, queries = 0, notifications = 0, not_loaded = 0;
 };
+
+/*
+ * Whether a session used relid through ecto_sync within
+ * ectosync.load_window, so that its changed rows are read now, ahead of the
+ * sessions' calls.  Otherwise nobody may ask for them: reading them would
+ * only slow the writers down (the worker shares their CPUs) and push rows
+ * that are asked for out of the cache.
+ */
+static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
+  if (settings.load_window_s < 0) return true;
+  TimestampTz used = table_last_used(slot, relid);
+  return used != 0 && now - used <= (int64)settings.load_window_s * USECS_PER_SEC;
+}
 
 /* Steps 1-3 of a batch, inside the caller's transaction. */
 static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch) {
@@ -431,6 +446,7 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
   if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
   try {
     uint64 batch_end_seq = batch.back().header.seq;
+    TimestampTz now = GetCurrentTimestamp();
     for (auto &entry : keys) {
       Oid relid = entry.first;
       TableKeys &table_keys = entry.second;
@@ -439,6 +455,15 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
       for (const Key &key : table_keys.gone) {
         std::string ckey = encode_key(key);
         pg_call([&] { cache_put(relid, ckey, batch_end_seq, nullptr); });
+      }
+      if (!read_ahead(slot, relid, now)) {
+        /* The first call that needs such a row reads it and caches it. */
+        for (const Key &key : table_keys.read) {
+          std::string ckey = encode_key(key);
+          pg_call([&] { cache_forget(relid, ckey, batch_end_seq); });
+        }
+        result.not_loaded += table_keys.read.size();
+        continue;
       }
       for (const Key &key : table_keys.related) {
         std::string ckey = encode_key(key);
@@ -520,7 +545,7 @@ static uint64 drain(DbSlot *slot) {
         transactions++;
     }
     queue_finish_batch(slot, batch_end, batch.back().header.seq, n, lags);
-    queue_count_loads(slot, result.rows, result.queries, result.notifications);
+    queue_count_loads(slot, result.rows, result.queries, result.notifications, result.not_loaded);
   }
   std::vector<std::pair<uint32, uint64>> gaps;
   queue_take_gaps(slot, gaps);
@@ -535,7 +560,7 @@ static uint64 drain(DbSlot *slot) {
         }
         sent = gaps.size() + notify_held(markers);
       });
-      queue_count_loads(slot, 0, 0, sent);
+      queue_count_loads(slot, 0, 0, sent, 0);
     } catch (const std::exception &e) {
       report_failure("sending RELOAD markers failed", e);
     }

@@ -22,3 +22,13 @@ SELECT pg_temp.wait_for_workers(0) AS workers_after_drop;
 
 CREATE EXTENSION ecto_sync;
 SELECT pg_temp.wait_for_workers(1) AS workers_after_create;
+
+-- A database that installed 0.1.0 updates to the current version in place:
+-- the held values' functions appear, and stats() gains rows_not_loaded.
+DROP EXTENSION ecto_sync;
+CREATE EXTENSION ecto_sync VERSION '0.1.0';
+SELECT count(*) AS hold_functions FROM pg_proc WHERE proname = 'hold';
+ALTER EXTENSION ecto_sync UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'ecto_sync';
+SELECT count(*) AS hold_functions FROM pg_proc WHERE proname = 'hold';
+SELECT rows_not_loaded >= 0 AS stats_has_rows_not_loaded FROM ectosync.stats;

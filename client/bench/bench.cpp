@@ -4,13 +4,18 @@
  *
  *   ectosync_bench write [--seconds S] [--clients 1,8] [--repeat N]
  *       pgbench custom scripts over posts, comments and posts_tags (insert,
- *       update, delete): no triggers vs ecto_sync capture vs a plpgsql
- *       pg_notify trigger.  TPS, latency, ratios.
- *   ectosync_bench write-setup --db NAME --config "no triggers"|"ecto_sync capture"|"plpgsql
- * pg_notify" ectosync_bench write-sql [--transactions N] [--seed S] a database as the write
- * benchmark prepares it, and its script as plain SQL: what scripts/callgrind-write.sh counts
- * instructions of. ectosync_bench sync [--min-time S] server-side cost of sync(value, event)
- * against load() and the floor SELECT $1::jsonb, for a 100-post and a 10,000-post value (3 tags
+ *       update, delete): no triggers vs ecto_sync capture (alone, and with
+ *       a client using the tables, so that the worker reads every changed
+ *       row ahead) vs a plpgsql pg_notify trigger.  TPS, latency, ratios.
+ *   ectosync_bench write-setup --db NAME --config CONFIG
+ *       a database as the write benchmark prepares it for one of its
+ *       configurations ("no triggers", "ecto_sync capture", ...)
+ *   ectosync_bench write-sql [--transactions N] [--seed S]
+ *       the write benchmark's script as plain SQL: what
+ *       scripts/callgrind-write.sh counts the instructions of
+ *   ectosync_bench sync [--min-time S]
+ *       server-side cost of sync(value, event) against load() and the floor
+ *       SELECT $1::jsonb, for a 100-post and a 10,000-post value (3 tags
  *       each), per event kind.
  *   ectosync_bench latency [--seconds S] [--rates 100,1000,10000]
  *       commit-to-notify latency p50/p99/max at paced change rates.
@@ -131,14 +136,69 @@ void prepare_write_db(const std::string &conninfo, const std::string &config) {
   s.persons = 200;
   s.tags = 40;
   blog::seed(conn, 5, s);
-  if (config == "ecto_sync capture") {
+  if (config.rfind("ecto_sync", 0) == 0) {
     conn.exec("SELECT ectosync.watch('posts', '[\"tags\", \"comments\"]')");
   } else if (config == "plpgsql pg_notify") {
     blog::install_notify_trigger(conn, {"posts", "comments", "posts_tags", "tags"});
   }
+  /* Vacuumed now, and not by autovacuum at a random moment of one run. */
+  for (const char *table : {"posts", "comments", "posts_tags"})
+    conn.exec(std::string("ALTER TABLE ") + table + " SET (autovacuum_enabled = off)");
   conn.exec("VACUUM ANALYZE");
   conn.exec("CHECKPOINT");
 }
+
+/*
+ * Waits until the database has no more client backends than `others`
+ * besides this connection's: the CPU time of pgbench's backends counts
+ * once the postmaster has reaped them.
+ */
+void wait_for_backends_to_exit(pg::Connection &conn, const std::string &db, int others) {
+  for (int i = 0; i < 500; i++) {
+    auto r = conn.exec(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = " + conn.quote_literal(db) +
+        " AND pid <> pg_backend_pid()" + " AND backend_type = 'client backend'");
+    if (r.i64(0, 0) <= others) {
+      std::this_thread::sleep_for(50ms); /* (they leave the view before they exit) */
+      return;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+/*
+ * A client of a watched value, as far as the worker can tell: a session
+ * whose ecto_sync calls (here, channels() every 200 ms) name the value's
+ * tables, so that the worker reads their changed rows ahead of the
+ * client's syncs (ectosync.load_window).
+ */
+class ActiveClient {
+ public:
+  void start(const std::string &conninfo, const std::string &table, const std::string &assocs) {
+    thread_ = std::thread([this, conninfo, table, assocs] {
+      try {
+        pg::Connection c(conninfo);
+        std::string sql = "SELECT ectosync.channels(" + c.quote_literal(table) + ", " +
+                          c.quote_literal(assocs) + ")";
+        while (!stop_) {
+          c.exec(sql);
+          std::this_thread::sleep_for(200ms);
+        }
+      } catch (const std::exception &e) {
+        std::cerr << "active client: " << e.what() << std::endl;
+      }
+    });
+  }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  ~ActiveClient() { stop(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 int bench_write(const std::map<std::string, std::string> &f) {
   int seconds = f.count("seconds") ? std::stoi(f.at("seconds")) : 5;
@@ -150,28 +210,42 @@ int bench_write(const std::map<std::string, std::string> &f) {
   ::close(fd);
   std::ofstream(path) << kWriteScript;
   std::string conninfo = fresh_db("ectosync_bench_write");
-  const std::vector<std::string> configs = {"no triggers", "ecto_sync capture",
+  const std::string active = "ecto_sync, client active";
+  const std::vector<std::string> configs = {"no triggers", "ecto_sync capture", active,
                                             "plpgsql pg_notify"};
   std::map<std::pair<std::string, int>, PgbenchResult> results;
-  /* TPS per (config, clients), round by round: a round's three runs share
+  /* TPS per (config, clients), round by round: a round's runs share
    * the machine's state, so their ratios vary less than the runs do */
   std::map<std::pair<std::string, int>, std::vector<double>> rounds;
   for (int c : clients)
     for (int round = 0; round < repeat; round++)
-      for (const auto &config : configs) {
+      for (size_t k = 0; k < configs.size(); k++) {
+        /* each round starts with another configuration */
+        const std::string &config = configs[(k + round) % configs.size()];
         prepare_write_db(conninfo, config);
         pg::Connection conn(conninfo);
+        bool ecto = config.rfind("ecto_sync", 0) == 0;
+        /* without a client, the worker reads no rows ahead */
+        ActiveClient client;
+        if (config == active) client.start(conninfo, "posts", R"(["tags", "comments"])");
         /* a warm-up run (caches, the worker's prepared plans), then the measured one */
         run_pgbench("ectosync_bench_write", path, c, 1);
-        if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
+        if (ecto) conn.exec("SELECT ectosync.wait_for_worker(60000)");
         conn.exec("CHECKPOINT");
+        wait_for_backends_to_exit(conn, "ectosync_bench_write", config == active ? 1 : 0);
         int worker = 0;
-        if (config == "ecto_sync capture")
+        if (ecto)
           worker = static_cast<int>(conn.exec("SELECT worker_pid FROM ectosync.stats()").i64(0, 0));
         auto wcpu0 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
+        auto rows_read = [&] {
+          return ecto ? conn.exec("SELECT rows_loaded FROM ectosync.stats").i64(0, 0) : 0;
+        };
+        int64_t rows0 = rows_read();
         auto cpu0 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
         auto r = run_pgbench("ectosync_bench_write", path, c, seconds);
-        if (config == "ecto_sync capture") conn.exec("SELECT ectosync.wait_for_worker(60000)");
+        if (ecto) conn.exec("SELECT ectosync.wait_for_worker(60000)");
+        client.stop();
+        wait_for_backends_to_exit(conn, "ectosync_bench_write", 0);
         auto cpu1 = metrics::server_cpu_seconds(env_or("ECTOSYNC_PGDATA", ""));
         auto wcpu1 = worker ? metrics::process_cpu_seconds(worker) : std::nullopt;
         /* the best of the rounds: noise on a shared 2-core machine only ever slows a run */
@@ -185,7 +259,8 @@ int bench_write(const std::map<std::string, std::string> &f) {
                     << " us/transaction";
         if (wcpu0 && wcpu1)
           std::cout << " (of which the worker "
-                    << metrics::fmt((*wcpu1 - *wcpu0) * 1e6 / r.transactions, 0) << ")";
+                    << metrics::fmt((*wcpu1 - *wcpu0) * 1e6 / r.transactions, 0) << ", reading "
+                    << metrics::fmt(double(rows_read() - rows0) / r.transactions, 1) << " rows)";
         std::cout << std::endl;
       }
   std::remove(path);

@@ -25,6 +25,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(ectosync_load);
 PG_FUNCTION_INFO_V1(ectosync_load_rows_where);
@@ -137,7 +138,13 @@ Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params, bo
     bool isnull = false;
     Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
     if (isnull) return static_cast<Jsonb *>(nullptr);
-    return DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+    /* Detoasted where the copy lives, not in SPI's context, which
+     * SPI_finish frees. */
+    Datum copy = SPI_datumTransfer(d, false, -1);
+    MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(DatumGetPointer(copy)));
+    Jsonb *jsonb = DatumGetJsonbP(copy);
+    MemoryContextSwitchTo(old);
+    return jsonb;
   });
 }
 

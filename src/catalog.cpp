@@ -402,7 +402,7 @@ void note_plan_use(const Plan &plan) {
     last = now;
     due.push_back(relid);
   }
-  if (!due.empty()) note_use(due);
+  if (!due.empty()) pg_call([&] { note_use(due); });
 }
 
 }  // namespace

@@ -419,7 +419,7 @@ struct BatchResult {
  */
 static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
   if (settings.load_window_s < 0) return true;
-  TimestampTz used = table_last_used(slot, relid);
+  TimestampTz used = pg_call([&] { return table_last_used(slot, relid); });
   return used != 0 && now - used <= (int64)settings.load_window_s * USECS_PER_SEC;
 }
 

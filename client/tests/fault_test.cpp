@@ -107,6 +107,30 @@ struct Writers {
   ~Writers() { finish(); }
 };
 
+/*
+ * What the faults strike: two writers that reconnect, and a pump per
+ * holder.  Tests finish the writers, then stop_pumps(); the writers go
+ * first at destruction too.
+ */
+struct Traffic {
+  blog::IdSpace ids;
+  Pumps pumps;
+  Writers writers;
+
+  Traffic(pg::Connection &admin, const std::string &conninfo, uint64_t seed,
+          std::vector<std::unique_ptr<ectosync::Holder>> &holders)
+      : writers(conninfo, ids, seed) {
+    ids.read(admin);
+    writers.start(2);
+    pumps.start(holders);
+  }
+  /* Whether every pump went on without failing. */
+  bool stop_pumps() {
+    pumps.stop();
+    return !pumps.failed;
+  }
+};
+
 void wait_for_commits(Writers &w, int64_t more, std::chrono::seconds timeout) {
   int64_t target = w.committed + more;
   auto deadline = pg::Clock::now() + timeout;
@@ -249,13 +273,9 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
                                 {"comments", R"(["post"])"}});
   const std::string epoch_before = holders[0]->epoch();
 
-  blog::IdSpace ids;
-  ids.read(*admin);
-  Pumps pumps;
   {
-    Writers writers(conninfo, ids, seed);
-    writers.start(2);
-    pumps.start(holders);
+    Traffic traffic(*admin, conninfo, seed, holders);
+    Writers &writers = traffic.writers;
 
     /* 1. terminate the worker while events flow */
     wait_for_commits(writers, 100, 30s);
@@ -274,9 +294,8 @@ TEST(Fault, WorkerKilledAndServerRestarted) {
     writers.finish();
     EXPECT_FALSE(writers.failed);
     EXPECT_GT(writers.reconnects, 0) << "the writers never saw the restart";
+    ASSERT_TRUE(traffic.stop_pumps());
   }
-  pumps.stop();
-  ASSERT_FALSE(pumps.failed);
 
   expect_converged(holders, 30s, "the worker's termination and the restart", &epoch_before);
 }
@@ -296,13 +315,9 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
   auto holders = start_holders(*admin, conninfo);
   const std::string epoch_before = holders[0]->epoch();
 
-  blog::IdSpace ids;
-  ids.read(*admin);
-  Pumps pumps;
   {
-    Writers writers(conninfo, ids, seed);
-    writers.start(2);
-    pumps.start(holders);
+    Traffic traffic(*admin, conninfo, seed, holders);
+    Writers &writers = traffic.writers;
     wait_for_commits(writers, 100, 30s);
     int pid = wait_worker(*admin, 20s);
     ASSERT_NE(pid, 0) << "no 'ecto_sync worker' in pg_stat_activity";
@@ -313,9 +328,8 @@ TEST(Fault, WorkerSigkilledResetsSharedMemory) {
     EXPECT_FALSE(writers.failed);
     EXPECT_GT(writers.reconnects, 0) << "the writers never saw the crash";
     EXPECT_NE(wait_worker(*admin, 30s), 0) << "no worker after the crash";
+    ASSERT_TRUE(traffic.stop_pumps());
   }
-  pumps.stop();
-  ASSERT_FALSE(pumps.failed);
   expect_converged(holders, 30s, "the crash reset", &epoch_before);
 }
 
@@ -463,15 +477,12 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
   auto admin = seeded_blog(conninfo, seed);
   auto holders = start_holders(*admin, conninfo);
 
-  blog::IdSpace ids;
-  ids.read(*admin);
-  Pumps pumps;
   int terminations = 0;
   int64_t committed = 0;
   {
-    Writers writers(conninfo, ids, seed);
-    writers.start(2);
-    pumps.start(holders);
+    Traffic traffic(*admin, conninfo, seed, holders);
+    Writers &writers = traffic.writers;
+    const Pumps &pumps = traffic.pumps;
     const auto start = pg::Clock::now(), end = start + std::chrono::seconds(seconds);
     bool crashed = false, restarted = false;
     while (pg::Clock::now() < end && !writers.failed && !pumps.failed) {
@@ -496,9 +507,8 @@ TEST(Soak, KilledWorkersCrashAndRestart) {
     EXPECT_FALSE(writers.failed);
     EXPECT_TRUE(crashed && restarted) << "the run was too short for the crash and the restart";
     EXPECT_GE(terminations, 1);
+    ASSERT_TRUE(traffic.stop_pumps());
   }
-  pumps.stop();
-  ASSERT_FALSE(pumps.failed);
   std::cout << "  " << committed << " transactions, " << terminations
             << " worker terminations, one crash reset, one restart" << std::endl;
   expect_converged(holders, 60s, "the soak");

@@ -52,3 +52,31 @@ CREATE FUNCTION ectosync.stats(
 COMMENT ON FUNCTION ectosync.stats() IS
     'Counters of this database''s capture queue and worker, and of the shared row cache';
 CREATE VIEW ectosync.stats AS SELECT * FROM ectosync.stats();
+
+-- The stats view as the README shows it, for every role: the function is
+-- PUBLIC's already.
+GRANT SELECT ON ectosync.stats TO PUBLIC;
+
+-- The sql_drop event trigger: pg_temp named last (unnamed, it would be
+-- searched first for types and tables), and only drops that concern a
+-- watched table (the table, a column, a constraint of it; an index) refresh
+-- the watches.  Refreshing locks ectosync.watches: a watch() left open in
+-- an idle transaction must not block every DROP in the database.
+CREATE OR REPLACE FUNCTION ectosync._on_sql_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF EXISTS (
+      SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+       WHERE (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND (d.object_type OPERATOR(pg_catalog.=) 'index'
+                   OR EXISTS (SELECT FROM ectosync.watched_tables w
+                               WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid)))
+          OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'
+              AND EXISTS (SELECT FROM ectosync.watched_tables w
+                           WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
+                                 pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                                   d.address_names[1], d.address_names[2]))::pg_catalog.oid))) THEN
+    PERFORM ectosync._refresh_watches(true);
+  END IF;
+END
+$$;

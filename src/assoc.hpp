@@ -133,8 +133,9 @@ Json parse_spec(std::string_view text);
 struct ColumnDesc {
   std::string name;
   int16_t attnum = 0;
-  std::string type_name;       /* format_type() */
-  std::optional<KeyKind> kind; /* nullopt: cannot be a key column */
+  std::string type_name;                        /* format_type() */
+  std::optional<KeyKind> kind;                  /* nullopt: cannot be a key column */
+  std::string eq_op = "OPERATOR(pg_catalog.=)"; /* qualified; empty: the type has none */
 };
 
 struct TableDesc {

@@ -15,13 +15,19 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_operator.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 }
 
 #include <map>
@@ -168,6 +174,14 @@ std::string quoted_table(const TableInfo &table) {
   return quote_ident(table.schema) + "." + quote_ident(table.name);
 }
 
+std::string relation_name(uint32_t relid) {
+  char *name = with_caller_search_path([&] {
+    return get_rel_name(relid) ? DatumGetCString(DirectFunctionCall1(regclassout, relid))
+                               : static_cast<char *>(nullptr);
+  });
+  return name ? name : std::to_string(relid);
+}
+
 Error to_error(const AssocError &e) {
   const std::string &s = e.sqlstate;
   int code = s.size() == 5 ? MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_INTERNAL_ERROR;
@@ -214,6 +228,27 @@ std::optional<KeyKind> key_kind(Oid type) {
   }
 }
 
+/*
+ * OPERATOR(schema.=) of a type's default equality (its btree opclass's),
+ * for generated SQL; empty when the type has none.  Found through the type
+ * cache, never through search_path.
+ */
+std::string equality_operator(Oid type) {
+  char *op = pg_call([&]() -> char * {
+    TypeCacheEntry *entry = lookup_type_cache(type, TYPECACHE_EQ_OPR);
+    if (!OidIsValid(entry->eq_opr)) return nullptr;
+    HeapTuple tuple = SearchSysCache1(OPEROID, ObjectIdGetDatum(entry->eq_opr));
+    if (!HeapTupleIsValid(tuple)) return nullptr;
+    Form_pg_operator form = (Form_pg_operator)GETSTRUCT(tuple);
+    char *out =
+        psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
+                 NameStr(form->oprname));
+    ReleaseSysCache(tuple);
+    return out;
+  });
+  return op ? op : "";
+}
+
 const char *const kTableSql =
     "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -244,12 +279,6 @@ std::vector<SpiParam> oid_param(uint32_t relid) {
   return {{OIDOID, std::to_string(relid)}};
 }
 
-/* A relation's name as regclass prints it (its oid when it is gone). */
-std::string relation_name(uint32_t relid) {
-  auto rows = spi_rows("SELECT $1::pg_catalog.regclass::text", oid_param(relid), false);
-  return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
-}
-
 const char *const kWrongObjectType = "42809";
 
 class SpiCatalog : public CatalogSource {
@@ -260,11 +289,14 @@ class SpiCatalog : public CatalogSource {
     return tables_[relid] = read_table(relid);
   }
 
+  /* A table the caller named, found as to_regclass() finds it for the caller. */
   std::optional<uint32_t> find_table(const std::string &name) override {
-    auto rows = spi_rows("SELECT pg_catalog.to_regclass($1)::oid", {{TEXTOID, name}}, false);
-    if (rows.empty() || !rows[0][0]) return std::nullopt;
-    uint32_t relid = static_cast<uint32_t>(std::stoul(*rows[0][0]));
-    if (!table_exists(relid)) return std::nullopt; /* a view, a sequence, ... */
+    const char *text = name.c_str();
+    Oid relid = with_caller_search_path([&] {
+      return RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(text)), NoLock,
+                              true);
+    });
+    if (!OidIsValid(relid) || !table_exists(relid)) return std::nullopt; /* a view, ... */
     return relid;
   }
 
@@ -297,8 +329,8 @@ class SpiCatalog : public CatalogSource {
     t.partitioned = *rows[0][3] == "p";
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
-      t.columns.push_back(
-          ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2], key_kind(type)});
+      t.columns.push_back(ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2],
+                                     key_kind(type), equality_operator(type)});
     }
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
       std::vector<int16_t> cols = parse_attnums(row[1]);
@@ -431,8 +463,9 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   register_callbacks();
   retire_stale_plans();
   std::string spec = assocs ? jsonb_text(assocs) : "[]";
-  const char *path = pg_call([] { return GetConfigOption("search_path", false, false); });
-  std::string key = std::to_string(relid) + '\n' + (path ? path : "") + '\n' + spec;
+  /* Names in a spec are the caller's: its search_path finds them. */
+  std::string path = caller_search_path();
+  std::string key = std::to_string(relid) + '\n' + path + '\n' + spec;
   auto it = plan_cache.plans.find(key);
   if (it != plan_cache.plans.end()) {
     note_plan_use(*it->second);
@@ -450,9 +483,7 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   const char *spec_text = plan->spec.c_str();
   Jsonb *normalized = pg_call(
       [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec_text))); });
-  plan_cache
-      .plans[std::to_string(relid) + '\n' + (path ? path : "") + '\n' + jsonb_text(normalized)] =
-      plan;
+  plan_cache.plans[std::to_string(relid) + '\n' + path + '\n' + jsonb_text(normalized)] = plan;
   note_plan_use(*plan);
   return *(plan_cache.plans[key] = plan);
 }

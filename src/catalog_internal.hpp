@@ -7,6 +7,7 @@
 
 #include "assoc.hpp"
 #include "pg_boundary.hpp"
+#include "sql_context.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -22,9 +23,10 @@ extern "C" {
 namespace ectosync {
 
 /*
- * An SPI connection for the lifetime of the object.  When an exception
- * unwinds it, SPI_finish is skipped: the error aborts the transaction, which
- * cleans SPI up.
+ * An SPI connection for the lifetime of the object, with the pinned
+ * settings (sql_context.hpp) that every query ecto_sync generates runs
+ * under.  When an exception unwinds it, SPI_finish is skipped: the error
+ * aborts the transaction, which cleans SPI up.
  */
 class SpiScope {
  public:
@@ -35,7 +37,12 @@ class SpiScope {
 
  private:
   int exceptions_ = std::uncaught_exceptions();
+  PinnedSettings pinned_;
 };
+
+/* A relation's name as regclass prints it for the caller (qualified unless
+ * the caller's search_path finds it); its oid when it is gone. */
+std::string relation_name(uint32_t relid);
 
 /* A query parameter: a type oid (TEXTOID, OIDOID, ...) and its text form. */
 struct SpiParam {

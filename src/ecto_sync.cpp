@@ -54,7 +54,7 @@ static void define_settings() {
   DefineCustomIntVariable("ectosync.max_xact_events",
                           "Events one transaction may queue; past it, its tables get a RELOAD "
                           "marker instead.",
-                          nullptr, &settings.max_xact_events, 10000, 1, INT_MAX, PGC_USERSET, 0,
+                          nullptr, &settings.max_xact_events, 10000, 1, INT_MAX, PGC_SUSET, 0,
                           nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.max_held_values",
                           "Values held in sessions (hold()) whose changes the worker notifies "
@@ -83,9 +83,6 @@ static void define_settings() {
                           "used the table through ecto_sync within this time; -1: always.",
                           nullptr, &settings.load_window_s, 600, -1, INT_MAX, PGC_SIGHUP,
                           GUC_UNIT_S, nullptr, nullptr, nullptr);
-  DefineCustomStringVariable(
-      "ectosync.worker_role", "The role the workers load rows as (empty: the bootstrap superuser).",
-      nullptr, &settings.worker_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   MarkGUCPrefixReserved("ectosync");
 }
 

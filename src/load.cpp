@@ -2,11 +2,14 @@
  * load.cpp: ectosync.load() and load_rows_where(): one SQL query per value,
  * generated from a Plan, run as the calling role.
  *
- * The query nests each association as a correlated subquery:
+ * The query nests each association as a correlated subquery (shown
+ * without the qualification that every function, operator, type and
+ * collation gets: sql_context.hpp):
  *
  *   to_jsonb(t0.*) || jsonb_build_object('tags', (SELECT coalesce(jsonb_agg(
  *       to_jsonb(t1.*) ORDER BY t1.id), '[]') FROM tags t1
- *       WHERE (t1.id) IN (SELECT j1.tag_id FROM posts_tags j1 WHERE j1.post_id = t0.id)))
+ *       WHERE EXISTS (SELECT FROM posts_tags j1
+ *                     WHERE j1.post_id = t0.id AND j1.tag_id = t1.id)))
  *
  * has_many/many_to_many give arrays ordered by the target's primary key
  * (text-kind columns as text COLLATE "C", i.e. bytewise), belongs_to/has_one
@@ -51,7 +54,7 @@ std::string order_by(const TableInfo &table, const std::string &alias) {
   for (const auto &col : table.pk) {
     if (!out.empty()) out += ", ";
     out += column_ref(alias, col);
-    if (col.kind == KeyKind::Text) out += "::text COLLATE \"C\"";
+    if (col.kind == KeyKind::Text) out += "::pg_catalog.text COLLATE pg_catalog.\"C\"";
   }
   return out;
 }
@@ -62,15 +65,8 @@ std::string join_condition(const std::string &a_alias, const std::vector<Column>
   std::string out;
   for (size_t i = 0; i < a.size(); ++i) {
     if (i) out += " AND ";
-    out += column_ref(a_alias, a[i]) + " = " + column_ref(b_alias, b[i]);
+    out += column_ref(a_alias, a[i]) + " " + a[i].eq_op + " " + column_ref(b_alias, b[i]);
   }
-  return out;
-}
-
-/* a.x, a.y */
-std::string column_list(const std::string &alias, const std::vector<Column> &cols) {
-  std::string out;
-  for (size_t i = 0; i < cols.size(); ++i) out += (i ? ", " : "") + column_ref(alias, cols[i]);
   return out;
 }
 
@@ -84,16 +80,16 @@ class QueryBuilder {
   std::string row(const PlanNode &node, const std::string &alias) {
     std::string out = "pg_catalog.to_jsonb(" + alias + ".*)";
     for (const auto &assoc : node.assocs)
-      out += " || pg_catalog.jsonb_build_object(" + literal(assoc.name) + ", " +
-             association(assoc, alias) + ")";
+      out += " OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(" + literal(assoc.name) +
+             ", " + association(assoc, alias) + ")";
     return out;
   }
 
   /* jsonb_agg of the rows of node's table (alias) that `where` selects, by pk. */
   std::string array(const PlanNode &node, const std::string &alias, const std::string &where) {
     return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
-           order_by(node.table, alias) + "), '[]'::jsonb) FROM " + quoted_table(node.table) + " " +
-           alias + " WHERE " + where + ")";
+           order_by(node.table, alias) + "), '[]'::pg_catalog.jsonb) FROM " +
+           quoted_table(node.table) + " " + alias + " WHERE " + where + ")";
   }
 
   /* The quoted string literal of a name. */
@@ -111,10 +107,11 @@ class QueryBuilder {
     std::string t = next_alias("t");
     if (assoc.kind == AssocKind::ManyToMany) {
       std::string j = next_alias("j");
-      std::string where = "(" + column_list(t, assoc.target_cols) + ") IN (SELECT " +
-                          column_list(j, assoc.join_target_cols) + " FROM " +
-                          quoted_table(*assoc.join) + " " + j + " WHERE " +
-                          join_condition(j, assoc.join_owner_cols, owner, assoc.owner_cols) + ")";
+      /* EXISTS, not IN: IN would find its = through search_path. */
+      std::string where = "EXISTS (SELECT FROM " + quoted_table(*assoc.join) + " " + j + " WHERE " +
+                          join_condition(j, assoc.join_owner_cols, owner, assoc.owner_cols) +
+                          " AND " +
+                          join_condition(j, assoc.join_target_cols, t, assoc.target_cols) + ")";
       return array(target, t, where);
     }
     std::string where = join_condition(t, assoc.target_cols, owner, assoc.owner_cols);
@@ -160,8 +157,13 @@ std::string where_equal(const std::string &alias, const std::vector<Column> &col
       continue;
     }
     params.push_back({TEXTOID, values[i]});
-    out += column_ref(alias, cols[i]) + " = CAST($" + std::to_string(params.size()) + " AS " +
-           cols[i].type_name + ")";
+    if (cols[i].eq_op.empty())
+      throw Error(ERRCODE_UNDEFINED_FUNCTION,
+                  "column \"" + cols[i].name + "\" of type " + cols[i].type_name +
+                      " cannot be compared for equality",
+                  "Its type has no default equality operator.");
+    out += column_ref(alias, cols[i]) + " " + cols[i].eq_op + " CAST($" +
+           std::to_string(params.size()) + " AS " + cols[i].type_name + ")";
   }
   return out.empty() ? "true" : out;
 }
@@ -225,7 +227,7 @@ void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Ty
   std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + entry.column.type_name + "))";
   std::vector<SpiRow> rows;
   try {
-    rows = spi_rows("SELECT " + cast + "::text, pg_catalog.jsonb_typeof(" + cast + ")",
+    rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
                     {{TEXTOID, entry.text}}, false);
   } catch (PgError &e) {
     ErrorData *data = e.release();
@@ -251,7 +253,14 @@ void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Ty
 std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filter) {
   std::vector<FilterEntry> out;
   if (!filter) return out;
-  Json json = parse_spec(jsonb_text(filter));
+  Json json;
+  try {
+    json = parse_json(jsonb_text(filter));
+  } catch (const JsonError &e) {
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, std::string("invalid filter: ") + e.what(),
+                "At character " + std::to_string(e.character) + ".",
+                "A filter maps columns of the root table to the values they must equal.");
+  }
   if (json.type != Json::Type::Object)
     throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "filter must be a JSON object",
                 "It maps columns of the root table to the values they must equal.",
@@ -264,8 +273,8 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
       throw Error(ERRCODE_UNDEFINED_COLUMN, "filter column \"" + name + "\" of table " +
                                                 desc.schema + "." + desc.name + " does not exist");
     FilterEntry entry;
-    entry.column =
-        Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text), col->type_name};
+    entry.column = Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text), col->type_name,
+                          col->eq_op};
     if (value.type != Json::Type::Null) {
       entry.text = value.type == Json::Type::String ? value.text : json_text(value);
       normalize_filter_value(table, entry, value.type);
@@ -326,8 +335,9 @@ Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   QueryBuilder q;
   std::string rows = q.array(*plan.root, "t0", where_equal("t0", cols, values, params));
   std::string sql =
-      "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid', $2::bigint,"
-      " 'assocs', $3::jsonb, 'filter', $4::jsonb, 'epoch', $5, 'seq', $6::numeric, 'rows', " +
+      "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid',"
+      " $2::pg_catalog.int8, 'assocs', $3::pg_catalog.jsonb, 'filter', $4::pg_catalog.jsonb,"
+      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'rows', " +
       rows + ")";
   /* Planned for its filter values: a whole value is worth a custom plan. */
   return spi_jsonb(sql, params, false);
@@ -400,8 +410,8 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
       if (!col)
         throw Error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name.value_or("NULL") + "\" of table " +
                                                   plan.root->table.display() + " does not exist");
-      cols.push_back(
-          Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text), col->type_name});
+      cols.push_back(Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text),
+                            col->type_name, col->eq_op});
     }
   }
   return load_rows_where(*plan.root, cols, vals);

@@ -42,6 +42,9 @@ struct Column {
   int16_t attnum = 0; /* survives column renames; events carry attnums */
   KeyKind kind = KeyKind::Number;
   std::string type_name; /* format_type(), for casts in generated SQL */
+  /* The type's equality operator, qualified, for generated SQL: key types
+   * are all pg_catalog's; a filter column's may be any type's. */
+  std::string eq_op = "OPERATOR(pg_catalog.=)";
 };
 
 struct TableInfo {

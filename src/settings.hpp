@@ -17,7 +17,6 @@ struct Settings {
   int batch_size;      /* ectosync.batch_size */
   int batch_delay_ms;  /* ectosync.batch_delay */
   int load_window_s;   /* ectosync.load_window; -1: always */
-  char *worker_role;   /* ectosync.worker_role */
   int max_held_values; /* ectosync.max_held_values, all databases */
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
   int held_shared_kb;  /* ectosync.held_shared_memory (held_shared.hpp) */

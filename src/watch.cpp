@@ -25,6 +25,7 @@
 
 extern "C" {
 #include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -237,32 +238,34 @@ Needs parse_needs(const std::string &text) {
 /* ==== privileges ==== */
 
 /*
- * Runs the extension's own catalog work as the bootstrap superuser, after
- * the caller's rights were checked: the caller needs no privileges on
- * ectosync's tables, and triggers of other watches can be rebuilt.
+ * The extension's own catalog work (its tables, every watch's triggers)
+ * runs as the bootstrap superuser, after the caller's rights were checked,
+ * in a security-restricted operation and with the pinned settings of the
+ * caller's SpiScope (sql_context.hpp): the caller needs no privileges on
+ * ectosync's tables, and nothing the caller defined can run with those
+ * rights.
  */
-class AsSuperuser {
+class AsSuperuser : public AsRole {
  public:
-  AsSuperuser() {
-    pg_call([&] {
-      GetUserIdAndSecContext(&user_, &context_);
-      SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, context_ | SECURITY_LOCAL_USERID_CHANGE);
-    });
-  }
-  ~AsSuperuser() { SetUserIdAndSecContext(user_, context_); }
-  AsSuperuser(const AsSuperuser &) = delete;
-  AsSuperuser &operator=(const AsSuperuser &) = delete;
-
- private:
-  Oid user_ = InvalidOid;
-  int context_ = 0;
+  AsSuperuser() : AsRole(BOOTSTRAP_SUPERUSERID) {}
 };
 
-/* A relation as regclass prints it: quoted, qualified unless on search_path. */
+/* A relation as regclass prints it for the caller: for messages. */
 std::string table_name(uint32_t relid) {
-  auto rows =
-      spi_rows("SELECT $1::pg_catalog.regclass::text", {{OIDOID, std::to_string(relid)}}, false);
-  return rows.empty() || !rows[0][0] ? std::to_string(relid) : *rows[0][0];
+  return relation_name(relid);
+}
+
+/* "schema"."name" of a relation: for generated SQL. */
+std::string sql_table_name(uint32_t relid) {
+  char *name = pg_call([&] {
+    char *relname = get_rel_name(relid);
+    return relname
+               ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname)
+               : nullptr;
+  });
+  if (!name)
+    throw Error(ERRCODE_UNDEFINED_TABLE, "relation " + std::to_string(relid) + " does not exist");
+  return name;
 }
 
 /* Only the owner of every table of a watch may install or remove its triggers. */
@@ -273,6 +276,20 @@ void check_owner(const std::vector<uint32_t> &relids) {
     throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE, "must be owner of table " + table_name(relid),
                 "ecto_sync installs capture triggers on every table of the watch.",
                 "Ask the owner of the tables (or a superuser) to call ectosync.watch().");
+  }
+}
+
+/*
+ * Temporary tables live in one session: the worker cannot read them, and
+ * their batches would only fail.
+ */
+void refuse_temporary(const std::vector<uint32_t> &relids) {
+  for (uint32_t relid : relids) {
+    if (pg_call([&] { return get_rel_persistence(relid); }) != RELPERSISTENCE_TEMP) continue;
+    throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                "ecto_sync cannot watch temporary table " + table_name(relid),
+                "Only the session that created a temporary table can read it; ecto_sync's "
+                "worker reads changed rows from its own session.");
   }
 }
 
@@ -317,7 +334,7 @@ bool trigger_exists(uint32_t relid, const char *name) {
 /* Drops the trigger called name from table relid, if it is there. */
 void drop_trigger(uint32_t relid, const char *name) {
   if (trigger_exists(relid, name))
-    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + table_name(relid));
+    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
 }
 
 /* The stored row of a watched table, as text, to see whether it changed. */
@@ -350,7 +367,7 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
   if (it != stored.end() && it->second == text && trigger_exists(n.relid, kTrigger) &&
       trigger_exists(n.relid, kTruncateTrigger))
     return;
-  std::string table = table_name(n.relid);
+  std::string table = sql_table_name(n.relid);
   bool was_captured = trigger_exists(n.relid, kTrigger);
   drop_trigger(n.relid, kTrigger);
   spi_exec(create_trigger_sql(n, table));
@@ -492,6 +509,7 @@ void refresh(bool after_drop) {
 std::string record_watch(const Plan &plan) {
   SpiScope spi;
   check_owner(plan.tables());
+  refuse_temporary(plan.tables());
   std::string tables = "[";
   for (uint32_t t : plan.tables())
     tables += (tables.size() > 1 ? ", " : "") + json_quote(table_name(t));

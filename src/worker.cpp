@@ -26,6 +26,7 @@
 #include "pg_boundary.hpp"
 #include "settings.hpp"
 #include "shared_internal.hpp"
+#include "sql_context.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -36,6 +37,7 @@ extern "C" {
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_constraint.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
@@ -60,6 +62,8 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -93,8 +97,9 @@ struct JoinEnd {
 
 struct TableMeta {
   bool exists = false;
-  std::string qualified; /* quoted schema.table */
-  std::string display;   /* schema.table, for payloads */
+  Oid owner = InvalidOid; /* the worker reads the table as its owner */
+  std::string qualified;  /* quoted schema.table */
+  std::string display;    /* schema.table, for payloads */
   std::vector<KeyCol> pk;
   std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
   SPIPlanPtr load_plan = nullptr; /* saved: the query of load_table() */
@@ -210,13 +215,22 @@ static const TableMeta &meta_for(Oid relid) {
   if (relname) {
     char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
     meta.exists = true;
+    meta.owner = pg_call([&] {
+      HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+      Oid owner =
+          HeapTupleIsValid(tuple) ? ((Form_pg_class)GETSTRUCT(tuple))->relowner : InvalidOid;
+      if (HeapTupleIsValid(tuple)) ReleaseSysCache(tuple);
+      return owner;
+    });
     meta.display = std::string(nspname) + "." + relname;
     meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
     for (int16 attnum : primary_key_attnums(relid)) {
       KeyCol col;
       col.attnum = attnum;
       col.name = pg_call([&] { return quote_identifier(get_attname(relid, attnum, false)); });
-      col.type = pg_call([&] { return format_type_be(get_atttype(relid, attnum)); });
+      /* The base type, qualified: what the key's text is cast to. */
+      col.type = pg_call(
+          [&] { return format_type_be_qualified(getBaseType(get_atttype(relid, attnum))); });
       meta.pk.push_back(std::move(col));
     }
     meta.join_ends = join_ends(relid, primary_key_attnums(relid));
@@ -269,28 +283,32 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
 
 /*
  * The saved plan of
- *   SELECT x.* FROM unnest($1::text[], ...) AS k(c0, ...),
+ *   SELECT x.* FROM ROWS FROM (unnest($1::text[]), ...) AS k(c0, ...),
  *     LATERAL (SELECT t.pk..., to_jsonb(t) FROM tbl t
  *              WHERE t.pk0 = k.c0::type AND ... OFFSET 0) AS x
- * prepared once per table (until its metadata is invalidated).  The
- * LATERAL subquery, kept from being flattened by OFFSET 0, makes each key
- * an index lookup whatever the batch size: a plain join with unnest, which
- * the planner estimates at 100 rows, may become a hash join over a scan of
- * the whole table.
+ * (every function, operator and type qualified: it runs as the table's
+ * owner, see read_table()), prepared once per table (until its metadata is
+ * invalidated).  The LATERAL subquery, kept from being flattened by
+ * OFFSET 0, makes each key an index lookup whatever the batch size: a
+ * plain join with unnest, which the planner estimates at 100 rows, may
+ * become a hash join over a scan of the whole table.
  */
 static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &types) {
   if (meta.load_plan) return meta.load_plan;
   size_t ncols = meta.pk.size();
-  std::string sql = "SELECT x.* FROM unnest(";
-  for (size_t i = 0; i < ncols; i++) sql += (i ? ", $" : "$") + std::to_string(i + 1) + "::text[]";
+  /* ROWS FROM: the several-array unnest() is syntax only unqualified. */
+  std::string sql = "SELECT x.* FROM ROWS FROM (";
+  for (size_t i = 0; i < ncols; i++)
+    sql += (i ? ", " : "") + std::string("pg_catalog.unnest($") + std::to_string(i + 1) +
+           "::pg_catalog.text[])";
   sql += ") AS k(";
   for (size_t i = 0; i < ncols; i++) sql += (i ? ", c" : "c") + std::to_string(i);
   sql += "), LATERAL (SELECT ";
   for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
-  sql += "to_jsonb(t) FROM " + meta.qualified + " AS t WHERE ";
+  sql += "pg_catalog.to_jsonb(t) FROM " + meta.qualified + " AS t WHERE ";
   for (size_t i = 0; i < ncols; i++)
-    sql += (i ? " AND t." : "t.") + meta.pk[i].name + " = k.c" + std::to_string(i) +
-           "::" + meta.pk[i].type;
+    sql += (i ? " AND t." : "t.") + meta.pk[i].name + " OPERATOR(pg_catalog.=) k.c" +
+           std::to_string(i) + "::" + meta.pk[i].type;
   sql += " OFFSET 0) AS x";
   SPIPlanPtr plan = pg_call([&] {
     /* Generic: each key is an index lookup whatever the arrays hold, and a
@@ -395,17 +413,6 @@ static uint64 notify_held(const std::vector<Event> &events) {
   return sent;
 }
 
-/* The role loads run as: ectosync.worker_role, or the bootstrap superuser. */
-static Oid load_role() {
-  if (!settings.worker_role || !*settings.worker_role) return InvalidOid;
-  Oid role = pg_call([&] { return get_role_oid(settings.worker_role, true); });
-  if (!OidIsValid(role))
-    ereport(WARNING, (errmsg("ecto_sync worker: role \"%s\" (ectosync.worker_role) does not "
-                             "exist; loading as the bootstrap superuser",
-                             settings.worker_role)));
-  return role;
-}
-
 struct BatchResult {
   uint64 rows = 0, queries = 0, notifications = 0, not_loaded = 0;
 };
@@ -421,6 +428,75 @@ static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
   if (settings.load_window_s < 0) return true;
   TimestampTz used = pg_call([&] { return table_last_used(slot, relid); });
   return used != 0 && now - used <= (int64)settings.load_window_s * USECS_PER_SEC;
+}
+
+/* Marks keys unknown in the cache: the first call that needs such a row
+ * reads it as its caller, and caches it. */
+static void forget_keys(Oid relid, const std::set<Key> &keys, uint64 seq) {
+  for (const Key &key : keys) {
+    std::string ckey = encode_key(key);
+    pg_call([&] { cache_forget(relid, ckey, seq); });
+  }
+}
+
+/*
+ * Whether relid's owner sees every row: under FORCE ROW LEVEL SECURITY it
+ * may not, and a row it cannot see would be cached as absent for everyone.
+ */
+static bool owner_sees_all(Oid relid, Oid owner) {
+  return pg_call([&] { return check_enable_rls(relid, owner, true) != RLS_ENABLED; });
+}
+
+/*
+ * Reads and caches table relid's rows with the given keys, as the table's
+ * owner in a security-restricted operation with pinned settings
+ * (sql_context.hpp): what the read runs of the table's (an owner's cast to
+ * json, a type's output function) runs with the owner's rights only, and
+ * renders rows the same for every session.  In a subtransaction: a table
+ * whose read fails (its owner revoked its own SELECT, a cast raised) rolls
+ * back alone, with a WARNING naming it, and its rows are marked unknown;
+ * the calls that need them read them as their callers (and fail there,
+ * for the values of that table only).
+ */
+static void read_table_as_owner(Oid relid, const std::set<Key> &keys, uint64 version,
+                                uint64 forget_seq, BatchResult &result) {
+  const TableMeta &meta = meta_for(relid);
+  if (!meta.exists || !owner_sees_all(relid, meta.owner)) {
+    forget_keys(relid, keys, forget_seq);
+    result.not_loaded += keys.size();
+    return;
+  }
+  MemoryContext context = CurrentMemoryContext;
+  ResourceOwner resource_owner = CurrentResourceOwner;
+  std::string failure;
+  pg_call([&] {
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(context);
+  });
+  try {
+    AsRole owner(meta.owner);
+    PinnedSettings pinned;
+    result.rows += load_table(relid, keys, version);
+    result.queries++;
+  } catch (const std::exception &e) {
+    failure = e.what();
+  }
+  pg_call([&] {
+    if (failure.empty())
+      ReleaseCurrentSubTransaction();
+    else
+      RollbackAndReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(context);
+    CurrentResourceOwner = resource_owner;
+  });
+  if (failure.empty()) return;
+  std::string table = display_name(relid);
+  pg_call([&] {
+    ereport(WARNING, (errmsg("ecto_sync worker: reading changed rows of %s failed: %s",
+                             table.c_str(), failure.c_str()),
+                      errdetail("Sessions that need these rows read them themselves.")));
+  });
+  forget_keys(relid, keys, forget_seq);
 }
 
 /* Steps 1-3 of a batch, inside the caller's transaction. */
@@ -439,45 +515,29 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
   /* Read the version before the queries' snapshots: each cached row then
    * reflects at least every event up to it. */
   uint64 version = last_seq();
-  Oid role = load_role();
-  Oid saved_user;
-  int saved_context;
-  GetUserIdAndSecContext(&saved_user, &saved_context);
-  if (OidIsValid(role)) SetUserIdAndSecContext(role, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-  try {
-    uint64 batch_end_seq = batch.back().header.seq;
-    TimestampTz now = GetCurrentTimestamp();
-    for (auto &entry : keys) {
-      Oid relid = entry.first;
-      TableKeys &table_keys = entry.second;
-      /* A deleted row is known gone as of the batch's last event; a later
-       * commit that brings it back is in a later batch, read then. */
-      for (const Key &key : table_keys.gone) {
-        std::string ckey = encode_key(key);
-        pg_call([&] { cache_put(relid, ckey, batch_end_seq, nullptr); });
-      }
-      if (!read_ahead(slot, relid, now)) {
-        /* The first call that needs such a row reads it and caches it. */
-        for (const Key &key : table_keys.read) {
-          std::string ckey = encode_key(key);
-          pg_call([&] { cache_forget(relid, ckey, batch_end_seq); });
-        }
-        result.not_loaded += table_keys.read.size();
-        continue;
-      }
-      for (const Key &key : table_keys.related) {
-        std::string ckey = encode_key(key);
-        if (!pg_call([&] { return cache_holds(relid, ckey); })) table_keys.read.insert(key);
-      }
-      if (table_keys.read.empty()) continue;
-      result.rows += load_table(relid, table_keys.read, version);
-      result.queries++;
+  uint64 batch_end_seq = batch.back().header.seq;
+  TimestampTz now = GetCurrentTimestamp();
+  for (auto &entry : keys) {
+    Oid relid = entry.first;
+    TableKeys &table_keys = entry.second;
+    /* A deleted row is known gone as of the batch's last event; a later
+     * commit that brings it back is in a later batch, read then. */
+    for (const Key &key : table_keys.gone) {
+      std::string ckey = encode_key(key);
+      pg_call([&] { cache_put(relid, ckey, batch_end_seq, nullptr); });
     }
-  } catch (...) {
-    SetUserIdAndSecContext(saved_user, saved_context);
-    throw;
+    if (!read_ahead(slot, relid, now)) {
+      forget_keys(relid, table_keys.read, batch_end_seq);
+      result.not_loaded += table_keys.read.size();
+      continue;
+    }
+    for (const Key &key : table_keys.related) {
+      std::string ckey = encode_key(key);
+      if (!pg_call([&] { return cache_holds(relid, ckey); })) table_keys.read.insert(key);
+    }
+    if (table_keys.read.empty()) continue;
+    read_table_as_owner(relid, table_keys.read, version, batch_end_seq, result);
   }
-  SetUserIdAndSecContext(saved_user, saved_context);
   queue_mark_loaded(slot, batch.back().header.seq);
   for (const Event &event : events) {
     notify(event.relid, event.seq, event.op);

@@ -15,6 +15,7 @@
 #include "pg_boundary.hpp"
 #include "settings.hpp"
 
+#include <algorithm>
 #include <climits>
 
 extern "C" {
@@ -83,7 +84,19 @@ static void define_settings() {
                           "used the table through ecto_sync within this time; -1: always.",
                           nullptr, &settings.load_window_s, 600, -1, INT_MAX, PGC_SIGHUP,
                           GUC_UNIT_S, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.max_role_share",
+                          "The percentage of ectosync.max_held_values and of "
+                          "ectosync.held_shared_memory that one role other than a superuser may "
+                          "take.",
+                          nullptr, &settings.max_role_share, 25, 1, 100, PGC_SIGHUP, 0, nullptr,
+                          nullptr, nullptr);
   MarkGUCPrefixReserved("ectosync");
+}
+
+long ectosync::role_share(long total) {
+  if (superuser()) return total;
+  return std::max(
+      1L, total / 100 * settings.max_role_share + total % 100 * settings.max_role_share / 100);
 }
 
 void _PG_init(void) {

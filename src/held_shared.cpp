@@ -62,7 +62,8 @@ struct LogEntry {
 };
 
 struct SharedHeld {
-  Oid db; /* InvalidOid: free */
+  Oid db;      /* InvalidOid: free */
+  Oid creator; /* the role that shared it: its bytes count in its ectosync.max_role_share */
   uint32 relid;
   uint32 key_hash;
   dsa_pointer spec; /* the normalized spec, NUL-terminated */
@@ -242,6 +243,8 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
   dsa_pointer list_p =
       ok ? share_bytes(parts.data(), sizeof(dsa_pointer) * parts.size()) : InvalidDsaPointer;
   int slot = -1;
+  Oid role = GetUserId();
+  long share = pg_call([] { return role_share((long)area_bytes()); });
   if (ok && DsaPointerIsValid(list_p)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     for (int i = 0; i < control->nslots && slot < 0; i++)
@@ -250,12 +253,17 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
       slots[slot].holders++; /* shared meanwhile: ours is not needed */
       LWLockRelease(control->lock);
     } else {
-      for (int i = 0; i < control->nslots && slot < 0; i++)
+      /* Past its share, a role's value goes on as its session's own. */
+      long taken = (long)value_bytes(value);
+      for (int i = 0; i < control->nslots; i++)
+        if (slots[i].db != InvalidOid && slots[i].creator == role) taken += (long)slots[i].bytes;
+      for (int i = 0; i < control->nslots && slot < 0 && taken <= share; i++)
         if (slots[i].db == InvalidOid) slot = i;
       if (slot >= 0) {
         SharedHeld &s = slots[slot];
         std::memset(&s, 0, sizeof s);
         s.db = MyDatabaseId;
+        s.creator = role;
         s.relid = relid;
         s.key_hash = hash;
         s.spec = spec_p;

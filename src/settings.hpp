@@ -20,7 +20,15 @@ struct Settings {
   int max_held_values; /* ectosync.max_held_values, all databases */
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
   int held_shared_kb;  /* ectosync.held_shared_memory (held_shared.hpp) */
+  int max_role_share;  /* ectosync.max_role_share, percent */
 };
+
+/*
+ * How much of a shared resource of `total` units one role may take: its
+ * ectosync.max_role_share, at least one unit.  Superusers are not limited:
+ * the share keeps one role's abuse from reaching the others.
+ */
+long role_share(long total);
 
 extern Settings settings;
 extern bool loaded_at_startup;

@@ -54,6 +54,8 @@
 #include "shared_internal.hpp"
 
 extern "C" {
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "miscadmin.h"
 #include "common/hashfn.h"
 #include "port/atomics.h"
@@ -155,6 +157,8 @@ static void shmem_startup() {
     LWLockPadded *locks = GetNamedLWLockTranche("ecto_sync");
     memset(shared, 0, MAXALIGN(sizeof(EctoShared)));
     shared->epoch = new_epoch();
+    if (!pg_strong_random(shared->channel_key, sizeof shared->channel_key))
+      ereport(FATAL, (errmsg("ecto_sync: could not generate a random key for channel names")));
     shared->slots_lock = &locks[0].lock;
     shared->cache_lock = &locks[1].lock;
     shared->interest_lock = &locks[2].lock;
@@ -767,12 +771,18 @@ int interest_attach(uint32_t &generation, bool listening) {
     exit_callback = true;
   }
   int found = -1;
+  Oid role = GetUserId();
+  long share = role_share(settings.max_held_values);
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
-  for (int i = 0; i < settings.max_held_values && found < 0; i++) {
+  long taken = 0;
+  for (int i = 0; i < settings.max_held_values; i++)
+    taken += OidIsValid(interests[i].dboid) && interests[i].role == role;
+  for (int i = 0; i < settings.max_held_values && found < 0 && taken < share; i++) {
     InterestEntry *e = &interests[i];
     if (OidIsValid(e->dboid)) continue;
     e->dboid = MyDatabaseId;
     e->pid = MyProcPid;
+    e->role = role;
     e->latch = MyLatch;
     e->listening = listening;
     generation = ++e->generation;
@@ -811,8 +821,29 @@ uint64_t interest_notifications(int index) {
   return n;
 }
 
+/*
+ * "ectosync_held_<index>_<tag>", tag: 64 bits of SHA-256 over a key that
+ * only shared memory holds, the index and the generation.  Anyone may
+ * LISTEN to any channel: a name that cannot be guessed keeps another role
+ * from learning when a value's rows change.
+ */
 std::string interest_channel(int index, uint32_t generation) {
-  return "ectosync_held_" + std::to_string(index) + "_" + std::to_string(generation);
+  uint8 digest[PG_SHA256_DIGEST_LENGTH];
+  int32 parts[2] = {index, (int32)generation};
+  bool ok = pg_call([&] {
+    pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+    if (!ctx) return false;
+    bool done = pg_cryptohash_init(ctx) == 0 &&
+                pg_cryptohash_update(ctx, shared->channel_key, sizeof shared->channel_key) == 0 &&
+                pg_cryptohash_update(ctx, (const uint8 *)parts, sizeof parts) == 0 &&
+                pg_cryptohash_final(ctx, digest, sizeof digest) == 0;
+    pg_cryptohash_free(ctx);
+    return done;
+  });
+  if (!ok) throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: could not hash a channel name");
+  char tag[17];
+  for (int i = 0; i < 8; i++) snprintf(tag + 2 * i, 3, "%02x", digest[i]);
+  return "ectosync_held_" + std::to_string(index) + "_" + tag;
 }
 
 void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {

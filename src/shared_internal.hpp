@@ -98,6 +98,7 @@ struct CacheRecord {
 struct InterestEntry {
   Oid dboid;         /* interest_lock; InvalidOid: free */
   pid_t pid;         /* interest_lock: the backend that holds the value */
+  Oid role;          /* interest_lock: the role that holds it (ectosync.max_role_share) */
   uint32 generation; /* interest_lock: new at every attach, names the channel */
   Latch *latch;      /* interest_lock: the holder's, set when an event matches */
   bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
@@ -112,6 +113,7 @@ void held_shared_shmem_startup(LWLock *lock);
 
 struct EctoShared {
   uint64 epoch;
+  uint8 channel_key[32]; /* set at startup, never shown: held values' channels */
   LWLock *slots_lock;
   LWLock *cache_lock;
   LWLock *interest_lock;

@@ -1,0 +1,98 @@
+-- One role cannot deny service to others, nor reach what the README says
+-- it may use (issue 14): watch() refuses temporary tables (the worker could
+-- never read them: its batches would fail and send RELOAD markers);
+-- ectosync.stats works for any role; a filter nested 300 levels deep gets
+-- a clear SQLSTATE, not XX000; an ordinary role cannot raise
+-- ectosync.max_xact_events past the superuser's bound; a TRUNCATE of one
+-- watched table reloads only the values that hold it.
+SET client_min_messages = warning;
+CREATE ROLE attack_plain LOGIN;
+CREATE SCHEMA attack_plain AUTHORIZATION attack_plain;
+CREATE ROLE attack_holder LOGIN;
+
+-- ==== watch() of a temporary table ====
+SET ROLE attack_plain;
+CREATE TEMP TABLE attack_tmp_t (id int PRIMARY KEY, v text);
+SELECT ectosync.watch('attack_tmp_t');
+SELECT count(*) AS watches_of_temporary_tables FROM ectosync.watches w
+  JOIN pg_class c ON c.oid = w.root WHERE c.relpersistence = 't';
+DROP TABLE attack_tmp_t;
+RESET ROLE;
+
+-- ==== ectosync.stats for a role granted nothing ====
+SET ROLE attack_plain;
+SELECT count(*) AS stats_rows FROM ectosync.stats;
+RESET ROLE;
+
+-- ==== a filter (and assocs) nested 300 levels deep ====
+GRANT SELECT ON posts TO attack_plain;
+CREATE FUNCTION pg_temp.outcome(sql text) RETURNS TABLE (raised boolean, internal_error boolean)
+  LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+  RETURN QUERY SELECT false, false;
+EXCEPTION WHEN OTHERS THEN
+  RETURN QUERY SELECT true, SQLSTATE = 'XX000' OR SQLERRM LIKE '%internal error%';
+END $$;
+SET ROLE attack_plain;
+SELECT 'filter, arrays' AS nested, * FROM pg_temp.outcome(
+  $$SELECT ectosync.load('posts', '[]', ('{"title": ' || repeat('[', 300) || repeat(']', 300) || '}')::jsonb)$$)
+UNION ALL
+SELECT 'filter, objects', * FROM pg_temp.outcome(
+  $$SELECT ectosync.load('posts', '[]', ('{"title": ' || repeat('{"a": ', 300) || '1' || repeat('}', 300) || '}')::jsonb)$$)
+UNION ALL
+SELECT 'assocs', * FROM pg_temp.outcome(
+  $$SELECT ectosync.load('posts', ('[' || repeat('{"a": [', 300) || repeat(']}', 300) || ']')::jsonb)$$);
+RESET ROLE;
+REVOKE SELECT ON posts FROM attack_plain;
+
+-- ==== ectosync.max_xact_events: not above the superuser's bound ====
+SET ROLE attack_plain;
+SET ectosync.max_xact_events = 1000000;
+SHOW ectosync.max_xact_events;
+RESET ROLE;
+SHOW ectosync.max_xact_events;
+RESET ectosync.max_xact_events;
+
+-- ==== TRUNCATE of one table does not reload the values of another ====
+-- attack_holder holds values of attack_a (one shared, one filtered, its
+-- session's own); attack_plain truncates its own watched table.
+CREATE TABLE attack_a (id int PRIMARY KEY, v text);
+INSERT INTO attack_a VALUES (1, 'a1'), (2, 'a2');
+SELECT ectosync.watch('attack_a') IS NOT NULL AS watched;
+GRANT SELECT ON attack_a TO attack_holder;
+SET ROLE attack_plain;
+CREATE TABLE attack_plain.b (id int PRIMARY KEY, v text);
+INSERT INTO attack_plain.b VALUES (1, 'b1');
+SELECT ectosync.watch('attack_plain.b') IS NOT NULL AS watched;
+SELECT count(*) AS channels FROM ectosync.channels('attack_plain.b');
+SET ROLE attack_holder;
+SELECT ectosync.hold('a_all', 'attack_a', listen => false) -> 'rows' AS a_all,
+       ectosync.hold('a_one', 'attack_a', '[]', '{"id": 1}', listen => false) -> 'rows' AS a_one;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT name, c -> 'patch' AS patch, c ? 'reloaded' AS reloaded, c -> 'version' AS version
+  FROM unnest(ARRAY['a_all', 'a_one']) name, ectosync.changes(name, 0) c;
+SET ROLE attack_plain;
+TRUNCATE attack_plain.b;
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE attack_holder;
+SELECT name, c -> 'patch' AS patch, c ? 'reloaded' AS reloaded, c -> 'version' AS version
+  FROM unnest(ARRAY['a_all', 'a_one']) name, ectosync.changes(name, 0) c;
+RESET ROLE;
+-- and the values still follow their own table
+UPDATE attack_a SET v = 'a1 v2' WHERE id = 1;
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE attack_holder;
+SELECT name, c -> 'patch' AS patch, c ? 'reloaded' AS reloaded, c -> 'version' AS version
+  FROM unnest(ARRAY['a_all', 'a_one']) name, ectosync.changes(name, 0) c;
+SELECT ectosync.release('a_all') AND ectosync.release('a_one') AS released;
+RESET ROLE;
+
+-- ==== clean up ====
+SELECT ectosync.unwatch('attack_a');
+SELECT ectosync.unwatch('attack_plain.b');
+DROP TABLE attack_a;
+DROP SCHEMA attack_plain CASCADE;
+DROP OWNED BY attack_plain, attack_holder;
+DROP ROLE attack_plain, attack_holder;
+SELECT count(*) AS watches_left FROM ectosync.watches;

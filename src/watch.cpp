@@ -287,7 +287,8 @@ void refuse_temporary(const std::vector<uint32_t> &relids) {
   for (uint32_t relid : relids) {
     if (pg_call([&] { return get_rel_persistence(relid); }) != RELPERSISTENCE_TEMP) continue;
     throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
-                "ecto_sync cannot watch temporary table " + table_name(relid),
+                "ecto_sync cannot watch temporary table \"" +
+                    std::string(pg_call([&] { return get_rel_name(relid); })) + "\"",
                 "Only the session that created a temporary table can read it; ecto_sync's "
                 "worker reads changed rows from its own session.");
   }

@@ -68,7 +68,7 @@ BEGIN
   IF EXISTS (
       SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
        WHERE (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-              AND (d.object_type OPERATOR(pg_catalog.=) 'index'
+              AND ((d.object_type OPERATOR(pg_catalog.=) 'index' AND d.original)
                    OR EXISTS (SELECT FROM ectosync.watched_tables w
                                WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid)))
           OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'

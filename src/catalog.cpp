@@ -85,6 +85,7 @@ struct SpiArgs {
 
 /* Executes sql with params as the current role; returns SPI's result code. */
 int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
+  require_pinned(sql);
   SpiArgs args(params);
   const char *text = sql.c_str();
   return pg_call([&] {
@@ -133,6 +134,7 @@ SPIPlanPtr saved_plan(const std::string &sql, const SpiArgs &args) {
  * change, or under another role where row level security applies.
  */
 int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
+  require_pinned(sql);
   SpiArgs args(params);
   SPIPlanPtr plan = saved_plan(sql, args);
   return pg_call([&] { return SPI_execute_plan(plan, args.values, args.nulls, read_only, 0); });

@@ -5,6 +5,7 @@
 #include "sql_context.hpp"
 
 extern "C" {
+#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 }
@@ -79,6 +80,14 @@ AsRole::AsRole(Oid role) {
 
 AsRole::~AsRole() {
   SetUserIdAndSecContext(user_, context_);
+}
+
+void require_pinned(const std::string &sql) {
+  bool pinned =
+      depth > 0 && namespace_search_path && strcmp(namespace_search_path, kPinnedSearchPath) == 0;
+  if (!pinned)
+    throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: a statement ran outside its pinned settings",
+                sql);
 }
 
 std::string caller_search_path() {

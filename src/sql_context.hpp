@@ -68,6 +68,14 @@ class AsRole {
 /* The search_path pinned settings use: "pg_catalog, pg_temp". */
 extern const char *const kPinnedSearchPath;
 
+/*
+ * Raises an internal error unless a PinnedSettings guard is alive with its
+ * search_path in force: spi_execute() and the worker's prepare call it
+ * before every statement ecto_sync runs, so that every test proves that no
+ * statement escapes the guard.
+ */
+void require_pinned(const std::string &sql);
+
 /* The caller's own search_path: before the outermost guard, or the current one. */
 std::string caller_search_path();
 

@@ -310,6 +310,7 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " OPERATOR(pg_catalog.=) k.c" +
            std::to_string(i) + "::" + meta.pk[i].type;
   sql += " OFFSET 0) AS x";
+  require_pinned(sql);
   SPIPlanPtr plan = pg_call([&] {
     /* Generic: each key is an index lookup whatever the arrays hold, and a
      * custom plan (which the plan cache otherwise keeps choosing, as it

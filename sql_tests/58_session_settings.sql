@@ -1,0 +1,50 @@
+-- A value never depends on who rendered a row: load(), the worker and
+-- cache misses render every row under the same fixed settings (TimeZone
+-- UTC, DateStyle ISO, IntervalStyle postgres, extra_float_digits 1,
+-- bytea_output hex, lc_monetary C), whatever the client's session says.
+-- A session with other settings holds a value; a row changes; the patch
+-- brings it as load() renders it in that session, and as another session
+-- with yet other settings loads it.
+CREATE TABLE settings_rows (id int PRIMARY KEY, at timestamptz, d date, span interval,
+                            f float8, b bytea, m money, note text);
+INSERT INTO settings_rows VALUES
+  (1, '2026-06-01 12:00:00+00', '2026-06-01', '1 day 2 hours', 0.1, '\x00ff', 12.5, 'a'),
+  (2, '2026-12-01 08:30:00+00', '2026-12-01', '-3 months', 1e-7, '\xdeadbeef', -3, 'b');
+SELECT ectosync.watch('settings_rows') IS NOT NULL AS watched;
+
+SET TimeZone = 'America/New_York';
+SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = 'iso_8601';
+SET extra_float_digits = 0;
+SET bytea_output = 'escape';
+-- The rows as every session gets them: times in UTC, ISO dates and
+-- intervals, shortest exact floats, hex bytea.
+SELECT jsonb_pretty(ectosync.hold('rows', 'settings_rows', listen => false) -> 'rows') AS rows;
+
+-- Another session's change, read by the worker under its own settings:
+-- the patch carries the row as load() here renders it.
+UPDATE settings_rows SET note = 'a2' WHERE id = 1;
+SELECT ectosync.wait_for_worker();
+CREATE TEMP TABLE copy AS SELECT ectosync.load('settings_rows') AS value;
+SELECT c -> 'patch' AS patch FROM ectosync.changes('rows', 0) c;
+SELECT (regress.patch(ectosync.load('settings_rows'), '[]') - 'seq') = (value - 'seq')
+       AS load_is_stable FROM copy;
+
+-- sync() of that event from a value loaded under other settings again.
+RESET ALL;
+SET TimeZone = 'Asia/Kolkata';
+SET IntervalStyle = 'sql_standard';
+SET extra_float_digits = 3;
+SELECT (ectosync.load('settings_rows') - 'seq') = (value - 'seq') AS same_in_every_session
+  FROM copy;
+UPDATE settings_rows SET at = at + interval '1 hour' WHERE id = 2;
+SELECT ectosync.wait_for_worker();
+SELECT (regress.apply(value) - 'seq') = (ectosync.load('settings_rows') - 'seq')
+       AS synced_equals_a_fresh_load,
+       regress.apply(value) #>> '{rows,1,at}' AS synced_at
+  FROM copy;
+
+RESET ALL;
+SELECT ectosync.release('rows');
+SELECT ectosync.unwatch('settings_rows');
+DROP TABLE settings_rows;

@@ -245,6 +245,7 @@ DbSlot *claim_slot(Oid dboid) {
       slot->cache_floor = 0; /* watch() sets it when it installs triggers */
       slot->ngaps = 0;
       slot->gap_all = false;
+      slot->gap_all_why = 0;
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;
@@ -335,13 +336,20 @@ static bool make_room(DbSlot *slot, uint64 need) {
   return true;
 }
 
-static void add_gap(DbSlot *slot, uint32 relid) {
+/* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
+static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
   for (int i = 0; i < slot->ngaps; i++)
-    if (slot->gaps[i] == relid) return;
-  if (slot->ngaps < kMaxGaps)
+    if (slot->gaps[i] == relid) {
+      slot->gap_why[i] |= why;
+      return;
+    }
+  if (slot->ngaps < kMaxGaps) {
+    slot->gap_why[slot->ngaps] = why;
     slot->gaps[slot->ngaps++] = relid;
-  else
+  } else {
     slot->gap_all = true;
+    slot->gap_all_why |= why;
+  }
 }
 
 /*
@@ -366,7 +374,7 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   return header.seq;
 }
 
-void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count) {
   DbSlot *slot = current_slot();
   if (!slot || (count == 0 && reload_count == 0)) return;
@@ -385,10 +393,10 @@ void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_
       append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
     slot->stats.events_queued += count;
   } else {
-    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid);
+    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid, kReloadQueueFull);
     slot->stats.events_dropped += count;
   }
-  for (int i = 0; i < reload_count; i++) add_gap(slot, reload_relids[i]);
+  for (int i = 0; i < reload_count; i++) add_gap(slot, reloads[i].relid, reloads[i].why);
   slot->stats.queue_peak_bytes =
       std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
   Latch *latch = slot->worker_latch;
@@ -438,6 +446,13 @@ LogLookup event_lookup(uint64_t seq, Event &out) {
   out.seq = header.seq;
   out.relid = header.relid;
   out.op = (Op)header.op;
+  out.why = 0;
+  if (out.op == Op::Reload) {
+    /* A marker's body is its ReloadWhy bits, not columns. */
+    out.columns.clear();
+    if (!body.empty()) out.why = (uint8)body[0];
+    return LogLookup::Found;
+  }
   if (!decode_columns(body, out.columns)) return LogLookup::Expired;
   return LogLookup::Found;
 }
@@ -497,8 +512,10 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     int count = slot->gap_all ? 1 : slot->ngaps;
     for (int i = 0; i < count; i++) {
       uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
-      if (make_room(slot, record_size(0))) {
-        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, nullptr, 0, now));
+      /* Its body: why (what the reasons of replies say). */
+      char why = (char)(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
+      if (make_room(slot, record_size(1))) {
+        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, &why, 1, now));
         slot->processed = slot->head;
       } else {
         gaps.emplace_back(relid, slot->next_seq++);
@@ -507,14 +524,15 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;
     slot->gap_all = false;
+    slot->gap_all_why = 0;
     if (!gaps.empty()) slot->processed_seq = gaps.back().second;
   }
   LWLockRelease(slot->lock);
 }
 
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids) {
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-  for (uint32_t relid : relids) add_gap(slot, relid);
+  for (uint32_t relid : relids) add_gap(slot, relid, why);
   LWLockRelease(slot->lock);
 }
 

@@ -46,7 +46,9 @@ void attach_database_slot();
 /*
  * A transaction's events, encoded: for each, relid, op and the encoded
  * columns (event.hpp).  Called from the commit callback: never fails.  What
- * does not fit becomes RELOAD markers for the tables involved.
+ * does not fit becomes RELOAD markers for the tables involved, as do the
+ * reloads (tables truncated, or changed past ectosync.max_xact_events:
+ * why, ReloadWhy bits).
  */
 struct PendingEvent {
   uint32_t relid;
@@ -54,7 +56,11 @@ struct PendingEvent {
   const char *body;
   uint32_t body_len;
 };
-void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+struct PendingReload {
+  uint32_t relid;
+  uint8_t why;
+};
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count);
 
 /* ---- the event log (sync.cpp reads) ---- */
@@ -63,7 +69,8 @@ enum class LogLookup { Found, Expired, NoRecord, Unknown };
 /*
  * Expired: the record was overwritten.  NoRecord: the seq never had one (a
  * cache floor, or a RELOAD marker that found no room).  Unknown: seq is
- * beyond the last queued seq of this database.
+ * beyond the last queued seq of this database.  A RELOAD marker is Found:
+ * op Reload, its table (0: every table) and why, no columns.
  */
 LogLookup event_lookup(uint64_t seq, Event &out);
 

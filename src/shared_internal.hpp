@@ -60,7 +60,9 @@ struct DbSlot {
   uint64 cache_floor;             /* lock: cached rows of older versions are stale */
   int ngaps;                      /* lock */
   bool gap_all;                   /* lock: RELOAD for every table */
+  uint8 gap_all_why;              /* lock: its ReloadWhy bits */
   Oid gaps[kMaxGaps];             /* lock */
+  uint8 gap_why[kMaxGaps];        /* lock: each gap's ReloadWhy bits (event.hpp) */
   QueueStats stats;               /* lock */
   uint32 lag_us[kLagWindow];      /* lock */
   uint64 lag_next;                /* lock */
@@ -156,8 +158,8 @@ void queue_mark_loaded(DbSlot *slot, uint64 seq);
 /* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
 void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
 
-/* RELOAD markers for these tables (a batch that could not be loaded). */
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids);
+/* RELOAD markers for these tables, why: ReloadWhy bits (a batch that could not be loaded). */
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why);
 /* Worker counters. */
 void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
                        uint64 rows_not_loaded);

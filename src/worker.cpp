@@ -534,7 +534,7 @@ static uint64 drain(DbSlot *slot) {
       report_failure("a batch failed", e);
       std::vector<uint32_t> relids;
       for (const QueuedEvent &ev : batch) relids.push_back(ev.header.relid);
-      queue_add_gaps(slot, relids);
+      queue_add_gaps(slot, relids, kReloadFailed);
     }
     TimestampTz now = GetCurrentTimestamp();
     std::vector<int64> lags;
@@ -556,7 +556,7 @@ static uint64 drain(DbSlot *slot) {
         std::vector<Event> markers;
         for (const auto &[relid, seq] : gaps) {
           notify(relid, seq, Op::Reload);
-          markers.push_back(Event{seq, relid, Op::Reload, {}});
+          markers.push_back(Event{seq, relid, Op::Reload, 0, {}});
         }
         sent = gaps.size() + notify_held(markers);
       });

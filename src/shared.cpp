@@ -242,7 +242,8 @@ DbSlot *claim_slot(Oid dboid) {
       /* Index entries of the slot's last owner point into a ring that is
        * gone. */
       memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
-      slot->cache_floor = 0; /* watch() sets it when it installs triggers */
+      slot->cache_floor = 0; /* watch() sets floors when it installs triggers */
+      slot->nfloors = 0;
       slot->ngaps = 0;
       slot->gap_all = false;
       slot->gap_all_why = 0;
@@ -617,24 +618,56 @@ static void evict_oldest() {
   shared->arena_oldest += rec.len;
 }
 
-/* This database's cache floor (restart_capture()); 0 without a slot. */
-static uint64 cache_floor() {
+/* Table relid's cache floor in slot (restart_capture()); the caller holds slot->lock. */
+static uint64 floor_of(DbSlot *slot, Oid relid) {
+  uint64 floor = slot->cache_floor;
+  for (int i = 0; i < slot->nfloors; i++)
+    if (slot->floors[i].relid == relid) floor = std::max(floor, slot->floors[i].floor);
+  return floor;
+}
+
+/* Table relid's cache floor in this database (restart_capture()); 0 without a slot. */
+static uint64 cache_floor(Oid relid) {
   DbSlot *slot = current_slot();
   if (!slot) return 0;
   LWLockAcquire(slot->lock, LW_SHARED);
-  uint64 floor = slot->dboid == MyDatabaseId ? slot->cache_floor : 0;
+  uint64 floor = slot->dboid == MyDatabaseId ? floor_of(slot, relid) : 0;
   LWLockRelease(slot->lock);
   return floor;
 }
 
-void restart_capture() {
+void restart_capture(uint32_t relid) {
   attach_database_slot();
   DbSlot *slot = current_slot();
+  char why = (char)kReloadCapture;
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-  slot->cache_floor = slot->next_seq++;
-  if (slot->processed == slot->head && slot->ngaps == 0 && !slot->gap_all)
-    slot->processed_seq = slot->cache_floor;
+  /* The marker is the floor: a record of the event log (the worker
+   * notifies it like any event), so that only values holding the table
+   * reload.  Without room (the queue is full of unprocessed events) the
+   * seq has no record, and readers of the log reload whatever they hold. */
+  uint64 floor;
+  if (make_room(slot, record_size(1))) {
+    floor = append_record(slot, relid, Op::Reload, &why, 1, GetCurrentTimestamp());
+    slot->stats.gaps++;
+  } else {
+    floor = slot->next_seq++;
+  }
+  int at = -1; /* the table's entry, a free one, or the lowest floor's */
+  for (int i = 0; i < slot->nfloors && at < 0; i++)
+    if (slot->floors[i].relid == relid) at = i;
+  if (at < 0 && slot->nfloors < kFloorTables) at = slot->nfloors++;
+  if (at < 0) {
+    at = 0;
+    for (int i = 1; i < slot->nfloors; i++)
+      if (slot->floors[i].floor < slot->floors[at].floor) at = i;
+    /* Its table's rows below its floor stay stale: so do every table's. */
+    slot->cache_floor = std::max(slot->cache_floor, slot->floors[at].floor);
+  }
+  slot->floors[at].relid = relid;
+  slot->floors[at].floor = floor;
+  Latch *latch = slot->worker_latch;
   LWLockRelease(slot->lock);
+  if (latch) SetLatch(latch);
 }
 
 /*
@@ -662,7 +695,7 @@ static CacheEntry *cache_lookup(const CacheKey &k, const std::string &key, uint6
 CachedRow cache_get(uint32_t relid, const std::string &key) {
   CachedRow result;
   if (!shared) return result;
-  uint64 floor = cache_floor(); /* before cache_lock: never two locks at once */
+  uint64 floor = cache_floor(relid); /* before cache_lock: never two locks at once */
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
   CacheRecord rec;
@@ -688,7 +721,7 @@ CachedRow cache_get(uint32_t relid, const std::string &key) {
 
 bool cache_holds(uint32_t relid, const std::string &key) {
   if (!shared) return false;
-  uint64 floor = cache_floor();
+  uint64 floor = cache_floor(relid);
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
   CacheRecord rec;
@@ -701,7 +734,7 @@ bool cache_holds(uint32_t relid, const std::string &key) {
 static void cache_store(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row,
                         bool unknown) {
   if (!shared) return;
-  if (version < cache_floor()) return; /* read before the capture restarted */
+  if (version < cache_floor(relid)) return; /* read before the capture restarted */
   CacheKey k = make_key(relid, key);
   CacheRecord rec;
   memset(&rec, 0, sizeof rec);

@@ -68,9 +68,9 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
 enum class LogLookup { Found, Expired, NoRecord, Unknown };
 /*
  * Expired: the record was overwritten.  NoRecord: the seq never had one (a
- * cache floor, or a RELOAD marker that found no room).  Unknown: seq is
- * beyond the last queued seq of this database.  A RELOAD marker is Found:
- * op Reload, its table (0: every table) and why, no columns.
+ * RELOAD marker that found no room).  Unknown: seq is beyond the last
+ * queued seq of this database.  A RELOAD marker is Found: op Reload, its
+ * table (0: every table) and why, no columns.
  */
 LogLookup event_lookup(uint64_t seq, Event &out);
 
@@ -86,13 +86,15 @@ CachedRow cache_get(uint32_t relid, const std::string &key);
 /* Whether the cache has an entry (row or tombstone) for the key; nothing copied. */
 bool cache_holds(uint32_t relid, const std::string &key);
 /*
- * A table's capture (re)starts (watch() created its trigger): changes made
- * before it were not captured, so cached rows of this database read
- * before now are stale.  Takes a seq of its own (no event has it) and makes
- * it the database's cache floor: cache_get() misses, and cache_put()
- * ignores, versions below it.
+ * Table relid's capture (re)starts (watch() created its trigger): changes
+ * made to it before were not captured, so its cached rows read before now
+ * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture),
+ * whose seq becomes the table's cache floor: cache_get() misses, and
+ * cache_put() ignores, versions of its rows below it.  Values that do not
+ * hold the table, and rows of other tables, are left alone.  Raises an
+ * ERROR like attach_database_slot().
  */
-void restart_capture();
+void restart_capture(uint32_t relid);
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 /*

@@ -26,6 +26,7 @@ namespace ectosync {
 constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db */
 constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
 constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
+constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -57,15 +58,23 @@ struct DbSlot {
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
   uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
-  uint64 cache_floor;             /* lock: cached rows of older versions are stale */
-  int ngaps;                      /* lock */
-  bool gap_all;                   /* lock: RELOAD for every table */
-  uint8 gap_all_why;              /* lock: its ReloadWhy bits */
-  Oid gaps[kMaxGaps];             /* lock */
-  uint8 gap_why[kMaxGaps];        /* lock: each gap's ReloadWhy bits (event.hpp) */
-  QueueStats stats;               /* lock */
-  uint32 lag_us[kLagWindow];      /* lock */
-  uint64 lag_next;                /* lock */
+  /* lock: cached rows of older versions are stale, of every table (floor)
+   * and of the tables whose capture started (floors; the entry of the
+   * lowest floor makes room, raising cache_floor to it) */
+  uint64 cache_floor;
+  int nfloors;
+  struct {
+    Oid relid;
+    uint64 floor;
+  } floors[kFloorTables];
+  int ngaps;                 /* lock */
+  bool gap_all;              /* lock: RELOAD for every table */
+  uint8 gap_all_why;         /* lock: its ReloadWhy bits */
+  Oid gaps[kMaxGaps];        /* lock */
+  uint8 gap_why[kMaxGaps];   /* lock: each gap's ReloadWhy bits (event.hpp) */
+  QueueStats stats;          /* lock */
+  uint32 lag_us[kLagWindow]; /* lock */
+  uint64 lag_next;           /* lock */
   /* lock: when a session last used each table through ecto_sync (load,
    * sync, hold, changes); the least recent entry makes room */
   struct {

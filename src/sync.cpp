@@ -976,7 +976,7 @@ void logged_event(uint64_t epoch, uint64_t seq, Event &ev) {
                       " is no longer in the event log.");
     case LogLookup::NoRecord:
       reload_required("The event " + format_event_id(epoch, seq) +
-                      " has no record: capture restarted, or a RELOAD marker found no room.");
+                      " has no record: a RELOAD marker found no room in the queue.");
     case LogLookup::Unknown:
       throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
                   "No event " + format_event_id(epoch, seq) + " was queued in this database.",

@@ -433,7 +433,8 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
     events[i].seq = batch[i].header.seq;
     events[i].relid = batch[i].header.relid;
     events[i].op = (Op)batch[i].header.op;
-    decode_columns(batch[i].body, events[i].columns);
+    /* (a RELOAD marker of a capture that started has no columns: no keys) */
+    if (events[i].op != Op::Reload) decode_columns(batch[i].body, events[i].columns);
     collect_keys(batch[i], events[i], keys);
   }
   /* Read the version before the queries' snapshots: each cached row then
@@ -544,7 +545,11 @@ static uint64 drain(DbSlot *slot) {
       if (i == 0 || batch[i].header.committed_at != batch[i - 1].header.committed_at)
         transactions++;
     }
-    queue_finish_batch(slot, batch_end, batch.back().header.seq, n, lags);
+    /* (a RELOAD marker in the queue, of a capture that started, is no captured event) */
+    int events = (int)std::count_if(batch.begin(), batch.end(), [](const QueuedEvent &ev) {
+      return (Op)ev.header.op != Op::Reload;
+    });
+    queue_finish_batch(slot, batch_end, batch.back().header.seq, events, lags);
     queue_count_loads(slot, result.rows, result.queries, result.notifications, result.not_loaded);
   }
   std::vector<std::pair<uint32, uint64>> gaps;

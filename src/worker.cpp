@@ -367,9 +367,26 @@ static std::string display_name(Oid relid) {
   return meta.exists ? meta.display : std::to_string(relid);
 }
 
+/*
+ * The name alone, from the catalog caches: for RELOAD markers, which read
+ * no rows.  meta_for() opens the table, which would wait for a transaction
+ * holding a strong lock on it (a watch() that queued a marker and has not
+ * committed yet, after an ALTER TABLE of its own, say).
+ */
+static std::string marker_name(Oid relid) {
+  if (relid == InvalidOid) return "*";
+  if (auto found = table_meta.find(relid); found != table_meta.end() && found->second.exists)
+    return found->second.display;
+  char *relname = pg_call([&] { return get_rel_name(relid); });
+  if (!relname) return std::to_string(relid);
+  char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
+  return nspname ? std::string(nspname) + "." + relname : std::to_string(relid);
+}
+
 static void notify(Oid relid, uint64 seq, Op op) {
   std::string channel = channel_name(relid ? relid : 0);
-  std::string payload = format_payload(shared_epoch(), seq, display_name(relid), op);
+  std::string table = op == Op::Reload ? marker_name(relid) : display_name(relid);
+  std::string payload = format_payload(shared_epoch(), seq, table, op);
   pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
 }
 
@@ -433,8 +450,10 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
     events[i].seq = batch[i].header.seq;
     events[i].relid = batch[i].header.relid;
     events[i].op = (Op)batch[i].header.op;
-    /* (a RELOAD marker of a capture that started has no columns: no keys) */
-    if (events[i].op != Op::Reload) decode_columns(batch[i].body, events[i].columns);
+    /* A RELOAD marker (of a capture that started) has no columns and no
+     * keys: its table is not opened. */
+    if (events[i].op == Op::Reload) continue;
+    decode_columns(batch[i].body, events[i].columns);
     collect_keys(batch[i], events[i], keys);
   }
   /* Read the version before the queries' snapshots: each cached row then

@@ -62,7 +62,7 @@ CREATE TEMP TABLE marker AS
   FROM ectosync.stats;
 SELECT pg_temp.try_sync(once, payload) AS held FROM r, marker;
 SELECT ectosync.sync(labels, payload) = labels AS not_held FROM v, marker;
--- its id names no logged event: the value must be reloaded
+-- a bare marker id: the event log says which table, and why
 SELECT pg_temp.try_sync(once, id) AS bare_marker_id FROM r, marker;
 -- a marker naming a table that no longer has that name may be a renamed one
 SELECT pg_temp.try_sync(once, replace(payload, 'public.tags', 'public.gone')) AS unknown_name

@@ -181,7 +181,9 @@ extern "C" Datum ectosync_events_since(PG_FUNCTION_ARGS) {
       char *nspname =
           relname ? pg_call([&] { return get_namespace_name(get_rel_namespace(event.relid)); })
                   : nullptr;
-      std::string table = relname ? std::string(nspname) + "." + relname : "?";
+      std::string table = event.relid == 0 ? "*" /* a RELOAD marker of every table */
+                          : relname        ? std::string(nspname) + "." + relname
+                                           : "?";
       std::string key = key_text(event.op == Op::Delete ? event.old_pk() : event.new_pk());
       std::string payload = format_payload(shared_epoch(), seq, table, event.op);
       std::string changes = changes_text(event);

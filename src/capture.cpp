@@ -66,7 +66,7 @@ static struct {
   int count, capacity;
   char *bodies;
   size_t bytes, bytes_capacity;
-  uint32_t *reload; /* tables of a transaction past max_xact_events */
+  PendingReload *reload; /* tables truncated, or of a transaction past max_xact_events */
   int nreload, reload_capacity;
   bool overflowed;
   SubxactMark *marks;
@@ -92,16 +92,20 @@ static void reserve(T *&array, int &capacity, int need) {
   capacity = grown;
 }
 
-static void remember_reload(uint32_t relid) {
+/* A RELOAD marker for relid at commit, why: ReloadWhy bits (event.hpp). */
+static void remember_reload(uint32_t relid, uint8_t why) {
   for (int i = 0; i < pending.nreload; i++)
-    if (pending.reload[i] == relid) return;
+    if (pending.reload[i].relid == relid) {
+      pending.reload[i].why |= why;
+      return;
+    }
   reserve(pending.reload, pending.reload_capacity, pending.nreload + 1);
-  pending.reload[pending.nreload++] = relid;
+  pending.reload[pending.nreload++] = {relid, why};
 }
 
 /* Past ectosync.max_xact_events: keep only the tables, drop the events. */
 static void overflow_to_reload() {
-  for (int i = 0; i < pending.count; i++) remember_reload(pending.events[i].relid);
+  for (int i = 0; i < pending.count; i++) remember_reload(pending.events[i].relid, kReloadBulk);
   pending.count = 0;
   pending.bytes = 0;
   pending.overflowed = true;
@@ -115,7 +119,7 @@ static void overflow_to_reload() {
 static void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns) {
   if (!pending.overflowed && pending.count >= settings.max_xact_events) overflow_to_reload();
   if (pending.overflowed) {
-    remember_reload(relid);
+    remember_reload(relid, kReloadBulk);
     return;
   }
   size_t size = encoded_size(columns, ncolumns);
@@ -268,7 +272,7 @@ extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
   attach_database_slot();
 
   if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) {
-    pg_entry([&] { remember_reload(relid); });
+    pg_entry([&] { remember_reload(relid, kReloadTruncate); });
     return PointerGetDatum(nullptr);
   }
   if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))

@@ -31,6 +31,21 @@ std::optional<Op> op_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+std::string reload_reason(uint8_t why, const std::string &table, const std::string &event_id) {
+  std::string of = table.empty() ? std::string("this database") : table;
+  std::string text;
+  auto add = [&](const std::string &reason) { text += (text.empty() ? "" : "; ") + reason; };
+  if (why & kReloadBulk)
+    add("A transaction changed more rows of " + of + " than ectosync.max_xact_events");
+  if (why & kReloadTruncate) add("TRUNCATE of " + of);
+  if (why & kReloadQueueFull)
+    add("Changes of " + of + " found no room in the queue (ectosync.queue_size)");
+  if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
+  if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
+  if (text.empty()) add("Changes of " + of + " were not captured one by one");
+  return text + " (RELOAD marker " + event_id + ").";
+}
+
 const ColumnChange *Event::column(int16_t attnum) const {
   for (const auto &c : columns)
     if (c.attnum == attnum) return &c;

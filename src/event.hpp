@@ -25,6 +25,27 @@ namespace ectosync {
 
 enum class Op : char { Insert = 'I', Update = 'U', Delete = 'D', Reload = 'R' };
 
+/*
+ * Why a RELOAD marker was queued: bits, or-ed when one marker stands for
+ * several (the gap set keeps one per table).  The marker's record in the
+ * event log holds them (its body: one byte), so that a reply can say why
+ * the value was loaded again.
+ */
+enum ReloadWhy : uint8_t {
+  kReloadBulk = 1,      /* a transaction past ectosync.max_xact_events */
+  kReloadTruncate = 2,  /* TRUNCATE */
+  kReloadQueueFull = 4, /* the queue had no room for a transaction's events */
+  kReloadFailed = 8,    /* the worker failed to read a batch's rows */
+  kReloadCapture = 16,  /* watch() started capturing the table (again) */
+};
+
+/*
+ * Why a value holding table ("schema.name"; empty: every table of the
+ * database) must be reloaded after the RELOAD marker event_id, as the
+ * detail of ZE001 and the "reloaded" of changes() say it.
+ */
+std::string reload_reason(uint8_t why, const std::string &table, const std::string &event_id);
+
 const char *op_name(Op op); /* "INSERT", ... */
 std::optional<Op> op_from_name(std::string_view name);
 
@@ -40,6 +61,7 @@ struct Event {
   uint64_t seq = 0; /* assigned when the transaction's events are queued */
   uint32_t relid = 0;
   Op op = Op::Insert;
+  uint8_t why = 0;                   /* RELOAD markers: ReloadWhy bits (0: unknown) */
   std::vector<ColumnChange> columns; /* primary key first, in pk order */
 
   const ColumnChange *column(int16_t attnum) const;

@@ -714,8 +714,8 @@ bool apply_shared(const Held &h, uint64_t upto) {
           rebalance(current, false); /* (the shared parts are not ours to free) */
         });
     }
-    bool published =
-        held_share_publish(h.shared, current, ops, reloaded.has_value(), changed_by, scanned);
+    bool published = held_share_publish(h.shared, current, ops, reloaded ? &*reloaded : nullptr,
+                                        changed_by, scanned);
     pg_call([&] { MemoryContextDelete(made_in); });
     return published;
   } catch (...) {
@@ -753,10 +753,14 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
       if (list.size() > 0) ops.push(jb::Node::copy_range(list, 0, list.size()));
     }
   }
+  /* A whole value after a reload since this session's last reply says why,
+   * as a value of one's own does. */
+  std::optional<std::string> reloaded;
+  if (since.whole && since.reload_version > h.base + static_cast<uint64_t>(h.version))
+    reloaded = since.reload_why;
   h.version = version;
   h.scanned = since.scanned;
-  return Reply{envelope(version, since.scanned, std::move(ops), since.events, std::nullopt),
-               changed};
+  return Reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
 }
 
 /* ectosync.changes(name, version): see the header comment. */

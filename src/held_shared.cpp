@@ -48,6 +48,8 @@ namespace ectosync {
 namespace {
 
 constexpr int kLogEntries = 64;
+/* Room for why a value was reloaded (longer reasons are cut). */
+constexpr int kReasonBytes = 512;
 /* Distinct shared values at most (each shape held by several sessions). */
 constexpr int kMaxShared = 128;
 
@@ -75,6 +77,8 @@ struct SharedHeld {
   int nparts;
   Size bytes; /* head and parts */
   LogEntry log[kLogEntries];
+  uint64 reload_version;         /* the last version that reloaded the value, 0: none */
+  char reload_why[kReasonBytes]; /* why, NUL-terminated */
 };
 
 struct HeldSharedControl {
@@ -338,9 +342,11 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
   return SharedTurn::Mine;
 }
 
-bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bool whole,
-                        const std::vector<uint64_t> &events, uint64_t scanned) {
+bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
+                        const std::string *reloaded, const std::vector<uint64_t> &events,
+                        uint64_t scanned) {
   SharedHeld &s = slots[slot];
+  bool whole = reloaded != nullptr;
   if (!ops && !whole) {
     /* No patch, no change: the parts stay (one version, one set of parts:
      * what held_share_since relies on). */
@@ -403,6 +409,12 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bo
   e.events = (uint32)events.size();
   e.ops_offset = events_bytes;
   e.size = piece_size;
+  if (reloaded) {
+    s.reload_version = s.version;
+    size_t n = std::min<size_t>(reloaded->size(), kReasonBytes - 1);
+    std::memcpy(s.reload_why, reloaded->data(), n);
+    s.reload_why[n] = '\0';
+  }
   s.scanned = scanned;
   s.turn = 0;
   LWLockRelease(control->lock);
@@ -435,11 +447,17 @@ SharedSince held_share_since(int slot, uint64_t from) {
     int nparts = s.nparts;
     Size value_size = s.bytes;
     if (whole) bytes = value_size + (nparts + 1) * MAXIMUM_ALIGNOF; /* each MAXALIGNed */
+    uint64 reload_version = s.reload_version;
+    char reload_why[kReasonBytes];
+    std::memcpy(reload_why, s.reload_why, kReasonBytes);
     LWLockRelease(control->lock);
     SharedSince out;
     out.version = version;
     out.scanned = scanned;
     out.whole = whole;
+    out.reload_version = reload_version;
+    reload_why[kReasonBytes - 1] = '\0';
+    out.reload_why = reload_why;
     if (version == from) return out;
     /* 2. the room, outside the lock */
     char *buf = pg_call([&] { return static_cast<char *>(palloc(bytes)); });

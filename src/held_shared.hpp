@@ -62,15 +62,17 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
                            uint64_t &scanned);
 
 /*
- * Ends the turn.  With a patch (ops, a jsonb array; or whole: the client
- * must take the whole value instead, after a reload), value (whose parts
- * point into shared memory where they did not change) becomes the shared
- * value and the version moves on by one; without, the value stays as it
- * is.  Either way it reflects the events up to scanned.  false when
- * shared memory ran out: nothing changed and the turn is given up.
+ * Ends the turn.  With a patch (ops, a jsonb array; or reloaded, why the
+ * value was loaded again: the client must take the whole value instead),
+ * value (whose parts point into shared memory where they did not change)
+ * becomes the shared value and the version moves on by one; without, the
+ * value stays as it is.  Either way it reflects the events up to scanned.
+ * false when shared memory ran out: nothing changed and the turn is given
+ * up.
  */
-bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops, bool whole,
-                        const std::vector<uint64_t> &events, uint64_t scanned);
+bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
+                        const std::string *reloaded, const std::vector<uint64_t> &events,
+                        uint64_t scanned);
 
 /* Gives the turn up after an error.  Never fails. */
 void held_share_abandon(int slot);
@@ -78,11 +80,14 @@ void held_share_abandon(int slot);
 /*
  * What a client at version from needs: the patches since (copied into
  * CurrentMemoryContext, oldest first), or whole (the log no longer has them,
- * or one replaces the value) with the value copied.
+ * or one replaces the value) with the value copied.  And the last version
+ * that reloaded the value (0: none yet), with why.
  */
 struct SharedSince {
   uint64_t version = 0, scanned = 0;
   bool whole = false;
+  uint64_t reload_version = 0;
+  std::string reload_why;
   std::vector<Jsonb *> ops;     /* one jsonb array per version */
   std::vector<uint64_t> events; /* the events that changed the value */
   PartedValue value;            /* when whole */

@@ -246,9 +246,11 @@ DbSlot *claim_slot(Oid dboid) {
       /* Index entries of the slot's last owner point into a ring that is
        * gone. */
       memset(slot_index(slot), 0, sizeof(LogIndexEntry) * settings.event_log_size);
-      slot->cache_floor = 0; /* watch() sets it when it installs triggers */
+      slot->cache_floor = 0; /* watch() sets floors when it installs triggers */
+      slot->nfloors = 0;
       slot->ngaps = 0;
       slot->gap_all = false;
+      slot->gap_all_why = 0;
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;
@@ -339,13 +341,20 @@ static bool make_room(DbSlot *slot, uint64 need) {
   return true;
 }
 
-static void add_gap(DbSlot *slot, uint32 relid) {
+/* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
+static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
   for (int i = 0; i < slot->ngaps; i++)
-    if (slot->gaps[i] == relid) return;
-  if (slot->ngaps < kMaxGaps)
+    if (slot->gaps[i] == relid) {
+      slot->gap_why[i] |= why;
+      return;
+    }
+  if (slot->ngaps < kMaxGaps) {
+    slot->gap_why[slot->ngaps] = why;
     slot->gaps[slot->ngaps++] = relid;
-  else
+  } else {
     slot->gap_all = true;
+    slot->gap_all_why |= why;
+  }
 }
 
 /*
@@ -370,7 +379,7 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   return header.seq;
 }
 
-void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count) {
   DbSlot *slot = current_slot();
   if (!slot || (count == 0 && reload_count == 0)) return;
@@ -389,10 +398,10 @@ void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_
       append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
     slot->stats.events_queued += count;
   } else {
-    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid);
+    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid, kReloadQueueFull);
     slot->stats.events_dropped += count;
   }
-  for (int i = 0; i < reload_count; i++) add_gap(slot, reload_relids[i]);
+  for (int i = 0; i < reload_count; i++) add_gap(slot, reloads[i].relid, reloads[i].why);
   slot->stats.queue_peak_bytes =
       std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
   Latch *latch = slot->worker_latch;
@@ -442,6 +451,13 @@ LogLookup event_lookup(uint64_t seq, Event &out) {
   out.seq = header.seq;
   out.relid = header.relid;
   out.op = (Op)header.op;
+  out.why = 0;
+  if (out.op == Op::Reload) {
+    /* A marker's body is its ReloadWhy bits, not columns. */
+    out.columns.clear();
+    if (!body.empty()) out.why = (uint8)body[0];
+    return LogLookup::Found;
+  }
   if (!decode_columns(body, out.columns)) return LogLookup::Expired;
   return LogLookup::Found;
 }
@@ -501,8 +517,10 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     int count = slot->gap_all ? 1 : slot->ngaps;
     for (int i = 0; i < count; i++) {
       uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
-      if (make_room(slot, record_size(0))) {
-        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, nullptr, 0, now));
+      /* Its body: why (what the reasons of replies say). */
+      char why = (char)(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
+      if (make_room(slot, record_size(1))) {
+        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, &why, 1, now));
         slot->processed = slot->head;
       } else {
         gaps.emplace_back(relid, slot->next_seq++);
@@ -511,14 +529,15 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;
     slot->gap_all = false;
+    slot->gap_all_why = 0;
     if (!gaps.empty()) slot->processed_seq = gaps.back().second;
   }
   LWLockRelease(slot->lock);
 }
 
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids) {
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-  for (uint32_t relid : relids) add_gap(slot, relid);
+  for (uint32_t relid : relids) add_gap(slot, relid, why);
   LWLockRelease(slot->lock);
 }
 
@@ -603,24 +622,56 @@ static void evict_oldest() {
   shared->arena_oldest += rec.len;
 }
 
-/* This database's cache floor (restart_capture()); 0 without a slot. */
-static uint64 cache_floor() {
+/* Table relid's cache floor in slot (restart_capture()); the caller holds slot->lock. */
+static uint64 floor_of(DbSlot *slot, Oid relid) {
+  uint64 floor = slot->cache_floor;
+  for (int i = 0; i < slot->nfloors; i++)
+    if (slot->floors[i].relid == relid) floor = std::max(floor, slot->floors[i].floor);
+  return floor;
+}
+
+/* Table relid's cache floor in this database (restart_capture()); 0 without a slot. */
+static uint64 cache_floor(Oid relid) {
   DbSlot *slot = current_slot();
   if (!slot) return 0;
   LWLockAcquire(slot->lock, LW_SHARED);
-  uint64 floor = slot->dboid == MyDatabaseId ? slot->cache_floor : 0;
+  uint64 floor = slot->dboid == MyDatabaseId ? floor_of(slot, relid) : 0;
   LWLockRelease(slot->lock);
   return floor;
 }
 
-void restart_capture() {
+void restart_capture(uint32_t relid) {
   attach_database_slot();
   DbSlot *slot = current_slot();
+  char why = (char)kReloadCapture;
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-  slot->cache_floor = slot->next_seq++;
-  if (slot->processed == slot->head && slot->ngaps == 0 && !slot->gap_all)
-    slot->processed_seq = slot->cache_floor;
+  /* The marker is the floor: a record of the event log (the worker
+   * notifies it like any event), so that only values holding the table
+   * reload.  Without room (the queue is full of unprocessed events) the
+   * seq has no record, and readers of the log reload whatever they hold. */
+  uint64 floor;
+  if (make_room(slot, record_size(1))) {
+    floor = append_record(slot, relid, Op::Reload, &why, 1, GetCurrentTimestamp());
+    slot->stats.gaps++;
+  } else {
+    floor = slot->next_seq++;
+  }
+  int at = -1; /* the table's entry, a free one, or the lowest floor's */
+  for (int i = 0; i < slot->nfloors && at < 0; i++)
+    if (slot->floors[i].relid == relid) at = i;
+  if (at < 0 && slot->nfloors < kFloorTables) at = slot->nfloors++;
+  if (at < 0) {
+    at = 0;
+    for (int i = 1; i < slot->nfloors; i++)
+      if (slot->floors[i].floor < slot->floors[at].floor) at = i;
+    /* Its table's rows below its floor stay stale: so do every table's. */
+    slot->cache_floor = std::max(slot->cache_floor, slot->floors[at].floor);
+  }
+  slot->floors[at].relid = relid;
+  slot->floors[at].floor = floor;
+  Latch *latch = slot->worker_latch;
   LWLockRelease(slot->lock);
+  if (latch) SetLatch(latch);
 }
 
 /*
@@ -648,7 +699,7 @@ static CacheEntry *cache_lookup(const CacheKey &k, const std::string &key, uint6
 CachedRow cache_get(uint32_t relid, const std::string &key) {
   CachedRow result;
   if (!shared) return result;
-  uint64 floor = cache_floor(); /* before cache_lock: never two locks at once */
+  uint64 floor = cache_floor(relid); /* before cache_lock: never two locks at once */
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
   CacheRecord rec;
@@ -674,7 +725,7 @@ CachedRow cache_get(uint32_t relid, const std::string &key) {
 
 bool cache_holds(uint32_t relid, const std::string &key) {
   if (!shared) return false;
-  uint64 floor = cache_floor();
+  uint64 floor = cache_floor(relid);
   CacheKey k = make_key(relid, key);
   LWLockAcquire(shared->cache_lock, LW_SHARED);
   CacheRecord rec;
@@ -687,7 +738,7 @@ bool cache_holds(uint32_t relid, const std::string &key) {
 static void cache_store(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row,
                         bool unknown) {
   if (!shared) return;
-  if (version < cache_floor()) return; /* read before the capture restarted */
+  if (version < cache_floor(relid)) return; /* read before the capture restarted */
   CacheKey k = make_key(relid, key);
   CacheRecord rec;
   memset(&rec, 0, sizeof rec);

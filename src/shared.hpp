@@ -46,7 +46,9 @@ void attach_database_slot();
 /*
  * A transaction's events, encoded: for each, relid, op and the encoded
  * columns (event.hpp).  Called from the commit callback: never fails.  What
- * does not fit becomes RELOAD markers for the tables involved.
+ * does not fit becomes RELOAD markers for the tables involved, as do the
+ * reloads (tables truncated, or changed past ectosync.max_xact_events:
+ * why, ReloadWhy bits).
  */
 struct PendingEvent {
   uint32_t relid;
@@ -54,7 +56,11 @@ struct PendingEvent {
   const char *body;
   uint32_t body_len;
 };
-void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_relids,
+struct PendingReload {
+  uint32_t relid;
+  uint8_t why;
+};
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count);
 
 /* ---- the event log (sync.cpp reads) ---- */
@@ -62,8 +68,9 @@ void queue_commit(const PendingEvent *events, int count, const uint32_t *reload_
 enum class LogLookup { Found, Expired, NoRecord, Unknown };
 /*
  * Expired: the record was overwritten.  NoRecord: the seq never had one (a
- * cache floor, or a RELOAD marker that found no room).  Unknown: seq is
- * beyond the last queued seq of this database.
+ * RELOAD marker that found no room).  Unknown: seq is beyond the last
+ * queued seq of this database.  A RELOAD marker is Found: op Reload, its
+ * table (0: every table) and why, no columns.
  */
 LogLookup event_lookup(uint64_t seq, Event &out);
 
@@ -79,13 +86,15 @@ CachedRow cache_get(uint32_t relid, const std::string &key);
 /* Whether the cache has an entry (row or tombstone) for the key; nothing copied. */
 bool cache_holds(uint32_t relid, const std::string &key);
 /*
- * A table's capture (re)starts (watch() created its trigger): changes made
- * before it were not captured, so cached rows of this database read
- * before now are stale.  Takes a seq of its own (no event has it) and makes
- * it the database's cache floor: cache_get() misses, and cache_put()
- * ignores, versions below it.
+ * Table relid's capture (re)starts (watch() created its trigger): changes
+ * made to it before were not captured, so its cached rows read before now
+ * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture),
+ * whose seq becomes the table's cache floor: cache_get() misses, and
+ * cache_put() ignores, versions of its rows below it.  Values that do not
+ * hold the table, and rows of other tables, are left alone.  Raises an
+ * ERROR like attach_database_slot().
  */
-void restart_capture();
+void restart_capture(uint32_t relid);
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 /*

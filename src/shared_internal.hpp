@@ -26,6 +26,7 @@ namespace ectosync {
 constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db */
 constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
 constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
+constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -57,13 +58,23 @@ struct DbSlot {
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
   uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
-  uint64 cache_floor;             /* lock: cached rows of older versions are stale */
-  int ngaps;                      /* lock */
-  bool gap_all;                   /* lock: RELOAD for every table */
-  Oid gaps[kMaxGaps];             /* lock */
-  QueueStats stats;               /* lock */
-  uint32 lag_us[kLagWindow];      /* lock */
-  uint64 lag_next;                /* lock */
+  /* lock: cached rows of older versions are stale, of every table (floor)
+   * and of the tables whose capture started (floors; the entry of the
+   * lowest floor makes room, raising cache_floor to it) */
+  uint64 cache_floor;
+  int nfloors;
+  struct {
+    Oid relid;
+    uint64 floor;
+  } floors[kFloorTables];
+  int ngaps;                 /* lock */
+  bool gap_all;              /* lock: RELOAD for every table */
+  uint8 gap_all_why;         /* lock: its ReloadWhy bits */
+  Oid gaps[kMaxGaps];        /* lock */
+  uint8 gap_why[kMaxGaps];   /* lock: each gap's ReloadWhy bits (event.hpp) */
+  QueueStats stats;          /* lock */
+  uint32 lag_us[kLagWindow]; /* lock */
+  uint64 lag_next;           /* lock */
   /* lock: when a session last used each table through ecto_sync (load,
    * sync, hold, changes); the least recent entry makes room */
   struct {
@@ -158,8 +169,8 @@ void queue_mark_loaded(DbSlot *slot, uint64 seq);
 /* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
 void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
 
-/* RELOAD markers for these tables (a batch that could not be loaded). */
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids);
+/* RELOAD markers for these tables, why: ReloadWhy bits (a batch that could not be loaded). */
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why);
 /* Worker counters. */
 void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
                        uint64 rows_not_loaded);

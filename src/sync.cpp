@@ -816,16 +816,32 @@ bool reload_concerns(const Plan &plan, uint32_t relid) {
   return relid == 0 || std::find(tables.begin(), tables.end(), relid) != tables.end();
 }
 
+/* The name of table relid of the plan, as payloads show it ("": 0, every table). */
+std::string plan_table_name(const Plan &plan, uint32_t relid) {
+  std::vector<const PlanNode *> stack{plan.root.get()};
+  while (relid != 0 && !stack.empty()) {
+    const PlanNode *n = stack.back();
+    stack.pop_back();
+    if (n->table.relid == relid) return n->table.display();
+    for (const Assoc &a : n->assocs) {
+      if (a.join && a.join->relid == relid) return a.join->display();
+      stack.push_back(a.target.get());
+    }
+  }
+  return relid == 0 ? std::string() : std::to_string(relid);
+}
+
 /*
  * Whether the logged event ev may change a value of plan: an event of a
  * table the value holds (the caller must then be able to read them all:
- * check_select_privileges).  A RELOAD marker of such a table raises ZE001.
+ * check_select_privileges).  A RELOAD marker of such a table raises ZE001,
+ * saying why it was queued; one of another table leaves the value alone.
  */
 bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
   if (ev.op == Op::Reload) {
     if (reload_concerns(plan, ev.relid))
-      reload_required("Changes of a table of the value were not captured one by one (event " +
-                      format_event_id(h.epoch, ev.seq) + ").");
+      reload_required(
+          reload_reason(ev.why, plan_table_name(plan, ev.relid), format_event_id(h.epoch, ev.seq)));
     return false;
   }
   std::vector<uint32_t> tables = plan.tables();
@@ -960,7 +976,7 @@ void logged_event(uint64_t epoch, uint64_t seq, Event &ev) {
                       " is no longer in the event log.");
     case LogLookup::NoRecord:
       reload_required("The event " + format_event_id(epoch, seq) +
-                      " has no record: capture restarted, or a RELOAD marker found no room.");
+                      " has no record: a RELOAD marker found no room in the queue.");
     case LogLookup::Unknown:
       throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
                   "No event " + format_event_id(epoch, seq) + " was queued in this database.",
@@ -983,13 +999,20 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   if (ref.seq <= h.seq) return value; /* already reflected: idempotent */
   const Plan &plan = value_plan(h);
 
-  /* A RELOAD marker ("*": the whole database) for a table the value holds. */
+  /* A RELOAD marker ("*": the whole database) for a table the value holds
+   * (as the payload names it): why it was queued, as its record in the log
+   * says, if the log still has it. */
   if (ref.op && *ref.op == Op::Reload) {
-    if (ref.table.empty() || ref.table == "*" || may_hold_table(plan, ref.table))
-      reload_required("Changes of " +
-                      (ref.table == "*" ? std::string("this database") : ref.table) +
-                      " were not captured one by one (RELOAD marker " +
-                      format_event_id(ref.epoch, ref.seq) + ").");
+    bool every = ref.table.empty() || ref.table == "*";
+    if (every || may_hold_table(plan, ref.table)) {
+      Event marker;
+      bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload &&
+                    reload_concerns(plan, marker.relid);
+      reload_required(logged ? reload_reason(marker.why, plan_table_name(plan, marker.relid),
+                                             format_event_id(ref.epoch, ref.seq))
+                             : reload_reason(0, every ? std::string() : ref.table,
+                                             format_event_id(ref.epoch, ref.seq)));
+    }
     return value;
   }
   Event ev;

@@ -372,10 +372,12 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
   bool was_captured = trigger_exists(n.relid, kTrigger);
   drop_trigger(n.relid, kTrigger);
   spi_exec(create_trigger_sql(n, table));
-  /* Not captured until now: rows cached before may have changed unseen.
+  /* Not captured until now: rows cached before may have changed unseen,
+   * and so may values that hold the table (a RELOAD marker for it; other
+   * tables and the values that do not hold this one are left alone).
    * After CREATE TRIGGER, which waited for every writer of the table to
    * commit: a row read after this is read with a later snapshot. */
-  if (!was_captured) pg_call([] { restart_capture(); });
+  if (!was_captured) pg_call([&] { restart_capture(n.relid); });
   if (!trigger_exists(n.relid, kTruncateTrigger)) spi_exec(create_truncate_trigger_sql(table));
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"

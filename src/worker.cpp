@@ -386,9 +386,26 @@ static std::string display_name(Oid relid) {
   return meta.exists ? meta.display : std::to_string(relid);
 }
 
+/*
+ * The name alone, from the catalog caches: for RELOAD markers, which read
+ * no rows.  meta_for() opens the table, which would wait for a transaction
+ * holding a strong lock on it (a watch() that queued a marker and has not
+ * committed yet, after an ALTER TABLE of its own, say).
+ */
+static std::string marker_name(Oid relid) {
+  if (relid == InvalidOid) return "*";
+  if (auto found = table_meta.find(relid); found != table_meta.end() && found->second.exists)
+    return found->second.display;
+  char *relname = pg_call([&] { return get_rel_name(relid); });
+  if (!relname) return std::to_string(relid);
+  char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
+  return nspname ? std::string(nspname) + "." + relname : std::to_string(relid);
+}
+
 static void notify(Oid relid, uint64 seq, Op op) {
   std::string channel = channel_name(relid ? relid : 0);
-  std::string payload = format_payload(shared_epoch(), seq, display_name(relid), op);
+  std::string table = op == Op::Reload ? marker_name(relid) : display_name(relid);
+  std::string payload = format_payload(shared_epoch(), seq, table, op);
   pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
 }
 
@@ -510,6 +527,9 @@ static BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch
     events[i].seq = batch[i].header.seq;
     events[i].relid = batch[i].header.relid;
     events[i].op = (Op)batch[i].header.op;
+    /* A RELOAD marker (of a capture that started) has no columns and no
+     * keys: its table is not opened. */
+    if (events[i].op == Op::Reload) continue;
     decode_columns(batch[i].body, events[i].columns);
     collect_keys(batch[i], events[i], keys);
   }
@@ -595,7 +615,7 @@ static uint64 drain(DbSlot *slot) {
       report_failure("a batch failed", e);
       std::vector<uint32_t> relids;
       for (const QueuedEvent &ev : batch) relids.push_back(ev.header.relid);
-      queue_add_gaps(slot, relids);
+      queue_add_gaps(slot, relids, kReloadFailed);
     }
     TimestampTz now = GetCurrentTimestamp();
     std::vector<int64> lags;
@@ -605,7 +625,11 @@ static uint64 drain(DbSlot *slot) {
       if (i == 0 || batch[i].header.committed_at != batch[i - 1].header.committed_at)
         transactions++;
     }
-    queue_finish_batch(slot, batch_end, batch.back().header.seq, n, lags);
+    /* (a RELOAD marker in the queue, of a capture that started, is no captured event) */
+    int events = (int)std::count_if(batch.begin(), batch.end(), [](const QueuedEvent &ev) {
+      return (Op)ev.header.op != Op::Reload;
+    });
+    queue_finish_batch(slot, batch_end, batch.back().header.seq, events, lags);
     queue_count_loads(slot, result.rows, result.queries, result.notifications, result.not_loaded);
   }
   std::vector<std::pair<uint32, uint64>> gaps;
@@ -617,7 +641,7 @@ static uint64 drain(DbSlot *slot) {
         std::vector<Event> markers;
         for (const auto &[relid, seq] : gaps) {
           notify(relid, seq, Op::Reload);
-          markers.push_back(Event{seq, relid, Op::Reload, {}});
+          markers.push_back(Event{seq, relid, Op::Reload, 0, {}});
         }
         sent = gaps.size() + notify_held(markers);
       });

@@ -1,0 +1,123 @@
+-- A RELOAD marker reaches only the values that hold its table, and says
+-- why: a bulk statement (past ectosync.max_xact_events), a TRUNCATE, a
+-- capture that started again.  Values of other tables are left alone
+-- (changes(): an empty patch; sync(): the value unchanged, seq included),
+-- and so is every value when watch() starts capturing another table.
+SET client_min_messages = warning;
+CREATE SCHEMA reload_scope;
+SET search_path = reload_scope, public;
+CREATE TABLE a (id int PRIMARY KEY, x text);
+CREATE TABLE b (id int PRIMARY KEY, x text);
+INSERT INTO a SELECT g, 'a' || g FROM generate_series(1, 3) g;
+INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 10) g;
+SELECT ectosync.watch('a') IS NOT NULL AS a_watched, ectosync.watch('b') IS NOT NULL AS b_watched;
+SELECT ectosync.wait_for_worker();
+
+-- What changes() returns for a held value, in short (marker ids masked).
+CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE sql AS $$
+  SELECT CASE
+    WHEN c -> 'patch' = '[]' THEN 'unchanged'
+    WHEN c #>> '{patch,0,path}' = '' THEN
+      'whole, reloaded: ' ||
+      coalesce(regexp_replace(c ->> 'reloaded', '[0-9a-f]{16}:[0-9]+', '<id>', 'g'), '(no reason)')
+    ELSE 'patched: ' || (c -> 'patch')::text
+  END
+  FROM (SELECT ectosync.changes(name) AS c) s $$;
+-- What sync() does with every logged event since a value's seq.
+CREATE FUNCTION pg_temp.try_apply(v jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r jsonb;
+BEGIN
+  r := regress.apply(v);
+  RETURN CASE WHEN r = v THEN 'unchanged' WHEN r - 'seq' = regress.fresh(v) - 'seq' THEN 'synced'
+              ELSE 'WRONG: ' || r::text END;
+EXCEPTION WHEN SQLSTATE 'ZE001' THEN
+  DECLARE d text;
+  BEGIN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN 'ZE001: ' || regexp_replace(d, '[0-9a-f]{16}:[0-9]+', '<id>', 'g');
+  END;
+END $$;
+
+-- Held values: unfiltered ones are shared (held_shared.hpp), filtered ones
+-- are the session's own; and stateless values.
+SELECT ectosync.hold('a', 'a', listen => false) IS NOT NULL AS held;
+SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
+SELECT ectosync.hold('b', 'b', listen => false) IS NOT NULL AS held;
+SELECT ectosync.hold('b own', 'b', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
+SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held() ORDER BY name;
+CREATE TEMP TABLE v AS SELECT ectosync.load('a') AS a, ectosync.load('b') AS b;
+
+-- A bulk statement on b: RELOAD for b only.
+SET ectosync.max_xact_events = 5;
+UPDATE b SET x = x || '!';
+RESET ectosync.max_xact_events;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b;
+SELECT pg_temp.got('b own') AS b_own;
+SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
+-- (sync() leaves a value of another table as it was: its seq too)
+SELECT regress.apply(a) -> 'seq' = a -> 'seq' AS a_seq_kept FROM v;
+
+-- a's own changes still reach its holders
+UPDATE a SET x = 'one' WHERE id = 1;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
+UPDATE v SET a = regress.apply(a), b = ectosync.load('b');
+
+-- TRUNCATE of b: RELOAD for b only.
+TRUNCATE b;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b;
+SELECT pg_temp.got('b own') AS b_own;
+SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
+UPDATE v SET b = ectosync.load('b');
+
+-- Both in one transaction: one marker, both reasons.
+BEGIN;
+SET LOCAL ectosync.max_xact_events = 5;
+INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 10) g;
+TRUNCATE b;
+INSERT INTO b SELECT g, 'new b' || g FROM generate_series(1, 10) g;
+COMMIT;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b;
+SELECT pg_temp.try_apply(b) AS b FROM v;
+SELECT pg_temp.got('b own') AS b_own;
+UPDATE v SET b = ectosync.load('b');
+
+-- watch() of an unrelated new table reloads nothing; a value of it
+-- follows its changes.
+CREATE TABLE c (id int PRIMARY KEY, x text);
+INSERT INTO c VALUES (1, 'c1');
+SELECT ectosync.watch('c') IS NOT NULL AS c_watched;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
+SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
+SELECT ectosync.hold('c', 'c', listen => false) -> 'rows' AS c;
+UPDATE c SET x = 'c one' WHERE id = 1;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('c') AS c, pg_temp.got('a') AS a;
+
+-- Capture of b stops and starts again: b changed unseen meanwhile, so the
+-- values that hold b reload (and say why); the others stay.
+SELECT ectosync.unwatch('b');
+UPDATE b SET x = 'changed while unwatched' WHERE id = 1;
+SELECT ectosync.watch('b') IS NOT NULL AS b_watched;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own, pg_temp.got('c') AS c;
+SELECT pg_temp.got('b') AS b;
+SELECT pg_temp.got('b own') AS b_own;
+SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
+SELECT (SELECT jsonb_path_query_array(ectosync.load('b'), '$.rows[0].x')) AS b_1;
+
+SELECT ectosync.release(name) FROM ectosync.held() ORDER BY name;
+SELECT ectosync.unwatch('a');
+SELECT ectosync.unwatch('b');
+SELECT ectosync.unwatch('c');
+RESET search_path;
+DROP SCHEMA reload_scope CASCADE;

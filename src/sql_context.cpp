@@ -70,6 +70,11 @@ PinnedSettings::~PinnedSettings() {
   if (nest_level_ >= 0) AtEOXact_GUC(true, nest_level_);
 }
 
+void pin_settings_for_session() {
+  for (const Pin &pin : kPins)
+    pg_call([&] { SetConfigOption(pin.name, pin.value, PGC_SUSET, PGC_S_OVERRIDE); });
+}
+
 AsRole::AsRole(Oid role) {
   pg_call([&] {
     GetUserIdAndSecContext(&user_, &context_);

@@ -65,6 +65,12 @@ class AsRole {
   int context_ = 0;
 };
 
+/*
+ * Makes the pinned values the session's own, for a background worker that
+ * runs nothing else: its guards then find them in force and set nothing.
+ */
+void pin_settings_for_session();
+
 /* The search_path pinned settings use: "pg_catalog, pg_temp". */
 extern const char *const kPinnedSearchPath;
 

@@ -890,6 +890,9 @@ extern "C" void ectosync_worker_main(Datum arg) {
   pgstat_report_appname("ecto_sync worker");
   CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
   pg_entry([] {
+    /* Its reads pin them anyway (sql_context.hpp): set once, they cost
+     * those guards nothing per table and batch. */
+    pin_settings_for_session();
     uint64 seen = wakeups();
     if (!extension_exists()) {
       elog(DEBUG1, "ecto_sync worker: no extension in database %u", MyDatabaseId);

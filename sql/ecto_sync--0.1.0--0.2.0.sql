@@ -80,3 +80,23 @@ BEGIN
   END IF;
 END
 $$;
+
+-- ALTER TABLE of a watched table (src/schema_change.cpp): a column added,
+-- dropped, renamed or retyped, or the table renamed or moved, reloads the
+-- values that hold it ("Schema change"); the capture triggers are rebuilt
+-- (they name their columns) and kept enabled.  Not SECURITY DEFINER: the
+-- function switches to the bootstrap superuser only for the extension's
+-- own catalog work, as watch() does.
+CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ectosync_on_ddl_command_end';
+CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ectosync._on_ddl_command_end();
+-- Event triggers, like row triggers, do not fire under
+-- session_replication_role = replica unless enabled ALWAYS.
+ALTER EVENT TRIGGER ectosync_ddl_command_end ENABLE ALWAYS;
+ALTER EVENT TRIGGER ectosync_sql_drop ENABLE ALWAYS;
+
+-- Capture triggers made by 0.1.0 name their columns by attnum and fire only
+-- in session_replication_role = origin: rebuild them (a no-op without
+-- watches).
+SELECT ectosync._refresh_watches(false);

@@ -142,7 +142,8 @@ ALTER TABLE posts RENAME COLUMN headline TO title;
 
 -- Renaming the column an association is named after changes the name: the
 -- old spec no longer resolves, and its watch keeps its triggers as they
--- were, with a WARNING when the watches are next refreshed.
+-- were, with a WARNING when the watches are refreshed: at once, as the
+-- rename is an ALTER TABLE of a watched table (schema_change.cpp).
 ALTER TABLE posts RENAME COLUMN author_id TO writer_id;
 SELECT ectosync.watch('comments');
 SELECT * FROM capture_triggers;

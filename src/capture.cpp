@@ -4,7 +4,8 @@
  *
  * watch() installs, on every captured table,
  *   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW
- *     EXECUTE FUNCTION ectosync.capture('<n>', <n pk attnums>, <tracked attnums>)
+ *     EXECUTE FUNCTION ectosync.capture('<n>', <n pk columns>, <tracked columns>)
+ *   (each column as '<attnum>:<name>': see trigger_attnum())
  *   AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()
  *
  * Row triggers, not statement triggers with transition tables: most writes
@@ -164,15 +165,38 @@ static bool rendered_directly(Oid typid) {
   return typid == INT8OID || typid == INT4OID || typid == INT2OID;
 }
 
+/*
+ * The column the trigger's argument i names: "<attnum>:<name>" (watch()
+ * writes both), or a bare attnum (ecto_sync 0.1.0's triggers).  The
+ * attnum wins while its column has the name; else the column of that name
+ * (a dump restored the trigger onto a table whose attnums differ, as
+ * after a dropped column); else the attnum (the column was renamed, and
+ * the trigger not rebuilt yet).
+ */
 static int16 trigger_attnum(Trigger *trigger, int i, Relation rel) {
-  int value = atoi(trigger->tgargs[i]);
-  if (value <= 0 || value > RelationGetDescr(rel)->natts)
+  const char *arg = trigger->tgargs[i];
+  TupleDesc desc = RelationGetDescr(rel);
+  char *end;
+  long attnum = strtol(arg, &end, 10);
+  const char *name = *end == ':' ? end + 1 : nullptr;
+  auto live = [&](long a) {
+    return a > 0 && a <= desc->natts && !TupleDescAttr(desc, a - 1)->attisdropped;
+  };
+  bool well_formed = end != arg && (*end == '\0' || name);
+  if (well_formed && name &&
+      !(live(attnum) && strcmp(NameStr(TupleDescAttr(desc, attnum - 1)->attname), name) == 0)) {
+    for (int a = 0; a < desc->natts; a++) {
+      Form_pg_attribute att = TupleDescAttr(desc, a);
+      if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0) return att->attnum;
+    }
+  }
+  if (!well_formed || !live(attnum))
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                    errmsg("ecto_sync: trigger \"%s\" on \"%s\" names column %s, which the table "
-                           "does not have",
-                           trigger->tgname, RelationGetRelationName(rel), trigger->tgargs[i]),
+                    errmsg("ecto_sync: trigger \"%s\" on \"%s\" names column \"%s\", which the "
+                           "table does not have",
+                           trigger->tgname, RelationGetRelationName(rel), arg),
                     errhint("Run ectosync.watch() again to reinstall the trigger.")));
-  return (int16)value;
+  return (int16)attnum;
 }
 
 static TriggerInfo *trigger_info(FunctionCallInfo fcinfo, TriggerData *trigdata) {

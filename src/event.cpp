@@ -42,6 +42,7 @@ std::string reload_reason(uint8_t why, const std::string &table, const std::stri
     add("Changes of " + of + " found no room in the queue (ectosync.queue_size)");
   if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
   if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
+  if (why & kReloadSchema) add("Schema change of " + of);
   if (text.empty()) add("Changes of " + of + " were not captured one by one");
   return text + " (RELOAD marker " + event_id + ").";
 }

@@ -37,6 +37,7 @@ enum ReloadWhy : uint8_t {
   kReloadQueueFull = 4, /* the queue had no room for a transaction's events */
   kReloadFailed = 8,    /* the worker failed to read a batch's rows */
   kReloadCapture = 16,  /* watch() started capturing the table (again) */
+  kReloadSchema = 32,   /* ALTER TABLE changed what its rows look like */
 };
 
 /*

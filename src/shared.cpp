@@ -640,10 +640,10 @@ static uint64 cache_floor(Oid relid) {
   return floor;
 }
 
-void restart_capture(uint32_t relid) {
+void restart_capture(uint32_t relid, uint8_t reason) {
   attach_database_slot();
   DbSlot *slot = current_slot();
-  char why = (char)kReloadCapture;
+  char why = (char)reason;
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   /* The marker is the floor: a record of the event log (the worker
    * notifies it like any event), so that only values holding the table

@@ -86,15 +86,17 @@ CachedRow cache_get(uint32_t relid, const std::string &key);
 /* Whether the cache has an entry (row or tombstone) for the key; nothing copied. */
 bool cache_holds(uint32_t relid, const std::string &key);
 /*
- * Table relid's capture (re)starts (watch() created its trigger): changes
- * made to it before were not captured, so its cached rows read before now
- * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture),
+ * Table relid's capture (re)starts (watch() created its trigger), or its
+ * rows changed shape (ALTER TABLE): changes made to it before were not
+ * captured, or its cached rows read before now have the old shape: they
+ * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture or
+ * kReloadSchema),
  * whose seq becomes the table's cache floor: cache_get() misses, and
  * cache_put() ignores, versions of its rows below it.  Values that do not
  * hold the table, and rows of other tables, are left alone.  Raises an
  * ERROR like attach_database_slot().
  */
-void restart_capture(uint32_t relid);
+void restart_capture(uint32_t relid, uint8_t why);
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 /*

@@ -18,6 +18,8 @@
  * DROP (event trigger on sql_drop) a watch that needed a dropped table or
  * column is removed, with a WARNING.
  */
+#include "watch.hpp"
+
 #include "catalog.hpp"
 #include "shared.hpp"
 #include "catalog_internal.hpp"
@@ -304,18 +306,78 @@ void refuse_temporary(const std::vector<uint32_t> &relids) {
 const char *const kTrigger = "ectosync_capture";
 const char *const kTruncateTrigger = "ectosync_truncate";
 
-/* CREATE TRIGGER with the capture contract's arguments: n, pk..., tracked... */
-std::string create_trigger_sql(const TableNeed &n, const std::string &table) {
-  std::string args = "'" + std::to_string(n.pk.size()) + "'";
-  for (int16_t a : n.pk) args += ", '" + std::to_string(a) + "'";
-  for (int16_t a : n.tracked) args += ", '" + std::to_string(a) + "'";
+/*
+ * The row trigger's arguments: the number of primary-key columns, then each
+ * key column to capture (primary key first) as "<attnum>:<name>", which
+ * capture.cpp's trigger_attnum() reads so that a dump restores the trigger
+ * right onto a table whose attnums differ.
+ */
+std::vector<std::string> trigger_args(const TableNeed &n) {
+  std::vector<std::string> args = {std::to_string(n.pk.size())};
+  auto add = [&](int16_t attnum) {
+    char *name = pg_call([&] { return get_attname(n.relid, attnum, false); });
+    args.push_back(std::to_string(attnum) + ":" + name);
+  };
+  for (int16_t a : n.pk) add(a);
+  for (int16_t a : n.tracked) add(a);
+  return args;
+}
+
+/* CREATE TRIGGER with the capture contract's arguments. */
+std::string create_trigger_sql(const std::vector<std::string> &args, const std::string &table) {
+  std::string list;
+  for (const std::string &arg : args)
+    list += (list.empty() ? "" : ", ") +
+            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
   return "CREATE TRIGGER " + std::string(kTrigger) + " AFTER INSERT OR UPDATE OR DELETE ON " +
-         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + args + ")";
+         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + list + ")";
 }
 
 std::string create_truncate_trigger_sql(const std::string &table) {
   return "CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " + table +
          " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()";
+}
+
+/* A capture trigger as the catalog has it. */
+struct TriggerState {
+  bool exists = false;
+  char enabled = 'D'; /* pg_trigger.tgenabled: 'A' fires always, 'D' never */
+  std::vector<std::string> args;
+};
+
+/* The trigger called name on relid: whether it exists, fires, and with what. */
+TriggerState trigger_state(uint32_t relid, const char *name) {
+  TriggerState state;
+  auto rows = spi_rows(
+      "SELECT tgenabled::pg_catalog.text, pg_catalog.encode(tgargs, 'hex') FROM"
+      " pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+      {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false);
+  if (rows.empty()) return state;
+  state.exists = true;
+  state.enabled = rows[0][0]->at(0);
+  /* tgargs: each argument followed by a NUL byte. */
+  const std::string &hex = *rows[0][1];
+  std::string arg;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    char c = static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+    if (c == '\0') {
+      state.args.push_back(arg);
+      arg.clear();
+    } else {
+      arg += c;
+    }
+  }
+  return state;
+}
+
+/*
+ * ENABLE ALWAYS: capture fires in session_replication_role = replica too
+ * (logical replication's apply, restores that set it); a trigger someone
+ * disabled fires again (the ddl_command_end event trigger calls this after
+ * ALTER TABLE ... DISABLE TRIGGER).
+ */
+void enable_always(const std::string &table, const char *trigger) {
+  spi_exec("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + trigger);
 }
 
 /* True when the relation still exists. */
@@ -361,24 +423,33 @@ std::string row_text(const TableNeed &n) {
   return *rows.at(0)[0];
 }
 
-/* Makes table n.relid's triggers and row say n. */
+/* Makes table n.relid's triggers and row say n, and the triggers fire always. */
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
   std::string text = row_text(n);
+  std::vector<std::string> args = trigger_args(n);
+  TriggerState row = trigger_state(n.relid, kTrigger);
+  TriggerState truncate = trigger_state(n.relid, kTruncateTrigger);
   auto it = stored.find(n.relid);
-  if (it != stored.end() && it->second == text && trigger_exists(n.relid, kTrigger) &&
-      trigger_exists(n.relid, kTruncateTrigger))
+  bool row_right = row.exists && row.args == args;
+  if (it != stored.end() && it->second == text && row_right && row.enabled == 'A' &&
+      truncate.exists && truncate.enabled == 'A')
     return;
   std::string table = sql_table_name(n.relid);
-  bool was_captured = trigger_exists(n.relid, kTrigger);
-  drop_trigger(n.relid, kTrigger);
-  spi_exec(create_trigger_sql(n, table));
-  /* Not captured until now: rows cached before may have changed unseen,
-   * and so may values that hold the table (a RELOAD marker for it; other
-   * tables and the values that do not hold this one are left alone).
-   * After CREATE TRIGGER, which waited for every writer of the table to
-   * commit: a row read after this is read with a later snapshot. */
-  if (!was_captured) pg_call([&] { restart_capture(n.relid); });
-  if (!trigger_exists(n.relid, kTruncateTrigger)) spi_exec(create_truncate_trigger_sql(table));
+  if (!row_right) {
+    drop_trigger(n.relid, kTrigger);
+    spi_exec(create_trigger_sql(args, table));
+  }
+  if (!truncate.exists) spi_exec(create_truncate_trigger_sql(table));
+  if (!row_right || row.enabled != 'A') enable_always(table, kTrigger);
+  if (!truncate.exists || truncate.enabled != 'A') enable_always(table, kTruncateTrigger);
+  /* Not captured until now (no trigger, or a disabled one): rows cached
+   * before may have changed unseen, and so may values that hold the table
+   * (a RELOAD marker for it; other tables and the values that do not hold
+   * this one are left alone).  After CREATE TRIGGER or ALTER TABLE, which
+   * waited for every writer of the table to commit: a row read after this
+   * is read with a later snapshot. */
+  if (!row.exists || row.enabled == 'D' || !truncate.exists || truncate.enabled == 'D')
+    pg_call([&] { restart_capture(n.relid, kReloadCapture); });
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
       " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
@@ -629,6 +700,24 @@ ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
 
 }  // namespace
 
+namespace {
+bool refreshing = false; /* refresh_watches() runs: its own DDL fires the event triggers */
+}  // namespace
+
+void refresh_watches(bool after_drop) {
+  if (refreshing) return;
+  struct Flag {
+    Flag() { refreshing = true; }
+    ~Flag() { refreshing = false; }
+  } flag;
+  SpiScope spi;
+  AsSuperuser su;
+  lock_watches();
+  refresh(after_drop);
+}
+
+bool refreshing_watches() { return refreshing; }
+
 }  // namespace ectosync
 
 using namespace ectosync;
@@ -667,11 +756,6 @@ extern "C" Datum ectosync_channels_array(PG_FUNCTION_ARGS) {
 /* ectosync._refresh_watches(after_drop boolean): the sql_drop event trigger's work */
 extern "C" Datum ectosync_refresh_watches(PG_FUNCTION_ARGS) {
   bool after_drop = PG_GETARG_BOOL(0);
-  pg_entry([&] {
-    SpiScope spi;
-    AsSuperuser su;
-    lock_watches();
-    refresh(after_drop);
-  });
+  pg_entry([&] { refresh_watches(after_drop); });
   PG_RETURN_VOID();
 }

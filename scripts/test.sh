@@ -82,6 +82,11 @@ ECTOSYNC_CONF="ectosync.load_window = 2s" \
   run "rows read on demand after ectosync.load_window" scripts/with-cluster.sh \
   psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/load_window.sql
 
+# A dump of a database with watches, restored plain and schema-then-data
+# with --disable-triggers: capture is right with no manual step
+# (scripts/checks/restore.sh exits non-zero otherwise).
+run "capture after pg_dump and restore" scripts/with-cluster.sh scripts/checks/restore.sh
+
 node_example() {
   cd examples/node || return
   if [[ -f package-lock.json ]]; then npm ci --no-audit --no-fund || return

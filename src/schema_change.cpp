@@ -14,10 +14,10 @@
  * lock: a reload or a worker read that follows waits for the commit and
  * sees the new shape; one that came before has a lower seq.
  *
- * Every ALTER TABLE of a watched table also refreshes the watches: the
- * capture triggers name columns (a rename rewrites them) and fire always
- * (ALTER TABLE ... DISABLE TRIGGER leaves ecto_sync's enabled: a disabled
- * capture trigger would lose changes silently).
+ * A column renamed or retyped also refreshes the watches (the capture
+ * triggers name their columns; a key may change kind), and ALTER TABLE
+ * ... DISABLE TRIGGER leaves ecto_sync's capture triggers enabled: a
+ * disabled one would lose changes silently.
  */
 #include "catalog_internal.hpp"
 #include "event.hpp"
@@ -38,56 +38,85 @@ namespace ectosync {
 
 namespace {
 
-/* Whether an ALTER TABLE subcommand changes what to_jsonb() makes of a row. */
-bool reshapes(AlterTableType type) {
+/* What a statement does to its tables, as far as ecto_sync cares. */
+struct Effects {
+  bool reshapes = false;         /* rows look different: values reload */
+  bool renames_columns = false;  /* capture triggers name columns: rebuild them */
+  bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
+};
+
+/* One ALTER TABLE subcommand's effects. */
+void add_effects(AlterTableType type, Effects &effects) {
   switch (type) {
     case AT_AddColumn:
     case AT_AddColumnRecurse:
-    case AT_AddColumnToView:
     case AT_DropColumn:
     case AT_DropColumnRecurse:
-    case AT_AlterColumnType:
-      return true;
-    default:
-      return false;
+      effects.reshapes = true;
+      break;
+    case AT_AlterColumnType: /* a key may change kind: the watches resolve again */
+      effects.reshapes = effects.renames_columns = true;
+      break;
+    case AT_EnableTrig:
+    case AT_EnableAlwaysTrig:
+    case AT_EnableReplicaTrig:
+    case AT_EnableTrigAll:
+    case AT_EnableTrigUser:
+    case AT_DisableTrig:
+    case AT_DisableTrigAll:
+    case AT_DisableTrigUser:
+      effects.toggles_triggers = true;
+      break;
+    default: /* constraints, indexes, storage, ownership, ...: nothing */
+      break;
   }
 }
 
-/* Whether the statement changes the shape of its tables' rows, or their names. */
-bool statement_reshapes(Node *parsetree) {
+/*
+ * The statement's effects.  Constraints and indexes change nothing here:
+ * a restore adds a watched table's keys after its rows and its watches'
+ * rows, when the watches cannot resolve yet.
+ */
+Effects effects_of(Node *parsetree) {
+  Effects effects;
   if (IsA(parsetree, RenameStmt)) {
     ObjectType type = castNode(RenameStmt, parsetree)->renameType;
-    return type == OBJECT_COLUMN || type == OBJECT_TABLE;
+    effects.reshapes = type == OBJECT_COLUMN || type == OBJECT_TABLE;
+    effects.renames_columns = type == OBJECT_COLUMN;
+  } else if (IsA(parsetree, AlterObjectSchemaStmt)) {
+    effects.reshapes = true; /* the value's "table" names the schema */
+  } else if (IsA(parsetree, AlterTableStmt)) {
+    ListCell *cell;
+    foreach (cell, castNode(AlterTableStmt, parsetree)->cmds)
+      add_effects(lfirst_node(AlterTableCmd, cell)->subtype, effects);
   }
-  if (IsA(parsetree, AlterObjectSchemaStmt)) return true;
-  if (!IsA(parsetree, AlterTableStmt)) return false;
-  ListCell *cell;
-  foreach (cell, castNode(AlterTableStmt, parsetree)->cmds)
-    if (reshapes(lfirst_node(AlterTableCmd, cell)->subtype)) return true;
-  return false;
+  return effects;
 }
 
 /* The watched tables among those the statement changed. */
 std::set<uint32_t> watched_tables_changed() {
   std::set<uint32_t> out;
   SpiScope spi;
-  for (const auto &row : spi_rows(
-           "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-           " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
-           " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
-           " 'pg_catalog.pg_class'::pg_catalog.regclass",
-           {}, true))
+  for (const auto &row :
+       spi_rows("SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+                " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
+                " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
+                " 'pg_catalog.pg_class'::pg_catalog.regclass",
+                {}, true))
     out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
   return out;
 }
 
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
+  Effects effects = effects_of(parsetree);
+  if (!effects.reshapes && !effects.renames_columns && !effects.toggles_triggers) return;
   std::set<uint32_t> tables = watched_tables_changed();
-  if (tables.empty()) return;
-  if (statement_reshapes(parsetree))
+  if (effects.reshapes)
     for (uint32_t relid : tables) pg_call([&] { restart_capture(relid, kReloadSchema); });
-  refresh_watches(false);
+  if (effects.toggles_triggers)
+    for (uint32_t relid : tables) keep_capture_enabled(relid);
+  if (effects.renames_columns && !tables.empty()) refresh_watches(false);
 }
 
 }  // namespace
@@ -96,7 +125,8 @@ void follow_alter_table(Node *parsetree) {
 
 using namespace ectosync;
 
-/* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER TABLE') */
+/* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
+ * TABLE') */
 extern "C" Datum ectosync_on_ddl_command_end(PG_FUNCTION_ARGS) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),

@@ -716,7 +716,29 @@ void refresh_watches(bool after_drop) {
   refresh(after_drop);
 }
 
-bool refreshing_watches() { return refreshing; }
+bool refreshing_watches() {
+  return refreshing;
+}
+
+void keep_capture_enabled(uint32_t relid) {
+  if (refreshing) return;
+  struct Flag {
+    Flag() { refreshing = true; }
+    ~Flag() { refreshing = false; }
+  } flag;
+  SpiScope spi;
+  bool missed = false;
+  for (const char *name : {kTrigger, kTruncateTrigger}) {
+    TriggerState state = trigger_state(relid, name);
+    if (!state.exists || state.enabled == 'A') continue;
+    missed = missed || state.enabled == 'D';
+    AsSuperuser su;
+    enable_always(sql_table_name(relid), name);
+  }
+  /* Disabled, it may have missed changes (its event trigger may not have
+   * fired at once): a capture restart. */
+  if (missed) pg_call([&] { restart_capture(relid, kReloadCapture); });
+}
 
 }  // namespace ectosync
 

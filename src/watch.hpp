@@ -3,6 +3,8 @@
  */
 #pragma once
 
+#include <cstdint>
+
 namespace ectosync {
 
 /*
@@ -17,5 +19,12 @@ void refresh_watches(bool after_drop);
  * statements (CREATE TRIGGER, ALTER TABLE ... ENABLE) fire have nothing to
  * do. */
 bool refreshing_watches();
+
+/*
+ * Table relid's capture triggers fire ALWAYS again if an ALTER TABLE
+ * disabled them (or made them fire in one session_replication_role only);
+ * one found disabled counts as a capture restart.  May throw.
+ */
+void keep_capture_enabled(uint32_t relid);
 
 }  // namespace ectosync

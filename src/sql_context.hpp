@@ -70,9 +70,10 @@ extern const char *const kPinnedSearchPath;
 
 /*
  * Raises an internal error unless a PinnedSettings guard is alive with its
- * search_path in force: spi_execute() and the worker's prepare call it
- * before every statement ecto_sync runs, so that every test proves that no
- * statement escapes the guard.
+ * search_path in force, and when sql names an operator, function, type or
+ * collation unqualified (sql_check.hpp): spi_execute() and the worker's
+ * prepare call it before every statement ecto_sync runs, so that every
+ * test proves that no statement escapes the guard or the qualification.
  */
 void require_pinned(const std::string &sql);
 

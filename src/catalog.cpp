@@ -108,6 +108,7 @@ SPIPlanPtr saved_plan(const std::string &sql, const SpiArgs &args) {
   key.append(reinterpret_cast<const char *>(args.types), args.n * sizeof(Oid));
   auto it = saved_plans.find(key);
   if (it != saved_plans.end()) return it->second;
+  require_pinned(sql); /* the text, once per plan */
   if (saved_plans.size() >= kMaxSavedPlans) {
     for (auto &entry : saved_plans) pg_call([&] { SPI_freeplan(entry.second); });
     saved_plans.clear();
@@ -134,7 +135,7 @@ SPIPlanPtr saved_plan(const std::string &sql, const SpiArgs &args) {
  * change, or under another role where row level security applies.
  */
 int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
-  require_pinned(sql);
+  require_pinned_settings(sql);
   SpiArgs args(params);
   SPIPlanPtr plan = saved_plan(sql, args);
   return pg_call([&] { return SPI_execute_plan(plan, args.values, args.nulls, read_only, 0); });

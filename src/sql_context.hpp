@@ -77,6 +77,13 @@ extern const char *const kPinnedSearchPath;
  */
 void require_pinned(const std::string &sql);
 
+/*
+ * require_pinned() but for the text check, which costs about 10 us a
+ * statement: for a statement whose text passed it already (a saved plan,
+ * which spi_execute_saved() checks when it prepares it).
+ */
+void require_pinned_settings(const std::string &sql);
+
 /* The caller's own search_path: before the outermost guard, or the current one. */
 std::string caller_search_path();
 

@@ -349,7 +349,13 @@ Column key_column(const TableDesc &table, int16_t attnum) {
                      "to_jsonb and in their text output.",
                      "Use smallint, integer, bigint, numeric, oid, text, varchar, char or uuid "
                      "key columns.");
-  return Column{col->name, col->attnum, *col->kind, col->type_name};
+  Column out;
+  out.name = col->name;
+  out.attnum = col->attnum;
+  out.kind = *col->kind;
+  out.type_name = col->type_name;
+  out.sql_type = col->sql_type;
+  return out;
 }
 
 /* key_column() for each attnum, in order. */

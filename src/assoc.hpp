@@ -136,6 +136,7 @@ struct ColumnDesc {
   std::string type_name;                        /* format_type() */
   std::optional<KeyKind> kind;                  /* nullopt: cannot be a key column */
   std::string eq_op = "OPERATOR(pg_catalog.=)"; /* qualified; empty: the type has none */
+  std::string sql_type;                         /* schema-qualified, for generated SQL */
 };
 
 struct TableDesc {

@@ -108,6 +108,7 @@ SPIPlanPtr saved_plan(const std::string &sql, const SpiArgs &args) {
   key.append(reinterpret_cast<const char *>(args.types), args.n * sizeof(Oid));
   auto it = saved_plans.find(key);
   if (it != saved_plans.end()) return it->second;
+  require_pinned(sql); /* the text, once per plan */
   if (saved_plans.size() >= kMaxSavedPlans) {
     for (auto &entry : saved_plans) pg_call([&] { SPI_freeplan(entry.second); });
     saved_plans.clear();
@@ -134,7 +135,7 @@ SPIPlanPtr saved_plan(const std::string &sql, const SpiArgs &args) {
  * change, or under another role where row level security applies.
  */
 int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &params, bool read_only) {
-  require_pinned(sql);
+  require_pinned_settings(sql);
   SpiArgs args(params);
   SPIPlanPtr plan = saved_plan(sql, args);
   return pg_call([&] { return SPI_execute_plan(plan, args.values, args.nulls, read_only, 0); });
@@ -251,22 +252,37 @@ std::string equality_operator(Oid type) {
   return op ? op : "";
 }
 
+/*
+ * A type as format_type(type, typmod) names it, but schema-qualified, for
+ * generated SQL: "pg_catalog.text", "public.mood"; the SQL-standard names
+ * that the grammar maps to pg_catalog stay as they are ("integer",
+ * "character varying(10)").
+ */
+std::string qualified_type_name(Oid type, int32 typmod) {
+  return pg_call([&] {
+    return format_type_extended(type, typmod,
+                                FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+  });
+}
+
 const char *const kTableSql =
     "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
-    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.oid = $1 AND c.relkind IN ('r', 'p')";
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+    " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.oid OPERATOR(pg_catalog.=) $1"
+    " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])";
 
 const char *const kColumnsSql =
-    "SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid"
-    " FROM pg_catalog.pg_attribute a"
-    " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+    "SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,"
+    " a.atttypmod FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1"
+    " AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 /* Unique, valid, non-partial, non-expression indexes: key columns in order. */
 const char *const kIndexesSql =
-    "SELECT i.indisprimary, (SELECT pg_catalog.string_agg(i.indkey[k]::text, ' ' ORDER BY k)"
-    "   FROM pg_catalog.generate_series(0, i.indnkeyatts - 1) k)"
+    "SELECT i.indisprimary,"
+    "   (SELECT pg_catalog.string_agg(i.indkey[k]::pg_catalog.text, ' ' ORDER BY k)"
+    "   FROM pg_catalog.generate_series(0, i.indnkeyatts OPERATOR(pg_catalog.-) 1) k)"
     " FROM pg_catalog.pg_index i"
-    " WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid"
+    " WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid"
     "   AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY i.indexrelid";
 
 /* Foreign keys (not the clones that partitions inherit). */
@@ -274,7 +290,8 @@ const char *const kForeignKeysSql =
     "SELECT conname, conrelid, pg_catalog.array_to_string(conkey, ' '),"
     "       confrelid, pg_catalog.array_to_string(confkey, ' ')"
     " FROM pg_catalog.pg_constraint"
-    " WHERE contype = 'f' AND conparentid = 0 AND %s = $1 ORDER BY conname, oid";
+    " WHERE contype OPERATOR(pg_catalog.=) 'f' AND conparentid OPERATOR(pg_catalog.=) 0"
+    " AND %s OPERATOR(pg_catalog.=) $1 ORDER BY conname, oid";
 
 /* The one parameter of the catalog queries: a relation oid. */
 std::vector<SpiParam> oid_param(uint32_t relid) {
@@ -331,8 +348,10 @@ class SpiCatalog : public CatalogSource {
     t.partitioned = *rows[0][3] == "p";
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
+      int32 typmod = std::stoi(*row[4]);
       t.columns.push_back(ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2],
-                                     key_kind(type), equality_operator(type)});
+                                     key_kind(type), equality_operator(type),
+                                     qualified_type_name(type, typmod)});
     }
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
       std::vector<int16_t> cols = parse_attnums(row[1]);

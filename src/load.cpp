@@ -163,7 +163,7 @@ std::string where_equal(const std::string &alias, const std::vector<Column> &col
                       " cannot be compared for equality",
                   "Its type has no default equality operator.");
     out += column_ref(alias, cols[i]) + " " + cols[i].eq_op + " CAST($" +
-           std::to_string(params.size()) + " AS " + cols[i].type_name + ")";
+           std::to_string(params.size()) + " AS " + cols[i].sql_type + ")";
   }
   return out.empty() ? "true" : out;
 }
@@ -224,7 +224,7 @@ std::string json_text(const Json &value) {
 
 /* Renders text as the column's type renders in to_jsonb; errors name the key. */
 void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Type given) {
-  std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + entry.column.type_name + "))";
+  std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + entry.column.sql_type + "))";
   std::vector<SpiRow> rows;
   try {
     rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
@@ -273,8 +273,8 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
       throw Error(ERRCODE_UNDEFINED_COLUMN, "filter column \"" + name + "\" of table " +
                                                 desc.schema + "." + desc.name + " does not exist");
     FilterEntry entry;
-    entry.column = Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text), col->type_name,
-                          col->eq_op};
+    entry.column = Column{col->name,      col->attnum, col->kind.value_or(KeyKind::Text),
+                          col->type_name, col->eq_op,  col->sql_type};
     if (value.type != Json::Type::Null) {
       entry.text = value.type == Json::Type::String ? value.text : json_text(value);
       normalize_filter_value(table, entry, value.type);
@@ -411,7 +411,7 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
         throw Error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name.value_or("NULL") + "\" of table " +
                                                   plan.root->table.display() + " does not exist");
       cols.push_back(Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text),
-                            col->type_name, col->eq_op});
+                            col->type_name, col->eq_op, col->sql_type});
     }
   }
   return load_rows_where(*plan.root, cols, vals);

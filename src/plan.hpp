@@ -41,10 +41,13 @@ struct Column {
   std::string name;   /* attname, unquoted */
   int16_t attnum = 0; /* survives column renames; events carry attnums */
   KeyKind kind = KeyKind::Number;
-  std::string type_name; /* format_type(), for casts in generated SQL */
+  std::string type_name; /* format_type(), for messages */
   /* The type's equality operator, qualified, for generated SQL: key types
    * are all pg_catalog's; a filter column's may be any type's. */
   std::string eq_op = "OPERATOR(pg_catalog.=)";
+  /* The type schema-qualified (format_type_extended's FORCE_QUALIFY), for
+   * casts in generated SQL: no type is looked up through search_path. */
+  std::string sql_type;
 };
 
 struct TableInfo {

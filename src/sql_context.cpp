@@ -4,6 +4,8 @@
  */
 #include "sql_context.hpp"
 
+#include "sql_check.hpp"
+
 extern "C" {
 #include "catalog/namespace.h"
 #include "miscadmin.h"
@@ -87,12 +89,26 @@ AsRole::~AsRole() {
   SetUserIdAndSecContext(user_, context_);
 }
 
-void require_pinned(const std::string &sql) {
+void require_pinned_settings(const std::string &sql) {
   bool pinned =
       depth > 0 && namespace_search_path && strcmp(namespace_search_path, kPinnedSearchPath) == 0;
   if (!pinned)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: a statement ran outside its pinned settings",
                 sql);
+}
+
+void require_pinned(const std::string &sql) {
+  require_pinned_settings(sql);
+  std::vector<std::string> findings = unqualified_names(sql);
+  if (!findings.empty()) {
+    std::string what;
+    for (const std::string &f : findings) what += (what.empty() ? "" : "; ") + f;
+    throw Error(ERRCODE_INTERNAL_ERROR,
+                "ecto_sync: generated SQL names an operator, function, type or collation "
+                "unqualified: " +
+                    what,
+                sql);
+  }
 }
 
 std::string caller_search_path() {

@@ -382,15 +382,17 @@ void enable_always(const std::string &table, const char *trigger) {
 
 /* True when the relation still exists. */
 bool relation_exists(uint32_t relid) {
-  return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid = $1",
+  return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
                    {{OIDOID, std::to_string(relid)}}, false)
               .empty();
 }
 
 /* True when the table has the trigger called name. */
 bool trigger_exists(uint32_t relid, const char *name) {
-  return !spi_rows("SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-                   {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false)
+  return !spi_rows(
+              "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1"
+              " AND tgname OPERATOR(pg_catalog.=) $2",
+              {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false)
               .empty();
 }
 
@@ -404,8 +406,8 @@ void drop_trigger(uint32_t relid, const char *name) {
 std::map<uint32_t, std::string> stored_rows() {
   std::map<uint32_t, std::string> out;
   for (const auto &row : spi_rows(
-           "SELECT relid::oid, pg_catalog.jsonb_build_array(pk_attnums, tracked_attnums, is_join,"
-           " join_targets)::text FROM ectosync.watched_tables",
+           "SELECT relid::pg_catalog.oid, pg_catalog.jsonb_build_array(pk_attnums, tracked_attnums,"
+           " is_join, join_targets)::pg_catalog.text FROM ectosync.watched_tables",
            {}, false))
     out[static_cast<uint32_t>(std::stoul(*row[0]))] = *row[1];
   return out;
@@ -414,7 +416,8 @@ std::map<uint32_t, std::string> stored_rows() {
 /* A table's need as watched_tables would show it, to compare with stored_rows(). */
 std::string row_text(const TableNeed &n) {
   auto rows = spi_rows(
-      "SELECT pg_catalog.jsonb_build_array($1::int2[], $2::int2[], $3::boolean, $4::jsonb)::text",
+      "SELECT pg_catalog.jsonb_build_array($1::pg_catalog.int2[], $2::pg_catalog.int2[],"
+      " $3::boolean, $4::pg_catalog.jsonb)::pg_catalog.text",
       {{TEXTOID, pg_int_array(n.pk)},
        {TEXTOID, pg_int_array(n.tracked)},
        {TEXTOID, n.is_join ? "true" : "false"},
@@ -452,7 +455,8 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
     pg_call([&] { restart_capture(n.relid, kReloadCapture); });
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
-      " join_targets) VALUES ($1::oid::regclass, $2::int2[], $3::int2[], $4::boolean, $5::jsonb)"
+      " join_targets) VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.int2[],"
+      " $3::pg_catalog.int2[], $4::boolean, $5::pg_catalog.jsonb)"
       " ON CONFLICT (relid) DO UPDATE SET pk_attnums = EXCLUDED.pk_attnums,"
       " tracked_attnums = EXCLUDED.tracked_attnums, is_join = EXCLUDED.is_join,"
       " join_targets = EXCLUDED.join_targets",
@@ -469,8 +473,10 @@ void uninstall(uint32_t relid) {
     drop_trigger(relid, kTrigger);
     drop_trigger(relid, kTruncateTrigger);
   }
-  spi_exec("DELETE FROM ectosync.watched_tables WHERE relid::oid = $1::oid",
-           {{TEXTOID, std::to_string(relid)}});
+  spi_exec(
+      "DELETE FROM ectosync.watched_tables"
+      " WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
+      {{TEXTOID, std::to_string(relid)}});
 }
 
 /* ==== the watches ==== */
@@ -484,7 +490,8 @@ struct Watch {
 std::vector<Watch> stored_watches() {
   std::vector<Watch> out;
   for (const auto &row :
-       spi_rows("SELECT root::oid, spec::text, tables::text FROM ectosync.watches ORDER BY 1, 2",
+       spi_rows("SELECT root::pg_catalog.oid, spec::pg_catalog.text, tables::pg_catalog.text"
+                " FROM ectosync.watches ORDER BY 1, 2",
                 {}, false))
     out.push_back(Watch{static_cast<uint32_t>(std::stoul(*row[0])), *row[1], *row[2]});
   return out;
@@ -503,8 +510,9 @@ bool needs_exist(const Needs &needs) {
     cols.insert(n.tracked.begin(), n.tracked.end());
     std::string list = pg_int_array(cols);
     auto rows = spi_rows(
-        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1"
-        " AND attnum = ANY($2::int2[]) AND NOT attisdropped",
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute"
+        " WHERE attrelid OPERATOR(pg_catalog.=) $1"
+        " AND attnum OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.int2[]) AND NOT attisdropped",
         {{OIDOID, std::to_string(relid)}, {TEXTOID, list}}, false);
     if (std::stoul(*rows.at(0)[0]) != cols.size()) return false;
   }
@@ -513,8 +521,10 @@ bool needs_exist(const Needs &needs) {
 
 /* Removes one recorded watch. */
 void delete_watch(const Watch &w) {
-  spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
-           {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
+  spi_exec(
+      "DELETE FROM ectosync.watches WHERE root::pg_catalog.oid OPERATOR(pg_catalog.=)"
+      " $1::pg_catalog.oid AND spec OPERATOR(pg_catalog.=) $2::pg_catalog.jsonb",
+      {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}});
 }
 
 /*
@@ -568,8 +578,11 @@ void refresh(bool after_drop) {
     Needs now;
     if (!resolve_needs(w, after_drop, now)) continue;
     spi_exec(
-        "UPDATE ectosync.watches SET tables = $3::jsonb WHERE root::oid = $1::oid AND spec = "
-        "$2::jsonb AND tables IS DISTINCT FROM $3::jsonb",
+        /* tables and $3 are never null: = says what IS DISTINCT FROM would */
+        "UPDATE ectosync.watches SET tables = $3::pg_catalog.jsonb"
+        " WHERE root::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+        " AND spec OPERATOR(pg_catalog.=) $2::pg_catalog.jsonb"
+        " AND NOT (tables OPERATOR(pg_catalog.=) $3::pg_catalog.jsonb)",
         {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
     merge(all, now);
   }
@@ -592,7 +605,8 @@ std::string record_watch(const Plan &plan) {
   lock_watches();
   spi_exec(
       "INSERT INTO ectosync.watches (root, spec, tables) VALUES"
-      " ($1::oid::regclass, $2::jsonb, $3::jsonb) ON CONFLICT (root, spec) DO UPDATE"
+      " ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.jsonb, $3::pg_catalog.jsonb)"
+      " ON CONFLICT (root, spec) DO UPDATE"
       " SET tables = EXCLUDED.tables",
       {{TEXTOID, std::to_string(plan.root->table.relid)},
        {TEXTOID, plan.spec},
@@ -636,11 +650,15 @@ void unwatch(uint32_t relid, const Jsonb *assocs) {
   AsSuperuser su;
   lock_watches();
   if (spec)
-    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid AND spec = $2::jsonb",
-             {{TEXTOID, std::to_string(relid)}, {TEXTOID, *spec}});
+    spi_exec(
+        "DELETE FROM ectosync.watches WHERE root::pg_catalog.oid OPERATOR(pg_catalog.=)"
+        " $1::pg_catalog.oid AND spec OPERATOR(pg_catalog.=) $2::pg_catalog.jsonb",
+        {{TEXTOID, std::to_string(relid)}, {TEXTOID, *spec}});
   else
-    spi_exec("DELETE FROM ectosync.watches WHERE root::oid = $1::oid",
-             {{TEXTOID, std::to_string(relid)}});
+    spi_exec(
+        "DELETE FROM ectosync.watches"
+        " WHERE root::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
+        {{TEXTOID, std::to_string(relid)}});
   refresh(false);
 }
 

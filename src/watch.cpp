@@ -350,7 +350,8 @@ TriggerState trigger_state(uint32_t relid, const char *name) {
   TriggerState state;
   auto rows = spi_rows(
       "SELECT tgenabled::pg_catalog.text, pg_catalog.encode(tgargs, 'hex') FROM"
-      " pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+      " pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1"
+      " AND tgname OPERATOR(pg_catalog.=) $2",
       {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false);
   if (rows.empty()) return state;
   state.exists = true;

@@ -252,7 +252,8 @@ std::string equality_operator(Oid type) {
 }
 
 const char *const kTableSql =
-    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
+    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind,"
+    "       c.relispartition"
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE c.oid = $1 AND c.relkind IN ('r', 'p')";
 
@@ -329,6 +330,7 @@ class SpiCatalog : public CatalogSource {
     t.name = *rows[0][1];
     t.sql_name = *rows[0][2];
     t.partitioned = *rows[0][3] == "p";
+    t.partition = *rows[0][4] == "t";
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
       t.columns.push_back(ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2],

@@ -7,6 +7,11 @@
  *     EXECUTE FUNCTION ectosync.capture('<n>', <n pk attnums>, <tracked attnums>)
  *   AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()
  *
+ * On a partitioned table PostgreSQL clones the row trigger to every
+ * partition; the clone reports rows under the partitioned table (its
+ * attnums), and each partition has a TRUNCATE trigger of its own with the
+ * argument 'partition' (watch.cpp).
+ *
  * Row triggers, not statement triggers with transition tables: most writes
  * are single-row statements, and for those the per-statement cost of
  * transition tables (capture state, tuplestores, a call per statement and

@@ -96,6 +96,75 @@ CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
 ALTER EVENT TRIGGER ectosync_ddl_command_end ENABLE ALWAYS;
 ALTER EVENT TRIGGER ectosync_sql_drop ENABLE ALWAYS;
 
+-- ==== partitioned tables ====
+--
+-- watch() of a partitioned table puts its row trigger on the partitioned
+-- table (PostgreSQL clones it to every partition, those created or attached
+-- later too) and a TRUNCATE trigger on it and on each partition (statement
+-- triggers are not cloned).  Partitions created or attached later get their
+-- TRUNCATE trigger here, at ddl_command_end; after an ALTER TABLE of a
+-- partitioned table of a watched tree (ATTACH, DETACH PARTITION), and after
+-- a DROP of a watched partition, rows came or went without row triggers:
+-- the watched table's capture restarts at commit (a RELOAD marker).
+CREATE FUNCTION ectosync._partitions_changed(root regclass, altered boolean) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_partitions_changed';
+COMMENT ON FUNCTION ectosync._partitions_changed(regclass, boolean) IS
+  'The partitions of watched table root changed: TRUNCATE triggers for new partitions; altered: a RELOAD marker at commit';
+REVOKE EXECUTE ON FUNCTION ectosync._partitions_changed(regclass, boolean) FROM PUBLIC;
+
+CREATE FUNCTION ectosync._on_partition_ddl() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN
+      SELECT a.relid AS root,
+             pg_catalog.bool_or(c.command_tag OPERATOR(pg_catalog.=) 'ALTER TABLE') AS altered
+        FROM pg_catalog.pg_event_trigger_ddl_commands() c,
+             LATERAL pg_catalog.pg_partition_ancestors(c.objid) a
+        JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) a.relid
+       WHERE c.object_type OPERATOR(pg_catalog.=) 'table' AND NOT k.relispartition
+         AND EXISTS (SELECT FROM ectosync.watched_tables w
+                      WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) a.relid)
+       GROUP BY a.relid LOOP
+    PERFORM ectosync._partitions_changed(r.root, r.altered);
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER ectosync_partition_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION ectosync._on_partition_ddl();
+
+-- A dropped partition takes its rows with it, uncaptured; its parent is
+-- no longer in the catalog at sql_drop, but its ectosync_truncate trigger
+-- (which only partitions of watched tables and watched tables have) says
+-- it was one (dropped with its table, not by DROP TRIGGER): every watched
+-- partitioned table reloads.
+CREATE FUNCTION ectosync._on_partition_drop() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+              WHERE d.object_type OPERATOR(pg_catalog.=) 'trigger' AND NOT d.original
+                AND d.address_names[3] OPERATOR(pg_catalog.=) 'ectosync_truncate'
+                AND NOT EXISTS (SELECT FROM ectosync.watched_tables w
+                                 WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
+                                       pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                                         d.address_names[1], d.address_names[2]))::pg_catalog.oid)) THEN
+    FOR r IN SELECT w.relid FROM ectosync.watched_tables w
+               JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid
+              WHERE k.relkind OPERATOR(pg_catalog.=) 'p' LOOP
+      PERFORM ectosync._partitions_changed(r.relid, true);
+    END LOOP;
+  END IF;
+END
+$$;
+CREATE EVENT TRIGGER ectosync_partition_drop ON sql_drop
+    EXECUTE FUNCTION ectosync._on_partition_drop();
+ALTER EVENT TRIGGER ectosync_partition_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER ectosync_partition_drop ENABLE ALWAYS;
+
 -- Capture triggers made by 0.1.0 name their columns by attnum and fire only
 -- in session_replication_role = origin: rebuild them (a no-op without
 -- watches).

@@ -367,11 +367,14 @@ std::vector<Column> key_columns(const TableDesc &table, const std::vector<int16_
 
 /* A table of a plan: it must have a primary key of supported types. */
 TableInfo table_info(const TableDesc &table) {
-  if (table.partitioned)
+  /* A partition's rows are its partitioned table's: the capture trigger
+   * that watch() puts on the partitioned table is cloned to every
+   * partition, and reports their rows under the partitioned table. */
+  if (table.partition)
     throw AssocError(kFeatureNotSupported,
-                     "table " + display(table) + " is partitioned, which ecto_sync cannot watch",
-                     "Row triggers on a partitioned table report changes by partition.",
-                     "Use the partitions, or an ordinary table.");
+                     "table " + display(table) + " is a partition, which ecto_sync cannot watch",
+                     "Its rows are captured, loaded and synced as rows of its partitioned table.",
+                     "Use the partitioned table.");
   if (table.pk.empty())
     throw AssocError(kFeatureNotSupported, "table " + display(table) + " has no primary key",
                      "ecto_sync identifies rows by their primary key.",

@@ -143,7 +143,8 @@ struct TableDesc {
   uint32_t relid = 0;
   std::string schema, name;
   std::string sql_name;                      /* quoted "schema"."name", for specs */
-  bool partitioned = false;                  /* discovered through, never in a plan */
+  bool partitioned = false;                  /* relkind 'p': captured through its partitions */
+  bool partition = false;                    /* a partition: discovered through, never in a plan */
   std::vector<ColumnDesc> columns;           /* live columns, by attnum */
   std::vector<int16_t> pk;                   /* primary key attnums (empty: none) */
   std::vector<std::vector<int16_t>> uniques; /* unique indexes, pk included */

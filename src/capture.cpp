@@ -8,6 +8,11 @@
  *   (each column as '<attnum>:<name>': see trigger_attnum())
  *   AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()
  *
+ * On a partitioned table PostgreSQL clones the row trigger to every
+ * partition; the clone reports rows under the partitioned table (its
+ * attnums), and each partition has a TRUNCATE trigger of its own with the
+ * argument 'partition' (watch.cpp).
+ *
  * Row triggers, not statement triggers with transition tables: most writes
  * are single-row statements, and for those the per-statement cost of
  * transition tables (capture state, tuplestores, a call per statement and
@@ -36,6 +41,7 @@
 extern "C" {
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
@@ -72,6 +78,8 @@ static struct {
   bool overflowed;
   SubxactMark *marks;
   int nmarks, marks_capacity;
+  Oid *restarts; /* restart_capture_at_commit() */
+  int nrestarts, restarts_capacity;
 } pending;
 
 static void reset_pending() {
@@ -149,7 +157,8 @@ static void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int nc
  * rows of a bulk statement parse and look up nothing.
  */
 struct KeyColumn {
-  int16 attnum;
+  int16 attnum;      /* the watched table's: events carry it */
+  int16 read_attnum; /* the trigger's relation's (a partition's may differ) */
   bool is_pk;
   Oid typid;
   FmgrInfo output; /* not set for int2/int4/int8 (key_text renders them) */
@@ -157,6 +166,7 @@ struct KeyColumn {
 
 struct TriggerInfo {
   Oid tgoid;
+  Oid relid; /* the watched table: the partitioned one for a partition's rows */
   int nkeys;
   KeyColumn keys[FLEXIBLE_ARRAY_MEMBER];
 };
@@ -199,6 +209,85 @@ static int16 trigger_attnum(Trigger *trigger, int i, Relation rel) {
   return (int16)attnum;
 }
 
+/* ---- partitions ---- */
+
+/*
+ * The table whose rows a partition's are: the top of its partition tree.
+ * watch() puts the capture trigger on a partitioned table, never on a
+ * partition (assoc.cpp refuses them in plans), and PostgreSQL clones it to
+ * every partition, those created or attached later included: so the table
+ * that watch() named is the root.
+ */
+static Oid partition_root(Oid relid) {
+  List *ancestors = get_partition_ancestors(relid);
+  Oid root = ancestors != NIL ? llast_oid(ancestors) : relid;
+  list_free(ancestors);
+  return root;
+}
+
+/*
+ * The table a trigger reports rows under: its relation's own, or, for a
+ * clone of the trigger that watch() created on a partitioned table
+ * (tgisclone), the partitioned table's.
+ */
+static Oid watched_relid(Trigger *trigger, Relation rel) {
+  if (trigger->tgisclone && rel->rd_rel->relispartition)
+    return partition_root(RelationGetRelid(rel));
+  return RelationGetRelid(rel);
+}
+
+/*
+ * The table a TRUNCATE trigger reports: its relation, or for the trigger
+ * that watch() puts on each partition (argument 'partition': statement
+ * triggers are not cloned, and a TRUNCATE of a partition fires only its
+ * own), the partitioned table.
+ */
+static Oid truncated_relid(TriggerData *trigdata) {
+  Trigger *trigger = trigdata->tg_trigger;
+  Relation rel = trigdata->tg_relation;
+  if (trigger->tgnargs == 1 && strcmp(trigger->tgargs[0], "partition") == 0 &&
+      rel->rd_rel->relispartition)
+    return partition_root(RelationGetRelid(rel));
+  return RelationGetRelid(rel);
+}
+
+/*
+ * Sets key.attnum, the watched table's column that trigger argument arg
+ * names, and key.read_attnum, the same column in the trigger's relation:
+ * a partition's column may have another number (a partition attached with
+ * a dropped column, or made before its parent dropped one).  Found by
+ * name, through the catalog caches: the partitioned table is not opened
+ * (a writer of a partition does not lock it).
+ */
+static void key_attnums(Trigger *trigger, int arg, Relation rel, Oid watched, KeyColumn &key) {
+  if (watched == RelationGetRelid(rel)) {
+    key.attnum = key.read_attnum = trigger_attnum(trigger, arg, rel);
+    return;
+  }
+  /* As trigger_attnum() reads "<attnum>:<name>", against the watched table. */
+  char *end;
+  long value = strtol(trigger->tgargs[arg], &end, 10);
+  const char *arg_name = *end == ':' ? end + 1 : nullptr;
+  char *name = value > 0 && value <= MaxAttrNumber ? get_attname(watched, value, true) : nullptr;
+  if (arg_name && (!name || strcmp(name, arg_name) != 0)) {
+    AttrNumber by_name = get_attnum(watched, arg_name);
+    if (by_name > 0) {
+      value = by_name;
+      name = pstrdup(arg_name);
+    }
+  }
+  AttrNumber attnum = name ? get_attnum(RelationGetRelid(rel), name) : InvalidAttrNumber;
+  if (attnum <= 0)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: trigger \"%s\" on partition \"%s\" names column %s of "
+                           "\"%s\", which the partition does not have",
+                           trigger->tgname, RelationGetRelationName(rel), trigger->tgargs[arg],
+                           get_rel_name(watched)),
+                    errhint("Run ectosync.watch() again to reinstall the trigger.")));
+  key.attnum = (int16)value;
+  key.read_attnum = (int16)attnum;
+}
+
 static TriggerInfo *trigger_info(FunctionCallInfo fcinfo, TriggerData *trigdata) {
   Trigger *trigger = trigdata->tg_trigger;
   TriggerInfo *info = (TriggerInfo *)fcinfo->flinfo->fn_extra;
@@ -216,12 +305,13 @@ static TriggerInfo *trigger_info(FunctionCallInfo fcinfo, TriggerData *trigdata)
   info = (TriggerInfo *)MemoryContextAllocZero(
       cxt, offsetof(TriggerInfo, keys) + sizeof(KeyColumn) * nkeys);
   info->tgoid = trigger->tgoid;
+  info->relid = watched_relid(trigger, rel);
   info->nkeys = nkeys;
   for (int i = 0; i < nkeys; i++) {
     KeyColumn &key = info->keys[i];
-    key.attnum = trigger_attnum(trigger, i + 1, rel);
+    key_attnums(trigger, i + 1, rel, info->relid, key);
     key.is_pk = i < npk;
-    key.typid = TupleDescAttr(desc, key.attnum - 1)->atttypid;
+    key.typid = TupleDescAttr(desc, key.read_attnum - 1)->atttypid;
     if (!rendered_directly(key.typid)) {
       Oid output;
       bool varlena;
@@ -253,7 +343,7 @@ static bool tuples_identical(HeapTuple a, HeapTuple b) {
 static const char *key_text(HeapTuple tuple, TupleDesc desc, KeyColumn &key, char *digits,
                             size_t *len) {
   bool isnull;
-  Datum value = heap_getattr(tuple, key.attnum, desc, &isnull);
+  Datum value = heap_getattr(tuple, key.read_attnum, desc, &isnull);
   *len = 0;
   if (isnull) return nullptr;
   switch (key.typid) {
@@ -292,10 +382,10 @@ typedef char Digits[2][MAXINT8LEN + 1]; /* a key's old and new integer text */
 extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
   require_after_trigger(fcinfo);
   TriggerData *trigdata = (TriggerData *)fcinfo->context;
-  Oid relid = RelationGetRelid(trigdata->tg_relation);
   attach_database_slot();
 
   if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) {
+    Oid relid = truncated_relid(trigdata);
     pg_entry([&] { remember_reload(relid, kReloadTruncate); });
     return PointerGetDatum(nullptr);
   }
@@ -347,6 +437,7 @@ extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
     if (!old_tuple) c.old_len = 0;
     if (!new_tuple) c.new_len = 0;
   }
+  Oid relid = info->relid;
   pg_entry([&] { buffer_event(relid, op, columns, nkeys); });
   return PointerGetDatum(nullptr);
 }
@@ -360,6 +451,12 @@ static void queue_pending() {
   queue_commit(pending.events, pending.count, pending.reload, pending.nreload);
 }
 
+/* After the commit: the slot was attached when they were asked for. */
+static void restart_pending_captures() {
+  for (int i = 0; i < pending.nrestarts && current_slot(); i++)
+    restart_capture(pending.restarts[i], kReloadCapture);
+}
+
 static void xact_callback(XactEvent event, void *) {
   switch (event) {
     case XACT_EVENT_PRE_PREPARE:
@@ -371,6 +468,7 @@ static void xact_callback(XactEvent event, void *) {
       break;
     case XACT_EVENT_COMMIT:
       queue_pending();
+      restart_pending_captures();
       reset_pending();
       if (wake_at_commit) wake_launcher();
       wake_at_commit = false;
@@ -418,6 +516,14 @@ static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTran
 }
 
 namespace ectosync {
+void restart_capture_at_commit(uint32_t relid) {
+  attach_database_slot();
+  for (int i = 0; i < pending.nrestarts; i++)
+    if (pending.restarts[i] == relid) return;
+  reserve(pending.restarts, pending.restarts_capacity, pending.nrestarts + 1);
+  pending.restarts[pending.nrestarts++] = relid;
+}
+
 void wake_launcher_at_commit() {
   wake_at_commit = true;
 }

@@ -266,8 +266,8 @@ std::string qualified_type_name(Oid type, int32 typmod) {
 }
 
 const char *const kTableSql =
-    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind"
-    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+    "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind,"
+    " c.relispartition FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
     " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.oid OPERATOR(pg_catalog.=) $1"
     " AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}'::pg_catalog.\"char\"[])";
 
@@ -346,6 +346,7 @@ class SpiCatalog : public CatalogSource {
     t.name = *rows[0][1];
     t.sql_name = *rows[0][2];
     t.partitioned = *rows[0][3] == "p";
+    t.partition = *rows[0][4] == "t";
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
       int32 typmod = std::stoi(*row[4]);

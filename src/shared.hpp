@@ -97,6 +97,12 @@ bool cache_holds(uint32_t relid, const std::string &key);
  * ERROR like attach_database_slot().
  */
 void restart_capture(uint32_t relid, uint8_t why);
+/*
+ * restart_capture(relid) once this transaction commits (capture.cpp):
+ * rows came or went uncaptured (a partition attached or detached), and the
+ * marker must follow the commit, so that a value reloaded for it sees them.
+ */
+void restart_capture_at_commit(uint32_t relid);
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
 void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
 /*

@@ -43,6 +43,7 @@ PG_FUNCTION_INFO_V1(ectosync_unwatch);
 PG_FUNCTION_INFO_V1(ectosync_associations_json);
 PG_FUNCTION_INFO_V1(ectosync_channels_array);
 PG_FUNCTION_INFO_V1(ectosync_refresh_watches);
+PG_FUNCTION_INFO_V1(ectosync_partitions_changed);
 }
 
 #include <algorithm>
@@ -427,8 +428,44 @@ std::string row_text(const TableNeed &n) {
   return *rows.at(0)[0];
 }
 
+/* ==== partitions ==== */
+
+/*
+ * The capture trigger of a partitioned table is cloned to every partition
+ * by PostgreSQL, those created or attached later too; its TRUNCATE trigger
+ * is not (statement triggers never are), and a TRUNCATE of a partition
+ * fires only the partition's own.  So each partition (at any depth) gets
+ * an ectosync_truncate trigger of its own, with the argument 'partition':
+ * capture.cpp reports it under the partitioned table.  Partitions made
+ * later get it from the ddl_command_end event trigger
+ * (ectosync._on_partition_ddl, partitions_changed()).
+ */
+const char *const kPartitionsSql =
+    "SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
+    " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
+    " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY "
+    "('{r,p}'::pg_catalog.\"char\"[])";
+
+/* The partitions of relid at any depth (none for an ordinary table). */
+std::vector<uint32_t> partitions_of(uint32_t relid) {
+  std::vector<uint32_t> out;
+  for (const auto &row : spi_rows(kPartitionsSql, {{REGCLASSOID, std::to_string(relid)}}, false))
+    out.push_back(static_cast<uint32_t>(std::stoul(*row[0])));
+  return out;
+}
+
+/* Gives every partition of relid its TRUNCATE trigger. */
+void install_partition_triggers(uint32_t relid) {
+  for (uint32_t part : partitions_of(relid))
+    if (!trigger_exists(part, kTruncateTrigger))
+      spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
+               sql_table_name(part) +
+               " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+}
+
 /* Makes table n.relid's triggers and row say n, and the triggers fire always. */
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
+  install_partition_triggers(n.relid);
   std::string text = row_text(n);
   std::vector<std::string> args = trigger_args(n);
   TriggerState row = trigger_state(n.relid, kTrigger);
@@ -473,6 +510,7 @@ void uninstall(uint32_t relid) {
   if (relation_exists(relid)) {
     drop_trigger(relid, kTrigger);
     drop_trigger(relid, kTruncateTrigger);
+    for (uint32_t part : partitions_of(relid)) drop_trigger(part, kTruncateTrigger);
   }
   spi_exec(
       "DELETE FROM ectosync.watched_tables"
@@ -792,6 +830,31 @@ extern "C" Datum ectosync_channels_array(PG_FUNCTION_ARGS) {
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
   PG_RETURN_ARRAYTYPE_P(pg_entry([&] { return channels(relid, assocs); }));
+}
+
+/*
+ * ectosync._partitions_changed(root regclass, altered boolean): the
+ * ddl_command_end event trigger's work when a partition of root was
+ * created (altered: false) or root's partition tree was altered (ATTACH,
+ * DETACH: altered).  New partitions get their TRUNCATE trigger; after an
+ * ALTER, rows came or went uncaptured, so at commit the table's capture
+ * restarts as in watch(): a RELOAD marker that is its cache floor.
+ */
+extern "C" Datum ectosync_partitions_changed(PG_FUNCTION_ARGS) {
+  Oid root = PG_GETARG_OID(0);
+  bool altered = PG_GETARG_BOOL(1);
+  pg_entry([&] {
+    SpiScope spi;
+    AsSuperuser su;
+    if (spi_rows("SELECT FROM ectosync.watched_tables WHERE relid::pg_catalog.oid"
+                 " OPERATOR(pg_catalog.=) $1",
+                 {{OIDOID, std::to_string(root)}}, false)
+            .empty())
+      return;
+    install_partition_triggers(root);
+    if (altered) pg_call([&] { restart_capture_at_commit(root); });
+  });
+  PG_RETURN_VOID();
 }
 
 /* ectosync._refresh_watches(after_drop boolean): the sql_drop event trigger's work */

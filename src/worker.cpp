@@ -171,7 +171,8 @@ static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
     HeapTuple tuple;
     while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
       Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
-      if (con->contype != CONSTRAINT_FOREIGN) continue;
+      /* Not the clones a foreign key to a partitioned table gets per partition. */
+      if (con->contype != CONSTRAINT_FOREIGN || OidIsValid(con->conparentid)) continue;
       int nkeys;
       AttrNumber conkey[INDEX_MAX_KEYS], confkey[INDEX_MAX_KEYS];
       Oid pf[INDEX_MAX_KEYS], pp[INDEX_MAX_KEYS], ff[INDEX_MAX_KEYS];

@@ -210,7 +210,7 @@ std::vector<int16_t> parse_attnums(const std::optional<std::string> &text) {
   return out;
 }
 
-/* Number and text kinds by base type (see KeyKind); nullopt for the rest. */
+/* Key kinds by base type (see KeyKind); nullopt for the rest. */
 std::optional<KeyKind> key_kind(Oid type) {
   Oid base = pg_call([&] { return getBaseType(type); });
   switch (base) {
@@ -222,9 +222,18 @@ std::optional<KeyKind> key_kind(Oid type) {
       return KeyKind::Number;
     case TEXTOID:
     case VARCHAROID:
-    case BPCHAROID:
     case UUIDOID:
       return KeyKind::Text;
+    case BPCHAROID:
+      return KeyKind::Char;
+    case BOOLOID:
+      return KeyKind::Bool;
+    case DATEOID:
+      return KeyKind::Date;
+    case TIMESTAMPOID:
+      return KeyKind::Timestamp;
+    case TIMESTAMPTZOID:
+      return KeyKind::TimestampTz;
     default:
       return std::nullopt;
   }

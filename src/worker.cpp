@@ -228,9 +228,13 @@ static const TableMeta &meta_for(Oid relid) {
       KeyCol col;
       col.attnum = attnum;
       col.name = pg_call([&] { return quote_identifier(get_attname(relid, attnum, false)); });
-      /* The base type, qualified: what the key's text is cast to. */
-      col.type = pg_call(
-          [&] { return format_type_be_qualified(getBaseType(get_atttype(relid, attnum))); });
+      /* The base type, qualified and without a typmod ("pg_catalog.bpchar",
+       * not "character", which means char(1)): what the key's text is cast
+       * to. */
+      col.type = pg_call([&] {
+        return format_type_extended(getBaseType(get_atttype(relid, attnum)), -1,
+                                    FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+      });
       meta.pk.push_back(std::move(col));
     }
     meta.join_ends = join_ends(relid, primary_key_attnums(relid));
@@ -284,7 +288,7 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
 /*
  * The saved plan of
  *   SELECT x.* FROM ROWS FROM (unnest($1::text[]), ...) AS k(c0, ...),
- *     LATERAL (SELECT t.pk..., to_jsonb(t) FROM tbl t
+ *     LATERAL (SELECT to_jsonb(t.pk) #>> '{}'..., to_jsonb(t.*) FROM tbl t
  *              WHERE t.pk0 = k.c0::type AND ... OFFSET 0) AS x
  * (every function, operator and type qualified: it runs as the table's
  * owner, see read_table()), prepared once per table (until its metadata is
@@ -304,8 +308,13 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
   sql += ") AS k(";
   for (size_t i = 0; i < ncols; i++) sql += (i ? ", c" : "c") + std::to_string(i);
   sql += "), LATERAL (SELECT ";
-  for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
-  sql += "pg_catalog.to_jsonb(t) FROM " + meta.qualified + " AS t WHERE ";
+  /* Each key as to_jsonb renders it, as events carry it (keys.hpp): the
+   * cache's key. */
+  for (size_t i = 0; i < ncols; i++)
+    sql += "pg_catalog.to_jsonb(t." + meta.pk[i].name +
+           ") OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[], ";
+  /* t.*, not t: a column named t would be taken for the row. */
+  sql += "pg_catalog.to_jsonb(t.*) FROM " + meta.qualified + " AS t WHERE ";
   for (size_t i = 0; i < ncols; i++)
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " OPERATOR(pg_catalog.=) k.c" +
            std::to_string(i) + "::" + meta.pk[i].type;

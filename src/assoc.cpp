@@ -368,8 +368,9 @@ TableInfo table_info(const TableDesc &table) {
                      "Use the partitions, or an ordinary table.");
   if (table.pk.empty())
     throw AssocError(kFeatureNotSupported, "table " + display(table) + " has no primary key",
-                     "ecto_sync identifies rows by their primary key.",
-                     "Add a primary key to " + display(table) + ".");
+                     "ecto_sync identifies rows by their primary key, or else by their "
+                     "REPLICA IDENTITY index or a unique index on NOT NULL columns.",
+                     "Add a primary key or a unique NOT NULL key to " + display(table) + ".");
   TableInfo info;
   info.relid = table.relid;
   info.schema = table.schema;

@@ -79,12 +79,12 @@ SELECT ectosync.load('posts', '[]', '{"id": "1"}');
 SELECT ectosync.load('posts', '[]', '{"title": 1}');
 SELECT ectosync.load('posts', '[]', '[1]');
 
--- Every table of a value needs a primary key of a type that renders the
--- same in to_jsonb and as text.
+-- Every table of a value needs a primary key (or a unique NOT NULL key) of
+-- a type ecto_sync can use as a key.
 CREATE TABLE post_logs (post_id int REFERENCES posts, line text);
 SELECT ectosync.load('posts', '["post_logs"]');
 DROP TABLE post_logs;
-CREATE TABLE post_events (at timestamptz PRIMARY KEY, post_id int REFERENCES posts);
+CREATE TABLE post_events (at interval PRIMARY KEY, post_id int REFERENCES posts);
 SELECT ectosync.load('posts', '["post_events"]');
 DROP TABLE post_events;
 

@@ -61,8 +61,8 @@ INSERT INTO bad (what, sql) VALUES
   ('no primary key: watch', $$SELECT ectosync.watch('nopk')$$),
   ('no primary key: load', $$SELECT ectosync.load('nopk')$$),
   ('no primary key: channels', $$SELECT ectosync.channels('nopk')::text$$),
-  ('date key: watch', $$SELECT ectosync.watch('datekey')$$),
-  ('date key: load', $$SELECT ectosync.load('datekey')$$),
+  ('interval key: watch', $$SELECT ectosync.watch('intervalkey')$$),
+  ('interval key: load', $$SELECT ectosync.load('intervalkey')$$),
   ('bytea key: watch', $$SELECT ectosync.watch('byteakey')$$),
   ('jsonb key: watch', $$SELECT ectosync.watch('jsonbkey')$$),
   ('oid of a dropped table', $$SELECT ectosync.load(999999::oid::regclass)$$),
@@ -146,7 +146,7 @@ INSERT INTO bad (what, sql) VALUES
   ('_jsonb_rebuild negative depth', $$SELECT ectosync._jsonb_rebuild('[1, {"a": [2]}]', -3)$$);
 
 CREATE TABLE nopk (a int, b text);
-CREATE TABLE datekey (d date PRIMARY KEY);
+CREATE TABLE intervalkey (d interval PRIMARY KEY);
 CREATE TABLE byteakey (b bytea PRIMARY KEY);
 CREATE TABLE jsonbkey (j jsonb PRIMARY KEY);
 SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
@@ -193,5 +193,5 @@ SELECT ectosync.unwatch('bigvals');
 SELECT ectosync.unwatch('posts', '["tags"]');
 SELECT ectosync.unwatch('posts', '[]');  -- made by watch('posts', NULL)
 UPDATE tags SET name = rtrim(name, '?') WHERE id = 1;
-DROP TABLE nopk, datekey, byteakey, jsonbkey, bigvals;
+DROP TABLE nopk, intervalkey, byteakey, jsonbkey, bigvals;
 SELECT 1 AS usable;

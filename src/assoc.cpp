@@ -345,10 +345,10 @@ Column key_column(const TableDesc &table, int16_t attnum) {
     throw AssocError(kFeatureNotSupported,
                      "column \"" + col->name + "\" of table " + display(table) + " has type " +
                          col->type_name + ", which ecto_sync cannot use as a key",
-                     "Primary key and association key columns must render the same way in "
-                     "to_jsonb and in their text output.",
-                     "Use smallint, integer, bigint, numeric, oid, text, varchar, char or uuid "
-                     "key columns.");
+                     "Row key and association key columns must be of a type whose values "
+                     "events can carry as to_jsonb renders them.",
+                     "Use smallint, integer, bigint, numeric, oid, text, varchar, char, uuid, "
+                     "boolean, date, timestamp or timestamptz key columns.");
   Column out;
   out.name = col->name;
   out.attnum = col->attnum;
@@ -377,8 +377,9 @@ TableInfo table_info(const TableDesc &table) {
                      "Use the partitioned table.");
   if (table.pk.empty())
     throw AssocError(kFeatureNotSupported, "table " + display(table) + " has no primary key",
-                     "ecto_sync identifies rows by their primary key.",
-                     "Add a primary key to " + display(table) + ".");
+                     "ecto_sync identifies rows by their primary key, or else by their "
+                     "REPLICA IDENTITY index or a unique index on NOT NULL columns.",
+                     "Add a primary key or a unique NOT NULL key to " + display(table) + ".");
   TableInfo info;
   info.relid = table.relid;
   info.schema = table.schema;
@@ -480,7 +481,8 @@ void check_pairs(const TableDesc &a, const std::vector<int16_t> &a_cols, const T
                        "association \"" + assoc + "\" pairs column \"" + ca.name + "\" of " +
                            display(a) + " with column \"" + cb.name + "\" of " + display(b) +
                            ", which renders differently in jsonb",
-                       "A number key cannot pair with a text key.");
+                       "Paired key columns must be of one kind: numbers, text (text, varchar, "
+                       "uuid), char(n), booleans, dates, timestamps or timestamptz.");
   }
 }
 

@@ -146,7 +146,7 @@ struct TableDesc {
   bool partitioned = false;                  /* relkind 'p': captured through its partitions */
   bool partition = false;                    /* a partition: discovered through, never in a plan */
   std::vector<ColumnDesc> columns;           /* live columns, by attnum */
-  std::vector<int16_t> pk;                   /* primary key attnums (empty: none) */
+  std::vector<int16_t> pk;                   /* row key attnums (catalog.cpp; empty: none) */
   std::vector<std::vector<int16_t>> uniques; /* unique indexes, pk included */
 
   const ColumnDesc *column(int16_t attnum) const;

@@ -21,7 +21,8 @@
  * more instructions that way (callgrind, PostgreSQL 15).
  *
  * Per row, the trigger encodes the key columns' old and new values (text, as
- * the type's output function writes it) into a buffer of this transaction.
+ * to_jsonb renders them under the pinned settings: key_text()) into a
+ * buffer of this transaction.
  * Nothing reaches shared memory before the commit: XACT_EVENT_COMMIT runs
  * after the transaction became visible to new snapshots, so the worker's
  * load sees it, and before its locks are released, so a transaction that
@@ -45,6 +46,8 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -172,7 +175,8 @@ struct TriggerInfo {
 };
 
 static bool rendered_directly(Oid typid) {
-  return typid == INT8OID || typid == INT4OID || typid == INT2OID;
+  return typid == INT8OID || typid == INT4OID || typid == INT2OID || typid == BOOLOID ||
+         typid == DATEOID || typid == TIMESTAMPOID || typid == TIMESTAMPTZOID;
 }
 
 /*
@@ -311,7 +315,7 @@ static TriggerInfo *trigger_info(FunctionCallInfo fcinfo, TriggerData *trigdata)
     KeyColumn &key = info->keys[i];
     key_attnums(trigger, i + 1, rel, info->relid, key);
     key.is_pk = i < npk;
-    key.typid = TupleDescAttr(desc, key.read_attnum - 1)->atttypid;
+    key.typid = getBaseType(TupleDescAttr(desc, key.read_attnum - 1)->atttypid);
     if (!rendered_directly(key.typid)) {
       Oid output;
       bool varlena;
@@ -335,10 +339,29 @@ static bool tuples_identical(HeapTuple a, HeapTuple b) {
 }
 
 /*
- * A key value as the text its type's output function makes (nullptr: SQL
- * NULL).  Integers, the usual keys, are rendered into `digits` by the same
- * routines int2out/int4out/int8out use, without the function call and its
- * palloc.
+ * A boolean, date, timestamp or timestamptz key as to_jsonb renders it
+ * under ecto_sync's pinned settings (TimeZone UTC), whatever the writer's
+ * DateStyle and TimeZone: "true"/"false", ISO 8601 times, timestamptz in
+ * UTC ("+00:00").  These are the texts values hold (keys.hpp), the
+ * worker's cache keys and what interest tokens hash.
+ */
+static const char *json_key_text(Datum value, Oid typid, size_t *len) {
+  static const int utc = 0;
+  const char *text;
+  if (typid == BOOLOID)
+    text = DatumGetBool(value) ? "true" : "false";
+  else
+    text = JsonEncodeDateTime((char *)palloc(MAXDATELEN + 1), value, typid, &utc);
+  *len = strlen(text);
+  return text;
+}
+
+/*
+ * A key value as events carry it (nullptr: SQL NULL): as to_jsonb renders
+ * it, which is the text its type's output function makes except for the
+ * types of json_key_text().  Integers, the usual keys, are rendered into
+ * `digits` by the same routines int2out/int4out/int8out use, without the
+ * function call and its palloc.
  */
 static const char *key_text(HeapTuple tuple, TupleDesc desc, KeyColumn &key, char *digits,
                             size_t *len) {
@@ -356,6 +379,11 @@ static const char *key_text(HeapTuple tuple, TupleDesc desc, KeyColumn &key, cha
     case INT2OID:
       *len = pg_ltoa(DatumGetInt16(value), digits);
       return digits;
+    case BOOLOID:
+    case DATEOID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID:
+      return json_key_text(value, key.typid, len);
     default: {
       char *text = OutputFunctionCall(&key.output, value);
       *len = strlen(text);

@@ -211,7 +211,7 @@ std::vector<int16_t> parse_attnums(const std::optional<std::string> &text) {
   return out;
 }
 
-/* Number and text kinds by base type (see KeyKind); nullopt for the rest. */
+/* Key kinds by base type (see KeyKind); nullopt for the rest. */
 std::optional<KeyKind> key_kind(Oid type) {
   Oid base = pg_call([&] { return getBaseType(type); });
   switch (base) {
@@ -223,9 +223,18 @@ std::optional<KeyKind> key_kind(Oid type) {
       return KeyKind::Number;
     case TEXTOID:
     case VARCHAROID:
-    case BPCHAROID:
     case UUIDOID:
       return KeyKind::Text;
+    case BPCHAROID:
+      return KeyKind::Char;
+    case BOOLOID:
+      return KeyKind::Bool;
+    case DATEOID:
+      return KeyKind::Date;
+    case TIMESTAMPOID:
+      return KeyKind::Timestamp;
+    case TIMESTAMPTZOID:
+      return KeyKind::TimestampTz;
     default:
       return std::nullopt;
   }
@@ -276,14 +285,26 @@ const char *const kColumnsSql =
     " a.atttypmod FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1"
     " AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
-/* Unique, valid, non-partial, non-expression indexes: key columns in order. */
+/*
+ * Unique, valid, non-partial, non-expression indexes: key columns in
+ * order, whether it is the primary key, and whether it can stand for one
+ * (immediate, every column NOT NULL), in the order a table's key is chosen
+ * (worker.cpp's row_key_attnums() chooses the same): the primary key; else
+ * the REPLICA IDENTITY index; else the unique NOT NULL index with the
+ * fewest columns, the oldest (lowest oid) first.
+ */
 const char *const kIndexesSql =
     "SELECT i.indisprimary,"
     "   (SELECT pg_catalog.string_agg(i.indkey[k]::pg_catalog.text, ' ' ORDER BY k)"
-    "   FROM pg_catalog.generate_series(0, i.indnkeyatts OPERATOR(pg_catalog.-) 1) k)"
+    "   FROM pg_catalog.generate_series(0, i.indnkeyatts OPERATOR(pg_catalog.-) 1) k),"
+    " i.indimmediate AND NOT EXISTS (SELECT FROM pg_catalog.generate_series(0,"
+    "   i.indnkeyatts OPERATOR(pg_catalog.-) 1) k"
+    "   JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid"
+    "    AND a.attnum OPERATOR(pg_catalog.=) i.indkey[k] WHERE NOT a.attnotnull) AS can_key"
     " FROM pg_catalog.pg_index i"
     " WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid"
-    "   AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY i.indexrelid";
+    "   AND i.indpred IS NULL AND i.indexprs IS NULL"
+    " ORDER BY i.indisprimary DESC, i.indisreplident DESC, i.indnkeyatts, i.indexrelid";
 
 /* Foreign keys (not the clones that partitions inherit). */
 const char *const kForeignKeysSql =
@@ -354,9 +375,10 @@ class SpiCatalog : public CatalogSource {
                                      key_kind(type), equality_operator(type),
                                      qualified_type_name(type, typmod)});
     }
+    /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
       std::vector<int16_t> cols = parse_attnums(row[1]);
-      if (*row[0] == "t") t.pk = cols;
+      if (t.pk.empty() && (*row[0] == "t" || *row[2] == "t")) t.pk = cols;
       t.uniques.push_back(cols);
     }
     return t;

@@ -147,7 +147,8 @@ void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list, c
 
 /*
  * The order of two rows of node by primary key, as load() orders them:
- * numbers numerically, strings bytewise.
+ * numbers numerically, times in time order, other strings bytewise, false
+ * before true (JENTRY_ISBOOL_FALSE < JENTRY_ISBOOL_TRUE).
  */
 int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
   for (const Column &c : node.table.pk) {
@@ -158,7 +159,8 @@ int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
     else if (x->is_numeric() && y->is_numeric())
       cmp = jb::compare_numeric(x->numeric(), y->numeric());
     else if (x->is_string() && y->is_string())
-      cmp = jb::compare_bytes(x->str(), y->str());
+      cmp = is_time_kind(c.kind) ? compare_time_texts(x->str(), y->str())
+                                 : jb::compare_bytes(x->str(), y->str());
     else
       cmp = x->type == y->type ? 0 : (x->type < y->type ? -1 : 1);
     if (cmp != 0) return cmp;

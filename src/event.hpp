@@ -3,8 +3,9 @@
  * and its identity as seen by clients.  Pure C++ (no postgres.h).
  *
  * A writer's trigger records, per changed row, the table, the operation and
- * the key columns' values as text (the type's output function): the primary
- * key and every foreign-key/join-key column that a watch tracks, old and new.
+ * the key columns' values as text, as to_jsonb renders them (capture.cpp's
+ * key_text(), keys.hpp): the primary key and every foreign-key/join-key
+ * column that a watch tracks, old and new.
  * The worker and sync() decode the same record from shared memory.
  *
  * Clients never see column values.  A notification's payload is

@@ -65,6 +65,7 @@
 #include "diff.hpp"
 #include "held_shared.hpp"
 #include "interest.hpp"
+#include "keys.hpp"
 #include "pg_boundary.hpp"
 #include "settings.hpp"
 #include "shared.hpp"
@@ -231,10 +232,8 @@ class InterestBuilder {
   void key(uint32_t relid, int16_t attnum, const std::optional<jb::Elem> &v) {
     in_.add_column(relid, attnum);
     if (!v || v->is_null()) return;
-    if (v->is_string())
-      in_.add(relid, attnum, v->str());
-    else if (v->is_numeric())
-      in_.add(relid, attnum, jb::numeric_text(v->numeric()));
+    if (std::optional<std::string> text = elem_text(*v))
+      in_.add(relid, attnum, *text);
     else
       in_.add_wild(relid); /* not a key type capture writes: every event */
   }

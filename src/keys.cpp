@@ -41,21 +41,27 @@ int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part
   if (kind == KeyKind::Number && e->is_numeric() && p.num)
     return jb::compare_numeric(e->numeric(), p.num);
   if (e->is_numeric()) return jb::compare_bytes(jb::numeric_text(e->numeric()), *p.text);
+  if (e->is_bool()) {
+    bool a = e->type == JENTRY_ISBOOL_TRUE, b = *p.text == "true";
+    return a == b ? 0 : (a ? 1 : -1);
+  }
+  if (!e->is_string()) return -1;
+  if (is_time_kind(kind)) return compare_time_texts(e->str(), *p.text);
   return jb::compare_bytes(e->str(), *p.text);
+}
+
+std::optional<std::string> elem_text(const jb::Elem &e) {
+  if (e.is_numeric()) return jb::numeric_text(e.numeric());
+  if (e.is_string()) return std::string(e.str());
+  if (e.is_bool()) return std::string(e.type == JENTRY_ISBOOL_TRUE ? "true" : "false");
+  return std::nullopt;
 }
 
 Texts row_texts(jb::View row, const std::vector<Column> &cols) {
   Texts out;
   for (const Column &c : cols) {
     std::optional<jb::Elem> e = row.get(c.name);
-    if (!e || e->is_null())
-      out.push_back(std::nullopt);
-    else if (e->is_numeric())
-      out.push_back(jb::numeric_text(e->numeric()));
-    else if (e->is_string())
-      out.push_back(std::string(e->str()));
-    else
-      out.push_back(std::nullopt);
+    out.push_back(e ? elem_text(*e) : std::nullopt);
   }
   return out;
 }

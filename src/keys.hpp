@@ -2,11 +2,12 @@
  * keys.hpp: key values of rows, as events carry them (text) and as values
  * hold them (jsonb), compared in the order load() gives rows.
  *
- * Events carry each key column's value as its output text (event.hpp); the
- * rows of a value are jsonb, ordered by primary key at every level:
- * numbers numerically, strings bytewise (load() orders text keys COLLATE
- * "C").  sync.cpp locates rows by key; diff.cpp locates the rows a change
- * touched.
+ * Events carry each key column's value as text, as to_jsonb renders it
+ * (event.hpp, capture.cpp); the rows of a value are jsonb, ordered by
+ * primary key at every level in the order of plan.hpp's KeyKind: numbers
+ * numerically, strings bytewise (char(n) blank-padded), booleans false
+ * first, dates and times in time order.  sync.cpp locates rows by key; diff.cpp locates the rows a
+ * change touched.
  */
 #pragma once
 
@@ -35,10 +36,14 @@ Key make_key(const std::vector<Column> &cols, const Texts &texts);
 
 /*
  * Order of a row's column value e against a key part; SQL NULLs (or a
- * missing column) sort first.  Numbers compare numerically, strings
- * bytewise.
+ * missing column) sort first.  Numbers compare numerically, booleans
+ * false first, times as compare_time_texts(), other strings bytewise.
  */
 int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part &p);
+
+/* A key value's text as events carry it: a number's, a string's, "true" or
+ * "false"; nullopt for null and containers. */
+std::optional<std::string> elem_text(const jb::Elem &e);
 
 /* The texts of cols in a row (nullopt for NULL or missing). */
 Texts row_texts(jb::View row, const std::vector<Column> &cols);

@@ -12,7 +12,7 @@
  *                     WHERE j1.post_id = t0.id AND j1.tag_id = t1.id)))
  *
  * has_many/many_to_many give arrays ordered by the target's primary key
- * (text-kind columns as text COLLATE "C", i.e. bytewise), belongs_to/has_one
+ * (plan.hpp's KeyKind order: text-kind columns bytewise), belongs_to/has_one
  * an object or null.  Identifiers are quoted; values are parameters.
  */
 #include "catalog.hpp"
@@ -48,13 +48,22 @@ std::string column_ref(const std::string &alias, const Column &col) {
   return alias + "." + quote_ident(col.name);
 }
 
-/* ORDER BY list of a table's primary key; text kinds bytewise. */
+/*
+ * ORDER BY list of a table's primary key, in KeyKind's order: text kinds
+ * bytewise; char(n) by its blank-padded output, as to_jsonb renders it (a
+ * cast to text would strip the trailing blanks, and 'a\x01' would sort
+ * after 'a'); numbers, booleans and times by their values.
+ */
 std::string order_by(const TableInfo &table, const std::string &alias) {
   std::string out;
   for (const auto &col : table.pk) {
     if (!out.empty()) out += ", ";
-    out += column_ref(alias, col);
-    if (col.kind == KeyKind::Text) out += "::pg_catalog.text COLLATE pg_catalog.\"C\"";
+    if (col.kind == KeyKind::Char)
+      out += "pg_catalog.textin(pg_catalog.bpcharout(" + column_ref(alias, col) + "))";
+    else
+      out += column_ref(alias, col);
+    if (col.kind == KeyKind::Text) out += "::pg_catalog.text";
+    if (col.kind == KeyKind::Text || col.kind == KeyKind::Char) out += " COLLATE pg_catalog.\"C\"";
   }
   return out;
 }

@@ -24,18 +24,44 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ectosync {
 
 /*
  * How the values of a key column compare and how to_jsonb renders them.
- * Numbers (int2/4/8, numeric, oid) render as jsonb numbers and order
- * numerically; text-like types (text, varchar, char, uuid) render as jsonb
- * strings and order by their bytes (load uses COLLATE "C").  Other types
- * cannot be primary or foreign key columns of a watched table.
+ * The order is the one load() gives rows (its ORDER BY, load.cpp), and the
+ * one keys.cpp binary-searches:
+ *   Number       int2/4/8, numeric, oid: jsonb numbers, numerically.
+ *   Text         text, varchar, uuid: jsonb strings, by their bytes (load
+ *                orders them COLLATE "C").
+ *   Char         char(n)/bpchar: jsonb strings blank-padded as the type's
+ *                output writes them, by those bytes (load orders the output
+ *                text, not the cast to text, which strips trailing blanks).
+ *   Bool         jsonb true/false: false first.
+ *   Date, Timestamp, TimestampTz: jsonb strings in to_jsonb's ISO 8601 form
+ *                (timestamptz in UTC, "+00:00"), in time order: -infinity
+ *                first, BC years before AD ones, infinity last
+ *                (compare_time_texts()).
+ * Events carry the same texts (the capture trigger renders bool and time
+ * keys as to_jsonb does, capture.cpp).  Paired key columns must be of one
+ * kind.  Other types cannot be key columns of a watched table.
  */
-enum class KeyKind { Number, Text };
+enum class KeyKind { Number, Text, Char, Bool, Date, Timestamp, TimestampTz };
+
+/* Whether kind orders as a time (compare_time_texts()). */
+inline bool is_time_kind(KeyKind kind) {
+  return kind == KeyKind::Date || kind == KeyKind::Timestamp || kind == KeyKind::TimestampTz;
+}
+
+/*
+ * Order (-1/0/1) of two date/timestamp/timestamptz texts as to_jsonb renders
+ * them under TimeZone UTC: "[-]infinity", or "YYYY-MM-DD[THH:MM:SS[.f]]
+ * [+00:00][ BC]" with a year of 4 or more digits.  Texts of another shape
+ * compare by their bytes, after every well-formed one.
+ */
+int compare_time_texts(std::string_view a, std::string_view b);
 
 struct Column {
   std::string name;   /* attname, unquoted */

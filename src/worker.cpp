@@ -131,21 +131,60 @@ static void free_stale_plans() {
   stale_plans.clear();
 }
 
-/* Primary-key columns of relid in index order (empty if it has none). */
+/*
+ * The key columns of rel, in index order, into out (INDEX_MAX_KEYS of
+ * them); returns how many (0: none).  The key is chosen as catalog.cpp's
+ * kIndexesSql chooses it: the primary key; else the REPLICA IDENTITY index;
+ * else the unique, valid, immediate, non-partial, non-expression index
+ * whose columns are all NOT NULL with the fewest columns, lowest oid first.
+ * Plain C: it runs inside pg_call().
+ */
+static int row_key_of(Relation rel, int16 *out) {
+  List *indexes = RelationGetIndexList(rel);
+  TupleDesc desc = RelationGetDescr(rel);
+  int best_rank = 3, best_n = 0;
+  Oid best_oid = InvalidOid;
+  ListCell *lc;
+  foreach (lc, indexes) {
+    Oid index_oid = lfirst_oid(lc);
+    HeapTuple tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index_oid));
+    if (!HeapTupleIsValid(tuple)) continue;
+    Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
+    bool usable = index->indisunique && index->indisvalid &&
+                  heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
+                  heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
+    int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
+    if (usable && !index->indisprimary) {
+      usable = index->indimmediate;
+      for (int i = 0; usable && i < index->indnkeyatts; i++) {
+        AttrNumber attnum = index->indkey.values[i];
+        usable = attnum > 0 && attnum <= desc->natts && TupleDescAttr(desc, attnum - 1)->attnotnull;
+      }
+    }
+    int n = index->indnkeyatts;
+    bool better = rank < best_rank ||
+                  (rank == best_rank && (n < best_n || (n == best_n && index_oid < best_oid)));
+    if (usable && better) {
+      best_rank = rank;
+      best_n = n;
+      best_oid = index_oid;
+      for (int i = 0; i < n; i++) out[i] = index->indkey.values[i];
+    }
+    ReleaseSysCache(tuple);
+  }
+  list_free(indexes);
+  return best_rank < 3 ? best_n : 0;
+}
+
+/* The key columns of relid in index order (empty if it has none): its
+ * primary key, or the unique key that stands for it (row_key_of()). */
 static std::vector<int16> primary_key_attnums(Oid relid) {
   std::vector<int16> attnums;
   Relation rel = pg_call([&] { return try_table_open(relid, AccessShareLock); });
   if (!rel) return attnums;
-  Oid pk_index = pg_call([&] { return RelationGetPrimaryKeyIndex(rel); });
-  if (OidIsValid(pk_index)) {
-    HeapTuple tuple =
-        pg_call([&] { return SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pk_index)); });
-    if (HeapTupleIsValid(tuple)) {
-      Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
-      for (int i = 0; i < index->indnkeyatts; i++) attnums.push_back(index->indkey.values[i]);
-      ReleaseSysCache(tuple);
-    }
-  }
+  int16 keys[INDEX_MAX_KEYS];
+  int n = pg_call([&] { return row_key_of(rel, keys); });
+  attnums.assign(keys, keys + n);
   pg_call([&] { table_close(rel, AccessShareLock); });
   return attnums;
 }
@@ -229,9 +268,13 @@ static const TableMeta &meta_for(Oid relid) {
       KeyCol col;
       col.attnum = attnum;
       col.name = pg_call([&] { return quote_identifier(get_attname(relid, attnum, false)); });
-      /* The base type, qualified: what the key's text is cast to. */
-      col.type = pg_call(
-          [&] { return format_type_be_qualified(getBaseType(get_atttype(relid, attnum))); });
+      /* The base type, qualified and without a typmod ("pg_catalog.bpchar",
+       * not "character", which means char(1)): what the key's text is cast
+       * to. */
+      col.type = pg_call([&] {
+        return format_type_extended(getBaseType(get_atttype(relid, attnum)), -1,
+                                    FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+      });
       meta.pk.push_back(std::move(col));
     }
     meta.join_ends = join_ends(relid, primary_key_attnums(relid));
@@ -285,7 +328,7 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
 /*
  * The saved plan of
  *   SELECT x.* FROM ROWS FROM (unnest($1::text[]), ...) AS k(c0, ...),
- *     LATERAL (SELECT t.pk..., to_jsonb(t) FROM tbl t
+ *     LATERAL (SELECT to_jsonb(t.pk) #>> '{}'..., to_jsonb(t.*) FROM tbl t
  *              WHERE t.pk0 = k.c0::type AND ... OFFSET 0) AS x
  * (every function, operator and type qualified: it runs as the table's
  * owner, see read_table()), prepared once per table (until its metadata is
@@ -305,8 +348,13 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
   sql += ") AS k(";
   for (size_t i = 0; i < ncols; i++) sql += (i ? ", c" : "c") + std::to_string(i);
   sql += "), LATERAL (SELECT ";
-  for (size_t i = 0; i < ncols; i++) sql += "t." + meta.pk[i].name + ", ";
-  sql += "pg_catalog.to_jsonb(t) FROM " + meta.qualified + " AS t WHERE ";
+  /* Each key as to_jsonb renders it, as events carry it (keys.hpp): the
+   * cache's key. */
+  for (size_t i = 0; i < ncols; i++)
+    sql += "pg_catalog.to_jsonb(t." + meta.pk[i].name +
+           ") OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[], ";
+  /* t.*, not t: a column named t would be taken for the row. */
+  sql += "pg_catalog.to_jsonb(t.*) FROM " + meta.qualified + " AS t WHERE ";
   for (size_t i = 0; i < ncols; i++)
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " OPERATOR(pg_catalog.=) k.c" +
            std::to_string(i) + "::" + meta.pk[i].type;

@@ -1,0 +1,138 @@
+-- Keys of every type ecto_sync accepts, and tables keyed without a primary
+-- key.  Events carry key values as to_jsonb renders them (char(n)
+-- blank-padded, booleans true/false, times in ISO 8601 and UTC), whatever
+-- the writer's session settings; rows are ordered, searched and cached by
+-- those texts.  Each held value, patched with changes(), and each value
+-- synced event by event (regress.apply) equals a fresh load.
+CREATE SCHEMA keys_test;
+SET search_path = keys_test, public;
+SET client_min_messages = warning;
+
+-- char(4) keys: 'ab' is stored as 'ab  '; E'a\x01' sorts before 'a   '
+-- (by the padded bytes, as to_jsonb renders them), not after 'a' as the
+-- cast to text (which strips trailing blanks) would have it.
+CREATE TABLE codes (k char(4) PRIMARY KEY, v int);
+CREATE TABLE code_items (id int PRIMARY KEY,
+                         k char(4) NOT NULL REFERENCES codes ON UPDATE CASCADE ON DELETE CASCADE);
+INSERT INTO codes VALUES ('ab', 1), ('abc', 2), (E'a\x01', 3), ('a', 4), ('b', 5);
+INSERT INTO code_items VALUES (1, 'ab'), (2, E'a\x01'), (3, 'a'), (4, 'ab');
+
+-- date, timestamptz and boolean keys, and a has_many keyed by all three.
+CREATE TABLE shifts (day date, starts timestamptz, night boolean, v int,
+                     PRIMARY KEY (day, starts, night));
+CREATE TABLE readings (id int PRIMARY KEY, day date NOT NULL, starts timestamptz NOT NULL,
+                       night boolean NOT NULL, value numeric,
+                       FOREIGN KEY (day, starts, night) REFERENCES shifts
+                         ON UPDATE CASCADE ON DELETE CASCADE);
+-- A timestamp key too.
+CREATE TABLE ticks (at timestamp PRIMARY KEY, v int);
+SET TimeZone = 'UTC';
+INSERT INTO shifts VALUES
+  ('2026-03-01', '2026-03-01 08:00+00', false, 1),
+  ('2026-03-01', '2026-03-01 08:00+00', true, 2),
+  ('2026-03-01', '2026-03-01 20:00:00.25+00', true, 3),
+  ('0044-03-15 BC', '0044-03-15 12:00+00 BC', false, 4),
+  ('infinity', 'infinity', false, 5),
+  ('-infinity', '-infinity', true, 6),
+  ('12026-01-01', '2026-03-01 08:00:00.5+00', false, 7);
+INSERT INTO readings VALUES (1, '2026-03-01', '2026-03-01 08:00+00', true, 1.5),
+                            (2, '2026-03-01', '2026-03-01 08:00+00', false, 2.5),
+                            (3, 'infinity', 'infinity', false, 3.5);
+INSERT INTO ticks VALUES ('2026-03-01 08:00', 1), ('2026-03-01 08:00:00.5', 2),
+                         ('0001-01-01 00:00 BC', 3), ('infinity', 4);
+RESET TimeZone;
+
+-- No primary key: a UNIQUE index on NOT NULL columns is the key (the one
+-- with the fewest columns; a unique index on a nullable column cannot be).
+CREATE TABLE labels (code text NOT NULL, n int NOT NULL, note text, UNIQUE (code, n));
+CREATE UNIQUE INDEX labels_note ON labels (note);
+INSERT INTO labels VALUES ('x', 2, 'b'), ('x', 1, 'c'), ('w', 9, 'a');
+-- The REPLICA IDENTITY index comes first, even over a smaller unique key:
+-- rows are ordered by (a, b), not by b.
+CREATE TABLE pairs (a int NOT NULL, b int NOT NULL, v text);
+CREATE UNIQUE INDEX pairs_b ON pairs (b);
+CREATE UNIQUE INDEX pairs_ab ON pairs (a, b);
+ALTER TABLE pairs REPLICA IDENTITY USING INDEX pairs_ab;
+INSERT INTO pairs VALUES (1, 30, 'p'), (2, 10, 'q'), (3, 20, 'r');
+
+SELECT ectosync.watch('codes', '["code_items"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('shifts', '["readings"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('ticks') IS NOT NULL AS watched;
+SELECT ectosync.watch('labels') IS NOT NULL AS watched;
+SELECT ectosync.watch('pairs') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker();
+
+-- The holder's session renders dates and times otherwise: values do not.
+SET TimeZone = 'Asia/Tokyo';
+SET DateStyle = 'German';
+CREATE TEMP TABLE client (name text PRIMARY KEY, tbl regclass, assocs jsonb, copy jsonb,
+                          version bigint, stateless jsonb);
+INSERT INTO client
+  SELECT n, t, a, ectosync.hold(n, t, a, listen => false), 0, ectosync.load(t, a)
+  FROM (VALUES ('codes', 'codes'::regclass, '["code_items"]'::jsonb),
+               ('shifts', 'shifts', '["readings"]'), ('ticks', 'ticks', '[]'),
+               ('labels', 'labels', '[]'), ('pairs', 'pairs', '[]')) v(n, t, a);
+SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
+
+-- Every holder takes its changes and every stateless copy its events; both
+-- must equal a fresh load (in the holder's session).
+CREATE FUNCTION pg_temp.step()
+  RETURNS TABLE (name text, held_equals_a_fresh_load boolean, synced_equals_a_fresh_load boolean)
+LANGUAGE plpgsql AS $$
+DECLARE r record; c jsonb;
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  FOR r IN SELECT * FROM client ORDER BY client.name LOOP
+    c := ectosync.changes(r.name, r.version);
+    UPDATE client SET copy = regress.patch(copy, c -> 'patch'),
+                      version = (c ->> 'version')::bigint,
+                      stateless = regress.apply(stateless)
+      WHERE client.name = r.name;
+  END LOOP;
+  RETURN QUERY SELECT client.name, (copy - 'seq') = (ectosync.load(tbl, assocs) - 'seq'),
+                      (stateless - 'seq') = (ectosync.load(tbl, assocs) - 'seq')
+    FROM client ORDER BY client.name;
+END $$;
+
+-- The writer's session: another TimeZone and DateStyle.
+SET TimeZone = 'America/New_York';
+SET DateStyle = 'SQL, DMY';
+UPDATE codes SET v = 10 WHERE k = 'ab';
+UPDATE codes SET v = 30 WHERE k = E'a\x01';
+INSERT INTO codes VALUES (E'a\x02', 6), (E'\x01', 7);
+UPDATE codes SET k = E'a\x03' WHERE k = 'b';
+UPDATE code_items SET k = E'a\x02' WHERE id = 4;
+DELETE FROM codes WHERE k = 'abc';
+UPDATE shifts SET v = v + 10;
+INSERT INTO shifts VALUES ('01/03/2026', '01/03/2026 04:00', false, 8);
+UPDATE shifts SET night = NOT night WHERE v = 13;
+UPDATE shifts SET starts = starts + interval '1 hour' WHERE v = 12;
+INSERT INTO readings VALUES (4, '01/03/2026', '01/03/2026 04:00', false, 4.5),
+                            (5, '15/03/0044 BC', '15/03/0044 12:00+00 BC', false, 5.5);
+DELETE FROM shifts WHERE day = '-infinity';
+UPDATE ticks SET v = v + 10;
+INSERT INTO ticks VALUES ('01/03/2026 08:00:00.25', 5);
+DELETE FROM ticks WHERE at = 'infinity';
+UPDATE labels SET note = 'd' WHERE code = 'x' AND n = 1;
+UPDATE labels SET n = 0 WHERE code = 'x' AND n = 2;
+INSERT INTO labels VALUES ('a', 5, NULL);
+UPDATE pairs SET a = 0 WHERE b = 20;
+DELETE FROM pairs WHERE b = 10;
+
+SET TimeZone = 'Asia/Tokyo';
+SET DateStyle = 'German';
+SELECT * FROM pg_temp.step();
+SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
+
+-- Keys that cannot be: a type events cannot carry as to_jsonb renders it,
+-- and a table whose only unique index allows NULLs.
+CREATE TABLE spans (s interval PRIMARY KEY);
+SELECT ectosync.watch('spans');
+CREATE TABLE loose (a int, UNIQUE (a));
+SELECT ectosync.watch('loose');
+
+SELECT ectosync.release(name) FROM client ORDER BY name;
+SELECT ectosync.unwatch(t::regclass)
+  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs')) v(t);
+RESET ALL;
+DROP SCHEMA keys_test CASCADE;

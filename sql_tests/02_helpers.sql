@@ -48,3 +48,16 @@ BEGIN
   END LOOP;
   RETURN val;
 END $$;
+
+-- Why sync() refuses a value (ZE001: it must be reloaded), as the error's
+-- detail says it without the RELOAD marker's id; NULL when every logged
+-- event after the value's seq applies.
+CREATE FUNCTION regress.reload_reason(val jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE detail text;
+BEGIN
+  PERFORM regress.apply(val);
+  RETURN NULL;
+EXCEPTION WHEN SQLSTATE 'ZE001' THEN
+  GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+  RETURN regexp_replace(detail, ' \(RELOAD marker .*', '');
+END $$;

@@ -758,15 +758,20 @@ ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
 }  // namespace
 
 namespace {
-bool refreshing = false; /* refresh_watches() runs: its own DDL fires the event triggers */
+
+bool refreshing = false; /* our own DDL runs: the event triggers it fires have nothing to do */
+
+/* Sets refreshing for its lifetime. */
+struct OwnDdl {
+  OwnDdl() { refreshing = true; }
+  ~OwnDdl() { refreshing = false; }
+};
+
 }  // namespace
 
 void refresh_watches(bool after_drop) {
   if (refreshing) return;
-  struct Flag {
-    Flag() { refreshing = true; }
-    ~Flag() { refreshing = false; }
-  } flag;
+  OwnDdl own;
   SpiScope spi;
   AsSuperuser su;
   lock_watches();
@@ -779,10 +784,7 @@ bool refreshing_watches() {
 
 void keep_capture_enabled(uint32_t relid) {
   if (refreshing) return;
-  struct Flag {
-    Flag() { refreshing = true; }
-    ~Flag() { refreshing = false; }
-  } flag;
+  OwnDdl own;
   SpiScope spi;
   bool missed = false;
   for (const char *name : {kTrigger, kTruncateTrigger}) {

@@ -88,6 +88,34 @@ SELECT name, c -> 'patch' AS patch, c ? 'reloaded' AS reloaded, c -> 'version' A
 SELECT ectosync.release('a_all') AND ectosync.release('a_one') AS released;
 RESET ROLE;
 
+-- ==== a role's share of the interest entries ====
+-- One role may take ectosync.max_role_share (25%) of ectosync.max_held_values
+-- (1024): its 257th value goes on without an entry of its own (it listens
+-- to its tables' channels), and other roles still get theirs.
+SHOW ectosync.max_role_share;
+SET ROLE attack_holder;
+SELECT count(ectosync.hold('share_' || i, 'attack_a', '[]', jsonb_build_object('id', i),
+                           listen => false)) AS held
+  FROM generate_series(1, 260) i;
+SELECT count(*) FILTER (WHERE channel IS NOT NULL) AS with_an_entry,
+       count(*) FILTER (WHERE channel IS NULL) AS listening_to_tables
+  FROM ectosync.held() WHERE name LIKE 'share\_%';
+-- A held value's own channel cannot be guessed from its entry number: it
+-- ends in 64 bits derived from a key only shared memory holds.
+SELECT bool_and(channel ~ '^ectosync_held_[0-9]+_[0-9a-f]{16}$') AS channels_end_in_a_tag,
+       count(DISTINCT substring(channel FROM '_([0-9a-f]{16})$')) AS distinct_tags
+  FROM ectosync.held() WHERE channel IS NOT NULL AND name LIKE 'share\_%';
+RESET ROLE;
+GRANT SELECT ON attack_a TO attack_plain;
+SET ROLE attack_plain;
+SELECT ectosync.hold('other_role', 'attack_a', listen => false) IS NOT NULL AS held,
+       (SELECT channel IS NOT NULL FROM ectosync.held() WHERE name = 'other_role') AS with_an_entry;
+SELECT ectosync.release('other_role');
+SET ROLE attack_holder;
+SELECT count(ectosync.release('share_' || i)) AS released FROM generate_series(1, 260) i;
+RESET ROLE;
+REVOKE SELECT ON attack_a FROM attack_plain;
+
 -- ==== clean up ====
 SELECT ectosync.unwatch('attack_a');
 SELECT ectosync.unwatch('attack_plain.b');

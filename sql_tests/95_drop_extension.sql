@@ -28,7 +28,22 @@ SELECT pg_temp.wait_for_workers(1) AS workers_after_create;
 DROP EXTENSION ecto_sync;
 CREATE EXTENSION ecto_sync VERSION '0.1.0';
 SELECT count(*) AS hold_functions FROM pg_proc WHERE proname = 'hold';
+-- A watch whose capture trigger is as 0.1.0 made it: columns by attnum,
+-- firing in session_replication_role = origin only.  It still captures,
+-- and the update rebuilds it: columns by attnum and name, firing always.
+CREATE TABLE legacy (id int PRIMARY KEY, v text);
+SELECT ectosync.watch('legacy') IS NOT NULL AS watched;
+DROP TRIGGER ectosync_capture ON legacy;
+CREATE TRIGGER ectosync_capture AFTER INSERT OR UPDATE OR DELETE ON legacy
+  FOR EACH ROW EXECUTE FUNCTION ectosync.capture('1', '1');
+INSERT INTO legacy VALUES (1, 'a');
+SELECT ectosync.wait_for_worker() AS caught_up;
+SELECT op, pk FROM ectosync._events_since(0) WHERE tbl = 'public.legacy';
 ALTER EXTENSION ecto_sync UPDATE;
+SELECT tgenabled, substring(pg_get_triggerdef(oid) FROM 'capture\((.*)\)$') AS args
+  FROM pg_trigger WHERE tgrelid = 'legacy'::regclass AND tgname = 'ectosync_capture';
+SELECT ectosync.unwatch('legacy');
+DROP TABLE legacy;
 SELECT extversion FROM pg_extension WHERE extname = 'ecto_sync';
 SELECT count(*) AS hold_functions FROM pg_proc WHERE proname = 'hold';
 SELECT rows_not_loaded >= 0 AS stats_has_rows_not_loaded FROM ectosync.stats;

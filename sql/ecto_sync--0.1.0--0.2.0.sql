@@ -59,24 +59,34 @@ GRANT SELECT ON ectosync.stats TO PUBLIC;
 
 -- The sql_drop event trigger: pg_temp named last (unnamed, it would be
 -- searched first for types and tables), and only drops that concern a
--- watched table (the table, a column, a constraint of it; an index) refresh
--- the watches.  Refreshing locks ectosync.watches: a watch() left open in
--- an idle transaction must not block every DROP in the database.
+-- watched table (the table, a column, a constraint of it) refresh the
+-- watches.  Refreshing locks ectosync.watches: a watch() left open in an
+-- idle transaction must not block every DROP in the database.  Not an
+-- index: by sql_drop its table is gone from the catalog, and any role's
+-- DROP INDEX would take that lock and re-resolve every watch.
+-- The watched tables a drop concerned: their watches that no longer resolve
+-- go (with a WARNING); other watches that do not resolve (another owner's,
+-- in the middle of a migration) keep their triggers.
+CREATE FUNCTION ectosync._refresh_watches_after_drop(tables oid[]) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_refresh_watches_after_drop';
+REVOKE EXECUTE ON FUNCTION ectosync._refresh_watches_after_drop(oid[]) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ectosync._on_sql_drop() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  tables oid[];
 BEGIN
-  IF EXISTS (
-      SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
-       WHERE (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-              AND ((d.object_type OPERATOR(pg_catalog.=) 'index' AND d.original)
-                   OR EXISTS (SELECT FROM ectosync.watched_tables w
-                               WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid)))
-          OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'
-              AND EXISTS (SELECT FROM ectosync.watched_tables w
-                           WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
-                                 pg_catalog.to_regclass(pg_catalog.format('%I.%I',
-                                   d.address_names[1], d.address_names[2]))::pg_catalog.oid))) THEN
-    PERFORM ectosync._refresh_watches(true);
+  SELECT pg_catalog.array_agg(DISTINCT w.relid::pg_catalog.oid) INTO tables
+    FROM pg_catalog.pg_event_trigger_dropped_objects() d
+    JOIN ectosync.watched_tables w
+      ON (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+          AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid)
+      OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'
+          AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
+              pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                d.address_names[1], d.address_names[2]))::pg_catalog.oid);
+  IF tables IS NOT NULL THEN
+    PERFORM ectosync._refresh_watches_after_drop(tables);
   END IF;
 END
 $$;
@@ -110,10 +120,13 @@ CREATE FUNCTION ectosync._partitions_changed(root regclass, altered boolean) RET
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_partitions_changed';
 COMMENT ON FUNCTION ectosync._partitions_changed(regclass, boolean) IS
   'The partitions of watched table root changed: TRUNCATE triggers for new partitions; altered: a RELOAD marker at commit';
-REVOKE EXECUTE ON FUNCTION ectosync._partitions_changed(regclass, boolean) FROM PUBLIC;
+-- Not revoked: it acts only for the owner of root (a role can reload the
+-- values of its own tables, as TRUNCATE would), and the event triggers
+-- that call it run as whoever ran the DDL, so that a role that owns no
+-- watched table, dropping look-alike triggers, reaches nobody's values.
 
 CREATE FUNCTION ectosync._on_partition_ddl() RETURNS event_trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r record;
 BEGIN
@@ -124,6 +137,7 @@ BEGIN
              LATERAL pg_catalog.pg_partition_ancestors(c.objid) a
         JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) a.relid
        WHERE c.object_type OPERATOR(pg_catalog.=) 'table' AND NOT k.relispartition
+         AND pg_catalog.pg_has_role(k.relowner, 'USAGE')
          AND EXISTS (SELECT FROM ectosync.watched_tables w
                       WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) a.relid)
        GROUP BY a.relid LOOP
@@ -141,7 +155,7 @@ CREATE EVENT TRIGGER ectosync_partition_ddl ON ddl_command_end
 -- it was one (dropped with its table, not by DROP TRIGGER): every watched
 -- partitioned table reloads.
 CREATE FUNCTION ectosync._on_partition_drop() RETURNS event_trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r record;
 BEGIN
@@ -154,7 +168,8 @@ BEGIN
                                          d.address_names[1], d.address_names[2]))::pg_catalog.oid)) THEN
     FOR r IN SELECT w.relid FROM ectosync.watched_tables w
                JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid
-              WHERE k.relkind OPERATOR(pg_catalog.=) 'p' LOOP
+              WHERE k.relkind OPERATOR(pg_catalog.=) 'p'
+                AND pg_catalog.pg_has_role(k.relowner, 'USAGE') LOOP
       PERFORM ectosync._partitions_changed(r.relid, true);
     END LOOP;
   END IF;
@@ -169,3 +184,9 @@ ALTER EVENT TRIGGER ectosync_partition_drop ENABLE ALWAYS;
 -- in session_replication_role = origin: rebuild them (a no-op without
 -- watches).
 SELECT ectosync._refresh_watches(false);
+
+-- Only the capture triggers that watch() makes (as the bootstrap superuser)
+-- may call capture(): a trigger of any role's own would write into the
+-- database's shared queue.  Triggers fire without EXECUTE; a role that
+-- restores a dump of its own watched tables needs it granted.
+REVOKE EXECUTE ON FUNCTION ectosync.capture() FROM PUBLIC;

@@ -116,6 +116,95 @@ SELECT count(ectosync.release('share_' || i)) AS released FROM generate_series(1
 RESET ROLE;
 REVOKE SELECT ON attack_a FROM attack_plain;
 
+-- ==== look-alike triggers and other roles' drops ====
+-- A role that owns no watched table cannot make the event triggers reload
+-- or remove anything: a trigger it names ectosync_truncate, dropped with
+-- its table, does not reload watched partitioned tables' values ...
+CREATE TABLE attack_pt (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+CREATE TABLE attack_pt1 PARTITION OF attack_pt FOR VALUES FROM (0) TO (100);
+SELECT ectosync.watch('attack_pt') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT last_seq AS before_fake FROM ectosync.stats \gset
+SET ROLE attack_plain;
+CREATE TEMP TABLE attack_fake (a int);
+CREATE TRIGGER ectosync_truncate AFTER TRUNCATE ON attack_fake FOR EACH STATEMENT
+  EXECUTE FUNCTION suppress_redundant_updates_trigger();
+DROP TABLE attack_fake;
+RESET ROLE;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT count(*) AS reloads_from_a_fake_trigger
+  FROM ectosync._events_since(:before_fake) WHERE tbl = 'public.attack_pt';
+SELECT ectosync.unwatch('attack_pt');
+DROP TABLE attack_pt;
+-- ... its DROP INDEX neither refreshes nor removes another owner's watch
+-- that a migration left unresolved for a while ...
+CREATE TABLE attack_p (id int PRIMARY KEY);
+CREATE TABLE attack_c (id int PRIMARY KEY, attack_p_id int REFERENCES attack_p);
+SELECT ectosync.watch('attack_p', '["attack_c"]') IS NOT NULL AS watched;
+ALTER TABLE attack_c RENAME TO attack_c2;
+SET ROLE attack_plain;
+CREATE TEMP TABLE attack_y (a int);
+CREATE INDEX attack_yi ON attack_y (a);
+DROP INDEX attack_yi;
+RESET ROLE;
+SELECT count(*) AS watches_of_attack_p FROM ectosync.watches WHERE root = 'attack_p'::regclass;
+ALTER TABLE attack_c2 RENAME TO attack_c;
+SELECT ectosync.unwatch('attack_p');
+DROP TABLE attack_c, attack_p;
+-- ... and it cannot write into the database's event queue with a trigger
+-- of its own calling ectosync.capture().
+SET ROLE attack_plain;
+CREATE TEMP TABLE attack_z (id int PRIMARY KEY);
+CREATE TRIGGER attack_spam AFTER INSERT ON attack_z FOR EACH ROW
+  EXECUTE FUNCTION ectosync.capture('1', '1:id');
+RESET ROLE;
+
+-- ==== an owner's cast cannot change the worker for other tables ====
+-- The worker reads each table as its owner with pinned settings; a cast
+-- that SETs things in the worker's session is undone after its table's
+-- read, so another owner's table is read as before.
+CREATE TABLE attack_log (what text);
+GRANT INSERT ON attack_log TO PUBLIC;
+CREATE SCHEMA attack_w1 AUTHORIZATION attack_plain;
+SET ROLE attack_plain;
+CREATE TYPE attack_w1.mood AS ENUM ('ok');
+CREATE FUNCTION attack_w1.mood_json(attack_w1.mood) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('work_mem', '64kB', false);
+  PERFORM set_config('enable_indexscan', 'off', false);
+  RETURN to_json($1::text);
+END $$;
+CREATE CAST (attack_w1.mood AS json) WITH FUNCTION attack_w1.mood_json(attack_w1.mood);
+CREATE TABLE attack_w1.m (id int PRIMARY KEY, n int DEFAULT 0, mood attack_w1.mood DEFAULT 'ok');
+INSERT INTO attack_w1.m VALUES (1);
+SELECT ectosync.watch('attack_w1.m') IS NOT NULL AS watched;
+RESET ROLE;
+CREATE TYPE attack_probe AS ENUM ('p');
+CREATE FUNCTION attack_probe_json(attack_probe) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.attack_log VALUES ('work_mem=' || current_setting('work_mem') ||
+                                        ' enable_indexscan=' || current_setting('enable_indexscan'));
+  RETURN to_json($1::text);
+END $$;
+CREATE CAST (attack_probe AS json) WITH FUNCTION attack_probe_json(attack_probe);
+CREATE TABLE attack_w2 (id int PRIMARY KEY, v int DEFAULT 0, p attack_probe DEFAULT 'p');
+INSERT INTO attack_w2 VALUES (1);
+SELECT ectosync.watch('attack_w2') IS NOT NULL AS watched;
+SELECT ectosync.load('attack_w1.m') IS NOT NULL AND ectosync.load('attack_w2') IS NOT NULL AS used;
+TRUNCATE attack_log;
+UPDATE attack_w1.m SET n = n + 1;
+SELECT ectosync.wait_for_worker() AS drained;
+UPDATE attack_w2 SET v = v + 1;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT DISTINCT what AS worker_settings_for_attack_w2 FROM attack_log;
+SELECT ectosync.unwatch('attack_w1.m');
+SELECT ectosync.unwatch('attack_w2');
+DROP TABLE attack_w2, attack_log;
+DROP CAST (attack_probe AS json);
+DROP FUNCTION attack_probe_json(attack_probe);
+DROP TYPE attack_probe;
+DROP SCHEMA attack_w1 CASCADE;
+
 -- ==== clean up ====
 SELECT ectosync.unwatch('attack_a');
 SELECT ectosync.unwatch('attack_plain.b');

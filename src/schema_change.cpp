@@ -116,7 +116,7 @@ void follow_alter_table(Node *parsetree) {
     for (uint32_t relid : tables) pg_call([&] { restart_capture(relid, kReloadSchema); });
   if (effects.toggles_triggers)
     for (uint32_t relid : tables) keep_capture_enabled(relid);
-  if (effects.renames_columns && !tables.empty()) refresh_watches(false);
+  if (effects.renames_columns && !tables.empty()) refresh_watches();
 }
 
 }  // namespace

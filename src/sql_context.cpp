@@ -61,15 +61,18 @@ PinnedSettings::PinnedSettings() {
       });
   } catch (...) {
     --depth;
-    AtEOXact_GUC(true, nest_level_);
+    AtEOXact_GUC(false, nest_level_);
     throw;
   }
 }
 
 PinnedSettings::~PinnedSettings() {
   --depth;
-  /* Restores what this level set; cannot fail for values that were set. */
-  if (nest_level_ >= 0) AtEOXact_GUC(true, nest_level_);
+  /* Restores every setting to what it was before the guard: also a plain
+   * SET that code the statement reached made (an owner's cast), as
+   * REFRESH MATERIALIZED VIEW does; it cannot fail for values that were
+   * set. */
+  if (nest_level_ >= 0) AtEOXact_GUC(false, nest_level_);
 }
 
 void pin_settings_for_session() {
@@ -127,7 +130,7 @@ void with_caller_search_path(void (*fn)(void *), void *arg) {
     int level = NewGUCNestLevel();
     set_for_nest_level("search_path", path);
     fn(arg);
-    AtEOXact_GUC(true, level);
+    AtEOXact_GUC(false, level);
   });
 }
 

@@ -44,6 +44,7 @@ PG_FUNCTION_INFO_V1(ectosync_associations_json);
 PG_FUNCTION_INFO_V1(ectosync_channels_array);
 PG_FUNCTION_INFO_V1(ectosync_refresh_watches);
 PG_FUNCTION_INFO_V1(ectosync_partitions_changed);
+PG_FUNCTION_INFO_V1(ectosync_refresh_watches_after_drop);
 }
 
 #include <algorithm>
@@ -576,11 +577,12 @@ void lock_watches() {
 
 /*
  * What watch w needs now.  A spec that no longer resolves keeps what it
- * needed before (a rename changed an association's name), except after a
- * DROP, or when a table or column it needed is gone: then the watch is
- * removed (returns false).  Both with a WARNING.
+ * needed before (a rename changed an association's name), unless a table
+ * or column it needed is gone, or a drop concerned one of its tables (a
+ * foreign key dropped): then the watch is removed (returns false).  Both
+ * with a WARNING.
  */
-bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
+bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now) {
   Needs stored = parse_needs(w.tables);
   std::string failure;
   if (relation_exists(w.root)) {
@@ -591,7 +593,12 @@ bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
       failure = e.message;
     }
   }
-  if (!after_drop && needs_exist(stored)) {
+  /* A drop removes only the watches of the tables it concerned: a drop by
+   * another role never deletes a watch whose tables and columns are all
+   * still there (its owner may be in the middle of a migration). */
+  bool concerned = false;
+  for (const auto &[relid, need] : stored) concerned = concerned || dropped.count(relid);
+  if (!concerned && needs_exist(stored)) {
     warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
              " no longer resolves; its triggers stay as they were",
          failure);
@@ -608,14 +615,15 @@ bool resolve_needs(const Watch &w, bool after_drop, Needs &now) {
 }
 
 /*
- * Re-resolves every watch and installs the union of their needs.  after_drop:
- * watches of dropped tables/columns go away.
+ * Re-resolves every watch and installs the union of their needs; watches
+ * that needed a table or column that is gone go away, and so do those of
+ * the dropped tables that no longer resolve.
  */
-void refresh(bool after_drop) {
+void refresh(const std::set<uint32_t> &dropped = {}) {
   Needs all;
   for (const Watch &w : stored_watches()) {
     Needs now;
-    if (!resolve_needs(w, after_drop, now)) continue;
+    if (!resolve_needs(w, dropped, now)) continue;
     spi_exec(
         /* tables and $3 are never null: = says what IS DISTINCT FROM would */
         "UPDATE ectosync.watches SET tables = $3::pg_catalog.jsonb"
@@ -650,7 +658,7 @@ std::string record_watch(const Plan &plan) {
       {{TEXTOID, std::to_string(plan.root->table.relid)},
        {TEXTOID, plan.spec},
        {TEXTOID, needs_text(needs_of(plan))}});
-  refresh(false);
+  refresh();
   return tables;
 }
 
@@ -698,7 +706,7 @@ void unwatch(uint32_t relid, const Jsonb *assocs) {
         "DELETE FROM ectosync.watches"
         " WHERE root::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
         {{TEXTOID, std::to_string(relid)}});
-  refresh(false);
+  refresh();
 }
 
 /* JSON array of the associations of relid, for ectosync.associations(). */
@@ -769,13 +777,13 @@ struct OwnDdl {
 
 }  // namespace
 
-void refresh_watches(bool after_drop) {
+void refresh_watches(const std::set<uint32_t> &dropped) {
   if (refreshing) return;
   OwnDdl own;
   SpiScope spi;
   AsSuperuser su;
   lock_watches();
-  refresh(after_drop);
+  refresh(dropped);
 }
 
 bool refreshing_watches() {
@@ -847,6 +855,8 @@ extern "C" Datum ectosync_partitions_changed(PG_FUNCTION_ARGS) {
   bool altered = PG_GETARG_BOOL(1);
   pg_entry([&] {
     SpiScope spi;
+    /* Its owner's only: another role could otherwise reload its values. */
+    check_owner({root});
     AsSuperuser su;
     if (spi_rows("SELECT FROM ectosync.watched_tables WHERE relid::pg_catalog.oid"
                  " OPERATOR(pg_catalog.=) $1",
@@ -859,9 +869,29 @@ extern "C" Datum ectosync_partitions_changed(PG_FUNCTION_ARGS) {
   PG_RETURN_VOID();
 }
 
-/* ectosync._refresh_watches(after_drop boolean): the sql_drop event trigger's work */
+/* ectosync._refresh_watches_after_drop(tables oid[]): the sql_drop event trigger's work */
+extern "C" Datum ectosync_refresh_watches_after_drop(PG_FUNCTION_ARGS) {
+  ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
+  pg_entry([&] {
+    Datum *elems = nullptr;
+    bool *nulls = nullptr;
+    int n = 0;
+    pg_call([&] {
+      deconstruct_array(array, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+    });
+    std::set<uint32_t> dropped;
+    for (int i = 0; i < n; i++)
+      if (!nulls[i]) dropped.insert(DatumGetObjectId(elems[i]));
+    refresh_watches(dropped);
+  });
+  PG_RETURN_VOID();
+}
+
+/* ectosync._refresh_watches(after_drop boolean): a refresh of every watch, by hand */
 extern "C" Datum ectosync_refresh_watches(PG_FUNCTION_ARGS) {
-  bool after_drop = PG_GETARG_BOOL(0);
-  pg_entry([&] { refresh_watches(after_drop); });
+  /* Its argument (after_drop) no longer matters: the sql_drop event
+   * trigger calls _refresh_watches_after_drop() with the tables it
+   * concerned. */
+  pg_entry([] { refresh_watches(); });
   PG_RETURN_VOID();
 }

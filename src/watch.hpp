@@ -4,16 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 
 namespace ectosync {
 
 /*
  * Re-resolves every watch and makes the capture triggers and
  * ectosync.watched_tables say what they need now (as the bootstrap
- * superuser, after the watches lock).  after_drop: watches that needed a
- * dropped table or column go, with a WARNING.  May throw.
+ * superuser, after the watches lock).  A watch that needed a table or
+ * column that is gone goes, with a WARNING, and so does one of the dropped
+ * tables (those a DROP concerned) that no longer resolves; any other that
+ * no longer resolves (a rename) keeps its triggers, with a WARNING.  May
+ * throw.
  */
-void refresh_watches(bool after_drop);
+void refresh_watches(const std::set<uint32_t> &dropped = {});
 
 /* Whether refresh_watches() is running: the event triggers that its own
  * statements (CREATE TRIGGER, ALTER TABLE ... ENABLE) fire have nothing to

@@ -20,7 +20,8 @@
  * random TimeZone, DateStyle, IntervalStyle and extra_float_digits (writers
  * too).  Bursts of random writes (inserts, updates, key changes, rows moved
  * between parents and between partitions, deletes, now and then a bulk
- * statement) alternate with a random DDL step: ADD COLUMN with a default,
+ * statement; in half the bursts an ADD COLUMN while they run) alternate
+ * with a random DDL step: ADD COLUMN with a default,
  * DROP COLUMN of an added column, RENAME COLUMN and ALTER COLUMN TYPE of a
  * non-key column, and the partition steps.  After each DDL step, and at the
  * end, every holder must equal a fresh load in its own session.
@@ -39,6 +40,7 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -342,6 +344,17 @@ void create_domain(pg::Connection &conn, uint64_t seed, DomainState &st, DomainI
         {std::to_string(++ids.notes), random_value(rng, "text")});
 }
 
+/* ALTER TABLE ... ADD COLUMN of a random type with a default, on a random table. */
+std::string add_column(pg::Connection &conn, std::mt19937_64 &rng, int &counter, Column &c) {
+  const std::string table = kDomainTables[rng() % kDomainTables.size()];
+  std::string type = pick(rng, {"int", "text", "timestamptz", "interval", "float8", "date"});
+  c = Column{table, "x" + std::to_string(++counter), type, true};
+  std::string def = random_value(rng, type);
+  conn.exec("ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + type + " DEFAULT " +
+            conn.quote_literal(def) + "::" + type);
+  return "ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + type + " DEFAULT '" + def + "'";
+}
+
 /*
  * One DDL step, from rng; returns what it did.  Steps 1 and 3 are the
  * partition steps: April attached (made on its own, columns in reverse
@@ -377,15 +390,10 @@ std::string ddl_step(pg::Connection &conn, std::mt19937_64 &rng, int step, Domai
   for (;;) {
     int kind = static_cast<int>(rng() % 4);
     if (kind == 0) {
-      const std::string table = kDomainTables[rng() % kDomainTables.size()];
-      std::string type = pick(rng, {"int", "text", "timestamptz", "interval", "float8", "date"});
-      Column c{table, "x" + std::to_string(++counter), type, true};
-      std::string def = random_value(rng, type);
-      conn.exec("ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + type + " DEFAULT " +
-                conn.quote_literal(def) + "::" + type);
+      Column c;
+      std::string sql = add_column(conn, rng, counter, c);
       st.columns.push_back(c);
-      return "ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + type + " DEFAULT '" + def +
-             "'";
+      return sql;
     }
     /* a column of any table: drops only of added ones, retypes only where a next type is */
     std::vector<size_t> eligible;
@@ -595,6 +603,20 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
           failed = true;
         }
       });
+    /*
+     * Half the bursts: a migration while the writers run (ADD COLUMN: their
+     * statements go on unchanged; they write the column from the next
+     * burst on).  Rows change before, while and after the ALTER waits for
+     * its lock.
+     */
+    std::optional<Column> added_meanwhile;
+    if (rng() % 2) {
+      while (statements.load() < target / 2 && !failed) std::this_thread::sleep_for(2ms);
+      Column c;
+      std::cout << "  during burst " << step << ": " << add_column(admin, rng, counter, c)
+                << std::endl;
+      added_meanwhile = c;
+    }
     for (int w = 0; w < kWriters; w++) threads[w].join();
     if (testing_support::expect_pressure()) threads.back().join();
     burst_done = true;
@@ -602,6 +624,7 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
       if (t.joinable()) t.join();
     for (const auto &s : wstats) total.add(s);
     ASSERT_FALSE(failed);
+    if (added_meanwhile) st.columns.push_back(*added_meanwhile);
     if (step == steps) break;
 
     /* a DDL step, then every holder equals a fresh load */

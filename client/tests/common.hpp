@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -63,6 +64,21 @@ Pressure pressure(pg::Connection &conn);
 
 /* A small blog domain for tests: fewer rows, so that changes collide. */
 blog::Scale small_scale();
+
+/* An association of ectosync.associations(table). */
+struct AssocInfo {
+  std::string name, kind, target;
+  std::vector<std::string> owner_columns;
+};
+std::vector<AssocInfo> associations(pg::Connection &conn, const std::string &table);
+
+/* A random nested assocs spec (JSON text) rooted at table, up to depth. */
+std::string random_shape(pg::Connection &conn, std::mt19937_64 &rng, const std::string &table,
+                         int depth);
+
+/* Maybe ("" when not) a filter on one of the root's single-column foreign
+ * keys, equal to a value the column has now. */
+std::string random_filter(pg::Connection &conn, std::mt19937_64 &rng, const std::string &table);
 
 /* The pid of this database's ecto_sync worker, 0 when none runs. */
 int worker_pid(pg::Connection &conn);

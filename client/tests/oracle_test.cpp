@@ -23,67 +23,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct AssocInfo {
-  std::string name, kind, target;
-  std::vector<std::string> owner_columns;
-};
-
-std::vector<AssocInfo> associations(pg::Connection &conn, const std::string &table) {
-  auto r = conn.exec(
-      "SELECT name, kind, target::text, array_to_json(owner_columns)::text FROM "
-      "ectosync.associations($1::regclass) ORDER BY name",
-      {table});
-  std::vector<AssocInfo> out;
-  for (int i = 0; i < r.rows(); i++) {
-    AssocInfo a{r.str(i, 0), r.str(i, 1), r.str(i, 2), {}};
-    auto cols = conn.exec("SELECT json_array_elements_text($1::json)", {r.str(i, 3)});
-    for (int k = 0; k < cols.rows(); k++) a.owner_columns.push_back(cols.str(k, 0));
-    out.push_back(a);
-  }
-  return out;
-}
-
-/* A random nested assocs spec (JSON text) rooted at table, up to depth. */
-std::string random_shape(pg::Connection &conn, std::mt19937_64 &rng, const std::string &table,
-                         int depth) {
-  std::string out = "[";
-  bool first = true;
-  if (depth > 0) {
-    auto assocs = associations(conn, table);
-    /* at the top, usually at least one association */
-    size_t forced =
-        (depth >= 3 && !assocs.empty() && rng() % 100 < 85) ? rng() % assocs.size() : assocs.size();
-    for (size_t i = 0; i < assocs.size(); i++) {
-      const auto &a = assocs[i];
-      if (i != forced && rng() % 100 >= 40) continue;
-      if (!first) out += ", ";
-      first = false;
-      std::string nested =
-          (depth > 1 && rng() % 100 < 60) ? random_shape(conn, rng, a.target, depth - 1) : "[]";
-      if (nested == "[]")
-        out += "\"" + a.name + "\"";
-      else
-        out += "{\"" + a.name + "\": " + nested + "}";
-    }
-  }
-  return out + "]";
-}
-
-/* Maybe a filter on one of the root's single-column foreign keys. */
-std::string random_filter(pg::Connection &conn, std::mt19937_64 &rng, const std::string &table) {
-  if (rng() % 100 >= 40) return "";
-  std::vector<std::string> cols;
-  for (const auto &a : associations(conn, table))
-    if (a.kind == "belongs_to" && a.owner_columns.size() == 1) cols.push_back(a.owner_columns[0]);
-  if (cols.empty()) return "";
-  std::string col = cols[rng() % cols.size()];
-  auto qcol = conn.quote_ident(col);
-  auto r = conn.exec("SELECT DISTINCT to_jsonb(" + qcol + ")::text FROM " + table + " WHERE " +
-                     qcol + " IS NOT NULL ORDER BY 1");
-  if (r.rows() == 0) return "";
-  return "{\"" + col + "\": " + r.str(static_cast<int>(rng() % r.rows()), 0) + "}";
-}
-
 /*
  * A writer of random transactions until statements (counted by all the
  * writers) reaches target; after() runs after each transaction.  Failures
@@ -137,8 +76,8 @@ static void held_values_equal_fresh_loads(uint64_t seed) {
     ectosync::HolderOptions o;
     o.conninfo = conninfo;
     o.table = blog::kTables[rng() % blog::kTables.size()];
-    o.assocs = random_shape(admin, rng, o.table, 3);
-    o.filter = random_filter(admin, rng, o.table);
+    o.assocs = testing_support::random_shape(admin, rng, o.table, 3);
+    o.filter = testing_support::random_filter(admin, rng, o.table);
     /* both ways of syncing: held in the session (changes) and sent (sync) */
     o.mode = i % 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Sync;
     o.name = "holder " + std::to_string(i) + (i % 2 ? " (sync)" : " (held)");

@@ -1,18 +1,17 @@
 /*
  * ecto_sync.cpp: module load, settings (GUCs) and the smallest SQL functions.
  *
- * The pipeline, one file each:
- *   catalog.cpp   associations discovered from foreign keys
- *   watch.cpp     watch()/unwatch(): triggers and the extension's catalog
- *   capture.cpp   the row trigger; events queued at commit
- *   shared.cpp    shared memory: per-database event queues and the row cache
- *   worker.cpp    the launcher and per-database workers: load once, notify
- *   load.cpp      load(): a value as jsonb
- *   sync.cpp      sync(): patch a value from an event and the cache
- *   held.cpp      hold()/changes(): values held in the session, in parts
- *                 (parts.cpp), sent as JSON Patches (diff.cpp)
+ * The pipeline, one folder each (DESIGN.md, Files):
+ *   pg/        the C++/PostgreSQL error boundary, the settings SQL runs under
+ *   core/      server-free: shapes, associations, events, interests, JSON
+ *   capture/   watch()/unwatch(); the row trigger, events queued at commit
+ *   shmem/     shared memory: per-database event queues and the row cache
+ *   worker/    the launcher and per-database workers: load once, notify
+ *   value/     the catalog; load(): a value as jsonb; sync(): patch a value
+ *              from an event and the cache; parts and JSON Patches (diff)
+ *   held/      hold()/changes(): values held in the session, alone or shared
  */
-#include "pg_boundary.hpp"
+#include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 
 #include <algorithm>

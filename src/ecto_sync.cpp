@@ -25,8 +25,6 @@ extern "C" {
 PG_MODULE_MAGIC;
 
 void _PG_init(void);
-PG_FUNCTION_INFO_V1(ectosync_version);
-PG_FUNCTION_INFO_V1(ectosync_require_preload);
 }
 
 namespace ectosync {
@@ -110,12 +108,12 @@ void _PG_init(void) {
   worker_register_launcher();
 }
 
-extern "C" Datum ectosync_version(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_version) {
   (void)fcinfo;
   PG_RETURN_TEXT_P(cstring_to_text(ECTOSYNC_VERSION));
 }
 
-extern "C" Datum ectosync_require_preload(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_require_preload) {
   (void)fcinfo;
   if (!loaded_at_startup)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -51,8 +51,6 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-
-PG_FUNCTION_INFO_V1(ectosync_capture);
 }
 
 #include <algorithm>
@@ -407,14 +405,14 @@ using namespace ectosync;
 constexpr int kStackKeys = 8;
 typedef char Digits[2][MAXINT8LEN + 1]; /* a key's old and new integer text */
 
-extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_capture) {
   require_after_trigger(fcinfo);
   TriggerData *trigdata = (TriggerData *)fcinfo->context;
   attach_database_slot();
 
   if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event)) {
     Oid relid = truncated_relid(trigdata);
-    pg_entry([&] { remember_reload(relid, kReloadTruncate); });
+    remember_reload(relid, kReloadTruncate);
     return PointerGetDatum(nullptr);
   }
   if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -466,7 +464,7 @@ extern "C" Datum ectosync_capture(PG_FUNCTION_ARGS) {
     if (!new_tuple) c.new_len = 0;
   }
   Oid relid = info->relid;
-  pg_entry([&] { buffer_event(relid, op, columns, nkeys); });
+  buffer_event(relid, op, columns, nkeys);
   return PointerGetDatum(nullptr);
 }
 

@@ -28,8 +28,6 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
 #include "nodes/parsenodes.h"
-
-PG_FUNCTION_INFO_V1(ectosync_on_ddl_command_end);
 }
 
 #include <set>
@@ -127,11 +125,11 @@ using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE') */
-extern "C" Datum ectosync_on_ddl_command_end(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("ectosync._on_ddl_command_end() must be called as an event trigger")));
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
-  pg_entry([&] { follow_alter_table(parsetree); });
+  follow_alter_table(parsetree);
   PG_RETURN_VOID();
 }

@@ -38,13 +38,6 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-
-PG_FUNCTION_INFO_V1(ectosync_watch);
-PG_FUNCTION_INFO_V1(ectosync_unwatch);
-PG_FUNCTION_INFO_V1(ectosync_associations_json);
-PG_FUNCTION_INFO_V1(ectosync_channels_array);
-PG_FUNCTION_INFO_V1(ectosync_refresh_watches);
-PG_FUNCTION_INFO_V1(ectosync_partitions_changed);
 }
 
 #include <algorithm>
@@ -339,34 +332,34 @@ void keep_capture_enabled(uint32_t relid) {
 using namespace ectosync;
 
 /* ectosync.watch(tbl regclass, assocs jsonb DEFAULT '[]') RETURNS jsonb */
-extern "C" Datum ectosync_watch(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_watch) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
-  PG_RETURN_JSONB_P(pg_entry([&] { return watch(relid, assocs); }));
+  PG_RETURN_JSONB_P(watch(relid, assocs));
 }
 
 /* ectosync.unwatch(tbl regclass, assocs jsonb DEFAULT NULL) RETURNS void */
-extern "C" Datum ectosync_unwatch(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_unwatch) {
   if (PG_ARGISNULL(0)) PG_RETURN_VOID();
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
-  pg_entry([&] { unwatch(relid, assocs); });
+  unwatch(relid, assocs);
   PG_RETURN_VOID();
 }
 
 /* ectosync._associations(tbl regclass) RETURNS jsonb: associations() reads it */
-extern "C" Datum ectosync_associations_json(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_associations_json) {
   Oid relid = PG_GETARG_OID(0);
-  PG_RETURN_JSONB_P(pg_entry([&] { return to_jsonb_value(associations_json(relid)); }));
+  PG_RETURN_JSONB_P(to_jsonb_value(associations_json(relid)));
 }
 
 /* ectosync._channels(tbl regclass, assocs jsonb) RETURNS text[]: channels() unnests it */
-extern "C" Datum ectosync_channels_array(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_channels_array) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
-  PG_RETURN_ARRAYTYPE_P(pg_entry([&] { return channels(relid, assocs); }));
+  PG_RETURN_ARRAYTYPE_P(channels(relid, assocs));
 }
 
 /*
@@ -377,10 +370,10 @@ extern "C" Datum ectosync_channels_array(PG_FUNCTION_ARGS) {
  * ALTER, rows came or went uncaptured, so at commit the table's capture
  * restarts as in watch(): a RELOAD marker that is its cache floor.
  */
-extern "C" Datum ectosync_partitions_changed(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
   Oid root = PG_GETARG_OID(0);
   bool altered = PG_GETARG_BOOL(1);
-  pg_entry([&] {
+  [&] {
     SpiScope spi;
     AsSuperuser su;
     if (spi_rows("SELECT FROM ectosync.watched_tables WHERE relid::pg_catalog.oid"
@@ -390,13 +383,13 @@ extern "C" Datum ectosync_partitions_changed(PG_FUNCTION_ARGS) {
       return;
     install_partition_triggers(root);
     if (altered) pg_call([&] { restart_capture_at_commit(root); });
-  });
+  }();
   PG_RETURN_VOID();
 }
 
 /* ectosync._refresh_watches(after_drop boolean): the sql_drop event trigger's work */
-extern "C" Datum ectosync_refresh_watches(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_refresh_watches) {
   bool after_drop = PG_GETARG_BOOL(0);
-  pg_entry([&] { refresh_watches(after_drop); });
+  refresh_watches(after_drop);
   PG_RETURN_VOID();
 }

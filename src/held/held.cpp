@@ -89,12 +89,6 @@ extern "C" {
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 #include "utils/tuplestore.h"
-
-PG_FUNCTION_INFO_V1(ectosync_hold);
-PG_FUNCTION_INFO_V1(ectosync_changes);
-PG_FUNCTION_INFO_V1(ectosync_wait_changes);
-PG_FUNCTION_INFO_V1(ectosync_release);
-PG_FUNCTION_INFO_V1(ectosync_held);
 }
 
 #include <algorithm>
@@ -106,7 +100,7 @@ using namespace ectosync;
 
 /* SQL: ectosync.hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
  * jsonb */
-extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_hold) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: hold() needs a name and a table")));
@@ -115,24 +109,24 @@ extern "C" Datum ectosync_hold(PG_FUNCTION_ARGS) {
   Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
   bool listen = PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
   text *name = PG_GETARG_TEXT_PP(0);
-  Jsonb *value = pg_entry([&] { return hold(text_string(name), relid, assocs, filter, listen); });
+  Jsonb *value = hold(text_string(name), relid, assocs, filter, listen);
   PG_RETURN_JSONB_P(value);
 }
 
 /* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
-extern "C" Datum ectosync_changes(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_changes) {
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: changes() needs the name of a held value")));
   std::optional<int64_t> version;
   if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
   text *name = PG_GETARG_TEXT_PP(0);
-  PG_RETURN_JSONB_P(pg_entry([&] { return changes(text_string(name), version).envelope; }));
+  PG_RETURN_JSONB_P(changes(text_string(name), version).envelope);
 }
 
 /* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
  */
-extern "C" Datum ectosync_wait_changes(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_wait_changes) {
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: wait_changes() needs the name of a held value")));
@@ -144,21 +138,21 @@ extern "C" Datum ectosync_wait_changes(PG_FUNCTION_ARGS) {
                     errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
                     errdetail("It was %d.", timeout_ms)));
   text *name = PG_GETARG_TEXT_PP(0);
-  PG_RETURN_JSONB_P(pg_entry([&] { return wait_changes(text_string(name), version, timeout_ms); }));
+  PG_RETURN_JSONB_P(wait_changes(text_string(name), version, timeout_ms));
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
-extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_release) {
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
   text *name = PG_GETARG_TEXT_PP(0);
-  bool found = pg_entry([&] {
+  bool found = [&] {
     auto &values = held_values();
     auto it = values.find(text_string(name));
     if (it == values.end()) return false;
     forget(it->second);
     values.erase(it);
     return true;
-  });
+  }();
   PG_RETURN_BOOL(found);
 }
 
@@ -168,10 +162,10 @@ extern "C" Datum ectosync_release(PG_FUNCTION_ARGS) {
  * held values; shared_by: the sessions holding the shared value (NULL:
  * this session's own copy).
  */
-extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_held) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
-  pg_entry([&] {
+  [&] {
     for (const auto &[name, h] : held_values()) {
       Datum values[11];
       bool nulls[11] = {};
@@ -203,6 +197,6 @@ extern "C" Datum ectosync_held(PG_FUNCTION_ARGS) {
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }
-  });
+  }();
   return (Datum)0;
 }

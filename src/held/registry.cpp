@@ -112,7 +112,7 @@ void detach_shared_at_exit(int, Datum) {
   }
 }
 
-/* A text argument as a string (detoasted by the caller, outside pg_entry). */
+/* A text argument as a string (detoasted by the caller before any C++ object exists). */
 std::string text_string(const text *t) {
   return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }

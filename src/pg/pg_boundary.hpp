@@ -18,6 +18,9 @@
  *
  * Code that owns no C++ objects (plain C-style helpers) may call PostgreSQL
  * directly.
+ *
+ * SQL functions are declared with ECTOSYNC_FUNCTION(name) { body }, which
+ * runs the body inside pg_entry(): the first rule holds by construction.
  */
 #pragma once
 
@@ -128,3 +131,22 @@ auto pg_entry(Fn &&fn) -> decltype(fn()) {
 }
 
 }  // namespace ectosync
+
+/*
+ * ECTOSYNC_FUNCTION(name) { body }: a function SQL calls (CREATE FUNCTION
+ * ... LANGUAGE C), as pg_duckdb's DECLARE_PG_FUNCTION: declares it
+ * (PG_FUNCTION_INFO_V1) and runs body, which sees fcinfo and returns a
+ * Datum, inside pg_entry().  The body reads its arguments, and may
+ * ereport(), directly while it owns no C++ object with a destructor (a
+ * longjmp then skips none); with such objects alive, it calls PostgreSQL
+ * through pg_call().
+ */
+#define ECTOSYNC_FUNCTION(name)                                            \
+  extern "C" {                                                             \
+  PG_FUNCTION_INFO_V1(name);                                               \
+  }                                                                        \
+  static Datum name##_body(FunctionCallInfo fcinfo);                       \
+  extern "C" Datum name(PG_FUNCTION_ARGS) {                                \
+    return ::ectosync::pg_entry([fcinfo] { return name##_body(fcinfo); }); \
+  }                                                                        \
+  static Datum name##_body(FunctionCallInfo fcinfo)

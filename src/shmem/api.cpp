@@ -14,11 +14,6 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
-
-PG_FUNCTION_INFO_V1(ectosync_stats);
-PG_FUNCTION_INFO_V1(ectosync_wake);
-PG_FUNCTION_INFO_V1(ectosync_wait_for_worker);
-PG_FUNCTION_INFO_V1(ectosync_events_since);
 }
 
 #include <algorithm>
@@ -47,7 +42,7 @@ static double lag_percentile_ms(const DbSlot &slot, double fraction) {
 }
 
 /* ectosync.stats(): one row of counters for this database and the cache. */
-extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_stats) {
   TupleDesc desc;
   if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
     ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -62,10 +57,10 @@ extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
     LWLockRelease(shared->slots_lock);
   }
   double p50 = 0, p99 = 0;
-  pg_entry([&] {
+  [&] {
     p50 = lag_percentile_ms(*slot, 0.50);
     p99 = lag_percentile_ms(*slot, 0.99);
-  });
+  }();
   char epoch[32];
   snprintf(epoch, sizeof epoch, "%016" PRIx64, shared_epoch());
   uint64 last = attached ? slot->next_seq - 1 : 0;
@@ -104,7 +99,7 @@ extern "C" Datum ectosync_stats(PG_FUNCTION_ARGS) {
 }
 
 /* Called by CREATE EXTENSION: take a slot, start this database's worker. */
-extern "C" Datum ectosync_wake(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_wake) {
   (void)fcinfo;
   attach_database_slot();
   /* The worker must see the extension: wake the launcher after commit. */
@@ -116,7 +111,7 @@ extern "C" Datum ectosync_wake(PG_FUNCTION_ARGS) {
  * ectosync.wait_for_worker(timeout): waits until the worker has notified
  * every event queued in this database before the call.  False on timeout.
  */
-extern "C" Datum ectosync_wait_for_worker(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_wait_for_worker) {
   int timeout_ms = PG_GETARG_INT32(0);
   uint64 target = last_seq();
   TimestampTz start = GetCurrentTimestamp();
@@ -165,7 +160,7 @@ static std::string changes_text(const Event &event) {
  * notification payload.  Tests use it to see
  * what was captured and to replay events without LISTEN.
  */
-extern "C" Datum ectosync_events_since(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_events_since) {
   uint64 after = (uint64)PG_GETARG_INT64(0);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
@@ -174,7 +169,7 @@ extern "C" Datum ectosync_events_since(PG_FUNCTION_ARGS) {
   for (uint64 seq = after + 1; seq <= last; seq++) {
     Datum values[6];
     bool nulls[6] = {};
-    bool found = pg_entry([&]() -> bool {
+    bool found = [&]() -> bool {
       Event event;
       if (event_lookup(seq, event) != LogLookup::Found) return false;
       char *relname = pg_call([&] { return get_rel_name(event.relid); });
@@ -196,7 +191,7 @@ extern "C" Datum ectosync_events_since(PG_FUNCTION_ARGS) {
         values[5] = CStringGetTextDatum(payload.c_str());
       });
       return true;
-    });
+    }();
     if (found) tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   }
   return (Datum)0;

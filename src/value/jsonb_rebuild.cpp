@@ -14,8 +14,6 @@
 extern "C" {
 #include "fmgr.h"
 #include "utils/jsonb.h"
-
-PG_FUNCTION_INFO_V1(ectosync_jsonb_rebuild);
 }
 
 using namespace ectosync;
@@ -52,10 +50,10 @@ static jb::Node rebuild(const jb::Elem &e, int depth) {
 }
 
 /* SQL: ectosync._jsonb_rebuild(value jsonb, depth int) RETURNS jsonb */
-extern "C" Datum ectosync_jsonb_rebuild(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_jsonb_rebuild) {
   Jsonb *value = PG_GETARG_JSONB_P(0);
   int depth = PG_GETARG_INT32(1);
-  Jsonb *result = pg_entry([&] {
+  Jsonb *result = [&] {
     jb::View root(value);
     jb::Node node =
         JB_ROOT_IS_SCALAR(value)
@@ -64,6 +62,6 @@ extern "C" Datum ectosync_jsonb_rebuild(PG_FUNCTION_ARGS) {
                                VARSIZE(value) - VARHDRSZ},
                       depth);
     return jb::to_jsonb(node);
-  });
+  }();
   PG_RETURN_JSONB_P(result);
 }

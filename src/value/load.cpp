@@ -29,9 +29,6 @@ extern "C" {
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-
-PG_FUNCTION_INFO_V1(ectosync_load);
-PG_FUNCTION_INFO_V1(ectosync_load_rows_where);
 }
 
 #include <cinttypes>
@@ -372,12 +369,12 @@ using namespace ectosync;
  * DEFAULT NULL) RETURNS jsonb: the value of tbl's rows (all, or those that
  * equal filter) with the associations of assocs.
  */
-extern "C" Datum ectosync_load(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_load) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
   Jsonb *filter = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
-  Jsonb *value = pg_entry([&] { return load_value(relid, assocs, filter); });
+  Jsonb *value = load_value(relid, assocs, filter);
   PG_RETURN_JSONB_P(value);
 }
 
@@ -435,11 +432,11 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
  * columns equal the values (NULL: IS NULL), as an array.  What sync() uses
  * for rows entering a value; SQL-callable for tests and debugging.
  */
-extern "C" Datum ectosync_load_rows_where(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_load_rows_where) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
   ArrayType *columns = PG_GETARG_ARRAYTYPE_P(2);
   ArrayType *values = PG_GETARG_ARRAYTYPE_P(3);
-  PG_RETURN_JSONB_P(pg_entry([&] { return rows_where(relid, assocs, columns, values); }));
+  PG_RETURN_JSONB_P(rows_where(relid, assocs, columns, values));
 }

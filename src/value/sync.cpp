@@ -58,8 +58,6 @@ extern "C" {
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rls.h"
-
-PG_FUNCTION_INFO_V1(ectosync_sync);
 }
 
 #include <algorithm>
@@ -426,11 +424,11 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
 }  // namespace ectosync
 
 /* SQL: ectosync.sync(value jsonb, event text) RETURNS jsonb */
-extern "C" Datum ectosync_sync(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_sync) {
   Jsonb *value = PG_GETARG_JSONB_P(0);
   text *event = PG_GETARG_TEXT_PP(1);
-  Jsonb *result = ectosync::pg_entry([&] {
+  Jsonb *result = [&] {
     return ectosync::sync_value(value, std::string(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event)));
-  });
+  }();
   PG_RETURN_JSONB_P(result);
 }

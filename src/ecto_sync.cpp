@@ -103,9 +103,33 @@ void _PG_init(void) {
   if (!process_shared_preload_libraries_in_progress) return;
   define_settings();
   loaded_at_startup = true;
+  /*
+   * Every hook and callback, as pg_stat_statements installs them.  This runs
+   * in the postmaster: the backend-local callbacks registered here are
+   * inherited by every backend and background worker it starts.
+   */
+  /* shmem_request_hook asks for ecto_sync's shared memory, shmem_startup_hook
+   * lays it out (shmem/shared.cpp). */
   shared_init();
+  /* Transaction and subtransaction callbacks: a transaction's captured
+   * events are queued at commit, dropped at abort (capture/capture.cpp). */
   capture_init();
+  /* A relcache callback and a transaction callback of the backend's plan
+   * cache: stale plans are retired, and freed at transaction end
+   * (value/catalog.cpp). */
+  catalog_init();
+  /* A relcache callback of the worker's table metadata, which other
+   * backends leave empty (worker/table_meta.cpp). */
+  worker_init();
+  /* The launcher, a static background worker (worker/launcher.cpp). */
   worker_register_launcher();
+  /*
+   * Not here: the before_shmem_exit callbacks that free a backend's interest
+   * entries (shmem/interest_registry.cpp) and its share of shared held
+   * values (held/sharing.cpp).  A child of the postmaster drops the
+   * postmaster's exit callbacks (on_exit_reset()), so each backend registers
+   * them itself, when it first takes an entry or a share.
+   */
 }
 
 ECTOSYNC_FUNCTION(ectosync_version) {

@@ -421,7 +421,6 @@ struct PlanCache {
   std::set<uint32_t> relids; /* every table the cached plans depend on */
   std::vector<std::shared_ptr<const Plan>> retired;
   bool stale = false;
-  bool registered = false;
   std::unordered_map<uint32_t, TimestampTz> noted; /* note_use() per table */
 };
 
@@ -438,16 +437,6 @@ void on_xact_end(XactEvent event, void *) {
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
       event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
     plan_cache.retired.clear();
-}
-
-/* Once per backend: hear of relcache invalidations and transaction ends. */
-void register_callbacks() {
-  if (plan_cache.registered) return;
-  pg_call([] {
-    CacheRegisterRelcacheCallback(on_relcache_invalidation, 0);
-    RegisterXactCallback(on_xact_end, nullptr);
-  });
-  plan_cache.registered = true;
 }
 
 /* Moves the plans of a stale cache aside (alive until transaction end). */
@@ -504,7 +493,6 @@ Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
 }
 
 const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
-  register_callbacks();
   retire_stale_plans();
   std::string spec = assocs ? jsonb_text(assocs) : "[]";
   /* Names in a spec are the caller's: its search_path finds them. */
@@ -546,6 +534,13 @@ void check_select_privileges(const Plan &plan) {
                 "A value of this shape reads every column of every table it involves.",
                 "Grant SELECT on the table to the role.");
   }
+}
+
+/* From _PG_init: the plan cache hears of relcache invalidations and
+ * transaction ends. */
+void catalog_init() {
+  CacheRegisterRelcacheCallback(on_relcache_invalidation, 0);
+  RegisterXactCallback(on_xact_end, nullptr);
 }
 
 }  // namespace ectosync

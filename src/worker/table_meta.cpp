@@ -240,4 +240,9 @@ const TableMeta &meta_for(Oid relid) {
   return table_meta.emplace(relid, std::move(meta)).first->second;
 }
 
+/* From _PG_init: the worker forgets the metadata of tables that change. */
+void worker_init() {
+  CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
+}
+
 }  // namespace ectosync

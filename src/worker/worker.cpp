@@ -291,7 +291,6 @@ extern "C" void ectosync_worker_main(Datum arg) {
   setup_signals();
   BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
   pgstat_report_appname("ecto_sync worker");
-  CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
   pg_entry([] {
     /* Its reads pin them anyway (sql_context.hpp): set once, they cost
      * those guards nothing per table and batch. */

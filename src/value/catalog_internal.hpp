@@ -1,13 +1,13 @@
 /*
  * catalog_internal.hpp: helpers that catalog.cpp, load.cpp and watch.cpp
- * share: SPI sessions and queries from C++, identifier quoting, and the
- * catalog as the pure association code (assoc.hpp) sees it.
+ * share: the SPI helpers (pg/spi.hpp), table quoting, and the catalog as
+ * the pure association code (assoc.hpp) sees it.
  */
 #pragma once
 
 #include "core/assoc.hpp"
 #include "pg/pg_boundary.hpp"
-#include "pg/sql_context.hpp"
+#include "pg/spi.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -22,51 +22,6 @@ extern "C" {
 
 namespace ectosync {
 
-/*
- * An SPI connection for the lifetime of the object, with the pinned
- * settings (sql_context.hpp) that every query ecto_sync generates runs
- * under.  When an exception unwinds it, SPI_finish is skipped: the error
- * aborts the transaction, which cleans SPI up.
- */
-class SpiScope {
- public:
-  SpiScope();
-  ~SpiScope();
-  SpiScope(const SpiScope &) = delete;
-  SpiScope &operator=(const SpiScope &) = delete;
-
- private:
-  int exceptions_ = std::uncaught_exceptions();
-  PinnedSettings pinned_;
-};
-
-/* A relation's name as regclass prints it for the caller (qualified unless
- * the caller's search_path finds it); its oid when it is gone. */
-std::string relation_name(uint32_t relid);
-
-/* A query parameter: a type oid (TEXTOID, OIDOID, ...) and its text form. */
-struct SpiParam {
-  Oid type;
-  std::optional<std::string> value; /* nullopt: SQL NULL */
-};
-
-using SpiRow = std::vector<std::optional<std::string>>;
-
-/* Runs sql (inside an SpiScope); returns SPI's result code (SPI_tuptable holds rows). */
-int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, bool read_only);
-/* The same through a generic plan the backend keeps (keyed queries repeated often). */
-int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &params, bool read_only);
-
-/* Runs sql (inside an SpiScope) and returns every row's columns as text. */
-std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,
-                             bool read_only);
-
-/* Runs a command (inside an SpiScope); raises on failure. */
-void spi_exec(const std::string &sql, const std::vector<SpiParam> &params = {});
-
-/* quote_identifier() as a std::string. */
-std::string quote_ident(const std::string &name);
-
 /* "schema"."name" of a table, quoted where needed. */
 std::string quoted_table(const TableInfo &table);
 
@@ -75,9 +30,6 @@ std::unique_ptr<CatalogSource> make_catalog_source();
 
 /* An AssocError as an Error with the same SQLSTATE and texts. */
 Error to_error(const AssocError &e);
-
-/* The text of a jsonb value (JsonbToCString). */
-std::string jsonb_text(const Jsonb *value);
 
 /* A plan of a spec given as JSON text; uncached (watch uses it). */
 Plan resolve_plan_text(uint32_t relid, const std::string &spec_text);

@@ -1,4 +1,5 @@
-# ecto_sync: PGXS build of the extension from the C++17 sources in src/.
+# ecto_sync: PGXS build of the extension from the C++17 sources in src/ and
+# its folders (DESIGN.md, Files); includes name their folder: "pg/pg_boundary.hpp".
 #
 #   make                 build ecto_sync.so
 #   make install         install it (DESTDIR is honoured; scripts/cluster.sh uses it)
@@ -10,7 +11,7 @@
 EXTENSION = ecto_sync
 MODULE_big = ecto_sync
 DATA = sql/ecto_sync--0.1.0.sql sql/ecto_sync--0.1.0--0.2.0.sql
-SRCS = $(sort $(wildcard src/*.cpp))
+SRCS = $(sort $(wildcard src/*.cpp src/*/*.cpp))
 OBJS = $(SRCS:.cpp=.o)
 
 REGRESS = $(sort $(basename $(notdir $(wildcard sql_tests/*.sql))))
@@ -32,7 +33,7 @@ include $(PGXS)
 # PostgreSQL's own headers are not -Wextra clean in C++ (unused parameters,
 # the 'register' keyword): include them as system headers so that the
 # warnings stay on, as errors, for our code only.
-override CPPFLAGS := -isystem $(includedir_server) $(CPPFLAGS)
+override CPPFLAGS := -Isrc -isystem $(includedir_server) $(CPPFLAGS)
 override CXXFLAGS := $(CXXFLAGS) -std=c++17 -Wextra -Werror
 SHLIB_LINK += -lstdc++
 
@@ -42,9 +43,9 @@ build/test:
 	ln -sfn ../../sql_tests build/test/specs
 	ln -sfn ../../expected build/test/expected
 
-$(OBJS): $(wildcard src/*.hpp)
+$(OBJS): $(wildcard src/*.hpp src/*/*.hpp)
 
 format:
-	clang-format -i src/*.cpp src/*.hpp client/*/*.cpp client/*/*.hpp
+	clang-format -i src/*.cpp src/*.hpp src/*/*.cpp src/*/*.hpp client/*/*.cpp client/*/*.hpp
 
 .PHONY: format

@@ -1,4 +1,4 @@
--- ecto_sync 0.2.0: values held in the session (src/held.cpp).  A client
+-- ecto_sync 0.2.0: values held in the session (src/held/held.cpp).  A client
 -- holds its value in its own backend and, on each notification, gets only
 -- the JSON Patch of what changed instead of sending and receiving the whole
 -- value.
@@ -91,7 +91,7 @@ BEGIN
 END
 $$;
 
--- ALTER TABLE of a watched table (src/schema_change.cpp): a column added,
+-- ALTER TABLE of a watched table (src/capture/schema_change.cpp): a column added,
 -- dropped, renamed or retyped, or the table renamed or moved, reloads the
 -- values that hold it ("Schema change"); the capture triggers are rebuilt
 -- (they name their columns) and kept enabled.  Not SECURITY DEFINER: the

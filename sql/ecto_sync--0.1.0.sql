@@ -69,8 +69,8 @@ COMMENT ON FUNCTION ectosync.sync(jsonb, text) IS
 -- ==== end sync ====
 
 -- ==== catalog, watch, load ====
--- Association discovery (src/assoc.hpp documents the names), watches and
--- their capture triggers (src/watch.cpp), load() (src/load.cpp).
+-- Association discovery (src/core/assoc.hpp documents the names), watches and
+-- their capture triggers (src/capture/watch.cpp), load() (src/value/load.cpp).
 
 GRANT USAGE ON SCHEMA ectosync TO PUBLIC;
 

@@ -2,7 +2,7 @@
 -- follow from a table: every foreign key from it (belongs_to), to it
 -- (has_many, or has_one when the referencing columns are unique), and
 -- through join tables (many_to_many).  Names are derived from the catalog
--- (rules in src/assoc.hpp).
+-- (rules in src/core/assoc.hpp).
 
 -- posts: its author, its comments, audit entries and weird rows, and tags
 -- and labels through the join tables posts_tags and posts_labels.

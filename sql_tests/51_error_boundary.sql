@@ -1,4 +1,4 @@
--- The error boundary (src/pg_boundary.hpp): an error raised deep inside
+-- The error boundary (src/pg/pg_boundary.hpp): an error raised deep inside
 -- ecto_sync reaches the client as an ordinary error with its SQLSTATE, the
 -- backend stays usable, and nothing leaks.  10,000 failing calls of several
 -- kinds, each caught in plpgsql, must not grow the backend's memory:

@@ -1,18 +1,17 @@
 /*
  * ecto_sync.cpp: module load, settings (GUCs) and the smallest SQL functions.
  *
- * The pipeline, one file each:
- *   catalog.cpp   associations discovered from foreign keys
- *   watch.cpp     watch()/unwatch(): triggers and the extension's catalog
- *   capture.cpp   the row trigger; events queued at commit
- *   shared.cpp    shared memory: per-database event queues and the row cache
- *   worker.cpp    the launcher and per-database workers: load once, notify
- *   load.cpp      load(): a value as jsonb
- *   sync.cpp      sync(): patch a value from an event and the cache
- *   held.cpp      hold()/changes(): values held in the session, in parts
- *                 (parts.cpp), sent as JSON Patches (diff.cpp)
+ * The pipeline, one folder each (DESIGN.md, Files):
+ *   pg/        the C++/PostgreSQL error boundary, the settings SQL runs under
+ *   core/      server-free: shapes, associations, events, interests, JSON
+ *   capture/   watch()/unwatch(); the row trigger, events queued at commit
+ *   shmem/     shared memory: per-database event queues and the row cache
+ *   worker/    the launcher and per-database workers: load once, notify
+ *   value/     the catalog; load(): a value as jsonb; sync(): patch a value
+ *              from an event and the cache; parts and JSON Patches (diff)
+ *   held/      hold()/changes(): values held in the session, alone or shared
  */
-#include "pg_boundary.hpp"
+#include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 
 #include <algorithm>
@@ -26,8 +25,6 @@ extern "C" {
 PG_MODULE_MAGIC;
 
 void _PG_init(void);
-PG_FUNCTION_INFO_V1(ectosync_version);
-PG_FUNCTION_INFO_V1(ectosync_require_preload);
 }
 
 namespace ectosync {
@@ -106,17 +103,41 @@ void _PG_init(void) {
   if (!process_shared_preload_libraries_in_progress) return;
   define_settings();
   loaded_at_startup = true;
+  /*
+   * Every hook and callback, as pg_stat_statements installs them.  This runs
+   * in the postmaster: the backend-local callbacks registered here are
+   * inherited by every backend and background worker it starts.
+   */
+  /* shmem_request_hook asks for ecto_sync's shared memory, shmem_startup_hook
+   * lays it out (shmem/shared.cpp). */
   shared_init();
+  /* Transaction and subtransaction callbacks: a transaction's captured
+   * events are queued at commit, dropped at abort (capture/capture.cpp). */
   capture_init();
+  /* A relcache callback and a transaction callback of the backend's plan
+   * cache: stale plans are retired, and freed at transaction end
+   * (value/catalog.cpp). */
+  catalog_init();
+  /* A relcache callback of the worker's table metadata, which other
+   * backends leave empty (worker/table_meta.cpp). */
+  worker_init();
+  /* The launcher, a static background worker (worker/launcher.cpp). */
   worker_register_launcher();
+  /*
+   * Not here: the before_shmem_exit callbacks that free a backend's interest
+   * entries (shmem/interest_registry.cpp) and its share of shared held
+   * values (held/sharing.cpp).  A child of the postmaster drops the
+   * postmaster's exit callbacks (on_exit_reset()), so each backend registers
+   * them itself, when it first takes an entry or a share.
+   */
 }
 
-extern "C" Datum ectosync_version(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_version) {
   (void)fcinfo;
   PG_RETURN_TEXT_P(cstring_to_text(ECTOSYNC_VERSION));
 }
 
-extern "C" Datum ectosync_require_preload(PG_FUNCTION_ARGS) {
+ECTOSYNC_FUNCTION(ectosync_require_preload) {
   (void)fcinfo;
   if (!loaded_at_startup)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -33,8 +33,11 @@ long role_share(long total);
 extern Settings settings;
 extern bool loaded_at_startup;
 
-void shared_init();              /* shared.cpp: request and attach shared memory */
-void capture_init();             /* capture.cpp: transaction callbacks */
-void worker_register_launcher(); /* worker.cpp */
+/* Called by _PG_init, which says what each installs. */
+void shared_init();              /* shmem/shared.cpp */
+void capture_init();             /* capture/capture.cpp */
+void catalog_init();             /* value/catalog.cpp */
+void worker_init();              /* worker/table_meta.cpp */
+void worker_register_launcher(); /* worker/launcher.cpp */
 
 }  // namespace ectosync

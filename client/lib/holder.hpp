@@ -34,7 +34,7 @@
  */
 #pragma once
 
-#include "json.hpp"
+#include "core/json.hpp"
 #include "patch.hpp"
 #include "pg.hpp"
 

@@ -1,6 +1,6 @@
 /*
  * patch.hpp: JSON Patch (RFC 6902) applied to the reference client's copy
- * of a held value, an ectosync::Json tree (src/json.hpp: numbers keep their
+ * of a held value, an ectosync::Json tree (src/core/json.hpp: numbers keep their
  * text, strings are decoded, so that patch paths, JSON Pointers (RFC 6901),
  * match object keys whatever their escapes).
  *
@@ -9,7 +9,7 @@
  */
 #pragma once
 
-#include "json.hpp"
+#include "core/json.hpp"
 
 #include <stdexcept>
 

@@ -1,9 +1,9 @@
 /*
  * assoc_test.cpp: association discovery, naming and spec resolution
- * (src/assoc.hpp) against an in-memory catalog shaped like the blog domain
+ * (src/core/assoc.hpp) against an in-memory catalog shaped like the blog domain
  * of the regression tests.
  */
-#include "assoc.hpp"
+#include "core/assoc.hpp"
 
 #include <gtest/gtest.h>
 

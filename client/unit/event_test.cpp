@@ -2,7 +2,7 @@
 // key columns, cache keys, event ids and notification payloads.
 #include <gtest/gtest.h>
 
-#include "event.hpp"
+#include "core/event.hpp"
 
 using namespace ectosync;
 

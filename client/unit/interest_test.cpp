@@ -1,5 +1,5 @@
-/* Which events concern a held value (src/interest.hpp). */
-#include "interest.hpp"
+/* Which events concern a held value (src/core/interest.hpp). */
+#include "core/interest.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
-/* The order of date/timestamp/timestamptz key texts (src/plan.hpp's
+/* The order of date/timestamp/timestamptz key texts (src/core/plan.hpp's
  * compare_time_texts): the order load() gives rows keyed by them. */
-#include "plan.hpp"
+#include "core/plan.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-/* The JSON tree (src/json.hpp) and the client's JSON Patch (client/lib/patch.hpp). */
-#include "json.hpp"
+/* The JSON tree (src/core/json.hpp) and the client's JSON Patch (client/lib/patch.hpp). */
+#include "core/json.hpp"
 #include "patch.hpp"
 
 #include <gtest/gtest.h>

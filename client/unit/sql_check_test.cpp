@@ -1,9 +1,9 @@
 /*
- * The check that generated SQL names nothing unqualified (src/sql_check.hpp):
+ * The check that generated SQL names nothing unqualified (src/core/sql_check.hpp):
  * each rule flags what it must and passes what it must, and the statements
  * that ecto_sync generates pass as written.
  */
-#include "sql_check.hpp"
+#include "core/sql_check.hpp"
 
 #include <gtest/gtest.h>
 

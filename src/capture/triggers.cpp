@@ -1,0 +1,301 @@
+/*
+ * triggers.cpp: the privileges watch() checks, the capture triggers on
+ * watched tables and their partitions, and ectosync.watched_tables.
+ */
+#include "capture/watch.hpp"
+#include "capture/watch_internal.hpp"
+
+#include "value/catalog.hpp"
+#include "shmem/shared.hpp"
+#include "value/catalog_internal.hpp"
+#include "core/event.hpp"
+
+extern "C" {
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace ectosync {
+
+namespace {
+
+/* ==== privileges ==== */
+
+}  // namespace
+
+/* A relation as regclass prints it for the caller: for messages. */
+std::string table_name(uint32_t relid) {
+  return relation_name(relid);
+}
+
+/* "schema"."name" of a relation: for generated SQL. */
+std::string sql_table_name(uint32_t relid) {
+  char *name = pg_call([&] {
+    char *relname = get_rel_name(relid);
+    return relname
+               ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname)
+               : nullptr;
+  });
+  if (!name)
+    throw Error(ERRCODE_UNDEFINED_TABLE, "relation " + std::to_string(relid) + " does not exist");
+  return name;
+}
+
+/* Only the owner of every table of a watch may install or remove its triggers. */
+void check_owner(const std::vector<uint32_t> &relids) {
+  Oid role = pg_call([] { return GetUserId(); });
+  for (uint32_t relid : relids) {
+    if (pg_call([&] { return pg_class_ownercheck(relid, role); })) continue;
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE, "must be owner of table " + table_name(relid),
+                "ecto_sync installs capture triggers on every table of the watch.",
+                "Ask the owner of the tables (or a superuser) to call ectosync.watch().");
+  }
+}
+
+/*
+ * Temporary tables live in one session: the worker cannot read them, and
+ * their batches would only fail.
+ */
+void refuse_temporary(const std::vector<uint32_t> &relids) {
+  for (uint32_t relid : relids) {
+    if (pg_call([&] { return get_rel_persistence(relid); }) != RELPERSISTENCE_TEMP) continue;
+    throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                "ecto_sync cannot watch temporary table \"" +
+                    std::string(pg_call([&] { return get_rel_name(relid); })) + "\"",
+                "Only the session that created a temporary table can read it; ecto_sync's "
+                "worker reads changed rows from its own session.");
+  }
+}
+
+namespace {
+
+/* ==== triggers and ectosync.watched_tables ==== */
+
+/*
+ * The row trigger's arguments: the number of primary-key columns, then each
+ * key column to capture (primary key first) as "<attnum>:<name>", which
+ * capture.cpp's trigger_attnum() reads so that a dump restores the trigger
+ * right onto a table whose attnums differ.
+ */
+std::vector<std::string> trigger_args(const TableNeed &n) {
+  std::vector<std::string> args = {std::to_string(n.pk.size())};
+  auto add = [&](int16_t attnum) {
+    char *name = pg_call([&] { return get_attname(n.relid, attnum, false); });
+    args.push_back(std::to_string(attnum) + ":" + name);
+  };
+  for (int16_t a : n.pk) add(a);
+  for (int16_t a : n.tracked) add(a);
+  return args;
+}
+
+/* CREATE TRIGGER with the capture contract's arguments. */
+std::string create_trigger_sql(const std::vector<std::string> &args, const std::string &table) {
+  std::string list;
+  for (const std::string &arg : args)
+    list += (list.empty() ? "" : ", ") +
+            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
+  return "CREATE TRIGGER " + std::string(kTrigger) + " AFTER INSERT OR UPDATE OR DELETE ON " +
+         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + list + ")";
+}
+
+std::string create_truncate_trigger_sql(const std::string &table) {
+  return "CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " + table +
+         " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture()";
+}
+
+}  // namespace
+
+/* The trigger called name on relid: whether it exists, fires, and with what. */
+TriggerState trigger_state(uint32_t relid, const char *name) {
+  TriggerState state;
+  auto rows = spi_rows(
+      "SELECT tgenabled::pg_catalog.text, pg_catalog.encode(tgargs, 'hex') FROM"
+      " pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1"
+      " AND tgname OPERATOR(pg_catalog.=) $2",
+      {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false);
+  if (rows.empty()) return state;
+  state.exists = true;
+  state.enabled = rows[0][0]->at(0);
+  /* tgargs: each argument followed by a NUL byte. */
+  const std::string &hex = *rows[0][1];
+  std::string arg;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    char c = static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+    if (c == '\0') {
+      state.args.push_back(arg);
+      arg.clear();
+    } else {
+      arg += c;
+    }
+  }
+  return state;
+}
+
+/*
+ * ENABLE ALWAYS: capture fires in session_replication_role = replica too
+ * (logical replication's apply, restores that set it); a trigger someone
+ * disabled fires again (the ddl_command_end event trigger calls this after
+ * ALTER TABLE ... DISABLE TRIGGER).
+ */
+void enable_always(const std::string &table, const char *trigger) {
+  spi_exec("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + trigger);
+}
+
+/* True when the relation still exists. */
+bool relation_exists(uint32_t relid) {
+  return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+                   {{OIDOID, std::to_string(relid)}}, false)
+              .empty();
+}
+
+namespace {
+
+/* True when the table has the trigger called name. */
+bool trigger_exists(uint32_t relid, const char *name) {
+  return !spi_rows(
+              "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid OPERATOR(pg_catalog.=) $1"
+              " AND tgname OPERATOR(pg_catalog.=) $2",
+              {{OIDOID, std::to_string(relid)}, {TEXTOID, name}}, false)
+              .empty();
+}
+
+/* Drops the trigger called name from table relid, if it is there. */
+void drop_trigger(uint32_t relid, const char *name) {
+  if (trigger_exists(relid, name))
+    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
+}
+
+}  // namespace
+
+/* The stored row of a watched table, as text, to see whether it changed. */
+std::map<uint32_t, std::string> stored_rows() {
+  std::map<uint32_t, std::string> out;
+  for (const auto &row : spi_rows(
+           "SELECT relid::pg_catalog.oid, pg_catalog.jsonb_build_array(pk_attnums, tracked_attnums,"
+           " is_join, join_targets)::pg_catalog.text FROM ectosync.watched_tables",
+           {}, false))
+    out[static_cast<uint32_t>(std::stoul(*row[0]))] = *row[1];
+  return out;
+}
+
+namespace {
+
+/* A table's need as watched_tables would show it, to compare with stored_rows(). */
+std::string row_text(const TableNeed &n) {
+  auto rows = spi_rows(
+      "SELECT pg_catalog.jsonb_build_array($1::pg_catalog.int2[], $2::pg_catalog.int2[],"
+      " $3::boolean, $4::pg_catalog.jsonb)::pg_catalog.text",
+      {{TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
+       {TEXTOID, n.is_join ? "true" : "false"},
+       {TEXTOID, join_targets_text(n.join_targets)}},
+      false);
+  return *rows.at(0)[0];
+}
+
+/* ==== partitions ==== */
+
+/*
+ * The capture trigger of a partitioned table is cloned to every partition
+ * by PostgreSQL, those created or attached later too; its TRUNCATE trigger
+ * is not (statement triggers never are), and a TRUNCATE of a partition
+ * fires only the partition's own.  So each partition (at any depth) gets
+ * an ectosync_truncate trigger of its own, with the argument 'partition':
+ * capture.cpp reports it under the partitioned table.  Partitions made
+ * later get it from the ddl_command_end event trigger
+ * (ectosync._on_partition_ddl, partitions_changed()).
+ */
+const char *const kPartitionsSql =
+    "SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
+    " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
+    " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY "
+    "('{r,p}'::pg_catalog.\"char\"[])";
+
+/* The partitions of relid at any depth (none for an ordinary table). */
+std::vector<uint32_t> partitions_of(uint32_t relid) {
+  std::vector<uint32_t> out;
+  for (const auto &row : spi_rows(kPartitionsSql, {{REGCLASSOID, std::to_string(relid)}}, false))
+    out.push_back(static_cast<uint32_t>(std::stoul(*row[0])));
+  return out;
+}
+
+}  // namespace
+
+/* Gives every partition of relid its TRUNCATE trigger. */
+void install_partition_triggers(uint32_t relid) {
+  for (uint32_t part : partitions_of(relid))
+    if (!trigger_exists(part, kTruncateTrigger))
+      spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
+               sql_table_name(part) +
+               " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+}
+
+/* Makes table n.relid's triggers and row say n, and the triggers fire always. */
+void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
+  install_partition_triggers(n.relid);
+  std::string text = row_text(n);
+  std::vector<std::string> args = trigger_args(n);
+  TriggerState row = trigger_state(n.relid, kTrigger);
+  TriggerState truncate = trigger_state(n.relid, kTruncateTrigger);
+  auto it = stored.find(n.relid);
+  bool row_right = row.exists && row.args == args;
+  if (it != stored.end() && it->second == text && row_right && row.enabled == 'A' &&
+      truncate.exists && truncate.enabled == 'A')
+    return;
+  std::string table = sql_table_name(n.relid);
+  if (!row_right) {
+    drop_trigger(n.relid, kTrigger);
+    spi_exec(create_trigger_sql(args, table));
+  }
+  if (!truncate.exists) spi_exec(create_truncate_trigger_sql(table));
+  if (!row_right || row.enabled != 'A') enable_always(table, kTrigger);
+  if (!truncate.exists || truncate.enabled != 'A') enable_always(table, kTruncateTrigger);
+  /* Not captured until now (no trigger, or a disabled one): rows cached
+   * before may have changed unseen, and so may values that hold the table
+   * (a RELOAD marker for it; other tables and the values that do not hold
+   * this one are left alone).  After CREATE TRIGGER or ALTER TABLE, which
+   * waited for every writer of the table to commit: a row read after this
+   * is read with a later snapshot. */
+  if (!row.exists || row.enabled == 'D' || !truncate.exists || truncate.enabled == 'D')
+    pg_call([&] { restart_capture(n.relid, kReloadCapture); });
+  spi_exec(
+      "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
+      " join_targets) VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.int2[],"
+      " $3::pg_catalog.int2[], $4::boolean, $5::pg_catalog.jsonb)"
+      " ON CONFLICT (relid) DO UPDATE SET pk_attnums = EXCLUDED.pk_attnums,"
+      " tracked_attnums = EXCLUDED.tracked_attnums, is_join = EXCLUDED.is_join,"
+      " join_targets = EXCLUDED.join_targets",
+      {{TEXTOID, std::to_string(n.relid)},
+       {TEXTOID, pg_int_array(n.pk)},
+       {TEXTOID, pg_int_array(n.tracked)},
+       {TEXTOID, n.is_join ? "true" : "false"},
+       {TEXTOID, join_targets_text(n.join_targets)}});
+}
+
+/* Table relid is no longer needed by any watch. */
+void uninstall(uint32_t relid) {
+  if (relation_exists(relid)) {
+    drop_trigger(relid, kTrigger);
+    drop_trigger(relid, kTruncateTrigger);
+    for (uint32_t part : partitions_of(relid)) drop_trigger(part, kTruncateTrigger);
+  }
+  spi_exec(
+      "DELETE FROM ectosync.watched_tables"
+      " WHERE relid::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
+      {{TEXTOID, std::to_string(relid)}});
+}
+
+}  // namespace ectosync

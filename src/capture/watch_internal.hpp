@@ -1,0 +1,109 @@
+/*
+ * watch_internal.hpp: what the files of capture/ that keep the watches
+ * share (watch.cpp, watch_needs.cpp, triggers.cpp): a watch's needs of each
+ * table, the capture triggers, and the role their catalog work runs as.
+ */
+#pragma once
+
+#include "pg/sql_context.hpp"
+#include "value/catalog_internal.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "catalog/pg_authid.h"
+#include "utils/jsonb.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace ectosync {
+
+/* One end of a join table: its foreign key columns and what they reference. */
+struct JoinTarget {
+  uint32_t relid = 0;
+  std::vector<int16_t> fk_attnums, target_attnums;
+  std::vector<std::string> target_columns;
+  bool operator==(const JoinTarget &o) const {
+    return relid == o.relid && fk_attnums == o.fk_attnums && target_attnums == o.target_attnums;
+  }
+};
+
+struct TableNeed {
+  uint32_t relid = 0;
+  std::vector<int16_t> pk;
+  std::set<int16_t> tracked; /* non-pk columns to capture */
+  bool is_join = false;
+  std::vector<JoinTarget> join_targets;
+};
+
+using Needs = std::map<uint32_t, TableNeed>;
+
+template <typename Container>
+std::string int_array(const Container &values) {
+  std::string out = "[";
+  bool first = true;
+  for (auto v : values) {
+    out += (first ? "" : ", ") + std::to_string(v);
+    first = false;
+  }
+  return out + "]";
+}
+
+/* The same numbers as an int2[] literal: {1,2}. */
+template <typename Container>
+std::string pg_int_array(const Container &values) {
+  std::string json = int_array(values);
+  return "{" + json.substr(1, json.size() - 2) + "}";
+}
+
+/*
+ * The extension's own catalog work (its tables, every watch's triggers)
+ * runs as the bootstrap superuser, after the caller's rights were checked,
+ * in a security-restricted operation and with the pinned settings of the
+ * caller's SpiScope (sql_context.hpp): the caller needs no privileges on
+ * ectosync's tables, and nothing the caller defined can run with those
+ * rights.
+ */
+class AsSuperuser : public AsRole {
+ public:
+  AsSuperuser() : AsRole(BOOTSTRAP_SUPERUSERID) {}
+};
+
+/*
+ * Each captured table has two triggers calling ectosync.capture()
+ * (capture.cpp): the row trigger, whose arguments name the columns to
+ * capture, and a statement trigger for TRUNCATE (a RELOAD marker).
+ */
+const char *const kTrigger = "ectosync_capture";
+const char *const kTruncateTrigger = "ectosync_truncate";
+
+/* A capture trigger as the catalog has it. */
+struct TriggerState {
+  bool exists = false;
+  char enabled = 'D'; /* pg_trigger.tgenabled: 'A' fires always, 'D' never */
+  std::vector<std::string> args;
+};
+
+/* watch_needs.cpp */
+Needs needs_of(const Plan &plan);
+void merge(Needs &a, const Needs &b);
+std::string join_targets_text(const std::vector<JoinTarget> &targets);
+std::string needs_text(const Needs &needs);
+Needs parse_needs(const std::string &text);
+
+/* triggers.cpp */
+std::string table_name(uint32_t relid);
+std::string sql_table_name(uint32_t relid);
+void check_owner(const std::vector<uint32_t> &relids);
+void refuse_temporary(const std::vector<uint32_t> &relids);
+TriggerState trigger_state(uint32_t relid, const char *name);
+void enable_always(const std::string &table, const char *trigger);
+bool relation_exists(uint32_t relid);
+std::map<uint32_t, std::string> stored_rows();
+void install_partition_triggers(uint32_t relid);
+void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored);
+void uninstall(uint32_t relid);
+
+}  // namespace ectosync

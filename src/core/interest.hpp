@@ -1,0 +1,77 @@
+/*
+ * interest.hpp: which events can change a held value, so that the worker
+ * notifies only the sessions whose values an event concerns.
+ *
+ * A value listening to its tables' channels is woken by every change of
+ * those tables: a holder of one author's posts makes a round trip for every
+ * post of every author.  Instead, hold() publishes the value's interest in
+ * shared memory and LISTENs to a channel of its own; the worker matches each
+ * batch's events against the interests of its database and notifies the
+ * matching channels only.
+ *
+ * An interest is, over the plan's tables:
+ *   - tables whose every event matters ("wild"): all of them for a value
+ *     without a filter (any row of the root may enter, and every child row
+ *     hangs from a row it holds);
+ *   - key columns (table, attnum) with the values that matter, as a Bloom
+ *     filter of tokens hash(table, attnum, value text): a filtered root's
+ *     filter and primary-key values, each has_many/has_one child table's
+ *     foreign key with the parents' owner values, each belongs_to target's
+ *     key with the owners' values, each join table's owner key and each
+ *     many_to_many target's key.
+ * An event of a table with key columns matches when one of its old or new
+ * values is in the filter, or when it lacks one of those columns (its
+ * table's capture does not track it: assume it matters).  RELOAD markers
+ * match when they name one of the tables (or every table).  Matching only
+ * ever errs towards notifying: a false positive costs the client a round
+ * trip that finds nothing to change.
+ *
+ * This file is pure C++ (no postgres.h), unit-tested without a server;
+ * held.cpp builds interests from values, shared.cpp keeps them (one entry
+ * per held value, ectosync.max_held_values) and matches events for the
+ * worker.
+ */
+#pragma once
+
+#include "core/event.hpp"
+
+#include <cstdint>
+#include <string_view>
+
+namespace ectosync {
+
+constexpr int kInterestTables = 16;  /* more: every event matches */
+constexpr int kInterestColumns = 32; /* more: every event matches */
+constexpr int kBloomBits = 4096 * 8; /* 4 kB per held value */
+constexpr int kBloomWords = kBloomBits / 64;
+
+/* hash(table, attnum, value text): what a key value of an event stands for. */
+uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value);
+
+/* Plain data, so that it can live in shared memory as it is. */
+struct InterestColumn {
+  uint32_t relid;
+  int16_t attnum;
+};
+
+struct Interest {
+  bool every_event; /* too many tables or columns to say */
+  int ntables, nwild, ncolumns;
+  uint32_t tables[kInterestTables];
+  uint32_t wild[kInterestTables];
+  InterestColumn columns[kInterestColumns];
+  uint64_t bloom[kBloomWords];
+
+  void clear();
+  void add_table(uint32_t relid);
+  void add_wild(uint32_t relid);
+  void add_column(uint32_t relid, int16_t attnum);
+  /* A value of a key column that matters (the column is added too). */
+  void add(uint32_t relid, int16_t attnum, std::string_view value);
+  bool matches(const Event &ev) const;
+
+ private:
+  bool probe(uint64_t token) const;
+};
+
+}  // namespace ectosync

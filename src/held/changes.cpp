@@ -1,0 +1,292 @@
+/*
+ * changes.cpp: hold(), changes() and wait_changes() of a value of the
+ * session's own: events applied to its parts, the JSON Patch to the client,
+ * the held value moved on (held.cpp's header comment).
+ */
+#include "value/catalog.hpp"
+#include "value/diff.hpp"
+#include "held/held_shared.hpp"
+#include "core/interest.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared.hpp"
+#include "value/sync.hpp"
+#include "held/held_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "commands/async.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+#include "utils/tuplestore.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ectosync {
+
+/*
+ * ectosync.hold(name, tbl, assocs, filter, listen): load and keep; with
+ * listen, LISTEN to the value's channel (or its tables' channels when no
+ * interest entry is free).  A notification to itself, delivered when
+ * this transaction commits, makes the client ask for changes once: events
+ * notified before its LISTEN took effect are then covered.
+ */
+Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
+  const Plan &plan = resolve_plan(relid, assocs);
+  int shared = -1;
+  uint64_t base = 0;
+  Jsonb *value = may_share(plan, filter) ? share_value(plan, assocs, shared, base) : nullptr;
+  if (!value) value = load_value(relid, assocs, filter);
+  auto &values = held_values();
+  auto it = values.find(name);
+  if (it != values.end()) {
+    forget(it->second);
+    values.erase(it);
+  }
+  Held h;
+  h.relid = relid;
+  h.role = GetUserId();
+  h.assocs = keep(assocs);
+  h.filter = keep(filter);
+  h.shared = shared;
+  h.base = base;
+  if (shared < 0) {
+    h.context = value_context();
+    h.value = in_context(h.context, [&] { return split_value(value); });
+    h.scanned = value_seq(value);
+  }
+  h.listening = listen;
+  h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
+  values[name] = h;
+  publish_interest(h, h.value);
+  if (listen) {
+    /* The value's own channel; without an entry, its tables' channels and
+     * one of this session's (table channels are shared with other
+     * clients: nothing but event payloads goes there). */
+    std::string own = h.entry >= 0 ? interest_channel(h.entry, h.generation)
+                                   : "ectosync_session_" + std::to_string(MyProcPid);
+    std::vector<std::string> channels{own};
+    if (h.entry < 0)
+      for (uint32_t t : resolve_plan(relid, assocs).tables()) channels.push_back(channel_name(t));
+    for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
+    pg_call([&] { Async_Notify(own.c_str(), "{}"); });
+  }
+  return value;
+}
+
+/*
+ * {"version": version, "seq": seq, "patch": ops[, "events": [...]][,
+ * "reloaded": why]}: events are the seqs of the events that changed the
+ * value (the first 100), so that a client can tell how long each took to
+ * reach it; reloaded says why the patch replaces the whole value.
+ */
+Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
+                const std::vector<uint64_t> &changed_by,
+                const std::optional<std::string> &reloaded) {
+  auto number = [](int64_t n) {
+    return jb::Node::number(pg_call([&] { return int64_to_numeric(n); }));
+  };
+  jb::Node out = jb::Node::object();
+  out.set("version", number(version));
+  out.set("seq", number(static_cast<int64_t>(seq)));
+  out.set("patch", std::move(ops));
+  if (!changed_by.empty()) {
+    jb::Node events = jb::Node::array();
+    for (size_t i = 0; i < changed_by.size() && i < 100; i++)
+      events.push(number(static_cast<int64_t>(changed_by[i])));
+    out.set("events", std::move(events));
+  }
+  if (reloaded) out.set("reloaded", jb::Node::string(*reloaded));
+  return jb::to_jsonb(out);
+}
+
+/* The whole value as one operation. */
+jb::Node replace_all(const PartedValue &value) {
+  Jsonb *whole = join_value(value);
+  jb::Node op = jb::Node::object();
+  op.set("op", jb::Node::string("replace"));
+  op.set("path", jb::Node::string(""));
+  op.set("value", jb::Node::copy(jb::root_elem(whole)));
+  jb::Node ops = jb::Node::array();
+  ops.push(std::move(op));
+  return ops;
+}
+
+/*
+ * The events loaded after scanned applied to value, its new parts written
+ * in made_in (ZE001: loaded again there; then reloaded says why).
+ * Advances scanned.
+ */
+void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
+              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
+              TouchedRows &touched, uint64_t upto) {
+  if (upto <= scanned) return;
+  in_context(made_in, [&] {
+    try {
+      sync_parts(value, scanned, upto, &changed_by, &touched);
+      scanned = upto;
+    } catch (const Error &e) {
+      if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
+      Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+      value = split_value(whole);
+      touched.clear(); /* (a reloaded value is sent whole) */
+      scanned = value_seq(whole);
+      reloaded = e.detail;
+    }
+  });
+}
+
+namespace {
+
+/*
+ * The held value becomes current, whose new parts were made in made_in:
+ * after a reload all of it (made_in becomes the value's context), else
+ * the parts that changed, copied.  made_in is gone once this returns; if
+ * it throws, the held value is as it was and made_in is the caller's.
+ */
+void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in) {
+  if (reloaded) {
+    std::swap(h.context, made_in);
+  } else if (current != h.value) {
+    std::vector<size_t> changed;
+    for (size_t i = 0; i < current.parts.size(); i++)
+      if (current.parts[i] != h.value.parts[i]) changed.push_back(i);
+    std::vector<Jsonb *> copies;
+    try {
+      for (size_t i : changed) copies.push_back(keep(current.parts[i], h.context));
+    } catch (...) {
+      pg_call([&] {
+        for (Jsonb *p : copies) pfree(p);
+      });
+      throw;
+    }
+    for (size_t k = 0; k < changed.size(); k++) {
+      Jsonb *replaced = h.value.parts[changed[k]];
+      current.parts[changed[k]] = copies[k];
+      pg_call([&] { pfree(replaced); });
+    }
+  }
+  h.value = current;
+  pg_call([&] { MemoryContextDelete(made_in); });
+  /* Nothing may throw from here on: made_in is gone (or is the value's).
+   * A rebalance that fails (out of memory) leaves the parts as they were,
+   * which is the same value, only cut less evenly. */
+  try {
+    in_context(h.context, [&] { rebalance(h.value); });
+  } catch (...) {
+  }
+}
+
+/* changes() with what it makes written in made_in (see move_on). */
+Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
+  uint64_t scanned = h.scanned;
+  std::optional<std::string> reloaded; /* why */
+  std::vector<uint64_t> changed_by;
+  PartedValue current = h.value;
+  TouchedRows touched;
+  catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
+  /* A changed value has a new interest.  Events the worker matched against
+   * the old one while we worked are caught up with here; if it keeps
+   * loading more, a notification to ourselves brings the client back. */
+  PartedValue published = h.value;
+  for (int round = 0; current != published && h.entry >= 0; round++) {
+    if (round == 4) {
+      /* (wait_changes() callers come back anyway, and start by catching up) */
+      if (h.listening) {
+        std::string channel = interest_channel(h.entry, h.generation);
+        pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
+      }
+      break;
+    }
+    publish_interest(h, current);
+    published = current;
+    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
+  }
+  bool behind = client_version && *client_version != h.version;
+  int64_t version = h.version;
+  Reply result;
+  if (reloaded) {
+    version++;
+    result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
+  } else {
+    Diff diff(resolve_plan(h.relid, h.assocs));
+    if (current != h.value) diff.parts(h.value.parts, current.parts, touched);
+    bool changed = diff.count() > 0;
+    if (changed) version++;
+    jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());
+    result = Reply{envelope(version, scanned, std::move(ops), changed_by, std::nullopt),
+                   behind || changed};
+  }
+  /* Only now, with the reply made, does the held value move on. */
+  move_on(h, current, reloaded.has_value(), made_in);
+  h.scanned = scanned;
+  h.version = version;
+  return result;
+}
+
+}  // namespace
+
+/* ectosync.changes(name, version): see the header comment. */
+Reply changes(const std::string &name, std::optional<int64_t> client_version) {
+  Held &h = find_held(name);
+  if (h.shared >= 0)
+    if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
+  /* New parts are made in a context of their own (see move_on). */
+  MemoryContext made_in = value_context();
+  try {
+    return changes_made_in(h, client_version, made_in);
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(made_in); });
+    throw;
+  }
+}
+
+/*
+ * ectosync.wait_changes(name, version, timeout_ms): changes() as soon as
+ * the patch is not empty, or the empty one at the timeout.  The worker sets
+ * this backend's latch when an event matches the value's interest, so the
+ * wait wakes for this value's changes only: unlike LISTEN, for which
+ * PostgreSQL wakes every listening backend of the database at every
+ * notifying commit.
+ */
+Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version,
+                    int timeout_ms) {
+  TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
+  for (;;) {
+    int entry = find_held(name).entry;
+    /* The worker counts a match before it sets the latch; code under
+     * changes() may reset the latch (a condition variable's sleep does),
+     * so the count, not the latch alone, says whether to sleep. */
+    uint64_t matched = entry >= 0 ? interest_notifications(entry) : 0;
+    pg_call([] { ResetLatch(MyLatch); });
+    Reply reply = changes(name, client_version);
+    long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
+    if (reply.changed || remaining <= 0) return reply.envelope;
+    if (entry >= 0 && interest_notifications(entry) != matched) continue;
+    /* Without an interest entry nobody sets the latch: look again soon. */
+    long nap = entry >= 0 ? remaining : std::min(remaining, 10L);
+    pg_call([&] {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
+                      PG_WAIT_EXTENSION);
+      CHECK_FOR_INTERRUPTS();
+    });
+  }
+}
+
+}  // namespace ectosync

@@ -1,0 +1,202 @@
+/*
+ * held.cpp: values held in the session, patched in place, sent as changes.
+ *
+ * With sync(value, event) a client sends its whole value and gets it back
+ * on every notification: for a value of hundreds of kB, parsing and
+ * printing it costs more than the change.  A session can instead hold the
+ * value itself:
+ *
+ *   hold(name, tbl, assocs, filter, listen)
+ *                                    load, keep the value under name; returns
+ *                                    it (version 0); with listen, LISTEN to
+ *                                    the value's own channel
+ *   changes(name, version)           apply every event the worker has loaded
+ *                                    since; returns {"version", "seq",
+ *                                    "patch"[, "events"]}: the JSON Patch
+ *                                    (RFC 6902) from the client's version to
+ *                                    the new one (empty: nothing changed; the
+ *                                    version moves when the held value
+ *                                    changes), the last event seq it reflects (a
+ *                                    client can ignore notifications of
+ *                                    events up to it), and the seqs of the
+ *                                    events that changed the value
+ *   wait_changes(name, version, timeout_ms)
+ *                                    changes() once the value changed: the
+ *                                    worker sets the waiting backend's latch
+ *                                    for its events only, where LISTEN wakes
+ *                                    every listener of the database
+ *   release(name), held()            forget a value; list them
+ *
+ * changes() reads the event log itself, so it needs no payloads: a client
+ * calls it on any notification, and one call covers all events so far.  It
+ * applies events only up to loaded_seq(): their rows are cached, and each
+ * later event is notified once the worker has loaded it.  When the value
+ * must be reloaded (ZE001 for sync()), changes() reloads it here and the
+ * patch replaces the whole value ("path": "").  A client whose version is
+ * not the held one (it missed a reply) gets the whole value too.
+ *
+ * Notifications: hold() publishes what the value depends on (its
+ * interest, interest.hpp) and LISTENs to a channel of its own,
+ * "ectosync_held_<entry>_<generation>"; the worker notifies that channel
+ * only for events that may change the value.  changes() publishes the new
+ * interest whenever the value changed, then looks again at what the worker
+ * loaded meanwhile (those events were matched against the old interest),
+ * so no event that concerns the value goes unnotified.  Without a free
+ * entry (ectosync.max_held_values), the value listens to its tables (and
+ * to "ectosync_session_<pid>" for the notification hold() sends itself).
+ *
+ * Held values live in this backend's memory ("ecto_sync held values", a
+ * child of TopMemoryContext), one copy each, until release() or the end of
+ * the session.  They are read as the role that called hold(); changes()
+ * refuses another role, so SET ROLE cannot read through someone's value.
+ *
+ * Sharing: a value without a filter, of tables without row level security
+ * for the caller, is shared by the sessions that hold it (held_shared.hpp):
+ * kept once in shared memory; each change is applied once, during the turn
+ * of whichever session asks first, and published with its patch; every
+ * session answers its client from the published patches.  hold() attaches
+ * to a value already shared (after applying every event committed before
+ * the call).  A session leaves with a copy of its own when its transaction
+ * wrote or holds a snapshot (it would read what others cannot), when it
+ * waited too long for another's turn, or when shared memory runs out; it
+ * loads its own when row level security comes to apply.
+ */
+#include "value/catalog.hpp"
+#include "value/diff.hpp"
+#include "held/held_shared.hpp"
+#include "core/interest.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared.hpp"
+#include "value/sync.hpp"
+#include "held/held_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "commands/async.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+#include "utils/tuplestore.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+
+using namespace ectosync;
+
+/* SQL: ectosync.hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
+ * jsonb */
+ECTOSYNC_FUNCTION(ectosync_hold) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: hold() needs a name and a table")));
+  Oid relid = PG_GETARG_OID(1);
+  Jsonb *assocs = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
+  Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
+  bool listen = PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
+  text *name = PG_GETARG_TEXT_PP(0);
+  Jsonb *value = hold(text_string(name), relid, assocs, filter, listen);
+  PG_RETURN_JSONB_P(value);
+}
+
+/* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
+ECTOSYNC_FUNCTION(ectosync_changes) {
+  if (PG_ARGISNULL(0))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: changes() needs the name of a held value")));
+  std::optional<int64_t> version;
+  if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
+  text *name = PG_GETARG_TEXT_PP(0);
+  PG_RETURN_JSONB_P(changes(text_string(name), version).envelope);
+}
+
+/* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
+ */
+ECTOSYNC_FUNCTION(ectosync_wait_changes) {
+  if (PG_ARGISNULL(0))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("ecto_sync: wait_changes() needs the name of a held value")));
+  std::optional<int64_t> version;
+  if (!PG_ARGISNULL(1)) version = PG_GETARG_INT64(1);
+  int timeout_ms = PG_ARGISNULL(2) ? 10000 : PG_GETARG_INT32(2);
+  if (timeout_ms < 0 || timeout_ms > 3600 * 1000)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
+                    errdetail("It was %d.", timeout_ms)));
+  text *name = PG_GETARG_TEXT_PP(0);
+  PG_RETURN_JSONB_P(wait_changes(text_string(name), version, timeout_ms));
+}
+
+/* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
+ECTOSYNC_FUNCTION(ectosync_release) {
+  if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  text *name = PG_GETARG_TEXT_PP(0);
+  bool found = [&] {
+    auto &values = held_values();
+    auto it = values.find(text_string(name));
+    if (it == values.end()) return false;
+    forget(it->second);
+    values.erase(it);
+    return true;
+  }();
+  PG_RETURN_BOOL(found);
+}
+
+/*
+ * SQL: ectosync.held() RETURNS TABLE (name, tbl, assocs, filter, version,
+ * seq, bytes, parts, channel, notifications, shared_by): this session's
+ * held values; shared_by: the sessions holding the shared value (NULL:
+ * this session's own copy).
+ */
+ECTOSYNC_FUNCTION(ectosync_held) {
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  InitMaterializedSRF(fcinfo, 0);
+  [&] {
+    for (const auto &[name, h] : held_values()) {
+      Datum values[11];
+      bool nulls[11] = {};
+      std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";
+      uint64_t notified = h.entry >= 0 ? interest_notifications(h.entry) : 0;
+      size_t bytes = 0;
+      int parts = 0, holders = 0;
+      if (h.shared >= 0) {
+        held_share_describe(h.shared, bytes, parts, holders);
+      } else {
+        bytes = value_bytes(h.value);
+        parts = static_cast<int>(h.value.parts.size());
+      }
+      pg_call([&] {
+        values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
+        values[1] = ObjectIdGetDatum(h.relid);
+        values[2] = JsonbPGetDatum(h.assocs);
+        nulls[3] = h.filter == nullptr;
+        values[3] = h.filter ? JsonbPGetDatum(h.filter) : (Datum)0;
+        values[4] = Int64GetDatum(h.version);
+        values[5] = Int64GetDatum((int64)h.scanned);
+        values[6] = Int64GetDatum((int64)bytes);
+        values[7] = Int32GetDatum(parts);
+        nulls[8] = h.entry < 0;
+        values[8] = h.entry >= 0 ? CStringGetTextDatum(channel.c_str()) : (Datum)0;
+        values[9] = Int64GetDatum((int64)notified);
+        nulls[10] = h.shared < 0;
+        values[10] = Int32GetDatum(holders);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+      });
+    }
+  }();
+  return (Datum)0;
+}

@@ -1,0 +1,142 @@
+/*
+ * held_interest.cpp: the interest of a held value (interest.hpp), built from
+ * its rows and published for the worker to match events against.
+ */
+#include "value/catalog.hpp"
+#include "value/diff.hpp"
+#include "held/held_shared.hpp"
+#include "core/interest.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared.hpp"
+#include "value/sync.hpp"
+#include "held/held_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "commands/async.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+#include "utils/tuplestore.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ectosync {
+
+namespace {
+
+/*
+ * The interest of a value (see interest.hpp for what it holds): walks the
+ * rows with the plan, adding the key values that events of related rows
+ * carry.
+ */
+class InterestBuilder {
+ public:
+  explicit InterestBuilder(Interest &in) : in_(in) {}
+
+  /* A key column of relid and the value in a row that matters for it. */
+  void key(uint32_t relid, int16_t attnum, const std::optional<jb::Elem> &v) {
+    in_.add_column(relid, attnum);
+    if (!v || v->is_null()) return;
+    if (std::optional<std::string> text = elem_text(*v))
+      in_.add(relid, attnum, *text);
+    else
+      in_.add_wild(relid); /* not a key type capture writes: every event */
+  }
+
+  void keys(uint32_t relid, const std::vector<Column> &cols, jb::View row,
+            const std::vector<Column> &from) {
+    for (size_t i = 0; i < cols.size() && i < from.size(); i++)
+      key(relid, cols[i].attnum, row.get(from[i].name));
+  }
+
+  /* The rows of a has_many/many_to_many list, or the one row of a has_one/belongs_to. */
+  template <typename Fn>
+  static void each_row(const std::optional<jb::Elem> &sub, Fn fn) {
+    if (!sub) return;
+    jb::View v(*sub);
+    if (v.is_array()) {
+      for (uint32_t i = 0; i < v.size(); i++) fn(jb::View(v.at(i)));
+    } else if (v.is_object()) {
+      fn(v);
+    }
+  }
+
+  void row(jb::View r, const PlanNode &n) {
+    for (const Assoc &a : n.assocs) {
+      uint32_t target = a.target->table.relid;
+      std::optional<jb::Elem> sub = r.get(a.name);
+      if (a.kind == AssocKind::ManyToMany) {
+        keys(a.join->relid, a.join_owner_cols, r, a.owner_cols);
+        each_row(sub, [&](jb::View t) {
+          keys(target, a.target_cols, t, a.target_cols);
+          row(t, *a.target);
+        });
+      } else {
+        /* has_many/has_one: the children's foreign key; belongs_to: the target's key */
+        keys(target, a.target_cols, r, a.owner_cols);
+        each_row(sub, [&](jb::View t) { row(t, *a.target); });
+      }
+    }
+  }
+
+ private:
+  Interest &in_;
+};
+
+std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value,
+                                      const Jsonb *filter) {
+  auto in = std::make_unique<Interest>();
+  in->clear();
+  for (uint32_t relid : plan.tables()) in->add_table(relid);
+  jb::View f = filter ? jb::View(filter) : jb::View();
+  if (!f.is_object() || f.size() == 0) {
+    /* every row of the root may enter, every child hangs from a held row */
+    for (uint32_t relid : plan.tables()) in->add_wild(relid);
+    return in;
+  }
+  const TableInfo &root = plan.root->table;
+  InterestBuilder b(*in);
+  for (uint32_t i = 0; i < f.size(); i++) {
+    std::string name(f.key(i));
+    int16_t attnum = pg_call([&] { return get_attnum(root.relid, name.c_str()); });
+    jb::Elem v = f.value(i);
+    if (attnum <= 0 || v.is_null())
+      in->add_wild(root.relid); /* IS NULL filters: events carry no text for NULL */
+    else
+      b.key(root.relid, attnum, v);
+  }
+  for (const Jsonb *part : value.parts)
+    InterestBuilder::each_row(jb::root_elem(part), [&](jb::View r) {
+      b.keys(root.relid, root.pk, r, root.pk);
+      b.row(r, *plan.root);
+    });
+  return in;
+}
+
+}  // namespace
+
+/* Publishes the interest of value, which h holds or is about to. */
+void publish_interest(const Held &h, const PartedValue &value) {
+  if (h.entry < 0) return;
+  std::unique_ptr<Interest> in = interest_of(resolve_plan(h.relid, h.assocs), value, h.filter);
+  interest_publish(h.entry, *in);
+}
+
+}  // namespace ectosync

@@ -1,0 +1,80 @@
+/*
+ * held_internal.hpp: what the files of held/ share: a held value (Held), the
+ * session's registry of them, and the steps of hold() and changes().
+ * held.cpp holds the SQL entry points and the header comment that explains
+ * the whole.
+ */
+#pragma once
+
+#include "core/plan.hpp"
+#include "shmem/shared.hpp"
+#include "value/jsonb_writer.hpp"
+#include "value/parts.hpp"
+#include "value/sync.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"
+}
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+struct Held {
+  Oid relid = InvalidOid;
+  Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
+  Oid role = InvalidOid;                      /* who called hold() */
+  PartedValue value;                          /* in context (parts.hpp); none when shared */
+  MemoryContext context = nullptr;            /* the value's own, under held_context */
+  uint64_t scanned = 0;                       /* events up to it are reflected */
+  int64_t version = 0;                        /* bumped by every non-empty patch */
+  int shared = -1;                            /* its shared value (held_shared.hpp), or -1 */
+  uint64_t base = 0;                          /* the shared version that is our version 0 */
+  int entry = -1;                             /* its interest entry, or -1 */
+  bool listening = false;                     /* hold() LISTENed for it */
+  uint32_t generation = 0;                    /* of the entry */
+};
+
+struct Reply {
+  Jsonb *envelope;
+  bool changed; /* the patch is not empty */
+};
+
+/* registry.cpp */
+std::map<std::string, Held> &held_values();
+/* A copy of j in context (held_context by default). */
+Jsonb *keep(const Jsonb *j, MemoryContext context = nullptr);
+MemoryContext value_context();
+void forget(Held &h);
+void detach_shared_at_exit(int, Datum);
+std::string text_string(const text *t);
+Held &find_held(const std::string &name);
+uint64_t value_seq(const Jsonb *value);
+
+/* held_interest.cpp */
+void publish_interest(const Held &h, const PartedValue &value);
+
+/* sharing.cpp */
+bool may_share(const Plan &plan, const Jsonb *filter);
+bool apply_shared(const Held &h, uint64_t upto);
+Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base);
+std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version);
+
+/* changes.cpp */
+Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);
+Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
+                const std::vector<uint64_t> &changed_by,
+                const std::optional<std::string> &reloaded);
+jb::Node replace_all(const PartedValue &value);
+void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
+              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
+              TouchedRows &touched, uint64_t upto = loaded_seq());
+Reply changes(const std::string &name, std::optional<int64_t> client_version);
+Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
+
+}  // namespace ectosync

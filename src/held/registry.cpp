@@ -1,0 +1,147 @@
+/*
+ * registry.cpp: the session's held values by name (held_internal.hpp), the
+ * memory they live in, and what finds, copies and forgets them.
+ */
+#include "value/catalog.hpp"
+#include "value/diff.hpp"
+#include "held/held_shared.hpp"
+#include "core/interest.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared.hpp"
+#include "value/sync.hpp"
+#include "held/held_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "commands/async.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+#include "utils/tuplestore.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ectosync {
+
+namespace {
+
+MemoryContext held_context = nullptr;
+
+MemoryContext held_memory() {
+  if (!held_context)
+    held_context = pg_call([] {
+      return AllocSetContextCreate(TopMemoryContext, "ecto_sync held values",
+                                   ALLOCSET_DEFAULT_SIZES);
+    });
+  return held_context;
+}
+
+}  // namespace
+
+/* The session's values by name; allocated once, lives as long as the backend. */
+std::map<std::string, Held> &held_values() {
+  static auto *values = new std::map<std::string, Held>();
+  return *values;
+}
+
+/* A copy of j in context (held_context by default). */
+Jsonb *keep(const Jsonb *j, MemoryContext context) {
+  if (!j) return nullptr;
+  if (!context) context = held_memory();
+  return pg_call([&] {
+    void *p = MemoryContextAlloc(context, VARSIZE(j));
+    memcpy(p, j, VARSIZE(j));
+    return static_cast<Jsonb *>(p);
+  });
+}
+
+/*
+ * A context for a held value (its head and parts), or for what one
+ * changes() call makes.
+ */
+MemoryContext value_context() {
+  MemoryContext parent = held_memory();
+  return pg_call([&] {
+    return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_DEFAULT_SIZES);
+  });
+}
+
+void forget(Held &h) {
+  if (h.entry >= 0) {
+    interest_detach(h.entry);
+    /* The entry's channel dies with it (another value will get a new one). */
+    if (h.listening) {
+      std::string channel = interest_channel(h.entry, h.generation);
+      pg_call([&] { Async_Unlisten(channel.c_str()); });
+    }
+  }
+  held_share_detach(h.shared);
+  pg_call([&] {
+    for (Jsonb *j : {h.assocs, h.filter})
+      if (j) pfree(j);
+    if (h.context) MemoryContextDelete(h.context);
+  });
+  h = Held();
+}
+
+/* At exit (before_shmem_exit): this backend no longer holds its shared
+ * values.  Detaching cannot fail; nothing may escape into PostgreSQL. */
+void detach_shared_at_exit(int, Datum) {
+  try {
+    for (auto &entry : held_values()) {
+      held_share_detach(entry.second.shared);
+      entry.second.shared = -1;
+    }
+  } catch (...) {
+  }
+}
+
+/* A text argument as a string (detoasted by the caller before any C++ object exists). */
+std::string text_string(const text *t) {
+  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/* The value held under name, for the current role. */
+Held &find_held(const std::string &name) {
+  auto it = held_values().find(name);
+  if (it == held_values().end())
+    throw Error(ERRCODE_UNDEFINED_OBJECT,
+                "ecto_sync: no value is held under the name \"" + name + "\"", "",
+                "Call ectosync.hold() first; held values last as long as the session.");
+  Held &h = it->second;
+  if (h.role != GetUserId()) {
+    char *holder = pg_call([&] { return GetUserNameFromId(h.role, true); });
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "ecto_sync: the value \"" + name + "\" is held by another role",
+                std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".",
+                "Call ectosync.hold() again as this role.");
+  }
+  return h;
+}
+
+uint64_t value_seq(const Jsonb *value) {
+  std::optional<jb::Elem> seq = jb::View(value).get("seq");
+  if (!seq || !seq->is_numeric()) return 0;
+  return pg_call([&] {
+    return static_cast<uint64_t>(
+        DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(seq->numeric()))));
+  });
+}
+
+}  // namespace ectosync

@@ -1,0 +1,289 @@
+/*
+ * sharing.cpp: the sharing policy (which values sessions share, attaching
+ * to one), the turns that apply events to a shared value, and a session
+ * going on with a value of its own (held.cpp's header comment, Sharing).
+ */
+#include "value/catalog.hpp"
+#include "value/diff.hpp"
+#include "held/held_shared.hpp"
+#include "core/interest.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared.hpp"
+#include "value/sync.hpp"
+#include "held/held_internal.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "commands/async.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+#include "utils/tuplestore.h"
+}
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace ectosync {
+
+namespace {
+
+/* Whether the transaction reads what every session reads: no writes of
+ * its own, no transaction snapshot (what a shared value may be made of). */
+bool reads_committed_now() {
+  return !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
+}
+
+/* Whether row level security applies to the caller on a table of plan. */
+bool row_security(const Plan &plan) {
+  for (uint32_t relid : plan.tables())
+    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
+      return true;
+  return false;
+}
+
+/* What shared values are matched by: the shape, and the part size they are cut by. */
+std::string share_key(const Plan &plan) {
+  return plan.spec + " " + std::to_string(settings.held_part_bytes);
+}
+
+/*
+ * Waits (at most timeout_ms) until the worker has loaded every event
+ * committed before the call; whether it did.
+ */
+bool worker_caught_up(int timeout_ms) {
+  uint64_t target = last_seq();
+  TimestampTz start = GetCurrentTimestamp();
+  while (loaded_seq() < target) {
+    if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms)) return false;
+    pg_call([] {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1,
+                      PG_WAIT_EXTENSION);
+      ResetLatch(MyLatch);
+      CHECK_FOR_INTERRUPTS();
+    });
+  }
+  return true;
+}
+
+/*
+ * A shared h goes on with a value of its own, which make() writes (in
+ * CurrentMemoryContext: a new context for the value), reflecting the
+ * events up to scanned.  If make() throws, h is as it was.
+ */
+template <typename Make>
+void own_value(Held &h, Make make, uint64_t scanned) {
+  MemoryContext context = value_context();
+  PartedValue value;
+  try {
+    value = in_context(context, make);
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(context); });
+    throw;
+  }
+  held_share_detach(h.shared);
+  h.shared = -1;
+  h.context = context;
+  h.value = value;
+  h.scanned = scanned;
+}
+
+/*
+ * A shared value that row level security now applies to: this session
+ * loads a value of its own, as itself, which the client gets whole.
+ */
+Reply unshare(Held &h) {
+  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  own_value(
+      h, [&] { return split_value(whole); }, value_seq(whole));
+  h.version++;
+  return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
+                        std::string("Row level security applies: the value is no longer shared.")),
+               true};
+}
+
+/*
+ * A shared value this session goes on with alone: a copy of it becomes its
+ * own.  For a session whose transaction wrote or holds a snapshot (it may
+ * not apply events to a shared value: it reads what other sessions
+ * cannot), that waited too long for another's turn, or when shared memory
+ * ran out.  If other sessions moved the value on since this client's
+ * version, the client gets the whole value (it is behind).
+ */
+void leave_shared(Held &h) {
+  SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
+  own_value(
+      h,
+      [&] {
+        PartedValue copy;
+        copy.head = keep(now.value.head, CurrentMemoryContext);
+        for (Jsonb *p : now.value.parts) copy.parts.push_back(keep(p, CurrentMemoryContext));
+        return copy;
+      },
+      now.scanned);
+  h.version = static_cast<int64_t>(now.version - h.base);
+}
+
+}  // namespace
+
+/*
+ * Whether a value of plan may be shared (held_shared.hpp): no filter, no
+ * row level security for this role on its tables, and a transaction that
+ * reads what the others do.
+ */
+bool may_share(const Plan &plan, const Jsonb *filter) {
+  return !filter && held_sharing_enabled() && reads_committed_now() && !row_security(plan);
+}
+
+/*
+ * The turn (held_shared.hpp) to apply the events loaded since to the
+ * shared value, if no other session has applied them: as changes_made_in
+ * does for a value of one's own, with the patch published for all.  false
+ * when shared memory ran out, or another session's turn took too long.
+ */
+bool apply_shared(const Held &h, uint64_t upto) {
+  PartedValue before;
+  uint64_t version = 0, scanned = 0;
+  switch (held_share_turn(h.shared, upto, before, version, scanned)) {
+    case SharedTurn::Current:
+      return true;
+    case SharedTurn::TimedOut:
+      return false;
+    case SharedTurn::Mine:
+      break;
+  }
+  MemoryContext made_in = value_context();
+  try {
+    PartedValue current = before;
+    std::optional<std::string> reloaded;
+    std::vector<uint64_t> changed_by;
+    TouchedRows touched;
+    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched, upto);
+    Jsonb *ops = nullptr;
+    if (!reloaded && current != before) {
+      Diff diff(resolve_plan(h.relid, h.assocs));
+      diff.parts(before.parts, current.parts, touched);
+      if (diff.count() > 0)
+        in_context(made_in, [&] {
+          ops = jb::to_jsonb(diff.ops());
+          rebalance(current, false); /* (the shared parts are not ours to free) */
+        });
+    }
+    bool published = held_share_publish(h.shared, current, ops, reloaded ? &*reloaded : nullptr,
+                                        changed_by, scanned);
+    pg_call([&] { MemoryContextDelete(made_in); });
+    return published;
+  } catch (...) {
+    held_share_abandon(h.shared);
+    pg_call([&] { MemoryContextDelete(made_in); });
+    throw;
+  }
+}
+
+/*
+ * The value of plan as the shared one has it, attached (shared: its slot,
+ * base: its version now), with every event committed before the call
+ * applied (so that it is as fresh as a load; a value shared before a
+ * capture restart is loaded again then); the value is shared first if no
+ * session shares it
+ * yet.  When it cannot be shared (no slot, no memory), the value loaded,
+ * with shared = -1.
+ */
+Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base) {
+  static bool exit_hook = false;
+  if (!exit_hook) {
+    pg_call([] { before_shmem_exit(detach_shared_at_exit, 0); });
+    exit_hook = true;
+  }
+  check_select_privileges(plan);
+  uint32_t relid = plan.root->table.relid;
+  std::string key = share_key(plan);
+  shared = held_share_find(relid, key);
+  if (shared < 0) {
+    Jsonb *loaded = load_value(relid, assocs, nullptr);
+    MemoryContext scratch = value_context();
+    try {
+      PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
+      shared = held_share_create(relid, key, parts, value_seq(loaded));
+    } catch (...) {
+      pg_call([&] { MemoryContextDelete(scratch); });
+      throw;
+    }
+    pg_call([&] { MemoryContextDelete(scratch); });
+    if (shared < 0) return loaded;
+  }
+  try {
+    Held probe;
+    probe.relid = relid;
+    probe.assocs = assocs;
+    probe.shared = shared;
+    /* Every event committed before the call, once the worker has loaded
+     * it (the cache may hold an older version of its row until then): the
+     * value shows what a load would.  A worker far behind: load instead. */
+    if (!worker_caught_up(1000) || !apply_shared(probe, loaded_seq())) {
+      held_share_detach(shared);
+      shared = -1;
+      return load_value(relid, assocs, nullptr);
+    }
+    SharedSince now = held_share_since(shared, UINT64_MAX); /* the whole value */
+    base = now.version;
+    return join_value(now.value);
+  } catch (...) {
+    held_share_detach(shared);
+    throw;
+  }
+}
+
+/*
+ * changes() of a shared value: the events are applied once, by whichever
+ * session comes first; each replies to its own client from the patches
+ * published since its version (the whole value when the client is behind,
+ * or the patches left the log).  nullopt: the session left the shared
+ * value (leave_shared), and changes() goes on with its own.
+ */
+std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version) {
+  const Plan &plan = resolve_plan(h.relid, h.assocs);
+  if (row_security(plan)) return unshare(h);
+  if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
+    leave_shared(h);
+    return std::nullopt;
+  }
+  bool behind = client_version && *client_version != h.version;
+  SharedSince since = held_share_since(h.shared, behind ? UINT64_MAX : h.base + h.version);
+  int64_t version = static_cast<int64_t>(since.version - h.base);
+  bool changed = behind || version != h.version;
+  jb::Node ops = jb::Node::array();
+  if (changed) check_select_privileges(plan);
+  if (since.whole) {
+    ops = replace_all(since.value);
+  } else {
+    for (const Jsonb *patch : since.ops) {
+      jb::View list(patch);
+      if (list.size() > 0) ops.push(jb::Node::copy_range(list, 0, list.size()));
+    }
+  }
+  /* A whole value after a reload since this session's last reply says why,
+   * as a value of one's own does. */
+  std::optional<std::string> reloaded;
+  if (since.whole && since.reload_version > h.base + static_cast<uint64_t>(h.version))
+    reloaded = since.reload_why;
+  h.version = version;
+  h.scanned = since.scanned;
+  return Reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
+}
+
+}  // namespace ectosync

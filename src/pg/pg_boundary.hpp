@@ -1,0 +1,152 @@
+/*
+ * pg_boundary.hpp: the one place where C++ meets PostgreSQL's error handling.
+ *
+ * PostgreSQL reports errors with ereport(ERROR), which longjmps to the
+ * nearest PG_TRY or to the top of the backend.  A longjmp that crosses a C++
+ * frame skips its destructors, and a C++ exception that reaches a C frame of
+ * PostgreSQL's is undefined behaviour.  So:
+ *
+ *  - every function PostgreSQL calls (SQL functions, triggers, callbacks,
+ *    the worker's main) wraps its body in pg_entry(), which catches every
+ *    C++ exception and re-raises it as an ereport() once no C++ object of
+ *    that frame is alive any more;
+ *  - C++ code that owns objects with destructors calls into PostgreSQL only
+ *    through pg_call(), which turns an ereport(ERROR) into a PgError
+ *    exception.  A PgError is never swallowed: it unwinds to pg_entry(),
+ *    which re-throws the original error (same SQLSTATE, message, detail), and
+ *    PostgreSQL then aborts the transaction as usual.
+ *
+ * Code that owns no C++ objects (plain C-style helpers) may call PostgreSQL
+ * directly.
+ *
+ * SQL functions are declared with ECTOSYNC_FUNCTION(name) { body }, which
+ * runs the body inside pg_entry(): the first rule holds by construction.
+ */
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "fmgr.h"
+}
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace ectosync {
+
+/* A PostgreSQL error caught by pg_call(); owns the copied ErrorData. */
+class PgError : public std::exception {
+ public:
+  explicit PgError(ErrorData *data) : data_(data) {}
+  PgError(PgError &&other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  PgError(const PgError &) = delete;
+  PgError &operator=(const PgError &) = delete;
+  ~PgError() override = default; /* ErrorData lives in a memory context */
+
+  const char *what() const noexcept override;
+  ErrorData *release() { return std::exchange(data_, nullptr); }
+
+ private:
+  ErrorData *data_;
+};
+
+/* An error ecto_sync raises itself: a SQLSTATE and the ereport texts. */
+class Error : public std::exception {
+ public:
+  Error(int sqlstate, std::string message, std::string detail = {}, std::string hint = {})
+      : sqlstate(sqlstate),
+        message(std::move(message)),
+        detail(std::move(detail)),
+        hint(std::move(hint)) {}
+  const char *what() const noexcept override { return message.c_str(); }
+
+  int sqlstate;
+  std::string message, detail, hint;
+};
+
+namespace detail {
+/* Runs fn() inside PG_TRY; a PostgreSQL error becomes a PgError. */
+void pg_try(void (*fn)(void *), void *arg);
+
+/* What an exception said, copied into palloc'd memory: no destructors. */
+struct Failure {
+  ErrorData *pg_error; /* a PgError's data, re-thrown as it was */
+  int sqlstate;
+  char *message, *detail, *hint;
+};
+/* Called inside a catch (...) handler: copies the current exception. */
+Failure capture_current_exception() noexcept;
+/* Raises a captured failure as ereport(ERROR); never returns. */
+[[noreturn]] void raise_failure(const Failure &failure);
+}  // namespace detail
+
+/*
+ * Call PostgreSQL from C++: pg_call([&] { return SPI_execute(...); }).
+ * The lambda itself must hold no C++ objects with destructors.
+ */
+template <typename Fn>
+auto pg_call(Fn &&fn) -> decltype(fn()) {
+  using Result = decltype(fn());
+  if constexpr (std::is_void_v<Result>) {
+    detail::pg_try([](void *f) { (*static_cast<Fn *>(f))(); }, &fn);
+  } else {
+    std::optional<Result> result;
+    auto run = [&] { result.emplace(fn()); };
+    detail::pg_try([](void *f) { (*static_cast<decltype(run) *>(f))(); }, &run);
+    return std::move(*result);
+  }
+}
+
+/*
+ * fn() with CurrentMemoryContext switched to context: what it pallocs goes
+ * there.  The caller's context is back afterwards, also when fn() throws.
+ */
+template <typename Fn>
+auto in_context(MemoryContext context, Fn &&fn) -> decltype(fn()) {
+  struct Restore {
+    MemoryContext caller;
+    ~Restore() { MemoryContextSwitchTo(caller); }
+  } restore{MemoryContextSwitchTo(context)};
+  return fn();
+}
+
+/*
+ * Body of an entry point called by PostgreSQL: returns fn()'s result, or
+ * raises whatever fn() threw as an ereport(ERROR) after fn()'s objects are
+ * gone.
+ */
+template <typename Fn>
+auto pg_entry(Fn &&fn) -> decltype(fn()) {
+  detail::Failure failure = {};
+  try {
+    return fn();
+  } catch (...) {
+    failure = detail::capture_current_exception();
+  }
+  /* The exception object is destroyed here; failure is plain data. */
+  detail::raise_failure(failure);
+}
+
+}  // namespace ectosync
+
+/*
+ * ECTOSYNC_FUNCTION(name) { body }: a function SQL calls (CREATE FUNCTION
+ * ... LANGUAGE C), as pg_duckdb's DECLARE_PG_FUNCTION: declares it
+ * (PG_FUNCTION_INFO_V1) and runs body, which sees fcinfo and returns a
+ * Datum, inside pg_entry().  The body reads its arguments, and may
+ * ereport(), directly while it owns no C++ object with a destructor (a
+ * longjmp then skips none); with such objects alive, it calls PostgreSQL
+ * through pg_call().
+ */
+#define ECTOSYNC_FUNCTION(name)                                            \
+  extern "C" {                                                             \
+  PG_FUNCTION_INFO_V1(name);                                               \
+  }                                                                        \
+  static Datum name##_body(FunctionCallInfo fcinfo);                       \
+  extern "C" Datum name(PG_FUNCTION_ARGS) {                                \
+    return ::ectosync::pg_entry([fcinfo] { return name##_body(fcinfo); }); \
+  }                                                                        \
+  static Datum name##_body(FunctionCallInfo fcinfo)

@@ -1,0 +1,310 @@
+/*
+ * event_log.cpp: each database's ring of records, which is both its queue
+ * and its event log (shared.cpp's header comment): writers append at
+ * commit, readers look events up by seq, the worker takes batches and
+ * RELOAD markers; restart_capture() appends the marker that sets a cache
+ * floor.
+ */
+#include "shmem/shared.hpp"
+
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared_internal.hpp"
+#include "shmem/layout.hpp"
+
+extern "C" {
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "miscadmin.h"
+#include "common/hashfn.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+}
+
+#include <cstring>
+#include <random>
+
+namespace ectosync {
+
+/* ---- the ring ---- */
+
+void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len) {
+  uint64 size = ring_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(dst, slot_ring(slot) + off, first);
+  if (first < len) memcpy((char *)dst + first, slot_ring(slot), len - first);
+}
+
+static void ring_write(DbSlot *slot, uint64 pos, const void *src, size_t len) {
+  uint64 size = ring_bytes(), off = pos % size;
+  size_t first = std::min<uint64>(len, size - off);
+  memcpy(slot_ring(slot) + off, src, first);
+  if (first < len) memcpy(slot_ring(slot), (const char *)src + first, len - first);
+}
+
+static uint32 record_size(uint32 body_len) {
+  return (uint32)MAXALIGN(sizeof(RecordHeader) + body_len);
+}
+
+/* Frees processed records until `need` bytes fit; false if they cannot. */
+static bool make_room(DbSlot *slot, uint64 need) {
+  while (slot->head + need - slot->oldest > ring_bytes()) {
+    if (slot->oldest >= slot->processed) return false;
+    RecordHeader header;
+    ring_read(slot, slot->oldest, &header, sizeof header);
+    slot->oldest += header.len;
+  }
+  return true;
+}
+
+/* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
+static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
+  for (int i = 0; i < slot->ngaps; i++)
+    if (slot->gaps[i] == relid) {
+      slot->gap_why[i] |= why;
+      return;
+    }
+  if (slot->ngaps < kMaxGaps) {
+    slot->gap_why[slot->ngaps] = why;
+    slot->gaps[slot->ngaps++] = relid;
+  } else {
+    slot->gap_all = true;
+    slot->gap_all_why |= why;
+  }
+}
+
+/*
+ * Appends one record at head with the next seq and indexes it in the event
+ * log.  The caller holds slot->lock exclusive and made room for it.
+ */
+static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body, uint32 body_len,
+                            TimestampTz committed_at) {
+  RecordHeader header = {};
+  header.len = record_size(body_len);
+  header.body_len = body_len;
+  header.relid = relid;
+  header.seq = slot->next_seq++;
+  header.op = (char)op;
+  header.committed_at = committed_at;
+  ring_write(slot, slot->head, &header, sizeof header);
+  if (body_len > 0) ring_write(slot, slot->head + sizeof header, body, body_len);
+  LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
+  entry->seq = header.seq;
+  entry->pos = slot->head;
+  slot->head += header.len;
+  return header.seq;
+}
+
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
+                  int reload_count) {
+  DbSlot *slot = current_slot();
+  if (!slot || (count == 0 && reload_count == 0)) return;
+  uint64 need = 0;
+  for (int i = 0; i < count; i++) need += record_size(events[i].body_len);
+  TimestampTz now = GetCurrentTimestamp();
+
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  if (slot->dboid != MyDatabaseId) {
+    /* The slot was released (extension dropped): nobody listens. */
+    LWLockRelease(slot->lock);
+    return;
+  }
+  if (count > 0 && make_room(slot, need)) {
+    for (int i = 0; i < count; i++)
+      append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
+    slot->stats.events_queued += count;
+  } else {
+    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid, kReloadQueueFull);
+    slot->stats.events_dropped += count;
+  }
+  for (int i = 0; i < reload_count; i++) add_gap(slot, reloads[i].relid, reloads[i].why);
+  slot->stats.queue_peak_bytes =
+      std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
+  Latch *latch = slot->worker_latch;
+  LWLockRelease(slot->lock);
+  if (latch) SetLatch(latch);
+}
+
+LogLookup event_lookup(uint64_t seq, Event &out) {
+  DbSlot *slot = current_slot();
+  if (!slot) return LogLookup::Unknown;
+  RecordHeader header;
+  char body_buf[4096];
+  std::string body;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  if (seq >= slot->next_seq) {
+    LWLockRelease(slot->lock);
+    return LogLookup::Unknown;
+  }
+  LogIndexEntry entry = slot_index(slot)[seq % settings.event_log_size];
+  if (entry.seq < seq) {
+    /* Entries are written in seq order: seq never had a record. */
+    LWLockRelease(slot->lock);
+    return LogLookup::NoRecord;
+  }
+  if (entry.seq != seq || entry.pos < slot->oldest) {
+    LWLockRelease(slot->lock);
+    return LogLookup::Expired;
+  }
+  ring_read(slot, entry.pos, &header, sizeof header);
+  /* Copy under the lock into a fixed buffer: no allocation while locked. */
+  uint32 len = std::min<uint32>(header.body_len, sizeof body_buf);
+  ring_read(slot, entry.pos + sizeof header, body_buf, len);
+  bool complete = len == header.body_len;
+  LWLockRelease(slot->lock);
+  if (!complete) {
+    /* Rare: a key wider than the buffer; read again with room for it. */
+    body.resize(header.body_len);
+    LWLockAcquire(slot->lock, LW_SHARED);
+    LogIndexEntry again = slot_index(slot)[seq % settings.event_log_size];
+    bool still_there = again.seq == seq && again.pos >= slot->oldest;
+    if (still_there) ring_read(slot, entry.pos + sizeof header, body.data(), body.size());
+    LWLockRelease(slot->lock);
+    if (!still_there) return LogLookup::Expired;
+  } else {
+    body.assign(body_buf, len);
+  }
+  out.seq = header.seq;
+  out.relid = header.relid;
+  out.op = (Op)header.op;
+  out.why = 0;
+  if (out.op == Op::Reload) {
+    /* A marker's body is its ReloadWhy bits, not columns. */
+    out.columns.clear();
+    if (!body.empty()) out.why = (uint8)body[0];
+    return LogLookup::Found;
+  }
+  if (!decode_columns(body, out.columns)) return LogLookup::Expired;
+  return LogLookup::Found;
+}
+
+void restart_capture(uint32_t relid, uint8_t reason) {
+  attach_database_slot();
+  DbSlot *slot = current_slot();
+  char why = (char)reason;
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  /* The marker is the floor: a record of the event log (the worker
+   * notifies it like any event), so that only values holding the table
+   * reload.  Without room (the queue is full of unprocessed events) the
+   * seq has no record, and readers of the log reload whatever they hold. */
+  uint64 floor;
+  if (make_room(slot, record_size(1))) {
+    floor = append_record(slot, relid, Op::Reload, &why, 1, GetCurrentTimestamp());
+    slot->stats.gaps++;
+  } else {
+    floor = slot->next_seq++;
+  }
+  int at = -1; /* the table's entry, a free one, or the lowest floor's */
+  for (int i = 0; i < slot->nfloors && at < 0; i++)
+    if (slot->floors[i].relid == relid) at = i;
+  if (at < 0 && slot->nfloors < kFloorTables) at = slot->nfloors++;
+  if (at < 0) {
+    at = 0;
+    for (int i = 1; i < slot->nfloors; i++)
+      if (slot->floors[i].floor < slot->floors[at].floor) at = i;
+    /* Its table's rows below its floor stay stale: so do every table's. */
+    slot->cache_floor = std::max(slot->cache_floor, slot->floors[at].floor);
+  }
+  slot->floors[at].relid = relid;
+  slot->floors[at].floor = floor;
+  Latch *latch = slot->worker_latch;
+  LWLockRelease(slot->lock);
+  if (latch) SetLatch(latch);
+}
+
+/* ---- worker side of the queue ---- */
+
+int queue_take_batch(DbSlot *slot, int max_events, std::vector<QueuedEvent> &batch,
+                     uint64 &batch_end) {
+  batch.clear();
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 pos = slot->processed, head = slot->head;
+  LWLockRelease(slot->lock);
+  /* Records between processed and head are never overwritten (make_room
+   * stops at processed), so they can be read without the lock once head
+   * was read under it. */
+  while (pos < head && (int)batch.size() < max_events) {
+    QueuedEvent ev;
+    ring_read(slot, pos, &ev.header, sizeof ev.header);
+    ev.body.resize(ev.header.body_len);
+    ring_read(slot, pos + sizeof ev.header, ev.body.data(), ev.body.size());
+    pos += ev.header.len;
+    batch.push_back(std::move(ev));
+  }
+  batch_end = pos;
+  return (int)batch.size();
+}
+
+void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, int events,
+                        const std::vector<int64> &lags_us) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->processed = batch_end;
+  slot->processed_seq = std::max(slot->processed_seq, last_seq_done);
+  /* Caught up: seqs without a record (cache floors) are done too. */
+  if (slot->processed == slot->head && slot->ngaps == 0 && !slot->gap_all)
+    slot->processed_seq = slot->next_seq - 1;
+  slot->stats.events_processed += events;
+  slot->stats.batches++;
+  for (int64 lag : lags_us) {
+    slot->lag_us[slot->lag_next % kLagWindow] = (uint32)std::min<int64>(lag, UINT32_MAX);
+    slot->lag_next++;
+  }
+  LWLockRelease(slot->lock);
+}
+
+void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
+  gaps.clear();
+  gaps.reserve(kMaxGaps); /* no allocation under the lock */
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  /* Only when the worker has caught up: a gap's seq must follow every event
+   * queued before it. */
+  if (slot->processed == slot->head) {
+    /* Each marker is also a record of the event log (processed at once), so
+     * that changes() sees it without its notification.  Room is there:
+     * every record is processed.  Without room, its seq has no record:
+     * readers of the log take that as "reload". */
+    TimestampTz now = GetCurrentTimestamp();
+    int count = slot->gap_all ? 1 : slot->ngaps;
+    for (int i = 0; i < count; i++) {
+      uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
+      /* Its body: why (what the reasons of replies say). */
+      char why = (char)(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
+      if (make_room(slot, record_size(1))) {
+        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, &why, 1, now));
+        slot->processed = slot->head;
+      } else {
+        gaps.emplace_back(relid, slot->next_seq++);
+      }
+    }
+    slot->stats.gaps += gaps.size();
+    slot->ngaps = 0;
+    slot->gap_all = false;
+    slot->gap_all_why = 0;
+    if (!gaps.empty()) slot->processed_seq = gaps.back().second;
+  }
+  LWLockRelease(slot->lock);
+}
+
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  for (uint32_t relid : relids) add_gap(slot, relid, why);
+  LWLockRelease(slot->lock);
+}
+
+void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
+                       uint64 rows_not_loaded) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  slot->stats.rows_loaded += rows;
+  slot->stats.load_queries += queries;
+  slot->stats.notifications += notifications;
+  slot->stats.rows_not_loaded += rows_not_loaded;
+  LWLockRelease(slot->lock);
+}
+
+}  // namespace ectosync

@@ -1,0 +1,155 @@
+/*
+ * interest_registry.cpp: the interests of held values in shared memory
+ * (InterestEntry[max_held_values]): taken and freed by holders, matched
+ * against batches by the worker.
+ */
+#include "shmem/shared.hpp"
+
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared_internal.hpp"
+#include "shmem/layout.hpp"
+
+extern "C" {
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "miscadmin.h"
+#include "common/hashfn.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+}
+
+#include <cstring>
+#include <random>
+
+namespace ectosync {
+
+/* ---- interests of held values ---- */
+
+/* At backend exit: the entries of this backend's held values are free again. */
+static void detach_all_interests(int, Datum) {
+  if (!interests) return;
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  for (int i = 0; i < settings.max_held_values; i++)
+    if (interests[i].pid == MyProcPid) {
+      interests[i].dboid = InvalidOid;
+      interests[i].pid = 0;
+    }
+  LWLockRelease(shared->interest_lock);
+}
+
+int interest_attach(uint32_t &generation, bool listening) {
+  static bool exit_callback = false;
+  if (!interests) return -1;
+  if (!exit_callback) {
+    before_shmem_exit(detach_all_interests, 0);
+    exit_callback = true;
+  }
+  int found = -1;
+  Oid role = GetUserId();
+  long share = role_share(settings.max_held_values);
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  long taken = 0;
+  for (int i = 0; i < settings.max_held_values; i++)
+    taken += OidIsValid(interests[i].dboid) && interests[i].role == role;
+  for (int i = 0; i < settings.max_held_values && found < 0 && taken < share; i++) {
+    InterestEntry *e = &interests[i];
+    if (OidIsValid(e->dboid)) continue;
+    e->dboid = MyDatabaseId;
+    e->pid = MyProcPid;
+    e->role = role;
+    e->latch = MyLatch;
+    e->listening = listening;
+    generation = ++e->generation;
+    SpinLockAcquire(&e->mutex);
+    e->notifications = 0;
+    e->interest.clear();
+    e->interest.every_event = true; /* until the first publish */
+    SpinLockRelease(&e->mutex);
+    found = i;
+  }
+  LWLockRelease(shared->interest_lock);
+  return found;
+}
+
+void interest_publish(int index, const Interest &interest) {
+  InterestEntry *e = &interests[index];
+  SpinLockAcquire(&e->mutex);
+  memcpy(&e->interest, &interest, sizeof interest);
+  SpinLockRelease(&e->mutex);
+}
+
+void interest_detach(int index) {
+  LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+  if (interests[index].pid == MyProcPid) {
+    interests[index].dboid = InvalidOid;
+    interests[index].pid = 0;
+  }
+  LWLockRelease(shared->interest_lock);
+}
+
+uint64_t interest_notifications(int index) {
+  InterestEntry *e = &interests[index];
+  SpinLockAcquire(&e->mutex);
+  uint64 n = e->notifications;
+  SpinLockRelease(&e->mutex);
+  return n;
+}
+
+/*
+ * "ectosync_held_<index>_<tag>", tag: 64 bits of SHA-256 over a key that
+ * only shared memory holds, the index and the generation.  Anyone may
+ * LISTEN to any channel: a name that cannot be guessed keeps another role
+ * from learning when a value's rows change.
+ */
+std::string interest_channel(int index, uint32_t generation) {
+  uint8 digest[PG_SHA256_DIGEST_LENGTH];
+  int32 parts[2] = {index, (int32)generation};
+  bool ok = pg_call([&] {
+    pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+    if (!ctx) return false;
+    bool done = pg_cryptohash_init(ctx) == 0 &&
+                pg_cryptohash_update(ctx, shared->channel_key, sizeof shared->channel_key) == 0 &&
+                pg_cryptohash_update(ctx, (const uint8 *)parts, sizeof parts) == 0 &&
+                pg_cryptohash_final(ctx, digest, sizeof digest) == 0;
+    pg_cryptohash_free(ctx);
+    return done;
+  });
+  if (!ok) throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: could not hash a channel name");
+  char tag[17];
+  for (int i = 0; i < 8; i++) snprintf(tag + 2 * i, 3, "%02x", digest[i]);
+  return "ectosync_held_" + std::to_string(index) + "_" + tag;
+}
+
+void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {
+  hits.clear();
+  if (!interests || events.empty()) return;
+  /* Tested on a copy: the spinlock covers a memcpy, not the matching. */
+  static Interest *copy = new Interest();
+  hits.reserve(settings.max_held_values); /* no allocation under the lock */
+  LWLockAcquire(shared->interest_lock, LW_SHARED);
+  for (int i = 0; i < settings.max_held_values; i++) {
+    InterestEntry *e = &interests[i];
+    if (e->dboid != MyDatabaseId) continue;
+    SpinLockAcquire(&e->mutex);
+    memcpy(copy, &e->interest, sizeof(Interest));
+    SpinLockRelease(&e->mutex);
+    uint64 seq = 0;
+    for (const Event &ev : events)
+      if (copy->matches(ev)) seq = std::max(seq, ev.seq);
+    if (seq == 0) continue;
+    SpinLockAcquire(&e->mutex);
+    e->notifications++;
+    SpinLockRelease(&e->mutex);
+    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
+  }
+  LWLockRelease(shared->interest_lock);
+}
+
+}  // namespace ectosync

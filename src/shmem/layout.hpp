@@ -1,0 +1,28 @@
+/*
+ * layout.hpp: the parts of shared memory that shared.cpp lays out at
+ * startup, for the other files of shmem/ (event_log.cpp, row_cache.cpp,
+ * interest_registry.cpp).
+ */
+#pragma once
+
+#include "shmem/shared_internal.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/hsearch.h"
+}
+
+namespace ectosync {
+
+extern HTAB *cache_hash;         /* the row cache's hash (row_cache.cpp) */
+extern InterestEntry *interests; /* [max_held_values] (interest_registry.cpp) */
+extern char *cache_arena;        /* the row cache's arena */
+
+/* The sizes of a database's ring and of the cache's arena, from the GUCs. */
+uint64 ring_bytes();
+uint64 arena_bytes();
+/* A slot's event-log index and its ring. */
+LogIndexEntry *slot_index(DbSlot *slot);
+char *slot_ring(DbSlot *slot);
+
+}  // namespace ectosync

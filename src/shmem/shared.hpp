@@ -1,0 +1,138 @@
+/*
+ * shared.hpp: ecto_sync's shared memory, as the rest of the extension sees
+ * it.  The layout and the lock protocol are documented in shared.cpp.
+ *
+ * All functions act on the current database (MyDatabaseId) unless they take
+ * a database oid.  None of them throws or raises an ERROR unless it says so;
+ * they may be called from C++ code that owns objects.
+ */
+#pragma once
+
+#include "core/event.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"
+}
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+/* The generation of shared memory: new after every restart or crash reset. */
+uint64_t shared_epoch();
+
+/* The last seq queued in this database (0: none yet). */
+uint64_t last_seq();
+
+/*
+ * The last seq whose rows the worker has cached: every event up to it can be
+ * applied from the cache (changes() applies no further than this; later
+ * events get their notification when they are loaded).
+ */
+uint64_t loaded_seq();
+
+/*
+ * Ensure the current database has a queue slot.  Raises an ERROR (through
+ * ereport; call it via pg_call from C++ that owns objects) when all
+ * ectosync.max_databases slots are taken.
+ */
+void attach_database_slot();
+
+/* ---- the queue (capture.cpp writes, worker.cpp drains) ---- */
+
+/*
+ * A transaction's events, encoded: for each, relid, op and the encoded
+ * columns (event.hpp).  Called from the commit callback: never fails.  What
+ * does not fit becomes RELOAD markers for the tables involved, as do the
+ * reloads (tables truncated, or changed past ectosync.max_xact_events:
+ * why, ReloadWhy bits).
+ */
+struct PendingEvent {
+  uint32_t relid;
+  Op op;
+  const char *body;
+  uint32_t body_len;
+};
+struct PendingReload {
+  uint32_t relid;
+  uint8_t why;
+};
+void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
+                  int reload_count);
+
+/* ---- the event log (sync.cpp reads) ---- */
+
+enum class LogLookup { Found, Expired, NoRecord, Unknown };
+/*
+ * Expired: the record was overwritten.  NoRecord: the seq never had one (a
+ * RELOAD marker that found no room).  Unknown: seq is beyond the last
+ * queued seq of this database.  A RELOAD marker is Found: op Reload, its
+ * table (0: every table) and why, no columns.
+ */
+LogLookup event_lookup(uint64_t seq, Event &out);
+
+/* ---- the row cache ---- */
+
+struct CachedRow {
+  bool found = false;  /* an entry exists for the key */
+  bool exists = false; /* false: tombstone, the row did not exist */
+  uint64_t version = 0;
+  Jsonb *row = nullptr; /* palloc'd copy in CurrentMemoryContext, or null */
+};
+CachedRow cache_get(uint32_t relid, const std::string &key);
+/* Whether the cache has an entry (row or tombstone) for the key; nothing copied. */
+bool cache_holds(uint32_t relid, const std::string &key);
+/*
+ * Table relid's capture (re)starts (watch() created its trigger), or its
+ * rows changed shape (ALTER TABLE): changes made to it before were not
+ * captured, or its cached rows read before now have the old shape: they
+ * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture or
+ * kReloadSchema),
+ * whose seq becomes the table's cache floor: cache_get() misses, and
+ * cache_put() ignores, versions of its rows below it.  Values that do not
+ * hold the table, and rows of other tables, are left alone.  Raises an
+ * ERROR like attach_database_slot().
+ */
+void restart_capture(uint32_t relid, uint8_t why);
+/*
+ * restart_capture(relid) once this transaction commits (capture.cpp):
+ * rows came or went uncaptured (a partition attached or detached), and the
+ * marker must follow the commit, so that a value reloaded for it sees them.
+ */
+void restart_capture_at_commit(uint32_t relid);
+/* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
+void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
+/*
+ * The row changed as of version and nobody read it: lookups miss, and puts
+ * of older versions are ignored (a read that began before the change).
+ */
+void cache_forget(uint32_t relid, const std::string &key, uint64_t version);
+
+/*
+ * A session uses these tables through ecto_sync (load, sync, hold, changes):
+ * for ectosync.load_window, the worker reads their changed rows ahead of
+ * time, so that the sessions' next calls find them cached.
+ */
+void note_use(const std::vector<uint32_t> &relids);
+
+/* ---- the interests of held values (interest.hpp) ---- */
+
+struct Interest;
+/*
+ * Takes a free entry for this backend's current database; -1 when none is
+ * free.  The worker sets this backend's latch when an event matches, and
+ * notifies the entry's channel too when listening.
+ */
+int interest_attach(uint32_t &generation, bool listening);
+/* Copies interest into the entry; from now on the worker matches with it. */
+void interest_publish(int index, const Interest &interest);
+void interest_detach(int index);
+/* Notifications the worker sent for the entry so far. */
+uint64_t interest_notifications(int index);
+/* The channel of an entry: "ectosync_held_<index>_<generation>". */
+std::string interest_channel(int index, uint32_t generation);
+
+}  // namespace ectosync

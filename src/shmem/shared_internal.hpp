@@ -1,0 +1,195 @@
+/*
+ * shared_internal.hpp: the shared-memory structures themselves, for
+ * shared.cpp, the worker and the stats function only.  The lock that guards
+ * each field is named beside it; the protocol is in shared.cpp's header.
+ */
+#pragma once
+
+#include "core/interest.hpp"
+#include "shmem/shared.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+}
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ectosync {
+
+constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db */
+constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
+constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
+constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
+
+/* A queued event in the ring, followed by its encoded columns. */
+struct RecordHeader {
+  uint32 len;      /* whole record, MAXALIGNed */
+  uint32 body_len; /* encoded columns */
+  uint64 seq;
+  Oid relid;
+  char op;
+  TimestampTz committed_at; /* when the writer queued it */
+};
+
+struct LogIndexEntry {
+  uint64 seq; /* which seq this entry describes (seq % event_log_size) */
+  uint64 pos; /* its record's ring position */
+};
+
+struct QueueStats {
+  uint64 events_queued, events_dropped, events_processed, batches, gaps;
+  uint64 rows_loaded, load_queries, notifications, queue_peak_bytes;
+  uint64 rows_not_loaded; /* changed rows left unread: no recent use of their table */
+};
+
+struct DbSlot {
+  LWLock *lock;
+  Oid dboid;                      /* slots_lock; InvalidOid: free */
+  pid_t worker_pid;               /* slots_lock */
+  Latch *worker_latch;            /* slots_lock to set; read under lock */
+  uint64 next_seq;                /* lock: the seq the next event gets */
+  uint64 head, processed, oldest; /* lock: ring byte positions */
+  uint64 processed_seq;           /* lock: last seq the worker notified */
+  uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
+  /* lock: cached rows of older versions are stale, of every table (floor)
+   * and of the tables whose capture started (floors; the entry of the
+   * lowest floor makes room, raising cache_floor to it) */
+  uint64 cache_floor;
+  int nfloors;
+  struct {
+    Oid relid;
+    uint64 floor;
+  } floors[kFloorTables];
+  int ngaps;                 /* lock */
+  bool gap_all;              /* lock: RELOAD for every table */
+  uint8 gap_all_why;         /* lock: its ReloadWhy bits */
+  Oid gaps[kMaxGaps];        /* lock */
+  uint8 gap_why[kMaxGaps];   /* lock: each gap's ReloadWhy bits (event.hpp) */
+  QueueStats stats;          /* lock */
+  uint32 lag_us[kLagWindow]; /* lock */
+  uint64 lag_next;           /* lock */
+  /* lock: when a session last used each table through ecto_sync (load,
+   * sync, hold, changes); the least recent entry makes room */
+  struct {
+    Oid relid;
+    TimestampTz at;
+  } demand[kDemandTables];
+};
+
+struct CacheKey {
+  Oid dboid;
+  Oid relid;
+  uint64 hash; /* of the encoded primary key */
+};
+
+struct CacheEntry {
+  CacheKey key;
+  uint64 pos;     /* arena position of the newest record */
+  uint64 version; /* that record's version */
+};
+
+/* Arena record: this header, the encoded key, then the row's jsonb. */
+struct CacheRecord {
+  uint32 len; /* whole record, MAXALIGNed */
+  uint32 keylen;
+  uint32 rowlen; /* 0: tombstone (or unknown) */
+  bool unknown;  /* the row changed as of version, unread: a miss */
+  CacheKey key;
+  uint64 version;
+};
+
+/* One held value's interest (interest.hpp). */
+struct InterestEntry {
+  Oid dboid;         /* interest_lock; InvalidOid: free */
+  pid_t pid;         /* interest_lock: the backend that holds the value */
+  Oid role;          /* interest_lock: the role that holds it (ectosync.max_role_share) */
+  uint32 generation; /* interest_lock: new at every attach, names the channel */
+  Latch *latch;      /* interest_lock: the holder's, set when an event matches */
+  bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
+  slock_t mutex;     /* guards what follows */
+  uint64 notifications;
+  Interest interest;
+};
+
+/* held_shared.cpp's part of shared memory, and its start (lock: held_lock). */
+Size held_shared_shmem_size();
+void held_shared_shmem_startup(LWLock *lock);
+
+struct EctoShared {
+  uint64 epoch;
+  uint8 channel_key[32]; /* set at startup, never shown: held values' channels */
+  LWLock *slots_lock;
+  LWLock *cache_lock;
+  LWLock *interest_lock;
+  int nslots;
+  uint64 arena_head, arena_oldest; /* cache_lock */
+  uint64 cache_evictions;          /* cache_lock */
+  pg_atomic_uint64 cache_hits, cache_misses;
+  Oid absent_dbs[64];    /* slots_lock: databases found without the extension */
+  int nabsent;           /* slots_lock */
+  uint64 wakeups;        /* slots_lock: CREATE EXTENSIONs so far (see worker.cpp) */
+  pid_t launcher_pid;    /* slots_lock */
+  Latch *launcher_latch; /* slots_lock */
+};
+
+extern EctoShared *shared;
+
+DbSlot *slot_at(int i);
+DbSlot *find_slot(Oid dboid);               /* caller holds slots_lock */
+DbSlot *current_slot();                     /* MyDatabaseId's slot, or null */
+DbSlot *claim_slot(Oid dboid);              /* find or take a free slot; null if none */
+void release_slot(DbSlot *slot, Oid dboid); /* if dboid still owns it */
+void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len);
+void wake_launcher();           /* worker.cpp: CREATE EXTENSION took effect */
+void wake_launcher_at_commit(); /* capture.cpp: wake_launcher() once committed */
+
+struct QueuedEvent {
+  RecordHeader header;
+  std::string body;
+};
+/* Copies up to max_events unprocessed events; batch_end is where they end. */
+int queue_take_batch(DbSlot *slot, int max_events, std::vector<QueuedEvent> &batch,
+                     uint64 &batch_end);
+/* After notifying: the batch's records become log-only. */
+void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, int events,
+                        const std::vector<int64> &lags_us);
+/*
+ * The batch up to seq is loaded into the cache; its notifications follow
+ * at the worker's commit.  (Before the commit: a holder notified of an event
+ * may ask for changes before queue_finish_batch runs.)
+ */
+void queue_mark_loaded(DbSlot *slot, uint64 seq);
+/* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
+void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
+
+/* RELOAD markers for these tables, why: ReloadWhy bits (a batch that could not be loaded). */
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why);
+/* Worker counters. */
+void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
+                       uint64 rows_not_loaded);
+/* When a session last used relid through ecto_sync (note_use()); 0: not lately. */
+TimestampTz table_last_used(DbSlot *slot, Oid relid);
+
+/* Worker: the entries of this database that events match, and the last seq matched. */
+struct InterestHit {
+  int index;
+  uint32 generation;
+  uint64 seq;
+  Latch *latch;
+  bool listening;
+};
+void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits);
+
+struct CacheStats {
+  uint64 entries, bytes, capacity, evictions, hits, misses;
+};
+CacheStats cache_stats();
+
+}  // namespace ectosync

@@ -1,0 +1,37 @@
+/*
+ * catalog_internal.hpp: helpers that catalog.cpp, load.cpp and watch.cpp
+ * share: the SPI helpers (pg/spi.hpp), table quoting, and the catalog as
+ * the pure association code (assoc.hpp) sees it.
+ */
+#pragma once
+
+#include "core/assoc.hpp"
+#include "pg/pg_boundary.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"
+}
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+/* "schema"."name" of a table, quoted where needed. */
+std::string quoted_table(const TableInfo &table);
+
+/* The catalog read through SPI (needs an SpiScope), cached for its lifetime. */
+std::unique_ptr<CatalogSource> make_catalog_source();
+
+/* An AssocError as an Error with the same SQLSTATE and texts. */
+Error to_error(const AssocError &e);
+
+/* A plan of a spec given as JSON text; uncached (watch uses it). */
+Plan resolve_plan_text(uint32_t relid, const std::string &spec_text);
+
+}  // namespace ectosync

@@ -1,0 +1,96 @@
+/*
+ * keys.cpp: key values of rows (see keys.hpp).
+ */
+#include "value/keys.hpp"
+
+#include "pg/pg_boundary.hpp"
+
+extern "C" {
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/numeric.h"
+}
+
+#include <algorithm>
+
+namespace ectosync {
+namespace {
+
+/* numeric_in of a key's text, for numeric comparisons. */
+Numeric parse_numeric(const std::string &text) {
+  return pg_call([&] {
+    return DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(text.c_str()),
+                                               ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+  });
+}
+
+}  // namespace
+
+Key make_key(const std::vector<Column> &cols, const Texts &texts) {
+  Key key(cols.size());
+  for (size_t i = 0; i < cols.size() && i < texts.size(); i++) {
+    key[i].text = texts[i];
+    if (texts[i] && cols[i].kind == KeyKind::Number) key[i].num = parse_numeric(*texts[i]);
+  }
+  return key;
+}
+
+int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part &p) {
+  bool e_null = !e || e->is_null();
+  if (e_null || !p.text) return e_null == !p.text ? 0 : (e_null ? -1 : 1);
+  if (kind == KeyKind::Number && e->is_numeric() && p.num)
+    return jb::compare_numeric(e->numeric(), p.num);
+  if (e->is_numeric()) return jb::compare_bytes(jb::numeric_text(e->numeric()), *p.text);
+  if (e->is_bool()) {
+    bool a = e->type == JENTRY_ISBOOL_TRUE, b = *p.text == "true";
+    return a == b ? 0 : (a ? 1 : -1);
+  }
+  if (!e->is_string()) return -1;
+  if (is_time_kind(kind)) return compare_time_texts(e->str(), *p.text);
+  return jb::compare_bytes(e->str(), *p.text);
+}
+
+std::optional<std::string> elem_text(const jb::Elem &e) {
+  if (e.is_numeric()) return jb::numeric_text(e.numeric());
+  if (e.is_string()) return std::string(e.str());
+  if (e.is_bool()) return std::string(e.type == JENTRY_ISBOOL_TRUE ? "true" : "false");
+  return std::nullopt;
+}
+
+Texts row_texts(jb::View row, const std::vector<Column> &cols) {
+  Texts out;
+  for (const Column &c : cols) {
+    std::optional<jb::Elem> e = row.get(c.name);
+    out.push_back(e ? elem_text(*e) : std::nullopt);
+  }
+  return out;
+}
+
+bool has_null(const Texts &t) {
+  return std::any_of(t.begin(), t.end(), [](const auto &v) { return !v; });
+}
+
+int compare_row_key(jb::View row, const std::vector<Column> &cols, const Key &key) {
+  for (size_t i = 0; i < cols.size(); i++) {
+    int c = compare_elem_part(cols[i].kind, row.get(cols[i].name), key[i]);
+    if (c != 0) return c;
+  }
+  return 0;
+}
+
+std::pair<uint32_t, bool> search(jb::View list, const std::vector<Column> &pk, const Key &key) {
+  uint32_t lo = 0, hi = list.size();
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    jb::View row(list.at(mid));
+    int c = row.valid() ? compare_row_key(row, pk, key) : -1;
+    if (c == 0) return {mid, true};
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return {lo, false};
+}
+
+}  // namespace ectosync

@@ -1,0 +1,442 @@
+/*
+ * load.cpp: ectosync.load() and load_rows_where(): one SQL query per value,
+ * generated from a Plan, run as the calling role.
+ *
+ * The query nests each association as a correlated subquery (shown
+ * without the qualification that every function, operator, type and
+ * collation gets: sql_context.hpp):
+ *
+ *   to_jsonb(t0.*) || jsonb_build_object('tags', (SELECT coalesce(jsonb_agg(
+ *       to_jsonb(t1.*) ORDER BY t1.id), '[]') FROM tags t1
+ *       WHERE EXISTS (SELECT FROM posts_tags j1
+ *                     WHERE j1.post_id = t0.id AND j1.tag_id = t1.id)))
+ *
+ * has_many/many_to_many give arrays ordered by the target's primary key
+ * (plan.hpp's KeyKind order: text-kind columns bytewise), belongs_to/has_one
+ * an object or null.  Identifiers are quoted; values are parameters.
+ */
+#include "value/catalog.hpp"
+#include "value/catalog_internal.hpp"
+#include "shmem/shared.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+}
+
+#include <cinttypes>
+#include <cstdio>
+
+namespace ectosync {
+
+namespace {
+
+/* ==== SQL generation ==== */
+
+/* alias."column", for generated SQL. */
+std::string column_ref(const std::string &alias, const Column &col) {
+  return alias + "." + quote_ident(col.name);
+}
+
+/*
+ * ORDER BY list of a table's primary key, in KeyKind's order: text kinds
+ * bytewise; char(n) by its blank-padded output, as to_jsonb renders it (a
+ * cast to text would strip the trailing blanks, and 'a\x01' would sort
+ * after 'a'); numbers, booleans and times by their values.
+ */
+std::string order_by(const TableInfo &table, const std::string &alias) {
+  std::string out;
+  for (const auto &col : table.pk) {
+    if (!out.empty()) out += ", ";
+    if (col.kind == KeyKind::Char)
+      out += "pg_catalog.textin(pg_catalog.bpcharout(" + column_ref(alias, col) + "))";
+    else
+      out += column_ref(alias, col);
+    if (col.kind == KeyKind::Text) out += "::pg_catalog.text";
+    if (col.kind == KeyKind::Text || col.kind == KeyKind::Char) out += " COLLATE pg_catalog.\"C\"";
+  }
+  return out;
+}
+
+/* a.x = b.y AND ... over paired columns */
+std::string join_condition(const std::string &a_alias, const std::vector<Column> &a,
+                           const std::string &b_alias, const std::vector<Column> &b) {
+  std::string out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i) out += " AND ";
+    out += column_ref(a_alias, a[i]) + " " + a[i].eq_op + " " + column_ref(b_alias, b[i]);
+  }
+  return out;
+}
+
+/*
+ * Generates the SQL of a value from plan nodes; aliases t<n> (tables) and
+ * j<n> (join tables) are numbered so that nested subqueries never clash.
+ */
+class QueryBuilder {
+ public:
+  /* A row of node's table (alias) with its associations, as a jsonb expression. */
+  std::string row(const PlanNode &node, const std::string &alias) {
+    std::string out = "pg_catalog.to_jsonb(" + alias + ".*)";
+    for (const auto &assoc : node.assocs)
+      out += " OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(" + literal(assoc.name) +
+             ", " + association(assoc, alias) + ")";
+    return out;
+  }
+
+  /* jsonb_agg of the rows of node's table (alias) that `where` selects, by pk. */
+  std::string array(const PlanNode &node, const std::string &alias, const std::string &where) {
+    return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
+           order_by(node.table, alias) + "), '[]'::pg_catalog.jsonb) FROM " +
+           quoted_table(node.table) + " " + alias + " WHERE " + where + ")";
+  }
+
+  /* The quoted string literal of a name. */
+  static std::string literal(const std::string &text) {
+    const char *t = text.c_str();
+    return pg_call([&] { return quote_literal_cstr(t); });
+  }
+
+ private:
+  std::string next_alias(const char *prefix) { return prefix + std::to_string(++aliases_); }
+
+  /* The subquery of one association of the row aliased owner. */
+  std::string association(const Assoc &assoc, const std::string &owner) {
+    const PlanNode &target = *assoc.target;
+    std::string t = next_alias("t");
+    if (assoc.kind == AssocKind::ManyToMany) {
+      std::string j = next_alias("j");
+      /* EXISTS, not IN: IN would find its = through search_path. */
+      std::string where = "EXISTS (SELECT FROM " + quoted_table(*assoc.join) + " " + j + " WHERE " +
+                          join_condition(j, assoc.join_owner_cols, owner, assoc.owner_cols) +
+                          " AND " +
+                          join_condition(j, assoc.join_target_cols, t, assoc.target_cols) + ")";
+      return array(target, t, where);
+    }
+    std::string where = join_condition(t, assoc.target_cols, owner, assoc.owner_cols);
+    if (assoc.kind == AssocKind::HasMany) return array(target, t, where);
+    return "(SELECT " + row(target, t) + " FROM " + quoted_table(target.table) + " " + t +
+           " WHERE " + where + " ORDER BY " + order_by(target.table, t) + " LIMIT 1)";
+  }
+
+  int aliases_ = 0;
+};
+
+/* ==== running it ==== */
+
+/* Runs a query returning one jsonb (saved: through a kept plan); the value
+ * is copied out of SPI. */
+Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params, bool saved) {
+  int rc = saved ? spi_execute_saved(sql, params, false) : spi_execute(sql, params, false);
+  if (rc != SPI_OK_SELECT || SPI_processed != 1)
+    throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: load query failed", sql);
+  return pg_call([&] {
+    bool isnull = false;
+    Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull) return static_cast<Jsonb *>(nullptr);
+    /* Detoasted where the copy lives, not in SPI's context, which
+     * SPI_finish frees. */
+    Datum copy = SPI_datumTransfer(d, false, -1);
+    MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(DatumGetPointer(copy)));
+    Jsonb *jsonb = DatumGetJsonbP(copy);
+    MemoryContextSwitchTo(old);
+    return jsonb;
+  });
+}
+
+/* WHERE clause of cols = $first.. (IS NULL for nullopt); adds the params. */
+std::string where_equal(const std::string &alias, const std::vector<Column> &cols,
+                        const std::vector<std::optional<std::string>> &values,
+                        std::vector<SpiParam> &params) {
+  std::string out;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i) out += " AND ";
+    if (!values.at(i)) {
+      out += column_ref(alias, cols[i]) + " IS NULL";
+      continue;
+    }
+    params.push_back({TEXTOID, values[i]});
+    if (cols[i].eq_op.empty())
+      throw Error(ERRCODE_UNDEFINED_FUNCTION,
+                  "column \"" + cols[i].name + "\" of type " + cols[i].type_name +
+                      " cannot be compared for equality",
+                  "Its type has no default equality operator.");
+    out += column_ref(alias, cols[i]) + " " + cols[i].eq_op + " CAST($" +
+           std::to_string(params.size()) + " AS " + cols[i].sql_type + ")";
+  }
+  return out.empty() ? "true" : out;
+}
+
+/* A filter entry: a root column and the value (nullopt: JSON null). */
+struct FilterEntry {
+  Column column;
+  std::optional<std::string> text; /* the value as the column's input text */
+  std::string normalized = "null"; /* to_jsonb rendering, as JSON text */
+};
+
+/* The name jsonb_typeof() gives a JSON type. */
+const char *json_type_name(Json::Type type) {
+  switch (type) {
+    case Json::Type::Null:
+      return "null";
+    case Json::Type::Bool:
+      return "boolean";
+    case Json::Type::Number:
+      return "number";
+    case Json::Type::String:
+      return "string";
+    case Json::Type::Array:
+      return "array";
+    case Json::Type::Object:
+      return "object";
+  }
+  return "?";
+}
+
+/* JSON text of a parsed value, for non-string filter values. */
+std::string json_text(const Json &value) {
+  switch (value.type) {
+    case Json::Type::Null:
+      return "null";
+    case Json::Type::Bool:
+      return value.boolean ? "true" : "false";
+    case Json::Type::Number:
+      return value.text;
+    case Json::Type::String:
+      return json_quote(value.text);
+    case Json::Type::Array: {
+      std::string out = "[";
+      for (size_t i = 0; i < value.items.size(); ++i)
+        out += (i ? ", " : "") + json_text(value.items[i]);
+      return out + "]";
+    }
+    case Json::Type::Object: {
+      std::string out = "{";
+      for (size_t i = 0; i < value.members.size(); ++i)
+        out += (i ? ", " : "") + json_quote(value.members[i].first) + ": " +
+               json_text(value.members[i].second);
+      return out + "}";
+    }
+  }
+  return "null";
+}
+
+/* Renders text as the column's type renders in to_jsonb; errors name the key. */
+void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Type given) {
+  std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + entry.column.sql_type + "))";
+  std::vector<SpiRow> rows;
+  try {
+    rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
+                    {{TEXTOID, entry.text}}, false);
+  } catch (PgError &e) {
+    ErrorData *data = e.release();
+    throw Error(
+        data->sqlerrcode,
+        "invalid filter value for \"" + entry.column.name + "\" of table " + table.schema + "." +
+            table.name,
+        data->message ? data->message : "",
+        "The value must be what to_jsonb() renders for type " + entry.column.type_name + ".");
+  }
+  entry.normalized = *rows.at(0)[0];
+  if (*rows[0][1] != json_type_name(given))
+    throw Error(
+        ERRCODE_INVALID_PARAMETER_VALUE,
+        "invalid filter value for \"" + entry.column.name + "\" of table " + table.schema + "." +
+            table.name,
+        std::string("A ") + json_type_name(given) + " was given; a " + entry.column.type_name +
+            " column renders as a " + *rows[0][1] + ".",
+        "The value must be what to_jsonb() renders for type " + entry.column.type_name + ".");
+}
+
+/* Parses and checks the filter: an object of root columns. */
+std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filter) {
+  std::vector<FilterEntry> out;
+  if (!filter) return out;
+  Json json;
+  try {
+    json = parse_json(jsonb_text(filter));
+  } catch (const JsonError &e) {
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, std::string("invalid filter: ") + e.what(),
+                "At character " + std::to_string(e.character) + ".",
+                "A filter maps columns of the root table to the values they must equal.");
+  }
+  if (json.type != Json::Type::Object)
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "filter must be a JSON object",
+                "It maps columns of the root table to the values they must equal.",
+                "Example: {\"author_id\": 3}");
+  auto catalog = make_catalog_source();
+  const TableDesc &desc = catalog->table(table.relid);
+  for (const auto &[name, value] : json.members) {
+    const ColumnDesc *col = desc.column(name);
+    if (!col)
+      throw Error(ERRCODE_UNDEFINED_COLUMN, "filter column \"" + name + "\" of table " +
+                                                desc.schema + "." + desc.name + " does not exist");
+    FilterEntry entry;
+    entry.column = Column{col->name,      col->attnum, col->kind.value_or(KeyKind::Text),
+                          col->type_name, col->eq_op,  col->sql_type};
+    if (value.type != Json::Type::Null) {
+      entry.text = value.type == Json::Type::String ? value.text : json_text(value);
+      normalize_filter_value(table, entry, value.type);
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+/* The filter object as jsonb text, values normalized; "null" when none. */
+std::string filter_text(const std::vector<FilterEntry> &entries, bool given) {
+  if (!given) return "null";
+  std::string out = "{";
+  for (size_t i = 0; i < entries.size(); ++i)
+    out += (i ? ", " : "") + json_quote(entries[i].column.name) + ": " + entries[i].normalized;
+  return out + "}";
+}
+
+/* load() needs a fresh snapshot per statement: see DESIGN.md, "Value seq". */
+void refuse_transaction_snapshot() {
+  if (!IsolationUsesXactSnapshot()) return;
+  throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+              "ectosync.load() cannot run in a REPEATABLE READ or SERIALIZABLE transaction",
+              "A value records the last event it reflects; under a transaction snapshot that "
+              "event cannot be known.",
+              "Call load() in a READ COMMITTED transaction.");
+}
+
+/* The epoch as values carry it: 16 lower-case hex digits. */
+std::string hex16(uint64_t value) {
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016" PRIx64, value);
+  return buf;
+}
+
+}  // namespace
+
+/* The whole value of load() (see plan.hpp). */
+Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
+  refuse_transaction_snapshot();
+  const Plan &plan = resolve_plan(relid, assocs);
+  check_select_privileges(plan);
+  const TableInfo &root = plan.root->table;
+  SpiScope spi;
+  std::vector<FilterEntry> entries = parse_filter(root, filter);
+  std::vector<SpiParam> params = {{TEXTOID, root.display()},
+                                  {TEXTOID, std::to_string(relid)},
+                                  {TEXTOID, plan.spec},
+                                  {TEXTOID, filter_text(entries, filter != nullptr)},
+                                  {TEXTOID, hex16(shared_epoch())},
+                                  {TEXTOID, std::to_string(last_seq())}};
+  std::vector<Column> cols;
+  std::vector<std::optional<std::string>> values;
+  for (const auto &e : entries) {
+    cols.push_back(e.column);
+    values.push_back(e.text);
+  }
+  QueryBuilder q;
+  std::string rows = q.array(*plan.root, "t0", where_equal("t0", cols, values, params));
+  std::string sql =
+      "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid',"
+      " $2::pg_catalog.int8, 'assocs', $3::pg_catalog.jsonb, 'filter', $4::pg_catalog.jsonb,"
+      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'rows', " +
+      rows + ")";
+  /* Planned for its filter values: a whole value is worth a custom plan. */
+  return spi_jsonb(sql, params, false);
+}
+
+Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
+                       const std::vector<std::optional<std::string>> &values) {
+  SpiScope spi;
+  std::vector<SpiParam> params;
+  QueryBuilder q;
+  std::string sql = "SELECT " + q.array(node, "t0", where_equal("t0", cols, values, params));
+  /* sync() repeats this query with other keys: planning it each time cost
+   * more than running it. */
+  return spi_jsonb(sql, params, true);
+}
+
+}  // namespace ectosync
+
+using namespace ectosync;
+
+/*
+ * ectosync.load(tbl regclass, assocs jsonb DEFAULT '[]', filter jsonb
+ * DEFAULT NULL) RETURNS jsonb: the value of tbl's rows (all, or those that
+ * equal filter) with the associations of assocs.
+ */
+ECTOSYNC_FUNCTION(ectosync_load) {
+  if (PG_ARGISNULL(0)) PG_RETURN_NULL();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  Jsonb *filter = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
+  Jsonb *value = load_value(relid, assocs, filter);
+  PG_RETURN_JSONB_P(value);
+}
+
+namespace ectosync {
+namespace {
+
+/* Elements of a text[] (NULL elements as nullopt). */
+std::vector<std::optional<std::string>> text_array(ArrayType *array) {
+  Datum *elems = nullptr;
+  bool *nulls = nullptr;
+  int n = 0;
+  pg_call([&] { deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n); });
+  std::vector<std::optional<std::string>> out;
+  for (int i = 0; i < n; ++i) {
+    if (nulls[i]) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    char *cstr = pg_call([&] { return TextDatumGetCString(elems[i]); });
+    out.emplace_back(cstr);
+  }
+  return out;
+}
+
+/* load_rows_where() on the root of a plan, columns by name. */
+Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, ArrayType *values) {
+  const Plan &plan = resolve_plan(relid, assocs);
+  auto names = text_array(columns);
+  auto vals = text_array(values);
+  if (names.size() != vals.size())
+    throw Error(ERRCODE_ARRAY_SUBSCRIPT_ERROR, "columns and values differ in length");
+  std::vector<Column> cols;
+  {
+    SpiScope spi;
+    auto catalog = make_catalog_source();
+    const TableDesc &desc = catalog->table(relid);
+    for (const auto &name : names) {
+      const ColumnDesc *col = name ? desc.column(*name) : nullptr;
+      if (!col)
+        throw Error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name.value_or("NULL") + "\" of table " +
+                                                  plan.root->table.display() + " does not exist");
+      cols.push_back(Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text),
+                            col->type_name, col->eq_op, col->sql_type});
+    }
+  }
+  return load_rows_where(*plan.root, cols, vals);
+}
+
+}  // namespace
+}  // namespace ectosync
+
+/*
+ * ectosync._load_rows_where(tbl regclass, assocs jsonb, columns text[],
+ * vals text[]) RETURNS jsonb: the rows load() would nest for tbl where the
+ * columns equal the values (NULL: IS NULL), as an array.  What sync() uses
+ * for rows entering a value; SQL-callable for tests and debugging.
+ */
+ECTOSYNC_FUNCTION(ectosync_load_rows_where) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3)) PG_RETURN_NULL();
+  Oid relid = PG_GETARG_OID(0);
+  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  ArrayType *columns = PG_GETARG_ARRAYTYPE_P(2);
+  ArrayType *values = PG_GETARG_ARRAYTYPE_P(3);
+  PG_RETURN_JSONB_P(rows_where(relid, assocs, columns, values));
+}

@@ -1,0 +1,434 @@
+/*
+ * sync.cpp: ectosync.sync(value jsonb, event text) RETURNS jsonb.
+ *
+ * A value made by load() (plan.hpp) is patched with the CURRENT state of the
+ * row an event names (from the shared row cache, or read as the caller on a
+ * miss or under row level security), so that applying events is idempotent
+ * and robust to their order: after all events, the value equals a fresh
+ * load() ("seq" aside).
+ *
+ * The value is read in place (jsonb_writer.hpp's View) and the result is
+ * written with raw copies of everything the event cannot touch: subtrees
+ * whose plan does not involve the event's table are never visited, runs of
+ * untouched rows are copied as byte ranges, and lists are searched by
+ * primary key (they are ordered by it) when the parent can be located from
+ * the event's key values.
+ *
+ * The rules, for the changed row(s) of table T (old and new primary key):
+ *  - wherever a row of T with that key sits, it gets the current columns
+ *    (its association keys kept); it leaves a list when it no longer exists
+ *    or no longer belongs there (has_many: its target columns no longer
+ *    equal the parent's owner columns; root: the filter no longer matches),
+ *    and enters, in primary-key order, the lists it now belongs to;
+ *  - a row entering with associations of its own is read as load() reads
+ *    it (load_rows_where by primary key, as the caller); without any it is
+ *    the cached row;
+ *  - when a row's owner columns changed, its belongs_to/has_one/has_many
+ *    associations are read again (keyed load);
+ *  - join rows of a many_to_many add or remove the target under the
+ *    parents whose owner key the join row has (had);
+ *  - a has_one/belongs_to whose row left, or that another row may now
+ *    take, is read again (keyed load).
+ *
+ * Events of tables that the value does not hold return the value unchanged
+ * (its seq is left alone too: a later event of a held table must not be
+ * mistaken for an older one because an unrelated event advanced the seq).
+ * RELOAD markers of a held table, events that left the event log, and other
+ * epochs raise SQLSTATE ZE001: the client must load() again.
+ */
+#include "value/catalog.hpp"
+#include "core/event.hpp"
+#include "value/jsonb_writer.hpp"
+#include "value/keys.hpp"
+#include "pg/pg_boundary.hpp"
+#include "core/plan.hpp"
+#include "shmem/shared.hpp"
+#include "value/patcher.hpp"
+#include "value/sync.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "catalog/namespace.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rls.h"
+}
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace ectosync {
+namespace {
+
+/* The reload-required error: the client must call load() again. */
+[[noreturn]] void reload_required(const std::string &detail) {
+  throw Error(ERRCODE_ECTOSYNC_RELOAD, "ecto_sync: the value must be reloaded", detail,
+              "Call ectosync.load() again.");
+}
+
+/* A value that load() did not make, or that was altered. */
+[[noreturn]] void bad_value(const std::string &detail) {
+  throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+              "ecto_sync: sync() needs a value made by ectosync.load()", detail);
+}
+
+/*
+ * Whether a RELOAD marker naming table ("schema.name" as payloads show it,
+ * unquoted, or the relid when the worker could not name it) may concern the
+ * plan.  Names are matched as they are now and as the plan knows them;
+ * a name that resolves to no table may be a renamed one: assume it does.
+ */
+bool may_hold_table(const Plan &plan, const std::string &table) {
+  std::vector<uint32_t> tables = plan.tables();
+  auto held = [&](uint32_t relid) {
+    return std::find(tables.begin(), tables.end(), relid) != tables.end();
+  };
+  std::vector<const PlanNode *> stack{plan.root.get()};
+  while (!stack.empty()) {
+    const PlanNode *n = stack.back();
+    stack.pop_back();
+    if (n->table.display() == table) return true;
+    for (const Assoc &a : n->assocs) {
+      if (a.join && a.join->display() == table) return true;
+      stack.push_back(a.target.get());
+    }
+  }
+  if (!table.empty() && table.find_first_not_of("0123456789") == std::string::npos)
+    return held(static_cast<uint32_t>(std::stoul(table)));
+  /* Schema and table names may hold dots themselves: try every split. */
+  bool resolved = false;
+  for (size_t dot = table.find('.'); dot != std::string::npos; dot = table.find('.', dot + 1)) {
+    std::string schema = table.substr(0, dot), name = table.substr(dot + 1);
+    Oid relid = pg_call([&] {
+      Oid nsp = get_namespace_oid(schema.c_str(), true);
+      return OidIsValid(nsp) ? get_relname_relid(name.c_str(), nsp) : InvalidOid;
+    });
+    if (!OidIsValid(relid)) continue;
+    if (held(relid)) return true;
+    resolved = true;
+  }
+  return !resolved;
+}
+
+/* Reads an integer member of the value ("relid", "seq", "ectosync"). */
+uint64_t value_number(jb::View value, const char *key) {
+  std::optional<jb::Elem> e = value.get(key);
+  if (!e || !e->is_numeric())
+    bad_value(std::string("Its key \"") + key + "\" is missing or not a number.");
+  std::string text = jb::numeric_text(e->numeric());
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+    bad_value(std::string("Its key \"") + key + "\" is not a non-negative integer: " + text + ".");
+  return std::stoull(text);
+}
+
+/* A value's header, validated (bad_value otherwise). */
+struct ValueHeader {
+  uint64_t relid = 0, seq = 0, epoch = 0;
+  jb::Elem assocs, rows;
+  std::optional<jb::Elem> filter;
+};
+
+ValueHeader read_header(const Jsonb *value) {
+  jb::View v(value);
+  if (!v.is_object()) bad_value("The value is not a jsonb object.");
+  if (value_number(v, "ectosync") != 1) bad_value("Its \"ectosync\" format version is not 1.");
+  ValueHeader h;
+  h.relid = value_number(v, "relid");
+  h.seq = value_number(v, "seq");
+  std::optional<jb::Elem> assocs = v.get("assocs"), epoch = v.get("epoch"), rows = v.get("rows");
+  h.filter = v.get("filter");
+  if (!assocs || !jb::View(*assocs).is_object())
+    bad_value("Its key \"assocs\" is missing or not an object.");
+  if (!epoch || !epoch->is_string()) bad_value("Its key \"epoch\" is missing or not a string.");
+  if (!rows || !jb::View(*rows).is_array())
+    bad_value("Its key \"rows\" is missing or not an array.");
+  if (h.filter && !h.filter->is_null() && !jb::View(*h.filter).is_object())
+    bad_value("Its key \"filter\" is neither null nor an object.");
+  uint64_t ignored = 0;
+  if (!parse_event_id(std::string(epoch->str()) + ":1", h.epoch, ignored))
+    bad_value("Its \"epoch\" is not 16 hexadecimal digits.");
+  if (h.epoch != shared_epoch())
+    reload_required("The value was loaded before the server restarted (epoch " +
+                    std::string(epoch->str()) + ").");
+  h.assocs = *assocs;
+  h.rows = *rows;
+  return h;
+}
+
+/* The plan of a value's shape (cached per backend by resolve_plan). */
+const Plan &value_plan(const ValueHeader &h) {
+  Jsonb *assocs_jsonb = jb::to_jsonb(jb::Node::copy(h.assocs));
+  return resolve_plan(static_cast<uint32_t>(h.relid), assocs_jsonb);
+}
+
+/* Whether a RELOAD marker of relid (0: every table) concerns the plan. */
+bool reload_concerns(const Plan &plan, uint32_t relid) {
+  std::vector<uint32_t> tables = plan.tables();
+  return relid == 0 || std::find(tables.begin(), tables.end(), relid) != tables.end();
+}
+
+/* The name of table relid of the plan, as payloads show it ("": 0, every table). */
+std::string plan_table_name(const Plan &plan, uint32_t relid) {
+  std::vector<const PlanNode *> stack{plan.root.get()};
+  while (relid != 0 && !stack.empty()) {
+    const PlanNode *n = stack.back();
+    stack.pop_back();
+    if (n->table.relid == relid) return n->table.display();
+    for (const Assoc &a : n->assocs) {
+      if (a.join && a.join->relid == relid) return a.join->display();
+      stack.push_back(a.target.get());
+    }
+  }
+  return relid == 0 ? std::string() : std::to_string(relid);
+}
+
+/*
+ * Whether the logged event ev may change a value of plan: an event of a
+ * table the value holds (the caller must then be able to read them all:
+ * check_select_privileges).  A RELOAD marker of such a table raises ZE001,
+ * saying why it was queued; one of another table leaves the value alone.
+ */
+bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
+  if (ev.op == Op::Reload) {
+    if (reload_concerns(plan, ev.relid))
+      reload_required(
+          reload_reason(ev.why, plan_table_name(plan, ev.relid), format_event_id(h.epoch, ev.seq)));
+    return false;
+  }
+  std::vector<uint32_t> tables = plan.tables();
+  return std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
+}
+
+/*
+ * The logged event ev (its seq: ev.seq) applied to value: a new value with
+ * seq ev.seq, or value itself when the event cannot touch it.
+ */
+Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
+  if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
+  if (!event_concerns(plan, h, ev)) return value;
+  check_select_privileges(plan);
+
+  Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
+  patcher.prepare();
+  std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(h.rows));
+
+  Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ev.seq)); });
+  jb::View v(value);
+  jb::Node out = jb::Node::object();
+  for (uint32_t i = 0; i < v.size(); i++) {
+    std::string_view key = v.key(i);
+    if (key == "seq")
+      out.set(key, jb::Node::number(seq_num));
+    else if (key == "rows" && new_rows)
+      out.set(key, std::move(*new_rows));
+    else
+      out.set(key, jb::Node::copy(v.value(i)));
+  }
+  return jb::to_jsonb(out);
+}
+
+/*
+ * The parts that have rows, by their first rows: what routes a root key.
+ * A key belongs in the last part whose first row is at or below it, else
+ * in the first part; a value without rows routes everything to part 0.
+ * Kept across the events of a call, and updated as parts are replaced.
+ */
+class Routes {
+ public:
+  explicit Routes(const std::vector<Jsonb *> &parts) {
+    for (size_t i = 0; i < parts.size(); i++) {
+      jb::View part(parts[i]);
+      if (part.size() == 0) continue;
+      filled_.push_back(i);
+      first_.emplace_back(part.at(0));
+    }
+    if (filled_.empty()) {
+      filled_.push_back(0);
+      first_.emplace_back();
+    }
+  }
+  size_t size() const { return filled_.size(); }
+  size_t part(size_t f) const { return filled_[f]; }
+  /* The rows of route f run from first(f) (none: from the lowest key) up
+   * to first(f + 1) (none: to the end). */
+  jb::View lower(size_t f) const { return f > 0 ? first_[f] : jb::View(); }
+  jb::View upper(size_t f) const { return f + 1 < size() ? first_[f + 1] : jb::View(); }
+  size_t route(const Key &key, const std::vector<Column> &pk) const {
+    size_t lo = 0, hi = size();
+    while (hi - lo > 1) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (compare_row_key(first_[mid], pk, key) <= 0)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
+  /* Route f's part is now part (call for the highest f first). */
+  void replaced(size_t f, const Jsonb *part) {
+    jb::View rows(part);
+    if (rows.size() > 0) {
+      first_[f] = jb::View(rows.at(0));
+    } else if (size() > 1) {
+      filled_.erase(filled_.begin() + f);
+      first_.erase(first_.begin() + f);
+    } else {
+      first_[f] = jb::View();
+    }
+  }
+
+ private:
+  std::vector<size_t> filled_;
+  std::vector<jb::View> first_;
+};
+
+/*
+ * The event's changes to the parts of a value (parts.hpp): only the parts
+ * that hold the root keys the event may change are patched (all of them
+ * when any root row may change).  A changed part is replaced by a new one
+ * written in made; a replaced part that was made there too (fresh) is
+ * freed.  Whether some part changed.
+ */
+bool patch_parts(const Plan &plan, Patcher &patcher, std::vector<Jsonb *> &parts, Routes &routes,
+                 std::vector<bool> &fresh, MemoryContext made, TouchedRows *touched) {
+  std::optional<std::vector<Key>> keys = patcher.root_keys();
+  if (keys && keys->empty()) return false;
+  std::vector<bool> visit(routes.size(), !keys);
+  if (keys)
+    for (const Key &k : *keys) visit[routes.route(k, plan.root->table.pk)] = true;
+  /* Bounds come from the parts as the event found them: the routes move
+   * on once every part is patched. */
+  std::vector<std::pair<size_t, Jsonb *>> replaced;
+  for (size_t f = 0; f < routes.size(); f++) {
+    if (!visit[f]) continue;
+    size_t i = routes.part(f);
+    std::optional<jb::Node> rows =
+        patcher.patch_root(jb::View(parts[i]), routes.lower(f), routes.upper(f));
+    if (!rows) continue;
+    Jsonb *part = in_context(made, [&] { return jb::to_jsonb(*rows); });
+    if (fresh[i]) pg_call([&] { pfree(parts[i]); });
+    if (touched) patcher.touched((*touched)[i]);
+    parts[i] = part;
+    fresh[i] = true;
+    replaced.emplace_back(f, part);
+  }
+  for (auto it = replaced.rbegin(); it != replaced.rend(); ++it)
+    routes.replaced(it->first, it->second);
+  return !replaced.empty();
+}
+
+/* Reads event seq of the log, or says why the value must be reloaded. */
+void logged_event(uint64_t epoch, uint64_t seq, Event &ev) {
+  switch (event_lookup(seq, ev)) {
+    case LogLookup::Found:
+      return;
+    case LogLookup::Expired:
+      reload_required("The event " + format_event_id(epoch, seq) +
+                      " is no longer in the event log.");
+    case LogLookup::NoRecord:
+      reload_required("The event " + format_event_id(epoch, seq) +
+                      " has no record: a RELOAD marker found no room in the queue.");
+    case LogLookup::Unknown:
+      throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: unknown event",
+                  "No event " + format_event_id(epoch, seq) + " was queued in this database.",
+                  "Pass the payload of an ectosync_<relid> notification.");
+  }
+}
+
+/* The whole call: validation, the event, the plan, the patch. */
+Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
+  ValueHeader h = read_header(value);
+  EventRef ref;
+  if (!parse_payload(event_text, ref))
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: invalid event",
+                "The event \"" + event_text.substr(0, 200) +
+                    "\" is neither a notification payload nor an event id.",
+                "Pass the payload of an ectosync_<relid> notification.");
+  if (ref.epoch != h.epoch)
+    reload_required("The event " + format_event_id(ref.epoch, ref.seq) +
+                    " belongs to another server run.");
+  if (ref.seq <= h.seq) return value; /* already reflected: idempotent */
+  const Plan &plan = value_plan(h);
+
+  /* A RELOAD marker ("*": the whole database) for a table the value holds
+   * (as the payload names it): why it was queued, as its record in the log
+   * says, if the log still has it. */
+  if (ref.op && *ref.op == Op::Reload) {
+    bool every = ref.table.empty() || ref.table == "*";
+    if (every || may_hold_table(plan, ref.table)) {
+      Event marker;
+      bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload &&
+                    reload_concerns(plan, marker.relid);
+      reload_required(logged ? reload_reason(marker.why, plan_table_name(plan, marker.relid),
+                                             format_event_id(ref.epoch, ref.seq))
+                             : reload_reason(0, every ? std::string() : ref.table,
+                                             format_event_id(ref.epoch, ref.seq)));
+    }
+    return value;
+  }
+  Event ev;
+  logged_event(ref.epoch, ref.seq, ev);
+  return apply_event(value, h, plan, ev);
+}
+
+}  // namespace
+
+void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
+                std::vector<uint64_t> *changed_by, TouchedRows *touched) {
+  ValueHeader h = read_header(value.head);
+  const Plan &plan = value_plan(h);
+  jb::View filter = h.filter ? jb::View(*h.filter) : jb::View();
+  /* New parts are written in the caller's context; whatever else an event
+   * needs goes with the scratch context after it. */
+  MemoryContext made = CurrentMemoryContext;
+  MemoryContext scratch = pg_call(
+      [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); });
+  std::vector<bool> fresh(value.parts.size(), false);
+  bool readable = false;
+  Routes routes(value.parts);
+  if (touched) touched->resize(value.parts.size());
+  try {
+    for (uint64_t seq = after + 1; seq <= upto; seq++) {
+      bool changed = in_context(scratch, [&] {
+        Event ev;
+        logged_event(h.epoch, seq, ev);
+        if (!event_concerns(plan, h, ev)) return false;
+        if (!readable) check_select_privileges(plan); /* once a call */
+        readable = true;
+        Patcher patcher(plan, ev, filter);
+        patcher.prepare();
+        return patch_parts(plan, patcher, value.parts, routes, fresh, made, touched);
+      });
+      pg_call([&] { MemoryContextReset(scratch); });
+      if (changed && changed_by) changed_by->push_back(seq);
+    }
+  } catch (...) {
+    pg_call([&] { MemoryContextDelete(scratch); });
+    throw;
+  }
+  pg_call([&] { MemoryContextDelete(scratch); });
+}
+
+}  // namespace ectosync
+
+/* SQL: ectosync.sync(value jsonb, event text) RETURNS jsonb */
+ECTOSYNC_FUNCTION(ectosync_sync) {
+  Jsonb *value = PG_GETARG_JSONB_P(0);
+  text *event = PG_GETARG_TEXT_PP(1);
+  Jsonb *result = [&] {
+    return ectosync::sync_value(value, std::string(VARDATA_ANY(event), VARSIZE_ANY_EXHDR(event)));
+  }();
+  PG_RETURN_JSONB_P(result);
+}

@@ -1,0 +1,248 @@
+/*
+ * table_meta.cpp: what the worker knows of a captured table (its key
+ * columns, owner, names, join ends, the saved query that reads its rows),
+ * read from the catalog once and forgotten on relcache invalidation.
+ */
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/shared_internal.hpp"
+#include "pg/sql_context.hpp"
+#include "worker/worker_internal.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+}
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <signal.h>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ectosync {
+
+/* ---- what the worker knows of a captured table ---- */
+
+std::unordered_map<Oid, TableMeta> table_meta;
+/* Plans of forgotten metadata, freed at the next batch: not inside the
+ * invalidation callback that forgets them. */
+static std::vector<SPIPlanPtr> stale_plans;
+
+static void forget(std::unordered_map<Oid, TableMeta>::iterator it) {
+  if (it->second.load_plan) stale_plans.push_back(it->second.load_plan);
+  table_meta.erase(it);
+}
+
+/* Relcache invalidation: a table's keys, name or columns may have changed. */
+void forget_table_meta(Datum, Oid relid) {
+  pg_entry([&] {
+    if (relid == InvalidOid) {
+      while (!table_meta.empty()) forget(table_meta.begin());
+    } else if (auto it = table_meta.find(relid); it != table_meta.end()) {
+      forget(it);
+    }
+  });
+}
+
+void free_stale_plans() {
+  for (SPIPlanPtr plan : stale_plans) pg_call([&] { SPI_freeplan(plan); });
+  stale_plans.clear();
+}
+
+/*
+ * The key columns of rel, in index order, into out (INDEX_MAX_KEYS of
+ * them); returns how many (0: none).  The key is chosen as catalog.cpp's
+ * kIndexesSql chooses it: the primary key; else the REPLICA IDENTITY index;
+ * else the unique, valid, immediate, non-partial, non-expression index
+ * whose columns are all NOT NULL with the fewest columns, lowest oid first.
+ * Plain C: it runs inside pg_call().
+ */
+static int row_key_of(Relation rel, int16 *out) {
+  List *indexes = RelationGetIndexList(rel);
+  TupleDesc desc = RelationGetDescr(rel);
+  int best_rank = 3, best_n = 0;
+  Oid best_oid = InvalidOid;
+  ListCell *lc;
+  foreach (lc, indexes) {
+    Oid index_oid = lfirst_oid(lc);
+    HeapTuple tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index_oid));
+    if (!HeapTupleIsValid(tuple)) continue;
+    Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
+    bool usable = index->indisunique && index->indisvalid &&
+                  heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
+                  heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
+    int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
+    if (usable && !index->indisprimary) {
+      usable = index->indimmediate;
+      for (int i = 0; usable && i < index->indnkeyatts; i++) {
+        AttrNumber attnum = index->indkey.values[i];
+        usable = attnum > 0 && attnum <= desc->natts && TupleDescAttr(desc, attnum - 1)->attnotnull;
+      }
+    }
+    int n = index->indnkeyatts;
+    bool better = rank < best_rank ||
+                  (rank == best_rank && (n < best_n || (n == best_n && index_oid < best_oid)));
+    if (usable && better) {
+      best_rank = rank;
+      best_n = n;
+      best_oid = index_oid;
+      for (int i = 0; i < n; i++) out[i] = index->indkey.values[i];
+    }
+    ReleaseSysCache(tuple);
+  }
+  list_free(indexes);
+  return best_rank < 3 ? best_n : 0;
+}
+
+/* The key columns of relid in index order (empty if it has none): its
+ * primary key, or the unique key that stands for it (row_key_of()). */
+static std::vector<int16> primary_key_attnums(Oid relid) {
+  std::vector<int16> attnums;
+  Relation rel = pg_call([&] { return try_table_open(relid, AccessShareLock); });
+  if (!rel) return attnums;
+  int16 keys[INDEX_MAX_KEYS];
+  int n = pg_call([&] { return row_key_of(rel, keys); });
+  attnums.assign(keys, keys + n);
+  pg_call([&] { table_close(rel, AccessShareLock); });
+  return attnums;
+}
+
+/*
+ * A join table (as catalog.cpp defines it for many_to_many): exactly two
+ * foreign keys, each to a primary key, whose columns a unique key covers.
+ * Its rows also need the rows they join loaded.
+ */
+static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
+  struct Fk {
+    Oid target;
+    std::vector<int16> cols, refcols;
+  };
+  std::vector<Fk> fks;
+  pg_call([&] {
+    Relation conrel = table_open(ConstraintRelationId, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, Anum_pg_constraint_conrelid, BTEqualStrategyNumber, F_OIDEQ,
+                ObjectIdGetDatum(relid));
+    SysScanDesc scan =
+        systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr, 1, &key);
+    HeapTuple tuple;
+    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+      Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
+      /* Not the clones a foreign key to a partitioned table gets per partition. */
+      if (con->contype != CONSTRAINT_FOREIGN || OidIsValid(con->conparentid)) continue;
+      int nkeys;
+      AttrNumber conkey[INDEX_MAX_KEYS], confkey[INDEX_MAX_KEYS];
+      Oid pf[INDEX_MAX_KEYS], pp[INDEX_MAX_KEYS], ff[INDEX_MAX_KEYS];
+      DeconstructFkConstraintRow(tuple, &nkeys, conkey, confkey, pf, pp, ff, nullptr, nullptr);
+      Fk fk;
+      fk.target = con->confrelid;
+      fk.cols.assign(conkey, conkey + nkeys);
+      fk.refcols.assign(confkey, confkey + nkeys);
+      fks.push_back(std::move(fk));
+    }
+    systable_endscan(scan);
+    table_close(conrel, AccessShareLock);
+  });
+  std::vector<JoinEnd> ends;
+  if (fks.size() != 2) return ends;
+  std::set<int16> both;
+  for (const Fk &fk : fks) both.insert(fk.cols.begin(), fk.cols.end());
+  std::set<int16> pkset(pk.begin(), pk.end());
+  /* The primary key is the unique key the worker can check cheaply. */
+  if (!std::includes(pkset.begin(), pkset.end(), both.begin(), both.end())) return ends;
+  for (const Fk &fk : fks) {
+    std::vector<int16> target_pk = primary_key_attnums(fk.target);
+    if (target_pk.size() != fk.refcols.size()) return {};
+    JoinEnd end;
+    end.target = fk.target;
+    for (int16 target_col : target_pk) {
+      auto at = std::find(fk.refcols.begin(), fk.refcols.end(), target_col);
+      if (at == fk.refcols.end()) return {};
+      end.fk_attnums.push_back(fk.cols[at - fk.refcols.begin()]);
+    }
+    ends.push_back(std::move(end));
+  }
+  return ends;
+}
+
+const TableMeta &meta_for(Oid relid) {
+  auto found = table_meta.find(relid);
+  if (found != table_meta.end()) return found->second;
+  TableMeta meta;
+  char *relname = pg_call([&] { return get_rel_name(relid); });
+  if (relname) {
+    char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
+    meta.exists = true;
+    meta.owner = pg_call([&] {
+      HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+      Oid owner =
+          HeapTupleIsValid(tuple) ? ((Form_pg_class)GETSTRUCT(tuple))->relowner : InvalidOid;
+      if (HeapTupleIsValid(tuple)) ReleaseSysCache(tuple);
+      return owner;
+    });
+    meta.display = std::string(nspname) + "." + relname;
+    meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
+    for (int16 attnum : primary_key_attnums(relid)) {
+      KeyCol col;
+      col.attnum = attnum;
+      col.name = pg_call([&] { return quote_identifier(get_attname(relid, attnum, false)); });
+      /* The base type, qualified and without a typmod ("pg_catalog.bpchar",
+       * not "character", which means char(1)): what the key's text is cast
+       * to. */
+      col.type = pg_call([&] {
+        return format_type_extended(getBaseType(get_atttype(relid, attnum)), -1,
+                                    FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+      });
+      meta.pk.push_back(std::move(col));
+    }
+    meta.join_ends = join_ends(relid, primary_key_attnums(relid));
+  }
+  return table_meta.emplace(relid, std::move(meta)).first->second;
+}
+
+/* From _PG_init: the worker forgets the metadata of tables that change. */
+void worker_init() {
+  CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
+}
+
+}  // namespace ectosync

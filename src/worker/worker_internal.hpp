@@ -1,0 +1,69 @@
+/*
+ * worker_internal.hpp: what the files of worker/ share: the worker's
+ * metadata of a captured table (table_meta.cpp), one batch (batch.cpp),
+ * the worker's loop (worker.cpp) and the launcher's (launcher.cpp).
+ */
+#pragma once
+
+#include "core/event.hpp"
+#include "shmem/shared_internal.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "executor/spi.h"
+}
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ectosync {
+
+/* ---- table_meta.cpp ---- */
+
+struct KeyCol {
+  int16 attnum;
+  std::string name, type; /* type: format_type_be(), for casts */
+};
+
+struct JoinEnd {
+  Oid target;                    /* the referenced table */
+  std::vector<int16> fk_attnums; /* in the target's primary-key order */
+};
+
+struct TableMeta {
+  bool exists = false;
+  Oid owner = InvalidOid; /* the worker reads the table as its owner */
+  std::string qualified;  /* quoted schema.table */
+  std::string display;    /* schema.table, for payloads */
+  std::vector<KeyCol> pk;
+  std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
+  SPIPlanPtr load_plan = nullptr; /* saved: the query of load_table() */
+};
+
+extern std::unordered_map<Oid, TableMeta> table_meta;
+/* Relcache invalidation: a table's keys, name or columns may have changed. */
+void forget_table_meta(Datum, Oid relid);
+void free_stale_plans();
+const TableMeta &meta_for(Oid relid);
+
+/* ---- batch.cpp ---- */
+
+struct BatchResult {
+  uint64 rows = 0, queries = 0, notifications = 0, not_loaded = 0;
+};
+
+BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool tables_alone);
+void notify(Oid relid, uint64 seq, Op op);
+uint64 notify_held(const std::vector<Event> &events);
+
+/* ---- worker.cpp ---- */
+
+void wait_for_latch(long timeout_ms);
+uint64 wakeups();
+
+/* ---- launcher.cpp ---- */
+
+void launcher_loop();
+
+}  // namespace ectosync

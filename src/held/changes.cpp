@@ -189,6 +189,8 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
    * which is the same value, only cut less evenly. */
   try {
     in_context(h.context, [&] { rebalance(h.value); });
+  } catch (const PgError &) {
+    throw; /* PostgreSQL's errors abort the transaction */
   } catch (...) {
   }
 }
@@ -248,13 +250,10 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */
-  MemoryContext made_in = value_context();
-  try {
-    return changes_made_in(h, client_version, made_in);
-  } catch (...) {
-    pg_call([&] { MemoryContextDelete(made_in); });
-    throw;
-  }
+  OwnedContext made_in(value_context());
+  Reply reply = changes_made_in(h, client_version, made_in.get());
+  made_in.release(); /* changes_made_in() kept it, or deleted it */
+  return reply;
 }
 
 /*

@@ -87,17 +87,11 @@ bool worker_caught_up(int timeout_ms) {
  */
 template <typename Make>
 void own_value(Held &h, Make make, uint64_t scanned) {
-  MemoryContext context = value_context();
-  PartedValue value;
-  try {
-    value = in_context(context, make);
-  } catch (...) {
-    pg_call([&] { MemoryContextDelete(context); });
-    throw;
-  }
+  OwnedContext context(value_context());
+  PartedValue value = in_context(context.get(), make);
   held_share_detach(h.shared);
   h.shared = -1;
-  h.context = context;
+  h.context = context.release();
   h.value = value;
   h.scanned = scanned;
 }
@@ -166,30 +160,27 @@ bool apply_shared(const Held &h, uint64_t upto) {
     case SharedTurn::Mine:
       break;
   }
-  MemoryContext made_in = value_context();
+  OwnedContext made_in(value_context());
   try {
     PartedValue current = before;
     std::optional<std::string> reloaded;
     std::vector<uint64_t> changed_by;
     TouchedRows touched;
-    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched, upto);
+    catch_up(h, current, made_in.get(), scanned, reloaded, changed_by, touched, upto);
     Jsonb *ops = nullptr;
     if (!reloaded && current != before) {
       Diff diff(resolve_plan(h.relid, h.assocs));
       diff.parts(before.parts, current.parts, touched);
       if (diff.count() > 0)
-        in_context(made_in, [&] {
+        in_context(made_in.get(), [&] {
           ops = jb::to_jsonb(diff.ops());
           rebalance(current, false); /* (the shared parts are not ours to free) */
         });
     }
-    bool published = held_share_publish(h.shared, current, ops, reloaded ? &*reloaded : nullptr,
-                                        changed_by, scanned);
-    pg_call([&] { MemoryContextDelete(made_in); });
-    return published;
+    return held_share_publish(h.shared, current, ops, reloaded ? &*reloaded : nullptr, changed_by,
+                              scanned);
   } catch (...) {
     held_share_abandon(h.shared);
-    pg_call([&] { MemoryContextDelete(made_in); });
     throw;
   }
 }

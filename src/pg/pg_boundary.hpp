@@ -10,14 +10,21 @@
  *    the worker's main) wraps its body in pg_entry(), which catches every
  *    C++ exception and re-raises it as an ereport() once no C++ object of
  *    that frame is alive any more;
- *  - C++ code that owns objects with destructors calls into PostgreSQL only
- *    through pg_call(), which turns an ereport(ERROR) into a PgError
- *    exception.  A PgError is never swallowed: it unwinds to pg_entry(),
- *    which re-throws the original error (same SQLSTATE, message, detail), and
- *    PostgreSQL then aborts the transaction as usual.
+ *  - a PostgreSQL call that may raise an ERROR (any that allocates, reads
+ *    the catalog, runs SQL, or checks for interrupts) goes through
+ *    pg_call() whenever a C++ object with a destructor is alive in any
+ *    frame between it and the nearest pg_entry(); pg_call() turns the
+ *    ereport(ERROR) into a PgError exception.  A PgError is never
+ *    swallowed (the exit callbacks, which end the process anyway, aside):
+ *    it unwinds to pg_entry(), which re-throws the original error (same
+ *    SQLSTATE, message, detail), and PostgreSQL then aborts the
+ *    transaction as usual.
  *
- * Code that owns no C++ objects (plain C-style helpers) may call PostgreSQL
- * directly.
+ * Calls that cannot raise an ERROR (LWLockRelease, spinlocks, SetLatch,
+ * MemoryContextSwitchTo, MemoryContextDelete) need no guard, and code that
+ * owns no C++ objects (plain C-style helpers, and the part of an entry
+ * point before its first C++ object) may call PostgreSQL directly.
+ * OwnedContext gives a memory context back when a call throws.
  *
  * SQL functions are declared with ECTOSYNC_FUNCTION(name) { body }, which
  * runs the body inside pg_entry(): the first rule holds by construction.
@@ -27,6 +34,7 @@
 extern "C" {
 #include "postgres.h"
 #include "fmgr.h"
+#include "utils/memutils.h"
 }
 
 #include <exception>
@@ -112,6 +120,27 @@ auto in_context(MemoryContext context, Fn &&fn) -> decltype(fn()) {
   } restore{MemoryContextSwitchTo(context)};
   return fn();
 }
+
+/*
+ * A memory context that goes with the guard (MemoryContextDelete, which
+ * raises no error), unless release() kept it: the one way to give back
+ * what a call made, also when it throws.
+ */
+class OwnedContext {
+ public:
+  explicit OwnedContext(MemoryContext context) : context_(context) {}
+  ~OwnedContext() {
+    if (context_) MemoryContextDelete(context_);
+  }
+  OwnedContext(const OwnedContext &) = delete;
+  OwnedContext &operator=(const OwnedContext &) = delete;
+
+  MemoryContext get() const { return context_; }
+  MemoryContext release() { return std::exchange(context_, nullptr); }
+
+ private:
+  MemoryContext context_;
+};
 
 /*
  * Body of an entry point called by PostgreSQL: returns fn()'s result, or

@@ -393,32 +393,26 @@ void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
   /* New parts are written in the caller's context; whatever else an event
    * needs goes with the scratch context after it. */
   MemoryContext made = CurrentMemoryContext;
-  MemoryContext scratch = pg_call(
-      [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); });
+  OwnedContext scratch(pg_call(
+      [&] { return AllocSetContextCreate(made, "ecto_sync sync_parts", ALLOCSET_DEFAULT_SIZES); }));
   std::vector<bool> fresh(value.parts.size(), false);
   bool readable = false;
   Routes routes(value.parts);
   if (touched) touched->resize(value.parts.size());
-  try {
-    for (uint64_t seq = after + 1; seq <= upto; seq++) {
-      bool changed = in_context(scratch, [&] {
-        Event ev;
-        logged_event(h.epoch, seq, ev);
-        if (!event_concerns(plan, h, ev)) return false;
-        if (!readable) check_select_privileges(plan); /* once a call */
-        readable = true;
-        Patcher patcher(plan, ev, filter);
-        patcher.prepare();
-        return patch_parts(plan, patcher, value.parts, routes, fresh, made, touched);
-      });
-      pg_call([&] { MemoryContextReset(scratch); });
-      if (changed && changed_by) changed_by->push_back(seq);
-    }
-  } catch (...) {
-    pg_call([&] { MemoryContextDelete(scratch); });
-    throw;
+  for (uint64_t seq = after + 1; seq <= upto; seq++) {
+    bool changed = in_context(scratch.get(), [&] {
+      Event ev;
+      logged_event(h.epoch, seq, ev);
+      if (!event_concerns(plan, h, ev)) return false;
+      if (!readable) check_select_privileges(plan); /* once a call */
+      readable = true;
+      Patcher patcher(plan, ev, filter);
+      patcher.prepare();
+      return patch_parts(plan, patcher, value.parts, routes, fresh, made, touched);
+    });
+    pg_call([&] { MemoryContextReset(scratch.get()); });
+    if (changed && changed_by) changed_by->push_back(seq);
   }
-  pg_call([&] { MemoryContextDelete(scratch); });
 }
 
 }  // namespace ectosync

@@ -359,7 +359,7 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, uint64 ver
  */
 BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool tables_alone) {
   BatchResult result;
-  free_stale_plans();
+  forget_invalidated_meta();
   std::vector<Event> events(batch.size());
   KeysByTable keys;
   for (size_t i = 0; i < batch.size(); i++) {

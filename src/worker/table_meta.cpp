@@ -64,29 +64,39 @@ namespace ectosync {
 /* ---- what the worker knows of a captured table ---- */
 
 std::unordered_map<Oid, TableMeta> table_meta;
-/* Plans of forgotten metadata, freed at the next batch: not inside the
- * invalidation callback that forgets them. */
-static std::vector<SPIPlanPtr> stale_plans;
+
+/*
+ * Relcache invalidations seen since the last batch.  The callback only
+ * notes them: it runs inside PostgreSQL's invalidation processing, where
+ * nothing may raise (nor allocate, which may), and a batch holds
+ * references into table_meta across the queries that process them.
+ */
+static Oid invalidated[64];
+static int ninvalidated = 0;
+static bool all_invalidated = false;
+
+/* Relcache invalidation: a table's keys, name, owner or columns may have changed. */
+void forget_table_meta(Datum, Oid relid) {
+  if (relid == InvalidOid || ninvalidated == (int)lengthof(invalidated))
+    all_invalidated = true;
+  else
+    invalidated[ninvalidated++] = relid;
+}
 
 static void forget(std::unordered_map<Oid, TableMeta>::iterator it) {
-  if (it->second.load_plan) stale_plans.push_back(it->second.load_plan);
+  if (it->second.load_plan) pg_call([&] { SPI_freeplan(it->second.load_plan); });
   table_meta.erase(it);
 }
 
-/* Relcache invalidation: a table's keys, name or columns may have changed. */
-void forget_table_meta(Datum, Oid relid) {
-  pg_entry([&] {
-    if (relid == InvalidOid) {
-      while (!table_meta.empty()) forget(table_meta.begin());
-    } else if (auto it = table_meta.find(relid); it != table_meta.end()) {
-      forget(it);
-    }
-  });
-}
-
-void free_stale_plans() {
-  for (SPIPlanPtr plan : stale_plans) pg_call([&] { SPI_freeplan(plan); });
-  stale_plans.clear();
+void forget_invalidated_meta() {
+  if (all_invalidated) {
+    while (!table_meta.empty()) forget(table_meta.begin());
+  } else {
+    for (int i = 0; i < ninvalidated; i++)
+      if (auto it = table_meta.find(invalidated[i]); it != table_meta.end()) forget(it);
+  }
+  ninvalidated = 0;
+  all_invalidated = false;
 }
 
 /*

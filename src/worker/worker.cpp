@@ -120,7 +120,7 @@ static uint64 drain(DbSlot *slot) {
   uint64 transactions = 0;
   std::vector<QueuedEvent> batch;
   for (;;) {
-    CHECK_FOR_INTERRUPTS();
+    pg_call([] { CHECK_FOR_INTERRUPTS(); }); /* (batch is alive) */
     uint64 batch_end;
     int n = queue_take_batch(slot, settings.batch_size, batch, batch_end);
     if (n == 0) break;
@@ -231,11 +231,14 @@ void wait_for_latch(long timeout_ms) {
   (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
                   PG_WAIT_EXTENSION);
   ResetLatch(MyLatch);
-  CHECK_FOR_INTERRUPTS();
-  if (ConfigReloadPending) {
-    ConfigReloadPending = false;
-    ProcessConfigFile(PGC_SIGHUP);
-  }
+  /* Through pg_call: the launcher's loop owns C++ objects. */
+  pg_call([] {
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+  });
 }
 
 /*

@@ -44,7 +44,8 @@ struct TableMeta {
 extern std::unordered_map<Oid, TableMeta> table_meta;
 /* Relcache invalidation: a table's keys, name or columns may have changed. */
 void forget_table_meta(Datum, Oid relid);
-void free_stale_plans();
+/* Forgets the metadata (and plans) of tables invalidated since the last batch. */
+void forget_invalidated_meta();
 const TableMeta &meta_for(Oid relid);
 
 /* ---- batch.cpp ---- */

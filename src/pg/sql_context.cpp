@@ -35,8 +35,9 @@ constexpr Pin kPins[] = {
     {"lc_monetary", "C"},
 };
 
-int depth = 0;           /* live guards */
-std::string caller_path; /* search_path before the outermost guard */
+int depth = 0;               /* live guards */
+bool session_pinned = false; /* pin_settings_for_session(): every guard finds them in force */
+std::string caller_path;     /* search_path before the outermost guard */
 
 /* SET name = value for the current GUC nest level (as a function's SET). */
 void set_for_nest_level(const char *name, const char *value) {
@@ -47,6 +48,14 @@ void set_for_nest_level(const char *name, const char *value) {
 
 PinnedSettings::PinnedSettings() {
   if (depth > 0) {
+    ++depth;
+    return;
+  }
+  /* The worker's guards (each read of a table) only undo what the read
+   * did: the previous guard restored the pinned values. */
+  if (session_pinned) {
+    caller_path = kPinnedSearchPath;
+    nest_level_ = pg_call([] { return NewGUCNestLevel(); });
     ++depth;
     return;
   }
@@ -78,6 +87,7 @@ PinnedSettings::~PinnedSettings() {
 void pin_settings_for_session() {
   for (const Pin &pin : kPins)
     pg_call([&] { SetConfigOption(pin.name, pin.value, PGC_SUSET, PGC_S_OVERRIDE); });
+  session_pinned = true;
 }
 
 AsRole::AsRole(Oid role) {

@@ -74,7 +74,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
   values[name] = h;
-  publish_interest(h, h.value);
+  publish_interest(h, plan, h.value);
   if (listen) {
     /* The value's own channel; without an entry, its tables' channels and
      * one of this session's (table channels are shared with other
@@ -83,7 +83,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
                                    : "ectosync_session_" + std::to_string(MyProcPid);
     std::vector<std::string> channels{own};
     if (h.entry < 0)
-      for (uint32_t t : resolve_plan(relid, assocs).tables()) channels.push_back(channel_name(t));
+      for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
     for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
     pg_call([&] { Async_Notify(own.c_str(), "{}"); });
   }
@@ -133,13 +133,13 @@ jb::Node replace_all(const PartedValue &value) {
  * in made_in (ZE001: loaded again there; then reloaded says why).
  * Advances scanned.
  */
-void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
-              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
-              TouchedRows &touched, uint64_t upto) {
+void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext made_in,
+              uint64_t &scanned, std::optional<std::string> &reloaded,
+              std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto) {
   if (upto <= scanned) return;
   in_context(made_in, [&] {
     try {
-      sync_parts(value, scanned, upto, &changed_by, &touched);
+      sync_parts(plan, value, scanned, upto, &changed_by, &touched);
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
@@ -195,14 +195,18 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
   }
 }
 
-/* changes() with what it makes written in made_in (see move_on). */
-Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryContext made_in) {
+/*
+ * changes() with what it makes written in made_in (see move_on), and the
+ * plan of the value's shape, resolved once for the call.
+ */
+Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_version,
+                      MemoryContext made_in) {
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
   PartedValue current = h.value;
   TouchedRows touched;
-  catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
+  catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -216,9 +220,9 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
       }
       break;
     }
-    publish_interest(h, current);
+    publish_interest(h, plan, current);
     published = current;
-    catch_up(h, current, made_in, scanned, reloaded, changed_by, touched);
+    catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   }
   bool behind = client_version && *client_version != h.version;
   int64_t version = h.version;
@@ -227,7 +231,7 @@ Reply changes_made_in(Held &h, std::optional<int64_t> client_version, MemoryCont
     version++;
     result = Reply{envelope(version, scanned, replace_all(current), changed_by, reloaded), true};
   } else {
-    Diff diff(resolve_plan(h.relid, h.assocs));
+    Diff diff(plan);
     if (current != h.value) diff.parts(h.value.parts, current.parts, touched);
     bool changed = diff.count() > 0;
     if (changed) version++;
@@ -251,7 +255,7 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */
   OwnedContext made_in(value_context());
-  Reply reply = changes_made_in(h, client_version, made_in.get());
+  Reply reply = changes_made_in(h, resolve_plan(h.relid, h.assocs), client_version, made_in.get());
   made_in.release(); /* changes_made_in() kept it, or deleted it */
   return reply;
 }

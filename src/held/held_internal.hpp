@@ -57,7 +57,7 @@ Held &find_held(const std::string &name);
 uint64_t value_seq(const Jsonb *value);
 
 /* held_interest.cpp */
-void publish_interest(const Held &h, const PartedValue &value);
+void publish_interest(const Held &h, const Plan &plan, const PartedValue &value);
 
 /* sharing.cpp */
 bool may_share(const Plan &plan, const Jsonb *filter);
@@ -71,9 +71,10 @@ Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
                 const std::vector<uint64_t> &changed_by,
                 const std::optional<std::string> &reloaded);
 jb::Node replace_all(const PartedValue &value);
-void catch_up(const Held &h, PartedValue &value, MemoryContext made_in, uint64_t &scanned,
-              std::optional<std::string> &reloaded, std::vector<uint64_t> &changed_by,
-              TouchedRows &touched, uint64_t upto = loaded_seq());
+void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext made_in,
+              uint64_t &scanned, std::optional<std::string> &reloaded,
+              std::vector<uint64_t> &changed_by, TouchedRows &touched,
+              uint64_t upto = loaded_seq());
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
 

@@ -162,14 +162,15 @@ bool apply_shared(const Held &h, uint64_t upto) {
   }
   OwnedContext made_in(value_context());
   try {
+    const Plan &plan = resolve_plan(h.relid, h.assocs); /* once for the turn */
     PartedValue current = before;
     std::optional<std::string> reloaded;
     std::vector<uint64_t> changed_by;
     TouchedRows touched;
-    catch_up(h, current, made_in.get(), scanned, reloaded, changed_by, touched, upto);
+    catch_up(h, plan, current, made_in.get(), scanned, reloaded, changed_by, touched, upto);
     Jsonb *ops = nullptr;
     if (!reloaded && current != before) {
-      Diff diff(resolve_plan(h.relid, h.assocs));
+      Diff diff(plan);
       diff.parts(before.parts, current.parts, touched);
       if (diff.count() > 0)
         in_context(made_in.get(), [&] {

@@ -385,10 +385,9 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 
 }  // namespace
 
-void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
+void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
                 std::vector<uint64_t> *changed_by, TouchedRows *touched) {
   ValueHeader h = read_header(value.head);
-  const Plan &plan = value_plan(h);
   jb::View filter = h.filter ? jb::View(*h.filter) : jb::View();
   /* New parts are written in the caller's context; whatever else an event
    * needs goes with the scratch context after it. */

@@ -43,7 +43,7 @@ using TouchedRows = std::vector<PartTouch>;
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */
-void sync_parts(PartedValue &value, uint64_t after, uint64_t upto,
+void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
                 std::vector<uint64_t> *changed_by = nullptr, TouchedRows *touched = nullptr);
 
 }  // namespace ectosync

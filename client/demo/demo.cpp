@@ -309,7 +309,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     ho.table = shapes[i].table;
     ho.assocs = shapes[i].assocs;
     ho.filter = shapes[i].filter;
-    ho.mode = mode == "ectosync" ? HolderOptions::Mode::Sync
+    ho.mode = mode == "ectosync" ? HolderOptions::Mode::Held
               : mode == "reload" ? HolderOptions::Mode::Reload
                                  : HolderOptions::Mode::Requery;
     ho.commits = &commits;

@@ -100,7 +100,7 @@ void Holder::hold(bool counted) {
 /* Connect, then hold the value or (other modes) subscribe and load it. */
 void Holder::start() {
   connect();
-  if (opts_.mode == HolderOptions::Mode::Sync) {
+  if (opts_.mode == HolderOptions::Mode::Held) {
     hold(false);
   } else {
     subscribe();
@@ -109,7 +109,7 @@ void Holder::start() {
 }
 
 void Holder::reload() {
-  if (opts_.mode == HolderOptions::Mode::Sync)
+  if (opts_.mode == HolderOptions::Mode::Held)
     hold(true);
   else
     load(true);
@@ -268,7 +268,7 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
 int Holder::pump(std::chrono::milliseconds timeout) {
   try {
     if (!conn_ || !conn_->ok()) throw pg::ConnectionLost("not connected");
-    if (opts_.mode == HolderOptions::Mode::Sync) return handle_held(timeout);
+    if (opts_.mode == HolderOptions::Mode::Held) return handle_held(timeout);
     auto first = conn_->wait_notification(timeout);
     if (!first) return 0;
     std::vector<pg::Notification> batch{std::move(*first)};

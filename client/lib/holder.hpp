@@ -2,7 +2,7 @@
  * holder.hpp: the reference ecto_sync client.
  *
  * A Holder keeps one value (table, assocs, filter) up to date over its own
- * connection.  The ectosync way (Mode::Sync) holds the value in the server
+ * connection.  The ectosync way (Mode::Held) holds the value in the server
  * session too:
  *
  *   start():  SELECT ectosync.hold(name, tbl, assocs, filter, listen => false)
@@ -76,7 +76,7 @@ struct HolderOptions {
   std::string table;         /* regclass text, e.g. "posts" */
   std::string assocs = "[]"; /* JSON spec */
   std::string filter;        /* JSON object, "" = none */
-  enum class Mode { Sync, Stateless, Reload, Requery } mode = Mode::Sync;
+  enum class Mode { Held, Stateless, Reload, Requery } mode = Mode::Held;
   int max_batch = 128;                /* Stateless: notifications synced per round trip */
   int reconnect_timeout_ms = 30000;   /* give up reconnecting after this */
   const CommitLog *commits = nullptr; /* to record commit-to-synced latency */
@@ -119,7 +119,7 @@ class Holder {
 
   /* The held value as JSON text. */
   std::string value() const {
-    return opts_.mode == HolderOptions::Mode::Sync ? json_dump(doc_) : value_;
+    return opts_.mode == HolderOptions::Mode::Held ? json_dump(doc_) : value_;
   }
   const std::string &epoch() const { return epoch_; }
   const HolderStats &stats() const { return stats_; }

@@ -495,7 +495,7 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
     o.filter = domain_filter(admin, rng, o.table);
     /* both ways of syncing: held in the session and stateless (load + sync) */
     o.mode =
-        i % 3 == 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Sync;
+        i % 3 == 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Held;
     o.name = "holder " + std::to_string(i) + (i % 3 == 2 ? " (sync)" : " (held)");
     admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {o.table, o.assocs});
     holders.push_back(std::make_unique<ectosync::Holder>(o));
@@ -659,7 +659,7 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
       ectosync::HolderOptions o = holders[rng() % holders.size()]->options();
       std::string settings;
       o.conninfo = conninfo + random_settings(rng, &settings);
-      o.mode = ectosync::HolderOptions::Mode::Sync;
+      o.mode = ectosync::HolderOptions::Mode::Held;
       o.name = "late holder " + std::to_string(step);
       ectosync::Holder late(o);
       late.start();
@@ -723,7 +723,7 @@ TEST(OracleDomain, StaleAfterMigrationIsDetectedThenConverges) {
   admin.exec(R"(SELECT ectosync.watch('dom.events', '["code", "notes"]'))");
   std::vector<std::unique_ptr<ectosync::Holder>> holders;
   for (auto mode :
-       {ectosync::HolderOptions::Mode::Sync, ectosync::HolderOptions::Mode::Stateless}) {
+       {ectosync::HolderOptions::Mode::Held, ectosync::HolderOptions::Mode::Stateless}) {
     ectosync::HolderOptions o;
     o.conninfo = conninfo +
                  " options='-c TimeZone=Asia/Kathmandu -c DateStyle=German -c "

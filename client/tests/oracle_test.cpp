@@ -79,7 +79,7 @@ static void held_values_equal_fresh_loads(uint64_t seed) {
     o.assocs = testing_support::random_shape(admin, rng, o.table, 3);
     o.filter = testing_support::random_filter(admin, rng, o.table);
     /* both ways of syncing: held in the session (changes) and sent (sync) */
-    o.mode = i % 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Sync;
+    o.mode = i % 2 ? ectosync::HolderOptions::Mode::Stateless : ectosync::HolderOptions::Mode::Held;
     o.name = "holder " + std::to_string(i) + (i % 2 ? " (sync)" : " (held)");
     admin.exec("SELECT ectosync.watch($1::regclass, $2::jsonb)", {o.table, o.assocs});
     holders.push_back(std::make_unique<ectosync::Holder>(o));

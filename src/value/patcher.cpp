@@ -81,7 +81,7 @@ jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const
 
 /* Whether rows of node n (or below) can change with table T's event. */
 bool Patcher::involves(const PlanNode &n) {
-  return involves_.get(&n, [&] { return n.table.relid == T_ || deep(n); });
+  return involves_.get(&n, [&] { return n.table.relid == event_table_ || deep(n); });
 }
 
 /* Whether some association of n involves T (n's own table aside). */
@@ -225,14 +225,14 @@ bool Patcher::event_texts(const std::vector<Column> &cols, std::vector<Texts> &o
 
 /* Reads the event, its table in the plan and its rows' current states. */
 void Patcher::prepare() {
-  T_ = ev_.relid;
+  event_table_ = ev_.relid;
   std::vector<const PlanNode *> stack{plan_.root.get()};
   while (!stack.empty() && !table_) {
     const PlanNode *n = stack.back();
     stack.pop_back();
-    if (n->table.relid == T_) table_ = &n->table;
+    if (n->table.relid == event_table_) table_ = &n->table;
     for (const Assoc &a : n->assocs) {
-      if (a.join && a.join->relid == T_) table_ = &*a.join;
+      if (a.join && a.join->relid == event_table_) table_ = &*a.join;
       stack.push_back(a.target.get());
     }
   }
@@ -255,12 +255,12 @@ std::optional<std::vector<Key>> Patcher::candidate_parents(const PlanNode &n) {
   for (const Assoc &a : n.assocs) {
     if (!assoc_involves(a)) continue;
     if (!same_columns(a.owner_cols, n.table.pk)) return std::nullopt;
-    if (a.join && a.join->relid == T_) {
+    if (a.join && a.join->relid == event_table_) {
       if (involves(*a.target)) return std::nullopt;
       if (!event_texts(a.join_owner_cols, texts)) return std::nullopt;
       for (const RowState &s : states_)
         if (s.exists) texts.push_back(row_texts(s.row, a.join_owner_cols));
-    } else if (a.target->table.relid == T_ && !deep(*a.target) &&
+    } else if (a.target->table.relid == event_table_ && !deep(*a.target) &&
                (a.kind == AssocKind::HasMany || a.kind == AssocKind::HasOne)) {
       if (!event_texts(a.target_cols, texts)) return std::nullopt;
       for (const RowState &s : states_)
@@ -283,7 +283,7 @@ std::optional<std::vector<Key>> Patcher::root_keys() {
   const PlanNode &root = *plan_.root;
   std::vector<Key> keys;
   if (!involves(root)) return keys;
-  if (root.table.relid == T_)
+  if (root.table.relid == event_table_)
     for (const RowState &s : states_) keys.push_back(s.key);
   if (deep(root)) {
     std::optional<std::vector<Key>> parents = candidate_parents(root);
@@ -299,12 +299,12 @@ std::optional<std::vector<Key>> Patcher::root_keys() {
  */
 std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, const ListCtx &ctx) {
   bool join_list =
-      ctx.kind == ListCtx::ManyToMany && ctx.assoc->join && ctx.assoc->join->relid == T_;
+      ctx.kind == ListCtx::ManyToMany && ctx.assoc->join && ctx.assoc->join->relid == event_table_;
   if (!list.is_array() || (!involves(n) && !join_list)) return std::nullopt;
   std::map<uint32_t, std::optional<jb::Node>> mods; /* nullopt: removed */
   std::vector<std::pair<uint32_t, jb::Node>> inserts;
 
-  if (n.table.relid == T_) {
+  if (n.table.relid == event_table_) {
     for (const RowState &s : states_) {
       if (ctx.kind == ListCtx::Root && !in_root_range(s.key)) continue;
       auto [idx, found] = search(list, n.table.pk, s.key);
@@ -315,7 +315,7 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
       /* Join rows add a target; but under row level security a target row
        * may become visible by its own change: a linked row enters then. */
       if (ctx.kind == ListCtx::ManyToMany)
-        belongs = belongs && (found || (rls(T_) && linked(*ctx.assoc, ctx.parent, s)));
+        belongs = belongs && (found || (rls(event_table_) && linked(*ctx.assoc, ctx.parent, s)));
       if (found && !belongs)
         mods[idx] = std::nullopt;
       else if (found)
@@ -548,7 +548,7 @@ std::optional<jb::Node> Patcher::patch_one(const Assoc &a, std::optional<jb::Ele
                                            jb::View parent) {
   const PlanNode &t = *a.target;
   std::optional<jb::Elem> cur = old && old->is_container() ? old : std::nullopt;
-  if (t.table.relid == T_) {
+  if (t.table.relid == event_table_) {
     for (const RowState &s : states_) {
       bool is_it = cur && compare_row_key(jb::View(*cur), t.table.pk, s.key) == 0;
       bool belongs = s.exists && rows_match(s.row, a.target_cols, parent, a.owner_cols);

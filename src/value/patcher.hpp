@@ -97,7 +97,7 @@ class Patcher {
   bool involves(const PlanNode &n);
   bool deep(const PlanNode &n);
   bool assoc_involves(const Assoc &a) {
-    return (a.join && a.join->relid == T_) || involves(*a.target);
+    return (a.join && a.join->relid == event_table_) || involves(*a.target);
   }
   bool rls(uint32_t relid);
   bool linked(const Assoc &a, jb::View parent, const RowState &s);
@@ -125,7 +125,7 @@ class Patcher {
   const Plan &plan_;
   const Event &ev_;
   jb::View filter_;
-  uint32_t T_ = 0;
+  uint32_t event_table_ = 0;         /* the relid of the event's table */
   const TableInfo *table_ = nullptr; /* the event's table */
   std::vector<RowState> states_;     /* one per distinct pk (old, new) */
   SmallMemo<const PlanNode *> involves_, deep_;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh [write|sync|latency|all] [--flag value ...]: build the client
 # project and print ecto_sync's figures against a throwaway cluster
-# (scripts/with-cluster.sh).  Default: all.  See client/bench/bench.cpp.
+# (scripts/with-cluster.sh).  Default: all.  See client/bench/main.cpp.
 #   write    pgbench: no triggers vs ecto_sync capture vs plpgsql pg_notify (--seconds, --clients, --repeat)
 #   sync     sync() vs load() vs SELECT $1::jsonb for 100 and 10,000 posts (--min-time)
 #   latency  commit-to-notify p50/p99/max at 100/1,000/10,000 changes/s (--seconds, --rates)

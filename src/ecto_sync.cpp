@@ -109,8 +109,8 @@ void _PG_init(void) {
    * inherited by every backend and background worker it starts.
    */
   /* shmem_request_hook asks for ecto_sync's shared memory, shmem_startup_hook
-   * lays it out (shmem/shared.cpp). */
-  shared_init();
+   * lays it out (shmem/shmem.cpp). */
+  shmem_init();
   /* Transaction and subtransaction callbacks: a transaction's captured
    * events are queued at commit, dropped at abort (capture/capture.cpp). */
   capture_init();

@@ -34,7 +34,7 @@ extern Settings settings;
 extern bool loaded_at_startup;
 
 /* Called by _PG_init, which says what each installs. */
-void shared_init();              /* shmem/shared.cpp */
+void shmem_init();               /* shmem/shmem.cpp */
 void capture_init();             /* capture/capture.cpp */
 void catalog_init();             /* value/catalog.cpp */
 void worker_init();              /* worker/table_meta.cpp */

@@ -36,8 +36,8 @@
  */
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem.hpp"
+#include "shmem/shmem_internal.hpp"
 
 extern "C" {
 #include "access/htup_details.h"

@@ -21,7 +21,7 @@
  */
 #include "value/catalog_internal.hpp"
 #include "core/event.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 #include "capture/watch.hpp"
 
 extern "C" {

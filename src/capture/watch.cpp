@@ -22,7 +22,7 @@
 #include "capture/watch_internal.hpp"
 
 #include "value/catalog.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 #include "value/catalog_internal.hpp"
 #include "core/event.hpp"
 

@@ -27,7 +27,7 @@
  * trip that finds nothing to change.
  *
  * This file is pure C++ (no postgres.h), unit-tested without a server;
- * held.cpp builds interests from values, shared.cpp keeps them (one entry
+ * held.cpp builds interests from values, shmem.cpp keeps them (one entry
  * per held value, ectosync.max_held_values) and matches events for the
  * worker.
  */

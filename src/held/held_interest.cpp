@@ -9,7 +9,7 @@
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 #include "value/sync.hpp"
 #include "held/held_internal.hpp"
 

@@ -7,7 +7,7 @@
 #pragma once
 
 #include "core/plan.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 #include "value/jsonb_writer.hpp"
 #include "value/parts.hpp"
 #include "value/sync.hpp"

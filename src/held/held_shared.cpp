@@ -26,7 +26,7 @@
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 
 extern "C" {
 #include "miscadmin.h"

@@ -1,15 +1,15 @@
 /*
  * event_log.cpp: each database's ring of records, which is both its queue
- * and its event log (shared.cpp's header comment): writers append at
+ * and its event log (shmem.cpp's header comment): writers append at
  * commit, readers look events up by seq, the worker takes batches and
  * RELOAD markers; restart_capture() appends the marker that sets a cache
  * floor.
  */
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 #include "shmem/layout.hpp"
 
 extern "C" {

@@ -3,11 +3,11 @@
  * (InterestEntry[max_held_values]): taken and freed by holders, matched
  * against batches by the worker.
  */
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 #include "shmem/layout.hpp"
 
 extern "C" {

@@ -1,11 +1,11 @@
 /*
- * layout.hpp: the parts of shared memory that shared.cpp lays out at
+ * layout.hpp: the parts of shared memory that shmem.cpp lays out at
  * startup, for the other files of shmem/ (event_log.cpp, row_cache.cpp,
  * interest_registry.cpp).
  */
 #pragma once
 
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 
 extern "C" {
 #include "postgres.h"

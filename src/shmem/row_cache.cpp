@@ -1,13 +1,13 @@
 /*
  * row_cache.cpp: which tables sessions use (note_use(): the worker reads a
  * table's rows ahead only then), and the row cache: a FIFO arena of row
- * records and a hash to the newest (shared.cpp's header comment).
+ * records and a hash to the newest (shmem.cpp's header comment).
  */
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 #include "shmem/layout.hpp"
 
 extern "C" {

@@ -8,7 +8,7 @@
 
 #include "core/assoc.hpp"
 #include "value/catalog_internal.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -306,7 +306,7 @@ void remember_relids(const Plan &plan) {
 }
 
 /*
- * Tells the worker that this backend uses the plan's tables (shared.hpp's
+ * Tells the worker that this backend uses the plan's tables (shmem.hpp's
  * note_use), at most once a second per table: a plan is resolved at every
  * load, sync and changes call.
  */

@@ -17,7 +17,7 @@
  */
 #include "value/catalog.hpp"
 #include "value/catalog_internal.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 extern "C" {
 #include "access/xact.h"

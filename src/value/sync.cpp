@@ -42,7 +42,7 @@
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
 #include "core/plan.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
 #include "value/sync.hpp"
 

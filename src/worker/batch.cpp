@@ -5,7 +5,7 @@
  */
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 #include "pg/sql_context.hpp"
 #include "worker/worker_internal.hpp"
 

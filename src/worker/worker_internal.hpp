@@ -6,7 +6,7 @@
 #pragma once
 
 #include "core/event.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 
 extern "C" {
 #include "postgres.h"

@@ -1,5 +1,5 @@
 /*
- * shared.cpp: ecto_sync's shared memory.
+ * shmem.cpp: ecto_sync's shared memory.
  *
  * Sized once, at server start, from the GUCs; it never grows.
  *
@@ -47,11 +47,11 @@
  * are never held together with another ecto_sync lock.  No lock is held across anything that can
  * ERROR except palloc-free copies.
  */
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
-#include "shmem/shared_internal.hpp"
+#include "shmem/shmem_internal.hpp"
 #include "shmem/layout.hpp"
 
 extern "C" {
@@ -192,7 +192,7 @@ static void shmem_startup() {
   LWLockRelease(AddinShmemInitLock);
 }
 
-void shared_init() {
+void shmem_init() {
   prev_shmem_request_hook = shmem_request_hook;
   shmem_request_hook = shmem_request;
   prev_shmem_startup_hook = shmem_startup_hook;

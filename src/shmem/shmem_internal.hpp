@@ -1,12 +1,12 @@
 /*
- * shared_internal.hpp: the shared-memory structures themselves, for
- * shared.cpp, the worker and the stats function only.  The lock that guards
- * each field is named beside it; the protocol is in shared.cpp's header.
+ * shmem_internal.hpp: the shared-memory structures themselves, for
+ * shmem.cpp, the worker and the stats function only.  The lock that guards
+ * each field is named beside it; the protocol is in shmem.cpp's header.
  */
 #pragma once
 
 #include "core/interest.hpp"
-#include "shmem/shared.hpp"
+#include "shmem/shmem.hpp"
 
 extern "C" {
 #include "postgres.h"

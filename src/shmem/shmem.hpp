@@ -1,6 +1,6 @@
 /*
- * shared.hpp: ecto_sync's shared memory, as the rest of the extension sees
- * it.  The layout and the lock protocol are documented in shared.cpp.
+ * shmem.hpp: ecto_sync's shared memory, as the rest of the extension sees
+ * it.  The layout and the lock protocol are documented in shmem.cpp.
  *
  * All functions act on the current database (MyDatabaseId) unless they take
  * a database oid.  None of them throws or raises an ERROR unless it says so;

@@ -2,7 +2,8 @@
  * ectosync_demo: the blog domain, N holders, M writers, three ways to keep
  * the holders' values current, and the figures side by side.
  *
- *   ectosync   ecto_sync: LISTEN, load once, sync() on every notification
+ *   ectosync   ecto_sync: hold() once, then wait_changes() returns the JSON
+ *              Patch of each change (the worker wakes the holder itself)
  *   reload     ecto_sync's notifications, but holders re-run load() on each
  *              (batch of) notification(s) of their tables          (alt. a)
  *   notify     no ecto_sync capture: a plpgsql row trigger calls pg_notify

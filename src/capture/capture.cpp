@@ -513,14 +513,7 @@ static void xact_callback(XactEvent event, void *) {
 static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTransactionId, void *) {
   switch (event) {
     case SUBXACT_EVENT_START_SUB:
-      if (pending.nmarks >= pending.marks_capacity) {
-        int grown = std::max(16, pending.marks_capacity * 2);
-        pending.marks = pending.marks
-                            ? (SubxactMark *)repalloc(pending.marks, sizeof(SubxactMark) * grown)
-                            : (SubxactMark *)MemoryContextAlloc(TopTransactionContext,
-                                                                sizeof(SubxactMark) * grown);
-        pending.marks_capacity = grown;
-      }
+      pg_entry([] { reserve(pending.marks, pending.marks_capacity, pending.nmarks + 1); });
       pending.marks[pending.nmarks++] = {subid, pending.count, pending.bytes};
       break;
     case SUBXACT_EVENT_COMMIT_SUB:

@@ -344,7 +344,7 @@ using namespace ectosync;
 ECTOSYNC_FUNCTION(ectosync_watch) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
-  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   PG_RETURN_JSONB_P(watch(relid, assocs));
 }
 
@@ -352,7 +352,7 @@ ECTOSYNC_FUNCTION(ectosync_watch) {
 ECTOSYNC_FUNCTION(ectosync_unwatch) {
   if (PG_ARGISNULL(0)) PG_RETURN_VOID();
   Oid relid = PG_GETARG_OID(0);
-  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   unwatch(relid, assocs);
   PG_RETURN_VOID();
 }
@@ -367,7 +367,7 @@ ECTOSYNC_FUNCTION(ectosync_associations_json) {
 ECTOSYNC_FUNCTION(ectosync_channels_array) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
-  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   PG_RETURN_ARRAYTYPE_P(channels(relid, assocs));
 }
 

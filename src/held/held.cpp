@@ -105,8 +105,8 @@ ECTOSYNC_FUNCTION(ectosync_hold) {
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: hold() needs a name and a table")));
   Oid relid = PG_GETARG_OID(1);
-  Jsonb *assocs = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
-  Jsonb *filter = PG_ARGISNULL(3) ? nullptr : PG_GETARG_JSONB_P(3);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 2);
+  Jsonb *filter = jsonb_arg_or_null(fcinfo, 3);
   bool listen = PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
   text *name = PG_GETARG_TEXT_PP(0);
   Jsonb *value = hold(text_string(name), relid, assocs, filter, listen);

@@ -34,6 +34,7 @@
 extern "C" {
 #include "postgres.h"
 #include "fmgr.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 }
 
@@ -160,6 +161,11 @@ auto pg_entry(Fn &&fn) -> decltype(fn()) {
 }
 
 }  // namespace ectosync
+
+/* Argument n of a SQL function as jsonb, detoasted; nullptr for SQL NULL. */
+inline Jsonb *jsonb_arg_or_null(FunctionCallInfo fcinfo, int n) {
+  return PG_ARGISNULL(n) ? nullptr : PG_GETARG_JSONB_P(n);
+}
 
 /*
  * ECTOSYNC_FUNCTION(name) { body }: a function SQL calls (CREATE FUNCTION

@@ -372,8 +372,8 @@ using namespace ectosync;
 ECTOSYNC_FUNCTION(ectosync_load) {
   if (PG_ARGISNULL(0)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
-  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
-  Jsonb *filter = PG_ARGISNULL(2) ? nullptr : PG_GETARG_JSONB_P(2);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
+  Jsonb *filter = jsonb_arg_or_null(fcinfo, 2);
   Jsonb *value = load_value(relid, assocs, filter);
   PG_RETURN_JSONB_P(value);
 }
@@ -435,7 +435,7 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
 ECTOSYNC_FUNCTION(ectosync_load_rows_where) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(3)) PG_RETURN_NULL();
   Oid relid = PG_GETARG_OID(0);
-  Jsonb *assocs = PG_ARGISNULL(1) ? nullptr : PG_GETARG_JSONB_P(1);
+  Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   ArrayType *columns = PG_GETARG_ARRAYTYPE_P(2);
   ArrayType *values = PG_GETARG_ARRAYTYPE_P(3);
   PG_RETURN_JSONB_P(rows_where(relid, assocs, columns, values));

@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <random>
 
@@ -140,6 +142,33 @@ int worker_pid(pg::Connection &conn) {
 uint64_t last_seq(pg::Connection &conn) {
   auto r = conn.exec("SELECT last_seq FROM ectosync.stats()");
   return static_cast<uint64_t>(r.i64(0, 0));
+}
+
+}  // namespace testing_support
+
+namespace testing_support {
+
+void pressure_writer(const std::string &conninfo,
+                     const std::function<std::string(int limit)> &statement,
+                     const std::function<bool(int i)> &keep_going, std::atomic<bool> &failed,
+                     const std::string &label) {
+  try {
+    pg::Connection conn(conninfo);
+    for (int i = 0; keep_going(i) && !failed; i++) {
+      try {
+        conn.exec(statement(i % 4 == 3 ? 60 : 40));
+      } catch (const pg::ConnectionLost &) {
+        throw;
+      } catch (const pg::Error &e) {
+        /* many rows in random order against the writers: deadlocks happen */
+        if (e.sqlstate().compare(0, 2, "40") != 0) throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  } catch (const std::exception &e) {
+    ADD_FAILURE() << label << ": " << e.what();
+    failed = true;
+  }
 }
 
 }  // namespace testing_support

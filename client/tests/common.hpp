@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -55,6 +56,19 @@ void set_long_run(bool on);
  * check that they did.
  */
 bool expect_pressure();
+
+/*
+ * The extra writer of the pressure runs: big statements over many rows, so
+ * that the tiny cache evicts, every fourth one (limit 60) past
+ * ectosync.max_xact_events (a RELOAD marker).  statement(limit) makes the
+ * i-th statement; it runs while keep_going(i) and !failed, 5 ms apart.
+ * Deadlocks against the other writers are expected and ignored; any other
+ * error is a test failure and sets failed.
+ */
+void pressure_writer(const std::string &conninfo,
+                     const std::function<std::string(int limit)> &statement,
+                     const std::function<bool(int i)> &keep_going, std::atomic<bool> &failed,
+                     const std::string &label);
 
 /* The counters of ectosync.stats() that show pressure, for this database. */
 struct Pressure {

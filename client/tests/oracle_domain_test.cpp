@@ -604,26 +604,15 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
      */
     if (testing_support::expect_pressure())
       threads.emplace_back([&, step] {
-        try {
-          pg::Connection conn(conninfo);
-          for (int i = 0; (i < 8 || statements.load() < target) && !failed; i++) {
-            try {
-              conn.exec(
-                  "UPDATE dom.events SET pad = repeat(md5(random()::text), 200) WHERE (id, "
-                  "day) IN (SELECT id, day FROM dom.events ORDER BY random() LIMIT " +
-                  std::string(i % 4 == 3 ? "60" : "40") + ")");
-            } catch (const pg::ConnectionLost &) {
-              throw;
-            } catch (const pg::Error &e) {
-              /* many rows in random order against the writers: deadlocks happen */
-              if (e.sqlstate().compare(0, 2, "40") != 0) throw;
-            }
-            std::this_thread::sleep_for(5ms);
-          }
-        } catch (const std::exception &e) {
-          ADD_FAILURE() << "pressure writer (step " << step << "): " << e.what();
-          failed = true;
-        }
+        testing_support::pressure_writer(
+            conninfo,
+            [](int limit) {
+              return "UPDATE dom.events SET pad = repeat(md5(random()::text), 200) WHERE (id, "
+                     "day) IN (SELECT id, day FROM dom.events ORDER BY random() LIMIT " +
+                     std::to_string(limit) + ")";
+            },
+            [&](int i) { return i < 8 || statements.load() < target; }, failed,
+            "pressure writer (step " + std::to_string(step) + ")");
       });
     /*
      * Half the bursts: a migration while the writers run (ADD COLUMN: their

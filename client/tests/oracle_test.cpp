@@ -109,26 +109,14 @@ static void held_values_equal_fresh_loads(uint64_t seed) {
   std::thread pressure_writer;
   if (testing_support::expect_pressure()) {
     pressure_writer = std::thread([&] {
-      try {
-        pg::Connection conn(conninfo);
-        for (int i = 0; (i < 40 || !pressure_stop) && !failed; i++) {
-          try {
-            conn.exec(
-                "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT id "
-                "FROM posts ORDER BY random() LIMIT " +
-                std::string(i % 4 == 3 ? "60" : "40") + ")");
-          } catch (const pg::ConnectionLost &) {
-            throw;
-          } catch (const pg::Error &e) {
-            /* many rows in random order against the writers: deadlocks happen */
-            if (e.sqlstate().compare(0, 2, "40") != 0) throw;
-          }
-          std::this_thread::sleep_for(5ms);
-        }
-      } catch (const std::exception &e) {
-        ADD_FAILURE() << "pressure writer: " << e.what();
-        failed = true;
-      }
+      testing_support::pressure_writer(
+          conninfo,
+          [](int limit) {
+            return "UPDATE posts SET body = repeat(md5(random()::text), 50) WHERE id IN (SELECT "
+                   "id FROM posts ORDER BY random() LIMIT " +
+                   std::to_string(limit) + ")";
+          },
+          [&](int i) { return i < 40 || !pressure_stop; }, failed, "pressure writer");
     });
   }
   for (size_t i = 0; i < holders.size(); i++) {

@@ -112,7 +112,7 @@ void _PG_init(void) {
    * lays it out (shmem/shmem.cpp). */
   shmem_init();
   /* Transaction and subtransaction callbacks: a transaction's captured
-   * events are queued at commit, dropped at abort (capture/capture.cpp). */
+   * events are queued at commit, dropped at abort (capture/xact_buffer.cpp). */
   capture_init();
   /* A relcache callback and a transaction callback of the backend's plan
    * cache: stale plans are retired, and freed at transaction end

@@ -1,6 +1,7 @@
 /*
- * capture.cpp: the row trigger that records changes, and the transaction
- * callbacks that hand them to the database's queue at commit.
+ * capture.cpp: the row trigger that records changes into this
+ * transaction's buffer of events (xact_buffer.cpp, which hands them to the
+ * database's queue at commit).
  *
  * watch() installs, on every captured table,
  *   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW
@@ -11,7 +12,7 @@
  * On a partitioned table PostgreSQL clones the row trigger to every
  * partition; the clone reports rows under the partitioned table (its
  * attnums), and each partition has a TRUNCATE trigger of its own with the
- * argument 'partition' (watch.cpp).
+ * argument 'partition' (triggers.cpp).
  *
  * Row triggers, not statement triggers with transition tables: most writes
  * are single-row statements, and for those the per-statement cost of
@@ -21,27 +22,18 @@
  * more instructions that way (callgrind, PostgreSQL 15).
  *
  * Per row, the trigger encodes the key columns' old and new values (text, as
- * to_jsonb renders them under the pinned settings: key_text()) into a
- * buffer of this transaction.
- * Nothing reaches shared memory before the commit: XACT_EVENT_COMMIT runs
- * after the transaction became visible to new snapshots, so the worker's
- * load sees it, and before its locks are released, so a transaction that
- * waited on one of its rows gets a later seq.  Writers never NOTIFY (and so
- * never take the global lock NOTIFY holds at commit): the worker does.
- *
- * The buffer is bounded by ectosync.max_xact_events: past it, the
- * transaction only remembers which tables it touched and queues a RELOAD
- * marker for each.  A rolled-back subtransaction truncates the buffer to
- * where it was when the subtransaction started.
+ * to_jsonb renders them under the pinned settings: key_text()) into the
+ * buffer of this transaction (buffer_event()); a TRUNCATE remembers a
+ * RELOAD marker for its table (remember_reload()).  Nothing reaches shared
+ * memory before the commit (xact_buffer.cpp's header comment).
  */
+#include "capture/xact_buffer.hpp"
+
 #include "pg/pg_boundary.hpp"
-#include "settings.hpp"
 #include "shmem/shmem.hpp"
-#include "shmem/shmem_internal.hpp"
 
 extern "C" {
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -49,105 +41,12 @@ extern "C" {
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 }
 
-#include <algorithm>
 #include <cstring>
 
 namespace ectosync {
-
-/*
- * This transaction's events, in TopTransactionContext: encoded bodies back
- * to back in `bodies`; `events[i].body` holds an offset into it until the
- * commit turns it into a pointer (no allocation happens after commit).
- */
-struct SubxactMark {
-  SubTransactionId subid;
-  int count;
-  size_t bytes;
-};
-
-static struct {
-  PendingEvent *events;
-  int count, capacity;
-  char *bodies;
-  size_t bytes, bytes_capacity;
-  PendingReload *reload; /* tables truncated, or of a transaction past max_xact_events */
-  int nreload, reload_capacity;
-  bool overflowed;
-  SubxactMark *marks;
-  int nmarks, marks_capacity;
-  Oid *restarts; /* restart_capture_at_commit() */
-  int nrestarts, restarts_capacity;
-} pending;
-
-static void reset_pending() {
-  memset(&pending, 0, sizeof pending);
-}
-
-/* CREATE EXTENSION asked to start this database's worker once it commits. */
-static bool wake_at_commit = false;
-
-/* Grows a TopTransactionContext array to hold at least `need` elements. */
-template <typename T>
-static void reserve(T *&array, int &capacity, int need) {
-  if (need <= capacity) return;
-  int grown = std::max(need, std::max(16, capacity * 2));
-  pg_call([&] {
-    array = array ? (T *)repalloc(array, sizeof(T) * grown)
-                  : (T *)MemoryContextAlloc(TopTransactionContext, sizeof(T) * grown);
-  });
-  capacity = grown;
-}
-
-/* A RELOAD marker for relid at commit, why: ReloadWhy bits (event.hpp). */
-static void remember_reload(uint32_t relid, uint8_t why) {
-  for (int i = 0; i < pending.nreload; i++)
-    if (pending.reload[i].relid == relid) {
-      pending.reload[i].why |= why;
-      return;
-    }
-  reserve(pending.reload, pending.reload_capacity, pending.nreload + 1);
-  pending.reload[pending.nreload++] = {relid, why};
-}
-
-/* Past ectosync.max_xact_events: keep only the tables, drop the events. */
-static void overflow_to_reload() {
-  for (int i = 0; i < pending.count; i++) remember_reload(pending.events[i].relid, kReloadBulk);
-  pending.count = 0;
-  pending.bytes = 0;
-  pending.overflowed = true;
-}
-
-/*
- * Appends one row's event.  Its columns are encoded straight into the body
- * buffer: a captured row allocates nothing of its own (the buffers grow by
- * doubling).
- */
-static void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns) {
-  if (!pending.overflowed && pending.count >= settings.max_xact_events) overflow_to_reload();
-  if (pending.overflowed) {
-    remember_reload(relid, kReloadBulk);
-    return;
-  }
-  size_t size = encoded_size(columns, ncolumns);
-  if (pending.bytes + size > pending.bytes_capacity) {
-    size_t grown = std::max(pending.bytes + size, std::max<size_t>(4096, pending.bytes * 2));
-    pg_call([&] {
-      pending.bodies = pending.bodies
-                           ? (char *)repalloc_huge(pending.bodies, grown)
-                           : (char *)MemoryContextAllocHuge(TopTransactionContext, grown);
-    });
-    pending.bytes_capacity = grown;
-  }
-  reserve(pending.events, pending.capacity, pending.count + 1);
-  encode_raw_columns(columns, ncolumns, pending.bodies + pending.bytes);
-  pending.events[pending.count++] = {relid, op, (const char *)(uintptr_t)pending.bytes,
-                                     (uint32_t)size};
-  pending.bytes += size;
-}
 
 /* ---- the trigger ---- */
 
@@ -467,88 +366,3 @@ ECTOSYNC_FUNCTION(ectosync_capture) {
   buffer_event(relid, op, columns, nkeys);
   return PointerGetDatum(nullptr);
 }
-
-/* ---- transaction callbacks ---- */
-
-/* Hands the buffer to the queue; runs after commit, so it cannot fail. */
-static void queue_pending() {
-  for (int i = 0; i < pending.count; i++)
-    pending.events[i].body = pending.bodies + (uintptr_t)pending.events[i].body;
-  queue_commit(pending.events, pending.count, pending.reload, pending.nreload);
-}
-
-/* After the commit: the slot was attached when they were asked for. */
-static void restart_pending_captures() {
-  for (int i = 0; i < pending.nrestarts && current_slot(); i++)
-    restart_capture(pending.restarts[i], kReloadCapture);
-}
-
-static void xact_callback(XactEvent event, void *) {
-  switch (event) {
-    case XACT_EVENT_PRE_PREPARE:
-      if (pending.count > 0 || pending.nreload > 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
-                               "tables"),
-                        errdetail("Its changes could not be delivered at COMMIT PREPARED.")));
-      break;
-    case XACT_EVENT_COMMIT:
-      queue_pending();
-      restart_pending_captures();
-      reset_pending();
-      if (wake_at_commit) wake_launcher();
-      wake_at_commit = false;
-      break;
-    case XACT_EVENT_ABORT:
-    case XACT_EVENT_PARALLEL_ABORT:
-    case XACT_EVENT_PREPARE:
-      reset_pending();
-      wake_at_commit = false;
-      break;
-    default:
-      break;
-  }
-}
-
-static void subxact_callback(SubXactEvent event, SubTransactionId subid, SubTransactionId, void *) {
-  switch (event) {
-    case SUBXACT_EVENT_START_SUB:
-      pg_entry([] { reserve(pending.marks, pending.marks_capacity, pending.nmarks + 1); });
-      pending.marks[pending.nmarks++] = {subid, pending.count, pending.bytes};
-      break;
-    case SUBXACT_EVENT_COMMIT_SUB:
-      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid) pending.nmarks--;
-      break;
-    case SUBXACT_EVENT_ABORT_SUB:
-      if (pending.nmarks > 0 && pending.marks[pending.nmarks - 1].subid == subid) {
-        SubxactMark mark = pending.marks[--pending.nmarks];
-        /* After an overflow only table names remain; keeping them is safe. */
-        if (!pending.overflowed) {
-          pending.count = mark.count;
-          pending.bytes = mark.bytes;
-        }
-      }
-      break;
-    default:
-      break;
-  }
-}
-
-namespace ectosync {
-void restart_capture_at_commit(uint32_t relid) {
-  attach_database_slot();
-  for (int i = 0; i < pending.nrestarts; i++)
-    if (pending.restarts[i] == relid) return;
-  reserve(pending.restarts, pending.restarts_capacity, pending.nrestarts + 1);
-  pending.restarts[pending.nrestarts++] = relid;
-}
-
-void wake_launcher_at_commit() {
-  wake_at_commit = true;
-}
-
-void capture_init() {
-  RegisterXactCallback(xact_callback, nullptr);
-  RegisterSubXactCallback(subxact_callback, nullptr);
-}
-}  // namespace ectosync

@@ -41,7 +41,7 @@ uint64_t loaded_seq();
  */
 void attach_database_slot();
 
-/* ---- the queue (capture.cpp writes, worker.cpp drains) ---- */
+/* ---- the queue (capture/xact_buffer.cpp writes, worker.cpp drains) ---- */
 
 /*
  * A transaction's events, encoded: for each, relid, op and the encoded
@@ -98,7 +98,7 @@ bool cache_holds(uint32_t relid, const std::string &key);
  */
 void restart_capture(uint32_t relid, uint8_t why);
 /*
- * restart_capture(relid) once this transaction commits (capture.cpp):
+ * restart_capture(relid) once this transaction commits (xact_buffer.cpp):
  * rows came or went uncaptured (a partition attached or detached), and the
  * marker must follow the commit, so that a value reloaded for it sees them.
  */

@@ -148,7 +148,7 @@ DbSlot *claim_slot(Oid dboid);              /* find or take a free slot; null if
 void release_slot(DbSlot *slot, Oid dboid); /* if dboid still owns it */
 void ring_read(DbSlot *slot, uint64 pos, void *dst, size_t len);
 void wake_launcher();           /* worker.cpp: CREATE EXTENSION took effect */
-void wake_launcher_at_commit(); /* capture.cpp: wake_launcher() once committed */
+void wake_launcher_at_commit(); /* xact_buffer.cpp: wake_launcher() once committed */
 
 struct QueuedEvent {
   RecordHeader header;

@@ -1,0 +1,24 @@
+/*
+ * xact_buffer.hpp: what the row trigger (capture.cpp) hands to this
+ * transaction's buffer of events (xact_buffer.cpp, whose header comment
+ * says when the buffer reaches the queue).
+ */
+#pragma once
+
+#include "core/event.hpp"
+
+#include <cstdint>
+
+namespace ectosync {
+
+/*
+ * Appends one row's event.  Its columns are encoded straight into the body
+ * buffer: a captured row allocates nothing of its own (the buffers grow by
+ * doubling).  Past ectosync.max_xact_events, only its table is remembered.
+ */
+void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns);
+
+/* A RELOAD marker for relid at commit, why: ReloadWhy bits (event.hpp). */
+void remember_reload(uint32_t relid, uint8_t why);
+
+}  // namespace ectosync

@@ -1,5 +1,8 @@
 /*
- * held_shared.cpp: the shared values of held_shared.hpp.
+ * held_shared.cpp: the shared values of held_shared.hpp: their layout in
+ * shared memory, the dsa area, and the slots: found, created, detached,
+ * described.  The turns that move a value on, and its log of patches, are
+ * in held_shared_turns.cpp; held_shared_internal.hpp has what both share.
  *
  * Layout, sized at server start (never grows):
  *   HeldSharedControl     the lock, the condition variable, the slots
@@ -23,6 +26,7 @@
  * order control->lock, then the area's).
  */
 #include "held/held_shared.hpp"
+#include "held/held_shared_internal.hpp"
 
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
@@ -37,60 +41,21 @@ extern "C" {
 #include "storage/shmem.h"
 #include "utils/dsa.h"
 #include "utils/memutils.h"
-#include "utils/timestamp.h"
-#include "utils/wait_event.h"
 }
 
 #include <algorithm>
 #include <cstring>
 
 namespace ectosync {
-namespace {
-
-constexpr int kLogEntries = 64;
-/* Room for why a value was reloaded (longer reasons are cut). */
-constexpr int kReasonBytes = 512;
-/* Distinct shared values at most (each shape held by several sessions). */
-constexpr int kMaxShared = 128;
-
-/* The patch that moved a value to a version: the events, then the ops.
- * (Plain data: zeroed, it is empty; InvalidDsaPointer is 0.) */
-struct LogEntry {
-  uint64 version;    /* 0: empty */
-  bool whole;        /* the client must take the whole value */
-  dsa_pointer piece; /* [uint64 events[events]][ops jsonb], MAXALIGNed */
-  uint32 events;
-  Size ops_offset, size;
-};
-
-struct SharedHeld {
-  Oid db;      /* InvalidOid: free */
-  Oid creator; /* the role that shared it: its bytes count in its ectosync.max_role_share */
-  uint32 relid;
-  uint32 key_hash;
-  dsa_pointer spec; /* the normalized spec, NUL-terminated */
-  int holders;
-  int turn; /* the pid of the backend applying events, 0: none */
-  uint64 version, scanned;
-  dsa_pointer head;
-  dsa_pointer parts; /* dsa_pointer[nparts] */
-  int nparts;
-  Size bytes; /* head and parts */
-  LogEntry log[kLogEntries];
-  uint64 reload_version;         /* the last version that reloaded the value, 0: none */
-  char reload_why[kReasonBytes]; /* why, NUL-terminated */
-};
-
-struct HeldSharedControl {
-  LWLock *lock;
-  ConditionVariable cv;
-  int area_tranche;
-  int nslots;
-  Size area_size;
-};
 
 HeldSharedControl *control = nullptr;
 SharedHeld *slots = nullptr;
+
+namespace {
+
+/* Distinct shared values at most (each shape held by several sessions). */
+constexpr int kMaxShared = 128;
+
 void *area_place = nullptr;
 dsa_area *area = nullptr; /* this backend's attachment */
 
@@ -104,25 +69,6 @@ Size area_bytes() {
   return (Size)settings.held_shared_kb * 1024;
 }
 
-/* The area, attached on first use (for the life of the backend). */
-dsa_area *the_area() {
-  if (!area)
-    area = pg_call([] {
-      MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-      LWLockRegisterTranche(control->area_tranche, "ecto_sync held values");
-      dsa_area *a = dsa_attach_in_place(area_place, nullptr);
-      dsa_pin_mapping(a);
-      MemoryContextSwitchTo(old);
-      return a;
-    });
-  return area;
-}
-
-template <typename T>
-T *at(dsa_pointer p) {
-  return static_cast<T *>(dsa_get_address(the_area(), p));
-}
-
 uint32 spec_hash(uint32_t relid, const std::string &spec) {
   return hash_bytes(reinterpret_cast<const unsigned char *>(spec.data()), (int)spec.size()) ^ relid;
 }
@@ -130,18 +76,6 @@ uint32 spec_hash(uint32_t relid, const std::string &spec) {
 bool matches(const SharedHeld &s, uint32_t relid, uint32 hash, const std::string &spec) {
   return s.db == MyDatabaseId && s.relid == relid && s.key_hash == hash &&
          std::strcmp(at<char>(s.spec), spec.c_str()) == 0;
-}
-
-/* A copy of j in the area, or InvalidDsaPointer without memory. */
-dsa_pointer share_bytes(const void *bytes, Size size) {
-  /* (HUGE: no ERROR for sizes past 1 GB either, only no memory) */
-  dsa_pointer p = dsa_allocate_extended(the_area(), size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
-  if (DsaPointerIsValid(p)) std::memcpy(dsa_get_address(the_area(), p), bytes, size);
-  return p;
-}
-
-void free_if_valid(dsa_pointer p) {
-  if (DsaPointerIsValid(p)) dsa_free(the_area(), p);
 }
 
 /* Frees a slot's value and log (the slot itself stays taken). */
@@ -155,12 +89,32 @@ void free_contents(SharedHeld &s) {
   for (LogEntry &e : s.log) free_if_valid(e.piece);
 }
 
-/*
- * The area's pointers to value's parts: a part that is one of the shared
- * ones (at old_addrs, whose pointers are old_ptrs) stays as it is, the
- * others are copied (copied lists them).  false without memory (the
- * copies made are freed).
- */
+}  // namespace
+
+dsa_area *the_area() {
+  if (!area)
+    area = pg_call([] {
+      MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+      LWLockRegisterTranche(control->area_tranche, "ecto_sync held values");
+      dsa_area *a = dsa_attach_in_place(area_place, nullptr);
+      dsa_pin_mapping(a);
+      MemoryContextSwitchTo(old);
+      return a;
+    });
+  return area;
+}
+
+dsa_pointer share_bytes(const void *bytes, Size size) {
+  /* (HUGE: no ERROR for sizes past 1 GB either, only no memory) */
+  dsa_pointer p = dsa_allocate_extended(the_area(), size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
+  if (DsaPointerIsValid(p)) std::memcpy(dsa_get_address(the_area(), p), bytes, size);
+  return p;
+}
+
+void free_if_valid(dsa_pointer p) {
+  if (DsaPointerIsValid(p)) dsa_free(the_area(), p);
+}
+
 bool share_parts(const PartedValue &value, const std::vector<dsa_pointer> &old_ptrs,
                  const std::vector<const Jsonb *> &old_addrs, std::vector<dsa_pointer> &out,
                  std::vector<dsa_pointer> &copied) {
@@ -181,8 +135,6 @@ bool share_parts(const PartedValue &value, const std::vector<dsa_pointer> &old_p
   }
   return true;
 }
-
-}  // namespace
 
 Size held_shared_shmem_size() {
   return add_size(add_size(MAXALIGN(sizeof(HeldSharedControl)), MAXALIGN(slots_bytes())),
@@ -301,199 +253,6 @@ void held_share_detach(int slot) {
   }
   LWLockRelease(control->lock);
   ConditionVariableBroadcast(&control->cv);
-}
-
-SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t &version,
-                           uint64_t &scanned) {
-  SharedHeld &s = slots[slot];
-  TimestampTz start = GetCurrentTimestamp();
-  bool mine = false, current = false, timed_out = false;
-  ConditionVariablePrepareToSleep(&control->cv);
-  for (;;) {
-    LWLockAcquire(control->lock, LW_EXCLUSIVE);
-    version = s.version;
-    scanned = s.scanned;
-    current = s.scanned >= upto;
-    mine = !current && s.turn == 0;
-    if (mine) s.turn = MyProcPid;
-    LWLockRelease(control->lock);
-    timed_out = TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kTurnWaitMs);
-    if (current || mine || timed_out) break;
-    try {
-      pg_call([] { ConditionVariableTimedSleep(&control->cv, 100, PG_WAIT_EXTENSION); });
-    } catch (...) {
-      ConditionVariableCancelSleep();
-      throw;
-    }
-  }
-  ConditionVariableCancelSleep();
-  if (current) return SharedTurn::Current;
-  if (!mine) return SharedTurn::TimedOut;
-  /* Our turn: nobody else replaces the parts until we publish. */
-  try {
-    value.head = at<Jsonb>(s.head);
-    value.parts.clear();
-    dsa_pointer *parts = at<dsa_pointer>(s.parts);
-    for (int i = 0; i < s.nparts; i++) value.parts.push_back(at<Jsonb>(parts[i]));
-  } catch (...) {
-    held_share_abandon(slot);
-    throw;
-  }
-  return SharedTurn::Mine;
-}
-
-bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
-                        const std::string *reloaded, const std::vector<uint64_t> &events,
-                        uint64_t scanned) {
-  SharedHeld &s = slots[slot];
-  bool whole = reloaded != nullptr;
-  if (!ops && !whole) {
-    /* No patch, no change: the parts stay (one version, one set of parts:
-     * what held_share_since relies on). */
-    LWLockAcquire(control->lock, LW_EXCLUSIVE);
-    s.scanned = scanned;
-    s.turn = 0;
-    LWLockRelease(control->lock);
-    ConditionVariableBroadcast(&control->cv);
-    return true;
-  }
-  /* What the value shares with the old one stays; the rest is copied. */
-  std::vector<dsa_pointer> old_ptrs;
-  std::vector<const Jsonb *> old_addrs;
-  dsa_pointer *old_list = at<dsa_pointer>(s.parts);
-  for (int i = 0; i < s.nparts; i++) {
-    old_ptrs.push_back(old_list[i]);
-    old_addrs.push_back(at<Jsonb>(old_list[i]));
-  }
-  bool new_head = value.head != at<Jsonb>(s.head);
-  std::vector<dsa_pointer> parts, copied;
-  dsa_pointer head_p = new_head ? share_bytes(value.head, VARSIZE(value.head)) : s.head;
-  bool ok = DsaPointerIsValid(head_p) && share_parts(value, old_ptrs, old_addrs, parts, copied);
-  dsa_pointer list_p =
-      ok ? share_bytes(parts.data(), sizeof(dsa_pointer) * parts.size()) : InvalidDsaPointer;
-  /* the patch: [events][ops] */
-  dsa_pointer piece = InvalidDsaPointer;
-  Size events_bytes = MAXALIGN(sizeof(uint64) * events.size());
-  Size piece_size =
-      std::max<Size>(events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0), MAXIMUM_ALIGNOF);
-  if (ok && DsaPointerIsValid(list_p)) {
-    piece = dsa_allocate_extended(the_area(), piece_size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
-    if (DsaPointerIsValid(piece)) {
-      char *dst = at<char>(piece);
-      if (!events.empty()) std::memcpy(dst, events.data(), sizeof(uint64) * events.size());
-      if (ops) std::memcpy(dst + events_bytes, ops, VARSIZE(ops));
-    }
-  }
-  if (!ok || !DsaPointerIsValid(list_p) || !DsaPointerIsValid(piece)) {
-    for (dsa_pointer p : copied) dsa_free(the_area(), p);
-    if (new_head) free_if_valid(head_p);
-    free_if_valid(list_p);
-    held_share_abandon(slot);
-    return false;
-  }
-  LWLockAcquire(control->lock, LW_EXCLUSIVE);
-  for (dsa_pointer old : old_ptrs)
-    if (std::find(parts.begin(), parts.end(), old) == parts.end()) dsa_free(the_area(), old);
-  dsa_free(the_area(), s.parts);
-  if (new_head) dsa_free(the_area(), s.head);
-  s.head = head_p;
-  s.parts = list_p;
-  s.nparts = (int)parts.size();
-  s.bytes = value_bytes(value);
-  s.version++;
-  LogEntry &e = s.log[(s.version - 1) % kLogEntries];
-  free_if_valid(e.piece);
-  e.version = s.version;
-  e.whole = whole;
-  e.piece = piece;
-  e.events = (uint32)events.size();
-  e.ops_offset = events_bytes;
-  e.size = piece_size;
-  if (reloaded) {
-    s.reload_version = s.version;
-    size_t n = std::min<size_t>(reloaded->size(), kReasonBytes - 1);
-    std::memcpy(s.reload_why, reloaded->data(), n);
-    s.reload_why[n] = '\0';
-  }
-  s.scanned = scanned;
-  s.turn = 0;
-  LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&control->cv);
-  return true;
-}
-
-void held_share_abandon(int slot) {
-  if (slot < 0 || !control) return;
-  LWLockAcquire(control->lock, LW_EXCLUSIVE);
-  if (slots[slot].turn == MyProcPid) slots[slot].turn = 0;
-  LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&control->cv);
-}
-
-SharedSince held_share_since(int slot, uint64_t from) {
-  SharedHeld &s = slots[slot];
-  for (;;) {
-    /* 1. what to copy, and how much */
-    LWLockAcquire(control->lock, LW_SHARED);
-    uint64 version = s.version, scanned = s.scanned;
-    bool whole = from > version || version - from > kLogEntries;
-    Size bytes = 0, events = 0;
-    for (uint64 v = from + 1; v <= version && !whole; v++) {
-      const LogEntry &e = s.log[(v - 1) % kLogEntries];
-      whole = e.version != v || e.whole;
-      bytes += e.size;
-      events += e.events;
-    }
-    int nparts = s.nparts;
-    Size value_size = s.bytes;
-    if (whole) bytes = value_size + (nparts + 1) * MAXIMUM_ALIGNOF; /* each MAXALIGNed */
-    uint64 reload_version = s.reload_version;
-    char reload_why[kReasonBytes];
-    std::memcpy(reload_why, s.reload_why, kReasonBytes);
-    LWLockRelease(control->lock);
-    SharedSince out;
-    out.version = version;
-    out.scanned = scanned;
-    out.whole = whole;
-    out.reload_version = reload_version;
-    reload_why[kReasonBytes - 1] = '\0';
-    out.reload_why = reload_why;
-    if (version == from) return out;
-    /* 2. the room, outside the lock */
-    char *buf = pg_call([&] { return static_cast<char *>(palloc(bytes)); });
-    out.ops.reserve(version - from);
-    out.events.reserve(events);
-    out.value.parts.reserve(nparts);
-    /* 3. the copy, if nothing moved meanwhile */
-    LWLockAcquire(control->lock, LW_SHARED);
-    bool same = s.version == version && s.nparts == nparts && s.bytes == value_size;
-    if (same && whole) {
-      out.value.head = reinterpret_cast<Jsonb *>(buf);
-      Jsonb *head = at<Jsonb>(s.head);
-      std::memcpy(buf, head, VARSIZE(head));
-      char *next = buf + MAXALIGN(VARSIZE(head));
-      dsa_pointer *parts = at<dsa_pointer>(s.parts);
-      for (int i = 0; i < nparts; i++) {
-        Jsonb *part = at<Jsonb>(parts[i]);
-        std::memcpy(next, part, VARSIZE(part));
-        out.value.parts.push_back(reinterpret_cast<Jsonb *>(next));
-        next += MAXALIGN(VARSIZE(part));
-      }
-    } else if (same) {
-      char *next = buf;
-      for (uint64 v = from + 1; v <= version; v++) {
-        const LogEntry &e = s.log[(v - 1) % kLogEntries];
-        std::memcpy(next, at<char>(e.piece), e.size);
-        const uint64 *events = reinterpret_cast<const uint64 *>(next);
-        out.events.insert(out.events.end(), events, events + e.events);
-        out.ops.push_back(reinterpret_cast<Jsonb *>(next + e.ops_offset));
-        next += e.size;
-      }
-    }
-    LWLockRelease(control->lock);
-    if (same) return out;
-    pg_call([&] { pfree(buf); });
-  }
 }
 
 void held_share_describe(int slot, size_t &bytes, int &parts, int &holders) {

@@ -1,0 +1,88 @@
+/*
+ * held_shared_internal.hpp: the layout of the shared held values, for the
+ * two files that keep them: held_shared.cpp (the area, the slots' life; its
+ * header comment has the layout and the lock protocol) and
+ * held_shared_turns.cpp (the turns, the log of patches).
+ */
+#pragma once
+
+#include "held/held_shared.hpp"
+
+extern "C" {
+#include "postgres.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
+#include "utils/dsa.h"
+}
+
+#include <vector>
+
+namespace ectosync {
+
+constexpr int kLogEntries = 64;
+/* Room for why a value was reloaded (longer reasons are cut). */
+constexpr int kReasonBytes = 512;
+
+/* The patch that moved a value to a version: the events, then the ops.
+ * (Plain data: zeroed, it is empty; InvalidDsaPointer is 0.) */
+struct LogEntry {
+  uint64 version;    /* 0: empty */
+  bool whole;        /* the client must take the whole value */
+  dsa_pointer piece; /* [uint64 events[events]][ops jsonb], MAXALIGNed */
+  uint32 events;
+  Size ops_offset, size;
+};
+
+struct SharedHeld {
+  Oid db;      /* InvalidOid: free */
+  Oid creator; /* the role that shared it: its bytes count in its ectosync.max_role_share */
+  uint32 relid;
+  uint32 key_hash;
+  dsa_pointer spec; /* the normalized spec, NUL-terminated */
+  int holders;
+  int turn; /* the pid of the backend applying events, 0: none */
+  uint64 version, scanned;
+  dsa_pointer head;
+  dsa_pointer parts; /* dsa_pointer[nparts] */
+  int nparts;
+  Size bytes; /* head and parts */
+  LogEntry log[kLogEntries];
+  uint64 reload_version;         /* the last version that reloaded the value, 0: none */
+  char reload_why[kReasonBytes]; /* why, NUL-terminated */
+};
+
+struct HeldSharedControl {
+  LWLock *lock;
+  ConditionVariable cv;
+  int area_tranche;
+  int nslots;
+  Size area_size;
+};
+
+extern HeldSharedControl *control; /* in shared memory, laid out at startup */
+extern SharedHeld *slots;          /* [control->nslots], right after it */
+
+/* The area, attached on first use (for the life of the backend). */
+dsa_area *the_area();
+
+template <typename T>
+T *at(dsa_pointer p) {
+  return static_cast<T *>(dsa_get_address(the_area(), p));
+}
+
+/* A copy of j in the area, or InvalidDsaPointer without memory. */
+dsa_pointer share_bytes(const void *bytes, Size size);
+
+void free_if_valid(dsa_pointer p);
+
+/*
+ * The area's pointers to value's parts: a part that is one of the shared
+ * ones (at old_addrs, whose pointers are old_ptrs) stays as it is, the
+ * others are copied (copied lists them).  false without memory (the
+ * copies made are freed).
+ */
+bool share_parts(const PartedValue &value, const std::vector<dsa_pointer> &old_ptrs,
+                 const std::vector<const Jsonb *> &old_addrs, std::vector<dsa_pointer> &out,
+                 std::vector<dsa_pointer> &copied);
+
+}  // namespace ectosync

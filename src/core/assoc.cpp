@@ -3,6 +3,7 @@
  * naming: assoc_discovery.cpp).  Pure C++: see assoc.hpp for the rules.
  */
 #include "core/assoc.hpp"
+#include "core/query.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +12,27 @@
 #include <tuple>
 
 namespace ectosync {
+
+/* Strict-weak "jsonb order" of object keys: shorter first, then bytewise. */
+static bool jsonb_key_less(const std::string &a, const std::string &b) {
+  if (a.size() != b.size()) return a.size() < b.size();
+  return a < b;
+}
+
+std::string object_text(std::vector<std::pair<std::string, std::string>> members) {
+  std::sort(members.begin(), members.end(),
+            [](const auto &a, const auto &b) { return jsonb_key_less(a.first, b.first); });
+  std::string out = "{";
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i) out += ", ";
+    out += json_quote(members[i].first) + ": " + members[i].second;
+  }
+  return out + "}";
+}
+
+std::string CatalogSource::render_value(const TableDesc &, const ColumnDesc &, const Json &value) {
+  return json_dump(value);
+}
 
 Json parse_spec(std::string_view text) {
   try {
@@ -26,24 +48,6 @@ namespace {
 /* "schema.name" of a table, for messages. */
 std::string display(const TableDesc &table) {
   return table.schema + "." + table.name;
-}
-
-/* Strict-weak "jsonb order" of object keys: shorter first, then bytewise. */
-bool jsonb_key_less(const std::string &a, const std::string &b) {
-  if (a.size() != b.size()) return a.size() < b.size();
-  return a < b;
-}
-
-/* An object's text, as jsonb prints it, from keys and value texts. */
-std::string object_text(std::vector<std::pair<std::string, std::string>> members) {
-  std::sort(members.begin(), members.end(),
-            [](const auto &a, const auto &b) { return jsonb_key_less(a.first, b.first); });
-  std::string out = "{";
-  for (size_t i = 0; i < members.size(); ++i) {
-    if (i) out += ", ";
-    out += json_quote(members[i].first) + ": " + members[i].second;
-  }
-  return out + "}";
 }
 
 /* A JSON array of strings, as jsonb prints it. */
@@ -390,6 +394,12 @@ Assoc make_assoc(CatalogSource &catalog, const TableDesc &owner, const AssocDesc
     a.join_target_cols = key_columns(join, d.join_target_cols);
   }
   Resolved inner = resolve_node(catalog, d.target, nested);
+  if (!a.is_many() && !inner.node->query.empty())
+    throw AssocError(kInvalidParameter,
+                     "association \"" + d.name + "\" of table " + display(owner) + " is " +
+                         assoc_kind_name(d.kind) + ": it cannot take a $query",
+                     "A $query selects and orders the rows of a list: the root's, or a has_many "
+                     "or many_to_many association's.");
   a.target = inner.node;
   text = inner.text;
   return a;
@@ -406,6 +416,17 @@ Resolved resolve_node(CatalogSource &catalog, uint32_t relid,
   out.node->table = table_info(owner);
   std::vector<std::pair<std::string, std::string>> members;
   for (const auto &[name, values] : parts) {
+    if (!name.empty() && name[0] == '$') {
+      if (name != "$query")
+        throw AssocError(
+            kInvalidParameter,
+            "unknown option \"" + name + "\" in the assocs spec of table " + display(owner),
+            "Names that begin with $ are options; the one option is $query.");
+      if (values.size() > 1)
+        throw AssocError(kInvalidParameter, "$query is given twice for table " + display(owner));
+      members.emplace_back(name, parse_query(catalog, owner, *values[0], out.node->query));
+      continue;
+    }
     std::vector<const Json *> nested;
     AssocDesc d = find_assoc(catalog, owner, name, values, nested);
     d.name = name;

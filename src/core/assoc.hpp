@@ -52,6 +52,9 @@
  *   ["tags", {"comments": ["author"]}]     names, nested to any depth
  *   {"tags": {}, "comments": {"author": {}}}   the same, as an object
  *   "tags"                                 a single name
+ *   {"$query": {...}, "comments": {"$query": {...}}}   which rows, in what
+ *                      order: of the root, or of a has_many/many_to_many
+ *                      list (query.hpp); names beginning with $ are options
  *
  * An array holds names (strings) and objects; an object maps a name to its
  * nested spec (an array, an object, a name, or null/true for none).  An
@@ -125,6 +128,9 @@ inline constexpr const char *kInvalidParameter = "22023";
 inline constexpr const char *kFeatureNotSupported = "0A000";
 inline constexpr const char *kInvalidJson = "22032"; /* invalid_json_text */
 
+/* An object's text, as jsonb prints it, from keys and value texts. */
+std::string object_text(std::vector<std::pair<std::string, std::string>> members);
+
 /* parse_json(), its errors as AssocError 22032 ("invalid assocs JSON: ..."). */
 Json parse_spec(std::string_view text);
 
@@ -175,6 +181,11 @@ class CatalogSource {
   /* Foreign keys on relid / referencing relid. */
   virtual std::vector<ForeignKey> foreign_keys_from(uint32_t relid) = 0;
   virtual std::vector<ForeignKey> foreign_keys_to(uint32_t relid) = 0;
+  /* A $query value for a column, as to_jsonb renders the column's type
+   * (JSON text); throws AssocError when it is not one.  The default
+   * (for tests without a server) keeps the value as given. */
+  virtual std::string render_value(const TableDesc &table, const ColumnDesc &column,
+                                   const Json &value);
 };
 
 /* ---- discovery ---- */

@@ -12,7 +12,8 @@
  *    "filter": {"author_id": 3} | null,  -- values as to_jsonb renders them
  *    "epoch": "5f1c0e7a9b3d2c41",  -- the shared-memory generation
  *    "seq": 1234,                  -- last event reflected
- *    "rows": [row, ...]}           -- ordered by primary key
+ *    "rows": [row, ...]}           -- ordered by primary key, or as the
+ *                                     root's "$query" says (query.hpp)
  *
  * and each row is to_jsonb(row) with every loaded association under its
  * name: an array for has_many/many_to_many (ordered by the target's primary
@@ -110,9 +111,50 @@ struct Assoc {
   bool is_many() const { return kind == AssocKind::HasMany || kind == AssocKind::ManyToMany; }
 };
 
+/*
+ * A list's query: which rows of the table a list holds and in what order.
+ * Given as "$query" in an assocs spec (query.hpp), on the root and on
+ * has_many/many_to_many associations.  Every column is of a KeyKind, so
+ * that the server's SQL and sync()'s C++ compare values alike: strings
+ * bytewise (COLLATE "C"), numbers numerically, times in time order.
+ */
+enum class CmpOp { Eq, Ne, Lt, Le, Gt, Ge, In, IsNull, NotNull };
+
+const char *cmp_op_name(CmpOp op); /* "=", "<>", ..., "in", "is null", "is not null" */
+
+struct Condition {
+  Column column;
+  CmpOp op = CmpOp::Eq;
+  /* The compared values as events carry key values (keys.hpp's Texts:
+   * a string's text, a number's digits, "true"/"false"), rendered as
+   * to_jsonb renders the column's type; several for In, none for the
+   * null tests. */
+  std::vector<std::string> values;
+};
+
+struct OrderKey {
+  Column column;
+  bool desc = false;
+  bool nulls_first = false; /* SQL's default: NULLS FIRST only with DESC */
+};
+
+struct ListQuery {
+  std::vector<Condition> where; /* AND */
+  std::vector<OrderKey> order;  /* then the primary key, ascending */
+  std::optional<int64_t> limit;
+  int64_t offset = 0;
+
+  bool ordered() const { return !order.empty(); } /* not by primary key alone */
+  bool windowed() const { return limit.has_value() || offset > 0; }
+  bool empty() const { return where.empty() && order.empty() && !windowed(); }
+};
+
 struct PlanNode {
   TableInfo table;
   std::vector<Assoc> assocs;
+  /* The rows of this node that its list holds (root, has_many and
+   * many_to_many lists; empty elsewhere). */
+  ListQuery query;
 };
 
 /* A resolved value shape: what load() builds and sync() patches. */

@@ -173,6 +173,25 @@ std::vector<SpiParam> oid_param(uint32_t relid) {
 
 const char *const kWrongObjectType = "42809";
 
+/* The name jsonb_typeof() gives a JSON type. */
+const char *json_type_name(Json::Type type) {
+  switch (type) {
+    case Json::Type::Null:
+      return "null";
+    case Json::Type::Bool:
+      return "boolean";
+    case Json::Type::Number:
+      return "number";
+    case Json::Type::String:
+      return "string";
+    case Json::Type::Array:
+      return "array";
+    case Json::Type::Object:
+      return "object";
+  }
+  return "?";
+}
+
 class SpiCatalog : public CatalogSource {
  public:
   const TableDesc &table(uint32_t relid) override {
@@ -201,6 +220,12 @@ class SpiCatalog : public CatalogSource {
     auto it = fks_to_.find(relid);
     if (it != fks_to_.end()) return it->second;
     return fks_to_[relid] = read_fks("confrelid", relid);
+  }
+
+  std::string render_value(const TableDesc &table, const ColumnDesc &column,
+                           const Json &value) override {
+    return render_as_column(table.schema + "." + table.name, column.name, column.type_name,
+                            column.sql_type, value, "$query value");
   }
 
  private:
@@ -252,6 +277,29 @@ class SpiCatalog : public CatalogSource {
 };
 
 }  // namespace
+
+std::string render_as_column(const std::string &table, const std::string &column,
+                             const std::string &type_name, const std::string &sql_type,
+                             const Json &value, const std::string &what) {
+  std::string text = value.type == Json::Type::String ? value.text : json_dump(value);
+  std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + sql_type + "))";
+  std::string hint = "The value must be what to_jsonb() renders for type " + type_name + ".";
+  std::string message = "invalid " + what + " for \"" + column + "\" of table " + table;
+  std::vector<SpiRow> rows;
+  try {
+    rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
+                    {{TEXTOID, text}}, false);
+  } catch (PgError &e) {
+    ErrorData *data = e.release();
+    throw Error(data->sqlerrcode, message, data->message ? data->message : "", hint);
+  }
+  if (*rows.at(0)[1] != json_type_name(value.type))
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, message,
+                std::string("A ") + json_type_name(value.type) + " was given; a " + type_name +
+                    " column renders as a " + *rows[0][1] + ".",
+                hint);
+  return *rows[0][0];
+}
 
 std::unique_ptr<CatalogSource> make_catalog_source() {
   return std::make_unique<SpiCatalog>();

@@ -28,13 +28,36 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs);
 
 /*
  * Rows of node.table where cols = values (SQL NULL for nullopt), each with
- * node's associations nested as load() nests them, ordered by primary key,
- * read as the calling role: a jsonb array.  sync() uses it for rows that
+ * node's associations nested as load() nests them, in its query's order,
+ * read as the calling role: a jsonb array; with window, only the rows of
+ * the query's limit and offset.  sync() uses it for rows that
  * enter a value with nested has_many/many_to_many associations, and on
  * cache misses.
  */
 Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
-                       const std::vector<std::optional<std::string>> &values);
+                       const std::vector<std::optional<std::string>> &values, bool window);
+
+/*
+ * Where a list of a value comes from: the root rows (that equal a value's
+ * filter, if it has one), or the has_many/many_to_many association assoc
+ * of an owner row whose owner columns hold owner.
+ */
+struct ListSource {
+  const Assoc *assoc = nullptr; /* nullptr: the root */
+  std::vector<std::optional<std::string>> owner;
+  const Jsonb *filter = nullptr; /* the root's */
+};
+
+/*
+ * The rows of a list of node's rows, nested and read as load() reads them,
+ * as the calling role: the list's window (its query's limit and offset);
+ * with exclude, the first `next` rows in the query's order whose primary
+ * keys are not in exclude (the rows that follow a window, read by the
+ * index of its order when there is one).
+ */
+Jsonb *load_list(const PlanNode &node, const ListSource &source,
+                 const std::vector<std::vector<std::optional<std::string>>> *exclude = nullptr,
+                 int64_t next = 0);
 
 /*
  * The value load() returns (see plan.hpp), read as the calling role;

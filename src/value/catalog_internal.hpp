@@ -28,6 +28,16 @@ std::string quoted_table(const TableInfo &table);
 /* The catalog read through SPI (needs an SpiScope), cached for its lifetime. */
 std::unique_ptr<CatalogSource> make_catalog_source();
 
+/*
+ * value (JSON) as to_jsonb renders it for a column of type sql_type (JSON
+ * text), cast as the caller; Error "invalid <what> for "<column>" of table
+ * <table>" when it is not a value of the type, or renders as another JSON
+ * type (a number given for a text column).
+ */
+std::string render_as_column(const std::string &table, const std::string &column,
+                             const std::string &type_name, const std::string &sql_type,
+                             const Json &value, const std::string &what);
+
 /* An AssocError as an Error with the same SQLSTATE and texts. */
 Error to_error(const AssocError &e);
 

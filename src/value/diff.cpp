@@ -2,8 +2,10 @@
  * diff.cpp: JSON Patch between two values of one plan (see diff.hpp).
  */
 #include "value/diff.hpp"
+#include "value/keys.hpp"
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 #include <cstring>
 
@@ -80,7 +82,7 @@ void Diff::parts(const std::vector<Jsonb *> &old_parts, const std::vector<Jsonb 
     jb::View before(old_parts[i]), after(new_parts[i]);
     if (old_parts[i] != new_parts[i]) {
       /* (sync_parts() records every part; a merge would do without) */
-      if (i < touched.size())
+      if (i < touched.size() && plan_.root->query.empty())
         rows("/rows", before, after, *plan_.root, base, touched[i]);
       else
         list("/rows", before, after, *plan_.root, base);
@@ -151,20 +153,8 @@ void Diff::rows(const std::string &path, jb::View old_list, jb::View new_list, c
  * before true (JENTRY_ISBOOL_FALSE < JENTRY_ISBOOL_TRUE).
  */
 int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
-  for (const Column &c : node.table.pk) {
-    std::optional<jb::Elem> x = a.get(c.name), y = b.get(c.name);
-    int cmp;
-    if (!x || !y)
-      cmp = !x == !y ? 0 : (!x ? -1 : 1);
-    else if (x->is_numeric() && y->is_numeric())
-      cmp = jb::compare_numeric(x->numeric(), y->numeric());
-    else if (x->is_string() && y->is_string())
-      cmp = is_time_kind(c.kind) ? compare_time_texts(x->str(), y->str())
-                                 : jb::compare_bytes(x->str(), y->str());
-    else
-      cmp = x->type == y->type ? 0 : (x->type < y->type ? -1 : 1);
-    if (cmp != 0) return cmp;
-  }
+  for (const Column &c : node.table.pk)
+    if (int cmp = compare_elems(c.kind, a.get(c.name), b.get(c.name))) return cmp;
   return 0;
 }
 
@@ -175,6 +165,7 @@ int Diff::compare_pk(jb::View a, jb::View b, const PlanNode &node) const {
  */
 void Diff::list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
                 uint32_t base) {
+  if (node.query.ordered()) return ordered_list(path, old_list, new_list, node, base);
   jb::Cursor olds(old_list), news(new_list);
   uint32_t skip = equal_prefix(old_list, new_list), at = base + skip;
   olds.seek(skip);
@@ -203,6 +194,49 @@ void Diff::list(const std::string &path, jb::View old_list, jb::View new_list, c
       next_old();
       next_new();
     }
+  }
+}
+
+/*
+ * Lists in a query's order (query.hpp): rows are matched by primary key.
+ * Rows the new list lacks are removed (from the last, so that the indexes
+ * before stay); then, index by index, the row the new list has there is
+ * diffed when it is already there, moved there (removed, then added with
+ * its new content) when it is further down, or added.
+ */
+void Diff::ordered_list(const std::string &path, jb::View old_list, jb::View new_list,
+                        const PlanNode &node, uint32_t base) {
+  uint32_t skip = equal_prefix(old_list, new_list);
+  const std::vector<Column> &pk = node.table.pk;
+  std::map<Texts, uint32_t> in_new;
+  for (uint32_t j = skip; j < new_list.size(); j++)
+    in_new.emplace(row_texts(jb::View(new_list.at(j)), pk), j);
+  std::vector<uint32_t> held; /* old indexes, as the patched list holds them from skip on */
+  for (uint32_t i = old_list.size(); i-- > skip;) {
+    if (in_new.count(row_texts(jb::View(old_list.at(i)), pk)))
+      held.insert(held.begin(), i);
+    else
+      op("remove", path + "/" + std::to_string(base + i), std::nullopt);
+  }
+  for (uint32_t j = skip, k = 0; j < new_list.size(); j++, k++) {
+    std::string here = path + "/" + std::to_string(base + j);
+    jb::Elem b = new_list.at(j);
+    Texts key = row_texts(jb::View(b), pk);
+    auto same_key = [&](uint32_t i) { return row_texts(jb::View(old_list.at(i)), pk) == key; };
+    if (k < held.size() && same_key(held[k])) {
+      jb::Elem a = old_list.at(held[k]);
+      if (!same(a, b)) row(here, jb::View(a), jb::View(b), node);
+      continue;
+    }
+    auto further =
+        std::find_if(held.begin() + std::min<size_t>(k, held.size()), held.end(), same_key);
+    if (further != held.end()) {
+      op("remove", path + "/" + std::to_string(base + skip + (further - held.begin())),
+         std::nullopt);
+      held.erase(further);
+    }
+    op("add", here, jb::Node::copy(b));
+    held.insert(held.begin() + std::min<size_t>(k, held.size()), UINT32_MAX);
   }
 }
 

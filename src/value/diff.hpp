@@ -50,6 +50,8 @@ class Diff {
  private:
   void list(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
             uint32_t base = 0);
+  void ordered_list(const std::string &path, jb::View old_list, jb::View new_list,
+                    const PlanNode &node, uint32_t base);
   void rows(const std::string &path, jb::View old_list, jb::View new_list, const PlanNode &node,
             uint32_t base, const PartTouch &touch);
   void row(const std::string &path, jb::View old_row, jb::View new_row, const PlanNode &node);

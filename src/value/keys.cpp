@@ -50,6 +50,18 @@ int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part
   return jb::compare_bytes(e->str(), *p.text);
 }
 
+int compare_elems(KeyKind kind, const std::optional<jb::Elem> &a,
+                  const std::optional<jb::Elem> &b) {
+  bool a_null = !a || a->is_null(), b_null = !b || b->is_null();
+  if (a_null || b_null) return a_null == b_null ? 0 : (a_null ? -1 : 1);
+  if (a->is_numeric() && b->is_numeric()) return jb::compare_numeric(a->numeric(), b->numeric());
+  if (a->is_string() && b->is_string())
+    return is_time_kind(kind) ? compare_time_texts(a->str(), b->str())
+                              : jb::compare_bytes(a->str(), b->str());
+  /* booleans: JENTRY_ISBOOL_FALSE < JENTRY_ISBOOL_TRUE; mixed types by type */
+  return a->type == b->type ? 0 : (a->type < b->type ? -1 : 1);
+}
+
 std::optional<std::string> elem_text(const jb::Elem &e) {
   if (e.is_numeric()) return jb::numeric_text(e.numeric());
   if (e.is_string()) return std::string(e.str());

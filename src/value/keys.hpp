@@ -41,6 +41,12 @@ Key make_key(const std::vector<Column> &cols, const Texts &texts);
  */
 int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part &p);
 
+/*
+ * Order of two column values of rows, as compare_elem_part() orders a value
+ * against a key part (SQL NULLs, or missing columns, first).
+ */
+int compare_elems(KeyKind kind, const std::optional<jb::Elem> &a, const std::optional<jb::Elem> &b);
+
 /* A key value's text as events carry it: a number's, a string's, "true" or
  * "false"; nullopt for null and containers. */
 std::optional<std::string> elem_text(const jb::Elem &e);

@@ -17,6 +17,7 @@
  */
 #include "value/catalog.hpp"
 #include "value/catalog_internal.hpp"
+#include "value/keys.hpp"
 #include "shmem/shmem.hpp"
 
 extern "C" {
@@ -46,23 +47,58 @@ std::string column_ref(const std::string &alias, const Column &col) {
 }
 
 /*
- * ORDER BY list of a table's primary key, in KeyKind's order: text kinds
- * bytewise; char(n) by its blank-padded output, as to_jsonb renders it (a
- * cast to text would strip the trailing blanks, and 'a\x01' would sort
- * after 'a'); numbers, booleans and times by their values.
+ * A column as it orders and compares in a value (plan.hpp's KeyKind): text
+ * kinds bytewise; char(n) by its blank-padded output, as to_jsonb renders
+ * it (a cast to text would strip the trailing blanks, and 'a\x01' would
+ * sort after 'a'); numbers, booleans and times by their values.
  */
-std::string order_by(const TableInfo &table, const std::string &alias) {
+std::string key_expr(const std::string &alias, const Column &col) {
+  const char *collate = " COLLATE pg_catalog.\"C\"";
+  if (col.kind == KeyKind::Char)
+    return "pg_catalog.textin(pg_catalog.bpcharout(" + column_ref(alias, col) + "))" + collate;
+  if (col.kind == KeyKind::Text) return column_ref(alias, col) + "::pg_catalog.text" + collate;
+  return column_ref(alias, col);
+}
+
+/* ORDER BY list of a list of node's rows: its query's order, then the primary key. */
+std::string order_by(const PlanNode &node, const std::string &alias) {
   std::string out;
-  for (const auto &col : table.pk) {
-    if (!out.empty()) out += ", ";
-    if (col.kind == KeyKind::Char)
-      out += "pg_catalog.textin(pg_catalog.bpcharout(" + column_ref(alias, col) + "))";
-    else
-      out += column_ref(alias, col);
-    if (col.kind == KeyKind::Text) out += "::pg_catalog.text";
-    if (col.kind == KeyKind::Text || col.kind == KeyKind::Char) out += " COLLATE pg_catalog.\"C\"";
+  for (const OrderKey &k : node.query.order)
+    out += key_expr(alias, k.column) + (k.desc ? " DESC" : " ASC") +
+           (k.nulls_first ? " NULLS FIRST, " : " NULLS LAST, ");
+  for (const auto &col : node.table.pk) {
+    if (&col != &node.table.pk.front()) out += ", ";
+    out += key_expr(alias, col);
   }
   return out;
+}
+
+/* The quoted string literal of a text. */
+std::string literal(const std::string &text) {
+  const char *t = text.c_str();
+  return pg_call([&] { return quote_literal_cstr(t); });
+}
+
+/* One condition of a query's where, comparing as key_expr() does. */
+std::string condition(const std::string &alias, const Condition &c) {
+  if (c.op == CmpOp::IsNull) return column_ref(alias, c.column) + " IS NULL";
+  if (c.op == CmpOp::NotNull) return column_ref(alias, c.column) + " IS NOT NULL";
+  bool text = c.column.kind == KeyKind::Text || c.column.kind == KeyKind::Char;
+  auto compare = [&](const char *op, const std::string &value) {
+    return key_expr(alias, c.column) + " OPERATOR(pg_catalog." + op + ") " + literal(value) +
+           "::" + (text ? std::string("pg_catalog.text") : c.column.sql_type);
+  };
+  if (c.op != CmpOp::In) return compare(cmp_op_name(c.op), c.values.at(0));
+  std::string out;
+  for (const std::string &v : c.values) out += (out.empty() ? "(" : " OR ") + compare("=", v);
+  return out.empty() ? "false" : out + ")";
+}
+
+/* The query's where as AND-ed conditions ("true" when none). */
+std::string query_where(const std::string &alias, const ListQuery &q) {
+  std::string out;
+  for (const Condition &c : q.where) out += (out.empty() ? "" : " AND ") + condition(alias, c);
+  return out.empty() ? "true" : out;
 }
 
 /* a.x = b.y AND ... over paired columns */
@@ -75,6 +111,12 @@ std::string join_condition(const std::string &a_alias, const std::vector<Column>
   }
   return out;
 }
+
+/* Which rows of a list a query of its own gives (QueryBuilder::array). */
+struct Window {
+  enum Kind { Whole, Unlimited, Next } kind = Whole;
+  int64_t next = 0; /* Next: the first `next` rows */
+};
 
 /*
  * Generates the SQL of a value from plan nodes; aliases t<n> (tables) and
@@ -91,17 +133,28 @@ class QueryBuilder {
     return out;
   }
 
-  /* jsonb_agg of the rows of node's table (alias) that `where` selects, by pk. */
-  std::string array(const PlanNode &node, const std::string &alias, const std::string &where) {
-    return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " +
-           order_by(node.table, alias) + "), '[]'::pg_catalog.jsonb) FROM " +
-           quoted_table(node.table) + " " + alias + " WHERE " + where + ")";
-  }
-
-  /* The quoted string literal of a name. */
-  static std::string literal(const std::string &text) {
-    const char *t = text.c_str();
-    return pg_call([&] { return quote_literal_cstr(t); });
+  /*
+   * jsonb_agg of the rows of node's table (alias) that `where` and node's
+   * query select, in the query's order; window says which of them: the
+   * query's limit and offset (Whole), all (Unlimited: rows looked up by
+   * key), or the first few (Next).
+   */
+  std::string array(const PlanNode &node, const std::string &alias, const std::string &where,
+                    Window window = {}) {
+    std::string order = order_by(node, alias);
+    std::string from = quoted_table(node.table) + " " + alias + " WHERE " + where;
+    if (!node.query.where.empty()) from += " AND " + query_where(alias, node.query);
+    std::string limit;
+    if (window.kind == Window::Next) limit = " LIMIT " + std::to_string(window.next);
+    if (window.kind == Window::Whole && node.query.limit)
+      limit = " LIMIT " + std::to_string(*node.query.limit);
+    if (window.kind == Window::Whole && node.query.offset > 0)
+      limit += " OFFSET " + std::to_string(node.query.offset);
+    /* A window is cut before the rows are nested: only its rows are read. */
+    if (!limit.empty())
+      from = "(SELECT " + alias + ".* FROM " + from + " ORDER BY " + order + limit + ") " + alias;
+    return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " + order +
+           "), '[]'::pg_catalog.jsonb) FROM " + from + ")";
   }
 
  private:
@@ -123,7 +176,7 @@ class QueryBuilder {
     std::string where = join_condition(t, assoc.target_cols, owner, assoc.owner_cols);
     if (assoc.kind == AssocKind::HasMany) return array(target, t, where);
     return "(SELECT " + row(target, t) + " FROM " + quoted_table(target.table) + " " + t +
-           " WHERE " + where + " ORDER BY " + order_by(target.table, t) + " LIMIT 1)";
+           " WHERE " + where + " ORDER BY " + order_by(target, t) + " LIMIT 1)";
   }
 
   int aliases_ = 0;
@@ -181,80 +234,6 @@ struct FilterEntry {
   std::string normalized = "null"; /* to_jsonb rendering, as JSON text */
 };
 
-/* The name jsonb_typeof() gives a JSON type. */
-const char *json_type_name(Json::Type type) {
-  switch (type) {
-    case Json::Type::Null:
-      return "null";
-    case Json::Type::Bool:
-      return "boolean";
-    case Json::Type::Number:
-      return "number";
-    case Json::Type::String:
-      return "string";
-    case Json::Type::Array:
-      return "array";
-    case Json::Type::Object:
-      return "object";
-  }
-  return "?";
-}
-
-/* JSON text of a parsed value, for non-string filter values. */
-std::string json_text(const Json &value) {
-  switch (value.type) {
-    case Json::Type::Null:
-      return "null";
-    case Json::Type::Bool:
-      return value.boolean ? "true" : "false";
-    case Json::Type::Number:
-      return value.text;
-    case Json::Type::String:
-      return json_quote(value.text);
-    case Json::Type::Array: {
-      std::string out = "[";
-      for (size_t i = 0; i < value.items.size(); ++i)
-        out += (i ? ", " : "") + json_text(value.items[i]);
-      return out + "]";
-    }
-    case Json::Type::Object: {
-      std::string out = "{";
-      for (size_t i = 0; i < value.members.size(); ++i)
-        out += (i ? ", " : "") + json_quote(value.members[i].first) + ": " +
-               json_text(value.members[i].second);
-      return out + "}";
-    }
-  }
-  return "null";
-}
-
-/* Renders text as the column's type renders in to_jsonb; errors name the key. */
-void normalize_filter_value(const TableInfo &table, FilterEntry &entry, Json::Type given) {
-  std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + entry.column.sql_type + "))";
-  std::vector<SpiRow> rows;
-  try {
-    rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
-                    {{TEXTOID, entry.text}}, false);
-  } catch (PgError &e) {
-    ErrorData *data = e.release();
-    throw Error(
-        data->sqlerrcode,
-        "invalid filter value for \"" + entry.column.name + "\" of table " + table.schema + "." +
-            table.name,
-        data->message ? data->message : "",
-        "The value must be what to_jsonb() renders for type " + entry.column.type_name + ".");
-  }
-  entry.normalized = *rows.at(0)[0];
-  if (*rows[0][1] != json_type_name(given))
-    throw Error(
-        ERRCODE_INVALID_PARAMETER_VALUE,
-        "invalid filter value for \"" + entry.column.name + "\" of table " + table.schema + "." +
-            table.name,
-        std::string("A ") + json_type_name(given) + " was given; a " + entry.column.type_name +
-            " column renders as a " + *rows[0][1] + ".",
-        "The value must be what to_jsonb() renders for type " + entry.column.type_name + ".");
-}
-
 /* Parses and checks the filter: an object of root columns. */
 std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filter) {
   std::vector<FilterEntry> out;
@@ -282,8 +261,10 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
     entry.column = Column{col->name,      col->attnum, col->kind.value_or(KeyKind::Text),
                           col->type_name, col->eq_op,  col->sql_type};
     if (value.type != Json::Type::Null) {
-      entry.text = value.type == Json::Type::String ? value.text : json_text(value);
-      normalize_filter_value(table, entry, value.type);
+      entry.text = value.type == Json::Type::String ? value.text : json_dump(value);
+      entry.normalized =
+          render_as_column(desc.schema + "." + desc.name, entry.column.name, entry.column.type_name,
+                           entry.column.sql_type, value, "filter value");
     }
     out.push_back(std::move(entry));
   }
@@ -350,14 +331,44 @@ Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
 }
 
 Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
-                       const std::vector<std::optional<std::string>> &values) {
+                       const std::vector<std::optional<std::string>> &values, bool window) {
   SpiScope spi;
   std::vector<SpiParam> params;
   QueryBuilder q;
-  std::string sql = "SELECT " + q.array(node, "t0", where_equal("t0", cols, values, params));
+  std::string sql = "SELECT " + q.array(node, "t0", where_equal("t0", cols, values, params),
+                                        Window{window ? Window::Whole : Window::Unlimited});
   /* sync() repeats this query with other keys: planning it each time cost
    * more than running it. */
   return spi_jsonb(sql, params, true);
+}
+
+Jsonb *load_list(const PlanNode &node, const ListSource &source, const std::vector<Texts> *exclude,
+                 int64_t next) {
+  SpiScope spi;
+  std::vector<SpiParam> params;
+  std::string where;
+  if (!source.assoc) {
+    std::vector<Column> cols;
+    Texts values;
+    for (const auto &e : parse_filter(node.table, source.filter)) {
+      cols.push_back(e.column);
+      values.push_back(e.text);
+    }
+    where = where_equal("t0", cols, values, params);
+  } else if (source.assoc->kind == AssocKind::ManyToMany) {
+    const Assoc &a = *source.assoc;
+    where = "EXISTS (SELECT FROM " + quoted_table(*a.join) + " j0 WHERE " +
+            where_equal("j0", a.join_owner_cols, source.owner, params) + " AND " +
+            join_condition("j0", a.join_target_cols, "t0", a.target_cols) + ")";
+  } else {
+    where = where_equal("t0", source.assoc->target_cols, source.owner, params);
+  }
+  for (const Texts &pk : exclude ? *exclude : std::vector<Texts>{})
+    where += " AND NOT (" + where_equal("t0", node.table.pk, pk, params) + ")";
+  QueryBuilder q;
+  std::string sql =
+      "SELECT " + q.array(node, "t0", where, exclude ? Window{Window::Next, next} : Window{});
+  return spi_jsonb(sql, params, false);
 }
 
 }  // namespace ectosync
@@ -420,7 +431,7 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
                             col->type_name, col->eq_op, col->sql_type});
     }
   }
-  return load_rows_where(*plan.root, cols, vals);
+  return load_rows_where(*plan.root, cols, vals, true);
 }
 
 }  // namespace

@@ -25,11 +25,22 @@ size_t part_bytes() {
   return static_cast<size_t>(settings.held_part_bytes);
 }
 
-/* The rows of list cut into parts of about part_bytes(), appended to parts. */
-void cut(jb::View list, std::vector<Jsonb *> &parts) {
+/*
+ * Whether the root rows of a value (or its head) stay in one part: a root
+ * "$query" may order them by other columns than the key, which the routes
+ * of sync_parts() follow, and a window is small.
+ */
+bool kept_whole(const Jsonb *value) {
+  std::optional<jb::Elem> assocs = jb::View(value).get("assocs");
+  return assocs && jb::View(*assocs).is_object() && jb::View(*assocs).get("$query");
+}
+
+/* The rows of list cut into parts of about part_bytes() (whole: one
+ * part), appended to parts. */
+void cut(jb::View list, std::vector<Jsonb *> &parts, bool whole = false) {
   uint32_t start = 0, n = list.size();
   for (uint32_t i = 0; i < n; i++)
-    if (i + 1 == n || list.offset(i + 1) - list.offset(start) >= part_bytes()) {
+    if (i + 1 == n || (!whole && list.offset(i + 1) - list.offset(start) >= part_bytes())) {
       parts.push_back(rows_jsonb(list, start, i + 1));
       start = i + 1;
     }
@@ -58,7 +69,7 @@ PartedValue split_value(const Jsonb *value) {
   jb::Node head = jb::Node::object();
   for (uint32_t i = 0; i < v.size(); i++) {
     if (v.key(i) == "rows") {
-      cut(jb::View(v.value(i)), out.parts);
+      cut(jb::View(v.value(i)), out.parts, kept_whole(value));
       head.set("rows", jb::Node::array());
     } else {
       head.set(v.key(i), jb::Node::copy(v.value(i)));
@@ -94,6 +105,7 @@ size_t value_bytes(const PartedValue &value) {
 }
 
 void rebalance(PartedValue &value, bool free_replaced) {
+  if (kept_whole(value.head)) return;
   const std::vector<Jsonb *> given = value.parts;
   const size_t small = part_bytes() / 4;
   std::vector<Jsonb *> out, made, dropped;

@@ -10,6 +10,7 @@
 #include "core/plan.hpp"
 #include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
+#include "value/query_eval.hpp"
 #include "value/sync.hpp"
 
 extern "C" {
@@ -35,7 +36,6 @@ extern "C" {
 #include <unordered_map>
 #include <vector>
 namespace ectosync {
-namespace {
 
 /* Whether two column values of rows are equal (NULL equals nothing). */
 bool equal_elems(const std::optional<jb::Elem> &a, const std::optional<jb::Elem> &b) {
@@ -72,12 +72,12 @@ bool same_columns(const std::vector<Column> &a, const std::vector<Column> &b) {
   return true;
 }
 
-/* load_rows_where as a view: an array (empty when the query gave NULL). */
+/* load_rows_where as a view, every row (no window): an array (empty when
+ * the query gave NULL). */
 jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const Texts &values) {
-  Jsonb *rows = load_rows_where(node, cols, values);
+  Jsonb *rows = load_rows_where(node, cols, values, false);
   return rows ? jb::View(rows) : jb::View();
 }
-}  // namespace
 
 /* Whether rows of node n (or below) can change with table T's event. */
 bool Patcher::involves(const PlanNode &n) {
@@ -237,6 +237,12 @@ void Patcher::prepare() {
     }
   }
   if (!table_) return;
+  if (filter_.is_object()) {
+    jb::Node filter = jb::Node::object();
+    for (uint32_t i = 0; i < filter_.size(); i++)
+      filter.set(filter_.key(i), jb::Node::copy(filter_.value(i)));
+    filter_jsonb_ = jb::to_jsonb(filter);
+  }
   std::vector<Texts> pks;
   for (const Texts &pk : {ev_.old_pk(), ev_.new_pk()})
     if (!pk.empty() && !has_null(pk) && std::find(pks.begin(), pks.end(), pk) == pks.end())
@@ -301,6 +307,7 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
   bool join_list =
       ctx.kind == ListCtx::ManyToMany && ctx.assoc->join && ctx.assoc->join->relid == event_table_;
   if (!list.is_array() || (!involves(n) && !join_list)) return std::nullopt;
+  if (n.query.ordered() || n.query.windowed()) return patch_query_list(list, n, ctx);
   std::map<uint32_t, std::optional<jb::Node>> mods; /* nullopt: removed */
   std::vector<std::pair<uint32_t, jb::Node>> inserts;
 
@@ -308,14 +315,16 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
     for (const RowState &s : states_) {
       if (ctx.kind == ListCtx::Root && !in_root_range(s.key)) continue;
       auto [idx, found] = search(list, n.table.pk, s.key);
-      bool belongs = s.exists;
+      bool belongs = s.exists && query_matches(n.query, s.row);
       if (belongs && ctx.kind == ListCtx::Root) belongs = filter_matches(s.row);
       if (belongs && ctx.kind == ListCtx::HasMany)
         belongs = rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols);
       /* Join rows add a target; but under row level security a target row
-       * may become visible by its own change: a linked row enters then. */
+       * may become visible by its own change, and under a where it may
+       * come to match: a linked row enters then. */
       if (ctx.kind == ListCtx::ManyToMany)
-        belongs = belongs && (found || (rls(event_table_) && linked(*ctx.assoc, ctx.parent, s)));
+        belongs = belongs && (found || ((rls(event_table_) || !n.query.where.empty()) &&
+                                        linked(*ctx.assoc, ctx.parent, s)));
       if (found && !belongs)
         mods[idx] = std::nullopt;
       else if (found)
@@ -386,179 +395,4 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
   return out;
 }
 
-/*
- * A many_to_many list under parent when T is its join table: the target
- * rows that the changed join rows link to this parent are added when a join
- * row links them now, removed when it no longer does.
- */
-void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
-                         std::map<uint32_t, std::optional<jb::Node>> &mods,
-                         std::vector<std::pair<uint32_t, jb::Node>> &inserts) {
-  Texts owner = row_texts(parent, a.owner_cols);
-  if (has_null(owner)) return;
-  /* (target key, linked now) for each join row state the event names */
-  std::vector<std::pair<Texts, bool>> targets;
-  auto note = [&](const Texts &target, bool linked) {
-    for (auto &t : targets)
-      if (t.first == target) {
-        t.second = t.second || linked;
-        return;
-      }
-    targets.emplace_back(target, linked);
-  };
-  /* the event's old and new (owner, target) pairs: this parent's links */
-  for (int side = 0; side < 2; side++) {
-    Texts o, t;
-    bool ok = true;
-    for (const Column &c : a.join_owner_cols) {
-      const ColumnChange *cc = ev_.column(c.attnum);
-      if (!cc || !(side == 0 ? cc->has_old : cc->has_new)) ok = false;
-      if (ok) o.push_back(side == 0 ? cc->old_value : cc->new_value);
-    }
-    for (const Column &c : a.join_target_cols) {
-      const ColumnChange *cc = ev_.column(c.attnum);
-      if (!cc || !(side == 0 ? cc->has_old : cc->has_new)) ok = false;
-      if (ok) t.push_back(side == 0 ? cc->old_value : cc->new_value);
-    }
-    if (ok && o == owner && !has_null(t)) note(t, false);
-  }
-  for (const RowState &s : states_) {
-    if (!s.exists) continue;
-    if (row_texts(s.row, a.join_owner_cols) != owner) continue;
-    Texts t = row_texts(s.row, a.join_target_cols);
-    if (!has_null(t)) note(t, true);
-  }
-  const PlanNode &target = *a.target;
-  bool by_pk = same_columns(a.target_cols, target.table.pk);
-  for (const auto &[tkey, linked] : targets) {
-    Key key = make_key(a.target_cols, tkey);
-    std::optional<uint32_t> at;
-    uint32_t pos = list.size();
-    if (by_pk) {
-      auto [idx, found] = search(list, target.table.pk, key);
-      pos = idx;
-      if (found) at = idx;
-    } else {
-      for (uint32_t i = 0; i < list.size() && !at; i++)
-        if (row_matches_key(jb::View(list.at(i)), a.target_cols, key)) at = i;
-    }
-    if (at && !linked) {
-      mods[*at] = std::nullopt;
-    } else if (!at && linked) {
-      std::optional<jb::Elem> row;
-      if (by_pk && target.assocs.empty() && !rls(target.table.relid)) {
-        RowState s = read_row(target.table, tkey);
-        if (std::optional<jb::Node> n = build_row(target, s)) {
-          inserts.emplace_back(pos, std::move(*n));
-          continue;
-        }
-      }
-      row = load_one(target, a.target_cols, tkey);
-      if (!row) continue;
-      if (!by_pk) {
-        Key pk = make_key(target.table.pk, row_texts(jb::View(*row), target.table.pk));
-        pos = search(list, target.table.pk, pk).first;
-      }
-      inserts.emplace_back(pos, jb::Node::copy(*row));
-    }
-  }
-}
-
-/*
- * A row of node n: with state, its columns become the current ones (its
- * association keys are kept, rebuilt where its owner columns changed);
- * associations that involve T are patched.  nullopt: unchanged.
- */
-std::optional<jb::Node> Patcher::patch_row(jb::Elem elem, const PlanNode &n,
-                                           const RowState *state) {
-  jb::View row(elem);
-  if (!row.is_object()) return std::nullopt;
-  jb::View cols = state ? state->row : row; /* the current columns */
-  std::vector<std::pair<const Assoc *, std::optional<jb::Node>>> changed;
-  for (const Assoc &a : n.assocs) {
-    std::optional<jb::Elem> old = row.get(a.name);
-    bool owner_changed =
-        state && !rows_match(row, a.owner_cols, cols, a.owner_cols) &&
-        !(has_null(row_texts(row, a.owner_cols)) && has_null(row_texts(cols, a.owner_cols)));
-    if (owner_changed && a.kind != AssocKind::ManyToMany) {
-      changed.emplace_back(&a, rebuild_assoc(a, cols));
-      continue;
-    }
-    if (!assoc_involves(a)) continue;
-    std::optional<jb::Node> r;
-    if (a.is_many()) {
-      if (old)
-        r = patch_list(
-            jb::View(*old), *a.target,
-            ListCtx{a.kind == AssocKind::HasMany ? ListCtx::HasMany : ListCtx::ManyToMany, &a,
-                    cols});
-    } else {
-      r = patch_one(a, old, cols);
-    }
-    if (r) changed.emplace_back(&a, std::move(r));
-  }
-  if (!state && changed.empty()) return std::nullopt;
-
-  jb::Node out = jb::Node::object();
-  auto is_assoc = [&](std::string_view key) {
-    for (const Assoc &a : n.assocs)
-      if (a.name == key) return true;
-    return false;
-  };
-  for (uint32_t i = 0; i < cols.size(); i++)
-    if (!is_assoc(cols.key(i))) out.set(cols.key(i), jb::Node::copy(cols.value(i)));
-  for (const Assoc &a : n.assocs) {
-    auto it =
-        std::find_if(changed.begin(), changed.end(), [&](const auto &c) { return c.first == &a; });
-    if (it != changed.end()) {
-      out.set(a.name, std::move(*it->second));
-    } else if (std::optional<jb::Elem> old = row.get(a.name)) {
-      out.set(a.name, jb::Node::copy(*old));
-    }
-  }
-  return out;
-}
-
-/* An association whose owner columns changed: read again, as load() would. */
-jb::Node Patcher::rebuild_assoc(const Assoc &a, jb::View parent) {
-  Texts owner = row_texts(parent, a.owner_cols);
-  if (a.is_many()) {
-    if (has_null(owner)) return jb::Node::array();
-    Jsonb *rows = load_rows_where(*a.target, a.target_cols, owner);
-    if (!rows || !JB_ROOT_IS_ARRAY(rows)) return jb::Node::array();
-    return jb::Node::copy(jb::root_elem(rows));
-  }
-  if (has_null(owner)) return jb::Node::null();
-  const PlanNode &t = *a.target;
-  if (a.kind == AssocKind::BelongsTo && t.assocs.empty() &&
-      same_columns(a.target_cols, t.table.pk)) {
-    RowState s = read_row(t.table, owner);
-    std::optional<jb::Node> n = build_row(t, s);
-    return n ? std::move(*n) : jb::Node::null();
-  }
-  std::optional<jb::Elem> e = load_one(t, a.target_cols, owner);
-  return e ? jb::Node::copy(*e) : jb::Node::null();
-}
-
-/*
- * A belongs_to/has_one object (or null) under parent: the changed row of T
- * replaces, updates or clears it; deeper changes are patched in it.
- */
-std::optional<jb::Node> Patcher::patch_one(const Assoc &a, std::optional<jb::Elem> old,
-                                           jb::View parent) {
-  const PlanNode &t = *a.target;
-  std::optional<jb::Elem> cur = old && old->is_container() ? old : std::nullopt;
-  if (t.table.relid == event_table_) {
-    for (const RowState &s : states_) {
-      bool is_it = cur && compare_row_key(jb::View(*cur), t.table.pk, s.key) == 0;
-      bool belongs = s.exists && rows_match(s.row, a.target_cols, parent, a.owner_cols);
-      if (is_it && belongs) return patch_row(*cur, t, &s);
-      /* it left, or it takes the place of another (or of null): read
-       * what load() would give now */
-      if (is_it || belongs) return rebuild_assoc(a, parent);
-    }
-  }
-  if (cur && deep(t)) return patch_row(*cur, t, nullptr);
-  return std::nullopt;
-}
 }  // namespace ectosync

@@ -7,6 +7,7 @@
 
 #include "core/event.hpp"
 #include "core/plan.hpp"
+#include "value/catalog.hpp"
 #include "value/jsonb_writer.hpp"
 #include "value/keys.hpp"
 #include "value/sync.hpp"
@@ -42,6 +43,19 @@ class SmallMemo {
  private:
   std::vector<std::pair<K, bool>> entries_;
 };
+
+/* Helpers of patcher.cpp and patcher_assoc.cpp. */
+/* Whether two column values of rows are equal (NULL equals nothing). */
+bool equal_elems(const std::optional<jb::Elem> &a, const std::optional<jb::Elem> &b);
+/* Whether a row's cols equal key (no NULLs). */
+bool row_matches_key(jb::View row, const std::vector<Column> &cols, const Key &key);
+/* Whether row a's cols_a equal row b's cols_b, pairwise (no NULLs). */
+bool rows_match(jb::View a, const std::vector<Column> &cols_a, jb::View b,
+                const std::vector<Column> &cols_b);
+/* Whether two column lists name the same columns (by attnum), in order. */
+bool same_columns(const std::vector<Column> &a, const std::vector<Column> &b);
+/* load_rows_where() of every row (no window), as a view (empty on NULL). */
+jb::View rows_where(const PlanNode &node, const std::vector<Column> &cols, const Texts &values);
 
 /* The current state of one row of a table: cache, or a keyed read. */
 struct RowState {
@@ -108,6 +122,13 @@ class Patcher {
   bool filter_matches(jb::View row);
   std::optional<std::vector<Key>> candidate_parents(const PlanNode &n);
   std::optional<jb::Node> patch_list(jb::View list, const PlanNode &n, const ListCtx &ctx);
+  std::optional<jb::Node> patch_query_list(jb::View list, const PlanNode &n, const ListCtx &ctx);
+  jb::Node reread_window(const PlanNode &n, const ListCtx &ctx);
+  bool window_concerned(jb::View list, const PlanNode &n, const ListCtx &ctx);
+  ListSource source_of(const ListCtx &ctx) const;
+  /* The target keys whose links to parent the changed join rows of a
+   * touch: (key, whether a join row links it now). */
+  std::vector<std::pair<Texts, bool>> join_targets(const Assoc &a, jb::View parent);
   void patch_join(jb::View list, const Assoc &a, jb::View parent,
                   std::map<uint32_t, std::optional<jb::Node>> &mods,
                   std::vector<std::pair<uint32_t, jb::Node>> &inserts);
@@ -125,6 +146,7 @@ class Patcher {
   const Plan &plan_;
   const Event &ev_;
   jb::View filter_;
+  Jsonb *filter_jsonb_ = nullptr;    /* filter_ as a jsonb, for load_list() */
   uint32_t event_table_ = 0;         /* the relid of the event's table */
   const TableInfo *table_ = nullptr; /* the event's table */
   std::vector<RowState> states_;     /* one per distinct pk (old, new) */

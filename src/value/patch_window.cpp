@@ -1,0 +1,189 @@
+/*
+ * patch_window.cpp: the Patcher's lists with a query of their own order or
+ * window ($query's order_by, limit, offset: query.hpp).
+ *
+ * Such a list is held in its query's order, then by primary key, so that a
+ * row is found by a scan rather than by key, and a changed row leaves its
+ * place and enters where its current columns sort (a sort key that changed
+ * moves the row).  A window of limit rows from the first (offset 0) keeps
+ * every row that sorts before its last one, so:
+ *  - a row entering below its last row pushes the last one out;
+ *  - a row entering beyond it does not enter (nothing changes), unless the
+ *    window was not full (then the list holds every row there is);
+ *  - a row that leaves a full window makes room for the rows that follow:
+ *    they are read once, as the caller, in the query's order, skipping the
+ *    rows the window holds (load_list()), so the read follows the order's
+ *    index where there is one, never the whole query.
+ * Rows are placed by the states the list holds, so the list stays sorted
+ * while later events are pending; each of those events places its rows
+ * again, and after the last one the list equals a fresh load().
+ * A window with an offset does not hold the rows before it: a change that
+ * may concern the list can shift it, so the window is read again.
+ */
+#include "value/catalog.hpp"
+#include "value/keys.hpp"
+#include "value/patcher.hpp"
+#include "value/query_eval.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+namespace ectosync {
+
+namespace {
+
+/* A row of a list being patched: its columns as the list orders them, and
+ * either its index in the old list or its new content. */
+struct Item {
+  jb::View cols;
+  std::optional<uint32_t> src;
+  std::optional<jb::Node> node;
+};
+
+}  // namespace
+
+ListSource Patcher::source_of(const ListCtx &ctx) const {
+  ListSource source;
+  if (ctx.kind == ListCtx::Root) {
+    source.filter = filter_jsonb_;
+    return source;
+  }
+  source.assoc = ctx.assoc;
+  source.owner = row_texts(ctx.parent, ctx.assoc->owner_cols);
+  return source;
+}
+
+/*
+ * Whether the event may shift a list with an offset under ctx: one of the
+ * changed rows is in it, or belongs (or belonged, by the event's old
+ * values) to its parent; or a join row links (linked) it.
+ */
+bool Patcher::window_concerned(jb::View list, const PlanNode &n, const ListCtx &ctx) {
+  if (ctx.kind == ListCtx::ManyToMany && ctx.assoc->join && ctx.assoc->join->relid == event_table_)
+    return !join_targets(*ctx.assoc, ctx.parent).empty();
+  if (n.table.relid != event_table_) return false;
+  if (ctx.kind == ListCtx::Root) return true;
+  for (const RowState &s : states_) {
+    for (uint32_t i = 0; i < list.size(); i++)
+      if (compare_row_key(jb::View(list.at(i)), n.table.pk, s.key) == 0) return true;
+    if (ctx.kind == ListCtx::ManyToMany) {
+      if (linked(*ctx.assoc, ctx.parent, s)) return true;
+    } else if (s.exists &&
+               rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols)) {
+      return true;
+    }
+  }
+  if (ctx.kind == ListCtx::ManyToMany) return false;
+  std::vector<Texts> old_links;
+  if (!event_texts(ctx.assoc->target_cols, old_links)) return true;
+  Texts owner = row_texts(ctx.parent, ctx.assoc->owner_cols);
+  return std::find(old_links.begin(), old_links.end(), owner) != old_links.end();
+}
+
+/* The list's window read again. */
+jb::Node Patcher::reread_window(const PlanNode &n, const ListCtx &ctx) {
+  Jsonb *rows = load_list(n, source_of(ctx));
+  if (!rows || !JB_ROOT_IS_ARRAY(rows)) return jb::Node::array();
+  if (ctx.kind == ListCtx::Root) root_moved_ = true;
+  return jb::Node::copy(jb::root_elem(rows));
+}
+
+/*
+ * A list of node n with a query of its own order or window (see the header
+ * comment): the changed rows of T leave and enter in the query's order, the
+ * window is kept full, and rows whose associations involve T are patched.
+ */
+std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode &n,
+                                                  const ListCtx &ctx) {
+  const ListQuery &q = n.query;
+  if (q.offset > 0 && window_concerned(list, n, ctx)) return reread_window(n, ctx);
+  const std::vector<Column> &pk = n.table.pk;
+  std::vector<Item> items;
+  items.reserve(list.size());
+  for (uint32_t i = 0; i < list.size(); i++) items.push_back({jb::View(list.at(i)), i, {}});
+  /* Rows may follow the window: it is full. */
+  bool more = q.limit && list.size() >= *q.limit;
+  bool changed = false;
+  std::vector<Item> entering;
+  auto find = [&](const std::vector<Column> &cols, const Key &key) -> std::optional<size_t> {
+    for (size_t i = 0; i < items.size(); i++)
+      if (row_matches_key(items[i].cols, cols, key)) return i;
+    return std::nullopt;
+  };
+  auto remove = [&](size_t at) {
+    items.erase(items.begin() + at);
+    changed = true;
+  };
+
+  if (n.table.relid == event_table_) {
+    for (const RowState &s : states_) {
+      std::optional<size_t> at = find(pk, s.key);
+      bool belongs = s.exists && query_matches(q, s.row);
+      if (belongs && ctx.kind == ListCtx::Root) belongs = filter_matches(s.row);
+      if (belongs && ctx.kind == ListCtx::HasMany)
+        belongs = rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols);
+      /* A linked row outside the list may belong now: it may have come to
+       * match the where, or to sort inside the window. */
+      if (belongs && ctx.kind == ListCtx::ManyToMany && !at)
+        belongs = (q.windowed() || !q.where.empty() || rls(event_table_)) &&
+                  linked(*ctx.assoc, ctx.parent, s);
+      std::optional<jb::Node> row;
+      if (belongs && at)
+        row = patch_row(list.at(*items[*at].src), n, &s);
+      else if (belongs)
+        row = build_row(n, s);
+      if (at) remove(*at);
+      if (row) entering.push_back({s.row, std::nullopt, std::move(row)});
+    }
+  }
+  if (ctx.kind == ListCtx::ManyToMany && ctx.assoc->join &&
+      ctx.assoc->join->relid == event_table_) {
+    const Assoc &a = *ctx.assoc;
+    for (const auto &[tkey, now] : join_targets(a, ctx.parent)) {
+      std::optional<size_t> at = find(a.target_cols, make_key(a.target_cols, tkey));
+      if (at && !now) remove(*at);
+      if (at || !now) continue;
+      if (std::optional<jb::Elem> row = load_one(n, a.target_cols, tkey))
+        entering.push_back({jb::View(*row), std::nullopt, jb::Node::copy(*row)});
+    }
+  }
+  if (deep(n))
+    for (Item &item : items)
+      if (item.src && !item.node)
+        if ((item.node = patch_row(list.at(*item.src), n, nullptr))) changed = true;
+
+  /* Rows enter where they sort among the rows the list holds. */
+  auto place = [&](Item item) {
+    auto at = std::upper_bound(items.begin(), items.end(), item, [&](const Item &a, const Item &b) {
+      return query_compare(q, pk, a.cols, b.cols) < 0;
+    });
+    if (more && at == items.end()) return; /* beyond a full window */
+    items.insert(at, std::move(item));
+    changed = true;
+  };
+  for (Item &item : entering) place(std::move(item));
+  if (q.limit && items.size() > static_cast<size_t>(*q.limit)) {
+    items.resize(*q.limit);
+    more = true;
+  }
+  if (more && items.size() < static_cast<size_t>(*q.limit)) {
+    std::vector<Texts> held;
+    for (const Item &item : items) held.push_back(row_texts(item.cols, pk));
+    Jsonb *next = load_list(n, source_of(ctx), &held, *q.limit - items.size());
+    jb::View rows = next ? jb::View(next) : jb::View();
+    for (uint32_t i = 0; rows.is_array() && i < rows.size(); i++) {
+      jb::Elem row = rows.at(i);
+      more = false; /* (what the read found is what follows) */
+      place({jb::View(row), std::nullopt, jb::Node::copy(row)});
+    }
+  }
+  if (!changed) return std::nullopt;
+  if (ctx.kind == ListCtx::Root) root_moved_ = true;
+  jb::Node out = jb::Node::array();
+  for (Item &item : items)
+    out.push(item.node ? std::move(*item.node) : jb::Node::copy(list.at(*item.src)));
+  return out;
+}
+
+}  // namespace ectosync

@@ -1,0 +1,135 @@
+-- Queries: the lists that screens show.  A "$query" in the assocs spec
+-- selects and orders the rows of a list, at the root and in every has_many
+-- or many_to_many association:
+--   {"where": ..., "order_by": ..., "limit": n, "offset": n}
+-- and sync() and changes() keep such a value equal to a fresh load().
+CREATE SCHEMA q;
+CREATE TABLE q.persons (id int PRIMARY KEY, name text NOT NULL, data jsonb);
+CREATE TABLE q.posts (id int PRIMARY KEY, author_id int REFERENCES q.persons,
+                      title text NOT NULL, published bool NOT NULL,
+                      inserted_at timestamptz NOT NULL);
+CREATE INDEX ON q.posts (inserted_at);
+CREATE TABLE q.comments (id int PRIMARY KEY, post_id int NOT NULL REFERENCES q.posts ON DELETE CASCADE,
+                         body text NOT NULL, inserted_at timestamptz NOT NULL);
+CREATE TABLE q.tags (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE q.posts_tags (post_id int REFERENCES q.posts ON DELETE CASCADE,
+                           tag_id int REFERENCES q.tags ON DELETE CASCADE,
+                           PRIMARY KEY (post_id, tag_id));
+INSERT INTO q.persons VALUES (1, 'ann'), (2, 'bob');
+INSERT INTO q.posts SELECT i, 1 + i % 2, 'post ' || i, i <> 4, '2024-01-01'::timestamptz + i * interval '1 day'
+  FROM generate_series(1, 6) i;
+INSERT INTO q.comments SELECT i, 6 - i % 2, 'comment ' || i, '2024-02-01'::timestamptz + i * interval '1 hour'
+  FROM generate_series(1, 5) i;
+INSERT INTO q.tags VALUES (1, 'sql'), (2, 'c++'), (3, 'news');
+INSERT INTO q.posts_tags VALUES (6, 1), (6, 2), (6, 3), (5, 3);
+SELECT ectosync.watch('q.posts', '["author", "comments", "tags"]') IS NOT NULL AS watched;
+
+-- The screen: the 3 newest published posts, each with its tags by name and
+-- its 2 newest comments.  (Ecto: from p in Post, where: p.published,
+-- order_by: [desc: p.inserted_at], limit: 3, preload: [tags: from(t in Tag,
+-- order_by: t.name), comments: ...].)
+CREATE TABLE q.shape AS SELECT '{
+  "$query": {"where": [["published", "=", true]], "order_by": {"inserted_at": "desc"}, "limit": 3},
+  "tags": {"$query": {"order_by": "name"}},
+  "comments": {"$query": {"order_by": {"inserted_at": "desc"}, "limit": 2}}}'::jsonb AS s;
+-- What a screen shows of a value: each post's title, tags and comments.
+CREATE FUNCTION q.screen(v jsonb) RETURNS TABLE (title text, tags text, comments text)
+LANGUAGE sql AS $$
+  SELECT r ->> 'title',
+         (SELECT string_agg(t ->> 'name', ', ' ORDER BY n) FROM jsonb_array_elements(r -> 'tags') WITH ORDINALITY a(t, n)),
+         (SELECT string_agg(c ->> 'body', ', ' ORDER BY n) FROM jsonb_array_elements(r -> 'comments') WITH ORDINALITY a(c, n))
+  FROM jsonb_array_elements(v -> 'rows') WITH ORDINALITY AS x(r, i) ORDER BY i
+$$;
+CREATE TABLE q.client AS SELECT ectosync.load('q.posts', s) AS v FROM q.shape;
+SELECT * FROM q.screen((SELECT v FROM q.client));
+-- The value keeps its shape normalized: directions spelled in full, values
+-- as to_jsonb renders them.
+SELECT jsonb_pretty(v #> '{assocs,$query}') FROM q.client;
+
+-- After each change the client syncs its value with every event, and it
+-- equals a fresh load.
+CREATE FUNCTION q.step() RETURNS TABLE (title text, tags text, comments text, equal_to_a_fresh_load boolean)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  UPDATE q.client SET v = regress.apply(v);
+  RETURN QUERY SELECT s.*, (SELECT (v - 'seq') = (regress.fresh(v) - 'seq') FROM q.client)
+    FROM q.screen((SELECT v FROM q.client)) s;
+END $$;
+-- A newer post enters at the top; the last one leaves the window.
+INSERT INTO q.posts VALUES (7, 1, 'post 7', true, '2024-03-01');
+SELECT * FROM q.step();
+-- A post inside the window is deleted: the next one enters (read once,
+-- by the order's index, skipping the rows the window holds).
+DELETE FROM q.posts WHERE id = 6;
+SELECT * FROM q.step();
+-- A sort key changes: the row moves.
+UPDATE q.posts SET inserted_at = '2024-04-01' WHERE id = 3;
+SELECT * FROM q.step();
+-- A row leaves the where, another enters it.
+UPDATE q.posts SET published = false WHERE id = 7;
+UPDATE q.posts SET published = true WHERE id = 4;
+SELECT * FROM q.step();
+-- An older post beyond the full window: nothing changes.
+INSERT INTO q.posts VALUES (8, 2, 'post 8', true, '2023-01-01');
+SELECT * FROM q.step();
+-- Association lists keep their own windows and orders.
+INSERT INTO q.comments VALUES (10, 5, 'newest', '2024-05-01');
+UPDATE q.tags SET name = 'a first' WHERE id = 3;
+INSERT INTO q.posts_tags VALUES (5, 1);
+SELECT * FROM q.step();
+DELETE FROM q.comments WHERE id = 10;
+SELECT * FROM q.step();
+
+-- Held in the session, a moved row comes as a remove and an add.
+CREATE TABLE q.held AS SELECT ectosync.hold('screen', 'q.posts', s, listen => false) AS copy FROM q.shape;
+UPDATE q.posts SET inserted_at = '2024-06-01' WHERE id = 4;
+SELECT ectosync.wait_for_worker();
+SELECT jsonb_path_query(ectosync.changes('screen', 0) -> 'patch', '$[*] ? (@.op != "replace")' )
+  - 'value' AS op;
+SELECT (regress.patch(copy, ectosync.changes('screen', 0) -> 'patch') - 'seq')
+       = (ectosync.load('q.posts', (SELECT s FROM q.shape)) - 'seq') AS equal_to_a_fresh_load
+  FROM q.held;
+SELECT ectosync.release('screen');
+
+-- Pages: an offset window is read again when a change may shift it.
+CREATE TABLE q.page AS SELECT ectosync.load('q.posts',
+  '{"$query": {"order_by": "title", "limit": 2, "offset": 2}}') AS v;
+SELECT r ->> 'title' AS title FROM q.page, jsonb_array_elements(v -> 'rows') r;
+INSERT INTO q.posts VALUES (0, 1, 'post 0', true, '2024-01-01');
+SELECT ectosync.wait_for_worker();
+SELECT r ->> 'title' AS title FROM q.page, jsonb_array_elements(regress.apply(v) -> 'rows') r;
+SELECT (regress.apply(v) - 'seq') = (regress.fresh(v) - 'seq') AS equal_to_a_fresh_load FROM q.page;
+
+-- The object form of where is equality; comparisons, in, and null tests
+-- take conditions; the filter argument still works beside them.
+SELECT jsonb_path_query_array(ectosync.load('q.posts',
+  '{"$query": {"where": {"author_id": 1}, "order_by": "id"}}') -> 'rows', '$[*].id') AS ids;
+SELECT jsonb_path_query_array(ectosync.load('q.posts',
+  '{"$query": {"where": [["id", "in", [1, 3, 5]], ["inserted_at", ">=", "2024-01-03"]]}}') -> 'rows', '$[*].id') AS ids;
+SELECT jsonb_path_query_array(ectosync.load('q.posts',
+  '{"$query": {"order_by": {"title": "desc"}, "limit": 2}}', '{"author_id": 2}') -> 'rows', '$[*].id') AS ids;
+
+-- Shapes that cannot be kept get a clear error naming what is wrong.
+\set VERBOSITY default
+SELECT ectosync.load('q.posts', '{"$query": {"order_by": "nope"}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$query": {"where": [["title", "like", "p%"]]}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$query": {"limit": -1}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$query": {"where": [["inserted_at", ">", "soon"]]}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$query": {"where": [["title", "=", null]]}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$query": {"group_by": "title"}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"$qeury": {}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.posts', '{"author": {"$query": {"limit": 1}}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+SELECT ectosync.load('q.persons', '{"$query": {"order_by": "data"}}');
+\echo SQLSTATE :LAST_ERROR_SQLSTATE
+
+SELECT ectosync.unwatch('q.posts');
+DROP SCHEMA q CASCADE;

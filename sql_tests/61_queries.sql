@@ -92,6 +92,28 @@ SELECT (regress.patch(copy, ectosync.changes('screen', 0) -> 'patch') - 'seq')
   FROM q.held;
 SELECT ectosync.release('screen');
 
+-- The worker wakes a held window only for changes that may concern it:
+-- any post of its filter may enter the window, but only the comments of
+-- the posts it holds matter.  (Values without a filter are shared between
+-- sessions, and woken by every change of their tables.)
+SELECT jsonb_path_query_array(ectosync.hold('window', 'q.posts', s, '{"author_id": 1}', listen => false),
+                              '$.rows[*].id') AS held_posts FROM q.shape;
+CREATE FUNCTION q.wakes() RETURNS bigint LANGUAGE sql AS $$
+  SELECT ectosync.wait_for_worker() AND true;
+  SELECT notifications FROM ectosync.held() WHERE name = 'window'
+$$;
+CREATE TABLE q.seen AS SELECT q.wakes() AS n;
+CREATE FUNCTION q.new_wakes() RETURNS bigint LANGUAGE sql AS $$
+  WITH now AS (SELECT q.wakes() AS n) UPDATE q.seen SET n = now.n FROM now RETURNING now.n - (SELECT n FROM q.seen)
+$$;
+SELECT jsonb_path_query_array(ectosync.changes('window') -> 'patch', '$[*].op') AS ops;
+SELECT q.new_wakes() AS woken;
+INSERT INTO q.comments VALUES (20, 7, 'on a post of the author outside the window', '2024-07-01');
+SELECT q.new_wakes() AS woken;
+INSERT INTO q.comments VALUES (21, 2, 'on a post inside it', '2024-07-01');
+SELECT q.new_wakes() AS woken;
+SELECT ectosync.release('window');
+
 -- Pages: an offset window is read again when a change may shift it.
 CREATE TABLE q.page AS SELECT ectosync.load('q.posts',
   '{"$query": {"order_by": "title", "limit": 2, "offset": 2}}') AS v;

@@ -67,7 +67,10 @@ void usage() {
                "                   0 all posts with tags, 1 one author's posts with comments and\n"
                "                   their authors, 2 the tag list, 3 one post's comments with post\n"
                "                   and author, 4 one author's posts with labels, tags, author,\n"
-               "                   5 persons with profiles, 6 one post's audit entries\n";
+               "                   5 persons with profiles, 6 one post's audit entries;\n"
+               "                   lists with a $query: 7 the 20 newest published posts with\n"
+               "                   tags by name, 8 one author's posts by title, 50 a page,\n"
+               "                   9 the 20 newest posts, each with its 3 newest comments\n";
 }
 
 std::vector<std::string> split(const std::string &s, char sep) {
@@ -112,7 +115,7 @@ Options parse(int argc, char **argv) {
       o.shapes.clear();
       for (const auto &item : split(next(), ',')) {
         int k = std::stoi(item);
-        if (k < 0 || k > 6) throw std::invalid_argument("--shapes: 0..6");
+        if (k < 0 || k > 9) throw std::invalid_argument("--shapes: 0..9");
         o.shapes.push_back(k);
       }
       if (o.shapes.empty()) throw std::invalid_argument("--shapes: none given");
@@ -203,9 +206,28 @@ std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int perso
       case 5:
         out.push_back({"persons with profiles", "persons", "[" + q(profile) + "]", ""});
         break;
-      default:
+      case 6:
         out.push_back({"one post's audit entries", "audit.entries", "[" + q(entry_post) + "]",
                        "{\"post_id\": " + pick(audited, i, 1) + "}"});
+        break;
+      case 7:
+        out.push_back({"20 newest published posts, tags by name", "posts",
+                       "{\"$query\": {\"where\": [[\"published\", \"=\", true]], "
+                       "\"order_by\": {\"inserted_at\": \"desc\"}, \"limit\": 20}, " +
+                           q(tags) + ": {\"$query\": {\"order_by\": \"name\"}}}",
+                       ""});
+        break;
+      case 8:
+        out.push_back({"one author's posts by title, 50 a page", "posts",
+                       "{\"$query\": {\"order_by\": \"title\", \"limit\": 50}}",
+                       "{\"author_id\": " + author + "}"});
+        break;
+      default:
+        out.push_back({"20 newest posts, 3 newest comments each", "posts",
+                       "{\"$query\": {\"order_by\": {\"inserted_at\": \"desc\"}, \"limit\": 20}, " +
+                           q(comments) +
+                           ": {\"$query\": {\"order_by\": {\"id\": \"desc\"}, \"limit\": 3}}}",
+                       ""});
         break;
     }
   }

@@ -41,6 +41,7 @@ CREATE TABLE posts (
   inserted_at timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00'
 );
 CREATE INDEX ON posts (author_id);
+CREATE INDEX ON posts (inserted_at);
 CREATE TABLE comments (
   id bigserial PRIMARY KEY,
   post_id bigint NOT NULL REFERENCES posts ON DELETE CASCADE,
@@ -233,9 +234,11 @@ int64_t Workload::one_statement(std::string &sql) {
       return res.rows();
     }
     if (k < 45) {
-      sql = "INSERT INTO posts (author_id, title, body, published) SELECT id, 'New post " + word +
-            "', 'body', " + (k % 2 ? "true" : "false") +
-            " FROM persons WHERE id = " + s(pick(ids_.persons)) + " RETURNING id";
+      sql =
+          "INSERT INTO posts (author_id, title, body, published, inserted_at) SELECT id, "
+          "'New post " +
+          word + "', 'body', " + (k % 2 ? "true" : "false") + ", clock_timestamp()" +
+          " FROM persons WHERE id = " + s(pick(ids_.persons)) + " RETURNING id";
       auto res = conn_.exec(sql);
       if (res.rows()) bump(ids_.posts, res.i64(0, 0));
       return res.rows();

@@ -11,8 +11,11 @@
  *
  * An interest is, over the plan's tables:
  *   - tables whose every event matters ("wild"): all of them for a value
- *     without a filter (any row of the root may enter, and every child row
- *     hangs from a row it holds);
+ *     without a filter or a root window (any row of the root may enter,
+ *     and every child row hangs from a row it holds); the root alone for a
+ *     window without a filter (only the rows it holds have children that
+ *     matter); a many_to_many target whose list has a where or a window
+ *     (a linked row it does not hold may enter by its own change);
  *   - key columns (table, attnum) with the values that matter, as a Bloom
  *     filter of tokens hash(table, attnum, value text): a filtered root's
  *     filter and primary-key values, each has_many/has_one child table's

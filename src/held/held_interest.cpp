@@ -84,6 +84,11 @@ class InterestBuilder {
       std::optional<jb::Elem> sub = r.get(a.name);
       if (a.kind == AssocKind::ManyToMany) {
         keys(a.join->relid, a.join_owner_cols, r, a.owner_cols);
+        /* A linked target the list does not hold may enter by its own
+         * change: it may come to match the list's where, or to sort
+         * inside its window. */
+        const ListQuery &q = a.target->query;
+        if (!q.where.empty() || q.windowed()) in_.add_wild(target);
         each_row(sub, [&](jb::View t) {
           keys(target, a.target_cols, t, a.target_cols);
           row(t, *a.target);
@@ -106,14 +111,18 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value
   in->clear();
   for (uint32_t relid : plan.tables()) in->add_table(relid);
   jb::View f = filter ? jb::View(filter) : jb::View();
-  if (!f.is_object() || f.size() == 0) {
+  bool filtered = f.is_object() && f.size() > 0;
+  if (!filtered && !plan.root->query.windowed()) {
     /* every row of the root may enter, every child hangs from a held row */
     for (uint32_t relid : plan.tables()) in->add_wild(relid);
     return in;
   }
   const TableInfo &root = plan.root->table;
   InterestBuilder b(*in);
-  for (uint32_t i = 0; i < f.size(); i++) {
+  /* A window without a filter: any root row may enter it, but only the
+   * rows it holds have children that matter. */
+  if (!filtered) in->add_wild(root.relid);
+  for (uint32_t i = 0; filtered && i < f.size(); i++) {
     std::string name(f.key(i));
     int16_t attnum = pg_call([&] { return get_attnum(root.relid, name.c_str()); });
     jb::Elem v = f.value(i);

@@ -278,10 +278,31 @@ class SpiCatalog : public CatalogSource {
 
 }  // namespace
 
+std::string json_input_text(const Json &value) {
+  if (value.type == Json::Type::String) return value.text;
+  return jsonb_style_text(value);
+}
+
+std::string jsonb_style_text(const Json &value) {
+  std::string out;
+  switch (value.type) {
+    case Json::Type::Array:
+      for (const Json &item : value.items)
+        out += (out.empty() ? "[" : ", ") + jsonb_style_text(item);
+      return out.empty() ? "[]" : out + "]";
+    case Json::Type::Object:
+      for (const auto &[key, item] : value.members)
+        out += (out.empty() ? "{" : ", ") + json_quote(key) + ": " + jsonb_style_text(item);
+      return out.empty() ? "{}" : out + "}";
+    default:
+      return json_dump(value);
+  }
+}
+
 std::string render_as_column(const std::string &table, const std::string &column,
                              const std::string &type_name, const std::string &sql_type,
                              const Json &value, const std::string &what) {
-  std::string text = value.type == Json::Type::String ? value.text : json_dump(value);
+  std::string text = json_input_text(value);
   std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + sql_type + "))";
   std::string hint = "The value must be what to_jsonb() renders for type " + type_name + ".";
   std::string message = "invalid " + what + " for \"" + column + "\" of table " + table;

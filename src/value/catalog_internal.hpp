@@ -28,6 +28,12 @@ std::string quoted_table(const TableInfo &table);
 /* The catalog read through SPI (needs an SpiScope), cached for its lifetime. */
 std::unique_ptr<CatalogSource> make_catalog_source();
 
+/* JSON text as jsonb prints it (", " and ": "). */
+std::string jsonb_style_text(const Json &value);
+/* The text a type's input function is given for a JSON value: a string's
+ * own text, else jsonb_style_text(). */
+std::string json_input_text(const Json &value);
+
 /*
  * value (JSON) as to_jsonb renders it for a column of type sql_type (JSON
  * text), cast as the caller; Error "invalid <what> for "<column>" of table

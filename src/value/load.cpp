@@ -261,7 +261,7 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
     entry.column = Column{col->name,      col->attnum, col->kind.value_or(KeyKind::Text),
                           col->type_name, col->eq_op,  col->sql_type};
     if (value.type != Json::Type::Null) {
-      entry.text = value.type == Json::Type::String ? value.text : json_dump(value);
+      entry.text = json_input_text(value);
       entry.normalized =
           render_as_column(desc.schema + "." + desc.name, entry.column.name, entry.column.type_name,
                            entry.column.sql_type, value, "filter value");

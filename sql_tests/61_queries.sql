@@ -132,6 +132,28 @@ SELECT jsonb_path_query_array(ectosync.load('q.posts',
 SELECT jsonb_path_query_array(ectosync.load('q.posts',
   '{"$query": {"order_by": {"title": "desc"}, "limit": 2}}', '{"author_id": 2}') -> 'rows', '$[*].id') AS ids;
 
+-- Values compare as the server compares them: numeric's NaN and
+-- infinities (which to_jsonb renders as strings) in numeric order, and
+-- values neither rounded nor cut to the column's typmod.
+CREATE TABLE q.nums (id int PRIMARY KEY, n numeric, m numeric(6,2), v varchar(3));
+INSERT INTO q.nums VALUES (1, 1, 1.00, 'abc'), (2, 'NaN', 1.01, 'ab'), (3, '-Infinity', 2, 'b'),
+                          (4, 5, 3, 'c');
+SELECT ectosync.watch('q.nums') IS NOT NULL AS watched;
+CREATE TABLE q.nv AS SELECT s, ectosync.load('q.nums', s) AS v FROM (VALUES
+  ('{"$query": {"order_by": "n", "limit": 2}}'::jsonb),
+  ('{"$query": {"order_by": {"n": "desc"}}}'),
+  ('{"$query": {"where": [["n", ">", -3]]}}'),
+  ('{"$query": {"where": [["m", "<=", 1.005]]}}'),
+  ('{"$query": {"where": [["v", "=", "abcdef"]]}}')) x(s);
+INSERT INTO q.nums VALUES (5, 'Infinity', 1, 'd');
+UPDATE q.nums SET n = '-Infinity', m = 1.01 WHERE id = 4;
+UPDATE q.nums SET n = 1.01, v = 'abc', m = 1 WHERE id = 3;
+SELECT ectosync.wait_for_worker();
+SELECT s -> '$query' AS query, jsonb_path_query_array(regress.apply(v), '$.rows[*].id') AS ids,
+       (regress.apply(v) - 'seq') = (regress.fresh(v) - 'seq') AS equal_to_a_fresh_load
+  FROM q.nv;
+SELECT ectosync.unwatch('q.nums');
+
 -- Shapes that cannot be kept get a clear error naming what is wrong.
 \set VERBOSITY default
 SELECT ectosync.load('q.posts', '{"$query": {"order_by": "nope"}}');

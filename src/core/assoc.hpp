@@ -143,6 +143,9 @@ struct ColumnDesc {
   std::optional<KeyKind> kind;                  /* nullopt: cannot be a key column */
   std::string eq_op = "OPERATOR(pg_catalog.=)"; /* qualified; empty: the type has none */
   std::string sql_type;                         /* schema-qualified, for generated SQL */
+  /* the same without its typmod (numeric, not numeric(6,2)): what $query
+   * values are read as, so that they are neither rounded nor cut */
+  std::string value_sql_type;
 };
 
 struct TableDesc {

@@ -45,7 +45,12 @@ Column query_column(const TableDesc &table, const Json &name, const char *where)
   out.attnum = col->attnum;
   out.kind = *col->kind;
   out.type_name = col->type_name;
-  out.sql_type = col->sql_type;
+  /* Values are read as the type without its typmod, so that 1.005 is not
+   * rounded for a numeric(6,2) column, nor 'abcdef' cut for a varchar(3);
+   * char(n) keeps its length, whose blank padding is how its values
+   * render and compare (plan.hpp's KeyKind::Char). */
+  out.sql_type = col->kind == KeyKind::Char || col->value_sql_type.empty() ? col->sql_type
+                                                                           : col->value_sql_type;
   return out;
 }
 
@@ -69,7 +74,9 @@ void add_value(CatalogSource &catalog, const TableDesc &table, const Column &col
     invalid("invalid $query value for column \"" + col.name + "\" of table " + display(table),
             v.type == Json::Type::Null ? "Compare with null through \"is null\"."
                                        : "A compared value must be a string, number or boolean.");
-  std::string rendered = catalog.render_value(table, *table.column(col.attnum), v);
+  ColumnDesc desc = *table.column(col.attnum);
+  desc.sql_type = col.sql_type;
+  std::string rendered = catalog.render_value(table, desc, v);
   Json parsed = parse_json(rendered);
   c.values.push_back(value_text(parsed));
   texts.push_back(rendered);

@@ -250,7 +250,8 @@ class SpiCatalog : public CatalogSource {
       int32 typmod = std::stoi(*row[4]);
       t.columns.push_back(ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2],
                                      key_kind(type), equality_operator(type),
-                                     qualified_type_name(type, typmod)});
+                                     qualified_type_name(type, typmod),
+                                     qualified_type_name(type, -1)});
     }
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {

@@ -24,6 +24,17 @@ Numeric parse_numeric(const std::string &text) {
   });
 }
 
+/* A Number column's value in a row as a numeric: to_jsonb renders NaN and
+ * the infinities as strings, which order as numeric does (-Infinity first,
+ * NaN last), not as strings.  nullopt: not a numeric value. */
+std::optional<Numeric> elem_numeric(const jb::Elem &e) {
+  if (e.is_numeric()) return e.numeric();
+  if (!e.is_string()) return std::nullopt;
+  std::string_view s = e.str();
+  if (s != "NaN" && s != "Infinity" && s != "-Infinity") return std::nullopt;
+  return parse_numeric(std::string(s));
+}
+
 }  // namespace
 
 Key make_key(const std::vector<Column> &cols, const Texts &texts) {
@@ -38,8 +49,8 @@ Key make_key(const std::vector<Column> &cols, const Texts &texts) {
 int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part &p) {
   bool e_null = !e || e->is_null();
   if (e_null || !p.text) return e_null == !p.text ? 0 : (e_null ? -1 : 1);
-  if (kind == KeyKind::Number && e->is_numeric() && p.num)
-    return jb::compare_numeric(e->numeric(), p.num);
+  if (kind == KeyKind::Number && p.num)
+    if (std::optional<Numeric> n = elem_numeric(*e)) return jb::compare_numeric(*n, p.num);
   if (e->is_numeric()) return jb::compare_bytes(jb::numeric_text(e->numeric()), *p.text);
   if (e->is_bool()) {
     bool a = e->type == JENTRY_ISBOOL_TRUE, b = *p.text == "true";
@@ -54,6 +65,10 @@ int compare_elems(KeyKind kind, const std::optional<jb::Elem> &a,
                   const std::optional<jb::Elem> &b) {
   bool a_null = !a || a->is_null(), b_null = !b || b->is_null();
   if (a_null || b_null) return a_null == b_null ? 0 : (a_null ? -1 : 1);
+  if (kind == KeyKind::Number) {
+    std::optional<Numeric> x = elem_numeric(*a), y = elem_numeric(*b);
+    if (x && y) return jb::compare_numeric(*x, *y);
+  }
   if (a->is_numeric() && b->is_numeric()) return jb::compare_numeric(a->numeric(), b->numeric());
   if (a->is_string() && b->is_string())
     return is_time_kind(kind) ? compare_time_texts(a->str(), b->str())

@@ -23,9 +23,21 @@ CREATE FUNCTION ectosync.wait_changes(name text, version bigint, timeout_ms int 
 COMMENT ON FUNCTION ectosync.wait_changes(text, bigint, int) IS
   'changes() as soon as the value changed, or with an empty patch after timeout_ms; wakes only for this value';
 
+-- Many values on one connection: one call waits for all of them.
+CREATE FUNCTION ectosync.wait_changes(timeout_ms int DEFAULT 10000)
+    RETURNS TABLE (name text, version bigint, seq bigint, patch jsonb, reloaded text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_wait_any';
+COMMENT ON FUNCTION ectosync.wait_changes(int) IS
+  'A row (as changes(name) gives it) for each held value of the session that changed, as soon as one did; none after timeout_ms';
+
 CREATE FUNCTION ectosync.release(name text) RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';
 COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if none had that name';
+CREATE FUNCTION ectosync.release(names text[]) RETURNS int LANGUAGE sql VOLATILE AS $$
+  SELECT pg_catalog.count(*)::pg_catalog.int4 FROM pg_catalog.unnest(names) AS n(name)
+   WHERE ectosync.release(n.name)
+$$;
+COMMENT ON FUNCTION ectosync.release(text[]) IS 'Forget the held values of these names; how many there were';
 
 CREATE FUNCTION ectosync.held()
     RETURNS TABLE (name text, tbl regclass, assocs jsonb, filter jsonb, version bigint,

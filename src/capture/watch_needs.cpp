@@ -74,7 +74,8 @@ JoinTarget join_target(uint32_t relid, const std::vector<Column> &fk,
 
 /* The needs of one plan node and everything under it. */
 void collect_needs(const PlanNode &node, Needs &needs) {
-  need_of(needs, node.table);
+  TableNeed &own = need_of(needs, node.table);
+  own.tracked.insert(node.table.fk_attnums.begin(), node.table.fk_attnums.end());
   for (const auto &a : node.assocs) {
     track(need_of(needs, node.table), a.owner_cols);
     track(need_of(needs, a.target->table), a.target_cols);

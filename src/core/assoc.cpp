@@ -414,6 +414,12 @@ Resolved resolve_node(CatalogSource &catalog, uint32_t relid,
   Resolved out;
   out.node = std::make_shared<PlanNode>();
   out.node->table = table_info(owner);
+  for (const ForeignKey &fk : catalog.foreign_keys_from(relid))
+    for (int16_t attnum : fk.from_cols)
+      if (std::find(out.node->table.fk_attnums.begin(), out.node->table.fk_attnums.end(), attnum) ==
+          out.node->table.fk_attnums.end())
+        out.node->table.fk_attnums.push_back(attnum);
+  std::sort(out.node->table.fk_attnums.begin(), out.node->table.fk_attnums.end());
   std::vector<std::pair<std::string, std::string>> members;
   for (const auto &[name, values] : parts) {
     if (!name.empty() && name[0] == '$') {

@@ -85,19 +85,39 @@ bool Interest::probe(uint64_t token) const {
   return all;
 }
 
+EventProbe probe_of(const Event &ev) {
+  EventProbe p;
+  p.seq = ev.seq;
+  p.relid = ev.relid;
+  p.reload = ev.op == Op::Reload;
+  for (const ColumnChange &c : ev.columns) {
+    p.attnums.push_back(c.attnum);
+    for (const std::optional<std::string> &v : {c.old_value, c.new_value})
+      if (v) p.tokens.emplace_back(c.attnum, interest_token(ev.relid, c.attnum, *v));
+  }
+  return p;
+}
+
 bool Interest::matches(const Event &ev) const {
+  return matches(probe_of(ev));
+}
+
+bool Interest::matches(const EventProbe &ev) const {
   if (every_event) return true;
-  if (ev.op == Op::Reload) return ev.relid == 0 || contains(tables, ntables, ev.relid);
-  if (!contains(tables, ntables, ev.relid)) return false;
-  if (contains(wild, nwild, ev.relid)) return true;
+  int nt = std::clamp(ntables, 0, kInterestTables), nw = std::clamp(nwild, 0, kInterestTables);
+  int nc = std::clamp(ncolumns, 0, kInterestColumns);
+  if (ev.reload) return ev.relid == 0 || contains(tables, nt, ev.relid);
+  if (!contains(tables, nt, ev.relid)) return false;
+  if (contains(wild, nw, ev.relid)) return true;
   bool keyed = false;
-  for (int i = 0; i < ncolumns; i++) {
+  for (int i = 0; i < nc; i++) {
     if (columns[i].relid != ev.relid) continue;
     keyed = true;
-    const ColumnChange *c = ev.column(columns[i].attnum);
-    if (!c) return true; /* not captured: it may matter */
-    if (c->old_value && probe(interest_token(ev.relid, c->attnum, *c->old_value))) return true;
-    if (c->new_value && probe(interest_token(ev.relid, c->attnum, *c->new_value))) return true;
+    int16_t attnum = columns[i].attnum;
+    if (std::find(ev.attnums.begin(), ev.attnums.end(), attnum) == ev.attnums.end())
+      return true; /* not captured: it may matter */
+    for (const auto &[a, token] : ev.tokens)
+      if (a == attnum && probe(token)) return true;
   }
   return !keyed; /* a table of the value without keys to tell: it matters */
 }

@@ -40,16 +40,37 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ectosync {
 
 constexpr int kInterestTables = 16;  /* more: every event matches */
 constexpr int kInterestColumns = 32; /* more: every event matches */
-constexpr int kBloomBits = 4096 * 8; /* 4 kB per held value */
+/* 1 kB per held value: a user's filtered value of tens of rows sets a few
+ * hundred bits; one of a thousand rows matches a few percent of the
+ * events it should not (a wasted round trip each), and 100,000 held values
+ * take about 140 MB of shared memory (ectosync.max_held_values). */
+constexpr int kBloomBits = 1024 * 8;
 constexpr int kBloomWords = kBloomBits / 64;
 
 /* hash(table, attnum, value text): what a key value of an event stands for. */
 uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value);
+
+/*
+ * What matching needs of an event, computed once per event rather than
+ * once per interest: its table, the columns it carries and the tokens of
+ * their old and new values.
+ */
+struct EventProbe {
+  uint64_t seq = 0;
+  uint32_t relid = 0;
+  bool reload = false;
+  std::vector<int16_t> attnums;                     /* the columns it carries */
+  std::vector<std::pair<int16_t, uint64_t>> tokens; /* (attnum, token) of its values */
+};
+
+EventProbe probe_of(const Event &ev);
 
 /* Plain data, so that it can live in shared memory as it is. */
 struct InterestColumn {
@@ -72,6 +93,13 @@ struct Interest {
   /* A value of a key column that matters (the column is added too). */
   void add(uint32_t relid, int16_t attnum, std::string_view value);
   bool matches(const Event &ev) const;
+  /*
+   * The same for a probe.  It only reads this object and tolerates torn
+   * contents (counts are clamped), so that the worker can match an
+   * interest in shared memory while its holder may be rewriting it, and
+   * retry when it was (interest_registry.cpp's seqlock).
+   */
+  bool matches(const EventProbe &ev) const;
 
  private:
   bool probe(uint64_t token) const;

@@ -81,6 +81,10 @@ struct TableInfo {
   uint32_t relid = 0;
   std::string schema, name; /* unquoted */
   std::vector<Column> pk;   /* primary key columns, in index order */
+  /* Columns of its foreign keys: watch() captures their old and new
+   * values, so that the worker can tell which filtered values (a user's
+   * own rows) a change concerns (interest.hpp). */
+  std::vector<int16_t> fk_attnums;
 
   /* "schema.name", as shown in notifications and values */
   std::string display() const { return schema + "." + name; }

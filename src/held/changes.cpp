@@ -292,4 +292,41 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
   }
 }
 
+/*
+ * ectosync.wait_changes(timeout_ms): the values of the session that changed,
+ * as soon as one did.  One backend can hold thousands of values and wait
+ * for all of them: the worker sets the latch and counts a match on the
+ * entry of each value an event concerns, so a wake looks only at the
+ * values whose count moved (and at those without an entry, which nobody
+ * counts for).
+ */
+std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms) {
+  TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
+  std::vector<std::pair<std::string, Jsonb *>> out;
+  for (;;) {
+    pg_call([] { ResetLatch(MyLatch); });
+    bool uncounted = false;
+    for (auto &[name, h] : held_values()) {
+      uncounted = uncounted || h.entry < 0;
+      uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
+      if (h.entry >= 0 && matched == h.seen) continue;
+      h.seen = matched;
+      Reply reply = changes(name, std::nullopt);
+      if (reply.changed) out.emplace_back(name, reply.envelope);
+    }
+    long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
+    if (!out.empty() || remaining <= 0) return out;
+    bool moved = false;
+    for (const auto &[name, h] : held_values())
+      moved = moved || (h.entry >= 0 && interest_notifications(h.entry) != h.seen);
+    if (moved) continue;
+    long nap = uncounted ? std::min(remaining, 10L) : remaining;
+    pg_call([&] {
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
+                      PG_WAIT_EXTENSION);
+      CHECK_FOR_INTERRUPTS();
+    });
+  }
+}
+
 }  // namespace ectosync

@@ -71,6 +71,7 @@
 #include "shmem/shmem.hpp"
 #include "value/sync.hpp"
 #include "held/held_internal.hpp"
+#include "value/jsonb_writer.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -139,6 +140,49 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
                     errdetail("It was %d.", timeout_ms)));
   text *name = PG_GETARG_TEXT_PP(0);
   PG_RETURN_JSONB_P(wait_changes(text_string(name), version, timeout_ms));
+}
+
+/*
+ * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000) RETURNS TABLE
+ * (name, version, seq, patch, reloaded): a row for each value of the
+ * session that changed, as changes(name) gives it, as soon as one did; no
+ * row at the timeout.
+ */
+ECTOSYNC_FUNCTION(ectosync_wait_any) {
+  int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
+  if (timeout_ms < 0 || timeout_ms > 3600 * 1000)
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
+                    errdetail("It was %d.", timeout_ms)));
+  ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
+  InitMaterializedSRF(fcinfo, 0);
+  [&] {
+    for (const auto &[name, reply] : wait_any(timeout_ms)) {
+      jb::View r(reply);
+      auto number = [&](const char *key) {
+        std::optional<jb::Elem> e = r.get(key);
+        return e && e->is_numeric() ? std::stoll(jb::numeric_text(e->numeric())) : 0LL;
+      };
+      int64 version = number("version"), seq = number("seq");
+      std::optional<jb::Elem> patch = r.get("patch"), reloaded = r.get("reloaded");
+      Jsonb *patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
+      std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
+      pg_call([&] {
+        Datum values[5];
+        bool nulls[5] = {};
+        values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
+        values[1] = Int64GetDatum(version);
+        values[2] = Int64GetDatum(seq);
+        values[3] = JsonbPGetDatum(patch_jsonb);
+        nulls[4] = !reloaded;
+        values[4] = reloaded
+                        ? PointerGetDatum(cstring_to_text_with_len(why.data(), (int)why.size()))
+                        : (Datum)0;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+      });
+    }
+  }();
+  return (Datum)0;
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */

@@ -21,6 +21,8 @@ extern "C" {
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 #include <vector>
 
 namespace ectosync {
@@ -38,6 +40,7 @@ struct Held {
   int entry = -1;                             /* its interest entry, or -1 */
   bool listening = false;                     /* hold() LISTENed for it */
   uint32_t generation = 0;                    /* of the entry */
+  uint64_t seen = UINT64_MAX; /* the entry's notifications when wait_changes() last looked */
 };
 
 struct Reply {
@@ -77,5 +80,8 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
               uint64_t upto = loaded_seq());
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
+/* Every held value of the session that changed, as soon as one did (none
+ * at the timeout): (name, changes() reply). */
+std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms);
 
 }  // namespace ectosync

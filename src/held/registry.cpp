@@ -77,9 +77,8 @@ Jsonb *keep(const Jsonb *j, MemoryContext context) {
  */
 MemoryContext value_context() {
   MemoryContext parent = held_memory();
-  return pg_call([&] {
-    return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_DEFAULT_SIZES);
-  });
+  return pg_call(
+      [&] { return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_SMALL_SIZES); });
 }
 
 void forget(Held &h) {

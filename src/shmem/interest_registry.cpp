@@ -51,6 +51,12 @@ int interest_attach(uint32_t &generation, bool listening) {
     before_shmem_exit(detach_all_interests, 0);
     exit_callback = true;
   }
+  static Interest *every = [] {
+    Interest *in = new Interest();
+    in->clear();
+    in->every_event = true;
+    return in;
+  }();
   int found = -1;
   Oid role = GetUserId();
   long share = role_share(settings.max_held_values);
@@ -69,21 +75,50 @@ int interest_attach(uint32_t &generation, bool listening) {
     generation = ++e->generation;
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
-    e->interest.clear();
-    e->interest.every_event = true; /* until the first publish */
     SpinLockRelease(&e->mutex);
     found = i;
   }
+  /* Until the first publish, every event matches (set before the worker
+   * can see the entry as this database's: it reads it under the lock). */
+  if (found >= 0) interest_publish(found, *every);
   LWLockRelease(shared->interest_lock);
   return found;
 }
 
+/*
+ * The holder is the only writer of its entry's interest: a seqlock lets the
+ * worker read it in place, without a lock held while it matches or a copy
+ * of the whole Bloom filter per entry and batch.
+ */
 void interest_publish(int index, const Interest &interest) {
   InterestEntry *e = &interests[index];
-  SpinLockAcquire(&e->mutex);
+  pg_atomic_fetch_add_u32(&e->change, 1); /* odd: being written (a full barrier) */
   memcpy(&e->interest, &interest, sizeof interest);
-  SpinLockRelease(&e->mutex);
+  pg_write_barrier();
+  pg_atomic_fetch_add_u32(&e->change, 1);
 }
+
+namespace {
+
+/* Whether some probe matches e's interest, read in place (see
+ * interest_publish()); seq: the highest such event's. */
+uint64 match_entry(InterestEntry *e, const std::vector<EventProbe> &probes) {
+  for (;;) {
+    uint32 before = pg_atomic_read_u32(&e->change);
+    if (before & 1) {
+      pg_spin_delay();
+      continue;
+    }
+    pg_read_barrier();
+    uint64 seq = 0;
+    for (const EventProbe &p : probes)
+      if (p.seq > seq && e->interest.matches(p)) seq = p.seq;
+    pg_read_barrier();
+    if (pg_atomic_read_u32(&e->change) == before) return seq;
+  }
+}
+
+}  // namespace
 
 void interest_detach(int index) {
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
@@ -130,19 +165,16 @@ std::string interest_channel(int index, uint32_t generation) {
 void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {
   hits.clear();
   if (!interests || events.empty()) return;
-  /* Tested on a copy: the spinlock covers a memcpy, not the matching. */
-  static Interest *copy = new Interest();
+  /* Each event's tokens are hashed once, not once per interest. */
+  std::vector<EventProbe> probes;
+  probes.reserve(events.size());
+  for (const Event &ev : events) probes.push_back(probe_of(ev));
   hits.reserve(settings.max_held_values); /* no allocation under the lock */
   LWLockAcquire(shared->interest_lock, LW_SHARED);
   for (int i = 0; i < settings.max_held_values; i++) {
     InterestEntry *e = &interests[i];
     if (e->dboid != MyDatabaseId) continue;
-    SpinLockAcquire(&e->mutex);
-    memcpy(copy, &e->interest, sizeof(Interest));
-    SpinLockRelease(&e->mutex);
-    uint64 seq = 0;
-    for (const Event &ev : events)
-      if (copy->matches(ev)) seq = std::max(seq, ev.seq);
+    uint64 seq = match_entry(e, probes);
     if (seq == 0) continue;
     SpinLockAcquire(&e->mutex);
     e->notifications++;

@@ -187,6 +187,7 @@ static void shmem_startup() {
     for (int i = 0; i < settings.max_held_values; i++) {
       memset(&interests[i], 0, sizeof(InterestEntry));
       SpinLockInit(&interests[i].mutex);
+      pg_atomic_init_u32(&interests[i].change, 0);
     }
   }
   LWLockRelease(AddinShmemInitLock);

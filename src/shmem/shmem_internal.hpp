@@ -113,8 +113,12 @@ struct InterestEntry {
   uint32 generation; /* interest_lock: new at every attach, names the channel */
   Latch *latch;      /* interest_lock: the holder's, set when an event matches */
   bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
-  slock_t mutex;     /* guards what follows */
+  slock_t mutex;     /* guards notifications */
   uint64 notifications;
+  /* A seqlock over interest: odd while its holder rewrites it (the only
+   * writer); the worker reads interest in place and matches again when
+   * the count moved meanwhile (interest_registry.cpp). */
+  pg_atomic_uint32 change;
   Interest interest;
 };
 

@@ -1,0 +1,52 @@
+-- Many held values on one connection: an application holds a value per
+-- user screen and waits for all of them with one call.
+-- ectosync.wait_changes(timeout_ms) returns a row for each value that
+-- changed (what changes(name) returns, in columns), as soon as one did.
+CREATE SCHEMA mv;
+CREATE TABLE mv.users (id int PRIMARY KEY);
+CREATE TABLE mv.posts (id int PRIMARY KEY, author_id int NOT NULL REFERENCES mv.users,
+                       title text NOT NULL);
+CREATE INDEX ON mv.posts (author_id);
+INSERT INTO mv.users SELECT generate_series(1, 500);
+INSERT INTO mv.posts SELECT i, 1 + i % 500, 'post ' || i FROM generate_series(1, 5000) i;
+-- (watch() captures the old and new values of foreign key columns, so
+-- that the worker can tell which user's value a change concerns.)
+SELECT ectosync.watch('mv.posts') IS NOT NULL AS watched;
+
+-- 500 users' own posts (10 each), held in this one session.
+CREATE TEMP TABLE copies AS
+  SELECT 'user ' || u AS name, ectosync.hold('user ' || u, 'mv.posts', '{"$query": {"order_by": "title"}}',
+                                             pg_catalog.jsonb_build_object('author_id', u),
+                                             listen => false) AS copy
+  FROM generate_series(1, 500) u;
+SELECT count(*) AS held FROM ectosync.held();
+-- Nothing changed yet: the first call looks at every value once, then
+-- times out with no row.
+SELECT count(*) AS changed FROM ectosync.wait_changes(100);
+
+-- Writes of three users' posts: exactly their values come back.
+UPDATE mv.posts SET title = 'edited' WHERE id IN (7, 8);     -- users 8 and 9
+INSERT INTO mv.posts VALUES (6001, 42, 'new post of user 42');
+CREATE TEMP TABLE replies AS SELECT * FROM ectosync.wait_changes(5000);
+SELECT name, version, patch FROM replies ORDER BY name;
+-- Each copy, patched as a client patches it, equals a fresh load.
+UPDATE copies SET copy = regress.patch(copy, r.patch) FROM replies r WHERE r.name = copies.name;
+SELECT count(*) AS held_values,
+       count(*) FILTER (WHERE (c.copy - 'seq') = (ectosync.load('mv.posts', h.assocs, h.filter) - 'seq'))
+         AS equal_to_a_fresh_load
+  FROM ectosync.held() h JOIN copies c USING (name);
+
+-- The worker woke this session only for those values: the others'
+-- entries counted no match.
+SELECT name, notifications FROM ectosync.held() WHERE notifications > 0 ORDER BY name;
+
+-- Memory per held value in this backend (its own copy, context and
+-- bookkeeping), for values of about 10 rows.
+SELECT sum(total_bytes) / 500 < 16384 AS under_16_kB_per_value
+  FROM pg_backend_memory_contexts WHERE name LIKE 'ecto_sync held%';
+
+-- release() takes a set of names.
+SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
+SELECT count(*) AS still_held FROM ectosync.held();
+SELECT ectosync.unwatch('mv.posts');
+DROP SCHEMA mv CASCADE;

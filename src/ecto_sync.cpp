@@ -12,6 +12,7 @@
  *   held/      hold()/changes(): values held in the session, alone or shared
  */
 #include "pg/pg_boundary.hpp"
+#include "core/interest.hpp"
 #include "settings.hpp"
 
 #include <algorithm>
@@ -59,6 +60,12 @@ static void define_settings() {
                           "them of, all databases; past it, held values listen to their tables.",
                           nullptr, &settings.max_held_values, 1024, 0, 1024 * 1024, PGC_POSTMASTER,
                           0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("ectosync.interest_size",
+                          "The Bloom filter of the keys each held value depends on, in shared "
+                          "memory; larger ones wake holders of large filtered values less often "
+                          "for rows they do not hold.",
+                          nullptr, &settings.interest_bytes, 1024, 128, kMaxBloomBits / 8,
+                          PGC_POSTMASTER, GUC_UNIT_BYTE, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.held_part_size",
                           "Held values are kept in parts of root rows of about this size; a "
                           "change rewrites only the parts it reaches.",

@@ -18,6 +18,7 @@ struct Settings {
   int batch_delay_ms;  /* ectosync.batch_delay */
   int load_window_s;   /* ectosync.load_window; -1: always */
   int max_held_values; /* ectosync.max_held_values, all databases */
+  int interest_bytes;  /* ectosync.interest_size: a held value's Bloom filter (interest.hpp) */
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
   int held_shared_kb;  /* ectosync.held_shared_memory (held_shared.hpp) */
   int max_role_share;  /* ectosync.max_role_share, percent */

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstring>
+
 #include <memory>
 
 namespace {
@@ -105,3 +108,22 @@ TEST(Interest, BloomFilterRarelyMatchesWhatWasNotAdded) {
 }
 
 }  // namespace
+
+TEST(Interest, SmallFilterServesSmallValues) {
+  /* ectosync.interest_size's default, 1 kB: a user's value of 100 keys */
+  auto in = std::make_unique<ectosync::Interest>();
+  in->clear(1024 * 8);
+  EXPECT_EQ(ectosync::Interest::bytes(in->bloom_bits), offsetof(ectosync::Interest, bloom) + 1024);
+  for (int i = 0; i < 100; i++) in->add(kComments, 2, std::to_string(i));
+  for (int i = 0; i < 100; i++)
+    ASSERT_TRUE(in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))})));
+  int false_positives = 0;
+  for (int i = 100; i < 10100; i++)
+    false_positives += in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))}));
+  EXPECT_LT(false_positives, 100) << "more than 1% of 10,000 other keys matched";
+  /* Only the first kB is used: a copy of Interest::bytes() matches alike. */
+  auto copy = std::make_unique<ectosync::Interest>();
+  copy->clear(4096 * 8);
+  std::memcpy(copy.get(), in.get(), ectosync::Interest::bytes(in->bloom_bits));
+  EXPECT_TRUE(copy->matches(event(kComments, Op::Insert, {col(2, {}, "42")})));
+}

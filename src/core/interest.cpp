@@ -5,6 +5,7 @@
 #include "core/interest.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 namespace ectosync {
@@ -23,11 +24,17 @@ bool contains(const uint32_t *a, int n, uint32_t v) {
   return std::find(a, a + n, v) != a + n;
 }
 
-/* The three bit positions of a token (double hashing). */
+/* The filter size, clamped: an interest read while it was rewritten may
+ * hold any number there. */
+uint64_t filter_bits(int bloom_bits) {
+  return static_cast<uint64_t>(std::clamp(bloom_bits, 64, kMaxBloomBits)) / 64 * 64;
+}
+
+/* The three bit positions of a token in a filter of nbits (double hashing). */
 template <typename Fn>
-void bits(uint64_t token, Fn fn) {
+void bits(uint64_t token, uint64_t nbits, Fn fn) {
   uint64_t h1 = token, h2 = (token >> 32) | 1;
-  for (uint64_t i = 0; i < 3; i++) fn((h1 + i * h2) % kBloomBits);
+  for (uint64_t i = 0; i < 3; i++) fn((h1 + i * h2) % nbits);
 }
 
 }  // namespace
@@ -46,8 +53,13 @@ uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value) 
   return mix(h);
 }
 
-void Interest::clear() {
+size_t Interest::bytes(int bloom_bits) {
+  return offsetof(Interest, bloom) + filter_bits(bloom_bits) / 8;
+}
+
+void Interest::clear(int bits) {
   std::memset(this, 0, sizeof *this);
+  bloom_bits = static_cast<int>(filter_bits(bits));
 }
 
 void Interest::add_table(uint32_t relid) {
@@ -75,13 +87,14 @@ void Interest::add_column(uint32_t relid, int16_t attnum) {
 
 void Interest::add(uint32_t relid, int16_t attnum, std::string_view value) {
   add_column(relid, attnum);
-  bits(interest_token(relid, attnum, value),
+  bits(interest_token(relid, attnum, value), filter_bits(bloom_bits),
        [&](uint64_t b) { bloom[b / 64] |= 1ULL << (b % 64); });
 }
 
 bool Interest::probe(uint64_t token) const {
   bool all = true;
-  bits(token, [&](uint64_t b) { all = all && (bloom[b / 64] >> (b % 64) & 1); });
+  bits(token, filter_bits(bloom_bits),
+       [&](uint64_t b) { all = all && (bloom[b / 64] >> (b % 64) & 1); });
   return all;
 }
 

@@ -47,12 +47,15 @@ namespace ectosync {
 
 constexpr int kInterestTables = 16;  /* more: every event matches */
 constexpr int kInterestColumns = 32; /* more: every event matches */
-/* 1 kB per held value: a user's filtered value of tens of rows sets a few
- * hundred bits; one of a thousand rows matches a few percent of the
- * events it should not (a wasted round trip each), and 100,000 held values
- * take about 140 MB of shared memory (ectosync.max_held_values). */
-constexpr int kBloomBits = 1024 * 8;
-constexpr int kBloomWords = kBloomBits / 64;
+/*
+ * The Bloom filter of a held value: ectosync.interest_size bytes (1 kB by
+ * default) in shared memory, up to 4 kB.  A user's filtered value of tens
+ * of rows sets a few hundred of 8,192 bits; one of 2,000 keys matches
+ * about 14% of the events it should not at 1 kB, under 1% at 4 kB (each a
+ * wasted round trip).  100,000 held values take about 150 MB at 1 kB.
+ */
+constexpr int kMaxBloomBits = 4096 * 8;
+constexpr int kMaxBloomWords = kMaxBloomBits / 64;
 
 /* hash(table, attnum, value text): what a key value of an event stands for. */
 uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value);
@@ -84,9 +87,14 @@ struct Interest {
   uint32_t tables[kInterestTables];
   uint32_t wild[kInterestTables];
   InterestColumn columns[kInterestColumns];
-  uint64_t bloom[kBloomWords];
+  int bloom_bits; /* the filter's size: a multiple of 64, at most kMaxBloomBits */
+  /* Last: an interest in shared memory has only bloom_bits of it (bytes()). */
+  uint64_t bloom[kMaxBloomWords];
 
-  void clear();
+  /* The bytes an interest with a filter of bloom_bits takes. */
+  static size_t bytes(int bloom_bits);
+  /* Empty, with a filter of bloom_bits (rounded down to a multiple of 64). */
+  void clear(int bloom_bits = kMaxBloomBits);
   void add_table(uint32_t relid);
   void add_wild(uint32_t relid);
   void add_column(uint32_t relid, int16_t attnum);

@@ -108,7 +108,7 @@ class InterestBuilder {
 std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value,
                                       const Jsonb *filter) {
   auto in = std::make_unique<Interest>();
-  in->clear();
+  in->clear(settings.interest_bytes * 8);
   for (uint32_t relid : plan.tables()) in->add_table(relid);
   jb::View f = filter ? jb::View(filter) : jb::View();
   bool filtered = f.is_object() && f.size() > 0;

@@ -37,9 +37,9 @@ static void detach_all_interests(int, Datum) {
   if (!interests) return;
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
   for (int i = 0; i < settings.max_held_values; i++)
-    if (interests[i].pid == MyProcPid) {
-      interests[i].dboid = InvalidOid;
-      interests[i].pid = 0;
+    if (interest_entry(i)->pid == MyProcPid) {
+      interest_entry(i)->dboid = InvalidOid;
+      interest_entry(i)->pid = 0;
     }
   LWLockRelease(shared->interest_lock);
 }
@@ -53,7 +53,7 @@ int interest_attach(uint32_t &generation, bool listening) {
   }
   static Interest *every = [] {
     Interest *in = new Interest();
-    in->clear();
+    in->clear(settings.interest_bytes * 8);
     in->every_event = true;
     return in;
   }();
@@ -63,9 +63,9 @@ int interest_attach(uint32_t &generation, bool listening) {
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
   long taken = 0;
   for (int i = 0; i < settings.max_held_values; i++)
-    taken += OidIsValid(interests[i].dboid) && interests[i].role == role;
+    taken += OidIsValid(interest_entry(i)->dboid) && interest_entry(i)->role == role;
   for (int i = 0; i < settings.max_held_values && found < 0 && taken < share; i++) {
-    InterestEntry *e = &interests[i];
+    InterestEntry *e = interest_entry(i);
     if (OidIsValid(e->dboid)) continue;
     e->dboid = MyDatabaseId;
     e->pid = MyProcPid;
@@ -91,9 +91,9 @@ int interest_attach(uint32_t &generation, bool listening) {
  * of the whole Bloom filter per entry and batch.
  */
 void interest_publish(int index, const Interest &interest) {
-  InterestEntry *e = &interests[index];
+  InterestEntry *e = interest_entry(index);
   pg_atomic_fetch_add_u32(&e->change, 1); /* odd: being written (a full barrier) */
-  memcpy(&e->interest, &interest, sizeof interest);
+  memcpy(&e->interest, &interest, Interest::bytes(settings.interest_bytes * 8));
   pg_write_barrier();
   pg_atomic_fetch_add_u32(&e->change, 1);
 }
@@ -122,15 +122,15 @@ uint64 match_entry(InterestEntry *e, const std::vector<EventProbe> &probes) {
 
 void interest_detach(int index) {
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
-  if (interests[index].pid == MyProcPid) {
-    interests[index].dboid = InvalidOid;
-    interests[index].pid = 0;
+  if (interest_entry(index)->pid == MyProcPid) {
+    interest_entry(index)->dboid = InvalidOid;
+    interest_entry(index)->pid = 0;
   }
   LWLockRelease(shared->interest_lock);
 }
 
 uint64_t interest_notifications(int index) {
-  InterestEntry *e = &interests[index];
+  InterestEntry *e = interest_entry(index);
   SpinLockAcquire(&e->mutex);
   uint64 n = e->notifications;
   SpinLockRelease(&e->mutex);
@@ -172,7 +172,7 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
   hits.reserve(settings.max_held_values); /* no allocation under the lock */
   LWLockAcquire(shared->interest_lock, LW_SHARED);
   for (int i = 0; i < settings.max_held_values; i++) {
-    InterestEntry *e = &interests[i];
+    InterestEntry *e = interest_entry(i);
     if (e->dboid != MyDatabaseId) continue;
     uint64 seq = match_entry(e, probes);
     if (seq == 0) continue;

@@ -103,8 +103,16 @@ static Size slots_size() {
   return add_size(MAXALIGN(sizeof(EctoShared)), mul_size(slot_stride(), settings.max_databases));
 }
 
+Size interest_stride() {
+  return MAXALIGN(offsetof(InterestEntry, interest) + Interest::bytes(settings.interest_bytes * 8));
+}
+
+InterestEntry *interest_entry(int i) {
+  return (InterestEntry *)((char *)interests + (Size)i * interest_stride());
+}
+
 static Size interests_size() {
-  return mul_size(MAXALIGN(sizeof(InterestEntry)), settings.max_held_values);
+  return mul_size(interest_stride(), settings.max_held_values);
 }
 
 static Size shared_size() {
@@ -185,9 +193,10 @@ static void shmem_startup() {
   held_shared_shmem_startup(&GetNamedLWLockTranche("ecto_sync")[3].lock);
   if (!found) {
     for (int i = 0; i < settings.max_held_values; i++) {
-      memset(&interests[i], 0, sizeof(InterestEntry));
-      SpinLockInit(&interests[i].mutex);
-      pg_atomic_init_u32(&interests[i].change, 0);
+      InterestEntry *e = interest_entry(i);
+      memset(e, 0, interest_stride());
+      SpinLockInit(&e->mutex);
+      pg_atomic_init_u32(&e->change, 0);
     }
   }
   LWLockRelease(AddinShmemInitLock);

@@ -119,8 +119,14 @@ struct InterestEntry {
    * writer); the worker reads interest in place and matches again when
    * the count moved meanwhile (interest_registry.cpp). */
   pg_atomic_uint32 change;
+  /* Last: only Interest::bytes(settings.interest_bytes * 8) of it are in
+   * shared memory (entries are interest_stride() apart). */
   Interest interest;
 };
+
+/* The distance between two InterestEntry in shared memory, and entry i. */
+Size interest_stride();
+InterestEntry *interest_entry(int i);
 
 /* held_shared.cpp's part of shared memory, and its start (lock: held_lock). */
 Size held_shared_shmem_size();

@@ -1,5 +1,7 @@
 #include "holder.hpp"
 
+#include "hub.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <thread>
@@ -53,28 +55,30 @@ pg::Param Holder::filter_param() const {
 }
 
 void Holder::connect() {
-  conn_ = std::make_unique<pg::Connection>(opts_.conninfo, "ectosync holder");
+  if (!opts_.hub) conn_ = std::make_unique<pg::Connection>(opts_.conninfo, "ectosync holder");
+}
+
+pg::Connection &Holder::hub_connection() {
+  return opts_.hub->connection();
 }
 
 void Holder::subscribe() {
-  if (opts_.mode == HolderOptions::Mode::Requery) {
-    auto r = conn_->exec("SELECT c FROM ectosync.channels($1::regclass, $2::jsonb) c",
-                         {opts_.table, opts_.assocs});
-    std::string sql;
-    for (int i = 0; i < r.rows(); i++) {
-      std::string ch = r.str(i, 0);
-      auto us = ch.find('_');
-      sql += "LISTEN " + conn_->quote_ident("ectowatch" + ch.substr(us)) + ";";
-    }
-    if (!sql.empty()) conn_->exec(sql);
-  } else {
-    conn_->exec("SELECT ectosync.subscribe($1::regclass, $2::jsonb)", {opts_.table, opts_.assocs});
+  auto r = connection().exec("SELECT c FROM ectosync.channels($1::regclass, $2::jsonb) c",
+                             {opts_.table, opts_.assocs});
+  channels_.clear();
+  std::string sql;
+  for (int i = 0; i < r.rows(); i++) {
+    std::string ch = r.str(i, 0);
+    if (opts_.mode == HolderOptions::Mode::Requery) ch = "ectowatch" + ch.substr(ch.find('_'));
+    channels_.push_back(ch);
+    sql += "LISTEN " + connection().quote_ident(ch) + ";";
   }
+  if (!sql.empty()) connection().exec(sql);
   stats_.round_trips++;
 }
 
 void Holder::load(bool counted) {
-  auto r = conn_->exec(
+  auto r = connection().exec(
       "SELECT v::text, (v->>'seq')::bigint, v->>'epoch' FROM (SELECT ectosync.load($1::regclass, "
       "$2::jsonb, $3::jsonb) AS v) s",
       {opts_.table, opts_.assocs, filter_param()});
@@ -87,7 +91,7 @@ void Holder::load(bool counted) {
 
 /* Sync mode: LISTEN, load and keep the value in the session (version 0). */
 void Holder::hold(bool counted) {
-  auto r = conn_->exec(
+  auto r = connection().exec(
       "SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb, listen => false)::text",
       {held_name(), opts_.table, opts_.assocs, filter_param()});
   stats_.round_trips++;
@@ -108,6 +112,15 @@ void Holder::start() {
   }
 }
 
+void Holder::restart(bool counted) {
+  if (opts_.mode == HolderOptions::Mode::Held) {
+    hold(counted);
+  } else {
+    subscribe();
+    load(counted);
+  }
+}
+
 void Holder::reload() {
   if (opts_.mode == HolderOptions::Mode::Held)
     hold(true);
@@ -116,6 +129,10 @@ void Holder::reload() {
 }
 
 void Holder::reconnect_and_reload() {
+  if (opts_.hub) {
+    opts_.hub->reconnect();
+    return;
+  }
   auto deadline = Clock::now() + std::chrono::milliseconds(opts_.reconnect_timeout_ms);
   std::string last_error;
   for (int attempt = 0;; attempt++) {
@@ -167,7 +184,7 @@ void Holder::note_latency(const pg::Notification &n) {
  * any event the worker loaded since); its patch is applied to doc_.
  */
 int Holder::handle_held(std::chrono::milliseconds timeout) {
-  auto r = conn_->exec_prepared(
+  auto r = connection().exec_prepared(
       "SELECT ectosync.wait_changes($1, $2, $3)::text",
       {held_name(), std::to_string(version_), std::to_string(timeout.count())});
   stats_.round_trips++;
@@ -177,8 +194,13 @@ int Holder::handle_held(std::chrono::milliseconds timeout) {
   if (!patch || !version || !seq)
     throw pg::Error(
         "holder " + opts_.name + ": wait_changes() replied " + r.str(0, 0).substr(0, 200), "");
-  version_ = std::stoll(version->text);
-  seq_ = std::stoull(seq->text);
+  return apply_reply(*patch, std::stoll(version->text), std::stoull(seq->text), events);
+}
+
+int Holder::apply_reply(const Json &patch_json, int64_t version, uint64_t seq, const Json *events) {
+  const Json *patch = &patch_json;
+  version_ = version;
+  seq_ = seq;
   if (patch->items.empty()) return 0;
   const Json *path = patch->items[0].find("path");
   bool whole = path && path->text.empty();
@@ -242,7 +264,7 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
       expr = "ectosync.sync(" + expr + ", $" + std::to_string(k + 2) + "::text)";
     }
     try {
-      auto r = conn_->exec(
+      auto r = connection().exec(
           "SELECT v::text, (v->>'seq')::bigint, v->>'epoch' FROM (SELECT " + expr + " AS v) s",
           params);
       stats_.round_trips++;
@@ -265,14 +287,26 @@ void Holder::handle(std::vector<pg::Notification> &batch) {
   }
 }
 
+/* Reload and Requery on a hub: the hub's notifications, of this holder's channels. */
+void Holder::notified(std::vector<pg::Notification> batch) {
+  batch.erase(std::remove_if(batch.begin(), batch.end(),
+                             [&](const pg::Notification &n) {
+                               return std::find(channels_.begin(), channels_.end(), n.channel) ==
+                                      channels_.end();
+                             }),
+              batch.end());
+  if (!batch.empty()) handle(batch);
+}
+
 int Holder::pump(std::chrono::milliseconds timeout) {
+  if (opts_.hub) return opts_.hub->pump(timeout);
   try {
-    if (!conn_ || !conn_->ok()) throw pg::ConnectionLost("not connected");
+    if (!conn_ || !connection().ok()) throw pg::ConnectionLost("not connected");
     if (opts_.mode == HolderOptions::Mode::Held) return handle_held(timeout);
-    auto first = conn_->wait_notification(timeout);
+    auto first = connection().wait_notification(timeout);
     if (!first) return 0;
     std::vector<pg::Notification> batch{std::move(*first)};
-    for (auto &n : conn_->take_notifications()) batch.push_back(std::move(n));
+    for (auto &n : connection().take_notifications()) batch.push_back(std::move(n));
     handle(batch);
     return static_cast<int>(batch.size());
   } catch (const pg::ConnectionLost &) {
@@ -291,7 +325,7 @@ void Holder::drain(std::chrono::milliseconds quiet, std::chrono::milliseconds ti
 bool Holder::matches_fresh_load() {
   for (int attempt = 0;; attempt++) {
     try {
-      auto r = conn_->exec(
+      auto r = connection().exec(
           "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - "
           "'seq')",
           {value(), opts_.table, opts_.assocs, filter_param()});
@@ -310,7 +344,7 @@ bool Holder::converge(std::chrono::milliseconds timeout) {
     /* the worker has notified everything queued so far; then read it all */
     if (opts_.mode != HolderOptions::Mode::Requery) {
       try {
-        conn_->exec("SELECT ectosync.wait_for_worker($1::int)", {std::to_string(wait_ms)});
+        connection().exec("SELECT ectosync.wait_for_worker($1::int)", {std::to_string(wait_ms)});
       } catch (const pg::ConnectionLost &) {
         reconnect_and_reload();
       }
@@ -323,7 +357,7 @@ bool Holder::converge(std::chrono::milliseconds timeout) {
 }
 
 int64_t Holder::row_count() {
-  auto r = conn_->exec("SELECT jsonb_array_length($1::jsonb->'rows')", {value()});
+  auto r = connection().exec("SELECT jsonb_array_length($1::jsonb->'rows')", {value()});
   return r.i64(0, 0);
 }
 

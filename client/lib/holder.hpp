@@ -71,8 +71,13 @@ class CommitLog {
   std::map<uint64_t, Clock::time_point> by_txid_;
 };
 
+class Hub;
+
 struct HolderOptions {
-  std::string conninfo;      /* "" = PG* environment */
+  std::string conninfo; /* "" = PG* environment */
+  /* Share this hub's connection with other holders (hub.hpp); nullptr: a
+   * connection of its own. */
+  Hub *hub = nullptr;
   std::string table;         /* regclass text, e.g. "posts" */
   std::string assocs = "[]"; /* JSON spec */
   std::string filter;        /* JSON object, "" = none */
@@ -128,9 +133,20 @@ class Holder {
   int64_t row_count();
   /* Describe the value's shape: "posts ["tags"] filter {...}". */
   std::string describe() const;
-  pg::Connection &connection() { return *conn_; }
+  /* Its own connection, or its hub's. */
+  pg::Connection &connection() { return opts_.hub ? hub_connection() : *conn_; }
+  /* Held mode: one row of wait_changes(timeout) (or a changes() reply) for
+   * this value, applied.  1 when it changed the value. */
+  int apply_reply(const Json &patch, int64_t version, uint64_t seq, const Json *events);
+  /* Reload and Requery on a hub: the notifications of its channels. */
+  void notified(std::vector<pg::Notification> batch);
+  /* Hold again, or subscribe and load again, on a new connection. */
+  void restart(bool counted);
+  /* The name the value is held under in the session. */
+  std::string held_name() const;
 
  private:
+  pg::Connection &hub_connection();
   void connect();
   void subscribe();
   void load(bool counted);
@@ -142,14 +158,14 @@ class Holder {
   void reconnect_and_reload();
   void note_latency(const pg::Notification &n);
   pg::Param filter_param() const;
-  std::string held_name() const;
 
   HolderOptions opts_;
   std::unique_ptr<pg::Connection> conn_;
   std::string value_, epoch_; /* Stateless, Reload, Requery: the value as text */
   uint64_t seq_ = 0;
-  Json doc_;            /* Sync: the value */
-  int64_t version_ = 0; /* Sync: the held value's version that doc_ is */
+  Json doc_;                          /* Sync: the value */
+  int64_t version_ = 0;               /* Sync: the held value's version that doc_ is */
+  std::vector<std::string> channels_; /* what it LISTENs to (Reload, Requery) */
   HolderStats stats_;
 };
 

@@ -144,9 +144,9 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
 
 /*
  * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000) RETURNS TABLE
- * (name, version, seq, patch, reloaded): a row for each value of the
- * session that changed, as changes(name) gives it, as soon as one did; no
- * row at the timeout.
+ * (name, version, seq, patch, reloaded, events): a row for each value of
+ * the session that changed, as changes(name) gives it, as soon as one did;
+ * no row at the timeout.
  */
 ECTOSYNC_FUNCTION(ectosync_wait_any) {
   int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
@@ -164,12 +164,14 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
         return e && e->is_numeric() ? std::stoll(jb::numeric_text(e->numeric())) : 0LL;
       };
       int64 version = number("version"), seq = number("seq");
-      std::optional<jb::Elem> patch = r.get("patch"), reloaded = r.get("reloaded");
+      std::optional<jb::Elem> patch = r.get("patch"), reloaded = r.get("reloaded"),
+                              events = r.get("events");
       Jsonb *patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
+      Jsonb *events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
       std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
       pg_call([&] {
-        Datum values[5];
-        bool nulls[5] = {};
+        Datum values[6];
+        bool nulls[6] = {};
         values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
         values[1] = Int64GetDatum(version);
         values[2] = Int64GetDatum(seq);
@@ -178,6 +180,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
         values[4] = reloaded
                         ? PointerGetDatum(cstring_to_text_with_len(why.data(), (int)why.size()))
                         : (Datum)0;
+        values[5] = JsonbPGetDatum(events_jsonb);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

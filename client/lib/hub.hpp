@@ -1,0 +1,70 @@
+/*
+ * hub.hpp: many held values over one connection.
+ *
+ * An application process holds a value per screen of each of its users:
+ * thousands of values, which cannot have a connection each.  A Hub keeps
+ * them on one session (held values need one: a pooler in transaction mode
+ * cannot keep them):
+ *
+ *   add(holder):  SELECT ectosync.hold(name, tbl, assocs, filter, listen => false)
+ *   pump():       SELECT * FROM ectosync.wait_changes(timeout)
+ *                 -- a row (name, version, seq, patch, reloaded, events) per
+ *                 value that changed, as soon as one did: each patch is
+ *                 applied to its holder's copy, whose callback then runs;
+ *   the connection broke -> reconnect and hold every value again.
+ *
+ * Holders are Holder objects (holder.hpp) whose options name the hub; for
+ * comparisons, Reload and Requery holders share a hub too: it LISTENs to
+ * the union of their channels and each reloads on its own.
+ * A Hub is used from one thread at a time.
+ */
+#pragma once
+
+#include "holder.hpp"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ectosync {
+
+class Hub {
+ public:
+  explicit Hub(std::string conninfo, HolderOptions::Mode mode = HolderOptions::Mode::Held);
+
+  /* Connects (once); then holds (or subscribes and loads) holder's value.
+   * on_change, if given, runs after each change of it. */
+  void add(Holder &holder, std::function<void(Holder &)> on_change = {});
+  /* Forgets holder's value (releases it in the session). */
+  void remove(Holder &holder);
+  /* One wait for every value: the values changed (Held), or the
+   * notifications handled (Reload, Requery); 0 at the timeout.
+   * Reconnects and holds everything again when the connection broke. */
+  int pump(std::chrono::milliseconds timeout);
+  /* Reconnect, and hold (or load) every value again. */
+  void reconnect();
+
+  pg::Connection &connection();
+  size_t size() const { return holders_.size(); }
+  int64_t round_trips() const { return round_trips_; }
+  int64_t reconnects() const { return reconnects_; }
+
+ private:
+  int pump_held(std::chrono::milliseconds timeout);
+  int pump_notified(std::chrono::milliseconds timeout);
+
+  std::string conninfo_;
+  HolderOptions::Mode mode_;
+  std::unique_ptr<pg::Connection> conn_;
+  struct Entry {
+    Holder *holder;
+    std::function<void(Holder &)> on_change;
+  };
+  std::map<std::string, Entry> holders_; /* by held name */
+  int64_t round_trips_ = 0, reconnects_ = 0;
+};
+
+}  // namespace ectosync

@@ -73,6 +73,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   }
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
+  h.published = shared < 0 && h.entry >= 0;
   values[name] = h;
   publish_interest(h, plan, h.value);
   if (listen) {
@@ -139,7 +140,14 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
   if (upto <= scanned) return;
   in_context(made_in, [&] {
     try {
-      sync_parts(plan, value, scanned, upto, &changed_by, &touched);
+      /* The value's interest says which events may change it as it was
+       * published: the others cost no patching (until one changed it). */
+      std::function<bool(const Event &)> may_concern;
+      /* (Not under row level security: a row may become visible to the
+       * caller by a change its interest does not name.) */
+      if (h.entry >= 0 && h.shared < 0 && h.published && value == h.value && !row_security(plan))
+        may_concern = [&](const Event &ev) { return interest_entry_matches(h.entry, ev); };
+      sync_parts(plan, value, scanned, upto, &changed_by, &touched, may_concern);
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
@@ -239,8 +247,11 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
     result = Reply{envelope(version, scanned, std::move(ops), changed_by, std::nullopt),
                    behind || changed};
   }
-  /* Only now, with the reply made, does the held value move on. */
+  /* Only now, with the reply made, does the held value move on; its
+   * interest is the one published if the loop above caught up. */
+  bool published_current = current == published && (current != h.value || h.published);
   move_on(h, current, reloaded.has_value(), made_in);
+  h.published = published_current;
   h.scanned = scanned;
   h.version = version;
   return result;

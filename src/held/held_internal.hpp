@@ -41,6 +41,9 @@ struct Held {
   bool listening = false;                     /* hold() LISTENed for it */
   uint32_t generation = 0;                    /* of the entry */
   uint64_t seen = UINT64_MAX; /* the entry's notifications when wait_changes() last looked */
+  /* The entry's interest was made from value: an event it does not match
+   * cannot change value (catch_up() skips those). */
+  bool published = false;
 };
 
 struct Reply {
@@ -58,6 +61,8 @@ void detach_shared_at_exit(int, Datum);
 std::string text_string(const text *t);
 Held &find_held(const std::string &name);
 uint64_t value_seq(const Jsonb *value);
+/* sharing.cpp: whether row level security applies to the caller on a table of plan. */
+bool row_security(const Plan &plan);
 
 /* held_interest.cpp */
 void publish_interest(const Held &h, const Plan &plan, const PartedValue &value);

@@ -48,6 +48,8 @@ bool reads_committed_now() {
   return !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
+}  // namespace
+
 /* Whether row level security applies to the caller on a table of plan. */
 bool row_security(const Plan &plan) {
   for (uint32_t relid : plan.tables())
@@ -55,6 +57,8 @@ bool row_security(const Plan &plan) {
       return true;
   return false;
 }
+
+namespace {
 
 /* What shared values are matched by: the shape, and the part size they are cut by. */
 std::string share_key(const Plan &plan) {
@@ -93,6 +97,7 @@ void own_value(Held &h, Make make, uint64_t scanned) {
   h.shared = -1;
   h.context = context.release();
   h.value = value;
+  h.published = false; /* (its entry still has the shared value's interest) */
   h.scanned = scanned;
 }
 

@@ -25,6 +25,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -33,14 +34,20 @@ namespace ectosync {
 /* ---- interests of held values ---- */
 
 /* At backend exit: the entries of this backend's held values are free again. */
+/* Frees entry i (the caller holds interest_lock exclusive). */
+static void free_entry(int i) {
+  interest_entry(i)->dboid = InvalidOid;
+  interest_entry(i)->pid = 0;
+  interest_dbs[i] = InvalidOid;
+  while (shared->interest_high > 0 && !OidIsValid(interest_dbs[shared->interest_high - 1]))
+    shared->interest_high--;
+}
+
 static void detach_all_interests(int, Datum) {
   if (!interests) return;
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
-  for (int i = 0; i < settings.max_held_values; i++)
-    if (interest_entry(i)->pid == MyProcPid) {
-      interest_entry(i)->dboid = InvalidOid;
-      interest_entry(i)->pid = 0;
-    }
+  for (int i = 0; i < shared->interest_high; i++)
+    if (OidIsValid(interest_dbs[i]) && interest_entry(i)->pid == MyProcPid) free_entry(i);
   LWLockRelease(shared->interest_lock);
 }
 
@@ -62,12 +69,15 @@ int interest_attach(uint32_t &generation, bool listening) {
   long share = role_share(settings.max_held_values);
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
   long taken = 0;
-  for (int i = 0; i < settings.max_held_values; i++)
-    taken += OidIsValid(interest_entry(i)->dboid) && interest_entry(i)->role == role;
+  if (share < settings.max_held_values) /* (superusers are not limited) */
+    for (int i = 0; i < shared->interest_high; i++)
+      taken += OidIsValid(interest_dbs[i]) && interest_entry(i)->role == role;
   for (int i = 0; i < settings.max_held_values && found < 0 && taken < share; i++) {
+    if (OidIsValid(interest_dbs[i])) continue;
     InterestEntry *e = interest_entry(i);
-    if (OidIsValid(e->dboid)) continue;
     e->dboid = MyDatabaseId;
+    interest_dbs[i] = MyDatabaseId;
+    shared->interest_high = std::max(shared->interest_high, i + 1);
     e->pid = MyProcPid;
     e->role = role;
     e->latch = MyLatch;
@@ -98,6 +108,11 @@ void interest_publish(int index, const Interest &interest) {
   pg_atomic_fetch_add_u32(&e->change, 1);
 }
 
+bool interest_entry_matches(int index, const Event &ev) {
+  /* (only this backend writes its entry: no need for the seqlock) */
+  return interest_entry(index)->interest.matches(ev);
+}
+
 namespace {
 
 /* Whether some probe matches e's interest, read in place (see
@@ -122,10 +137,7 @@ uint64 match_entry(InterestEntry *e, const std::vector<EventProbe> &probes) {
 
 void interest_detach(int index) {
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
-  if (interest_entry(index)->pid == MyProcPid) {
-    interest_entry(index)->dboid = InvalidOid;
-    interest_entry(index)->pid = 0;
-  }
+  if (interest_entry(index)->pid == MyProcPid) free_entry(index);
   LWLockRelease(shared->interest_lock);
 }
 
@@ -171,9 +183,9 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
   for (const Event &ev : events) probes.push_back(probe_of(ev));
   hits.reserve(settings.max_held_values); /* no allocation under the lock */
   LWLockAcquire(shared->interest_lock, LW_SHARED);
-  for (int i = 0; i < settings.max_held_values; i++) {
+  for (int i = 0; i < shared->interest_high; i++) {
+    if (interest_dbs[i] != MyDatabaseId) continue;
     InterestEntry *e = interest_entry(i);
-    if (e->dboid != MyDatabaseId) continue;
     uint64 seq = match_entry(e, probes);
     if (seq == 0) continue;
     SpinLockAcquire(&e->mutex);

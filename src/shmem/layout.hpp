@@ -16,7 +16,10 @@ namespace ectosync {
 
 extern HTAB *cache_hash;         /* the row cache's hash (row_cache.cpp) */
 extern InterestEntry *interests; /* [max_held_values] (interest_registry.cpp) */
-extern char *cache_arena;        /* the row cache's arena */
+/* [max_held_values], interest_lock: each entry's database, side by side, so
+ * that the worker finds its database's entries without visiting the others. */
+extern Oid *interest_dbs;
+extern char *cache_arena; /* the row cache's arena */
 
 /* The sizes of a database's ring and of the cache's arena, from the GUCs. */
 uint64 ring_bytes();

@@ -77,6 +77,7 @@ namespace ectosync {
 EctoShared *shared = nullptr;
 HTAB *cache_hash = nullptr;
 InterestEntry *interests = nullptr;
+Oid *interest_dbs = nullptr;
 char *cache_arena = nullptr;
 static shmem_request_hook_type prev_shmem_request_hook = nullptr;
 static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
@@ -115,9 +116,14 @@ static Size interests_size() {
   return mul_size(interest_stride(), settings.max_held_values);
 }
 
+static Size interest_dbs_size() {
+  return mul_size(sizeof(Oid), settings.max_held_values);
+}
+
 static Size shared_size() {
   Size size = slots_size();
   size = add_size(size, interests_size());
+  size = add_size(size, MAXALIGN(interest_dbs_size()));
   size = add_size(size, hash_estimate_size(cache_max_entries(), sizeof(CacheEntry)));
   size = add_size(size, MAXALIGN(arena_bytes()));
   size = add_size(size, held_shared_shmem_size());
@@ -190,8 +196,11 @@ static void shmem_startup() {
                              HASH_ELEM | HASH_BLOBS);
   cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
   interests = (InterestEntry *)ShmemInitStruct("ecto_sync interests", interests_size(), &found);
+  interest_dbs =
+      (Oid *)ShmemInitStruct("ecto_sync interest databases", MAXALIGN(interest_dbs_size()), &found);
   held_shared_shmem_startup(&GetNamedLWLockTranche("ecto_sync")[3].lock);
   if (!found) {
+    memset(interest_dbs, 0, interest_dbs_size());
     for (int i = 0; i < settings.max_held_values; i++) {
       InterestEntry *e = interest_entry(i);
       memset(e, 0, interest_stride());

@@ -129,6 +129,8 @@ struct Interest;
 int interest_attach(uint32_t &generation, bool listening);
 /* Copies interest into the entry; from now on the worker matches with it. */
 void interest_publish(int index, const Interest &interest);
+/* Whether the interest this backend published at index matches ev. */
+bool interest_entry_matches(int index, const Event &ev);
 void interest_detach(int index);
 /* Notifications the worker sent for the entry so far. */
 uint64_t interest_notifications(int index);

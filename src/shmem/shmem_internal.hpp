@@ -138,6 +138,7 @@ struct EctoShared {
   LWLock *slots_lock;
   LWLock *cache_lock;
   LWLock *interest_lock;
+  int interest_high; /* interest_lock: entries from it on are free */
   int nslots;
   uint64 arena_head, arena_oldest; /* cache_lock */
   uint64 cache_evictions;          /* cache_lock */

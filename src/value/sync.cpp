@@ -386,7 +386,8 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 }  // namespace
 
 void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
-                std::vector<uint64_t> *changed_by, TouchedRows *touched) {
+                std::vector<uint64_t> *changed_by, TouchedRows *touched,
+                const std::function<bool(const Event &)> &may_concern) {
   ValueHeader h = read_header(value.head);
   jb::View filter = h.filter ? jb::View(*h.filter) : jb::View();
   /* New parts are written in the caller's context; whatever else an event
@@ -398,10 +399,12 @@ void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t u
   bool readable = false;
   Routes routes(value.parts);
   if (touched) touched->resize(value.parts.size());
+  bool unchanged = true; /* the value is as may_concern knows it */
   for (uint64_t seq = after + 1; seq <= upto; seq++) {
     bool changed = in_context(scratch.get(), [&] {
       Event ev;
       logged_event(h.epoch, seq, ev);
+      if (unchanged && may_concern && !may_concern(ev)) return false;
       if (!event_concerns(plan, h, ev)) return false;
       if (!readable) check_select_privileges(plan); /* once a call */
       readable = true;
@@ -410,6 +413,7 @@ void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t u
       return patch_parts(plan, patcher, value.parts, routes, fresh, made, touched);
     });
     pg_call([&] { MemoryContextReset(scratch.get()); });
+    unchanged = unchanged && !changed;
     if (changed && changed_by) changed_by->push_back(seq);
   }
 }

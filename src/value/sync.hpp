@@ -8,10 +8,12 @@ extern "C" {
 #include "utils/jsonb.h"
 }
 
+#include "core/event.hpp"
 #include "value/keys.hpp"
 #include "value/parts.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace ectosync {
@@ -40,10 +42,14 @@ using TouchedRows = std::vector<PartTouch>;
  * is left as it is (its "seq" too).  changed_by, if given, gets the seqs of
  * the events that changed some part; touched, if given, the root rows
  * they changed, part by part (added to what it holds).
+ * may_concern, if given, says which events may change the value as it is
+ * when the call starts (a held value's interest): others are skipped
+ * until one changed it.
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */
 void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
-                std::vector<uint64_t> *changed_by = nullptr, TouchedRows *touched = nullptr);
+                std::vector<uint64_t> *changed_by = nullptr, TouchedRows *touched = nullptr,
+                const std::function<bool(const Event &)> &may_concern = {});
 
 }  // namespace ectosync

@@ -74,8 +74,9 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.listening = listen;
   h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
   h.published = shared < 0 && h.entry >= 0;
-  values[name] = h;
-  publish_interest(h, plan, h.value);
+  h.rls = row_security(plan);
+  Held &stored = values[name] = h;
+  publish_interest(stored, plan, stored.value);
   if (listen) {
     /* The value's own channel; without an entry, its tables' channels and
      * one of this session's (table channels are shared with other
@@ -250,6 +251,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);
+  h.rls = row_security(plan);
   move_on(h, current, reloaded.has_value(), made_in);
   h.published = published_current;
   h.scanned = scanned;
@@ -304,6 +306,24 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
 }
 
 /*
+ * Whether wait_changes() may take a value to reflect every event up to
+ * loaded without reading them: no event after the value's seq matched the
+ * interest it published (the worker counts matches before it marks a batch
+ * loaded), none of them is one the worker does not match first, and the
+ * events before it published are read already.  Its seq moves on then.
+ * (Not for shared values, whose entry has no keys; not under row level
+ * security, where a row may become visible by a change its interest does
+ * not name.)
+ */
+static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
+  if (h.entry < 0 || h.shared >= 0 || !h.published || h.rls) return false;
+  if (h.scanned < h.trust_from || unmatched > h.scanned) return false;
+  if (interest_matched_seq(h.entry) > h.scanned) return false;
+  h.scanned = std::max(h.scanned, loaded);
+  return true;
+}
+
+/*
  * ectosync.wait_changes(timeout_ms): the values of the session that changed,
  * as soon as one did.  One backend can hold thousands of values and wait
  * for all of them: the worker sets the latch and counts a match on the
@@ -317,9 +337,16 @@ std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms) {
   for (;;) {
     pg_call([] { ResetLatch(MyLatch); });
     bool uncounted = false;
+    /* Read before the entries: the worker counts a batch in the entries it
+     * matches before it marks the batch loaded. */
+    uint64_t loaded = loaded_seq(), unmatched = unmatched_seq();
     for (auto &[name, h] : held_values()) {
       uncounted = uncounted || h.entry < 0;
       uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
+      if (passes_over(h, loaded, unmatched)) {
+        h.seen = matched;
+        continue;
+      }
       if (h.entry >= 0 && matched == h.seen) continue;
       h.seen = matched;
       Reply reply = changes(name, std::nullopt);

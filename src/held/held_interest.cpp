@@ -142,10 +142,11 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value
 }  // namespace
 
 /* Publishes the interest of value, which h holds or is about to. */
-void publish_interest(const Held &h, const Plan &plan, const PartedValue &value) {
+void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {
   if (h.entry < 0) return;
   std::unique_ptr<Interest> in = interest_of(plan, value, h.filter);
   interest_publish(h.entry, *in);
+  h.trust_from = last_seq();
 }
 
 }  // namespace ectosync

@@ -44,6 +44,11 @@ struct Held {
   /* The entry's interest was made from value: an event it does not match
    * cannot change value (catch_up() skips those). */
   bool published = false;
+  /* Events up to it may have been matched against an older interest:
+   * wait_changes() passes over a value without reading the events only
+   * once it has read those (the last seq queued when it published). */
+  uint64_t trust_from = UINT64_MAX;
+  bool rls = false; /* row level security applies to a table (as of the last call) */
 };
 
 struct Reply {
@@ -65,7 +70,7 @@ uint64_t value_seq(const Jsonb *value);
 bool row_security(const Plan &plan);
 
 /* held_interest.cpp */
-void publish_interest(const Held &h, const Plan &plan, const PartedValue &value);
+void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
 
 /* sharing.cpp */
 bool may_share(const Plan &plan, const Jsonb *filter);

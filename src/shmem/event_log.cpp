@@ -199,6 +199,7 @@ void restart_capture(uint32_t relid, uint8_t reason) {
     slot->stats.gaps++;
   } else {
     floor = slot->next_seq++;
+    slot->unmatched_seq = floor;
   }
   int at = -1; /* the table's entry, a free one, or the lowest floor's */
   for (int i = 0; i < slot->nfloors && at < 0; i++)
@@ -286,7 +287,7 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     slot->ngaps = 0;
     slot->gap_all = false;
     slot->gap_all_why = 0;
-    if (!gaps.empty()) slot->processed_seq = gaps.back().second;
+    if (!gaps.empty()) slot->processed_seq = slot->unmatched_seq = gaps.back().second;
   }
   LWLockRelease(slot->lock);
 }

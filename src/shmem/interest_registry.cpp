@@ -85,6 +85,7 @@ int interest_attach(uint32_t &generation, bool listening) {
     generation = ++e->generation;
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
+    e->matched_seq = 0;
     SpinLockRelease(&e->mutex);
     found = i;
   }
@@ -106,6 +107,14 @@ void interest_publish(int index, const Interest &interest) {
   memcpy(&e->interest, &interest, Interest::bytes(settings.interest_bytes * 8));
   pg_write_barrier();
   pg_atomic_fetch_add_u32(&e->change, 1);
+}
+
+uint64_t interest_matched_seq(int index) {
+  InterestEntry *e = interest_entry(index);
+  SpinLockAcquire(&e->mutex);
+  uint64 seq = e->matched_seq;
+  SpinLockRelease(&e->mutex);
+  return seq;
 }
 
 bool interest_entry_matches(int index, const Event &ev) {
@@ -190,6 +199,7 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     if (seq == 0) continue;
     SpinLockAcquire(&e->mutex);
     e->notifications++;
+    e->matched_seq = std::max<uint64>(e->matched_seq, seq);
     SpinLockRelease(&e->mutex);
     hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
   }

@@ -321,6 +321,15 @@ void queue_mark_loaded(DbSlot *slot, uint64 seq) {
   LWLockRelease(slot->lock);
 }
 
+uint64_t unmatched_seq() {
+  DbSlot *slot = current_slot();
+  if (!slot) return 0;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  uint64 seq = slot->unmatched_seq;
+  LWLockRelease(slot->lock);
+  return seq;
+}
+
 uint64_t last_seq() {
   DbSlot *slot = current_slot();
   if (!slot) return 0;

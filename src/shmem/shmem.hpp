@@ -35,6 +35,12 @@ uint64_t last_seq();
 uint64_t loaded_seq();
 
 /*
+ * The last seq of this database that the worker loads without matching it
+ * against the held values' interests first (see DbSlot::unmatched_seq).
+ */
+uint64_t unmatched_seq();
+
+/*
  * Ensure the current database has a queue slot.  Raises an ERROR (through
  * ereport; call it via pg_call from C++ that owns objects) when all
  * ectosync.max_databases slots are taken.
@@ -129,6 +135,8 @@ struct Interest;
 int interest_attach(uint32_t &generation, bool listening);
 /* Copies interest into the entry; from now on the worker matches with it. */
 void interest_publish(int index, const Interest &interest);
+/* The last event that matched the interest at index (0: none). */
+uint64_t interest_matched_seq(int index);
 /* Whether the interest this backend published at index matches ev. */
 bool interest_entry_matches(int index, const Event &ev);
 void interest_detach(int index);

@@ -58,6 +58,10 @@ struct DbSlot {
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker notified */
   uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
+  /* lock: the last seq that the worker does not match against the held
+   * values' interests before it is loaded (the RELOAD markers it queues
+   * itself, seqs without a record): wait_changes() reads those itself. */
+  uint64 unmatched_seq;
   /* lock: cached rows of older versions are stale, of every table (floor)
    * and of the tables whose capture started (floors; the entry of the
    * lowest floor makes room, raising cache_floor to it) */
@@ -113,8 +117,9 @@ struct InterestEntry {
   uint32 generation; /* interest_lock: new at every attach, names the channel */
   Latch *latch;      /* interest_lock: the holder's, set when an event matches */
   bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
-  slock_t mutex;     /* guards notifications */
+  slock_t mutex;     /* guards notifications and matched_seq */
   uint64 notifications;
+  uint64 matched_seq; /* the last event that matched (counted before it is loaded) */
   /* A seqlock over interest: odd while its holder rewrites it (the only
    * writer); the worker reads interest in place and matches again when
    * the count moved meanwhile (interest_registry.cpp). */

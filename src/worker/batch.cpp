@@ -247,6 +247,10 @@ void notify(Oid relid, uint64 seq, Op op) {
 uint64 notify_held(const std::vector<Event> &events) {
   std::vector<InterestHit> hits;
   interest_match(events, hits);
+  return wake_held(hits);
+}
+
+uint64 wake_held(const std::vector<InterestHit> &hits) {
   uint64 sent = 0;
   for (const InterestHit &hit : hits) {
     if (hit.latch) SetLatch(hit.latch);
@@ -398,12 +402,17 @@ BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool 
     if (table_keys.read.empty()) continue;
     read_table_as_owner(relid, table_keys.read, version, batch_end_seq, tables_alone, result);
   }
+  /* The held values' entries count the batch before it is marked loaded:
+   * wait_changes() takes an entry that counted nothing up to the loaded
+   * seq for a value that nothing up to it changed. */
+  std::vector<InterestHit> hits;
+  interest_match(events, hits);
   queue_mark_loaded(slot, batch.back().header.seq);
   for (const Event &event : events) {
     notify(event.relid, event.seq, event.op);
     result.notifications++;
   }
-  result.notifications += notify_held(events);
+  result.notifications += wake_held(hits);
   return result;
 }
 

@@ -57,6 +57,8 @@ struct BatchResult {
 BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool tables_alone);
 void notify(Oid relid, uint64 seq, Op op);
 uint64 notify_held(const std::vector<Event> &events);
+/* The second half of notify_held(): wakes the holders interest_match() found. */
+uint64 wake_held(const std::vector<InterestHit> &hits);
 
 /* ---- worker.cpp ---- */
 

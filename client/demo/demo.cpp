@@ -19,6 +19,7 @@
  */
 #include "blog.hpp"
 #include "holder.hpp"
+#include "hub.hpp"
 #include "metrics.hpp"
 #include "pg.hpp"
 
@@ -41,6 +42,7 @@ namespace {
 
 struct Options {
   int holders = 20;
+  int connections = 0; /* holders share this many connections (hubs); 0: one each */
   int writers = 4;
   double duration_s = 10;
   double rate = 200; /* transactions per second, all writers together; 0: as fast as possible */
@@ -54,7 +56,11 @@ struct Options {
 
 void usage() {
   std::cout << "usage: ectosync_demo [flags]\n"
-               "  --holders N      holders, 1..200 (default 20), each on its own connection\n"
+               "  --holders N      holders (default 20): 1..200 each on its own connection, or\n"
+               "                   1..100000 over --connections\n"
+               "  --connections C  spread the holders over C connections (hub.hpp: one\n"
+               "                   wait_changes() for all of a connection's values); default\n"
+               "                   one connection per holder\n"
                "  --writers M      writer connections (default 4)\n"
                "  --duration S     seconds of writes per mode (default 10)\n"
                "  --rate R         transactions/s over all writers, 0 = unpaced (default 200)\n"
@@ -95,6 +101,8 @@ Options parse(int argc, char **argv) {
       std::exit(0);
     } else if (a == "--holders") {
       o.holders = std::stoi(next());
+    } else if (a == "--connections") {
+      o.connections = std::stoi(next());
     } else if (a == "--writers") {
       o.writers = std::stoi(next());
     } else if (a == "--duration") {
@@ -123,7 +131,10 @@ Options parse(int argc, char **argv) {
       throw std::invalid_argument("unknown flag " + a + " (--help)");
     }
   }
-  if (o.holders < 1 || o.holders > 200) throw std::invalid_argument("--holders: 1..200");
+  if (o.connections < 0 || o.connections > 200)
+    throw std::invalid_argument("--connections: 1..200");
+  if (o.holders < 1 || o.holders > (o.connections ? 100000 : 200))
+    throw std::invalid_argument(o.connections ? "--holders: 1..100000" : "--holders: 1..200");
   if (o.writers < 1 || o.writers > 64) throw std::invalid_argument("--writers: 1..64");
   if (o.duration_s <= 0 || o.duration_s > 3600)
     throw std::invalid_argument("--duration: (0, 3600]");
@@ -143,6 +154,13 @@ std::string assoc_to(pg::Connection &conn, const std::string &table, const std::
   if (r.rows() == 0)
     throw std::runtime_error("no association from " + table + " to " + target + " " + kind);
   return r.str(0, 0);
+}
+
+/* A holder's root rows, counted here: no round trip per holder. */
+int64_t row_count(const Holder &h) {
+  ectosync::Json v = ectosync::parse_json(h.value());
+  const ectosync::Json *rows = v.find("rows");
+  return rows ? static_cast<int64_t>(rows->items.size()) : 0;
 }
 
 struct Shape {
@@ -325,16 +343,23 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   }
 
   ectosync::CommitLog commits;
+  const HolderOptions::Mode holder_mode = mode == "ectosync" ? HolderOptions::Mode::Held
+                                          : mode == "reload" ? HolderOptions::Mode::Reload
+                                                             : HolderOptions::Mode::Requery;
+  /* With --connections, holders share hubs: the same logical holders over
+   * the same connections in every mode. */
+  std::vector<std::unique_ptr<ectosync::Hub>> hubs;
+  for (int c = 0; c < o.connections; c++)
+    hubs.push_back(std::make_unique<ectosync::Hub>(conninfo, holder_mode));
   std::vector<std::unique_ptr<Holder>> holders;
   for (size_t i = 0; i < shapes.size(); i++) {
     HolderOptions ho;
     ho.conninfo = conninfo;
+    ho.hub = hubs.empty() ? nullptr : hubs[i % hubs.size()].get();
     ho.table = shapes[i].table;
     ho.assocs = shapes[i].assocs;
     ho.filter = shapes[i].filter;
-    ho.mode = mode == "ectosync" ? HolderOptions::Mode::Held
-              : mode == "reload" ? HolderOptions::Mode::Reload
-                                 : HolderOptions::Mode::Requery;
+    ho.mode = holder_mode;
     ho.commits = &commits;
     ho.name = "holder " + std::to_string(i) + " (" + shapes[i].label + ")";
     holders.push_back(std::make_unique<Holder>(ho));
@@ -345,14 +370,27 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     std::atomic<size_t> next{0};
     std::string error;
     std::mutex mu;
-    for (int t = 0; t < 2; t++)
-      starters.emplace_back([&] {
-        for (size_t i; (i = next++) < holders.size();) {
+    if (hubs.empty())
+      for (int t = 0; t < 2; t++)
+        starters.emplace_back([&] {
+          for (size_t i; (i = next++) < holders.size();) {
+            try {
+              holders[i]->start();
+            } catch (const std::exception &e) {
+              std::lock_guard<std::mutex> lock(mu);
+              error = holders[i]->options().name + ": " + e.what();
+            }
+          }
+        });
+    for (size_t c = 0; c < hubs.size(); c++)
+      starters.emplace_back([&, c] {
+        for (size_t i = c; i < holders.size(); i += hubs.size()) {
           try {
-            holders[i]->start();
+            hubs[c]->add(*holders[i]);
           } catch (const std::exception &e) {
             std::lock_guard<std::mutex> lock(mu);
             error = holders[i]->options().name + ": " + e.what();
+            return;
           }
         }
       });
@@ -360,9 +398,10 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     if (!error.empty()) throw std::runtime_error(error);
   }
   int64_t held_rows = 0;
-  for (auto &h : holders) held_rows += h->row_count();
-  std::cout << holders.size() << " holders started, " << held_rows << " rows held in all"
-            << std::endl;
+  for (auto &h : holders) held_rows += row_count(*h);
+  std::cout << holders.size() << " holders started"
+            << (hubs.empty() ? "" : " on " + std::to_string(hubs.size()) + " connections") << ", "
+            << held_rows << " rows held in all" << std::endl;
   res.holders = static_cast<int>(holders.size());
 
   /* baselines */
@@ -387,7 +426,17 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   };
   std::vector<std::thread> holder_threads;
   StopAndJoin join_holders{stop_holders, holder_threads};
-  for (size_t i = 0; i < holders.size(); i++)
+  /* (with hubs: one thread per connection, its activity in last_activity_ms[c]) */
+  for (size_t c = 0; c < hubs.size(); c++)
+    holder_threads.emplace_back([&, c] {
+      try {
+        while (!stop_holders)
+          if (hubs[c]->pump(mode == "ectosync" ? 2000ms : 50ms) > 0) last_activity_ms[c] = now_ms();
+      } catch (const std::exception &e) {
+        fail("connection " + std::to_string(c) + ": " + e.what());
+      }
+    });
+  for (size_t i = 0; hubs.empty() && i < holders.size(); i++)
     holder_threads.emplace_back([&, i] {
       try {
         while (!stop_holders) {
@@ -491,7 +540,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     auto &sum = by_shape[shapes[i].label];
     const auto &st = holders[i]->stats();
     sum.holders++;
-    sum.rows += holders[i]->row_count();
+    sum.rows += row_count(*holders[i]);
     sum.bytes += static_cast<int64_t>(holders[i]->value().size());
     sum.notifications += st.notifications;
     sum.round_trips += st.round_trips;
@@ -506,6 +555,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
                        metrics::fmt(metrics::percentile(sum.latency_us, 50) / 1000, 2),
                        metrics::fmt(metrics::percentile(sum.latency_us, 99) / 1000, 2)});
 
+  for (auto &hub : hubs) res.round_trips += hub->round_trips();
   for (auto &h : holders) {
     const auto &st = h->stats();
     res.notifications += st.notifications;
@@ -516,7 +566,14 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
     res.patches += st.patches;
     res.latency_us.insert(res.latency_us.end(), st.latency_us.begin(), st.latency_us.end());
   }
-  /* the check: every held value equals a fresh load */
+  /* the check: every held value equals a fresh load, once each connection
+   * has nothing more to apply */
+  for (auto &hub : hubs) {
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(o.drain_timeout_s));
+    while (hub->pump(500ms) > 0 && Clock::now() < deadline) {
+    }
+  }
   for (auto &h : holders) {
     bool same = h->matches_fresh_load();
     if (!same) same = h->converge(10s); /* a straggler, or a real divergence */

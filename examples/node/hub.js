@@ -1,0 +1,141 @@
+// hub.js: many held values over one connection, with the `pg` package.
+//
+//   const hub = new Hub({ connection: { database: 'app' } });
+//   await hub.start();
+//   const mine = await hub.hold('user 42 posts', { table: 'posts', filter: { author_id: 42 } });
+//   mine.on('change', (value) => render(value));
+//
+// An application process cannot open a connection per screen of each of its
+// users.  A Hub keeps all its values on one session (held values need one:
+// give the hub a dedicated connection; everything else can go through a
+// pooler) and waits for all of them with one call:
+//   ectosync.wait_changes(timeout_ms) -> a row (name, version, seq, patch)
+//   for each value that changed, as soon as one did; each patch is applied to
+//   its value (patch.js), whose 'change' event then fires.
+// The connection ends: reconnect, hold every value again.
+'use strict';
+
+const { EventEmitter } = require('node:events');
+const { Client } = require('pg');
+const { applyPatch } = require('./patch');
+
+// Errors of a connection that is going away (08: connection exception, 57P: terminated).
+const connectionGone = (err) => /^(08|57P)/.test(err.code || '') || /terminat|Connection/i.test(err.message || '');
+
+// One held value of a hub: its shape, its copy and the version it is.
+class HeldValue extends EventEmitter {
+  constructor(hub, name, { table, assocs = [], filter = null }) {
+    super();
+    this.hub = hub;
+    this.name = name;
+    this.table = table;
+    this.assocs = JSON.stringify(assocs);
+    this.filter = filter === null ? null : JSON.stringify(filter);
+    this.value = null;
+    this.version = 0;
+    this.patches = 0;
+  }
+
+  apply(row) {
+    this.version = Number(row.version);
+    if (row.patch.length === 0) return;
+    this.value = applyPatch(this.value, row.patch);
+    this.patches++;
+    this.emit('change', this.value);
+  }
+}
+
+class Hub extends EventEmitter {
+  constructor({ connection = {}, timeoutMs = 10000, reconnectMs = 30000 } = {}) {
+    super();
+    this.connection = connection;
+    this.timeoutMs = timeoutMs;
+    this.reconnectMs = reconnectMs;
+    this.values = new Map(); // name -> HeldValue
+    this.stats = { waits: 0, reconnects: 0 };
+    this.closed = false;
+    this.client = null;
+    this.waiting = null;
+  }
+
+  async start() {
+    this.client = await this.connect();
+    this.loop();
+  }
+
+  async connect() {
+    const client = new Client(this.connection);
+    client.on('error', () => {}); // 'end' reconnects
+    await client.connect();
+    return client;
+  }
+
+  // Holds a value on the hub's session: its copy is there when this returns.
+  // (It queues behind the wait in progress: keep timeoutMs to seconds.)
+  async hold(name, shape) {
+    if (this.values.has(name)) throw new Error(`hub: a value is held as "${name}" already`);
+    const held = new HeldValue(this, name, shape);
+    this.values.set(name, held);
+    await this.holdOn(this.client, held);
+    return held;
+  }
+
+  async holdOn(client, held) {
+    const { rows } = await client.query(
+      'SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb, listen => false) AS v',
+      [held.name, held.table, held.assocs, held.filter],
+    );
+    held.value = rows[0].v;
+    held.version = 0;
+    held.emit('change', held.value);
+  }
+
+  async release(name) {
+    if (!this.values.delete(name)) return false;
+    await this.client.query('SELECT ectosync.release($1)', [name]);
+    return true;
+  }
+
+  // One wait for every value at a time, until close().
+  async loop() {
+    while (!this.closed) {
+      try {
+        this.stats.waits++;
+        this.waiting = this.client.query(
+          'SELECT name, version, patch FROM ectosync.wait_changes($1)', [this.timeoutMs]);
+        const { rows } = await this.waiting;
+        for (const row of rows) this.values.get(row.name)?.apply(row);
+        this.emit('pumped', rows.length);
+      } catch (err) {
+        if (this.closed) return;
+        if (!connectionGone(err)) {
+          this.emit('error', err);
+          continue;
+        }
+        await this.reconnect();
+      }
+    }
+  }
+
+  async reconnect() {
+    const end = Date.now() + this.reconnectMs;
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        this.client = await this.connect();
+        for (const held of this.values.values()) await this.holdOn(this.client, held);
+        this.stats.reconnects++;
+        return;
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
+      }
+    }
+  }
+
+  async close() {
+    this.closed = true;
+    await this.client?.end().catch(() => {});
+  }
+}
+
+module.exports = { Hub, HeldValue };

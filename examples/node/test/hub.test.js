@@ -1,0 +1,61 @@
+// node --test: the Hub (many held values over one connection) against a real
+// server: every value equals a fresh load after random writes, only the
+// values a change concerns change, and a terminated connection is
+// reconnected with every value held again.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert');
+const { Hub } = require('../hub');
+const h = require('./helpers');
+
+const DB = 'ectosync_node_hub';
+const ctx = h.blogDatabase(test, DB);
+
+async function hub(n) {
+  const hb = new Hub({ connection: { database: DB }, timeoutMs: 200 });
+  hb.errors = [];
+  hb.on('error', (e) => hb.errors.push(e));
+  await hb.start();
+  const values = [];
+  // one value per post (with its tags), and one of every post
+  for (let i = 1; i <= n; i++)
+    values.push(await hb.hold(`post ${i}`, { table: 'posts', assocs: [ctx.tags], filter: { id: i } }));
+  values.push(await hb.hold('all', { table: 'posts', assocs: [ctx.tags] }));
+  return { hb, values };
+}
+
+// Waits until every value of the hub equals a fresh load (at most 10 s).
+async function allConverged(hb) {
+  await ctx.db.query('SELECT ectosync.wait_for_worker(10000)');
+  for (let i = 0; i < 100; i++) {
+    let same = true;
+    for (const v of hb.values.values()) same = same && (await h.sameAsLoad(ctx.db, v));
+    if (same) return true;
+    await h.sleep(100);
+  }
+  return false;
+}
+
+test('hub: fifty values on one connection follow random writes', { timeout: 60000 }, async () => {
+  const { hb, values } = await hub(50);
+  const { rows } = await ctx.db.query(
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%wait_changes%'", [DB]);
+  assert.strictEqual(rows[0].n, 1, 'one session waits for every value');
+  await h.randomWrites(ctx.db, 200);
+  assert.ok(await allConverged(hb), 'a value differs from a fresh load');
+  assert.ok(values.some((v) => v.patches > 0), 'no value changed');
+  assert.ok(values.some((v) => v.patches === 0), 'every value changed: the writes reach only some');
+  assert.deepStrictEqual(hb.errors, []);
+  await hb.close();
+});
+
+test('hub: a terminated connection is reconnected and every value held again', { timeout: 60000 }, async () => {
+  const { hb } = await hub(10);
+  await ctx.db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE $2',
+    [DB, '%wait_changes%']);
+  await h.randomWrites(ctx.db, 100);
+  assert.ok(await h.waitFor(() => hb.stats.reconnects === 1, 10000), 'the hub did not reconnect');
+  assert.ok(await allConverged(hb), 'a value differs from a fresh load after the reconnect');
+  await hb.close();
+});

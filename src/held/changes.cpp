@@ -324,6 +324,21 @@ static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
 }
 
 /*
+ * Whether wait_changes() must read the events of a value that it did not
+ * pass over: a value of its own with a complete interest, always (an
+ * event matched it, or some may have been matched against an older
+ * interest, or not at all); a shared value, when its entry (which has no
+ * keys: every event of its tables matches) counted one, or the worker
+ * queued a marker it does not match; any other (no entry, row level
+ * security), whenever the worker loaded events it has not read.
+ */
+static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
+  if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;
+  if (h.entry >= 0 && h.shared >= 0) return matched != h.seen || unmatched > h.scanned;
+  return loaded > h.scanned;
+}
+
+/*
  * ectosync.wait_changes(timeout_ms): the values of the session that changed,
  * as soon as one did.  One backend can hold thousands of values and wait
  * for all of them: the worker sets the latch and counts a match on the
@@ -347,7 +362,7 @@ std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms) {
         h.seen = matched;
         continue;
       }
-      if (h.entry >= 0 && matched == h.seen) continue;
+      if (!needs_reading(h, matched, loaded, unmatched)) continue;
       h.seen = matched;
       Reply reply = changes(name, std::nullopt);
       if (reply.changed) out.emplace_back(name, reply.envelope);

@@ -9,7 +9,8 @@
  *     entries: seq -> ring position) and the ring (queue_size bytes)
  *   the cache's hash table (dynahash in shared memory, fixed size)
  *   the cache's arena (cache_size bytes)
- *   InterestEntry[max_held_values]: what each held value depends on
+ *   InterestEntry[max_held_values], interest_stride() apart: what each held
+ *   value depends on; and their databases side by side (interest_dbs)
  *   the values that sessions share (held_shared.cpp, which documents them)
  *
  * The queue and the event log are one ring of records per database:
@@ -38,10 +39,14 @@
  *                backend.
  *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
  *                (hit/miss counters are atomics).
- *   interest_lock  which entry belongs to which backend: exclusive to take
- *                or free one, shared to read them (the worker's matching).
- *                Each entry's spinlock guards its contents, held only to
- *                copy them in or out.
+ *   interest_lock  which entry belongs to which backend (interest_dbs and
+ *                the high-water mark too): exclusive to take or free one,
+ *                shared to read them (the worker's matching).  Each entry's
+ *                spinlock guards its notification count and last matched
+ *                seq; its interest is written by its holder alone under a
+ *                seqlock (`change`), and read in place by the worker.
+ *   slot->unmatched_seq  (under slot->lock) the last seq loaded without
+ *                being matched against interests first.
  *   held_lock    the shared held values (held_shared.cpp)
  * Order: slots_lock, then a slot's lock.  cache_lock, interest_lock and held_lock
  * are never held together with another ecto_sync lock.  No lock is held across anything that can

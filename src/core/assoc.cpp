@@ -30,6 +30,17 @@ std::string object_text(std::vector<std::pair<std::string, std::string>> members
   return out + "}";
 }
 
+Column plan_column(const ColumnDesc &col, KeyKind fallback) {
+  Column out;
+  out.name = col.name;
+  out.attnum = col.attnum;
+  out.kind = col.kind.value_or(fallback);
+  out.type_name = col.type_name;
+  out.eq_op = col.eq_op; /* (empty: the type has none) */
+  out.sql_type = col.sql_type;
+  return out;
+}
+
 std::string CatalogSource::render_value(const TableDesc &, const ColumnDesc &, const Json &value) {
   return json_dump(value);
 }
@@ -136,13 +147,7 @@ Column key_column(const TableDesc &table, int16_t attnum) {
                      "events can carry as to_jsonb renders them.",
                      "Use smallint, integer, bigint, numeric, oid, text, varchar, char, uuid, "
                      "boolean, date, timestamp or timestamptz key columns.");
-  Column out;
-  out.name = col->name;
-  out.attnum = col->attnum;
-  out.kind = *col->kind;
-  out.type_name = col->type_name;
-  out.sql_type = col->sql_type;
-  return out;
+  return plan_column(*col);
 }
 
 /* key_column() for each attnum, in order. */

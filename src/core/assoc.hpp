@@ -136,6 +136,10 @@ Json parse_spec(std::string_view text);
 
 /* ---- descriptions of the catalog ---- */
 
+struct ColumnDesc;
+/* The plan's Column of a catalog column; fallback when it is of no key kind. */
+Column plan_column(const ColumnDesc &col, KeyKind fallback = KeyKind::Text);
+
 struct ColumnDesc {
   std::string name;
   int16_t attnum = 0;

@@ -40,11 +40,7 @@ Column query_column(const TableDesc &table, const Json &name, const char *where)
                      "strings (bytewise), booleans, dates and timestamps.",
                      "Use a column of type smallint, integer, bigint, numeric, oid, text, "
                      "varchar, char, uuid, boolean, date, timestamp or timestamptz.");
-  Column out;
-  out.name = col->name;
-  out.attnum = col->attnum;
-  out.kind = *col->kind;
-  out.type_name = col->type_name;
+  Column out = plan_column(*col);
   /* Values are read as the type without its typmod, so that 1.005 is not
    * rounded for a numeric(6,2) column, nor 'abcdef' cut for a varchar(3);
    * char(n) keeps its length, whose blank padding is how its values

@@ -258,8 +258,7 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
       throw Error(ERRCODE_UNDEFINED_COLUMN, "filter column \"" + name + "\" of table " +
                                                 desc.schema + "." + desc.name + " does not exist");
     FilterEntry entry;
-    entry.column = Column{col->name,      col->attnum, col->kind.value_or(KeyKind::Text),
-                          col->type_name, col->eq_op,  col->sql_type};
+    entry.column = plan_column(*col);
     if (value.type != Json::Type::Null) {
       entry.text = json_input_text(value);
       entry.normalized =
@@ -427,8 +426,7 @@ Jsonb *rows_where(uint32_t relid, const Jsonb *assocs, ArrayType *columns, Array
       if (!col)
         throw Error(ERRCODE_UNDEFINED_COLUMN, "column \"" + name.value_or("NULL") + "\" of table " +
                                                   plan.root->table.display() + " does not exist");
-      cols.push_back(Column{col->name, col->attnum, col->kind.value_or(KeyKind::Text),
-                            col->type_name, col->eq_op, col->sql_type});
+      cols.push_back(plan_column(*col));
     }
   }
   return load_rows_where(*plan.root, cols, vals, true);

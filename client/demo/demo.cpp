@@ -20,6 +20,8 @@
 #include "blog.hpp"
 #include "holder.hpp"
 #include "hub.hpp"
+#include "options.hpp"
+#include "shapes.hpp"
 #include "metrics.hpp"
 #include "pg.hpp"
 
@@ -34,222 +36,19 @@
 #include <thread>
 
 using namespace std::chrono_literals;
+using demo::Options;
+using demo::Shape;
 using ectosync::Clock;
 using ectosync::Holder;
 using ectosync::HolderOptions;
 
 namespace {
 
-struct Options {
-  int holders = 20;
-  int connections = 0; /* holders share this many connections (hubs); 0: one each */
-  int writers = 4;
-  double duration_s = 10;
-  double rate = 200; /* transactions per second, all writers together; 0: as fast as possible */
-  blog::Mix mix;
-  uint64_t seed = 1;
-  int posts = 2000;
-  std::vector<std::string> modes = {"ectosync", "reload", "notify"};
-  double drain_timeout_s = 120;
-  std::vector<int> shapes = {0, 1, 2, 3, 4, 5, 6}; /* round robin over these */
-};
-
-void usage() {
-  std::cout << "usage: ectosync_demo [flags]\n"
-               "  --holders N      holders (default 20): 1..200 each on its own connection, or\n"
-               "                   1..100000 over --connections\n"
-               "  --connections C  spread the holders over C connections (hub.hpp: one\n"
-               "                   wait_changes() for all of a connection's values); default\n"
-               "                   one connection per holder\n"
-               "  --writers M      writer connections (default 4)\n"
-               "  --duration S     seconds of writes per mode (default 10)\n"
-               "  --rate R         transactions/s over all writers, 0 = unpaced (default 200)\n"
-               "  --mix SPEC       insert=3,update=5,move=2,delete=2,join=3 (relative weights)\n"
-               "  --seed N         data and workload seed (default 1)\n"
-               "  --posts N        posts in the seeded domain (default 2000)\n"
-               "  --modes LIST     ectosync,reload,notify (default all three)\n"
-               "  --drain-timeout S  give up waiting for holders to catch up (default 120)\n"
-               "  --shapes LIST    holder shapes, round robin (default 0,1,2,3,4,5,6):\n"
-               "                   0 all posts with tags, 1 one author's posts with comments and\n"
-               "                   their authors, 2 the tag list, 3 one post's comments with post\n"
-               "                   and author, 4 one author's posts with labels, tags, author,\n"
-               "                   5 persons with profiles, 6 one post's audit entries;\n"
-               "                   lists with a $query: 7 the 20 newest published posts with\n"
-               "                   tags by name, 8 one author's posts by title, 50 a page,\n"
-               "                   9 the 20 newest posts, each with its 3 newest comments\n";
-}
-
-std::vector<std::string> split(const std::string &s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, sep))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-Options parse(int argc, char **argv) {
-  Options o;
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") {
-      usage();
-      std::exit(0);
-    } else if (a == "--holders") {
-      o.holders = std::stoi(next());
-    } else if (a == "--connections") {
-      o.connections = std::stoi(next());
-    } else if (a == "--writers") {
-      o.writers = std::stoi(next());
-    } else if (a == "--duration") {
-      o.duration_s = std::stod(next());
-    } else if (a == "--rate") {
-      o.rate = std::stod(next());
-    } else if (a == "--mix") {
-      o.mix = blog::Mix::parse(next());
-    } else if (a == "--seed") {
-      o.seed = std::stoull(next());
-    } else if (a == "--posts") {
-      o.posts = std::stoi(next());
-    } else if (a == "--modes") {
-      o.modes = split(next(), ',');
-    } else if (a == "--drain-timeout") {
-      o.drain_timeout_s = std::stod(next());
-    } else if (a == "--shapes") {
-      o.shapes.clear();
-      for (const auto &item : split(next(), ',')) {
-        int k = std::stoi(item);
-        if (k < 0 || k > 9) throw std::invalid_argument("--shapes: 0..9");
-        o.shapes.push_back(k);
-      }
-      if (o.shapes.empty()) throw std::invalid_argument("--shapes: none given");
-    } else {
-      throw std::invalid_argument("unknown flag " + a + " (--help)");
-    }
-  }
-  if (o.connections < 0 || o.connections > 200)
-    throw std::invalid_argument("--connections: 1..200");
-  if (o.holders < 1 || o.holders > (o.connections ? 100000 : 200))
-    throw std::invalid_argument(o.connections ? "--holders: 1..100000" : "--holders: 1..200");
-  if (o.writers < 1 || o.writers > 64) throw std::invalid_argument("--writers: 1..64");
-  if (o.duration_s <= 0 || o.duration_s > 3600)
-    throw std::invalid_argument("--duration: (0, 3600]");
-  for (const auto &m : o.modes)
-    if (m != "ectosync" && m != "reload" && m != "notify")
-      throw std::invalid_argument("--modes: unknown mode " + m);
-  return o;
-}
-
-/* The name of the association from table to target (first by name), or throw. */
-std::string assoc_to(pg::Connection &conn, const std::string &table, const std::string &target,
-                     const std::string &kind = "") {
-  auto r = conn.exec(
-      "SELECT name FROM ectosync.associations($1::regclass) WHERE target = $2::regclass AND "
-      "($3 = '' OR kind = $3) ORDER BY name LIMIT 1",
-      {table, target, kind});
-  if (r.rows() == 0)
-    throw std::runtime_error("no association from " + table + " to " + target + " " + kind);
-  return r.str(0, 0);
-}
-
 /* A holder's root rows, counted here: no round trip per holder. */
 int64_t row_count(const Holder &h) {
   ectosync::Json v = ectosync::parse_json(h.value());
   const ectosync::Json *rows = v.find("rows");
   return rows ? static_cast<int64_t>(rows->items.size()) : 0;
-}
-
-struct Shape {
-  std::string label, table, assocs, filter;
-};
-
-/* The holders' shapes: a realistic mix of what an application shows. */
-std::vector<Shape> make_shapes(pg::Connection &conn, const Options &o, int persons) {
-  auto q = [](const std::string &s) { return "\"" + s + "\""; };
-  std::string tags = assoc_to(conn, "posts", "tags");
-  std::string comments = assoc_to(conn, "posts", "comments");
-  std::string comment_author = assoc_to(conn, "comments", "persons");
-  std::string post_author = assoc_to(conn, "posts", "persons", "belongs_to");
-  std::string profile = assoc_to(conn, "persons", "profiles");
-  std::string labels = assoc_to(conn, "posts", "labels");
-  std::string comment_post = assoc_to(conn, "comments", "posts");
-  std::string entry_post = assoc_to(conn, "audit.entries", "posts");
-  /* posts that have audit entries and comments, authors that have posts */
-  auto ids = [&](const std::string &sql) {
-    std::vector<std::string> v;
-    auto r = conn.exec(sql);
-    for (int i = 0; i < r.rows(); i++) v.push_back(r.str(i, 0));
-    return v;
-  };
-  auto audited =
-      ids("SELECT post_id FROM audit.entries WHERE post_id IS NOT NULL GROUP BY 1 ORDER BY "
-          "count(*) DESC, 1 LIMIT 50");
-  auto commented =
-      ids("SELECT post_id FROM comments GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 50");
-  auto authors =
-      ids("SELECT author_id FROM posts WHERE author_id IS NOT NULL GROUP BY 1 ORDER BY count(*) "
-          "DESC, 1 LIMIT 50");
-  auto pick = [](const std::vector<std::string> &v, int i, int fallback) {
-    return v.empty() ? std::to_string(fallback) : v[static_cast<size_t>(i) % v.size()];
-  };
-  std::vector<Shape> out;
-  for (int i = 0; i < o.holders; i++) {
-    std::string author = pick(authors, i, 1 + (i * 37) % persons);
-    switch (o.shapes[static_cast<size_t>(i) % o.shapes.size()]) {
-      case 0:
-        out.push_back({"all posts with tags", "posts", "[" + q(tags) + "]", ""});
-        break;
-      case 1:
-        out.push_back({"one author's posts, comments, their authors", "posts",
-                       "[{" + q(comments) + ": [" + q(comment_author) + "]}]",
-                       "{\"author_id\": " + author + "}"});
-        break;
-      case 2:
-        out.push_back({"the tag list", "tags", "[]", ""});
-        break;
-      case 3:
-        out.push_back({"one post's comments with post and author", "comments",
-                       "[" + q(comment_post) + ", " + q(comment_author) + "]",
-                       "{\"post_id\": " + pick(commented, i, 1) + "}"});
-        break;
-      case 4:
-        out.push_back({"one author's posts with labels, tags, author", "posts",
-                       "[" + q(labels) + ", " + q(tags) + ", " + q(post_author) + "]",
-                       "{\"author_id\": " + author + "}"});
-        break;
-      case 5:
-        out.push_back({"persons with profiles", "persons", "[" + q(profile) + "]", ""});
-        break;
-      case 6:
-        out.push_back({"one post's audit entries", "audit.entries", "[" + q(entry_post) + "]",
-                       "{\"post_id\": " + pick(audited, i, 1) + "}"});
-        break;
-      case 7:
-        out.push_back({"20 newest published posts, tags by name", "posts",
-                       "{\"$query\": {\"where\": [[\"published\", \"=\", true]], "
-                       "\"order_by\": {\"inserted_at\": \"desc\"}, \"limit\": 20}, " +
-                           q(tags) + ": {\"$query\": {\"order_by\": \"name\"}}}",
-                       ""});
-        break;
-      case 8:
-        out.push_back({"one author's posts by title, 50 a page", "posts",
-                       "{\"$query\": {\"order_by\": \"title\", \"limit\": 50}}",
-                       "{\"author_id\": " + author + "}"});
-        break;
-      default:
-        out.push_back({"20 newest posts, 3 newest comments each", "posts",
-                       "{\"$query\": {\"order_by\": {\"inserted_at\": \"desc\"}, \"limit\": 20}, " +
-                           q(comments) +
-                           ": {\"$query\": {\"order_by\": {\"id\": \"desc\"}, \"limit\": 3}}}",
-                       ""});
-        break;
-    }
-  }
-  return out;
 }
 
 /* Stops and joins threads when leaving a scope, also on an exception. */
@@ -330,7 +129,7 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
             << counts.str(0, 4) << " post tags, " << counts.str(0, 5) << " post labels, "
             << counts.str(0, 6) << " audit entries" << std::endl;
 
-  auto shapes = make_shapes(admin, o, scale.persons);
+  auto shapes = demo::make_shapes(admin, o, scale.persons);
   if (mode == "notify") {
     blog::install_notify_trigger(admin, blog::kTables);
   } else {
@@ -602,10 +401,10 @@ std::string num(double v, int decimals = 0) {
 int main(int argc, char **argv) {
   Options o;
   try {
-    o = parse(argc, argv);
+    o = demo::parse(argc, argv);
   } catch (const std::exception &e) {
     std::cerr << "ectosync_demo: " << e.what() << std::endl;
-    usage();
+    demo::usage();
     return 2;
   }
   std::cout << "ectosync demo: " << o.holders << " holders, " << o.writers << " writers, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh [DEMO FLAGS...]: build the client project and run the ecto_sync demo
 # against a throwaway cluster (scripts/with-cluster.sh).  Flags go to
-# ectosync_demo (--help): --holders N --writers M --duration S --rate R
+# ectosync_demo (--help): --holders N [--connections C] --writers M --duration S --rate R
 # --mix insert=3,update=5,move=2,delete=2,join=3 --seed N --posts N
 # --modes ectosync,reload,notify.  Exits non-zero when a held value diverges.
 #
@@ -17,5 +17,9 @@ if [[ "${1:-}" == --soak ]]; then
   exec scripts/with-cluster.sh client/build/tests/fault_test --gtest_filter='Soak.*'
 fi
 scripts/build.sh ectosync_demo
+# Room for many held values (--holders 10000 --connections 8): 32,768
+# interest entries of 1.5 kB take 48 MB of shared memory.
+export ECTOSYNC_CONF="${ECTOSYNC_CONF:-}
+ectosync.max_held_values = 32768"
 # (with-cluster.sh allows 300 connections: 200 holders + writers fit.)
 exec scripts/with-cluster.sh client/build/demo/ectosync_demo "$@"

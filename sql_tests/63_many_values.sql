@@ -49,5 +49,34 @@ SELECT sum(total_bytes) / 500 < 16384 AS under_16_kB_per_value
 -- release() takes a set of names.
 SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
 SELECT count(*) AS still_held FROM ectosync.held();
+
+-- One value's failure is its row alone: a role that can no longer read a
+-- table of one of its values gets that value's error, and the others'
+-- changes, from the same call.
+CREATE TABLE mv.notes (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO mv.notes VALUES (1, 'a note');
+SELECT ectosync.watch('mv.notes') IS NOT NULL AS watched;
+CREATE ROLE mv_reader;
+GRANT USAGE ON SCHEMA mv TO mv_reader;
+GRANT SELECT ON mv.posts, mv.notes TO mv_reader;
+SET ROLE mv_reader;
+SELECT count(*) AS held FROM (
+  SELECT ectosync.hold('posts of user 1', 'mv.posts', '[]', '{"author_id": 1}', listen => false)
+  UNION ALL SELECT ectosync.hold('notes', 'mv.notes', listen => false)) h;
+SELECT count(*) AS changed FROM ectosync.wait_changes(100);
+RESET ROLE;
+REVOKE SELECT ON mv.notes FROM mv_reader;
+UPDATE mv.notes SET body = 'changed' WHERE id = 1;
+UPDATE mv.posts SET title = 'changed' WHERE id = 500;     -- user 1's
+SELECT ectosync.wait_for_worker();
+SET ROLE mv_reader;
+SELECT name, version, jsonb_array_length(patch) AS ops, error
+  FROM ectosync.wait_changes(5000) ORDER BY name;
+SELECT ectosync.release(ARRAY['posts of user 1', 'notes']) AS released;
+RESET ROLE;
+SELECT ectosync.unwatch('mv.notes');
+REVOKE ALL ON SCHEMA mv FROM mv_reader;
+REVOKE ALL ON mv.posts FROM mv_reader;
+DROP ROLE mv_reader;
 SELECT ectosync.unwatch('mv.posts');
 DROP SCHEMA mv CASCADE;

@@ -47,13 +47,17 @@ int Hub::pump(std::chrono::milliseconds timeout) {
 /* One wait_changes() for every value of the session. */
 int Hub::pump_held(std::chrono::milliseconds timeout) {
   auto r = connection().exec_prepared(
-      "SELECT name, version, seq, patch::text, events::text FROM ectosync.wait_changes($1)",
+      "SELECT name, version, seq, patch::text, events::text, error FROM ectosync.wait_changes($1)",
       {std::to_string(timeout.count())});
   round_trips_++;
   int changed = 0;
   for (int i = 0; i < r.rows(); i++) {
     auto it = holders_.find(r.str(i, 0));
     if (it == holders_.end()) continue; /* (released meanwhile) */
+    if (!r.is_null(i, 5)) {             /* this value alone failed: the others go on */
+      errors_[r.str(i, 0)] = r.str(i, 5);
+      continue;
+    }
     Json patch = parse_json(r.str(i, 3)), events = parse_json(r.str(i, 4));
     if (it->second.holder->apply_reply(patch, r.i64(i, 1), static_cast<uint64_t>(r.i64(i, 2)),
                                        &events) > 0) {

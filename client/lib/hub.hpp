@@ -51,6 +51,12 @@ class Hub {
   size_t size() const { return holders_.size(); }
   int64_t round_trips() const { return round_trips_; }
   int64_t reconnects() const { return reconnects_; }
+  /* The last error of a value's changes (its role may no longer read a
+   * table of it), or "". */
+  std::string error(const std::string &name) const {
+    auto it = errors_.find(name);
+    return it == errors_.end() ? "" : it->second;
+  }
 
  private:
   int pump_held(std::chrono::milliseconds timeout);
@@ -64,6 +70,7 @@ class Hub {
     std::function<void(Holder &)> on_change;
   };
   std::map<std::string, Entry> holders_; /* by held name */
+  std::map<std::string, std::string> errors_;
   int64_t round_trips_ = 0, reconnects_ = 0;
 };
 

@@ -102,9 +102,14 @@ class Hub extends EventEmitter {
       try {
         this.stats.waits++;
         this.waiting = this.client.query(
-          'SELECT name, version, patch FROM ectosync.wait_changes($1)', [this.timeoutMs]);
+          'SELECT name, version, patch, error FROM ectosync.wait_changes($1)', [this.timeoutMs]);
         const { rows } = await this.waiting;
-        for (const row of rows) this.values.get(row.name)?.apply(row);
+        for (const row of rows) {
+          const held = this.values.get(row.name);
+          // a value whose changes failed (its role may no longer read a table of it)
+          if (held && row.error !== null) held.emit('error', new Error(row.error));
+          else held?.apply(row);
+        }
         this.emit('pumped', rows.length);
       } catch (err) {
         if (this.closed) return;

@@ -346,9 +346,9 @@ static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint
  * values whose count moved (and at those without an entry, which nobody
  * counts for).
  */
-std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms) {
+std::vector<WaitRow> wait_any(int timeout_ms) {
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
-  std::vector<std::pair<std::string, Jsonb *>> out;
+  std::vector<WaitRow> out;
   for (;;) {
     pg_call([] { ResetLatch(MyLatch); });
     bool uncounted = false;
@@ -364,8 +364,16 @@ std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms) {
       }
       if (!needs_reading(h, matched, loaded, unmatched)) continue;
       h.seen = matched;
-      Reply reply = changes(name, std::nullopt);
-      if (reply.changed) out.emplace_back(name, reply.envelope);
+      /* One value's failure (its role lost SELECT on a table of it) is its
+       * row alone: ecto_sync's own errors leave the transaction sound, and
+       * the value as it was.  PostgreSQL's errors end the call. */
+      try {
+        Reply reply = changes(name, std::nullopt);
+        if (reply.changed) out.push_back(WaitRow{name, reply.envelope, {}, 0, 0});
+      } catch (const Error &e) {
+        std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
+        out.push_back(WaitRow{name, nullptr, why, h.version, h.scanned});
+      }
     }
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
     if (!out.empty() || remaining <= 0) return out;

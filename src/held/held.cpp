@@ -144,9 +144,11 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
 
 /*
  * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000) RETURNS TABLE
- * (name, version, seq, patch, reloaded, events): a row for each value of
- * the session that changed, as changes(name) gives it, as soon as one did;
- * no row at the timeout.
+ * (name, version, seq, patch, reloaded, events, error): a row for each
+ * value of the session that changed, as changes(name) gives it, as soon as
+ * one did; no row at the timeout.  A value whose changes failed (its role
+ * may no longer read a table of it) gets a row with the error and an empty
+ * patch, and the others go on.
  */
 ECTOSYNC_FUNCTION(ectosync_wait_any) {
   int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
@@ -157,22 +159,28 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {
-    for (const auto &[name, reply] : wait_any(timeout_ms)) {
-      jb::View r(reply);
+    for (const WaitRow &row : wait_any(timeout_ms)) {
+      jb::View r = row.reply ? jb::View(row.reply) : jb::View();
       auto number = [&](const char *key) {
-        std::optional<jb::Elem> e = r.get(key);
+        std::optional<jb::Elem> e = r.valid() ? r.get(key) : std::nullopt;
         return e && e->is_numeric() ? std::stoll(jb::numeric_text(e->numeric())) : 0LL;
       };
-      int64 version = number("version"), seq = number("seq");
-      std::optional<jb::Elem> patch = r.get("patch"), reloaded = r.get("reloaded"),
-                              events = r.get("events");
+      int64 version = row.reply ? number("version") : row.version;
+      int64 seq = row.reply ? number("seq") : (int64)row.seq;
+      std::optional<jb::Elem> patch, reloaded, events;
+      if (r.valid()) {
+        patch = r.get("patch");
+        reloaded = r.get("reloaded");
+        events = r.get("events");
+      }
       Jsonb *patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
       Jsonb *events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
       std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
       pg_call([&] {
-        Datum values[6];
-        bool nulls[6] = {};
-        values[0] = PointerGetDatum(cstring_to_text_with_len(name.data(), (int)name.size()));
+        Datum values[7];
+        bool nulls[7] = {};
+        values[0] =
+            PointerGetDatum(cstring_to_text_with_len(row.name.data(), (int)row.name.size()));
         values[1] = Int64GetDatum(version);
         values[2] = Int64GetDatum(seq);
         values[3] = JsonbPGetDatum(patch_jsonb);
@@ -181,6 +189,10 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
                         ? PointerGetDatum(cstring_to_text_with_len(why.data(), (int)why.size()))
                         : (Datum)0;
         values[5] = JsonbPGetDatum(events_jsonb);
+        nulls[6] = row.reply != nullptr;
+        values[6] = row.reply ? (Datum)0
+                              : PointerGetDatum(cstring_to_text_with_len(row.error.data(),
+                                                                         (int)row.error.size()));
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

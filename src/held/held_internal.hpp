@@ -90,8 +90,16 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
               uint64_t upto = loaded_seq());
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
-/* Every held value of the session that changed, as soon as one did (none
- * at the timeout): (name, changes() reply). */
-std::vector<std::pair<std::string, Jsonb *>> wait_any(int timeout_ms);
+/* One value's part of wait_any(): its changes() reply, or why it failed. */
+struct WaitRow {
+  std::string name;
+  Jsonb *reply = nullptr; /* null when it failed */
+  std::string error;      /* the message, and its detail */
+  int64_t version = 0;    /* the value's version (when it failed) */
+  uint64_t seq = 0;
+};
+/* Every held value of the session that changed, or whose changes failed,
+ * as soon as one did (none at the timeout). */
+std::vector<WaitRow> wait_any(int timeout_ms);
 
 }  // namespace ectosync

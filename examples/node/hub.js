@@ -107,8 +107,12 @@ class Hub extends EventEmitter {
         for (const row of rows) {
           const held = this.values.get(row.name);
           // a value whose changes failed (its role may no longer read a table of it)
-          if (held && row.error !== null) held.emit('error', new Error(row.error));
-          else held?.apply(row);
+          if (held && row.error !== null) {
+            held.error = row.error;
+            if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
+          } else {
+            held?.apply(row);
+          }
         }
         this.emit('pumped', rows.length);
       } catch (err) {

@@ -349,6 +349,7 @@ static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint
 std::vector<WaitRow> wait_any(int timeout_ms) {
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   std::vector<WaitRow> out;
+  EventMemoScope memo; /* the values read the same events */
   for (;;) {
     pg_call([] { ResetLatch(MyLatch); });
     bool uncounted = false;

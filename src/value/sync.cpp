@@ -347,6 +347,23 @@ void logged_event(uint64_t epoch, uint64_t seq, Event &ev) {
   }
 }
 
+/* The events memoized while an EventMemoScope lives (by seq). */
+std::unordered_map<uint64_t, Event> *event_memo = nullptr;
+
+/* Event seq of the log, decoded once while an EventMemoScope lives (else
+ * into local). */
+const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
+  if (!event_memo) {
+    logged_event(epoch, seq, local);
+    return local;
+  }
+  auto it = event_memo->find(seq);
+  if (it != event_memo->end()) return it->second;
+  logged_event(epoch, seq, local);
+  if (event_memo->size() >= 16384) event_memo->clear(); /* (bounded) */
+  return event_memo->emplace(seq, std::move(local)).first->second;
+}
+
 /* The whole call: validation, the event, the plan, the patch. */
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   ValueHeader h = read_header(value);
@@ -385,6 +402,19 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
 
 }  // namespace
 
+EventMemoScope::EventMemoScope() {
+  if (!event_memo) {
+    event_memo = new std::unordered_map<uint64_t, Event>();
+    owner_ = true;
+  }
+}
+
+EventMemoScope::~EventMemoScope() {
+  if (!owner_) return;
+  delete event_memo;
+  event_memo = nullptr;
+}
+
 void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
                 std::vector<uint64_t> *changed_by, TouchedRows *touched,
                 const std::function<bool(const Event &)> &may_concern) {
@@ -402,8 +432,8 @@ void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t u
   bool unchanged = true; /* the value is as may_concern knows it */
   for (uint64_t seq = after + 1; seq <= upto; seq++) {
     bool changed = in_context(scratch.get(), [&] {
-      Event ev;
-      logged_event(h.epoch, seq, ev);
+      Event local;
+      const Event &ev = memoized_event(h.epoch, seq, local);
       if (unchanged && may_concern && !may_concern(ev)) return false;
       if (!event_concerns(plan, h, ev)) return false;
       if (!readable) check_select_privileges(plan); /* once a call */

@@ -48,6 +48,22 @@ using TouchedRows = std::vector<PartTouch>;
  * Throws Error(ERRCODE_ECTOSYNC_RELOAD) when the value must be reloaded (an
  * event left the log, a RELOAD marker of a table it holds, a restart).
  */
+/*
+ * While one lives, sync_parts() decodes each logged event once, however
+ * many values read it (wait_changes() of a session's values).  Events are
+ * immutable once logged; the memo is bounded, and ends with the scope.
+ */
+class EventMemoScope {
+ public:
+  EventMemoScope();
+  ~EventMemoScope();
+  EventMemoScope(const EventMemoScope &) = delete;
+  EventMemoScope &operator=(const EventMemoScope &) = delete;
+
+ private:
+  bool owner_ = false;
+};
+
 void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t upto,
                 std::vector<uint64_t> *changed_by = nullptr, TouchedRows *touched = nullptr,
                 const std::function<bool(const Event &)> &may_concern = {});

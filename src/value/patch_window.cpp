@@ -43,9 +43,16 @@ struct Item {
 
 }  // namespace
 
-ListSource Patcher::source_of(const ListCtx &ctx) const {
+ListSource Patcher::source_of(const ListCtx &ctx) {
   ListSource source;
   if (ctx.kind == ListCtx::Root) {
+    /* the value's filter as a jsonb of its own, made when a read needs it */
+    if (!filter_jsonb_ && filter_.is_object()) {
+      jb::Node filter = jb::Node::object();
+      for (uint32_t i = 0; i < filter_.size(); i++)
+        filter.set(filter_.key(i), jb::Node::copy(filter_.value(i)));
+      filter_jsonb_ = jb::to_jsonb(filter);
+    }
     source.filter = filter_jsonb_;
     return source;
   }

@@ -237,12 +237,6 @@ void Patcher::prepare() {
     }
   }
   if (!table_) return;
-  if (filter_.is_object()) {
-    jb::Node filter = jb::Node::object();
-    for (uint32_t i = 0; i < filter_.size(); i++)
-      filter.set(filter_.key(i), jb::Node::copy(filter_.value(i)));
-    filter_jsonb_ = jb::to_jsonb(filter);
-  }
   std::vector<Texts> pks;
   for (const Texts &pk : {ev_.old_pk(), ev_.new_pk()})
     if (!pk.empty() && !has_null(pk) && std::find(pks.begin(), pks.end(), pk) == pks.end())

@@ -125,7 +125,7 @@ class Patcher {
   std::optional<jb::Node> patch_query_list(jb::View list, const PlanNode &n, const ListCtx &ctx);
   jb::Node reread_window(const PlanNode &n, const ListCtx &ctx);
   bool window_concerned(jb::View list, const PlanNode &n, const ListCtx &ctx);
-  ListSource source_of(const ListCtx &ctx) const;
+  ListSource source_of(const ListCtx &ctx);
   /* The target keys whose links to parent the changed join rows of a
    * touch: (key, whether a join row links it now). */
   std::vector<std::pair<Texts, bool>> join_targets(const Assoc &a, jb::View parent);

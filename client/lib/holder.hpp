@@ -135,6 +135,8 @@ class Holder {
   std::string describe() const;
   /* Its own connection, or its hub's. */
   pg::Connection &connection() { return opts_.hub ? hub_connection() : *conn_; }
+  /* Held mode: the server's version that value() is. */
+  int64_t version() const { return version_; }
   /* Held mode: one row of wait_changes(timeout) (or a changes() reply) for
    * this value, applied.  1 when it changed the value. */
   int apply_reply(const Json &patch, int64_t version, uint64_t seq, const Json *events);

@@ -110,6 +110,11 @@ class Hub extends EventEmitter {
           if (held && row.error !== null) {
             held.error = row.error;
             if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
+          } else if (held && row.patch.length > 0 && Number(row.version) !== held.version + 1) {
+            // a reply went missing: from our version the server sends the whole value
+            const { rows: [whole] } = await this.client.query(
+              'SELECT ectosync.changes($1, $2) AS c', [held.name, held.version]);
+            held.apply({ version: whole.c.version, patch: whole.c.patch });
           } else {
             held?.apply(row);
           }

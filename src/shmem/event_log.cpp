@@ -184,6 +184,33 @@ LogLookup event_lookup(uint64_t seq, Event &out) {
   return LogLookup::Found;
 }
 
+/*
+ * Cached rows of relid (0: of every table) older than floor count as
+ * misses from now on: a RELOAD marker at floor says its changes before were
+ * not captured one by one, so the worker refreshed none of its cached rows
+ * (the caller holds slot->lock exclusive).
+ */
+static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor) {
+  if (relid == 0) {
+    slot->cache_floor = std::max(slot->cache_floor, floor);
+    return;
+  }
+  int at = -1; /* the table's entry, a free one, or the lowest floor's */
+  for (int i = 0; i < slot->nfloors && at < 0; i++)
+    if (slot->floors[i].relid == relid) at = i;
+  if (at < 0 && slot->nfloors < kFloorTables) at = slot->nfloors++;
+  if (at < 0) {
+    at = 0;
+    for (int i = 1; i < slot->nfloors; i++)
+      if (slot->floors[i].floor < slot->floors[at].floor) at = i;
+    /* Its table's rows below its floor stay stale: so do every table's. */
+    slot->cache_floor = std::max(slot->cache_floor, slot->floors[at].floor);
+  }
+  uint64 kept = slot->floors[at].relid == relid ? slot->floors[at].floor : 0;
+  slot->floors[at].relid = relid;
+  slot->floors[at].floor = std::max(kept, floor);
+}
+
 void restart_capture(uint32_t relid, uint8_t reason) {
   attach_database_slot();
   DbSlot *slot = current_slot();
@@ -201,19 +228,7 @@ void restart_capture(uint32_t relid, uint8_t reason) {
     floor = slot->next_seq++;
     slot->unmatched_seq = floor;
   }
-  int at = -1; /* the table's entry, a free one, or the lowest floor's */
-  for (int i = 0; i < slot->nfloors && at < 0; i++)
-    if (slot->floors[i].relid == relid) at = i;
-  if (at < 0 && slot->nfloors < kFloorTables) at = slot->nfloors++;
-  if (at < 0) {
-    at = 0;
-    for (int i = 1; i < slot->nfloors; i++)
-      if (slot->floors[i].floor < slot->floors[at].floor) at = i;
-    /* Its table's rows below its floor stay stale: so do every table's. */
-    slot->cache_floor = std::max(slot->cache_floor, slot->floors[at].floor);
-  }
-  slot->floors[at].relid = relid;
-  slot->floors[at].floor = floor;
+  raise_floor(slot, relid, floor);
   Latch *latch = slot->worker_latch;
   LWLockRelease(slot->lock);
   if (latch) SetLatch(latch);
@@ -283,6 +298,9 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
         gaps.emplace_back(relid, slot->next_seq++);
       }
     }
+    /* A marker's table gets a floor at its seq, as a capture restart does:
+     * the rows its uncaptured changes touched may be cached stale. */
+    for (const auto &[relid, seq] : gaps) raise_floor(slot, relid, seq);
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;
     slot->gap_all = false;

@@ -26,7 +26,7 @@ COMMENT ON FUNCTION ectosync.wait_changes(text, bigint, int) IS
 -- Many values on one connection: one call waits for all of them.
 CREATE FUNCTION ectosync.wait_changes(timeout_ms int DEFAULT 10000)
     RETURNS TABLE (name text, version bigint, seq bigint, patch jsonb, reloaded text,
-                   events jsonb, error text)
+                   events jsonb, error text, since_version bigint)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_wait_any';
 COMMENT ON FUNCTION ectosync.wait_changes(int) IS
   'A row (as changes(name) gives it) for each held value of the session that changed, as soon as one did, or whose changes failed (error); none after timeout_ms';

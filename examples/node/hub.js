@@ -102,7 +102,8 @@ class Hub extends EventEmitter {
       try {
         this.stats.waits++;
         this.waiting = this.client.query(
-          'SELECT name, version, patch, error FROM ectosync.wait_changes($1)', [this.timeoutMs]);
+          'SELECT name, version, patch, error, since_version FROM ectosync.wait_changes($1)',
+          [this.timeoutMs]);
         const { rows } = await this.waiting;
         for (const row of rows) {
           const held = this.values.get(row.name);
@@ -110,7 +111,7 @@ class Hub extends EventEmitter {
           if (held && row.error !== null) {
             held.error = row.error;
             if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
-          } else if (held && row.patch.length > 0 && Number(row.version) !== held.version + 1) {
+          } else if (held && Number(row.since_version) !== held.version) {
             // a reply went missing: from our version the server sends the whole value
             const { rows: [whole] } = await this.client.query(
               'SELECT ectosync.changes($1, $2) AS c', [held.name, held.version]);

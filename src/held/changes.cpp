@@ -371,12 +371,13 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
       /* One value's failure (its role lost SELECT on a table of it) is its
        * row alone: ecto_sync's own errors leave the transaction sound, and
        * the value as it was.  PostgreSQL's errors end the call. */
+      int64_t since = h.version;
       try {
         Reply reply = changes(name, std::nullopt);
-        if (reply.changed) out.push_back(WaitRow{name, reply.envelope, {}, 0, 0});
+        if (reply.changed) out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
       } catch (const Error &e) {
         std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
-        out.push_back(WaitRow{name, nullptr, why, h.version, h.scanned});
+        out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
       }
     }
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);

@@ -144,7 +144,8 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
 
 /*
  * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000) RETURNS TABLE
- * (name, version, seq, patch, reloaded, events, error): a row for each
+ * (name, version, seq, patch, reloaded, events, error, since_version): a
+ * row for each
  * value of the session that changed, as changes(name) gives it, as soon as
  * one did; no row at the timeout.  A value whose changes failed (its role
  * may no longer read a table of it) gets a row with the error and an empty
@@ -177,8 +178,8 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
       Jsonb *events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
       std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
       pg_call([&] {
-        Datum values[7];
-        bool nulls[7] = {};
+        Datum values[8];
+        bool nulls[8] = {};
         values[0] =
             PointerGetDatum(cstring_to_text_with_len(row.name.data(), (int)row.name.size()));
         values[1] = Int64GetDatum(version);
@@ -193,6 +194,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
         values[6] = row.reply ? (Datum)0
                               : PointerGetDatum(cstring_to_text_with_len(row.error.data(),
                                                                          (int)row.error.size()));
+        values[7] = Int64GetDatum(row.since);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

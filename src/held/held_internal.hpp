@@ -96,6 +96,7 @@ struct WaitRow {
   Jsonb *reply = nullptr; /* null when it failed */
   std::string error;      /* the message, and its detail */
   int64_t version = 0;    /* the value's version (when it failed) */
+  int64_t since = 0;      /* the version the patch applies to */
   uint64_t seq = 0;
 };
 /* Every held value of the session that changed, or whose changes failed,

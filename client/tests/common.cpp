@@ -171,4 +171,19 @@ void pressure_writer(const std::string &conninfo,
   }
 }
 
+/* Rows in which a held value and a fresh load differ (up to 10), for messages. */
+std::string difference(ectosync::Holder &h) {
+  auto diff = h.connection().exec(
+      "WITH a AS (SELECT jsonb_array_elements($1::jsonb->'rows') r), b AS (SELECT "
+      "jsonb_array_elements(ectosync.load($2::regclass, $3::jsonb, $4::jsonb)->'rows') r) "
+      "SELECT 'held only: ' || r::text FROM (SELECT r FROM a EXCEPT ALL SELECT r FROM b) x "
+      "UNION ALL SELECT 'fresh only: ' || r::text FROM (SELECT r FROM b EXCEPT ALL SELECT r "
+      "FROM a) y LIMIT 10",
+      {h.value(), h.options().table, h.options().assocs,
+       h.options().filter.empty() ? pg::Param() : pg::Param(h.options().filter)});
+  std::string lines;
+  for (int i = 0; i < diff.rows(); i++) lines += "    " + diff.str(i, 0).substr(0, 600) + "\n";
+  return lines;
+}
+
 }  // namespace testing_support

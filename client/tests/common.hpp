@@ -76,6 +76,9 @@ struct Pressure {
 };
 Pressure pressure(pg::Connection &conn);
 
+/* Rows in which a held value and a fresh load differ (up to 10), for messages. */
+std::string difference(ectosync::Holder &h);
+
 /* A small blog domain for tests: fewer rows, so that changes collide. */
 blog::Scale small_scale();
 

@@ -196,21 +196,6 @@ void bulk_statement(pg::Connection &conn, int i) {
   }
 }
 
-/* The rows only the held value has, and only the fresh load has. */
-std::string value_diff(ectosync::Holder &h) {
-  auto diff = h.connection().exec(
-      "WITH a AS (SELECT jsonb_array_elements($1::jsonb->'rows') r), b AS (SELECT "
-      "jsonb_array_elements(ectosync.load($2::regclass, $3::jsonb, $4::jsonb)->'rows') r) "
-      "SELECT 'held only:  ' || r::text FROM (SELECT r FROM a EXCEPT ALL SELECT r FROM b) x "
-      "UNION ALL SELECT 'fresh only: ' || r::text FROM (SELECT r FROM b EXCEPT ALL SELECT r "
-      "FROM a) y LIMIT 10",
-      {h.value(), h.options().table, h.options().assocs,
-       h.options().filter.empty() ? pg::Param() : pg::Param(h.options().filter)});
-  std::string lines;
-  for (int i = 0; i < diff.rows(); i++) lines += "    " + diff.str(i, 0).substr(0, 600) + "\n";
-  return lines;
-}
-
 std::string fresh_load(ectosync::Holder &h) {
   return h.connection()
       .exec("SELECT ectosync.load($1::regclass, $2::jsonb, $3::jsonb)::text",
@@ -390,7 +375,7 @@ TEST(Hub, RandomShapesStayExactUnderFaults) {
         continue;
       }
       const std::string held = h->value(), fresh = fresh_load(*h);
-      const std::string diff = value_diff(*h);
+      const std::string diff = testing_support::difference(*h);
       /* Stale for good, or only slow?  Pump some more (nothing is written now). */
       for (int i = 0; i < 10; i++) hubs[k]->pump(200ms);
       bool later = h->matches_fresh_load();

@@ -447,21 +447,6 @@ std::string domain_filter(pg::Connection &conn, std::mt19937_64 &rng, const std:
   return "{\"" + col + "\": " + r.str(static_cast<int>(rng() % r.rows()), 0) + "}";
 }
 
-/* Rows in which a held value and a fresh load differ (up to 10), for messages. */
-std::string difference(ectosync::Holder &h) {
-  auto diff = h.connection().exec(
-      "WITH a AS (SELECT jsonb_array_elements($1::jsonb->'rows') r), b AS (SELECT "
-      "jsonb_array_elements(ectosync.load($2::regclass, $3::jsonb, $4::jsonb)->'rows') r) "
-      "SELECT 'held only: ' || r::text FROM (SELECT r FROM a EXCEPT ALL SELECT r FROM b) x "
-      "UNION ALL SELECT 'fresh only: ' || r::text FROM (SELECT r FROM b EXCEPT ALL SELECT r "
-      "FROM a) y LIMIT 10",
-      {h.value(), h.options().table, h.options().assocs,
-       h.options().filter.empty() ? pg::Param() : pg::Param(h.options().filter)});
-  std::string lines;
-  for (int i = 0; i < diff.rows(); i++) lines += "    " + diff.str(i, 0).substr(0, 400) + "\n";
-  return lines;
-}
-
 }  // namespace
 
 static void domain_values_equal_fresh_loads(uint64_t seed) {
@@ -516,7 +501,7 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
         ts.emplace_back([&, i] {
           try {
             ok[i] = holders[i]->converge(20s);
-            if (!ok[i]) errors[i] = difference(*holders[i]);
+            if (!ok[i]) errors[i] = testing_support::difference(*holders[i]);
           } catch (const std::exception &e) {
             errors[i] = e.what();
           }
@@ -656,7 +641,7 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
         ADD_FAILURE() << "seed " << seed << ", hold() right after DDL step " << step << " (" << did
                       << "): " << late.describe() << " in " << settings
                       << " differs from a fresh load:\n"
-                      << difference(late);
+                      << testing_support::difference(late);
     }
     if (!check("after DDL step " + std::to_string(step) + " (" + did + ")")) failed = true;
     check_time += pg::Clock::now() - check_start;

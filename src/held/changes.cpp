@@ -146,7 +146,7 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
       std::function<bool(const Event &)> may_concern;
       /* (Not under row level security: a row may become visible to the
        * caller by a change its interest does not name.) */
-      if (h.entry >= 0 && h.shared < 0 && h.published && value == h.value && !row_security(plan))
+      if (h.entry >= 0 && h.shared < 0 && h.published && value == h.value && !h.rls)
         may_concern = [&](const Event &ev) { return interest_entry_matches(h.entry, ev); };
       sync_parts(plan, value, scanned, upto, &changed_by, &touched, may_concern);
       scanned = upto;
@@ -210,6 +210,7 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
  */
 Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_version,
                       MemoryContext made_in) {
+  h.rls = row_security(plan); /* once a call: catch_up() and wait_changes() ask it */
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
@@ -251,7 +252,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);
-  h.rls = row_security(plan);
   move_on(h, current, reloaded.has_value(), made_in);
   h.published = published_current;
   h.scanned = scanned;

@@ -274,6 +274,18 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
 }
 
 /*
+ * Whether the worker will wake this session for every event that may
+ * change h: h has an interest entry, and h has read every event up to
+ * the last one queued when it published its interest.  Events before
+ * that may have been matched against the interest it had before (a batch
+ * in flight), and are loaded without a wake: a waiting call must look
+ * again soon, not sleep to its timeout.
+ */
+static bool trusted(const Held &h) {
+  return h.entry >= 0 && h.scanned >= h.trust_from;
+}
+
+/*
  * ectosync.wait_changes(name, version, timeout_ms): changes() as soon as
  * the patch is not empty, or the empty one at the timeout.  The worker sets
  * this backend's latch when an event matches the value's interest, so the
@@ -295,8 +307,10 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
     if (reply.changed || remaining <= 0) return reply.envelope;
     if (entry >= 0 && interest_notifications(entry) != matched) continue;
-    /* Without an interest entry nobody sets the latch: look again soon. */
-    long nap = entry >= 0 ? remaining : std::min(remaining, 10L);
+    /* Without an interest entry nobody sets the latch, and events before a
+     * new interest was published may have been matched against the old
+     * one: look again soon. */
+    long nap = trusted(find_held(name)) ? remaining : std::min(remaining, 10L);
     pg_call([&] {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
                       PG_WAIT_EXTENSION);
@@ -330,14 +344,16 @@ static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
  * interest, or not at all); a shared value, when its entry (which has no
  * keys: every event of its tables matches) counted one, matched an event
  * after the shared value's seq (counted before it was loaded: a read in
- * between missed it), or the worker queued a marker it does not match;
+ * between missed it), the worker queued a marker it does not match, or
+ * it has not read every event up to its interest's publishing;
  * any other (no entry, row level
  * security), whenever the worker loaded events it has not read.
  */
 static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
   if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;
   if (h.entry >= 0 && h.shared >= 0)
-    return matched != h.seen || unmatched > h.scanned || interest_matched_seq(h.entry) > h.scanned;
+    return matched != h.seen || unmatched > h.scanned || h.scanned < h.trust_from ||
+           interest_matched_seq(h.entry) > h.scanned;
   return loaded > h.scanned;
 }
 
@@ -355,12 +371,11 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   EventMemoScope memo; /* the values read the same events */
   for (;;) {
     pg_call([] { ResetLatch(MyLatch); });
-    bool uncounted = false;
+    bool untrusted = false;
     /* Read before the entries: the worker counts a batch in the entries it
      * matches before it marks the batch loaded. */
     uint64_t loaded = loaded_seq(), unmatched = unmatched_seq();
     for (auto &[name, h] : held_values()) {
-      uncounted = uncounted || h.entry < 0;
       uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
       if (passes_over(h, loaded, unmatched)) {
         h.seen = matched;
@@ -383,10 +398,12 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
     if (!out.empty() || remaining <= 0) return out;
     bool moved = false;
-    for (const auto &[name, h] : held_values())
+    for (const auto &[name, h] : held_values()) {
       moved = moved || (h.entry >= 0 && interest_notifications(h.entry) != h.seen);
+      untrusted = untrusted || !trusted(h);
+    }
     if (moved) continue;
-    long nap = uncounted ? std::min(remaining, 10L) : remaining;
+    long nap = untrusted ? std::min(remaining, 10L) : remaining;
     pg_call([&] {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
                       PG_WAIT_EXTENSION);

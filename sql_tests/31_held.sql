@@ -207,16 +207,18 @@ DELETE FROM posts WHERE id = 20;
 SELECT * FROM pg_temp.parted_step();
 SELECT ectosync.release('parted');
 
--- Sessions that hold the same value (the same table and assocs, without a
--- filter) share it: it is kept once, in shared memory
+-- Sessions that hold the same value (the same table, assocs and filter)
+-- share it: it is kept once, in shared memory
 -- (ectosync.held_shared_memory), each change is applied once, by whichever
 -- session asks first, and each session answers its client from the
 -- patches published since the client's version.  One session holding the
--- value twice shows it.
+-- value twice shows it; another filter is another value.
 SELECT jsonb_array_length(ectosync.hold('first', 'posts', '["tags"]', listen => false) -> 'rows') AS rows,
        jsonb_array_length(ectosync.hold('second', 'posts', '["tags"]', listen => false) -> 'rows') AS rows,
-       jsonb_array_length(ectosync.hold('mine', 'posts', '["tags"]', '{"title": "one"}', listen => false) -> 'rows') AS filtered_rows;
-SELECT name, shared_by, version FROM ectosync.held() WHERE name IN ('first', 'second', 'mine') ORDER BY name;
+       jsonb_array_length(ectosync.hold('mine', 'posts', '["tags"]', '{"title": "one"}', listen => false) -> 'rows') AS filtered_rows,
+       jsonb_array_length(ectosync.hold('mine, too', 'posts', '["tags"]', '{"title": "one"}', listen => false) -> 'rows') AS filtered_rows,
+       jsonb_array_length(ectosync.hold('other', 'posts', '["tags"]', '{"title": "two"}', listen => false) -> 'rows') AS filtered_rows;
+SELECT name, shared_by, version FROM ectosync.held() WHERE name IN ('first', 'second', 'mine', 'mine, too', 'other') ORDER BY name;
 UPDATE posts SET title = 'shared' WHERE id = 2;
 SELECT ectosync.wait_for_worker();
 SELECT 'first' AS name, c -> 'patch' AS patch, c -> 'version' AS version,
@@ -243,6 +245,15 @@ SELECT name, shared_by FROM ectosync.held() WHERE name = 'second';
 COMMIT;
 SELECT ectosync.wait_for_worker();
 SELECT ectosync.changes('second', 1) -> 'patch' AS its_own_patch;
+-- A filtered value shared: the row that enters it, once for both.
+UPDATE posts SET title = 'one' WHERE id = 3;
+SELECT ectosync.wait_for_worker();
+SELECT c -> 'patch' AS patch, c -> 'version' AS version
+  FROM (SELECT ectosync.changes('mine', 0) AS c) s
+UNION ALL
+SELECT c -> 'patch', c -> 'version' FROM (SELECT ectosync.changes('mine, too', 0) AS c) s;
+SELECT ectosync.changes('other', 0) -> 'patch' AS unchanged;
+SELECT ectosync.release('mine, too'), ectosync.release('other');
 SELECT ectosync.release('second'), ectosync.release('mine');
 -- Row level security on a table of the value: never shared.
 ALTER TABLE tags ENABLE ROW LEVEL SECURITY;

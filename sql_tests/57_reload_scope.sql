@@ -38,12 +38,16 @@ EXCEPTION WHEN SQLSTATE 'ZE001' THEN
   END;
 END $$;
 
--- Held values: unfiltered ones are shared (held_shared.hpp), filtered ones
--- are the session's own; and stateless values.
+-- Held values: shared ones (held_shared.hpp), the session's own ones
+-- (held in a transaction that has written: it reads what others cannot),
+-- and stateless values.
 SELECT ectosync.hold('a', 'a', listen => false) IS NOT NULL AS held;
-SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('b', 'b', listen => false) IS NOT NULL AS held;
+BEGIN;
+SELECT pg_current_xact_id() IS NOT NULL AS wrote;
+SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('b own', 'b', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
+COMMIT;
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held() ORDER BY name;
 CREATE TEMP TABLE v AS SELECT ectosync.load('a') AS a, ectosync.load('b') AS b;
 

@@ -51,7 +51,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   const Plan &plan = resolve_plan(relid, assocs);
   int shared = -1;
   uint64_t base = 0;
-  Jsonb *value = may_share(plan, filter) ? share_value(plan, assocs, shared, base) : nullptr;
+  Jsonb *value = may_share(plan) ? share_value(plan, assocs, filter, shared, base) : nullptr;
   if (!value) value = load_value(relid, assocs, filter);
   auto &values = held_values();
   auto it = values.find(name);
@@ -76,7 +76,10 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.published = shared < 0 && h.entry >= 0;
   h.rls = row_security(plan);
   Held &stored = values[name] = h;
-  publish_interest(stored, plan, stored.value);
+  if (shared >= 0)
+    publish_shared_interest(stored, plan);
+  else
+    publish_interest(stored, plan, stored.value);
   if (listen) {
     /* The value's own channel; without an entry, its tables' channels and
      * one of this session's (table channels are shared with other

@@ -50,11 +50,14 @@
  * the session.  They are read as the role that called hold(); changes()
  * refuses another role, so SET ROLE cannot read through someone's value.
  *
- * Sharing: a value without a filter, of tables without row level security
- * for the caller, is shared by the sessions that hold it (held_shared.hpp):
- * kept once in shared memory; each change is applied once, during the turn
- * of whichever session asks first, and published with its patch; every
- * session answers its client from the published patches.  hold() attaches
+ * Sharing: a value of tables without row level security for the caller
+ * is shared by the sessions that hold it (the same table, assocs and
+ * filter; held_shared.hpp), and by one session that holds it under
+ * several names: kept once in shared memory; each change is applied once,
+ * during the turn of whichever session asks first, and published with its
+ * patch; every session answers its client from the published patches, and
+ * publishes the value's interest in its own entry (the worker wakes each
+ * holder).  hold() attaches
  * to a value already shared (after applying every event committed before
  * the call).  A session leaves with a copy of its own when its transaction
  * wrote or holds a snapshot (it would read what others cannot), when it

@@ -105,14 +105,20 @@ class InterestBuilder {
   Interest &in_;
 };
 
+/* Whether filter picks some root rows (not all of them). */
+bool filters(const Jsonb *filter) {
+  jb::View f = filter ? jb::View(filter) : jb::View();
+  return f.is_object() && f.size() > 0;
+}
+
 std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value,
                                       const Jsonb *filter) {
   auto in = std::make_unique<Interest>();
   in->clear(settings.interest_bytes * 8);
   for (uint32_t relid : plan.tables()) in->add_table(relid);
   jb::View f = filter ? jb::View(filter) : jb::View();
-  bool filtered = f.is_object() && f.size() > 0;
-  if (!filtered && !plan.root->query.windowed()) {
+  bool filtered = filters(filter);
+  if (!interest_follows_rows(plan, filter)) {
     /* every row of the root may enter, every child hangs from a held row */
     for (uint32_t relid : plan.tables()) in->add_wild(relid);
     return in;
@@ -140,6 +146,15 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value
 }
 
 }  // namespace
+
+/*
+ * Whether a value's interest names the keys of its rows, and so changes
+ * with them: a filtered value, or a window of the root.  Else every event
+ * of its tables matters, whatever rows it holds.
+ */
+bool interest_follows_rows(const Plan &plan, const Jsonb *filter) {
+  return filters(filter) || plan.root->query.windowed();
+}
 
 /* Publishes the interest of value, which h holds or is about to. */
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {

@@ -70,13 +70,15 @@ uint64_t value_seq(const Jsonb *value);
 bool row_security(const Plan &plan);
 
 /* held_interest.cpp */
+bool interest_follows_rows(const Plan &plan, const Jsonb *filter);
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
 
 /* sharing.cpp */
-bool may_share(const Plan &plan, const Jsonb *filter);
+bool may_share(const Plan &plan);
 bool apply_shared(const Held &h, uint64_t upto);
-Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base);
+Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, uint64_t &base);
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version);
+void publish_shared_interest(Held &h, const Plan &plan);
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

@@ -9,6 +9,7 @@
 #include "core/interest.hpp"
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
+#include "pg/spi.hpp"
 #include "settings.hpp"
 #include "shmem/shmem.hpp"
 #include "value/sync.hpp"
@@ -60,9 +61,14 @@ bool row_security(const Plan &plan) {
 
 namespace {
 
-/* What shared values are matched by: the shape, and the part size they are cut by. */
-std::string share_key(const Plan &plan) {
-  return plan.spec + " " + std::to_string(settings.held_part_bytes);
+/*
+ * What shared values are matched by: the shape, the filter as given (its
+ * jsonb text: the same text casts to the same values under the pinned
+ * settings), and the part size they are cut by.
+ */
+std::string share_key(const Plan &plan, const Jsonb *filter) {
+  std::string f = filter ? jsonb_text(filter) : "null";
+  return plan.spec + " " + f + " " + std::to_string(settings.held_part_bytes);
 }
 
 /*
@@ -140,12 +146,12 @@ void leave_shared(Held &h) {
 }  // namespace
 
 /*
- * Whether a value of plan may be shared (held_shared.hpp): no filter, no
- * row level security for this role on its tables, and a transaction that
- * reads what the others do.
+ * Whether a value of plan may be shared (held_shared.hpp): no row level
+ * security for this role on its tables, and a transaction that reads what
+ * the others do.
  */
-bool may_share(const Plan &plan, const Jsonb *filter) {
-  return !filter && held_sharing_enabled() && reads_committed_now() && !row_security(plan);
+bool may_share(const Plan &plan) {
+  return held_sharing_enabled() && reads_committed_now() && !row_security(plan);
 }
 
 /*
@@ -200,7 +206,7 @@ bool apply_shared(const Held &h, uint64_t upto) {
  * yet.  When it cannot be shared (no slot, no memory), the value loaded,
  * with shared = -1.
  */
-Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base) {
+Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, uint64_t &base) {
   static bool exit_hook = false;
   if (!exit_hook) {
     pg_call([] { before_shmem_exit(detach_shared_at_exit, 0); });
@@ -208,10 +214,10 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base)
   }
   check_select_privileges(plan);
   uint32_t relid = plan.root->table.relid;
-  std::string key = share_key(plan);
+  std::string key = share_key(plan, filter);
   shared = held_share_find(relid, key);
   if (shared < 0) {
-    Jsonb *loaded = load_value(relid, assocs, nullptr);
+    Jsonb *loaded = load_value(relid, assocs, filter);
     MemoryContext scratch = value_context();
     try {
       PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
@@ -227,6 +233,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base)
     Held probe;
     probe.relid = relid;
     probe.assocs = assocs;
+    probe.filter = filter;
     probe.shared = shared;
     /* Every event committed before the call, once the worker has loaded
      * it (the cache may hold an older version of its row until then): the
@@ -234,7 +241,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base)
     if (!worker_caught_up(1000) || !apply_shared(probe, loaded_seq())) {
       held_share_detach(shared);
       shared = -1;
-      return load_value(relid, assocs, nullptr);
+      return load_value(relid, assocs, filter);
     }
     SharedSince now = held_share_since(shared, UINT64_MAX); /* the whole value */
     base = now.version;
@@ -243,6 +250,24 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, int &shared, uint64_t &base)
     held_share_detach(shared);
     throw;
   }
+}
+
+/*
+ * Publishes the interest of h's shared value as it is now in h's entry
+ * (each holder has an entry of its own: the worker wakes its backend).
+ * Its rows are copied for it when the interest names their keys.
+ */
+void publish_shared_interest(Held &h, const Plan &plan) {
+  if (h.entry < 0) return;
+  if (!interest_follows_rows(plan, h.filter)) return publish_interest(h, plan, PartedValue{});
+  OwnedContext scratch(pg_call([] {
+    return AllocSetContextCreate(CurrentMemoryContext, "ecto_sync shared interest",
+                                 ALLOCSET_DEFAULT_SIZES);
+  }));
+  in_context(scratch.get(), [&] {
+    SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
+    publish_interest(h, plan, now.value);
+  });
 }
 
 /*
@@ -280,6 +305,8 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
     reloaded = since.reload_why;
   h.version = version;
   h.scanned = since.scanned;
+  /* The rows changed: the interest follows them. */
+  if (changed && interest_follows_rows(plan, h.filter)) publish_shared_interest(h, plan);
   return Reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
 }
 

@@ -72,12 +72,12 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     h.scanned = value_seq(value);
   }
   h.listening = listen;
-  h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
+  attach_entry(h, listen);
   h.published = shared < 0 && h.entry >= 0;
   h.rls = row_security(plan);
   Held &stored = values[name] = h;
   if (shared >= 0)
-    publish_shared_interest(stored, plan);
+    publish_shared_interest(stored, plan, base);
   else
     publish_interest(stored, plan, stored.value);
   if (listen) {
@@ -285,7 +285,7 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
  * again soon, not sleep to its timeout.
  */
 static bool trusted(const Held &h) {
-  return h.entry >= 0 && h.scanned >= h.trust_from;
+  return h.entry >= 0 && h.scanned >= trust_from(h);
 }
 
 /*
@@ -355,7 +355,7 @@ static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
 static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
   if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;
   if (h.entry >= 0 && h.shared >= 0)
-    return matched != h.seen || unmatched > h.scanned || h.scanned < h.trust_from ||
+    return matched != h.seen || unmatched > h.scanned || h.scanned < trust_from(h) ||
            interest_matched_seq(h.entry) > h.scanned;
   return loaded > h.scanned;
 }

@@ -156,12 +156,120 @@ bool interest_follows_rows(const Plan &plan, const Jsonb *filter) {
   return filters(filter) || plan.root->query.windowed();
 }
 
+namespace {
+
+/*
+ * The interest entry that the names of one shared value use together in
+ * this session (those that do not LISTEN: a channel is a name's own), per
+ * role: the worker matches it once and wakes the backend once, and it is
+ * published once per version of the shared value, however many names of
+ * the session hold it.
+ */
+struct SharedEntry {
+  int entry = -1;
+  uint32_t generation = 0;
+  int names = 0;
+  bool published = false;
+  uint64_t version = 0;    /* the shared value's version it was made from */
+  uint64_t trust_from = 0; /* see Held::trust_from */
+};
+
+std::map<std::pair<int, Oid>, SharedEntry> &shared_entries() {
+  static auto *entries = new std::map<std::pair<int, Oid>, SharedEntry>();
+  return *entries;
+}
+
+SharedEntry &shared_entry_of(const Held &h) {
+  return shared_entries().at({h.shared, h.role});
+}
+
+/* Publishes the interest of value in entry; the seq it is trusted from. */
+uint64_t publish(int entry, const Plan &plan, const PartedValue &value, const Jsonb *filter) {
+  std::unique_ptr<Interest> in = interest_of(plan, value, filter);
+  interest_publish(entry, *in);
+  return last_seq();
+}
+
+}  // namespace
+
+/*
+ * Gives h an interest entry (h.entry stays -1 when none is free): the
+ * session's entry of its shared value, or one of its own.
+ */
+void attach_entry(Held &h, bool listen) {
+  h.shares_entry = h.shared >= 0 && !listen;
+  if (!h.shares_entry) {
+    h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
+    return;
+  }
+  SharedEntry &se = shared_entries()[{h.shared, h.role}];
+  if (se.names == 0) se.entry = pg_call([&] { return interest_attach(se.generation, false); });
+  se.names++;
+  h.entry = se.entry;
+  h.generation = se.generation;
+}
+
+/* h no longer uses its entry (the last name of a shared entry frees it). */
+void detach_entry(Held &h) {
+  if (h.shares_entry) {
+    auto it = shared_entries().find({h.shared, h.role});
+    if (it != shared_entries().end() && --it->second.names == 0) {
+      if (it->second.entry >= 0) interest_detach(it->second.entry);
+      shared_entries().erase(it);
+    }
+  } else if (h.entry >= 0) {
+    interest_detach(h.entry);
+    /* The entry's channel dies with it (another value will get a new one). */
+    if (h.listening) {
+      std::string channel = interest_channel(h.entry, h.generation);
+      pg_call([&] { Async_Unlisten(channel.c_str()); });
+    }
+  }
+  h.entry = -1;
+  h.shares_entry = false;
+}
+
+/* The seq up to which h must read events itself (Held::trust_from). */
+uint64_t trust_from(const Held &h) {
+  return h.shares_entry ? shared_entry_of(h).trust_from : h.trust_from;
+}
+
 /* Publishes the interest of value, which h holds or is about to. */
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {
+  if (h.entry >= 0) h.trust_from = publish(h.entry, plan, value, h.filter);
+}
+
+/*
+ * Publishes the interest of h's shared value, at version or later, in h's
+ * entry (the worker wakes backends by entry), unless the entry has it
+ * already.  Its rows are copied for it when the interest names their keys.
+ */
+void publish_shared_interest(Held &h, const Plan &plan, uint64_t version) {
   if (h.entry < 0) return;
-  std::unique_ptr<Interest> in = interest_of(plan, value, h.filter);
-  interest_publish(h.entry, *in);
-  h.trust_from = last_seq();
+  bool follows = interest_follows_rows(plan, h.filter);
+  SharedEntry *se = h.shares_entry ? &shared_entry_of(h) : nullptr;
+  if (se && se->published && (!follows || se->version >= version)) return;
+  uint64_t made_from = 0, trust = 0;
+  if (!follows) {
+    trust = publish(h.entry, plan, PartedValue{}, h.filter);
+  } else {
+    OwnedContext scratch(pg_call([] {
+      return AllocSetContextCreate(CurrentMemoryContext, "ecto_sync shared interest",
+                                   ALLOCSET_DEFAULT_SIZES);
+    }));
+    in_context(scratch.get(), [&] {
+      SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
+      made_from = now.version;
+      trust = publish(h.entry, plan, now.value, h.filter);
+    });
+  }
+  if (!se) {
+    h.trust_from = trust;
+    return;
+  }
+  se->published = true;
+  se->version = made_from;
+  se->trust_from = trust;
 }
 
 }  // namespace ectosync

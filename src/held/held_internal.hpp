@@ -38,15 +38,17 @@ struct Held {
   int shared = -1;                            /* its shared value (held_shared.hpp), or -1 */
   uint64_t base = 0;                          /* the shared version that is our version 0 */
   int entry = -1;                             /* its interest entry, or -1 */
-  bool listening = false;                     /* hold() LISTENed for it */
-  uint32_t generation = 0;                    /* of the entry */
+  bool shares_entry = false;  /* the session's entry of its shared value (held_interest.cpp) */
+  bool listening = false;     /* hold() LISTENed for it */
+  uint32_t generation = 0;    /* of the entry */
   uint64_t seen = UINT64_MAX; /* the entry's notifications when wait_changes() last looked */
   /* The entry's interest was made from value: an event it does not match
    * cannot change value (catch_up() skips those). */
   bool published = false;
   /* Events up to it may have been matched against an older interest:
    * wait_changes() passes over a value without reading the events only
-   * once it has read those (the last seq queued when it published). */
+   * once it has read those (the last seq queued when it published; the
+   * shared entry's when it shares one: trust_from()). */
   uint64_t trust_from = UINT64_MAX;
   bool rls = false; /* row level security applies to a table (as of the last call) */
 };
@@ -71,14 +73,17 @@ bool row_security(const Plan &plan);
 
 /* held_interest.cpp */
 bool interest_follows_rows(const Plan &plan, const Jsonb *filter);
+void attach_entry(Held &h, bool listen);
+void detach_entry(Held &h);
+uint64_t trust_from(const Held &h);
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
+void publish_shared_interest(Held &h, const Plan &plan, uint64_t version);
 
 /* sharing.cpp */
 bool may_share(const Plan &plan);
 bool apply_shared(const Held &h, uint64_t upto);
 Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, uint64_t &base);
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version);
-void publish_shared_interest(Held &h, const Plan &plan);
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

@@ -82,14 +82,7 @@ MemoryContext value_context() {
 }
 
 void forget(Held &h) {
-  if (h.entry >= 0) {
-    interest_detach(h.entry);
-    /* The entry's channel dies with it (another value will get a new one). */
-    if (h.listening) {
-      std::string channel = interest_channel(h.entry, h.generation);
-      pg_call([&] { Async_Unlisten(channel.c_str()); });
-    }
-  }
+  detach_entry(h);
   held_share_detach(h.shared);
   pg_call([&] {
     for (Jsonb *j : {h.assocs, h.filter})

@@ -99,12 +99,15 @@ template <typename Make>
 void own_value(Held &h, Make make, uint64_t scanned) {
   OwnedContext context(value_context());
   PartedValue value = in_context(context.get(), make);
+  bool own_entry = h.shares_entry; /* (the names of the shared value keep theirs) */
+  if (own_entry) detach_entry(h);
   held_share_detach(h.shared);
   h.shared = -1;
   h.context = context.release();
   h.value = value;
   h.published = false; /* (its entry still has the shared value's interest) */
   h.scanned = scanned;
+  if (own_entry) attach_entry(h, false);
 }
 
 /*
@@ -253,24 +256,6 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
 }
 
 /*
- * Publishes the interest of h's shared value as it is now in h's entry
- * (each holder has an entry of its own: the worker wakes its backend).
- * Its rows are copied for it when the interest names their keys.
- */
-void publish_shared_interest(Held &h, const Plan &plan) {
-  if (h.entry < 0) return;
-  if (!interest_follows_rows(plan, h.filter)) return publish_interest(h, plan, PartedValue{});
-  OwnedContext scratch(pg_call([] {
-    return AllocSetContextCreate(CurrentMemoryContext, "ecto_sync shared interest",
-                                 ALLOCSET_DEFAULT_SIZES);
-  }));
-  in_context(scratch.get(), [&] {
-    SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
-    publish_interest(h, plan, now.value);
-  });
-}
-
-/*
  * changes() of a shared value: the events are applied once, by whichever
  * session comes first; each replies to its own client from the patches
  * published since its version (the whole value when the client is behind,
@@ -306,7 +291,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   h.version = version;
   h.scanned = since.scanned;
   /* The rows changed: the interest follows them. */
-  if (changed && interest_follows_rows(plan, h.filter)) publish_shared_interest(h, plan);
+  if (changed) publish_shared_interest(h, plan, since.version);
   return Reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
 }
 

@@ -374,6 +374,10 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   EventMemoScope memo; /* the values read the same events */
   for (;;) {
     pg_call([] { ResetLatch(MyLatch); });
+    /* The names of a shared value at one version get one patch.  (A name
+     * answered from the memo may miss an event matched since: the entry
+     * recorded its seq, and needs_reading() reads it again.) */
+    SharedReplyMemoScope replies;
     bool untrusted = false;
     /* Read before the entries: the worker counts a batch in the entries it
      * matches before it marks the batch loaded. */

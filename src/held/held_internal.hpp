@@ -84,6 +84,20 @@ bool may_share(const Plan &plan);
 bool apply_shared(const Held &h, uint64_t upto);
 Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, uint64_t &base);
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version);
+/*
+ * While one lives, shared_changes() remembers its replies to the names
+ * that share their session's entry, by (shared value, role, base, version
+ * replied from): the session's other names of the value at that version
+ * get the same reply without asking shared memory again (wait_changes()
+ * of every value of a session).
+ */
+class SharedReplyMemoScope {
+ public:
+  SharedReplyMemoScope();
+  ~SharedReplyMemoScope();
+  SharedReplyMemoScope(const SharedReplyMemoScope &) = delete;
+  SharedReplyMemoScope &operator=(const SharedReplyMemoScope &) = delete;
+};
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

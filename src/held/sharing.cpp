@@ -38,6 +38,7 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 
 namespace ectosync {
 
@@ -255,6 +256,27 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
   }
 }
 
+namespace {
+
+struct MemoReply {
+  Reply reply;
+  int64_t version;
+  uint64_t scanned;
+};
+using ReplyKey = std::tuple<int, Oid, uint64_t, uint64_t>; /* slot, role, base, from */
+std::map<ReplyKey, MemoReply> *reply_memo = nullptr;
+
+}  // namespace
+
+SharedReplyMemoScope::SharedReplyMemoScope() {
+  reply_memo = new std::map<ReplyKey, MemoReply>();
+}
+
+SharedReplyMemoScope::~SharedReplyMemoScope() {
+  delete reply_memo;
+  reply_memo = nullptr;
+}
+
 /*
  * changes() of a shared value: the events are applied once, by whichever
  * session comes first; each replies to its own client from the patches
@@ -263,6 +285,17 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
  * value (leave_shared), and changes() goes on with its own.
  */
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version) {
+  /* (a name with an entry of its own publishes the interest in it itself) */
+  bool memo = reply_memo && !client_version && h.shares_entry;
+  ReplyKey key{h.shared, h.role, h.base, h.base + static_cast<uint64_t>(h.version)};
+  if (memo) {
+    auto it = reply_memo->find(key);
+    if (it != reply_memo->end()) {
+      h.version = it->second.version;
+      h.scanned = it->second.scanned;
+      return it->second.reply;
+    }
+  }
   const Plan &plan = resolve_plan(h.relid, h.assocs);
   if (row_security(plan)) return unshare(h);
   if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
@@ -292,7 +325,9 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   h.scanned = since.scanned;
   /* The rows changed: the interest follows them. */
   if (changed) publish_shared_interest(h, plan, since.version);
-  return Reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
+  Reply reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
+  if (memo) (*reply_memo)[key] = MemoReply{reply, version, since.scanned};
+  return reply;
 }
 
 }  // namespace ectosync

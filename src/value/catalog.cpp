@@ -381,7 +381,9 @@ void remember_relids(const Plan &plan) {
  * load, sync and changes call.
  */
 void note_plan_use(const Plan &plan) {
-  TimestampTz now = GetCurrentTimestamp();
+  /* (the statement's start: a clock read per call was a tenth of a
+   * changes() call that found nothing to do; use is noted per minutes) */
+  TimestampTz now = GetCurrentStatementStartTimestamp();
   std::vector<uint32_t> due;
   for (uint32_t relid : plan.tables()) {
     TimestampTz &last = plan_cache.noted[relid];
@@ -414,17 +416,29 @@ Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
   throw *failure;
 }
 
+/*
+ * The cache's key of a spec: (root, search_path, the spec's jsonb bytes).
+ * jsonb's binary form is one per value (keys sorted, duplicates gone), and
+ * reading it costs nothing, where rendering it as text was most of a held
+ * value's changes() call that found nothing to do.
+ */
+static std::string plan_key(uint32_t relid, const std::string &path, const Jsonb *spec) {
+  std::string key = std::to_string(relid) + '\n' + path + '\n';
+  if (spec) key.append(reinterpret_cast<const char *>(spec), VARSIZE(spec));
+  return key;
+}
+
 const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   retire_stale_plans();
-  std::string spec = assocs ? jsonb_text(assocs) : "[]";
   /* Names in a spec are the caller's: its search_path finds them. */
   std::string path = caller_search_path();
-  std::string key = std::to_string(relid) + '\n' + path + '\n' + spec;
+  std::string key = plan_key(relid, path, assocs);
   auto it = plan_cache.plans.find(key);
   if (it != plan_cache.plans.end()) {
     note_plan_use(*it->second);
     return *it->second;
   }
+  std::string spec = assocs ? jsonb_text(assocs) : "[]";
   auto plan = std::make_shared<const Plan>(resolve_plan_text(relid, spec));
   if (plan_cache.plans.size() >= kMaxCachedPlans) {
     plan_cache.stale = true;
@@ -437,7 +451,7 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
   const char *spec_text = plan->spec.c_str();
   Jsonb *normalized = pg_call(
       [&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(spec_text))); });
-  plan_cache.plans[std::to_string(relid) + '\n' + path + '\n' + jsonb_text(normalized)] = plan;
+  plan_cache.plans[plan_key(relid, path, normalized)] = plan;
   note_plan_use(*plan);
   return *(plan_cache.plans[key] = plan);
 }

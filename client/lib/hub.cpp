@@ -4,6 +4,7 @@
 #include "hub.hpp"
 
 #include <thread>
+#include <unordered_map>
 
 namespace ectosync {
 
@@ -52,6 +53,17 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       {std::to_string(timeout.count())});
   round_trips_++;
   int changed = 0;
+  /* Values that share a value on the server get the same patch text:
+   * parsed once per reply. */
+  std::unordered_map<std::string, Json> parsed;
+  auto parse_once = [&](std::string text) -> const Json & {
+    auto it = parsed.find(text);
+    if (it == parsed.end()) {
+      Json json = parse_json(text);
+      it = parsed.emplace(std::move(text), std::move(json)).first;
+    }
+    return it->second;
+  };
   for (int i = 0; i < r.rows(); i++) {
     auto it = holders_.find(r.str(i, 0));
     if (it == holders_.end()) continue; /* (released meanwhile) */
@@ -60,8 +72,10 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       continue;
     }
     Holder &holder = *it->second.holder;
-    Json patch = parse_json(r.str(i, 3)), events = parse_json(r.str(i, 4));
+    const Json *patch = &parse_once(r.str(i, 3));
+    const Json &events = parse_once(r.str(i, 4));
     int64_t version = r.i64(i, 1);
+    Json whole_patch;
     if (r.i64(i, 6) != holder.version()) {
       /* A reply went missing (a call that failed after the server moved the
        * value on): from our version the server sends the whole value. */
@@ -69,10 +83,11 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
                                      {it->first, std::to_string(holder.version())});
       round_trips_++;
       Json reply = parse_json(whole.str(0, 0));
-      patch = *reply.find("patch");
+      whole_patch = *reply.find("patch");
+      patch = &whole_patch;
       version = std::stoll(reply.find("version")->text);
     }
-    if (holder.apply_reply(patch, version, static_cast<uint64_t>(r.i64(i, 2)), &events) > 0) {
+    if (holder.apply_reply(*patch, version, static_cast<uint64_t>(r.i64(i, 2)), &events) > 0) {
       changed++;
       if (it->second.on_change) it->second.on_change(holder);
     }

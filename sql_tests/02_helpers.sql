@@ -61,3 +61,13 @@ EXCEPTION WHEN SQLSTATE 'ZE001' THEN
   GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
   RETURN regexp_replace(detail, ' \(RELOAD marker .*', '');
 END $$;
+
+-- What this backend spent so far (Linux): CPU time in clock ticks and the
+-- times it slept.  A call that waits without work must add little to both.
+CREATE FUNCTION regress.cpu_ticks() RETURNS bigint LANGUAGE sql AS $$
+  SELECT s[12]::bigint + s[13]::bigint
+    FROM (SELECT string_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' ') AS s) t
+$$;
+CREATE FUNCTION regress.sleeps() RETURNS bigint LANGUAGE sql AS $$
+  SELECT substring(pg_read_file('/proc/self/status') FROM 'voluntary_ctxt_switches:\s+(\d+)')::bigint
+$$;

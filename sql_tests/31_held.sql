@@ -253,6 +253,19 @@ SELECT c -> 'patch' AS patch, c -> 'version' AS version
 UNION ALL
 SELECT c -> 'patch', c -> 'version' FROM (SELECT ectosync.changes('mine, too', 0) AS c) s;
 SELECT ectosync.changes('other', 0) -> 'patch' AS unchanged;
+-- A name that leaves a shared value (here: its transaction has written)
+-- goes on with a value of its own, whose interest it publishes: a wait
+-- with nothing to do sleeps to its timeout.
+SELECT ectosync.hold('left', 'posts', '["tags"]', '{"title": "one"}', listen => false) IS NOT NULL AS held;
+BEGIN;
+SELECT pg_current_xact_id() IS NOT NULL AS wrote;
+SELECT ectosync.changes('left', 0) -> 'patch' AS unchanged;
+COMMIT;
+SELECT name, shared_by FROM ectosync.held() WHERE name IN ('mine', 'left') ORDER BY name;
+SELECT regress.sleeps() AS s0, regress.cpu_ticks() AS t0 \gset
+SELECT ectosync.wait_changes('left', 0, 1000) -> 'patch' AS nothing;
+SELECT regress.sleeps() - :s0 < 30 AS slept, regress.cpu_ticks() - :t0 < 30 AS idle;
+SELECT ectosync.release('left');
 SELECT ectosync.release('mine, too'), ectosync.release('other');
 SELECT ectosync.release('second'), ectosync.release('mine');
 -- Row level security on a table of the value: never shared.

@@ -46,6 +46,13 @@ SELECT name, notifications FROM ectosync.held() WHERE notifications > 0 ORDER BY
 SELECT sum(total_bytes) / 500 < 16384 AS under_16_kB_per_value
   FROM pg_backend_memory_contexts WHERE name LIKE 'ecto_sync held%';
 
+-- Waiting costs nothing while nothing changes: the call sleeps to its
+-- timeout, without looking at the 500 values again and again.
+SELECT count(*) AS changed FROM ectosync.wait_changes(0);
+SELECT regress.sleeps() AS s0, regress.cpu_ticks() AS t0 \gset
+SELECT count(*) AS changed FROM ectosync.wait_changes(1000);
+SELECT regress.sleeps() - :s0 < 30 AS slept, regress.cpu_ticks() - :t0 < 30 AS idle;
+
 -- release() takes a set of names.
 SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
 SELECT count(*) AS still_held FROM ectosync.held();
@@ -74,6 +81,25 @@ SELECT name, version, jsonb_array_length(patch) AS ops, error
   FROM ectosync.wait_changes(5000) ORDER BY name;
 SELECT ectosync.release(ARRAY['posts of user 1', 'notes']) AS released;
 RESET ROLE;
+-- A value under row level security is read whenever the worker loaded
+-- events (its interest cannot tell which rows become visible); with none
+-- loaded, a wait sleeps to its timeout too.
+ALTER TABLE mv.posts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_posts ON mv.posts FOR SELECT TO mv_reader USING (author_id = 1);
+SET ROLE mv_reader;
+SELECT jsonb_array_length(ectosync.hold('visible posts', 'mv.posts', listen => false) -> 'rows') AS rows;
+SELECT count(*) AS changed FROM ectosync.wait_changes(0);
+RESET ROLE;
+SELECT regress.sleeps() AS s0, regress.cpu_ticks() AS t0 \gset
+SET ROLE mv_reader;
+SELECT count(*) AS changed FROM ectosync.wait_changes(1000);
+RESET ROLE;
+SELECT regress.sleeps() - :s0 < 30 AS slept, regress.cpu_ticks() - :t0 < 30 AS idle;
+SET ROLE mv_reader;
+SELECT ectosync.release('visible posts') AS released;
+RESET ROLE;
+DROP POLICY own_posts ON mv.posts;
+ALTER TABLE mv.posts DISABLE ROW LEVEL SECURITY;
 SELECT ectosync.unwatch('mv.notes');
 REVOKE ALL ON SCHEMA mv FROM mv_reader;
 REVOKE ALL ON mv.posts FROM mv_reader;

@@ -72,10 +72,11 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     h.scanned = value_seq(value);
   }
   h.listening = listen;
-  attach_entry(h, listen);
-  h.published = shared < 0 && h.entry >= 0;
   h.rls = row_security(plan);
+  /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
+  attach_entry(stored, listen);
+  stored.published = shared < 0 && stored.entry >= 0;
   if (shared >= 0)
     publish_shared_interest(stored, plan, base);
   else
@@ -84,10 +85,10 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     /* The value's own channel; without an entry, its tables' channels and
      * one of this session's (table channels are shared with other
      * clients: nothing but event payloads goes there). */
-    std::string own = h.entry >= 0 ? interest_channel(h.entry, h.generation)
-                                   : "ectosync_session_" + std::to_string(MyProcPid);
+    std::string own = stored.entry >= 0 ? interest_channel(stored.entry, stored.generation)
+                                        : "ectosync_session_" + std::to_string(MyProcPid);
     std::vector<std::string> channels{own};
-    if (h.entry < 0)
+    if (stored.entry < 0)
       for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
     for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
     pg_call([&] { Async_Notify(own.c_str(), "{}"); });
@@ -384,12 +385,12 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     uint64_t loaded = loaded_seq(), unmatched = unmatched_seq();
     for (auto &[name, h] : held_values()) {
       uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
-      if (passes_over(h, loaded, unmatched)) {
-        h.seen = matched;
-        continue;
-      }
-      if (!needs_reading(h, matched, loaded, unmatched)) continue;
+      bool read =
+          !passes_over(h, loaded, unmatched) && needs_reading(h, matched, loaded, unmatched);
+      /* (a count seen, read or not: a value that is not read must not make
+       * every pass look again) */
       h.seen = matched;
+      if (!read) continue;
       /* One value's failure (its role lost SELECT on a table of it) is its
        * row alone: ecto_sync's own errors leave the transaction sound, and
        * the value as it was.  PostgreSQL's errors end the call. */

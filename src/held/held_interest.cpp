@@ -200,6 +200,9 @@ void attach_entry(Held &h, bool listen) {
   h.shares_entry = h.shared >= 0 && !listen;
   if (!h.shares_entry) {
     h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
+    /* A new entry matches every event until h publishes its interest:
+     * trusted for the events after this. */
+    h.trust_from = last_seq();
     return;
   }
   SharedEntry &se = shared_entries()[{h.shared, h.role}];

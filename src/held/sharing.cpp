@@ -97,7 +97,7 @@ bool worker_caught_up(int timeout_ms) {
  * events up to scanned.  If make() throws, h is as it was.
  */
 template <typename Make>
-void own_value(Held &h, Make make, uint64_t scanned) {
+void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
   OwnedContext context(value_context());
   PartedValue value = in_context(context.get(), make);
   bool own_entry = h.shares_entry; /* (the names of the shared value keep theirs) */
@@ -106,19 +106,23 @@ void own_value(Held &h, Make make, uint64_t scanned) {
   h.shared = -1;
   h.context = context.release();
   h.value = value;
-  h.published = false; /* (its entry still has the shared value's interest) */
+  h.published = false;
   h.scanned = scanned;
   if (own_entry) attach_entry(h, false);
+  /* Its entry had the interest of the shared value at some version: the
+   * worker must now wake it for the rows it holds. */
+  publish_interest(h, plan, h.value);
+  h.published = h.entry >= 0;
 }
 
 /*
  * A shared value that row level security now applies to: this session
  * loads a value of its own, as itself, which the client gets whole.
  */
-Reply unshare(Held &h) {
+Reply unshare(Held &h, const Plan &plan) {
   Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
   own_value(
-      h, [&] { return split_value(whole); }, value_seq(whole));
+      h, plan, [&] { return split_value(whole); }, value_seq(whole));
   h.version++;
   return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
                         std::string("Row level security applies: the value is no longer shared.")),
@@ -133,10 +137,10 @@ Reply unshare(Held &h) {
  * ran out.  If other sessions moved the value on since this client's
  * version, the client gets the whole value (it is behind).
  */
-void leave_shared(Held &h) {
+void leave_shared(Held &h, const Plan &plan) {
   SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
   own_value(
-      h,
+      h, plan,
       [&] {
         PartedValue copy;
         copy.head = keep(now.value.head, CurrentMemoryContext);
@@ -297,9 +301,9 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
     }
   }
   const Plan &plan = resolve_plan(h.relid, h.assocs);
-  if (row_security(plan)) return unshare(h);
+  if (row_security(plan)) return unshare(h, plan);
   if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
-    leave_shared(h);
+    leave_shared(h, plan);
     return std::nullopt;
   }
   bool behind = client_version && *client_version != h.version;
@@ -321,10 +325,11 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   std::optional<std::string> reloaded;
   if (since.whole && since.reload_version > h.base + static_cast<uint64_t>(h.version))
     reloaded = since.reload_why;
+  /* The rows changed: the interest follows them (first: if it fails, the
+   * name is where it was, and the next call replies again). */
+  if (changed) publish_shared_interest(h, plan, since.version);
   h.version = version;
   h.scanned = since.scanned;
-  /* The rows changed: the interest follows them. */
-  if (changed) publish_shared_interest(h, plan, since.version);
   Reply reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
   if (memo) (*reply_memo)[key] = MemoReply{reply, version, since.scanned};
   return reply;

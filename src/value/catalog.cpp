@@ -381,9 +381,7 @@ void remember_relids(const Plan &plan) {
  * load, sync and changes call.
  */
 void note_plan_use(const Plan &plan) {
-  /* (the statement's start: a clock read per call was a tenth of a
-   * changes() call that found nothing to do; use is noted per minutes) */
-  TimestampTz now = GetCurrentStatementStartTimestamp();
+  TimestampTz now = GetCurrentTimestamp();
   std::vector<uint32_t> due;
   for (uint32_t relid : plan.tables()) {
     TimestampTz &last = plan_cache.noted[relid];

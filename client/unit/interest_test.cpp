@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include <algorithm>
 #include <memory>
 
 namespace {
@@ -126,4 +127,31 @@ TEST(Interest, SmallFilterServesSmallValues) {
   copy->clear(4096 * 8);
   std::memcpy(copy.get(), in.get(), ectosync::Interest::bytes(in->bloom_bits));
   EXPECT_TRUE(copy->matches(event(kComments, Op::Insert, {col(2, {}, "42")})));
+}
+
+TEST(Interest, SmallValuesKeepTheirTokensAndMatchExactly) {
+  /* 1 kB holds 128 tokens: a user's value of tens of rows matches no
+   * other key, and the worker can index its tokens */
+  auto in = std::make_unique<ectosync::Interest>();
+  in->clear(1024 * 8);
+  for (int i = 0; i < 128; i++) in->add(kComments, 2, std::to_string(i));
+  in->add(kComments, 2, "7"); /* (a token again: once) */
+  ASSERT_TRUE(in->exact);
+  auto [tokens, n] = in->tokens();
+  ASSERT_EQ(n, 128);
+  EXPECT_TRUE(std::is_sorted(tokens, tokens + n));
+  for (int i = 0; i < 128; i++)
+    ASSERT_TRUE(in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))})));
+  for (int i = 128; i < 20128; i++)
+    ASSERT_FALSE(in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))})));
+  /* The 129th turns the words into a Bloom filter of all of them. */
+  in->add(kComments, 2, "128");
+  EXPECT_FALSE(in->exact);
+  EXPECT_EQ(in->tokens().second, 0);
+  for (int i = 0; i <= 128; i++)
+    ASSERT_TRUE(in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))})));
+  int false_positives = 0;
+  for (int i = 129; i < 10129; i++)
+    false_positives += in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))}));
+  EXPECT_LT(false_positives, 200) << "more than 2% of 10,000 other keys matched";
 }

@@ -60,6 +60,7 @@ size_t Interest::bytes(int bloom_bits) {
 void Interest::clear(int bits) {
   std::memset(this, 0, sizeof *this);
   bloom_bits = static_cast<int>(filter_bits(bits));
+  exact = true;
 }
 
 void Interest::add_table(uint32_t relid) {
@@ -87,11 +88,45 @@ void Interest::add_column(uint32_t relid, int16_t attnum) {
 
 void Interest::add(uint32_t relid, int16_t attnum, std::string_view value) {
   add_column(relid, attnum);
-  bits(interest_token(relid, attnum, value), filter_bits(bloom_bits),
-       [&](uint64_t b) { bloom[b / 64] |= 1ULL << (b % 64); });
+  add_token(interest_token(relid, attnum, value));
+}
+
+void Interest::set_bits(uint64_t token) {
+  bits(token, filter_bits(bloom_bits), [&](uint64_t b) { bloom[b / 64] |= 1ULL << (b % 64); });
+}
+
+/* Kept sorted while it fits; the first token that does not turns the
+ * words into the Bloom filter of them all. */
+void Interest::add_token(uint64_t token) {
+  if (!exact) return set_bits(token);
+  uint64_t *end = bloom + ntokens, *at = std::lower_bound(bloom, end, token);
+  if (at != end && *at == token) return;
+  if (ntokens < bloom_bits / 64) {
+    std::memmove(at + 1, at, static_cast<size_t>(end - at) * sizeof(uint64_t));
+    *at = token;
+    ntokens++;
+    return;
+  }
+  uint64_t kept[kMaxBloomWords];
+  int n = ntokens;
+  std::memcpy(kept, bloom, static_cast<size_t>(n) * sizeof(uint64_t));
+  std::memset(bloom, 0, sizeof bloom);
+  exact = false;
+  ntokens = 0;
+  for (int i = 0; i < n; i++) set_bits(kept[i]);
+  set_bits(token);
+}
+
+std::pair<const uint64_t *, int> Interest::tokens() const {
+  if (!exact) return {bloom, 0};
+  return {bloom, std::clamp(ntokens, 0, static_cast<int>(filter_bits(bloom_bits) / 64))};
 }
 
 bool Interest::probe(uint64_t token) const {
+  if (exact) {
+    auto [first, n] = tokens();
+    return std::binary_search(first, first + n, token);
+  }
   bool all = true;
   bits(token, filter_bits(bloom_bits),
        [&](uint64_t b) { all = all && (bloom[b / 64] >> (b % 64) & 1); });

@@ -23,7 +23,7 @@
  *     key with the owners' values, each join table's owner key and each
  *     many_to_many target's key.
  * An event of a table with key columns matches when one of its old or new
- * values is in the filter, or when it lacks one of those columns (its
+ * values is among the tokens, or when it lacks one of those columns (its
  * table's capture does not track it: assume it matters).  RELOAD markers
  * match when they name one of the tables (or every table).  Matching only
  * ever errs towards notifying: a false positive costs the client a round
@@ -88,6 +88,13 @@ struct Interest {
   uint32_t wild[kInterestTables];
   InterestColumn columns[kInterestColumns];
   int bloom_bits; /* the filter's size: a multiple of 64, at most kMaxBloomBits */
+  /* While the tokens fit in the filter's words (128 at 1 kB: a user's
+   * value of tens of rows), they are kept there as they are, sorted:
+   * matching is exact, and the worker indexes them (token -> values)
+   * instead of probing every value's filter for every event.  Past that,
+   * the words become the Bloom filter. */
+  bool exact;
+  int ntokens;
   /* Last: an interest in shared memory has only bloom_bits of it (bytes()). */
   uint64_t bloom[kMaxBloomWords];
 
@@ -108,9 +115,14 @@ struct Interest {
    * retry when it was (interest_registry.cpp's seqlock).
    */
   bool matches(const EventProbe &ev) const;
+  /* The tokens, sorted, while exact (a torn read gives at most the
+   * filter's words); else empty. */
+  std::pair<const uint64_t *, int> tokens() const;
 
  private:
   bool probe(uint64_t token) const;
+  void add_token(uint64_t token);
+  void set_bits(uint64_t token);
 };
 
 }  // namespace ectosync

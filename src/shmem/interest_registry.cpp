@@ -1,7 +1,7 @@
 /*
  * interest_registry.cpp: the interests of held values in shared memory
- * (InterestEntry[max_held_values]): taken and freed by holders, matched
- * against batches by the worker.
+ * (InterestEntry[max_held_values]): taken, published and freed by holders
+ * (the worker matches batches against them: interest_match.cpp).
  */
 #include "shmem/shmem.hpp"
 
@@ -33,9 +33,15 @@ namespace ectosync {
 
 /* ---- interests of held values ---- */
 
+/* The worker of the entry's database indexes it again (interest_match.cpp). */
+static void mark_changed(int i) {
+  pg_atomic_fetch_or_u64(&interest_dirty[i / 64], 1ULL << (i % 64));
+}
+
 /* At backend exit: the entries of this backend's held values are free again. */
 /* Frees entry i (the caller holds interest_lock exclusive). */
 static void free_entry(int i) {
+  mark_changed(i);
   interest_entry(i)->dboid = InvalidOid;
   interest_entry(i)->pid = 0;
   interest_dbs[i] = InvalidOid;
@@ -107,6 +113,7 @@ void interest_publish(int index, const Interest &interest) {
   memcpy(&e->interest, &interest, Interest::bytes(settings.interest_bytes * 8));
   pg_write_barrier();
   pg_atomic_fetch_add_u32(&e->change, 1);
+  mark_changed(index); /* (after: the worker clears the bit, then reads) */
 }
 
 uint64_t interest_matched_seq(int index) {
@@ -121,28 +128,6 @@ bool interest_entry_matches(int index, const Event &ev) {
   /* (only this backend writes its entry: no need for the seqlock) */
   return interest_entry(index)->interest.matches(ev);
 }
-
-namespace {
-
-/* Whether some probe matches e's interest, read in place (see
- * interest_publish()); seq: the highest such event's. */
-uint64 match_entry(InterestEntry *e, const std::vector<EventProbe> &probes) {
-  for (;;) {
-    uint32 before = pg_atomic_read_u32(&e->change);
-    if (before & 1) {
-      pg_spin_delay();
-      continue;
-    }
-    pg_read_barrier();
-    uint64 seq = 0;
-    for (const EventProbe &p : probes)
-      if (p.seq > seq && e->interest.matches(p)) seq = p.seq;
-    pg_read_barrier();
-    if (pg_atomic_read_u32(&e->change) == before) return seq;
-  }
-}
-
-}  // namespace
 
 void interest_detach(int index) {
   LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
@@ -181,29 +166,6 @@ std::string interest_channel(int index, uint32_t generation) {
   char tag[17];
   for (int i = 0; i < 8; i++) snprintf(tag + 2 * i, 3, "%02x", digest[i]);
   return "ectosync_held_" + std::to_string(index) + "_" + tag;
-}
-
-void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {
-  hits.clear();
-  if (!interests || events.empty()) return;
-  /* Each event's tokens are hashed once, not once per interest. */
-  std::vector<EventProbe> probes;
-  probes.reserve(events.size());
-  for (const Event &ev : events) probes.push_back(probe_of(ev));
-  hits.reserve(settings.max_held_values); /* no allocation under the lock */
-  LWLockAcquire(shared->interest_lock, LW_SHARED);
-  for (int i = 0; i < shared->interest_high; i++) {
-    if (interest_dbs[i] != MyDatabaseId) continue;
-    InterestEntry *e = interest_entry(i);
-    uint64 seq = match_entry(e, probes);
-    if (seq == 0) continue;
-    SpinLockAcquire(&e->mutex);
-    e->notifications++;
-    e->matched_seq = std::max<uint64>(e->matched_seq, seq);
-    SpinLockRelease(&e->mutex);
-    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
-  }
-  LWLockRelease(shared->interest_lock);
 }
 
 }  // namespace ectosync

@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "port/atomics.h"
 #include "utils/hsearch.h"
 }
 
@@ -19,6 +20,9 @@ extern InterestEntry *interests; /* [max_held_values] (interest_registry.cpp) */
 /* [max_held_values], interest_lock: each entry's database, side by side, so
  * that the worker finds its database's entries without visiting the others. */
 extern Oid *interest_dbs;
+/* [(max_held_values + 63) / 64] bits, atomics: entries published, taken or
+ * freed since the worker of their database last indexed them. */
+extern pg_atomic_uint64 *interest_dirty;
 extern char *cache_arena; /* the row cache's arena */
 
 /* The sizes of a database's ring and of the cache's arena, from the GUCs. */

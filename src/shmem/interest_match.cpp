@@ -1,0 +1,349 @@
+/*
+ * interest_match.cpp: the worker's matching of a batch against the held
+ * values' interests of its database (shmem.hpp's interest_match()).
+ *
+ * Matching every entry against every event cost the worker entries x
+ * events: at 100,000 held values and 500 events a second, more than a
+ * core.  The worker keeps an index instead, in its own memory: from a
+ * token (table, key column, value) to the entries whose exact interest
+ * holds it, and from a table to the entries that every event of it, or
+ * every RELOAD marker of it, concerns.  An event then visits only the
+ * entries it may concern.  Interests too large for exact tokens (Bloom
+ * filters) are probed in place, as before, but only for events of their
+ * keyed tables.
+ *
+ * Holders set their entry's bit in interest_dirty after publishing an
+ * interest, taking or freeing an entry; each batch first reindexes the
+ * entries of this database whose bit is set (clearing it before reading
+ * the entry, so a publish after that is seen by the next batch).  An
+ * index that lags behind a publish matches as the old interest did, which
+ * holders allow for: they trust an interest only for the events queued
+ * after its publishing (held.cpp, trust_from).
+ *
+ * Postings carry the stamp of the indexing that made them; those of an
+ * older one are skipped, and dropped when they pile up.
+ */
+#include "shmem/shmem.hpp"
+
+#include "pg/pg_boundary.hpp"
+#include "settings.hpp"
+#include "shmem/layout.hpp"
+#include "shmem/shmem_internal.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+}
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+namespace ectosync {
+
+namespace {
+
+struct Posting {
+  int entry;
+  uint32_t stamp;
+};
+using Postings = std::vector<Posting>;
+
+/* An entry's interest as read for indexing. */
+struct EntryCopy {
+  int index;
+  Oid db;
+  uint32 generation;
+  size_t offset; /* of its Interest in the copies' buffer */
+};
+
+class InterestIndex {
+ public:
+  /* Reindexes this database's entries that changed since the last call
+   * (all of them at the first). */
+  void refresh();
+  /* Records, for each entry p may concern, p's seq as its best; entries
+   * with a Bloom filter to probe go to probe_later. */
+  void visit(const EventProbe &p, std::vector<std::pair<int, const EventProbe *>> &probe_later);
+  /* The entries visit() found, and the highest seq of each; cleared by done(). */
+  const std::vector<int> &found() const { return found_; }
+  uint64_t best(int entry) const { return best_[entry]; }
+  void note(int entry, uint64_t seq);
+  void reserve(size_t more) { found_.reserve(found_.size() + more); }
+  uint32 generation(int entry) const { return entries_[entry].generation; }
+  void done();
+
+ private:
+  struct Indexed {
+    bool live = false; /* of this database */
+    uint32_t stamp = 0;
+    uint32 generation = 0;
+    size_t postings = 0;
+  };
+  std::vector<int> dirty_entries();
+  void index(const EntryCopy &copy, const Interest &in);
+  void post(Postings &list, int entry);
+  void take(const Postings *list, const EventProbe &p);
+  void compact();
+
+  bool built_ = false;
+  std::vector<Indexed> entries_;
+  std::vector<uint64_t> best_;
+  std::vector<int> found_;
+  std::unordered_map<uint64_t, Postings> by_token_;
+  std::unordered_map<uint32_t, Postings> by_table_;            /* RELOAD markers */
+  std::unordered_map<uint32_t, Postings> any_event_;           /* wild, or without keys */
+  std::unordered_map<uint32_t, Postings> bloom_;               /* keyed, with a Bloom filter */
+  std::map<std::pair<uint32_t, int16_t>, Postings> by_column_; /* events lacking it */
+  std::unordered_map<uint32_t, std::vector<int16_t>> keyed_columns_;
+  Postings every_;
+  size_t postings_ = 0, stale_ = 0;
+};
+
+InterestIndex *the_index = nullptr;
+
+template <typename Map, typename Key>
+const typename Map::mapped_type *find(const Map &map, const Key &key) {
+  auto it = map.find(key);
+  return it == map.end() ? nullptr : &it->second;
+}
+
+/* The entries whose bit is set and that are (or were, as indexed) this
+ * database's, with their bits cleared; every such entry at the first call. */
+std::vector<int> InterestIndex::dirty_entries() {
+  int n = settings.max_held_values;
+  std::vector<int> out;
+  if (!built_) {
+    entries_.assign(static_cast<size_t>(n), Indexed{});
+    best_.assign(static_cast<size_t>(n), 0);
+    built_ = true;
+    for (int i = 0; i < n; i++) out.push_back(i);
+    return out;
+  }
+  for (int w = 0; w < (n + 63) / 64; w++) {
+    uint64 bits = pg_atomic_read_u64(&interest_dirty[w]);
+    if (bits == 0) continue;
+    uint64 mine = 0;
+    for (int b = 0; b < 64; b++) {
+      int i = w * 64 + b;
+      if (!(bits >> b & 1) || i >= n) continue;
+      /* (another database's bit is its worker's to clear) */
+      if (interest_dbs[i] == MyDatabaseId || entries_[static_cast<size_t>(i)].live) {
+        mine |= 1ULL << b;
+        out.push_back(i);
+      }
+    }
+    if (mine) pg_atomic_fetch_and_u64(&interest_dirty[w], ~mine);
+  }
+  return out;
+}
+
+void InterestIndex::refresh() {
+  std::vector<int> dirty = dirty_entries();
+  if (dirty.empty()) return;
+  /* Copied under the lock into memory allocated before it; indexed after. */
+  size_t bytes = MAXALIGN(Interest::bytes(settings.interest_bytes * 8));
+  std::vector<EntryCopy> copies(dirty.size());
+  std::vector<char> buffer(bytes * dirty.size() + MAXIMUM_ALIGNOF);
+  char *base = reinterpret_cast<char *>(MAXALIGN(buffer.data()));
+  size_t used = 0;
+  LWLockAcquire(shared->interest_lock, LW_SHARED);
+  for (size_t k = 0; k < dirty.size(); k++) {
+    int i = dirty[k];
+    InterestEntry *e = interest_entry(i);
+    copies[k] = EntryCopy{i, interest_dbs[i], e->generation, used};
+    if (copies[k].db != MyDatabaseId) continue;
+    for (;;) { /* the holder's seqlock (interest_publish) */
+      uint32 before = pg_atomic_read_u32(&e->change);
+      if (before & 1) {
+        pg_spin_delay();
+        continue;
+      }
+      pg_read_barrier();
+      memcpy(base + used, &e->interest, Interest::bytes(settings.interest_bytes * 8));
+      pg_read_barrier();
+      if (pg_atomic_read_u32(&e->change) == before) break;
+    }
+    used += bytes;
+  }
+  LWLockRelease(shared->interest_lock);
+  for (const EntryCopy &c : copies) index(c, *reinterpret_cast<const Interest *>(base + c.offset));
+  if (stale_ > 4096 && stale_ > postings_ / 2) compact();
+}
+
+void InterestIndex::post(Postings &list, int entry) {
+  Indexed &x = entries_[static_cast<size_t>(entry)];
+  list.push_back(Posting{entry, x.stamp});
+  x.postings++;
+  postings_++;
+}
+
+/* An entry's postings, after its older ones went stale. */
+void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
+  Indexed &x = entries_[static_cast<size_t>(copy.index)];
+  stale_ += x.postings;
+  x.postings = 0;
+  x.stamp++;
+  x.generation = copy.generation;
+  x.live = copy.db == MyDatabaseId;
+  if (!x.live) return;
+  int i = copy.index;
+  if (in.every_event) return post(every_, i);
+  int nt = std::clamp(in.ntables, 0, kInterestTables),
+      nw = std::clamp(in.nwild, 0, kInterestTables);
+  int nc = std::clamp(in.ncolumns, 0, kInterestColumns);
+  for (int t = 0; t < nt; t++) {
+    uint32_t relid = in.tables[t];
+    post(by_table_[relid], i);
+    bool wild = std::find(in.wild, in.wild + nw, relid) != in.wild + nw;
+    bool keyed = std::any_of(in.columns, in.columns + nc,
+                             [&](const InterestColumn &c) { return c.relid == relid; });
+    if (wild || !keyed)
+      post(any_event_[relid], i);
+    else if (!in.exact)
+      post(bloom_[relid], i);
+  }
+  for (int c = 0; c < nc; c++) {
+    const InterestColumn &col = in.columns[c];
+    post(by_column_[{col.relid, col.attnum}], i);
+    std::vector<int16_t> &keyed = keyed_columns_[col.relid];
+    if (std::find(keyed.begin(), keyed.end(), col.attnum) == keyed.end())
+      keyed.push_back(col.attnum);
+  }
+  auto [tokens, n] = in.tokens();
+  for (int k = 0; k < n; k++) post(by_token_[tokens[k]], i);
+}
+
+/* Drops the postings of older indexings. */
+void InterestIndex::compact() {
+  auto keep = [&](Postings &list) {
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const Posting &q) {
+                                const Indexed &x = entries_[static_cast<size_t>(q.entry)];
+                                return !x.live || x.stamp != q.stamp;
+                              }),
+               list.end());
+    return list.empty();
+  };
+  auto sweep = [&](auto &map) {
+    for (auto it = map.begin(); it != map.end();) it = keep(it->second) ? map.erase(it) : ++it;
+  };
+  sweep(by_token_);
+  sweep(by_table_);
+  sweep(any_event_);
+  sweep(bloom_);
+  sweep(by_column_);
+  keep(every_);
+  keyed_columns_.clear();
+  for (const auto &[column, list] : by_column_)
+    keyed_columns_[column.first].push_back(column.second);
+  postings_ -= stale_;
+  stale_ = 0;
+}
+
+void InterestIndex::note(int entry, uint64_t seq) {
+  uint64_t &b = best_[static_cast<size_t>(entry)];
+  if (b == 0) found_.push_back(entry);
+  b = std::max(b, seq);
+}
+
+void InterestIndex::take(const Postings *list, const EventProbe &p) {
+  if (!list) return;
+  for (const Posting &q : *list) {
+    const Indexed &x = entries_[static_cast<size_t>(q.entry)];
+    if (x.live && x.stamp == q.stamp) note(q.entry, p.seq);
+  }
+}
+
+void InterestIndex::visit(const EventProbe &p,
+                          std::vector<std::pair<int, const EventProbe *>> &probe_later) {
+  take(&every_, p);
+  if (p.reload) {
+    if (p.relid != 0) return take(find(by_table_, p.relid), p);
+    for (const auto &[relid, list] : by_table_) take(&list, p); /* every table */
+    return;
+  }
+  take(find(any_event_, p.relid), p);
+  /* a keyed column the event does not carry: it may matter */
+  if (const auto *keyed = find(keyed_columns_, p.relid))
+    for (int16_t attnum : *keyed)
+      if (std::find(p.attnums.begin(), p.attnums.end(), attnum) == p.attnums.end())
+        take(find(by_column_, std::make_pair(p.relid, attnum)), p);
+  for (const auto &[attnum, token] : p.tokens) take(find(by_token_, token), p);
+  if (const Postings *list = find(bloom_, p.relid))
+    for (const Posting &q : *list) {
+      const Indexed &x = entries_[static_cast<size_t>(q.entry)];
+      if (x.live && x.stamp == q.stamp) probe_later.emplace_back(q.entry, &p);
+    }
+}
+
+void InterestIndex::done() {
+  for (int i : found_) best_[static_cast<size_t>(i)] = 0;
+  found_.clear();
+}
+
+/* Whether e's interest, read in place, matches p (see interest_publish()). */
+bool matches_in_place(InterestEntry *e, const EventProbe &p) {
+  for (;;) {
+    uint32 before = pg_atomic_read_u32(&e->change);
+    if (before & 1) {
+      pg_spin_delay();
+      continue;
+    }
+    pg_read_barrier();
+    bool match = e->interest.matches(p);
+    pg_read_barrier();
+    if (pg_atomic_read_u32(&e->change) == before) return match;
+  }
+}
+
+}  // namespace
+
+void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits) {
+  hits.clear();
+  if (!interests || events.empty()) return;
+  if (!the_index) the_index = new InterestIndex();
+  InterestIndex &index = *the_index;
+  /* Each event's tokens are hashed once, not once per interest. */
+  std::vector<EventProbe> probes;
+  probes.reserve(events.size());
+  for (const Event &ev : events) probes.push_back(probe_of(ev));
+  std::vector<std::pair<int, const EventProbe *>> probe_later;
+  try {
+    index.refresh();
+    for (const EventProbe &p : probes) index.visit(p, probe_later);
+    /* no allocation under the lock */
+    index.reserve(probe_later.size());
+    hits.reserve(index.found().size() + probe_later.size());
+  } catch (...) {
+    /* Dirty bits it cleared are lost with it: the next batch indexes
+     * every entry again. */
+    delete the_index;
+    the_index = nullptr;
+    throw;
+  }
+  LWLockAcquire(shared->interest_lock, LW_SHARED);
+  for (const auto &[i, p] : probe_later)
+    if (interest_dbs[i] == MyDatabaseId && matches_in_place(interest_entry(i), *p))
+      index.note(i, p->seq);
+  for (int i : index.found()) {
+    InterestEntry *e = interest_entry(i);
+    /* (an entry freed or taken again since it was indexed: its new
+     * holder trusts it only for later events) */
+    if (interest_dbs[i] != MyDatabaseId || e->generation != index.generation(i)) continue;
+    uint64 seq = index.best(i);
+    SpinLockAcquire(&e->mutex);
+    e->notifications++;
+    e->matched_seq = std::max<uint64>(e->matched_seq, seq);
+    SpinLockRelease(&e->mutex);
+    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
+  }
+  LWLockRelease(shared->interest_lock);
+  index.done();
+}
+
+}  // namespace ectosync

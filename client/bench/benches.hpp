@@ -9,10 +9,11 @@
 
 namespace bench {
 
-int bench_write(const Flags &f);   /* write_bench.cpp */
-int write_setup(const Flags &f);   /* write_bench.cpp */
-int write_sql(const Flags &f);     /* write_bench.cpp */
-int bench_sync(const Flags &f);    /* sync_bench.cpp */
-int bench_latency(const Flags &f); /* latency_bench.cpp */
+int bench_write(const Flags &f);     /* write_bench.cpp */
+int write_setup(const Flags &f);     /* write_bench.cpp */
+int write_sql(const Flags &f);       /* write_bench.cpp */
+int bench_sync(const Flags &f);      /* sync_bench.cpp */
+int bench_latency(const Flags &f);   /* latency_bench.cpp */
+int bench_interests(const Flags &f); /* interest_bench.cpp */
 
 }  // namespace bench

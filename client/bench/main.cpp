@@ -19,6 +19,9 @@
  *       each), per event kind.
  *   ectosync_bench latency [--seconds S] [--rates 100,1000,10000]
  *       commit-to-notify latency p50/p99/max at paced change rates.
+ *   ectosync_bench interests [--values 0,1000,10000,30000] [--events N]
+ *       the worker's CPU time per event as held values (each user's own
+ *       posts) grow, against none held.
  *
  * Connects through PG*; run it via scripts/bench.sh (a throwaway cluster).
  */
@@ -32,7 +35,8 @@ using namespace bench;
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    std::cerr << "usage: ectosync_bench write|write-setup|write-sql|sync|latency|all [--flag value "
+    std::cerr << "usage: ectosync_bench write|write-setup|write-sql|sync|latency|interests|all "
+                 "[--flag value "
                  "...]\n";
     return 2;
   }
@@ -44,6 +48,7 @@ int main(int argc, char **argv) {
     if (what == "write-setup") return write_setup(f);
     if (what == "sync") return bench_sync(f);
     if (what == "latency") return bench_latency(f);
+    if (what == "interests") return bench_interests(f);
     if (what == "all") {
       int rc = bench_write(f);
       rc |= bench_sync(f);

@@ -31,6 +31,12 @@ CREATE FUNCTION ectosync.wait_changes(timeout_ms int DEFAULT 10000)
 COMMENT ON FUNCTION ectosync.wait_changes(int) IS
   'A row (as changes(name) gives it) for each held value of the session that changed, as soon as one did, or whose changes failed (error); none after timeout_ms';
 
+-- Many values on one connection, with LISTEN: one channel for all of them.
+CREATE FUNCTION ectosync.listen_changes() RETURNS text
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_listen_changes';
+COMMENT ON FUNCTION ectosync.listen_changes() IS
+  'LISTEN to this session''s channel, which the worker notifies when its held values change (then call wait_changes(0)); returns the channel';
+
 CREATE FUNCTION ectosync.release(name text) RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';
 COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if none had that name';

@@ -53,6 +53,18 @@ SELECT regress.sleeps() AS s0, regress.cpu_ticks() AS t0 \gset
 SELECT count(*) AS changed FROM ectosync.wait_changes(1000);
 SELECT regress.sleeps() - :s0 < 30 AS slept, regress.cpu_ticks() - :t0 < 30 AS idle;
 
+-- With LISTEN instead of a waiting call: one channel for all of the
+-- session's values, which the worker notifies once a batch that concerns
+-- any of them (the client then calls wait_changes(0)).  Its name cannot be
+-- guessed by another role.  (UNLISTEN in the same transaction: the
+-- notification it sends itself is not shown here; client/tests/hub_test
+-- receives them.)
+BEGIN;
+SELECT ectosync.listen_changes() ~ ('^ectosync_changes_' || pg_backend_pid() || '_[0-9a-f]{16}$')
+  AS channel;
+UNLISTEN *;
+COMMIT;
+
 -- release() takes a set of names.
 SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
 SELECT count(*) AS still_held FROM ectosync.held();

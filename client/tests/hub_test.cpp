@@ -417,3 +417,51 @@ TEST(Hub, RandomShapesStayExactUnderFaults) {
   }
   EXPECT_EQ(diverged, 0) << "of " << kHubs * per_hub << " values (seed " << seed << ")";
 }
+
+/*
+ * With LISTEN instead of a waiting call: one channel for all of a
+ * session's values (listen_changes()).  A change of one of them brings a
+ * notification on it (one per worker batch, however many values changed),
+ * and wait_changes(0) then returns the values that changed; a change of
+ * none brings nothing.  Another session's channel has another name.
+ */
+TEST(Hub, OneChannelPerSession) {
+  Fixture f("ectosync_client_hub_listen");
+  pg::Connection session(f.db.conninfo());
+  auto authors = f.admin.exec("SELECT author_id FROM posts GROUP BY 1 ORDER BY 1 LIMIT 3");
+  ASSERT_EQ(authors.rows(), 3);
+  for (int i = 0; i < 3; i++)
+    session.exec("SELECT ectosync.hold($1, 'posts', '[\"comments\"]', "
+                 "pg_catalog.jsonb_build_object('author_id', $2::int), listen => false) IS NULL",
+                 {"author " + std::to_string(i), authors.str(i, 0)});
+  std::string channel = session.exec("SELECT ectosync.listen_changes()").str(0, 0);
+  EXPECT_EQ(channel.rfind("ectosync_changes_" + std::to_string(session.backend_pid()) + "_", 0),
+            0u);
+  pg::Connection other(f.db.conninfo());
+  EXPECT_NE(other.exec("SELECT ectosync.listen_changes()").str(0, 0), channel);
+  /* the notification to itself: look once */
+  auto first = session.wait_notification(5000ms);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->channel, channel);
+  EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+
+  /* a post of author 1 changes: one notification, one row */
+  f.admin.exec("UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
+               "author_id = $1::int)",
+               {authors.str(1, 0)});
+  auto n = session.wait_notification(5000ms);
+  ASSERT_TRUE(n.has_value()) << "no notification for a change of a held value";
+  EXPECT_EQ(n->channel, channel);
+  auto rows = session.exec("SELECT name FROM ectosync.wait_changes(0) ORDER BY name");
+  ASSERT_EQ(rows.rows(), 1);
+  EXPECT_EQ(rows.str(0, 0), "author 1");
+
+  /* a post of another author: no notification (the worker's batch is
+   * loaded and notified before wait_for_worker() returns) */
+  f.admin.exec("UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
+               "author_id > $1::int)",
+               {authors.str(2, 0)});
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  EXPECT_FALSE(session.wait_notification(300ms).has_value());
+  EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+}

@@ -117,6 +117,26 @@ ECTOSYNC_FUNCTION(ectosync_hold) {
   PG_RETURN_JSONB_P(value);
 }
 
+/*
+ * SQL: ectosync.listen_changes() RETURNS text.  LISTENs to the session's
+ * channel (interest_listen_session()): one notification per worker batch
+ * that concerns any of its held values, for clients that wait with LISTEN
+ * rather than in wait_changes(); they then call wait_changes(0).  A
+ * notification to itself, delivered at this transaction's commit, makes
+ * the client look once: changes before its LISTEN took effect are covered.
+ * (Values without an interest entry are not: wait_changes() covers them.)
+ */
+ECTOSYNC_FUNCTION(ectosync_listen_changes) {
+  (void)fcinfo;
+  std::string channel = interest_listen_session();
+  text *name = pg_call([&] {
+    Async_Listen(channel.c_str());
+    Async_Notify(channel.c_str(), "{}");
+    return cstring_to_text(channel.c_str());
+  });
+  PG_RETURN_TEXT_P(name);
+}
+
 /* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
 ECTOSYNC_FUNCTION(ectosync_changes) {
   if (PG_ARGISNULL(0))

@@ -340,7 +340,8 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     e->notifications++;
     e->matched_seq = std::max<uint64>(e->matched_seq, seq);
     SpinLockRelease(&e->mutex);
-    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening});
+    hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening, e->session_listening,
+                               e->pid, e->session_tag});
   }
   LWLockRelease(shared->interest_lock);
   index.done();

@@ -27,6 +27,7 @@ extern "C" {
 
 #include <algorithm>
 #include <cstring>
+#include <cinttypes>
 #include <random>
 
 namespace ectosync {
@@ -56,6 +57,39 @@ static void detach_all_interests(int, Datum) {
     if (OidIsValid(interest_dbs[i]) && interest_entry(i)->pid == MyProcPid) free_entry(i);
   LWLockRelease(shared->interest_lock);
 }
+
+namespace {
+
+/* Whether this session called listen_changes(), and its channel's tag. */
+bool session_listens = false;
+uint64 session_tag = 0;
+
+/* 64 bits of SHA-256 over the key only shared memory holds and data. */
+uint64 secret_tag(const void *data, size_t size) {
+  uint8 digest[PG_SHA256_DIGEST_LENGTH];
+  bool ok = pg_call([&] {
+    pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+    if (!ctx) return false;
+    bool done = pg_cryptohash_init(ctx) == 0 &&
+                pg_cryptohash_update(ctx, shared->channel_key, sizeof shared->channel_key) == 0 &&
+                pg_cryptohash_update(ctx, (const uint8 *)data, size) == 0 &&
+                pg_cryptohash_final(ctx, digest, sizeof digest) == 0;
+    pg_cryptohash_free(ctx);
+    return done;
+  });
+  if (!ok) throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: could not hash a channel name");
+  uint64 tag = 0;
+  for (int i = 0; i < 8; i++) tag = tag << 8 | digest[i];
+  return tag;
+}
+
+std::string hex(uint64 tag) {
+  char out[17];
+  snprintf(out, sizeof out, "%016" PRIx64, tag);
+  return out;
+}
+
+}  // namespace
 
 int interest_attach(uint32_t &generation, bool listening) {
   static bool exit_callback = false;
@@ -88,6 +122,8 @@ int interest_attach(uint32_t &generation, bool listening) {
     e->role = role;
     e->latch = MyLatch;
     e->listening = listening;
+    e->session_listening = session_listens;
+    e->session_tag = session_tag;
     generation = ++e->generation;
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
@@ -150,22 +186,46 @@ uint64_t interest_notifications(int index) {
  * from learning when a value's rows change.
  */
 std::string interest_channel(int index, uint32_t generation) {
-  uint8 digest[PG_SHA256_DIGEST_LENGTH];
   int32 parts[2] = {index, (int32)generation};
-  bool ok = pg_call([&] {
-    pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-    if (!ctx) return false;
-    bool done = pg_cryptohash_init(ctx) == 0 &&
-                pg_cryptohash_update(ctx, shared->channel_key, sizeof shared->channel_key) == 0 &&
-                pg_cryptohash_update(ctx, (const uint8 *)parts, sizeof parts) == 0 &&
-                pg_cryptohash_final(ctx, digest, sizeof digest) == 0;
-    pg_cryptohash_free(ctx);
-    return done;
-  });
-  if (!ok) throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync: could not hash a channel name");
-  char tag[17];
-  for (int i = 0; i < 8; i++) snprintf(tag + 2 * i, 3, "%02x", digest[i]);
-  return "ectosync_held_" + std::to_string(index) + "_" + tag;
+  return "ectosync_held_" + std::to_string(index) + "_" + hex(secret_tag(parts, sizeof parts));
+}
+
+std::string session_channel(int pid, uint64_t tag) {
+  return "ectosync_changes_" + std::to_string(pid) + "_" + hex(tag);
+}
+
+/*
+ * The tag hashes the backend's pid and start time (another session that
+ * gets the pid later gets another channel), and "changes" (no entry's
+ * channel has the same parts).
+ */
+std::string interest_listen_session() {
+  if (!interests)
+    throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "ecto_sync: listen_changes() needs ecto_sync in shared_preload_libraries");
+  if (!session_listens) {
+    struct {
+      char what[8];
+      int32 pid;
+      int64 started;
+    } parts;
+    memset(&parts, 0, sizeof parts);
+    memcpy(parts.what, "changes", 7);
+    parts.pid = MyProcPid;
+    parts.started = MyStartTimestamp;
+    session_tag = secret_tag(&parts, sizeof parts);
+    LWLockAcquire(shared->interest_lock, LW_EXCLUSIVE);
+    for (int i = 0; i < shared->interest_high; i++) {
+      InterestEntry *e = interest_entry(i);
+      if (OidIsValid(interest_dbs[i]) && e->pid == MyProcPid) {
+        e->session_tag = session_tag;
+        e->session_listening = true;
+      }
+    }
+    session_listens = true; /* (before the lock goes: attaches from now on) */
+    LWLockRelease(shared->interest_lock);
+  }
+  return session_channel(MyProcPid, session_tag);
 }
 
 }  // namespace ectosync

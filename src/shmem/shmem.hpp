@@ -142,7 +142,15 @@ bool interest_entry_matches(int index, const Event &ev);
 void interest_detach(int index);
 /* Notifications the worker sent for the entry so far. */
 uint64_t interest_notifications(int index);
-/* The channel of an entry: "ectosync_held_<index>_<generation>". */
+/* The channel of an entry: "ectosync_held_<index>_<tag>". */
 std::string interest_channel(int index, uint32_t generation);
+/*
+ * This session's channel, "ectosync_changes_<pid>_<tag>", which the worker
+ * notifies (once a batch) when an event concerns any value the session
+ * holds with an interest entry, from now on; the channel's name.
+ */
+std::string interest_listen_session();
+/* The channel of a session (its pid and tag). */
+std::string session_channel(int pid, uint64_t tag);
 
 }  // namespace ectosync

@@ -117,7 +117,11 @@ struct InterestEntry {
   uint32 generation; /* interest_lock: new at every attach, names the channel */
   Latch *latch;      /* interest_lock: the holder's, set when an event matches */
   bool listening;    /* interest_lock: the holder LISTENs to the entry's channel */
-  slock_t mutex;     /* guards notifications and matched_seq */
+  /* interest_lock: the holder LISTENs to its session's channel
+   * (listen_changes()), named by its pid and session_tag */
+  bool session_listening;
+  uint64 session_tag;
+  slock_t mutex; /* guards notifications and matched_seq */
   uint64 notifications;
   uint64 matched_seq; /* the last event that matched (counted before it is loaded) */
   /* A seqlock over interest: odd while its holder rewrites it (the only
@@ -200,6 +204,9 @@ struct InterestHit {
   uint64 seq;
   Latch *latch;
   bool listening;
+  bool session_listening;
+  pid_t pid;
+  uint64 session_tag;
 };
 void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &hits);
 

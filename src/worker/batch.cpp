@@ -242,7 +242,8 @@ void notify(Oid relid, uint64 seq, Op op) {
  * latches are set at once (a holder waiting in wait_changes() wakes; the
  * batch is already marked loaded), and a holder that LISTENs gets one
  * notification on the value's channel, naming the last event that concerns
- * it, at the worker's commit.  Returns the notifications sent.
+ * it, at the worker's commit; a session that called listen_changes(), one
+ * on its channel for all its values.  Returns the notifications sent.
  */
 uint64 notify_held(const std::vector<Event> &events) {
   std::vector<InterestHit> hits;
@@ -252,14 +253,23 @@ uint64 notify_held(const std::vector<Event> &events) {
 
 uint64 wake_held(const std::vector<InterestHit> &hits) {
   uint64 sent = 0;
+  auto notify = [&](const std::string &channel, uint64 seq) {
+    std::string payload = "{\"event\": \"" + format_event_id(shared_epoch(), seq) + "\"}";
+    pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
+    sent++;
+  };
+  /* sessions that listen_changes(): one notification each, the last seq */
+  std::map<std::pair<pid_t, uint64>, uint64> sessions;
   for (const InterestHit &hit : hits) {
     if (hit.latch) SetLatch(hit.latch);
-    if (!hit.listening) continue;
-    sent++;
-    std::string channel = interest_channel(hit.index, hit.generation);
-    std::string payload = "{\"event\": \"" + format_event_id(shared_epoch(), hit.seq) + "\"}";
-    pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
+    if (hit.listening) notify(interest_channel(hit.index, hit.generation), hit.seq);
+    if (hit.session_listening) {
+      uint64 &seq = sessions[{hit.pid, hit.session_tag}];
+      seq = std::max(seq, hit.seq);
+    }
   }
+  for (const auto &[session, seq] : sessions)
+    notify(session_channel(session.first, session.second), seq);
   return sent;
 }
 

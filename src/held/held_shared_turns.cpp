@@ -29,6 +29,13 @@ namespace ectosync {
 SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t &version,
                            uint64_t &scanned) {
   SharedHeld &s = slots[slot];
+  /* Most sessions find the events applied by another's turn: a shared
+   * look, without the exclusive lock that every other session waits for. */
+  LWLockAcquire(control->lock, LW_SHARED);
+  version = s.version;
+  scanned = s.scanned;
+  LWLockRelease(control->lock);
+  if (scanned >= upto) return SharedTurn::Current;
   TimestampTz start = GetCurrentTimestamp();
   bool mine = false, current = false, timed_out = false;
   ConditionVariablePrepareToSleep(&control->cv);

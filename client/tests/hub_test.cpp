@@ -431,9 +431,10 @@ TEST(Hub, OneChannelPerSession) {
   auto authors = f.admin.exec("SELECT author_id FROM posts GROUP BY 1 ORDER BY 1 LIMIT 3");
   ASSERT_EQ(authors.rows(), 3);
   for (int i = 0; i < 3; i++)
-    session.exec("SELECT ectosync.hold($1, 'posts', '[\"comments\"]', "
-                 "pg_catalog.jsonb_build_object('author_id', $2::int), listen => false) IS NULL",
-                 {"author " + std::to_string(i), authors.str(i, 0)});
+    session.exec(
+        "SELECT ectosync.hold($1, 'posts', '[\"comments\"]', "
+        "pg_catalog.jsonb_build_object('author_id', $2::int), listen => false) IS NULL",
+        {"author " + std::to_string(i), authors.str(i, 0)});
   std::string channel = session.exec("SELECT ectosync.listen_changes()").str(0, 0);
   EXPECT_EQ(channel.rfind("ectosync_changes_" + std::to_string(session.backend_pid()) + "_", 0),
             0u);
@@ -446,9 +447,10 @@ TEST(Hub, OneChannelPerSession) {
   EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
 
   /* a post of author 1 changes: one notification, one row */
-  f.admin.exec("UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
-               "author_id = $1::int)",
-               {authors.str(1, 0)});
+  f.admin.exec(
+      "UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
+      "author_id = $1::int)",
+      {authors.str(1, 0)});
   auto n = session.wait_notification(5000ms);
   ASSERT_TRUE(n.has_value()) << "no notification for a change of a held value";
   EXPECT_EQ(n->channel, channel);
@@ -458,9 +460,10 @@ TEST(Hub, OneChannelPerSession) {
 
   /* a post of another author: no notification (the worker's batch is
    * loaded and notified before wait_for_worker() returns) */
-  f.admin.exec("UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
-               "author_id > $1::int)",
-               {authors.str(2, 0)});
+  f.admin.exec(
+      "UPDATE posts SET title = title || '!' WHERE id = (SELECT min(id) FROM posts WHERE "
+      "author_id > $1::int)",
+      {authors.str(2, 0)});
   f.admin.exec("SELECT ectosync.wait_for_worker()");
   EXPECT_FALSE(session.wait_notification(300ms).has_value());
   EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");

@@ -114,6 +114,27 @@ INSERT INTO q.comments VALUES (21, 2, 'on a post inside it', '2024-07-01');
 SELECT q.new_wakes() AS woken;
 SELECT ectosync.release('window');
 
+-- A full window without a filter: a post may enter it wherever it sorts,
+-- but not after the window's last row.  The worker compares the first
+-- order column of a change with the last row's (capture carries that
+-- column when the watch() spec names the query): posts that sort after
+-- it wake nobody.
+SELECT ectosync.watch('q.posts', '{"$query": {"order_by": {"inserted_at": "desc"}, "limit": 2},
+                                   "author": {}, "comments": {}, "tags": {}}') IS NOT NULL AS watched;
+SELECT jsonb_path_query_array(ectosync.hold('window', 'q.posts',
+         '{"$query": {"order_by": {"inserted_at": "desc"}, "limit": 2}}', listen => false),
+       '$.rows[*].inserted_at') AS newest;
+UPDATE q.seen SET n = q.wakes();
+UPDATE q.posts SET title = 'an old post, edited' WHERE id = 1;
+SELECT q.new_wakes() AS woken;
+INSERT INTO q.posts VALUES (30, 1, 'an old post, inserted', true, '2020-01-01');
+SELECT q.new_wakes() AS woken;
+INSERT INTO q.posts VALUES (31, 1, 'the newest post', true, '2025-01-01');
+SELECT q.new_wakes() AS woken;
+SELECT jsonb_path_query_array(ectosync.changes('window') -> 'patch', '$[*].op') AS ops;
+DELETE FROM q.posts WHERE id IN (30, 31);
+SELECT ectosync.release('window');
+
 -- Pages: an offset window is read again when a change may shift it.
 CREATE TABLE q.page AS SELECT ectosync.load('q.posts',
   '{"$query": {"order_by": "title", "limit": 2, "offset": 2}}') AS v;

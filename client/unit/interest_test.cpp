@@ -155,3 +155,68 @@ TEST(Interest, SmallValuesKeepTheirTokensAndMatchExactly) {
     false_positives += in->matches(event(kComments, Op::Insert, {col(2, {}, std::to_string(i))}));
   EXPECT_LT(false_positives, 200) << "more than 2% of 10,000 other keys matched";
 }
+
+TEST(Interest, NumbersCompareAsNumericOrdersThem) {
+  using ectosync::KeyKind;
+  auto cmp = [](const char *a, const char *b) {
+    return ectosync::compare_event_texts(KeyKind::Number, a, b);
+  };
+  EXPECT_EQ(cmp("9", "10"), -1);
+  EXPECT_EQ(cmp("-10", "-9"), -1);
+  EXPECT_EQ(cmp("1.50", "1.5"), 0);
+  EXPECT_EQ(cmp("0.05", "0.1"), -1);
+  EXPECT_EQ(cmp("-0.00", "0"), 0);
+  EXPECT_EQ(cmp("007", "7"), 0);
+  EXPECT_EQ(cmp("-1", "0"), -1);
+  EXPECT_EQ(cmp("123456789012345678901234567890", "99"), 1);
+  EXPECT_EQ(cmp("-Infinity", "-1e9"), -1);
+  EXPECT_EQ(cmp("Infinity", "99999"), 1);
+  EXPECT_EQ(cmp("NaN", "Infinity"), 1); /* numeric: NaN after every number */
+  EXPECT_EQ(ectosync::compare_event_texts(KeyKind::TimestampTz, "2024-01-02T00:00:00+00:00",
+                                          "2024-01-10T00:00:00+00:00"),
+            -1);
+  EXPECT_EQ(ectosync::compare_event_texts(KeyKind::Text, "B", "a"), -1); /* bytewise */
+}
+
+TEST(Interest, FullWindowIgnoresRowsThatSortAfterIt) {
+  /* the 3 newest posts (inserted_at, attnum 4, descending): the last holds
+   * 2024-01-05; held posts 7, 8, 9 */
+  using ectosync::KeyKind;
+  auto in = interest();
+  ASSERT_TRUE(
+      in->add_range(kPosts, 4, KeyKind::TimestampTz, true, true, "2024-01-05T00:00:00+00:00"));
+  for (const char *id : {"7", "8", "9"}) in->add(kPosts, 1, id);
+  auto at = [](const char *t) { return std::optional<std::string>(t); };
+  /* an older post inserted, updated or deleted: nothing */
+  EXPECT_FALSE(in->matches(
+      event(kPosts, Op::Insert, {col(1, {}, "20"), col(4, {}, at("2024-01-01T00:00:00+00:00"))})));
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Update,
+                                 {col(1, "3", "3"), col(4, at("2023-12-01T00:00:00+00:00"),
+                                                        at("2024-01-04T23:59:59+00:00"))})));
+  EXPECT_FALSE(in->matches(
+      event(kPosts, Op::Delete, {col(1, "4", {}), col(4, at("2023-01-01T00:00:00+00:00"), {})})));
+  /* a newer one, one tied with the last, one moving in: it may enter */
+  EXPECT_TRUE(in->matches(
+      event(kPosts, Op::Insert, {col(1, {}, "21"), col(4, {}, at("2024-02-01T00:00:00+00:00"))})));
+  EXPECT_TRUE(in->matches(
+      event(kPosts, Op::Insert, {col(1, {}, "22"), col(4, {}, at("2024-01-05T00:00:00+00:00"))})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Update,
+                                {col(1, "3", "3"), col(4, at("2023-12-01T00:00:00+00:00"),
+                                                       at("2024-03-01T00:00:00+00:00"))})));
+  /* a held post, whatever its time; a NULL time; an event without the column */
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Update,
+                                {col(1, "8", "8"), col(4, at("2023-01-01T00:00:00+00:00"),
+                                                       at("2023-01-01T00:00:00+00:00"))})));
+  ColumnChange null_time = col(4, {}, {});
+  null_time.has_new = true; /* NULL */
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "23"), null_time})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "24")})));
+  /* ascending: the other side */
+  auto asc = interest();
+  ASSERT_TRUE(asc->add_range(kPosts, 2, KeyKind::Number, false, false, "50"));
+  EXPECT_TRUE(asc->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), col(2, {}, "49.5")})));
+  EXPECT_FALSE(asc->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), col(2, {}, "51")})));
+  /* what it cannot say: the caller makes the table wild */
+  EXPECT_FALSE(asc->add_range(kPosts, 3, KeyKind::Char, false, false, "x"));
+  EXPECT_FALSE(asc->add_range(kPosts, 3, KeyKind::Text, false, false, std::string(200, 'x')));
+}

@@ -76,6 +76,10 @@ JoinTarget join_target(uint32_t relid, const std::vector<Column> &fk,
 void collect_needs(const PlanNode &node, Needs &needs) {
   TableNeed &own = need_of(needs, node.table);
   own.tracked.insert(node.table.fk_attnums.begin(), node.table.fk_attnums.end());
+  /* A window's first order column: a held value's interest tells rows that
+   * sort after its last row by it (held_interest.cpp). */
+  if (node.query.windowed() && node.query.ordered())
+    own.tracked.insert(node.query.order.front().column.attnum);
   for (const auto &a : node.assocs) {
     track(need_of(needs, node.table), a.owner_cols);
     track(need_of(needs, a.target->table), a.target_cols);

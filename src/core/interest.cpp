@@ -37,7 +37,55 @@ void bits(uint64_t token, uint64_t nbits, Fn fn) {
   for (uint64_t i = 0; i < 3; i++) fn((h1 + i * h2) % nbits);
 }
 
+/*
+ * Order of two numbers as numeric's output writes them (no exponent):
+ * -Infinity, then the numbers, then Infinity, then NaN (numeric's order).
+ */
+int compare_number_texts(std::string_view a, std::string_view b) {
+  auto rank = [](std::string_view t) {
+    if (t == "-Infinity") return 0;
+    if (t == "Infinity") return 2;
+    if (t == "NaN") return 3;
+    return 1;
+  };
+  int ra = rank(a), rb = rank(b);
+  if (ra != rb || ra != 1) return ra < rb ? -1 : ra > rb ? 1 : 0;
+  bool na = !a.empty() && a[0] == '-', nb = !b.empty() && b[0] == '-';
+  if (na) a.remove_prefix(1);
+  if (nb) b.remove_prefix(1);
+  auto split = [](std::string_view t) {
+    size_t dot = t.find('.');
+    std::string_view whole = t.substr(0, dot),
+                     frac = dot == std::string_view::npos ? "" : t.substr(dot + 1);
+    while (!whole.empty() && whole[0] == '0') whole.remove_prefix(1);
+    while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
+    return std::make_pair(whole, frac);
+  };
+  auto [wa, fa] = split(a);
+  auto [wb, fb] = split(b);
+  bool za = wa.empty() && fa.empty(), zb = wb.empty() && fb.empty();
+  if (za) na = false; /* -0 is 0 */
+  if (zb) nb = false;
+  if (na != nb) return na ? -1 : 1;
+  int c = wa.size() != wb.size() ? (wa.size() < wb.size() ? -1 : 1) : wa.compare(wb);
+  if (c == 0) c = fa.compare(fb); /* (trailing zeros gone: bytewise is numeric) */
+  c = c < 0 ? -1 : c > 0 ? 1 : 0;
+  return na ? -c : c;
+}
+
 }  // namespace
+
+bool range_kind(KeyKind kind) {
+  return kind == KeyKind::Number || kind == KeyKind::Text || kind == KeyKind::Bool ||
+         is_time_kind(kind);
+}
+
+int compare_event_texts(KeyKind kind, std::string_view a, std::string_view b) {
+  if (kind == KeyKind::Number) return compare_number_texts(a, b);
+  if (is_time_kind(kind)) return compare_time_texts(a, b);
+  int c = a.compare(b); /* text bytewise (COLLATE "C"), false before true */
+  return c < 0 ? -1 : c > 0 ? 1 : 0;
+}
 
 uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value) {
   uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
@@ -117,6 +165,22 @@ void Interest::add_token(uint64_t token) {
   set_bits(token);
 }
 
+bool Interest::add_range(uint32_t relid, int16_t attnum, KeyKind kind, bool desc, bool nulls_first,
+                         std::string_view bound) {
+  if (!range_kind(kind) || bound.size() > kRangeBoundBytes || nranges >= kInterestRanges)
+    return false;
+  add_column(relid, attnum); /* an event without the column matches */
+  InterestRange &r = ranges[nranges++];
+  r.relid = relid;
+  r.attnum = attnum;
+  r.kind = static_cast<uint8_t>(kind);
+  r.desc = desc;
+  r.nulls_first = nulls_first;
+  r.length = static_cast<uint8_t>(bound.size());
+  std::memcpy(r.bound, bound.data(), bound.size());
+  return true;
+}
+
 std::pair<const uint64_t *, int> Interest::tokens() const {
   if (!exact) return {bloom, 0};
   return {bloom, std::clamp(ntokens, 0, static_cast<int>(filter_bits(bloom_bits) / 64))};
@@ -142,6 +206,8 @@ EventProbe probe_of(const Event &ev) {
     p.attnums.push_back(c.attnum);
     for (const std::optional<std::string> &v : {c.old_value, c.new_value})
       if (v) p.tokens.emplace_back(c.attnum, interest_token(ev.relid, c.attnum, *v));
+    if (c.has_old) p.values.emplace_back(c.attnum, c.old_value);
+    if (c.has_new) p.values.emplace_back(c.attnum, c.new_value);
   }
   return p;
 }
@@ -157,6 +223,17 @@ bool Interest::matches(const EventProbe &ev) const {
   if (ev.reload) return ev.relid == 0 || contains(tables, nt, ev.relid);
   if (!contains(tables, nt, ev.relid)) return false;
   if (contains(wild, nw, ev.relid)) return true;
+  for (int i = 0; i < std::clamp(nranges, 0, kInterestRanges); i++) {
+    const InterestRange &r = ranges[i];
+    if (r.relid != ev.relid) continue;
+    std::string_view bound(r.bound, std::min<size_t>(r.length, kRangeBoundBytes));
+    for (const auto &[attnum, value] : ev.values) {
+      if (attnum != r.attnum) continue;
+      if (!value) return true; /* NULL: it may sort anywhere the window reaches */
+      int c = compare_event_texts(static_cast<KeyKind>(r.kind), *value, bound);
+      if (r.desc ? c >= 0 : c <= 0) return true;
+    }
+  }
   bool keyed = false;
   for (int i = 0; i < nc; i++) {
     if (columns[i].relid != ev.relid) continue;

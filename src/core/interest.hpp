@@ -37,6 +37,7 @@
 #pragma once
 
 #include "core/event.hpp"
+#include "core/plan.hpp"
 
 #include <cstdint>
 #include <string_view>
@@ -47,6 +48,8 @@ namespace ectosync {
 
 constexpr int kInterestTables = 16;  /* more: every event matches */
 constexpr int kInterestColumns = 32; /* more: every event matches */
+constexpr int kInterestRanges = 2;   /* more: the table is wild */
+constexpr int kRangeBoundBytes = 96; /* a longer bound: the table is wild */
 /*
  * The Bloom filter of a held value: ectosync.interest_size bytes (1 kB by
  * default) in shared memory, up to 4 kB.  A user's filtered value of tens
@@ -71,7 +74,29 @@ struct EventProbe {
   bool reload = false;
   std::vector<int16_t> attnums;                     /* the columns it carries */
   std::vector<std::pair<int16_t, uint64_t>> tokens; /* (attnum, token) of its values */
+  /* (attnum, old or new value; nullopt: NULL), for ranges */
+  std::vector<std::pair<int16_t, std::optional<std::string>>> values;
 };
+
+/*
+ * A full window of a table's rows, ordered by a column first: a row whose
+ * old or new value of the column sorts after the window's last row (in
+ * the window's order; ties do not) can neither enter the window nor move
+ * it.  Plain data, for shared memory.
+ */
+struct InterestRange {
+  uint32_t relid;
+  int16_t attnum;
+  uint8_t kind; /* KeyKind */
+  bool desc, nulls_first;
+  uint8_t length;
+  char bound[kRangeBoundBytes]; /* the last row's value, as events carry it */
+};
+
+/* Whether a value of kind that events carry as text can bound a range. */
+bool range_kind(KeyKind kind);
+/* Order (-1/0/1) of two texts of kind as events carry them (range_kind). */
+int compare_event_texts(KeyKind kind, std::string_view a, std::string_view b);
 
 EventProbe probe_of(const Event &ev);
 
@@ -83,10 +108,11 @@ struct InterestColumn {
 
 struct Interest {
   bool every_event; /* too many tables or columns to say */
-  int ntables, nwild, ncolumns;
+  int ntables, nwild, ncolumns, nranges;
   uint32_t tables[kInterestTables];
   uint32_t wild[kInterestTables];
   InterestColumn columns[kInterestColumns];
+  InterestRange ranges[kInterestRanges];
   int bloom_bits; /* the filter's size: a multiple of 64, at most kMaxBloomBits */
   /* While the tokens fit in the filter's words (128 at 1 kB: a user's
    * value of tens of rows), they are kept there as they are, sorted:
@@ -107,6 +133,14 @@ struct Interest {
   void add_column(uint32_t relid, int16_t attnum);
   /* A value of a key column that matters (the column is added too). */
   void add(uint32_t relid, int16_t attnum, std::string_view value);
+  /*
+   * A full window's order (see InterestRange): events of relid whose value
+   * of attnum sorts at or before bound, lack the column, or are NULL there
+   * match.  false (nothing added) when it cannot be said: the caller makes
+   * the table wild.
+   */
+  bool add_range(uint32_t relid, int16_t attnum, KeyKind kind, bool desc, bool nulls_first,
+                 std::string_view bound);
   bool matches(const Event &ev) const;
   /*
    * The same for a probe.  It only reads this object and tolerates torn

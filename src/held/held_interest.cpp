@@ -105,6 +105,29 @@ class InterestBuilder {
   Interest &in_;
 };
 
+/*
+ * A full root window ordered by a column first: the events of rows that
+ * sort after its last row can change nothing (interest.hpp's
+ * InterestRange).  false when that cannot be said (the window is not
+ * full, the last row's value is NULL, or the column's kind has no range):
+ * every root event matters then.  The column's values reach the worker
+ * when the watch() spec names the query (watch_needs.cpp).
+ */
+bool add_window_range(Interest &in, const PlanNode &root, const PartedValue &value) {
+  const ListQuery &q = root.query;
+  if (!q.limit || q.order.empty() || value.parts.empty()) return false;
+  int64_t rows = 0;
+  for (const Jsonb *part : value.parts) rows += jb::View(part).size();
+  jb::View last_part(value.parts.back());
+  if (rows == 0 || rows < *q.limit || last_part.size() == 0) return false;
+  const OrderKey &k = q.order.front();
+  std::optional<jb::Elem> v = jb::View(last_part.at(last_part.size() - 1)).get(k.column.name);
+  if (!v || v->is_null()) return false;
+  std::optional<std::string> text = elem_text(*v);
+  return text && in.add_range(root.table.relid, k.column.attnum, k.column.kind, k.desc,
+                              k.nulls_first, *text);
+}
+
 /* Whether filter picks some root rows (not all of them). */
 bool filters(const Jsonb *filter) {
   jb::View f = filter ? jb::View(filter) : jb::View();
@@ -125,9 +148,9 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value
   }
   const TableInfo &root = plan.root->table;
   InterestBuilder b(*in);
-  /* A window without a filter: any root row may enter it, but only the
-   * rows it holds have children that matter. */
-  if (!filtered) in->add_wild(root.relid);
+  /* A window without a filter: any root row that sorts inside it may
+   * enter it, but only the rows it holds have children that matter. */
+  if (!filtered && !add_window_range(*in, *plan.root, value)) in->add_wild(root.relid);
   for (uint32_t i = 0; filtered && i < f.size(); i++) {
     std::string name(f.key(i));
     int16_t attnum = pg_call([&] { return get_attnum(root.relid, name.c_str()); });

@@ -9,8 +9,8 @@
  * holds it, and from a table to the entries that every event of it, or
  * every RELOAD marker of it, concerns.  An event then visits only the
  * entries it may concern.  Interests too large for exact tokens (Bloom
- * filters) are probed in place, as before, but only for events of their
- * keyed tables.
+ * filters), and windows' ranges, are matched in place, as before, but
+ * only for events of their tables.
  *
  * Holders set their entry's bit in interest_dirty after publishing an
  * interest, taking or freeing an entry; each batch first reindexes the
@@ -95,9 +95,9 @@ class InterestIndex {
   std::vector<uint64_t> best_;
   std::vector<int> found_;
   std::unordered_map<uint64_t, Postings> by_token_;
-  std::unordered_map<uint32_t, Postings> by_table_;            /* RELOAD markers */
-  std::unordered_map<uint32_t, Postings> any_event_;           /* wild, or without keys */
-  std::unordered_map<uint32_t, Postings> bloom_;               /* keyed, with a Bloom filter */
+  std::unordered_map<uint32_t, Postings> by_table_;  /* RELOAD markers */
+  std::unordered_map<uint32_t, Postings> any_event_; /* wild, or without keys */
+  std::unordered_map<uint32_t, Postings> in_place_;  /* keyed: a Bloom filter, or a range */
   std::map<std::pair<uint32_t, int16_t>, Postings> by_column_; /* events lacking it */
   std::unordered_map<uint32_t, std::vector<int16_t>> keyed_columns_;
   Postings every_;
@@ -202,10 +202,13 @@ void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
     bool wild = std::find(in.wild, in.wild + nw, relid) != in.wild + nw;
     bool keyed = std::any_of(in.columns, in.columns + nc,
                              [&](const InterestColumn &c) { return c.relid == relid; });
+    int nr = std::clamp(in.nranges, 0, kInterestRanges);
+    bool ranged = std::any_of(in.ranges, in.ranges + nr,
+                              [&](const InterestRange &r) { return r.relid == relid; });
     if (wild || !keyed)
       post(any_event_[relid], i);
-    else if (!in.exact)
-      post(bloom_[relid], i);
+    else if (!in.exact || ranged)
+      post(in_place_[relid], i);
   }
   for (int c = 0; c < nc; c++) {
     const InterestColumn &col = in.columns[c];
@@ -235,7 +238,7 @@ void InterestIndex::compact() {
   sweep(by_token_);
   sweep(by_table_);
   sweep(any_event_);
-  sweep(bloom_);
+  sweep(in_place_);
   sweep(by_column_);
   keep(every_);
   keyed_columns_.clear();
@@ -274,7 +277,7 @@ void InterestIndex::visit(const EventProbe &p,
       if (std::find(p.attnums.begin(), p.attnums.end(), attnum) == p.attnums.end())
         take(find(by_column_, std::make_pair(p.relid, attnum)), p);
   for (const auto &[attnum, token] : p.tokens) take(find(by_token_, token), p);
-  if (const Postings *list = find(bloom_, p.relid))
+  if (const Postings *list = find(in_place_, p.relid))
     for (const Posting &q : *list) {
       const Indexed &x = entries_[static_cast<size_t>(q.entry)];
       if (x.live && x.stamp == q.stamp) probe_later.emplace_back(q.entry, &p);

@@ -34,6 +34,29 @@ SELECT count(DISTINCT datname) AS databases_with_a_worker
   FROM pg_stat_activity
  WHERE backend_type = 'ecto_sync worker' AND datname IN (current_database(), 'ectosync_other');
 
+-- An interest entry freed in one database and taken in another: the
+-- first database's worker, which had indexed it, leaves it to the other's,
+-- which wakes the new holder.
+CREATE TABLE xt (id int PRIMARY KEY, owner int NOT NULL);
+SELECT ectosync.watch('xt') IS NOT NULL AS watched;
+SELECT ectosync.hold('a', 'xt', '[]', '{"owner": 1}', listen => false) IS NOT NULL AS held;
+INSERT INTO xt VALUES (1, 1);
+SELECT ectosync.wait_for_worker();
+SELECT ectosync.release('a');
+SELECT * FROM dblink('other', $$
+  CREATE TABLE yt (id int PRIMARY KEY, owner int NOT NULL);
+  SELECT ectosync.watch('yt') IS NOT NULL;
+  SELECT ectosync.hold('b', 'yt', '[]', '{"owner": 1}', listen => false) IS NOT NULL $$)
+  AS t(held boolean);
+INSERT INTO xt VALUES (2, 1);
+SELECT ectosync.wait_for_worker();
+SELECT dblink_exec('other', 'INSERT INTO yt VALUES (2, 1)');
+SELECT * FROM dblink('other', 'SELECT ectosync.wait_for_worker()') AS t(caught_up boolean);
+SELECT * FROM dblink('other', $$SELECT notifications > 0 FROM ectosync.held() WHERE name = 'b'$$)
+  AS t(woken boolean);
+SELECT ectosync.unwatch('xt');
+DROP TABLE xt;
+
 SELECT dblink_disconnect('other');
 DROP DATABASE ectosync_other WITH (FORCE);
 DROP TABLE shared_name;

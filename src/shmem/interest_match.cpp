@@ -84,7 +84,6 @@ class InterestIndex {
     uint32 generation = 0;
     size_t postings = 0;
   };
-  std::vector<int> dirty_entries();
   void index(const EntryCopy &copy, const Interest &in);
   void post(Postings &list, int entry);
   void take(const Postings *list, const EventProbe &p);
@@ -112,66 +111,65 @@ const typename Map::mapped_type *find(const Map &map, const Key &key) {
   return it == map.end() ? nullptr : &it->second;
 }
 
-/* The entries whose bit is set and that are (or were, as indexed) this
- * database's, with their bits cleared; every such entry at the first call. */
-std::vector<int> InterestIndex::dirty_entries() {
+/*
+ * Reindexes the entries whose bit is set: those of this database (their
+ * bits cleared), and those indexed as this database's that left it (their
+ * bits left for their new database's worker); every entry of this
+ * database at the first call.  Bits are read, cleared and the entries
+ * copied under interest_lock, which taking and freeing an entry hold
+ * exclusive: an entry cannot change databases in between, so a worker
+ * never clears a bit that another database's worker needs.  In chunks:
+ * the copies are made into memory allocated before the lock, and indexed
+ * after it.
+ */
+void InterestIndex::refresh() {
   int n = settings.max_held_values;
-  std::vector<int> out;
-  if (!built_) {
+  bool first = !built_;
+  if (first) {
     entries_.assign(static_cast<size_t>(n), Indexed{});
     best_.assign(static_cast<size_t>(n), 0);
     built_ = true;
-    for (int i = 0; i < n; i++) out.push_back(i);
-    return out;
   }
-  for (int w = 0; w < (n + 63) / 64; w++) {
-    uint64 bits = pg_atomic_read_u64(&interest_dirty[w]);
-    if (bits == 0) continue;
-    uint64 mine = 0;
-    for (int b = 0; b < 64; b++) {
-      int i = w * 64 + b;
-      if (!(bits >> b & 1) || i >= n) continue;
-      /* (another database's bit is its worker's to clear) */
-      if (interest_dbs[i] == MyDatabaseId || entries_[static_cast<size_t>(i)].live) {
-        mine |= 1ULL << b;
-        out.push_back(i);
-      }
-    }
-    if (mine) pg_atomic_fetch_and_u64(&interest_dirty[w], ~mine);
-  }
-  return out;
-}
-
-void InterestIndex::refresh() {
-  std::vector<int> dirty = dirty_entries();
-  if (dirty.empty()) return;
-  /* Copied under the lock into memory allocated before it; indexed after. */
+  constexpr size_t kChunk = 1024;
   size_t bytes = MAXALIGN(Interest::bytes(settings.interest_bytes * 8));
-  std::vector<EntryCopy> copies(dirty.size());
-  std::vector<char> buffer(bytes * dirty.size() + MAXIMUM_ALIGNOF);
+  std::vector<EntryCopy> copies(kChunk);
+  std::vector<char> buffer(bytes * kChunk + MAXIMUM_ALIGNOF);
   char *base = reinterpret_cast<char *>(MAXALIGN(buffer.data()));
-  size_t used = 0;
-  LWLockAcquire(shared->interest_lock, LW_SHARED);
-  for (size_t k = 0; k < dirty.size(); k++) {
-    int i = dirty[k];
-    InterestEntry *e = interest_entry(i);
-    copies[k] = EntryCopy{i, interest_dbs[i], e->generation, used};
-    if (copies[k].db != MyDatabaseId) continue;
-    for (;;) { /* the holder's seqlock (interest_publish) */
-      uint32 before = pg_atomic_read_u32(&e->change);
-      if (before & 1) {
-        pg_spin_delay();
+  int next = 0;
+  while (next < n) {
+    size_t count = 0;
+    LWLockAcquire(shared->interest_lock, LW_SHARED);
+    for (; next < n && count < kChunk; next++) {
+      pg_atomic_uint64 *word = &interest_dirty[next / 64];
+      if (!first && next % 64 == 0 && pg_atomic_read_u64(word) == 0) {
+        next += 63; /* (the loop adds the 64th) */
         continue;
       }
-      pg_read_barrier();
-      memcpy(base + used, &e->interest, Interest::bytes(settings.interest_bytes * 8));
-      pg_read_barrier();
-      if (pg_atomic_read_u32(&e->change) == before) break;
+      uint64 bit = 1ULL << (next % 64);
+      bool dirty = pg_atomic_read_u64(word) & bit, mine = interest_dbs[next] == MyDatabaseId;
+      bool left = !mine && entries_[static_cast<size_t>(next)].live;
+      if (!(dirty && (mine || left)) && !(first && mine)) continue;
+      if (dirty && mine) pg_atomic_fetch_and_u64(word, ~bit);
+      InterestEntry *e = interest_entry(next);
+      copies[count] = EntryCopy{next, interest_dbs[next], e->generation, count * bytes};
+      if (mine)
+        for (;;) { /* the holder's seqlock (interest_publish) */
+          uint32 before = pg_atomic_read_u32(&e->change);
+          if (before & 1) {
+            pg_spin_delay();
+            continue;
+          }
+          pg_read_barrier();
+          memcpy(base + count * bytes, &e->interest, Interest::bytes(settings.interest_bytes * 8));
+          pg_read_barrier();
+          if (pg_atomic_read_u32(&e->change) == before) break;
+        }
+      count++;
     }
-    used += bytes;
+    LWLockRelease(shared->interest_lock);
+    for (size_t k = 0; k < count; k++)
+      index(copies[k], *reinterpret_cast<const Interest *>(base + copies[k].offset));
   }
-  LWLockRelease(shared->interest_lock);
-  for (const EntryCopy &c : copies) index(c, *reinterpret_cast<const Interest *>(base + c.offset));
   if (stale_ > 4096 && stale_ > postings_ / 2) compact();
 }
 

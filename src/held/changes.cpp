@@ -329,7 +329,7 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
  * interest it published (the worker counts matches before it marks a batch
  * loaded), none of them is one the worker does not match first, and the
  * events before it published are read already.  Its seq moves on then.
- * (Not for shared values, whose entry has no keys; not under row level
+ * (Not for shared values, whose seq is the shared value's; not under row level
  * security, where a row may become visible by a change its interest does
  * not name.)
  */
@@ -345,8 +345,8 @@ static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
  * Whether wait_changes() must read the events of a value that it did not
  * pass over: a value of its own with a complete interest, always (an
  * event matched it, or some may have been matched against an older
- * interest, or not at all); a shared value, when its entry (which has no
- * keys: every event of its tables matches) counted one, matched an event
+ * interest, or not at all); a shared value, when its entry counted one,
+ * matched an event
  * after the shared value's seq (counted before it was loaded: a read in
  * between missed it), the worker queued a marker it does not match, or
  * it has not read every event up to its interest's publishing;

@@ -61,6 +61,25 @@ struct EntryCopy {
   size_t offset; /* of its Interest in the copies' buffer */
 };
 
+/*
+ * read() of e's interest, again until no publish overlapped it: the
+ * holder's seqlock (interest_publish(): odd while it writes).
+ */
+template <typename Read>
+bool read_consistently(InterestEntry *e, Read read) {
+  for (;;) {
+    uint32 before = pg_atomic_read_u32(&e->change);
+    if (before & 1) {
+      pg_spin_delay();
+      continue;
+    }
+    pg_read_barrier();
+    bool result = read();
+    pg_read_barrier();
+    if (pg_atomic_read_u32(&e->change) == before) return result;
+  }
+}
+
 class InterestIndex {
  public:
   /* Reindexes this database's entries that changed since the last call
@@ -153,17 +172,10 @@ void InterestIndex::refresh() {
       InterestEntry *e = interest_entry(next);
       copies[count] = EntryCopy{next, interest_dbs[next], e->generation, count * bytes};
       if (mine)
-        for (;;) { /* the holder's seqlock (interest_publish) */
-          uint32 before = pg_atomic_read_u32(&e->change);
-          if (before & 1) {
-            pg_spin_delay();
-            continue;
-          }
-          pg_read_barrier();
+        read_consistently(e, [&] {
           memcpy(base + count * bytes, &e->interest, Interest::bytes(settings.interest_bytes * 8));
-          pg_read_barrier();
-          if (pg_atomic_read_u32(&e->change) == before) break;
-        }
+          return true;
+        });
       count++;
     }
     LWLockRelease(shared->interest_lock);
@@ -289,17 +301,7 @@ void InterestIndex::done() {
 
 /* Whether e's interest, read in place, matches p (see interest_publish()). */
 bool matches_in_place(InterestEntry *e, const EventProbe &p) {
-  for (;;) {
-    uint32 before = pg_atomic_read_u32(&e->change);
-    if (before & 1) {
-      pg_spin_delay();
-      continue;
-    }
-    pg_read_barrier();
-    bool match = e->interest.matches(p);
-    pg_read_barrier();
-    if (pg_atomic_read_u32(&e->change) == before) return match;
-  }
+  return read_consistently(e, [&] { return e->interest.matches(p); });
 }
 
 }  // namespace

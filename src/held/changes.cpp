@@ -346,12 +346,11 @@ static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
  * pass over: a value of its own with a complete interest, always (an
  * event matched it, or some may have been matched against an older
  * interest, or not at all); a shared value, when its entry counted one,
- * matched an event
- * after the shared value's seq (counted before it was loaded: a read in
- * between missed it), the worker queued a marker it does not match, or
- * it has not read every event up to its interest's publishing;
- * any other (no entry, row level
- * security), whenever the worker loaded events it has not read.
+ * matched an event after the shared value's seq (counted before it was
+ * loaded: a read in between missed it), the worker queued a marker it
+ * does not match, or it has not read every event up to its interest's
+ * publishing; any other (no entry, row level security), whenever the
+ * worker loaded events it has not read.
  */
 static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
   if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;

@@ -73,12 +73,13 @@ JoinTarget join_target(uint32_t relid, const std::vector<Column> &fk,
 }
 
 /* The needs of one plan node and everything under it. */
-void collect_needs(const PlanNode &node, Needs &needs) {
+void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
   TableNeed &own = need_of(needs, node.table);
   own.tracked.insert(node.table.fk_attnums.begin(), node.table.fk_attnums.end());
-  /* A window's first order column: a held value's interest tells rows that
-   * sort after its last row by it (held_interest.cpp). */
-  if (node.query.windowed() && node.query.ordered())
+  /* A root window's first order column: a held value's interest tells
+   * rows that sort after its last row by it (held_interest.cpp).  (Rows of
+   * a nested window enter through their parents' keys.) */
+  if (root && node.query.windowed() && node.query.ordered())
     own.tracked.insert(node.query.order.front().column.attnum);
   for (const auto &a : node.assocs) {
     track(need_of(needs, node.table), a.owner_cols);
@@ -100,7 +101,7 @@ void collect_needs(const PlanNode &node, Needs &needs) {
 /* Needs of a plan; the primary key is never "tracked" on top. */
 Needs needs_of(const Plan &plan) {
   Needs needs;
-  collect_needs(*plan.root, needs);
+  collect_needs(*plan.root, needs, true);
   for (auto &[relid, need] : needs)
     for (int16_t attnum : need.pk) need.tracked.erase(attnum);
   return needs;

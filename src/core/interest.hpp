@@ -13,11 +13,15 @@
  *   - tables whose every event matters ("wild"): all of them for a value
  *     without a filter or a root window (any row of the root may enter,
  *     and every child row hangs from a row it holds); the root alone for a
- *     window without a filter (only the rows it holds have children that
- *     matter); a many_to_many target whose list has a where or a window
- *     (a linked row it does not hold may enter by its own change);
- *   - key columns (table, attnum) with the values that matter, as a Bloom
- *     filter of tokens hash(table, attnum, value text): a filtered root's
+ *     window without a filter that is not full, or whose order cannot be
+ *     a range (only the rows it holds have children that matter); a
+ *     many_to_many target whose list has a where or a window (a linked
+ *     row it does not hold may enter by its own change);
+ *   - ranges: a full root window's first order column and its last row's
+ *     value (InterestRange: rows that sort after it cannot change it);
+ *   - key columns (table, attnum) with the values that matter, as tokens
+ *     hash(table, attnum, value text), exact while they fit and a Bloom
+ *     filter past that: a filtered root's
  *     filter and primary-key values, each has_many/has_one child table's
  *     foreign key with the parents' owner values, each belongs_to target's
  *     key with the owners' values, each join table's owner key and each

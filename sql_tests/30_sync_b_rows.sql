@@ -107,7 +107,25 @@ SELECT jsonb_path_query_array(val, '$.rows[*].id') FROM holders WHERE name = 'pe
 -- the final values, in full
 SELECT name, jsonb_pretty(val -> 'rows') FROM holders WHERE name IN ('persons', 'tags') ORDER BY name;
 
+-- A join table with a key of its own (defined explicitly) may link one
+-- pair twice: removing one of two such links keeps the target, which the
+-- other still links.
+CREATE TABLE post_marks (id int PRIMARY KEY, post_id int NOT NULL REFERENCES posts ON DELETE CASCADE,
+                         tag_id int NOT NULL REFERENCES tags ON DELETE CASCADE);
+INSERT INTO post_marks VALUES (1, 2, 1), (2, 2, 1), (3, 2, 2);
+\set marks '{"marks": {"many_to_many": "tags", "through": "post_marks", "owner_columns": ["post_id"], "target_columns": ["tag_id"]}}'
+SELECT ectosync.watch('posts', :'marks') IS NOT NULL AS watched;
+DELETE FROM holders;
+INSERT INTO holders VALUES ('marks', ectosync.load('posts', :'marks', '{"id": 2}'));
+DELETE FROM post_marks WHERE id = 1;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
+UPDATE post_marks SET tag_id = 2 WHERE id = 2;  -- (moved to the pair that id 3 links)
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
+
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');
 SELECT ectosync.unwatch('comments');
 SELECT ectosync.unwatch('tags');
+DROP TABLE post_marks;

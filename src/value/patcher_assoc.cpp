@@ -59,10 +59,40 @@ std::vector<std::pair<Texts, bool>> Patcher::join_targets(const Assoc &a, jb::Vi
   return targets;
 }
 
+namespace {
+
+/*
+ * Whether the same (owner, target) pair may stand in several join rows: the
+ * join table's key is not made of the pair's columns (a join table with a
+ * key of its own, defined explicitly).
+ */
+bool pair_may_repeat(const Assoc &a) {
+  auto in_pair = [&](const Column &k) {
+    auto same = [&](const Column &c) { return c.attnum == k.attnum; };
+    return std::any_of(a.join_owner_cols.begin(), a.join_owner_cols.end(), same) ||
+           std::any_of(a.join_target_cols.begin(), a.join_target_cols.end(), same);
+  };
+  return !std::all_of(a.join->pk.begin(), a.join->pk.end(), in_pair);
+}
+
+/* Whether a join row links owner and target now (read as the caller). */
+bool still_linked(const Assoc &a, const Texts &owner, const Texts &target) {
+  PlanNode join;
+  join.table = *a.join;
+  std::vector<Column> cols = a.join_owner_cols;
+  cols.insert(cols.end(), a.join_target_cols.begin(), a.join_target_cols.end());
+  Texts values = owner;
+  values.insert(values.end(), target.begin(), target.end());
+  jb::View rows = rows_where(join, cols, values);
+  return rows.is_array() && rows.size() > 0;
+}
+
+}  // namespace
+
 /*
  * A many_to_many list under parent when T is its join table: the target
  * rows that the changed join rows link to this parent are added when a join
- * row links them now, removed when it no longer does.
+ * row links them now, removed when no join row does.
  */
 void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
                          std::map<uint32_t, std::optional<jb::Node>> &mods,
@@ -83,6 +113,9 @@ void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
         if (row_matches_key(jb::View(list.at(i)), a.target_cols, key)) at = i;
     }
     if (at && !linked) {
+      /* Another join row may link the pair still: its rows are not
+       * among the changed ones. */
+      if (pair_may_repeat(a) && still_linked(a, row_texts(parent, a.owner_cols), tkey)) continue;
       mods[*at] = std::nullopt;
     } else if (!at && linked) {
       std::optional<jb::Elem> row;

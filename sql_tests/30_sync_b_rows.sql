@@ -123,6 +123,23 @@ SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holder
 UPDATE post_marks SET tag_id = 2 WHERE id = 2;  -- (moved to the pair that id 3 links)
 SELECT * FROM pg_temp.step();
 SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
+-- The join table is asked only by a transaction that reads what every
+-- session reads: one that wrote would decide the value by its own
+-- uncommitted rows.  (A held value is not transactional.)
+SELECT ectosync.hold('marks', 'posts', :'marks', '{"id": 2}', listen => false) IS NOT NULL AS held;
+INSERT INTO post_marks VALUES (4, 2, 1);
+SELECT ectosync.wait_for_worker();
+SELECT ectosync.changes('marks', 0) -> 'version' AS version;
+DELETE FROM post_marks WHERE id = 4;
+SELECT ectosync.wait_for_worker();
+BEGIN;
+INSERT INTO post_marks VALUES (5, 2, 1);  -- rolled back below
+SELECT jsonb_array_length(ectosync.changes('marks', 1) -> 'patch') > 0 AS changed;
+ROLLBACK;
+SELECT jsonb_path_query_array(c #> '{patch,0,value}', '$.rows[*].marks[*].id') AS held,
+       jsonb_path_query_array(ectosync.load('posts', :'marks', '{"id": 2}'), '$.rows[*].marks[*].id') AS fresh
+  FROM (SELECT ectosync.changes('marks', 0) AS c) s;
+SELECT ectosync.release('marks');
 
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');

@@ -10,6 +10,7 @@
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
 #include "pg/spi.hpp"
+#include "pg/sql_context.hpp"
 #include "settings.hpp"
 #include "shmem/shmem.hpp"
 #include "value/sync.hpp"
@@ -41,16 +42,6 @@ extern "C" {
 #include <tuple>
 
 namespace ectosync {
-
-namespace {
-
-/* Whether the transaction reads what every session reads: no writes of
- * its own, no transaction snapshot (what a shared value may be made of). */
-bool reads_committed_now() {
-  return !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
-}
-
-}  // namespace
 
 /* Whether row level security applies to the caller on a table of plan. */
 bool row_security(const Plan &plan) {

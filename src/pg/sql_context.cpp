@@ -7,6 +7,7 @@
 #include "core/sql_check.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -122,6 +123,10 @@ void require_pinned(const std::string &sql) {
                     what,
                 sql);
   }
+}
+
+bool reads_committed_now() {
+  return !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
 std::string caller_search_path() {

@@ -94,6 +94,13 @@ void require_pinned_settings(const std::string &sql);
 std::string caller_search_path();
 
 /*
+ * Whether the transaction reads what every session reads: no writes of its
+ * own, no transaction snapshot.  Only then may what it reads be shared
+ * (the cache, a shared held value) or decide a value for good.
+ */
+bool reads_committed_now();
+
+/*
  * Runs fn() (which must own no C++ objects) with the search_path the caller
  * had before the outermost PinnedSettings: for relation names only, which
  * run no code.  Without a guard alive, fn() runs as it is.

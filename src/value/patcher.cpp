@@ -7,6 +7,7 @@
 #include "value/jsonb_writer.hpp"
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
+#include "pg/sql_context.hpp"
 #include "core/plan.hpp"
 #include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
@@ -102,7 +103,11 @@ bool Patcher::rls(uint32_t relid) {
 
 /* Whether a join row of many_to_many a links parent and row s (as the caller). */
 bool Patcher::linked(const Assoc &a, jb::View parent, const RowState &s) {
-  Texts values = row_texts(parent, a.owner_cols), target = row_texts(s.row, a.target_cols);
+  return linked(a, row_texts(parent, a.owner_cols), row_texts(s.row, a.target_cols));
+}
+
+/* Whether a join row of many_to_many a links owner and target (as the caller). */
+bool Patcher::linked(const Assoc &a, Texts values, const Texts &target) {
   if (has_null(values) || has_null(target)) return false;
   values.insert(values.end(), target.begin(), target.end());
   std::vector<Column> cols = a.join_owner_cols;
@@ -150,9 +155,7 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
   /* Share what was read only if every backend could have read it: not
    * this transaction's own uncommitted writes, and not a transaction
    * snapshot older than the version. */
-  bool shareable =
-      !IsolationUsesXactSnapshot() && !TransactionIdIsValid(GetTopTransactionIdIfAny());
-  if (!secure && shareable) pg_call([&] { cache_put(t.relid, ckey, version, row); });
+  if (!secure && reads_committed_now()) pg_call([&] { cache_put(t.relid, ckey, version, row); });
   return s;
 }
 

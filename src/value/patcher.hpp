@@ -115,6 +115,7 @@ class Patcher {
   }
   bool rls(uint32_t relid);
   bool linked(const Assoc &a, jb::View parent, const RowState &s);
+  bool linked(const Assoc &a, Texts owner, const Texts &target);
   RowState read_row(const TableInfo &t, const Texts &pk);
   std::optional<jb::Elem> load_one(const PlanNode &node, const std::vector<Column> &cols,
                                    const Texts &values);

@@ -4,6 +4,7 @@
  * many_to_many join table's rows make (patcher.cpp patches the lists).
  */
 #include "value/catalog.hpp"
+#include "pg/sql_context.hpp"
 #include "value/keys.hpp"
 #include "value/patcher.hpp"
 #include "value/query_eval.hpp"
@@ -75,18 +76,6 @@ bool pair_may_repeat(const Assoc &a) {
   return !std::all_of(a.join->pk.begin(), a.join->pk.end(), in_pair);
 }
 
-/* Whether a join row links owner and target now (read as the caller). */
-bool still_linked(const Assoc &a, const Texts &owner, const Texts &target) {
-  PlanNode join;
-  join.table = *a.join;
-  std::vector<Column> cols = a.join_owner_cols;
-  cols.insert(cols.end(), a.join_target_cols.begin(), a.join_target_cols.end());
-  Texts values = owner;
-  values.insert(values.end(), target.begin(), target.end());
-  jb::View rows = rows_where(join, cols, values);
-  return rows.is_array() && rows.size() > 0;
-}
-
 }  // namespace
 
 /*
@@ -114,8 +103,12 @@ void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
     }
     if (at && !linked) {
       /* Another join row may link the pair still: its rows are not
-       * among the changed ones. */
-      if (pair_may_repeat(a) && still_linked(a, row_texts(parent, a.owner_cols), tkey)) continue;
+       * among the changed ones.  (Asked only when what the transaction
+       * reads is what every session reads: its own writes, or an old
+       * snapshot, would decide the value for good.) */
+      if (pair_may_repeat(a) && reads_committed_now() &&
+          Patcher::linked(a, row_texts(parent, a.owner_cols), tkey))
+        continue;
       mods[*at] = std::nullopt;
     } else if (!at && linked) {
       std::optional<jb::Elem> row;

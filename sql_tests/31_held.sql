@@ -245,6 +245,18 @@ SELECT name, shared_by FROM ectosync.held() WHERE name = 'second';
 COMMIT;
 SELECT ectosync.wait_for_worker();
 SELECT ectosync.changes('second', 1) -> 'patch' AS its_own_patch;
+-- Under a transaction snapshot a value could not say which events it
+-- reflects (a row read then would stay in it for good): changes() and
+-- sync() refuse it, as load() does.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ectosync.changes('second', 1);
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) FROM ectosync.wait_changes(0);
+ROLLBACK;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT ectosync.sync(copy, 'not even read') FROM client;
+ROLLBACK;
 -- A filtered value shared: the row that enters it, once for both.
 UPDATE posts SET title = 'one' WHERE id = 3;
 SELECT ectosync.wait_for_worker();

@@ -267,6 +267,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
 
 /* ectosync.changes(name, version): see the header comment. */
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
+  refuse_transaction_snapshot("changes");
   Held &h = find_held(name);
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
@@ -369,6 +370,7 @@ static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint
  * counts for).
  */
 std::vector<WaitRow> wait_any(int timeout_ms) {
+  refuse_transaction_snapshot("wait_changes"); /* (the call's, not each value's) */
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   std::vector<WaitRow> out;
   EventMemoScope memo; /* the values read the same events */

@@ -279,15 +279,6 @@ std::string filter_text(const std::vector<FilterEntry> &entries, bool given) {
   return out + "}";
 }
 
-/* load() needs a fresh snapshot per statement: see DESIGN.md, "Value seq". */
-void refuse_transaction_snapshot() {
-  if (!IsolationUsesXactSnapshot()) return;
-  throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
-              "ectosync.load() cannot run in a REPEATABLE READ or SERIALIZABLE transaction",
-              "A value records the last event it reflects; under a transaction snapshot that "
-              "event cannot be known.",
-              "Call load() in a READ COMMITTED transaction.");
-}
 
 /* The epoch as values carry it: 16 lower-case hex digits. */
 std::string hex16(uint64_t value) {
@@ -298,9 +289,24 @@ std::string hex16(uint64_t value) {
 
 }  // namespace
 
+/*
+ * load(), sync() and changes() need a fresh snapshot per statement (see
+ * DESIGN.md, "Value seq"): a value records the last event it reflects, and
+ * a row read under an older snapshot would stay in it for good.
+ */
+void refuse_transaction_snapshot(const char *what) {
+  if (!IsolationUsesXactSnapshot()) return;
+  throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+              std::string("ectosync.") + what +
+                  "() cannot run in a REPEATABLE READ or SERIALIZABLE transaction",
+              "A value records the last event it reflects; under a transaction snapshot that "
+              "event cannot be known.",
+              std::string("Call ") + what + "() in a READ COMMITTED transaction.");
+}
+
 /* The whole value of load() (see plan.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
-  refuse_transaction_snapshot();
+  refuse_transaction_snapshot("load");
   const Plan &plan = resolve_plan(relid, assocs);
   check_select_privileges(plan);
   const TableInfo &root = plan.root->table;

@@ -366,6 +366,7 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
 
 /* The whole call: validation, the event, the plan, the patch. */
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
+  refuse_transaction_snapshot("sync");
   ValueHeader h = read_header(value);
   EventRef ref;
   if (!parse_payload(event_text, ref))

@@ -279,7 +279,6 @@ std::string filter_text(const std::vector<FilterEntry> &entries, bool given) {
   return out + "}";
 }
 
-
 /* The epoch as values carry it: 16 lower-case hex digits. */
 std::string hex16(uint64_t value) {
   char buf[17];

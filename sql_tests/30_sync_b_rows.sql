@@ -123,9 +123,10 @@ SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holder
 UPDATE post_marks SET tag_id = 2 WHERE id = 2;  -- (moved to the pair that id 3 links)
 SELECT * FROM pg_temp.step();
 SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
--- The join table is asked only by a transaction that reads what every
--- session reads: one that wrote would decide the value by its own
--- uncommitted rows.  (A held value is not transactional.)
+-- The join table is asked as the caller: a transaction that changed it
+-- would decide the value by its own uncommitted rows (a held value is not
+-- transactional), so changes() refuses one; after its rollback the value
+-- equals a fresh load.
 SELECT ectosync.hold('marks', 'posts', :'marks', '{"id": 2}', listen => false) IS NOT NULL AS held;
 INSERT INTO post_marks VALUES (4, 2, 1);
 SELECT ectosync.wait_for_worker();

@@ -13,16 +13,22 @@ INSERT INTO b SELECT g, 'b' || g FROM generate_series(1, 10) g;
 SELECT ectosync.watch('a') IS NOT NULL AS a_watched, ectosync.watch('b') IS NOT NULL AS b_watched;
 SELECT ectosync.wait_for_worker();
 
--- What changes() returns for a held value, in short (marker ids masked).
-CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE sql AS $$
-  SELECT CASE
+-- What changes() returns for a held value, in short (marker ids masked);
+-- the values named "... own" are their role's (see below).
+CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  IF name LIKE '% own' THEN PERFORM set_config('role', 'regress_reload_own', true); END IF;
+  c := ectosync.changes(name);
+  PERFORM set_config('role', 'none', true);
+  RETURN CASE
     WHEN c -> 'patch' = '[]' THEN 'unchanged'
     WHEN c #>> '{patch,0,path}' = '' THEN
       'whole, reloaded: ' ||
       coalesce(regexp_replace(c ->> 'reloaded', '[0-9a-f]{16}:[0-9]+', '<id>', 'g'), '(no reason)')
     ELSE 'patched: ' || (c -> 'patch')::text
-  END
-  FROM (SELECT ectosync.changes(name) AS c) s $$;
+  END;
+END $$;
 -- What sync() does with every logged event since a value's seq.
 CREATE FUNCTION pg_temp.try_apply(v jsonb) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE r jsonb;
@@ -39,15 +45,21 @@ EXCEPTION WHEN SQLSTATE 'ZE001' THEN
 END $$;
 
 -- Held values: shared ones (held_shared.hpp), the session's own ones
--- (held in a transaction that has written: it reads what others cannot),
--- and stateless values.
+-- (row level security applies to their role: never shared), and
+-- stateless values.
 SELECT ectosync.hold('a', 'a', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('b', 'b', listen => false) IS NOT NULL AS held;
-BEGIN;
-SELECT pg_current_xact_id() IS NOT NULL AS wrote;
+CREATE ROLE regress_reload_own;
+GRANT USAGE ON SCHEMA reload_scope TO regress_reload_own;
+GRANT SELECT ON a, b TO regress_reload_own;
+ALTER TABLE a ENABLE ROW LEVEL SECURITY;
+ALTER TABLE b ENABLE ROW LEVEL SECURITY;
+CREATE POLICY every_row ON a TO regress_reload_own USING (true);
+CREATE POLICY every_row ON b TO regress_reload_own USING (true);
+SET ROLE regress_reload_own;
 SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('b own', 'b', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
-COMMIT;
+RESET ROLE;
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held() ORDER BY name;
 CREATE TEMP TABLE v AS SELECT ectosync.load('a') AS a, ectosync.load('b') AS b;
 
@@ -119,9 +131,14 @@ SELECT pg_temp.got('b own') AS b_own;
 SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
 SELECT (SELECT jsonb_path_query_array(ectosync.load('b'), '$.rows[0].x')) AS b_1;
 
-SELECT ectosync.release(name) FROM ectosync.held() ORDER BY name;
+SELECT ectosync.release(name) FROM ectosync.held() WHERE name NOT LIKE '% own' ORDER BY name;
+SET ROLE regress_reload_own;
+SELECT ectosync.release('a own'), ectosync.release('b own');
+RESET ROLE;
 SELECT ectosync.unwatch('a');
 SELECT ectosync.unwatch('b');
 SELECT ectosync.unwatch('c');
 RESET search_path;
 DROP SCHEMA reload_scope CASCADE;
+DROP OWNED BY regress_reload_own;
+DROP ROLE regress_reload_own;

@@ -25,6 +25,7 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "utils/memutils.h"
 }
 
@@ -116,6 +117,19 @@ void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns)
   pending.events[pending.count++] = {relid, op, (const char *)(uintptr_t)pending.bytes,
                                      (uint32_t)size};
   pending.bytes += size;
+}
+
+bool xact_wrote() {
+  return TransactionIdIsValid(GetTopTransactionIdIfAny());
+}
+
+bool xact_changed(uint32_t relid) {
+  if (!xact_wrote()) return false;
+  for (int i = 0; i < pending.nreload; i++)
+    if (pending.reload[i].relid == relid) return true;
+  for (int i = 0; i < pending.count; i++)
+    if (pending.events[i].relid == relid) return true;
+  return pg_call([&] { return AfterTriggerPendingOnRel(relid); });
 }
 
 /* ---- transaction callbacks ---- */

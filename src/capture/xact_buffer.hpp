@@ -21,4 +21,14 @@ void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns)
 /* A RELOAD marker for relid at commit, why: ReloadWhy bits (event.hpp). */
 void remember_reload(uint32_t relid, uint8_t why);
 
+/* Whether this transaction has an xid: it may have written. */
+bool xact_wrote();
+
+/*
+ * Whether this transaction changed relid, a watched table: its rows in the
+ * buffer, a RELOAD marker, or rows of the running statement whose capture
+ * trigger has yet to fire.
+ */
+bool xact_changed(uint32_t relid);
+
 }  // namespace ectosync

@@ -13,6 +13,7 @@
 #include "shmem/shmem.hpp"
 #include "value/sync.hpp"
 #include "held/held_internal.hpp"
+#include "capture/xact_buffer.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -48,7 +49,9 @@ namespace ectosync {
  * notified before its LISTEN took effect are then covered.
  */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
+  refuse_transaction_snapshot("hold");
   const Plan &plan = resolve_plan(relid, assocs);
+  refuse_own_changes(plan, "hold");
   int shared = -1;
   uint64_t base = 0;
   Jsonb *value = may_share(plan) ? share_value(plan, assocs, filter, shared, base) : nullptr;
@@ -269,6 +272,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   refuse_transaction_snapshot("changes");
   Held &h = find_held(name);
+  refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */
@@ -370,7 +374,11 @@ static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint
  * counts for).
  */
 std::vector<WaitRow> wait_any(int timeout_ms) {
-  refuse_transaction_snapshot("wait_changes"); /* (the call's, not each value's) */
+  /* (the call's, not each value's) */
+  refuse_transaction_snapshot("wait_changes");
+  if (xact_wrote())
+    for (auto &[name, h] : held_values())
+      refuse_own_changes(resolve_plan(h.relid, h.assocs), "wait_changes");
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   std::vector<WaitRow> out;
   EventMemoScope memo; /* the values read the same events */

@@ -122,10 +122,8 @@ Reply unshare(Held &h, const Plan &plan) {
 
 /*
  * A shared value this session goes on with alone: a copy of it becomes its
- * own.  For a session whose transaction wrote or holds a snapshot (it may
- * not apply events to a shared value: it reads what other sessions
- * cannot), that waited too long for another's turn, or when shared memory
- * ran out.  If other sessions moved the value on since this client's
+ * own.  For a session that waited too long for another's turn, or when
+ * shared memory ran out.  If other sessions moved the value on since this client's
  * version, the client gets the whole value (it is behind).
  */
 void leave_shared(Held &h, const Plan &plan) {
@@ -146,11 +144,11 @@ void leave_shared(Held &h, const Plan &plan) {
 
 /*
  * Whether a value of plan may be shared (held_shared.hpp): no row level
- * security for this role on its tables, and a transaction that reads what
- * the others do.
+ * security for this role on its tables.  (What a transaction reads is what
+ * the others do: hold() and changes() refuse the others.)
  */
 bool may_share(const Plan &plan) {
-  return held_sharing_enabled() && reads_committed_now() && !row_security(plan);
+  return held_sharing_enabled() && !row_security(plan);
 }
 
 /*
@@ -293,7 +291,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   }
   const Plan &plan = resolve_plan(h.relid, h.assocs);
   if (row_security(plan)) return unshare(h, plan);
-  if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
+  if (!apply_shared(h, loaded_seq())) {
     leave_shared(h, plan);
     return std::nullopt;
   }

@@ -66,6 +66,8 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source,
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
 /* Refuses a transaction snapshot (REPEATABLE READ, SERIALIZABLE) in what(). */
 void refuse_transaction_snapshot(const char *what);
+/* Refuses, in what(), a transaction that changed a table of plan. */
+void refuse_own_changes(const Plan &plan, const char *what);
 
 /*
  * Raises ERRCODE_INSUFFICIENT_PRIVILEGE unless the current role may SELECT

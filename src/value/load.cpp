@@ -18,6 +18,7 @@
 #include "value/catalog.hpp"
 #include "value/catalog_internal.hpp"
 #include "value/keys.hpp"
+#include "capture/xact_buffer.hpp"
 #include "shmem/shmem.hpp"
 
 extern "C" {
@@ -301,6 +302,25 @@ void refuse_transaction_snapshot(const char *what) {
               "A value records the last event it reflects; under a transaction snapshot that "
               "event cannot be known.",
               std::string("Call ") + what + "() in a READ COMMITTED transaction.");
+}
+
+/*
+ * hold(), sync(), changes() and wait_changes() make a value that takes
+ * events afterwards (the session's, or the client's).  A row they read in a
+ * transaction that changed its table would carry the uncommitted change,
+ * and no event would take it out again if the transaction rolled back.
+ */
+void refuse_own_changes(const Plan &plan, const char *what) {
+  for (uint32_t relid : plan.tables()) {
+    if (!xact_changed(relid)) continue;
+    throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                std::string("ectosync.") + what + "() cannot run in a transaction that changed " +
+                    relation_name(relid),
+                "A row it read could hold the uncommitted change, and stay in the value if the "
+                "transaction rolled back.",
+                std::string("Call ") + what +
+                    "() before the transaction changes the value's tables, or after it commits.");
+  }
 }
 
 /* The whole value of load() (see plan.hpp). */

@@ -103,12 +103,10 @@ void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
     }
     if (at && !linked) {
       /* Another join row may link the pair still: its rows are not
-       * among the changed ones.  (Asked only when what the transaction
-       * reads is what every session reads: its own writes, or an old
-       * snapshot, would decide the value for good.) */
-      if (pair_may_repeat(a) && reads_committed_now() &&
-          Patcher::linked(a, row_texts(parent, a.owner_cols), tkey))
-        continue;
+       * among the changed ones.  (What the caller reads here decides the
+       * value for good: hence no transaction that wrote or holds a
+       * snapshot patches one; refuse_uncommitted_reads.) */
+      if (pair_may_repeat(a) && Patcher::linked(a, row_texts(parent, a.owner_cols), tkey)) continue;
       mods[*at] = std::nullopt;
     } else if (!at && linked) {
       std::optional<jb::Elem> row;

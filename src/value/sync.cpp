@@ -379,6 +379,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
                     " belongs to another server run.");
   if (ref.seq <= h.seq) return value; /* already reflected: idempotent */
   const Plan &plan = value_plan(h);
+  refuse_own_changes(plan, "sync");
 
   /* A RELOAD marker ("*": the whole database) for a table the value holds
    * (as the payload names it): why it was queued, as its record in the log

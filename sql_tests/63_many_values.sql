@@ -65,6 +65,17 @@ SELECT ectosync.listen_changes() ~ ('^ectosync_changes_' || pg_backend_pid() || 
 UNLISTEN *;
 COMMIT;
 
+-- A reply names the events that changed the value: a post that moves to
+-- user 42 names the update that moved it, not the post's insert before,
+-- which did not concern user 42 then (though the post, read as it is now,
+-- is theirs).
+INSERT INTO mv.posts VALUES (6002, 43, 'moves');
+UPDATE mv.posts SET author_id = 42 WHERE id = 6002;
+SELECT ectosync.wait_for_worker();
+SELECT name, patch -> 0 ->> 'op' AS op,
+       events = jsonb_build_array((SELECT last_seq FROM ectosync.stats())) AS only_the_update
+  FROM ectosync.wait_changes(5000) ORDER BY name;
+
 -- release() takes a set of names.
 SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
 SELECT count(*) AS still_held FROM ectosync.held();

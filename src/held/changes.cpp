@@ -140,21 +140,29 @@ jb::Node replace_all(const PartedValue &value) {
 /*
  * The events loaded after scanned applied to value, its new parts written
  * in made_in (ZE001: loaded again there; then reloaded says why).
- * Advances scanned.
+ * Advances scanned.  interest: an entry whose interest is value's as given
+ * (a shared value's, shared_interest_at()); a value of h's own finds its
+ * entry itself.
  */
 void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext made_in,
               uint64_t &scanned, std::optional<std::string> &reloaded,
-              std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto) {
+              std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto,
+              int interest) {
   if (upto <= scanned) return;
   in_context(made_in, [&] {
     try {
       /* The value's interest says which events may change it as it was
-       * published: the others cost no patching (until one changed it). */
+       * published: the others cost no patching (until one changed it),
+       * and are not among the events that changed it.  (Rows are read as
+       * they are now: an event of a row that has moved into the value
+       * since would seem to have changed it.) */
       std::function<bool(const Event &)> may_concern;
       /* (Not under row level security: a row may become visible to the
        * caller by a change its interest does not name.) */
       if (h.entry >= 0 && h.shared < 0 && h.published && value == h.value && !h.rls)
-        may_concern = [&](const Event &ev) { return interest_entry_matches(h.entry, ev); };
+        interest = h.entry;
+      if (interest >= 0)
+        may_concern = [interest](const Event &ev) { return interest_entry_matches(interest, ev); };
       sync_parts(plan, value, scanned, upto, &changed_by, &touched, may_concern);
       scanned = upto;
     } catch (const Error &e) {

@@ -266,6 +266,17 @@ void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {
 }
 
 /*
+ * The entry of h's session whose interest is that of h's shared value at
+ * version, or -1: the events it does not match cannot change the value as
+ * it was then (catch_up()).
+ */
+int shared_interest_at(const Held &h, uint64_t version) {
+  if (!h.shares_entry || h.entry < 0) return -1;
+  const SharedEntry &se = shared_entry_of(h);
+  return se.published && se.version == version ? se.entry : -1;
+}
+
+/*
  * Publishes the interest of h's shared value, at version or later, in h's
  * entry (the worker wakes backends by entry), unless the entry has it
  * already.  Its rows are copied for it when the interest names their keys.

@@ -78,6 +78,7 @@ void detach_entry(Held &h);
 uint64_t trust_from(const Held &h);
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
 void publish_shared_interest(Held &h, const Plan &plan, uint64_t version);
+int shared_interest_at(const Held &h, uint64_t version);
 
 /* sharing.cpp */
 bool may_share(const Plan &plan);
@@ -107,8 +108,8 @@ Jsonb *envelope(int64_t version, uint64_t seq, jb::Node ops,
 jb::Node replace_all(const PartedValue &value);
 void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext made_in,
               uint64_t &scanned, std::optional<std::string> &reloaded,
-              std::vector<uint64_t> &changed_by, TouchedRows &touched,
-              uint64_t upto = loaded_seq());
+              std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto = loaded_seq(),
+              int interest = -1);
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
 /* One value's part of wait_any(): its changes() reply, or why it failed. */

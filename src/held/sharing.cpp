@@ -175,7 +175,8 @@ bool apply_shared(const Held &h, uint64_t upto) {
     std::optional<std::string> reloaded;
     std::vector<uint64_t> changed_by;
     TouchedRows touched;
-    catch_up(h, plan, current, made_in.get(), scanned, reloaded, changed_by, touched, upto);
+    catch_up(h, plan, current, made_in.get(), scanned, reloaded, changed_by, touched, upto,
+             shared_interest_at(h, version));
     Jsonb *ops = nullptr;
     if (!reloaded && current != before) {
       Diff diff(plan);

@@ -95,7 +95,8 @@ void Holder::hold(bool counted) {
       "SELECT ectosync.hold($1, $2::regclass, $3::jsonb, $4::jsonb, listen => false)::text",
       {held_name(), opts_.table, opts_.assocs, filter_param()});
   stats_.round_trips++;
-  doc_ = parse_json(r.str(0, 0));
+  doc_ = opts_.hub ? opts_.hub->document(r.str(0, 0))
+                   : std::make_shared<Json>(parse_json(r.str(0, 0)));
   version_ = 0;
   held_epoch();
   if (counted) stats_.reloads++;
@@ -194,10 +195,15 @@ int Holder::handle_held(std::chrono::milliseconds timeout) {
   if (!patch || !version || !seq)
     throw pg::Error(
         "holder " + opts_.name + ": wait_changes() replied " + r.str(0, 0).substr(0, 200), "");
-  return apply_reply(*patch, std::stoll(version->text), std::stoull(seq->text), events);
+  CompiledPatch compiled(*patch);
+  int changed =
+      apply_reply(*patch, compiled, std::stoll(version->text), std::stoull(seq->text), events);
+  return changed < 0 ? 1 : changed;
 }
 
-int Holder::apply_reply(const Json &patch_json, int64_t version, uint64_t seq, const Json *events) {
+int Holder::apply_reply(const Json &patch_json, CompiledPatch &compiled, int64_t version,
+                        uint64_t seq, const Json *events, bool in_place,
+                        const std::shared_ptr<Json> &made) {
   const Json *patch = &patch_json;
   version_ = version;
   seq_ = seq;
@@ -205,10 +211,18 @@ int Holder::apply_reply(const Json &patch_json, int64_t version, uint64_t seq, c
   const Json *path = patch->items[0].find("path");
   bool whole = path && path->text.empty();
   try {
-    apply_patch(doc_, *patch);
+    if (made) {
+      doc_ = made;
+    } else {
+      if (!in_place && doc_.use_count() > 1) doc_ = std::make_shared<Json>(*doc_);
+      compiled.apply(*doc_);
+    }
   } catch (const PatchError &) {
-    hold(true); /* cannot happen with the server's patches; recover anyway */
-    return 1;
+    /* Cannot happen with the server's patches; recover anyway.  (A
+     * document patched in place is partly patched for the holders that
+     * share it too: -1 tells the hub to hold theirs again.) */
+    hold(true);
+    return -1;
   }
   if (whole) {
     stats_.reloads++; /* the server reloaded the value (or we had missed a reply) */
@@ -226,9 +240,9 @@ int Holder::apply_reply(const Json &patch_json, int64_t version, uint64_t seq, c
 
 /* Sync mode: the epoch of the value held (events of other epochs are news). */
 void Holder::held_epoch() {
-  const Json *epoch = doc_.find("epoch");
+  const Json *epoch = doc_->find("epoch");
   epoch_ = epoch ? epoch->text : "";
-  const Json *seq = doc_.find("seq");
+  const Json *seq = doc_->find("seq");
   seq_ = seq ? std::stoull(seq->text) : 0;
 }
 

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -124,7 +125,7 @@ class Holder {
 
   /* The held value as JSON text. */
   std::string value() const {
-    return opts_.mode == HolderOptions::Mode::Held ? json_dump(doc_) : value_;
+    return opts_.mode == HolderOptions::Mode::Held ? json_dump(*doc_) : value_;
   }
   const std::string &epoch() const { return epoch_; }
   const HolderStats &stats() const { return stats_; }
@@ -138,8 +139,20 @@ class Holder {
   /* Held mode: the server's version that value() is. */
   int64_t version() const { return version_; }
   /* Held mode: one row of wait_changes(timeout) (or a changes() reply) for
-   * this value, applied.  1 when it changed the value. */
-  int apply_reply(const Json &patch, int64_t version, uint64_t seq, const Json *events);
+   * this value, applied: patch, compiled as compiled (which the holders of
+   * one shared value share).  1 when it changed the value.
+   *
+   * The document may be shared with other holders of a hub that hold the
+   * same value (Hub::pump_held): it is patched in place only if no other
+   * holder uses it, or if in_place says that every holder using it gets
+   * this patch now; else a copy is patched.  made, if not null, is the
+   * document this reply makes, patched already for another holder.  -1:
+   * the patch failed, and the value was held again. */
+  int apply_reply(const Json &patch, CompiledPatch &compiled, int64_t version, uint64_t seq,
+                  const Json *events, bool in_place = false,
+                  const std::shared_ptr<Json> &made = nullptr);
+  /* Held mode: the document, which holders of a hub may share. */
+  const std::shared_ptr<Json> &document() const { return doc_; }
   /* Reload and Requery on a hub: the notifications of its channels. */
   void notified(std::vector<pg::Notification> batch);
   /* Hold again, or subscribe and load again, on a new connection. */
@@ -165,7 +178,7 @@ class Holder {
   std::unique_ptr<pg::Connection> conn_;
   std::string value_, epoch_; /* Stateless, Reload, Requery: the value as text */
   uint64_t seq_ = 0;
-  Json doc_;                          /* Sync: the value */
+  std::shared_ptr<Json> doc_ = std::make_shared<Json>(); /* Sync: the value */
   int64_t version_ = 0;               /* Sync: the held value's version that doc_ is */
   std::vector<std::string> channels_; /* what it LISTENs to (Reload, Requery) */
   HolderStats stats_;

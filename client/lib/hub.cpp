@@ -3,6 +3,7 @@
  */
 #include "hub.hpp"
 
+#include <memory>
 #include <thread>
 #include <unordered_map>
 
@@ -54,16 +55,35 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
   round_trips_++;
   int changed = 0;
   /* Values that share a value on the server get the same patch text:
-   * parsed once per reply. */
-  std::unordered_map<std::string, Json> parsed;
-  auto parse_once = [&](std::string text) -> const Json & {
+   * parsed and compiled once per reply. */
+  struct Parsed {
+    Json json;
+    std::unique_ptr<CompiledPatch> compiled; /* (points into json: made in place) */
+  };
+  std::unordered_map<std::string, Parsed> parsed;
+  auto parse_once = [&](std::string text) -> Parsed & {
     auto it = parsed.find(text);
     if (it == parsed.end()) {
       Json json = parse_json(text);
-      it = parsed.emplace(std::move(text), std::move(json)).first;
+      it = parsed.emplace(std::move(text), Parsed{std::move(json), nullptr}).first;
     }
     return it->second;
   };
+  /* A document moved by one patch: how many of this reply's holders move
+   * it so, and what it became (once one of them has moved it). */
+  struct Move {
+    long holders = 0;
+    std::shared_ptr<Json> made;
+    bool failed = false;
+  };
+  std::map<std::pair<const Json *, const Parsed *>, Move> moves;
+  auto holder_of = [&](int i) -> Holder * {
+    auto it = holders_.find(r.str(i, 0));
+    return it == holders_.end() || !r.is_null(i, 5) ? nullptr : it->second.holder;
+  };
+  for (int i = 0; i < r.rows(); i++)
+    if (Holder *h = holder_of(i); h && r.i64(i, 6) == h->version())
+      moves[{h->document().get(), &parse_once(r.str(i, 3))}].holders++;
   for (int i = 0; i < r.rows(); i++) {
     auto it = holders_.find(r.str(i, 0));
     if (it == holders_.end()) continue; /* (released meanwhile) */
@@ -72,10 +92,11 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       continue;
     }
     Holder &holder = *it->second.holder;
-    const Json *patch = &parse_once(r.str(i, 3));
-    const Json &events = parse_once(r.str(i, 4));
+    Parsed *patch = &parse_once(r.str(i, 3));
+    const Json &events = parse_once(r.str(i, 4)).json;
     int64_t version = r.i64(i, 1);
-    Json whole_patch;
+    Parsed whole_patch;
+    Move *move = nullptr;
     if (r.i64(i, 6) != holder.version()) {
       /* A reply went missing (a call that failed after the server moved the
        * value on): from our version the server sends the whole value. */
@@ -83,16 +104,66 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
                                      {it->first, std::to_string(holder.version())});
       round_trips_++;
       Json reply = parse_json(whole.str(0, 0));
-      whole_patch = *reply.find("patch");
+      whole_patch.json = *reply.find("patch");
       patch = &whole_patch;
       version = std::stoll(reply.find("version")->text);
+    } else {
+      move = &moves[{holder.document().get(), patch}];
     }
-    if (holder.apply_reply(*patch, version, static_cast<uint64_t>(r.i64(i, 2)), &events) > 0) {
+    if (!patch->compiled) patch->compiled = std::make_unique<CompiledPatch>(patch->json);
+    uint64_t seq = static_cast<uint64_t>(r.i64(i, 2));
+    int result;
+    if (move && move->failed) {
+      holder.restart(true); /* its document was partly patched */
+      result = 1;
+    } else if (move && move->made) {
+      result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, false,
+                                  move->made);
+    } else {
+      const Json *before = holder.document().get();
+      /* In place when every holder of the document moves it so now. */
+      bool in_place = move && move->holders == holder.document().use_count();
+      result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, in_place);
+      if (holder.document().get() == before) forget_text(before);
+      if (move && result < 0) move->failed = in_place;
+      if (move && result >= 0) move->made = holder.document();
+    }
+    if (result != 0) {
       changed++;
       if (it->second.on_change) it->second.on_change(holder);
     }
   }
   return changed;
+}
+
+std::shared_ptr<Json> Hub::document(const std::string &text) {
+  auto it = by_text_.find(text);
+  if (it != by_text_.end()) {
+    if (std::shared_ptr<Json> doc = it->second.doc.lock()) return doc;
+    erase_held(it);
+  }
+  if (by_text_.size() > 2 * holders_.size() + 64) {
+    for (auto e = by_text_.begin(); e != by_text_.end();) {
+      auto next = std::next(e);
+      if (e->second.doc.expired()) erase_held(e);
+      e = next;
+    }
+  }
+  auto doc = std::make_shared<Json>(parse_json(text));
+  text_of_[doc.get()] = by_text_.emplace(text, Held{doc, doc.get()}).first;
+  return doc;
+}
+
+/* doc is patched in place: it is no longer the value of its text. */
+void Hub::forget_text(const Json *doc) {
+  auto t = text_of_.find(doc);
+  if (t != text_of_.end()) erase_held(t->second);
+}
+
+void Hub::erase_held(std::map<std::string, Held>::iterator e) {
+  auto t = text_of_.find(e->second.address);
+  if (t != text_of_.end() && t->second == e) text_of_.erase(t);
+  by_text_.erase(e);
 }
 
 /* Reload and Requery: each holder reloads on the notifications of its channels. */

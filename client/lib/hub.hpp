@@ -13,6 +13,12 @@
  *                 applied to its holder's copy, whose callback then runs;
  *   the connection broke -> reconnect and hold every value again.
  *
+ * Holders of one value share its document: a hold() whose value is a
+ * document the hub has, unpatched since, gets that document, and a reply
+ * that moves every holder of a document by the same patch patches it once
+ * (a holder whose reply differs gets a copy).  The holders of all posts on
+ * one connection keep one copy, not one each.
+ *
  * Holders are Holder objects (holder.hpp) whose options name the hub; for
  * comparisons, Reload and Requery holders share a hub too: it LISTENs to
  * the union of their channels and each reloads on its own.
@@ -46,6 +52,9 @@ class Hub {
   int pump(std::chrono::milliseconds timeout);
   /* Reconnect, and hold (or load) every value again. */
   void reconnect();
+  /* Held mode: the document of a value hold() returned as text: one the
+   * hub has if it is that value still, else a new one. */
+  std::shared_ptr<Json> document(const std::string &text);
 
   pg::Connection &connection();
   size_t size() const { return holders_.size(); }
@@ -71,6 +80,16 @@ class Hub {
   };
   std::map<std::string, Entry> holders_; /* by held name */
   std::map<std::string, std::string> errors_;
+  /* document(): the documents not patched in place since they were held,
+   * by their text (entries of expired documents are swept now and then). */
+  struct Held {
+    std::weak_ptr<Json> doc;
+    const Json *address;
+  };
+  std::map<std::string, Held> by_text_;
+  std::map<const Json *, std::map<std::string, Held>::iterator> text_of_;
+  void forget_text(const Json *doc);
+  void erase_held(std::map<std::string, Held>::iterator e);
   int64_t round_trips_ = 0, reconnects_ = 0;
 };
 

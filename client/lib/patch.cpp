@@ -8,157 +8,205 @@
 namespace ectosync {
 namespace {
 
-using Value = Json;
 using Error = PatchError;
 
-/* RFC 6901: "/a~1b/0" -> {"a/b", "0"}. */
-std::vector<std::string> pointer(const std::string &path) {
-  std::vector<std::string> tokens;
-  if (path.empty()) return tokens;
-  if (path[0] != '/') throw Error("json patch: path \"" + path + "\" does not start with '/'");
-  size_t start = 1;
-  for (;;) {
-    size_t end = path.find('/', start);
-    std::string raw =
-        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    std::string token;
-    for (size_t k = 0; k < raw.size(); k++) {
-      if (raw[k] == '~' && k + 1 < raw.size() && (raw[k + 1] == '0' || raw[k + 1] == '1')) {
-        token += raw[k + 1] == '0' ? '~' : '/';
-        k++;
-      } else {
-        token += raw[k];
-      }
-    }
-    tokens.push_back(std::move(token));
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  return tokens;
-}
-
-/* An array index token: digits without a leading zero, at most limit. */
-size_t array_index(const std::string &token, size_t limit, const std::string &path) {
-  bool digits = !token.empty() && token.find_first_not_of("0123456789") == std::string::npos &&
-                (token == "0" || token[0] != '0');
-  size_t index = digits ? std::strtoull(token.c_str(), nullptr, 10) : limit + 1;
-  if (index > limit) throw Error("json patch: bad array index in \"" + path + "\"");
-  return index;
-}
-
-/* The container the last token of path refers into. */
-Value &parent_of(Value &doc, const std::vector<std::string> &tokens, const std::string &path) {
-  Value *v = &doc;
-  for (size_t t = 0; t + 1 < tokens.size(); t++) {
-    if (v->type == Value::Type::Object) {
-      v = v->find(tokens[t]);
-      if (!v) throw Error("json patch: no member \"" + tokens[t] + "\" on \"" + path + "\"");
-    } else if (v->type == Value::Type::Array && !v->items.empty()) {
-      v = &v->items[array_index(tokens[t], v->items.size() - 1, path)];
-    } else {
-      throw Error("json patch: \"" + path + "\" goes through a scalar or an empty array");
-    }
-  }
-  return *v;
-}
-
-Value &at(Value &doc, const std::string &path) {
-  auto tokens = pointer(path);
-  if (tokens.empty()) return doc;
-  Value &parent = parent_of(doc, tokens, path);
-  if (parent.type == Value::Type::Object) {
-    Value *v = parent.find(tokens.back());
-    if (!v) throw Error("json patch: nothing at \"" + path + "\"");
-    return *v;
-  }
-  if (parent.type != Value::Type::Array || parent.items.empty())
-    throw Error("json patch: nothing at \"" + path + "\"");
-  return parent.items[array_index(tokens.back(), parent.items.size() - 1, path)];
-}
-
-void add(Value &doc, const std::string &path, Value value) {
-  auto tokens = pointer(path);
-  if (tokens.empty()) {
-    doc = std::move(value);
-    return;
-  }
-  Value &parent = parent_of(doc, tokens, path);
-  if (parent.type == Value::Type::Object) {
-    if (Value *v = parent.find(tokens.back()))
-      *v = std::move(value);
-    else
-      parent.members.emplace_back(tokens.back(), std::move(value));
-  } else if (parent.type == Value::Type::Array) {
-    size_t index = tokens.back() == "-" ? parent.items.size()
-                                        : array_index(tokens.back(), parent.items.size(), path);
-    parent.items.insert(parent.items.begin() + static_cast<std::ptrdiff_t>(index),
-                        std::move(value));
-  } else {
-    throw Error("json patch: cannot add into a scalar at \"" + path + "\"");
-  }
-}
-
-Value remove(Value &doc, const std::string &path) {
-  auto tokens = pointer(path);
-  if (tokens.empty()) throw Error("json patch: cannot remove the whole document");
-  Value &parent = parent_of(doc, tokens, path);
-  Value out;
-  if (parent.type == Value::Type::Object) {
-    for (auto it = parent.members.begin(); it != parent.members.end(); ++it) {
-      if (it->first == tokens.back()) {
-        out = std::move(it->second);
-        parent.members.erase(it);
-        return out;
-      }
-    }
-  } else if (parent.type == Value::Type::Array && !parent.items.empty()) {
-    size_t index = array_index(tokens.back(), parent.items.size() - 1, path);
-    out = std::move(parent.items[index]);
-    parent.items.erase(parent.items.begin() + static_cast<std::ptrdiff_t>(index));
-    return out;
-  }
-  throw Error("json patch: nothing to remove at \"" + path + "\"");
-}
-
-const std::string &member_text(const Value &op, const char *name) {
-  const Value *v = op.find(name);
-  if (!v || v->type != Value::Type::String)
+const std::string &member_text(const Json &op, const char *name) {
+  const Json *v = op.find(name);
+  if (!v || v->type != Json::Type::String)
     throw Error(std::string("json patch: an operation without a string \"") + name + "\"");
   return v->text;
 }
 
-const Value &member_value(const Value &op) {
-  const Value *v = op.find("value");
+const Json &member_value(const Json &op) {
+  const Json *v = op.find("value");
   if (!v) throw Error("json patch: an operation without \"value\"");
   return *v;
 }
 
 }  // namespace
 
-void apply_patch(Value &doc, const Value &patch) {
-  if (patch.type != Value::Type::Array) throw Error("json patch: not an array of operations");
-  for (const Value &op : patch.items) {
+/* RFC 6901: "/a~1b/0" -> {"a/b", "0"}. */
+CompiledPatch::Path CompiledPatch::compile_path(const std::string &text) {
+  Path path{text, {}};
+  if (text.empty()) return path;
+  if (text[0] != '/') throw Error("json patch: path \"" + text + "\" does not start with '/'");
+  size_t start = 1;
+  for (;;) {
+    size_t end = text.find('/', start);
+    std::string raw =
+        text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    Step step;
+    for (size_t k = 0; k < raw.size(); k++) {
+      if (raw[k] == '~' && k + 1 < raw.size() && (raw[k + 1] == '0' || raw[k + 1] == '1')) {
+        step.key += raw[k + 1] == '0' ? '~' : '/';
+        k++;
+      } else {
+        step.key += raw[k];
+      }
+    }
+    const std::string &t = step.key;
+    bool digits = !t.empty() && t.size() < 19 &&
+                  t.find_first_not_of("0123456789") == std::string::npos &&
+                  (t == "0" || t[0] != '0');
+    step.index = digits ? std::strtoull(t.c_str(), nullptr, 10) : std::string::npos;
+    path.steps.push_back(std::move(step));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return path;
+}
+
+CompiledPatch::CompiledPatch(const Json &patch) {
+  if (patch.type != Json::Type::Array) throw Error("json patch: not an array of operations");
+  for (const Json &op : patch.items) {
     const std::string &name = member_text(op, "op");
-    const std::string &path = member_text(op, "path");
+    Op o;
+    o.path = compile_path(member_text(op, "path"));
     if (name == "add") {
-      add(doc, path, member_value(op));
+      o.kind = Kind::Add;
     } else if (name == "remove") {
-      remove(doc, path);
+      o.kind = Kind::Remove;
     } else if (name == "replace") {
-      at(doc, path) = member_value(op);
+      o.kind = Kind::Replace;
     } else if (name == "move") {
-      Value v = remove(doc, member_text(op, "from"));
-      add(doc, path, std::move(v));
+      o.kind = Kind::Move;
     } else if (name == "copy") {
-      Value v = at(doc, member_text(op, "from"));
-      add(doc, path, std::move(v));
+      o.kind = Kind::Copy;
     } else if (name == "test") {
-      if (json_dump(at(doc, path)) != json_dump(member_value(op)))
-        throw Error("json patch: test failed at \"" + path + "\"");
+      o.kind = Kind::Test;
     } else {
       throw Error("json patch: unknown operation \"" + name + "\"");
     }
+    if (o.kind == Kind::Move || o.kind == Kind::Copy)
+      o.from = compile_path(member_text(op, "from"));
+    if (o.kind == Kind::Add || o.kind == Kind::Replace || o.kind == Kind::Test)
+      o.value = &member_value(op);
+    ops_.push_back(std::move(o));
   }
+}
+
+/* The member step names, looked for first where it was last time. */
+Json *CompiledPatch::member(Json &object, Step &step) {
+  auto &members = object.members;
+  if (step.hint < members.size() && members[step.hint].first == step.key)
+    return &members[step.hint].second;
+  for (size_t i = 0; i < members.size(); i++)
+    if (members[i].first == step.key) {
+      step.hint = i;
+      return &members[i].second;
+    }
+  return nullptr;
+}
+
+/* The step as an array index, at most limit. */
+size_t CompiledPatch::index(const Step &step, size_t limit, const Path &path) {
+  if (step.index == std::string::npos || step.index > limit)
+    throw Error("json patch: bad array index in \"" + path.text + "\"");
+  return step.index;
+}
+
+/* The container the last step of path refers into. */
+Json &CompiledPatch::parent_of(Json &doc, Path &path) {
+  Json *v = &doc;
+  for (size_t t = 0; t + 1 < path.steps.size(); t++) {
+    Step &step = path.steps[t];
+    if (v->type == Json::Type::Object) {
+      v = member(*v, step);
+      if (!v) throw Error("json patch: no member \"" + step.key + "\" on \"" + path.text + "\"");
+    } else if (v->type == Json::Type::Array && !v->items.empty()) {
+      v = &v->items[index(step, v->items.size() - 1, path)];
+    } else {
+      throw Error("json patch: \"" + path.text + "\" goes through a scalar or an empty array");
+    }
+  }
+  return *v;
+}
+
+Json &CompiledPatch::at(Json &doc, Path &path) {
+  if (path.steps.empty()) return doc;
+  Json &parent = parent_of(doc, path);
+  if (parent.type == Json::Type::Object) {
+    Json *v = member(parent, path.steps.back());
+    if (!v) throw Error("json patch: nothing at \"" + path.text + "\"");
+    return *v;
+  }
+  if (parent.type != Json::Type::Array || parent.items.empty())
+    throw Error("json patch: nothing at \"" + path.text + "\"");
+  return parent.items[index(path.steps.back(), parent.items.size() - 1, path)];
+}
+
+void CompiledPatch::add(Json &doc, Path &path, Json value) {
+  if (path.steps.empty()) {
+    doc = std::move(value);
+    return;
+  }
+  Json &parent = parent_of(doc, path);
+  Step &last = path.steps.back();
+  if (parent.type == Json::Type::Object) {
+    if (Json *v = member(parent, last))
+      *v = std::move(value);
+    else
+      parent.members.emplace_back(last.key, std::move(value));
+  } else if (parent.type == Json::Type::Array) {
+    size_t i = last.key == "-" ? parent.items.size() : index(last, parent.items.size(), path);
+    parent.items.insert(parent.items.begin() + static_cast<std::ptrdiff_t>(i), std::move(value));
+  } else {
+    throw Error("json patch: cannot add into a scalar at \"" + path.text + "\"");
+  }
+}
+
+Json CompiledPatch::remove(Json &doc, Path &path) {
+  if (path.steps.empty()) throw Error("json patch: cannot remove the whole document");
+  Json &parent = parent_of(doc, path);
+  Step &last = path.steps.back();
+  Json out;
+  if (parent.type == Json::Type::Object) {
+    if (Json *v = member(parent, last)) {
+      out = std::move(*v);
+      parent.members.erase(parent.members.begin() + static_cast<std::ptrdiff_t>(last.hint));
+      return out;
+    }
+  } else if (parent.type == Json::Type::Array && !parent.items.empty()) {
+    size_t i = index(last, parent.items.size() - 1, path);
+    out = std::move(parent.items[i]);
+    parent.items.erase(parent.items.begin() + static_cast<std::ptrdiff_t>(i));
+    return out;
+  }
+  throw Error("json patch: nothing to remove at \"" + path.text + "\"");
+}
+
+void CompiledPatch::apply(Json &doc) {
+  for (Op &op : ops_) {
+    switch (op.kind) {
+      case Kind::Add:
+        add(doc, op.path, *op.value);
+        break;
+      case Kind::Remove:
+        remove(doc, op.path);
+        break;
+      case Kind::Replace:
+        at(doc, op.path) = *op.value;
+        break;
+      case Kind::Move: {
+        Json v = remove(doc, op.from);
+        add(doc, op.path, std::move(v));
+        break;
+      }
+      case Kind::Copy: {
+        Json v = at(doc, op.from);
+        add(doc, op.path, std::move(v));
+        break;
+      }
+      case Kind::Test:
+        if (json_dump(at(doc, op.path)) != json_dump(*op.value))
+          throw Error("json patch: test failed at \"" + op.path.text + "\"");
+        break;
+    }
+  }
+}
+
+void apply_patch(Json &doc, const Json &patch) {
+  CompiledPatch(patch).apply(doc);
 }
 
 }  // namespace ectosync

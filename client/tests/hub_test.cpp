@@ -100,6 +100,18 @@ TEST(Hub, ManyValuesOnOneConnection) {
   EXPECT_LT(called.size(), holders.size());
   std::cout << "hub: " << holders.size() << " values, " << called.size() << " changed, "
             << hub.round_trips() << " round trips" << std::endl;
+  /* The holders of one value (the window of the newest posts) keep one
+   * document, which every change moved for all of them at once ... */
+  std::set<const ectosync::Json *> window_docs;
+  for (size_t i = 0; i < holders.size(); i += 50) window_docs.insert(holders[i]->document().get());
+  EXPECT_EQ(window_docs.size(), 1u);
+  /* ... and a reply to one of them alone leaves the others' as it was. */
+  std::string before = holders[50]->value();
+  ectosync::Json patch = ectosync::parse_json(R"([{"op":"replace","path":"/seq","value":0}])");
+  ectosync::CompiledPatch compiled(patch);
+  holders[0]->apply_reply(patch, compiled, holders[0]->version(), 0, nullptr);
+  EXPECT_EQ(holders[50]->value(), before);
+  EXPECT_NE(holders[0]->value(), before);
 }
 
 TEST(Hub, ReconnectsAndHoldsEveryValueAgain) {

@@ -57,6 +57,25 @@ TEST(JsonPatch, WholeDocumentAndObjectMembers) {
             R"({"a":[2,1],"b":1})");
 }
 
+TEST(JsonPatch, OneCompiledPatchForManyDocuments) {
+  /* A hub applies one compiled patch to each holder's copy; a copy whose
+   * members are in another order is found all the same. */
+  ectosync::Json patch = ectosync::parse_json(
+      R"([{"op":"replace","path":"/rows/0/title","value":"t"},{"op":"remove","path":"/rows/0/x"}])");
+  ectosync::CompiledPatch compiled(patch);
+  for (const char *doc :
+       {R"({"rows":[{"id":1,"title":"a","x":0}]})", R"({"rows":[{"x":0,"title":"a","id":1}]})",
+        R"({"rows":[{"id":1,"title":"a","x":0}]})"}) {
+    ectosync::Json v = ectosync::parse_json(doc);
+    compiled.apply(v);
+    ectosync::Json want = ectosync::parse_json(doc);
+    ectosync::apply_patch(want, patch);
+    EXPECT_EQ(ectosync::json_dump(v), ectosync::json_dump(want));
+    EXPECT_EQ(v.find("rows")->items[0].find("title")->text, "t");
+    EXPECT_EQ(v.find("rows")->items[0].find("x"), nullptr);
+  }
+}
+
 TEST(JsonPatch, BadOperationsThrow) {
   for (const char *bad :
        {R"([{"op":"remove","path":"/rows/5"}])", R"([{"op":"replace","path":"/nope","value":1}])",

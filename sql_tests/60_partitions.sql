@@ -113,6 +113,16 @@ SELECT payload::jsonb ->> 'table' AS "table", payload::jsonb ->> 'op' AS op
 SELECT * FROM pg_temp.check();
 SELECT * FROM pg_temp.show();
 
+-- changes() refuses a statement that changes a partition of the value's
+-- table (its rows would be read uncommitted), and so does a transaction
+-- that did.
+WITH moved AS (UPDATE events SET what = 'never' WHERE id = 4 RETURNING id)
+SELECT ectosync.changes('events') FROM moved;
+BEGIN;
+UPDATE events SET what = 'never' WHERE id = 5;
+SELECT ectosync.changes('events');
+ROLLBACK;
+
 -- Updates in both partitions (the February one reads its key columns by
 -- its own column numbers): a column, and the user (moves between users).
 UPDATE events SET what = 'logged in' WHERE id = 1;

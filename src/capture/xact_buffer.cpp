@@ -25,7 +25,10 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "commands/trigger.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 }
 
@@ -129,7 +132,16 @@ bool xact_changed(uint32_t relid) {
     if (pending.reload[i].relid == relid) return true;
   for (int i = 0; i < pending.count; i++)
     if (pending.events[i].relid == relid) return true;
-  return pg_call([&] { return AfterTriggerPendingOnRel(relid); });
+  /* (A partitioned table's rows fire the capture trigger of their
+   * partition: the running statement's are pending there.) */
+  return pg_call([&] {
+    if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE) return AfterTriggerPendingOnRel(relid);
+    List *tables = find_all_inheritors(relid, NoLock, nullptr);
+    ListCell *lc;
+    foreach (lc, tables)
+      if (AfterTriggerPendingOnRel(lfirst_oid(lc))) return true;
+    return false;
+  });
 }
 
 /* ---- transaction callbacks ---- */

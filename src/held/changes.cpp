@@ -280,7 +280,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   refuse_transaction_snapshot("changes");
   Held &h = find_held(name);
-  refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
+  if (xact_wrote()) refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */

@@ -311,6 +311,7 @@ void refuse_transaction_snapshot(const char *what) {
  * and no event would take it out again if the transaction rolled back.
  */
 void refuse_own_changes(const Plan &plan, const char *what) {
+  if (!xact_wrote()) return; /* (the common case: no plan walk) */
   for (uint32_t relid : plan.tables()) {
     if (!xact_changed(relid)) continue;
     throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,

@@ -127,7 +127,10 @@ SELECT ectosync.release('post 2');
 
 -- A value of the session's own has one memory context, however many calls
 -- made new values (the old ones went with their contexts); a shared value
--- (this one) has none.  Either way the session's memory stays as it was.
+-- has none.  (This one is the session's own since changes() ran in the
+-- transaction of CREATE TABLE AS above: a transaction with an xid may read
+-- what others cannot, a schema change for one.)  Either way the session's
+-- memory stays as it was.
 SELECT count(*) AS held_value_contexts,
        (SELECT count(*) FROM ectosync.held() WHERE shared_by IS NULL) AS values_of_its_own
   FROM pg_backend_memory_contexts WHERE name = 'ecto_sync held value';
@@ -265,10 +268,11 @@ ROLLBACK;
 -- ... and a change not yet captured, in the running statement, too.
 WITH moved AS (UPDATE posts SET title = 'never committed' WHERE id = 2 RETURNING id)
 SELECT ectosync.changes('second', 1) FROM moved;
--- After the rollbacks the value has the committed title, and is still shared.
+-- After the rollbacks the value has the committed title.
 SELECT ectosync.changes('second', 1) -> 'patch' AS patch;
 SELECT name, shared_by FROM ectosync.held() WHERE name = 'second';
--- A transaction that wrote other tables only is a transaction like any.
+-- A transaction that wrote other tables only may call changes() (its
+-- value goes on as the session's own).
 UPDATE posts SET title = 'committed, again' WHERE id = 2;
 SELECT ectosync.wait_for_worker();
 BEGIN;

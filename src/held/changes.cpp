@@ -385,8 +385,15 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   /* (the call's, not each value's) */
   refuse_transaction_snapshot("wait_changes");
   if (xact_wrote())
-    for (auto &[name, h] : held_values())
-      refuse_own_changes(resolve_plan(h.relid, h.assocs), "wait_changes");
+    for (auto &[name, h] : held_values()) {
+      const Plan *plan = nullptr;
+      try {
+        plan = &resolve_plan(h.relid, h.assocs);
+      } catch (const Error &) {
+        continue; /* (its own row says why) */
+      }
+      refuse_own_changes(*plan, "wait_changes");
+    }
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   std::vector<WaitRow> out;
   EventMemoScope memo; /* the values read the same events */

@@ -59,7 +59,8 @@
  * publishes the value's interest in its own entry (the worker wakes each
  * holder).  hold() attaches
  * to a value already shared (after applying every event committed before
- * the call).  A session leaves with a copy of its own when it
+ * the call).  A session leaves with a copy of its own when its
+ * transaction has an xid (it may read what others cannot), when it
  * waited too long for another's turn, or when shared memory runs out; it
  * loads its own when row level security comes to apply.
  */

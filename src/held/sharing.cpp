@@ -122,9 +122,10 @@ Reply unshare(Held &h, const Plan &plan) {
 
 /*
  * A shared value this session goes on with alone: a copy of it becomes its
- * own.  For a session that waited too long for another's turn, or when
- * shared memory ran out.  If other sessions moved the value on since this client's
- * version, the client gets the whole value (it is behind).
+ * own.  For a session whose transaction has an xid (it may read what the
+ * others cannot: a schema change, a partition attached), that waited too
+ * long for another's turn, or when shared memory ran out.  If other sessions moved the value on
+ * since this client's version, the client gets the whole value (it is behind).
  */
 void leave_shared(Held &h, const Plan &plan) {
   SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
@@ -144,11 +145,13 @@ void leave_shared(Held &h, const Plan &plan) {
 
 /*
  * Whether a value of plan may be shared (held_shared.hpp): no row level
- * security for this role on its tables.  (What a transaction reads is what
- * the others do: hold() and changes() refuse the others.)
+ * security for this role on its tables, and a transaction that reads what
+ * the others do.  (hold() refuses one that changed the value's rows; one
+ * that changed a table's schema, or attached a partition, is seen only by
+ * its xid.)
  */
 bool may_share(const Plan &plan) {
-  return held_sharing_enabled() && !row_security(plan);
+  return held_sharing_enabled() && reads_committed_now() && !row_security(plan);
 }
 
 /*
@@ -292,7 +295,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   }
   const Plan &plan = resolve_plan(h.relid, h.assocs);
   if (row_security(plan)) return unshare(h, plan);
-  if (!apply_shared(h, loaded_seq())) {
+  if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
     leave_shared(h, plan);
     return std::nullopt;
   }

@@ -195,9 +195,15 @@ int Holder::handle_held(std::chrono::milliseconds timeout) {
   if (!patch || !version || !seq)
     throw pg::Error(
         "holder " + opts_.name + ": wait_changes() replied " + r.str(0, 0).substr(0, 200), "");
-  CompiledPatch compiled(*patch);
+  std::optional<CompiledPatch> compiled;
+  try {
+    compiled.emplace(*patch);
+  } catch (const PatchError &) {
+    hold(true); /* cannot happen with the server's patches; recover anyway */
+    return 1;
+  }
   int changed =
-      apply_reply(*patch, compiled, std::stoll(version->text), std::stoull(seq->text), events);
+      apply_reply(*patch, *compiled, std::stoll(version->text), std::stoull(seq->text), events);
   return changed < 0 ? 1 : changed;
 }
 

@@ -110,10 +110,17 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     } else {
       move = &moves[{holder.document().get(), patch}];
     }
-    if (!patch->compiled) patch->compiled = std::make_unique<CompiledPatch>(patch->json);
     uint64_t seq = static_cast<uint64_t>(r.i64(i, 2));
     int result;
-    if (move && move->failed) {
+    try {
+      if (!patch->compiled) patch->compiled = std::make_unique<CompiledPatch>(patch->json);
+    } catch (const PatchError &) {
+      move = nullptr; /* (cannot happen with the server's patches; recover anyway) */
+    }
+    if (!patch->compiled) {
+      holder.restart(true);
+      result = 1;
+    } else if (move && move->failed) {
       holder.restart(true); /* its document was partly patched */
       result = 1;
     } else if (move && move->made) {
@@ -124,8 +131,12 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       /* In place when every holder of the document moves it so now. */
       bool in_place = move && move->holders == holder.document().use_count();
       result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, in_place);
-      if (holder.document().get() == before) forget_text(before);
-      if (move && result < 0) move->failed = in_place;
+      forget_text(before); /* (patched in place, or partly by a failed patch) */
+      if (move && result < 0) {
+        /* It holds its value again: it no longer uses the document. */
+        move->failed = in_place;
+        move->holders--;
+      }
       if (move && result >= 0) move->made = holder.document();
     }
     if (result != 0) {

@@ -124,8 +124,9 @@ Reply unshare(Held &h, const Plan &plan) {
  * A shared value this session goes on with alone: a copy of it becomes its
  * own.  For a session whose transaction has an xid (it may read what the
  * others cannot: a schema change, a partition attached), that waited too
- * long for another's turn, or when shared memory ran out.  If other sessions moved the value on
- * since this client's version, the client gets the whole value (it is behind).
+ * long for another's turn, or when shared memory ran out.  If other
+ * sessions moved the value on since this client's version, the client gets
+ * the whole value (it is behind).
  */
 void leave_shared(Held &h, const Plan &plan) {
   SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */

@@ -4,7 +4,6 @@
  * many_to_many join table's rows make (patcher.cpp patches the lists).
  */
 #include "value/catalog.hpp"
-#include "pg/sql_context.hpp"
 #include "value/keys.hpp"
 #include "value/patcher.hpp"
 #include "value/query_eval.hpp"

@@ -291,18 +291,6 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
 }
 
 /*
- * Whether the worker will wake this session for every event that may
- * change h: h has an interest entry, and h has read every event up to
- * the last one queued when it published its interest.  Events before
- * that may have been matched against the interest it had before (a batch
- * in flight), and are loaded without a wake: a waiting call must look
- * again soon, not sleep to its timeout.
- */
-static bool trusted(const Held &h) {
-  return h.entry >= 0 && h.scanned >= trust_from(h);
-}
-
-/*
  * ectosync.wait_changes(name, version, timeout_ms): changes() as soon as
  * the patch is not empty, or the empty one at the timeout.  The worker sets
  * this backend's latch when an event matches the value's interest, so the
@@ -328,114 +316,6 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
      * new interest was published may have been matched against the old
      * one: look again soon. */
     long nap = trusted(find_held(name)) ? remaining : std::min(remaining, 10L);
-    pg_call([&] {
-      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
-                      PG_WAIT_EXTENSION);
-      CHECK_FOR_INTERRUPTS();
-    });
-  }
-}
-
-/*
- * Whether wait_changes() may take a value to reflect every event up to
- * loaded without reading them: no event after the value's seq matched the
- * interest it published (the worker counts matches before it marks a batch
- * loaded), none of them is one the worker does not match first, and the
- * events before it published are read already.  Its seq moves on then.
- * (Not for shared values, whose seq is the shared value's; not under row level
- * security, where a row may become visible by a change its interest does
- * not name.)
- */
-static bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
-  if (h.entry < 0 || h.shared >= 0 || !h.published || h.rls) return false;
-  if (h.scanned < h.trust_from || unmatched > h.scanned) return false;
-  if (interest_matched_seq(h.entry) > h.scanned) return false;
-  h.scanned = std::max(h.scanned, loaded);
-  return true;
-}
-
-/*
- * Whether wait_changes() must read the events of a value that it did not
- * pass over: a value of its own with a complete interest, always (an
- * event matched it, or some may have been matched against an older
- * interest, or not at all); a shared value, when its entry counted one,
- * matched an event after the shared value's seq (counted before it was
- * loaded: a read in between missed it), the worker queued a marker it
- * does not match, or it has not read every event up to its interest's
- * publishing; any other (no entry, row level security), whenever the
- * worker loaded events it has not read.
- */
-static bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
-  if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;
-  if (h.entry >= 0 && h.shared >= 0)
-    return matched != h.seen || unmatched > h.scanned || h.scanned < trust_from(h) ||
-           interest_matched_seq(h.entry) > h.scanned;
-  return loaded > h.scanned;
-}
-
-/*
- * ectosync.wait_changes(timeout_ms): the values of the session that changed,
- * as soon as one did.  One backend can hold thousands of values and wait
- * for all of them: the worker sets the latch and counts a match on the
- * entry of each value an event concerns, so a wake looks only at the
- * values whose count moved (and at those without an entry, which nobody
- * counts for).
- */
-std::vector<WaitRow> wait_any(int timeout_ms) {
-  /* (the call's, not each value's) */
-  refuse_transaction_snapshot("wait_changes");
-  if (xact_wrote())
-    for (auto &[name, h] : held_values()) {
-      const Plan *plan = nullptr;
-      try {
-        plan = &resolve_plan(h.relid, h.assocs);
-      } catch (const Error &) {
-        continue; /* (its own row says why) */
-      }
-      refuse_own_changes(*plan, "wait_changes");
-    }
-  TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
-  std::vector<WaitRow> out;
-  EventMemoScope memo; /* the values read the same events */
-  for (;;) {
-    pg_call([] { ResetLatch(MyLatch); });
-    /* The names of a shared value at one version get one patch.  (A name
-     * answered from the memo may miss an event matched since: the entry
-     * recorded its seq, and needs_reading() reads it again.) */
-    SharedReplyMemoScope replies;
-    bool untrusted = false;
-    /* Read before the entries: the worker counts a batch in the entries it
-     * matches before it marks the batch loaded. */
-    uint64_t loaded = loaded_seq(), unmatched = unmatched_seq();
-    for (auto &[name, h] : held_values()) {
-      uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
-      bool read =
-          !passes_over(h, loaded, unmatched) && needs_reading(h, matched, loaded, unmatched);
-      /* (a count seen, read or not: a value that is not read must not make
-       * every pass look again) */
-      h.seen = matched;
-      if (!read) continue;
-      /* One value's failure (its role lost SELECT on a table of it) is its
-       * row alone: ecto_sync's own errors leave the transaction sound, and
-       * the value as it was.  PostgreSQL's errors end the call. */
-      int64_t since = h.version;
-      try {
-        Reply reply = changes(name, std::nullopt);
-        if (reply.changed) out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
-      } catch (const Error &e) {
-        std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
-        out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
-      }
-    }
-    long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
-    if (!out.empty() || remaining <= 0) return out;
-    bool moved = false;
-    for (const auto &[name, h] : held_values()) {
-      moved = moved || (h.entry >= 0 && interest_notifications(h.entry) != h.seen);
-      untrusted = untrusted || !trusted(h);
-    }
-    if (moved) continue;
-    long nap = untrusted ? std::min(remaining, 10L) : remaining;
     pg_call([&] {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
                       PG_WAIT_EXTENSION);

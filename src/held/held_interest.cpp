@@ -220,6 +220,7 @@ uint64_t publish(int entry, const Plan &plan, const PartedValue &value, const Js
  * session's entry of its shared value, or one of its own.
  */
 void attach_entry(Held &h, bool listen) {
+  held_layout_changed();
   h.shares_entry = h.shared >= 0 && !listen;
   if (!h.shares_entry) {
     h.entry = pg_call([&] { return interest_attach(h.generation, listen); });
@@ -237,6 +238,7 @@ void attach_entry(Held &h, bool listen) {
 
 /* h no longer uses its entry (the last name of a shared entry frees it). */
 void detach_entry(Held &h) {
+  held_layout_changed();
   if (h.shares_entry) {
     auto it = shared_entries().find({h.shared, h.role});
     if (it != shared_entries().end() && --it->second.names == 0) {
@@ -258,6 +260,18 @@ void detach_entry(Held &h) {
 /* The seq up to which h must read events itself (Held::trust_from). */
 uint64_t trust_from(const Held &h) {
   return h.shares_entry ? shared_entry_of(h).trust_from : h.trust_from;
+}
+
+/*
+ * Whether the worker will wake this session for every event that may
+ * change h: h has an interest entry, and h has read every event up to
+ * the last one queued when it published its interest.  Events before
+ * that may have been matched against the interest it had before (a batch
+ * in flight), and are loaded without a wake: a waiting call must look
+ * again soon, not sleep to its timeout.
+ */
+bool trusted(const Held &h) {
+  return h.entry >= 0 && h.scanned >= trust_from(h);
 }
 
 /* Publishes the interest of value, which h holds or is about to. */

@@ -23,7 +23,6 @@ extern "C" {
 #include <string>
 #include <utility>
 #include <vector>
-#include <vector>
 
 namespace ectosync {
 
@@ -60,6 +59,15 @@ struct Reply {
 
 /* registry.cpp */
 std::map<std::string, Held> &held_values();
+/*
+ * Counters that tell wait_changes(timeout_ms) whether the session's values
+ * changed since it last looked at them: held_layout() moves when a value is
+ * held, released, or takes or leaves an interest entry; held_touches()
+ * when any call finds a value by name (and may move it on).
+ */
+uint64_t held_layout();
+void held_layout_changed();
+uint64_t held_touches();
 /* A copy of j in context (held_context by default). */
 Jsonb *keep(const Jsonb *j, MemoryContext context = nullptr);
 MemoryContext value_context();
@@ -76,6 +84,7 @@ bool interest_follows_rows(const Plan &plan, const Jsonb *filter);
 void attach_entry(Held &h, bool listen);
 void detach_entry(Held &h);
 uint64_t trust_from(const Held &h);
+bool trusted(const Held &h);
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
 void publish_shared_interest(Held &h, const Plan &plan, uint64_t version);
 int shared_interest_at(const Held &h, uint64_t version);

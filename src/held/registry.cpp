@@ -60,6 +60,20 @@ std::map<std::string, Held> &held_values() {
   return *values;
 }
 
+static uint64_t layout_changes = 0, touches = 0;
+
+uint64_t held_layout() {
+  return layout_changes;
+}
+
+void held_layout_changed() {
+  layout_changes++;
+}
+
+uint64_t held_touches() {
+  return touches;
+}
+
 /* A copy of j in context (held_context by default). */
 Jsonb *keep(const Jsonb *j, MemoryContext context) {
   if (!j) return nullptr;
@@ -82,6 +96,7 @@ MemoryContext value_context() {
 }
 
 void forget(Held &h) {
+  held_layout_changed();
   detach_entry(h);
   held_share_detach(h.shared);
   pg_call([&] {
@@ -111,6 +126,7 @@ std::string text_string(const text *t) {
 
 /* The value held under name, for the current role. */
 Held &find_held(const std::string &name) {
+  touches++;
   auto it = held_values().find(name);
   if (it == held_values().end())
     throw Error(ERRCODE_UNDEFINED_OBJECT,

@@ -299,6 +299,22 @@ void InterestIndex::done() {
   found_.clear();
 }
 
+/*
+ * Puts entry i in the wake queue of its holder (counted before its latch
+ * is set); a full queue is marked overflowed: the holder looks at all its
+ * values, and takes every one of its entries out of the queue again.
+ */
+void queue_wake(int waker, int i) {
+  if (waker < 0 || waker >= MaxBackends) return;
+  WakeQueue *q = &wake_queues[waker];
+  SpinLockAcquire(&q->mutex);
+  if (q->count < kWakeQueueSize)
+    q->entries[q->count++] = i;
+  else
+    q->overflowed = true;
+  SpinLockRelease(&q->mutex);
+}
+
 /* Whether e's interest, read in place, matches p (see interest_publish()). */
 bool matches_in_place(InterestEntry *e, const EventProbe &p) {
   return read_consistently(e, [&] { return e->interest.matches(p); });
@@ -342,7 +358,10 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     SpinLockAcquire(&e->mutex);
     e->notifications++;
     e->matched_seq = std::max<uint64>(e->matched_seq, seq);
+    bool queue = !e->queued;
+    e->queued = true;
     SpinLockRelease(&e->mutex);
+    if (queue) queue_wake(e->waker, i);
     hits.push_back(InterestHit{i, e->generation, seq, e->latch, e->listening, e->session_listening,
                                e->pid, e->session_tag});
   }

@@ -16,6 +16,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "common/hashfn.h"
 #include "port/atomics.h"
+#include "storage/backendid.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -121,6 +122,7 @@ int interest_attach(uint32_t &generation, bool listening) {
     e->pid = MyProcPid;
     e->role = role;
     e->latch = MyLatch;
+    e->waker = MyBackendId - 1;
     e->listening = listening;
     e->session_listening = session_listens;
     e->session_tag = session_tag;
@@ -128,6 +130,7 @@ int interest_attach(uint32_t &generation, bool listening) {
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
     e->matched_seq = 0;
+    e->queued = false;
     SpinLockRelease(&e->mutex);
     found = i;
   }
@@ -177,6 +180,55 @@ uint64_t interest_notifications(int index) {
   uint64 n = e->notifications;
   SpinLockRelease(&e->mutex);
   return n;
+}
+
+/*
+ * The entries of this backend whose count moved since they were last taken,
+ * each once, out of its wake queue: a count that moves from now on queues
+ * its entry again.  False when the queue overflowed: then any entry of this
+ * backend may have moved, and all of them are out of the queue again.
+ */
+bool interest_take_moved(std::vector<int> &moved) {
+  moved.clear();
+  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return false;
+  WakeQueue *q = &wake_queues[MyBackendId - 1];
+  int32 taken[kWakeQueueSize];
+  SpinLockAcquire(&q->mutex);
+  int count = q->count;
+  bool overflowed = q->overflowed;
+  memcpy(taken, q->entries, sizeof(int32) * count);
+  q->count = 0;
+  q->overflowed = false;
+  SpinLockRelease(&q->mutex);
+  auto take_out = [](int i) {
+    InterestEntry *e = interest_entry(i);
+    SpinLockAcquire(&e->mutex);
+    e->queued = false;
+    SpinLockRelease(&e->mutex);
+  };
+  if (overflowed) {
+    LWLockAcquire(shared->interest_lock, LW_SHARED);
+    for (int i = 0; i < shared->interest_high; i++)
+      if (OidIsValid(interest_dbs[i]) && interest_entry(i)->pid == MyProcPid) take_out(i);
+    LWLockRelease(shared->interest_lock);
+    return false;
+  }
+  moved.reserve(count);
+  for (int k = 0; k < count; k++) {
+    take_out(taken[k]); /* (an entry freed since: harmless) */
+    moved.push_back(taken[k]);
+  }
+  return true;
+}
+
+/* Whether the worker queued an entry of this backend since it last took them. */
+bool interest_moved_pending() {
+  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return true;
+  WakeQueue *q = &wake_queues[MyBackendId - 1];
+  SpinLockAcquire(&q->mutex);
+  bool pending = q->count > 0 || q->overflowed;
+  SpinLockRelease(&q->mutex);
+  return pending;
 }
 
 /*

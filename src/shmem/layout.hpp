@@ -23,6 +23,8 @@ extern Oid *interest_dbs;
 /* [(max_held_values + 63) / 64] bits, atomics: entries published, taken or
  * freed since the worker of their database last indexed them. */
 extern pg_atomic_uint64 *interest_dirty;
+/* [MaxBackends], by backend id - 1: the entries each backend should look at. */
+extern WakeQueue *wake_queues;
 extern char *cache_arena; /* the row cache's arena */
 
 /* The sizes of a database's ring and of the cache's arena, from the GUCs. */

@@ -12,6 +12,7 @@
  *   InterestEntry[max_held_values], interest_stride() apart: what each held
  *   value depends on; and their databases side by side (interest_dbs), and
  *   a bit per entry that its worker must index it again (interest_dirty)
+ *   WakeQueue[MaxBackends]: the entries whose count moved, per holder
  *   the values that sessions share (held_shared.cpp, which documents them)
  *
  * The queue and the event log are one ring of records per database:
@@ -43,12 +44,17 @@
  *   interest_lock  which entry belongs to which backend (interest_dbs and
  *                the high-water mark too): exclusive to take or free one,
  *                shared to read them (the worker's matching).  Each entry's
- *                spinlock guards its notification count and last matched
- *                seq; its interest is written by its holder alone under a
- *                seqlock (`change`), and read in place by the worker.
- *                interest_dirty's bits are atomics: a holder sets its
- *                entry's after publishing, the worker clears it before
+ *                spinlock guards its notification count, last matched
+ *                seq and `queued`; its interest is written by its holder
+ *                alone under a seqlock (`change`), and read in place by the
+ *                worker.  interest_dirty's bits are atomics: a holder sets
+ *                its entry's after publishing, the worker clears it before
  *                reading the entry again.
+ *   wake queue's spinlock (one per backend) its entries: the worker
+ *                appends under interest_lock shared, after releasing the
+ *                entry's spinlock; the backend takes them out, then clears
+ *                each entry's `queued` under its spinlock.  No two
+ *                spinlocks are held at once.
  *   slot->unmatched_seq  (under slot->lock) the last seq loaded without
  *                being matched against interests first.
  *   held_lock    the shared held values (held_shared.cpp)
@@ -88,6 +94,7 @@ HTAB *cache_hash = nullptr;
 InterestEntry *interests = nullptr;
 Oid *interest_dbs = nullptr;
 pg_atomic_uint64 *interest_dirty = nullptr;
+WakeQueue *wake_queues = nullptr;
 char *cache_arena = nullptr;
 static shmem_request_hook_type prev_shmem_request_hook = nullptr;
 static shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
@@ -134,11 +141,16 @@ static Size interest_dirty_size() {
   return mul_size(sizeof(pg_atomic_uint64), (settings.max_held_values + 63) / 64);
 }
 
+static Size wake_queues_size() {
+  return mul_size(sizeof(WakeQueue), MaxBackends);
+}
+
 static Size shared_size() {
   Size size = slots_size();
   size = add_size(size, interests_size());
   size = add_size(size, MAXALIGN(interest_dbs_size()));
   size = add_size(size, MAXALIGN(interest_dirty_size()));
+  size = add_size(size, MAXALIGN(wake_queues_size()));
   size = add_size(size, hash_estimate_size(cache_max_entries(), sizeof(CacheEntry)));
   size = add_size(size, MAXALIGN(arena_bytes()));
   size = add_size(size, held_shared_shmem_size());
@@ -215,11 +227,17 @@ static void shmem_startup() {
       (Oid *)ShmemInitStruct("ecto_sync interest databases", MAXALIGN(interest_dbs_size()), &found);
   interest_dirty = (pg_atomic_uint64 *)ShmemInitStruct("ecto_sync interest changes",
                                                        MAXALIGN(interest_dirty_size()), &found);
+  wake_queues =
+      (WakeQueue *)ShmemInitStruct("ecto_sync wake queues", MAXALIGN(wake_queues_size()), &found);
   held_shared_shmem_startup(&GetNamedLWLockTranche("ecto_sync")[3].lock);
   if (!found) {
     memset(interest_dbs, 0, interest_dbs_size());
     for (int w = 0; w < (settings.max_held_values + 63) / 64; w++)
       pg_atomic_init_u64(&interest_dirty[w], 0);
+    for (int b = 0; b < MaxBackends; b++) {
+      memset(&wake_queues[b], 0, sizeof(WakeQueue));
+      SpinLockInit(&wake_queues[b].mutex);
+    }
     for (int i = 0; i < settings.max_held_values; i++) {
       InterestEntry *e = interest_entry(i);
       memset(e, 0, interest_stride());

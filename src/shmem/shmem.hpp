@@ -142,6 +142,13 @@ bool interest_entry_matches(int index, const Event &ev);
 void interest_detach(int index);
 /* Notifications the worker sent for the entry so far. */
 uint64_t interest_notifications(int index);
+/*
+ * This backend's entries whose notifications moved since they were last
+ * taken (each once); false when it cannot tell which: look at all of them.
+ */
+bool interest_take_moved(std::vector<int> &moved);
+/* Whether interest_take_moved() would find some now. */
+bool interest_moved_pending();
 /* The channel of an entry: "ectosync_held_<index>_<tag>". */
 std::string interest_channel(int index, uint32_t generation);
 /*

@@ -121,9 +121,13 @@ struct InterestEntry {
    * (listen_changes()), named by its pid and session_tag */
   bool session_listening;
   uint64 session_tag;
-  slock_t mutex; /* guards notifications and matched_seq */
+  int waker;     /* interest_lock: the holder's wake queue (its backend id - 1) */
+  slock_t mutex; /* guards notifications, matched_seq and queued */
   uint64 notifications;
   uint64 matched_seq; /* the last event that matched (counted before it is loaded) */
+  /* In its holder's wake queue since its count last moved: the worker
+   * queues an entry once until its holder takes it out (interest_match()). */
+  bool queued;
   /* A seqlock over interest: odd while its holder rewrites it (the only
    * writer); the worker reads interest in place and matches again when
    * the count moved meanwhile (interest_registry.cpp). */
@@ -131,6 +135,21 @@ struct InterestEntry {
   /* Last: only Interest::bytes(settings.interest_bytes * 8) of it are in
    * shared memory (entries are interest_stride() apart). */
   Interest interest;
+};
+
+/*
+ * A backend's wake queue: the entries whose count the worker moved since
+ * the backend last took them, so that a session holding thousands of
+ * values looks at the few that moved, not at all of them
+ * (interest_take_moved()).  When it is full, the worker marks it
+ * overflowed instead, and the backend looks at every value once.
+ */
+constexpr int kWakeQueueSize = 512;
+struct WakeQueue {
+  slock_t mutex; /* guards the rest */
+  bool overflowed;
+  int count;
+  int32 entries[kWakeQueueSize];
 };
 
 /* The distance between two InterestEntry in shared memory, and entry i. */

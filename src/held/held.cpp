@@ -183,6 +183,10 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {
+    /* The names of a shared value at one version share one reply: its
+     * columns are made once. */
+    const Jsonb *last_reply = nullptr;
+    Jsonb *patch_jsonb = nullptr, *events_jsonb = nullptr;
     for (const WaitRow &row : wait_any(timeout_ms)) {
       jb::View r = row.reply ? jb::View(row.reply) : jb::View();
       auto number = [&](const char *key) {
@@ -197,8 +201,11 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
         reloaded = r.get("reloaded");
         events = r.get("events");
       }
-      Jsonb *patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
-      Jsonb *events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
+      if (!row.reply || row.reply != last_reply) {
+        patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
+        events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
+        last_reply = row.reply;
+      }
       std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
       pg_call([&] {
         Datum values[8];

@@ -94,9 +94,21 @@ RESET ROLE;
 -- to its tables' channels), and other roles still get theirs.
 SHOW ectosync.max_role_share;
 SET ROLE attack_holder;
+SELECT count(*) AS changed FROM ectosync.wait_changes(0);
 SELECT count(ectosync.hold('share_' || i, 'attack_a', '[]', jsonb_build_object('id', i),
                            listen => false)) AS held
   FROM generate_series(1, 260) i;
+-- A value without an entry still comes back from a wait for all of the
+-- session's values (nobody wakes the session for it: the wait looks at it
+-- whenever the worker loaded events), also right after it was held.
+RESET ROLE;
+INSERT INTO attack_a VALUES (258, 'for a value without an entry');
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE attack_holder;
+SELECT name, patch -> 0 ->> 'op' AS op FROM ectosync.wait_changes(5000);
+RESET ROLE;
+DELETE FROM attack_a WHERE id = 258;
+SET ROLE attack_holder;
 SELECT count(*) FILTER (WHERE channel IS NOT NULL) AS with_an_entry,
        count(*) FILTER (WHERE channel IS NULL) AS listening_to_tables
   FROM ectosync.held() WHERE name LIKE 'share\_%';

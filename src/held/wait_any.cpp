@@ -14,8 +14,9 @@
  * overflowed, the worker loaded a marker that it does not match, or a call
  * other than this one held, released or read a value of the session.
  *
- * A quiet value of its own (not restless) reflects the events up to the
- * loaded seq of the last pass that did not find its entry queued (the
+ * A quiet value of its own (one that a pass since the session's values
+ * last changed looked at, and found not restless) reflects the events up
+ * to the loaded seq of the last pass that did not find its entry queued (the
  * worker counts a match before it marks the batch loaded, and queues the
  * entry when it counts).  Its seq moves on to that when it is next looked
  * at, not at each pass, so that its events need not be read again; and
@@ -70,7 +71,7 @@ void regroup(WaitIndex &ix) {
   ix.restless.clear();
   for (Item &item : held_values()) ix.groups[item.second.entry].push_back(&item);
   ix.layout = held_layout();
-  ix.quiet_loaded = 0;
+  ix.touches = UINT64_MAX; /* (none is known to be quiet: the next pass looks at all) */
 }
 
 /*
@@ -248,6 +249,9 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     /* Code under changes() may reset the latch (a condition variable's
      * sleep does): the queue, not the latch alone, says whether to sleep. */
     if (interest_moved_pending()) continue;
+    /* (nor whether the restless ones, which the worker need not queue,
+     * have events loaded since the pass began) */
+    if (!wait_index().restless.empty() && loaded_seq() != pass.loaded) continue;
     long nap = pass.untrusted ? std::min(remaining, 10L) : remaining;
     pg_call([&] {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,

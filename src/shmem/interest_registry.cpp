@@ -191,6 +191,7 @@ uint64_t interest_notifications(int index) {
 bool interest_take_moved(std::vector<int> &moved) {
   moved.clear();
   if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return false;
+  moved.reserve(kWakeQueueSize); /* (before entries leave the queue: nothing throws after) */
   WakeQueue *q = &wake_queues[MyBackendId - 1];
   int32 taken[kWakeQueueSize];
   SpinLockAcquire(&q->mutex);
@@ -213,7 +214,6 @@ bool interest_take_moved(std::vector<int> &moved) {
     LWLockRelease(shared->interest_lock);
     return false;
   }
-  moved.reserve(count);
   for (int k = 0; k < count; k++) {
     take_out(taken[k]); /* (an entry freed since: harmless) */
     moved.push_back(taken[k]);
@@ -223,7 +223,7 @@ bool interest_take_moved(std::vector<int> &moved) {
 
 /* Whether the worker queued an entry of this backend since it last took them. */
 bool interest_moved_pending() {
-  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return true;
+  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return false;
   WakeQueue *q = &wake_queues[MyBackendId - 1];
   SpinLockAcquire(&q->mutex);
   bool pending = q->count > 0 || q->overflowed;

@@ -480,3 +480,61 @@ TEST(Hub, OneChannelPerSession) {
   EXPECT_FALSE(session.wait_notification(300ms).has_value());
   EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
 }
+
+/*
+ * A value without an interest entry (its role has taken its share of
+ * them) is one the worker cannot notify the session's channel of: with
+ * listen_changes(), the session LISTENs to its tables' channels too, and
+ * a change of it brings a notification as well, whether the value was
+ * held before listen_changes() or after.
+ */
+TEST(Hub, OneChannelCoversValuesWithoutAnEntry) {
+  Fixture f("ectosync_client_hub_listen_entryless");
+  f.admin.exec("DROP ROLE IF EXISTS ectosync_hub_share");
+  f.admin.exec("CREATE ROLE ectosync_hub_share");
+  f.admin.exec("GRANT SELECT ON posts TO ectosync_hub_share");
+  pg::Connection session(f.db.conninfo());
+  session.exec("SET ROLE ectosync_hub_share");
+  auto hold = [&](const std::string &name, const std::string &id) {
+    session.exec(
+        "SELECT ectosync.hold($1, 'posts', '[]', pg_catalog.jsonb_build_object('id', $2::int), "
+        "listen => false) IS NULL",
+        {name, id});
+  };
+  /* the role's share of the entries, taken by values of no post */
+  session.exec(
+      "SELECT count(ectosync.hold('filler ' || i, 'posts', '[]', "
+      "pg_catalog.jsonb_build_object('id', -i), listen => false)) "
+      "FROM generate_series(1, (SELECT greatest(1, m / 100 * p + m % 100 * p / 100) FROM "
+      "(SELECT current_setting('ectosync.max_held_values')::int AS m, "
+      "current_setting('ectosync.max_role_share')::int AS p) s)) i");
+  auto posts = f.admin.exec("SELECT id FROM posts ORDER BY id LIMIT 2");
+  ASSERT_EQ(posts.rows(), 2);
+  hold("before", posts.str(0, 0));
+  session.exec("SELECT ectosync.listen_changes()");
+  hold("after", posts.str(1, 0));
+  EXPECT_EQ(session
+                .exec("SELECT count(*) FROM ectosync.held() WHERE name IN ('before', 'after') "
+                      "AND channel IS NULL")
+                .str(0, 0),
+            "2");
+  /* the notifications to itself: look once */
+  ASSERT_TRUE(session.wait_notification(5000ms).has_value());
+  session.take_notifications();
+  EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+
+  for (int i = 0; i < 2; i++) {
+    std::string name = i == 0 ? "before" : "after";
+    f.admin.exec("UPDATE posts SET title = title || '!' WHERE id = $1::int", {posts.str(i, 0)});
+    ASSERT_TRUE(session.wait_notification(5000ms).has_value())
+        << "no notification for a change of \"" << name << "\", a value without an entry";
+    f.admin.exec("SELECT ectosync.wait_for_worker()");
+    session.take_notifications();
+    auto rows = session.exec("SELECT name FROM ectosync.wait_changes(0) ORDER BY name");
+    ASSERT_EQ(rows.rows(), 1);
+    EXPECT_EQ(rows.str(0, 0), name);
+  }
+  session.exec("RESET ROLE");
+  f.admin.exec("DROP OWNED BY ectosync_hub_share");
+  f.admin.exec("DROP ROLE ectosync_hub_share");
+}

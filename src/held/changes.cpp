@@ -95,8 +95,26 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
       for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
     for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
     pg_call([&] { Async_Notify(own.c_str(), "{}"); });
+  } else if (stored.entry < 0 && interest_session_listens()) {
+    listen_to_tables(plan);
   }
   return value;
+}
+
+/*
+ * A value without an interest entry in a session that listen_changes():
+ * the worker cannot notify the session's channel for it, so the session
+ * LISTENs to its tables' channels too (any notification means: call
+ * wait_changes(0)), and notifies its own channel at commit, so that the
+ * client looks once when the LISTENs take effect.
+ */
+void listen_to_tables(const Plan &plan) {
+  std::string own = interest_listen_session();
+  for (uint32_t t : plan.tables()) {
+    std::string channel = channel_name(t);
+    pg_call([&] { Async_Listen(channel.c_str()); });
+  }
+  pg_call([&] { Async_Notify(own.c_str(), "{}"); });
 }
 
 /*

@@ -124,16 +124,27 @@ ECTOSYNC_FUNCTION(ectosync_hold) {
  * rather than in wait_changes(); they then call wait_changes(0).  A
  * notification to itself, delivered at this transaction's commit, makes
  * the client look once: changes before its LISTEN took effect are covered.
- * (Values without an interest entry are not: wait_changes() covers them.)
+ * For values without an interest entry, which the worker cannot notify
+ * the session of, it LISTENs to their tables' channels too.
  */
 ECTOSYNC_FUNCTION(ectosync_listen_changes) {
   (void)fcinfo;
-  std::string channel = interest_listen_session();
-  text *name = pg_call([&] {
-    Async_Listen(channel.c_str());
-    Async_Notify(channel.c_str(), "{}");
-    return cstring_to_text(channel.c_str());
-  });
+  text *name = [&] {
+    std::string channel = interest_listen_session();
+    for (auto &[held_name, h] : held_values()) {
+      if (h.entry >= 0 || h.listening) continue; /* (hold() listened to them) */
+      try {
+        listen_to_tables(resolve_plan(h.relid, h.assocs));
+      } catch (const Error &) {
+        /* (a value whose plan no longer resolves: its changes() says why) */
+      }
+    }
+    return pg_call([&] {
+      Async_Listen(channel.c_str());
+      Async_Notify(channel.c_str(), "{}");
+      return cstring_to_text(channel.c_str());
+    });
+  }();
   PG_RETURN_TEXT_P(name);
 }
 

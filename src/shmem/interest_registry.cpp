@@ -242,6 +242,10 @@ std::string interest_channel(int index, uint32_t generation) {
   return "ectosync_held_" + std::to_string(index) + "_" + hex(secret_tag(parts, sizeof parts));
 }
 
+bool interest_session_listens() {
+  return session_listens;
+}
+
 std::string session_channel(int pid, uint64_t tag) {
   return "ectosync_changes_" + std::to_string(pid) + "_" + hex(tag);
 }

@@ -157,6 +157,8 @@ std::string interest_channel(int index, uint32_t generation);
  * holds with an interest entry, from now on; the channel's name.
  */
 std::string interest_listen_session();
+/* Whether this session called listen_changes(). */
+bool interest_session_listens();
 /* The channel of a session (its pid and tag). */
 std::string session_channel(int pid, uint64_t tag);
 

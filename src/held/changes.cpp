@@ -297,7 +297,11 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
 /* ectosync.changes(name, version): see the header comment. */
 Reply changes(const std::string &name, std::optional<int64_t> client_version) {
   refuse_transaction_snapshot("changes");
-  Held &h = find_held(name);
+  return changes(find_held(name), client_version);
+}
+
+/* changes() of a value found already, for the role that holds it. */
+Reply changes(Held &h, std::optional<int64_t> client_version) {
   if (xact_wrote()) refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;

@@ -198,21 +198,24 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
      * columns are made once. */
     const Jsonb *last_reply = nullptr;
     Jsonb *patch_jsonb = nullptr, *events_jsonb = nullptr;
+    int64 version = 0, seq = 0;
+    std::optional<jb::Elem> reloaded;
     for (const WaitRow &row : wait_any(timeout_ms)) {
-      jb::View r = row.reply ? jb::View(row.reply) : jb::View();
-      auto number = [&](const char *key) {
-        std::optional<jb::Elem> e = r.valid() ? r.get(key) : std::nullopt;
-        return e && e->is_numeric() ? std::stoll(jb::numeric_text(e->numeric())) : 0LL;
-      };
-      int64 version = row.reply ? number("version") : row.version;
-      int64 seq = row.reply ? number("seq") : (int64)row.seq;
-      std::optional<jb::Elem> patch, reloaded, events;
-      if (r.valid()) {
-        patch = r.get("patch");
-        reloaded = r.get("reloaded");
-        events = r.get("events");
-      }
       if (!row.reply || row.reply != last_reply) {
+        jb::View r = row.reply ? jb::View(row.reply) : jb::View();
+        auto number = [&](const char *key) {
+          std::optional<jb::Elem> e = r.valid() ? r.get(key) : std::nullopt;
+          return e && e->is_numeric() ? std::stoll(jb::numeric_text(e->numeric())) : 0LL;
+        };
+        version = row.reply ? number("version") : row.version;
+        seq = row.reply ? number("seq") : (int64)row.seq;
+        std::optional<jb::Elem> patch, events;
+        reloaded.reset();
+        if (r.valid()) {
+          patch = r.get("patch");
+          reloaded = r.get("reloaded");
+          events = r.get("events");
+        }
         patch_jsonb = jb::to_jsonb(patch ? jb::Node::copy(*patch) : jb::Node::array());
         events_jsonb = jb::to_jsonb(events ? jb::Node::copy(*events) : jb::Node::array());
         last_reply = row.reply;

@@ -121,6 +121,7 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
               int interest = -1);
 void listen_to_tables(const Plan &plan);
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
+Reply changes(Held &h, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);
 /* One value's part of wait_any(): its changes() reply, or why it failed. */
 struct WaitRow {

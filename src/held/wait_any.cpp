@@ -147,7 +147,8 @@ void look_at(Item &item, Pass &pass) {
   if (read) {
     int64_t since = h.version;
     try {
-      Reply reply = changes(name, std::nullopt);
+      /* (by name when another role holds it: find_held() says so) */
+      Reply reply = h.role == GetUserId() ? changes(h, std::nullopt) : changes(name, std::nullopt);
       if (reply.changed) pass.out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
     } catch (const Error &e) {
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);

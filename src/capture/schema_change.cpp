@@ -23,6 +23,7 @@
 #include "core/event.hpp"
 #include "shmem/shmem.hpp"
 #include "capture/watch.hpp"
+#include "capture/xact_buffer.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
@@ -111,7 +112,10 @@ void follow_alter_table(Node *parsetree) {
   if (!effects.reshapes && !effects.renames_columns && !effects.toggles_triggers) return;
   std::set<uint32_t> tables = watched_tables_changed();
   if (effects.reshapes)
-    for (uint32_t relid : tables) pg_call([&] { restart_capture(relid, kReloadSchema); });
+    for (uint32_t relid : tables) {
+      pg_call([&] { restart_capture(relid, kReloadSchema); });
+      note_reshaped(relid);
+    }
   if (effects.toggles_triggers)
     for (uint32_t relid : tables) keep_capture_enabled(relid);
   if (effects.renames_columns && !tables.empty()) refresh_watches();

@@ -24,10 +24,13 @@ void remember_reload(uint32_t relid, uint8_t why);
 /* Whether this transaction has an xid: it may have written. */
 bool xact_wrote();
 
+/* This transaction changed the shape of relid's rows (schema_change.cpp). */
+void note_reshaped(uint32_t relid);
+
 /*
  * Whether this transaction changed relid, a watched table: its rows in the
- * buffer, a RELOAD marker, or rows of the running statement whose capture
- * trigger has yet to fire.
+ * buffer, a RELOAD marker, rows of the running statement whose capture
+ * trigger has yet to fire, its schema, or its partitions.
  */
 bool xact_changed(uint32_t relid);
 

@@ -188,6 +188,16 @@ SELECT * FROM pg_temp.show();
 -- The detached table is no partition any more: its writes are not events'.
 INSERT INTO events_04 VALUES ('may', 20240501, 9, 1);
 SELECT * FROM pg_temp.check();
+-- The transaction that attaches a partition may not hold or read a value
+-- of its table: the rows it would read come from the partition, and the
+-- marker that reloads the values follows the commit.
+\set VERBOSITY terse
+BEGIN;
+ALTER TABLE events ATTACH PARTITION events_04 FOR VALUES FROM (20240401) TO (20240601);
+SELECT ectosync.hold('attaching', 'events', listen => false);
+ROLLBACK;
+\set VERBOSITY default
+SELECT * FROM pg_temp.check();
 
 -- DROP of a partition (one that no foreign key references: PostgreSQL
 -- refuses to drop a partition of events while event_notes references it).

@@ -109,6 +109,13 @@ SELECT ectosync.changes('late');
 ROLLBACK;
 \set VERBOSITY default
 SELECT * FROM pg_temp.step();
+-- DDL that leaves the rows as they were (a constraint added) neither
+-- refuses nor reloads.
+BEGIN;
+ALTER TABLE other ADD CONSTRAINT v_not_empty CHECK (v <> '');
+SELECT ectosync.changes('other') -> 'patch' AS read_in_the_migration;
+COMMIT;
+SELECT * FROM pg_temp.step();
 
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');

@@ -518,6 +518,12 @@ TEST(Hub, OneChannelCoversValuesWithoutAnEntry) {
                       "AND channel IS NULL")
                 .str(0, 0),
             "2");
+  /* posts' channel, and that of RELOAD markers for every table */
+  EXPECT_EQ(session
+                .exec("SELECT count(*) FROM pg_catalog.pg_listening_channels() c "
+                      "WHERE c IN ('ectosync_0', 'ectosync_' || 'posts'::regclass::oid)")
+                .str(0, 0),
+            "2");
   /* the notifications to itself: look once */
   ASSERT_TRUE(session.wait_notification(5000ms).has_value());
   session.take_notifications();

@@ -114,7 +114,7 @@ void follow_alter_table(Node *parsetree) {
   if (effects.reshapes)
     for (uint32_t relid : tables) {
       pg_call([&] { restart_capture(relid, kReloadSchema); });
-      note_reshaped(relid);
+      note_changed_wholesale(relid);
     }
   if (effects.toggles_triggers)
     for (uint32_t relid : tables) keep_capture_enabled(relid);

@@ -19,6 +19,7 @@
  * column is removed, with a WARNING.
  */
 #include "capture/watch.hpp"
+#include "capture/xact_buffer.hpp"
 #include "capture/watch_internal.hpp"
 
 #include "value/catalog.hpp"
@@ -393,7 +394,12 @@ ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
             .empty())
       return;
     install_partition_triggers(root);
-    if (altered) pg_call([&] { restart_capture_at_commit(root); });
+    /* (the event trigger calls it for any ALTER TABLE of a watched table:
+     * only a partitioned one's partitions may have come or gone) */
+    if (!altered || pg_call([&] { return get_rel_relkind(root); }) != RELKIND_PARTITIONED_TABLE)
+      return;
+    pg_call([&] { restart_capture_at_commit(root); });
+    note_changed_wholesale(root);
   }();
   PG_RETURN_VOID();
 }

@@ -60,8 +60,8 @@ static struct {
   int nmarks, marks_capacity;
   Oid *restarts; /* restart_capture_at_commit() */
   int nrestarts, restarts_capacity;
-  Oid *reshaped; /* note_reshaped() */
-  int nreshaped, reshaped_capacity;
+  Oid *wholesale; /* note_changed_wholesale() */
+  int nwholesale, wholesale_capacity;
 } pending;
 
 static void reset_pending() {
@@ -128,11 +128,11 @@ bool xact_wrote() {
   return TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
-void note_reshaped(uint32_t relid) {
-  for (int i = 0; i < pending.nreshaped; i++)
-    if (pending.reshaped[i] == relid) return;
-  reserve(pending.reshaped, pending.reshaped_capacity, pending.nreshaped + 1);
-  pending.reshaped[pending.nreshaped++] = relid;
+void note_changed_wholesale(uint32_t relid) {
+  for (int i = 0; i < pending.nwholesale; i++)
+    if (pending.wholesale[i] == relid) return;
+  reserve(pending.wholesale, pending.wholesale_capacity, pending.nwholesale + 1);
+  pending.wholesale[pending.nwholesale++] = relid;
 }
 
 bool xact_changed(uint32_t relid) {
@@ -140,12 +140,10 @@ bool xact_changed(uint32_t relid) {
   for (int i = 0; i < pending.nreload; i++)
     if (pending.reload[i].relid == relid) return true;
   /* (its schema, or its partitions: a value read now holds rows in a shape,
-   * or from partitions, that a rollback takes back, and the marker that
-   * reloads the others' values comes before the value's seq) */
-  for (int i = 0; i < pending.nreshaped; i++)
-    if (pending.reshaped[i] == relid) return true;
-  for (int i = 0; i < pending.nrestarts; i++)
-    if (pending.restarts[i] == relid) return true;
+   * or from partitions, that a rollback takes back, and no marker after the
+   * value's seq would reload it) */
+  for (int i = 0; i < pending.nwholesale; i++)
+    if (pending.wholesale[i] == relid) return true;
   for (int i = 0; i < pending.count; i++)
     if (pending.events[i].relid == relid) return true;
   /* (A partitioned table's rows fire the capture trigger of their

@@ -24,8 +24,11 @@ void remember_reload(uint32_t relid, uint8_t why);
 /* Whether this transaction has an xid: it may have written. */
 bool xact_wrote();
 
-/* This transaction changed the shape of relid's rows (schema_change.cpp). */
-void note_reshaped(uint32_t relid);
+/*
+ * This transaction changed relid's rows other than one by one: their shape
+ * (schema_change.cpp), or which partitions hold them (watch.cpp).
+ */
+void note_changed_wholesale(uint32_t relid);
 
 /*
  * Whether this transaction changed relid, a watched table: its rows in the

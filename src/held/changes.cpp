@@ -91,8 +91,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     std::string own = stored.entry >= 0 ? interest_channel(stored.entry, stored.generation)
                                         : "ectosync_session_" + std::to_string(MyProcPid);
     std::vector<std::string> channels{own};
-    if (stored.entry < 0)
-      for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
+    if (stored.entry < 0) channels = table_channels(plan, own);
     for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
     pg_call([&] { Async_Notify(own.c_str(), "{}"); });
   } else if (stored.entry < 0 && interest_session_listens()) {
@@ -110,11 +109,20 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
  */
 void listen_to_tables(const Plan &plan) {
   std::string own = interest_listen_session();
-  for (uint32_t t : plan.tables()) {
-    std::string channel = channel_name(t);
+  for (const std::string &channel : table_channels(plan, own))
     pg_call([&] { Async_Listen(channel.c_str()); });
-  }
   pg_call([&] { Async_Notify(own.c_str(), "{}"); });
+}
+
+/*
+ * own, and the channels the worker notifies of changes to plan's tables:
+ * each table's, and the one of RELOAD markers for every table (relid 0,
+ * queued when too many tables need one at once).
+ */
+std::vector<std::string> table_channels(const Plan &plan, const std::string &own) {
+  std::vector<std::string> channels{own, channel_name(0)};
+  for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
+  return channels;
 }
 
 /*

@@ -35,6 +35,7 @@ extern "C" {
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ectosync {
@@ -206,9 +207,16 @@ SharedEntry &shared_entry_of(const Held &h) {
   return shared_entries().at({h.shared, h.role});
 }
 
-/* Publishes the interest of value in entry; the seq it is trusted from. */
-uint64_t publish(int entry, const Plan &plan, const PartedValue &value, const Jsonb *filter) {
+/*
+ * Publishes the interest of value in entry; the seq it is trusted from, or
+ * nullopt when the entry has that interest already (most changes leave the
+ * keys a value depends on as they were): the trust it had goes on, and the
+ * worker need not index it again.
+ */
+std::optional<uint64_t> publish(int entry, const Plan &plan, const PartedValue &value,
+                                const Jsonb *filter) {
   std::unique_ptr<Interest> in = interest_of(plan, value, filter);
+  if (interest_published(entry, *in)) return std::nullopt;
   interest_publish(entry, *in);
   return last_seq();
 }
@@ -276,7 +284,9 @@ bool trusted(const Held &h) {
 
 /* Publishes the interest of value, which h holds or is about to. */
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {
-  if (h.entry >= 0) h.trust_from = publish(h.entry, plan, value, h.filter);
+  if (h.entry < 0) return;
+  if (std::optional<uint64_t> trust = publish(h.entry, plan, value, h.filter))
+    h.trust_from = *trust;
 }
 
 /*
@@ -300,7 +310,8 @@ void publish_shared_interest(Held &h, const Plan &plan, uint64_t version) {
   bool follows = interest_follows_rows(plan, h.filter);
   SharedEntry *se = h.shares_entry ? &shared_entry_of(h) : nullptr;
   if (se && se->published && (!follows || se->version >= version)) return;
-  uint64_t made_from = 0, trust = 0;
+  uint64_t made_from = 0;
+  std::optional<uint64_t> trust;
   if (!follows) {
     trust = publish(h.entry, plan, PartedValue{}, h.filter);
   } else {
@@ -315,12 +326,12 @@ void publish_shared_interest(Held &h, const Plan &plan, uint64_t version) {
     });
   }
   if (!se) {
-    h.trust_from = trust;
+    if (trust) h.trust_from = *trust;
     return;
   }
   se->published = true;
   se->version = made_from;
-  se->trust_from = trust;
+  if (trust) se->trust_from = *trust;
 }
 
 }  // namespace ectosync

@@ -155,6 +155,13 @@ void interest_publish(int index, const Interest &interest) {
   mark_changed(index); /* (after: the worker clears the bit, then reads) */
 }
 
+bool interest_published(int index, const Interest &interest) {
+  /* (only this backend writes its entry: no need for the seqlock; an
+   * interest starts cleared whole, so equal ones have equal bytes) */
+  return memcmp(&interest_entry(index)->interest, &interest,
+                Interest::bytes(settings.interest_bytes * 8)) == 0;
+}
+
 uint64_t interest_matched_seq(int index) {
   InterestEntry *e = interest_entry(index);
   SpinLockAcquire(&e->mutex);

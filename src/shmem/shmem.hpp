@@ -135,6 +135,8 @@ struct Interest;
 int interest_attach(uint32_t &generation, bool listening);
 /* Copies interest into the entry; from now on the worker matches with it. */
 void interest_publish(int index, const Interest &interest);
+/* Whether this backend's entry has interest published already. */
+bool interest_published(int index, const Interest &interest);
 /* The last event that matched the interest at index (0: none). */
 uint64_t interest_matched_seq(int index);
 /* Whether the interest this backend published at index matches ev. */

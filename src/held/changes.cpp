@@ -84,45 +84,37 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     publish_shared_interest(stored, plan, base);
   else
     publish_interest(stored, plan, stored.value);
-  if (listen) {
-    /* The value's own channel; without an entry, its tables' channels and
-     * one of this session's (table channels are shared with other
-     * clients: nothing but event payloads goes there). */
-    std::string own = stored.entry >= 0 ? interest_channel(stored.entry, stored.generation)
-                                        : "ectosync_session_" + std::to_string(MyProcPid);
-    std::vector<std::string> channels{own};
-    if (stored.entry < 0) channels = table_channels(plan, own);
-    for (const std::string &c : channels) pg_call([&] { Async_Listen(c.c_str()); });
-    pg_call([&] { Async_Notify(own.c_str(), "{}"); });
+  if (listen && stored.entry >= 0) {
+    /* The value's own channel. */
+    std::string own = interest_channel(stored.entry, stored.generation);
+    pg_call([&] {
+      Async_Listen(own.c_str());
+      Async_Notify(own.c_str(), "{}");
+    });
+  } else if (listen) {
+    /* Without an entry: its tables' channels and one of this session's. */
+    listen_to_tables(plan, "ectosync_session_" + std::to_string(MyProcPid));
   } else if (stored.entry < 0 && interest_session_listens()) {
-    listen_to_tables(plan);
+    listen_to_tables(plan, interest_listen_session());
   }
   return value;
 }
 
 /*
- * A value without an interest entry in a session that listen_changes():
- * the worker cannot notify the session's channel for it, so the session
- * LISTENs to its tables' channels too (any notification means: call
- * wait_changes(0)), and notifies its own channel at commit, so that the
- * client looks once when the LISTENs take effect.
+ * A value without an interest entry, whose changes the worker can tell
+ * nobody of by name: LISTENs to own and to the channels the worker
+ * notifies of changes to plan's tables (each table's, and that of RELOAD
+ * markers for every table: relid 0, queued when too many tables need one
+ * at once; table channels are shared with other clients: nothing but
+ * event payloads goes there); any notification means: ask for changes.
+ * Notifies own at commit, so that the client looks once when the LISTENs
+ * take effect.
  */
-void listen_to_tables(const Plan &plan) {
-  std::string own = interest_listen_session();
-  for (const std::string &channel : table_channels(plan, own))
-    pg_call([&] { Async_Listen(channel.c_str()); });
-  pg_call([&] { Async_Notify(own.c_str(), "{}"); });
-}
-
-/*
- * own, and the channels the worker notifies of changes to plan's tables:
- * each table's, and the one of RELOAD markers for every table (relid 0,
- * queued when too many tables need one at once).
- */
-std::vector<std::string> table_channels(const Plan &plan, const std::string &own) {
+void listen_to_tables(const Plan &plan, const std::string &own) {
   std::vector<std::string> channels{own, channel_name(0)};
   for (uint32_t t : plan.tables()) channels.push_back(channel_name(t));
-  return channels;
+  for (const std::string &channel : channels) pg_call([&] { Async_Listen(channel.c_str()); });
+  pg_call([&] { Async_Notify(own.c_str(), "{}"); });
 }
 
 /*

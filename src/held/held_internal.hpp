@@ -119,8 +119,7 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
               uint64_t &scanned, std::optional<std::string> &reloaded,
               std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto = loaded_seq(),
               int interest = -1);
-void listen_to_tables(const Plan &plan);
-std::vector<std::string> table_channels(const Plan &plan, const std::string &own);
+void listen_to_tables(const Plan &plan, const std::string &own);
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Reply changes(Held &h, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);

@@ -101,7 +101,8 @@ void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
   h.scanned = scanned;
   if (own_entry) attach_entry(h, false);
   /* (no entry was free: a session that listen_changes() hears of it so) */
-  if (own_entry && h.entry < 0 && interest_session_listens()) listen_to_tables(plan);
+  if (own_entry && h.entry < 0 && interest_session_listens())
+    listen_to_tables(plan, interest_listen_session());
   /* Its entry had the interest of the shared value at some version: the
    * worker must now wake it for the rows it holds. */
   publish_interest(h, plan, h.value);

@@ -162,13 +162,13 @@ void look_at(Item &item, Pass &pass) {
  * Looks at the names of one entry.  When it was quiet, its values of their
  * own move on first (see the header).
  */
-void look_at(WaitIndex &ix, int entry, Pass &pass, uint64_t quiet_loaded) {
+void look_at(WaitIndex &ix, int entry, Pass &pass) {
   auto group = ix.groups.find(entry);
   if (group == ix.groups.end()) return; /* (an entry freed since) */
   bool quiet = !ix.restless.count(entry);
   for (Item *item : group->second) {
     Held &h = item->second;
-    if (quiet && h.shared < 0) h.scanned = std::max(h.scanned, quiet_loaded);
+    if (quiet && h.shared < 0) h.scanned = std::max(h.scanned, ix.quiet_loaded);
     look_at(*item, pass);
   }
   const std::vector<Item *> &names = group->second;
@@ -204,7 +204,7 @@ void look_at_moved(Pass &pass) {
     entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
     entries.insert(entries.end(), ix.restless.begin(), ix.restless.end());
   }
-  for (int entry : entries) look_at(ix, entry, pass, ix.quiet_loaded);
+  for (int entry : entries) look_at(ix, entry, pass);
   ix.touches = held_touches();
   ix.unmatched = pass.unmatched;
   ix.quiet_loaded = pass.loaded;

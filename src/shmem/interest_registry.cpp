@@ -189,6 +189,13 @@ uint64_t interest_notifications(int index) {
   return n;
 }
 
+/* This backend's wake queue (none without shared memory, or in a process
+ * without a backend id). */
+static WakeQueue *my_wake_queue() {
+  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return nullptr;
+  return &wake_queues[MyBackendId - 1];
+}
+
 /*
  * The entries of this backend whose count moved since they were last taken,
  * each once, out of its wake queue: a count that moves from now on queues
@@ -197,9 +204,9 @@ uint64_t interest_notifications(int index) {
  */
 bool interest_take_moved(std::vector<int> &moved) {
   moved.clear();
-  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return false;
+  WakeQueue *q = my_wake_queue();
+  if (!q) return false;
   moved.reserve(kWakeQueueSize); /* (before entries leave the queue: nothing throws after) */
-  WakeQueue *q = &wake_queues[MyBackendId - 1];
   int32 taken[kWakeQueueSize];
   SpinLockAcquire(&q->mutex);
   int count = q->count;
@@ -230,8 +237,8 @@ bool interest_take_moved(std::vector<int> &moved) {
 
 /* Whether the worker queued an entry of this backend since it last took them. */
 bool interest_moved_pending() {
-  if (!interests || MyBackendId < 1 || MyBackendId > MaxBackends) return false;
-  WakeQueue *q = &wake_queues[MyBackendId - 1];
+  WakeQueue *q = my_wake_queue();
+  if (!q) return false;
   SpinLockAcquire(&q->mutex);
   bool pending = q->count > 0 || q->overflowed;
   SpinLockRelease(&q->mutex);

@@ -135,7 +135,9 @@ SELECT jsonb_path_query_array(ectosync.changes('window') -> 'patch', '$[*].op') 
 DELETE FROM q.posts WHERE id IN (30, 31);
 SELECT ectosync.release('window');
 
--- Pages: an offset window is read again when a change may shift it.
+-- Pages: a window with an offset holds its rows and knows how many rows
+-- sort ahead of it (before its first row), not which.  A post that enters
+-- ahead of the second page shifts it: the page is read again.
 CREATE TABLE q.page AS SELECT ectosync.load('q.posts',
   '{"$query": {"order_by": "title", "limit": 2, "offset": 2}}') AS v;
 SELECT r ->> 'title' AS title FROM q.page, jsonb_array_elements(v -> 'rows') r;
@@ -143,6 +145,62 @@ INSERT INTO q.posts VALUES (0, 1, 'post 0', true, '2024-01-01');
 SELECT ectosync.wait_for_worker();
 SELECT r ->> 'title' AS title FROM q.page, jsonb_array_elements(regress.apply(v) -> 'rows') r;
 SELECT (regress.apply(v) - 'seq') = (regress.fresh(v) - 'seq') AS equal_to_a_fresh_load FROM q.page;
+
+-- A change that keeps the number of rows ahead costs the page what it
+-- costs a first page: none of its rows after it, the rows that follow
+-- when one of its rows leaves (read from its first row on, by the
+-- order's index).  Where a row that the page does not hold was before a
+-- change, the change's old values tell: capture carries a page's order
+-- columns when the watch() spec names its query.
+CREATE TABLE q.lines (id int PRIMARY KEY, n int, body text);
+INSERT INTO q.lines SELECT i, i * 10, 'line ' || i FROM generate_series(1, 1000) i;
+CREATE INDEX ON q.lines (n);
+ANALYZE q.lines;
+CREATE TABLE q.pager AS SELECT '{"$query": {"order_by": "n", "limit": 3, "offset": 500}}'::jsonb AS s;
+SELECT ectosync.watch('q.lines', s) IS NOT NULL AS watched FROM q.pager;
+CREATE TABLE q.lines_page AS SELECT ectosync.load('q.lines', s) AS v FROM q.pager;
+SELECT jsonb_path_query_array(v, '$.rows[*].n') AS page FROM q.lines_page;
+-- Each step syncs the page and says how many rows of q.lines it read:
+-- by scans of the table, and through its indexes (the backend's counts,
+-- which it reports only after a transaction).
+CREATE FUNCTION q.lines_read() RETURNS bigint LANGUAGE sql AS $$
+  SELECT pg_stat_get_xact_tuples_returned('q.lines'::regclass)
+         + pg_stat_get_xact_tuples_fetched('q.lines'::regclass)
+         + (SELECT sum(pg_stat_get_xact_tuples_fetched(indexrelid))
+              FROM pg_index WHERE indrelid = 'q.lines'::regclass)
+$$;
+CREATE FUNCTION q.page_step() RETURNS TABLE (page jsonb, rows_read bigint) LANGUAGE plpgsql AS $$
+DECLARE before bigint;
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  before := q.lines_read();
+  UPDATE q.lines_page SET v = regress.apply(v);
+  RETURN QUERY SELECT jsonb_path_query_array(v, '$.rows[*].n'), q.lines_read() - before
+    FROM q.lines_page;
+END $$;
+CREATE FUNCTION q.page_fresh() RETURNS boolean LANGUAGE sql AS $$
+  SELECT (v - 'seq') = (regress.fresh(v) - 'seq') FROM q.lines_page
+$$;
+-- A line after the page changes, and one ahead of it changes but stays
+-- ahead: nothing is read.
+UPDATE q.lines SET body = 'edited', n = 9005 WHERE id = 900;
+UPDATE q.lines SET body = 'edited', n = 15 WHERE id = 2;
+SELECT * FROM q.page_step();
+SELECT q.page_fresh() AS equal_to_a_fresh_load;
+-- A line of the page is deleted, another leaves it for the end: the page
+-- reads the lines that follow it, not the 500 ahead.
+DELETE FROM q.lines WHERE id = 502;
+UPDATE q.lines SET n = 20000 WHERE id = 503;
+SELECT page, rows_read < 20 AS read_only_what_follows FROM q.page_step();
+SELECT q.page_fresh() AS equal_to_a_fresh_load;
+-- A line moves from ahead of the page into it; one is inserted ahead of
+-- it: the page shifts, and is read again.
+UPDATE q.lines SET n = 5051 WHERE id = 1;
+SELECT page, rows_read >= 500 AS read_again FROM q.page_step();
+INSERT INTO q.lines VALUES (0, 0, 'first');
+SELECT page, rows_read >= 500 AS read_again FROM q.page_step();
+SELECT q.page_fresh() AS equal_to_a_fresh_load;
+SELECT ectosync.unwatch('q.lines');
 
 -- The object form of where is equality; comparisons, in, and null tests
 -- take conditions; the filter argument still works beside them.

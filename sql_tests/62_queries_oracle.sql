@@ -17,6 +17,11 @@ CREATE TABLE qo.posts_tags (post_id int REFERENCES qo.posts ON DELETE CASCADE,
                             PRIMARY KEY (post_id, tag_id));
 CREATE INDEX ON qo.posts (inserted_at);
 SELECT ectosync.watch('qo.posts', '["comments", "tags"]') IS NOT NULL AS watched;
+-- Capture carries the order columns of the windows with an offset that a
+-- watch names: where a row was before a change, sync() then knows from
+-- the event.  Some order columns are carried, some not.
+SELECT ectosync.watch('qo.posts', '{"$query": {"order_by": ["score", "title"], "offset": 1},
+  "comments": {"$query": {"order_by": "score", "offset": 1}}, "tags": {}}') IS NOT NULL AS watched;
 SELECT setseed(0.17);
 
 CREATE FUNCTION qo.pick(VARIADIC options text[]) RETURNS text LANGUAGE sql AS $$

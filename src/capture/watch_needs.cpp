@@ -81,6 +81,10 @@ void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
    * a nested window enter through their parents' keys.) */
   if (root && node.query.windowed() && node.query.ordered())
     own.tracked.insert(node.query.order.front().column.attnum);
+  /* A window with an offset, at any level: sync() tells by a row's old
+   * order columns whether it sorted ahead of the window (patch_window.cpp). */
+  if (node.query.offset > 0)
+    for (const OrderKey &k : node.query.order) own.tracked.insert(k.column.attnum);
   for (const auto &a : node.assocs) {
     track(need_of(needs, node.table), a.owner_cols);
     track(need_of(needs, a.target->table), a.target_cols);

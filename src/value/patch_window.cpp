@@ -17,8 +17,15 @@
  * Rows are placed by the states the list holds, so the list stays sorted
  * while later events are pending; each of those events places its rows
  * again, and after the last one the list equals a fresh load().
- * A window with an offset does not hold the rows before it: a change that
- * may concern the list can shift it, so the window is read again.
+ * A window with an offset does not hold the rows ahead of it (before its
+ * first row), only how many there are.  A change that keeps that number
+ * patches the window as above (the rows that follow are read from its
+ * first row on, by an index range); one that may change it (a row that
+ * sorts ahead of the first row now, or did before the change) shifts the
+ * window, which is read again.  Where a row was before the change only the
+ * event's own old values tell (the states are the latest, maybe of later
+ * events, whose old values tell in turn); without them a row that the
+ * window does not hold may have been ahead.
  */
 #include "value/catalog.hpp"
 #include "value/keys.hpp"
@@ -61,31 +68,70 @@ ListSource Patcher::source_of(const ListCtx &ctx) {
   return source;
 }
 
-/*
- * Whether the event may shift a list with an offset under ctx: one of the
- * changed rows is in it, or belongs (or belonged, by the event's old
- * values) to its parent; or a join row links (linked) it.
- */
-bool Patcher::window_concerned(jb::View list, const PlanNode &n, const ListCtx &ctx) {
-  if (ctx.kind == ListCtx::ManyToMany && ctx.assoc->join && ctx.assoc->join->relid == event_table_)
-    return !join_targets(*ctx.assoc, ctx.parent).empty();
-  if (n.table.relid != event_table_) return false;
-  if (ctx.kind == ListCtx::Root) return true;
-  for (const RowState &s : states_) {
-    for (uint32_t i = 0; i < list.size(); i++)
-      if (compare_row_key(jb::View(list.at(i)), n.table.pk, s.key) == 0) return true;
-    if (ctx.kind == ListCtx::ManyToMany) {
-      if (linked(*ctx.assoc, ctx.parent, s)) return true;
-    } else if (s.exists &&
-               rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols)) {
-      return true;
-    }
+/* The event's old values of cols; nullopt when it carries none of one. */
+std::optional<Texts> Patcher::old_texts(const std::vector<Column> &cols) {
+  Texts out;
+  for (const Column &c : cols) {
+    const ColumnChange *cc = ev_.column(c.attnum);
+    if (!cc || !cc->has_old) return std::nullopt;
+    out.push_back(cc->old_value);
   }
-  if (ctx.kind == ListCtx::ManyToMany) return false;
-  std::vector<Texts> old_links;
-  if (!event_texts(ctx.assoc->target_cols, old_links)) return true;
-  Texts owner = row_texts(ctx.parent, ctx.assoc->owner_cols);
-  return std::find(old_links.begin(), old_links.end(), owner) != old_links.end();
+  return out;
+}
+
+/*
+ * Order (-1/0/1) of row against the event's row as it was before the event,
+ * by q's order and then the primary key; nullopt when the event carries no
+ * old value of a column that decides.
+ */
+std::optional<int> Patcher::compare_to_old(const ListQuery &q, const std::vector<Column> &pk,
+                                           jb::View row) {
+  auto compare = [&](const Column &col, bool desc, bool nulls_first) -> std::optional<int> {
+    std::optional<Texts> old = old_texts({col});
+    if (!old) return std::nullopt;
+    std::optional<jb::Elem> e = row.get(col.name);
+    bool en = !e || e->is_null(), on = !old->front();
+    if (en || on) return en == on ? 0 : ((en == nulls_first) ? -1 : 1);
+    int cmp = compare_elem_part(col.kind, e, make_key({col}, *old)[0]);
+    return desc ? -cmp : cmp;
+  };
+  for (const OrderKey &k : q.order) {
+    std::optional<int> cmp = compare(k.column, k.desc, k.nulls_first);
+    if (!cmp || *cmp) return cmp;
+  }
+  for (const Column &c : pk) {
+    std::optional<int> cmp = compare(c, false, false);
+    if (!cmp || *cmp) return cmp;
+  }
+  return 0;
+}
+
+/*
+ * Whether the event's row s, which a window with an offset does not hold,
+ * sorted ahead of the window's first row (first; invalid: the window is
+ * empty, and every row of the list is ahead) before the event; nullopt
+ * when the event's old values cannot tell.
+ */
+std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, const ListCtx &ctx,
+                                       jb::View first) {
+  if (ev_.op == Op::Insert) return false;
+  if (s.texts != ev_.old_pk()) return std::nullopt; /* the new key of a key change */
+  if (ctx.kind == ListCtx::HasMany) {
+    std::optional<Texts> link = old_texts(ctx.assoc->target_cols);
+    if (!link) return std::nullopt;
+    if (*link != row_texts(ctx.parent, ctx.assoc->owner_cols)) return false; /* another list's */
+  }
+  std::optional<int> order =
+      first.valid() ? compare_to_old(n.query, n.table.pk, first) : std::optional<int>(1);
+  if (!order) return std::nullopt;
+  if (*order < 0) return false; /* it sorted after the first row */
+  /* It sorted ahead, and was ahead if it was in the list then: if nothing
+   * but the parent (told above) decides that.  The old values of a where's
+   * or a filter's columns may be missing, and a many_to_many's links are
+   * known only as they are now. */
+  bool filtered = ctx.kind == ListCtx::Root && filter_.is_object() && filter_.size() > 0;
+  if (n.query.where.empty() && !filtered && ctx.kind != ListCtx::ManyToMany) return true;
+  return std::nullopt;
 }
 
 /* The list's window read again. */
@@ -104,8 +150,11 @@ jb::Node Patcher::reread_window(const PlanNode &n, const ListCtx &ctx) {
 std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode &n,
                                                   const ListCtx &ctx) {
   const ListQuery &q = n.query;
-  if (q.offset > 0 && window_concerned(list, n, ctx)) return reread_window(n, ctx);
   const std::vector<Column> &pk = n.table.pk;
+  /* A window with an offset: its first row, and whether a row sorts ahead of it. */
+  bool offset = q.offset > 0;
+  jb::View first = list.size() ? jb::View(list.at(0)) : jb::View();
+  auto ahead = [&](jb::View row) { return !first.valid() || query_compare(q, pk, row, first) < 0; };
   std::vector<Item> items;
   items.reserve(list.size());
   for (uint32_t i = 0; i < list.size(); i++) items.push_back({jb::View(list.at(i)), i, {}});
@@ -135,6 +184,14 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
       if (belongs && ctx.kind == ListCtx::ManyToMany && !at)
         belongs = (q.windowed() || !q.where.empty() || rls(event_table_)) &&
                   linked(*ctx.assoc, ctx.parent, s);
+      if (offset) {
+        /* A row that goes ahead, or comes from there, shifts the window;
+         * one that stays ahead is none of its rows. */
+        bool now_ahead = belongs && ahead(s.row);
+        std::optional<bool> was = at ? false : was_ahead(s, n, ctx, first);
+        if (!was || *was != now_ahead) return reread_window(n, ctx);
+        if (now_ahead) belongs = false;
+      }
       std::optional<jb::Node> row;
       if (belongs && at)
         row = patch_row(list.at(*items[*at].src), n, &s);
@@ -150,9 +207,12 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
     for (const auto &[tkey, now] : join_targets(a, ctx.parent)) {
       std::optional<size_t> at = find(a.target_cols, make_key(a.target_cols, tkey));
       if (at && !now) remove(*at);
-      if (at || !now) continue;
-      if (std::optional<jb::Elem> row = load_one(n, a.target_cols, tkey))
-        entering.push_back({jb::View(*row), std::nullopt, jb::Node::copy(*row)});
+      if (at || (!now && !offset)) continue;
+      std::optional<jb::Elem> row = load_one(n, a.target_cols, tkey);
+      /* A link of a row ahead changes how many rows are ahead.  (A row not
+       * found now may have been ahead when the link changed.) */
+      if (offset && (!row || ahead(jb::View(*row)))) return reread_window(n, ctx);
+      if (row && now) entering.push_back({jb::View(*row), std::nullopt, jb::Node::copy(*row)});
     }
   }
   if (deep(n))
@@ -177,7 +237,9 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
   if (more && items.size() < static_cast<size_t>(*q.limit)) {
     std::vector<Texts> held;
     for (const Item &item : items) held.push_back(row_texts(item.cols, pk));
-    Jsonb *next = load_list(n, source_of(ctx), &held, *q.limit - items.size());
+    ListSource source = source_of(ctx);
+    if (offset) source.from = row_texts(first, order_columns(q, pk)); /* (no row ahead moved) */
+    Jsonb *next = load_list(n, source, &held, *q.limit - items.size());
     jb::View rows = next ? jb::View(next) : jb::View();
     for (uint32_t i = 0; rows.is_array() && i < rows.size(); i++) {
       jb::Elem row = rows.at(i);

@@ -125,7 +125,11 @@ class Patcher {
   std::optional<jb::Node> patch_list(jb::View list, const PlanNode &n, const ListCtx &ctx);
   std::optional<jb::Node> patch_query_list(jb::View list, const PlanNode &n, const ListCtx &ctx);
   jb::Node reread_window(const PlanNode &n, const ListCtx &ctx);
-  bool window_concerned(jb::View list, const PlanNode &n, const ListCtx &ctx);
+  std::optional<Texts> old_texts(const std::vector<Column> &cols);
+  std::optional<int> compare_to_old(const ListQuery &q, const std::vector<Column> &pk,
+                                    jb::View row);
+  std::optional<bool> was_ahead(const RowState &s, const PlanNode &n, const ListCtx &ctx,
+                                jb::View first);
   ListSource source_of(const ListCtx &ctx);
   /* The target keys whose links to parent the changed join rows of a
    * touch: (key, whether a join row links it now). */

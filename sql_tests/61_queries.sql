@@ -210,6 +210,19 @@ SELECT jsonb_path_query_array(ectosync.load('q.posts',
   '{"$query": {"where": [["id", "in", [1, 3, 5]], ["inserted_at", ">=", "2024-01-03"]]}}') -> 'rows', '$[*].id') AS ids;
 SELECT jsonb_path_query_array(ectosync.load('q.posts',
   '{"$query": {"order_by": {"title": "desc"}, "limit": 2}}', '{"author_id": 2}') -> 'rows', '$[*].id') AS ids;
+-- "or" takes wheres (of either form), one of which must hold: the posts
+-- of author 2, and the published ones from before January 4th.  Rows
+-- enter and leave it by updates, as any where.
+CREATE TABLE q.either AS SELECT ectosync.load('q.posts', '{"$query": {"where": [{"or": [{"author_id": 2},
+  [["published", "=", true], ["inserted_at", "<", "2024-01-04"]]]}], "order_by": "id"}}') AS v;
+SELECT jsonb_path_query_array(v, '$.rows[*].id') AS ids, v #> '{assocs,$query,where}' AS normalized
+  FROM q.either;
+UPDATE q.posts SET author_id = 1 WHERE id = 3;             -- leaves
+UPDATE q.posts SET inserted_at = '2024-01-02' WHERE id = 4;  -- enters
+SELECT ectosync.wait_for_worker();
+SELECT jsonb_path_query_array(regress.apply(v), '$.rows[*].id') AS ids,
+       (regress.apply(v) - 'seq') = (regress.fresh(v) - 'seq') AS equal_to_a_fresh_load
+  FROM q.either;
 
 -- Values compare as the server compares them: numeric's NaN and
 -- infinities (which to_jsonb renders as strings) in numeric order, and

@@ -46,17 +46,20 @@ BEGIN
   s := s || jsonb_build_object('$query', qo.query(
     ARRAY['[["published", "=", true]]', '[["score", ">", 4]]', '[["score", "is null"]]',
           '[["author_id", "in", [1, 3]]]', '[["title", ">=", "m"], ["score", "<=", 7]]',
-          '[["inserted_at", "<", "2024-01-05"]]', '{"published": false}'],
+          '[["inserted_at", "<", "2024-01-05"]]', '{"published": false}',
+          '[{"or": [[["score", ">", 7]], [["published", "=", false], ["title", "<", "m"]]]}]'],
     ARRAY['{"score": "desc"}', '"title"', '{"inserted_at": "desc"}',
           '[{"score": "asc nulls first"}, {"title": "desc"}]', '["published", {"score": "desc nulls last"}]']));
   IF random() < 0.8 THEN
     s := s || jsonb_build_object('comments', jsonb_build_object('$query', qo.query(
-      ARRAY['[["score", ">", 3]]', '[["body", "<>", "b"]]', '[["score", "is not null"]]'],
+      ARRAY['[["score", ">", 3]]', '[["body", "<>", "b"]]', '[["score", "is not null"]]',
+            '[{"or": [[["score", "is null"]], [["body", ">", "p"]]]}]'],
       ARRAY['{"score": "desc"}', '"body"', '[{"score": "asc"}, {"body": "desc nulls first"}]'])));
   END IF;
   IF random() < 0.6 THEN
     s := s || jsonb_build_object('tags', jsonb_build_object('$query', qo.query(
-      ARRAY['[["name", "<", "m"]]', '[["name", "in", ["a", "c", "e", "x"]]]'],
+      ARRAY['[["name", "<", "m"]]', '[["name", "in", ["a", "c", "e", "x"]]]',
+            '[{"or": [{"name": "a"}, [["name", ">", "t"]]]}]'],
       ARRAY['"name"', '{"name": "desc"}'])));
   END IF;
   RETURN s;
@@ -177,7 +180,8 @@ SELECT count(DISTINCT shape) > 30 AS shapes,
        count(*) FILTER (WHERE shape #> '{$query,limit}' IS NOT NULL) > 0 AS root_windows,
        count(*) FILTER (WHERE shape #> '{$query,offset}' IS NOT NULL) > 0 AS root_offsets,
        count(*) FILTER (WHERE shape #> '{comments,$query,limit}' IS NOT NULL) > 0 AS comment_windows,
-       count(*) FILTER (WHERE shape #> '{tags,$query,where}' IS NOT NULL) > 0 AS tag_wheres
+       count(*) FILTER (WHERE shape #> '{tags,$query,where}' IS NOT NULL) > 0 AS tag_wheres,
+       count(*) FILTER (WHERE shape::text LIKE '%"or"%') > 0 AS ors
   FROM (SELECT shape FROM qo.synced UNION ALL SELECT shape FROM qo.held) s;
 SELECT kind, count(*) > 40 AS many_values_changed FROM qo.changed GROUP BY kind ORDER BY kind;
 

@@ -80,6 +80,22 @@ TEST(Query, ConditionsTakeEveryOperator) {
   EXPECT_FALSE(q.ordered() || q.windowed());
 }
 
+TEST(Query, OrTakesWheresOfEitherForm) {
+  ListQuery q;
+  EXPECT_EQ(normalized(R"({"where": [["id", ">", 1], {"or": [{"title": "a"},
+                          [["title", "is null"], {"or": [[["id", "in", [7]]]]}]]}]})",
+                       q),
+            R"({"where": [["id", ">", 1], {"or": [[["title", "=", "a"]], )"
+            R"([["title", "is null"], {"or": [[["id", "in", [7]]]]}]]}]})");
+  ASSERT_EQ(q.where.size(), 2u);
+  const Condition &any = q.where[1];
+  EXPECT_EQ(any.op, CmpOp::Or);
+  ASSERT_EQ(any.any.size(), 2u);
+  EXPECT_EQ(any.any[0][0].column.name, "title");
+  EXPECT_EQ(any.any[1][1].op, CmpOp::Or);
+  EXPECT_EQ(any.any[1][1].any[0][0].values, std::vector<std::string>{"7"});
+}
+
 TEST(Query, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(sqlstate_of(R"({"order_by": "nope"})"),
             "42703: column \"nope\" of table public.posts does not exist (in $query order_by)");
@@ -92,6 +108,14 @@ TEST(Query, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(sqlstate_of(R"({"where": [["id", "is null", 1]]})").substr(0, 5), "22023");
   EXPECT_EQ(sqlstate_of(R"({"order_by": ["id", {"id": "desc"}]})"),
             "22023: invalid $query order_by: column \"id\" is named twice");
+  EXPECT_EQ(sqlstate_of(R"({"where": [{"or": []}]})"),
+            "22023: invalid $query where condition: {\"or\":[]}");
+  EXPECT_EQ(sqlstate_of(R"({"where": [{"and": [["id", "=", 1]]}]})").substr(0, 5), "22023");
+  EXPECT_EQ(sqlstate_of(R"({"where": [{"or": [[["nope", "=", 1]]]}]})").substr(0, 5), "42703");
+  std::string deep = R"(["id", "=", 1])";
+  for (int i = 0; i < 9; i++) deep = R"({"or": [[)" + deep + "]]}";
+  EXPECT_EQ(sqlstate_of(R"({"where": [)" + deep + "]}"),
+            "22023: invalid $query where: \"or\" nests more than 8 deep");
   EXPECT_EQ(sqlstate_of(R"({"group_by": "id"})"),
             "22023: unknown $query option \"group_by\" for table public.posts");
 }

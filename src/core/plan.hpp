@@ -122,9 +122,10 @@ struct Assoc {
  * that the server's SQL and sync()'s C++ compare values alike: strings
  * bytewise (COLLATE "C"), numbers numerically, times in time order.
  */
-enum class CmpOp { Eq, Ne, Lt, Le, Gt, Ge, In, IsNull, NotNull };
+enum class CmpOp { Eq, Ne, Lt, Le, Gt, Ge, In, IsNull, NotNull, Or };
 
-const char *cmp_op_name(CmpOp op); /* "=", "<>", ..., "in", "is null", "is not null" */
+/* "=", "<>", ..., "in", "is null", "is not null", "or" */
+const char *cmp_op_name(CmpOp op);
 
 struct Condition {
   Column column;
@@ -134,6 +135,8 @@ struct Condition {
    * to_jsonb renders the column's type; several for In, none for the
    * null tests. */
   std::vector<std::string> values;
+  /* Or (no column): holds when every condition of one of these holds. */
+  std::vector<std::vector<Condition>> any;
 };
 
 struct OrderKey {

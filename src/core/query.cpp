@@ -94,13 +94,48 @@ CmpOp parse_op(const std::string &op) {
           "Operators: =, <>, !=, <, <=, >, >=, in, is null, is not null.");
 }
 
-/* One condition ["col", op, value?], appended to q and to texts (normalized). */
-void parse_condition(CatalogSource &catalog, const TableDesc &table, const Json &item, ListQuery &q,
-                     std::vector<std::string> &texts) {
+std::string parse_where(CatalogSource &catalog, const TableDesc &table, const Json &where,
+                        std::vector<Condition> &conditions, int depth = 0);
+
+/* How deep "or" may nest: deep enough for any screen's list, and the
+ * parser's recursion stays small. */
+constexpr int kMaxOrDepth = 8;
+
+/* {"or": [where, ...]}: one of the wheres holds; appended to out and to
+ * texts (normalized). */
+void parse_or(CatalogSource &catalog, const TableDesc &table, const Json &item,
+              std::vector<Condition> &out, std::vector<std::string> &texts, int depth) {
+  const Json *alternatives =
+      item.members.size() == 1 && item.members[0].first == "or" ? &item.members[0].second : nullptr;
+  if (!alternatives || alternatives->type != Json::Type::Array || alternatives->items.empty())
+    invalid("invalid $query where condition: " + json_dump(item),
+            "An object condition is {\"or\": [where, ...]}: one or more wheres, one of which "
+            "must hold.");
+  if (depth >= kMaxOrDepth)
+    invalid("invalid $query where: \"or\" nests more than " + std::to_string(kMaxOrDepth) +
+            " deep");
+  Condition c;
+  c.op = CmpOp::Or;
+  std::string text = "{\"or\": [";
+  for (const Json &where : alternatives->items) {
+    c.any.emplace_back();
+    text += (c.any.size() > 1 ? ", " : "") +
+            parse_where(catalog, table, where, c.any.back(), depth + 1);
+  }
+  texts.push_back(text + "]}");
+  out.push_back(std::move(c));
+}
+
+/* One condition ["col", op, value?] or {"or": ...}, appended to out and to
+ * texts (normalized). */
+void parse_condition(CatalogSource &catalog, const TableDesc &table, const Json &item,
+                     std::vector<Condition> &out, std::vector<std::string> &texts, int depth) {
+  if (item.type == Json::Type::Object) return parse_or(catalog, table, item, out, texts, depth);
   if (item.type != Json::Type::Array || item.items.size() < 2 || item.items.size() > 3 ||
       item.items[1].type != Json::Type::String)
     invalid("invalid $query where condition: " + json_dump(item),
-            "A condition is [\"column\", \"operator\", value], or [\"column\", \"is null\"].");
+            "A condition is [\"column\", \"operator\", value], [\"column\", \"is null\"], "
+            "or {\"or\": [where, ...]}.");
   Condition c;
   c.column = query_column(table, item.items[0], "where");
   c.op = parse_op(item.items[1].text);
@@ -127,11 +162,12 @@ void parse_condition(CatalogSource &catalog, const TableDesc &table, const Json 
     text += ", " + rendered[0];
   }
   texts.push_back(text + "]");
-  q.where.push_back(std::move(c));
+  out.push_back(std::move(c));
 }
 
+/* A where (object or array form) into out; returns its normalized text. */
 std::string parse_where(CatalogSource &catalog, const TableDesc &table, const Json &where,
-                        ListQuery &q) {
+                        std::vector<Condition> &conditions, int depth) {
   std::vector<std::string> texts;
   if (where.type == Json::Type::Object) {
     for (const auto &[name, value] : where.members) {
@@ -143,10 +179,11 @@ std::string parse_where(CatalogSource &catalog, const TableDesc &table, const Js
       op.text = value.type == Json::Type::Null ? "is null" : "=";
       item.items = {column, op};
       if (value.type != Json::Type::Null) item.items.push_back(value);
-      parse_condition(catalog, table, item, q, texts);
+      parse_condition(catalog, table, item, conditions, texts, depth);
     }
   } else if (where.type == Json::Type::Array) {
-    for (const Json &item : where.items) parse_condition(catalog, table, item, q, texts);
+    for (const Json &item : where.items)
+      parse_condition(catalog, table, item, conditions, texts, depth);
   } else {
     invalid("invalid $query where: " + json_dump(where),
             "where is an object of column values, or an array of conditions.");
@@ -244,6 +281,8 @@ const char *cmp_op_name(CmpOp op) {
       return "is null";
     case CmpOp::NotNull:
       return "is not null";
+    case CmpOp::Or:
+      return "or";
   }
   return "?";
 }
@@ -255,7 +294,7 @@ std::string parse_query(CatalogSource &catalog, const TableDesc &table, const Js
   std::vector<std::pair<std::string, std::string>> members;
   for (const auto &[key, value] : query.members) {
     if (key == "where") {
-      members.emplace_back(key, parse_where(catalog, table, value, q));
+      members.emplace_back(key, parse_where(catalog, table, value, q.where));
     } else if (key == "order_by") {
       members.emplace_back(key, parse_order(table, value, q));
     } else if (key == "limit") {

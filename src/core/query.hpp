@@ -13,6 +13,8 @@
  *               ["col", op, value]   op: = <> != < <= > >=
  *               ["col", "in", [value, ...]]
  *               ["col", "is null"], ["col", "is not null"]
+ *               {"or": [where, ...]}   one of the wheres holds (object
+ *                                      or array form; nested up to 8 deep)
  *   order_by  "col", {"col": direction}, or an array of these; direction:
  *             "asc" or "desc", optionally followed by "nulls first" or
  *             "nulls last" (default as SQL's: NULLS LAST ascending, NULLS

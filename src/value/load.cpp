@@ -80,8 +80,15 @@ std::string literal(const std::string &text) {
   return pg_call([&] { return quote_literal_cstr(t); });
 }
 
+std::string all_of(const std::string &alias, const std::vector<Condition> &conditions);
+
 /* One condition of a query's where, comparing as key_expr() does. */
 std::string condition(const std::string &alias, const Condition &c) {
+  if (c.op == CmpOp::Or) {
+    std::string out;
+    for (const auto &where : c.any) out += (out.empty() ? "(" : " OR ") + all_of(alias, where);
+    return out + ")";
+  }
   if (c.op == CmpOp::IsNull) return column_ref(alias, c.column) + " IS NULL";
   if (c.op == CmpOp::NotNull) return column_ref(alias, c.column) + " IS NOT NULL";
   bool text = c.column.kind == KeyKind::Text || c.column.kind == KeyKind::Char;
@@ -95,11 +102,11 @@ std::string condition(const std::string &alias, const Condition &c) {
   return out.empty() ? "false" : out + ")";
 }
 
-/* The query's where as AND-ed conditions ("true" when none). */
-std::string query_where(const std::string &alias, const ListQuery &q) {
+/* Conditions AND-ed, in parentheses ("true" when none). */
+std::string all_of(const std::string &alias, const std::vector<Condition> &conditions) {
   std::string out;
-  for (const Condition &c : q.where) out += (out.empty() ? "" : " AND ") + condition(alias, c);
-  return out.empty() ? "true" : out;
+  for (const Condition &c : conditions) out += (out.empty() ? "(" : " AND ") + condition(alias, c);
+  return out.empty() ? "true" : out + ")";
 }
 
 /* a.x = b.y AND ... over paired columns */
@@ -131,14 +138,21 @@ std::vector<std::string> sorts_from(const std::string &alias, const PlanNode &no
   auto is_null = [&](const SortKey &k, const char *what) {
     return column_ref(alias, k.column) + what;
   };
+  auto compare = [&](const SortKey &k, CmpOp op, const std::string &value) {
+    Condition c;
+    c.column = k.column;
+    c.op = op;
+    c.values = {value};
+    return condition(alias, c);
+  };
   std::string lex = "true";
   for (size_t i = keys.size(); i-- > 0;) {
     const SortKey &k = keys[i];
     const std::optional<std::string> &v = from.at(i);
-    std::string equal = v ? condition(alias, {k.column, CmpOp::Eq, {*v}}) : is_null(k, " IS NULL");
+    std::string equal = v ? compare(k, CmpOp::Eq, *v) : is_null(k, " IS NULL");
     std::string after;
     if (v)
-      after = condition(alias, {k.column, k.desc ? CmpOp::Lt : CmpOp::Gt, {*v}}) +
+      after = compare(k, k.desc ? CmpOp::Lt : CmpOp::Gt, *v) +
               (k.nulls_first ? "" : " OR " + is_null(k, " IS NULL"));
     else if (k.nulls_first)
       after = is_null(k, " IS NOT NULL");
@@ -148,7 +162,7 @@ std::vector<std::string> sorts_from(const std::string &alias, const PlanNode &no
   const SortKey &k = keys.front();
   const std::optional<std::string> &v = from.front();
   if (v) {
-    std::string range = condition(alias, {k.column, k.desc ? CmpOp::Le : CmpOp::Ge, {*v}});
+    std::string range = compare(k, k.desc ? CmpOp::Le : CmpOp::Ge, *v);
     if (k.nulls_first) return {range + " AND " + lex};
     return {range + " AND " + lex, is_null(k, " IS NULL")};
   }
@@ -188,7 +202,7 @@ class QueryBuilder {
                     Window window = {}) {
     std::string order = order_by(node, alias);
     std::string from = quoted_table(node.table) + " " + alias + " WHERE " + where;
-    if (!node.query.where.empty()) from += " AND " + query_where(alias, node.query);
+    if (!node.query.where.empty()) from += " AND " + all_of(alias, node.query.where);
     std::string limit;
     if (window.kind == Window::Next) limit = " LIMIT " + std::to_string(window.next);
     if (window.kind == Window::Whole && node.query.limit)

@@ -12,11 +12,21 @@ namespace ectosync {
 
 namespace {
 
-bool holds(const Condition &c, const std::optional<jb::Elem> &e) {
+bool all_hold(const std::vector<Condition> &conditions, jb::View row);
+
+/* Whether condition c is true of row (SQL's: a comparison with NULL is not;
+ * without NOT, not true and unknown are alike). */
+bool holds(const Condition &c, jb::View row) {
+  if (c.op == CmpOp::Or) {
+    for (const auto &where : c.any)
+      if (all_hold(where, row)) return true;
+    return false;
+  }
+  std::optional<jb::Elem> e = row.get(c.column.name);
   bool null = !e || e->is_null();
   if (c.op == CmpOp::IsNull) return null;
   if (c.op == CmpOp::NotNull) return !null;
-  if (null) return false; /* SQL: a comparison with NULL is not true */
+  if (null) return false;
   auto cmp = [&](const std::string &value) {
     return compare_elem_part(c.column.kind, e, make_key({c.column}, {value})[0]);
   };
@@ -42,12 +52,16 @@ bool holds(const Condition &c, const std::optional<jb::Elem> &e) {
   }
 }
 
+bool all_hold(const std::vector<Condition> &conditions, jb::View row) {
+  for (const Condition &c : conditions)
+    if (!holds(c, row)) return false;
+  return true;
+}
+
 }  // namespace
 
 bool query_matches(const ListQuery &q, jb::View row) {
-  for (const Condition &c : q.where)
-    if (!holds(c, row.get(c.column.name))) return false;
-  return true;
+  return all_hold(q.where, row);
 }
 
 std::vector<Column> order_columns(const ListQuery &q, const std::vector<Column> &pk) {

@@ -135,6 +135,25 @@ SELECT jsonb_path_query_array(ectosync.changes('window') -> 'patch', '$[*].op') 
 DELETE FROM q.posts WHERE id IN (30, 31);
 SELECT ectosync.release('window');
 
+-- A where keeps out the posts outside it before and after a change: with
+-- its columns captured (a watch() spec names the query), the worker wakes
+-- nobody for them.
+SELECT ectosync.watch('q.posts', '{"$query": {"where": [["published", "=", true]]},
+                                   "author": {}, "comments": {}, "tags": {}}') IS NOT NULL AS watched;
+SELECT jsonb_path_query_array(ectosync.hold('window', 'q.posts',
+         '{"$query": {"where": [["published", "=", true]], "order_by": "id"}}', listen => false),
+       '$.rows[*].id') AS published;
+UPDATE q.seen SET n = q.wakes();
+UPDATE q.posts SET title = 'an unpublished post, edited' WHERE id = 7;
+SELECT q.new_wakes() AS woken;
+INSERT INTO q.posts VALUES (32, 1, 'a draft', false, '2025-01-01');
+SELECT q.new_wakes() AS woken;
+UPDATE q.posts SET published = true WHERE id = 32;
+SELECT q.new_wakes() AS woken;
+SELECT jsonb_path_query_array(ectosync.changes('window') -> 'patch', '$[*].op') AS ops;
+DELETE FROM q.posts WHERE id = 32;
+SELECT ectosync.release('window');
+
 -- Pages: a window with an offset holds its rows and knows how many rows
 -- sort ahead of it (before its first row), not which.  A post that enters
 -- ahead of the second page shifts it: the page is read again.

@@ -220,3 +220,42 @@ TEST(Interest, FullWindowIgnoresRowsThatSortAfterIt) {
   EXPECT_FALSE(asc->add_range(kPosts, 3, KeyKind::Char, false, false, "x"));
   EXPECT_FALSE(asc->add_range(kPosts, 3, KeyKind::Text, false, false, std::string(200, 'x')));
 }
+
+TEST(Interest, WhereGuardsIgnoreRowsOutsideItBeforeAndAfter) {
+  /* posts where published (attnum 3) = true and score (2) > 5, every post wild */
+  using ectosync::CmpOp;
+  using ectosync::KeyKind;
+  auto in = interest();
+  in->add_wild(kPosts);
+  ASSERT_TRUE(in->add_guard(kPosts, 3, KeyKind::Bool, CmpOp::Eq, "true"));
+  ASSERT_TRUE(in->add_guard(kPosts, 2, KeyKind::Number, CmpOp::Gt, "5"));
+  EXPECT_EQ(in->guarded(), kPosts);
+  /* outside before and after: nothing */
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), col(3, {}, "false")})));
+  EXPECT_FALSE(in->matches(
+      event(kPosts, Op::Update, {col(1, "1", "1"), col(2, "9", "9"), col(3, "false", "false")})));
+  EXPECT_FALSE(in->matches(
+      event(kPosts, Op::Update, {col(1, "1", "1"), col(2, "3", "4"), col(3, "true", "true")})));
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Delete, {col(1, "1", {}), col(2, "5", {})})));
+  ColumnChange null_score = col(2, {}, {});
+  null_score.has_new = true; /* NULL: > 5 is not true */
+  EXPECT_FALSE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), null_score})));
+  /* entering, leaving, or a column it does not carry: it matters */
+  EXPECT_TRUE(in->matches(
+      event(kPosts, Op::Update, {col(1, "1", "1"), col(2, "9", "9"), col(3, "false", "true")})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Delete, {col(1, "1", {}), col(2, "6", {})})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Insert, {col(1, {}, "1")})));
+  /* other tables, and RELOAD markers, as before */
+  in->add_wild(kComments);
+  EXPECT_TRUE(in->matches(event(kComments, Op::Insert, {col(1, {}, "1"), col(3, {}, "false")})));
+  EXPECT_TRUE(in->matches(event(kPosts, Op::Reload, {})));
+  /* what a guard cannot be, and guards of one table only */
+  EXPECT_FALSE(in->add_guard(kPosts, 2, KeyKind::Number, CmpOp::In, "1"));
+  EXPECT_FALSE(in->add_guard(kPosts, 4, KeyKind::Char, CmpOp::Eq, "x"));
+  EXPECT_FALSE(in->add_guard(kComments, 2, KeyKind::Number, CmpOp::Eq, "1"));
+  auto nulls = interest();
+  nulls->add_wild(kPosts);
+  ASSERT_TRUE(nulls->add_guard(kPosts, 2, KeyKind::Number, CmpOp::IsNull, ""));
+  EXPECT_TRUE(nulls->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), null_score})));
+  EXPECT_FALSE(nulls->matches(event(kPosts, Op::Insert, {col(1, {}, "1"), col(2, {}, "0")})));
+}

@@ -81,6 +81,11 @@ void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
    * a nested window enter through their parents' keys.) */
   if (root && node.query.windowed() && node.query.ordered())
     own.tracked.insert(node.query.order.front().column.attnum);
+  /* The root list's where: its guards (held_interest.cpp) tell the rows
+   * that stay outside it. */
+  if (root)
+    for (const Condition &c : node.query.where)
+      if (c.op != CmpOp::Or) own.tracked.insert(c.column.attnum);
   /* A window with an offset, at any level: sync() tells by a row's old
    * order columns whether it sorted ahead of the window (patch_window.cpp). */
   if (node.query.offset > 0)

@@ -181,6 +181,28 @@ bool Interest::add_range(uint32_t relid, int16_t attnum, KeyKind kind, bool desc
   return true;
 }
 
+bool Interest::add_guard(uint32_t relid, int16_t attnum, KeyKind kind, CmpOp op,
+                         std::string_view value) {
+  bool null_test = op == CmpOp::IsNull || op == CmpOp::NotNull;
+  bool comparison = op == CmpOp::Eq || op == CmpOp::Ne || op == CmpOp::Lt || op == CmpOp::Le ||
+                    op == CmpOp::Gt || op == CmpOp::Ge;
+  if (!(null_test || comparison) || !range_kind(kind) || value.size() > kRangeBoundBytes ||
+      nguards >= kInterestGuards || (nguards > 0 && guards[0].relid != relid))
+    return false;
+  InterestGuard &g = guards[nguards++];
+  g.relid = relid;
+  g.attnum = attnum;
+  g.kind = static_cast<uint8_t>(kind);
+  g.op = static_cast<uint8_t>(op);
+  g.length = static_cast<uint8_t>(value.size());
+  std::memcpy(g.value, value.data(), value.size());
+  return true;
+}
+
+uint32_t Interest::guarded() const {
+  return nguards > 0 ? guards[0].relid : 0;
+}
+
 std::pair<const uint64_t *, int> Interest::tokens() const {
   if (!exact) return {bloom, 0};
   return {bloom, std::clamp(ntokens, 0, static_cast<int>(filter_bits(bloom_bits) / 64))};
@@ -202,12 +224,14 @@ EventProbe probe_of(const Event &ev) {
   p.seq = ev.seq;
   p.relid = ev.relid;
   p.reload = ev.op == Op::Reload;
+  p.has_old = ev.op == Op::Update || ev.op == Op::Delete;
+  p.has_new = ev.op == Op::Update || ev.op == Op::Insert;
   for (const ColumnChange &c : ev.columns) {
     p.attnums.push_back(c.attnum);
     for (const std::optional<std::string> &v : {c.old_value, c.new_value})
       if (v) p.tokens.emplace_back(c.attnum, interest_token(ev.relid, c.attnum, *v));
-    if (c.has_old) p.values.emplace_back(c.attnum, c.old_value);
-    if (c.has_new) p.values.emplace_back(c.attnum, c.new_value);
+    if (c.has_old) p.values.push_back({c.attnum, true, c.old_value});
+    if (c.has_new) p.values.push_back({c.attnum, false, c.new_value});
   }
   return p;
 }
@@ -216,18 +240,48 @@ bool Interest::matches(const Event &ev) const {
   return matches(probe_of(ev));
 }
 
+/* Whether the row before (old) or after the change meets every guard of its table. */
+bool Interest::meets_guards(const EventProbe &ev, bool old) const {
+  for (int i = 0; i < std::clamp(nguards, 0, kInterestGuards); i++) {
+    const InterestGuard &g = guards[i];
+    if (g.relid != ev.relid) continue;
+    for (const auto &[attnum, side, value] : ev.values) {
+      if (attnum != g.attnum || side != old) continue;
+      CmpOp op = static_cast<CmpOp>(g.op);
+      if (op == CmpOp::IsNull || op == CmpOp::NotNull) {
+        if (!value != (op == CmpOp::IsNull)) return false;
+        continue;
+      }
+      if (!value) return false; /* SQL: a comparison with NULL is not true */
+      std::string_view bound(g.value, std::min<size_t>(g.length, kRangeBoundBytes));
+      int c = compare_event_texts(static_cast<KeyKind>(g.kind), *value, bound);
+      bool holds = op == CmpOp::Eq   ? c == 0
+                   : op == CmpOp::Ne ? c != 0
+                   : op == CmpOp::Lt ? c < 0
+                   : op == CmpOp::Le ? c <= 0
+                   : op == CmpOp::Gt ? c > 0
+                                     : c >= 0;
+      if (!holds) return false;
+    }
+  }
+  return true;
+}
+
 bool Interest::matches(const EventProbe &ev) const {
   if (every_event) return true;
   int nt = std::clamp(ntables, 0, kInterestTables), nw = std::clamp(nwild, 0, kInterestTables);
   int nc = std::clamp(ncolumns, 0, kInterestColumns);
   if (ev.reload) return ev.relid == 0 || contains(tables, nt, ev.relid);
   if (!contains(tables, nt, ev.relid)) return false;
+  if (ev.relid == guarded() && !(ev.has_old && meets_guards(ev, true)) &&
+      !(ev.has_new && meets_guards(ev, false)))
+    return false;
   if (contains(wild, nw, ev.relid)) return true;
   for (int i = 0; i < std::clamp(nranges, 0, kInterestRanges); i++) {
     const InterestRange &r = ranges[i];
     if (r.relid != ev.relid) continue;
     std::string_view bound(r.bound, std::min<size_t>(r.length, kRangeBoundBytes));
-    for (const auto &[attnum, value] : ev.values) {
+    for (const auto &[attnum, old, value] : ev.values) {
       if (attnum != r.attnum) continue;
       if (!value) return true; /* NULL: it may sort anywhere the window reaches */
       int c = compare_event_texts(static_cast<KeyKind>(r.kind), *value, bound);

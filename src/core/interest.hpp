@@ -19,6 +19,9 @@
  *     row it does not hold may enter by its own change);
  *   - ranges: a full root window's first order column and its last row's
  *     value (InterestRange: rows that sort after it cannot change it);
+ *   - guards: the root list's where conditions (InterestGuard: a root row
+ *     outside the where before and after a change cannot change it), when
+ *     the root table appears nowhere else in the plan;
  *   - key columns (table, attnum) with the values that matter, as tokens
  *     hash(table, attnum, value text), exact while they fit and a Bloom
  *     filter past that: a filtered root's
@@ -53,6 +56,7 @@ namespace ectosync {
 constexpr int kInterestTables = 16;  /* more: every event matches */
 constexpr int kInterestColumns = 32; /* more: every event matches */
 constexpr int kInterestRanges = 2;   /* more: the table is wild */
+constexpr int kInterestGuards = 4;   /* more: the others are not checked */
 constexpr int kRangeBoundBytes = 96; /* a longer bound: the table is wild */
 /*
  * The Bloom filter of a held value: ectosync.interest_size bytes (1 kB by
@@ -78,8 +82,14 @@ struct EventProbe {
   bool reload = false;
   std::vector<int16_t> attnums;                     /* the columns it carries */
   std::vector<std::pair<int16_t, uint64_t>> tokens; /* (attnum, token) of its values */
-  /* (attnum, old or new value; nullopt: NULL), for ranges */
-  std::vector<std::pair<int16_t, std::optional<std::string>>> values;
+  /* Its columns' old and new values (nullopt: NULL), for ranges and guards. */
+  struct Value {
+    int16_t attnum;
+    bool old; /* the row before the change, else after it */
+    std::optional<std::string> value;
+  };
+  std::vector<Value> values;
+  bool has_old = false, has_new = false; /* the row before (UPDATE, DELETE), after */
 };
 
 /*
@@ -97,6 +107,21 @@ struct InterestRange {
   char bound[kRangeBoundBytes]; /* the last row's value, as events carry it */
 };
 
+/*
+ * A condition of the root list's where: column op value, of a range_kind
+ * column.  A change whose row meets the where neither before nor after it
+ * (by the columns it carries; one it does not carry meets anything) can
+ * neither enter the list nor leave it.  Plain data, for shared memory.
+ */
+struct InterestGuard {
+  uint32_t relid;
+  int16_t attnum;
+  uint8_t kind; /* KeyKind */
+  uint8_t op;   /* CmpOp: a comparison or a null test */
+  uint8_t length;
+  char value[kRangeBoundBytes]; /* as events carry it */
+};
+
 /* Whether a value of kind that events carry as text can bound a range. */
 bool range_kind(KeyKind kind);
 /* Order (-1/0/1) of two texts of kind as events carry them (range_kind). */
@@ -112,11 +137,12 @@ struct InterestColumn {
 
 struct Interest {
   bool every_event; /* too many tables or columns to say */
-  int ntables, nwild, ncolumns, nranges;
+  int ntables, nwild, ncolumns, nranges, nguards;
   uint32_t tables[kInterestTables];
   uint32_t wild[kInterestTables];
   InterestColumn columns[kInterestColumns];
   InterestRange ranges[kInterestRanges];
+  InterestGuard guards[kInterestGuards];
   int bloom_bits; /* the filter's size: a multiple of 64, at most kMaxBloomBits */
   /* While the tokens fit in the filter's words (128 at 1 kB: a user's
    * value of tens of rows), they are kept there as they are, sorted:
@@ -145,6 +171,14 @@ struct Interest {
    */
   bool add_range(uint32_t relid, int16_t attnum, KeyKind kind, bool desc, bool nulls_first,
                  std::string_view bound);
+  /*
+   * A condition of the root list's where (see InterestGuard); false
+   * (nothing added) when it cannot be one: another operator, a column of
+   * another kind, a long value, or guards enough already.
+   */
+  bool add_guard(uint32_t relid, int16_t attnum, KeyKind kind, CmpOp op, std::string_view value);
+  /* The table whose events guards filter (0: none). */
+  uint32_t guarded() const;
   bool matches(const Event &ev) const;
   /*
    * The same for a probe.  It only reads this object and tolerates torn
@@ -159,6 +193,7 @@ struct Interest {
 
  private:
   bool probe(uint64_t token) const;
+  bool meets_guards(const EventProbe &ev, bool old) const;
   void add_token(uint64_t token);
   void set_bits(uint64_t token);
 };

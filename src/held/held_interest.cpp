@@ -129,6 +129,32 @@ bool add_window_range(Interest &in, const PlanNode &root, const PartedValue &val
                               k.nulls_first, *text);
 }
 
+/* Whether node's subtree reads relid's rows (or join rows). */
+bool reads_table(const PlanNode &node, uint32_t relid) {
+  for (const Assoc &a : node.assocs)
+    if ((a.join && a.join->relid == relid) || a.target->table.relid == relid ||
+        reads_table(*a.target, relid))
+      return true;
+  return false;
+}
+
+/*
+ * The root list's where as guards (interest.hpp's InterestGuard): a root
+ * row outside it before and after a change can change nothing, unless the
+ * root table is also read below the root (a belongs_to back to it holds
+ * rows of its own).  Conditions a guard cannot be (in, or) are left out:
+ * the interest then matches more.  The columns' values reach the worker
+ * when the watch() spec names the query (watch_needs.cpp).
+ */
+void add_where_guards(Interest &in, const Plan &plan) {
+  const PlanNode &root = *plan.root;
+  if (root.query.where.empty() || reads_table(root, root.table.relid)) return;
+  for (const Condition &c : root.query.where)
+    if (c.values.size() <= 1)
+      in.add_guard(root.table.relid, c.column.attnum, c.column.kind, c.op,
+                   c.values.empty() ? std::string() : c.values.front());
+}
+
 /* Whether filter picks some root rows (not all of them). */
 bool filters(const Jsonb *filter) {
   jb::View f = filter ? jb::View(filter) : jb::View();
@@ -140,6 +166,7 @@ std::unique_ptr<Interest> interest_of(const Plan &plan, const PartedValue &value
   auto in = std::make_unique<Interest>();
   in->clear(settings.interest_bytes * 8);
   for (uint32_t relid : plan.tables()) in->add_table(relid);
+  add_where_guards(*in, plan);
   jb::View f = filter ? jb::View(filter) : jb::View();
   bool filtered = filters(filter);
   if (!interest_follows_rows(plan, filter)) {

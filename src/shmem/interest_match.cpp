@@ -9,8 +9,9 @@
  * holds it, and from a table to the entries that every event of it, or
  * every RELOAD marker of it, concerns.  An event then visits only the
  * entries it may concern.  Interests too large for exact tokens (Bloom
- * filters), and windows' ranges, are matched in place, as before, but
- * only for events of their tables.
+ * filters), windows' ranges and wheres' guards, are matched in place, as
+ * before, but only for events of their tables (of the guarded table, for
+ * guards: its events reach a guarded entry only that way).
  *
  * Holders set their entry's bit in interest_dirty after publishing an
  * interest, taking or freeing an entry; each batch first reindexes the
@@ -102,10 +103,11 @@ class InterestIndex {
     uint32_t stamp = 0;
     uint32 generation = 0;
     size_t postings = 0;
+    uint32_t guarded = 0; /* its interest's guarded() table */
   };
   void index(const EntryCopy &copy, const Interest &in);
   void post(Postings &list, int entry);
-  void take(const Postings *list, const EventProbe &p);
+  void take(const Postings *list, const EventProbe &p, bool unguarded = true);
   void compact();
 
   bool built_ = false;
@@ -200,6 +202,7 @@ void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
   x.stamp++;
   x.generation = copy.generation;
   x.live = copy.db == MyDatabaseId;
+  x.guarded = in.guarded();
   if (!x.live) return;
   int i = copy.index;
   if (in.every_event) return post(every_, i);
@@ -215,7 +218,9 @@ void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
     int nr = std::clamp(in.nranges, 0, kInterestRanges);
     bool ranged = std::any_of(in.ranges, in.ranges + nr,
                               [&](const InterestRange &r) { return r.relid == relid; });
-    if (wild || !keyed)
+    if (relid == x.guarded)
+      post(in_place_[relid], i);
+    else if (wild || !keyed)
       post(any_event_[relid], i);
     else if (!in.exact || ranged)
       post(in_place_[relid], i);
@@ -264,20 +269,22 @@ void InterestIndex::note(int entry, uint64_t seq) {
   b = std::max(b, seq);
 }
 
-void InterestIndex::take(const Postings *list, const EventProbe &p) {
+/* Notes the entries of list (unguarded: but those whose events of p's
+ * table are matched in place). */
+void InterestIndex::take(const Postings *list, const EventProbe &p, bool unguarded) {
   if (!list) return;
   for (const Posting &q : *list) {
     const Indexed &x = entries_[static_cast<size_t>(q.entry)];
-    if (x.live && x.stamp == q.stamp) note(q.entry, p.seq);
+    if (x.live && x.stamp == q.stamp && !(unguarded && x.guarded == p.relid)) note(q.entry, p.seq);
   }
 }
 
 void InterestIndex::visit(const EventProbe &p,
                           std::vector<std::pair<int, const EventProbe *>> &probe_later) {
-  take(&every_, p);
+  take(&every_, p, false);
   if (p.reload) {
-    if (p.relid != 0) return take(find(by_table_, p.relid), p);
-    for (const auto &[relid, list] : by_table_) take(&list, p); /* every table */
+    if (p.relid != 0) return take(find(by_table_, p.relid), p, false);
+    for (const auto &[relid, list] : by_table_) take(&list, p, false); /* every table */
     return;
   }
   take(find(any_event_, p.relid), p);

@@ -173,6 +173,32 @@ RESET ROLE;
 SELECT * FROM pg_temp.check_role('super');
 
 
+-- ==== a page under row level security ====
+-- A row that becomes visible ahead of a page shifts it: the caller did not
+-- see it before, so it was not ahead of the page then, whatever its old
+-- order column says (capture carries it: the watch names the page).
+CREATE TABLE pages (id int PRIMARY KEY, k int NOT NULL, visible bool NOT NULL);
+INSERT INTO pages VALUES (1, 1, true), (2, 2, true), (3, 3, true), (4, 0, false);
+ALTER TABLE pages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON pages USING (visible);
+GRANT SELECT ON pages TO regress_ectosync_a;
+SELECT ectosync.watch('pages', '{"$query": {"order_by": "k", "limit": 1, "offset": 1}}') IS NOT NULL
+  AS watched;
+SET ROLE regress_ectosync_a;
+INSERT INTO held SELECT 'a', 'page', ectosync.load('pages', '{"$query": {"order_by": "k", "limit": 1, "offset": 1}}');
+SELECT jsonb_path_query_array(v, '$.rows[*].id') AS page FROM held WHERE shape = 'page';
+RESET ROLE;
+UPDATE pages SET visible = true WHERE id = 4;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT pg_temp.collect() > 0 AS collected;
+SET ROLE regress_ectosync_a;
+SELECT jsonb_path_query_array(pg_temp.apply_collected(v), '$.rows[*].id') AS page,
+       (pg_temp.apply_collected(v) - 'seq') = (ectosync.load('pages', v -> 'assocs') - 'seq')
+         AS equal_to_a_fresh_load
+  FROM held WHERE shape = 'page';
+RESET ROLE;
+SELECT ectosync.unwatch('pages');
+
 -- ==== payloads: the event id, the table and the operation, nothing else ====
 SELECT count(*) > 0 AS some_payloads,
        bool_and((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(payload::jsonb) k)
@@ -180,7 +206,7 @@ SELECT count(*) > 0 AS some_payloads,
        bool_or(payload ~ '(secret|Ann|Bob|Cid|lobby|attic|regress_)') AS any_column_value
 FROM payloads;
 
-DROP TABLE held, payloads, rooms_members, rooms, diaries, members;
+DROP TABLE held, payloads, rooms_members, rooms, diaries, members, pages;
 REVOKE ALL ON shapes FROM PUBLIC;
 DROP ROLE regress_ectosync_a, regress_ectosync_b;
 SELECT 1 AS usable;

@@ -111,6 +111,8 @@ TEST(Query, ErrorsNameWhatIsWrong) {
   EXPECT_EQ(sqlstate_of(R"({"where": [{"or": []}]})"),
             "22023: invalid $query where condition: {\"or\":[]}");
   EXPECT_EQ(sqlstate_of(R"({"where": [{"and": [["id", "=", 1]]}]})").substr(0, 5), "22023");
+  EXPECT_EQ(sqlstate_of(R"({"where": {"or": [{"id": 1}]}})"),
+            "22023: invalid $query where: {\"or\":[{\"id\":1}]}");
   EXPECT_EQ(sqlstate_of(R"({"where": [{"or": [[["nope", "=", 1]]]}]})").substr(0, 5), "42703");
   std::string deep = R"(["id", "=", 1])";
   for (int i = 0; i < 9; i++) deep = R"({"or": [[)" + deep + "]]}";

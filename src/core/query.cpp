@@ -112,8 +112,8 @@ void parse_or(CatalogSource &catalog, const TableDesc &table, const Json &item,
             "An object condition is {\"or\": [where, ...]}: one or more wheres, one of which "
             "must hold.");
   if (depth >= kMaxOrDepth)
-    invalid("invalid $query where: \"or\" nests more than " + std::to_string(kMaxOrDepth) +
-            " deep");
+    invalid("invalid $query where: \"or\" nests more than " + std::to_string(kMaxOrDepth) + " deep",
+            "An or's wheres may hold ors of their own, to that depth.");
   Condition c;
   c.op = CmpOp::Or;
   std::string text = "{\"or\": [";
@@ -171,6 +171,9 @@ std::string parse_where(CatalogSource &catalog, const TableDesc &table, const Js
   std::vector<std::string> texts;
   if (where.type == Json::Type::Object) {
     for (const auto &[name, value] : where.members) {
+      if (name == "or" && value.type == Json::Type::Array && !table.column("or"))
+        invalid("invalid $query where: " + json_dump(where),
+                "{\"or\": [where, ...]} is a condition of the array form: [{\"or\": ...}].");
       Json item;
       item.type = Json::Type::Array;
       Json column, op;

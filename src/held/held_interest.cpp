@@ -150,7 +150,7 @@ void add_where_guards(Interest &in, const Plan &plan) {
   const PlanNode &root = *plan.root;
   if (root.query.where.empty() || reads_table(root, root.table.relid)) return;
   for (const Condition &c : root.query.where)
-    if (c.values.size() <= 1)
+    if (c.op != CmpOp::Or && c.values.size() <= 1)
       in.add_guard(root.table.relid, c.column.attnum, c.column.kind, c.op,
                    c.values.empty() ? std::string() : c.values.front());
 }

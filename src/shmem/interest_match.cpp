@@ -9,9 +9,9 @@
  * holds it, and from a table to the entries that every event of it, or
  * every RELOAD marker of it, concerns.  An event then visits only the
  * entries it may concern.  Interests too large for exact tokens (Bloom
- * filters), windows' ranges and wheres' guards, are matched in place, as
- * before, but only for events of their tables (of the guarded table, for
- * guards: its events reach a guarded entry only that way).
+ * filters), and windows' ranges, are matched in place, as before, but
+ * only for events of their tables; so are the entries that an event of a
+ * table their where guards finds (interest.hpp's InterestGuard).
  *
  * Holders set their entry's bit in interest_dirty after publishing an
  * interest, taking or freeing an entry; each batch first reindexes the
@@ -87,7 +87,8 @@ class InterestIndex {
    * (all of them at the first). */
   void refresh();
   /* Records, for each entry p may concern, p's seq as its best; entries
-   * with a Bloom filter to probe go to probe_later. */
+   * to match in place (a Bloom filter, a range, where guards of p's
+   * table) go to probe_later. */
   void visit(const EventProbe &p, std::vector<std::pair<int, const EventProbe *>> &probe_later);
   /* The entries visit() found, and the highest seq of each; cleared by done(). */
   const std::vector<int> &found() const { return found_; }
@@ -107,7 +108,8 @@ class InterestIndex {
   };
   void index(const EntryCopy &copy, const Interest &in);
   void post(Postings &list, int entry);
-  void take(const Postings *list, const EventProbe &p, bool unguarded = true);
+  void take(const Postings *list, const EventProbe &p,
+            std::vector<std::pair<int, const EventProbe *>> *probe_later = nullptr);
   void compact();
 
   bool built_ = false;
@@ -218,9 +220,7 @@ void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
     int nr = std::clamp(in.nranges, 0, kInterestRanges);
     bool ranged = std::any_of(in.ranges, in.ranges + nr,
                               [&](const InterestRange &r) { return r.relid == relid; });
-    if (relid == x.guarded)
-      post(in_place_[relid], i);
-    else if (wild || !keyed)
+    if (wild || !keyed)
       post(any_event_[relid], i);
     else if (!in.exact || ranged)
       post(in_place_[relid], i);
@@ -269,31 +269,36 @@ void InterestIndex::note(int entry, uint64_t seq) {
   b = std::max(b, seq);
 }
 
-/* Notes the entries of list (unguarded: but those whose events of p's
- * table are matched in place). */
-void InterestIndex::take(const Postings *list, const EventProbe &p, bool unguarded) {
+/* Notes the entries of list; with probe_later, those whose where guards
+ * p's table go there, to be matched in place. */
+void InterestIndex::take(const Postings *list, const EventProbe &p,
+                         std::vector<std::pair<int, const EventProbe *>> *probe_later) {
   if (!list) return;
   for (const Posting &q : *list) {
     const Indexed &x = entries_[static_cast<size_t>(q.entry)];
-    if (x.live && x.stamp == q.stamp && !(unguarded && x.guarded == p.relid)) note(q.entry, p.seq);
+    if (!x.live || x.stamp != q.stamp) continue;
+    if (probe_later && x.guarded == p.relid)
+      probe_later->emplace_back(q.entry, &p);
+    else
+      note(q.entry, p.seq);
   }
 }
 
 void InterestIndex::visit(const EventProbe &p,
                           std::vector<std::pair<int, const EventProbe *>> &probe_later) {
-  take(&every_, p, false);
+  take(&every_, p);
   if (p.reload) {
-    if (p.relid != 0) return take(find(by_table_, p.relid), p, false);
-    for (const auto &[relid, list] : by_table_) take(&list, p, false); /* every table */
+    if (p.relid != 0) return take(find(by_table_, p.relid), p);
+    for (const auto &[relid, list] : by_table_) take(&list, p); /* every table */
     return;
   }
-  take(find(any_event_, p.relid), p);
+  take(find(any_event_, p.relid), p, &probe_later);
   /* a keyed column the event does not carry: it may matter */
   if (const auto *keyed = find(keyed_columns_, p.relid))
     for (int16_t attnum : *keyed)
       if (std::find(p.attnums.begin(), p.attnums.end(), attnum) == p.attnums.end())
-        take(find(by_column_, std::make_pair(p.relid, attnum)), p);
-  for (const auto &[attnum, token] : p.tokens) take(find(by_token_, token), p);
+        take(find(by_column_, std::make_pair(p.relid, attnum)), p, &probe_later);
+  for (const auto &[attnum, token] : p.tokens) take(find(by_token_, token), p, &probe_later);
   if (const Postings *list = find(in_place_, p.relid))
     for (const Posting &q : *list) {
       const Indexed &x = entries_[static_cast<size_t>(q.entry)];

@@ -46,10 +46,6 @@ struct ListSource {
   const Assoc *assoc = nullptr; /* nullptr: the root */
   std::vector<std::optional<std::string>> owner;
   const Jsonb *filter = nullptr; /* the root's */
-  /* With exclude: only the rows that sort at or after the row whose
-   * order_columns() hold these texts (a window with an offset, whose
-   * first row this is). */
-  std::vector<std::optional<std::string>> from;
 };
 
 /*

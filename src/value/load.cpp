@@ -120,61 +120,10 @@ std::string join_condition(const std::string &a_alias, const std::vector<Column>
   return out;
 }
 
-/*
- * Whether alias's row sorts at or after the row whose order_columns() hold
- * `from`, in node's list order: disjoint branches by the first order
- * column, so that each can scan an index on it from the bound on (an OR of
- * a range and IS NULL could not), or read its NULLs.
- */
-std::vector<std::string> sorts_from(const std::string &alias, const PlanNode &node,
-                                    const Texts &from) {
-  struct SortKey {
-    Column column;
-    bool desc, nulls_first; /* (a key has no NULLs: none sort after it) */
-  };
-  std::vector<SortKey> keys;
-  for (const OrderKey &k : node.query.order) keys.push_back({k.column, k.desc, k.nulls_first});
-  for (const Column &c : node.table.pk) keys.push_back({c, false, true});
-  auto is_null = [&](const SortKey &k, const char *what) {
-    return column_ref(alias, k.column) + what;
-  };
-  auto compare = [&](const SortKey &k, CmpOp op, const std::string &value) {
-    Condition c;
-    c.column = k.column;
-    c.op = op;
-    c.values = {value};
-    return condition(alias, c);
-  };
-  std::string lex = "true";
-  for (size_t i = keys.size(); i-- > 0;) {
-    const SortKey &k = keys[i];
-    const std::optional<std::string> &v = from.at(i);
-    std::string equal = v ? compare(k, CmpOp::Eq, *v) : is_null(k, " IS NULL");
-    std::string after;
-    if (v)
-      after = compare(k, k.desc ? CmpOp::Lt : CmpOp::Gt, *v) +
-              (k.nulls_first ? "" : " OR " + is_null(k, " IS NULL"));
-    else if (k.nulls_first)
-      after = is_null(k, " IS NOT NULL");
-    lex = after.empty() ? "(" + equal + " AND " + lex + ")"
-                        : "((" + after + ") OR (" + equal + " AND " + lex + "))";
-  }
-  const SortKey &k = keys.front();
-  const std::optional<std::string> &v = from.front();
-  if (v) {
-    std::string range = compare(k, k.desc ? CmpOp::Le : CmpOp::Ge, *v);
-    if (k.nulls_first) return {range + " AND " + lex};
-    return {range + " AND " + lex, is_null(k, " IS NULL")};
-  }
-  if (k.nulls_first) return {is_null(k, " IS NULL AND ") + lex, is_null(k, " IS NOT NULL")};
-  return {is_null(k, " IS NULL AND ") + lex};
-}
-
 /* Which rows of a list a query of its own gives (QueryBuilder::array). */
 struct Window {
   enum Kind { Whole, Unlimited, Next } kind = Whole;
-  int64_t next = 0;            /* Next: the first `next` rows, */
-  const Texts *from = nullptr; /* of those at or after this row (sorts_from()) */
+  int64_t next = 0; /* Next: the first `next` rows */
 };
 
 /*
@@ -210,16 +159,8 @@ class QueryBuilder {
     if (window.kind == Window::Whole && node.query.offset > 0)
       limit += " OFFSET " + std::to_string(node.query.offset);
     /* A window is cut before the rows are nested: only its rows are read. */
-    if (window.from) {
-      std::string branches;
-      for (const std::string &branch : sorts_from(alias, node, *window.from))
-        branches += (branches.empty() ? "(SELECT " : " UNION ALL (SELECT ") + alias + ".* FROM " +
-                    from + " AND " + branch + " ORDER BY " + order + limit + ")";
-      from = "(SELECT " + alias + ".* FROM (" + branches + ") " + alias + " ORDER BY " + order +
-             limit + ") " + alias;
-    } else if (!limit.empty()) {
+    if (!limit.empty())
       from = "(SELECT " + alias + ".* FROM " + from + " ORDER BY " + order + limit + ") " + alias;
-    }
     return "(SELECT coalesce(pg_catalog.jsonb_agg(" + row(node, alias) + " ORDER BY " + order +
            "), '[]'::pg_catalog.jsonb) FROM " + from + ")";
   }
@@ -458,10 +399,7 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source, const std::vect
     where += " AND NOT (" + where_equal("t0", node.table.pk, pk, params) + ")";
   QueryBuilder q;
   std::string sql =
-      "SELECT " +
-      q.array(node, "t0", where,
-              exclude ? Window{Window::Next, next, source.from.empty() ? nullptr : &source.from}
-                      : Window{});
+      "SELECT " + q.array(node, "t0", where, exclude ? Window{Window::Next, next} : Window{});
   return spi_jsonb(sql, params, false);
 }
 

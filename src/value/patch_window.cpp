@@ -19,10 +19,10 @@
  * again, and after the last one the list equals a fresh load().
  * A window with an offset does not hold the rows ahead of it (before its
  * first row), only how many there are.  A change that keeps that number
- * patches the window as above (the rows that follow are read from its
- * first row on, by an index range); one that may change it (a row that
- * sorts ahead of the first row now, or did before the change) shifts the
- * window, which is read again.  Where a row was before the change only the
+ * and the window full patches it as above; one that may change it (a row
+ * that sorts ahead of the first row now, or did before the change) shifts
+ * the window, and one that takes a row out of a full window needs the
+ * rows that follow: either reads the window again.  Where a row was before the change only the
  * event's own old values tell (the states are the latest, maybe of later
  * events, whose old values tell in turn); without them a row that the
  * window does not hold may have been ahead.
@@ -127,10 +127,12 @@ std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, con
   if (*order < 0) return false; /* it sorted after the first row */
   /* It sorted ahead, and was ahead if it was in the list then: if nothing
    * but the parent (told above) decides that.  The old values of a where's
-   * or a filter's columns may be missing, and a many_to_many's links are
-   * known only as they are now. */
+   * or a filter's columns may be missing, a many_to_many's links are known
+   * only as they are now, and under row level security the caller may not
+   * have seen the row then. */
   bool filtered = ctx.kind == ListCtx::Root && filter_.is_object() && filter_.size() > 0;
-  if (n.query.where.empty() && !filtered && ctx.kind != ListCtx::ManyToMany) return true;
+  if (n.query.where.empty() && !filtered && ctx.kind != ListCtx::ManyToMany && !rls(event_table_))
+    return true;
   return std::nullopt;
 }
 
@@ -235,11 +237,13 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
     more = true;
   }
   if (more && items.size() < static_cast<size_t>(*q.limit)) {
+    /* A page's next rows cannot be read from its first row on: a row the
+     * page has ahead may sort after that row now (its event pending), and
+     * would enter without its event ever shifting the page. */
+    if (offset) return reread_window(n, ctx);
     std::vector<Texts> held;
     for (const Item &item : items) held.push_back(row_texts(item.cols, pk));
-    ListSource source = source_of(ctx);
-    if (offset) source.from = row_texts(first, order_columns(q, pk)); /* (no row ahead moved) */
-    Jsonb *next = load_list(n, source, &held, *q.limit - items.size());
+    Jsonb *next = load_list(n, source_of(ctx), &held, *q.limit - items.size());
     jb::View rows = next ? jb::View(next) : jb::View();
     for (uint32_t i = 0; rows.is_array() && i < rows.size(); i++) {
       jb::Elem row = rows.at(i);

@@ -64,13 +64,6 @@ bool query_matches(const ListQuery &q, jb::View row) {
   return all_hold(q.where, row);
 }
 
-std::vector<Column> order_columns(const ListQuery &q, const std::vector<Column> &pk) {
-  std::vector<Column> out;
-  for (const OrderKey &k : q.order) out.push_back(k.column);
-  out.insert(out.end(), pk.begin(), pk.end());
-  return out;
-}
-
 int query_compare(const ListQuery &q, const std::vector<Column> &pk, jb::View a, jb::View b) {
   for (const OrderKey &k : q.order) {
     std::optional<jb::Elem> x = a.get(k.column.name), y = b.get(k.column.name);

@@ -15,9 +15,6 @@ namespace ectosync {
 /* Whether row (its columns as to_jsonb renders them) satisfies q's where. */
 bool query_matches(const ListQuery &q, jb::View row);
 
-/* The columns that order a list: q's order_by, then the primary key. */
-std::vector<Column> order_columns(const ListQuery &q, const std::vector<Column> &pk);
-
 /* Order (-1/0/1) of two rows of a list: q's order_by, then the primary key. */
 int query_compare(const ListQuery &q, const std::vector<Column> &pk, jb::View a, jb::View b);
 

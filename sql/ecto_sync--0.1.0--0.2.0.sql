@@ -24,12 +24,15 @@ COMMENT ON FUNCTION ectosync.wait_changes(text, bigint, int) IS
   'changes() as soon as the value changed, or with an empty patch after timeout_ms; wakes only for this value';
 
 -- Many values on one connection: one call waits for all of them.
-CREATE FUNCTION ectosync.wait_changes(timeout_ms int DEFAULT 10000)
+-- patch_once: names whose reply is an earlier row's (one shared value) name
+-- that row in same_as instead of repeating its patch and events.
+CREATE FUNCTION ectosync.wait_changes(timeout_ms int DEFAULT 10000,
+                                      patch_once boolean DEFAULT false)
     RETURNS TABLE (name text, version bigint, seq bigint, patch jsonb, reloaded text,
-                   events jsonb, error text, since_version bigint)
+                   events jsonb, error text, since_version bigint, same_as text)
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_wait_any';
-COMMENT ON FUNCTION ectosync.wait_changes(int) IS
-  'A row (as changes(name) gives it) for each held value of the session that changed, as soon as one did, or whose changes failed (error); none after timeout_ms';
+COMMENT ON FUNCTION ectosync.wait_changes(int, boolean) IS
+  'A row (as changes(name) gives it) for each held value of the session that changed, as soon as one did, or whose changes failed (error); none after timeout_ms; with patch_once, a row whose patch and events are an earlier row''s names it in same_as instead';
 
 -- Many values on one connection, with LISTEN: one channel for all of them.
 CREATE FUNCTION ectosync.listen_changes() RETURNS text

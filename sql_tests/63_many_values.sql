@@ -138,6 +138,41 @@ SELECT ectosync.release(ARRAY['own 1', 'own 2', 'own 3']) AS released;
 SELECT ectosync.release(ARRAY(SELECT 'user ' || u FROM generate_series(1, 500) u)) AS released;
 SELECT count(*) AS still_held FROM ectosync.held();
 
+-- Three screens of one application show the same list: one value on the
+-- server, three names in the session.  With patch_once, the patch comes
+-- once; the other names say which row has it (same_as).
+-- (held and replied to in statements without an xid, which a statement
+-- that writes a table has: such a session goes on with its own copies)
+SELECT ectosync.hold('screen 1', 'mv.posts', '[]', '{"author_id": 7}', listen => false) AS copy1,
+       ectosync.hold('screen 2', 'mv.posts', '[]', '{"author_id": 7}', listen => false) AS copy2,
+       ectosync.hold('screen 3', 'mv.posts', '[]', '{"author_id": 7}', listen => false) AS copy3
+\gset
+CREATE TEMP TABLE screens (name, copy) AS
+  VALUES ('screen 1', :'copy1'::jsonb), ('screen 2', :'copy2'), ('screen 3', :'copy3');
+SELECT name, shared_by FROM ectosync.held() ORDER BY name;
+SELECT count(*) AS changed FROM ectosync.wait_changes(0);
+UPDATE mv.posts SET title = 'seen on three screens' WHERE id = 6;   -- user 7's
+SELECT ectosync.wait_for_worker();
+SELECT jsonb_agg(to_jsonb(w)) AS replies FROM ectosync.wait_changes(5000, patch_once => true) w
+\gset
+CREATE TEMP TABLE screen_replies AS
+  SELECT * FROM jsonb_to_recordset(:'replies')
+    AS (name text, version bigint, same_as text, patch jsonb, events jsonb);
+SELECT name, version, same_as, patch, events IS NULL AS no_events
+  FROM screen_replies ORDER BY name;
+UPDATE screens SET copy = regress.patch(copy, coalesce(r.patch, first.patch))
+  FROM screen_replies r LEFT JOIN screen_replies first ON first.name = r.same_as
+  WHERE r.name = screens.name;
+SELECT count(*) AS screens,
+       count(*) FILTER (WHERE (s.copy - 'seq') = (ectosync.load('mv.posts', h.assocs, h.filter) - 'seq'))
+         AS equal_to_a_fresh_load
+  FROM ectosync.held() h JOIN screens s USING (name);
+-- Without it (the default), each name has the patch.
+UPDATE mv.posts SET title = 'again' WHERE id = 6;
+SELECT ectosync.wait_for_worker();
+SELECT name, same_as, patch FROM ectosync.wait_changes(5000) ORDER BY name;
+SELECT ectosync.release(ARRAY['screen 1', 'screen 2', 'screen 3']) AS released;
+
 -- One value's failure is its row alone: a role that can no longer read a
 -- table of one of its values gets that value's error, and the others'
 -- changes, from the same call.

@@ -49,25 +49,43 @@ int Hub::pump(std::chrono::milliseconds timeout) {
 /* One wait_changes() for every value of the session. */
 int Hub::pump_held(std::chrono::milliseconds timeout) {
   auto r = connection().exec_prepared(
-      "SELECT name, version, seq, patch::text, events::text, error, since_version "
-      "FROM ectosync.wait_changes($1)",
+      "SELECT name, version, seq, patch::text, events::text, error, since_version, same_as "
+      "FROM ectosync.wait_changes($1, patch_once => true)",
       {std::to_string(timeout.count())});
   round_trips_++;
   int changed = 0;
-  /* Values that share a value on the server get the same patch text:
-   * parsed and compiled once per reply. */
+  /* Names of one shared value get its patch once: the others name that
+   * row (same_as).  Row i's patch and events are those of row source[i]. */
+  std::vector<int> source(static_cast<size_t>(r.rows()));
+  {
+    std::unordered_map<std::string, int> row_of;
+    for (int i = 0; i < r.rows(); i++) {
+      row_of.emplace(r.str(i, 0), i);
+      auto first = r.is_null(i, 7) ? row_of.end() : row_of.find(r.str(i, 7));
+      source[static_cast<size_t>(i)] = first == row_of.end() ? i : first->second;
+    }
+  }
+  /* A patch or events column, parsed (and a patch compiled) once per
+   * reply: per row it comes from, and per text (values that the server
+   * does not share may still get equal patches). */
   struct Parsed {
     Json json;
     std::unique_ptr<CompiledPatch> compiled; /* (points into json: made in place) */
   };
   std::unordered_map<std::string, Parsed> parsed;
-  auto parse_once = [&](std::string text) -> Parsed & {
-    auto it = parsed.find(text);
-    if (it == parsed.end()) {
-      Json json = parse_json(text);
-      it = parsed.emplace(std::move(text), Parsed{std::move(json), nullptr}).first;
+  std::map<std::pair<int, int>, Parsed *> parsed_of;
+  auto parse_once = [&](int i, int column) -> Parsed & {
+    Parsed *&p = parsed_of[{source[static_cast<size_t>(i)], column}];
+    if (!p) {
+      std::string text = r.str(source[static_cast<size_t>(i)], column);
+      auto it = parsed.find(text);
+      if (it == parsed.end()) {
+        Json json = parse_json(text);
+        it = parsed.emplace(std::move(text), Parsed{std::move(json), nullptr}).first;
+      }
+      p = &it->second;
     }
-    return it->second;
+    return *p;
   };
   /* A document moved by one patch: how many of this reply's holders move
    * it so, and what it became (once one of them has moved it). */
@@ -83,7 +101,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
   };
   for (int i = 0; i < r.rows(); i++)
     if (Holder *h = holder_of(i); h && r.i64(i, 6) == h->version())
-      moves[{h->document().get(), &parse_once(r.str(i, 3))}].holders++;
+      moves[{h->document().get(), &parse_once(i, 3)}].holders++;
   for (int i = 0; i < r.rows(); i++) {
     auto it = holders_.find(r.str(i, 0));
     if (it == holders_.end()) continue; /* (released meanwhile) */
@@ -92,8 +110,8 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       continue;
     }
     Holder &holder = *it->second.holder;
-    Parsed *patch = &parse_once(r.str(i, 3));
-    const Json &events = parse_once(r.str(i, 4)).json;
+    Parsed *patch = &parse_once(i, 3);
+    const Json &events = parse_once(i, 4).json;
     int64_t version = r.i64(i, 1);
     Parsed whole_patch;
     Move *move = nullptr;

@@ -9,9 +9,11 @@
 // users.  A Hub keeps all its values on one session (held values need one:
 // give the hub a dedicated connection; everything else can go through a
 // pooler) and waits for all of them with one call:
-//   ectosync.wait_changes(timeout_ms) -> a row (name, version, seq, patch)
-//   for each value that changed, as soon as one did; each patch is applied to
-//   its value (patch.js), whose 'change' event then fires.
+//   ectosync.wait_changes(timeout_ms, patch_once => true) -> a row (name,
+//   version, seq, patch) for each value that changed, as soon as one did;
+//   each patch is applied to its value (patch.js), whose 'change' event then
+//   fires.  Names of one value that the server shares get its patch once:
+//   the others name that row in same_as.
 // The connection ends: reconnect, hold every value again.
 'use strict';
 
@@ -52,7 +54,7 @@ class Hub extends EventEmitter {
     this.timeoutMs = timeoutMs;
     this.reconnectMs = reconnectMs;
     this.values = new Map(); // name -> HeldValue
-    this.stats = { waits: 0, reconnects: 0 };
+    this.stats = { waits: 0, reconnects: 0, patchesShared: 0 };
     this.closed = false;
     this.client = null;
     this.waiting = null;
@@ -102,10 +104,17 @@ class Hub extends EventEmitter {
       try {
         this.stats.waits++;
         this.waiting = this.client.query(
-          'SELECT name, version, patch, error, since_version FROM ectosync.wait_changes($1)',
+          'SELECT name, version, patch, error, since_version, same_as ' +
+            'FROM ectosync.wait_changes($1, patch_once => true)',
           [this.timeoutMs]);
         const { rows } = await this.waiting;
+        const byName = new Map(rows.map((row) => [row.name, row]));
         for (const row of rows) {
+          // (a copy: applyPatch puts the patch's values into the document)
+          if (row.same_as !== null) {
+            row.patch = structuredClone(byName.get(row.same_as).patch);
+            this.stats.patchesShared++;
+          }
           const held = this.values.get(row.name);
           // a value whose changes failed (its role may no longer read a table of it)
           if (held && row.error !== null) {

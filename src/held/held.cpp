@@ -99,6 +99,7 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 using namespace ectosync;
 
@@ -177,13 +178,20 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
 }
 
 /*
- * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000) RETURNS TABLE
- * (name, version, seq, patch, reloaded, events, error, since_version): a
- * row for each
- * value of the session that changed, as changes(name) gives it, as soon as
- * one did; no row at the timeout.  A value whose changes failed (its role
- * may no longer read a table of it) gets a row with the error and an empty
- * patch, and the others go on.
+ * SQL: ectosync.wait_changes(timeout_ms int DEFAULT 10000, patch_once
+ * boolean DEFAULT false) RETURNS TABLE (name, version, seq, patch, reloaded,
+ * events, error, since_version, same_as): a row for each value of the
+ * session that changed, as changes(name) gives it, as soon as one did; no
+ * row at the timeout.  A value whose changes failed (its role may no longer
+ * read a table of it) gets a row with the error and an empty patch, and the
+ * others go on.
+ *
+ * With patch_once, a name whose reply is an earlier row's (the names of one
+ * shared value at one version: a hub that shows one list on many screens)
+ * gets that row's name in same_as, and no patch or events of its own.  The
+ * patch of a tag renamed in a list of every post is some 10 kB; written
+ * out once per name it was most of the work of such a reply, on the
+ * server (jsonb to text) and on the client.
  */
 ECTOSYNC_FUNCTION(ectosync_wait_any) {
   int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
@@ -191,11 +199,13 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                     errmsg("ecto_sync: wait_changes() timeout_ms must be between 0 and 3600000"),
                     errdetail("It was %d.", timeout_ms)));
+  bool patch_once = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {
     /* The names of a shared value at one version share one reply: its
-     * columns are made once. */
+     * columns are made once, and sent once with patch_once. */
+    std::unordered_map<const Jsonb *, std::string> first_name;
     const Jsonb *last_reply = nullptr;
     Jsonb *patch_jsonb = nullptr, *events_jsonb = nullptr;
     int64 version = 0, seq = 0;
@@ -221,9 +231,14 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
         last_reply = row.reply;
       }
       std::string why = reloaded && reloaded->is_string() ? std::string(reloaded->str()) : "";
+      const std::string *same_as = nullptr;
+      if (patch_once && row.reply) {
+        auto [first, inserted] = first_name.emplace(row.reply, row.name);
+        if (!inserted) same_as = &first->second;
+      }
       pg_call([&] {
-        Datum values[8];
-        bool nulls[8] = {};
+        Datum values[9];
+        bool nulls[9] = {};
         values[0] =
             PointerGetDatum(cstring_to_text_with_len(row.name.data(), (int)row.name.size()));
         values[1] = Int64GetDatum(version);
@@ -239,6 +254,12 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
                               : PointerGetDatum(cstring_to_text_with_len(row.error.data(),
                                                                          (int)row.error.size()));
         values[7] = Int64GetDatum(row.since);
+        nulls[3] = nulls[5] = same_as != nullptr;
+        nulls[8] = same_as == nullptr;
+        values[8] =
+            same_as
+                ? PointerGetDatum(cstring_to_text_with_len(same_as->data(), (int)same_as->size()))
+                : (Datum)0;
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
       });
     }

@@ -54,6 +54,26 @@ test('hub: fifty values on one connection follow random writes', { timeout: 6000
   }
 });
 
+test('hub: names of one shared value get its patch once, and each copy stays its own', { timeout: 60000 }, async () => {
+  const hb = new Hub({ connection: { database: DB, application_name: APP }, timeoutMs: 200 });
+  hb.errors = [];
+  hb.on('error', (e) => hb.errors.push(e));
+  await hb.start();
+  try {
+    // three screens showing the same list: one value on the server
+    for (const name of ['screen 1', 'screen 2', 'screen 3'])
+      await hb.hold(name, { table: 'posts', assocs: [ctx.tags] });
+    await h.randomWrites(ctx.db, 200);
+    assert.ok(await allConverged(hb), 'a value differs from a fresh load');
+    // (a patch applied to one copy must not reach into another: tags added
+    // to a post of one copy would be added twice to the others)
+    assert.ok(hb.stats.patchesShared > 0, 'no row named another row as same_as');
+    assert.deepStrictEqual(hb.errors, []);
+  } finally {
+    await hb.close();
+  }
+});
+
 test('hub: a terminated connection is reconnected and every value held again', { timeout: 60000 }, async () => {
   const { hb } = await hub(10);
   try {

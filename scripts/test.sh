@@ -75,6 +75,13 @@ ECTOSYNC_CONF="ectosync.held_shared_memory = 2MB" \
   run "shared held values out of memory" scripts/with-cluster.sh \
   psql -X -v ON_ERROR_STOP=1 -f scripts/checks/held_shared_full.sql
 
+# A shared held value that no event concerned while more went by than the
+# event log keeps gets a patch of its next change, not a reload
+# (scripts/checks/quiet_shared_value.sql raises otherwise).
+ECTOSYNC_CONF="ectosync.event_log_size = 64" \
+  run "a quiet shared value reads no events it did not need" scripts/with-cluster.sh \
+  psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/quiet_shared_value.sql
+
 # Rows of tables that no session used lately are not read ahead, and what
 # the cache held of them is not served once they change
 # (scripts/checks/load_window.sql raises otherwise).

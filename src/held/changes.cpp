@@ -179,9 +179,17 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
        * caller by a change its interest does not name.) */
       if (h.entry >= 0 && h.shared < 0 && h.published && value == h.value && !h.rls)
         interest = h.entry;
-      if (interest >= 0)
+      uint64_t from = scanned;
+      if (interest >= 0) {
         may_concern = [interest](const Event &ev) { return interest_entry_matches(interest, ev); };
-      sync_parts(plan, value, scanned, upto, &changed_by, &touched, may_concern);
+        /* The events before the first that the worker matched to the
+         * interest cannot change the value: not read at all (when the
+         * worker matched each of them against this interest, and none
+         * is a marker that it matches with no interest). */
+        if (scanned >= trust_from(h) && unmatched_seq() <= scanned)
+          from = std::max(scanned, std::min(upto, interest_unmatched_until(interest, scanned) - 1));
+      }
+      sync_parts(plan, value, from, upto, &changed_by, &touched, may_concern);
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;

@@ -90,8 +90,10 @@ class InterestIndex {
    * to match in place (a Bloom filter, a range, where guards of p's
    * table) go to probe_later. */
   void visit(const EventProbe &p, std::vector<std::pair<int, const EventProbe *>> &probe_later);
-  /* The entries visit() found, and the highest seq of each; cleared by done(). */
+  /* The entries visit() found, and the lowest and highest seq of each;
+   * cleared by done(). */
   const std::vector<int> &found() const { return found_; }
+  uint64_t first(int entry) const { return first_[entry]; }
   uint64_t best(int entry) const { return best_[entry]; }
   void note(int entry, uint64_t seq);
   void reserve(size_t more) { found_.reserve(found_.size() + more); }
@@ -114,7 +116,7 @@ class InterestIndex {
 
   bool built_ = false;
   std::vector<Indexed> entries_;
-  std::vector<uint64_t> best_;
+  std::vector<uint64_t> first_, best_;
   std::vector<int> found_;
   std::unordered_map<uint64_t, Postings> by_token_;
   std::unordered_map<uint32_t, Postings> by_table_;  /* RELOAD markers */
@@ -150,6 +152,7 @@ void InterestIndex::refresh() {
   bool first = !built_;
   if (first) {
     entries_.assign(static_cast<size_t>(n), Indexed{});
+    first_.assign(static_cast<size_t>(n), 0);
     best_.assign(static_cast<size_t>(n), 0);
     built_ = true;
   }
@@ -265,8 +268,13 @@ void InterestIndex::compact() {
 
 void InterestIndex::note(int entry, uint64_t seq) {
   uint64_t &b = best_[static_cast<size_t>(entry)];
-  if (b == 0) found_.push_back(entry);
+  uint64_t &f = first_[static_cast<size_t>(entry)];
+  if (b == 0) {
+    found_.push_back(entry);
+    f = seq;
+  }
   b = std::max(b, seq);
+  f = std::min(f, seq);
 }
 
 /* Notes the entries of list; with probe_later, those whose where guards
@@ -370,6 +378,9 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     SpinLockAcquire(&e->mutex);
     e->notifications++;
     e->matched_seq = std::max<uint64>(e->matched_seq, seq);
+    int ring = (int)(e->matched++ % kMatchedBatches);
+    e->batch_first[ring] = index.first(i);
+    e->batch_last[ring] = seq;
     bool queue = !e->queued;
     e->queued = true;
     SpinLockRelease(&e->mutex);

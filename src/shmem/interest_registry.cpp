@@ -130,6 +130,7 @@ int interest_attach(uint32_t &generation, bool listening) {
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
     e->matched_seq = 0;
+    e->matched = 0;
     e->queued = false;
     SpinLockRelease(&e->mutex);
     found = i;
@@ -168,6 +169,26 @@ uint64_t interest_matched_seq(int index) {
   uint64 seq = e->matched_seq;
   SpinLockRelease(&e->mutex);
   return seq;
+}
+
+uint64_t interest_unmatched_until(int index, uint64_t after) {
+  InterestEntry *e = interest_entry(index);
+  uint64_t from = after + 1;
+  SpinLockAcquire(&e->mutex);
+  uint64 kept = std::min<uint64>(e->matched, kMatchedBatches);
+  uint64 oldest = e->matched - kept;
+  /* (the batches before the ring's matched up to its oldest one's last) */
+  if (oldest == 0 || e->batch_last[oldest % kMatchedBatches] <= after) {
+    from = UINT64_MAX;
+    for (uint64 b = oldest; b < e->matched; b++) {
+      int i = (int)(b % kMatchedBatches);
+      if (e->batch_last[i] <= after) continue;
+      from = e->batch_first[i] > after ? e->batch_first[i] : after + 1;
+      break;
+    }
+  }
+  SpinLockRelease(&e->mutex);
+  return from;
 }
 
 bool interest_entry_matches(int index, const Event &ev) {

@@ -139,6 +139,16 @@ void interest_publish(int index, const Interest &interest);
 bool interest_published(int index, const Interest &interest);
 /* The last event that matched the interest at index (0: none). */
 uint64_t interest_matched_seq(int index);
+/*
+ * The first event after after that may have matched the interest at index,
+ * as far as the last batches that matched it tell (UINT64_MAX: none did);
+ * after + 1 when they cannot tell.  The events in between matched nothing:
+ * a value that has read every event up to after, and is trusted from
+ * before it, need not read them.  A value that nothing concerned for
+ * thousands of events read them all at its next change (a shared value's
+ * turn took 5 ms), though its interest said none could change it.
+ */
+uint64_t interest_unmatched_until(int index, uint64_t after);
 /* Whether the interest this backend published at index matches ev. */
 bool interest_entry_matches(int index, const Event &ev);
 void interest_detach(int index);

@@ -6,7 +6,7 @@
  *
  * Layout, sized at server start (never grows):
  *   HeldSharedControl     the lock, the condition variable, the slots
- *   SharedHeld[min(max_held_values, 128)]
+ *   SharedHeld[min(max_held_values, 1024)], about 3.7 kB each
  *     each: key (database, table, spec), holders, the backend whose turn it
  *     is, version and scanned, the head and parts (dsa pointers), and a
  *     ring of the last kLogEntries patches
@@ -53,8 +53,10 @@ SharedHeld *slots = nullptr;
 
 namespace {
 
-/* Distinct shared values at most (each shape held by several sessions). */
-constexpr int kMaxShared = 128;
+/* Distinct shared values at most (each shape held by several sessions).
+ * 128 were too few for a thousand screens of a few hundred shapes: the
+ * values past them were each session's own, patched once per session. */
+constexpr int kMaxShared = 1024;
 
 void *area_place = nullptr;
 dsa_area *area = nullptr; /* this backend's attachment */

@@ -64,6 +64,15 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
                            uint64_t &scanned);
 
 /*
+ * Whether another backend's turn is applying events to the value that it
+ * has not applied up to upto: a backend with other values to move on does
+ * those first, and finds this one current more often than not, instead of
+ * waiting for each turn in a row while its own are not taken.  A glance:
+ * the turn may be taken or given up right after.
+ */
+bool held_share_busy(int slot, uint64_t upto);
+
+/*
  * Ends the turn.  With a patch (ops, a jsonb array; or reloaded, why the
  * value was loaded again: the client must take the whole value instead),
  * value (whose parts point into shared memory where they did not change)

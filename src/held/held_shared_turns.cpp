@@ -72,6 +72,14 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
   return SharedTurn::Mine;
 }
 
+bool held_share_busy(int slot, uint64_t upto) {
+  const SharedHeld &s = slots[slot];
+  LWLockAcquire(control->lock, LW_SHARED);
+  bool busy = s.scanned < upto && s.turn != 0 && s.turn != MyProcPid;
+  LWLockRelease(control->lock);
+  return busy;
+}
+
 bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
                         const std::string *reloaded, const std::vector<uint64_t> &events,
                         uint64_t scanned) {

@@ -25,6 +25,7 @@
  */
 #include "capture/xact_buffer.hpp"
 #include "held/held_internal.hpp"
+#include "held/held_shared.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 #include "shmem/shmem.hpp"
@@ -179,6 +180,21 @@ void look_at(WaitIndex &ix, int entry, Pass &pass) {
     ix.restless.erase(entry);
 }
 
+/*
+ * Whether entry's shared value is being moved on by another session's
+ * turn now (held_share_busy()).  Sessions that hold the same values look
+ * at them in the same order: without this, each waited for the first
+ * session's turns one after another while both cores sat idle, and the
+ * last reply of a tag rename came after the sum of all its values' turns.
+ */
+bool turn_elsewhere(const WaitIndex &ix, int entry, uint64_t loaded) {
+  auto group = ix.groups.find(entry);
+  if (entry < 0 || group == ix.groups.end()) return false;
+  for (const Item *item : group->second)
+    if (item->second.shared >= 0) return held_share_busy(item->second.shared, loaded);
+  return false;
+}
+
 /* One pass over the values that may have moved (all of them when it cannot tell). */
 void look_at_moved(Pass &pass) {
   WaitIndex &ix = wait_index();
@@ -204,7 +220,15 @@ void look_at_moved(Pass &pass) {
     entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
     entries.insert(entries.end(), ix.restless.begin(), ix.restless.end());
   }
-  for (int entry : entries) look_at(ix, entry, pass);
+  /* (those another session moves on now, last) */
+  std::vector<int> later;
+  for (int entry : entries) {
+    if (turn_elsewhere(ix, entry, pass.loaded))
+      later.push_back(entry);
+    else
+      look_at(ix, entry, pass);
+  }
+  for (int entry : later) look_at(ix, entry, pass);
   ix.touches = held_touches();
   ix.unmatched = pass.unmatched;
   ix.quiet_loaded = pass.loaded;

@@ -98,6 +98,35 @@ class Hub extends EventEmitter {
     return true;
   }
 
+  // Applies one reply of wait_changes() to the values it names.
+  async applyRows(rows) {
+    // A row whose patch is another's (same_as) gets a copy of it, made
+    // before any is applied: applyPatch puts the patch's values into the
+    // document, and a later operation of the same patch (two versions of
+    // the value) may change them there.
+    const byName = new Map(rows.map((row) => [row.name, row]));
+    for (const row of rows)
+      if (row.same_as !== null) {
+        row.patch = structuredClone(byName.get(row.same_as).patch);
+        this.stats.patchesShared++;
+      }
+    for (const row of rows) {
+      const held = this.values.get(row.name);
+      // a value whose changes failed (its role may no longer read a table of it)
+      if (held && row.error !== null) {
+        held.error = row.error;
+        if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
+      } else if (held && Number(row.since_version) !== held.version) {
+        // a reply went missing: from our version the server sends the whole value
+        const { rows: [whole] } = await this.client.query(
+          'SELECT ectosync.changes($1, $2) AS c', [held.name, held.version]);
+        held.apply({ version: whole.c.version, patch: whole.c.patch });
+      } else {
+        held?.apply(row);
+      }
+    }
+  }
+
   // One wait for every value at a time, until close().
   async loop() {
     while (!this.closed) {
@@ -108,27 +137,7 @@ class Hub extends EventEmitter {
             'FROM ectosync.wait_changes($1, patch_once => true)',
           [this.timeoutMs]);
         const { rows } = await this.waiting;
-        const byName = new Map(rows.map((row) => [row.name, row]));
-        for (const row of rows) {
-          // (a copy: applyPatch puts the patch's values into the document)
-          if (row.same_as !== null) {
-            row.patch = structuredClone(byName.get(row.same_as).patch);
-            this.stats.patchesShared++;
-          }
-          const held = this.values.get(row.name);
-          // a value whose changes failed (its role may no longer read a table of it)
-          if (held && row.error !== null) {
-            held.error = row.error;
-            if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
-          } else if (held && Number(row.since_version) !== held.version) {
-            // a reply went missing: from our version the server sends the whole value
-            const { rows: [whole] } = await this.client.query(
-              'SELECT ectosync.changes($1, $2) AS c', [held.name, held.version]);
-            held.apply({ version: whole.c.version, patch: whole.c.patch });
-          } else {
-            held?.apply(row);
-          }
-        }
+        await this.applyRows(rows);
         this.emit('pumped', rows.length);
       } catch (err) {
         if (this.closed) return;

@@ -6,7 +6,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { Hub } = require('../hub');
+const { Hub, HeldValue } = require('../hub');
 const h = require('./helpers');
 
 const DB = 'ectosync_node_hub';
@@ -72,6 +72,29 @@ test('hub: names of one shared value get its patch once, and each copy stays its
   } finally {
     await hb.close();
   }
+});
+
+test('hub: a same_as row gets the patch as it was before any copy was patched', async () => {
+  // Two versions of a shared value in one reply: a post added, then a tag
+  // added inside it.  Applied to the first copy, the second operation
+  // changes the post the first one put there (the patch's own object): a
+  // copy of the patch taken after that would add the tag twice.
+  const hb = new Hub();
+  for (const name of ['screen 1', 'screen 2']) {
+    const held = new HeldValue(hb, name, { table: 'posts' });
+    held.value = { rows: [] };
+    hb.values.set(name, held);
+  }
+  await hb.applyRows([
+    { name: 'screen 1', version: 2, since_version: 0, error: null, same_as: null,
+      patch: [{ op: 'add', path: '/rows/0', value: { id: 9, tags: [] } },
+              { op: 'add', path: '/rows/0/tags/0', value: { id: 3 } }] },
+    { name: 'screen 2', version: 2, since_version: 0, error: null, same_as: 'screen 1', patch: null },
+  ]);
+  const expected = { rows: [{ id: 9, tags: [{ id: 3 }] }] };
+  assert.deepStrictEqual(hb.values.get('screen 1').value, expected);
+  assert.deepStrictEqual(hb.values.get('screen 2').value, expected);
+  assert.strictEqual(hb.values.get('screen 2').version, 2);
 });
 
 test('hub: a terminated connection is reconnected and every value held again', { timeout: 60000 }, async () => {

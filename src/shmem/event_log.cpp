@@ -310,9 +310,11 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
   LWLockRelease(slot->lock);
 }
 
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why) {
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why,
+                    uint64 unmatched_through) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   for (uint32_t relid : relids) add_gap(slot, relid, why);
+  slot->unmatched_seq = std::max(slot->unmatched_seq, unmatched_through);
   LWLockRelease(slot->lock);
 }
 

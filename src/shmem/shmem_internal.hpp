@@ -216,8 +216,13 @@ void queue_mark_loaded(DbSlot *slot, uint64 seq);
 /* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
 void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
 
-/* RELOAD markers for these tables, why: ReloadWhy bits (a batch that could not be loaded). */
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why);
+/*
+ * RELOAD markers for these tables, why: ReloadWhy bits (a batch that could
+ * not be loaded).  Its events, up to unmatched_through, count as loaded
+ * without having been matched against the interests (unmatched_seq).
+ */
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why,
+                    uint64 unmatched_through);
 /* Worker counters. */
 void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,
                        uint64 rows_not_loaded);

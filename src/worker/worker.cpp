@@ -137,7 +137,9 @@ static uint64 drain(DbSlot *slot) {
       report_failure("a batch failed", e);
       std::vector<uint32_t> relids;
       for (const QueuedEvent &ev : batch) relids.push_back(ev.header.relid);
-      queue_add_gaps(slot, relids, kReloadFailed);
+      /* (counted as loaded, maybe matched against no interest: no
+       * value may take its interest's word for these events) */
+      queue_add_gaps(slot, relids, kReloadFailed, batch.back().header.seq);
     }
     TimestampTz now = GetCurrentTimestamp();
     std::vector<int64> lags;

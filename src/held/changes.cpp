@@ -271,6 +271,9 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
       }
       break;
     }
+    /* (the entry no longer says which events may change h.value: should
+     * this call fail, the next must not take its word for them) */
+    h.published = false;
     publish_interest(h, plan, current);
     published = current;
     catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);

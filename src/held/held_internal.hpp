@@ -45,9 +45,10 @@ struct Held {
    * cannot change value (catch_up() skips those). */
   bool published = false;
   /* Events up to it may have been matched against an older interest:
-   * wait_changes() passes over a value without reading the events only
-   * once it has read those (the last seq queued when it published; the
-   * shared entry's when it shares one: trust_from()). */
+   * wait_changes() passes over a value without reading the events, and
+   * catch_up() skips those before the first match, only once it has read
+   * those (the last seq queued when it published; the shared entry's when
+   * it shares one: trust_from()). */
   uint64_t trust_from = UINT64_MAX;
   bool rls = false; /* row level security applies to a table (as of the last call) */
 };

@@ -19,7 +19,7 @@
  * the entry, so a publish after that is seen by the next batch).  An
  * index that lags behind a publish matches as the old interest did, which
  * holders allow for: they trust an interest only for the events queued
- * after its publishing (held.cpp, trust_from).
+ * after its publishing (held_interest.cpp, trust_from).
  *
  * Postings carry the stamp of the indexing that made them; those of an
  * older one are skipped, and dropped when they pile up.

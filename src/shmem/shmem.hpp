@@ -143,8 +143,9 @@ uint64_t interest_matched_seq(int index);
  * The first event after after that may have matched the interest at index,
  * as far as the last batches that matched it tell (UINT64_MAX: none did);
  * after + 1 when they cannot tell.  The events in between matched nothing:
- * a value that has read every event up to after, and is trusted from
- * before it, need not read them.  A value that nothing concerned for
+ * a value that has read every event up to after, is trusted from before
+ * it, and has no unmatched event (unmatched_seq()) after it, need not read
+ * them.  A value that nothing concerned for
  * thousands of events read them all at its next change (a shared value's
  * turn took 5 ms), though its interest said none could change it.
  */

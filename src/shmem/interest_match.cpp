@@ -376,9 +376,7 @@ void interest_match(const std::vector<Event> &events, std::vector<InterestHit> &
     if (interest_dbs[i] != MyDatabaseId || e->generation != index.generation(i)) continue;
     uint64 seq = index.best(i);
     SpinLockAcquire(&e->mutex);
-    e->notifications++;
-    e->matched_seq = std::max<uint64>(e->matched_seq, seq);
-    int ring = (int)(e->matched++ % kMatchedBatches);
+    int ring = (int)(e->notifications++ % kMatchedBatches);
     e->batch_first[ring] = index.first(i);
     e->batch_last[ring] = seq;
     bool queue = !e->queued;

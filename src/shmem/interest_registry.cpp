@@ -129,8 +129,6 @@ int interest_attach(uint32_t &generation, bool listening) {
     generation = ++e->generation;
     SpinLockAcquire(&e->mutex);
     e->notifications = 0;
-    e->matched_seq = 0;
-    e->matched = 0;
     e->queued = false;
     SpinLockRelease(&e->mutex);
     found = i;
@@ -166,7 +164,8 @@ bool interest_published(int index, const Interest &interest) {
 uint64_t interest_matched_seq(int index) {
   InterestEntry *e = interest_entry(index);
   SpinLockAcquire(&e->mutex);
-  uint64 seq = e->matched_seq;
+  uint64 n = e->notifications;
+  uint64 seq = n > 0 ? e->batch_last[(n - 1) % kMatchedBatches] : 0;
   SpinLockRelease(&e->mutex);
   return seq;
 }
@@ -175,12 +174,12 @@ uint64_t interest_unmatched_until(int index, uint64_t after) {
   InterestEntry *e = interest_entry(index);
   uint64_t from = after + 1;
   SpinLockAcquire(&e->mutex);
-  uint64 kept = std::min<uint64>(e->matched, kMatchedBatches);
-  uint64 oldest = e->matched - kept;
+  uint64 kept = std::min<uint64>(e->notifications, kMatchedBatches);
+  uint64 oldest = e->notifications - kept;
   /* (the batches before the ring's matched up to its oldest one's last) */
   if (oldest == 0 || e->batch_last[oldest % kMatchedBatches] <= after) {
     from = UINT64_MAX;
-    for (uint64 b = oldest; b < e->matched; b++) {
+    for (uint64 b = oldest; b < e->notifications; b++) {
       int i = (int)(b % kMatchedBatches);
       if (e->batch_last[i] <= after) continue;
       from = e->batch_first[i] > after ? e->batch_first[i] : after + 1;

@@ -44,9 +44,8 @@
  *   interest_lock  which entry belongs to which backend (interest_dbs and
  *                the high-water mark too): exclusive to take or free one,
  *                shared to read them (the worker's matching).  Each entry's
- *                spinlock guards its notification count, last matched
- *                seq, the first and last matched seq of its last batches,
- *                and `queued`; its interest is written by its holder
+ *                spinlock guards its notification count, the first and
+ *                last matched seq of its last batches, and `queued`; its interest is written by its holder
  *                alone under a seqlock (`change`), and read in place by the
  *                worker.  interest_dirty's bits are atomics: a holder sets
  *                its entry's after publishing, the worker clears it before

@@ -125,13 +125,12 @@ struct InterestEntry {
   bool session_listening;
   uint64 session_tag;
   int waker;     /* interest_lock: the holder's wake queue (its backend id - 1) */
-  slock_t mutex; /* guards notifications, matched_seq, the batches and queued */
+  slock_t mutex; /* guards notifications, the batches and queued */
+  /* The batches that matched it since it was taken (counted before they
+   * are loaded), and the first and last event that matched in each of the
+   * last kMatchedBatches of them (a ring, at notifications %
+   * kMatchedBatches): interest_matched_seq(), interest_unmatched_until(). */
   uint64 notifications;
-  uint64 matched_seq; /* the last event that matched (counted before it is loaded) */
-  /* The first and last event that matched in each of the last
-   * kMatchedBatches batches that matched (a ring; matched: how many so far
-   * since the entry was taken): interest_unmatched_until(). */
-  uint64 matched;
   uint64 batch_first[kMatchedBatches], batch_last[kMatchedBatches];
   /* In its holder's wake queue since its count last moved: the worker
    * queues an entry once until its holder takes it out (interest_match()). */

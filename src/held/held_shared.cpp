@@ -20,7 +20,7 @@
  * publishes under it exclusive, and frees what it replaced then.  Parts
  * are never written in place: the backend whose turn it is reads the
  * shared parts without the lock, because only it may replace them until
- * it publishes or abandons.  Waiters for a turn sleep on control->cv.
+ * it publishes or abandons.  Waiters for a turn sleep on their slot's cv.
  * control->lock is never held with another ecto_sync lock; under it only
  * dsa_free and dsa_get_address are called (which take the area's own lock:
  * order control->lock, then the area's).
@@ -93,6 +93,11 @@ void free_contents(SharedHeld &s) {
 
 }  // namespace
 
+void clear_slot(SharedHeld &s) {
+  std::memset(&s, 0, sizeof s);
+  ConditionVariableInit(&s.cv);
+}
+
 dsa_area *the_area() {
   if (!area)
     area = pg_call([] {
@@ -152,10 +157,9 @@ void held_shared_shmem_startup(LWLock *lock) {
   area_place = base + MAXALIGN(slots_bytes());
   if (found) return;
   control->lock = lock;
-  ConditionVariableInit(&control->cv);
   control->nslots = slot_count();
   control->area_size = area_bytes();
-  std::memset(slots, 0, slots_bytes());
+  for (int i = 0; i < control->nslots; i++) clear_slot(slots[i]);
   if (area_bytes() == 0 || area_bytes() < dsa_minimum_size()) {
     control->area_size = 0;
     return;
@@ -219,7 +223,7 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
         if (slots[i].db == InvalidOid) slot = i;
       if (slot >= 0) {
         SharedHeld &s = slots[slot];
-        std::memset(&s, 0, sizeof s);
+        clear_slot(s);
         s.db = MyDatabaseId;
         s.creator = role;
         s.relid = relid;
@@ -248,13 +252,14 @@ void held_share_detach(int slot) {
   LWLockAcquire(control->lock, LW_EXCLUSIVE);
   SharedHeld &s = slots[slot];
   if (s.turn == MyProcPid) s.turn = 0;
-  if (--s.holders <= 0) {
+  bool freed = --s.holders <= 0;
+  if (freed) {
     free_contents(s);
     free_if_valid(s.spec);
-    std::memset(&s, 0, sizeof s);
+    clear_slot(s);
   }
   LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&control->cv);
+  if (!freed) ConditionVariableBroadcast(&s.cv);
 }
 
 void held_share_describe(int slot, size_t &bytes, int &parts, int &holders) {

@@ -49,11 +49,18 @@ struct SharedHeld {
   LogEntry log[kLogEntries];
   uint64 reload_version;         /* the last version that reloaded the value, 0: none */
   char reload_why[kReasonBytes]; /* why, NUL-terminated */
+  /* Waiters for its turn: a slot's own, so that a turn ended wakes only
+   * them (with one for all, each ended turn woke every waiter of every
+   * value; a tag rename at 200 holders meant thousands of wakes) */
+  ConditionVariable cv;
 };
+
+/* A free slot (zeroed, its condition variable made anew; no one waits
+ * on the condition variable of a slot without holders). */
+void clear_slot(SharedHeld &s);
 
 struct HeldSharedControl {
   LWLock *lock;
-  ConditionVariable cv;
   int area_tranche;
   int nslots;
   Size area_size;

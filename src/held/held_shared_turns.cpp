@@ -38,7 +38,7 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
   if (scanned >= upto) return SharedTurn::Current;
   TimestampTz start = GetCurrentTimestamp();
   bool mine = false, current = false, timed_out = false;
-  ConditionVariablePrepareToSleep(&control->cv);
+  ConditionVariablePrepareToSleep(&s.cv);
   for (;;) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     version = s.version;
@@ -50,7 +50,7 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
     timed_out = TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kTurnWaitMs);
     if (current || mine || timed_out) break;
     try {
-      pg_call([] { ConditionVariableTimedSleep(&control->cv, 100, PG_WAIT_EXTENSION); });
+      pg_call([&] { ConditionVariableTimedSleep(&s.cv, 100, PG_WAIT_EXTENSION); });
     } catch (...) {
       ConditionVariableCancelSleep();
       throw;
@@ -92,7 +92,7 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
     s.scanned = scanned;
     s.turn = 0;
     LWLockRelease(control->lock);
-    ConditionVariableBroadcast(&control->cv);
+    ConditionVariableBroadcast(&s.cv);
     return true;
   }
   /* What the value shares with the old one stays; the rest is copied. */
@@ -156,16 +156,17 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   s.scanned = scanned;
   s.turn = 0;
   LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&control->cv);
+  ConditionVariableBroadcast(&s.cv);
   return true;
 }
 
 void held_share_abandon(int slot) {
   if (slot < 0 || !control) return;
+  SharedHeld &s = slots[slot];
   LWLockAcquire(control->lock, LW_EXCLUSIVE);
-  if (slots[slot].turn == MyProcPid) slots[slot].turn = 0;
+  if (s.turn == MyProcPid) s.turn = 0;
   LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&control->cv);
+  ConditionVariableBroadcast(&s.cv);
 }
 
 SharedSince held_share_since(int slot, uint64_t from) {

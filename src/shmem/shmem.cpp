@@ -45,10 +45,11 @@
  *                the high-water mark too): exclusive to take or free one,
  *                shared to read them (the worker's matching).  Each entry's
  *                spinlock guards its notification count, the first and
- *                last matched seq of its last batches, and `queued`; its interest is written by its holder
- *                alone under a seqlock (`change`), and read in place by the
- *                worker.  interest_dirty's bits are atomics: a holder sets
- *                its entry's after publishing, the worker clears it before
+ *                last matched seq of its last batches, and `queued`; its
+ *                interest is written by its holder alone under a seqlock
+ *                (`change`), and read in place by the worker.
+ *                interest_dirty's bits are atomics: a holder sets its
+ *                entry's after publishing, the worker clears it before
  *                reading the entry again.
  *   wake queue's spinlock (one per backend) its entries: the worker
  *                appends under interest_lock shared, after releasing the

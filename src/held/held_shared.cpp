@@ -5,11 +5,12 @@
  * in held_shared_turns.cpp; held_shared_internal.hpp has what both share.
  *
  * Layout, sized at server start (never grows):
- *   HeldSharedControl     the lock, the condition variable, the slots
+ *   HeldSharedControl     the lock, the slots
  *   SharedHeld[min(max_held_values, 1024)], about 3.7 kB each
  *     each: key (database, table, spec), holders, the backend whose turn it
- *     is, version and scanned, the head and parts (dsa pointers), and a
- *     ring of the last kLogEntries patches
+ *     is, version and scanned, the head and parts (dsa pointers), a ring of
+ *     the last kLogEntries patches, and the condition variable its turn's
+ *     waiters sleep on
  *   a dsa area of ectosync.held_shared_memory, in place: the heads, parts,
  *     part lists, keys and patches
  *
@@ -20,7 +21,12 @@
  * publishes under it exclusive, and frees what it replaced then.  Parts
  * are never written in place: the backend whose turn it is reads the
  * shared parts without the lock, because only it may replace them until
- * it publishes or abandons.  Waiters for a turn sleep on their slot's cv.
+ * it publishes or abandons.  Waiters for a turn sleep on their slot's cv,
+ * which has its own spinlock and outlives the slot's uses: made once at
+ * startup, never cleared (a backend that exits while waiting may still be
+ * in its queue when the slot is freed and taken again, and leaves it
+ * later; a broadcast to a slot taken again only wakes its waiters for
+ * nothing).
  * control->lock is never held with another ecto_sync lock; under it only
  * dsa_free and dsa_get_address are called (which take the area's own lock:
  * order control->lock, then the area's).
@@ -94,8 +100,7 @@ void free_contents(SharedHeld &s) {
 }  // namespace
 
 void clear_slot(SharedHeld &s) {
-  std::memset(&s, 0, sizeof s);
-  ConditionVariableInit(&s.cv);
+  std::memset(&s, 0, offsetof(SharedHeld, cv));
 }
 
 dsa_area *the_area() {
@@ -159,7 +164,8 @@ void held_shared_shmem_startup(LWLock *lock) {
   control->lock = lock;
   control->nslots = slot_count();
   control->area_size = area_bytes();
-  for (int i = 0; i < control->nslots; i++) clear_slot(slots[i]);
+  std::memset(slots, 0, slots_bytes());
+  for (int i = 0; i < control->nslots; i++) ConditionVariableInit(&slots[i].cv);
   if (area_bytes() == 0 || area_bytes() < dsa_minimum_size()) {
     control->area_size = 0;
     return;

@@ -51,12 +51,12 @@ struct SharedHeld {
   char reload_why[kReasonBytes]; /* why, NUL-terminated */
   /* Waiters for its turn: a slot's own, so that a turn ended wakes only
    * them (with one for all, each ended turn woke every waiter of every
-   * value; a tag rename at 200 holders meant thousands of wakes) */
+   * value; a tag rename at 200 holders meant thousands of wakes).  Last:
+   * clear_slot() keeps it (held_shared.cpp's header comment). */
   ConditionVariable cv;
 };
 
-/* A free slot (zeroed, its condition variable made anew; no one waits
- * on the condition variable of a slot without holders). */
+/* A free slot: every field zeroed but the condition variable. */
 void clear_slot(SharedHeld &s);
 
 struct HeldSharedControl {

@@ -164,8 +164,11 @@ bool interest_published(int index, const Interest &interest) {
 uint64_t interest_matched_seq(int index) {
   InterestEntry *e = interest_entry(index);
   SpinLockAcquire(&e->mutex);
-  uint64 n = e->notifications;
-  uint64 seq = n > 0 ? e->batch_last[(n - 1) % kMatchedBatches] : 0;
+  /* (the highest of the batches kept: a batch taken again after a worker
+   * restart, smaller, may come after one that reached further) */
+  uint64 seq = 0;
+  for (uint64 b = 0; b < std::min<uint64>(e->notifications, kMatchedBatches); b++)
+    seq = std::max(seq, e->batch_last[b]);
   SpinLockRelease(&e->mutex);
   return seq;
 }

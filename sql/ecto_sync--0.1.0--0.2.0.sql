@@ -110,8 +110,28 @@ BEGIN
   IF tables IS NOT NULL THEN
     PERFORM ectosync._refresh_watches_after_drop(tables);
   END IF;
+  -- A dropped policy (of a watched table, or of a table that a watched
+  -- table's policies read): src/capture/schema_change.cpp.
+  SELECT pg_catalog.array_agg(DISTINCT t.oid) INTO tables
+    FROM pg_catalog.pg_event_trigger_dropped_objects() d,
+         LATERAL pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+           d.address_names[1], d.address_names[2])) t(oid)
+   WHERE d.object_type OPERATOR(pg_catalog.=) 'policy' AND t.oid IS NOT NULL;
+  IF tables IS NOT NULL THEN
+    PERFORM ectosync._row_security_changed(tables);
+  END IF;
 END
 $$;
+
+-- Row level security policies that read other tables (or other rows of
+-- their own): src/capture/policy_sources.cpp.  watch() puts these triggers
+-- on the tables they read; only it may (see capture() below).
+CREATE FUNCTION ectosync.capture_policy_source() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ectosync_capture_policy_source';
+REVOKE EXECUTE ON FUNCTION ectosync.capture_policy_source() FROM PUBLIC;
+CREATE FUNCTION ectosync._row_security_changed(tables oid[]) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_row_security_changed';
+REVOKE EXECUTE ON FUNCTION ectosync._row_security_changed(oid[]) FROM PUBLIC;
 
 -- ALTER TABLE of a watched table (src/capture/schema_change.cpp): a column added,
 -- dropped, renamed or retyped, or the table renamed or moved, reloads the
@@ -122,7 +142,8 @@ $$;
 CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ectosync_on_ddl_command_end';
 CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION ectosync._on_ddl_command_end();
+    WHEN TAG IN ('ALTER TABLE', 'CREATE POLICY', 'ALTER POLICY')
+    EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.
 ALTER EVENT TRIGGER ectosync_ddl_command_end ENABLE ALWAYS;

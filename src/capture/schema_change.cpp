@@ -1,7 +1,7 @@
 /*
  * schema_change.cpp: the ddl_command_end event trigger that follows ALTER
- * TABLE on watched tables, so that no value stays silently stale after a
- * migration.
+ * TABLE on watched tables, and CREATE or ALTER POLICY, so that no value
+ * stays silently stale after a migration.
  *
  * A value holds rows as to_jsonb() renders them: a column added, dropped,
  * renamed or retyped, or the table renamed or moved, changes every row of
@@ -18,16 +18,25 @@
  * triggers name their columns; a key may change kind), and ALTER TABLE
  * ... DISABLE TRIGGER leaves ecto_sync's capture triggers enabled: a
  * disabled one would lose changes silently.
+ *
+ * Which rows a role sees changes wholesale with a table's policies, its row
+ * level security (ENABLE, DISABLE, FORCE, NO FORCE) and its owner: that
+ * queues a RELOAD marker at commit (why: kReloadSecurity) for the table if
+ * it is watched, and for the watched tables whose policies read it
+ * (policy_sources.cpp); the policy triggers are made again.  DROP POLICY
+ * comes here through the sql_drop event trigger.
  */
 #include "value/catalog_internal.hpp"
 #include "core/event.hpp"
 #include "shmem/shmem.hpp"
 #include "capture/watch.hpp"
+#include "capture/watch_internal.hpp"
 #include "capture/xact_buffer.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "utils/array.h"
 #include "nodes/parsenodes.h"
 }
 
@@ -39,6 +48,7 @@ namespace {
 
 /* What a statement does to its tables, as far as ecto_sync cares. */
 struct Effects {
+  bool secures = false;          /* row level security or the owner changed: values reload */
   bool reshapes = false;         /* rows look different: values reload */
   bool renames_columns = false;  /* capture triggers name columns: rebuild them */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
@@ -66,6 +76,13 @@ void add_effects(AlterTableType type, Effects &effects) {
     case AT_DisableTrigUser:
       effects.toggles_triggers = true;
       break;
+    case AT_EnableRowSecurity:
+    case AT_DisableRowSecurity:
+    case AT_ForceRowSecurity:
+    case AT_NoForceRowSecurity:
+    case AT_ChangeOwner: /* the owner sees every row (without FORCE) */
+      effects.secures = true;
+      break;
     default: /* constraints, indexes, storage, ownership, ...: nothing */
       break;
   }
@@ -92,6 +109,31 @@ Effects effects_of(Node *parsetree) {
   return effects;
 }
 
+/* The tables of the policies the statement made or altered. */
+std::set<uint32_t> tables_of_policies_changed() {
+  std::set<uint32_t> out;
+  SpiScope spi;
+  for (const auto &row : spi_rows(
+           "SELECT DISTINCT p.polrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+           " JOIN pg_catalog.pg_policy p ON p.oid OPERATOR(pg_catalog.=) c.objid"
+           " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass",
+           {}, false)) /* (a new snapshot: one of the statement's sees no new policy) */
+    out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
+  return out;
+}
+
+/* The tables (of any role) the statement changed. */
+std::set<uint32_t> tables_changed() {
+  std::set<uint32_t> out;
+  SpiScope spi;
+  for (const auto &row : spi_rows(
+           "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+           " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
+           {}, true))
+    out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
+  return out;
+}
+
 /* The watched tables among those the statement changed. */
 std::set<uint32_t> watched_tables_changed() {
   std::set<uint32_t> out;
@@ -106,9 +148,40 @@ std::set<uint32_t> watched_tables_changed() {
   return out;
 }
 
+/*
+ * Which rows of tables some role sees changed wholesale (their policies,
+ * row level security or owner): at commit, a RELOAD marker (why:
+ * kReloadSecurity) for each of them that is watched, and for each watched
+ * table whose policies read one of them; every value holding such a table
+ * reloads, whoever holds it (row level security may have just stopped
+ * applying).  The policy triggers follow the new policies.
+ */
+void row_security_changed(const std::set<uint32_t> &tables) {
+  if (refreshing_watches() || tables.empty()) return;
+  std::set<uint32_t> watched, affected;
+  {
+    SpiScope spi;
+    for (const auto &row :
+         spi_rows("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", {}, true))
+      watched.insert(static_cast<uint32_t>(std::stoul(*row[0])));
+    for (uint32_t relid : tables) {
+      if (watched.count(relid)) affected.insert(relid);
+      for (uint32_t dependent : policy_dependents(relid)) affected.insert(dependent);
+    }
+  }
+  if (affected.empty()) return;
+  pg_call([] { attach_database_slot(); });
+  for (uint32_t relid : affected) remember_reload(relid, kReloadSecurity);
+  refresh_watches();
+  SpiScope spi;
+  for (uint32_t relid : tables)
+    if (watched.count(relid)) warn_hidden_policy_sources(relid);
+}
+
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
+  if (effects.secures) row_security_changed(tables_changed());
   if (!effects.reshapes && !effects.renames_columns && !effects.toggles_triggers) return;
   std::set<uint32_t> tables = watched_tables_changed();
   if (effects.reshapes)
@@ -134,6 +207,26 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("ectosync._on_ddl_command_end() must be called as an event trigger")));
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
-  follow_alter_table(parsetree);
+  if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
+    row_security_changed(tables_of_policies_changed());
+  else
+    follow_alter_table(parsetree);
+  PG_RETURN_VOID();
+}
+
+/*
+ * ectosync._row_security_changed(tables oid[]): the sql_drop event
+ * trigger's work when a policy of one of tables was dropped.
+ */
+ECTOSYNC_FUNCTION(ectosync_row_security_changed) {
+  ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
+  Datum *elems = nullptr;
+  bool *nulls = nullptr;
+  int n = 0;
+  deconstruct_array(array, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+  std::set<uint32_t> tables;
+  for (int i = 0; i < n; i++)
+    if (!nulls[i]) tables.insert(DatumGetObjectId(elems[i]));
+  row_security_changed(tables);
   PG_RETURN_VOID();
 }

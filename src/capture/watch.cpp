@@ -167,6 +167,9 @@ void refresh(const std::set<uint32_t> &dropped = {}) {
   for (const auto &[relid, n] : all) install(n, stored);
   for (const auto &[relid, text] : stored)
     if (!all.count(relid)) uninstall(relid);
+  std::vector<uint32_t> watched;
+  for (const auto &[relid, n] : all) watched.push_back(relid);
+  install_policy_triggers(watched);
 }
 
 /* Records the watch of plan and installs its triggers; returns its table names. */
@@ -201,6 +204,10 @@ Jsonb *to_jsonb_value(const std::string &text);
 Jsonb *watch(uint32_t relid, const Jsonb *assocs) {
   Plan plan = resolve_plan_text(relid, assocs ? jsonb_text(assocs) : "[]");
   std::string tables = record_watch(plan);
+  {
+    SpiScope spi;
+    for (uint32_t t : plan.tables()) warn_hidden_policy_sources(t);
+  }
   return to_jsonb_value("{\"tables\": " + tables + "}");
 }
 

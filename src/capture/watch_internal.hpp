@@ -106,4 +106,18 @@ void install_partition_triggers(uint32_t relid);
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored);
 void uninstall(uint32_t relid);
 
+/* policy_sources.cpp */
+/* The tables whose rows decide, through relid's policies, which of its rows a role sees. */
+struct PolicySources {
+  std::set<uint32_t> tables;       /* followed: each gets the policy triggers */
+  std::vector<std::string> hidden; /* not followed, each with why */
+};
+PolicySources policy_sources(uint32_t relid);
+/* A WARNING naming what relid's policies read that cannot be followed. */
+void warn_hidden_policy_sources(uint32_t relid);
+/* Puts the policy triggers on the sources of the watched tables, and only there. */
+void install_policy_triggers(const std::vector<uint32_t> &watched);
+/* The watched tables whose policies read source, as its trigger names them. */
+std::set<uint32_t> policy_dependents(uint32_t source);
+
 }  // namespace ectosync

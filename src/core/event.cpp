@@ -43,6 +43,8 @@ std::string reload_reason(uint8_t why, const std::string &table, const std::stri
   if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
   if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
   if (why & kReloadSchema) add("Schema change of " + of);
+  if (why & kReloadPolicy) add("A table that row level security of " + of + " reads changed");
+  if (why & kReloadSecurity) add("Row level security of " + of + " changed");
   if (text.empty()) add("Changes of " + of + " were not captured one by one");
   return text + " (RELOAD marker " + event_id + ").";
 }

@@ -57,6 +57,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/acl.h"
 #include "utils/rls.h"
 }
 
@@ -173,10 +174,30 @@ const Plan &value_plan(const ValueHeader &h) {
   return resolve_plan(static_cast<uint32_t>(h.relid), assocs_jsonb);
 }
 
-/* Whether a RELOAD marker of relid (0: every table) concerns the plan. */
-bool reload_concerns(const Plan &plan, uint32_t relid) {
+/* A RELOAD marker's why says only that which rows a role sees may have changed. */
+bool row_security_only(uint8_t why) {
+  return why != 0 && (why & ~(kReloadPolicy | kReloadSecurity)) == 0;
+}
+
+/*
+ * Whether a RELOAD marker of relid (0: every table) concerns the plan.  One
+ * of row level security only concerns no role that bypasses it; and when
+ * it only says that a table its policies read changed (kReloadPolicy,
+ * policy_sources.cpp), only a caller whom row level security of relid
+ * applies to: the others see every row whatever the policies read.
+ */
+bool reload_concerns(const Plan &plan, uint32_t relid, uint8_t why) {
   std::vector<uint32_t> tables = plan.tables();
-  return relid == 0 || std::find(tables.begin(), tables.end(), relid) != tables.end();
+  if (relid != 0 && std::find(tables.begin(), tables.end(), relid) == tables.end()) return false;
+  if (!row_security_only(why)) return true;
+  /* A role that bypasses row level security saw every row before and after. */
+  if (pg_call([] { return superuser() || has_bypassrls_privilege(GetUserId()); })) return false;
+  if (why & kReloadSecurity) return true; /* it may have stopped applying */
+  auto secured = [](uint32_t t) {
+    return pg_call([&] { return check_enable_rls(t, InvalidOid, true) == RLS_ENABLED; });
+  };
+  if (relid != 0) return secured(relid);
+  return std::any_of(tables.begin(), tables.end(), secured);
 }
 
 /* The name of table relid of the plan, as payloads show it ("": 0, every table). */
@@ -202,7 +223,7 @@ std::string plan_table_name(const Plan &plan, uint32_t relid) {
  */
 bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
   if (ev.op == Op::Reload) {
-    if (reload_concerns(plan, ev.relid))
+    if (reload_concerns(plan, ev.relid, ev.why))
       reload_required(
           reload_reason(ev.why, plan_table_name(plan, ev.relid), format_event_id(h.epoch, ev.seq)));
     return false;
@@ -388,8 +409,12 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
     bool every = ref.table.empty() || ref.table == "*";
     if (every || may_hold_table(plan, ref.table)) {
       Event marker;
-      bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload &&
-                    reload_concerns(plan, marker.relid);
+      bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload;
+      /* (row level security changed: not for those it never applies to) */
+      if (logged && row_security_only(marker.why) &&
+          !reload_concerns(plan, marker.relid, marker.why))
+        return value;
+      logged = logged && reload_concerns(plan, marker.relid, marker.why);
       reload_required(logged ? reload_reason(marker.why, plan_table_name(plan, marker.relid),
                                              format_event_id(ref.epoch, ref.seq))
                              : reload_reason(0, every ? std::string() : ref.table,

@@ -1,0 +1,221 @@
+-- Row level security that reads other tables.  A policy such as "the docs
+-- of the projects I am a member of" decides which rows of docs a role
+-- sees from the rows of members: a change of members changes what the
+-- role may read, while no row of docs changed.  watch() finds such tables
+-- (policy sources) and puts a trigger on them; each change queues a RELOAD
+-- marker for docs, which reloads only the values that row level security
+-- applies to.  A change of the policies themselves, or of row level
+-- security, reloads the values of the roles it may apply to.  What cannot
+-- be followed (a function whose body is text, another role's table) is
+-- named in a WARNING.  See src/capture/policy_sources.cpp.
+SET client_min_messages = warning;
+CREATE SCHEMA policy_sources;
+SET search_path = policy_sources, public;
+CREATE ROLE regress_ps_alice;
+CREATE ROLE regress_ps_bob;
+CREATE TABLE projects (id int PRIMARY KEY, name text);
+CREATE TABLE members (project_id int REFERENCES projects, login text,
+                      PRIMARY KEY (project_id, login));
+CREATE TABLE docs (id int PRIMARY KEY, project_id int REFERENCES projects, title text);
+INSERT INTO projects VALUES (1, 'apollo'), (2, 'gemini'), (3, 'mercury');
+INSERT INTO members VALUES (1, 'regress_ps_alice'), (2, 'regress_ps_bob'), (3, 'regress_ps_bob');
+INSERT INTO docs VALUES (10, 1, 'plan'), (20, 2, 'budget'), (30, 3, 'memo');
+ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY member ON docs
+  USING (project_id IN (SELECT m.project_id FROM members m WHERE m.login = current_user));
+GRANT USAGE ON SCHEMA policy_sources TO regress_ps_alice, regress_ps_bob;
+GRANT SELECT ON projects, members, docs TO regress_ps_alice, regress_ps_bob;
+
+-- The policy triggers on a table, and the tables they name.
+CREATE FUNCTION pg_temp.policy_triggers(t regclass) RETURNS TABLE (trigger name, names text)
+  LANGUAGE sql AS $$
+  SELECT tgname, replace(encode(tgargs, 'escape'), '\000', ' ')
+    FROM pg_trigger WHERE tgrelid = t AND tgname LIKE 'ectosync_policy%' AND tgparentid = 0
+   ORDER BY 1 $$;
+-- What changes() returns for a held value (its name says whose), in short.
+CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM set_config('role', coalesce(substring(name FROM '^(regress_ps_[a-z]+)'), 'none'), true);
+  c := ectosync.changes(name);
+  PERFORM set_config('role', 'none', true);
+  RETURN CASE
+    WHEN c -> 'patch' = '[]' THEN 'unchanged'
+    WHEN c #>> '{patch,0,path}' = '' THEN
+      'reloaded: ' || regexp_replace(c ->> 'reloaded', ' \(RELOAD marker .*', '') ||
+      ' ' || jsonb_path_query_array(c, '$.patch[0].value.rows[*].id')::text
+    ELSE 'patched: ' || (c -> 'patch')::text
+  END;
+END $$;
+-- What sync() does, as role r, with every logged event since the value's seq.
+CREATE FUNCTION pg_temp.sync_as(r text, v jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  payloads text[] := ARRAY(SELECT payload FROM ectosync._events_since((v ->> 'seq')::bigint));
+  p text;
+  d text;
+BEGIN
+  PERFORM set_config('role', r, true);
+  FOREACH p IN ARRAY payloads LOOP v := ectosync.sync(v, p); END LOOP;
+  PERFORM set_config('role', 'none', true);
+  RETURN 'synced ' || jsonb_path_query_array(v, '$.rows[*].id')::text;
+EXCEPTION WHEN SQLSTATE 'ZE001' THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+  RETURN 'ZE001: ' || regexp_replace(d, ' \(RELOAD marker .*', '');
+END $$;
+
+-- ==== watch() puts the policy triggers on members ====
+SELECT ectosync.watch('docs') IS NOT NULL AS watched;
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT count(*) AS triggers_elsewhere FROM pg_trigger
+ WHERE tgname LIKE 'ectosync_policy%' AND tgrelid <> 'members'::regclass;
+SELECT ectosync.wait_for_worker();
+
+-- Alice holds her docs, the superuser holds every doc (row level security
+-- does not apply to it: its value is shared, and stays so).
+SET ROLE regress_ps_alice;
+SELECT ectosync.hold('regress_ps_alice docs', 'docs', listen => false) -> 'rows' AS alice_docs;
+CREATE TEMP TABLE alice_value AS SELECT ectosync.load('docs') AS v;
+RESET ROLE;
+SELECT jsonb_array_length(ectosync.hold('all docs', 'docs', listen => false) -> 'rows') AS all_docs;
+CREATE TEMP TABLE all_value AS SELECT ectosync.load('docs') AS v;
+
+-- ==== Alice joins gemini: its docs enter her value, and nobody else's changes ====
+INSERT INTO members VALUES (2, 'regress_ps_alice');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+-- sync() says so too: ZE001 for Alice, the superuser's value unchanged
+SELECT pg_temp.sync_as('regress_ps_alice', v) AS alice FROM alice_value;
+SELECT pg_temp.sync_as('none', v) AS all_docs FROM all_value;
+
+-- ==== Alice leaves apollo: the row she may no longer read leaves her value ====
+DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_alice';
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+
+-- A statement that changes no row of members queues nothing (row triggers).
+UPDATE members SET login = login WHERE false;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+
+-- TRUNCATE of members: Alice sees nothing any more.
+TRUNCATE members;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+INSERT INTO members VALUES (1, 'regress_ps_alice'), (2, 'regress_ps_bob');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+
+-- A transaction that changed members may not read docs under the policy
+-- into a value (a rollback would leave the rows there): 0A000.
+BEGIN;
+INSERT INTO members VALUES (3, 'regress_ps_alice');
+SELECT pg_temp.sync_as('regress_ps_alice', v) FROM alice_value;
+ROLLBACK;
+
+-- ==== policies, row level security and the owner change: values reload ====
+-- (not those of roles that bypass row level security)
+CREATE POLICY titled ON docs AS RESTRICTIVE USING (title <> 'memo');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+ALTER POLICY member ON docs
+  USING (project_id IN (SELECT m.project_id FROM members m WHERE m.login = current_user)
+         OR project_id = 3);
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+DROP POLICY titled ON docs;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+ALTER TABLE docs DISABLE ROW LEVEL SECURITY;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+-- A new owner that may not put a trigger on members: it is no longer
+-- followed (a WARNING says so); the old owner again: it is.
+ALTER TABLE docs OWNER TO regress_ps_bob;
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+ALTER TABLE docs OWNER TO CURRENT_USER;
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+-- (the policy no longer reads members: its triggers go)
+ALTER POLICY member ON docs USING (project_id = 3);
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT count(*) AS policy_triggers FROM pg_temp.policy_triggers('members');
+ALTER POLICY member ON docs
+  USING (project_id IN (SELECT m.project_id FROM members m WHERE m.login = current_user));
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+
+-- ==== through views and BEGIN ATOMIC functions; hidden in text bodies ====
+CREATE TABLE teams (id int PRIMARY KEY, login text);
+CREATE VIEW team_logins AS SELECT id, login FROM teams;
+CREATE TABLE notes (id int PRIMARY KEY, team_id int, body text);
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY team ON notes USING (team_id IN (SELECT id FROM team_logins WHERE login = current_user));
+CREATE FUNCTION is_member(p int) RETURNS boolean LANGUAGE sql STABLE
+  BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM members m WHERE m.project_id = p AND m.login = current_user); END;
+CREATE TABLE tasks (id int PRIMARY KEY, project_id int, name text);
+ALTER TABLE tasks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY member ON tasks USING (is_member(project_id));
+CREATE FUNCTION is_member_text(p int) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN RETURN EXISTS (SELECT 1 FROM members m WHERE m.project_id = p AND m.login = current_user); END $$;
+CREATE TABLE issues (id int PRIMARY KEY, project_id int);
+ALTER TABLE issues ENABLE ROW LEVEL SECURITY;
+CREATE POLICY member ON issues USING (is_member_text(project_id));
+SET client_min_messages = warning;
+SELECT ectosync.watch('notes') IS NOT NULL AS notes_watched;
+SELECT ectosync.watch('tasks') IS NOT NULL AS tasks_watched;
+SELECT ectosync.watch('issues') IS NOT NULL AS issues_watched;
+SELECT * FROM pg_temp.policy_triggers('teams');
+SELECT * FROM pg_temp.policy_triggers('members');
+
+-- ==== a policy that reads other rows of its own table ====
+CREATE TABLE folders (id int PRIMARY KEY, parent_id int REFERENCES folders, owner text);
+ALTER TABLE folders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mine ON folders USING (owner = current_user OR EXISTS
+  (SELECT 1 FROM folders p WHERE p.id = folders.parent_id AND p.owner = current_user));
+SELECT ectosync.watch('folders') IS NOT NULL AS folders_watched;
+SELECT * FROM pg_temp.policy_triggers('folders');
+
+-- ==== an attacker's policy over another role's table ====
+-- Mallory owns a table whose policy reads members (not hers): watch()
+-- puts no trigger on members for it, and says so; nor may she put one
+-- there, or on her own table, herself.
+CREATE ROLE regress_ps_mallory;
+GRANT USAGE, CREATE ON SCHEMA policy_sources TO regress_ps_mallory;
+SET ROLE regress_ps_mallory;
+CREATE TABLE spy (id int PRIMARY KEY, project_id int);
+ALTER TABLE spy ENABLE ROW LEVEL SECURITY;
+CREATE POLICY peek ON spy USING (project_id IN (SELECT project_id FROM members));
+SELECT ectosync.watch('spy') IS NOT NULL AS spy_watched;
+DO $$ BEGIN
+  CREATE TRIGGER ectosync_policy AFTER INSERT ON spy FOR EACH ROW
+    EXECUTE FUNCTION ectosync.capture_policy_source('policy_sources.docs');
+EXCEPTION WHEN insufficient_privilege THEN RAISE WARNING 'CREATE TRIGGER: %', SQLERRM;
+END $$;
+RESET ROLE;
+SELECT * FROM pg_temp.policy_triggers('members');
+
+-- ==== unwatch: the triggers follow ====
+SELECT ectosync.unwatch('docs');
+SELECT ectosync.unwatch('tasks');
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.unwatch('notes');
+SELECT ectosync.unwatch('issues');
+SELECT ectosync.unwatch('folders');
+SELECT ectosync.unwatch('spy');
+SELECT count(*) AS policy_triggers_left FROM pg_trigger WHERE tgname LIKE 'ectosync_policy%';
+SELECT ectosync.release(name) FROM ectosync.held() WHERE name IN ('all docs');
+SET ROLE regress_ps_alice;
+SELECT ectosync.release('regress_ps_alice docs');
+RESET ROLE;
+RESET search_path;
+DROP SCHEMA policy_sources CASCADE;
+DROP OWNED BY regress_ps_alice, regress_ps_bob, regress_ps_mallory;
+DROP ROLE regress_ps_alice, regress_ps_bob, regress_ps_mallory;

@@ -1,0 +1,392 @@
+/*
+ * policy_sources.cpp: the tables that row level security policies read,
+ * and the triggers that turn their changes into RELOAD markers.
+ *
+ * A policy such as
+ *   USING (project_id IN (SELECT project_id FROM members WHERE login = current_user))
+ * decides which rows of docs a role sees from the rows of members.  Events
+ * of docs say nothing when members changes, so a value held under that
+ * policy would keep rows its role may no longer read, or miss rows it now
+ * may.  Such a table is a *policy source* of docs: watch() puts a row
+ * trigger (ectosync_policy; cloned to partitions) and a TRUNCATE trigger
+ * (ectosync_policy_truncate) on it, calling capture_policy_source() with
+ * the names of the watched tables whose policies read it.  Each change
+ * queues, at commit, a RELOAD marker for each of them with why
+ * kReloadPolicy: it reloads only the values that row level security
+ * applies to (sync.cpp's reload_concerns()); the others, and shared values
+ * (never under row level security), are left alone.
+ *
+ * The sources of a watched table are found in the USING expressions of its
+ * SELECT and ALL policies: tables read by their subqueries (the table
+ * itself too: a policy may read other rows of its own table), through
+ * views, through functions with an SQL-standard body (BEGIN ATOMIC), and
+ * the sources of those tables' own policies in turn.  What cannot be
+ * followed is *hidden* and named in a WARNING by watch() and by CREATE or
+ * ALTER POLICY: a function whose body is text (its tables are known only
+ * when it runs), a materialized view, a foreign table, a system catalog,
+ * and a table whose owner's rights the watched table's owner does not have
+ * (ecto_sync puts no trigger on another role's table).
+ *
+ * Trigger arguments are schema-qualified names, resolved when the trigger
+ * fires, so that a restored dump keeps working; a name that no longer
+ * resolves queues a marker for every table (relid 0).
+ */
+#include "capture/watch.hpp"
+#include "capture/watch_internal.hpp"
+#include "capture/xact_buffer.hpp"
+
+#include "core/event.hpp"
+#include "shmem/shmem.hpp"
+
+extern "C" {
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/transam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/pg_list.h"
+#include "rewrite/rewriteHandler.h"
+#include "rewrite/rowsecurity.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/varlena.h"
+}
+
+namespace ectosync {
+
+namespace {
+
+const char *const kPolicyTrigger = "ectosync_policy";
+const char *const kPolicyTruncateTrigger = "ectosync_policy_truncate";
+
+/* ==== finding the sources ==== */
+
+/* What one walk over an expression or query met: relation and function oids. */
+struct Met {
+  List *relations;
+  List *functions;
+};
+
+bool note_function(Oid funcid, void *context) {
+  Met *met = static_cast<Met *>(context);
+  met->functions = list_append_unique_oid(met->functions, funcid);
+  return false;
+}
+
+/* A raw tree walker (C: it runs inside pg_call and allocates only Lists). */
+bool walk_tree(Node *node, void *context) {
+  if (node == nullptr) return false;
+  Met *met = static_cast<Met *>(context);
+  /* (the walkers take an unprototyped pointer: cast through void (*)()) */
+  auto walker = reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(walk_tree));
+  if (IsA(node, Query))
+    return query_tree_walker(castNode(Query, node), walker, context, QTW_EXAMINE_RTES_BEFORE);
+  if (IsA(node, RangeTblEntry)) {
+    RangeTblEntry *rte = castNode(RangeTblEntry, node);
+    if (rte->rtekind == RTE_RELATION)
+      met->relations = list_append_unique_oid(met->relations, rte->relid);
+    return false;
+  }
+  check_functions_in_node(node, note_function, context);
+  return expression_tree_walker(node, walker, context);
+}
+
+/* The relations and functions a copy of node reads or calls. */
+Met walk_copy(const Node *node) {
+  Met met{NIL, NIL};
+  Node *copy = static_cast<Node *>(copyObjectImpl(node));
+  walk_tree(copy, &met);
+  return met;
+}
+
+std::vector<uint32_t> oids(List *list) {
+  std::vector<uint32_t> out;
+  ListCell *cell;
+  foreach (cell, list) out.push_back(lfirst_oid(cell));
+  return out;
+}
+
+/* Finds the sources of one watched table (see the header comment). */
+class SourceFinder {
+ public:
+  explicit SourceFinder(uint32_t watched) : watched_(watched) {
+    owner_ = pg_call([&] { return owner_of(watched); });
+  }
+
+  PolicySources find() {
+    read_policies(watched_);
+    return std::move(out_);
+  }
+
+ private:
+  static Oid owner_of(Oid relid) {
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tuple)) return InvalidOid;
+    Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+    ReleaseSysCache(tuple);
+    return owner;
+  }
+
+  /* The USING expressions of relid's SELECT and ALL policies, when row
+   * level security is enabled on it (the relcache keeps them then). */
+  void read_policies(uint32_t relid) {
+    if (!policy_tables_.insert(relid).second) return;
+    Met met = pg_call([&] {
+      Met all{NIL, NIL};
+      Relation rel = table_open(relid, AccessShareLock);
+      if (rel->rd_rsdesc) {
+        ListCell *cell;
+        foreach (cell, rel->rd_rsdesc->policies) {
+          RowSecurityPolicy *policy = static_cast<RowSecurityPolicy *>(lfirst(cell));
+          if (policy->polcmd != ACL_SELECT_CHR && policy->polcmd != '*') continue;
+          Met one = walk_copy(reinterpret_cast<Node *>(policy->qual));
+          all.relations = list_concat_unique_oid(all.relations, one.relations);
+          all.functions = list_concat_unique_oid(all.functions, one.functions);
+        }
+      }
+      table_close(rel, AccessShareLock);
+      return all;
+    });
+    follow(met);
+  }
+
+  void follow(const Met &met) {
+    for (uint32_t relid : oids(met.relations)) relation(relid);
+    for (uint32_t funcid : oids(met.functions)) function(funcid);
+  }
+
+  void relation(uint32_t relid) {
+    if (!seen_relations_.insert(relid).second) return;
+    char kind = pg_call([&] { return get_rel_relkind(relid); });
+    if (kind == RELKIND_VIEW) {
+      follow(pg_call([&] {
+        Relation rel = relation_open(relid, AccessShareLock);
+        Met met = walk_copy(reinterpret_cast<Node *>(get_view_query(rel)));
+        relation_close(rel, AccessShareLock);
+        return met;
+      }));
+      return;
+    }
+    std::string why = hidden_table_reason(relid, kind);
+    if (!why.empty()) {
+      out_.hidden.push_back("table " + table_name(relid) + ": " + why);
+      return;
+    }
+    out_.tables.insert(relid);
+    read_policies(relid); /* its rows are read under its own policies too */
+  }
+
+  /* Why changes of relid (a relation of kind) cannot be followed, or "". */
+  std::string hidden_table_reason(uint32_t relid, char kind) {
+    if (relid < FirstNormalObjectId) return "a system catalog takes no triggers";
+    if (kind == RELKIND_MATVIEW) return "a materialized view changes without row changes";
+    if (kind == RELKIND_FOREIGN_TABLE) return "a foreign table changes elsewhere";
+    if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE) return "not a table";
+    if (pg_call([&] { return get_rel_persistence(relid); }) == RELPERSISTENCE_TEMP)
+      return "a temporary table";
+    if (!pg_call([&] { return pg_class_ownercheck(relid, owner_); }))
+      return "the owner of " + table_name(watched_) +
+             " lacks its owner's rights, and ecto_sync puts no trigger on another role's table";
+    return "";
+  }
+
+  /* A function's SQL-standard body is a parsed tree with its tables. */
+  void function(uint32_t funcid) {
+    if (funcid < FirstNormalObjectId || !seen_functions_.insert(funcid).second) return;
+    bool hidden = true;
+    Met met = pg_call([&] {
+      Met found{NIL, NIL};
+      HeapTuple tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+      if (!HeapTupleIsValid(tuple)) return found;
+      bool isnull = true;
+      Datum body = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosqlbody, &isnull);
+      if (!isnull) {
+        found = walk_copy(static_cast<Node *>(stringToNode(TextDatumGetCString(body))));
+        hidden = false;
+      }
+      ReleaseSysCache(tuple);
+      return found;
+    });
+    if (hidden) {
+      std::string name = pg_call([&] { return std::string(format_procedure(funcid)); });
+      out_.hidden.push_back("function " + name + ": its body is text, read only when it runs");
+      return;
+    }
+    follow(met);
+  }
+
+  uint32_t watched_;
+  Oid owner_ = InvalidOid;
+  std::set<uint32_t> policy_tables_, seen_relations_, seen_functions_;
+  PolicySources out_;
+};
+
+/* ==== the triggers ==== */
+
+/* Trigger arguments: the dependents' schema-qualified names, sorted. */
+std::vector<std::string> trigger_args(const std::set<uint32_t> &dependents) {
+  std::vector<std::string> args;
+  for (uint32_t relid : dependents) args.push_back(sql_table_name(relid));
+  std::sort(args.begin(), args.end());
+  return args;
+}
+
+std::string quoted_args(const std::vector<std::string> &args) {
+  std::string list;
+  for (const std::string &arg : args)
+    list += (list.empty() ? "" : ", ") +
+            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
+  return list;
+}
+
+struct WantedTrigger {
+  std::vector<std::string> args;
+  bool row = false; /* the row trigger, else the TRUNCATE one */
+};
+
+/* (relid, trigger name) of every policy trigger that should exist. */
+using TriggerKey = std::pair<uint32_t, std::string>;
+
+std::map<TriggerKey, WantedTrigger> wanted_triggers(
+    const std::map<uint32_t, std::set<uint32_t>> &dependents) {
+  std::map<TriggerKey, WantedTrigger> out;
+  for (const auto &[source, tables] : dependents) {
+    std::vector<std::string> args = trigger_args(tables);
+    out[{source, kPolicyTrigger}] = {args, true};
+    out[{source, kPolicyTruncateTrigger}] = {args, false};
+    /* (a TRUNCATE of a partition fires only the partition's own) */
+    for (const auto &row :
+         spi_rows("SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
+                  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND p.isleaf",
+                  {{REGCLASSOID, std::to_string(source)}}, false))
+      out[{static_cast<uint32_t>(std::stoul(*row[0])), kPolicyTruncateTrigger}] = {args, false};
+  }
+  return out;
+}
+
+/* The policy triggers there are (clones on partitions aside). */
+std::map<TriggerKey, TriggerState> existing_triggers() {
+  std::map<TriggerKey, TriggerState> out;
+  for (const auto &row :
+       spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
+                " WHERE tgname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])"
+                " AND tgparentid OPERATOR(pg_catalog.=) 0 AND tgfoid OPERATOR(pg_catalog.=)"
+                " 'ectosync.capture_policy_source'::pg_catalog.regproc",
+                {{TEXTOID, "{" + std::string(kPolicyTrigger) + "," + kPolicyTruncateTrigger + "}"}},
+                false)) {
+    uint32_t relid = static_cast<uint32_t>(std::stoul(*row[0]));
+    out[{relid, *row[1]}] = trigger_state(relid, row[1]->c_str());
+  }
+  return out;
+}
+
+void create_trigger(uint32_t relid, const std::string &name, const WantedTrigger &want) {
+  std::string table = sql_table_name(relid);
+  spi_exec("CREATE TRIGGER " + name +
+           (want.row ? " AFTER INSERT OR UPDATE OR DELETE ON " + table + " FOR EACH ROW"
+                     : " AFTER TRUNCATE ON " + table + " FOR EACH STATEMENT") +
+           " EXECUTE FUNCTION ectosync.capture_policy_source(" + quoted_args(want.args) + ")");
+  enable_always(table, name.c_str());
+}
+
+}  // namespace
+
+PolicySources policy_sources(uint32_t relid) {
+  return SourceFinder(relid).find();
+}
+
+void warn_hidden_policy_sources(uint32_t relid) {
+  PolicySources sources = policy_sources(relid);
+  if (sources.hidden.empty()) return;
+  std::string detail;
+  for (const std::string &h : sources.hidden) detail += (detail.empty() ? "" : "; ") + h;
+  std::string table = table_name(relid);
+  pg_call([&] {
+    ereport(WARNING,
+            (errmsg("ecto_sync cannot follow everything that row level security of %s reads",
+                    table.c_str()),
+             errdetail("Not followed: %s.", detail.c_str()),
+             errhint("A value held under these policies may keep rows its role can no longer "
+                     "read until it is loaded again; read tables directly in the policy, or "
+                     "through a function with a BEGIN ATOMIC body.")));
+  });
+}
+
+void install_policy_triggers(const std::vector<uint32_t> &watched) {
+  /* (the extension's objects at version 0.1.0, before ALTER EXTENSION UPDATE, have none) */
+  if (!spi_rows("SELECT pg_catalog.to_regprocedure('ectosync.capture_policy_source()')", {}, false)
+           .at(0)[0])
+    return;
+  std::map<uint32_t, std::set<uint32_t>> dependents; /* source -> watched tables */
+  for (uint32_t relid : watched)
+    for (uint32_t source : policy_sources(relid).tables) dependents[source].insert(relid);
+  std::map<TriggerKey, WantedTrigger> wanted = wanted_triggers(dependents);
+  std::map<TriggerKey, TriggerState> existing = existing_triggers();
+  for (const auto &[key, state] : existing)
+    if (!wanted.count(key) || wanted.at(key).args != state.args)
+      spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
+  std::set<uint32_t> started;
+  for (const auto &[key, want] : wanted) {
+    auto it = existing.find(key);
+    if (it != existing.end() && it->second.args == want.args) {
+      if (it->second.enabled != 'A') enable_always(sql_table_name(key.first), key.second.c_str());
+      continue;
+    }
+    create_trigger(key.first, key.second, want);
+    if (want.row) started.insert(key.first);
+  }
+  /* Changes of a new source were not followed until now: the values under
+   * row level security of its dependents reload.  CREATE TRIGGER waited
+   * for the source's writers; later ones fire the trigger. */
+  std::set<uint32_t> reload;
+  for (uint32_t source : started)
+    reload.insert(dependents[source].begin(), dependents[source].end());
+  for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });
+}
+
+std::set<uint32_t> policy_dependents(uint32_t source) {
+  std::set<uint32_t> out;
+  for (const std::string &name : trigger_state(source, kPolicyTrigger).args) {
+    Oid relid = pg_call([&] {
+      RangeVar *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name.c_str()));
+      return RangeVarGetRelid(rv, NoLock, true);
+    });
+    if (OidIsValid(relid)) out.insert(relid);
+  }
+  return out;
+}
+
+}  // namespace ectosync
+
+using namespace ectosync;
+
+/*
+ * ectosync.capture_policy_source(VARIADIC dependents) RETURNS trigger: a
+ * row of a policy source changed, or the source was truncated.  Plain C
+ * over the trigger's arguments: nothing here owns a C++ object.
+ */
+ECTOSYNC_FUNCTION(ectosync_capture_policy_source) {
+  if (!CALLED_AS_TRIGGER(fcinfo) ||
+      !TRIGGER_FIRED_AFTER(((TriggerData *)fcinfo->context)->tg_event))
+    ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                    errmsg("ectosync.capture_policy_source() must be called as an AFTER trigger")));
+  Trigger *trigger = ((TriggerData *)fcinfo->context)->tg_trigger;
+  attach_database_slot();
+  for (int i = 0; i < trigger->tgnargs; i++) {
+    RangeVar *rv = makeRangeVarFromNameList(stringToQualifiedNameList(trigger->tgargs[i]));
+    Oid relid = RangeVarGetRelid(rv, NoLock, true);
+    /* (renamed since the trigger was made: every table's values under row
+     * level security reload) */
+    remember_reload(OidIsValid(relid) ? relid : 0, kReloadPolicy);
+  }
+  return PointerGetDatum(nullptr);
+}

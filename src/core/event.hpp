@@ -44,6 +44,15 @@ enum ReloadWhy : uint8_t {
 };
 
 /*
+ * Whether a marker's why says only that which rows a role sees may have
+ * changed: its table's rows did not, so no cached row is stale, and values
+ * that row level security does not apply to take no notice.
+ */
+inline bool row_security_only(uint8_t why) {
+  return why != 0 && (why & ~(kReloadPolicy | kReloadSecurity)) == 0;
+}
+
+/*
  * Why a value holding table ("schema.name"; empty: every table of the
  * database) must be reloaded after the RELOAD marker event_id, as the
  * detail of ZE001 and the "reloaded" of changes() say it.

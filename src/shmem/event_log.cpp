@@ -228,7 +228,7 @@ void restart_capture(uint32_t relid, uint8_t reason) {
     floor = slot->next_seq++;
     slot->unmatched_seq = floor;
   }
-  raise_floor(slot, relid, floor);
+  if (!row_security_only(reason)) raise_floor(slot, relid, floor); /* (no row changed) */
   Latch *latch = slot->worker_latch;
   LWLockRelease(slot->lock);
   if (latch) SetLatch(latch);
@@ -299,8 +299,11 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
       }
     }
     /* A marker's table gets a floor at its seq, as a capture restart does:
-     * the rows its uncaptured changes touched may be cached stale. */
-    for (const auto &[relid, seq] : gaps) raise_floor(slot, relid, seq);
+     * the rows its uncaptured changes touched may be cached stale (not
+     * when only row level security changed: no row did). */
+    for (size_t i = 0; i < gaps.size(); i++)
+      if (!row_security_only(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]))
+        raise_floor(slot, gaps[i].first, gaps[i].second);
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;
     slot->gap_all = false;

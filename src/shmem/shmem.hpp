@@ -96,7 +96,8 @@ bool cache_holds(uint32_t relid, const std::string &key);
  * rows changed shape (ALTER TABLE): changes made to it before were not
  * captured, or its cached rows read before now have the old shape: they
  * are stale.  Queues a RELOAD marker for the table (why: kReloadCapture or
- * kReloadSchema),
+ * kReloadSchema; kReloadPolicy: a policy source's capture started, and no
+ * row is stale),
  * whose seq becomes the table's cache floor: cache_get() misses, and
  * cache_put() ignores, versions of its rows below it.  Values that do not
  * hold the table, and rows of other tables, are left alone.  Raises an

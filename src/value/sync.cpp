@@ -174,11 +174,6 @@ const Plan &value_plan(const ValueHeader &h) {
   return resolve_plan(static_cast<uint32_t>(h.relid), assocs_jsonb);
 }
 
-/* A RELOAD marker's why says only that which rows a role sees may have changed. */
-bool row_security_only(uint8_t why) {
-  return why != 0 && (why & ~(kReloadPolicy | kReloadSecurity)) == 0;
-}
-
 /*
  * Whether a RELOAD marker of relid (0: every table) concerns the plan.  One
  * of row level security only concerns no role that bypasses it; and when

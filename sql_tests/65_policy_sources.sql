@@ -152,6 +152,66 @@ SELECT * FROM pg_temp.policy_triggers('members');
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice docs') AS alice;
 
+-- A rename of the watched table: the triggers name it anew.
+ALTER TABLE docs RENAME TO documents;
+SELECT * FROM pg_temp.policy_triggers('members');
+ALTER TABLE documents RENAME TO docs;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+
+-- ==== a partitioned source ====
+-- Rows written to a partition, a partition made later and truncated, a
+-- partition attached with rows: each reloads Alice's reports.
+CREATE TABLE grants (project_id int, login text) PARTITION BY LIST (project_id);
+CREATE TABLE grants_1 PARTITION OF grants FOR VALUES IN (1);
+INSERT INTO grants VALUES (1, 'regress_ps_alice');
+CREATE TABLE reports (id int PRIMARY KEY, project_id int);
+INSERT INTO reports VALUES (1, 1), (2, 2), (3, 3);
+ALTER TABLE reports ENABLE ROW LEVEL SECURITY;
+CREATE POLICY granted ON reports
+  USING (project_id IN (SELECT g.project_id FROM grants g WHERE g.login = current_user));
+GRANT SELECT ON reports, grants TO regress_ps_alice;
+SELECT ectosync.watch('reports') IS NOT NULL AS watched;
+CREATE TABLE grants_2 PARTITION OF grants FOR VALUES IN (2);
+SELECT t, p.* FROM unnest('{grants,grants_1,grants_2}'::regclass[]) t,
+                   LATERAL pg_temp.policy_triggers(t) p;
+SET ROLE regress_ps_alice;
+SELECT ectosync.hold('regress_ps_alice reports', 'reports', listen => false) -> 'rows' AS reports;
+RESET ROLE;
+INSERT INTO grants_2 VALUES (2, 'regress_ps_alice');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+TRUNCATE grants_2;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+CREATE TABLE grants_3 (project_id int, login text);
+INSERT INTO grants_3 VALUES (3, 'regress_ps_alice');
+ALTER TABLE grants ATTACH PARTITION grants_3 FOR VALUES IN (3);
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SET ROLE regress_ps_alice;
+SELECT ectosync.release('regress_ps_alice reports');
+RESET ROLE;
+SELECT ectosync.unwatch('reports');
+
+-- ==== a writer of a source who may not see the watched table's schema ====
+-- (the trigger finds the table it names without privilege checks)
+CREATE SCHEMA ps_private;
+CREATE TABLE ps_private.ledger (id int PRIMARY KEY, project_id int);
+ALTER TABLE ps_private.ledger ENABLE ROW LEVEL SECURITY;
+CREATE POLICY member ON ps_private.ledger
+  USING (project_id IN (SELECT m.project_id FROM policy_sources.members m WHERE m.login = current_user));
+SELECT ectosync.watch('ps_private.ledger') IS NOT NULL AS watched;
+GRANT INSERT, DELETE ON members TO regress_ps_bob;
+SET ROLE regress_ps_bob;
+INSERT INTO members VALUES (1, 'regress_ps_bob');
+DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_bob';
+RESET ROLE;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT ectosync.unwatch('ps_private.ledger');
+DROP SCHEMA ps_private CASCADE;
+
 -- ==== through views and BEGIN ATOMIC functions; hidden in text bodies ====
 CREATE TABLE teams (id int PRIMARY KEY, login text);
 CREATE VIEW team_logins AS SELECT id, login FROM teams;
@@ -199,8 +259,27 @@ DO $$ BEGIN
     EXECUTE FUNCTION ectosync.capture_policy_source('policy_sources.docs');
 EXCEPTION WHEN insufficient_privilege THEN RAISE WARNING 'CREATE TRIGGER: %', SQLERRM;
 END $$;
+-- A look-alike trigger (its name, another function) does not make her
+-- policy DDL reach Alice's value either.
+CREATE TRIGGER ectosync_policy BEFORE UPDATE ON spy FOR EACH ROW
+  EXECUTE FUNCTION suppress_redundant_updates_trigger('policy_sources.docs');
+CREATE POLICY peek_more ON spy USING (true);
+DROP POLICY peek_more ON spy;
+ALTER TABLE spy DISABLE ROW LEVEL SECURITY;
 RESET ROLE;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+-- A view of hers that a superuser's policy names: what it reads gets no
+-- trigger (she could point it at any table).
+SET ROLE regress_ps_mallory;
+CREATE VIEW peephole AS SELECT project_id FROM members;
+RESET ROLE;
+CREATE TABLE vaults (id int PRIMARY KEY, project_id int);
+ALTER TABLE vaults ENABLE ROW LEVEL SECURITY;
+CREATE POLICY through_view ON vaults USING (project_id IN (SELECT project_id FROM peephole));
+SELECT ectosync.watch('vaults') IS NOT NULL AS vaults_watched;
 SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.unwatch('vaults');
 
 -- ==== unwatch: the triggers follow ====
 SELECT ectosync.unwatch('docs');
@@ -210,7 +289,8 @@ SELECT ectosync.unwatch('notes');
 SELECT ectosync.unwatch('issues');
 SELECT ectosync.unwatch('folders');
 SELECT ectosync.unwatch('spy');
-SELECT count(*) AS policy_triggers_left FROM pg_trigger WHERE tgname LIKE 'ectosync_policy%';
+SELECT count(*) AS policy_triggers_left FROM pg_trigger
+ WHERE tgfoid = 'ectosync.capture_policy_source'::regproc;
 SELECT ectosync.release(name) FROM ectosync.held() WHERE name IN ('all docs');
 SET ROLE regress_ps_alice;
 SELECT ectosync.release('regress_ps_alice docs');

@@ -68,6 +68,19 @@ namespace {
 const char *const kPolicyTrigger = "ectosync_policy";
 const char *const kPolicyTruncateTrigger = "ectosync_policy_truncate";
 
+/*
+ * The table that a trigger argument names ("schema"."name"), InvalidOid if
+ * none: without the privilege checks of RangeVarGetRelid(), which would
+ * make a writer of the source fail for lack of USAGE on the watched
+ * table's schema.  Plain C: no C++ object.
+ */
+Oid qualified_relid(const char *name) {
+  List *names = stringToQualifiedNameList(name);
+  if (list_length(names) != 2) return InvalidOid;
+  Oid nsp = get_namespace_oid(strVal(linitial(names)), true);
+  return OidIsValid(nsp) ? get_relname_relid(strVal(lsecond(names)), nsp) : InvalidOid;
+}
+
 /* ==== finding the sources ==== */
 
 /* What one walk over an expression or query met: relation and function oids. */
@@ -128,6 +141,13 @@ class SourceFinder {
   }
 
  private:
+  /* Who named the relations and functions met: a table's owner (its
+   * policies), a view's, or a function's. */
+  struct Namer {
+    Oid owner;
+    std::string what; /* for messages: "table docs", "view v", "function f(integer)" */
+  };
+
   static Oid owner_of(Oid relid) {
     HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
     if (!HeapTupleIsValid(tuple)) return InvalidOid;
@@ -156,27 +176,28 @@ class SourceFinder {
       table_close(rel, AccessShareLock);
       return all;
     });
-    follow(met);
+    follow(met, Namer{pg_call([&] { return owner_of(relid); }), "table " + table_name(relid)});
   }
 
-  void follow(const Met &met) {
-    for (uint32_t relid : oids(met.relations)) relation(relid);
+  void follow(const Met &met, const Namer &namer) {
+    for (uint32_t relid : oids(met.relations)) relation(relid, namer);
     for (uint32_t funcid : oids(met.functions)) function(funcid);
   }
 
-  void relation(uint32_t relid) {
+  void relation(uint32_t relid, const Namer &namer) {
     if (!seen_relations_.insert(relid).second) return;
     char kind = pg_call([&] { return get_rel_relkind(relid); });
     if (kind == RELKIND_VIEW) {
       follow(pg_call([&] {
-        Relation rel = relation_open(relid, AccessShareLock);
-        Met met = walk_copy(reinterpret_cast<Node *>(get_view_query(rel)));
-        relation_close(rel, AccessShareLock);
-        return met;
-      }));
+               Relation rel = relation_open(relid, AccessShareLock);
+               Met met = walk_copy(reinterpret_cast<Node *>(get_view_query(rel)));
+               relation_close(rel, AccessShareLock);
+               return met;
+             }),
+             Namer{pg_call([&] { return owner_of(relid); }), "view " + table_name(relid)});
       return;
     }
-    std::string why = hidden_table_reason(relid, kind);
+    std::string why = hidden_table_reason(relid, kind, namer);
     if (!why.empty()) {
       out_.hidden.push_back("table " + table_name(relid) + ": " + why);
       return;
@@ -185,17 +206,23 @@ class SourceFinder {
     read_policies(relid); /* its rows are read under its own policies too */
   }
 
-  /* Why changes of relid (a relation of kind) cannot be followed, or "". */
-  std::string hidden_table_reason(uint32_t relid, char kind) {
+  /*
+   * Why changes of relid (a relation of kind) cannot be followed, or "".
+   * The trigger goes only on a table whose owner's rights both the watched
+   * table's owner and the namer's owner have: else a role could hang it on
+   * any table by naming that table in a view or function of its own.
+   */
+  std::string hidden_table_reason(uint32_t relid, char kind, const Namer &namer) {
     if (relid < FirstNormalObjectId) return "a system catalog takes no triggers";
     if (kind == RELKIND_MATVIEW) return "a materialized view changes without row changes";
     if (kind == RELKIND_FOREIGN_TABLE) return "a foreign table changes elsewhere";
     if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE) return "not a table";
     if (pg_call([&] { return get_rel_persistence(relid); }) == RELPERSISTENCE_TEMP)
       return "a temporary table";
-    if (!pg_call([&] { return pg_class_ownercheck(relid, owner_); }))
-      return "the owner of " + table_name(watched_) +
-             " lacks its owner's rights, and ecto_sync puts no trigger on another role's table";
+    for (const Namer &by : {Namer{owner_, "table " + table_name(watched_)}, namer})
+      if (!pg_call([&] { return pg_class_ownercheck(relid, by.owner); }))
+        return "the owner of " + by.what +
+               " lacks its owner's rights, and ecto_sync puts no trigger on another role's table";
     return "";
   }
 
@@ -203,10 +230,12 @@ class SourceFinder {
   void function(uint32_t funcid) {
     if (funcid < FirstNormalObjectId || !seen_functions_.insert(funcid).second) return;
     bool hidden = true;
+    Oid owner = InvalidOid;
     Met met = pg_call([&] {
       Met found{NIL, NIL};
       HeapTuple tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
       if (!HeapTupleIsValid(tuple)) return found;
+      owner = ((Form_pg_proc)GETSTRUCT(tuple))->proowner;
       bool isnull = true;
       Datum body = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_prosqlbody, &isnull);
       if (!isnull) {
@@ -216,12 +245,14 @@ class SourceFinder {
       ReleaseSysCache(tuple);
       return found;
     });
+    std::string name = pg_call([&] { return std::string(format_procedure(funcid)); });
     if (hidden) {
-      std::string name = pg_call([&] { return std::string(format_procedure(funcid)); });
-      out_.hidden.push_back("function " + name + ": its body is text, read only when it runs");
+      out_.hidden.push_back("function " + name +
+                            ": its body is not BEGIN ATOMIC, so the tables it reads are known "
+                            "only when it runs");
       return;
     }
-    follow(met);
+    follow(met, Namer{owner, "function " + name});
   }
 
   uint32_t watched_;
@@ -334,34 +365,41 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   for (const auto &[key, state] : existing)
     if (!wanted.count(key) || wanted.at(key).args != state.args)
       spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
-  std::set<uint32_t> started;
+  /* Changes of a source were not followed for a dependent that its row
+   * trigger did not name, firing always, until now: the values under row
+   * level security of such dependents reload.  CREATE TRIGGER and ALTER
+   * TABLE waited for the source's writers; later ones fire the trigger. */
+  std::set<uint32_t> reload;
   for (const auto &[key, want] : wanted) {
     auto it = existing.find(key);
+    bool followed = it != existing.end() && it->second.enabled == 'A';
+    if (want.row)
+      for (uint32_t relid : dependents[key.first])
+        if (!followed || std::find(it->second.args.begin(), it->second.args.end(),
+                                   sql_table_name(relid)) == it->second.args.end())
+          reload.insert(relid);
     if (it != existing.end() && it->second.args == want.args) {
       if (it->second.enabled != 'A') enable_always(sql_table_name(key.first), key.second.c_str());
       continue;
     }
     create_trigger(key.first, key.second, want);
-    if (want.row) started.insert(key.first);
   }
-  /* Changes of a new source were not followed until now: the values under
-   * row level security of its dependents reload.  CREATE TRIGGER waited
-   * for the source's writers; later ones fire the trigger. */
-  std::set<uint32_t> reload;
-  for (uint32_t source : started)
-    reload.insert(dependents[source].begin(), dependents[source].end());
   for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });
 }
 
 std::set<uint32_t> policy_dependents(uint32_t source) {
   std::set<uint32_t> out;
-  for (const std::string &name : trigger_state(source, kPolicyTrigger).args) {
-    Oid relid = pg_call([&] {
-      RangeVar *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name.c_str()));
-      return RangeVarGetRelid(rv, NoLock, true);
-    });
-    if (OidIsValid(relid)) out.insert(relid);
-  }
+  /* (by function, not by name: any role may name a trigger of its own so;
+   * a partition's clones and TRUNCATE triggers name the same tables) */
+  for (const auto &row :
+       spi_rows("SELECT pg_catalog.encode(tgargs, 'hex') FROM pg_catalog.pg_trigger"
+                " WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgfoid OPERATOR(pg_catalog.=)"
+                " pg_catalog.to_regprocedure('ectosync.capture_policy_source()')",
+                {{OIDOID, std::to_string(source)}}, false))
+    for (const std::string &name : trigger_args_of_hex(*row[0])) {
+      Oid relid = pg_call([&] { return qualified_relid(name.c_str()); });
+      if (OidIsValid(relid)) out.insert(relid);
+    }
   return out;
 }
 
@@ -382,9 +420,8 @@ ECTOSYNC_FUNCTION(ectosync_capture_policy_source) {
   Trigger *trigger = ((TriggerData *)fcinfo->context)->tg_trigger;
   attach_database_slot();
   for (int i = 0; i < trigger->tgnargs; i++) {
-    RangeVar *rv = makeRangeVarFromNameList(stringToQualifiedNameList(trigger->tgargs[i]));
-    Oid relid = RangeVarGetRelid(rv, NoLock, true);
-    /* (renamed since the trigger was made: every table's values under row
+    Oid relid = qualified_relid(trigger->tgargs[i]);
+    /* (gone since the trigger was made: every table's values under row
      * level security reload) */
     remember_reload(OidIsValid(relid) ? relid : 0, kReloadPolicy);
   }

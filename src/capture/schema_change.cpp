@@ -51,6 +51,7 @@ struct Effects {
   bool secures = false;          /* row level security or the owner changed: values reload */
   bool reshapes = false;         /* rows look different: values reload */
   bool renames_columns = false;  /* capture triggers name columns: rebuild them */
+  bool renames_table = false;    /* policy triggers name tables: rebuild them */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
 };
 
@@ -99,8 +100,10 @@ Effects effects_of(Node *parsetree) {
     ObjectType type = castNode(RenameStmt, parsetree)->renameType;
     effects.reshapes = type == OBJECT_COLUMN || type == OBJECT_TABLE;
     effects.renames_columns = type == OBJECT_COLUMN;
+    effects.renames_table = type == OBJECT_TABLE;
   } else if (IsA(parsetree, AlterObjectSchemaStmt)) {
     effects.reshapes = true; /* the value's "table" names the schema */
+    effects.renames_table = true;
   } else if (IsA(parsetree, AlterTableStmt)) {
     ListCell *cell;
     foreach (cell, castNode(AlterTableStmt, parsetree)->cmds)
@@ -174,15 +177,39 @@ void row_security_changed(const std::set<uint32_t> &tables) {
   for (uint32_t relid : affected) remember_reload(relid, kReloadSecurity);
   refresh_watches();
   SpiScope spi;
-  for (uint32_t relid : tables)
-    if (watched.count(relid)) warn_hidden_policy_sources(relid);
+  for (uint32_t relid : affected) warn_hidden_policy_sources(relid);
+}
+
+/*
+ * Any other DDL of a policy source (a partition attached or detached, a
+ * column retyped with USING, a trigger disabled, a partition made): its
+ * rows may have changed without its row trigger, so the values its
+ * dependents' policies apply to reload at commit (kReloadPolicy), and its
+ * triggers are made again (enabled, on new partitions).
+ */
+void policy_sources_altered(const std::set<uint32_t> &tables) {
+  std::set<uint32_t> dependents;
+  {
+    SpiScope spi;
+    for (uint32_t relid : tables)
+      for (uint32_t dependent : policy_dependents(relid)) dependents.insert(dependent);
+  }
+  if (dependents.empty()) return;
+  pg_call([] { attach_database_slot(); });
+  for (uint32_t relid : dependents) remember_reload(relid, kReloadPolicy);
+  refresh_watches();
 }
 
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
-  if (effects.secures) row_security_changed(tables_changed());
-  if (!effects.reshapes && !effects.renames_columns && !effects.toggles_triggers) return;
+  if (effects.secures)
+    row_security_changed(tables_changed());
+  else
+    policy_sources_altered(tables_changed());
+  if (!effects.reshapes && !effects.renames_columns && !effects.renames_table &&
+      !effects.toggles_triggers)
+    return;
   std::set<uint32_t> tables = watched_tables_changed();
   if (effects.reshapes)
     for (uint32_t relid : tables) {
@@ -191,7 +218,7 @@ void follow_alter_table(Node *parsetree) {
     }
   if (effects.toggles_triggers)
     for (uint32_t relid : tables) keep_capture_enabled(relid);
-  if (effects.renames_columns && !tables.empty()) refresh_watches();
+  if ((effects.renames_columns || effects.renames_table) && !tables.empty()) refresh_watches();
 }
 
 }  // namespace
@@ -201,7 +228,7 @@ void follow_alter_table(Node *parsetree) {
 using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
- * TABLE') */
+ * TABLE', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -209,7 +236,11 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
   if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
-  else
+  else if (IsA(parsetree, CreateStmt)) {
+    /* (a partition made: of a policy source, it needs its TRUNCATE trigger) */
+    if (castNode(CreateStmt, parsetree)->partbound && !refreshing_watches())
+      policy_sources_altered(tables_changed());
+  } else
     follow_alter_table(parsetree);
   PG_RETURN_VOID();
 }

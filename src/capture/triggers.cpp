@@ -129,19 +129,24 @@ TriggerState trigger_state(uint32_t relid, const char *name) {
   if (rows.empty()) return state;
   state.exists = true;
   state.enabled = rows[0][0]->at(0);
-  /* tgargs: each argument followed by a NUL byte. */
-  const std::string &hex = *rows[0][1];
+  state.args = trigger_args_of_hex(*rows[0][1]);
+  return state;
+}
+
+/* tgargs as encode(tgargs, 'hex') shows them: each argument followed by a NUL byte. */
+std::vector<std::string> trigger_args_of_hex(const std::string &hex) {
+  std::vector<std::string> args;
   std::string arg;
   for (size_t i = 0; i + 1 < hex.size(); i += 2) {
     char c = static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
     if (c == '\0') {
-      state.args.push_back(arg);
+      args.push_back(arg);
       arg.clear();
     } else {
       arg += c;
     }
   }
-  return state;
+  return args;
 }
 
 /*

@@ -49,6 +49,18 @@ namespace ectosync {
 
 namespace {
 
+bool refreshing = false; /* our own DDL runs: the event triggers it fires have nothing to do */
+
+/* Sets refreshing for its lifetime. */
+class OwnDdl {
+ public:
+  OwnDdl() : was_(refreshing) { refreshing = true; }
+  ~OwnDdl() { refreshing = was_; }
+
+ private:
+  bool was_;
+};
+
 /* ==== the watches ==== */
 
 struct Watch {
@@ -150,6 +162,7 @@ bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now
  * the dropped tables that no longer resolve.
  */
 void refresh(const std::set<uint32_t> &dropped = {}) {
+  OwnDdl own;
   Needs all;
   for (const Watch &w : stored_watches()) {
     Needs now;
@@ -299,18 +312,6 @@ ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
   }
   return pg_call([&] { return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT); });
 }
-
-}  // namespace
-
-namespace {
-
-bool refreshing = false; /* our own DDL runs: the event triggers it fires have nothing to do */
-
-/* Sets refreshing for its lifetime. */
-struct OwnDdl {
-  OwnDdl() { refreshing = true; }
-  ~OwnDdl() { refreshing = false; }
-};
 
 }  // namespace
 

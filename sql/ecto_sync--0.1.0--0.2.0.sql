@@ -134,7 +134,7 @@ CREATE FUNCTION ectosync._row_security_changed(tables oid[]) RETURNS void
 REVOKE EXECUTE ON FUNCTION ectosync._row_security_changed(oid[]) FROM PUBLIC;
 
 -- ALTER TABLE of a watched table (src/capture/schema_change.cpp): a column added,
--- dropped, renamed or retyped, or the table renamed or moved, reloads the
+-- dropped, renamed or retyped, or the table (or its schema) renamed or moved, reloads the
 -- values that hold it ("Schema change"); the capture triggers are rebuilt
 -- (they name their columns) and kept enabled.  Not SECURITY DEFINER: the
 -- function switches to the bootstrap superuser only for the extension's
@@ -142,7 +142,7 @@ REVOKE EXECUTE ON FUNCTION ectosync._row_security_changed(oid[]) FROM PUBLIC;
 CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ectosync_on_ddl_command_end';
 CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY')
     EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.

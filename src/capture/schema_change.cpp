@@ -52,6 +52,7 @@ struct Effects {
   bool reshapes = false;         /* rows look different: values reload */
   bool renames_columns = false;  /* capture triggers name columns: rebuild them */
   bool renames_table = false;    /* policy triggers name tables: rebuild them */
+  bool repartitions = false;     /* ATTACH, DETACH PARTITION: policy triggers on new partitions */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
 };
 
@@ -83,6 +84,11 @@ void add_effects(AlterTableType type, Effects &effects) {
     case AT_NoForceRowSecurity:
     case AT_ChangeOwner: /* the owner sees every row (without FORCE) */
       effects.secures = true;
+      break;
+    case AT_AttachPartition:
+    case AT_DetachPartition:
+    case AT_DetachPartitionFinalize:
+      effects.repartitions = true;
       break;
     default: /* constraints, indexes, storage, ownership, ...: nothing */
       break;
@@ -184,10 +190,12 @@ void row_security_changed(const std::set<uint32_t> &tables) {
  * Any other DDL of a policy source (a partition attached or detached, a
  * column retyped with USING, a trigger disabled, a partition made): its
  * rows may have changed without its row trigger, so the values its
- * dependents' policies apply to reload at commit (kReloadPolicy), and its
- * triggers are made again (enabled, on new partitions).
+ * dependents' policies apply to reload at commit (kReloadPolicy); when
+ * remake (a trigger toggled, partitions came or went), its triggers are
+ * made again (enabled, on new partitions).  Only then: a refresh holds
+ * the watches' lock until the source owner's transaction ends.
  */
-void policy_sources_altered(const std::set<uint32_t> &tables) {
+void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
   std::set<uint32_t> dependents;
   {
     SpiScope spi;
@@ -197,7 +205,33 @@ void policy_sources_altered(const std::set<uint32_t> &tables) {
   if (dependents.empty()) return;
   pg_call([] { attach_database_slot(); });
   for (uint32_t relid : dependents) remember_reload(relid, kReloadPolicy);
-  refresh_watches();
+  if (remake) refresh_watches();
+}
+
+/*
+ * ALTER SCHEMA ... RENAME: each watched table in it is renamed, as by
+ * ALTER TABLE ... SET SCHEMA (the values' "table" names the schema, and
+ * the policy triggers name their tables).
+ */
+void follow_schema_rename() {
+  if (refreshing_watches()) return;
+  std::set<uint32_t> tables;
+  {
+    SpiScope spi;
+    for (const auto &row :
+         spi_rows("SELECT w.relid::pg_catalog.oid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+                  " JOIN pg_catalog.pg_class k ON k.relnamespace OPERATOR(pg_catalog.=) c.objid"
+                  " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid"
+                  " OPERATOR(pg_catalog.=) k.oid WHERE c.classid OPERATOR(pg_catalog.=)"
+                  " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
+                  {}, true))
+      tables.insert(static_cast<uint32_t>(std::stoul(*row[0])));
+  }
+  for (uint32_t relid : tables) {
+    pg_call([&] { restart_capture(relid, kReloadSchema); });
+    note_changed_wholesale(relid);
+  }
+  if (!tables.empty()) refresh_watches();
 }
 
 void follow_alter_table(Node *parsetree) {
@@ -206,7 +240,7 @@ void follow_alter_table(Node *parsetree) {
   if (effects.secures)
     row_security_changed(tables_changed());
   else
-    policy_sources_altered(tables_changed());
+    policy_sources_altered(tables_changed(), effects.toggles_triggers || effects.repartitions);
   if (!effects.reshapes && !effects.renames_columns && !effects.renames_table &&
       !effects.toggles_triggers)
     return;
@@ -228,18 +262,20 @@ void follow_alter_table(Node *parsetree) {
 using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
- * TABLE', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY') */
+ * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("ectosync._on_ddl_command_end() must be called as an event trigger")));
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
-  if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
+  if (IsA(parsetree, RenameStmt) && castNode(RenameStmt, parsetree)->renameType == OBJECT_SCHEMA)
+    follow_schema_rename();
+  else if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
   else if (IsA(parsetree, CreateStmt)) {
     /* (a partition made: of a policy source, it needs its TRUNCATE trigger) */
     if (castNode(CreateStmt, parsetree)->partbound && !refreshing_watches())
-      policy_sources_altered(tables_changed());
+      policy_sources_altered(tables_changed(), true);
   } else
     follow_alter_table(parsetree);
   PG_RETURN_VOID();

@@ -158,6 +158,13 @@ SELECT * FROM pg_temp.policy_triggers('members');
 ALTER TABLE documents RENAME TO docs;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+-- So does a rename of its schema.
+ALTER SCHEMA policy_sources RENAME TO ps_renamed;
+SELECT * FROM pg_temp.policy_triggers('ps_renamed.members');
+ALTER SCHEMA ps_renamed RENAME TO policy_sources;
+SELECT * FROM pg_temp.policy_triggers('members');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice docs') AS alice;
 
 -- ==== a partitioned source ====
 -- Rows written to a partition, a partition made later and truncated, a
@@ -189,10 +196,32 @@ INSERT INTO grants_3 VALUES (3, 'regress_ps_alice');
 ALTER TABLE grants ATTACH PARTITION grants_3 FOR VALUES IN (3);
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+-- A policy that reads one partition of grants directly: its changes fire
+-- the clone of grants' trigger, which names both tables now.
+CREATE TABLE audits (id int PRIMARY KEY, project_id int);
+ALTER TABLE audits ENABLE ROW LEVEL SECURITY;
+CREATE POLICY first ON audits USING (project_id IN (SELECT project_id FROM grants_1));
+SELECT ectosync.watch('audits') IS NOT NULL AS watched;
+SELECT t, p.* FROM unnest('{grants,grants_1}'::regclass[]) t, LATERAL pg_temp.policy_triggers(t) p;
+-- A clone disabled on a partition fires again at once.
+ALTER TABLE grants_1 DISABLE TRIGGER ectosync_policy;
+SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'grants_1'::regclass AND tgname = 'ectosync_policy';
+SELECT ectosync.unwatch('audits');
 SET ROLE regress_ps_alice;
 SELECT ectosync.release('regress_ps_alice reports');
 RESET ROLE;
 SELECT ectosync.unwatch('reports');
+
+-- A trigger of another function under the policy trigger's name: watch()
+-- says it cannot follow that table, and fails for nobody.
+CREATE TABLE badges (project_id int, login text);
+CREATE TRIGGER ectosync_policy BEFORE UPDATE ON badges FOR EACH ROW
+  EXECUTE FUNCTION suppress_redundant_updates_trigger();
+CREATE TABLE awards (id int PRIMARY KEY, project_id int);
+ALTER TABLE awards ENABLE ROW LEVEL SECURITY;
+CREATE POLICY badge ON awards USING (project_id IN (SELECT project_id FROM badges));
+SELECT ectosync.watch('awards') IS NOT NULL AS watched;
+SELECT ectosync.unwatch('awards');
 
 -- ==== a writer of a source who may not see the watched table's schema ====
 -- (the trigger finds the table it names without privilege checks)

@@ -137,6 +137,9 @@ class SourceFinder {
 
   PolicySources find() {
     read_policies(watched_);
+    /* (hidden by one path, followed through another) */
+    for (const auto &[relid, text] : hidden_tables_)
+      if (!out_.tables.count(relid)) out_.hidden.push_back(text);
     return std::move(out_);
   }
 
@@ -185,7 +188,8 @@ class SourceFinder {
   }
 
   void relation(uint32_t relid, const Namer &namer) {
-    if (!seen_relations_.insert(relid).second) return;
+    /* (each namer's owner is asked: one's refusal does not hide another's) */
+    if (!seen_relations_.insert({relid, namer.owner}).second) return;
     char kind = pg_call([&] { return get_rel_relkind(relid); });
     if (kind == RELKIND_VIEW) {
       follow(pg_call([&] {
@@ -199,7 +203,7 @@ class SourceFinder {
     }
     std::string why = hidden_table_reason(relid, kind, namer);
     if (!why.empty()) {
-      out_.hidden.push_back("table " + table_name(relid) + ": " + why);
+      hidden_tables_.emplace(relid, "table " + table_name(relid) + ": " + why);
       return;
     }
     out_.tables.insert(relid);
@@ -257,11 +261,18 @@ class SourceFinder {
 
   uint32_t watched_;
   Oid owner_ = InvalidOid;
-  std::set<uint32_t> policy_tables_, seen_relations_, seen_functions_;
+  std::set<uint32_t> policy_tables_, seen_functions_;
+  std::set<std::pair<uint32_t, Oid>> seen_relations_;
+  std::map<uint32_t, std::string> hidden_tables_; /* the first reason each */
   PolicySources out_;
 };
 
 /* ==== the triggers ==== */
+
+void warn(const std::string &message, const std::string &detail) {
+  pg_call(
+      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
+}
 
 /* Trigger arguments: the dependents' schema-qualified names, sorted. */
 std::vector<std::string> trigger_args(const std::set<uint32_t> &dependents) {
@@ -297,11 +308,37 @@ std::map<TriggerKey, WantedTrigger> wanted_triggers(
     /* (a TRUNCATE of a partition fires only the partition's own) */
     for (const auto &row :
          spi_rows("SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
-                  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND p.isleaf",
+                  " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
+                  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND p.isleaf"
+                  " AND c.relkind OPERATOR(pg_catalog.=) 'r'",
                   {{REGCLASSOID, std::to_string(source)}}, false))
       out[{static_cast<uint32_t>(std::stoul(*row[0])), kPolicyTruncateTrigger}] = {args, false};
   }
   return out;
+}
+
+/*
+ * A source that is a partition of another source: its rows fire the
+ * clone of the ancestor's row trigger, which takes its name.  So the
+ * ancestor's trigger names its dependents too (their values reload for
+ * changes of the other partitions as well).
+ */
+void merge_into_ancestors(std::map<uint32_t, std::set<uint32_t>> &dependents) {
+  std::vector<uint32_t> merged;
+  for (auto &[source, tables] : dependents) {
+    auto top = dependents.end(); /* the highest ancestor that is a source */
+    for (const auto &row :
+         spi_rows("SELECT relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($1)"
+                  " WHERE relid OPERATOR(pg_catalog.<>) $1",
+                  {{REGCLASSOID, std::to_string(source)}}, false)) {
+      auto ancestor = dependents.find(static_cast<uint32_t>(std::stoul(*row[0])));
+      if (ancestor != dependents.end()) top = ancestor;
+    }
+    if (top == dependents.end()) continue;
+    top->second.insert(tables.begin(), tables.end());
+    merged.push_back(source);
+  }
+  for (uint32_t source : merged) dependents.erase(source);
 }
 
 /* The policy triggers there are (clones on partitions aside). */
@@ -322,6 +359,14 @@ std::map<TriggerKey, TriggerState> existing_triggers() {
 
 void create_trigger(uint32_t relid, const std::string &name, const WantedTrigger &want) {
   std::string table = sql_table_name(relid);
+  if (trigger_state(relid, name.c_str()).exists) {
+    /* (another function's, under our name: its table's owner made it;
+     * the refresh of every watch must not fail for it) */
+    warn("ecto_sync cannot put its trigger " + name + " on " + table,
+         "A trigger of that name calls another function; changes of " + table +
+             " are not followed for row level security.");
+    return;
+  }
   spi_exec("CREATE TRIGGER " + name +
            (want.row ? " AFTER INSERT OR UPDATE OR DELETE ON " + table + " FOR EACH ROW"
                      : " AFTER TRUNCATE ON " + table + " FOR EACH STATEMENT") +
@@ -360,6 +405,7 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   std::map<uint32_t, std::set<uint32_t>> dependents; /* source -> watched tables */
   for (uint32_t relid : watched)
     for (uint32_t source : policy_sources(relid).tables) dependents[source].insert(relid);
+  merge_into_ancestors(dependents);
   std::map<TriggerKey, WantedTrigger> wanted = wanted_triggers(dependents);
   std::map<TriggerKey, TriggerState> existing = existing_triggers();
   for (const auto &[key, state] : existing)
@@ -383,6 +429,17 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
       continue;
     }
     create_trigger(key.first, key.second, want);
+  }
+  /* (clones on partitions: ALTER TABLE of a partition can disable them) */
+  for (const auto &row :
+       spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
+                " WHERE tgparentid OPERATOR(pg_catalog.<>) 0 AND tgenabled OPERATOR(pg_catalog.<>)"
+                " 'A' AND tgfoid OPERATOR(pg_catalog.=)"
+                " 'ectosync.capture_policy_source'::pg_catalog.regproc",
+                {}, false)) {
+    uint32_t relid = static_cast<uint32_t>(std::stoul(*row[0]));
+    enable_always(sql_table_name(relid), row[1]->c_str());
+    for (uint32_t dependent : policy_dependents(relid)) reload.insert(dependent);
   }
   for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });
 }

@@ -65,6 +65,10 @@ static bool make_room(DbSlot *slot, uint64 need) {
 
 /* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
 static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
+  if (slot->gap_all) { /* (gaps[] is no longer taken) */
+    slot->gap_all_why |= why;
+    return;
+  }
   for (int i = 0; i < slot->ngaps; i++)
     if (slot->gaps[i] == relid) {
       slot->gap_why[i] |= why;
@@ -74,6 +78,11 @@ static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
     slot->gap_why[slot->ngaps] = why;
     slot->gaps[slot->ngaps++] = relid;
   } else {
+    /* One marker for every table: it stands for every reason pending (a
+     * policy reason alone would let the values it does not concern skip
+     * a TRUNCATE). */
+    if (!slot->gap_all)
+      for (int i = 0; i < slot->ngaps; i++) slot->gap_all_why |= slot->gap_why[i];
     slot->gap_all = true;
     slot->gap_all_why |= why;
   }

@@ -118,43 +118,41 @@ Effects effects_of(Node *parsetree) {
   return effects;
 }
 
-/* The tables of the policies the statement made or altered. */
-std::set<uint32_t> tables_of_policies_changed() {
+/* The oids in the first column of sql's rows (read_only: the statement's snapshot). */
+std::set<uint32_t> oids_of(const char *sql, bool read_only) {
   std::set<uint32_t> out;
   SpiScope spi;
-  for (const auto &row : spi_rows(
-           "SELECT DISTINCT p.polrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-           " JOIN pg_catalog.pg_policy p ON p.oid OPERATOR(pg_catalog.=) c.objid"
-           " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass",
-           {}, false)) /* (a new snapshot: one of the statement's sees no new policy) */
+  for (const auto &row : spi_rows(sql, {}, read_only))
     out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
   return out;
+}
+
+/* The tables of the policies the statement made or altered. */
+std::set<uint32_t> tables_of_policies_changed() {
+  /* (a new snapshot: one of the statement's sees no new policy) */
+  return oids_of(
+      "SELECT DISTINCT p.polrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      " JOIN pg_catalog.pg_policy p ON p.oid OPERATOR(pg_catalog.=) c.objid"
+      " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass",
+      false);
 }
 
 /* The tables (of any role) the statement changed. */
 std::set<uint32_t> tables_changed() {
-  std::set<uint32_t> out;
-  SpiScope spi;
-  for (const auto &row : spi_rows(
-           "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-           " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
-           {}, true))
-    out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
-  return out;
+  return oids_of(
+      "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass",
+      true);
 }
 
 /* The watched tables among those the statement changed. */
 std::set<uint32_t> watched_tables_changed() {
-  std::set<uint32_t> out;
-  SpiScope spi;
-  for (const auto &row :
-       spi_rows("SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-                " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
-                " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
-                " 'pg_catalog.pg_class'::pg_catalog.regclass",
-                {}, true))
-    out.insert(static_cast<uint32_t>(std::stoul(*row[0])));
-  return out;
+  return oids_of(
+      "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
+      " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
+      " 'pg_catalog.pg_class'::pg_catalog.regclass",
+      true);
 }
 
 /*
@@ -167,12 +165,11 @@ std::set<uint32_t> watched_tables_changed() {
  */
 void row_security_changed(const std::set<uint32_t> &tables) {
   if (refreshing_watches() || tables.empty()) return;
-  std::set<uint32_t> watched, affected;
+  std::set<uint32_t> affected;
+  std::set<uint32_t> watched =
+      oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true);
   {
     SpiScope spi;
-    for (const auto &row :
-         spi_rows("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", {}, true))
-      watched.insert(static_cast<uint32_t>(std::stoul(*row[0])));
     for (uint32_t relid : tables) {
       if (watched.count(relid)) affected.insert(relid);
       for (uint32_t dependent : policy_dependents(relid)) affected.insert(dependent);
@@ -215,18 +212,13 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
  */
 void follow_schema_rename() {
   if (refreshing_watches()) return;
-  std::set<uint32_t> tables;
-  {
-    SpiScope spi;
-    for (const auto &row :
-         spi_rows("SELECT w.relid::pg_catalog.oid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-                  " JOIN pg_catalog.pg_class k ON k.relnamespace OPERATOR(pg_catalog.=) c.objid"
-                  " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid"
-                  " OPERATOR(pg_catalog.=) k.oid WHERE c.classid OPERATOR(pg_catalog.=)"
-                  " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
-                  {}, true))
-      tables.insert(static_cast<uint32_t>(std::stoul(*row[0])));
-  }
+  std::set<uint32_t> tables = oids_of(
+      "SELECT w.relid::pg_catalog.oid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      " JOIN pg_catalog.pg_class k ON k.relnamespace OPERATOR(pg_catalog.=) c.objid"
+      " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid"
+      " OPERATOR(pg_catalog.=) k.oid WHERE c.classid OPERATOR(pg_catalog.=)"
+      " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
+      true);
   for (uint32_t relid : tables) {
     pg_call([&] { restart_capture(relid, kReloadSchema); });
     note_changed_wholesale(relid);
@@ -286,14 +278,6 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
  * trigger's work when a policy of one of tables was dropped.
  */
 ECTOSYNC_FUNCTION(ectosync_row_security_changed) {
-  ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
-  Datum *elems = nullptr;
-  bool *nulls = nullptr;
-  int n = 0;
-  deconstruct_array(array, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
-  std::set<uint32_t> tables;
-  for (int i = 0; i < n; i++)
-    if (!nulls[i]) tables.insert(DatumGetObjectId(elems[i]));
-  row_security_changed(tables);
+  row_security_changed(oid_set(PG_GETARG_ARRAYTYPE_P(0)));
   PG_RETURN_VOID();
 }

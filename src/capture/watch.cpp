@@ -328,6 +328,19 @@ bool refreshing_watches() {
   return refreshing;
 }
 
+std::set<uint32_t> oid_set(ArrayType *array) {
+  Datum *elems = nullptr;
+  bool *nulls = nullptr;
+  int n = 0;
+  pg_call([&] {
+    deconstruct_array(array, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+  });
+  std::set<uint32_t> out;
+  for (int i = 0; i < n; i++)
+    if (!nulls[i]) out.insert(DatumGetObjectId(elems[i]));
+  return out;
+}
+
 void keep_capture_enabled(uint32_t relid) {
   if (refreshing) return;
   OwnDdl own;
@@ -414,15 +427,7 @@ ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
 
 /* ectosync._refresh_watches_after_drop(tables oid[]): the sql_drop event trigger's work */
 ECTOSYNC_FUNCTION(ectosync_refresh_watches_after_drop) {
-  ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
-  Datum *elems = nullptr;
-  bool *nulls = nullptr;
-  int n = 0;
-  deconstruct_array(array, OIDOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
-  std::set<uint32_t> dropped;
-  for (int i = 0; i < n; i++)
-    if (!nulls[i]) dropped.insert(DatumGetObjectId(elems[i]));
-  refresh_watches(dropped);
+  refresh_watches(oid_set(PG_GETARG_ARRAYTYPE_P(0)));
   PG_RETURN_VOID();
 }
 

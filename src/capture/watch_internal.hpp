@@ -11,6 +11,7 @@
 extern "C" {
 #include "postgres.h"
 #include "catalog/pg_authid.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 }
 
@@ -85,6 +86,9 @@ struct TriggerState {
   char enabled = 'D'; /* pg_trigger.tgenabled: 'A' fires always, 'D' never */
   std::vector<std::string> args;
 };
+
+/* The non-null oids of an oid[] argument (watch.cpp). */
+std::set<uint32_t> oid_set(ArrayType *array);
 
 /* watch_needs.cpp */
 Needs needs_of(const Plan &plan);

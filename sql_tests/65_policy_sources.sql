@@ -92,6 +92,23 @@ DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_alice';
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
 
+-- wait_changes() finds Alice's value among the session's values (a pass
+-- looks at the values under row level security whatever the worker
+-- queued), and not her value of projects, which has no row level
+-- security.  (The superuser's value of every doc, held in this session
+-- too, answers her with an error: it is another role's.)
+SET ROLE regress_ps_alice;
+SELECT ectosync.hold('regress_ps_alice projects', 'projects', listen => false) IS NOT NULL AS held;
+RESET ROLE;
+INSERT INTO members VALUES (3, 'regress_ps_alice');
+SELECT ectosync.wait_for_worker();
+SET ROLE regress_ps_alice;
+SELECT name, reloaded IS NOT NULL AS reloaded, jsonb_path_query_array(patch, '$[0].value.rows[*].id') AS ids,
+       error IS NOT NULL AS refused
+  FROM ectosync.wait_changes(2000) ORDER BY name;
+SELECT ectosync.release('regress_ps_alice projects');
+RESET ROLE;
+
 -- A statement that changes no row of members queues nothing (row triggers).
 UPDATE members SET login = login WHERE false;
 SELECT ectosync.wait_for_worker();

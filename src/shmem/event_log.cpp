@@ -310,14 +310,20 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     /* A marker's table gets a floor at its seq, as a capture restart does:
      * the rows its uncaptured changes touched may be cached stale (not
      * when only row level security changed: no row did). */
-    for (size_t i = 0; i < gaps.size(); i++)
-      if (!row_security_only(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]))
-        raise_floor(slot, gaps[i].first, gaps[i].second);
+    for (size_t i = 0; i < gaps.size(); i++) {
+      uint8 why = slot->gap_all ? slot->gap_all_why : slot->gap_why[i];
+      if (!row_security_only(why)) raise_floor(slot, gaps[i].first, gaps[i].second);
+      /* The worker matches the markers against the interests only after
+       * this: until then they are unmatched, and holders look at every
+       * value.  Not for a policy source's change alone: it concerns only
+       * values under row level security, which every pass looks at. */
+      if (why != kReloadPolicy) slot->unmatched_seq = std::max(slot->unmatched_seq, gaps[i].second);
+    }
     slot->stats.gaps += gaps.size();
     slot->ngaps = 0;
     slot->gap_all = false;
     slot->gap_all_why = 0;
-    if (!gaps.empty()) slot->processed_seq = slot->unmatched_seq = gaps.back().second;
+    if (!gaps.empty()) slot->processed_seq = gaps.back().second;
   }
   LWLockRelease(slot->lock);
 }

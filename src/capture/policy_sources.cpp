@@ -444,6 +444,18 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });
 }
 
+bool policy_triggers_name_schema(const char *schema) {
+  std::string prefix = std::string(pg_call([&] { return quote_identifier(schema); })) + ".";
+  for (const auto &row :
+       spi_rows("SELECT pg_catalog.encode(tgargs, 'hex') FROM pg_catalog.pg_trigger"
+                " WHERE tgparentid OPERATOR(pg_catalog.=) 0 AND tgfoid OPERATOR(pg_catalog.=)"
+                " pg_catalog.to_regprocedure('ectosync.capture_policy_source()')",
+                {}, false))
+    for (const std::string &name : trigger_args_of_hex(*row[0]))
+      if (name.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
+}
+
 std::set<uint32_t> policy_dependents(uint32_t source) {
   std::set<uint32_t> out;
   /* (by function, not by name: any role may name a trigger of its own so;

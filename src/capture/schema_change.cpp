@@ -206,11 +206,15 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
 }
 
 /*
- * ALTER SCHEMA ... RENAME: each watched table in it is renamed, as by
- * ALTER TABLE ... SET SCHEMA (the values' "table" names the schema, and
- * the policy triggers name their tables).
+ * ALTER SCHEMA old RENAME: each watched table in it is renamed, as by
+ * ALTER TABLE ... SET SCHEMA (the values' "table" names the schema).  The
+ * marker is queued at commit: the rename locks no table, so a reload
+ * before the commit would still read the old name.  The policy triggers
+ * name their tables: the watches are refreshed only when one names a
+ * table of the schema (a refresh holds the watches' lock until the
+ * renaming transaction ends).
  */
-void follow_schema_rename() {
+void follow_schema_rename(const RenameStmt *stmt) {
   if (refreshing_watches()) return;
   std::set<uint32_t> tables = oids_of(
       "SELECT w.relid::pg_catalog.oid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
@@ -219,11 +223,18 @@ void follow_schema_rename() {
       " OPERATOR(pg_catalog.=) k.oid WHERE c.classid OPERATOR(pg_catalog.=)"
       " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
       true);
+  if (tables.empty()) return;
+  pg_call([] { attach_database_slot(); });
   for (uint32_t relid : tables) {
-    pg_call([&] { restart_capture(relid, kReloadSchema); });
+    remember_reload(relid, kReloadSchema);
     note_changed_wholesale(relid);
   }
-  if (!tables.empty()) refresh_watches();
+  bool named = false;
+  {
+    SpiScope spi;
+    named = policy_triggers_name_schema(stmt->subname);
+  }
+  if (named) refresh_watches();
 }
 
 void follow_alter_table(Node *parsetree) {
@@ -261,14 +272,14 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
                     errmsg("ectosync._on_ddl_command_end() must be called as an event trigger")));
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
   if (IsA(parsetree, RenameStmt) && castNode(RenameStmt, parsetree)->renameType == OBJECT_SCHEMA)
-    follow_schema_rename();
+    follow_schema_rename(castNode(RenameStmt, parsetree));
   else if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
   else if (IsA(parsetree, CreateStmt)) {
     /* (a partition made: of a policy source, it needs its TRUNCATE trigger) */
     if (castNode(CreateStmt, parsetree)->partbound && !refreshing_watches())
       policy_sources_altered(tables_changed(), true);
-  } else
+  } else if (!IsA(parsetree, AlterOwnerStmt)) /* (ALTER SCHEMA ... OWNER TO) */
     follow_alter_table(parsetree);
   PG_RETURN_VOID();
 }

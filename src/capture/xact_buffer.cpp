@@ -30,6 +30,7 @@ extern "C" {
 #include "commands/trigger.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rls.h"
 }
 
 #include <algorithm>
@@ -137,8 +138,14 @@ void note_changed_wholesale(uint32_t relid) {
 
 bool xact_changed(uint32_t relid) {
   if (!xact_wrote()) return false;
-  for (int i = 0; i < pending.nreload; i++)
-    if (pending.reload[i].relid == relid) return true;
+  for (int i = 0; i < pending.nreload; i++) {
+    if (pending.reload[i].relid != relid) continue;
+    /* (a table its policies read changed: only what a role under them
+     * reads may hold the change) */
+    if (pending.reload[i].why != kReloadPolicy) return true;
+    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
+      return true;
+  }
   /* (its schema, or its partitions: a value read now holds rows in a shape,
    * or from partitions, that a rollback takes back, and no marker after the
    * value's seq would reload it) */

@@ -33,7 +33,8 @@ void note_changed_wholesale(uint32_t relid);
 /*
  * Whether this transaction changed relid, a watched table: its rows in the
  * buffer, a RELOAD marker, rows of the running statement whose capture
- * trigger has yet to fire, its schema, or its partitions.
+ * trigger has yet to fire, its schema, or its partitions; or a table its
+ * policies read, when row level security applies to the caller.
  */
 bool xact_changed(uint32_t relid);
 

@@ -544,3 +544,80 @@ TEST(Hub, OneChannelCoversValuesWithoutAnEntry) {
   f.admin.exec("DROP OWNED BY ectosync_hub_share");
   f.admin.exec("DROP ROLE ectosync_hub_share");
 }
+
+/*
+ * A value under row level security whose policy reads another table: a
+ * change of that table (a membership) reaches the holder like a change
+ * of its own rows.  The worker notifies the session's channel, and a
+ * wait_changes() already waiting wakes with the reloaded value; a value
+ * of the same table held by a role that the policy does not apply to is
+ * left alone.
+ */
+TEST(Hub, MembershipChangeReachesValuesUnderItsPolicy) {
+  Fixture f("ectosync_client_hub_policy");
+  f.admin.exec("DROP ROLE IF EXISTS ectosync_hub_member");
+  f.admin.exec("CREATE ROLE ectosync_hub_member");
+  f.admin.exec(
+      "CREATE TABLE members (project_id int, login text, PRIMARY KEY (project_id, login));"
+      "CREATE TABLE docs (id int PRIMARY KEY, project_id int);"
+      "INSERT INTO docs SELECT g, g % 3 FROM generate_series(1, 30) g;"
+      "INSERT INTO members VALUES (0, 'ectosync_hub_member');"
+      "ALTER TABLE docs ENABLE ROW LEVEL SECURITY;"
+      "CREATE POLICY member ON docs USING (project_id IN "
+      "(SELECT m.project_id FROM members m WHERE m.login = current_user));"
+      "GRANT SELECT ON docs, members TO ectosync_hub_member;"
+      "SELECT ectosync.watch('docs')");
+  pg::Connection session(f.db.conninfo());
+  session.exec("SET ROLE ectosync_hub_member");
+  session.exec("SELECT ectosync.hold('mine', 'docs', listen => false) IS NULL");
+  std::string channel = session.exec("SELECT ectosync.listen_changes()").str(0, 0);
+  pg::Connection owner(f.db.conninfo());
+  owner.exec("SELECT ectosync.hold('all', 'docs', listen => false) IS NULL");
+  owner.exec("SELECT ectosync.listen_changes()");
+  /* the notifications to themselves: look once */
+  ASSERT_TRUE(session.wait_notification(5000ms).has_value());
+  ASSERT_TRUE(owner.wait_notification(5000ms).has_value());
+  session.take_notifications();
+  owner.take_notifications();
+  EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+  EXPECT_EQ(owner.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+
+  /* joins project 1: a notification, and the value reloaded with its docs */
+  f.admin.exec("INSERT INTO members VALUES (1, 'ectosync_hub_member')");
+  auto n = session.wait_notification(5000ms);
+  ASSERT_TRUE(n.has_value()) << "no notification for a membership change";
+  EXPECT_EQ(n->channel, channel);
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  session.take_notifications();
+  auto rows = session.exec(
+      "SELECT name, reloaded IS NOT NULL, "
+      "pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
+      "FROM ectosync.wait_changes(0)");
+  ASSERT_EQ(rows.rows(), 1);
+  EXPECT_EQ(rows.str(0, 0), "mine");
+  EXPECT_EQ(rows.str(0, 1), "t");
+  EXPECT_EQ(rows.str(0, 2), "20");
+  EXPECT_EQ(owner.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+
+  /* leaves project 0 while a wait is under way: it wakes with 10 docs */
+  std::string got;
+  std::thread waiter([&] {
+    auto r = session.exec(
+        "SELECT name || ' ' || pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
+        "FROM ectosync.wait_changes(20000)");
+    got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
+  });
+  std::this_thread::sleep_for(200ms);
+  auto start = pg::Clock::now();
+  f.admin.exec("DELETE FROM members WHERE project_id = 0");
+  waiter.join();
+  EXPECT_EQ(got, "mine 10");
+  EXPECT_LT(pg::Clock::now() - start, 15s) << "the wait was not woken by the membership change";
+  session.exec("RESET ROLE");
+  owner.exec("SELECT ectosync.release('all')");
+  session.exec("SELECT ectosync.release('mine')");
+  f.admin.exec("SELECT ectosync.unwatch('docs')");
+  f.admin.exec("DROP TABLE docs, members");
+  f.admin.exec("DROP OWNED BY ectosync_hub_member");
+  f.admin.exec("DROP ROLE ectosync_hub_member");
+}

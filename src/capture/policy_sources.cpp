@@ -269,25 +269,12 @@ class SourceFinder {
 
 /* ==== the triggers ==== */
 
-void warn(const std::string &message, const std::string &detail) {
-  pg_call(
-      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
-}
-
 /* Trigger arguments: the dependents' schema-qualified names, sorted. */
 std::vector<std::string> trigger_args(const std::set<uint32_t> &dependents) {
   std::vector<std::string> args;
   for (uint32_t relid : dependents) args.push_back(sql_table_name(relid));
   std::sort(args.begin(), args.end());
   return args;
-}
-
-std::string quoted_args(const std::vector<std::string> &args) {
-  std::string list;
-  for (const std::string &arg : args)
-    list += (list.empty() ? "" : ", ") +
-            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
-  return list;
 }
 
 struct WantedTrigger {
@@ -344,15 +331,18 @@ void merge_into_ancestors(std::map<uint32_t, std::set<uint32_t>> &dependents) {
 /* The policy triggers there are (clones on partitions aside). */
 std::map<TriggerKey, TriggerState> existing_triggers() {
   std::map<TriggerKey, TriggerState> out;
-  for (const auto &row :
-       spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
-                " WHERE tgname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])"
-                " AND tgparentid OPERATOR(pg_catalog.=) 0 AND tgfoid OPERATOR(pg_catalog.=)"
-                " 'ectosync.capture_policy_source'::pg_catalog.regproc",
-                {{TEXTOID, "{" + std::string(kPolicyTrigger) + "," + kPolicyTruncateTrigger + "}"}},
-                false)) {
-    uint32_t relid = static_cast<uint32_t>(std::stoul(*row[0]));
-    out[{relid, *row[1]}] = trigger_state(relid, row[1]->c_str());
+  for (const auto &row : spi_rows(
+           "SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text, tgenabled::pg_catalog.text,"
+           " pg_catalog.encode(tgargs, 'hex') FROM pg_catalog.pg_trigger"
+           " WHERE tgname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])"
+           " AND tgparentid OPERATOR(pg_catalog.=) 0 AND tgfoid OPERATOR(pg_catalog.=)"
+           " 'ectosync.capture_policy_source'::pg_catalog.regproc",
+           {{TEXTOID, "{" + std::string(kPolicyTrigger) + "," + kPolicyTruncateTrigger + "}"}},
+           false)) {
+    TriggerState &state = out[{static_cast<uint32_t>(std::stoul(*row[0])), *row[1]}];
+    state.exists = true;
+    state.enabled = row[2]->at(0);
+    state.args = trigger_args_of_hex(*row[3]);
   }
   return out;
 }
@@ -370,7 +360,7 @@ void create_trigger(uint32_t relid, const std::string &name, const WantedTrigger
   spi_exec("CREATE TRIGGER " + name +
            (want.row ? " AFTER INSERT OR UPDATE OR DELETE ON " + table + " FOR EACH ROW"
                      : " AFTER TRUNCATE ON " + table + " FOR EACH STATEMENT") +
-           " EXECUTE FUNCTION ectosync.capture_policy_source(" + quoted_args(want.args) + ")");
+           " EXECUTE FUNCTION ectosync.capture_policy_source(" + quoted_list(want.args) + ")");
   enable_always(table, name.c_str());
 }
 

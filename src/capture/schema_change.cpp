@@ -155,6 +155,21 @@ std::set<uint32_t> watched_tables_changed() {
       true);
 }
 
+/* The watched tables whose policies read one of tables (policy_sources.cpp). */
+std::set<uint32_t> dependents_of(const std::set<uint32_t> &tables) {
+  std::set<uint32_t> out;
+  SpiScope spi;
+  for (uint32_t relid : tables)
+    for (uint32_t dependent : policy_dependents(relid)) out.insert(dependent);
+  return out;
+}
+
+/* A RELOAD marker for each of tables when this transaction commits. */
+void reload_at_commit(const std::set<uint32_t> &tables, uint8_t why) {
+  pg_call([] { attach_database_slot(); });
+  for (uint32_t relid : tables) remember_reload(relid, why);
+}
+
 /*
  * Which rows of tables some role sees changed wholesale (their policies,
  * row level security or owner): at commit, a RELOAD marker (why:
@@ -165,19 +180,11 @@ std::set<uint32_t> watched_tables_changed() {
  */
 void row_security_changed(const std::set<uint32_t> &tables) {
   if (refreshing_watches() || tables.empty()) return;
-  std::set<uint32_t> affected;
-  std::set<uint32_t> watched =
-      oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true);
-  {
-    SpiScope spi;
-    for (uint32_t relid : tables) {
-      if (watched.count(relid)) affected.insert(relid);
-      for (uint32_t dependent : policy_dependents(relid)) affected.insert(dependent);
-    }
-  }
+  std::set<uint32_t> affected = dependents_of(tables);
+  for (uint32_t relid : oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true))
+    if (tables.count(relid)) affected.insert(relid);
   if (affected.empty()) return;
-  pg_call([] { attach_database_slot(); });
-  for (uint32_t relid : affected) remember_reload(relid, kReloadSecurity);
+  reload_at_commit(affected, kReloadSecurity);
   refresh_watches();
   SpiScope spi;
   for (uint32_t relid : affected) warn_hidden_policy_sources(relid);
@@ -193,15 +200,9 @@ void row_security_changed(const std::set<uint32_t> &tables) {
  * the watches' lock until the source owner's transaction ends.
  */
 void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
-  std::set<uint32_t> dependents;
-  {
-    SpiScope spi;
-    for (uint32_t relid : tables)
-      for (uint32_t dependent : policy_dependents(relid)) dependents.insert(dependent);
-  }
+  std::set<uint32_t> dependents = dependents_of(tables);
   if (dependents.empty()) return;
-  pg_call([] { attach_database_slot(); });
-  for (uint32_t relid : dependents) remember_reload(relid, kReloadPolicy);
+  reload_at_commit(dependents, kReloadPolicy);
   if (remake) refresh_watches();
 }
 
@@ -224,11 +225,8 @@ void follow_schema_rename(const RenameStmt *stmt) {
       " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
       true);
   if (tables.empty()) return;
-  pg_call([] { attach_database_slot(); });
-  for (uint32_t relid : tables) {
-    remember_reload(relid, kReloadSchema);
-    note_changed_wholesale(relid);
-  }
+  reload_at_commit(tables, kReloadSchema);
+  for (uint32_t relid : tables) note_changed_wholesale(relid);
   bool named = false;
   {
     SpiScope spi;

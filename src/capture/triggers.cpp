@@ -36,6 +36,21 @@ namespace {
 
 }  // namespace
 
+/* A WARNING from C++ code. */
+void warn(const std::string &message, const std::string &detail) {
+  pg_call(
+      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
+}
+
+/* Trigger arguments as SQL literals: 'a', 'b'. */
+std::string quoted_list(const std::vector<std::string> &args) {
+  std::string list;
+  for (const std::string &arg : args)
+    list += (list.empty() ? "" : ", ") +
+            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
+  return list;
+}
+
 /* A relation as regclass prints it for the caller: for messages. */
 std::string table_name(uint32_t relid) {
   return relation_name(relid);
@@ -103,12 +118,8 @@ std::vector<std::string> trigger_args(const TableNeed &n) {
 
 /* CREATE TRIGGER with the capture contract's arguments. */
 std::string create_trigger_sql(const std::vector<std::string> &args, const std::string &table) {
-  std::string list;
-  for (const std::string &arg : args)
-    list += (list.empty() ? "" : ", ") +
-            std::string(pg_call([&] { return quote_literal_cstr(arg.c_str()); }));
   return "CREATE TRIGGER " + std::string(kTrigger) + " AFTER INSERT OR UPDATE OR DELETE ON " +
-         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + list + ")";
+         table + " FOR EACH ROW EXECUTE FUNCTION ectosync.capture(" + quoted_list(args) + ")";
 }
 
 std::string create_truncate_trigger_sql(const std::string &table) {

@@ -79,12 +79,6 @@ std::vector<Watch> stored_watches() {
   return out;
 }
 
-/* A WARNING from C++ code. */
-void warn(const std::string &message, const std::string &detail) {
-  pg_call(
-      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
-}
-
 /* True when every table and column that needs names still exists. */
 bool needs_exist(const Needs &needs) {
   for (const auto &[relid, n] : needs) {

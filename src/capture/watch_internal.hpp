@@ -98,6 +98,8 @@ std::string needs_text(const Needs &needs);
 Needs parse_needs(const std::string &text);
 
 /* triggers.cpp */
+void warn(const std::string &message, const std::string &detail);
+std::string quoted_list(const std::vector<std::string> &args);
 std::string table_name(uint32_t relid);
 std::string sql_table_name(uint32_t relid);
 void check_owner(const std::vector<uint32_t> &relids);

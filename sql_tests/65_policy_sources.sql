@@ -295,7 +295,7 @@ SELECT * FROM pg_temp.policy_triggers('folders');
 -- Mallory owns a table whose policy reads members (not hers): watch()
 -- puts no trigger on members for it, and says so; nor may she put one
 -- there, or on her own table, herself.
-CREATE ROLE regress_ps_mallory;
+CREATE ROLE regress_ps_mallory LOGIN;
 GRANT USAGE, CREATE ON SCHEMA policy_sources TO regress_ps_mallory;
 SET ROLE regress_ps_mallory;
 CREATE TABLE spy (id int PRIMARY KEY, project_id int);
@@ -314,6 +314,14 @@ CREATE TRIGGER ectosync_policy BEFORE UPDATE ON spy FOR EACH ROW
 CREATE POLICY peek_more ON spy USING (true);
 DROP POLICY peek_more ON spy;
 ALTER TABLE spy DISABLE ROW LEVEL SECURITY;
+-- Her temporary table's policy, made and dropped (the sql_drop event
+-- trigger runs as the extension's owner): nobody's value moves, nothing
+-- fails.
+CREATE TEMP TABLE scratch (id int, project_id int);
+ALTER TABLE scratch ENABLE ROW LEVEL SECURITY;
+CREATE POLICY peek ON scratch USING (project_id IN (SELECT project_id FROM members));
+DROP POLICY peek ON scratch;
+DROP TABLE scratch;
 RESET ROLE;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice docs') AS alice;

@@ -13,6 +13,8 @@ CREATE SCHEMA policy_sources;
 SET search_path = policy_sources, public;
 CREATE ROLE regress_ps_alice;
 CREATE ROLE regress_ps_bob;
+-- (made now: a role made later would reload the values under policies)
+CREATE ROLE regress_ps_mallory LOGIN;
 CREATE TABLE projects (id int PRIMARY KEY, name text);
 CREATE TABLE members (project_id int REFERENCES projects, login text,
                       PRIMARY KEY (project_id, login));
@@ -295,7 +297,6 @@ SELECT * FROM pg_temp.policy_triggers('folders');
 -- Mallory owns a table whose policy reads members (not hers): watch()
 -- puts no trigger on members for it, and says so; nor may she put one
 -- there, or on her own table, herself.
-CREATE ROLE regress_ps_mallory LOGIN;
 GRANT USAGE, CREATE ON SCHEMA policy_sources TO regress_ps_mallory;
 SET ROLE regress_ps_mallory;
 CREATE TABLE spy (id int PRIMARY KEY, project_id int);

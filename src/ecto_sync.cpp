@@ -121,6 +121,9 @@ void _PG_init(void) {
   /* Transaction and subtransaction callbacks: a transaction's captured
    * events are queued at commit, dropped at abort (capture/xact_buffer.cpp). */
   capture_init();
+  /* The ProcessUtility hook that notes changes of roles: values under row
+   * level security reload at their commit (capture/role_change.cpp). */
+  role_change_init();
   /* A relcache callback and a transaction callback of the backend's plan
    * cache: stale plans are retired, and freed at transaction end
    * (value/catalog.cpp). */

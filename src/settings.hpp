@@ -37,6 +37,7 @@ extern bool loaded_at_startup;
 /* Called by _PG_init, which says what each installs. */
 void shmem_init();               /* shmem/shmem.cpp */
 void capture_init();             /* capture/xact_buffer.cpp */
+void role_change_init();         /* capture/role_change.cpp */
 void catalog_init();             /* value/catalog.cpp */
 void worker_init();              /* worker/table_meta.cpp */
 void worker_register_launcher(); /* worker/launcher.cpp */

@@ -23,9 +23,12 @@
  * the sources of those tables' own policies in turn.  What cannot be
  * followed is *hidden* and named in a WARNING by watch() and by CREATE or
  * ALTER POLICY: a function whose body is text (its tables are known only
- * when it runs), a materialized view, a foreign table, a system catalog,
- * and a table whose owner's rights the watched table's owner does not have
- * (ecto_sync puts no trigger on another role's table).
+ * when it runs), a materialized view, a foreign table, a system catalog
+ * other than the roles' (pg_authid and pg_auth_members, whose changes
+ * role_change.cpp follows; and pg_db_role_setting, which pg_roles reads for
+ * rolconfig: role settings are not followed), and a table whose owner's
+ * rights the watched table's owner does not have (ecto_sync puts no
+ * trigger on another role's table).
  *
  * Trigger arguments are schema-qualified names, resolved when the trigger
  * fires, so that a restored dump keeps working; a name that no longer
@@ -43,7 +46,10 @@ extern "C" {
 #include "access/table.h"
 #include "access/transam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_auth_members.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_db_role_setting.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -201,6 +207,10 @@ class SourceFinder {
              Namer{pg_call([&] { return owner_of(relid); }), "view " + table_name(relid)});
       return;
     }
+    /* (the roles' catalogs: role_change.cpp follows their changes; it
+     * leaves role settings, which pg_roles reads too, alone) */
+    if (relid == AuthIdRelationId || relid == AuthMemRelationId || relid == DbRoleSettingRelationId)
+      return;
     std::string why = hidden_table_reason(relid, kind, namer);
     if (!why.empty()) {
       hidden_tables_.emplace(relid, "table " + table_name(relid) + ": " + why);

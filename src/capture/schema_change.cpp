@@ -165,7 +165,7 @@ std::set<uint32_t> dependents_of(const std::set<uint32_t> &tables) {
 }
 
 /* A RELOAD marker for each of tables when this transaction commits. */
-void reload_at_commit(const std::set<uint32_t> &tables, uint8_t why) {
+void reload_at_commit(const std::set<uint32_t> &tables, uint16_t why) {
   pg_call([] { attach_database_slot(); });
   for (uint32_t relid : tables) remember_reload(relid, why);
 }

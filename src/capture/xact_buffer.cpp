@@ -72,6 +72,10 @@ static void reset_pending() {
 /* CREATE EXTENSION asked to start this database's worker once it commits. */
 static bool wake_at_commit = false;
 
+/* Roles changed: every database's values under policies reload at commit.
+ * A subtransaction rolled back keeps it set (a reload too many is safe). */
+static bool roles_changed = false;
+
 /* Grows a TopTransactionContext array to hold at least `need` elements. */
 template <typename T>
 static void reserve(T *&array, int &capacity, int need) {
@@ -84,7 +88,7 @@ static void reserve(T *&array, int &capacity, int need) {
   capacity = grown;
 }
 
-void remember_reload(uint32_t relid, uint8_t why) {
+void remember_reload(uint32_t relid, uint16_t why) {
   for (int i = 0; i < pending.nreload; i++)
     if (pending.reload[i].relid == relid) {
       pending.reload[i].why |= why;
@@ -188,19 +192,28 @@ static void xact_callback(XactEvent event, void *) {
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
                                "tables"),
                         errdetail("Its changes could not be delivered at COMMIT PREPARED.")));
+      if (roles_changed)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("ecto_sync: cannot PREPARE a transaction that changed roles"),
+                        errdetail("The values that row level security shows by role could not be "
+                                  "reloaded at COMMIT PREPARED."),
+                        errhint("Change roles in a transaction of their own, without PREPARE.")));
       break;
     case XACT_EVENT_COMMIT:
       queue_pending();
       restart_pending_captures();
       reset_pending();
       if (wake_at_commit) wake_launcher();
+      if (roles_changed) queue_reload_everywhere(kReloadRoles);
       wake_at_commit = false;
+      roles_changed = false;
       break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
     case XACT_EVENT_PREPARE:
       reset_pending();
       wake_at_commit = false;
+      roles_changed = false;
       break;
     default:
       break;
@@ -241,6 +254,14 @@ void restart_capture_at_commit(uint32_t relid) {
 
 void wake_launcher_at_commit() {
   wake_at_commit = true;
+}
+
+void roles_changed_at_commit() {
+  roles_changed = true;
+}
+
+bool xact_changed_roles() {
+  return roles_changed;
 }
 
 void capture_init() {

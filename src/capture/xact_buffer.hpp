@@ -19,7 +19,15 @@ namespace ectosync {
 void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns);
 
 /* A RELOAD marker for relid at commit, why: ReloadWhy bits (event.hpp). */
-void remember_reload(uint32_t relid, uint8_t why);
+void remember_reload(uint32_t relid, uint16_t why);
+
+/*
+ * Roles changed (role_change.cpp): at commit, a RELOAD marker with why
+ * kReloadRoles for every table of every database that uses ecto_sync.
+ */
+void roles_changed_at_commit();
+/* Whether this transaction changed roles (a rolled-back subtransaction's too). */
+bool xact_changed_roles();
 
 /* Whether this transaction has an xid: it may have written. */
 bool xact_wrote();

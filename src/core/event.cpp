@@ -31,7 +31,7 @@ std::optional<Op> op_from_name(std::string_view name) {
   return std::nullopt;
 }
 
-std::string reload_reason(uint8_t why, const std::string &table, const std::string &event_id) {
+std::string reload_reason(uint16_t why, const std::string &table, const std::string &event_id) {
   std::string of = table.empty() ? std::string("this database") : table;
   std::string text;
   auto add = [&](const std::string &reason) { text += (text.empty() ? "" : "; ") + reason; };
@@ -45,6 +45,9 @@ std::string reload_reason(uint8_t why, const std::string &table, const std::stri
   if (why & kReloadSchema) add("Schema change of " + of);
   if (why & kReloadPolicy) add("A table that row level security of " + of + " reads changed");
   if (why & kReloadSecurity) add("Row level security of " + of + " changed");
+  if (why & kReloadRoles)
+    add("Roles changed: their memberships or attributes decide what " + of +
+        "'s row level security shows");
   if (text.empty()) add("Changes of " + of + " were not captured one by one");
   return text + " (RELOAD marker " + event_id + ").";
 }

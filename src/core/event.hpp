@@ -29,10 +29,10 @@ enum class Op : char { Insert = 'I', Update = 'U', Delete = 'D', Reload = 'R' };
 /*
  * Why a RELOAD marker was queued: bits, or-ed when one marker stands for
  * several (the gap set keeps one per table).  The marker's record in the
- * event log holds them (its body: one byte), so that a reply can say why
+ * event log holds them (its body: two bytes), so that a reply can say why
  * the value was loaded again.
  */
-enum ReloadWhy : uint8_t {
+enum ReloadWhy : uint16_t {
   kReloadBulk = 1,       /* a transaction past ectosync.max_xact_events */
   kReloadTruncate = 2,   /* TRUNCATE */
   kReloadQueueFull = 4,  /* the queue had no room for a transaction's events */
@@ -41,6 +41,7 @@ enum ReloadWhy : uint8_t {
   kReloadSchema = 32,    /* ALTER TABLE changed what its rows look like */
   kReloadPolicy = 64,    /* a table its policies read changed: values under row level security */
   kReloadSecurity = 128, /* its policies, row level security or owner changed */
+  kReloadRoles = 256,    /* roles changed (role_change.cpp): values of tables under policies */
 };
 
 /*
@@ -48,8 +49,8 @@ enum ReloadWhy : uint8_t {
  * changed: its table's rows did not, so no cached row is stale, and values
  * that row level security does not apply to take no notice.
  */
-inline bool row_security_only(uint8_t why) {
-  return why != 0 && (why & ~(kReloadPolicy | kReloadSecurity)) == 0;
+inline bool row_security_only(uint16_t why) {
+  return why != 0 && (why & ~(kReloadPolicy | kReloadSecurity | kReloadRoles)) == 0;
 }
 
 /*
@@ -57,7 +58,7 @@ inline bool row_security_only(uint8_t why) {
  * database) must be reloaded after the RELOAD marker event_id, as the
  * detail of ZE001 and the "reloaded" of changes() say it.
  */
-std::string reload_reason(uint8_t why, const std::string &table, const std::string &event_id);
+std::string reload_reason(uint16_t why, const std::string &table, const std::string &event_id);
 
 const char *op_name(Op op); /* "INSERT", ... */
 std::optional<Op> op_from_name(std::string_view name);
@@ -74,7 +75,7 @@ struct Event {
   uint64_t seq = 0; /* assigned when the transaction's events are queued */
   uint32_t relid = 0;
   Op op = Op::Insert;
-  uint8_t why = 0;                   /* RELOAD markers: ReloadWhy bits (0: unknown) */
+  uint16_t why = 0;                  /* RELOAD markers: ReloadWhy bits (0: unknown) */
   std::vector<ColumnChange> columns; /* primary key first, in pk order */
 
   const ColumnChange *column(int16_t attnum) const;

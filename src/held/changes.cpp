@@ -76,6 +76,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   }
   h.listening = listen;
   h.rls = row_security(plan);
+  h.bypass = bypasses_row_security();
   /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
   attach_entry(stored, listen);
@@ -155,6 +156,17 @@ jb::Node replace_all(const PartedValue &value) {
   return ops;
 }
 
+/* The value loaded again whole, in the current context, for the reason why. */
+static void load_again(const Held &h, PartedValue &value, uint64_t &scanned,
+                       std::optional<std::string> &reloaded, TouchedRows &touched,
+                       std::string why) {
+  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  value = split_value(whole);
+  touched.clear(); /* (a reloaded value is sent whole) */
+  scanned = value_seq(whole);
+  reloaded = std::move(why);
+}
+
 /*
  * The events loaded after scanned applied to value, its new parts written
  * in made_in (ZE001: loaded again there; then reloaded says why).
@@ -193,11 +205,7 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
-      Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
-      value = split_value(whole);
-      touched.clear(); /* (a reloaded value is sent whole) */
-      scanned = value_seq(whole);
-      reloaded = e.detail;
+      load_again(h, value, scanned, reloaded, touched, e.detail);
     }
   });
 }
@@ -252,11 +260,22 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
 Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_version,
                       MemoryContext made_in) {
   h.rls = row_security(plan); /* once a call: catch_up() and wait_changes() ask it */
+  bool bypassed = std::exchange(h.bypass, bypasses_row_security());
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
   PartedValue current = h.value;
   TouchedRows touched;
+  /* Its role started or stopped bypassing row level security (roles
+   * changed, role_change.cpp): the rows it may see are others, whatever
+   * the events say, and whether their marker was logged yet. */
+  std::vector<uint32_t> tables = plan.tables();
+  if (h.bypass != bypassed && std::any_of(tables.begin(), tables.end(), row_security_enabled))
+    in_context(made_in, [&] {
+      load_again(h, current, scanned, reloaded, touched,
+                 std::string("The role that holds the value ") +
+                     (h.bypass ? "now bypasses" : "no longer bypasses") + " row level security.");
+    });
   catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps

@@ -52,6 +52,12 @@ static uint32 record_size(uint32 body_len) {
   return (uint32)MAXALIGN(sizeof(RecordHeader) + body_len);
 }
 
+/* A RELOAD marker's body: its ReloadWhy bits, low byte first (event_lookup()). */
+struct WhyBody {
+  explicit WhyBody(uint16 why) : bytes{(char)(why & 0xff), (char)(why >> 8)} {}
+  char bytes[2];
+};
+
 /* Frees processed records until `need` bytes fit; false if they cannot. */
 static bool make_room(DbSlot *slot, uint64 need) {
   while (slot->head + need - slot->oldest > ring_bytes()) {
@@ -64,7 +70,7 @@ static bool make_room(DbSlot *slot, uint64 need) {
 }
 
 /* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
-static void add_gap(DbSlot *slot, uint32 relid, uint8 why) {
+static void add_gap(DbSlot *slot, uint32 relid, uint16 why) {
   if (slot->gap_all) { /* (gaps[] is no longer taken) */
     slot->gap_all_why |= why;
     return;
@@ -186,7 +192,8 @@ LogLookup event_lookup(uint64_t seq, Event &out) {
   if (out.op == Op::Reload) {
     /* A marker's body is its ReloadWhy bits, not columns. */
     out.columns.clear();
-    if (!body.empty()) out.why = (uint8)body[0];
+    for (size_t i = 0; i < body.size() && i < sizeof out.why; i++)
+      out.why |= (uint16)((uint8)body[i] << (8 * i));
     return LogLookup::Found;
   }
   if (!decode_columns(body, out.columns)) return LogLookup::Expired;
@@ -220,18 +227,19 @@ static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor) {
   slot->floors[at].floor = std::max(kept, floor);
 }
 
-void restart_capture(uint32_t relid, uint8_t reason) {
+void restart_capture(uint32_t relid, uint16_t reason) {
   attach_database_slot();
   DbSlot *slot = current_slot();
-  char why = (char)reason;
+  WhyBody why(reason);
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   /* The marker is the floor: a record of the event log (the worker
    * notifies it like any event), so that only values holding the table
    * reload.  Without room (the queue is full of unprocessed events) the
    * seq has no record, and readers of the log reload whatever they hold. */
   uint64 floor;
-  if (make_room(slot, record_size(1))) {
-    floor = append_record(slot, relid, Op::Reload, &why, 1, GetCurrentTimestamp());
+  if (make_room(slot, record_size(sizeof why.bytes))) {
+    floor =
+        append_record(slot, relid, Op::Reload, why.bytes, sizeof why.bytes, GetCurrentTimestamp());
     slot->stats.gaps++;
   } else {
     floor = slot->next_seq++;
@@ -299,9 +307,10 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     for (int i = 0; i < count; i++) {
       uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
       /* Its body: why (what the reasons of replies say). */
-      char why = (char)(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
-      if (make_room(slot, record_size(1))) {
-        gaps.emplace_back(relid, append_record(slot, relid, Op::Reload, &why, 1, now));
+      WhyBody why(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
+      if (make_room(slot, record_size(sizeof why.bytes))) {
+        gaps.emplace_back(relid,
+                          append_record(slot, relid, Op::Reload, why.bytes, sizeof why.bytes, now));
         slot->processed = slot->head;
       } else {
         gaps.emplace_back(relid, slot->next_seq++);
@@ -311,7 +320,7 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
      * the rows its uncaptured changes touched may be cached stale (not
      * when only row level security changed: no row did). */
     for (size_t i = 0; i < gaps.size(); i++) {
-      uint8 why = slot->gap_all ? slot->gap_all_why : slot->gap_why[i];
+      uint16 why = slot->gap_all ? slot->gap_all_why : slot->gap_why[i];
       if (!row_security_only(why)) raise_floor(slot, gaps[i].first, gaps[i].second);
       /* The worker matches the markers against the interests only after
        * this: until then they are unmatched, and holders look at every
@@ -328,7 +337,21 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
   LWLockRelease(slot->lock);
 }
 
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why,
+void queue_reload_everywhere(uint16_t why) {
+  if (!shared) return;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  for (int i = 0; i < shared->nslots; i++) {
+    DbSlot *slot = slot_at(i);
+    if (!OidIsValid(slot->dboid)) continue;
+    LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+    add_gap(slot, 0, why);
+    LWLockRelease(slot->lock);
+    if (slot->worker_latch) SetLatch(slot->worker_latch);
+  }
+  LWLockRelease(shared->slots_lock);
+}
+
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint16 why,
                     uint64 unmatched_through) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   for (uint32_t relid : relids) add_gap(slot, relid, why);

@@ -64,10 +64,16 @@ struct PendingEvent {
 };
 struct PendingReload {
   uint32_t relid;
-  uint8_t why;
+  uint16_t why;
 };
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count);
+/*
+ * A RELOAD marker of every table (relid 0) in every database that uses
+ * ecto_sync, not only this one: roles are the cluster's (role_change.cpp).
+ * Called from the commit callback: never fails.
+ */
+void queue_reload_everywhere(uint16_t why);
 
 /* ---- the event log (sync.cpp reads) ---- */
 
@@ -103,7 +109,7 @@ bool cache_holds(uint32_t relid, const std::string &key);
  * hold the table, and rows of other tables, are left alone.  Raises an
  * ERROR like attach_database_slot().
  */
-void restart_capture(uint32_t relid, uint8_t why);
+void restart_capture(uint32_t relid, uint16_t why);
 /*
  * restart_capture(relid) once this transaction commits (xact_buffer.cpp):
  * rows came or went uncaptured (a partition attached or detached), and the

@@ -73,9 +73,9 @@ struct DbSlot {
   } floors[kFloorTables];
   int ngaps;                 /* lock */
   bool gap_all;              /* lock: RELOAD for every table */
-  uint8 gap_all_why;         /* lock: its ReloadWhy bits */
+  uint16 gap_all_why;        /* lock: its ReloadWhy bits */
   Oid gaps[kMaxGaps];        /* lock */
-  uint8 gap_why[kMaxGaps];   /* lock: each gap's ReloadWhy bits (event.hpp) */
+  uint16 gap_why[kMaxGaps];  /* lock: each gap's ReloadWhy bits (event.hpp) */
   QueueStats stats;          /* lock */
   uint32 lag_us[kLagWindow]; /* lock */
   uint64 lag_next;           /* lock */
@@ -220,7 +220,7 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
  * not be loaded).  Its events, up to unmatched_through, count as loaded
  * without having been matched against the interests (unmatched_seq).
  */
-void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint8 why,
+void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint16 why,
                     uint64 unmatched_through);
 /* Worker counters. */
 void queue_count_loads(DbSlot *slot, uint64 rows, uint64 queries, uint64 notifications,

@@ -477,4 +477,18 @@ void catalog_init() {
   RegisterXactCallback(on_xact_end, nullptr);
 }
 
+bool bypasses_row_security() {
+  return pg_call([] { return superuser() || has_bypassrls_privilege(GetUserId()); });
+}
+
+bool row_security_enabled(uint32_t relid) {
+  return pg_call([&] {
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tuple)) return false;
+    bool enabled = ((Form_pg_class)GETSTRUCT(tuple))->relrowsecurity;
+    ReleaseSysCache(tuple);
+    return enabled;
+  });
+}
+
 }  // namespace ectosync

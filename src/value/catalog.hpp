@@ -75,4 +75,12 @@ void refuse_own_changes(const Plan &plan, const char *what);
  */
 void check_select_privileges(const Plan &plan);
 
+/*
+ * Whether relid has row level security enabled (its policies decide what
+ * some role sees), whoever asks; false for a table that is gone.
+ */
+bool row_security_enabled(uint32_t relid);
+/* Whether the current role bypasses row level security (superuser, BYPASSRLS). */
+bool bypasses_row_security();
+
 }  // namespace ectosync

@@ -320,6 +320,16 @@ void refuse_transaction_snapshot(const char *what) {
 void refuse_own_changes(const Plan &plan, const char *what) {
   if (!xact_wrote()) return; /* (the common case: no plan walk) */
   for (uint32_t relid : plan.tables()) {
+    /* (what its policies show could follow an uncommitted membership) */
+    if (xact_changed_roles() && row_security_enabled(relid))
+      throw Error(
+          ERRCODE_FEATURE_NOT_SUPPORTED,
+          std::string("ectosync.") + what + "() cannot run in a transaction that changed roles",
+          "Row level security of " + relation_name(relid) +
+              " could show rows by the uncommitted change, and they would stay in the "
+              "value if the transaction rolled back.",
+          std::string("Call ") + what +
+              "() before the transaction changes roles, or after it commits.");
     if (!xact_changed(relid)) continue;
     throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
                 std::string("ectosync.") + what + "() cannot run in a transaction that changed " +

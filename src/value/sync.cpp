@@ -179,18 +179,29 @@ const Plan &value_plan(const ValueHeader &h) {
  * of row level security only concerns no role that bypasses it; and when
  * it only says that a table its policies read changed (kReloadPolicy,
  * policy_sources.cpp), only a caller whom row level security of relid
- * applies to: the others see every row whatever the policies read.
+ * applies to: the others see every row whatever the policies read.  One of
+ * roles (kReloadRoles, role_change.cpp) concerns a held value as it does a
+ * caller under the policies (a held value whose holder started or stopped
+ * bypassing them reloads anyway: changes.cpp); a client's value, of which
+ * nobody knows whether it was read under them, whenever a table of the
+ * plan has policies enabled.
  */
-bool reload_concerns(const Plan &plan, uint32_t relid, uint8_t why) {
+bool reload_concerns(const Plan &plan, uint32_t relid, uint16_t why, bool held) {
   std::vector<uint32_t> tables = plan.tables();
   if (relid != 0 && std::find(tables.begin(), tables.end(), relid) == tables.end()) return false;
   if (!row_security_only(why)) return true;
-  /* A role that bypasses row level security saw every row before and after. */
-  if (pg_call([] { return superuser() || has_bypassrls_privilege(GetUserId()); })) return false;
+  /* (its role may have bypassed row level security when it was read) */
+  if ((why & kReloadRoles) && !held &&
+      std::any_of(tables.begin(), tables.end(), row_security_enabled))
+    return true;
+  /* A role that bypasses row level security saw every row before and after
+   * (one that started to: above, or changes.cpp). */
+  if (bypasses_row_security()) return false;
   if (why & kReloadSecurity) return true; /* it may have stopped applying */
   auto secured = [](uint32_t t) {
     return pg_call([&] { return check_enable_rls(t, InvalidOid, true) == RLS_ENABLED; });
   };
+  /* (kReloadPolicy, kReloadRoles: what the policies show changed) */
   if (relid != 0) return secured(relid);
   return std::any_of(tables.begin(), tables.end(), secured);
 }
@@ -215,10 +226,11 @@ std::string plan_table_name(const Plan &plan, uint32_t relid) {
  * table the value holds (the caller must then be able to read them all:
  * check_select_privileges).  A RELOAD marker of such a table raises ZE001,
  * saying why it was queued; one of another table leaves the value alone.
+ * held: the value is held in this session (reload_concerns()).
  */
-bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
+bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev, bool held) {
   if (ev.op == Op::Reload) {
-    if (reload_concerns(plan, ev.relid, ev.why))
+    if (reload_concerns(plan, ev.relid, ev.why, held))
       reload_required(
           reload_reason(ev.why, plan_table_name(plan, ev.relid), format_event_id(h.epoch, ev.seq)));
     return false;
@@ -233,7 +245,7 @@ bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev) {
  */
 Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
   if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
-  if (!event_concerns(plan, h, ev)) return value;
+  if (!event_concerns(plan, h, ev, false)) return value;
   check_select_privileges(plan);
 
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
@@ -407,9 +419,9 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
       bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload;
       /* (row level security changed: not for those it never applies to) */
       if (logged && row_security_only(marker.why) &&
-          !reload_concerns(plan, marker.relid, marker.why))
+          !reload_concerns(plan, marker.relid, marker.why, false))
         return value;
-      logged = logged && reload_concerns(plan, marker.relid, marker.why);
+      logged = logged && reload_concerns(plan, marker.relid, marker.why, false);
       reload_required(logged ? reload_reason(marker.why, plan_table_name(plan, marker.relid),
                                              format_event_id(ref.epoch, ref.seq))
                              : reload_reason(0, every ? std::string() : ref.table,
@@ -457,7 +469,7 @@ void sync_parts(const Plan &plan, PartedValue &value, uint64_t after, uint64_t u
       Event local;
       const Event &ev = memoized_event(h.epoch, seq, local);
       if (unchanged && may_concern && !may_concern(ev)) return false;
-      if (!event_concerns(plan, h, ev)) return false;
+      if (!event_concerns(plan, h, ev, true)) return false;
       if (!readable) check_select_privileges(plan); /* once a call */
       readable = true;
       Patcher patcher(plan, ev, filter);

@@ -1,0 +1,143 @@
+-- Changes of roles.  A policy may decide by role membership ("the notes of
+-- the teams I am in"), and superusers and BYPASSRLS roles skip policies:
+-- a GRANT of a role, an ALTER ROLE ... BYPASSRLS or a rename changes what a
+-- role sees while no row changed, and no event trigger fires for them
+-- (roles are the cluster's).  ecto_sync's ProcessUtility hook notes such
+-- statements, and their commit queues a RELOAD marker of every table, in
+-- every database, that reloads the values of tables with row level
+-- security enabled.  Values of other tables take no notice, and other role
+-- options (a password) queue nothing.  See src/capture/role_change.cpp.
+SET client_min_messages = warning;
+CREATE SCHEMA role_changes;
+SET search_path = role_changes, public;
+CREATE ROLE regress_rc_alice;
+CREATE ROLE regress_rc_editors;
+CREATE ROLE regress_rc_viewers;
+GRANT regress_rc_viewers TO regress_rc_alice;
+CREATE TABLE notes (id int PRIMARY KEY, team text, body text);
+CREATE TABLE tags (id int PRIMARY KEY, name text);
+INSERT INTO notes VALUES (1, 'regress_rc_editors', 'draft'), (2, 'regress_rc_viewers', 'memo'),
+                         (3, 'regress_rc_readers', 'digest');
+INSERT INTO tags VALUES (1, 'urgent');
+ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+-- (pg_roles, not pg_has_role(team, ...): a team that names no role is no error)
+CREATE POLICY team ON notes USING (team IN (
+  SELECT r.rolname FROM pg_catalog.pg_roles r
+   WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));
+GRANT USAGE ON SCHEMA role_changes TO regress_rc_alice;
+GRANT SELECT ON notes, tags TO regress_rc_alice;
+
+-- What changes() returns for a held value (its name says whose), in short.
+CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM set_config('role', coalesce(substring(name FROM '^(regress_rc_[a-z]+)'), 'none'), true);
+  c := ectosync.changes(name);
+  PERFORM set_config('role', 'none', true);
+  RETURN CASE
+    WHEN c -> 'patch' = '[]' THEN 'unchanged'
+    WHEN c #>> '{patch,0,path}' = '' THEN
+      'reloaded: ' || regexp_replace(c ->> 'reloaded', ' \(RELOAD marker .*', '') ||
+      ' ' || jsonb_path_query_array(c, '$.patch[0].value.rows[*].id')::text
+    ELSE 'patched: ' || (c -> 'patch')::text
+  END;
+END $$;
+-- What sync() does with a payload, as role r.
+CREATE FUNCTION pg_temp.sync_as(r text, v jsonb, payload text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text;
+BEGIN
+  PERFORM set_config('role', r, true);
+  v := ectosync.sync(v, payload);
+  PERFORM set_config('role', 'none', true);
+  RETURN 'synced ' || jsonb_path_query_array(v, '$.rows[*].id')::text;
+EXCEPTION WHEN SQLSTATE 'ZE001' THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+  RETURN 'ZE001: ' || regexp_replace(d, ' \(RELOAD marker .*', '');
+END $$;
+
+SELECT ectosync.watch('notes') IS NOT NULL AS watched, ectosync.watch('tags') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker();
+
+-- Alice holds the notes of her teams, and the tags (no row level security).
+SET ROLE regress_rc_alice;
+SELECT ectosync.hold('regress_rc_alice notes', 'notes', listen => false) -> 'rows' AS alice_notes;
+SELECT ectosync.hold('regress_rc_alice tags', 'tags', listen => false) -> 'rows' AS alice_tags;
+CREATE TEMP TABLE alice_value AS SELECT ectosync.load('notes') AS v;
+RESET ROLE;
+-- The superuser holds every note: policies do not apply to it.
+SELECT jsonb_array_length(ectosync.hold('all notes', 'notes', listen => false) -> 'rows') AS all_notes;
+
+-- ==== A membership granted, then revoked ====
+GRANT regress_rc_editors TO regress_rc_alice;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+SELECT pg_temp.got('regress_rc_alice tags');
+SELECT pg_temp.got('all notes');
+-- A client's own value (sync()) is told to reload, with the reason.
+SELECT payload AS marker FROM ectosync._events_since((SELECT (v ->> 'seq')::bigint FROM alice_value))
+ ORDER BY seq DESC LIMIT 1 \gset
+SELECT pg_temp.sync_as('regress_rc_alice', v, :'marker') FROM alice_value;
+REVOKE regress_rc_editors FROM regress_rc_alice;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- ==== BYPASSRLS gained and lost: the value shows every note, then hers ====
+ALTER ROLE regress_rc_alice BYPASSRLS;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+ALTER ROLE regress_rc_alice NOBYPASSRLS;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- ==== A group renamed: the policy matches it by name ====
+ALTER ROLE regress_rc_viewers RENAME TO regress_rc_readers;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- ==== Members added through ALTER GROUP, and a role dropped ====
+ALTER GROUP regress_rc_editors ADD USER regress_rc_alice;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+DROP ROLE regress_rc_editors;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- ==== Statements that change nothing policies see queue nothing ====
+-- (a role made is followed: a policy may list the roles)
+CREATE ROLE regress_rc_plain;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+CREATE TEMP TABLE before AS SELECT reload_markers FROM ectosync.stats;
+-- A password (only superusers read it), a role's objects given to itself,
+-- a role's settings (any role may change its own: not followed).
+ALTER ROLE regress_rc_alice PASSWORD 'not followed';
+REASSIGN OWNED BY regress_rc_alice TO regress_rc_alice;
+ALTER ROLE regress_rc_alice SET work_mem = '2MB';
+SELECT ectosync.wait_for_worker();
+SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- ==== A role change rolled back queues nothing ====
+BEGIN;
+GRANT regress_rc_plain TO regress_rc_alice;
+-- A value read now would hold rows by the uncommitted membership: refused.
+SET LOCAL ROLE regress_rc_alice;
+SELECT ectosync.hold('regress_rc_alice notes again', 'notes', listen => false);
+ROLLBACK;
+SELECT ectosync.wait_for_worker();
+SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
+SELECT pg_temp.got('regress_rc_alice notes');
+
+-- A prepared transaction could not reload at COMMIT PREPARED: refused.
+BEGIN;
+GRANT regress_rc_plain TO regress_rc_alice;
+PREPARE TRANSACTION 'rc';
+
+DROP TABLE alice_value;
+SELECT ectosync.release('regress_rc_alice notes');
+SELECT ectosync.release('regress_rc_alice tags');
+SELECT ectosync.release('all notes');
+SELECT ectosync.unwatch('notes');
+SELECT ectosync.unwatch('tags');
+DROP SCHEMA role_changes CASCADE;
+DROP ROLE regress_rc_alice, regress_rc_readers, regress_rc_plain;

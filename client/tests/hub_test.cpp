@@ -621,3 +621,62 @@ TEST(Hub, MembershipChangeReachesValuesUnderItsPolicy) {
   f.admin.exec("DROP OWNED BY ectosync_hub_member");
   f.admin.exec("DROP ROLE ectosync_hub_member");
 }
+
+/*
+ * Roles are the cluster's: a GRANT of a role made in one database reaches a
+ * value held under a policy that reads memberships in another one, and a
+ * wait under way there wakes.
+ */
+TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
+  Fixture f("ectosync_client_hub_roles");
+  testing_support::TestDatabase elsewhere("ectosync_client_hub_roles_elsewhere", false);
+  f.admin.exec("DROP ROLE IF EXISTS ectosync_hub_reader");
+  f.admin.exec("DROP ROLE IF EXISTS ectosync_hub_team");
+  f.admin.exec("CREATE ROLE ectosync_hub_reader; CREATE ROLE ectosync_hub_team");
+  f.admin.exec(
+      "CREATE TABLE notes (id int PRIMARY KEY, team text);"
+      "INSERT INTO notes SELECT g, CASE WHEN g % 3 = 0 THEN 'ectosync_hub_team' ELSE 'x' END "
+      "FROM generate_series(1, 30) g;"
+      "ALTER TABLE notes ENABLE ROW LEVEL SECURITY;"
+      "CREATE POLICY team ON notes USING (team IN (SELECT r.rolname FROM pg_catalog.pg_roles r "
+      "WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));"
+      "GRANT SELECT ON notes TO ectosync_hub_reader;"
+      "SELECT ectosync.watch('notes')");
+  pg::Connection session(f.db.conninfo());
+  session.exec("SET ROLE ectosync_hub_reader");
+  EXPECT_EQ(session
+                .exec("SELECT pg_catalog.jsonb_array_length(ectosync.hold('mine', 'notes', "
+                      "listen => false) -> 'rows')")
+                .str(0, 0),
+            "0");
+  std::string channel = session.exec("SELECT ectosync.listen_changes()").str(0, 0);
+  ASSERT_TRUE(session.wait_notification(5000ms).has_value()); /* (to itself: look once) */
+  session.take_notifications();
+  EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
+
+  /* joins the team, from the other database, while a wait is under way */
+  std::string got;
+  std::thread waiter([&] {
+    auto r = session.exec(
+        "SELECT name || ' ' || pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
+        "FROM ectosync.wait_changes(20000)");
+    got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
+  });
+  std::this_thread::sleep_for(200ms);
+  auto start = pg::Clock::now();
+  pg::Connection other(elsewhere.conninfo());
+  other.exec("GRANT ectosync_hub_team TO ectosync_hub_reader");
+  waiter.join();
+  EXPECT_EQ(got, "mine 10");
+  EXPECT_LT(pg::Clock::now() - start, 15s) << "the wait was not woken by the role change";
+  auto n = session.wait_notification(5000ms);
+  ASSERT_TRUE(n.has_value()) << "no notification for a role change";
+  EXPECT_EQ(n->channel, channel);
+
+  session.exec("RESET ROLE");
+  session.exec("SELECT ectosync.release('mine')");
+  f.admin.exec("SELECT ectosync.unwatch('notes')");
+  f.admin.exec("DROP TABLE notes");
+  f.admin.exec("DROP OWNED BY ectosync_hub_reader");
+  f.admin.exec("DROP ROLE ectosync_hub_reader, ectosync_hub_team");
+}

@@ -142,7 +142,8 @@ REVOKE EXECUTE ON FUNCTION ectosync._row_security_changed(oid[]) FROM PUBLIC;
 CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ectosync_on_ddl_command_end';
 CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY')
+    WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY',
+                 'CREATE VIEW', 'CREATE FUNCTION')
     EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.

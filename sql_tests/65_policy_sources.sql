@@ -285,6 +285,42 @@ SELECT ectosync.watch('issues') IS NOT NULL AS issues_watched;
 SELECT * FROM pg_temp.policy_triggers('teams');
 SELECT * FROM pg_temp.policy_triggers('members');
 
+-- A view or function redefined (CREATE OR REPLACE) to read another table:
+-- the triggers follow the new definition, and the values under the
+-- policies reload at its commit.
+CREATE TABLE crew (id int PRIMARY KEY, login text);
+INSERT INTO teams VALUES (1, 'regress_ps_alice');
+INSERT INTO crew VALUES (2, 'regress_ps_alice');
+INSERT INTO notes VALUES (1, 1, 'a team note'), (2, 2, 'a crew note');
+GRANT SELECT ON notes, team_logins TO regress_ps_alice;
+SET ROLE regress_ps_alice;
+SELECT ectosync.hold('regress_ps_alice notes', 'notes', listen => false) -> 'rows' AS alice_notes;
+RESET ROLE;
+CREATE OR REPLACE VIEW team_logins AS SELECT id, login FROM crew;
+SELECT * FROM pg_temp.policy_triggers('crew');
+SELECT count(*) AS teams_triggers FROM pg_temp.policy_triggers('teams');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice notes');
+INSERT INTO crew VALUES (1, 'regress_ps_alice');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice notes');
+CREATE OR REPLACE FUNCTION is_member(p int) RETURNS boolean LANGUAGE sql STABLE
+  BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM crew c WHERE c.id = p AND c.login = current_user); END;
+SELECT * FROM pg_temp.policy_triggers('crew');
+-- A text body made BEGIN ATOMIC is followed from then on (no WARNING).
+CREATE OR REPLACE FUNCTION is_member_text(p int) RETURNS boolean LANGUAGE sql STABLE
+  BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM crew c WHERE c.id = p AND c.login = current_user); END;
+SELECT * FROM pg_temp.policy_triggers('crew');
+-- A function or view that no policy reaches: nothing reloads.
+CREATE TEMP TABLE before_replace AS SELECT reload_markers FROM ectosync.stats;
+CREATE OR REPLACE FUNCTION pg_temp.unrelated() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;
+CREATE OR REPLACE FUNCTION pg_temp.unrelated() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 2; END;
+CREATE OR REPLACE VIEW pg_temp.unrelated_view AS SELECT 1 AS one;
+CREATE OR REPLACE VIEW pg_temp.unrelated_view AS SELECT 2 AS one;
+SELECT ectosync.wait_for_worker();
+SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before_replace b;
+SELECT ectosync.release('regress_ps_alice notes');
+
 -- ==== a policy that reads other rows of its own table ====
 CREATE TABLE folders (id int PRIMARY KEY, parent_id int REFERENCES folders, owner text);
 ALTER TABLE folders ENABLE ROW LEVEL SECURITY;

@@ -198,6 +198,7 @@ class SourceFinder {
     if (!seen_relations_.insert({relid, namer.owner}).second) return;
     char kind = pg_call([&] { return get_rel_relkind(relid); });
     if (kind == RELKIND_VIEW) {
+      out_.views.insert(relid);
       follow(pg_call([&] {
                Relation rel = relation_open(relid, AccessShareLock);
                Met met = walk_copy(reinterpret_cast<Node *>(get_view_query(rel)));
@@ -243,6 +244,7 @@ class SourceFinder {
   /* A function's SQL-standard body is a parsed tree with its tables. */
   void function(uint32_t funcid) {
     if (funcid < FirstNormalObjectId || !seen_functions_.insert(funcid).second) return;
+    out_.functions.insert(funcid);
     bool hidden = true;
     Oid owner = InvalidOid;
     Met met = pg_call([&] {

@@ -24,7 +24,9 @@
  * queues a RELOAD marker at commit (why: kReloadSecurity) for the table if
  * it is watched, and for the watched tables whose policies read it
  * (policy_sources.cpp); the policy triggers are made again.  DROP POLICY
- * comes here through the sql_drop event trigger.
+ * comes here through the sql_drop event trigger.  So does, with why
+ * kReloadPolicy, CREATE OR REPLACE of a view or function that a watched
+ * table's policies reach.
  */
 #include "value/catalog_internal.hpp"
 #include "core/event.hpp"
@@ -207,6 +209,42 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
 }
 
 /*
+ * CREATE OR REPLACE VIEW or FUNCTION: when a watched table's policies read
+ * through the view or call the function, what they show may have changed
+ * (it may read other tables now): the values they apply to reload at
+ * commit (kReloadPolicy) and the policy triggers follow the new
+ * definition.  Only then: other redefinitions cost a walk of the watched
+ * tables' policies, and take no lock of ecto_sync's.
+ */
+void policy_namer_redefined(const char *catalog) {
+  if (refreshing_watches()) return;
+  std::set<uint32_t> redefined =
+      oids_of((std::string("SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+                           " WHERE c.classid OPERATOR(pg_catalog.=) '") +
+               catalog + "'::pg_catalog.regclass")
+                  .c_str(),
+              true);
+  if (redefined.empty()) return;
+  bool views = std::string(catalog) == "pg_catalog.pg_class";
+  std::set<uint32_t> watched =
+      oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true);
+  std::set<uint32_t> affected;
+  {
+    SpiScope spi;
+    for (uint32_t relid : watched) {
+      PolicySources sources = policy_sources(relid);
+      for (uint32_t oid : views ? sources.views : sources.functions)
+        if (redefined.count(oid)) affected.insert(relid);
+    }
+  }
+  if (affected.empty()) return;
+  reload_at_commit(affected, kReloadPolicy);
+  refresh_watches();
+  SpiScope spi;
+  for (uint32_t relid : affected) warn_hidden_policy_sources(relid);
+}
+
+/*
  * ALTER SCHEMA old RENAME: each watched table in it is renamed, as by
  * ALTER TABLE ... SET SCHEMA (the values' "table" names the schema).  The
  * marker is queued at commit: the rename locks no table, so a reload
@@ -263,7 +301,8 @@ void follow_alter_table(Node *parsetree) {
 using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
- * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY') */
+ * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
+ * 'CREATE FUNCTION') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -273,7 +312,12 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     follow_schema_rename(castNode(RenameStmt, parsetree));
   else if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
-  else if (IsA(parsetree, CreateStmt)) {
+  else if (IsA(parsetree, ViewStmt)) {
+    if (castNode(ViewStmt, parsetree)->replace) policy_namer_redefined("pg_catalog.pg_class");
+  } else if (IsA(parsetree, CreateFunctionStmt)) {
+    if (castNode(CreateFunctionStmt, parsetree)->replace)
+      policy_namer_redefined("pg_catalog.pg_proc");
+  } else if (IsA(parsetree, CreateStmt)) {
     /* (a partition made: of a policy source, it needs its TRUNCATE trigger) */
     if (castNode(CreateStmt, parsetree)->partbound && !refreshing_watches())
       policy_sources_altered(tables_changed(), true);

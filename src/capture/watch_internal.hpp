@@ -118,6 +118,9 @@ void uninstall(uint32_t relid);
 struct PolicySources {
   std::set<uint32_t> tables;       /* followed: each gets the policy triggers */
   std::vector<std::string> hidden; /* not followed, each with why */
+  /* the views and functions (pg_class, pg_proc oids) met on the way: a
+   * redefinition of one may change the sources */
+  std::set<uint32_t> views, functions;
 };
 PolicySources policy_sources(uint32_t relid);
 /* A WARNING naming what relid's policies read that cannot be followed. */

@@ -489,6 +489,7 @@ ECTOSYNC_FUNCTION(ectosync_capture_policy_source) {
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("ectosync.capture_policy_source() must be called as an AFTER trigger")));
   Trigger *trigger = ((TriggerData *)fcinfo->context)->tg_trigger;
+  if (!first_firing(trigger->tgoid)) return PointerGetDatum(nullptr);
   attach_database_slot();
   for (int i = 0; i < trigger->tgnargs; i++) {
     Oid relid = qualified_relid(trigger->tgargs[i]);

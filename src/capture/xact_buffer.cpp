@@ -63,6 +63,8 @@ static struct {
   int nrestarts, restarts_capacity;
   Oid *wholesale; /* note_changed_wholesale() */
   int nwholesale, wholesale_capacity;
+  Oid *fired; /* first_firing() */
+  int nfired, fired_capacity;
 } pending;
 
 static void reset_pending() {
@@ -138,6 +140,15 @@ void note_changed_wholesale(uint32_t relid) {
     if (pending.wholesale[i] == relid) return;
   reserve(pending.wholesale, pending.wholesale_capacity, pending.nwholesale + 1);
   pending.wholesale[pending.nwholesale++] = relid;
+}
+
+bool first_firing(uint32_t trigger) {
+  /* (a bulk statement fires the same trigger row after row: last first) */
+  for (int i = pending.nfired - 1; i >= 0; i--)
+    if (pending.fired[i] == trigger) return false;
+  reserve(pending.fired, pending.fired_capacity, pending.nfired + 1);
+  pending.fired[pending.nfired++] = trigger;
+  return true;
 }
 
 bool xact_changed(uint32_t relid) {

@@ -13,6 +13,7 @@ SET search_path = role_changes, public;
 CREATE ROLE regress_rc_alice;
 CREATE ROLE regress_rc_editors;
 CREATE ROLE regress_rc_viewers;
+CREATE ROLE regress_rc_owner;
 GRANT regress_rc_viewers TO regress_rc_alice;
 CREATE TABLE notes (id int PRIMARY KEY, team text, body text);
 CREATE TABLE tags (id int PRIMARY KEY, name text);
@@ -24,8 +25,9 @@ ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY team ON notes USING (team IN (
   SELECT r.rolname FROM pg_catalog.pg_roles r
    WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));
-GRANT USAGE ON SCHEMA role_changes TO regress_rc_alice;
+GRANT USAGE ON SCHEMA role_changes TO regress_rc_alice, regress_rc_owner;
 GRANT SELECT ON notes, tags TO regress_rc_alice;
+ALTER TABLE notes OWNER TO regress_rc_owner;
 
 -- What changes() returns for a held value (its name says whose), in short.
 CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
@@ -89,6 +91,14 @@ ALTER ROLE regress_rc_alice NOBYPASSRLS;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_rc_alice notes');
 
+-- ==== A member of the table's owner: its policies no longer apply ====
+GRANT regress_rc_owner TO regress_rc_alice;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+REVOKE regress_rc_owner FROM regress_rc_alice;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice notes');
+
 -- ==== A group renamed: the policy matches it by name ====
 ALTER ROLE regress_rc_viewers RENAME TO regress_rc_readers;
 SELECT ectosync.wait_for_worker();
@@ -108,11 +118,9 @@ CREATE ROLE regress_rc_plain;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_rc_alice notes');
 CREATE TEMP TABLE before AS SELECT reload_markers FROM ectosync.stats;
--- A password (only superusers read it), a role's objects given to itself,
--- a role's settings (any role may change its own: not followed).
+-- A password (only superusers read it), a role's objects given to itself.
 ALTER ROLE regress_rc_alice PASSWORD 'not followed';
 REASSIGN OWNED BY regress_rc_alice TO regress_rc_alice;
-ALTER ROLE regress_rc_alice SET work_mem = '2MB';
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
 SELECT pg_temp.got('regress_rc_alice notes');
@@ -140,4 +148,4 @@ SELECT ectosync.release('all notes');
 SELECT ectosync.unwatch('notes');
 SELECT ectosync.unwatch('tags');
 DROP SCHEMA role_changes CASCADE;
-DROP ROLE regress_rc_alice, regress_rc_readers, regress_rc_plain;
+DROP ROLE regress_rc_alice, regress_rc_readers, regress_rc_plain, regress_rc_owner;

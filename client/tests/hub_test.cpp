@@ -663,6 +663,10 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
     got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
   });
   std::this_thread::sleep_for(200ms);
+  /* a note it may not see: the wait reads it, as the reader, and keeps the
+   * locks it took (no lock taken again tells it of the GRANT below) */
+  f.admin.exec("INSERT INTO notes VALUES (31, 'x')");
+  std::this_thread::sleep_for(300ms);
   auto start = pg::Clock::now();
   pg::Connection other(elsewhere.conninfo());
   other.exec("GRANT ectosync_hub_team TO ectosync_hub_reader");

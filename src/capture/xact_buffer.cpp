@@ -30,6 +30,7 @@ extern "C" {
 #include "commands/trigger.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rls.h"
 }
 
@@ -77,6 +78,7 @@ static bool wake_at_commit = false;
 /* Roles changed: every database's values under policies reload at commit.
  * A subtransaction rolled back keeps it set (a reload too many is safe). */
 static bool roles_changed = false;
+static bool slots_in_use();
 
 /* Grows a TopTransactionContext array to hold at least `need` elements. */
 template <typename T>
@@ -203,7 +205,7 @@ static void xact_callback(XactEvent event, void *) {
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
                                "tables"),
                         errdetail("Its changes could not be delivered at COMMIT PREPARED.")));
-      if (roles_changed)
+      if (roles_changed && slots_in_use())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed roles"),
                         errdetail("The values that row level security shows by role could not be "
@@ -215,10 +217,8 @@ static void xact_callback(XactEvent event, void *) {
       restart_pending_captures();
       reset_pending();
       if (wake_at_commit) wake_launcher();
-      if (roles_changed) queue_reload_everywhere(kReloadRoles);
       wake_at_commit = false;
-      roles_changed = false;
-      break;
+      break; /* (roles_changed: at_release(), once the caches may know) */
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
     case XACT_EVENT_PREPARE:
@@ -275,7 +275,29 @@ bool xact_changed_roles() {
   return roles_changed;
 }
 
+/*
+ * A transaction that changed roles queues its markers only once its
+ * invalidation messages are sent (they follow XACT_EVENT_COMMIT): a holder
+ * that reloads for the marker, and accepts the messages first, then sees
+ * the new memberships, not the ones its caches keep.
+ */
+static void at_release(ResourceReleasePhase phase, bool is_commit, bool is_top_level, void *) {
+  if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level || !roles_changed) return;
+  if (is_commit) queue_reload_everywhere(kReloadRoles);
+  roles_changed = false;
+}
+
+/* Whether a database uses ecto_sync (has a slot): roles reach them all. */
+static bool slots_in_use() {
+  bool any = false;
+  LWLockAcquire(shared->slots_lock, LW_SHARED);
+  for (int i = 0; i < shared->nslots && !any; i++) any = OidIsValid(slot_at(i)->dboid);
+  LWLockRelease(shared->slots_lock);
+  return any;
+}
+
 void capture_init() {
+  RegisterResourceReleaseCallback(at_release, nullptr);
   RegisterXactCallback(xact_callback, nullptr);
   RegisterSubXactCallback(subxact_callback, nullptr);
 }

@@ -25,6 +25,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rls.h"
@@ -76,7 +77,6 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   }
   h.listening = listen;
   h.rls = row_security(plan);
-  h.bypass = bypasses_row_security();
   /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
   attach_entry(stored, listen);
@@ -259,24 +259,34 @@ void move_on(Held &h, PartedValue &current, bool reloaded, MemoryContext made_in
  */
 Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_version,
                       MemoryContext made_in) {
-  h.rls = row_security(plan); /* once a call: catch_up() and wait_changes() ask it */
-  bool bypassed = std::exchange(h.bypass, bypasses_row_security());
+  /* Row level security started or stopped applying to the holder on a
+   * table of the value (roles changed, role_change.cpp, or a table's
+   * owner): the rows it may see are others, whatever the events say and
+   * whether a marker was logged yet.  h.rls (which catch_up() and
+   * wait_changes() ask) moves on with the value only: a call that fails
+   * leaves the change to the next one; until then it trusts no interest
+   * under row level security as of either. */
+  bool secured = row_security(plan);
+  struct KeepRls {
+    Held &h;
+    bool was;
+    ~KeepRls() { h.rls = was; }
+  } keep{h, h.rls};
+  h.rls = h.rls || secured;
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
   PartedValue current = h.value;
   TouchedRows touched;
-  /* Its role started or stopped bypassing row level security (roles
-   * changed, role_change.cpp): the rows it may see are others, whatever
-   * the events say, and whether their marker was logged yet. */
-  std::vector<uint32_t> tables = plan.tables();
-  if (h.bypass != bypassed && std::any_of(tables.begin(), tables.end(), row_security_enabled))
+  catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
+  /* (after the events: a marker's reason says more, as for a policy changed) */
+  if (secured != keep.was && !reloaded)
     in_context(made_in, [&] {
       load_again(h, current, scanned, reloaded, touched,
-                 std::string("The role that holds the value ") +
-                     (h.bypass ? "now bypasses" : "no longer bypasses") + " row level security.");
+                 std::string("Row level security ") +
+                     (secured ? "now applies" : "no longer applies") +
+                     " to the role that holds the value.");
     });
-  catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -319,6 +329,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;
+  keep.was = secured;
   return result;
 }
 
@@ -332,6 +343,9 @@ Reply changes(const std::string &name, std::optional<int64_t> client_version) {
 
 /* changes() of a value found already, for the role that holds it. */
 Reply changes(Held &h, std::optional<int64_t> client_version) {
+  /* (a wait_changes() call is one statement: roles and owners changed since
+   * it began are in invalidation messages that no lock taken again reads) */
+  pg_call([] { AcceptInvalidationMessages(); });
   if (xact_wrote()) refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;

@@ -114,10 +114,10 @@ void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
  * loads a value of its own, as itself, which the client gets whole.
  */
 Reply unshare(Held &h, const Plan &plan) {
-  h.bypass = bypasses_row_security();
   Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
+  h.rls = true; /* (read under it) */
   h.version++;
   return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
                         std::string("Row level security applies: the value is no longer shared.")),

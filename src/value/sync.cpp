@@ -58,6 +58,7 @@ extern "C" {
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/acl.h"
+#include "utils/inval.h"
 #include "utils/rls.h"
 }
 
@@ -181,8 +182,8 @@ const Plan &value_plan(const ValueHeader &h) {
  * policy_sources.cpp), only a caller whom row level security of relid
  * applies to: the others see every row whatever the policies read.  One of
  * roles (kReloadRoles, role_change.cpp) concerns a held value as it does a
- * caller under the policies (a held value whose holder started or stopped
- * bypassing them reloads anyway: changes.cpp); a client's value, of which
+ * caller under the policies (a held value that they started or stopped
+ * applying to reloads anyway: changes.cpp); a client's value, of which
  * nobody knows whether it was read under them, whenever a table of the
  * plan has policies enabled.
  */
@@ -190,6 +191,9 @@ bool reload_concerns(const Plan &plan, uint32_t relid, uint16_t why, bool held) 
   std::vector<uint32_t> tables = plan.tables();
   if (relid != 0 && std::find(tables.begin(), tables.end(), relid) == tables.end()) return false;
   if (!row_security_only(why)) return true;
+  /* (the caches of roles must know the change: the marker followed its
+   * invalidation messages, role_change.cpp) */
+  if (why & kReloadRoles) pg_call([] { AcceptInvalidationMessages(); });
   /* (its role may have bypassed row level security when it was read) */
   if ((why & kReloadRoles) && !held &&
       std::any_of(tables.begin(), tables.end(), row_security_enabled))

@@ -57,7 +57,6 @@ extern "C" {
 #include "nodes/pg_list.h"
 #include "rewrite/rewriteHandler.h"
 #include "rewrite/rowsecurity.h"
-#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -209,11 +208,8 @@ class SourceFinder {
       return;
     }
     /* (the roles' catalogs: role_change.cpp follows their changes) */
-    if (relid == AuthIdRelationId || relid == AuthMemRelationId ||
-        relid == DbRoleSettingRelationId) {
-      out_.reads_roles = true;
+    if (relid == AuthIdRelationId || relid == AuthMemRelationId || relid == DbRoleSettingRelationId)
       return;
-    }
     std::string why = hidden_table_reason(relid, kind, namer);
     if (!why.empty()) {
       hidden_tables_.emplace(relid, "table " + table_name(relid) + ": " + why);
@@ -382,18 +378,6 @@ void create_trigger(uint32_t relid, const std::string &name, const WantedTrigger
 
 PolicySources policy_sources(uint32_t relid) {
   return SourceFinder(relid).find();
-}
-
-bool policies_read_roles(uint32_t relid) {
-  /* (a policy or view changed since: invalidation messages came) */
-  static std::map<uint32_t, std::pair<uint64, bool>> memo;
-  auto found = memo.find(relid);
-  if (found != memo.end() && found->second.first == SharedInvalidMessageCounter)
-    return found->second.second;
-  uint64 counted = SharedInvalidMessageCounter;
-  bool reads = policy_sources(relid).reads_roles;
-  memo[relid] = {counted, reads};
-  return reads;
 }
 
 void warn_hidden_policy_sources(uint32_t relid) {

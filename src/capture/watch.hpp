@@ -31,11 +31,4 @@ bool refreshing_watches();
  */
 void keep_capture_enabled(uint32_t relid);
 
-/*
- * Whether relid's policies read the roles' catalogs (pg_roles, say), not
- * only the calling role's memberships (policy_sources.cpp): a change of any
- * role may change what they show.
- */
-bool policies_read_roles(uint32_t relid);
-
 }  // namespace ectosync

@@ -121,7 +121,6 @@ struct PolicySources {
   /* the views and functions (pg_class, pg_proc oids) met on the way: a
    * redefinition of one may change the sources */
   std::set<uint32_t> views, functions;
-  bool reads_roles = false; /* pg_authid, pg_auth_members or pg_db_role_setting */
 };
 PolicySources policy_sources(uint32_t relid);
 /* A WARNING naming what relid's policies read that cannot be followed. */

@@ -77,7 +77,6 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   }
   h.listening = listen;
   h.rls = row_security(plan);
-  h.roles = role_print();
   /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
   attach_entry(stored, listen);
@@ -268,7 +267,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * leaves the change to the next one; until then it trusts no interest
    * under row level security as of either. */
   bool secured = row_security(plan);
-  uint64_t roles = role_print();
   struct KeepRls {
     Held &h;
     bool was;
@@ -281,19 +279,13 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   PartedValue current = h.value;
   TouchedRows touched;
   catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
-  /* (after the events: a marker's reason says more, as for a policy
-   * changed).  So does a change of the holder's roles as its policies may
-   * see them, whether or not their marker was logged yet: the markers of
-   * roles reach no other held value (reload_concerns()). */
-  if (!reloaded && (secured != keep.was || (secured && roles != h.roles)))
+  /* (after the events: a marker's reason says more, as for a policy changed) */
+  if (secured != keep.was && !reloaded)
     in_context(made_in, [&] {
       load_again(h, current, scanned, reloaded, touched,
-                 secured != keep.was
-                     ? std::string("Row level security ") +
-                           (secured ? "now applies" : "no longer applies") +
-                           " to the role that holds the value."
-                     : std::string("The memberships, attributes or name of the role that holds "
-                                   "the value changed."));
+                 std::string("Row level security ") +
+                     (secured ? "now applies" : "no longer applies") +
+                     " to the role that holds the value.");
     });
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
@@ -337,7 +329,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;
-  h.roles = roles;
   keep.was = secured;
   return result;
 }

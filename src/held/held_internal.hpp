@@ -50,8 +50,7 @@ struct Held {
    * those (the last seq queued when it published; the shared entry's when
    * it shares one: trust_from()). */
   uint64_t trust_from = UINT64_MAX;
-  bool rls = false;   /* row level security applies to a table (as of the last call) */
-  uint64_t roles = 0; /* role_print() as of the last call (under row level security) */
+  bool rls = false; /* row level security applies to a table (as of the last call) */
 };
 
 struct Reply {

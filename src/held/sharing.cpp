@@ -118,7 +118,6 @@ Reply unshare(Held &h, const Plan &plan) {
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
   h.rls = true; /* (read under it) */
-  h.roles = role_print();
   h.version++;
   return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
                         std::string("Row level security applies: the value is no longer shared.")),

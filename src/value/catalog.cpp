@@ -28,12 +28,6 @@ extern "C" {
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
-#include "catalog/pg_auth_members.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_database.h"
-#include "common/hashfn.h"
-#include "storage/sinval.h"
-#include "utils/catcache.h"
 }
 
 #include <map>
@@ -485,65 +479,6 @@ void catalog_init() {
 
 bool bypasses_row_security() {
   return pg_call([] { return superuser() || has_bypassrls_privilege(GetUserId()); });
-}
-
-/* One role's name, and its attributes, into a fingerprint (C: inside pg_call). */
-static uint64 print_role(uint64 print, Oid role, bool attributes) {
-  HeapTuple tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
-  if (!HeapTupleIsValid(tuple)) return hash_combine64(print, 0);
-  Form_pg_authid form = (Form_pg_authid)GETSTRUCT(tuple);
-  const char *name = NameStr(form->rolname);
-  print =
-      hash_combine64(print, hash_bytes_extended((const unsigned char *)name, strlen(name), role));
-  uint64 flags = form->rolinherit;
-  if (attributes) flags |= (uint64)form->rolsuper << 1 | (uint64)form->rolbypassrls << 2;
-  ReleaseSysCache(tuple);
-  return hash_combine64(print, flags);
-}
-
-/* The roles role is a member of, directly or not, sorted (C: inside pg_call). */
-static List *groups_of(Oid role) {
-  List *groups = NIL, *queue = list_make1_oid(role);
-  while (queue != NIL) {
-    Oid member = linitial_oid(queue);
-    queue = list_delete_first(queue);
-    CatCList *memberships = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(member));
-    for (int i = 0; i < memberships->n_members; i++) {
-      Oid group = ((Form_pg_auth_members)GETSTRUCT(&memberships->members[i]->tuple))->roleid;
-      if (list_member_oid(groups, group) || group == role) continue;
-      groups = lappend_oid(groups, group);
-      queue = lappend_oid(queue, group);
-    }
-    ReleaseSysCacheList(memberships);
-  }
-  list_sort(groups, list_oid_cmp);
-  return groups;
-}
-
-uint64_t role_print() {
-  /* (recomputed after any invalidation message: roles changed, maybe) */
-  static uint64 print = 0, counted = UINT64_MAX;
-  static Oid printed_for = InvalidOid;
-  if (counted == SharedInvalidMessageCounter && printed_for == GetUserId()) return print;
-  return pg_call([] {
-    Oid role = GetUserId();
-    uint64 fresh = print_role(role, role, true);
-    fresh = print_role(fresh, GetSessionUserId(), false);
-    List *groups = groups_of(role);
-    ListCell *cell;
-    foreach (cell, groups) fresh = print_role(fresh, lfirst_oid(cell), false);
-    list_free(groups);
-    HeapTuple db = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
-    if (HeapTupleIsValid(db)) {
-      fresh =
-          hash_combine64(fresh, has_privs_of_role(role, ((Form_pg_database)GETSTRUCT(db))->datdba));
-      ReleaseSysCache(db);
-    }
-    print = fresh;
-    counted = SharedInvalidMessageCounter;
-    printed_for = role;
-    return print;
-  });
 }
 
 bool row_security_enabled(uint32_t relid) {

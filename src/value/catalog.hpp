@@ -82,13 +82,5 @@ void check_select_privileges(const Plan &plan);
 bool row_security_enabled(uint32_t relid);
 /* Whether the current role bypasses row level security (superuser, BYPASSRLS). */
 bool bypasses_row_security();
-/*
- * A fingerprint of the current role as policies may see it: its name and
- * the session user's, its SUPERUSER, BYPASSRLS and INHERIT, the roles it is
- * a member of (their names and INHERIT), and whether it has the database
- * owner's rights.  A change of roles that leaves it alone changes nothing
- * that current_user or pg_has_role() show the role.
- */
-uint64_t role_print();
 
 }  // namespace ectosync

@@ -37,7 +37,6 @@
  * epochs raise SQLSTATE ZE001: the client must load() again.
  */
 #include "value/catalog.hpp"
-#include "capture/watch.hpp"
 #include "core/event.hpp"
 #include "value/jsonb_writer.hpp"
 #include "value/keys.hpp"
@@ -182,33 +181,23 @@ const Plan &value_plan(const ValueHeader &h) {
  * it only says that a table its policies read changed (kReloadPolicy,
  * policy_sources.cpp), only a caller whom row level security of relid
  * applies to: the others see every row whatever the policies read.  One of
- * roles (kReloadRoles, role_change.cpp) concerns a held value under
- * policies that read the roles' catalogs (a held value that they started
- * or stopped applying to, or whose role changed, reloads anyway:
- * changes.cpp); a client's value, of which nobody knows whether it was
- * read under them or by whom, whenever a table of the plan has policies
- * enabled.
+ * roles (kReloadRoles, role_change.cpp) concerns a held value as it does a
+ * caller under the policies (a held value that they started or stopped
+ * applying to reloads anyway: changes.cpp); a client's value, of which
+ * nobody knows whether it was read under them, whenever a table of the
+ * plan has policies enabled.
  */
 bool reload_concerns(const Plan &plan, uint32_t relid, uint16_t why, bool held) {
   std::vector<uint32_t> tables = plan.tables();
   if (relid != 0 && std::find(tables.begin(), tables.end(), relid) == tables.end()) return false;
   if (!row_security_only(why)) return true;
-  if (why & kReloadRoles) {
-    /* (the caches of roles must know the change: the marker followed its
-     * invalidation messages, role_change.cpp) */
-    pg_call([] { AcceptInvalidationMessages(); });
-    /* (its role may have bypassed row level security when it was read) */
-    if (!held && std::any_of(tables.begin(), tables.end(), row_security_enabled)) return true;
-    /* A held value whose role changed as the policies see it reloads anyway
-     * (changes.cpp, role_print()): here only policies that read other
-     * roles matter. */
-    if (held && why == kReloadRoles)
-      return std::any_of(tables.begin(), tables.end(), [&](uint32_t t) {
-        return (relid == 0 || relid == t) &&
-               pg_call([&] { return check_enable_rls(t, InvalidOid, true) == RLS_ENABLED; }) &&
-               policies_read_roles(t);
-      });
-  }
+  /* (the caches of roles must know the change: the marker followed its
+   * invalidation messages, role_change.cpp) */
+  if (why & kReloadRoles) pg_call([] { AcceptInvalidationMessages(); });
+  /* (its role may have bypassed row level security when it was read) */
+  if ((why & kReloadRoles) && !held &&
+      std::any_of(tables.begin(), tables.end(), row_security_enabled))
+    return true;
   /* A role that bypasses row level security saw every row before and after
    * (one that started to: above, or changes.cpp). */
   if (bypasses_row_security()) return false;

@@ -112,6 +112,34 @@ DROP ROLE regress_rc_editors;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_rc_alice notes');
 
+-- ==== Privileges that pass through one path of two ====
+-- Alice is a member of secret through lead (NOINHERIT) and through staff:
+-- only the second passes its privileges on.  Revoking it leaves her a
+-- member, without them; a policy that asks for them hides the vault.
+CREATE ROLE regress_rc_secret;
+CREATE ROLE regress_rc_lead NOINHERIT;
+CREATE ROLE regress_rc_staff;
+GRANT regress_rc_secret TO regress_rc_lead, regress_rc_staff;
+GRANT regress_rc_lead, regress_rc_staff TO regress_rc_alice;
+CREATE TABLE vault (id int PRIMARY KEY);
+INSERT INTO vault VALUES (1), (2);
+ALTER TABLE vault ENABLE ROW LEVEL SECURITY;
+CREATE POLICY secret ON vault USING (pg_catalog.pg_has_role(current_user, 'regress_rc_secret', 'USAGE'));
+GRANT SELECT ON vault TO regress_rc_alice;
+SELECT ectosync.watch('vault') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker();
+SET ROLE regress_rc_alice;
+SELECT ectosync.hold('regress_rc_alice vault', 'vault', listen => false) -> 'rows' AS alice_vault;
+RESET ROLE;
+REVOKE regress_rc_secret FROM regress_rc_staff;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_rc_alice vault');
+SELECT pg_temp.got('regress_rc_alice notes') LIKE 'reloaded: %' AS notes_reloaded;
+SELECT ectosync.release('regress_rc_alice vault');
+SELECT ectosync.unwatch('vault');
+DROP TABLE vault;
+DROP ROLE regress_rc_secret, regress_rc_lead, regress_rc_staff;
+
 -- ==== Statements that change nothing policies see queue nothing ====
 -- (a role made is followed: a policy may list the roles)
 CREATE ROLE regress_rc_plain;

@@ -279,7 +279,11 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   PartedValue current = h.value;
   TouchedRows touched;
   catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
-  /* (after the events: a marker's reason says more, as for a policy changed) */
+  /* Asked again after the events: a role marker read among them accepted
+   * the invalidation messages of its change, and is used up (wait_changes()
+   * reads a value under row level security again only for a later event).
+   * Compared after them: a marker's reason says more, as for a policy. */
+  secured = row_security(plan);
   if (secured != keep.was && !reloaded)
     in_context(made_in, [&] {
       load_again(h, current, scanned, reloaded, touched,

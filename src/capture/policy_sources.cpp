@@ -41,15 +41,19 @@
 #include "shmem/shmem.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/transam.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_db_role_setting.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
@@ -59,6 +63,7 @@ extern "C" {
 #include "rewrite/rowsecurity.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
@@ -470,6 +475,58 @@ std::set<uint32_t> policy_dependents(uint32_t source) {
       if (OidIsValid(relid)) out.insert(relid);
     }
   return out;
+}
+
+/*
+ * The tables that the policy triggers on relid name (0: a name that no
+ * longer resolves), read from pg_trigger: no lock on relid.  C: it runs
+ * before the DROP that locks relid, and owns no C++ object.
+ */
+static List *dependents_named_on(Oid relid, Oid function) {
+  List *out = NIL;
+  Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+              ObjectIdGetDatum(relid));
+  SysScanDesc scan = systable_beginscan(triggers, TriggerRelidNameIndexId, true, nullptr, 1, &key);
+  HeapTuple tuple;
+  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+    Form_pg_trigger form = (Form_pg_trigger)GETSTRUCT(tuple);
+    bool isnull = true;
+    Datum args = heap_getattr(tuple, Anum_pg_trigger_tgargs, RelationGetDescr(triggers), &isnull);
+    if (form->tgfoid != function || isnull) continue;
+    const char *arg = VARDATA_ANY(DatumGetByteaPP(args));
+    for (int i = 0; i < form->tgnargs; arg += strlen(arg) + 1, i++)
+      out = lappend_oid(out, qualified_relid(arg));
+  }
+  systable_endscan(scan);
+  table_close(triggers, AccessShareLock);
+  return out;
+}
+
+void policy_sources_dropping(DropStmt *stmt) {
+  if (stmt->removeType != OBJECT_TABLE) return;
+  /* (found without privilege checks: any role may drop its own tables) */
+  Oid nsp = get_namespace_oid("ectosync", true);
+  Oid function = OidIsValid(nsp) ? GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
+                                                   CStringGetDatum("capture_policy_source"),
+                                                   PointerGetDatum(buildoidvector(nullptr, 0)),
+                                                   ObjectIdGetDatum(nsp))
+                                 : InvalidOid;
+  if (!OidIsValid(function)) return;
+  List *dependents = NIL;
+  ListCell *cell;
+  foreach (cell, stmt->objects) {
+    Oid relid = RangeVarGetRelid(makeRangeVarFromNameList((List *)lfirst(cell)), NoLock, true);
+    if (OidIsValid(relid))
+      dependents = list_concat(dependents, dependents_named_on(relid, function));
+  }
+  if (dependents == NIL) return;
+  pg_entry([&] {
+    pg_call([] { attach_database_slot(); });
+    ListCell *named;
+    foreach (named, dependents) remember_reload(lfirst_oid(named), kReloadPolicy);
+  });
 }
 
 }  // namespace ectosync

@@ -238,6 +238,44 @@ SELECT ectosync.release('regress_ps_alice reports');
 RESET ROLE;
 SELECT ectosync.unwatch('reports');
 
+-- ==== a source with inheritance children ====
+-- Their rows are read with the source's: a row written to a child, a
+-- child made later, a table that joins the tree with rows or leaves it,
+-- each reloads Alice's boards.
+CREATE TABLE seats (project_id int, login text);
+CREATE TABLE seats_old () INHERITS (seats);
+INSERT INTO seats_old VALUES (1, 'regress_ps_alice');
+CREATE TABLE boards (id int PRIMARY KEY, project_id int);
+INSERT INTO boards VALUES (1, 1), (2, 2), (3, 3);
+ALTER TABLE boards ENABLE ROW LEVEL SECURITY;
+CREATE POLICY seated ON boards
+  USING (project_id IN (SELECT s.project_id FROM seats s WHERE s.login = current_user));
+GRANT SELECT ON boards, seats TO regress_ps_alice;
+SELECT ectosync.watch('boards') IS NOT NULL AS watched;
+SET ROLE regress_ps_alice;
+SELECT ectosync.hold('regress_ps_alice boards', 'boards', listen => false) -> 'rows' AS boards;
+RESET ROLE;
+INSERT INTO seats_old VALUES (2, 'regress_ps_alice');
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+CREATE TABLE seats_new () INHERITS (seats);
+CREATE TABLE seats_guest (project_id int, login text);
+INSERT INTO seats_guest VALUES (3, 'regress_ps_alice');
+ALTER TABLE seats_guest INHERIT seats;
+SELECT t, p.* FROM unnest('{seats,seats_old,seats_new,seats_guest}'::regclass[]) t,
+                   LATERAL pg_temp.policy_triggers(t) p;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+ALTER TABLE seats_guest NO INHERIT seats;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+SELECT count(*) AS guest_triggers FROM pg_temp.policy_triggers('seats_guest');
+SET ROLE regress_ps_alice;
+SELECT ectosync.release('regress_ps_alice boards');
+RESET ROLE;
+SELECT ectosync.unwatch('boards');
+DROP TABLE boards, seats_guest, seats CASCADE;
+
 -- A trigger of another function under the policy trigger's name: watch()
 -- says it cannot follow that table, and fails for nobody.
 CREATE TABLE badges (project_id int, login text);

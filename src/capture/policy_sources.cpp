@@ -52,6 +52,7 @@ extern "C" {
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_db_role_setting.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -222,6 +223,12 @@ class SourceFinder {
     }
     out_.tables.insert(relid);
     read_policies(relid); /* its rows are read under its own policies too */
+    /* Its inheritance children's rows are read with its own (even FROM
+     * ONLY: one trigger too many costs a reload too many).  A partitioned
+     * table's partitions take clones of its triggers instead. */
+    if (kind == RELKIND_RELATION)
+      for (uint32_t child : oids(pg_call([&] { return find_inheritance_children(relid, NoLock); })))
+        relation(child, namer);
   }
 
   /*

@@ -50,11 +50,12 @@ namespace {
 
 /* What a statement does to its tables, as far as ecto_sync cares. */
 struct Effects {
-  bool secures = false;          /* row level security or the owner changed: values reload */
-  bool reshapes = false;         /* rows look different: values reload */
-  bool renames_columns = false;  /* capture triggers name columns: rebuild them */
-  bool renames_table = false;    /* policy triggers name tables: rebuild them */
-  bool repartitions = false;     /* ATTACH, DETACH PARTITION: policy triggers on new partitions */
+  bool secures = false;         /* row level security or the owner changed: values reload */
+  bool reshapes = false;        /* rows look different: values reload */
+  bool renames_columns = false; /* capture triggers name columns: rebuild them */
+  bool renames_table = false;   /* policy triggers name tables: rebuild them */
+  bool repartitions =
+      false; /* ATTACH, DETACH PARTITION, [NO] INHERIT: policy triggers on new children */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
 };
 
@@ -90,6 +91,8 @@ void add_effects(AlterTableType type, Effects &effects) {
     case AT_AttachPartition:
     case AT_DetachPartition:
     case AT_DetachPartitionFinalize:
+    case AT_AddInherit:
+    case AT_DropInherit:
       effects.repartitions = true;
       break;
     default: /* constraints, indexes, storage, ownership, ...: nothing */
@@ -155,6 +158,23 @@ std::set<uint32_t> watched_tables_changed() {
       " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
       " 'pg_catalog.pg_class'::pg_catalog.regclass",
       true);
+}
+
+/*
+ * tables, and the tables they are children of now: a table that joins an
+ * inheritance tree of a policy source has no trigger of its own yet, and
+ * its parent's name the dependents.  (A new snapshot: the statement's
+ * pg_inherits rows.)
+ */
+std::set<uint32_t> with_parents(std::set<uint32_t> tables) {
+  if (tables.empty()) return tables;
+  std::string list;
+  for (uint32_t relid : tables) list += (list.empty() ? "" : ",") + std::to_string(relid);
+  std::string sql =
+      "SELECT inhparent FROM pg_catalog.pg_inherits WHERE inhrelid OPERATOR(pg_catalog.=) ANY ('{" +
+      list + "}'::pg_catalog.oid[])";
+  for (uint32_t parent : oids_of(sql.c_str(), false)) tables.insert(parent);
+  return tables;
 }
 
 /* The watched tables whose policies read one of tables (policy_sources.cpp). */
@@ -279,7 +299,8 @@ void follow_alter_table(Node *parsetree) {
   if (effects.secures)
     row_security_changed(tables_changed());
   else
-    policy_sources_altered(tables_changed(), effects.toggles_triggers || effects.repartitions);
+    policy_sources_altered(with_parents(tables_changed()),
+                           effects.toggles_triggers || effects.repartitions);
   if (!effects.reshapes && !effects.renames_columns && !effects.renames_table &&
       !effects.toggles_triggers)
     return;
@@ -318,9 +339,11 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     if (castNode(CreateFunctionStmt, parsetree)->replace)
       policy_namer_redefined("pg_catalog.pg_proc");
   } else if (IsA(parsetree, CreateStmt)) {
-    /* (a partition made: of a policy source, it needs its TRUNCATE trigger) */
-    if (castNode(CreateStmt, parsetree)->partbound && !refreshing_watches())
-      policy_sources_altered(tables_changed(), true);
+    /* (a partition or an inheritance child made: of a policy source, it
+     * needs its TRUNCATE trigger, or all of them) */
+    CreateStmt *create = castNode(CreateStmt, parsetree);
+    if ((create->partbound || create->inhRelations) && !refreshing_watches())
+      policy_sources_altered(with_parents(tables_changed()), true);
   } else if (!IsA(parsetree, AlterOwnerStmt)) /* (ALTER SCHEMA ... OWNER TO) */
     follow_alter_table(parsetree);
   PG_RETURN_VOID();

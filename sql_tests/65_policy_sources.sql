@@ -222,6 +222,16 @@ SELECT pg_temp.got('regress_ps_alice reports') AS alice;
 DROP TABLE grants_3;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+-- So does one dropped with its schema.
+CREATE SCHEMA ps_parts;
+CREATE TABLE ps_parts.grants_5 PARTITION OF grants FOR VALUES IN (5);
+INSERT INTO ps_parts.grants_5 VALUES (5, 'regress_ps_alice');
+INSERT INTO reports VALUES (5, 5);
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+DROP SCHEMA ps_parts CASCADE;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('regress_ps_alice reports') AS alice;
 -- A policy that reads one partition of grants directly: its changes fire
 -- the clone of grants' trigger, which names both tables now.
 CREATE TABLE audits (id int PRIMARY KEY, project_id int);

@@ -124,6 +124,10 @@ void _PG_init(void) {
   /* The ProcessUtility hook that notes changes of roles: values under row
    * level security reload at their commit (capture/role_change.cpp). */
   role_change_init();
+  /* The object access hook that notes policy triggers dropped with their
+   * tables: the values under those policies reload at commit
+   * (capture/policy_sources.cpp). */
+  policy_sources_init();
   /* A relcache callback and a transaction callback of the backend's plan
    * cache: stale plans are retired, and freed at transaction end
    * (value/catalog.cpp). */

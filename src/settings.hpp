@@ -38,6 +38,7 @@ extern bool loaded_at_startup;
 void shmem_init();               /* shmem/shmem.cpp */
 void capture_init();             /* capture/xact_buffer.cpp */
 void role_change_init();         /* capture/role_change.cpp */
+void policy_sources_init();      /* capture/policy_sources.cpp */
 void catalog_init();             /* value/catalog.cpp */
 void worker_init();              /* worker/table_meta.cpp */
 void worker_register_launcher(); /* worker/launcher.cpp */

@@ -39,6 +39,8 @@
 
 #include "core/event.hpp"
 #include "shmem/shmem.hpp"
+#include "shmem/shmem_internal.hpp"
+#include "settings.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -46,12 +48,15 @@ extern "C" {
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/transam.h"
+#include "catalog/dependency.h"
 #include "catalog/indexing.h"
+#include "catalog/objectaccess.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_db_role_setting.h"
+#include "commands/extension.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
@@ -485,55 +490,79 @@ std::set<uint32_t> policy_dependents(uint32_t source) {
 }
 
 /*
- * The tables that the policy triggers on relid name (0: a name that no
- * longer resolves), read from pg_trigger: no lock on relid.  C: it runs
- * before the DROP that locks relid, and owns no C++ object.
+ * ecto_sync's policy trigger function in this database, if the extension
+ * is here and the function is its own: a look-alike of that name in a
+ * database without the extension is not (C: no C++ object).
  */
-static List *dependents_named_on(Oid relid, Oid function) {
+static Oid policy_trigger_function() {
+  Oid extension = get_extension_oid("ecto_sync", true);
+  if (!OidIsValid(extension)) return InvalidOid;
+  Oid function =
+      GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum("capture_policy_source"),
+                      PointerGetDatum(buildoidvector(nullptr, 0)),
+                      ObjectIdGetDatum(get_namespace_oid("ectosync", true)));
+  return OidIsValid(function) && getExtensionOfObject(ProcedureRelationId, function) == extension
+             ? function
+             : InvalidOid;
+}
+
+/*
+ * The tables that trigger names, if it is a policy trigger (0: a name
+ * that no longer resolves), read from its pg_trigger row before it goes.
+ * C: it runs inside the drop, and owns no C++ object.
+ */
+static List *dependents_named_by(Oid trigger) {
   List *out = NIL;
   Relation triggers = table_open(TriggerRelationId, AccessShareLock);
   ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
-              ObjectIdGetDatum(relid));
-  SysScanDesc scan = systable_beginscan(triggers, TriggerRelidNameIndexId, true, nullptr, 1, &key);
-  HeapTuple tuple;
-  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+  ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger));
+  SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+  HeapTuple tuple = systable_getnext(scan);
+  if (HeapTupleIsValid(tuple)) {
     Form_pg_trigger form = (Form_pg_trigger)GETSTRUCT(tuple);
     bool isnull = true;
     Datum args = heap_getattr(tuple, Anum_pg_trigger_tgargs, RelationGetDescr(triggers), &isnull);
-    if (form->tgfoid != function || isnull) continue;
-    const char *arg = VARDATA_ANY(DatumGetByteaPP(args));
-    for (int i = 0; i < form->tgnargs; arg += strlen(arg) + 1, i++)
-      out = lappend_oid(out, qualified_relid(arg));
+    /* (the name first: the function's lookup reads pg_extension) */
+    if (!isnull && strncmp(NameStr(form->tgname), kPolicyTrigger, strlen(kPolicyTrigger)) == 0 &&
+        form->tgfoid == policy_trigger_function()) {
+      const char *arg = VARDATA_ANY(DatumGetByteaPP(args));
+      for (int i = 0; i < form->tgnargs; arg += strlen(arg) + 1, i++)
+        out = lappend_oid(out, qualified_relid(arg));
+    }
   }
   systable_endscan(scan);
   table_close(triggers, AccessShareLock);
   return out;
 }
 
-void policy_sources_dropping(DropStmt *stmt) {
-  if (stmt->removeType != OBJECT_TABLE) return;
-  /* (found without privilege checks: any role may drop its own tables) */
-  Oid nsp = get_namespace_oid("ectosync", true);
-  Oid function = OidIsValid(nsp) ? GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid,
-                                                   CStringGetDatum("capture_policy_source"),
-                                                   PointerGetDatum(buildoidvector(nullptr, 0)),
-                                                   ObjectIdGetDatum(nsp))
-                                 : InvalidOid;
-  if (!OidIsValid(function)) return;
-  List *dependents = NIL;
-  ListCell *cell;
-  foreach (cell, stmt->objects) {
-    Oid relid = RangeVarGetRelid(makeRangeVarFromNameList((List *)lfirst(cell)), NoLock, true);
-    if (OidIsValid(relid))
-      dependents = list_concat(dependents, dependents_named_on(relid, function));
-  }
+static object_access_hook_type prev_object_access = nullptr;
+
+/*
+ * A policy trigger dropped with its table (DROP TABLE of a partition of a
+ * source, DROP SCHEMA ... CASCADE, DROP OWNED): the table's rows went and
+ * no trigger fired, so the values under the policies that read them
+ * reload at commit (kReloadPolicy), as for a DETACH.  The object access
+ * hook sees every drop, under the drop's lock, while the trigger's row is
+ * still there.  Not for the refreshes' own drops, nor in a database whose
+ * values none are (no slot).
+ */
+static void object_access(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id,
+                          void *arg) {
+  if (prev_object_access) prev_object_access(access, class_id, object_id, sub_id, arg);
+  if (access != OAT_DROP || class_id != TriggerRelationId || !current_slot() ||
+      refreshing_watches())
+    return;
+  List *dependents = dependents_named_by(object_id);
   if (dependents == NIL) return;
   pg_entry([&] {
-    pg_call([] { attach_database_slot(); });
     ListCell *named;
     foreach (named, dependents) remember_reload(lfirst_oid(named), kReloadPolicy);
   });
+}
+
+void policy_sources_init() {
+  prev_object_access = object_access_hook;
+  object_access_hook = object_access;
 }
 
 }  // namespace ectosync
@@ -551,7 +580,7 @@ ECTOSYNC_FUNCTION(ectosync_capture_policy_source) {
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                     errmsg("ectosync.capture_policy_source() must be called as an AFTER trigger")));
   Trigger *trigger = ((TriggerData *)fcinfo->context)->tg_trigger;
-  if (!first_firing(trigger->tgoid)) return PointerGetDatum(nullptr);
+  if (fired_before(trigger->tgoid)) return PointerGetDatum(nullptr);
   attach_database_slot();
   for (int i = 0; i < trigger->tgnargs; i++) {
     Oid relid = qualified_relid(trigger->tgargs[i]);
@@ -559,5 +588,6 @@ ECTOSYNC_FUNCTION(ectosync_capture_policy_source) {
      * level security reload) */
     remember_reload(OidIsValid(relid) ? relid : 0, kReloadPolicy);
   }
+  note_fired(trigger->tgoid); /* (last: a failure above, caught, leaves it to the next row) */
   return PointerGetDatum(nullptr);
 }

@@ -29,12 +29,8 @@
  * still reloads (one reload too many); one in a transaction rolled back
  * does not.  The marker is queued once the commit's invalidation messages
  * are sent, and holders accept them before they look (xact_buffer.cpp).
- *
- * The hook also hands DROP TABLE, before it runs, to policy_sources.cpp: a
- * dropped partition of a policy source fires no trigger either.
  */
 #include "pg/pg_boundary.hpp"
-#include "capture/watch.hpp"
 #include "capture/xact_buffer.hpp"
 #include "settings.hpp"
 
@@ -104,8 +100,6 @@ static void process_utility(PlannedStmt *pstmt, const char *query, bool read_onl
                             ProcessUtilityContext context, ParamListInfo params,
                             QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
   bool roles = changes_roles(pstmt->utilityStmt);
-  if (IsA(pstmt->utilityStmt, DropStmt))
-    policy_sources_dropping(castNode(DropStmt, pstmt->utilityStmt));
   if (prev_process_utility)
     prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
   else

@@ -6,8 +6,6 @@
 #include <cstdint>
 #include <set>
 
-struct DropStmt; /* nodes/parsenodes.h */
-
 namespace ectosync {
 
 /*
@@ -32,13 +30,5 @@ bool refreshing_watches();
  * one found disabled counts as a capture restart.  May throw.
  */
 void keep_capture_enabled(uint32_t relid);
-
-/*
- * DROP TABLE, before it runs: a partition of a policy source takes its rows
- * with it and fires no trigger, so the values under the policies that read
- * it reload at commit (kReloadPolicy), as for a DETACH (policy_sources.cpp).
- * Called by the ProcessUtility hook (role_change.cpp).
- */
-void policy_sources_dropping(DropStmt *stmt);
 
 }  // namespace ectosync

@@ -64,7 +64,7 @@ static struct {
   int nrestarts, restarts_capacity;
   Oid *wholesale; /* note_changed_wholesale() */
   int nwholesale, wholesale_capacity;
-  Oid *fired; /* first_firing() */
+  Oid *fired; /* note_fired() */
   int nfired, fired_capacity;
 } pending;
 
@@ -144,13 +144,16 @@ void note_changed_wholesale(uint32_t relid) {
   pending.wholesale[pending.nwholesale++] = relid;
 }
 
-bool first_firing(uint32_t trigger) {
+bool fired_before(uint32_t trigger) {
   /* (a bulk statement fires the same trigger row after row: last first) */
   for (int i = pending.nfired - 1; i >= 0; i--)
-    if (pending.fired[i] == trigger) return false;
+    if (pending.fired[i] == trigger) return true;
+  return false;
+}
+
+void note_fired(uint32_t trigger) {
   reserve(pending.fired, pending.fired_capacity, pending.nfired + 1);
   pending.fired[pending.nfired++] = trigger;
-  return true;
 }
 
 bool xact_changed(uint32_t relid) {

@@ -39,12 +39,14 @@ bool xact_wrote();
 void note_changed_wholesale(uint32_t relid);
 
 /*
- * Whether trigger fires for the first time in this transaction (its
- * RELOAD markers are remembered then; a subtransaction rolled back keeps
- * them, one reload too many).  The policy triggers (policy_sources.cpp)
- * queue the same markers however many rows a statement writes.
+ * Whether trigger fired in this transaction already, and did its work: its
+ * RELOAD markers are remembered (a subtransaction rolled back keeps them,
+ * one reload too many), and note_fired() followed.  The policy triggers
+ * (policy_sources.cpp) queue the same markers however many rows a
+ * statement writes.
  */
-bool first_firing(uint32_t trigger);
+bool fired_before(uint32_t trigger);
+void note_fired(uint32_t trigger);
 
 /*
  * Whether this transaction changed relid, a watched table: its rows in the

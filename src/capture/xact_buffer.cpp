@@ -8,7 +8,8 @@
  * Nothing reaches shared memory before the commit: XACT_EVENT_COMMIT runs
  * after the transaction became visible to new snapshots, so the worker's
  * load sees it, and before its locks are released, so a transaction that
- * waited on one of its rows gets a later seq.  Writers never NOTIFY (and so
+ * waited on one of its rows gets a later seq.  The RELOAD markers follow
+ * once the commit's invalidation messages are sent (at_release()).  Writers never NOTIFY (and so
  * never take the global lock NOTIFY holds at commit): the worker does.
  *
  * The buffer is bounded by ectosync.max_xact_events: past it, the
@@ -187,11 +188,11 @@ bool xact_changed(uint32_t relid) {
 
 /* ---- transaction callbacks ---- */
 
-/* Hands the buffer to the queue; runs after commit, so it cannot fail. */
-static void queue_pending() {
+/* Hands the events to the queue; runs after commit, so it cannot fail. */
+static void queue_pending_events() {
   for (int i = 0; i < pending.count; i++)
     pending.events[i].body = pending.bodies + (uintptr_t)pending.events[i].body;
-  queue_commit(pending.events, pending.count, pending.reload, pending.nreload);
+  queue_commit(pending.events, pending.count, nullptr, 0);
 }
 
 /* After the commit: the slot was attached when they were asked for. */
@@ -216,12 +217,10 @@ static void xact_callback(XactEvent event, void *) {
                         errhint("Change roles in a transaction of their own, without PREPARE.")));
       break;
     case XACT_EVENT_COMMIT:
-      queue_pending();
-      restart_pending_captures();
-      reset_pending();
+      queue_pending_events();
       if (wake_at_commit) wake_launcher();
       wake_at_commit = false;
-      break; /* (roles_changed: at_release(), once the caches may know) */
+      break; /* (the RELOAD markers: at_release(), once the caches may know) */
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
     case XACT_EVENT_PREPARE:
@@ -279,14 +278,22 @@ bool xact_changed_roles() {
 }
 
 /*
- * A transaction that changed roles queues its markers only once its
- * invalidation messages are sent (they follow XACT_EVENT_COMMIT): a holder
- * that reloads for the marker, and accepts the messages first, then sees
- * the new memberships, not the ones its caches keep.
+ * The events are queued at XACT_EVENT_COMMIT, before the locks go (a
+ * transaction that waited on one of their rows gets a later seq); the
+ * RELOAD markers only once the commit's invalidation messages are sent,
+ * which follow it: a holder that reloads for a marker of roles, policies,
+ * a function or a schema, and accepts the messages first, then reads with
+ * the new catalogs, not with what its caches kept.  A marker says "read it
+ * all again", so its place among the events does not matter.
  */
 static void at_release(ResourceReleasePhase phase, bool is_commit, bool is_top_level, void *) {
-  if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level || !roles_changed) return;
-  if (is_commit) queue_reload_everywhere(kReloadRoles);
+  if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level) return;
+  if (is_commit) {
+    queue_commit(nullptr, 0, pending.reload, pending.nreload);
+    restart_pending_captures();
+    if (roles_changed) queue_reload_everywhere(kReloadRoles);
+  }
+  reset_pending();
   roles_changed = false;
 }
 

@@ -370,6 +370,12 @@ CREATE OR REPLACE FUNCTION pg_temp.unrelated() RETURNS int LANGUAGE sql BEGIN AT
 CREATE OR REPLACE FUNCTION pg_temp.unrelated() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 2; END;
 CREATE OR REPLACE VIEW pg_temp.unrelated_view AS SELECT 1 AS one;
 CREATE OR REPLACE VIEW pg_temp.unrelated_view AS SELECT 2 AS one;
+ALTER FUNCTION pg_temp.unrelated() SECURITY DEFINER;
+SELECT ectosync.wait_for_worker();
+SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before_replace b;
+-- A function that a policy calls made SECURITY DEFINER reads as its owner
+-- from then on: the values under the policy reload.
+ALTER FUNCTION is_member(int) SECURITY DEFINER;
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before_replace b;
 SELECT ectosync.release('regress_ps_alice notes');

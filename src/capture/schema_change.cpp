@@ -229,21 +229,32 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
 }
 
 /*
- * CREATE OR REPLACE VIEW or FUNCTION: when a watched table's policies read
- * through the view or call the function, what they show may have changed
- * (it may read other tables now): the values they apply to reload at
- * commit (kReloadPolicy) and the policy triggers follow the new
- * definition.  Only then: other redefinitions cost a walk of the watched
- * tables' policies, and take no lock of ecto_sync's.
+ * CREATE OR REPLACE VIEW or FUNCTION, ALTER VIEW (security_invoker) or
+ * ALTER FUNCTION (SECURITY DEFINER, OWNER TO): when a watched table's
+ * policies read through the view or call the function, what they show may
+ * have changed (it may read other tables now, or as another role): the
+ * values they apply to reload at commit (kReloadPolicy) and the policy
+ * triggers follow the new definition.  Only then: a view or function that
+ * something refers to costs a walk of the watched tables' policies (which
+ * opens them, waiting behind an ALTER TABLE's lock), the others nothing.
  */
 void policy_namer_redefined(const char *catalog) {
   if (refreshing_watches()) return;
-  std::set<uint32_t> redefined =
-      oids_of((std::string("SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-                           " WHERE c.classid OPERATOR(pg_catalog.=) '") +
-               catalog + "'::pg_catalog.regclass")
-                  .c_str(),
-              true);
+  /* (only what a policy, a view or a function refers to can be reached:
+   * the others cost no walk, which opens every watched table) */
+  std::set<uint32_t> redefined = oids_of(
+      (std::string("SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+                   " WHERE c.classid OPERATOR(pg_catalog.=) '") +
+       catalog +
+       "'::pg_catalog.regclass AND EXISTS (SELECT FROM pg_catalog.pg_depend d"
+       " WHERE d.refclassid OPERATOR(pg_catalog.=) c.classid"
+       " AND d.refobjid OPERATOR(pg_catalog.=) c.objid AND d.deptype OPERATOR(pg_catalog.=) 'n'"
+       " AND d.classid OPERATOR(pg_catalog.=) ANY "
+       "(ARRAY['pg_catalog.pg_policy'::pg_catalog.regclass,"
+       " 'pg_catalog.pg_rewrite'::pg_catalog.regclass,"
+       " 'pg_catalog.pg_proc'::pg_catalog.regclass]::pg_catalog.oid[]))")
+          .c_str(),
+      true);
   if (redefined.empty()) return;
   bool views = std::string(catalog) == "pg_catalog.pg_class";
   std::set<uint32_t> watched =
@@ -293,6 +304,31 @@ void follow_schema_rename(const RenameStmt *stmt) {
   if (named) refresh_watches();
 }
 
+/*
+ * The catalog of a view or function that the statement redefines or
+ * alters ("" for a new one: nothing refers to it yet), or null for a
+ * statement of another kind.
+ */
+const char *namer_catalog(Node *parsetree) {
+  switch (nodeTag(parsetree)) {
+    case T_ViewStmt:
+      return castNode(ViewStmt, parsetree)->replace ? "pg_catalog.pg_class" : "";
+    case T_CreateFunctionStmt:
+      return castNode(CreateFunctionStmt, parsetree)->replace ? "pg_catalog.pg_proc" : "";
+    case T_AlterFunctionStmt:
+      return "pg_catalog.pg_proc";
+    case T_AlterOwnerStmt:
+      return castNode(AlterOwnerStmt, parsetree)->objectType == OBJECT_FUNCTION
+                 ? "pg_catalog.pg_proc"
+                 : nullptr;
+    case T_AlterTableStmt:
+      return castNode(AlterTableStmt, parsetree)->objtype == OBJECT_VIEW ? "pg_catalog.pg_class"
+                                                                         : nullptr;
+    default:
+      return nullptr;
+  }
+}
+
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
@@ -323,7 +359,7 @@ using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
- * 'CREATE FUNCTION') */
+ * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -333,11 +369,8 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     follow_schema_rename(castNode(RenameStmt, parsetree));
   else if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
-  else if (IsA(parsetree, ViewStmt)) {
-    if (castNode(ViewStmt, parsetree)->replace) policy_namer_redefined("pg_catalog.pg_class");
-  } else if (IsA(parsetree, CreateFunctionStmt)) {
-    if (castNode(CreateFunctionStmt, parsetree)->replace)
-      policy_namer_redefined("pg_catalog.pg_proc");
+  else if (const char *catalog = namer_catalog(parsetree)) {
+    if (*catalog) policy_namer_redefined(catalog);
   } else if (IsA(parsetree, CreateStmt)) {
     /* (a partition or an inheritance child made: of a policy source, it
      * needs its TRUNCATE trigger, or all of them) */

@@ -431,6 +431,16 @@ ALTER TABLE vaults ENABLE ROW LEVEL SECURITY;
 CREATE POLICY through_view ON vaults USING (project_id IN (SELECT project_id FROM peephole));
 SELECT ectosync.watch('vaults') IS NOT NULL AS vaults_watched;
 SELECT * FROM pg_temp.policy_triggers('members');
+-- Her view redefined as it was, in a transaction she keeps open: the
+-- triggers stay as they are, so the watches' lock is not taken (it would
+-- keep every watch() and refresh waiting until she ends).
+SET ROLE regress_ps_mallory;
+BEGIN;
+CREATE OR REPLACE VIEW peephole AS SELECT project_id FROM members;
+SELECT count(*) AS watches_locks FROM pg_locks
+ WHERE relation = 'ectosync.watches'::regclass AND pid = pg_backend_pid();
+ROLLBACK;
+RESET ROLE;
 SELECT ectosync.unwatch('vaults');
 
 -- ==== unwatch: the triggers follow ====

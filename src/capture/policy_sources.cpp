@@ -414,17 +414,66 @@ void warn_hidden_policy_sources(uint32_t relid) {
   });
 }
 
-void install_policy_triggers(const std::vector<uint32_t> &watched) {
-  /* (the extension's objects at version 0.1.0, before ALTER EXTENSION UPDATE, have none) */
-  if (!spi_rows("SELECT pg_catalog.to_regprocedure('ectosync.capture_policy_source()')", {}, false)
-           .at(0)[0])
-    return;
+namespace {
+
+/* The policy triggers that the watched tables want, and those there are. */
+struct TriggerPlan {
   std::map<uint32_t, std::set<uint32_t>> dependents; /* source -> watched tables */
+  std::map<TriggerKey, WantedTrigger> wanted;
+  std::map<TriggerKey, TriggerState> existing;
+};
+
+TriggerPlan plan_policy_triggers(const std::vector<uint32_t> &watched) {
+  TriggerPlan plan;
   for (uint32_t relid : watched)
-    for (uint32_t source : policy_sources(relid).tables) dependents[source].insert(relid);
-  merge_into_ancestors(dependents);
-  std::map<TriggerKey, WantedTrigger> wanted = wanted_triggers(dependents);
-  std::map<TriggerKey, TriggerState> existing = existing_triggers();
+    for (uint32_t source : policy_sources(relid).tables) plan.dependents[source].insert(relid);
+  merge_into_ancestors(plan.dependents);
+  plan.wanted = wanted_triggers(plan.dependents);
+  plan.existing = existing_triggers();
+  return plan;
+}
+
+/* Clones of the policy triggers on partitions that an ALTER TABLE disabled. */
+std::vector<std::pair<uint32_t, std::string>> disabled_clones() {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  for (const auto &row :
+       spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
+                " WHERE tgparentid OPERATOR(pg_catalog.<>) 0 AND tgenabled OPERATOR(pg_catalog.<>)"
+                " 'A' AND tgfoid OPERATOR(pg_catalog.=)"
+                " 'ectosync.capture_policy_source'::pg_catalog.regproc",
+                {}, false))
+    out.emplace_back(static_cast<uint32_t>(std::stoul(*row[0])), *row[1]);
+  return out;
+}
+
+/* Whether the policy functions of version 0.2.0 are there (not before ALTER EXTENSION UPDATE). */
+bool policy_triggers_installed() {
+  return spi_rows("SELECT pg_catalog.to_regprocedure('ectosync.capture_policy_source()')", {},
+                  false)
+      .at(0)[0]
+      .has_value();
+}
+
+}  // namespace
+
+bool policy_triggers_current(const std::vector<uint32_t> &watched) {
+  if (!policy_triggers_installed()) return true;
+  TriggerPlan plan = plan_policy_triggers(watched);
+  for (const auto &[key, state] : plan.existing)
+    if (!plan.wanted.count(key) || plan.wanted.at(key).args != state.args) return false;
+  for (const auto &[key, want] : plan.wanted) {
+    auto it = plan.existing.find(key);
+    if (it == plan.existing.end() || it->second.enabled != 'A') return false;
+  }
+  return disabled_clones().empty();
+}
+
+void install_policy_triggers(const std::vector<uint32_t> &watched) {
+  if (!policy_triggers_installed()) return;
+  TriggerPlan plan = plan_policy_triggers(watched);
+  std::map<uint32_t, std::set<uint32_t>> &dependents = plan.dependents;
+  const std::map<TriggerKey, WantedTrigger> &wanted = plan.wanted;
+  const std::map<TriggerKey, TriggerState> &existing = plan.existing;
   for (const auto &[key, state] : existing)
     if (!wanted.count(key) || wanted.at(key).args != state.args)
       spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
@@ -448,14 +497,8 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
     create_trigger(key.first, key.second, want);
   }
   /* (clones on partitions: ALTER TABLE of a partition can disable them) */
-  for (const auto &row :
-       spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
-                " WHERE tgparentid OPERATOR(pg_catalog.<>) 0 AND tgenabled OPERATOR(pg_catalog.<>)"
-                " 'A' AND tgfoid OPERATOR(pg_catalog.=)"
-                " 'ectosync.capture_policy_source'::pg_catalog.regproc",
-                {}, false)) {
-    uint32_t relid = static_cast<uint32_t>(std::stoul(*row[0]));
-    enable_always(sql_table_name(relid), row[1]->c_str());
+  for (const auto &[relid, name] : disabled_clones()) {
+    enable_always(sql_table_name(relid), name.c_str());
     for (uint32_t dependent : policy_dependents(relid)) reload.insert(dependent);
   }
   for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });

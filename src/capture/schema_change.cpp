@@ -270,7 +270,14 @@ void policy_namer_redefined(const char *catalog) {
   }
   if (affected.empty()) return;
   reload_at_commit(affected, kReloadPolicy);
-  refresh_watches();
+  /* (a refresh holds the watches' lock until this transaction ends: not
+   * for a definition that reads what it read) */
+  bool current = false;
+  {
+    SpiScope spi;
+    current = policy_triggers_current(std::vector<uint32_t>(watched.begin(), watched.end()));
+  }
+  if (!current) refresh_watches();
   SpiScope spi;
   for (uint32_t relid : affected) warn_hidden_policy_sources(relid);
 }

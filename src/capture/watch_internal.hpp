@@ -127,6 +127,8 @@ PolicySources policy_sources(uint32_t relid);
 void warn_hidden_policy_sources(uint32_t relid);
 /* Puts the policy triggers on the sources of the watched tables, and only there. */
 void install_policy_triggers(const std::vector<uint32_t> &watched);
+/* Whether install_policy_triggers(watched) would change nothing. */
+bool policy_triggers_current(const std::vector<uint32_t> &watched);
 /* Whether a policy trigger names a table of schema (by its name). */
 bool policy_triggers_name_schema(const char *schema);
 /* The watched tables whose policies read source, as its trigger names them. */

@@ -26,6 +26,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "storage/sinval.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rls.h"
@@ -266,6 +267,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * wait_changes() ask) moves on with the value only: a call that fails
    * leaves the change to the next one; until then it trusts no interest
    * under row level security as of either. */
+  uint64_t invalidations = SharedInvalidMessageCounter;
   bool secured = row_security(plan);
   struct KeepRls {
     Held &h;
@@ -283,7 +285,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * the invalidation messages of its change, and is used up (wait_changes()
    * reads a value under row level security again only for a later event).
    * Compared after them: a marker's reason says more, as for a policy. */
-  secured = row_security(plan);
+  if (SharedInvalidMessageCounter != invalidations) secured = row_security(plan);
   if (secured != keep.was && !reloaded)
     in_context(made_in, [&] {
       load_again(h, current, scanned, reloaded, touched,

@@ -364,6 +364,21 @@ SELECT * FROM pg_temp.policy_triggers('crew');
 CREATE OR REPLACE FUNCTION is_member_text(p int) RETURNS boolean LANGUAGE sql STABLE
   BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM crew c WHERE c.id = p AND c.login = current_user); END;
 SELECT * FROM pg_temp.policy_triggers('crew');
+-- A function reached through an operator is followed, and so is its
+-- redefinition.
+CREATE TABLE ushers (project_id int, login text);
+CREATE FUNCTION seated_in(p int, l text) RETURNS boolean LANGUAGE sql STABLE
+  BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM members m WHERE m.project_id = p AND m.login = l); END;
+CREATE OPERATOR === (LEFTARG = int, RIGHTARG = text, FUNCTION = seated_in);
+CREATE TABLE halls (id int PRIMARY KEY, project_id int);
+ALTER TABLE halls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY seated ON halls USING (project_id OPERATOR(policy_sources.===) current_user::text);
+SELECT ectosync.watch('halls') IS NOT NULL AS halls_watched;
+SELECT count(*) AS ushers_triggers FROM pg_temp.policy_triggers('ushers');
+CREATE OR REPLACE FUNCTION seated_in(p int, l text) RETURNS boolean LANGUAGE sql STABLE
+  BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM ushers u WHERE u.project_id = p AND u.login = l); END;
+SELECT * FROM pg_temp.policy_triggers('ushers');
+SELECT ectosync.unwatch('halls');
 -- A function or view that no policy reaches: nothing reloads.
 CREATE TEMP TABLE before_replace AS SELECT reload_markers FROM ectosync.stats;
 CREATE OR REPLACE FUNCTION pg_temp.unrelated() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;

@@ -240,21 +240,26 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
  */
 void policy_namer_redefined(const char *catalog) {
   if (refreshing_watches()) return;
-  /* (only what a policy, a view or a function refers to can be reached:
-   * the others cost no walk, which opens every watched table) */
-  std::set<uint32_t> redefined = oids_of(
-      (std::string("SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-                   " WHERE c.classid OPERATOR(pg_catalog.=) '") +
-       catalog +
-       "'::pg_catalog.regclass AND EXISTS (SELECT FROM pg_catalog.pg_depend d"
-       " WHERE d.refclassid OPERATOR(pg_catalog.=) c.classid"
-       " AND d.refobjid OPERATOR(pg_catalog.=) c.objid AND d.deptype OPERATOR(pg_catalog.=) 'n'"
-       " AND d.classid OPERATOR(pg_catalog.=) ANY "
-       "(ARRAY['pg_catalog.pg_policy'::pg_catalog.regclass,"
-       " 'pg_catalog.pg_rewrite'::pg_catalog.regclass,"
-       " 'pg_catalog.pg_proc'::pg_catalog.regclass]::pg_catalog.oid[]))")
-          .c_str(),
-      true);
+  /* (only a view, or what a policy, a view, a function or an operator
+   * refers to, can be reached: the others cost no walk, which opens every
+   * watched table) */
+  std::string sql =
+      std::string(
+          "SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+          " WHERE c.classid OPERATOR(pg_catalog.=) '") +
+      catalog +
+      "'::pg_catalog.regclass"
+      " AND (c.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass"
+      " OR EXISTS (SELECT FROM pg_catalog.pg_class k WHERE k.oid OPERATOR(pg_catalog.=) c.objid"
+      " AND k.relkind OPERATOR(pg_catalog.=) 'v'))"
+      " AND EXISTS (SELECT FROM pg_catalog.pg_depend d"
+      " WHERE d.refclassid OPERATOR(pg_catalog.=) c.classid"
+      " AND d.refobjid OPERATOR(pg_catalog.=) c.objid AND d.deptype OPERATOR(pg_catalog.=) 'n'"
+      " AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY["
+      "'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass,"
+      " 'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass"
+      "]::pg_catalog.oid[]))";
+  std::set<uint32_t> redefined = oids_of(sql.c_str(), true);
   if (redefined.empty()) return;
   bool views = std::string(catalog) == "pg_catalog.pg_class";
   std::set<uint32_t> watched =
@@ -324,10 +329,10 @@ const char *namer_catalog(Node *parsetree) {
       return castNode(CreateFunctionStmt, parsetree)->replace ? "pg_catalog.pg_proc" : "";
     case T_AlterFunctionStmt:
       return "pg_catalog.pg_proc";
-    case T_AlterOwnerStmt:
-      return castNode(AlterOwnerStmt, parsetree)->objectType == OBJECT_FUNCTION
-                 ? "pg_catalog.pg_proc"
-                 : nullptr;
+    case T_AlterOwnerStmt: {
+      ObjectType type = castNode(AlterOwnerStmt, parsetree)->objectType;
+      return type == OBJECT_FUNCTION || type == OBJECT_ROUTINE ? "pg_catalog.pg_proc" : nullptr;
+    }
     case T_AlterTableStmt:
       return castNode(AlterTableStmt, parsetree)->objtype == OBJECT_VIEW ? "pg_catalog.pg_class"
                                                                          : nullptr;
@@ -366,7 +371,7 @@ using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
- * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION') */
+ * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -378,6 +383,10 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     row_security_changed(tables_of_policies_changed());
   else if (const char *catalog = namer_catalog(parsetree)) {
     if (*catalog) policy_namer_redefined(catalog);
+  } else if (IsA(parsetree, AlterTableStmt)) {
+    follow_alter_table(parsetree);
+    /* (ALTER TABLE names views too: OWNER TO, SET (security_invoker)) */
+    policy_namer_redefined("pg_catalog.pg_class");
   } else if (IsA(parsetree, CreateStmt)) {
     /* (a partition or an inheritance child made: of a policy source, it
      * needs its TRUNCATE trigger, or all of them) */

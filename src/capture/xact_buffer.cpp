@@ -79,6 +79,11 @@ static bool wake_at_commit = false;
 /* Roles changed: every database's values under policies reload at commit.
  * A subtransaction rolled back keeps it set (a reload too many is safe). */
 static bool roles_changed = false;
+
+/* XACT_EVENT_COMMIT ran: the transaction is committed, and its RELOAD
+ * markers are due even if a later step of the commit fails and the
+ * transaction is "aborted" after all (at_release()). */
+static bool committed = false;
 static bool slots_in_use();
 
 /* Grows a TopTransactionContext array to hold at least `need` elements. */
@@ -204,7 +209,7 @@ static void restart_pending_captures() {
 static void xact_callback(XactEvent event, void *) {
   switch (event) {
     case XACT_EVENT_PRE_PREPARE:
-      if (pending.count > 0 || pending.nreload > 0)
+      if (pending.count > 0 || pending.nreload > 0 || pending.nrestarts > 0)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
                                "tables"),
@@ -218,14 +223,17 @@ static void xact_callback(XactEvent event, void *) {
       break;
     case XACT_EVENT_COMMIT:
       queue_pending_events();
+      pending.count = 0; /* (queued) */
+      committed = true;
       if (wake_at_commit) wake_launcher();
       wake_at_commit = false;
       break; /* (the RELOAD markers: at_release(), once the caches may know) */
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
     case XACT_EVENT_PREPARE:
-      reset_pending();
       wake_at_commit = false;
+      if (committed) break; /* (a commit that failed after it committed: at_release()) */
+      reset_pending();
       roles_changed = false;
       break;
     default:
@@ -286,15 +294,18 @@ bool xact_changed_roles() {
  * the new catalogs, not with what its caches kept.  A marker says "read it
  * all again", so its place among the events does not matter.
  */
-static void at_release(ResourceReleasePhase phase, bool is_commit, bool is_top_level, void *) {
+static void at_release(ResourceReleasePhase phase, bool, bool is_top_level, void *) {
   if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_top_level) return;
-  if (is_commit) {
+  /* (committed, not is_commit: PREPARE releases as a commit, and a commit
+   * that fails after XACT_EVENT_COMMIT as an abort) */
+  if (committed) {
     queue_commit(nullptr, 0, pending.reload, pending.nreload);
     restart_pending_captures();
     if (roles_changed) queue_reload_everywhere(kReloadRoles);
   }
   reset_pending();
   roles_changed = false;
+  committed = false;
 }
 
 /* Whether a database uses ecto_sync (has a slot): roles reach them all. */

@@ -71,3 +71,20 @@ $$;
 CREATE FUNCTION regress.sleeps() RETURNS bigint LANGUAGE sql AS $$
   SELECT substring(pg_read_file('/proc/self/status') FROM 'voluntary_ctxt_switches:\s+(\d+)')::bigint
 $$;
+
+-- What changes() returns for a held value, in short: its name starts with
+-- the role that holds it ("regress_ps_alice docs"; none: the session's).
+CREATE FUNCTION regress.got(name text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM set_config('role', coalesce(substring(name FROM '^(regress_[a-z]+_[a-z]+) '), 'none'), true);
+  c := ectosync.changes(name);
+  PERFORM set_config('role', 'none', true);
+  RETURN CASE
+    WHEN c -> 'patch' = '[]' THEN 'unchanged'
+    WHEN c #>> '{patch,0,path}' = '' THEN
+      'reloaded: ' || regexp_replace(c ->> 'reloaded', ' \(RELOAD marker .*', '') ||
+      ' ' || jsonb_path_query_array(c, '$.patch[0].value.rows[*].id')::text
+    ELSE 'patched: ' || (c -> 'patch')::text
+  END;
+END $$;

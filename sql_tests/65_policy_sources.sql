@@ -34,21 +34,6 @@ CREATE FUNCTION pg_temp.policy_triggers(t regclass) RETURNS TABLE (trigger name,
   SELECT tgname, replace(encode(tgargs, 'escape'), '\000', ' ')
     FROM pg_trigger WHERE tgrelid = t AND tgname LIKE 'ectosync_policy%' AND tgparentid = 0
    ORDER BY 1 $$;
--- What changes() returns for a held value (its name says whose), in short.
-CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE c jsonb;
-BEGIN
-  PERFORM set_config('role', coalesce(substring(name FROM '^(regress_ps_[a-z]+)'), 'none'), true);
-  c := ectosync.changes(name);
-  PERFORM set_config('role', 'none', true);
-  RETURN CASE
-    WHEN c -> 'patch' = '[]' THEN 'unchanged'
-    WHEN c #>> '{patch,0,path}' = '' THEN
-      'reloaded: ' || regexp_replace(c ->> 'reloaded', ' \(RELOAD marker .*', '') ||
-      ' ' || jsonb_path_query_array(c, '$.patch[0].value.rows[*].id')::text
-    ELSE 'patched: ' || (c -> 'patch')::text
-  END;
-END $$;
 -- What sync() does, as role r, with every logged event since the value's seq.
 CREATE FUNCTION pg_temp.sync_as(r text, v jsonb) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -84,7 +69,7 @@ CREATE TEMP TABLE all_value AS SELECT ectosync.load('docs') AS v;
 -- ==== Alice joins gemini: its docs enter her value, and nobody else's changes ====
 INSERT INTO members VALUES (2, 'regress_ps_alice');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 -- sync() says so too: ZE001 for Alice, the superuser's value unchanged
 SELECT pg_temp.sync_as('regress_ps_alice', v) AS alice FROM alice_value;
 SELECT pg_temp.sync_as('none', v) AS all_docs FROM all_value;
@@ -92,7 +77,7 @@ SELECT pg_temp.sync_as('none', v) AS all_docs FROM all_value;
 -- ==== Alice leaves apollo: the row she may no longer read leaves her value ====
 DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_alice';
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 
 -- wait_changes() finds Alice's value among the session's values (a pass
 -- looks at the values under row level security whatever the worker
@@ -114,15 +99,15 @@ RESET ROLE;
 -- A statement that changes no row of members queues nothing (row triggers).
 UPDATE members SET login = login WHERE false;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 
 -- TRUNCATE of members: Alice sees nothing any more.
 TRUNCATE members;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 INSERT INTO members VALUES (1, 'regress_ps_alice'), (2, 'regress_ps_bob');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 
 -- A transaction that changed members may not read docs under the policy
 -- into a value (a rollback would leave the rows there): 0A000.  The
@@ -137,55 +122,55 @@ ROLLBACK;
 -- (not those of roles that bypass row level security)
 CREATE POLICY titled ON docs AS RESTRICTIVE USING (title <> 'memo');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 ALTER POLICY member ON docs
   USING (project_id IN (SELECT m.project_id FROM members m WHERE m.login = current_user)
          OR project_id = 3);
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 DROP POLICY titled ON docs;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 ALTER TABLE docs DISABLE ROW LEVEL SECURITY;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice, pg_temp.got('all docs') AS all_docs;
+SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 -- A new owner that may not put a trigger on members: it is no longer
 -- followed (a WARNING says so); the old owner again: it is.
 ALTER TABLE docs OWNER TO regress_ps_bob;
 SELECT * FROM pg_temp.policy_triggers('members');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 ALTER TABLE docs OWNER TO CURRENT_USER;
 SELECT * FROM pg_temp.policy_triggers('members');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 -- (the policy no longer reads members: its triggers go)
 ALTER POLICY member ON docs USING (project_id = 3);
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 SELECT count(*) AS policy_triggers FROM pg_temp.policy_triggers('members');
 ALTER POLICY member ON docs
   USING (project_id IN (SELECT m.project_id FROM members m WHERE m.login = current_user));
 SELECT * FROM pg_temp.policy_triggers('members');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 
 -- A rename of the watched table: the triggers name it anew.
 ALTER TABLE docs RENAME TO documents;
 SELECT * FROM pg_temp.policy_triggers('members');
 ALTER TABLE documents RENAME TO docs;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 -- So does a rename of its schema.
 ALTER SCHEMA policy_sources RENAME TO ps_renamed;
 SELECT * FROM pg_temp.policy_triggers('ps_renamed.members');
 ALTER SCHEMA ps_renamed RENAME TO policy_sources;
 SELECT * FROM pg_temp.policy_triggers('members');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 
 -- ==== a partitioned source ====
 -- Rows written to a partition, a partition made later and truncated, a
@@ -208,30 +193,30 @@ SELECT ectosync.hold('regress_ps_alice reports', 'reports', listen => false) -> 
 RESET ROLE;
 INSERT INTO grants_2 VALUES (2, 'regress_ps_alice');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 TRUNCATE grants_2;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 CREATE TABLE grants_3 (project_id int, login text);
 INSERT INTO grants_3 VALUES (3, 'regress_ps_alice');
 ALTER TABLE grants ATTACH PARTITION grants_3 FOR VALUES IN (3);
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 -- A partition dropped takes its rows with it, firing no trigger: the
 -- values under the policy reload all the same (at its commit).
 DROP TABLE grants_3;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 -- So does one dropped with its schema.
 CREATE SCHEMA ps_parts;
 CREATE TABLE ps_parts.grants_5 PARTITION OF grants FOR VALUES IN (5);
 INSERT INTO ps_parts.grants_5 VALUES (5, 'regress_ps_alice');
 INSERT INTO reports VALUES (5, 5);
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 DROP SCHEMA ps_parts CASCADE;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice reports') AS alice;
+SELECT regress.got('regress_ps_alice reports') AS alice;
 -- A policy that reads one partition of grants directly: its changes fire
 -- the clone of grants' trigger, which names both tables now.
 CREATE TABLE audits (id int PRIMARY KEY, project_id int);
@@ -267,7 +252,7 @@ SELECT ectosync.hold('regress_ps_alice boards', 'boards', listen => false) -> 'r
 RESET ROLE;
 INSERT INTO seats_old VALUES (2, 'regress_ps_alice');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+SELECT regress.got('regress_ps_alice boards') AS alice;
 CREATE TABLE seats_new () INHERITS (seats);
 CREATE TABLE seats_guest (project_id int, login text);
 INSERT INTO seats_guest VALUES (3, 'regress_ps_alice');
@@ -275,10 +260,10 @@ ALTER TABLE seats_guest INHERIT seats;
 SELECT t, p.* FROM unnest('{seats,seats_old,seats_new,seats_guest}'::regclass[]) t,
                    LATERAL pg_temp.policy_triggers(t) p;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+SELECT regress.got('regress_ps_alice boards') AS alice;
 ALTER TABLE seats_guest NO INHERIT seats;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice boards') AS alice;
+SELECT regress.got('regress_ps_alice boards') AS alice;
 SELECT count(*) AS guest_triggers FROM pg_temp.policy_triggers('seats_guest');
 SET ROLE regress_ps_alice;
 SELECT ectosync.release('regress_ps_alice boards');
@@ -311,7 +296,7 @@ INSERT INTO members VALUES (1, 'regress_ps_bob');
 DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_bob';
 RESET ROLE;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 SELECT ectosync.unwatch('ps_private.ledger');
 DROP SCHEMA ps_private CASCADE;
 
@@ -353,10 +338,10 @@ CREATE OR REPLACE VIEW team_logins AS SELECT id, login FROM crew;
 SELECT * FROM pg_temp.policy_triggers('crew');
 SELECT count(*) AS teams_triggers FROM pg_temp.policy_triggers('teams');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice notes');
+SELECT regress.got('regress_ps_alice notes');
 INSERT INTO crew VALUES (1, 'regress_ps_alice');
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice notes');
+SELECT regress.got('regress_ps_alice notes');
 CREATE OR REPLACE FUNCTION is_member(p int) RETURNS boolean LANGUAGE sql STABLE
   BEGIN ATOMIC SELECT EXISTS (SELECT 1 FROM crew c WHERE c.id = p AND c.login = current_user); END;
 SELECT * FROM pg_temp.policy_triggers('crew');
@@ -444,7 +429,7 @@ DROP POLICY peek ON scratch;
 DROP TABLE scratch;
 RESET ROLE;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_ps_alice docs') AS alice;
+SELECT regress.got('regress_ps_alice docs') AS alice;
 -- A view of hers that a superuser's policy names: what it reads gets no
 -- trigger (she could point it at any table).
 SET ROLE regress_ps_mallory;

@@ -29,21 +29,6 @@ GRANT USAGE ON SCHEMA role_changes TO regress_rc_alice, regress_rc_owner;
 GRANT SELECT ON notes, tags TO regress_rc_alice;
 ALTER TABLE notes OWNER TO regress_rc_owner;
 
--- What changes() returns for a held value (its name says whose), in short.
-CREATE FUNCTION pg_temp.got(name text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE c jsonb;
-BEGIN
-  PERFORM set_config('role', coalesce(substring(name FROM '^(regress_rc_[a-z]+)'), 'none'), true);
-  c := ectosync.changes(name);
-  PERFORM set_config('role', 'none', true);
-  RETURN CASE
-    WHEN c -> 'patch' = '[]' THEN 'unchanged'
-    WHEN c #>> '{patch,0,path}' = '' THEN
-      'reloaded: ' || regexp_replace(c ->> 'reloaded', ' \(RELOAD marker .*', '') ||
-      ' ' || jsonb_path_query_array(c, '$.patch[0].value.rows[*].id')::text
-    ELSE 'patched: ' || (c -> 'patch')::text
-  END;
-END $$;
 -- What sync() does with a payload, as role r.
 CREATE FUNCTION pg_temp.sync_as(r text, v jsonb, payload text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE d text;
@@ -72,45 +57,45 @@ SELECT jsonb_array_length(ectosync.hold('all notes', 'notes', listen => false) -
 -- ==== A membership granted, then revoked ====
 GRANT regress_rc_editors TO regress_rc_alice;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
-SELECT pg_temp.got('regress_rc_alice tags');
-SELECT pg_temp.got('all notes');
+SELECT regress.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice tags');
+SELECT regress.got('all notes');
 -- A client's own value (sync()) is told to reload, with the reason.
 SELECT payload AS marker FROM ectosync._events_since((SELECT (v ->> 'seq')::bigint FROM alice_value))
  ORDER BY seq DESC LIMIT 1 \gset
 SELECT pg_temp.sync_as('regress_rc_alice', v, :'marker') FROM alice_value;
 REVOKE regress_rc_editors FROM regress_rc_alice;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== BYPASSRLS gained and lost: the value shows every note, then hers ====
 ALTER ROLE regress_rc_alice BYPASSRLS;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 ALTER ROLE regress_rc_alice NOBYPASSRLS;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== A member of the table's owner: its policies no longer apply ====
 GRANT regress_rc_owner TO regress_rc_alice;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 REVOKE regress_rc_owner FROM regress_rc_alice;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== A group renamed: the policy matches it by name ====
 ALTER ROLE regress_rc_viewers RENAME TO regress_rc_readers;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== Members added through ALTER GROUP, and a role dropped ====
 ALTER GROUP regress_rc_editors ADD USER regress_rc_alice;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 DROP ROLE regress_rc_editors;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== Privileges that pass through one path of two ====
 -- Alice is a member of secret through lead (NOINHERIT) and through staff:
@@ -133,8 +118,8 @@ SELECT ectosync.hold('regress_rc_alice vault', 'vault', listen => false) -> 'row
 RESET ROLE;
 REVOKE regress_rc_secret FROM regress_rc_staff;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice vault');
-SELECT pg_temp.got('regress_rc_alice notes') LIKE 'reloaded: %' AS notes_reloaded;
+SELECT regress.got('regress_rc_alice vault');
+SELECT regress.got('regress_rc_alice notes') LIKE 'reloaded: %' AS notes_reloaded;
 SELECT ectosync.release('regress_rc_alice vault');
 SELECT ectosync.unwatch('vault');
 DROP TABLE vault;
@@ -144,14 +129,14 @@ DROP ROLE regress_rc_secret, regress_rc_lead, regress_rc_staff;
 -- (a role made is followed: a policy may list the roles)
 CREATE ROLE regress_rc_plain;
 SELECT ectosync.wait_for_worker();
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 CREATE TEMP TABLE before AS SELECT reload_markers FROM ectosync.stats;
 -- A password (only superusers read it), a role's objects given to itself.
 ALTER ROLE regress_rc_alice PASSWORD 'not followed';
 REASSIGN OWNED BY regress_rc_alice TO regress_rc_alice;
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- ==== A role change rolled back queues nothing ====
 BEGIN;
@@ -162,7 +147,7 @@ SELECT ectosync.hold('regress_rc_alice notes again', 'notes', listen => false);
 ROLLBACK;
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
-SELECT pg_temp.got('regress_rc_alice notes');
+SELECT regress.got('regress_rc_alice notes');
 
 -- A prepared transaction could not reload at COMMIT PREPARED: refused.
 BEGIN;

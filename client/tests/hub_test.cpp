@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <iostream>
 #include <map>
 #include <random>
@@ -33,6 +34,31 @@ struct Fixture {
   pg::Connection admin;
   blog::IdSpace ids;
 };
+
+/*
+ * What a wait_changes(20000) under way in session returns while act()
+ * runs: "name rows" of its one row (the rows of the value sent whole), and
+ * whether it came back within 15 s of act().
+ */
+std::pair<std::string, bool> woken_by(pg::Connection &session, const std::function<void()> &act) {
+  std::string got;
+  std::thread waiter([&] {
+    auto r = session.exec(
+        "SELECT name || ' ' || pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
+        "FROM ectosync.wait_changes(20000)");
+    got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
+  });
+  std::this_thread::sleep_for(200ms);
+  auto start = pg::Clock::now();
+  try {
+    act();
+  } catch (...) {
+    waiter.join();
+    throw;
+  }
+  waiter.join();
+  return {got, pg::Clock::now() - start < 15s};
+}
 
 /* Holders of per-author posts with comments, and windows of the newest posts. */
 std::vector<std::unique_ptr<ectosync::Holder>> make_holders(Fixture &f, ectosync::Hub &hub, int n) {
@@ -600,19 +626,10 @@ TEST(Hub, MembershipChangeReachesValuesUnderItsPolicy) {
   EXPECT_EQ(owner.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
 
   /* leaves project 0 while a wait is under way: it wakes with 10 docs */
-  std::string got;
-  std::thread waiter([&] {
-    auto r = session.exec(
-        "SELECT name || ' ' || pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
-        "FROM ectosync.wait_changes(20000)");
-    got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
-  });
-  std::this_thread::sleep_for(200ms);
-  auto start = pg::Clock::now();
-  f.admin.exec("DELETE FROM members WHERE project_id = 0");
-  waiter.join();
+  auto [got, in_time] =
+      woken_by(session, [&] { f.admin.exec("DELETE FROM members WHERE project_id = 0"); });
   EXPECT_EQ(got, "mine 10");
-  EXPECT_LT(pg::Clock::now() - start, 15s) << "the wait was not woken by the membership change";
+  EXPECT_TRUE(in_time) << "the wait was not woken by the membership change";
   session.exec("RESET ROLE");
   owner.exec("SELECT ectosync.release('all')");
   session.exec("SELECT ectosync.release('mine')");
@@ -655,24 +672,16 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
   EXPECT_EQ(session.exec("SELECT count(*) FROM ectosync.wait_changes(0)").str(0, 0), "0");
 
   /* joins the team, from the other database, while a wait is under way */
-  std::string got;
-  std::thread waiter([&] {
-    auto r = session.exec(
-        "SELECT name || ' ' || pg_catalog.jsonb_array_length(patch -> 0 -> 'value' -> 'rows') "
-        "FROM ectosync.wait_changes(20000)");
-    got = r.rows() == 1 ? r.str(0, 0) : std::to_string(r.rows()) + " rows";
-  });
-  std::this_thread::sleep_for(200ms);
-  /* a note it may not see: the wait reads it, as the reader, and keeps the
-   * locks it took (no lock taken again tells it of the GRANT below) */
-  f.admin.exec("INSERT INTO notes VALUES (31, 'x')");
-  std::this_thread::sleep_for(300ms);
-  auto start = pg::Clock::now();
   pg::Connection other(elsewhere.conninfo());
-  other.exec("GRANT ectosync_hub_team TO ectosync_hub_reader");
-  waiter.join();
+  auto [got, in_time] = woken_by(session, [&] {
+    /* a note it may not see: the wait reads it, as the reader, and keeps
+     * the locks it took (no lock taken again tells it of the GRANT) */
+    f.admin.exec("INSERT INTO notes VALUES (31, 'x')");
+    std::this_thread::sleep_for(300ms);
+    other.exec("GRANT ectosync_hub_team TO ectosync_hub_reader");
+  });
   EXPECT_EQ(got, "mine 10");
-  EXPECT_LT(pg::Clock::now() - start, 15s) << "the wait was not woken by the role change";
+  EXPECT_TRUE(in_time) << "the wait was not woken by the role change";
   auto n = session.wait_notification(5000ms);
   ASSERT_TRUE(n.has_value()) << "no notification for a role change";
   EXPECT_EQ(n->channel, channel);

@@ -434,7 +434,7 @@ TriggerPlan plan_policy_triggers(const std::vector<uint32_t> &watched) {
 }
 
 /* Clones of the policy triggers on partitions that an ALTER TABLE disabled. */
-std::vector<std::pair<uint32_t, std::string>> disabled_clones() {
+std::vector<std::pair<uint32_t, std::string>> clones_not_firing() {
   std::vector<std::pair<uint32_t, std::string>> out;
   for (const auto &row :
        spi_rows("SELECT tgrelid::pg_catalog.oid, tgname::pg_catalog.text FROM pg_catalog.pg_trigger"
@@ -465,7 +465,7 @@ bool policy_triggers_current(const std::vector<uint32_t> &watched) {
     auto it = plan.existing.find(key);
     if (it == plan.existing.end() || it->second.enabled != 'A') return false;
   }
-  return disabled_clones().empty();
+  return clones_not_firing().empty();
 }
 
 void install_policy_triggers(const std::vector<uint32_t> &watched) {
@@ -497,7 +497,7 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
     create_trigger(key.first, key.second, want);
   }
   /* (clones on partitions: ALTER TABLE of a partition can disable them) */
-  for (const auto &[relid, name] : disabled_clones()) {
+  for (const auto &[relid, name] : clones_not_firing()) {
     enable_always(sql_table_name(relid), name.c_str());
     for (uint32_t dependent : policy_dependents(relid)) reload.insert(dependent);
   }

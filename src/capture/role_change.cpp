@@ -11,10 +11,11 @@
  * installs its own, notes such a statement once it ran, and the commit
  * callback (xact_buffer.cpp) queues a RELOAD marker of every table (why:
  * kReloadRoles) in every database that uses ecto_sync.  The marker reloads
- * the held values that policies apply to, and a held value whose role
- * started or stopped bypassing them reloads at its next call
- * (held/changes.cpp); a client's value of a table with row level security
- * enabled is told to reload (sync.cpp's reload_concerns()).  The others
+ * the held values that policies apply to, and a held value that they
+ * started or stopped applying to (SUPERUSER, BYPASSRLS, a member of the
+ * table's owner) reloads at its next call (held/changes.cpp); a client's
+ * value of a table with row level security enabled is told to reload
+ * (sync.cpp's reload_concerns()).  The others
  * take no notice, and no cached row is stale.  Markers that the worker has
  * not logged yet merge into one: a loop of GRANT and REVOKE costs each
  * holder one reload per call at most.

@@ -50,12 +50,11 @@ namespace {
 
 /* What a statement does to its tables, as far as ecto_sync cares. */
 struct Effects {
-  bool secures = false;         /* row level security or the owner changed: values reload */
-  bool reshapes = false;        /* rows look different: values reload */
-  bool renames_columns = false; /* capture triggers name columns: rebuild them */
-  bool renames_table = false;   /* policy triggers name tables: rebuild them */
-  bool repartitions =
-      false; /* ATTACH, DETACH PARTITION, [NO] INHERIT: policy triggers on new children */
+  bool secures = false;          /* row level security or the owner changed: values reload */
+  bool reshapes = false;         /* rows look different: values reload */
+  bool renames_columns = false;  /* capture triggers name columns: rebuild them */
+  bool renames_table = false;    /* policy triggers name tables: rebuild them */
+  bool repartitions = false;     /* ATTACH, DETACH PARTITION, [NO] INHERIT: new children */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
 };
 

@@ -9,8 +9,9 @@
  * after the transaction became visible to new snapshots, so the worker's
  * load sees it, and before its locks are released, so a transaction that
  * waited on one of its rows gets a later seq.  The RELOAD markers follow
- * once the commit's invalidation messages are sent (at_release()).  Writers never NOTIFY (and so
- * never take the global lock NOTIFY holds at commit): the worker does.
+ * once the commit's invalidation messages are sent (at_release()).
+ * Writers never NOTIFY (and so never take the global lock NOTIFY holds at
+ * commit): the worker does.
  *
  * The buffer is bounded by ectosync.max_xact_events: past it, the
  * transaction only remembers which tables it touched and queues a RELOAD

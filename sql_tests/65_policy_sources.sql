@@ -270,6 +270,24 @@ SELECT ectosync.release('regress_ps_alice boards');
 RESET ROLE;
 SELECT ectosync.unwatch('boards');
 DROP TABLE boards, seats_guest, seats CASCADE;
+-- The walk is bounded: a chain of 70 inheritance children (any role can
+-- make one of its own tables) is followed down to the walk's bound of 64
+-- levels (the watched table's policy is the first), and the rest is
+-- named in the WARNING; nothing fails.
+CREATE TABLE chain_0 (project_id int);
+DO $$ BEGIN
+  FOR i IN 1..70 LOOP
+    EXECUTE format('CREATE TABLE chain_%s () INHERITS (chain_%s)', i, i - 1);
+  END LOOP;
+END $$;
+CREATE TABLE links (id int PRIMARY KEY, project_id int);
+ALTER TABLE links ENABLE ROW LEVEL SECURITY;
+CREATE POLICY chained ON links USING (project_id IN (SELECT project_id FROM chain_0));
+SELECT ectosync.watch('links') IS NOT NULL AS watched;
+SELECT count(DISTINCT tgrelid) AS tables_followed FROM pg_trigger
+ WHERE tgname = 'ectosync_policy' AND tgrelid::regclass::text LIKE 'chain_%';
+SELECT ectosync.unwatch('links');
+DROP TABLE links, chain_0 CASCADE;
 
 -- A trigger of another function under the policy trigger's name: watch()
 -- says it cannot follow that table, and fails for nobody.

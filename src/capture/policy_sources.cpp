@@ -156,10 +156,39 @@ class SourceFinder {
     /* (hidden by one path, followed through another) */
     for (const auto &[relid, text] : hidden_tables_)
       if (!out_.tables.count(relid)) out_.hidden.push_back(text);
+    if (bounded_)
+      out_.hidden.push_back("what lies past " + std::to_string(kMaxDepth) +
+                            " levels of policies, views, functions and inheritance, or past " +
+                            std::to_string(kMaxVisits) + " tables, views and functions");
     return std::move(out_);
   }
 
  private:
+  /*
+   * Bounds of one walk.  A role's own tables, views, functions and
+   * policies can nest or fan out without end (a chain of inheritance
+   * children recursed here until the stack overflowed), and the walk runs
+   * in other roles' statements (watch(), their DDL): what lies past them
+   * is hidden, and named in the WARNING.
+   */
+  static constexpr int kMaxDepth = 64;
+  static constexpr size_t kMaxVisits = 500;
+  int depth_ = 0;
+  bool bounded_ = false;
+
+  /* One level deeper for the life of the object; false past the bounds. */
+  struct Level {
+    SourceFinder &finder;
+    explicit Level(SourceFinder &f) : finder(f) { finder.depth_++; }
+    ~Level() { finder.depth_--; }
+    bool within() {
+      size_t visits = finder.seen_relations_.size() + finder.seen_functions_.size();
+      if (finder.depth_ <= kMaxDepth && visits <= kMaxVisits) return true;
+      finder.bounded_ = true;
+      return false;
+    }
+  };
+
   /* Who named the relations and functions met: a table's owner (its
    * policies), a view's, or a function's. */
   struct Namer {
@@ -178,7 +207,8 @@ class SourceFinder {
   /* The USING expressions of relid's SELECT and ALL policies, when row
    * level security is enabled on it (the relcache keeps them then). */
   void read_policies(uint32_t relid) {
-    if (!policy_tables_.insert(relid).second) return;
+    Level level(*this);
+    if (!level.within() || !policy_tables_.insert(relid).second) return;
     Met met = pg_call([&] {
       Met all{NIL, NIL};
       Relation rel = table_open(relid, AccessShareLock);
@@ -204,8 +234,9 @@ class SourceFinder {
   }
 
   void relation(uint32_t relid, const Namer &namer) {
+    Level level(*this);
     /* (each namer's owner is asked: one's refusal does not hide another's) */
-    if (!seen_relations_.insert({relid, namer.owner}).second) return;
+    if (!level.within() || !seen_relations_.insert({relid, namer.owner}).second) return;
     char kind = pg_call([&] { return get_rel_relkind(relid); });
     if (kind == RELKIND_VIEW) {
       out_.views.insert(relid);
@@ -258,7 +289,9 @@ class SourceFinder {
 
   /* A function's SQL-standard body is a parsed tree with its tables. */
   void function(uint32_t funcid) {
-    if (funcid < FirstNormalObjectId || !seen_functions_.insert(funcid).second) return;
+    Level level(*this);
+    if (funcid < FirstNormalObjectId || !level.within() || !seen_functions_.insert(funcid).second)
+      return;
     out_.functions.insert(funcid);
     bool hidden = true;
     Oid owner = InvalidOid;

@@ -131,9 +131,12 @@ CREATE ROLE regress_rc_plain;
 SELECT ectosync.wait_for_worker();
 SELECT regress.got('regress_rc_alice notes');
 CREATE TEMP TABLE before AS SELECT reload_markers FROM ectosync.stats;
--- A password (only superusers read it), a role's objects given to itself.
+-- A password (only superusers read it), a role's objects given to itself,
+-- a role's settings (any role may change its own: watch() warned that
+-- the policy's pg_roles reads them, not followed).
 ALTER ROLE regress_rc_alice PASSWORD 'not followed';
 REASSIGN OWNED BY regress_rc_alice TO regress_rc_alice;
+ALTER ROLE regress_rc_alice SET work_mem = '2MB';
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before b;
 SELECT regress.got('regress_rc_alice notes');

@@ -24,10 +24,10 @@
  * followed is *hidden* and named in a WARNING by watch() and by CREATE or
  * ALTER POLICY: a function whose body is text (its tables are known only
  * when it runs), a materialized view, a foreign table, a system catalog
- * other than the roles' (pg_authid, pg_auth_members and
- * pg_db_role_setting, whose changes role_change.cpp follows), and a table
- * whose owner's rights the watched table's owner does not have (ecto_sync
- * puts no trigger on another role's table).
+ * other than the roles' (pg_authid and pg_auth_members, whose changes
+ * role_change.cpp follows; not pg_db_role_setting, the roles' settings),
+ * and a table whose owner's rights the watched table's owner does not
+ * have (ecto_sync puts no trigger on another role's table).
  *
  * Trigger arguments are schema-qualified names, resolved when the trigger
  * fires, so that a restored dump keeps working; a name that no longer
@@ -250,8 +250,13 @@ class SourceFinder {
       return;
     }
     /* (the roles' catalogs: role_change.cpp follows their changes) */
-    if (relid == AuthIdRelationId || relid == AuthMemRelationId || relid == DbRoleSettingRelationId)
+    if (relid == AuthIdRelationId || relid == AuthMemRelationId) return;
+    if (relid == DbRoleSettingRelationId) {
+      hidden_tables_.emplace(relid,
+                             "pg_db_role_setting (pg_roles.rolconfig): role settings are "
+                             "not followed, since any role may change its own");
       return;
+    }
     std::string why = hidden_table_reason(relid, kind, namer);
     if (!why.empty()) {
       hidden_tables_.emplace(relid, "table " + table_name(relid) + ": " + why);

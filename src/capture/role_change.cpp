@@ -21,12 +21,14 @@
  * holder one reload per call at most.
  *
  * Followed: CREATE, ALTER, DROP and renaming of roles, GRANT and REVOKE of
- * roles, ALTER GROUP, ALTER ROLE or DATABASE ... SET (pg_roles shows the
- * settings), ALTER DATABASE ... OWNER TO (pg_database_owner's member), and
- * REASSIGN OWNED (a table's owner skips its policies unless FORCE).  Not
- * followed: a new password alone (only superusers read passwords, and
- * policies never apply to them), REASSIGN OWNED of a role's objects to
- * itself (nothing moves).  A statement in a subtransaction rolled back
+ * roles, ALTER GROUP, ALTER DATABASE ... OWNER TO (pg_database_owner's
+ * member), and REASSIGN OWNED (a table's owner skips its policies unless
+ * FORCE).  Not followed: a new password alone (only superusers read
+ * passwords, and policies never apply to them), REASSIGN OWNED of a role's
+ * objects to itself (nothing moves), and ALTER ROLE or DATABASE ... SET
+ * (pg_roles.rolconfig; any role may set its own, which would make every
+ * value under policies reload in every database: policy_sources.cpp names
+ * pg_db_role_setting as not followed).  A statement in a subtransaction rolled back
  * still reloads (one reload too many); one in a transaction rolled back
  * does not.  The marker is queued once the commit's invalidation messages
  * are sent, and holders accept them before they look (xact_buffer.cpp).
@@ -62,18 +64,16 @@ static bool reassigns_to_itself(ReassignOwnedStmt *stmt) {
 }
 
 /*
- * Whether stmt changes the memberships, attributes or settings of roles,
- * as pg_has_role(), current_user and the roles' catalogs (pg_authid,
- * pg_auth_members and pg_db_role_setting, through pg_roles) show them to
- * policies: policy_sources.cpp leaves those catalogs to this hook.
+ * Whether stmt changes the memberships or attributes of roles, as
+ * pg_has_role(), current_user and the roles' catalogs (pg_authid and
+ * pg_auth_members, through pg_roles) show them to policies:
+ * policy_sources.cpp leaves those catalogs to this hook.
  */
 static bool changes_roles(Node *stmt) {
   switch (nodeTag(stmt)) {
     case T_CreateRoleStmt:
     case T_GrantRoleStmt:
     case T_DropRoleStmt:
-    case T_AlterRoleSetStmt:     /* (pg_roles.rolconfig) */
-    case T_AlterDatabaseSetStmt: /* (pg_roles.rolconfig too) */
       return true;
     case T_AlterOwnerStmt: /* (the database's owner is pg_database_owner's member) */
       return ((AlterOwnerStmt *)stmt)->objectType == OBJECT_DATABASE;

@@ -227,46 +227,67 @@ void policy_sources_altered(const std::set<uint32_t> &tables, bool remake) {
   if (remake) refresh_watches();
 }
 
+/* The statement's objects of catalog, as a query of columns of c. */
+std::string ddl_objects_sql(const char *catalog, const char *columns) {
+  return std::string("SELECT ") + columns +
+         " FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+         " WHERE c.classid OPERATOR(pg_catalog.=) '" +
+         catalog + "'::pg_catalog.regclass";
+}
+
 /*
  * CREATE OR REPLACE VIEW or FUNCTION, ALTER VIEW (security_invoker) or
  * ALTER FUNCTION (SECURITY DEFINER, OWNER TO): when a watched table's
  * policies read through the view or call the function, what they show may
  * have changed (it may read other tables now, or as another role): the
  * values they apply to reload at commit (kReloadPolicy) and the policy
- * triggers follow the new definition.  Only then: a view or function that
- * something refers to costs a walk of the watched tables' policies (which
- * opens them, waiting behind an ALTER TABLE's lock), the others nothing.
+ * triggers follow the new definition.  Only the watched tables that
+ * pg_depend says may reach it are walked (their policies read): a walk
+ * opens each table, waiting behind another transaction's lock.
  */
 void policy_namer_redefined(const char *catalog) {
   if (refreshing_watches()) return;
-  /* (only a view, or what a policy, a view, a function or an operator
-   * refers to, can be reached: the others cost no walk, which opens every
-   * watched table) */
-  std::string sql =
-      std::string(
-          "SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-          " WHERE c.classid OPERATOR(pg_catalog.=) '") +
-      catalog +
-      "'::pg_catalog.regclass"
-      " AND (c.classid OPERATOR(pg_catalog.<>) 'pg_catalog.pg_class'::pg_catalog.regclass"
-      " OR EXISTS (SELECT FROM pg_catalog.pg_class k WHERE k.oid OPERATOR(pg_catalog.=) c.objid"
-      " AND k.relkind OPERATOR(pg_catalog.=) 'v'))"
-      " AND EXISTS (SELECT FROM pg_catalog.pg_depend d"
-      " WHERE d.refclassid OPERATOR(pg_catalog.=) c.classid"
-      " AND d.refobjid OPERATOR(pg_catalog.=) c.objid AND d.deptype OPERATOR(pg_catalog.=) 'n'"
+  std::set<uint32_t> redefined = oids_of(ddl_objects_sql(catalog, "c.objid").c_str(), true);
+  if (redefined.empty()) return;
+  /* The watched tables whose policies may reach them, from pg_depend
+   * upwards (views, functions, operators, policies, their tables and the
+   * tables these inherit from), without opening a table: only those are
+   * walked, so that another role's lock on its own watched table holds up
+   * no one else's redefinition. */
+  std::string candidates_sql =
+      "WITH RECURSIVE reach AS (" +
+      ddl_objects_sql(catalog, "c.classid AS classid, c.objid AS objid") +
+      " UNION SELECT n.classid, n.objid FROM reach r, LATERAL ("
+      "SELECT CASE WHEN d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass"
+      " OR d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass"
+      " THEN d.classid ELSE 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid END AS "
+      "classid,"
+      " CASE WHEN d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+      " THEN (SELECT w.ev_class FROM pg_catalog.pg_rewrite w"
+      " WHERE w.oid OPERATOR(pg_catalog.=) d.objid)"
+      " WHEN d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass"
+      " THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p"
+      " WHERE p.oid OPERATOR(pg_catalog.=) d.objid) ELSE d.objid END AS objid"
+      " FROM pg_catalog.pg_depend d WHERE d.refclassid OPERATOR(pg_catalog.=) r.classid"
+      " AND d.refobjid OPERATOR(pg_catalog.=) r.objid AND d.deptype OPERATOR(pg_catalog.=) 'n'"
       " AND d.classid OPERATOR(pg_catalog.=) ANY (ARRAY["
       "'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass,"
       " 'pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass"
-      "]::pg_catalog.oid[]))";
-  std::set<uint32_t> redefined = oids_of(sql.c_str(), true);
-  if (redefined.empty()) return;
+      "]::pg_catalog.oid[])"
+      " UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, i.inhparent"
+      " FROM pg_catalog.pg_inherits i WHERE r.classid OPERATOR(pg_catalog.=)"
+      " 'pg_catalog.pg_class'::pg_catalog.regclass AND i.inhrelid OPERATOR(pg_catalog.=) r.objid"
+      ") n)"
+      " SELECT r.objid FROM reach r JOIN ectosync.watched_tables w"
+      " ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) r.objid"
+      " WHERE r.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass";
+  std::set<uint32_t> candidates = oids_of(candidates_sql.c_str(), true);
+  if (candidates.empty()) return;
   bool views = std::string(catalog) == "pg_catalog.pg_class";
-  std::set<uint32_t> watched =
-      oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true);
   std::set<uint32_t> affected;
   {
     SpiScope spi;
-    for (uint32_t relid : watched) {
+    for (uint32_t relid : candidates) {
       PolicySources sources = policy_sources(relid);
       for (uint32_t oid : views ? sources.views : sources.functions)
         if (redefined.count(oid)) affected.insert(relid);
@@ -276,6 +297,8 @@ void policy_namer_redefined(const char *catalog) {
   reload_at_commit(affected, kReloadPolicy);
   /* (a refresh holds the watches' lock until this transaction ends: not
    * for a definition that reads what it read) */
+  std::set<uint32_t> watched =
+      oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true);
   bool current = false;
   {
     SpiScope spi;

@@ -16,6 +16,9 @@ CREATE TRIGGER ectosync_capture AFTER INSERT OR UPDATE OR DELETE ON link
 CREATE TRIGGER ectosync_truncate AFTER TRUNCATE ON link
   FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture();
 
+-- (the worker has logged the RELOAD markers of what came before: of
+-- roles made or dropped too, which reach every value under policies)
+SELECT ectosync.wait_for_worker() AS settled \gset
 -- Events after this point are listed by seq relative to it.
 CREATE TEMP TABLE mark AS SELECT last_seq AS seq FROM ectosync.stats;
 CREATE FUNCTION pg_temp.events() RETURNS TABLE (n bigint, tbl text, op text, pk text, keys text)

@@ -18,6 +18,9 @@ END $$;
 -- the roles apply events through payloads a superuser reads for them (a
 -- real client gets them by LISTEN)
 CREATE TABLE payloads (seq bigint, payload text);
+-- (the worker has logged the RELOAD markers of what came before: of
+-- roles made or dropped too, which reach every value under policies)
+SELECT ectosync.wait_for_worker() AS settled \gset
 CREATE TEMP TABLE mark AS SELECT last_seq AS seq FROM ectosync.stats;
 CREATE FUNCTION pg_temp.collect() RETURNS bigint LANGUAGE sql AS $$
   INSERT INTO payloads SELECT seq, payload FROM ectosync._events_since((SELECT seq FROM mark));

@@ -293,6 +293,9 @@ CREATE TABLE attack_events (seq bigint, payload text);
 CREATE TABLE attack_values (role text, v jsonb);
 GRANT SELECT ON attack_shared, attack_events TO attack_eve, attack_victim;
 GRANT ALL ON attack_values TO attack_eve, attack_victim;
+-- (the worker has logged the RELOAD markers of what came before: of
+-- roles made or dropped too, which reach every value under policies)
+SELECT ectosync.wait_for_worker() AS settled \gset
 CREATE TEMP TABLE attack_mark AS SELECT last_seq AS seq FROM ectosync.stats;
 -- the superuser hands out the payloads (a client gets them by LISTEN)
 CREATE FUNCTION pg_temp.collect() RETURNS void LANGUAGE sql AS $$

@@ -56,6 +56,9 @@ ALTER TABLE a ENABLE ROW LEVEL SECURITY;
 ALTER TABLE b ENABLE ROW LEVEL SECURITY;
 CREATE POLICY every_row ON a TO regress_reload_own USING (true);
 CREATE POLICY every_row ON b TO regress_reload_own USING (true);
+-- (the worker has logged the RELOAD markers of what came before: of
+-- roles made or dropped too, which reach every value under policies)
+SELECT ectosync.wait_for_worker() AS settled \gset
 SET ROLE regress_reload_own;
 SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('b own', 'b', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;

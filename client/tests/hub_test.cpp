@@ -519,6 +519,7 @@ TEST(Hub, OneChannelCoversValuesWithoutAnEntry) {
   f.admin.exec("DROP ROLE IF EXISTS ectosync_hub_share");
   f.admin.exec("CREATE ROLE ectosync_hub_share");
   f.admin.exec("GRANT SELECT ON posts TO ectosync_hub_share");
+  f.admin.exec("SELECT ectosync.wait_for_worker()"); /* (the role's marker, logged before) */
   pg::Connection session(f.db.conninfo());
   session.exec("SET ROLE ectosync_hub_share");
   auto hold = [&](const std::string &name, const std::string &id) {
@@ -592,7 +593,8 @@ TEST(Hub, MembershipChangeReachesValuesUnderItsPolicy) {
       "CREATE POLICY member ON docs USING (project_id IN "
       "(SELECT m.project_id FROM members m WHERE m.login = current_user));"
       "GRANT SELECT ON docs, members TO ectosync_hub_member;"
-      "SELECT ectosync.watch('docs')");
+      "SELECT ectosync.watch('docs');"
+      "SELECT ectosync.wait_for_worker()"); /* (the role's marker, logged before the holds) */
   pg::Connection session(f.db.conninfo());
   session.exec("SET ROLE ectosync_hub_member");
   session.exec("SELECT ectosync.hold('mine', 'docs', listen => false) IS NULL");
@@ -658,7 +660,8 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
       "CREATE POLICY team ON notes USING (team IN (SELECT r.rolname FROM pg_catalog.pg_roles r "
       "WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));"
       "GRANT SELECT ON notes TO ectosync_hub_reader;"
-      "SELECT ectosync.watch('notes')");
+      "SELECT ectosync.watch('notes');"
+      "SELECT ectosync.wait_for_worker()"); /* (the roles' markers, logged before the hold) */
   pg::Connection session(f.db.conninfo());
   session.exec("SET ROLE ectosync_hub_reader");
   EXPECT_EQ(session

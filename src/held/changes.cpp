@@ -157,7 +157,11 @@ jb::Node replace_all(const PartedValue &value) {
   return ops;
 }
 
-/* The value loaded again whole, in the current context, for the reason why. */
+/*
+ * The value loaded again whole, in the current context, for the reason
+ * why.  The parts are copies: the loaded jsonb goes (the current context
+ * becomes the value's, which would keep it twice).
+ */
 static void load_again(const Held &h, PartedValue &value, uint64_t &scanned,
                        std::optional<std::string> &reloaded, TouchedRows &touched,
                        std::string why) {
@@ -165,6 +169,7 @@ static void load_again(const Held &h, PartedValue &value, uint64_t &scanned,
   value = split_value(whole);
   touched.clear(); /* (a reloaded value is sent whole) */
   scanned = value_seq(whole);
+  pg_call([&] { pfree(whole); });
   reloaded = std::move(why);
 }
 

@@ -88,3 +88,21 @@ BEGIN
     ELSE 'patched: ' || (c -> 'patch')::text
   END;
 END $$;
+
+-- What sync() does, as role r, with every logged event since the value's
+-- seq: the ids of its rows, or the reason of ZE001.  (The events are read
+-- first, as the session's role: _events_since is not granted to PUBLIC.)
+CREATE FUNCTION regress.sync_as(r text, v jsonb) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  payloads text[] := ARRAY(SELECT payload FROM ectosync._events_since((v ->> 'seq')::bigint));
+  p text;
+  d text;
+BEGIN
+  PERFORM set_config('role', r, true);
+  FOREACH p IN ARRAY payloads LOOP v := ectosync.sync(v, p); END LOOP;
+  PERFORM set_config('role', 'none', true);
+  RETURN 'synced ' || jsonb_path_query_array(v, '$.rows[*].id')::text;
+EXCEPTION WHEN SQLSTATE 'ZE001' THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+  RETURN 'ZE001: ' || regexp_replace(d, ' \(RELOAD marker .*', '');
+END $$;

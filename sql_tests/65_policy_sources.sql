@@ -34,21 +34,6 @@ CREATE FUNCTION pg_temp.policy_triggers(t regclass) RETURNS TABLE (trigger name,
   SELECT tgname, replace(encode(tgargs, 'escape'), '\000', ' ')
     FROM pg_trigger WHERE tgrelid = t AND tgname LIKE 'ectosync_policy%' AND tgparentid = 0
    ORDER BY 1 $$;
--- What sync() does, as role r, with every logged event since the value's seq.
-CREATE FUNCTION pg_temp.sync_as(r text, v jsonb) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  payloads text[] := ARRAY(SELECT payload FROM ectosync._events_since((v ->> 'seq')::bigint));
-  p text;
-  d text;
-BEGIN
-  PERFORM set_config('role', r, true);
-  FOREACH p IN ARRAY payloads LOOP v := ectosync.sync(v, p); END LOOP;
-  PERFORM set_config('role', 'none', true);
-  RETURN 'synced ' || jsonb_path_query_array(v, '$.rows[*].id')::text;
-EXCEPTION WHEN SQLSTATE 'ZE001' THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-  RETURN 'ZE001: ' || regexp_replace(d, ' \(RELOAD marker .*', '');
-END $$;
 
 -- ==== watch() puts the policy triggers on members ====
 SELECT ectosync.watch('docs') IS NOT NULL AS watched;
@@ -71,8 +56,8 @@ INSERT INTO members VALUES (2, 'regress_ps_alice');
 SELECT ectosync.wait_for_worker();
 SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS all_docs;
 -- sync() says so too: ZE001 for Alice, the superuser's value unchanged
-SELECT pg_temp.sync_as('regress_ps_alice', v) AS alice FROM alice_value;
-SELECT pg_temp.sync_as('none', v) AS all_docs FROM all_value;
+SELECT regress.sync_as('regress_ps_alice', v) AS alice FROM alice_value;
+SELECT regress.sync_as('none', v) AS all_docs FROM all_value;
 
 -- ==== Alice leaves apollo: the row she may no longer read leaves her value ====
 DELETE FROM members WHERE project_id = 1 AND login = 'regress_ps_alice';
@@ -114,8 +99,8 @@ SELECT regress.got('regress_ps_alice docs') AS alice;
 -- superuser, whom the policy does not apply to, may.
 BEGIN;
 INSERT INTO members VALUES (3, 'regress_ps_alice');
-SELECT pg_temp.sync_as('none', v) AS all_docs FROM all_value;
-SELECT pg_temp.sync_as('regress_ps_alice', v) FROM alice_value;
+SELECT regress.sync_as('none', v) AS all_docs FROM all_value;
+SELECT regress.sync_as('regress_ps_alice', v) FROM alice_value;
 ROLLBACK;
 
 -- ==== policies, row level security and the owner change: values reload ====

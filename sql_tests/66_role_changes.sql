@@ -29,19 +29,6 @@ GRANT USAGE ON SCHEMA role_changes TO regress_rc_alice, regress_rc_owner;
 GRANT SELECT ON notes, tags TO regress_rc_alice;
 ALTER TABLE notes OWNER TO regress_rc_owner;
 
--- What sync() does with a payload, as role r.
-CREATE FUNCTION pg_temp.sync_as(r text, v jsonb, payload text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text;
-BEGIN
-  PERFORM set_config('role', r, true);
-  v := ectosync.sync(v, payload);
-  PERFORM set_config('role', 'none', true);
-  RETURN 'synced ' || jsonb_path_query_array(v, '$.rows[*].id')::text;
-EXCEPTION WHEN SQLSTATE 'ZE001' THEN
-  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-  RETURN 'ZE001: ' || regexp_replace(d, ' \(RELOAD marker .*', '');
-END $$;
-
 SELECT ectosync.watch('notes') IS NOT NULL AS watched, ectosync.watch('tags') IS NOT NULL AS watched;
 SELECT ectosync.wait_for_worker();
 
@@ -61,9 +48,7 @@ SELECT regress.got('regress_rc_alice notes');
 SELECT regress.got('regress_rc_alice tags');
 SELECT regress.got('all notes');
 -- A client's own value (sync()) is told to reload, with the reason.
-SELECT payload AS marker FROM ectosync._events_since((SELECT (v ->> 'seq')::bigint FROM alice_value))
- ORDER BY seq DESC LIMIT 1 \gset
-SELECT pg_temp.sync_as('regress_rc_alice', v, :'marker') FROM alice_value;
+SELECT regress.sync_as('regress_rc_alice', v) FROM alice_value;
 REVOKE regress_rc_editors FROM regress_rc_alice;
 SELECT ectosync.wait_for_worker();
 SELECT regress.got('regress_rc_alice notes');

@@ -171,3 +171,6 @@ DROP ROLE ectosync_owner;
 DROP VIEW watched;
 DROP VIEW stray_truncate_triggers;
 DROP VIEW capture_triggers;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

@@ -172,3 +172,6 @@ SELECT ectosync._load_rows_where('posts', '[]', '{id}', '{99}');
 SELECT ectosync._load_rows_where('posts', '[]', '{nope}', '{1}');
 
 DROP FUNCTION show(jsonb);
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

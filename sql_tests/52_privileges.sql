@@ -223,3 +223,6 @@ DROP TABLE held, payloads, rooms_members, rooms, diaries, members, pages;
 REVOKE ALL ON shapes FROM PUBLIC;
 DROP ROLE regress_ectosync_a, regress_ectosync_b;
 SELECT 1 AS usable;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

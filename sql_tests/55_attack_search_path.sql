@@ -370,3 +370,6 @@ REVOKE CREATE ON SCHEMA public FROM attack_pub;
 DROP OWNED BY attack_tmp, attack_eve, attack_pub, attack_owner, attack_victim;
 DROP ROLE attack_tmp, attack_eve, attack_pub, attack_owner, attack_victim;
 SELECT count(*) AS watches_left FROM ectosync.watches;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

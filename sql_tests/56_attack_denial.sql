@@ -225,3 +225,6 @@ DROP SCHEMA attack_plain CASCADE;
 DROP OWNED BY attack_plain, attack_holder;
 DROP ROLE attack_plain, attack_holder;
 SELECT count(*) AS watches_left FROM ectosync.watches;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

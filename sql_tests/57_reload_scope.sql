@@ -145,3 +145,6 @@ RESET search_path;
 DROP SCHEMA reload_scope CASCADE;
 DROP OWNED BY regress_reload_own;
 DROP ROLE regress_reload_own;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

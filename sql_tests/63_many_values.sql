@@ -222,3 +222,6 @@ REVOKE ALL ON mv.posts FROM mv_reader;
 DROP ROLE mv_reader;
 SELECT ectosync.unwatch('mv.posts');
 DROP SCHEMA mv CASCADE;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

@@ -479,3 +479,6 @@ RESET search_path;
 DROP SCHEMA policy_sources CASCADE;
 DROP OWNED BY regress_ps_alice, regress_ps_bob, regress_ps_mallory;
 DROP ROLE regress_ps_alice, regress_ps_bob, regress_ps_mallory;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

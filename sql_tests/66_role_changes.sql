@@ -110,6 +110,41 @@ SELECT ectosync.unwatch('vault');
 DROP TABLE vault;
 DROP ROLE regress_rc_secret, regress_rc_lead, regress_rc_staff;
 
+-- ==== A storm of role statements: a marker of roles every 100 ms at most ====
+-- A role that may change roles (CREATEROLE, ADMIN OPTION on a group)
+-- could otherwise reload every value under policies, in every database, at
+-- every worker pass, and push others' events out of the event log with its
+-- markers.  They wait in the queue instead (one now, then one per 100 ms
+-- of the storm, and the last at most 100 ms after it), and the last one
+-- still comes: Alice's value ends with the editors' draft.
+CREATE ROLE regress_rc_editors;
+SELECT ectosync.wait_for_worker();
+SELECT regress.got('regress_rc_alice notes');
+CREATE TEMP TABLE storm AS
+  SELECT reload_markers AS markers, clock_timestamp() AS started, NULL::interval AS took
+    FROM ectosync.stats;
+DO $$
+BEGIN
+  FOR i IN 1..25 LOOP
+    GRANT regress_rc_editors TO regress_rc_alice;
+    COMMIT;
+    REVOKE regress_rc_editors FROM regress_rc_alice;
+    COMMIT;
+  END LOOP;
+  GRANT regress_rc_editors TO regress_rc_alice;
+END $$;
+UPDATE storm SET took = clock_timestamp() - started;
+SELECT ectosync.wait_for_worker();
+SELECT s.reload_markers - t.markers BETWEEN 1 AND 3 + extract(epoch FROM t.took) * 10
+       AS markers_bounded
+  FROM ectosync.stats s, storm t;
+SELECT regress.got('regress_rc_alice notes');
+REVOKE regress_rc_editors FROM regress_rc_alice;
+DROP ROLE regress_rc_editors;
+DROP TABLE storm;
+SELECT ectosync.wait_for_worker();
+SELECT regress.got('regress_rc_alice notes');
+
 -- ==== Statements that change nothing policies see queue nothing ====
 -- (a role made is followed: a policy may list the roles)
 CREATE ROLE regress_rc_plain;
@@ -150,3 +185,6 @@ SELECT ectosync.unwatch('notes');
 SELECT ectosync.unwatch('tags');
 DROP SCHEMA role_changes CASCADE;
 DROP ROLE regress_rc_alice, regress_rc_readers, regress_rc_plain, regress_rc_owner;
+-- The markers of the roles dropped above are due within 100 ms: the next
+-- test's marks must not see them.
+SELECT ectosync.wait_for_worker() AS settled \gset

@@ -291,9 +291,27 @@ void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, in
   LWLockRelease(slot->lock);
 }
 
-void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
+/*
+ * A pending marker of roles alone (relid 0, kReloadRoles) that must wait:
+ * one was logged less than kRolesMarkerGapMs ago.  A role that may change
+ * roles (CREATEROLE, ADMIN OPTION on a group, a database's owner) could
+ * otherwise reload every value under policies, in every database, at every
+ * worker pass, and fill each database's event log with markers that push
+ * other roles' events out of it.  The marker waits in the slot, not lost:
+ * wait_for_worker() waits for it too.
+ */
+static constexpr long kRolesMarkerGapMs = 100;
+
+static bool roles_marker_waits(const DbSlot *slot, int i, TimestampTz now) {
+  return !slot->gap_all && slot->gaps[i] == 0 && slot->gap_why[i] == kReloadRoles &&
+         !TimestampDifferenceExceeds(slot->roles_marker_at, now, kRolesMarkerGapMs);
+}
+
+long queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
   gaps.clear();
   gaps.reserve(kMaxGaps); /* no allocation under the lock */
+  uint16 whys[kMaxGaps];
+  long due_ms = 0;
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   /* Only when the worker has caught up: a gap's seq must follow every event
    * queued before it. */
@@ -303,14 +321,22 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
      * every record is processed.  Without room, its seq has no record:
      * readers of the log take that as "reload". */
     TimestampTz now = GetCurrentTimestamp();
-    int count = slot->gap_all ? 1 : slot->ngaps;
+    int count = slot->gap_all ? 1 : slot->ngaps, kept = 0;
     for (int i = 0; i < count; i++) {
+      if (roles_marker_waits(slot, i, now)) {
+        slot->gaps[kept] = 0;
+        slot->gap_why[kept++] = kReloadRoles;
+        due_ms = std::max(1L, kRolesMarkerGapMs - (long)((now - slot->roles_marker_at) / 1000));
+        continue;
+      }
       uint32 relid = slot->gap_all ? 0 : slot->gaps[i];
       /* Its body: why (what the reasons of replies say). */
-      WhyBody why(slot->gap_all ? slot->gap_all_why : slot->gap_why[i]);
-      if (make_room(slot, record_size(sizeof why.bytes))) {
-        gaps.emplace_back(relid,
-                          append_record(slot, relid, Op::Reload, why.bytes, sizeof why.bytes, now));
+      uint16 why = whys[gaps.size()] = slot->gap_all ? slot->gap_all_why : slot->gap_why[i];
+      if (why & kReloadRoles) slot->roles_marker_at = now;
+      if (make_room(slot, record_size(sizeof(WhyBody::bytes)))) {
+        WhyBody body(why);
+        gaps.emplace_back(
+            relid, append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now));
         slot->processed = slot->head;
       } else {
         gaps.emplace_back(relid, slot->next_seq++);
@@ -320,21 +346,22 @@ void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
      * the rows its uncaptured changes touched may be cached stale (not
      * when only row level security changed: no row did). */
     for (size_t i = 0; i < gaps.size(); i++) {
-      uint16 why = slot->gap_all ? slot->gap_all_why : slot->gap_why[i];
-      if (!row_security_only(why)) raise_floor(slot, gaps[i].first, gaps[i].second);
+      if (!row_security_only(whys[i])) raise_floor(slot, gaps[i].first, gaps[i].second);
       /* The worker matches the markers against the interests only after
        * this: until then they are unmatched, and holders look at every
        * value.  Not for a policy source's change alone: it concerns only
        * values under row level security, which every pass looks at. */
-      if (why != kReloadPolicy) slot->unmatched_seq = std::max(slot->unmatched_seq, gaps[i].second);
+      if (whys[i] != kReloadPolicy)
+        slot->unmatched_seq = std::max(slot->unmatched_seq, gaps[i].second);
     }
     slot->stats.gaps += gaps.size();
-    slot->ngaps = 0;
+    slot->ngaps = kept;
     slot->gap_all = false;
     slot->gap_all_why = 0;
     if (!gaps.empty()) slot->processed_seq = gaps.back().second;
   }
   LWLockRelease(slot->lock);
+  return due_ms;
 }
 
 void queue_reload_everywhere(uint16_t why) {

@@ -309,6 +309,7 @@ DbSlot *claim_slot(Oid dboid) {
       slot->ngaps = 0;
       slot->gap_all = false;
       slot->gap_all_why = 0;
+      slot->roles_marker_at = 0;
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;

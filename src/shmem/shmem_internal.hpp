@@ -71,14 +71,15 @@ struct DbSlot {
     Oid relid;
     uint64 floor;
   } floors[kFloorTables];
-  int ngaps;                 /* lock */
-  bool gap_all;              /* lock: RELOAD for every table */
-  uint16 gap_all_why;        /* lock: its ReloadWhy bits */
-  Oid gaps[kMaxGaps];        /* lock */
-  uint16 gap_why[kMaxGaps];  /* lock: each gap's ReloadWhy bits (event.hpp) */
-  QueueStats stats;          /* lock */
-  uint32 lag_us[kLagWindow]; /* lock */
-  uint64 lag_next;           /* lock */
+  int ngaps;                   /* lock */
+  bool gap_all;                /* lock: RELOAD for every table */
+  uint16 gap_all_why;          /* lock: its ReloadWhy bits */
+  Oid gaps[kMaxGaps];          /* lock */
+  uint16 gap_why[kMaxGaps];    /* lock: each gap's ReloadWhy bits (event.hpp) */
+  TimestampTz roles_marker_at; /* lock: when a marker of roles was last logged */
+  QueueStats stats;            /* lock */
+  uint32 lag_us[kLagWindow];   /* lock */
+  uint64 lag_next;             /* lock */
   /* lock: when a session last used each table through ecto_sync (load,
    * sync, hold, changes); the least recent entry makes room */
   struct {
@@ -212,8 +213,11 @@ void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, in
  * may ask for changes before queue_finish_batch runs.)
  */
 void queue_mark_loaded(DbSlot *slot, uint64 seq);
-/* Pending RELOAD markers (relid 0: every table), each with a fresh seq. */
-void queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
+/*
+ * Pending RELOAD markers (relid 0: every table), each with a fresh seq.
+ * Returns 0, or the milliseconds until a marker of roles held back is due.
+ */
+long queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
 
 /*
  * RELOAD markers for these tables, why: ReloadWhy bits (a batch that could

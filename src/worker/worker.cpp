@@ -115,8 +115,11 @@ static void report_failure(const char *what, const std::exception &e) {
                     errdetail("The tables involved get RELOAD markers.")));
 }
 
-/* Handles everything queued so far; returns the number of transactions. */
-static uint64 drain(DbSlot *slot) {
+/*
+ * Handles everything queued so far; returns the number of transactions.
+ * markers_due_ms: 0, or when a RELOAD marker held back is due.
+ */
+static uint64 drain(DbSlot *slot, long &markers_due_ms) {
   uint64 transactions = 0;
   std::vector<QueuedEvent> batch;
   for (;;) {
@@ -157,7 +160,7 @@ static uint64 drain(DbSlot *slot) {
     queue_count_loads(slot, result.rows, result.queries, result.notifications, result.not_loaded);
   }
   std::vector<std::pair<uint32, uint64>> gaps;
-  queue_take_gaps(slot, gaps);
+  markers_due_ms = queue_take_gaps(slot, gaps);
   if (!gaps.empty()) {
     try {
       uint64 sent = 0;
@@ -270,12 +273,13 @@ static void worker_loop(DbSlot *slot) {
                       PG_WAIT_EXTENSION);
       start = GetCurrentTimestamp();
     }
-    uint64 transactions = drain(slot);
+    long markers_due_ms = 0;
+    uint64 transactions = drain(slot, markers_due_ms);
     double interval_ms = std::max(1.0, (double)(start - last_pass) / 1000.0);
     double weight = std::min(1.0, interval_ms / kRateWindowMs);
     per_ms = per_ms * (1 - weight) + (double)transactions / interval_ms * weight;
     last_pass = start;
-    wait_for_latch(1000);
+    wait_for_latch(markers_due_ms ? markers_due_ms : 1000);
     TimestampTz now = GetCurrentTimestamp();
     if (TimestampDifferenceExceeds(last_check, now, 1000)) {
       last_check = now;

@@ -299,6 +299,24 @@ SELECT c -> 'patch' AS patch, c -> 'version' AS version
 UNION ALL
 SELECT c -> 'patch', c -> 'version' FROM (SELECT ectosync.changes('mine, too', 0) AS c) s;
 SELECT ectosync.changes('other', 0) -> 'patch' AS unchanged;
+-- A name that leaves the shared value (here: in a transaction with an xid)
+-- after another name moved it on was sent none of the patches between:
+-- its next reply is the whole value, though its caller names no version.
+SELECT ectosync.hold('behind', 'posts', '["tags"]', '{"title": "one"}', listen => false) IS NOT NULL AS held,
+       ectosync.hold('ahead', 'posts', '["tags"]', '{"title": "one"}', listen => false) IS NOT NULL AS held;
+UPDATE tags SET name = 'pg, renamed' WHERE id = 10;
+SELECT ectosync.wait_for_worker();
+SELECT c -> 'version' AS version FROM (SELECT ectosync.changes('ahead') AS c) s;
+UPDATE tags SET name = 'c++, renamed' WHERE id = 11;
+SELECT ectosync.wait_for_worker();
+BEGIN;
+SELECT pg_catalog.pg_current_xact_id() IS NOT NULL AS has_xid;
+SELECT c -> 'version' AS version, c #>> '{patch,0,path}' = '' AS whole,
+       c #> '{patch,0,value,rows}' = ectosync.load('posts', '["tags"]', '{"title": "one"}') -> 'rows' AS fresh
+  FROM (SELECT ectosync.changes('behind') AS c) s;
+COMMIT;
+SELECT name, shared_by, version FROM ectosync.held() WHERE name IN ('behind', 'ahead') ORDER BY name;
+SELECT ectosync.release('behind'), ectosync.release('ahead');
 -- A name that leaves a shared value (here: row level security comes to
 -- apply to its role) goes on with a value of its own, whose interest it
 -- publishes: a wait with nothing to do sleeps to its timeout.

@@ -318,7 +318,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
     published = current;
     catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   }
-  bool behind = client_version && *client_version != h.version;
+  bool behind = h.whole_next || (client_version && *client_version != h.version);
   int64_t version = h.version;
   Reply result;
   if (reloaded) {
@@ -327,7 +327,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   } else {
     Diff diff(plan);
     if (current != h.value) diff.parts(h.value.parts, current.parts, touched);
-    bool changed = diff.count() > 0;
+    bool changed = diff.count() > 0 || h.whole_next; /* (a new version: not the client's) */
     if (changed) version++;
     jb::Node ops = behind ? replace_all(current) : std::move(diff.ops());
     result = Reply{envelope(version, scanned, std::move(ops), changed_by, std::nullopt),
@@ -340,6 +340,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;
+  h.whole_next = false;
   keep.was = secured;
   return result;
 }

@@ -51,6 +51,9 @@ struct Held {
    * it shares one: trust_from()). */
   uint64_t trust_from = UINT64_MAX;
   bool rls = false; /* row level security applies to a table (as of the last call) */
+  /* The client lacks versions that others made of the shared value this
+   * name left (leave_shared()): its next reply is the whole value. */
+  bool whole_next = false;
 };
 
 struct Reply {

@@ -130,7 +130,8 @@ Reply unshare(Held &h, const Plan &plan) {
  * others cannot: a schema change, a partition attached), that waited too
  * long for another's turn, or when shared memory ran out.  If other
  * sessions moved the value on since this client's version, the client gets
- * the whole value (it is behind).
+ * the whole value next, whatever version its caller names: it was sent
+ * none of the patches between.
  */
 void leave_shared(Held &h, const Plan &plan) {
   SharedSince now = held_share_since(h.shared, UINT64_MAX); /* the whole value */
@@ -143,7 +144,7 @@ void leave_shared(Held &h, const Plan &plan) {
         return copy;
       },
       now.scanned);
-  h.version = static_cast<int64_t>(now.version - h.base);
+  if (now.version - h.base != static_cast<uint64_t>(h.version)) h.whole_next = true;
 }
 
 }  // namespace

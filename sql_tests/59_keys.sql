@@ -54,12 +54,17 @@ CREATE UNIQUE INDEX pairs_b ON pairs (b);
 CREATE UNIQUE INDEX pairs_ab ON pairs (a, b);
 ALTER TABLE pairs REPLICA IDENTITY USING INDEX pairs_ab;
 INSERT INTO pairs VALUES (1, 30, 'p'), (2, 10, 'q'), (3, 20, 'r');
+-- oid keys, and a list ordered and filtered by an oid: to_jsonb renders
+-- oids as strings, yet they order as numbers (9 before 10).
+CREATE TABLE blobs (id oid PRIMARY KEY, blob oid NOT NULL);
+INSERT INTO blobs VALUES (9, 9), (10, 10), (100, 100);
 
 SELECT ectosync.watch('codes', '["code_items"]') IS NOT NULL AS watched;
 SELECT ectosync.watch('shifts', '["readings"]') IS NOT NULL AS watched;
 SELECT ectosync.watch('ticks') IS NOT NULL AS watched;
 SELECT ectosync.watch('labels') IS NOT NULL AS watched;
 SELECT ectosync.watch('pairs') IS NOT NULL AS watched;
+SELECT ectosync.watch('blobs') IS NOT NULL AS watched;
 SELECT ectosync.wait_for_worker();
 
 -- The holder's session renders dates and times otherwise: values do not.
@@ -71,7 +76,9 @@ INSERT INTO client
   SELECT n, t, a, ectosync.hold(n, t, a, listen => false), 0, ectosync.load(t, a)
   FROM (VALUES ('codes', 'codes'::regclass, '["code_items"]'::jsonb),
                ('shifts', 'shifts', '["readings"]'), ('ticks', 'ticks', '[]'),
-               ('labels', 'labels', '[]'), ('pairs', 'pairs', '[]')) v(n, t, a);
+               ('labels', 'labels', '[]'), ('pairs', 'pairs', '[]'), ('blobs', 'blobs', '[]'),
+               ('blobs below 50', 'blobs',
+                '{"$query": {"where": [["blob", "<", "50"]], "order_by": "blob"}}')) v(n, t, a);
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
 
 -- Every holder takes its changes and every stateless copy its events; both
@@ -118,6 +125,9 @@ UPDATE labels SET n = 0 WHERE code = 'x' AND n = 2;
 INSERT INTO labels VALUES ('a', 5, NULL);
 UPDATE pairs SET a = 0 WHERE b = 20;
 DELETE FROM pairs WHERE b = 10;
+UPDATE blobs SET blob = 11 WHERE id = 9;
+UPDATE blobs SET blob = 8 WHERE id = 100;
+INSERT INTO blobs VALUES (1000, 20), (99, 99), (5, 5);
 
 SET TimeZone = 'Asia/Tokyo';
 SET DateStyle = 'German';
@@ -133,6 +143,6 @@ SELECT ectosync.watch('loose');
 
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
-  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs')) v(t);
+  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

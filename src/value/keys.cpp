@@ -24,14 +24,18 @@ Numeric parse_numeric(const std::string &text) {
   });
 }
 
-/* A Number column's value in a row as a numeric: to_jsonb renders NaN and
- * the infinities as strings, which order as numeric does (-Infinity first,
- * NaN last), not as strings.  nullopt: not a numeric value. */
+/* A Number column's value in a row as a numeric.  to_jsonb renders an oid
+ * as a string of digits ("10" comes after "9"), and a numeric's NaN and
+ * infinities as strings (-Infinity first, NaN last): they order as numbers,
+ * as load's ORDER BY orders them, not as strings.  nullopt: not a
+ * numeric value. */
 std::optional<Numeric> elem_numeric(const jb::Elem &e) {
   if (e.is_numeric()) return e.numeric();
   if (!e.is_string()) return std::nullopt;
   std::string_view s = e.str();
-  if (s != "NaN" && s != "Infinity" && s != "-Infinity") return std::nullopt;
+  bool oid = !s.empty() && s.size() <= 10 &&
+             std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!oid && s != "NaN" && s != "Infinity" && s != "-Infinity") return std::nullopt;
   return parse_numeric(std::string(s));
 }
 

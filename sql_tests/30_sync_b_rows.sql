@@ -109,20 +109,22 @@ SELECT name, jsonb_pretty(val -> 'rows') FROM holders WHERE name IN ('persons', 
 
 -- A join table with a key of its own (defined explicitly) may link one
 -- pair twice: removing one of two such links keeps the target, which the
--- other still links.
+-- other still links, in a list ordered by a $query too.
 CREATE TABLE post_marks (id int PRIMARY KEY, post_id int NOT NULL REFERENCES posts ON DELETE CASCADE,
                          tag_id int NOT NULL REFERENCES tags ON DELETE CASCADE);
 INSERT INTO post_marks VALUES (1, 2, 1), (2, 2, 1), (3, 2, 2);
 \set marks '{"marks": {"many_to_many": "tags", "through": "post_marks", "owner_columns": ["post_id"], "target_columns": ["tag_id"]}}'
+\set sorted '{"marks": {"many_to_many": "tags", "through": "post_marks", "owner_columns": ["post_id"], "target_columns": ["tag_id"], "assocs": {"$query": {"order_by": "name"}}}}'
 SELECT ectosync.watch('posts', :'marks') IS NOT NULL AS watched;
 DELETE FROM holders;
-INSERT INTO holders VALUES ('marks', ectosync.load('posts', :'marks', '{"id": 2}'));
+INSERT INTO holders VALUES ('marks', ectosync.load('posts', :'marks', '{"id": 2}')),
+                           ('sorted marks', ectosync.load('posts', :'sorted', '{"id": 2}'));
 DELETE FROM post_marks WHERE id = 1;
 SELECT * FROM pg_temp.step();
-SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
+SELECT name, jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders ORDER BY name;
 UPDATE post_marks SET tag_id = 2 WHERE id = 2;  -- (moved to the pair that id 3 links)
 SELECT * FROM pg_temp.step();
-SELECT jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders;
+SELECT name, jsonb_path_query_array(val, '$.rows[*].marks[*].id') AS marks FROM holders ORDER BY name;
 -- The join table is asked as the caller: a transaction that changed it
 -- would decide the value by its own uncommitted rows (a held value is not
 -- transactional), so changes() refuses one; after its rollback the value

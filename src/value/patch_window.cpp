@@ -208,7 +208,7 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
     const Assoc &a = *ctx.assoc;
     for (const auto &[tkey, now] : join_targets(a, ctx.parent)) {
       std::optional<size_t> at = find(a.target_cols, make_key(a.target_cols, tkey));
-      if (at && !now) remove(*at);
+      if (at && !now && !linked_still(a, ctx.parent, tkey)) remove(*at);
       if (at || (!now && !offset)) continue;
       std::optional<jb::Elem> row = load_one(n, a.target_cols, tkey);
       /* A link of a row ahead changes how many rows are ahead.  (A row not

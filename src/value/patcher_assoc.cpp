@@ -16,6 +16,35 @@
 
 namespace ectosync {
 
+namespace {
+
+/*
+ * Whether the same (owner, target) pair may stand in several join rows: the
+ * join table's key is not made of the pair's columns (a join table with a
+ * key of its own, defined explicitly).
+ */
+bool pair_may_repeat(const Assoc &a) {
+  auto in_pair = [&](const Column &k) {
+    auto same = [&](const Column &c) { return c.attnum == k.attnum; };
+    return std::any_of(a.join_owner_cols.begin(), a.join_owner_cols.end(), same) ||
+           std::any_of(a.join_target_cols.begin(), a.join_target_cols.end(), same);
+  };
+  return !std::all_of(a.join->pk.begin(), a.join->pk.end(), in_pair);
+}
+
+}  // namespace
+
+/*
+ * Whether a join row other than the changed ones links parent and target
+ * still, when the pair's link went (a join table whose key is not the
+ * pair may link it twice, and load() asks whether any row does).  What
+ * this reads decides the value for good: hence no transaction that wrote
+ * or holds a snapshot patches one (refuse_uncommitted_reads).
+ */
+bool Patcher::linked_still(const Assoc &a, jb::View parent, const Texts &target) {
+  return pair_may_repeat(a) && linked(a, row_texts(parent, a.owner_cols), target);
+}
+
 /*
  * The target rows that the changed join rows of many_to_many a link to
  * parent, or linked to it: each target key, with whether a join row links
@@ -59,23 +88,6 @@ std::vector<std::pair<Texts, bool>> Patcher::join_targets(const Assoc &a, jb::Vi
   return targets;
 }
 
-namespace {
-
-/*
- * Whether the same (owner, target) pair may stand in several join rows: the
- * join table's key is not made of the pair's columns (a join table with a
- * key of its own, defined explicitly).
- */
-bool pair_may_repeat(const Assoc &a) {
-  auto in_pair = [&](const Column &k) {
-    auto same = [&](const Column &c) { return c.attnum == k.attnum; };
-    return std::any_of(a.join_owner_cols.begin(), a.join_owner_cols.end(), same) ||
-           std::any_of(a.join_target_cols.begin(), a.join_target_cols.end(), same);
-  };
-  return !std::all_of(a.join->pk.begin(), a.join->pk.end(), in_pair);
-}
-
-}  // namespace
 
 /*
  * A many_to_many list under parent when T is its join table: the target
@@ -101,11 +113,7 @@ void Patcher::patch_join(jb::View list, const Assoc &a, jb::View parent,
         if (row_matches_key(jb::View(list.at(i)), a.target_cols, key)) at = i;
     }
     if (at && !linked) {
-      /* Another join row may link the pair still: its rows are not
-       * among the changed ones.  (What the caller reads here decides the
-       * value for good: hence no transaction that wrote or holds a
-       * snapshot patches one; refuse_uncommitted_reads.) */
-      if (pair_may_repeat(a) && Patcher::linked(a, row_texts(parent, a.owner_cols), tkey)) continue;
+      if (linked_still(a, parent, tkey)) continue;
       mods[*at] = std::nullopt;
     } else if (!at && linked) {
       std::optional<jb::Elem> row;

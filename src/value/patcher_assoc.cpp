@@ -88,7 +88,6 @@ std::vector<std::pair<Texts, bool>> Patcher::join_targets(const Assoc &a, jb::Vi
   return targets;
 }
 
-
 /*
  * A many_to_many list under parent when T is its join table: the target
  * rows that the changed join rows link to this parent are added when a join

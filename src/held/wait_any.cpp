@@ -134,7 +134,7 @@ struct Pass {
  * when its patch is not empty or its changes failed.  One value's failure
  * (its role lost SELECT on a table of it) is its row alone: ecto_sync's own
  * errors leave the transaction sound, and the value as it was.
- * PostgreSQL's errors end the call.
+ * PostgreSQL's errors end the call, and leave the count unseen.
  */
 void look_at(Item &item, Pass &pass) {
   const std::string &name = item.first;
@@ -144,7 +144,7 @@ void look_at(Item &item, Pass &pass) {
               needs_reading(h, matched, pass.loaded, pass.unmatched);
   /* (a count seen, read or not: a value that is not read must not make
    * every pass look again) */
-  h.seen = matched;
+  uint64_t seen = std::exchange(h.seen, matched);
   if (read) {
     int64_t since = h.version;
     try {
@@ -154,6 +154,9 @@ void look_at(Item &item, Pass &pass) {
     } catch (const Error &e) {
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
       pass.out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
+    } catch (...) {
+      h.seen = seen;
+      throw;
     }
   }
   pass.untrusted = pass.untrusted || !trusted(h);
@@ -222,13 +225,21 @@ void look_at_moved(Pass &pass) {
   }
   /* (those another session moves on now, last) */
   std::vector<int> later;
-  for (int entry : entries) {
-    if (turn_elsewhere(ix, entry, pass.loaded))
-      later.push_back(entry);
-    else
-      look_at(ix, entry, pass);
+  try {
+    for (int entry : entries) {
+      if (turn_elsewhere(ix, entry, pass.loaded))
+        later.push_back(entry);
+      else
+        look_at(ix, entry, pass);
+    }
+    for (int entry : later) look_at(ix, entry, pass);
+  } catch (...) {
+    /* A PostgreSQL error ended the pass (a lock_timeout, a cancel): the
+     * entries it took out of the queue and did not look at are no longer
+     * queued.  The next pass looks at every value. */
+    ix.touches = UINT64_MAX;
+    throw;
   }
-  for (int entry : later) look_at(ix, entry, pass);
   ix.touches = held_touches();
   ix.unmatched = pass.unmatched;
   ix.quiet_loaded = pass.loaded;

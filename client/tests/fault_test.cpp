@@ -461,6 +461,75 @@ TEST(Fault, ExpiredEventsMakeHoldersReloadOnce) {
 }
 
 /*
+ * A backend terminated while hold() has attached a shared value, and taken
+ * its turn, but not stored the name yet: a FATAL unwinds nothing, and its
+ * exit must give the value and the turn up all the same.  The turn blocks
+ * on a lock: the held value is a page, and a row that comes ahead of it
+ * makes the turn read the page again from the locked table.
+ */
+TEST(Fault, BackendTerminatedInHoldLeavesTheSharedValue) {
+  testing_support::TestDatabase db("ectosync_client_hold_killed");
+  const std::string page = R"({"$query": {"order_by": "id", "limit": 2, "offset": 1}})";
+  pg::Connection admin(db.conninfo()), holder(db.conninfo()), locker(db.conninfo());
+  admin.exec("CREATE TABLE items (id int PRIMARY KEY)");
+  admin.exec("INSERT INTO items SELECT i * 10 FROM generate_series(1, 5) i");
+  admin.exec("SELECT ectosync.watch('items', $1::jsonb)", {page});
+  holder.exec("SELECT ectosync.hold('page', 'items', $1::jsonb, listen => false)", {page});
+  admin.exec("INSERT INTO items VALUES (5)");
+  admin.exec("SELECT ectosync.wait_for_worker()");
+
+  std::atomic<int> victim_pid{0};
+  std::atomic<bool> locked{false};
+  std::vector<std::thread> victim;
+  testing_support::JoinAll join_victim{victim};
+  victim.emplace_back([&] {
+    pg::Connection conn(db.conninfo());
+    conn.exec("SELECT ectosync.load('items', $1::jsonb)", {page}); /* (its plan, before the lock) */
+    victim_pid = static_cast<int>(conn.exec("SELECT pg_backend_pid()").i64(0, 0));
+    while (!locked) std::this_thread::sleep_for(5ms);
+    try {
+      conn.exec("SELECT ectosync.hold('page, too', 'items', $1::jsonb)", {page});
+      ADD_FAILURE() << "hold() was not terminated";
+    } catch (const pg::Error &) {
+    }
+  });
+  while (!victim_pid) std::this_thread::sleep_for(5ms);
+  locker.exec("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE");
+  locked = true;
+  const std::string pid = std::to_string(victim_pid.load());
+  auto blocked = [&] {
+    return admin
+        .exec("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1::int", {pid})
+        .boolean(0, 0);
+  };
+  for (int i = 0; i < 2000 && !blocked(); i++) std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(blocked()) << "hold() did not wait for the locked table";
+  EXPECT_EQ(holder.exec("SELECT shared_by FROM ectosync.held() WHERE name = 'page'").i64(0, 0), 2);
+  admin.exec("SELECT pg_terminate_backend($1::int)", {pid});
+  victim[0].join();
+  for (int i = 0; i < 2000; i++) {
+    if (admin.exec("SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", {pid}).i64(0, 0) ==
+        0)
+      break;
+    std::this_thread::sleep_for(5ms);
+  }
+  locker.exec("ROLLBACK");
+
+  /* The value is shared by one session again, and its turn is free: the
+   * holder moves it on itself, and it equals a fresh load. */
+  auto reply = holder.exec("SELECT ectosync.changes('page', 0)::text").str(0, 0);
+  EXPECT_NE(reply.find("\"version\": 1"), std::string::npos) << reply;
+  auto held = holder.exec("SELECT shared_by FROM ectosync.held() WHERE name = 'page'");
+  ASSERT_FALSE(held.is_null(0, 0)) << "the holder left the shared value: its turn was stuck";
+  EXPECT_EQ(held.i64(0, 0), 1) << "the terminated backend still counts as a holder";
+  EXPECT_TRUE(holder
+                  .exec("SELECT ectosync.changes('page', 0) -> 'patch' -> 0 -> 'value' -> 'rows' = "
+                        "ectosync.load('items', $1::jsonb) -> 'rows'",
+                        {page})
+                  .boolean(0, 0));
+}
+
+/*
  * Soak: the random workload for $ECTOSYNC_SOAK_SECONDS (default 60) from
  * two writers, with the worker terminated every 3 seconds, killed with
  * SIGKILL once (a crash reset: new epoch) a third of the way in, and the

@@ -40,6 +40,7 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace ectosync {
 
@@ -56,6 +57,10 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   refuse_own_changes(plan, "hold");
   int shared = -1;
   uint64_t base = 0;
+  /* Until the name is stored, a shared value attached is ours to detach. */
+  struct Unnamed {
+    ~Unnamed() { held_share_detach(std::exchange(shared_unnamed, -1)); }
+  } unnamed;
   Jsonb *value = may_share(plan) ? share_value(plan, assocs, filter, shared, base) : nullptr;
   if (!value) value = load_value(relid, assocs, filter);
   auto &values = held_values();
@@ -80,6 +85,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.rls = row_security(plan);
   /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
+  shared_unnamed = -1;
   attach_entry(stored, listen);
   stored.published = shared < 0 && stored.entry >= 0;
   if (shared >= 0)

@@ -76,6 +76,12 @@ uint64_t held_touches();
 Jsonb *keep(const Jsonb *j, MemoryContext context = nullptr);
 MemoryContext value_context();
 void forget(Held &h);
+/*
+ * The shared value that hold() attached (share_value()) while its name is
+ * not stored yet, or -1.  detach_shared_at_exit() detaches it too: a
+ * backend terminated in between unwinds nothing.
+ */
+extern int shared_unnamed;
 void detach_shared_at_exit(int, Datum);
 std::string text_string(const text *t);
 Held &find_held(const std::string &name);

@@ -36,6 +36,7 @@ extern "C" {
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace ectosync {
 
@@ -107,10 +108,14 @@ void forget(Held &h) {
   h = Held();
 }
 
+int shared_unnamed = -1;
+
 /* At exit (before_shmem_exit): this backend no longer holds its shared
- * values.  Detaching cannot fail; nothing may escape into PostgreSQL. */
+ * values (nor their turns).  Detaching cannot fail; nothing may escape
+ * into PostgreSQL. */
 void detach_shared_at_exit(int, Datum) {
   try {
+    held_share_detach(std::exchange(shared_unnamed, -1));
     for (auto &entry : held_values()) {
       held_share_detach(entry.second.shared);
       entry.second.shared = -1;

@@ -177,8 +177,8 @@ bool apply_shared(const Held &h, uint64_t upto) {
     case SharedTurn::Mine:
       break;
   }
-  OwnedContext made_in(value_context());
   try {
+    OwnedContext made_in(value_context()); /* (in the try: the turn is ours to give up) */
     const Plan &plan = resolve_plan(h.relid, h.assocs); /* once for the turn */
     PartedValue current = before;
     std::optional<std::string> reloaded;
@@ -222,13 +222,14 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
   check_select_privileges(plan);
   uint32_t relid = plan.root->table.relid;
   std::string key = share_key(plan, filter);
-  shared = held_share_find(relid, key);
+  shared_unnamed = shared = held_share_find(relid, key);
   if (shared < 0) {
     Jsonb *loaded = load_value(relid, assocs, filter);
     MemoryContext scratch = value_context();
     try {
       PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
       shared = held_share_create(relid, key, parts, value_seq(loaded));
+      shared_unnamed = shared;
     } catch (...) {
       pg_call([&] { MemoryContextDelete(scratch); });
       throw;
@@ -247,7 +248,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
      * value shows what a load would.  A worker far behind: load instead. */
     if (!worker_caught_up(1000) || !apply_shared(probe, loaded_seq())) {
       held_share_detach(shared);
-      shared = -1;
+      shared_unnamed = shared = -1;
       return load_value(relid, assocs, filter);
     }
     SharedSince now = held_share_since(shared, UINT64_MAX); /* the whole value */
@@ -255,6 +256,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
     return join_value(now.value);
   } catch (...) {
     held_share_detach(shared);
+    shared_unnamed = -1;
     throw;
   }
 }

@@ -478,10 +478,33 @@ TEST(Fault, BackendTerminatedInHoldLeavesTheSharedValue) {
   admin.exec("INSERT INTO items VALUES (5)");
   admin.exec("SELECT ectosync.wait_for_worker()");
 
+  auto shared_by = [&] {
+    return holder.exec("SELECT shared_by FROM ectosync.held() WHERE name = 'page'").opt(0, 0);
+  };
+  /* (under tiny shared memory the value may not be shared: then the
+   * victim's hold() loads on its own, and there is nothing to give up) */
+  const bool shared = shared_by().has_value();
+  if (!testing_support::expect_pressure()) {
+    ASSERT_TRUE(shared) << "the value was not shared";
+  }
+
   std::atomic<int> victim_pid{0};
   std::atomic<bool> locked{false};
   std::vector<std::thread> victim;
   testing_support::JoinAll join_victim{victim};
+  /* (destroyed first, also by a failed ASSERT: the victim must not wait
+   * for the lock while the test joins it) */
+  struct Unblock {
+    pg::Connection &locker, &admin;
+    std::atomic<int> &pid;
+    ~Unblock() {
+      try {
+        locker.exec("ROLLBACK");
+        if (pid) admin.exec("SELECT pg_terminate_backend($1::int)", {std::to_string(pid.load())});
+      } catch (const pg::Error &) {
+      }
+    }
+  } unblock{locker, admin, victim_pid};
   victim.emplace_back([&] {
     pg::Connection conn(db.conninfo());
     conn.exec("SELECT ectosync.load('items', $1::jsonb)", {page}); /* (its plan, before the lock) */
@@ -504,7 +527,9 @@ TEST(Fault, BackendTerminatedInHoldLeavesTheSharedValue) {
   };
   for (int i = 0; i < 2000 && !blocked(); i++) std::this_thread::sleep_for(5ms);
   ASSERT_TRUE(blocked()) << "hold() did not wait for the locked table";
-  EXPECT_EQ(holder.exec("SELECT shared_by FROM ectosync.held() WHERE name = 'page'").i64(0, 0), 2);
+  if (shared) {
+    EXPECT_EQ(shared_by(), "2") << "the victim's hold() had not attached the value";
+  }
   admin.exec("SELECT pg_terminate_backend($1::int)", {pid});
   victim[0].join();
   for (int i = 0; i < 2000; i++) {
@@ -519,9 +544,11 @@ TEST(Fault, BackendTerminatedInHoldLeavesTheSharedValue) {
    * holder moves it on itself, and it equals a fresh load. */
   auto reply = holder.exec("SELECT ectosync.changes('page', 0)::text").str(0, 0);
   EXPECT_NE(reply.find("\"version\": 1"), std::string::npos) << reply;
-  auto held = holder.exec("SELECT shared_by FROM ectosync.held() WHERE name = 'page'");
-  ASSERT_FALSE(held.is_null(0, 0)) << "the holder left the shared value: its turn was stuck";
-  EXPECT_EQ(held.i64(0, 0), 1) << "the terminated backend still counts as a holder";
+  if (shared) {
+    std::optional<std::string> now = shared_by();
+    ASSERT_TRUE(now.has_value()) << "the holder left the shared value: its turn was stuck";
+    EXPECT_EQ(*now, "1") << "the terminated backend still counts as a holder";
+  }
   EXPECT_TRUE(holder
                   .exec("SELECT ectosync.changes('page', 0) -> 'patch' -> 0 -> 'value' -> 'rows' = "
                         "ectosync.load('items', $1::jsonb) -> 'rows'",

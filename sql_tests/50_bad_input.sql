@@ -186,6 +186,19 @@ SELECT ectosync.wait_for_worker() AS drained;
 SELECT (s - 'seq') = (ectosync.load('bigvals') - 'seq') AS synced_equals_load,
        length(s->'rows'->1->>'body') AS synced_length
 FROM (SELECT regress.apply(v) AS s FROM bv) x;
+-- A row that grows past a quarter of the row cache (ectosync.cache_size)
+-- is not cached; its older, smaller record must not be served in its
+-- place: the value takes the row from its table.
+UPDATE bigvals SET body = 'cached' WHERE id = 2;
+SELECT ectosync.wait_for_worker() AS drained;
+DELETE FROM bv;
+INSERT INTO bv SELECT ectosync.load('bigvals');
+UPDATE bigvals SET body = repeat('d', (pg_size_bytes(current_setting('ectosync.cache_size')) / 4)::int + 1024)
+ WHERE id = 2;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT (s - 'seq') = (ectosync.load('bigvals') - 'seq') AS synced_equals_load,
+       length(s->'rows'->1->>'body') > 1024 AS synced_the_big_row
+FROM (SELECT regress.apply(v) AS s FROM bv) x;
 -- a 10 MB filter value
 SELECT jsonb_array_length(ectosync.load('bigvals', '[]', jsonb_build_object('body', repeat('c', 10 * 1024 * 1024)))->'rows') AS no_rows;
 

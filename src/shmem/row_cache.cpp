@@ -193,7 +193,14 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
   rec.rowlen = row ? VARSIZE(row) : 0;
   rec.unknown = unknown;
   rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
-  if (rec.len > arena_bytes() / 4) return; /* a huge row is read from its table */
+  if (rec.len > arena_bytes() / 4) {
+    /* A huge row is read from its table: what is cached is that it is
+     * unknown, so that an older record of its key is no longer served. */
+    row = nullptr;
+    rec.rowlen = 0;
+    rec.unknown = true;
+    rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen);
+  }
 
   LWLockAcquire(shared->cache_lock, LW_EXCLUSIVE);
   bool found;

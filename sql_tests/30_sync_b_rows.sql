@@ -144,8 +144,49 @@ SELECT jsonb_path_query_array(c #> '{patch,0,value}', '$.rows[*].marks[*].id') A
   FROM (SELECT ectosync.changes('marks', 0) AS c) s;
 SELECT ectosync.release('marks');
 
+-- A many_to_many whose join rows name other columns than the keys: each
+-- member's duties by email and code.  A member's email changes: its list
+-- is read again.  A duty's code changes: it leaves the lists whose join
+-- rows name the old code, and enters those whose join rows name the new
+-- one.  A value synced event by event follows, and so does member 2's held
+-- value, which no event of a duty it holds tells of the one that enters.
+CREATE TABLE members (id int PRIMARY KEY, email text UNIQUE NOT NULL);
+CREATE TABLE duties (id int PRIMARY KEY, code text UNIQUE NOT NULL);
+CREATE TABLE assignments (email text, code text, PRIMARY KEY (email, code));
+INSERT INTO members VALUES (1, 'a@x'), (2, 'd@x');
+INSERT INTO duties VALUES (1, 'ops'), (2, 'dev'), (3, 'web');
+INSERT INTO assignments VALUES ('a@x', 'dev'), ('c@x', 'ops'), ('d@x', 'qa'), ('d@x', 'web');
+\set duties '{"duties": {"many_to_many": "duties", "through": "assignments", "owner_columns": ["email"], "target_columns": ["code"], "references": ["email"], "target_references": ["code"]}}'
+SELECT ectosync.watch('members', :'duties') IS NOT NULL AS watched;
+DELETE FROM holders;
+INSERT INTO holders VALUES ('duties', ectosync.load('members', :'duties'));
+CREATE TEMP TABLE held_duties AS
+  SELECT ectosync.hold('duties', 'members', :'duties', '{"id": 2}', listen => false) AS val,
+         0::bigint AS version;
+CREATE FUNCTION pg_temp.held_step() RETURNS TABLE (duties jsonb, same boolean) LANGUAGE plpgsql AS $$
+DECLARE c jsonb;
+BEGIN
+  PERFORM ectosync.wait_for_worker();
+  SELECT ectosync.wait_changes('duties', h.version, 1000) INTO c FROM held_duties h;
+  UPDATE held_duties SET val = regress.patch(val, c -> 'patch'), version = (c ->> 'version')::bigint;
+  RETURN QUERY SELECT jsonb_path_query_array(h.val, '$.rows[*].duties[*].code'),
+                      (h.val - 'seq') = (regress.fresh(h.val) - 'seq')
+                 FROM held_duties h;
+END $$;
+UPDATE members SET email = 'c@x' WHERE id = 1;   -- dev goes, ops comes
+SELECT * FROM pg_temp.step();
+SELECT * FROM pg_temp.held_step();
+UPDATE duties SET code = 'qa' WHERE id = 2;      -- member 2's join row names qa
+SELECT * FROM pg_temp.step();
+SELECT * FROM pg_temp.held_step();
+UPDATE duties SET code = 'sre' WHERE id = 1;     -- member 1's names ops: none now
+SELECT * FROM pg_temp.step();
+SELECT * FROM pg_temp.held_step();
+SELECT ectosync.release('duties');
+SELECT ectosync.unwatch('members');
+
 SELECT ectosync.unwatch('posts');
 SELECT ectosync.unwatch('persons');
 SELECT ectosync.unwatch('comments');
 SELECT ectosync.unwatch('tags');
-DROP TABLE post_marks;
+DROP TABLE post_marks, assignments, members, duties;

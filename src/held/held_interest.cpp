@@ -7,6 +7,7 @@
 #include "held/held_shared.hpp"
 #include "core/interest.hpp"
 #include "value/keys.hpp"
+#include "value/patcher.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 #include "shmem/shmem.hpp"
@@ -87,9 +88,11 @@ class InterestBuilder {
         keys(a.join->relid, a.join_owner_cols, r, a.owner_cols);
         /* A linked target the list does not hold may enter by its own
          * change: it may come to match the list's where, or to sort
-         * inside its window. */
+         * inside its window, or come to have the values that join rows
+         * name (when they name other columns than its key). */
         const ListQuery &q = a.target->query;
-        if (!q.where.empty() || q.windowed()) in_.add_wild(target);
+        if (!q.where.empty() || q.windowed() || !same_columns(a.target_cols, a.target->table.pk))
+          in_.add_wild(target);
         each_row(sub, [&](jb::View t) {
           keys(target, a.target_cols, t, a.target_cols);
           row(t, *a.target);

@@ -183,8 +183,9 @@ std::optional<jb::Node> Patcher::patch_query_list(jb::View list, const PlanNode 
         belongs = rows_match(s.row, ctx.assoc->target_cols, ctx.parent, ctx.assoc->owner_cols);
       /* A linked row outside the list may belong now: it may have come to
        * match the where, or to sort inside the window. */
-      if (belongs && ctx.kind == ListCtx::ManyToMany && !at)
-        belongs = (q.windowed() || !q.where.empty() || rls(event_table_)) &&
+      bool moved = ctx.kind == ListCtx::ManyToMany && link_moved(*ctx.assoc, s);
+      if (belongs && ctx.kind == ListCtx::ManyToMany && (!at || moved))
+        belongs = (moved || q.windowed() || !q.where.empty() || rls(event_table_)) &&
                   linked(*ctx.assoc, ctx.parent, s);
       if (offset) {
         /* A row that goes ahead, or comes from there, shifts the window;

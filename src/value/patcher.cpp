@@ -319,9 +319,12 @@ std::optional<jb::Node> Patcher::patch_list(jb::View list, const PlanNode &n, co
       /* Join rows add a target; but under row level security a target row
        * may become visible by its own change, and under a where it may
        * come to match: a linked row enters then. */
-      if (ctx.kind == ListCtx::ManyToMany)
-        belongs = belongs && (found || ((rls(event_table_) || !n.query.where.empty()) &&
-                                        linked(*ctx.assoc, ctx.parent, s)));
+      if (ctx.kind == ListCtx::ManyToMany) {
+        bool moved = link_moved(*ctx.assoc, s);
+        belongs = belongs &&
+                  ((found && !moved) || ((moved || rls(event_table_) || !n.query.where.empty()) &&
+                                         linked(*ctx.assoc, ctx.parent, s)));
+      }
       if (found && !belongs)
         mods[idx] = std::nullopt;
       else if (found)

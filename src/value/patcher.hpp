@@ -135,6 +135,7 @@ class Patcher {
    * touch: (key, whether a join row links it now). */
   std::vector<std::pair<Texts, bool>> join_targets(const Assoc &a, jb::View parent);
   bool linked_still(const Assoc &a, jb::View parent, const Texts &target);
+  bool link_moved(const Assoc &a, const RowState &s);
   void patch_join(jb::View list, const Assoc &a, jb::View parent,
                   std::map<uint32_t, std::optional<jb::Node>> &mods,
                   std::vector<std::pair<uint32_t, jb::Node>> &inserts);

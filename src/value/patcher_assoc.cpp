@@ -46,6 +46,18 @@ bool Patcher::linked_still(const Assoc &a, jb::View parent, const Texts &target)
 }
 
 /*
+ * Whether the event moved target row s's columns that many_to_many a's
+ * join rows name (a key other than its primary key, or its primary key
+ * without a cascade): the lists that held it may not link it now, and
+ * others may.
+ */
+bool Patcher::link_moved(const Assoc &a, const RowState &s) {
+  if (ev_.op != Op::Update || !s.exists) return false;
+  std::optional<Texts> old = old_texts(a.target_cols);
+  return old && *old != row_texts(s.row, a.target_cols);
+}
+
+/*
  * The target rows that the changed join rows of many_to_many a link to
  * parent, or linked to it: each target key, with whether a join row links
  * it now.
@@ -151,7 +163,7 @@ std::optional<jb::Node> Patcher::patch_row(jb::Elem elem, const PlanNode &n,
     bool owner_changed =
         state && !rows_match(row, a.owner_cols, cols, a.owner_cols) &&
         !(has_null(row_texts(row, a.owner_cols)) && has_null(row_texts(cols, a.owner_cols)));
-    if (owner_changed && a.kind != AssocKind::ManyToMany) {
+    if (owner_changed) {
       changed.emplace_back(&a, rebuild_assoc(a, cols));
       continue;
     }
@@ -190,12 +202,21 @@ std::optional<jb::Node> Patcher::patch_row(jb::Elem elem, const PlanNode &n,
   return out;
 }
 
-/* An association whose owner columns changed: read again, as load() would. */
+/*
+ * An association whose owner columns changed: read again, as load() would
+ * (a many_to_many through the join rows that name the new values: its
+ * owner columns need not be the key, which a cascade would carry to them).
+ */
 jb::Node Patcher::rebuild_assoc(const Assoc &a, jb::View parent) {
   Texts owner = row_texts(parent, a.owner_cols);
   if (a.is_many()) {
     if (has_null(owner)) return jb::Node::array();
-    Jsonb *rows = load_rows_where(*a.target, a.target_cols, owner, true);
+    ListSource source;
+    source.assoc = &a;
+    source.owner = owner;
+    Jsonb *rows = a.kind == AssocKind::ManyToMany
+                      ? load_list(*a.target, source)
+                      : load_rows_where(*a.target, a.target_cols, owner, true);
     if (!rows || !JB_ROOT_IS_ARRAY(rows)) return jb::Node::array();
     return jb::Node::copy(jb::root_elem(rows));
   }

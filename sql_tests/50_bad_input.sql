@@ -14,6 +14,8 @@
 --                                                     accepted: ["name"], [])
 --   filter: unknown column / uncastable value         42703 / 22P02, 22003
 --   filter not an object                              22023
+--   filter column whose values may be equal though    0A000
+--     written differently (interval, float)
 --   value not made by load(): wrong JSON type,        22023 (detail: which
 --     missing keys, wrong "ectosync" version,         key is wrong)
 --     keys of the wrong type
@@ -90,6 +92,9 @@ INSERT INTO bad (what, sql) VALUES
   ('filter: number overflow', $$SELECT ectosync.load('posts', '[]', '{"id": 1e300}')$$),
   ('filter: assoc name', $$SELECT ectosync.load('posts', '["tags"]', '{"tags": 1}')$$),
   ('filter: quote in column', $$SELECT ectosync.load('posts', '[]', '{"id\" = 1 OR \"id": 1}')$$),
+  ('filter: interval column', $$SELECT ectosync.load('spans', '[]', '{"span": "1 day"}')$$),
+  ('filter: float column', $$SELECT ectosync.load('spans', '[]', '{"ratio": 0}')$$),
+  ('filter: enum column', $$SELECT ectosync.load('spans', '[]', '{"mood": "calm"}') -> 'rows' -> 0 ->> 'id'$$),
   -- sync: values
   ('value: not an object', $$SELECT ectosync.sync('[1]', (SELECT max(e) FROM ev))$$),
   ('value: a string', $$SELECT ectosync.sync('"x"', (SELECT max(e) FROM ev))$$),
@@ -149,6 +154,11 @@ CREATE TABLE nopk (a int, b text);
 CREATE TABLE intervalkey (d interval PRIMARY KEY);
 CREATE TABLE byteakey (b bytea PRIMARY KEY);
 CREATE TABLE jsonbkey (j jsonb PRIMARY KEY);
+-- (interval '1 day' equals '24 hours', float 0 equals -0: a filter's
+-- patches, which compare what to_jsonb writes, could not tell)
+CREATE TYPE mood AS ENUM ('calm', 'busy');
+CREATE TABLE spans (id int PRIMARY KEY, span interval, ratio float8, mood mood);
+INSERT INTO spans VALUES (1, '24 hours', -0, 'calm');
 SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
 CREATE TEMP TABLE val AS SELECT ectosync.load('posts', '["tags"]') AS v;
 UPDATE tags SET name = name || '?' WHERE id = 1;
@@ -206,5 +216,6 @@ SELECT ectosync.unwatch('bigvals');
 SELECT ectosync.unwatch('posts', '["tags"]');
 SELECT ectosync.unwatch('posts', '[]');  -- made by watch('posts', NULL)
 UPDATE tags SET name = rtrim(name, '?') WHERE id = 1;
-DROP TABLE nopk, intervalkey, byteakey, jsonbkey, bigvals;
+DROP TABLE nopk, intervalkey, byteakey, jsonbkey, bigvals, spans;
+DROP TYPE mood;
 SELECT 1 AS usable;

@@ -150,6 +150,10 @@ struct ColumnDesc {
   /* the same without its typmod (numeric, not numeric(6,2)): what $query
    * values are read as, so that they are neither rounded nor cut */
   std::string value_sql_type;
+  /* Its values are equal exactly when to_jsonb renders them alike (a key
+   * kind, an enum or bytea; text of a deterministic collation): what a
+   * filter needs, which patches compare as rendered. */
+  bool equal_as_rendered = true;
 };
 
 struct TableDesc {

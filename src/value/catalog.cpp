@@ -93,6 +93,17 @@ std::optional<KeyKind> key_kind(Oid type) {
 }
 
 /*
+ * Whether values of type are equal exactly when to_jsonb renders them
+ * alike: the key kinds, enums (labels) and bytea.  Not interval ('1 day'
+ * equals '24:00:00'), floats (0 equals -0), citext, jsonb and the like.
+ */
+static bool equal_as_rendered(Oid type) {
+  if (key_kind(type)) return true;
+  Oid base = pg_call([&] { return getBaseType(type); });
+  return base == BYTEAOID || pg_call([&] { return type_is_enum(base); });
+}
+
+/*
  * OPERATOR(schema.=) of a type's default equality (its btree opclass's),
  * for generated SQL; empty when the type has none.  Found through the type
  * cache, never through search_path.
@@ -134,7 +145,9 @@ const char *const kTableSql =
 
 const char *const kColumnsSql =
     "SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,"
-    " a.atttypmod FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1"
+    " a.atttypmod, c.collisdeterministic FROM pg_catalog.pg_attribute a"
+    " LEFT JOIN pg_catalog.pg_collation c ON c.oid OPERATOR(pg_catalog.=) a.attcollation"
+    " WHERE a.attrelid OPERATOR(pg_catalog.=) $1"
     " AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 /*
@@ -252,6 +265,7 @@ class SpiCatalog : public CatalogSource {
                                      key_kind(type), equality_operator(type),
                                      qualified_type_name(type, typmod),
                                      qualified_type_name(type, -1)});
+      t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
     }
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {

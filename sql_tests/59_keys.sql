@@ -58,6 +58,14 @@ INSERT INTO pairs VALUES (1, 30, 'p'), (2, 10, 'q'), (3, 20, 'r');
 -- oids as strings, yet they order as numbers (9 before 10).
 CREATE TABLE blobs (id oid PRIMARY KEY, blob oid NOT NULL);
 INSERT INTO blobs VALUES (9, 9), (10, 10), (100, 100);
+-- Join rows that name a numeric key at another scale (1.0 for 1) link it
+-- all the same, as load()'s join does.
+CREATE TABLE amounts (id numeric PRIMARY KEY, v int);
+CREATE TABLE marks (id int PRIMARY KEY);
+CREATE TABLE amount_marks (amount numeric, mark int, PRIMARY KEY (amount, mark));
+INSERT INTO amounts VALUES (1, 1), (2.5, 2);
+INSERT INTO marks VALUES (1), (2);
+INSERT INTO amount_marks VALUES (2.50, 1);
 
 SELECT ectosync.watch('codes', '["code_items"]') IS NOT NULL AS watched;
 SELECT ectosync.watch('shifts', '["readings"]') IS NOT NULL AS watched;
@@ -65,6 +73,8 @@ SELECT ectosync.watch('ticks') IS NOT NULL AS watched;
 SELECT ectosync.watch('labels') IS NOT NULL AS watched;
 SELECT ectosync.watch('pairs') IS NOT NULL AS watched;
 SELECT ectosync.watch('blobs') IS NOT NULL AS watched;
+\set amount_marks '{"marks": {"many_to_many": "marks", "through": "amount_marks", "owner_columns": ["amount"], "target_columns": ["mark"]}}'
+SELECT ectosync.watch('amounts', :'amount_marks') IS NOT NULL AS watched;
 SELECT ectosync.wait_for_worker();
 
 -- The holder's session renders dates and times otherwise: values do not.
@@ -78,7 +88,8 @@ INSERT INTO client
                ('shifts', 'shifts', '["readings"]'), ('ticks', 'ticks', '[]'),
                ('labels', 'labels', '[]'), ('pairs', 'pairs', '[]'), ('blobs', 'blobs', '[]'),
                ('blobs below 50', 'blobs',
-                '{"$query": {"where": [["blob", "<", "50"]], "order_by": "blob"}}')) v(n, t, a);
+                '{"$query": {"where": [["blob", "<", "50"]], "order_by": "blob"}}'),
+               ('amounts', 'amounts', :'amount_marks')) v(n, t, a);
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
 
 -- Every holder takes its changes and every stateless copy its events; both
@@ -128,6 +139,8 @@ DELETE FROM pairs WHERE b = 10;
 UPDATE blobs SET blob = 11 WHERE id = 9;
 UPDATE blobs SET blob = 8 WHERE id = 100;
 INSERT INTO blobs VALUES (1000, 20), (99, 99), (5, 5);
+INSERT INTO amount_marks VALUES (1.0, 1), (1.00, 2), (2.5, 2);
+DELETE FROM amount_marks WHERE amount = 2.50 AND mark = 1;
 
 SET TimeZone = 'Asia/Tokyo';
 SET DateStyle = 'German';
@@ -143,6 +156,6 @@ SELECT ectosync.watch('loose');
 
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
-  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs')) v(t);
+  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

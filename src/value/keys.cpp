@@ -101,6 +101,19 @@ bool has_null(const Texts &t) {
   return std::any_of(t.begin(), t.end(), [](const auto &v) { return !v; });
 }
 
+bool same_texts(const std::vector<Column> &cols, const Texts &a, const Texts &b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (!a[i] || !b[i] || *a[i] == *b[i]) {
+      if (a[i].has_value() != b[i].has_value()) return false;
+      continue;
+    }
+    if (i >= cols.size() || cols[i].kind != KeyKind::Number) return false;
+    if (jb::compare_numeric(parse_numeric(*a[i]), parse_numeric(*b[i])) != 0) return false;
+  }
+  return true;
+}
+
 int compare_row_key(jb::View row, const std::vector<Column> &cols, const Key &key) {
   for (size_t i = 0; i < cols.size(); i++) {
     int c = compare_elem_part(cols[i].kind, row.get(cols[i].name), key[i]);

@@ -56,6 +56,12 @@ Texts row_texts(jb::View row, const std::vector<Column> &cols);
 
 /* Whether some key value is SQL NULL (such a key matches nothing). */
 bool has_null(const Texts &t);
+/*
+ * Whether texts a and b of cols are equal as the columns compare them:
+ * numbers by value, the rest by their bytes.  (A foreign key and the key
+ * it references may render one number at two scales: "1.0" and "1".)
+ */
+bool same_texts(const std::vector<Column> &cols, const Texts &a, const Texts &b);
 
 /* Row order: -1/0/1 of the row's cols against key. */
 int compare_row_key(jb::View row, const std::vector<Column> &cols, const Key &key);

@@ -119,7 +119,8 @@ std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, con
   if (ctx.kind == ListCtx::HasMany) {
     std::optional<Texts> link = old_texts(ctx.assoc->target_cols);
     if (!link) return std::nullopt;
-    if (*link != row_texts(ctx.parent, ctx.assoc->owner_cols)) return false; /* another list's */
+    if (!same_texts(ctx.assoc->target_cols, *link, row_texts(ctx.parent, ctx.assoc->owner_cols)))
+      return false; /* another list's */
   }
   std::optional<int> order =
       first.valid() ? compare_to_old(n.query, n.table.pk, first) : std::optional<int>(1);

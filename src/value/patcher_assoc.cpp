@@ -54,7 +54,7 @@ bool Patcher::linked_still(const Assoc &a, jb::View parent, const Texts &target)
 bool Patcher::link_moved(const Assoc &a, const RowState &s) {
   if (ev_.op != Op::Update || !s.exists) return false;
   std::optional<Texts> old = old_texts(a.target_cols);
-  return old && *old != row_texts(s.row, a.target_cols);
+  return old && !same_texts(a.target_cols, *old, row_texts(s.row, a.target_cols));
 }
 
 /*
@@ -69,7 +69,7 @@ std::vector<std::pair<Texts, bool>> Patcher::join_targets(const Assoc &a, jb::Vi
   if (has_null(owner)) return targets;
   auto note = [&](const Texts &target, bool linked) {
     for (auto &t : targets)
-      if (t.first == target) {
+      if (same_texts(a.join_target_cols, t.first, target)) {
         t.second = t.second || linked;
         return;
       }
@@ -89,11 +89,11 @@ std::vector<std::pair<Texts, bool>> Patcher::join_targets(const Assoc &a, jb::Vi
       if (!cc || !(side == 0 ? cc->has_old : cc->has_new)) ok = false;
       if (ok) t.push_back(side == 0 ? cc->old_value : cc->new_value);
     }
-    if (ok && o == owner && !has_null(t)) note(t, false);
+    if (ok && same_texts(a.join_owner_cols, o, owner) && !has_null(t)) note(t, false);
   }
   for (const RowState &s : states_) {
     if (!s.exists) continue;
-    if (row_texts(s.row, a.join_owner_cols) != owner) continue;
+    if (!same_texts(a.join_owner_cols, row_texts(s.row, a.join_owner_cols), owner)) continue;
     Texts t = row_texts(s.row, a.join_target_cols);
     if (!has_null(t)) note(t, true);
   }

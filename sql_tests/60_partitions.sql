@@ -180,6 +180,20 @@ TRUNCATE events_03 CASCADE;
 SELECT * FROM pg_temp.check();
 SELECT * FROM pg_temp.show();
 
+-- A partition's capture trigger disabled, as a restore's ALTER TABLE ...
+-- DISABLE TRIGGER ALL leaves it: it fires again at once, always, and the
+-- values reload (it may have missed rows); so does one enabled for the
+-- origin only (ENABLE TRIGGER ALL after the restore).
+ALTER TABLE events_02 DISABLE TRIGGER ALL;
+SELECT * FROM pg_temp.check();
+INSERT INTO events VALUES (12, 20240212, 1, 'february, captured');
+SELECT * FROM pg_temp.check();
+ALTER TABLE events_02 ENABLE TRIGGER ALL;
+INSERT INTO events VALUES (13, 20240213, 1, 'february, captured too');
+SELECT * FROM pg_temp.check();
+SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t
+ WHERE t.tgrelid = 'events_02'::regclass AND t.tgname LIKE 'ectosync%' ORDER BY t.tgname;
+
 -- DETACH and DROP of a partition take its rows away without row triggers:
 -- values holding events reload.
 ALTER TABLE events DETACH PARTITION events_04;

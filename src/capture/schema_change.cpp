@@ -160,6 +160,28 @@ std::set<uint32_t> watched_tables_changed() {
 }
 
 /*
+ * The partitions (at any depth) of watched tables among those the
+ * statement changed, each with its watched table: their capture triggers
+ * are clones of the watched table's, which report their rows under it.
+ */
+std::vector<std::pair<uint32_t, uint32_t>> watched_partitions_changed() {
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  SpiScope spi;
+  for (const auto &row :
+       spi_rows("SELECT DISTINCT c.objid, w.relid::pg_catalog.oid"
+                " FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+                " CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.objid) a"
+                " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
+                " a.relid::pg_catalog.oid"
+                " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+                " AND a.relid::pg_catalog.oid OPERATOR(pg_catalog.<>) c.objid",
+                {}, true))
+    out.emplace_back(static_cast<uint32_t>(std::stoul(*row[0])),
+                     static_cast<uint32_t>(std::stoul(*row[1])));
+  return out;
+}
+
+/*
  * tables, and the tables they are children of now: a table that joins an
  * inheritance tree of a policy source has no trigger of its own yet, and
  * its parent's name the dependents.  (A new snapshot: the statement's
@@ -380,8 +402,13 @@ void follow_alter_table(Node *parsetree) {
       pg_call([&] { restart_capture(relid, kReloadSchema); });
       note_changed_wholesale(relid);
     }
-  if (effects.toggles_triggers)
+  if (effects.toggles_triggers) {
     for (uint32_t relid : tables) keep_capture_enabled(relid);
+    /* (a partition's clone, as a restore's DISABLE and ENABLE TRIGGER ALL
+     * leave it: its rows are the watched table's) */
+    for (const auto &[partition, watched] : watched_partitions_changed())
+      keep_capture_enabled(partition, watched);
+  }
   if ((effects.renames_columns || effects.renames_table) && !tables.empty()) refresh_watches();
 }
 

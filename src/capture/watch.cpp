@@ -335,7 +335,7 @@ std::set<uint32_t> oid_set(ArrayType *array) {
   return out;
 }
 
-void keep_capture_enabled(uint32_t relid) {
+void keep_capture_enabled(uint32_t relid, uint32_t watched) {
   if (refreshing) return;
   OwnDdl own;
   SpiScope spi;
@@ -349,7 +349,7 @@ void keep_capture_enabled(uint32_t relid) {
   }
   /* Disabled, it may have missed changes (its event trigger may not have
    * fired at once): a capture restart. */
-  if (missed) pg_call([&] { restart_capture(relid, kReloadCapture); });
+  if (missed) pg_call([&] { restart_capture(watched ? watched : relid, kReloadCapture); });
 }
 
 }  // namespace ectosync

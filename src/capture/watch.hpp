@@ -27,8 +27,9 @@ bool refreshing_watches();
 /*
  * Table relid's capture triggers fire ALWAYS again if an ALTER TABLE
  * disabled them (or made them fire in one session_replication_role only);
- * one found disabled counts as a capture restart.  May throw.
+ * one found disabled counts as a capture restart (of watched, when relid
+ * is a partition of that watched table).  May throw.
  */
-void keep_capture_enabled(uint32_t relid);
+void keep_capture_enabled(uint32_t relid, uint32_t watched = 0);
 
 }  // namespace ectosync

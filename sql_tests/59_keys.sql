@@ -153,6 +153,11 @@ CREATE TABLE spans (s interval PRIMARY KEY);
 SELECT ectosync.watch('spans');
 CREATE TABLE loose (a int, UNIQUE (a));
 SELECT ectosync.watch('loose');
+-- A deferrable primary key: two rows may have one key until the commit
+-- (UPDATE SET id = 3 - id swaps 1 and 2), and the worker takes a key's
+-- last event for its state.
+CREATE TABLE swapped (id int PRIMARY KEY DEFERRABLE, v text);
+SELECT ectosync.watch('swapped');
 
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)

@@ -170,7 +170,8 @@ TableInfo table_info(const TableDesc &table) {
   if (table.pk.empty())
     throw AssocError(kFeatureNotSupported, "table " + display(table) + " has no primary key",
                      "ecto_sync identifies rows by their primary key, or else by their "
-                     "REPLICA IDENTITY index or a unique index on NOT NULL columns.",
+                     "REPLICA IDENTITY index or a unique index on NOT NULL columns; none of "
+                     "them deferrable (two rows may have one key until the commit).",
                      "Add a primary key or a unique NOT NULL key to " + display(table) + ".");
   TableInfo info;
   info.relid = table.relid;

@@ -270,7 +270,10 @@ class SpiCatalog : public CatalogSource {
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
       std::vector<int16_t> cols = parse_attnums(row[1]);
-      if (t.pk.empty() && (*row[0] == "t" || *row[2] == "t")) t.pk = cols;
+      /* (a deferrable one neither: two rows may have one key until the
+       * commit, and the worker takes the last event of a key for its
+       * state) */
+      if (t.pk.empty() && *row[2] == "t") t.pk = cols;
       t.uniques.push_back(cols);
     }
     return t;

@@ -122,7 +122,7 @@ static int row_key_of(Relation rel, int16 *out) {
                   heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
                   heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
     int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
-    if (usable && !index->indisprimary) {
+    if (usable) { /* (a deferrable primary key neither: catalog.cpp) */
       usable = index->indimmediate;
       for (int i = 0; usable && i < index->indnkeyatts; i++) {
         AttrNumber attnum = index->indkey.values[i];

@@ -117,6 +117,26 @@ SELECT ectosync.changes('other') -> 'patch' AS read_in_the_migration;
 COMMIT;
 SELECT * FROM pg_temp.step();
 
+-- A column's type altered: an enum's value renamed (ALTER TYPE ... RENAME
+-- VALUE) renders every row that holds it anew while no row changed, and
+-- so does an attribute of a composite type renamed.  The values holding
+-- the table reload; "other" does not.
+CREATE TYPE genre AS ENUM ('novel', 'essay');
+CREATE TYPE blurb AS (line text);
+ALTER TABLE books ADD COLUMN genre genre DEFAULT 'novel', ADD COLUMN blurb blurb;
+SELECT * FROM pg_temp.step();
+ALTER TYPE genre RENAME VALUE 'novel' TO 'fiction';
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(copy, '$.rows[*].books[*].genre') AS genres FROM client WHERE name = 'all';
+UPDATE books SET blurb = ROW('a page-turner') WHERE id = 10;
+SELECT * FROM pg_temp.step();
+ALTER TYPE blurb RENAME ATTRIBUTE line TO tagline;
+SELECT * FROM pg_temp.step();
+SELECT copy #> '{rows,0,books,0,blurb}' AS blurb FROM client WHERE name = 'ann';
+-- A value added renders no row otherwise: nothing reloads.
+ALTER TYPE genre ADD VALUE 'poem';
+SELECT * FROM pg_temp.step();
+
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');

@@ -385,6 +385,60 @@ const char *namer_catalog(Node *parsetree) {
   }
 }
 
+/*
+ * Whether the statement changes how values of an existing type render:
+ * ALTER TYPE ... RENAME VALUE of an enum, or the attributes of a composite
+ * type added, dropped, renamed or retyped.  (ADD VALUE renders no existing
+ * value otherwise; a type's name is not rendered.)
+ */
+bool rerenders_type(Node *parsetree) {
+  switch (nodeTag(parsetree)) {
+    case T_AlterEnumStmt:
+      return castNode(AlterEnumStmt, parsetree)->oldVal != nullptr;
+    case T_RenameStmt:
+      return castNode(RenameStmt, parsetree)->renameType == OBJECT_ATTRIBUTE;
+    case T_AlterTableStmt:
+      return castNode(AlterTableStmt, parsetree)->objtype == OBJECT_TYPE;
+    default:
+      return false;
+  }
+}
+
+/*
+ * The watched tables with a column of a type the statement altered, or of
+ * a type made of one (a domain over it, an array or range of it, a
+ * composite type with an attribute of one): their rows render otherwise
+ * now, in the cache and in every value that holds them, while no row
+ * changed.  Their capture restarts, as after an ALTER TABLE that changes
+ * what rows look like.
+ */
+void follow_type_change() {
+  if (refreshing_watches()) return;
+  std::set<uint32_t> tables = oids_of(
+      "WITH RECURSIVE types AS ("
+      " SELECT c.objid AS t FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      "  WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass"
+      " UNION SELECT r.reltype FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      "  JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.objid"
+      "  WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+      " UNION SELECT n.oid FROM types x CROSS JOIN LATERAL ("
+      "  SELECT d.oid FROM pg_catalog.pg_type d WHERE d.typbasetype OPERATOR(pg_catalog.=) x.t"
+      "   OR d.typelem OPERATOR(pg_catalog.=) x.t"
+      "  UNION SELECT r.reltype FROM pg_catalog.pg_attribute a"
+      "   JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) a.attrelid"
+      "   WHERE a.atttypid OPERATOR(pg_catalog.=) x.t AND r.relkind OPERATOR(pg_catalog.=) 'c'"
+      "  UNION SELECT g.rngtypid FROM pg_catalog.pg_range g"
+      "   WHERE g.rngsubtype OPERATOR(pg_catalog.=) x.t) n)"
+      " SELECT DISTINCT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
+      " JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid"
+      " JOIN types x ON a.atttypid OPERATOR(pg_catalog.=) x.t WHERE NOT a.attisdropped",
+      false);
+  for (uint32_t relid : tables) {
+    pg_call([&] { restart_capture(relid, kReloadSchema); });
+    note_changed_wholesale(relid);
+  }
+}
+
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
@@ -420,7 +474,7 @@ using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
- * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE') */
+ * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER TYPE') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -432,6 +486,8 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     row_security_changed(tables_of_policies_changed());
   else if (const char *catalog = namer_catalog(parsetree)) {
     if (*catalog) policy_namer_redefined(catalog);
+  } else if (rerenders_type(parsetree)) {
+    follow_type_change();
   } else if (IsA(parsetree, AlterTableStmt)) {
     follow_alter_table(parsetree);
     /* (ALTER TABLE names views too: OWNER TO, SET (security_invoker)) */

@@ -67,10 +67,10 @@ using Key = std::vector<std::optional<std::string>>;
 
 /*
  * Per table, the keys to read; the keys whose rows the batch's own events
- * deleted (their last event in the batch took the row away), which need
- * no read, only a tombstone; and the rows that join rows of the batch
- * link (related), read only when the cache lacks them: their own events
- * keep them cached.  A std::map keeps the query order stable.
+ * deleted (their last event in the batch took the row away), read too;
+ * and the rows that join rows of the batch link (related), read only when
+ * the cache lacks them: their own events keep them cached.  A std::map
+ * keeps the query order stable.
  */
 struct TableKeys {
   std::set<Key> read, gone, related;
@@ -394,12 +394,12 @@ BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool 
   for (auto &entry : keys) {
     Oid relid = entry.first;
     TableKeys &table_keys = entry.second;
-    /* A deleted row is known gone as of the batch's last event; a later
-     * commit that brings it back is in a later batch, read then. */
-    for (const Key &key : table_keys.gone) {
-      std::string ckey = encode_key(key);
-      pg_call([&] { cache_put(relid, ckey, batch_end_seq, nullptr); });
-    }
+    /* A row that the batch's last event of its key deleted is read like
+     * the others, not taken for gone: a transaction becomes visible before
+     * it takes its seqs, so one that inserted the key again just after the
+     * delete's commit (its unique check waited for nothing) may have the
+     * lower seq. */
+    table_keys.read.insert(table_keys.gone.begin(), table_keys.gone.end());
     if (!read_ahead(slot, relid, now)) {
       forget_keys(relid, table_keys.read, batch_end_seq);
       result.not_loaded += table_keys.read.size();

@@ -137,6 +137,18 @@ SELECT copy #> '{rows,0,books,0,blurb}' AS blurb FROM client WHERE name = 'ann';
 ALTER TYPE genre ADD VALUE 'poem';
 SELECT * FROM pg_temp.step();
 
+-- A table that inherits from a watched one (INHERITS): its rows are its
+-- own, not the watched table's.  The capture triggers are the watched
+-- table's alone, and a value reads the watched table ONLY: a write to the
+-- child, through it or through the parent, changes no value, and each
+-- value still equals a fresh load.
+CREATE TABLE other_archive () INHERITS (other);
+INSERT INTO other_archive VALUES (7, 'archived');
+UPDATE other SET v = 'archived, updated' WHERE id = 7;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(copy, '$.rows[*].id') AS other_ids FROM client WHERE name = 'other';
+DROP TABLE other_archive;
+
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');

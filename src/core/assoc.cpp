@@ -175,6 +175,7 @@ TableInfo table_info(const TableDesc &table) {
                      "Add a primary key or a unique NOT NULL key to " + display(table) + ".");
   TableInfo info;
   info.relid = table.relid;
+  info.partitioned = table.partitioned;
   info.schema = table.schema;
   info.name = table.name;
   info.pk = key_columns(table, table.pk);

@@ -85,6 +85,10 @@ struct TableInfo {
    * values, so that the worker can tell which filtered values (a user's
    * own rows) a change concerns (interest.hpp). */
   std::vector<int16_t> fk_attnums;
+  /* Partitioned: its rows are its partitions'.  Else its rows are its
+   * own, without those of tables that inherit from it (INHERITS), which
+   * its capture triggers do not see. */
+  bool partitioned = false;
 
   /* "schema.name", as shown in notifications and values */
   std::string display() const { return schema + "." + name; }

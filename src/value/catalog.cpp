@@ -40,7 +40,8 @@ namespace ectosync {
 /* ==== quoting and errors ==== */
 
 std::string quoted_table(const TableInfo &table) {
-  return quote_ident(table.schema) + "." + quote_ident(table.name);
+  return (table.partitioned ? "" : "ONLY ") + quote_ident(table.schema) + "." +
+         quote_ident(table.name);
 }
 
 Error to_error(const AssocError &e) {

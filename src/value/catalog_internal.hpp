@@ -22,7 +22,11 @@ extern "C" {
 
 namespace ectosync {
 
-/* "schema"."name" of a table, quoted where needed. */
+/*
+ * What a query reads a table's rows from: ONLY "schema"."name", quoted where
+ * needed (not the rows of tables that inherit from it, which its capture
+ * triggers do not see), or "schema"."name" of a partitioned table.
+ */
 std::string quoted_table(const TableInfo &table);
 
 /* The catalog read through SPI (needs an SpiScope), cached for its lifetime. */

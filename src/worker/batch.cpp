@@ -133,7 +133,7 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
     sql += "pg_catalog.to_jsonb(t." + meta.pk[i].name +
            ") OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[], ";
   /* t.*, not t: a column named t would be taken for the row. */
-  sql += "pg_catalog.to_jsonb(t.*) FROM " + meta.qualified + " AS t WHERE ";
+  sql += "pg_catalog.to_jsonb(t.*) FROM " + meta.rows + " AS t WHERE ";
   for (size_t i = 0; i < ncols; i++)
     sql += (i ? " AND t." : "t.") + meta.pk[i].name + " OPERATOR(pg_catalog.=) k.c" +
            std::to_string(i) + "::" + meta.pk[i].type;

@@ -232,6 +232,9 @@ const TableMeta &meta_for(Oid relid) {
     });
     meta.display = std::string(nspname) + "." + relname;
     meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
+    /* (not the rows of tables that inherit from it: catalog.cpp's quoted_table()) */
+    bool partitioned = pg_call([&] { return get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE; });
+    meta.rows = (partitioned ? "" : "ONLY ") + meta.qualified;
     for (int16 attnum : primary_key_attnums(relid)) {
       KeyCol col;
       col.attnum = attnum;

@@ -35,6 +35,7 @@ struct TableMeta {
   bool exists = false;
   Oid owner = InvalidOid; /* the worker reads the table as its owner */
   std::string qualified;  /* quoted schema.table */
+  std::string rows;       /* what a query reads its rows from: ONLY qualified, unless partitioned */
   std::string display;    /* schema.table, for payloads */
   std::vector<KeyCol> pk;
   std::vector<JoinEnd> join_ends; /* empty unless it is a join table */

@@ -106,6 +106,14 @@ BEGIN
       OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'
           AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
               pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                d.address_names[1], d.address_names[2]))::pg_catalog.oid)
+      -- A capture trigger dropped by hand (DROP TRIGGER) would lose every
+      -- later change: the refresh installs it again, in the same statement.
+      OR (d.object_type OPERATOR(pg_catalog.=) 'trigger'
+          AND d.address_names[3] OPERATOR(pg_catalog.=) ANY
+              ('{ectosync_capture,ectosync_truncate}'::pg_catalog.text[])
+          AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
+              pg_catalog.to_regclass(pg_catalog.format('%I.%I',
                 d.address_names[1], d.address_names[2]))::pg_catalog.oid);
   IF tables IS NOT NULL THEN
     PERFORM ectosync._refresh_watches_after_drop(tables);

@@ -149,6 +149,15 @@ SELECT * FROM pg_temp.step();
 SELECT jsonb_path_query_array(copy, '$.rows[*].id') AS other_ids FROM client WHERE name = 'other';
 DROP TABLE other_archive;
 
+-- A capture trigger dropped by hand would lose every later change: it is
+-- installed again in the same statement, and the next write is a patch.
+DROP TRIGGER ectosync_capture ON other;
+DROP TRIGGER ectosync_truncate ON other;
+SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t
+ WHERE t.tgrelid = 'other'::regclass AND t.tgname LIKE 'ectosync%' ORDER BY t.tgname;
+UPDATE other SET v = 'after the drop' WHERE id = 1;
+SELECT * FROM pg_temp.step();
+
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');

@@ -131,6 +131,10 @@ SELECT ectosync.watch('persons', '{"writings": {"has_many": "posts", "columns": 
 SELECT * FROM capture_triggers;
 SELECT * FROM watched WHERE is_join;
 SELECT ectosync.unwatch('persons');
+-- A many_to_many's target_references must hold a unique key of its target:
+-- a join row links one row (a load links every row it names, a patch the
+-- one it finds).  Posts' author_id is shared by an author's posts.
+SELECT ectosync.watch('labels', '{"writings": {"many_to_many": "posts", "through": "posts_labels", "owner_columns": "label_id", "target_columns": "post_id", "target_references": "author_id"}}');
 
 -- Renames change nothing: watches and triggers are kept by oid and attnum.
 ALTER TABLE persons RENAME TO people;

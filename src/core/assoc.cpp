@@ -260,6 +260,26 @@ void check_options(const Json &def, const char *kind, const std::string &assoc) 
   }
 }
 
+/*
+ * A many_to_many's target_references must pick one target row per join
+ * row: they hold a unique key of the target (load() links every row a join
+ * row names, and a patch the one it finds).
+ */
+void check_unique(const TableDesc &table, const std::vector<int16_t> &cols,
+                  const std::string &assoc) {
+  for (const std::vector<int16_t> &unique : table.uniques)
+    if (!unique.empty() && std::all_of(unique.begin(), unique.end(), [&](int16_t attnum) {
+          return std::find(cols.begin(), cols.end(), attnum) != cols.end();
+        }))
+      return;
+  throw AssocError(kInvalidParameter,
+                   "option \"target_references\" of association \"" + assoc +
+                       "\" does not name a unique key of " + display(table),
+                   "A join row links one row of the target: columns that several rows share "
+                   "would link all of them.",
+                   "Name the columns of a primary key or unique index of " + display(table) + ".");
+}
+
 /* Paired key columns must be as many and of the same kind. */
 void check_pairs(const TableDesc &a, const std::vector<int16_t> &a_cols, const TableDesc &b,
                  const std::vector<int16_t> &b_cols, const std::string &assoc) {
@@ -313,6 +333,7 @@ AssocDesc define(CatalogSource &catalog, const TableDesc &owner, const std::stri
     d.join_target_cols = columns_or_pk(def, "target_columns", join, assoc, true);
     d.owner_cols = columns_or_pk(def, "references", owner, assoc, false);
     d.target_cols = columns_or_pk(def, "target_references", target, assoc, false);
+    check_unique(target, d.target_cols, assoc);
     check_pairs(owner, d.owner_cols, join, d.join_owner_cols, assoc);
     check_pairs(target, d.target_cols, join, d.join_target_cols, assoc);
   }

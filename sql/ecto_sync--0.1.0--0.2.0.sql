@@ -106,17 +106,20 @@ BEGIN
       OR (d.object_type OPERATOR(pg_catalog.=) 'table constraint'
           AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
               pg_catalog.to_regclass(pg_catalog.format('%I.%I',
-                d.address_names[1], d.address_names[2]))::pg_catalog.oid)
-      -- A capture trigger dropped by hand (DROP TRIGGER) would lose every
-      -- later change: the refresh installs it again, in the same statement.
-      OR (d.object_type OPERATOR(pg_catalog.=) 'trigger'
-          AND d.address_names[3] OPERATOR(pg_catalog.=) ANY
-              ('{ectosync_capture,ectosync_truncate}'::pg_catalog.text[])
-          AND w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
-              pg_catalog.to_regclass(pg_catalog.format('%I.%I',
                 d.address_names[1], d.address_names[2]))::pg_catalog.oid);
   IF tables IS NOT NULL THEN
     PERFORM ectosync._refresh_watches_after_drop(tables);
+  -- A capture trigger dropped by hand (DROP TRIGGER) would lose every later
+  -- change: a refresh (which drops no watch) installs it again, in the same
+  -- statement.
+  ELSIF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                  JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
+                       pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                         d.address_names[1], d.address_names[2]))::pg_catalog.oid
+                 WHERE d.object_type OPERATOR(pg_catalog.=) 'trigger'
+                   AND d.address_names[3] OPERATOR(pg_catalog.=) ANY
+                       ('{ectosync_capture,ectosync_truncate}'::pg_catalog.text[])) THEN
+    PERFORM ectosync._refresh_watches(false);
   END IF;
   -- A dropped policy (of a watched table, or of a table that a watched
   -- table's policies read): src/capture/schema_change.cpp.

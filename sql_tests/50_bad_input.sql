@@ -95,6 +95,8 @@ INSERT INTO bad (what, sql) VALUES
   ('filter: interval column', $$SELECT ectosync.load('spans', '[]', '{"span": "1 day"}')$$),
   ('filter: float column', $$SELECT ectosync.load('spans', '[]', '{"ratio": 0}')$$),
   ('filter: enum column', $$SELECT ectosync.load('spans', '[]', '{"mood": "calm"}') -> 'rows' -> 0 ->> 'id'$$),
+  ('filter: text[] column', $$SELECT ectosync.load('spans', '[]', '{"tags": "{a,b}"}') -> 'rows' -> 0 ->> 'id'$$),
+  ('filter: interval IS NULL', $$SELECT jsonb_array_length(ectosync.load('spans', '[]', '{"span": null}') -> 'rows')::text$$),
   -- sync: values
   ('value: not an object', $$SELECT ectosync.sync('[1]', (SELECT max(e) FROM ev))$$),
   ('value: a string', $$SELECT ectosync.sync('"x"', (SELECT max(e) FROM ev))$$),
@@ -157,8 +159,8 @@ CREATE TABLE jsonbkey (j jsonb PRIMARY KEY);
 -- (interval '1 day' equals '24 hours', float 0 equals -0: a filter's
 -- patches, which compare what to_jsonb writes, could not tell)
 CREATE TYPE mood AS ENUM ('calm', 'busy');
-CREATE TABLE spans (id int PRIMARY KEY, span interval, ratio float8, mood mood);
-INSERT INTO spans VALUES (1, '24 hours', -0, 'calm');
+CREATE TABLE spans (id int PRIMARY KEY, span interval, ratio float8, mood mood, tags text[]);
+INSERT INTO spans VALUES (1, '24 hours', -0, 'calm', '{a,b}');
 SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
 CREATE TEMP TABLE val AS SELECT ectosync.load('posts', '["tags"]') AS v;
 UPDATE tags SET name = name || '?' WHERE id = 1;

@@ -136,6 +136,18 @@ SELECT copy #> '{rows,0,books,0,blurb}' AS blurb FROM client WHERE name = 'ann';
 -- A value added renders no row otherwise: nothing reloads.
 ALTER TYPE genre ADD VALUE 'poem';
 SELECT * FROM pg_temp.step();
+-- A typed table (CREATE TABLE ... OF a composite type): its columns are the
+-- type's attributes, renamed with them.
+CREATE TYPE entry AS (id int, line text);
+CREATE TABLE notes OF entry (PRIMARY KEY (id));
+INSERT INTO notes VALUES (1, 'first');
+SELECT ectosync.watch('notes') IS NOT NULL AS watched;
+INSERT INTO client VALUES ('notes', ectosync.hold('notes', 'notes', listen => false), 0);
+ALTER TYPE entry RENAME ATTRIBUTE line TO body CASCADE;
+SELECT * FROM pg_temp.step();
+SELECT copy -> 'rows' AS notes FROM client WHERE name = 'notes';
+SELECT ectosync.release('notes'), ectosync.unwatch('notes');
+DELETE FROM client WHERE name = 'notes';
 
 -- A table that inherits from a watched one (INHERITS): its rows are its
 -- own, not the watched table's.  The capture triggers are the watched

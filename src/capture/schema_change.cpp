@@ -407,12 +407,14 @@ bool rerenders_type(Node *parsetree) {
 /*
  * The watched tables with a column of a type the statement altered, or of
  * a type made of one (a domain over it, an array or range of it, a
- * composite type with an attribute of one): their rows render otherwise
- * now, in the cache and in every value that holds them, while no row
- * changed.  Their capture restarts, as after an ALTER TABLE that changes
- * what rows look like.
+ * composite type with an attribute of one), and the typed tables (CREATE
+ * TABLE ... OF) of one: their rows render otherwise now, in the cache and
+ * in every value that holds them, while no row changed.  Their values
+ * reload when the statement commits (ALTER TYPE locks no table: a reload
+ * before the commit would read the old rendering, as a schema rename's
+ * would); renamed attributes of a typed table are its columns renamed.
  */
-void follow_type_change() {
+void follow_type_change(bool renames) {
   if (refreshing_watches()) return;
   std::set<uint32_t> tables = oids_of(
       "WITH RECURSIVE types AS ("
@@ -429,14 +431,17 @@ void follow_type_change() {
       "   WHERE a.atttypid OPERATOR(pg_catalog.=) x.t AND r.relkind OPERATOR(pg_catalog.=) 'c'"
       "  UNION SELECT g.rngtypid FROM pg_catalog.pg_range g"
       "   WHERE g.rngsubtype OPERATOR(pg_catalog.=) x.t) n)"
-      " SELECT DISTINCT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
+      " SELECT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
       " JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid"
-      " JOIN types x ON a.atttypid OPERATOR(pg_catalog.=) x.t WHERE NOT a.attisdropped",
+      " JOIN types x ON a.atttypid OPERATOR(pg_catalog.=) x.t WHERE NOT a.attisdropped"
+      " UNION SELECT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
+      " JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid"
+      " JOIN types x ON k.reloftype OPERATOR(pg_catalog.=) x.t",
       false);
-  for (uint32_t relid : tables) {
-    pg_call([&] { restart_capture(relid, kReloadSchema); });
-    note_changed_wholesale(relid);
-  }
+  if (tables.empty()) return;
+  reload_at_commit(tables, kReloadSchema);
+  for (uint32_t relid : tables) note_changed_wholesale(relid);
+  if (renames) refresh_watches();
 }
 
 void follow_alter_table(Node *parsetree) {
@@ -487,7 +492,7 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   else if (const char *catalog = namer_catalog(parsetree)) {
     if (*catalog) policy_namer_redefined(catalog);
   } else if (rerenders_type(parsetree)) {
-    follow_type_change();
+    follow_type_change(IsA(parsetree, RenameStmt));
   } else if (IsA(parsetree, AlterTableStmt)) {
     follow_alter_table(parsetree);
     /* (ALTER TABLE names views too: OWNER TO, SET (security_invoker)) */

@@ -95,13 +95,33 @@ std::optional<KeyKind> key_kind(Oid type) {
 
 /*
  * Whether values of type are equal exactly when to_jsonb renders them
- * alike: the key kinds, enums (labels) and bytea.  Not interval ('1 day'
+ * alike: the key kinds, enums (labels), bytea, times of day, network
+ * addresses, bit strings, and arrays of these.  Not interval ('1 day'
  * equals '24:00:00'), floats (0 equals -0), citext, jsonb and the like.
  */
 static bool equal_as_rendered(Oid type) {
   if (key_kind(type)) return true;
   Oid base = pg_call([&] { return getBaseType(type); });
-  return base == BYTEAOID || pg_call([&] { return type_is_enum(base); });
+  switch (base) {
+    case BYTEAOID:
+    case NAMEOID:
+    case CHAROID:
+    case TIMEOID:
+    case TIMETZOID:
+    case INETOID:
+    case CIDROID:
+    case MACADDROID:
+    case BITOID:
+    case VARBITOID:
+      return true;
+    default:
+      break;
+  }
+  /* (an array: of such elements; its bounds are not rendered, and
+   * '[0:0]={1}' equals no '{1}': arrays with other bounds are rare) */
+  Oid element = pg_call([&] { return get_element_type(base); });
+  if (OidIsValid(element)) return equal_as_rendered(element);
+  return pg_call([&] { return type_is_enum(base); });
 }
 
 /*

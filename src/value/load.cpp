@@ -265,7 +265,7 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
     if (!col)
       throw Error(ERRCODE_UNDEFINED_COLUMN, "filter column \"" + name + "\" of table " +
                                                 desc.schema + "." + desc.name + " does not exist");
-    if (!col->equal_as_rendered)
+    if (!col->equal_as_rendered && value.type != Json::Type::Null) /* (IS NULL is exact) */
       throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
                   "cannot filter by column \"" + name + "\" of table " + desc.schema + "." +
                       desc.name + ": values of type " + col->type_name +

@@ -214,6 +214,17 @@ void reload_at_commit(const std::set<uint32_t> &tables, uint16_t why) {
 }
 
 /*
+ * tables' rows look otherwise from this transaction's commit on, while no
+ * row changed (a schema renamed, a type altered): a RELOAD marker (Schema
+ * change) for each at commit, and this transaction may not read them into
+ * values (they would keep the new look if it rolled back).
+ */
+void reshaped_at_commit(const std::set<uint32_t> &tables) {
+  reload_at_commit(tables, kReloadSchema);
+  for (uint32_t relid : tables) note_changed_wholesale(relid);
+}
+
+/*
  * Which rows of tables some role sees changed wholesale (their policies,
  * row level security or owner): at commit, a RELOAD marker (why:
  * kReloadSecurity) for each of them that is watched, and for each watched
@@ -350,8 +361,7 @@ void follow_schema_rename(const RenameStmt *stmt) {
       " 'pg_catalog.pg_namespace'::pg_catalog.regclass",
       true);
   if (tables.empty()) return;
-  reload_at_commit(tables, kReloadSchema);
-  for (uint32_t relid : tables) note_changed_wholesale(relid);
+  reshaped_at_commit(tables);
   bool named = false;
   {
     SpiScope spi;
@@ -439,8 +449,7 @@ void follow_type_change(bool renames) {
       " JOIN types x ON k.reloftype OPERATOR(pg_catalog.=) x.t",
       false);
   if (tables.empty()) return;
-  reload_at_commit(tables, kReloadSchema);
-  for (uint32_t relid : tables) note_changed_wholesale(relid);
+  reshaped_at_commit(tables);
   if (renames) refresh_watches();
 }
 

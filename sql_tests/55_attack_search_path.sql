@@ -278,6 +278,30 @@ SELECT array_agg(DISTINCT who) AS cast_ran_as FROM attack_owner.log;
 RESET ROLE;
 ALTER ROLE attack_owner NOSUPERUSER;
 
+-- ==== a domain's CHECK, run by the refreshes that resolve every watch ====
+-- A $query value is rendered through a cast to its column's type, which
+-- runs a domain's CHECK.  watch() by anyone (here the superuser's)
+-- resolves every stored watch again: each as its root table's owner.
+SET ROLE attack_owner;
+CREATE FUNCTION attack_owner.mood_ok(m text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO attack_owner.log VALUES (current_user);
+  IF current_user <> 'attack_owner' THEN
+    INSERT INTO attack_owner.loot SELECT s FROM public.attack_secret;
+    ALTER ROLE attack_owner SUPERUSER;
+  END IF;
+  RETURN true;
+END $$;
+CREATE DOMAIN attack_owner.checked AS text CHECK (attack_owner.mood_ok(VALUE));
+CREATE TABLE attack_owner.d (id int PRIMARY KEY, k attack_owner.checked);
+SELECT ectosync.watch('attack_owner.d', '{"$query": {"where": [["k", "=", "x"]]}}')
+  IS NOT NULL AS watched;
+RESET ROLE;
+SELECT ectosync.watch('attack_shared') IS NOT NULL AS watched_again;
+SELECT * FROM pg_temp.gained('attack_owner', 'attack_owner.log', 'attack_owner.loot');
+SELECT array_agg(DISTINCT who) AS check_ran_as FROM attack_owner.log;
+ALTER ROLE attack_owner NOSUPERUSER;
+
 -- ==== the shared cache: a row read on a miss with the caller's "=" ====
 -- attack_eve's attack_eve.= (int, int) is always true: a keyed read of
 -- post 5 with it finds post 1 first.  A row read on a cache miss is put in
@@ -363,6 +387,7 @@ SELECT ectosync.unwatch('attack_floor');
 SELECT ectosync.unwatch('attack_worker_a');
 SELECT ectosync.unwatch('attack_worker_b');
 SELECT ectosync.unwatch('attack_owner.t');
+SELECT ectosync.unwatch('attack_owner.d');
 DROP TABLE attack_secret, attack_shared, attack_floor, attack_events, attack_values,
   attack_worker_a, attack_worker_b;
 DROP SCHEMA attack_eve, attack_owner CASCADE;

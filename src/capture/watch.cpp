@@ -121,8 +121,12 @@ void lock_watches() {
 bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now) {
   Needs stored = parse_needs(w.tables);
   std::string failure;
-  if (relation_exists(w.root)) {
+  if (std::optional<Oid> owner = relation_owner(w.root)) {
     try {
+      /* As the root's owner, not as the superuser that refresh() runs as:
+       * resolving renders the spec's $query values through casts to their
+       * columns' types, which run a domain's CHECK (code a role wrote). */
+      AsRole as_owner(*owner);
       now = needs_of(resolve_plan_text(w.root, w.spec));
       return true;
     } catch (const Error &e) {

@@ -211,9 +211,11 @@ int Holder::apply_reply(const Json &patch_json, CompiledPatch &compiled, int64_t
                         uint64_t seq, const Json *events, bool in_place,
                         const std::shared_ptr<Json> &made) {
   const Json *patch = &patch_json;
-  version_ = version;
-  seq_ = seq;
-  if (patch->items.empty()) return 0;
+  if (patch->items.empty()) {
+    version_ = version;
+    seq_ = seq;
+    return 0;
+  }
   const Json *path = patch->items[0].find("path");
   bool whole = path && path->text.empty();
   try {
@@ -226,10 +228,15 @@ int Holder::apply_reply(const Json &patch_json, CompiledPatch &compiled, int64_t
   } catch (const PatchError &) {
     /* Cannot happen with the server's patches; recover anyway.  (A
      * document patched in place is partly patched for the holders that
-     * share it too: -1 tells the hub to hold theirs again.) */
+     * share it too: -1 tells the hub to hold theirs again.)  Until hold()
+     * succeeds the version is none the server has: if it fails, the next
+     * reply finds the holder behind and fetches the whole value. */
+    version_ = -1;
     hold(true);
     return -1;
   }
+  version_ = version;
+  seq_ = seq;
   if (whole) {
     stats_.reloads++; /* the server reloaded the value (or we had missed a reply) */
     stats_.reloads_ze001++;

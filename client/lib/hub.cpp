@@ -32,18 +32,38 @@ void Hub::add(Holder &holder, std::function<void(Holder &)> on_change) {
 
 void Hub::remove(Holder &holder) {
   std::string name = holder.held_name();
+  errors_.erase(name);
   if (!holders_.erase(name)) return;
   if (mode_ == HolderOptions::Mode::Held) connection().exec("SELECT ectosync.release($1)", {name});
 }
 
 int Hub::pump(std::chrono::milliseconds timeout) {
   try {
-    if (!connection().ok()) throw pg::ConnectionLost("not connected");
+    if (lost_ || !connection().ok()) throw pg::ConnectionLost("not connected");
     return mode_ == HolderOptions::Mode::Held ? pump_held(timeout) : pump_notified(timeout);
   } catch (const pg::ConnectionLost &) {
     reconnect();
     return 0;
   }
+}
+
+/*
+ * Runs the callbacks of the holders that changed, once every change of the
+ * reply is applied: a callback that throws then leaves no value behind.
+ * Each runs; the first exception is rethrown after the last.
+ */
+void Hub::call_back(const std::vector<std::string> &names) {
+  std::exception_ptr first;
+  for (const std::string &name : names) {
+    auto it = holders_.find(name);
+    if (it == holders_.end() || !it->second.on_change) continue; /* (removed by a callback) */
+    try {
+      it->second.on_change(*it->second.holder);
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
 }
 
 /* One wait_changes() for every value of the session. */
@@ -102,6 +122,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
   for (int i = 0; i < r.rows(); i++)
     if (Holder *h = holder_of(i); h && r.i64(i, 6) == h->version())
       moves[{h->document().get(), &parse_once(i, 3)}].holders++;
+  std::vector<std::string> changed_names;
   for (int i = 0; i < r.rows(); i++) {
     auto it = holders_.find(r.str(i, 0));
     if (it == holders_.end()) continue; /* (released meanwhile) */
@@ -109,6 +130,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       errors_[r.str(i, 0)] = r.str(i, 5);
       continue;
     }
+    errors_.erase(it->first);
     Holder &holder = *it->second.holder;
     Parsed *patch = &parse_once(i, 3);
     const Json &events = parse_once(i, 4).json;
@@ -117,14 +139,23 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     Move *move = nullptr;
     if (r.i64(i, 6) != holder.version()) {
       /* A reply went missing (a call that failed after the server moved the
-       * value on): from our version the server sends the whole value. */
-      auto whole = connection().exec("SELECT ectosync.changes($1, $2)::text",
-                                     {it->first, std::to_string(holder.version())});
-      round_trips_++;
-      Json reply = parse_json(whole.str(0, 0));
-      whole_patch.json = *reply.find("patch");
+       * value on): from our version the server sends the whole value.  If
+       * that fails (other than by the connection), this value alone keeps
+       * its error until a later reply: the rest of this one is applied. */
+      try {
+        auto whole = connection().exec("SELECT ectosync.changes($1, $2)::text",
+                                       {it->first, std::to_string(holder.version())});
+        round_trips_++;
+        Json reply = parse_json(whole.str(0, 0));
+        whole_patch.json = *reply.find("patch");
+        version = std::stoll(reply.find("version")->text);
+      } catch (const pg::ConnectionLost &) {
+        throw;
+      } catch (const pg::Error &e) {
+        errors_[it->first] = e.what();
+        continue;
+      }
       patch = &whole_patch;
-      version = std::stoll(reply.find("version")->text);
     } else {
       move = &moves[{holder.document().get(), patch}];
     }
@@ -159,9 +190,10 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     }
     if (result != 0) {
       changed++;
-      if (it->second.on_change) it->second.on_change(holder);
+      changed_names.push_back(it->first);
     }
   }
+  call_back(changed_names);
   return changed;
 }
 
@@ -201,26 +233,57 @@ int Hub::pump_notified(std::chrono::milliseconds timeout) {
   if (!first) return 0;
   std::vector<pg::Notification> batch{std::move(*first)};
   for (auto &n : connection().take_notifications()) batch.push_back(std::move(n));
+  /* Every holder sees the batch, whatever another's reload does. */
+  std::vector<std::string> changed_names;
   for (auto &[name, entry] : holders_) {
     int64_t before = entry.holder->stats().reloads;
-    entry.holder->notified(batch);
-    if (entry.on_change && entry.holder->stats().reloads != before) entry.on_change(*entry.holder);
+    try {
+      entry.holder->notified(batch);
+      errors_.erase(name);
+    } catch (const pg::ConnectionLost &) {
+      throw;
+    } catch (const pg::Error &e) {
+      errors_[name] = e.what();
+    }
+    if (entry.holder->stats().reloads != before) changed_names.push_back(name);
   }
+  call_back(changed_names);
   return static_cast<int>(batch.size());
 }
 
+/*
+ * A new connection, and every value held (or loaded) again.  A value that
+ * cannot be (its table dropped, its role no longer allowed) keeps the error
+ * and the others go on; a lost connection starts over.  Until a reconnect
+ * succeeds, pump() tries again: the session holds nothing meanwhile.  The
+ * callbacks run: values may have changed while the hub was away.
+ */
 void Hub::reconnect() {
-  for (int attempt = 0;; attempt++) {
+  lost_ = true;
+  std::vector<std::string> names;
+  for (int attempt = 0; lost_; attempt++) {
     try {
       conn_ = std::make_unique<pg::Connection>(conninfo_, "ectosync hub");
-      for (auto &[name, entry] : holders_) entry.holder->restart(true);
+      names.clear();
+      for (auto &[name, entry] : holders_) {
+        try {
+          entry.holder->restart(true);
+          errors_.erase(name);
+          names.push_back(name);
+        } catch (const pg::ConnectionLost &) {
+          throw;
+        } catch (const pg::Error &e) {
+          errors_[name] = e.what();
+        }
+      }
+      lost_ = false;
       reconnects_++;
-      return;
     } catch (const pg::Error &) {
       if (attempt >= 60) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
   }
+  call_back(names);
 }
 
 }  // namespace ectosync

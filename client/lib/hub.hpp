@@ -42,7 +42,8 @@ class Hub {
   explicit Hub(std::string conninfo, HolderOptions::Mode mode = HolderOptions::Mode::Held);
 
   /* Connects (once); then holds (or subscribes and loads) holder's value.
-   * on_change, if given, runs after each change of it. */
+   * on_change, if given, runs after each change of it (once every change
+   * of the same reply is applied), and after a reconnect. */
   void add(Holder &holder, std::function<void(Holder &)> on_change = {});
   /* Forgets holder's value (releases it in the session). */
   void remove(Holder &holder);
@@ -60,8 +61,8 @@ class Hub {
   size_t size() const { return holders_.size(); }
   int64_t round_trips() const { return round_trips_; }
   int64_t reconnects() const { return reconnects_; }
-  /* The last error of a value's changes (its role may no longer read a
-   * table of it), or "". */
+  /* The error of a value's last change or hold again (its role may no
+   * longer read a table of it), or "" since one succeeded. */
   std::string error(const std::string &name) const {
     auto it = errors_.find(name);
     return it == errors_.end() ? "" : it->second;
@@ -70,6 +71,7 @@ class Hub {
  private:
   int pump_held(std::chrono::milliseconds timeout);
   int pump_notified(std::chrono::milliseconds timeout);
+  void call_back(const std::vector<std::string> &names);
 
   std::string conninfo_;
   HolderOptions::Mode mode_;
@@ -91,6 +93,7 @@ class Hub {
   void forget_text(const Json *doc);
   void erase_held(std::map<std::string, Held>::iterator e);
   int64_t round_trips_ = 0, reconnects_ = 0;
+  bool lost_ = false; /* a reconnect is due: the session holds nothing */
 };
 
 }  // namespace ectosync

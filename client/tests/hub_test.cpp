@@ -152,6 +152,70 @@ TEST(Hub, ReconnectsAndHoldsEveryValueAgain) {
   expect_all_fresh(f, hub, holders);
 }
 
+/*
+ * A callback that throws does not stop the reply: every value of it is
+ * applied (the server has moved them all on) and every other callback
+ * runs; then the exception reaches the caller of pump().
+ */
+TEST(Hub, ACallbackThatThrowsLeavesNoValueBehind) {
+  Fixture f("ectosync_client_hub_throw");
+  ectosync::Hub hub(f.db.conninfo());
+  auto holders = make_holders(f, hub, 40);
+  std::set<std::string> called;
+  for (auto &h : holders)
+    hub.add(*h, [&](ectosync::Holder &x) {
+      called.insert(x.held_name());
+      if (x.held_name() == "value 1") throw std::runtime_error("the application's bug");
+    });
+  f.admin.exec("UPDATE posts SET title = title || '!'");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  EXPECT_THROW(hub.pump(5000ms), std::runtime_error);
+  int diverged = 0;
+  for (auto &h : holders)
+    if (!h->matches_fresh_load()) diverged++;
+  EXPECT_EQ(diverged, 0) << "values left behind by a callback that threw";
+  size_t moved = 0; /* (an author without posts: a value the update left alone) */
+  for (auto &h : holders) moved += h->version() != 0;
+  EXPECT_GT(moved, 2u);
+  EXPECT_EQ(called.size(), moved);
+}
+
+/*
+ * At a reconnect, a value that cannot be held again (its table was dropped
+ * meanwhile) keeps its error; the other values are held again, and their
+ * callbacks run, since they may have changed while the hub was away.
+ */
+TEST(Hub, AValueThatCannotBeHeldAgainLeavesTheOthers) {
+  Fixture f("ectosync_client_hub_rehold");
+  f.admin.exec("CREATE TABLE scratch (id int PRIMARY KEY)");
+  f.admin.exec("SELECT ectosync.watch('scratch')");
+  ectosync::Hub hub(f.db.conninfo());
+  auto holders = make_holders(f, hub, 30);
+  ectosync::HolderOptions o;
+  o.conninfo = f.db.conninfo();
+  o.hub = &hub;
+  o.table = "scratch";
+  o.name = "scratch";
+  ectosync::Holder scratch(o);
+  std::set<std::string> called;
+  auto note = [&](ectosync::Holder &x) { called.insert(x.held_name()); };
+  hub.add(scratch, note);
+  for (auto &h : holders) hub.add(*h, note);
+  f.admin.exec("SELECT pg_terminate_backend($1)", {std::to_string(hub.connection().backend_pid())});
+  f.admin.exec("DROP TABLE scratch");
+  write(f, 13, 50);
+  auto start = pg::Clock::now();
+  hub.pump(200ms);
+  EXPECT_LT(pg::Clock::now() - start, 10s) << "the reconnect gave up on every value for one";
+  EXPECT_EQ(hub.reconnects(), 1);
+  EXPECT_NE(hub.error(scratch.held_name()), "");
+  EXPECT_EQ(called.size(), holders.size());
+  EXPECT_EQ(called.count(scratch.held_name()), 0u);
+  hub.remove(scratch);
+  EXPECT_EQ(hub.error(scratch.held_name()), "");
+  expect_all_fresh(f, hub, holders);
+}
+
 namespace {
 
 /* A shape held by a holder of the adversarial test below. */

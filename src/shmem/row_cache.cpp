@@ -179,9 +179,26 @@ bool cache_holds(uint32_t relid, const std::string &key) {
   return held;
 }
 
-/* Appends a record for the key (row, tombstone or unknown) unless a newer one exists. */
+ReadMark begin_read() {
+  ReadMark mark;
+  if (shared) {
+    LWLockAcquire(shared->cache_lock, LW_SHARED);
+    mark.arena = shared->arena_head;
+    LWLockRelease(shared->cache_lock);
+  }
+  mark.version = last_seq(); /* after the head: see ReadMark */
+  return mark;
+}
+
+/*
+ * Appends a record for the key (row, tombstone or unknown) unless a newer
+ * one exists.  A row or tombstone read since arena position `since` is
+ * stored as unknown if the arena has evicted past that position: a newer
+ * record of the key may have been and gone, and the read would then pass
+ * for the key's latest state.
+ */
 static void cache_store(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row,
-                        bool unknown) {
+                        bool unknown, uint64_t since) {
   if (!shared) return;
   if (version < cache_floor(relid)) return; /* read before the capture restarted */
   CacheKey k = make_key(relid, key);
@@ -190,17 +207,6 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
   rec.key = k;
   rec.version = version;
   rec.keylen = (uint32)key.size();
-  rec.rowlen = row ? VARSIZE(row) : 0;
-  rec.unknown = unknown;
-  rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
-  if (rec.len > arena_bytes() / 4) {
-    /* A huge row is read from its table: what is cached is that it is
-     * unknown, so that an older record of its key is no longer served. */
-    row = nullptr;
-    rec.rowlen = 0;
-    rec.unknown = true;
-    rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen);
-  }
 
   LWLockAcquire(shared->cache_lock, LW_EXCLUSIVE);
   bool found;
@@ -208,6 +214,18 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
   if (found && entry->version > version) {
     LWLockRelease(shared->cache_lock);
     return; /* a newer read is already cached */
+  }
+  rec.rowlen = row ? VARSIZE(row) : 0;
+  rec.unknown = unknown;
+  rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
+  /* A huge row is read from its table, and so is one read before what the
+   * arena has evicted: what is cached is that it is unknown, so that an
+   * older record of its key is no longer served. */
+  if (rec.len > arena_bytes() / 4 || shared->arena_oldest > since) {
+    row = nullptr;
+    rec.rowlen = 0;
+    rec.unknown = true;
+    rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen);
   }
   while (shared->arena_head + rec.len - shared->arena_oldest > arena_bytes()) evict_oldest();
   entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
@@ -226,12 +244,12 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
   LWLockRelease(shared->cache_lock);
 }
 
-void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row) {
-  cache_store(relid, key, version, row, false);
+void cache_put(uint32_t relid, const std::string &key, const ReadMark &mark, const Jsonb *row) {
+  cache_store(relid, key, mark.version, row, false, mark.arena);
 }
 
 void cache_forget(uint32_t relid, const std::string &key, uint64_t version) {
-  cache_store(relid, key, version, nullptr, true);
+  cache_store(relid, key, version, nullptr, true, UINT64_MAX);
 }
 
 CacheStats cache_stats() {

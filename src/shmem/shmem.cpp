@@ -28,7 +28,9 @@
  * them (evictions).  A record is a row, a tombstone (no such row), or
  * "unknown": the row changed and the worker did not read it (no session
  * used its table lately, see note_use()); lookups miss on it, and it keeps
- * out reads older than the change.
+ * out reads older than the change.  A newer record that was evicted keeps
+ * nothing out: a read is stored as unknown when the arena has evicted past
+ * where its head stood when the read began (ReadMark).
  *
  * Lock protocol (one LWLock tranche, "ecto_sync"):
  *   slots_lock   which database owns which slot; the workers' pids/latches

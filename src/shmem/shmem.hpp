@@ -116,8 +116,20 @@ void restart_capture(uint32_t relid, uint16_t why);
  * marker must follow the commit, so that a value reloaded for it sees them.
  */
 void restart_capture_at_commit(uint32_t relid);
+/*
+ * When a read of rows for the cache began: the arena's head, then the last
+ * seq (the version of what the read sees).  A record of a newer version is
+ * written after the head was taken: if the arena has evicted past that
+ * head, such a record may have been and gone, and cache_put() stores the
+ * key as unknown rather than serve the older read.
+ */
+struct ReadMark {
+  uint64_t arena = 0;
+  uint64_t version = 0;
+};
+ReadMark begin_read();
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */
-void cache_put(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row);
+void cache_put(uint32_t relid, const std::string &key, const ReadMark &mark, const Jsonb *row);
 /*
  * The row changed as of version and nobody read it: lookups miss, and puts
  * of older versions are ignored (a read that began before the change).

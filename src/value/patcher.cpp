@@ -141,7 +141,7 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
       return s;
     }
   }
-  uint64_t version = last_seq();
+  ReadMark mark = pg_call([] { return begin_read(); });
   bare_nodes_.push_back(std::make_unique<PlanNode>());
   bare_nodes_.back()->table = t;
   jb::View list = rows_where(*bare_nodes_.back(), t.pk, pk);
@@ -155,7 +155,7 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
   /* Share what was read only if every backend could have read it: not
    * this transaction's own uncommitted writes, and not a transaction
    * snapshot older than the version. */
-  if (!secure && reads_committed_now()) pg_call([&] { cache_put(t.relid, ckey, version, row); });
+  if (!secure && reads_committed_now()) pg_call([&] { cache_put(t.relid, ckey, mark, row); });
   return s;
 }
 

@@ -160,7 +160,7 @@ static SPIPlanPtr load_plan(Oid relid, const TableMeta &meta, std::vector<Oid> &
  * Reads the rows of one table with the given primary keys and caches them,
  * plus a tombstone for each key without a row.  Returns rows read.
  */
-static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
+static uint64 load_table(Oid relid, const std::set<Key> &keys, const ReadMark &mark) {
   const TableMeta &meta = meta_for(relid);
   if (!meta.exists || meta.pk.empty() || keys.empty()) return 0;
   size_t ncols = meta.pk.size();
@@ -198,12 +198,12 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, uint64 version) {
     Datum row = pg_call([&] { return SPI_getbinval(tuple, desc, (int)ncols + 1, &isnull); });
     Jsonb *jsonb = pg_call([&] { return DatumGetJsonbP(row); });
     std::string ckey = encode_key(key);
-    pg_call([&] { cache_put(relid, ckey, version, jsonb); });
+    pg_call([&] { cache_put(relid, ckey, mark, jsonb); });
     missing.erase(key);
   }
   for (const Key &key : missing) {
     std::string ckey = encode_key(key);
-    pg_call([&] { cache_put(relid, ckey, version, nullptr); });
+    pg_call([&] { cache_put(relid, ckey, mark, nullptr); });
   }
   return rows;
 }
@@ -319,7 +319,7 @@ static bool owner_sees_all(Oid relid, Oid owner) {
  * so batches run without them and only a batch that failed runs again
  * with them (drain()).
  */
-static void read_table_as_owner(Oid relid, const std::set<Key> &keys, uint64 version,
+static void read_table_as_owner(Oid relid, const std::set<Key> &keys, const ReadMark &mark,
                                 uint64 forget_seq, bool alone, BatchResult &result) {
   const TableMeta &meta = meta_for(relid);
   if (!meta.exists || !owner_sees_all(relid, meta.owner)) {
@@ -330,7 +330,7 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, uint64 ver
   if (!alone) {
     AsRole owner(meta.owner);
     PinnedSettings pinned;
-    result.rows += load_table(relid, keys, version);
+    result.rows += load_table(relid, keys, mark);
     result.queries++;
     return;
   }
@@ -344,7 +344,7 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, uint64 ver
   try {
     AsRole owner(meta.owner);
     PinnedSettings pinned;
-    result.rows += load_table(relid, keys, version);
+    result.rows += load_table(relid, keys, mark);
     result.queries++;
   } catch (const std::exception &e) {
     failure = e.what();
@@ -388,7 +388,7 @@ BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool 
   }
   /* Read the version before the queries' snapshots: each cached row then
    * reflects at least every event up to it. */
-  uint64 version = last_seq();
+  ReadMark mark = pg_call([] { return begin_read(); });
   uint64 batch_end_seq = batch.back().header.seq;
   TimestampTz now = GetCurrentTimestamp();
   for (auto &entry : keys) {
@@ -410,7 +410,7 @@ BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool 
       if (!pg_call([&] { return cache_holds(relid, ckey); })) table_keys.read.insert(key);
     }
     if (table_keys.read.empty()) continue;
-    read_table_as_owner(relid, table_keys.read, version, batch_end_seq, tables_alone, result);
+    read_table_as_owner(relid, table_keys.read, mark, batch_end_seq, tables_alone, result);
   }
   /* The held values' entries count the batch before it is marked loaded:
    * wait_changes() takes an entry that counted nothing up to the loaded

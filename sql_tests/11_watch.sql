@@ -64,11 +64,14 @@ SELECT * FROM capture_triggers;
 SELECT count(*) FROM ectosync.watches;
 
 -- The channels a value needs: one per table (join tables included), named
--- ectosync_<oid>.  subscribe() LISTENs to them.
-SELECT substring(c FROM 10)::oid::regclass AS "table", c = 'ectosync_' || substring(c FROM 10) AS named
+-- ectosync_<oid>, and the database's own, ectosync_0 (its RELOAD markers of
+-- every table: roles changed).  subscribe() LISTENs to them.
+SELECT coalesce(nullif(substring(c FROM 10), '0')::oid::regclass::text, 'the database') AS "table",
+       c = 'ectosync_' || substring(c FROM 10) AS named
   FROM ectosync.channels('posts', '["labels", {"comments": ["author"]}]') c;
 SELECT count(*) FROM ectosync.subscribe('posts', '["tags"]');
-SELECT substring(pg_listening_channels() FROM 10)::oid::regclass AS listening ORDER BY 1::text;
+SELECT coalesce(nullif(substring(c FROM 10), '0')::oid::regclass::text, 'the database') AS listening
+  FROM pg_listening_channels() c ORDER BY 1;
 UNLISTEN *;
 
 -- Quoted names, schemas, uuid keys.

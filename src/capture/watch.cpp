@@ -297,11 +297,16 @@ Jsonb *to_jsonb_value(const std::string &text) {
   return pg_call([&] { return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(t))); });
 }
 
-/* The channel of every table of the plan, as a text[]. */
+/*
+ * The channel of every table of the plan, and the database's own (its
+ * RELOAD markers of every table: roles changed, a queue overflow past the
+ * gap set), as a text[].
+ */
 ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
   const Plan &plan = resolve_plan(relid, assocs);
   std::vector<std::string> names;
   for (uint32_t t : plan.tables()) names.push_back(channel_name(t));
+  names.push_back(channel_name(0));
   int n = static_cast<int>(names.size());
   Datum *elems = static_cast<Datum *>(pg_call([&] { return palloc(n * sizeof(Datum)); }));
   for (int i = 0; i < n; ++i) {

@@ -21,9 +21,11 @@
 --     keys of the wrong type
 --   value with the relid of another table             its plan is resolved
 --                                                     again: 42704, 0A000..
---   value or event of another epoch                   ZE001
+--   value of another epoch                            ZE001
 --   garbage event, 100k-char event, bad JSON          22023 invalid event
---   forged event id (well formed, never queued)       22023 unknown event
+--   event of another epoch, or ahead of every event   nothing to apply: the
+--     (anybody may NOTIFY one)                        value as the worker
+--                                                     loaded it
 --   forged "table"/"op" in a payload                  the event log decides:
 --                                                     only the seq is used
 --   NULL arguments                                    STRICT: NULL
@@ -136,12 +138,12 @@ INSERT INTO bad (what, sql) VALUES
   ('event: seq overflow', $$SELECT ectosync.sync(v, (v->>'epoch') || ':99999999999999999999999') FROM val$$),
   ('event: negative seq', $$SELECT ectosync.sync(v, (v->>'epoch') || ':-5') FROM val$$),
   ('event: seq 0', $$SELECT ectosync.sync(v, (v->>'epoch') || ':0') FROM val$$),
-  ('event: forged id', $$SELECT ectosync.sync(v, (v->>'epoch') || ':9999999') FROM val$$),
+  ('event: forged id (as far as loaded: applied)', $$SELECT ectosync.sync(v, (v->>'epoch') || ':9999999') = ectosync.sync(v, e) FROM val, ev$$),
   ('event: forged op', $$SELECT ectosync.sync(v, jsonb_set(e::jsonb, '{op}', '"DROP"')::text) FROM val, ev$$),
   ('event: forged table (the log says tags: applied)', $$SELECT ectosync.sync(v, jsonb_set(e::jsonb, '{table}', '"public.persons"')::text) = ectosync.sync(v, e) FROM val, ev$$),
-  ('event: forged RELOAD', $$SELECT ectosync.sync(v, jsonb_set(e::jsonb, '{op}', '"RELOAD"')::text) FROM val, ev$$),
-  ('event: forged RELOAD of another table (unchanged)', $$SELECT ectosync.sync(v, jsonb_set(jsonb_set(e::jsonb, '{op}', '"RELOAD"'), '{table}', '"public.labels"')::text) = v FROM val, ev$$),
-  ('event: another epoch', $$SELECT ectosync.sync(v, '0123456789abcdef:' || split_part(e::jsonb->>'event', ':', 2)) FROM val, ev$$),
+  ('event: forged RELOAD (the log says UPDATE: applied)', $$SELECT ectosync.sync(v, jsonb_set(e::jsonb, '{op}', '"RELOAD"')::text) = ectosync.sync(v, e) FROM val, ev$$),
+  ('event: forged RELOAD of another table (the log says tags: applied)', $$SELECT ectosync.sync(v, jsonb_set(jsonb_set(e::jsonb, '{op}', '"RELOAD"'), '{table}', '"public.labels"')::text) = ectosync.sync(v, e) FROM val, ev$$),
+  ('event: another epoch (unchanged)', $$SELECT ectosync.sync(v, '0123456789abcdef:' || split_part(e::jsonb->>'event', ':', 2)) = v FROM val, ev$$),
   ('event: uppercase epoch', $$SELECT ectosync.sync(v, upper(e::jsonb->>'event')) FROM val, ev$$),
   -- other functions
   ('wait_for_worker negative', $$SELECT ectosync.wait_for_worker(-1)::text$$),
@@ -150,7 +152,9 @@ INSERT INTO bad (what, sql) VALUES
   ('_load_rows_where column', $$SELECT ectosync._load_rows_where('posts', '[]', '{nosuch}', '{1}')$$),
   ('_load_rows_where NULL column', $$SELECT ectosync._load_rows_where('posts', '[]', '{NULL}', '{1}')$$),
   ('_load_rows_where bad value', $$SELECT ectosync._load_rows_where('posts', '[]', '{id}', '{abc}')$$),
-  ('_jsonb_rebuild negative depth', $$SELECT ectosync._jsonb_rebuild('[1, {"a": [2]}]', -3)$$);
+  ('_jsonb_rebuild negative depth', $$SELECT ectosync._jsonb_rebuild('[1, {"a": [2]}]', -3)$$),
+  ('value: seq past 64 bits', $$SELECT ectosync.sync(jsonb_set(v, '{seq}', '99999999999999999999'), e) FROM val, ev$$),
+  ('value: relid past 32 bits', $$SELECT ectosync.sync(jsonb_set(v, '{relid}', to_jsonb((v->>'relid')::bigint + 4294967296)), e) FROM val, ev$$);
 
 CREATE TABLE nopk (a int, b text);
 CREATE TABLE intervalkey (d interval PRIMARY KEY);

@@ -36,8 +36,8 @@ BEGIN
     WHEN 1 THEN PERFORM ectosync._load_rows_where('posts', '[]', '{id}', '{abc}');
     -- a PostgreSQL error converted into ecto_sync's own (bad filter cast)
     WHEN 2 THEN PERFORM ectosync.load('posts', '["tags"]', '{"id": "abc"}');
-    -- ZE001: an event of another server run
-    WHEN 3 THEN PERFORM ectosync.sync(v, '0123456789abcdef:1');
+    -- ZE001: a value of another server run
+    WHEN 3 THEN PERFORM ectosync.sync(jsonb_set(v, '{epoch}', '"0123456789abcdef"'), e);
     -- an error of the catalog code: unknown association
     ELSE PERFORM ectosync.load('posts', '["nosuch"]');
   END CASE;

@@ -30,11 +30,11 @@
  *  - a has_one/belongs_to whose row left, or that another row may now
  *    take, is read again (keyed load).
  *
- * Events of tables that the value does not hold return the value unchanged
- * (its seq is left alone too: a later event of a held table must not be
- * mistaken for an older one because an unrelated event advanced the seq).
- * RELOAD markers of a held table, events that left the event log, and other
- * epochs raise SQLSTATE ZE001: the client must load() again.
+ * An event brings the value up to it through every logged event after the
+ * value's seq (sync_value()).  Events of tables that the value does not
+ * hold leave it unchanged (its seq too).  RELOAD markers of a held table,
+ * events that left the event log, and values of an earlier server run
+ * raise SQLSTATE ZE001: the client must load() again.
  */
 #include "value/catalog.hpp"
 #include "core/event.hpp"
@@ -63,6 +63,8 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -86,53 +88,19 @@ namespace {
               "ecto_sync: sync() needs a value made by ectosync.load()", detail);
 }
 
-/*
- * Whether a RELOAD marker naming table ("schema.name" as payloads show it,
- * unquoted, or the relid when the worker could not name it) may concern the
- * plan.  Names are matched as they are now and as the plan knows them;
- * a name that resolves to no table may be a renamed one: assume it does.
- */
-bool may_hold_table(const Plan &plan, const std::string &table) {
-  std::vector<uint32_t> tables = plan.tables();
-  auto held = [&](uint32_t relid) {
-    return std::find(tables.begin(), tables.end(), relid) != tables.end();
-  };
-  std::vector<const PlanNode *> stack{plan.root.get()};
-  while (!stack.empty()) {
-    const PlanNode *n = stack.back();
-    stack.pop_back();
-    if (n->table.display() == table) return true;
-    for (const Assoc &a : n->assocs) {
-      if (a.join && a.join->display() == table) return true;
-      stack.push_back(a.target.get());
-    }
-  }
-  if (!table.empty() && table.find_first_not_of("0123456789") == std::string::npos)
-    return held(static_cast<uint32_t>(std::stoul(table)));
-  /* Schema and table names may hold dots themselves: try every split. */
-  bool resolved = false;
-  for (size_t dot = table.find('.'); dot != std::string::npos; dot = table.find('.', dot + 1)) {
-    std::string schema = table.substr(0, dot), name = table.substr(dot + 1);
-    Oid relid = pg_call([&] {
-      Oid nsp = get_namespace_oid(schema.c_str(), true);
-      return OidIsValid(nsp) ? get_relname_relid(name.c_str(), nsp) : InvalidOid;
-    });
-    if (!OidIsValid(relid)) continue;
-    if (held(relid)) return true;
-    resolved = true;
-  }
-  return !resolved;
-}
-
 /* Reads an integer member of the value ("relid", "seq", "ectosync"). */
 uint64_t value_number(jb::View value, const char *key) {
   std::optional<jb::Elem> e = value.get(key);
   if (!e || !e->is_numeric())
     bad_value(std::string("Its key \"") + key + "\" is missing or not a number.");
   std::string text = jb::numeric_text(e->numeric());
-  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
-    bad_value(std::string("Its key \"") + key + "\" is not a non-negative integer: " + text + ".");
-  return std::stoull(text);
+  errno = 0;
+  char *end = nullptr;
+  uint64_t n = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || errno == ERANGE)
+    bad_value(std::string("Its key \"") + key + "\" is not a 64-bit non-negative integer: " +
+              text.substr(0, 40) + ".");
+  return n;
 }
 
 /* A value's header, validated (bad_value otherwise). */
@@ -148,6 +116,7 @@ ValueHeader read_header(const Jsonb *value) {
   if (value_number(v, "ectosync") != 1) bad_value("Its \"ectosync\" format version is not 1.");
   ValueHeader h;
   h.relid = value_number(v, "relid");
+  if (h.relid > UINT32_MAX) bad_value("Its \"relid\" is not an oid.");
   h.seq = value_number(v, "seq");
   std::optional<jb::Elem> assocs = v.get("assocs"), epoch = v.get("epoch"), rows = v.get("rows");
   h.filter = v.get("filter");
@@ -396,7 +365,16 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
   return event_memo->emplace(seq, std::move(local)).first->second;
 }
 
-/* The whole call: validation, the event, the plan, the patch. */
+/*
+ * The whole call: validation, the event, the plan, the patch.  The value
+ * is brought up to the event through every logged event after its seq (in
+ * order; those of other tables leave it alone), and no further than the
+ * worker has loaded: its rows are cached then, and the event's own
+ * notification follows its loading.  So the payload decides only how far:
+ * one that anybody may NOTIFY (of a seq ahead of the real ones, of another
+ * server run or database, naming another table) neither skips an event nor
+ * applies one before its rows are cached, and events may come in any order.
+ */
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   refuse_transaction_snapshot("sync");
   ValueHeader h = read_header(value);
@@ -406,36 +384,21 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
                 "The event \"" + event_text.substr(0, 200) +
                     "\" is neither a notification payload nor an event id.",
                 "Pass the payload of an ectosync_<relid> notification.");
-  if (ref.epoch != h.epoch)
-    reload_required("The event " + format_event_id(ref.epoch, ref.seq) +
-                    " belongs to another server run.");
-  if (ref.seq <= h.seq) return value; /* already reflected: idempotent */
+  /* (the value is of this run, read_header() checked: this event is not) */
+  if (ref.epoch != h.epoch) return value;
+  uint64_t upto = std::min<uint64_t>(ref.seq, pg_call([] { return loaded_seq(); }));
+  if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
   refuse_own_changes(plan, "sync");
-
-  /* A RELOAD marker ("*": the whole database) for a table the value holds
-   * (as the payload names it): why it was queued, as its record in the log
-   * says, if the log still has it. */
-  if (ref.op && *ref.op == Op::Reload) {
-    bool every = ref.table.empty() || ref.table == "*";
-    if (every || may_hold_table(plan, ref.table)) {
-      Event marker;
-      bool logged = event_lookup(ref.seq, marker) == LogLookup::Found && marker.op == Op::Reload;
-      /* (row level security changed: not for those it never applies to) */
-      if (logged && row_security_only(marker.why) &&
-          !reload_concerns(plan, marker.relid, marker.why, false))
-        return value;
-      logged = logged && reload_concerns(plan, marker.relid, marker.why, false);
-      reload_required(logged ? reload_reason(marker.why, plan_table_name(plan, marker.relid),
-                                             format_event_id(ref.epoch, ref.seq))
-                             : reload_reason(0, every ? std::string() : ref.table,
-                                             format_event_id(ref.epoch, ref.seq)));
-    }
-    return value;
+  for (uint64_t seq = h.seq + 1; seq <= upto; seq++) {
+    Event local;
+    const Event &ev = memoized_event(h.epoch, seq, local);
+    Jsonb *next = apply_event(value, h, plan, ev);
+    if (next == value) continue;
+    value = next;
+    h = read_header(value);
   }
-  Event ev;
-  logged_event(ref.epoch, ref.seq, ev);
-  return apply_event(value, h, plan, ev);
+  return value;
 }
 
 }  // namespace

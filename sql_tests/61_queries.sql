@@ -294,5 +294,22 @@ SELECT ectosync.load('q.posts', '{"author": {"$query": {"limit": 1}}}');
 SELECT ectosync.load('q.persons', '{"$query": {"order_by": "data"}}');
 \echo SQLSTATE :LAST_ERROR_SQLSTATE
 
+-- A parent whose key of the association is NULL has no list, however its
+-- children's NULL links move in and out of a page: load() joins with =.
+CREATE TABLE q.accounts (id int PRIMARY KEY, code text UNIQUE);
+CREATE TABLE q.entries (id int PRIMARY KEY, account_code text REFERENCES q.accounts (code), n int);
+INSERT INTO q.accounts VALUES (1, NULL), (2, 'b');
+INSERT INTO q.entries VALUES (1, NULL, 1), (2, NULL, 2), (3, NULL, 3), (4, 'b', 4), (5, 'b', 5), (6, 'b', 6);
+\set entries_page '{"entries": {"$query": {"order_by": "n", "limit": 10, "offset": 1}}}'
+SELECT ectosync.watch('q.accounts', :'entries_page') IS NOT NULL AS watched;
+CREATE TEMP TABLE page_of_null AS SELECT ectosync.load('q.accounts', :'entries_page') AS v;
+UPDATE q.entries SET n = 6 WHERE id = 1;
+UPDATE q.entries SET account_code = NULL WHERE id = 4;
+UPDATE page_of_null SET v = regress.apply(v);
+SELECT (v - 'seq') = (ectosync.load('q.accounts', :'entries_page') - 'seq') AS synced_equals_a_fresh_load,
+       jsonb_path_query_array(v, '$.rows[*].entries.size()') AS list_sizes
+FROM page_of_null;
+SELECT ectosync.unwatch('q.accounts');
+
 SELECT ectosync.unwatch('q.posts');
 DROP SCHEMA q CASCADE;

@@ -395,6 +395,10 @@ Jsonb *load_rows_where(const PlanNode &node, const std::vector<Column> &cols,
 
 Jsonb *load_list(const PlanNode &node, const ListSource &source, const std::vector<Texts> *exclude,
                  int64_t next) {
+  /* A parent whose owner columns hold a NULL has no list: load()'s join
+   * compares with =, which never matches NULL (where_equal() would write
+   * IS NULL, as a filter means it). */
+  if (source.assoc && has_null(source.owner)) return jb::to_jsonb(jb::Node::array());
   SpiScope spi;
   std::vector<SpiParam> params;
   std::string where;

@@ -119,7 +119,9 @@ std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, con
   if (ctx.kind == ListCtx::HasMany) {
     std::optional<Texts> link = old_texts(ctx.assoc->target_cols);
     if (!link) return std::nullopt;
-    if (!same_texts(ctx.assoc->target_cols, *link, row_texts(ctx.parent, ctx.assoc->owner_cols)))
+    /* (a NULL link was in no list) */
+    if (has_null(*link) ||
+        !same_texts(ctx.assoc->target_cols, *link, row_texts(ctx.parent, ctx.assoc->owner_cols)))
       return false; /* another list's */
   }
   std::optional<int> order =

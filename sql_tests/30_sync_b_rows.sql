@@ -182,6 +182,14 @@ SELECT * FROM pg_temp.held_step();
 UPDATE duties SET code = 'sre' WHERE id = 1;     -- member 1's names ops: none now
 SELECT * FROM pg_temp.step();
 SELECT * FROM pg_temp.held_step();
+-- A duty inserted after a join row that names it (no foreign key: the join
+-- row may come first) enters that row's list.
+INSERT INTO assignments VALUES ('d@x', 'ml');
+SELECT * FROM pg_temp.step();
+SELECT * FROM pg_temp.held_step();
+INSERT INTO duties VALUES (4, 'ml');
+SELECT * FROM pg_temp.step();
+SELECT * FROM pg_temp.held_step();
 SELECT ectosync.release('duties');
 SELECT ectosync.unwatch('members');
 

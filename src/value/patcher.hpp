@@ -160,6 +160,9 @@ class Patcher {
   SmallMemo<const PlanNode *> involves_, deep_;
   SmallMemo<uint32_t> rls_;
   std::vector<std::unique_ptr<PlanNode>> bare_nodes_; /* tables without assocs */
+  /* link_moved() of an INSERT: whether join rows of the association name
+   * the target key already */
+  std::map<std::pair<const Assoc *, Texts>, bool> named_by_join_;
   jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
   std::vector<Texts> root_touched_;         /* (patch_root) keys of the rows it changed, */
   std::vector<uint32_t> root_changed_rows_; /* positions of those changed in place, */

@@ -46,13 +46,28 @@ bool Patcher::linked_still(const Assoc &a, jb::View parent, const Texts &target)
 }
 
 /*
- * Whether the event moved target row s's columns that many_to_many a's
- * join rows name (a key other than its primary key, or its primary key
- * without a cascade): the lists that held it may not link it now, and
- * others may.
+ * Whether target row s may be linked where it was not: the event moved its
+ * columns that many_to_many a's join rows name (a key other than its
+ * primary key, or its primary key without a cascade), so the lists that
+ * held it may not link it now and others may; or inserted it while join
+ * rows name it already (a join table without a foreign key to it, or with
+ * a deferred one: the join row came first).  The latter is one query per
+ * row and association, asked only of an INSERT.
  */
 bool Patcher::link_moved(const Assoc &a, const RowState &s) {
-  if (ev_.op != Op::Update || !s.exists) return false;
+  if (!s.exists) return false;
+  if (ev_.op == Op::Insert) {
+    Texts target = row_texts(s.row, a.target_cols);
+    auto [it, fresh] = named_by_join_.try_emplace({&a, target}, false);
+    if (fresh && !has_null(target)) {
+      bare_nodes_.push_back(std::make_unique<PlanNode>());
+      bare_nodes_.back()->table = *a.join;
+      jb::View rows = rows_where(*bare_nodes_.back(), a.join_target_cols, target);
+      it->second = rows.is_array() && rows.size() > 0;
+    }
+    return it->second;
+  }
+  if (ev_.op != Op::Update) return false;
   std::optional<Texts> old = old_texts(a.target_cols);
   return old && !same_texts(a.target_cols, *old, row_texts(s.row, a.target_cols));
 }

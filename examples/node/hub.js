@@ -1,6 +1,7 @@
 // hub.js: many held values over one connection, with the `pg` package.
 //
 //   const hub = new Hub({ connection: { database: 'app' } });
+//   hub.on('error', (err) => log(err));   // else errors go to console.error
 //   await hub.start();
 //   const mine = await hub.hold('user 42 posts', { table: 'posts', filter: { author_id: 42 } });
 //   mine.on('change', (value) => render(value));
@@ -10,25 +11,51 @@
 // give the hub a dedicated connection; everything else can go through a
 // pooler) and waits for all of them with one call:
 //   ectosync.wait_changes(timeout_ms, patch_once => true) -> a row (name,
-//   version, seq, patch) for each value that changed, as soon as one did;
-//   each patch is applied to its value (patch.js), whose 'change' event then
-//   fires.  Names of one value that the server shares get its patch once:
-//   the others name that row in same_as.
-// The connection ends: reconnect, hold every value again.
+//   version, seq, patch, since_version) for each value that changed, as soon
+//   as one did; each patch is applied to its value (patch.js), whose 'change'
+//   event then fires.  Names of one value that the server shares get its
+//   patch once: the others name that row in same_as.
+// A patch that does not apply, or one from a version the copy is not at:
+// fetch the whole value.  The connection ends: reconnect, hold every value
+// again.  Errors (a listener's, a value's) are reported, never end the loop.
 'use strict';
 
 const { EventEmitter } = require('node:events');
 const { Client } = require('pg');
-const { applyPatch } = require('./patch');
+const { applyPatch, PatchError } = require('./patch');
 
-// Errors of a connection that is going away (08: connection exception, 57P: terminated).
-const connectionGone = (err) => /^(08|57P)/.test(err.code || '') || /terminat|Connection/i.test(err.message || '');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Errors of a connection that is gone: the server's (08: connection
+// exception; 57P01-57P03: terminated, crash, cannot connect now), or any
+// error of a client that has failed or ended (pg rejects its queries with
+// plain Errors, after its 'error' event: see connect()).  Not a message
+// that merely says "Connection": an error thrown by a listener is the
+// application's, and must not make the hub hold everything again.
+const connectionGone = (err, client) => /^(08|57P0[1-3])/.test(err?.code ?? '') || client?.lost === true;
+
+// Calls each listener of event on its own: one that throws stops neither the
+// others nor the hub's loop.  Returns what they threw.
+function emitEach(emitter, event, ...args) {
+  const thrown = [];
+  for (const listener of emitter.rawListeners(event)) { // (raw: once() wrappers remove themselves)
+    try {
+      listener.apply(emitter, args);
+    } catch (err) {
+      thrown.push(err);
+    }
+  }
+  return thrown;
+}
 
 // One held value of a hub: its shape, its copy and the version it is.
 class HeldValue extends EventEmitter {
   constructor(hub, name, { table, assocs = [], filter = null }) {
     super();
     this.hub = hub;
+    // Which value this is: a name released and held again is a new value,
+    // and a reply of a wait that began before it was held is not about it.
+    this.id = ++hub.serial;
     this.name = name;
     this.table = table;
     this.assocs = JSON.stringify(assocs);
@@ -36,14 +63,22 @@ class HeldValue extends EventEmitter {
     this.value = null;
     this.version = 0;
     this.patches = 0;
+    this.error = null; // the last error of its changes on the server, if any
   }
 
-  apply(row) {
-    this.version = Number(row.version);
-    if (row.patch.length === 0) return;
-    this.value = applyPatch(this.value, row.patch);
-    this.patches++;
-    this.emit('change', this.value);
+  // Moves the copy to the row's version; true if the value changed.  The
+  // patch goes to a copy, so that one that fails halfway (a PatchError)
+  // leaves the value and its version as they were: never a half-patched
+  // value at the new version, on which later patches would land.
+  // (A patch at "" replaces the whole value: nothing to copy.)
+  apply({ version, patch }) {
+    if (patch.length > 0) {
+      this.value = applyPatch(patch[0].path === '' ? null : structuredClone(this.value), patch);
+      this.patches++;
+    }
+    this.version = Number(version);
+    this.error = null;
+    return patch.length > 0;
   }
 }
 
@@ -52,9 +87,10 @@ class Hub extends EventEmitter {
     super();
     this.connection = connection;
     this.timeoutMs = timeoutMs;
-    this.reconnectMs = reconnectMs;
+    this.reconnectMs = reconnectMs; // how long reconnecting may fail before an 'error' says so
     this.values = new Map(); // name -> HeldValue
-    this.stats = { waits: 0, reconnects: 0, patchesShared: 0 };
+    this.serial = 0; // the id of the last HeldValue made
+    this.stats = { waits: 0, reconnects: 0, patchesShared: 0, refetches: 0 };
     this.closed = false;
     this.client = null;
     this.waiting = null;
@@ -62,13 +98,22 @@ class Hub extends EventEmitter {
 
   async start() {
     this.client = await this.connect();
-    this.loop();
+    // (loop() reports its errors itself: this is a last guard)
+    this.loop().catch((err) => this.report(err));
   }
 
   async connect() {
     const client = new Client(this.connection);
-    client.on('error', () => {}); // 'end' reconnects
-    await client.connect();
+    // pg emits 'error' (the socket failed) or 'end' before it rejects the
+    // queries under way: connectionGone() then knows them for what they are.
+    client.on('error', () => { client.lost = true; });
+    client.on('end', () => { client.lost = true; });
+    try {
+      await client.connect();
+    } catch (err) {
+      client.end().catch(() => {});
+      throw err;
+    }
     return client;
   }
 
@@ -77,8 +122,16 @@ class Hub extends EventEmitter {
   async hold(name, shape) {
     if (this.values.has(name)) throw new Error(`hub: a value is held as "${name}" already`);
     const held = new HeldValue(this, name, shape);
+    // In the map at once, so that a second hold() of the name is refused...
     this.values.set(name, held);
-    await this.holdOn(this.client, held);
+    try {
+      await this.holdOn(this.client, held);
+    } catch (err) {
+      // ...and out of it if the server refused (a misspelled table): the name
+      // stays free, and a reconnect does not try to hold it
+      if (this.values.get(name) === held) this.values.delete(name);
+      throw err;
+    }
     return held;
   }
 
@@ -89,7 +142,6 @@ class Hub extends EventEmitter {
     );
     held.value = rows[0].v;
     held.version = 0;
-    held.emit('change', held.value);
   }
 
   async release(name) {
@@ -98,8 +150,33 @@ class Hub extends EventEmitter {
     return true;
   }
 
-  // Applies one reply of wait_changes() to the values it names.
-  async applyRows(rows) {
+  // Reports an error without ever throwing (an EventEmitter throws an
+  // 'error' that no one listens to, which would end the loop): to the hub's
+  // 'error' listeners, else console.error.  err.held names the value.
+  report(err, held = null) {
+    if (!(err instanceof Error)) err = new Error(String(err));
+    if (held && err.held === undefined) err.held = held.name;
+    if (this.listenerCount('error') === 0) return void console.error('ectosync hub:', err);
+    for (const thrown of emitEach(this, 'error', err)) console.error('ectosync hub: an error listener threw:', thrown);
+  }
+
+  // Runs a value's 'change' listeners, each on its own.
+  notify(held) {
+    for (const err of emitEach(held, 'change', held.value)) this.report(err, held);
+  }
+
+  // The whole value at the server's version: changes() from a version that
+  // is not the held one (-1 never is) sends it as a patch at "".
+  async refetch(held) {
+    this.stats.refetches++;
+    const { rows } = await this.client.query('SELECT ectosync.changes($1, -1) AS c', [held.name]);
+    if (this.values.get(held.name) !== held) return false; // released meanwhile: the reply is another value's
+    return held.apply(rows[0].c);
+  }
+
+  // Applies one reply of wait_changes() to the values it names, then runs
+  // their listeners.  serial: the last value held when the wait began.
+  async applyRows(rows, serial = Infinity) {
     // A row whose patch is another's (same_as) gets a copy of it, made
     // before any is applied: applyPatch puts the patch's values into the
     // document, and a later operation of the same patch (two versions of
@@ -110,57 +187,107 @@ class Hub extends EventEmitter {
         row.patch = structuredClone(byName.get(row.same_as).patch);
         this.stats.patchesShared++;
       }
+    // Every row first: the server has moved each of these values on, so a
+    // row left out (a listener threw) would leave its copy behind.
+    const changed = [];
+    const failed = [];
     for (const row of rows) {
       const held = this.values.get(row.name);
-      // a value whose changes failed (its role may no longer read a table of it)
-      if (held && row.error !== null) {
+      // released, or released and held again after the wait began: the row
+      // is about a value the hub no longer has
+      if (!held || held.id > serial) continue;
+      if (row.error !== null) {
+        // its changes failed (its role may no longer read a table of it)
         held.error = row.error;
-        if (held.listenerCount('error') > 0) held.emit('error', new Error(row.error));
-      } else if (held && Number(row.since_version) !== held.version) {
-        // a reply went missing: from our version the server sends the whole value
-        const { rows: [whole] } = await this.client.query(
-          'SELECT ectosync.changes($1, $2) AS c', [held.name, held.version]);
-        held.apply({ version: whole.c.version, patch: whole.c.patch });
-      } else {
-        held?.apply(row);
+        failed.push(held);
+        continue;
+      }
+      try {
+        // a reply went missing (the patch is from another version), or the
+        // patch does not fit the copy: fetch the whole value instead
+        let moved;
+        try {
+          moved = Number(row.since_version) === held.version ? held.apply(row) : await this.refetch(held);
+        } catch (err) {
+          if (!(err instanceof PatchError)) throw err;
+          moved = await this.refetch(held);
+        }
+        if (moved) changed.push(held);
+      } catch (err) {
+        if (connectionGone(err, this.client)) throw err; // the reconnect holds every value again
+        this.report(err, held); // the copy stays at its version: the next row fetches it whole
       }
     }
+    // Then the listeners, each on its own.
+    for (const held of failed) {
+      const err = new Error(`hub: the changes of "${held.name}" failed: ${held.error}`);
+      if (held.listenerCount('error') === 0) this.report(err, held);
+      else for (const thrown of emitEach(held, 'error', err)) this.report(thrown, held);
+    }
+    for (const held of changed) this.notify(held);
   }
 
-  // One wait for every value at a time, until close().
+  // One wait for every value at a time, until close().  It does not throw.
   async loop() {
     while (!this.closed) {
+      const client = this.client;
       try {
         this.stats.waits++;
-        this.waiting = this.client.query(
+        const serial = this.serial; // values held from now on are not in this reply
+        this.waiting = client.query(
           'SELECT name, version, patch, error, since_version, same_as ' +
             'FROM ectosync.wait_changes($1, patch_once => true)',
           [this.timeoutMs]);
         const { rows } = await this.waiting;
-        await this.applyRows(rows);
-        this.emit('pumped', rows.length);
+        await this.applyRows(rows, serial);
+        for (const err of emitEach(this, 'pumped', rows.length)) this.report(err);
       } catch (err) {
         if (this.closed) return;
-        if (!connectionGone(err)) {
-          this.emit('error', err);
-          continue;
+        if (connectionGone(err, client)) {
+          await this.reconnect();
+        } else {
+          this.report(err);
+          await sleep(100); // (an error every call, say the extension dropped: not a busy loop)
         }
-        await this.reconnect();
       }
     }
   }
 
+  // A new connection with every value held again.  A value that cannot be
+  // (its table dropped, a privilege revoked) is dropped from the hub and
+  // reported, the others go on; a connection that fails is closed and tried
+  // again, with backoff, until close().  It does not throw.
   async reconnect() {
-    const end = Date.now() + this.reconnectMs;
+    this.client?.end().catch(() => {}); // (gone: this frees its socket)
+    let deadline = Date.now() + this.reconnectMs;
     for (let attempt = 1; !this.closed; attempt++) {
+      let client = null;
       try {
-        this.client = await this.connect();
-        for (const held of this.values.values()) await this.holdOn(this.client, held);
+        client = await this.connect();
+        for (const held of [...this.values.values()]) {
+          try {
+            await this.holdOn(client, held);
+          } catch (err) {
+            if (connectionGone(err, client)) throw err;
+            if (this.values.get(held.name) === held) this.values.delete(held.name);
+            held.error = err.message;
+            this.report(new Error(`hub: "${held.name}" could not be held again, and is dropped: ${err.message}`,
+              { cause: err }), held);
+          }
+        }
+        if (this.closed) return void client.end().catch(() => {});
+        this.client = client;
         this.stats.reconnects++;
+        for (const held of this.values.values()) this.notify(held); // it may have changed while away
         return;
       } catch (err) {
-        if (Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
+        client?.end().catch(() => {}); // (its session holds values: close it, not leak it)
+        if (Date.now() > deadline) {
+          this.report(new Error(`hub: could not reconnect for ${this.reconnectMs} ms, trying on: ${err.message}`,
+            { cause: err }));
+          deadline = Date.now() + this.reconnectMs;
+        }
+        await sleep(Math.min(50 * attempt, 1000));
       }
     }
   }

@@ -163,7 +163,7 @@ class Patcher {
   /* link_moved() of an INSERT: whether join rows of the association name
    * the target key already */
   std::map<std::pair<const Assoc *, Texts>, bool> named_by_join_;
-  jb::View lo_, hi_;                                  /* the root rows' range (patch_root) */
+  jb::View lo_, hi_;                        /* the root rows' range (patch_root) */
   std::vector<Texts> root_touched_;         /* (patch_root) keys of the rows it changed, */
   std::vector<uint32_t> root_changed_rows_; /* positions of those changed in place, */
   bool root_moved_ = false;                 /* whether rows entered or left */

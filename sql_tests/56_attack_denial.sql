@@ -126,6 +126,29 @@ SELECT ectosync.release('other_role');
 SET ROLE attack_holder;
 SELECT count(ectosync.release('share_' || i)) AS released FROM generate_series(1, 260) i;
 RESET ROLE;
+
+-- ==== a role's share of the shared values' slots ====
+-- Values that sessions share take slots (min(max_held_values, 1024)); one
+-- role may take 25% of them however small its values: its 257th distinct
+-- shape goes on as its session's own, and other roles still share theirs.
+SET ROLE attack_holder;
+SELECT count(ectosync.hold('slot_' || i, 'attack_a',
+                           jsonb_build_object('$query', jsonb_build_object('where',
+                             jsonb_build_array(jsonb_build_array('id', '=', i)))),
+                           listen => false)) AS held
+  FROM generate_series(1, 260) i;
+SELECT count(*) FILTER (WHERE shared_by IS NOT NULL) AS shared,
+       count(*) FILTER (WHERE shared_by IS NULL) AS own
+  FROM ectosync.held() WHERE name LIKE 'slot\_%';
+RESET ROLE;
+SET ROLE attack_plain;
+SELECT ectosync.hold('other_shape', 'attack_a', '{"$query": {"where": [["id", "=", 999]]}}',
+                     listen => false) IS NOT NULL AS held,
+       (SELECT shared_by IS NOT NULL FROM ectosync.held() WHERE name = 'other_shape') AS shared;
+SELECT ectosync.release('other_shape');
+SET ROLE attack_holder;
+SELECT count(ectosync.release('slot_' || i)) AS released FROM generate_series(1, 260) i;
+RESET ROLE;
 REVOKE SELECT ON attack_a FROM attack_plain;
 
 -- ==== look-alike triggers and other roles' drops ====

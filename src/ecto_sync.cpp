@@ -97,8 +97,8 @@ static void define_settings() {
   MarkGUCPrefixReserved("ectosync");
 }
 
-long ectosync::role_share(long total) {
-  if (superuser()) return total;
+long ectosync::role_share(long total, Oid role) {
+  if (OidIsValid(role) ? superuser_arg(role) : superuser()) return total;
   return std::max(
       1L, total / 100 * settings.max_role_share + total % 100 * settings.max_role_share / 100);
 }

@@ -29,7 +29,7 @@ struct Settings {
  * ectosync.max_role_share, at least one unit.  Superusers are not limited:
  * the share keeps one role's abuse from reaching the others.
  */
-long role_share(long total);
+long role_share(long total, Oid role = InvalidOid); /* InvalidOid: the current user */
 
 extern Settings settings;
 extern bool loaded_at_startup;

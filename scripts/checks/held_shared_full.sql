@@ -33,3 +33,35 @@ BEGIN
   IF (SELECT (r ->> 'version')::int FROM reply) <> 1 THEN RAISE 'version should be 1'; END IF;
 END $$;
 SELECT 'ok: a shared value that outgrew shared memory went on alone' AS held_shared_full;
+
+-- A role's value that grows past the role's share (ectosync.max_role_share,
+-- 25% of 2 MB) after it was shared goes on as its session's own too, log
+-- of patches included: sharing it small does not get it more.
+CREATE ROLE grower LOGIN;
+CREATE TABLE u (id int PRIMARY KEY, x text);
+INSERT INTO u VALUES (1, 'small');
+GRANT SELECT ON u TO grower;
+SELECT ectosync.watch('u') IS NOT NULL AS watched;
+SET ROLE grower;
+SELECT ectosync.hold('b', 'u', listen => false) IS NOT NULL AS held;
+DO $$ BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'b') IS DISTINCT FROM 1 THEN
+    RAISE 'a small value of grower should be shared';
+  END IF;
+END $$;
+RESET ROLE;
+INSERT INTO u SELECT g, repeat('z', 200) FROM generate_series(2, 2500) g; -- about 600 kB
+SELECT ectosync.wait_for_worker(60000) AS caught_up;
+SET ROLE grower;
+SELECT ectosync.changes('b', 0) IS NOT NULL AS changed;
+DO $$ BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'b') IS NOT NULL THEN
+    RAISE 'a value past its role''s share should no longer be shared';
+  END IF;
+  IF (SELECT jsonb_array_length(ectosync.changes('b', 0) #> '{patch,0,value,rows}')) <> 2500 THEN
+    RAISE 'the value should hold 2500 rows';
+  END IF;
+END $$;
+SELECT ectosync.release('b');
+RESET ROLE;
+SELECT 'ok: a value past its role''s share went on alone' AS held_shared_share;

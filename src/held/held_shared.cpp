@@ -86,6 +86,24 @@ bool matches(const SharedHeld &s, uint32_t relid, uint32 hash, const std::string
          std::strcmp(at<char>(s.spec), spec.c_str()) == 0;
 }
 
+}  // namespace
+
+Taken taken_by(Oid role, int except) {
+  Taken taken;
+  for (int i = 0; i < control->nslots; i++)
+    if (i != except && slots[i].db != InvalidOid && slots[i].creator == role) {
+      taken.bytes += (long)(slots[i].bytes + slots[i].logged);
+      taken.slots++;
+    }
+  return taken;
+}
+
+long share_of(Oid role) {
+  return pg_call([&] { return role_share((long)area_bytes(), role); });
+}
+
+namespace {
+
 /* Frees a slot's value and log (the slot itself stays taken). */
 void free_contents(SharedHeld &s) {
   if (DsaPointerIsValid(s.parts)) {
@@ -212,7 +230,8 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
       ok ? share_bytes(parts.data(), sizeof(dsa_pointer) * parts.size()) : InvalidDsaPointer;
   int slot = -1;
   Oid role = GetUserId();
-  long share = pg_call([] { return role_share((long)area_bytes()); });
+  long share = share_of(role);
+  long slot_share = pg_call([] { return role_share(control->nslots); });
   if (ok && DsaPointerIsValid(list_p)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     for (int i = 0; i < control->nslots && slot < 0; i++)
@@ -221,11 +240,12 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
       slots[slot].holders++; /* shared meanwhile: ours is not needed */
       LWLockRelease(control->lock);
     } else {
-      /* Past its share, a role's value goes on as its session's own. */
-      long taken = (long)value_bytes(value);
-      for (int i = 0; i < control->nslots; i++)
-        if (slots[i].db != InvalidOid && slots[i].creator == role) taken += (long)slots[i].bytes;
-      for (int i = 0; i < control->nslots && slot < 0 && taken <= share; i++)
+      /* Past its share of bytes or of slots, a role's value goes on as
+       * its session's own: one role cannot take every slot with tiny
+       * values, nor the area with large ones. */
+      Taken taken = taken_by(role);
+      bool room = taken.bytes + (long)value_bytes(value) <= share && taken.slots < slot_share;
+      for (int i = 0; i < control->nslots && slot < 0 && room; i++)
         if (slots[i].db == InvalidOid) slot = i;
       if (slot >= 0) {
         SharedHeld &s = slots[slot];

@@ -45,7 +45,8 @@ struct SharedHeld {
   dsa_pointer head;
   dsa_pointer parts; /* dsa_pointer[nparts] */
   int nparts;
-  Size bytes; /* head and parts */
+  Size bytes;  /* head and parts */
+  Size logged; /* the log's pieces */
   LogEntry log[kLogEntries];
   uint64 reload_version;         /* the last version that reloaded the value, 0: none */
   char reload_why[kReasonBytes]; /* why, NUL-terminated */
@@ -68,6 +69,19 @@ struct HeldSharedControl {
 
 extern HeldSharedControl *control; /* in shared memory, laid out at startup */
 extern SharedHeld *slots;          /* [control->nslots], right after it */
+
+/*
+ * What the shared values that role created take, under control->lock
+ * (slot `except` left out): their bytes (values and logs) and slots.  A
+ * role's share of both is its ectosync.max_role_share (share_of()).
+ */
+struct Taken {
+  long bytes = 0;
+  int slots = 0;
+};
+Taken taken_by(Oid role, int except = -1);
+/* role's share of the area's bytes (not under the lock: it reads the catalog). */
+long share_of(Oid role);
 
 /* The area, attached on first use (for the life of the backend). */
 dsa_area *the_area();

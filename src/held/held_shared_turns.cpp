@@ -26,6 +26,13 @@ extern "C" {
 
 namespace ectosync {
 
+static void publish_locked(SharedHeld &s, const std::vector<dsa_pointer> &parts,
+                           const std::vector<dsa_pointer> &old_ptrs, dsa_pointer list_p,
+                           dsa_pointer head_p, bool new_head, const PartedValue &value,
+                           dsa_pointer piece, Size piece_size, const std::vector<uint64_t> &events,
+                           Size events_bytes, bool whole, const std::string *reloaded,
+                           uint64_t scanned);
+
 SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t &version,
                            uint64_t &scanned) {
   SharedHeld &s = slots[slot];
@@ -95,6 +102,8 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
     ConditionVariableBroadcast(&s.cv);
     return true;
   }
+  /* (read before anything is allocated; the creator stays while we hold the slot) */
+  long share = share_of(s.creator);
   /* What the value shares with the old one stays; the rest is copied. */
   std::vector<dsa_pointer> old_ptrs;
   std::vector<const Jsonb *> old_addrs;
@@ -122,14 +131,40 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
       if (ops) std::memcpy(dst + events_bytes, ops, VARSIZE(ops));
     }
   }
-  if (!ok || !DsaPointerIsValid(list_p) || !DsaPointerIsValid(piece)) {
-    for (dsa_pointer p : copied) dsa_free(the_area(), p);
-    if (new_head) free_if_valid(head_p);
-    free_if_valid(list_p);
-    held_share_abandon(slot);
-    return false;
+  /* The value grows within its creator's share, log included, or goes on
+   * as each holder's own (leave_shared()): a value that grows after it
+   * was shared is counted as one that is shared large. */
+  if (ok && DsaPointerIsValid(list_p) && DsaPointerIsValid(piece)) {
+    LWLockAcquire(control->lock, LW_EXCLUSIVE);
+    const LogEntry &replaced = s.log[s.version % kLogEntries];
+    long logged = (long)(s.logged - (replaced.version ? replaced.size : 0) + piece_size);
+    if (taken_by(s.creator, slot).bytes + (long)value_bytes(value) + logged <= share) {
+      publish_locked(s, parts, old_ptrs, list_p, head_p, new_head, value, piece, piece_size, events,
+                     events_bytes, whole, reloaded, scanned);
+      LWLockRelease(control->lock);
+      ConditionVariableBroadcast(&s.cv);
+      return true;
+    }
+    LWLockRelease(control->lock);
   }
-  LWLockAcquire(control->lock, LW_EXCLUSIVE);
+  for (dsa_pointer p : copied) dsa_free(the_area(), p);
+  if (new_head) free_if_valid(head_p);
+  free_if_valid(list_p);
+  free_if_valid(piece);
+  held_share_abandon(slot);
+  return false;
+}
+
+/*
+ * The new value and its patch in place of the old, under control->lock
+ * exclusive: what the old parts do not share with the new is freed.
+ */
+static void publish_locked(SharedHeld &s, const std::vector<dsa_pointer> &parts,
+                           const std::vector<dsa_pointer> &old_ptrs, dsa_pointer list_p,
+                           dsa_pointer head_p, bool new_head, const PartedValue &value,
+                           dsa_pointer piece, Size piece_size, const std::vector<uint64_t> &events,
+                           Size events_bytes, bool whole, const std::string *reloaded,
+                           uint64_t scanned) {
   for (dsa_pointer old : old_ptrs)
     if (std::find(parts.begin(), parts.end(), old) == parts.end()) dsa_free(the_area(), old);
   dsa_free(the_area(), s.parts);
@@ -140,6 +175,8 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   s.bytes = value_bytes(value);
   s.version++;
   LogEntry &e = s.log[(s.version - 1) % kLogEntries];
+  if (e.version) s.logged -= e.size;
+  s.logged += piece_size;
   free_if_valid(e.piece);
   e.version = s.version;
   e.whole = whole;
@@ -155,9 +192,6 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   }
   s.scanned = scanned;
   s.turn = 0;
-  LWLockRelease(control->lock);
-  ConditionVariableBroadcast(&s.cv);
-  return true;
 }
 
 void held_share_abandon(int slot) {

@@ -246,3 +246,10 @@ SELECT ectosync._refresh_watches(false);
 -- database's shared queue.  Triggers fire without EXECUTE; a role that
 -- restores a dump of its own watched tables needs it granted.
 REVOKE EXECUTE ON FUNCTION ectosync.capture() FROM PUBLIC;
+
+-- A watch's spec holds its lists' constants (a $query's where: a tenant,
+-- an email): a role sees the watches of the tables it may read, no others.
+-- (ecto_sync's own reads and writes run as a superuser.)
+ALTER TABLE ectosync.watches ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable_root ON ectosync.watches FOR SELECT
+  USING (pg_catalog.has_table_privilege(root::pg_catalog.oid, 'SELECT'));

@@ -98,6 +98,21 @@ SELECT count(*) AS watch_kept FROM ectosync.watches WHERE root = 'persons'::regc
 SELECT ectosync.unwatch('persons', '["posts"]');
 REVOKE ALL ON persons, posts FROM regress_ectosync_a;
 
+-- ==== the watches a role may see ====
+-- A watch's spec holds its lists' constants (a $query's where: a tenant,
+-- an email): a role sees the watches of the tables it may read, no others.
+SELECT ectosync.watch('persons', '{"$query": {"where": [["name", "=", "a secret name"]]}}')
+  IS NOT NULL AS watched;
+SET ROLE regress_ectosync_a;
+SELECT count(*) AS watches_seen_without_select FROM ectosync.watches;
+RESET ROLE;
+GRANT SELECT ON persons TO regress_ectosync_a;
+SET ROLE regress_ectosync_a;
+SELECT root, spec #>> '{$query,where,0,2}' AS constant FROM ectosync.watches;
+RESET ROLE;
+REVOKE ALL ON persons FROM regress_ectosync_a;
+SELECT ectosync.unwatch('persons');
+
 -- ==== row level security: each person sees only their own rows ====
 CREATE TABLE members (id int PRIMARY KEY, login text NOT NULL, name text);
 CREATE TABLE diaries (id int PRIMARY KEY, member_id int REFERENCES members, body text);

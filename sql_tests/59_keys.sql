@@ -66,6 +66,12 @@ CREATE TABLE amount_marks (amount numeric, mark int, PRIMARY KEY (amount, mark))
 INSERT INTO amounts VALUES (1, 1), (2.5, 2);
 INSERT INTO marks VALUES (1), (2);
 INSERT INTO amount_marks VALUES (2.50, 1);
+-- Foreign keys that hold a numeric key at another scale (2.50 for 2.5):
+-- events, caches and interests take them for the key they reference.
+CREATE TABLE funds (id numeric PRIMARY KEY, v int);
+CREATE TABLE grants (id int PRIMARY KEY, fund_id numeric REFERENCES funds, note text);
+INSERT INTO funds VALUES (2.5, 1), (3, 2);
+INSERT INTO grants VALUES (1, 2.50, 'a'), (2, 3.000, 'b');
 
 SELECT ectosync.watch('codes', '["code_items"]') IS NOT NULL AS watched;
 SELECT ectosync.watch('shifts', '["readings"]') IS NOT NULL AS watched;
@@ -75,6 +81,8 @@ SELECT ectosync.watch('pairs') IS NOT NULL AS watched;
 SELECT ectosync.watch('blobs') IS NOT NULL AS watched;
 \set amount_marks '{"marks": {"many_to_many": "marks", "through": "amount_marks", "owner_columns": ["amount"], "target_columns": ["mark"]}}'
 SELECT ectosync.watch('amounts', :'amount_marks') IS NOT NULL AS watched;
+SELECT ectosync.watch('funds', '["grants"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('grants', '["fund"]') IS NOT NULL AS watched;
 SELECT ectosync.wait_for_worker();
 
 -- The holder's session renders dates and times otherwise: values do not.
@@ -89,7 +97,8 @@ INSERT INTO client
                ('labels', 'labels', '[]'), ('pairs', 'pairs', '[]'), ('blobs', 'blobs', '[]'),
                ('blobs below 50', 'blobs',
                 '{"$query": {"where": [["blob", "<", "50"]], "order_by": "blob"}}'),
-               ('amounts', 'amounts', :'amount_marks')) v(n, t, a);
+               ('amounts', 'amounts', :'amount_marks'), ('funds', 'funds', '["grants"]'),
+               ('grants', 'grants', '["fund"]')) v(n, t, a);
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
 
 -- Every holder takes its changes and every stateless copy its events; both
@@ -147,6 +156,25 @@ SET DateStyle = 'German';
 SELECT * FROM pg_temp.step();
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client ORDER BY name;
 
+-- A row named by a foreign key at another scale changes, then a row that
+-- names it.
+UPDATE funds SET v = v + 10;
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+UPDATE grants SET note = 'c' WHERE id = 1;
+INSERT INTO grants VALUES (3, 3.0, 'd');
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+UPDATE funds SET v = v + 10;
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+-- A row moves to a parent that its foreign key names at another scale; the
+-- parent changes; another row moves to it by that same text.
+UPDATE grants SET fund_id = 2.500 WHERE id = 2;
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+UPDATE funds SET v = v + 10;
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+INSERT INTO grants VALUES (4, 2.500, 'e');
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client WHERE name = 'grants';
+
 -- Keys that cannot be: a type events cannot carry as to_jsonb renders it,
 -- and a table whose only unique index allows NULLs.
 CREATE TABLE spans (s interval PRIMARY KEY);
@@ -161,6 +189,7 @@ SELECT ectosync.watch('swapped');
 
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
-  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts')) v(t);
+  FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
+               ('funds'), ('grants')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -280,8 +280,9 @@ ALTER ROLE attack_owner NOSUPERUSER;
 
 -- ==== a domain's CHECK, run by the refreshes that resolve every watch ====
 -- A $query value is rendered through a cast to its column's type, which
--- runs a domain's CHECK.  watch() by anyone (here the superuser's)
--- resolves every stored watch again: each as its root table's owner.
+-- runs a domain's CHECK.  watch() by anyone (here the superuser's), and
+-- DDL on a watched table, resolve every stored watch again, as the
+-- superuser: with the values as stored, never cast again.
 SET ROLE attack_owner;
 CREATE FUNCTION attack_owner.mood_ok(m text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -301,6 +302,25 @@ SELECT ectosync.watch('attack_shared') IS NOT NULL AS watched_again;
 SELECT * FROM pg_temp.gained('attack_owner', 'attack_owner.log', 'attack_owner.loot');
 SELECT array_agg(DISTINCT who) AS check_ran_as FROM attack_owner.log;
 ALTER ROLE attack_owner NOSUPERUSER;
+-- The superuser's watch of its own table with a list of attack_owner's
+-- table: attack_owner gives the listed column its trap domain, and the
+-- event trigger's refresh resolves the superuser's watch.
+CREATE TABLE attack_boards (id int PRIMARY KEY);
+INSERT INTO attack_boards VALUES (1);
+GRANT REFERENCES ON attack_boards TO attack_owner;
+SET ROLE attack_owner;
+CREATE TABLE attack_owner.cards (id int PRIMARY KEY, board_id int REFERENCES public.attack_boards,
+                                 status text);
+RESET ROLE;
+SELECT ectosync.watch('attack_boards',
+                      '{"cards": {"$query": {"where": [["status", "=", "open"]]}}}') IS NOT NULL
+  AS watched;
+SET ROLE attack_owner;
+ALTER TABLE attack_owner.cards ALTER COLUMN status TYPE attack_owner.checked;
+RESET ROLE;
+SELECT * FROM pg_temp.gained('attack_owner', 'attack_owner.log', 'attack_owner.loot');
+ALTER ROLE attack_owner NOSUPERUSER;
+SELECT ectosync.unwatch('attack_boards');
 
 -- ==== the shared cache: a row read on a miss with the caller's "=" ====
 -- attack_eve's attack_eve.= (int, int) is always true: a keyed read of
@@ -388,6 +408,7 @@ SELECT ectosync.unwatch('attack_worker_a');
 SELECT ectosync.unwatch('attack_worker_b');
 SELECT ectosync.unwatch('attack_owner.t');
 SELECT ectosync.unwatch('attack_owner.d');
+DROP TABLE attack_boards CASCADE;
 DROP TABLE attack_secret, attack_shared, attack_floor, attack_events, attack_values,
   attack_worker_a, attack_worker_b;
 DROP SCHEMA attack_eve, attack_owner CASCADE;

@@ -171,12 +171,10 @@ void enable_always(const std::string &table, const char *trigger) {
 }
 
 /* True when the relation still exists. */
-std::optional<Oid> relation_owner(uint32_t relid) {
-  auto rows =
-      spi_rows("SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
-               {{OIDOID, std::to_string(relid)}}, false);
-  if (rows.empty() || !rows[0][0]) return std::nullopt;
-  return static_cast<Oid>(std::stoul(*rows[0][0]));
+bool relation_exists(uint32_t relid) {
+  return !spi_rows("SELECT 1 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+                   {{OIDOID, std::to_string(relid)}}, false)
+              .empty();
 }
 
 namespace {
@@ -305,7 +303,7 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
 
 /* Table relid is no longer needed by any watch. */
 void uninstall(uint32_t relid) {
-  if (relation_owner(relid)) {
+  if (relation_exists(relid)) {
     drop_trigger(relid, kTrigger);
     drop_trigger(relid, kTruncateTrigger);
     for (uint32_t part : partitions_of(relid)) drop_trigger(part, kTruncateTrigger);

@@ -121,13 +121,14 @@ void lock_watches() {
 bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now) {
   Needs stored = parse_needs(w.tables);
   std::string failure;
-  if (std::optional<Oid> owner = relation_owner(w.root)) {
+  if (relation_exists(w.root)) {
     try {
-      /* As the root's owner, not as the superuser that refresh() runs as:
-       * resolving renders the spec's $query values through casts to their
-       * columns' types, which run a domain's CHECK (code a role wrote). */
-      AsRole as_owner(*owner);
-      now = needs_of(resolve_plan_text(w.root, w.spec));
+      /* Its $query values as stored (rendered when it was watched), not
+       * cast again: refresh() runs as the superuser, and a cast to a
+       * column's type runs a domain's CHECK, code that the owner of any
+       * table of the watch wrote.  What a watch needs of its tables does
+       * not depend on the values. */
+      now = needs_of(resolve_plan_text(w.root, w.spec, false));
       return true;
     } catch (const Error &e) {
       failure = e.message;

@@ -17,7 +17,6 @@ extern "C" {
 
 #include <algorithm>
 #include <map>
-#include <optional>
 #include <set>
 
 namespace ectosync {
@@ -108,8 +107,7 @@ void refuse_temporary(const std::vector<uint32_t> &relids);
 TriggerState trigger_state(uint32_t relid, const char *name);
 std::vector<std::string> trigger_args_of_hex(const std::string &hex);
 void enable_always(const std::string &table, const char *trigger);
-/* The owner of relation relid; nullopt when there is none. */
-std::optional<Oid> relation_owner(uint32_t relid);
+bool relation_exists(uint32_t relid);
 std::map<uint32_t, std::string> stored_rows();
 void install_partition_triggers(uint32_t relid);
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored);

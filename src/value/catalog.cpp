@@ -228,6 +228,8 @@ const char *json_type_name(Json::Type type) {
 
 class SpiCatalog : public CatalogSource {
  public:
+  explicit SpiCatalog(bool render_values) : render_values_(render_values) {}
+
   const TableDesc &table(uint32_t relid) override {
     auto it = tables_.find(relid);
     if (it != tables_.end()) return it->second;
@@ -258,11 +260,13 @@ class SpiCatalog : public CatalogSource {
 
   std::string render_value(const TableDesc &table, const ColumnDesc &column,
                            const Json &value) override {
+    if (!render_values_) return CatalogSource::render_value(table, column, value);
     return render_as_column(table.schema + "." + table.name, column.name, column.type_name,
                             column.sql_type, value, "$query value");
   }
 
  private:
+  bool render_values_;
   bool table_exists(uint32_t relid) {
     return !spi_rows(kTableSql, oid_param(relid), false).empty();
   }
@@ -361,8 +365,8 @@ std::string render_as_column(const std::string &table, const std::string &column
   return *rows[0][0];
 }
 
-std::unique_ptr<CatalogSource> make_catalog_source() {
-  return std::make_unique<SpiCatalog>();
+std::unique_ptr<CatalogSource> make_catalog_source(bool render_values) {
+  return std::make_unique<SpiCatalog>(render_values);
 }
 
 /* ==== resolve_plan and its cache ==== */
@@ -436,11 +440,11 @@ void note_plan_use(const Plan &plan) {
  * The SPI connection closes before a resolution error is thrown: callers
  * (watch refreshes) may catch it and go on.
  */
-Plan resolve_plan_text(uint32_t relid, const std::string &spec_text) {
+Plan resolve_plan_text(uint32_t relid, const std::string &spec_text, bool render_values) {
   std::optional<Error> failure;
   {
     SpiScope spi;
-    auto catalog = make_catalog_source();
+    auto catalog = make_catalog_source(render_values);
     try {
       return resolve(*catalog, relid, parse_spec(spec_text));
     } catch (const AssocError &e) {

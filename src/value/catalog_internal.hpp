@@ -29,8 +29,12 @@ namespace ectosync {
  */
 std::string quoted_table(const TableInfo &table);
 
-/* The catalog read through SPI (needs an SpiScope), cached for its lifetime. */
-std::unique_ptr<CatalogSource> make_catalog_source();
+/*
+ * The catalog read through SPI (needs an SpiScope), cached for its
+ * lifetime.  Without render_values, a $query value is taken as written
+ * (a stored spec's, rendered when it was watched): no cast, no code.
+ */
+std::unique_ptr<CatalogSource> make_catalog_source(bool render_values = true);
 
 /* JSON text as jsonb prints it (", " and ": "). */
 std::string jsonb_style_text(const Json &value);
@@ -51,7 +55,8 @@ std::string render_as_column(const std::string &table, const std::string &column
 /* An AssocError as an Error with the same SQLSTATE and texts. */
 Error to_error(const AssocError &e);
 
-/* A plan of a spec given as JSON text; uncached (watch uses it). */
-Plan resolve_plan_text(uint32_t relid, const std::string &spec_text);
+/* A plan of a spec given as JSON text; uncached (watch uses it).
+ * render_values: as make_catalog_source(). */
+Plan resolve_plan_text(uint32_t relid, const std::string &spec_text, bool render_values = true);
 
 }  // namespace ectosync

@@ -35,8 +35,11 @@ FROM r, v, e;
 SELECT ectosync.sync(posts, payload::jsonb ->> 'event') = once AS bare_id FROM r, v, e;
 SELECT ectosync.sync(once, format('%s:1', once ->> 'epoch')) = once AS older FROM r;
 
--- an event of a table the value does not hold: the value is unchanged
-SELECT ectosync.sync(labels, payload) = labels AS unchanged FROM v, e;
+-- an event of a table the value does not hold: its rows are unchanged (its
+-- seq moves on: every event up to it was looked at)
+SELECT (ectosync.sync(labels, payload) - 'seq') = (labels - 'seq') AS unchanged,
+       (ectosync.sync(labels, payload) ->> 'seq')::bigint > (labels ->> 'seq')::bigint AS seq_moved
+FROM v, e;
 
 -- events out of order (one delivered late, or a payload that anybody may
 -- NOTIFY, of a later seq): the value is brought up to an event through
@@ -80,7 +83,7 @@ CREATE TEMP TABLE marker AS
          format('%s:%s', epoch, last_seq) AS id
   FROM ectosync.stats;
 SELECT pg_temp.try_sync(once, payload) AS held FROM r, marker;
-SELECT ectosync.sync(labels, payload) = labels AS not_held FROM v, marker;
+SELECT (ectosync.sync(labels, payload) - 'seq') = (labels - 'seq') AS not_held FROM v, marker;
 -- a bare marker id: the event log says which table, and why
 SELECT pg_temp.try_sync(once, id) AS bare_marker_id FROM r, marker;
 -- the log's record decides, not the table a payload names (anybody may

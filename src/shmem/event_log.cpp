@@ -146,6 +146,31 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
   if (latch) SetLatch(latch);
 }
 
+LogLookup event_heads(uint64_t after, uint64_t upto, std::vector<EventHead> &out) {
+  DbSlot *slot = current_slot();
+  if (!slot) return LogLookup::Unknown;
+  LogLookup result = LogLookup::Found;
+  LWLockAcquire(slot->lock, LW_SHARED);
+  for (uint64_t seq = after + 1; seq <= upto && result == LogLookup::Found; seq++) {
+    LogIndexEntry entry = slot_index(slot)[seq % settings.event_log_size];
+    if (seq >= slot->next_seq)
+      result = LogLookup::Unknown;
+    else if (entry.seq < seq)
+      result = LogLookup::NoRecord; /* (entries are written in seq order) */
+    else if (entry.seq != seq || entry.pos < slot->oldest)
+      result = LogLookup::Expired;
+    else if (out.size() == out.capacity())
+      result = LogLookup::Unknown; /* (no room reserved: the caller's mistake) */
+    else {
+      RecordHeader header;
+      ring_read(slot, entry.pos, &header, sizeof header);
+      out.push_back(EventHead{seq, header.relid, (Op)header.op});
+    }
+  }
+  LWLockRelease(slot->lock);
+  return result;
+}
+
 LogLookup event_lookup(uint64_t seq, Event &out) {
   DbSlot *slot = current_slot();
   if (!slot) return LogLookup::Unknown;

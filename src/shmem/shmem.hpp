@@ -85,6 +85,18 @@ enum class LogLookup { Found, Expired, NoRecord, Unknown };
  * table (0: every table) and why, no columns.
  */
 LogLookup event_lookup(uint64_t seq, Event &out);
+/*
+ * The table and operation of each event after `after` up to `upto`, read
+ * under one lock without decoding the columns (out must have room
+ * reserved: nothing is allocated under the lock).  Stops at the first seq
+ * that is not Found, and returns its lookup (Found: all of them).
+ */
+struct EventHead {
+  uint64_t seq;
+  uint32_t relid;
+  Op op;
+};
+LogLookup event_heads(uint64_t after, uint64_t upto, std::vector<EventHead> &out);
 
 /* ---- the row cache ---- */
 

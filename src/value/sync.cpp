@@ -31,10 +31,10 @@
  *    take, is read again (keyed load).
  *
  * An event brings the value up to it through every logged event after the
- * value's seq (sync_value()).  Events of tables that the value does not
- * hold leave it unchanged (its seq too).  RELOAD markers of a held table,
- * events that left the event log, and values of an earlier server run
- * raise SQLSTATE ZE001: the client must load() again.
+ * value's seq (sync_value()); events of tables that the value does not
+ * hold leave its rows alone.  RELOAD markers of a held table, events that
+ * left the event log, and values of an earlier server run raise SQLSTATE
+ * ZE001: the client must load() again.
  */
 #include "value/catalog.hpp"
 #include "core/event.hpp"
@@ -42,6 +42,7 @@
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
 #include "core/plan.hpp"
+#include "settings.hpp"
 #include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
 #include "value/sync.hpp"
@@ -98,8 +99,8 @@ uint64_t value_number(jb::View value, const char *key) {
   char *end = nullptr;
   uint64_t n = std::strtoull(text.c_str(), &end, 10);
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || errno == ERANGE)
-    bad_value(std::string("Its key \"") + key + "\" is not a 64-bit non-negative integer: " +
-              text.substr(0, 40) + ".");
+    bad_value(std::string("Its key \"") + key +
+              "\" is not a 64-bit non-negative integer: " + text.substr(0, 40) + ".");
   return n;
 }
 
@@ -212,6 +213,8 @@ bool event_concerns(const Plan &plan, const ValueHeader &h, const Event &ev, boo
   return std::find(tables.begin(), tables.end(), ev.relid) != tables.end();
 }
 
+Jsonb *with_seq(Jsonb *value, uint64_t seq, std::optional<jb::Node> rows = std::nullopt);
+
 /*
  * The logged event ev (its seq: ev.seq) applied to value: a new value with
  * seq ev.seq, or value itself when the event cannot touch it.
@@ -223,17 +226,20 @@ Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const E
 
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
-  std::optional<jb::Node> new_rows = patcher.patch_root(jb::View(h.rows));
+  return with_seq(value, ev.seq, patcher.patch_root(jb::View(h.rows)));
+}
 
-  Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(ev.seq)); });
+/* value with its seq, and its rows if given, replaced. */
+Jsonb *with_seq(Jsonb *value, uint64_t seq, std::optional<jb::Node> rows) {
+  Numeric seq_num = pg_call([&] { return int64_to_numeric(static_cast<int64>(seq)); });
   jb::View v(value);
   jb::Node out = jb::Node::object();
   for (uint32_t i = 0; i < v.size(); i++) {
     std::string_view key = v.key(i);
     if (key == "seq")
       out.set(key, jb::Node::number(seq_num));
-    else if (key == "rows" && new_rows)
-      out.set(key, std::move(*new_rows));
+    else if (key == "rows" && rows)
+      out.set(key, std::move(*rows));
     else
       out.set(key, jb::Node::copy(v.value(i)));
   }
@@ -368,12 +374,15 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
 /*
  * The whole call: validation, the event, the plan, the patch.  The value
  * is brought up to the event through every logged event after its seq (in
- * order; those of other tables leave it alone), and no further than the
- * worker has loaded: its rows are cached then, and the event's own
- * notification follows its loading.  So the payload decides only how far:
- * one that anybody may NOTIFY (of a seq ahead of the real ones, of another
- * server run or database, naming another table) neither skips an event nor
- * applies one before its rows are cached, and events may come in any order.
+ * order; those of other tables leave its rows alone), and no further than
+ * the worker has loaded: the rows are cached then, and the event's own
+ * notification follows its loading.  Its seq becomes that point.  So the
+ * payload decides only how far: one that anybody may NOTIFY (of a seq
+ * ahead of the real ones, of another server run or database, naming
+ * another table) neither skips an event nor applies one before its rows
+ * are cached, and events may come in any order.  A value whose seq the
+ * log no longer reaches (its tables were quiet while more events went by
+ * than the log keeps) takes the event alone, as it is.
  */
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   refuse_transaction_snapshot("sync");
@@ -390,15 +399,31 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
   refuse_own_changes(plan, "sync");
-  for (uint64_t seq = h.seq + 1; seq <= upto; seq++) {
+  std::vector<EventHead> heads;
+  LogLookup walked = LogLookup::Expired;
+  if (upto - h.seq <= static_cast<uint64_t>(settings.event_log_size)) {
+    heads.reserve(upto - h.seq);
+    walked = pg_call([&] { return event_heads(h.seq, upto, heads); });
+  }
+  if (walked != LogLookup::Found) {
+    Event ev; /* (a marker without a record: ZE001) */
+    if (walked == LogLookup::NoRecord) logged_event(h.epoch, h.seq + heads.size() + 1, ev);
+    if (ref.seq > upto) return value;
+    logged_event(ref.epoch, ref.seq, ev);
+    return apply_event(value, h, plan, ev);
+  }
+  std::vector<uint32_t> tables = plan.tables();
+  for (const EventHead &head : heads) {
+    if (head.op != Op::Reload &&
+        std::find(tables.begin(), tables.end(), head.relid) == tables.end())
+      continue;
     Event local;
-    const Event &ev = memoized_event(h.epoch, seq, local);
-    Jsonb *next = apply_event(value, h, plan, ev);
+    Jsonb *next = apply_event(value, h, plan, memoized_event(h.epoch, head.seq, local));
     if (next == value) continue;
     value = next;
     h = read_header(value);
   }
-  return value;
+  return h.seq < upto ? with_seq(value, upto) : value;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 -- A value never depends on who rendered a row: load(), the worker and
 -- cache misses render every row under the same fixed settings (TimeZone
 -- UTC, DateStyle ISO, IntervalStyle postgres, extra_float_digits 1,
--- bytea_output hex, lc_monetary C), whatever the client's session says.
+-- bytea_output hex, lc_monetary C, timezone_abbreviations Default),
+-- whatever the client's session says.
 -- A session with other settings holds a value; a row changes; the patch
 -- brings it as load() renders it in that session, and as another session
 -- with yet other settings loads it.
@@ -46,5 +47,20 @@ SELECT (regress.apply(value) - 'seq') = (ectosync.load('settings_rows') - 'seq')
 
 RESET ALL;
 SELECT ectosync.release('rows');
+
+-- A filter value is read under the same settings (timezone_abbreviations
+-- too: "EST" is -05 whatever the session says), and values held with
+-- filters that mean the same share one value, however they are written.
+SET timezone_abbreviations = 'Australia';  -- its EST is +10
+SELECT jsonb_array_length(ectosync.hold('est', 'settings_rows', '[]',
+                                        '{"at": "2026-12-01 04:30:00 EST"}', listen => false)
+                          -> 'rows') AS est_rows;
+RESET timezone_abbreviations;
+SELECT jsonb_array_length(ectosync.hold('utc', 'settings_rows', '[]',
+                                        '{"at": "2026-12-01 09:30:00+00"}', listen => false)
+                          -> 'rows') AS utc_rows;
+SELECT name, shared_by FROM ectosync.held() WHERE name IN ('est', 'utc') ORDER BY name;
+SELECT ectosync.release('est'), ectosync.release('utc');
+
 SELECT ectosync.unwatch('settings_rows');
 DROP TABLE settings_rows;

@@ -54,13 +54,13 @@ bool row_security(const Plan &plan) {
 namespace {
 
 /*
- * What shared values are matched by: the shape, the filter as given (its
- * jsonb text: the same text casts to the same values under the pinned
- * settings), and the part size they are cut by.
+ * What shared values are matched by: the shape, the filter as values carry
+ * it (rendered: the same text may mean other values at another time, as
+ * "today" does), and the part size they are cut by.
  */
 std::string share_key(const Plan &plan, const Jsonb *filter) {
-  std::string f = filter ? jsonb_text(filter) : "null";
-  return plan.spec + " " + f + " " + std::to_string(settings.held_part_bytes);
+  return plan.spec + " " + normalized_filter(plan.root->table, filter) + " " +
+         std::to_string(settings.held_part_bytes);
 }
 
 /*

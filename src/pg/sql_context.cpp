@@ -34,6 +34,7 @@ constexpr Pin kPins[] = {
     {"extra_float_digits", "1"},
     {"bytea_output", "hex"},
     {"lc_monetary", "C"},
+    {"timezone_abbreviations", "Default"}, /* ("EST" in a filter value) */
 };
 
 int depth = 0;               /* live guards */

@@ -64,6 +64,9 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source,
  * filter may be null.
  */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
+/* The filter as values carry it: each value as to_jsonb renders it for its
+ * column, cast under the pinned settings ("null": none). */
+std::string normalized_filter(const TableInfo &root, const Jsonb *filter);
 /* Refuses a transaction snapshot (REPEATABLE READ, SERIALIZABLE) in what(). */
 void refuse_transaction_snapshot(const char *what);
 /* Refuses, in what(), a transaction that changed a table of plan. */

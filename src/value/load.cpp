@@ -350,6 +350,11 @@ void refuse_own_changes(const Plan &plan, const char *what) {
   }
 }
 
+std::string normalized_filter(const TableInfo &root, const Jsonb *filter) {
+  SpiScope spi;
+  return filter_text(parse_filter(root, filter), filter != nullptr);
+}
+
 /* The whole value of load() (see plan.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot("load");

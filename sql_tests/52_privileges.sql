@@ -98,6 +98,26 @@ SELECT count(*) AS watch_kept FROM ectosync.watches WHERE root = 'persons'::regc
 SELECT ectosync.unwatch('persons', '["posts"]');
 REVOKE ALL ON persons, posts FROM regress_ectosync_a;
 
+-- ==== a schema without USAGE ====
+-- SELECT on a table of a schema the role may not use reads none of it: not
+-- by its oid either, when another session shares its value.
+CREATE SCHEMA priv_hr;
+CREATE TABLE priv_hr.salaries (id int PRIMARY KEY, amount int);
+INSERT INTO priv_hr.salaries VALUES (1, 100);
+GRANT SELECT ON priv_hr.salaries TO regress_ectosync_a;
+SELECT ectosync.watch('priv_hr.salaries') IS NOT NULL AS watched;
+SELECT ectosync.hold('payroll', 'priv_hr.salaries', listen => false) IS NOT NULL AS held;
+SELECT 'priv_hr.salaries'::regclass::oid AS salaries_oid \gset
+SET ROLE regress_ectosync_a;
+SELECT pg_temp.try(format($$SELECT ectosync.hold('x', %s::oid::regclass, listen => false)$$,
+                          :salaries_oid)) AS a_hold_by_oid;
+SELECT pg_temp.try(format($$SELECT ectosync.load(%s::oid::regclass)$$, :salaries_oid))
+  AS a_load_by_oid;
+RESET ROLE;
+SELECT ectosync.release('payroll');
+SELECT ectosync.unwatch('priv_hr.salaries');
+DROP SCHEMA priv_hr CASCADE;
+
 -- ==== the watches a role may see ====
 -- A watch's spec holds its lists' constants (a $query's where: a tenant,
 -- an email): a role sees the watches of the tables it may read, no others.

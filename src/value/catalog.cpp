@@ -499,6 +499,16 @@ const Plan &resolve_plan(uint32_t relid, const Jsonb *assocs) {
 void check_select_privileges(const Plan &plan) {
   Oid role = pg_call([] { return GetUserId(); });
   for (uint32_t relid : plan.tables()) {
+    /* USAGE on its schema too, as a query that names it needs: a shared
+     * value or a cached row is served without one. */
+    Oid nsp = pg_call([&] { return get_rel_namespace(relid); });
+    if (pg_call([&] { return pg_namespace_aclcheck(nsp, role, ACL_USAGE) != ACLCHECK_OK; })) {
+      char *name = pg_call([&] { return get_namespace_name(nsp); });
+      throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                  std::string("permission denied for schema ") + (name ? name : "?"),
+                  "A value of this shape reads every table it involves.",
+                  "Grant USAGE on the schema to the role.");
+    }
     bool ok = pg_call([&] {
       return pg_class_aclcheck(relid, role, ACL_SELECT) == ACLCHECK_OK ||
              pg_attribute_aclcheck_all(relid, role, ACL_SELECT, ACLMASK_ALL) == ACLCHECK_OK;

@@ -65,3 +65,31 @@ END $$;
 SELECT ectosync.release('b');
 RESET ROLE;
 SELECT 'ok: a value past its role''s share went on alone' AS held_shared_share;
+
+-- The same, held by a superuser too (whose share is the whole area): the
+-- value outgrows grower's share and becomes the superuser's, shared still.
+CREATE TABLE w (id int PRIMARY KEY, x text);
+INSERT INTO w VALUES (1, 'small');
+GRANT SELECT ON w TO grower;
+SELECT ectosync.watch('w') IS NOT NULL AS watched;
+SET ROLE grower;
+SELECT ectosync.hold('c', 'w', listen => false) IS NOT NULL AS held;
+RESET ROLE;
+SELECT ectosync.hold('s', 'w', listen => false) IS NOT NULL AS held;
+INSERT INTO w SELECT g, repeat('z', 200) FROM generate_series(2, 2500) g;
+SELECT ectosync.wait_for_worker(60000) AS caught_up;
+SELECT ectosync.changes('s', 0) IS NOT NULL AS changed;
+SET ROLE grower;
+SELECT ectosync.changes('c', 0) IS NOT NULL AS changed;
+DO $$ BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'c') IS DISTINCT FROM 2 THEN
+    RAISE 'a value that a superuser holds too should stay shared';
+  END IF;
+  IF (SELECT jsonb_array_length(ectosync.changes('c', 0) #> '{patch,0,value,rows}')) <> 2500 THEN
+    RAISE 'the value should hold 2500 rows';
+  END IF;
+END $$;
+SELECT ectosync.release('c');
+RESET ROLE;
+SELECT ectosync.release('s');
+SELECT 'ok: a value past its creator''s share became a holder''s' AS held_shared_transfer;

@@ -81,8 +81,9 @@ uint32 spec_hash(uint32_t relid, const std::string &spec) {
   return hash_bytes(reinterpret_cast<const unsigned char *>(spec.data()), (int)spec.size()) ^ relid;
 }
 
+/* (a closed slot matches nothing: its holders are leaving it) */
 bool matches(const SharedHeld &s, uint32_t relid, uint32 hash, const std::string &spec) {
-  return s.db == MyDatabaseId && s.relid == relid && s.key_hash == hash &&
+  return s.db == MyDatabaseId && !s.closed && s.relid == relid && s.key_hash == hash &&
          std::strcmp(at<char>(s.spec), spec.c_str()) == 0;
 }
 

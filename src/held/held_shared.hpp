@@ -56,9 +56,11 @@ void held_share_detach(int slot);
  * perhaps after waiting out another backend's turn.  TimedOut: another
  * backend's turn lasted more than kTurnWaitMs (it may wait for a lock that
  * this session holds: waits on turns are invisible to the deadlock
- * detector).  version and scanned are the shared value's.
+ * detector).  Closed: the value outgrew every holder's share
+ * (held_share_publish): leave it.  version and scanned are the shared
+ * value's.
  */
-enum class SharedTurn { Mine, Current, TimedOut };
+enum class SharedTurn { Mine, Current, TimedOut, Closed };
 constexpr int kTurnWaitMs = 5000;
 SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t &version,
                            uint64_t &scanned);
@@ -78,8 +80,10 @@ bool held_share_busy(int slot, uint64_t upto);
  * value (whose parts point into shared memory where they did not change)
  * becomes the shared value and the version moves on by one; without, the
  * value stays as it is.  Either way it reflects the events up to scanned.
- * false when shared memory ran out: nothing changed and the turn is given
- * up.
+ * false when shared memory ran out, or the value outgrew its creator's
+ * share (ectosync.max_role_share) and ours: nothing changed and the turn
+ * is given up; in the latter case the slot is closed too.  Within ours,
+ * the value becomes our role's.
  */
 bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
                         const std::string *reloaded, const std::vector<uint64_t> &events,

@@ -47,6 +47,9 @@ struct SharedHeld {
   int nparts;
   Size bytes;  /* head and parts */
   Size logged; /* the log's pieces */
+  /* It outgrew its creator's share, and no holder's role could take it:
+   * its holders leave it at their next turn, and nobody attaches. */
+  bool closed;
   LogEntry log[kLogEntries];
   uint64 reload_version;         /* the last version that reloaded the value, 0: none */
   char reload_why[kReasonBytes]; /* why, NUL-terminated */

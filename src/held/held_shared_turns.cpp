@@ -11,6 +11,7 @@
 #include "held/held_shared_internal.hpp"
 
 #include "pg/pg_boundary.hpp"
+#include "settings.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -41,7 +42,9 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
   LWLockAcquire(control->lock, LW_SHARED);
   version = s.version;
   scanned = s.scanned;
+  bool closed = s.closed;
   LWLockRelease(control->lock);
+  if (closed) return SharedTurn::Closed;
   if (scanned >= upto) return SharedTurn::Current;
   TimestampTz start = GetCurrentTimestamp();
   bool mine = false, current = false, timed_out = false;
@@ -50,12 +53,13 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     version = s.version;
     scanned = s.scanned;
-    current = s.scanned >= upto;
-    mine = !current && s.turn == 0;
+    closed = s.closed;
+    current = !closed && s.scanned >= upto;
+    mine = !closed && !current && s.turn == 0;
     if (mine) s.turn = MyProcPid;
     LWLockRelease(control->lock);
     timed_out = TimestampDifferenceExceeds(start, GetCurrentTimestamp(), kTurnWaitMs);
-    if (current || mine || timed_out) break;
+    if (closed || current || mine || timed_out) break;
     try {
       pg_call([&] { ConditionVariableTimedSleep(&s.cv, 100, PG_WAIT_EXTENSION); });
     } catch (...) {
@@ -64,6 +68,7 @@ SharedTurn held_share_turn(int slot, uint64_t upto, PartedValue &value, uint64_t
     }
   }
   ConditionVariableCancelSleep();
+  if (closed) return SharedTurn::Closed;
   if (current) return SharedTurn::Current;
   if (!mine) return SharedTurn::TimedOut;
   /* Our turn: nobody else replaces the parts until we publish. */
@@ -103,7 +108,10 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
     return true;
   }
   /* (read before anything is allocated; the creator stays while we hold the slot) */
-  long share = share_of(s.creator);
+  Oid creator = s.creator, me = GetUserId();
+  long share = share_of(creator);
+  long my_share = me == creator ? share : share_of(me);
+  long my_slots = pg_call([&] { return role_share(control->nslots, me); });
   /* What the value shares with the old one stays; the rest is copied. */
   std::vector<dsa_pointer> old_ptrs;
   std::vector<const Jsonb *> old_addrs;
@@ -131,20 +139,30 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
       if (ops) std::memcpy(dst + events_bytes, ops, VARSIZE(ops));
     }
   }
-  /* The value grows within its creator's share, log included, or goes on
-   * as each holder's own (leave_shared()): a value that grows after it
-   * was shared is counted as one that is shared large. */
+  /* The value grows within its creator's share, log included: a value
+   * that grows after it was shared counts as one shared large.  Past it,
+   * the value is ours if our role has room (a shape that many roles hold
+   * outlives its creator's other values); else it is closed, and each
+   * holder goes on with its own (leave_shared()). */
   if (ok && DsaPointerIsValid(list_p) && DsaPointerIsValid(piece)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     const LogEntry &replaced = s.log[s.version % kLogEntries];
     long logged = (long)(s.logged - (replaced.version ? replaced.size : 0) + piece_size);
-    if (taken_by(s.creator, slot).bytes + (long)value_bytes(value) + logged <= share) {
+    long bytes = (long)value_bytes(value) + logged;
+    bool fits = taken_by(creator, slot).bytes + bytes <= share;
+    if (!fits && me != creator) {
+      Taken mine = taken_by(me, slot);
+      fits = mine.bytes + bytes <= my_share && mine.slots < my_slots;
+      if (fits) s.creator = me;
+    }
+    if (fits) {
       publish_locked(s, parts, old_ptrs, list_p, head_p, new_head, value, piece, piece_size, events,
                      events_bytes, whole, reloaded, scanned);
       LWLockRelease(control->lock);
       ConditionVariableBroadcast(&s.cv);
       return true;
     }
+    s.closed = true;
     LWLockRelease(control->lock);
   }
   for (dsa_pointer p : copied) dsa_free(the_area(), p);

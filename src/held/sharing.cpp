@@ -173,6 +173,7 @@ bool apply_shared(const Held &h, uint64_t upto) {
     case SharedTurn::Current:
       return true;
     case SharedTurn::TimedOut:
+    case SharedTurn::Closed:
       return false;
     case SharedTurn::Mine:
       break;

@@ -115,6 +115,8 @@ void Holder::start() {
 
 void Holder::restart(bool counted) {
   if (opts_.mode == HolderOptions::Mode::Held) {
+    version_ = -1; /* none the server has, until hold() succeeds: the next
+                    * reply then fetches the whole value */
     hold(counted);
   } else {
     subscribe();

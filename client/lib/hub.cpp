@@ -166,27 +166,42 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     } catch (const PatchError &) {
       move = nullptr; /* (cannot happen with the server's patches; recover anyway) */
     }
-    if (!patch->compiled) {
-      holder.restart(true);
-      result = 1;
-    } else if (move && move->failed) {
-      holder.restart(true); /* its document was partly patched */
-      result = 1;
-    } else if (move && move->made) {
-      result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, false,
-                                  move->made);
-    } else {
-      const Json *before = holder.document().get();
-      /* In place when every holder of the document moves it so now. */
-      bool in_place = move && move->holders == holder.document().use_count();
-      result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, in_place);
-      forget_text(before); /* (patched in place, or partly by a failed patch) */
-      if (move && result < 0) {
-        /* It holds its value again: it no longer uses the document. */
-        move->failed = in_place;
-        move->holders--;
+    /* In place when every holder of the document moves it so now. */
+    bool in_place = move && !move->failed && !move->made &&
+                    move->holders == holder.document().use_count();
+    const Json *before = holder.document().get();
+    try {
+      if (!patch->compiled) {
+        holder.restart(true);
+        result = 1;
+      } else if (move && move->failed) {
+        holder.restart(true); /* its document was partly patched */
+        result = 1;
+      } else if (move && move->made) {
+        result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, false,
+                                    move->made);
+      } else {
+        result = holder.apply_reply(patch->json, *patch->compiled, version, seq, &events, in_place);
+        forget_text(before); /* (patched in place, or partly by a failed patch) */
+        if (move && result < 0) {
+          /* It holds its value again: it no longer uses the document. */
+          move->failed = in_place;
+          move->holders--;
+        }
+        if (move && result >= 0) move->made = holder.document();
       }
-      if (move && result >= 0) move->made = holder.document();
+    } catch (const pg::ConnectionLost &) {
+      throw;
+    } catch (const pg::Error &e) {
+      /* Holding it again failed (its table dropped, its role no longer
+       * allowed): it keeps the error and no version the server has, so its
+       * next reply fetches it whole; the rest of this reply goes on. */
+      errors_[it->first] = e.what();
+      if (move && in_place) {
+        forget_text(before);
+        move->failed = true; /* (partly patched for the others too) */
+      }
+      continue;
     }
     if (result != 0) {
       changed++;

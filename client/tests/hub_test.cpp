@@ -216,6 +216,44 @@ TEST(Hub, AValueThatCannotBeHeldAgainLeavesTheOthers) {
   expect_all_fresh(f, hub, holders);
 }
 
+/*
+ * A value whose patch fails (its copy went wrong) and that cannot be held
+ * again (its table was renamed, and the holder names it by the old name):
+ * it keeps the error, and the rest of the reply is applied all the same.
+ */
+TEST(Hub, AValueThatFailsMidReplyLeavesTheOthers) {
+  Fixture f("ectosync_client_hub_midreply");
+  f.admin.exec("CREATE TABLE scratch (id int PRIMARY KEY, x text)");
+  f.admin.exec("INSERT INTO scratch VALUES (1, 'a')");
+  f.admin.exec("SELECT ectosync.watch('scratch')");
+  ectosync::Hub hub(f.db.conninfo());
+  ectosync::HolderOptions o;
+  o.conninfo = f.db.conninfo();
+  o.hub = &hub;
+  o.table = "scratch";
+  o.name = "scratch";
+  ectosync::Holder scratch(o);
+  hub.add(scratch);
+  auto holders = make_holders(f, hub, 20);
+  for (auto &h : holders) hub.add(*h);
+  f.admin.exec("ALTER TABLE scratch RENAME TO scratch_renamed");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  while (hub.pump(300ms) > 0) {
+  }
+  /* (the copy goes wrong: its patch cannot apply) */
+  const_cast<ectosync::Json &>(*scratch.document()).find("rows")->items.clear();
+  f.admin.exec("UPDATE scratch_renamed SET x = 'b'");
+  f.admin.exec("UPDATE posts SET title = title || '?'");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  EXPECT_NO_THROW(hub.pump(5000ms));
+  EXPECT_NE(hub.error(scratch.held_name()), "");
+  int diverged = 0;
+  for (auto &h : holders)
+    if (!h->matches_fresh_load()) diverged++;
+  EXPECT_EQ(diverged, 0) << "values left behind by one that failed";
+  hub.remove(scratch);
+}
+
 namespace {
 
 /* A shape held by a holder of the adversarial test below. */

@@ -67,13 +67,14 @@ class HeldValue extends EventEmitter {
   }
 
   // Moves the copy to the row's version; true if the value changed.  The
-  // patch goes to a copy, so that one that fails halfway (a PatchError)
-  // leaves the value and its version as they were: never a half-patched
-  // value at the new version, on which later patches would land.
-  // (A patch at "" replaces the whole value: nothing to copy.)
+  // patch applies in place (a copy per patch would cost the whole value),
+  // and until it has, the copy is at no version the server has: one that
+  // fails halfway (a PatchError) leaves the next row to fetch the whole
+  // value, never to patch what is left.
   apply({ version, patch }) {
     if (patch.length > 0) {
-      this.value = applyPatch(patch[0].path === '' ? null : structuredClone(this.value), patch);
+      this.version = -1;
+      this.value = applyPatch(patch[0].path === '' ? null : this.value, patch);
       this.patches++;
     }
     this.version = Number(version);

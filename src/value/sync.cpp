@@ -42,7 +42,6 @@
 #include "value/keys.hpp"
 #include "pg/pg_boundary.hpp"
 #include "core/plan.hpp"
-#include "settings.hpp"
 #include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
 #include "value/sync.hpp"
@@ -381,8 +380,8 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
  * ahead of the real ones, of another server run or database, naming
  * another table) neither skips an event nor applies one before its rows
  * are cached, and events may come in any order.  A value whose seq the
- * log no longer reaches (its tables were quiet while more events went by
- * than the log keeps) takes the event alone, as it is.
+ * log no longer reaches must be loaded again (ZE001): nothing tells that
+ * none of the events that left it were of its tables.
  */
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   refuse_transaction_snapshot("sync");
@@ -399,29 +398,33 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
   refuse_own_changes(plan, "sync");
-  std::vector<EventHead> heads;
-  LogLookup walked = LogLookup::Expired;
-  if (upto - h.seq <= static_cast<uint64_t>(settings.event_log_size)) {
-    heads.reserve(upto - h.seq);
-    walked = pg_call([&] { return event_heads(h.seq, upto, heads); });
-  }
-  if (walked != LogLookup::Found) {
-    Event ev; /* (a marker without a record: ZE001) */
-    if (walked == LogLookup::NoRecord) logged_event(h.epoch, h.seq + heads.size() + 1, ev);
-    if (ref.seq > upto) return value;
-    logged_event(ref.epoch, ref.seq, ev);
-    return apply_event(value, h, plan, ev);
-  }
+  /* The heads in chunks: the slot's lock, which every committing writer
+   * needs, is held for one chunk at a time. */
+  constexpr uint64_t kChunk = 4096;
   std::vector<uint32_t> tables = plan.tables();
-  for (const EventHead &head : heads) {
-    if (head.op != Op::Reload &&
-        std::find(tables.begin(), tables.end(), head.relid) == tables.end())
-      continue;
-    Event local;
-    Jsonb *next = apply_event(value, h, plan, memoized_event(h.epoch, head.seq, local));
-    if (next == value) continue;
-    value = next;
-    h = read_header(value);
+  std::vector<EventHead> heads;
+  heads.reserve(std::min<uint64_t>(upto - h.seq, kChunk));
+  for (uint64_t from = h.seq; from < upto;) {
+    uint64_t to = std::min<uint64_t>(upto, from + kChunk);
+    heads.clear();
+    if (pg_call([&] { return event_heads(from, to, heads); }) != LogLookup::Found) {
+      /* An event left the log (it may have been one of the value's), or a
+       * marker found no room: ZE001, saying which. */
+      Event ev;
+      logged_event(h.epoch, from + heads.size() + 1, ev);
+      reload_required("The event log moved on while it was read.");
+    }
+    for (const EventHead &head : heads) {
+      if (head.op != Op::Reload &&
+          std::find(tables.begin(), tables.end(), head.relid) == tables.end())
+        continue;
+      Event local;
+      Jsonb *next = apply_event(value, h, plan, memoized_event(h.epoch, head.seq, local));
+      if (next == value) continue;
+      value = next;
+      h = read_header(value);
+    }
+    from = to;
   }
   return h.seq < upto ? with_seq(value, upto) : value;
 }

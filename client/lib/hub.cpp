@@ -167,8 +167,8 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       move = nullptr; /* (cannot happen with the server's patches; recover anyway) */
     }
     /* In place when every holder of the document moves it so now. */
-    bool in_place = move && !move->failed && !move->made &&
-                    move->holders == holder.document().use_count();
+    bool in_place =
+        move && !move->failed && !move->made && move->holders == holder.document().use_count();
     const Json *before = holder.document().get();
     try {
       if (!patch->compiled) {

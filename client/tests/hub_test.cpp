@@ -82,6 +82,16 @@ std::vector<std::unique_ptr<ectosync::Holder>> make_holders(Fixture &f, ectosync
   return out;
 }
 
+/* A holder on hub of every row of table, held under the table's name. */
+ectosync::HolderOptions table_holder(Fixture &f, ectosync::Hub &hub, const std::string &table) {
+  ectosync::HolderOptions o;
+  o.conninfo = f.db.conninfo();
+  o.hub = &hub;
+  o.table = table;
+  o.name = table;
+  return o;
+}
+
 void write(Fixture &f, uint64_t seed, int transactions) {
   pg::Connection conn(f.db.conninfo());
   blog::Workload work(conn, f.ids, seed, blog::Mix{});
@@ -191,12 +201,7 @@ TEST(Hub, AValueThatCannotBeHeldAgainLeavesTheOthers) {
   f.admin.exec("SELECT ectosync.watch('scratch')");
   ectosync::Hub hub(f.db.conninfo());
   auto holders = make_holders(f, hub, 30);
-  ectosync::HolderOptions o;
-  o.conninfo = f.db.conninfo();
-  o.hub = &hub;
-  o.table = "scratch";
-  o.name = "scratch";
-  ectosync::Holder scratch(o);
+  ectosync::Holder scratch(table_holder(f, hub, "scratch"));
   std::set<std::string> called;
   auto note = [&](ectosync::Holder &x) { called.insert(x.held_name()); };
   hub.add(scratch, note);
@@ -227,12 +232,7 @@ TEST(Hub, AValueThatFailsMidReplyLeavesTheOthers) {
   f.admin.exec("INSERT INTO scratch VALUES (1, 'a')");
   f.admin.exec("SELECT ectosync.watch('scratch')");
   ectosync::Hub hub(f.db.conninfo());
-  ectosync::HolderOptions o;
-  o.conninfo = f.db.conninfo();
-  o.hub = &hub;
-  o.table = "scratch";
-  o.name = "scratch";
-  ectosync::Holder scratch(o);
+  ectosync::Holder scratch(table_holder(f, hub, "scratch"));
   hub.add(scratch);
   auto holders = make_holders(f, hub, 20);
   for (auto &h : holders) hub.add(*h);

@@ -370,6 +370,25 @@ RESET ROLE;
 DROP OWNED BY regress_ectosync_held;
 DROP ROLE regress_ectosync_held;
 
+-- A filter given otherwise than values carry it (a uuid in capitals): the
+-- value is held for it as to_jsonb writes it, so the events of its rows
+-- (which carry the key in small letters) reach it.
+CREATE TABLE cards (id uuid PRIMARY KEY, owner uuid NOT NULL, title text);
+INSERT INTO cards VALUES ('00000000-0000-0000-0000-00000000000a',
+                          'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'one');
+SELECT ectosync.watch('cards') IS NOT NULL AS watched;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT jsonb_array_length(ectosync.hold('cards', 'cards', '[]',
+         '{"owner": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}', listen => false) -> 'rows') AS rows;
+SELECT filter FROM ectosync.held() WHERE name = 'cards';
+INSERT INTO cards VALUES ('00000000-0000-0000-0000-00000000000b',
+                          'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'two');
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT name, jsonb_path_query_array(patch, '$[*].value.title') AS entered
+  FROM ectosync.wait_changes(5000) WHERE name = 'cards';
+SELECT ectosync.release('cards');
+SELECT ectosync.unwatch('cards');
+
 -- Forgotten: changes() names what is missing.
 SELECT ectosync.release('posts') AS released, ectosync.release('posts') AS again;
 SELECT ectosync.changes('posts', 0);

@@ -55,6 +55,15 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   refuse_transaction_snapshot("hold");
   const Plan &plan = resolve_plan(relid, assocs);
   refuse_own_changes(plan, "hold");
+  /* The filter as values carry it, for good: its interest keys are then the
+   * texts events carry (a uuid given in capitals is not), and a reload
+   * reads what the value was held for ("today" stays the day it was). */
+  if (filter) {
+    std::string normal = normalized_filter(plan.root->table, filter);
+    filter = pg_call([&] {
+      return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(normal.c_str())));
+    });
+  }
   int shared = -1;
   uint64_t base = 0;
   /* Until the name is stored, a shared value attached is ours to detach. */

@@ -61,6 +61,10 @@ SELECT jsonb_array_length(ectosync.hold('utc', 'settings_rows', '[]',
                           -> 'rows') AS utc_rows;
 SELECT name, shared_by FROM ectosync.held() WHERE name IN ('est', 'utc') ORDER BY name;
 SELECT ectosync.release('est'), ectosync.release('utc');
+-- A value is read once and kept (in plans, shared and held values): a time
+-- that moves on ("today", "now") is refused, in a filter and in a $query.
+SELECT ectosync.load('settings_rows', '[]', '{"d": "Today"}');
+SELECT ectosync.load('settings_rows', '{"$query": {"where": [["at", "<", "now"]]}}');
 
 SELECT ectosync.unwatch('settings_rows');
 DROP TABLE settings_rows;

@@ -35,6 +35,7 @@ constexpr Pin kPins[] = {
     {"bytea_output", "hex"},
     {"lc_monetary", "C"},
     {"timezone_abbreviations", "Default"}, /* ("EST" in a filter value) */
+    {"quote_all_identifiers", "off"},      /* (a regclass column's rendering) */
 };
 
 int depth = 0;               /* live guards */

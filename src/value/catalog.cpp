@@ -30,6 +30,8 @@ extern "C" {
 #include "utils/typcache.h"
 }
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 #include <sstream>
@@ -342,6 +344,20 @@ std::string jsonb_style_text(const Json &value) {
   }
 }
 
+/* Whether text, a value of a date or time type (sql_type names one,
+ * however written), holds now, today, tomorrow or yesterday (any case):
+ * the inputs that mean another value at another time. */
+static bool names_a_moving_time(const std::string &sql_type, const std::string &text) {
+  if (sql_type.find("date") == std::string::npos && sql_type.find("time") == std::string::npos)
+    return false;
+  std::string lower(text.size(), ' ');
+  std::transform(text.begin(), text.end(), lower.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  for (const char *word : {"now", "today", "tomorrow", "yesterday"})
+    if (lower.find(word) != std::string::npos) return true;
+  return false;
+}
+
 std::string render_as_column(const std::string &table, const std::string &column,
                              const std::string &type_name, const std::string &sql_type,
                              const Json &value, const std::string &what) {
@@ -349,6 +365,13 @@ std::string render_as_column(const std::string &table, const std::string &column
   std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + sql_type + "))";
   std::string hint = "The value must be what to_jsonb() renders for type " + type_name + ".";
   std::string message = "invalid " + what + " for \"" + column + "\" of table " + table;
+  /* A spec or a filter is rendered once and kept (plans, shared values,
+   * held values): a word whose date moves on would stay the day it was
+   * first read. */
+  if (names_a_moving_time(sql_type, text))
+    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, message,
+                "\"" + text + "\" names a time that moves on; a value is read once and kept.",
+                "Give the date or time itself.");
   std::vector<SpiRow> rows;
   try {
     rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",

@@ -65,6 +65,18 @@ SELECT ectosync.release('est'), ectosync.release('utc');
 -- that moves on ("today", "now") is refused, in a filter and in a $query.
 SELECT ectosync.load('settings_rows', '[]', '{"d": "Today"}');
 SELECT ectosync.load('settings_rows', '{"$query": {"where": [["at", "<", "now"]]}}');
+-- (by the column's base type: a domain over date is one; the label
+-- "unknown" of an enum named update_state is no time)
+CREATE DOMAIN born_on AS date;
+CREATE TYPE update_state AS ENUM ('known', 'unknown');
+CREATE TABLE births (id int PRIMARY KEY, day born_on, state update_state);
+INSERT INTO births VALUES (1, '2026-01-01', 'unknown');
+SELECT ectosync.load('births', '[]', '{"day": "today"}');
+SELECT jsonb_array_length(ectosync.load('births', '[]', '{"state": "unknown"}') -> 'rows')
+  AS unknown_rows;
+DROP TABLE births;
+DROP DOMAIN born_on;
+DROP TYPE update_state;
 
 SELECT ectosync.unwatch('settings_rows');
 DROP TABLE settings_rows;

@@ -154,6 +154,9 @@ struct ColumnDesc {
    * kind, an enum or bytea; text of a deterministic collation): what a
    * filter needs, which patches compare as rendered. */
   bool equal_as_rendered = true;
+  /* A date or time type (by its base type): "now" or "today" reads as
+   * another value at another time. */
+  bool moving_time = false;
 };
 
 struct TableDesc {

@@ -57,7 +57,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   refuse_own_changes(plan, "hold");
   /* The filter as values carry it, for good: its interest keys are then the
    * texts events carry (a uuid given in capitals is not), and a reload
-   * reads what the value was held for ("today" stays the day it was). */
+   * reads what the value was held for. */
   if (filter) {
     std::string normal = normalized_filter(plan.root->table, filter);
     filter = pg_call([&] {

@@ -55,8 +55,8 @@ namespace {
 
 /*
  * What shared values are matched by: the shape, the filter as values carry
- * it (rendered: the same text may mean other values at another time, as
- * "today" does), and the part size they are cut by.
+ * it (rendered: "EST" or a uuid in capitals are written otherwise), and
+ * the part size they are cut by.
  */
 std::string share_key(const Plan &plan, const Jsonb *filter) {
   return plan.spec + " " + normalized_filter(plan.root->table, filter) + " " +

@@ -263,6 +263,7 @@ class SpiCatalog : public CatalogSource {
   std::string render_value(const TableDesc &table, const ColumnDesc &column,
                            const Json &value) override {
     if (!render_values_) return CatalogSource::render_value(table, column, value);
+    refuse_moving_time(table.schema + "." + table.name, column, value, "$query value");
     return render_as_column(table.schema + "." + table.name, column.name, column.type_name,
                             column.sql_type, value, "$query value");
   }
@@ -293,6 +294,9 @@ class SpiCatalog : public CatalogSource {
                                      qualified_type_name(type, typmod),
                                      qualified_type_name(type, -1)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
+      Oid base = pg_call([&] { return getBaseType(type); });
+      t.columns.back().moving_time = base == DATEOID || base == TIMEOID || base == TIMETZOID ||
+                                     base == TIMESTAMPOID || base == TIMESTAMPTZOID;
     }
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {
@@ -344,18 +348,19 @@ std::string jsonb_style_text(const Json &value) {
   }
 }
 
-/* Whether text, a value of a date or time type (sql_type names one,
- * however written), holds now, today, tomorrow or yesterday (any case):
- * the inputs that mean another value at another time. */
-static bool names_a_moving_time(const std::string &sql_type, const std::string &text) {
-  if (sql_type.find("date") == std::string::npos && sql_type.find("time") == std::string::npos)
-    return false;
-  std::string lower(text.size(), ' ');
-  std::transform(text.begin(), text.end(), lower.begin(),
+void refuse_moving_time(const std::string &table, const ColumnDesc &col, const Json &value,
+                        const std::string &what) {
+  if (!col.moving_time || value.type != Json::Type::String) return;
+  std::string lower(value.text.size(), ' ');
+  std::transform(value.text.begin(), value.text.end(), lower.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   for (const char *word : {"now", "today", "tomorrow", "yesterday"})
-    if (lower.find(word) != std::string::npos) return true;
-  return false;
+    if (lower.find(word) != std::string::npos)
+      throw Error(
+          ERRCODE_INVALID_PARAMETER_VALUE,
+          "invalid " + what + " for \"" + col.name + "\" of table " + table,
+          "\"" + value.text + "\" names a time that moves on; a value is read once and kept.",
+          "Give the date or time itself.");
 }
 
 std::string render_as_column(const std::string &table, const std::string &column,
@@ -365,13 +370,6 @@ std::string render_as_column(const std::string &table, const std::string &column
   std::string cast = "pg_catalog.to_jsonb(CAST($1 AS " + sql_type + "))";
   std::string hint = "The value must be what to_jsonb() renders for type " + type_name + ".";
   std::string message = "invalid " + what + " for \"" + column + "\" of table " + table;
-  /* A spec or a filter is rendered once and kept (plans, shared values,
-   * held values): a word whose date moves on would stay the day it was
-   * first read. */
-  if (names_a_moving_time(sql_type, text))
-    throw Error(ERRCODE_INVALID_PARAMETER_VALUE, message,
-                "\"" + text + "\" names a time that moves on; a value is read once and kept.",
-                "Give the date or time itself.");
   std::vector<SpiRow> rows;
   try {
     rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",

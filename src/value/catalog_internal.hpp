@@ -48,6 +48,15 @@ std::string json_input_text(const Json &value);
  * <table>" when it is not a value of the type, or renders as another JSON
  * type (a number given for a text column).
  */
+/*
+ * A spec or a filter is rendered once and kept (plans, shared and held
+ * values): a value of a date or time column that names a time that moves
+ * on (now, today, tomorrow, yesterday) would stay what it first read, and
+ * is refused (22023).
+ */
+void refuse_moving_time(const std::string &table, const ColumnDesc &col, const Json &value,
+                        const std::string &what);
+
 std::string render_as_column(const std::string &table, const std::string &column,
                              const std::string &type_name, const std::string &sql_type,
                              const Json &value, const std::string &what);

@@ -277,6 +277,7 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
     FilterEntry entry;
     entry.column = plan_column(*col);
     if (value.type != Json::Type::Null) {
+      refuse_moving_time(desc.schema + "." + desc.name, *col, value, "filter value");
       entry.text = json_input_text(value);
       entry.normalized =
           render_as_column(desc.schema + "." + desc.name, entry.column.name, entry.column.type_name,

@@ -111,14 +111,19 @@ BEGIN
     PERFORM ectosync._refresh_watches_after_drop(tables);
   -- A capture trigger dropped by hand (DROP TRIGGER) would lose every later
   -- change: a refresh (which drops no watch) installs it again, in the same
-  -- statement.
-  ELSIF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
-                  JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)
-                       pg_catalog.to_regclass(pg_catalog.format('%I.%I',
-                         d.address_names[1], d.address_names[2]))::pg_catalog.oid
+  -- statement; so it does a partition's own TRUNCATE trigger.
+  ELSIF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d,
+                  LATERAL pg_catalog.to_regclass(pg_catalog.format('%I.%I',
+                    d.address_names[1], d.address_names[2])) t(oid)
                  WHERE d.object_type OPERATOR(pg_catalog.=) 'trigger'
                    AND d.address_names[3] OPERATOR(pg_catalog.=) ANY
-                       ('{ectosync_capture,ectosync_truncate}'::pg_catalog.text[])) THEN
+                       ('{ectosync_capture,ectosync_truncate}'::pg_catalog.text[])
+                   AND EXISTS (SELECT FROM ectosync.watched_tables w
+                                WHERE w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) t.oid
+                                   OR w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY
+                                      (ARRAY(SELECT a::pg_catalog.oid
+                                               FROM pg_catalog.pg_partition_ancestors(t.oid) a))))
+  THEN
     PERFORM ectosync._refresh_watches(false);
   END IF;
   -- A dropped policy (of a watched table, or of a table that a watched

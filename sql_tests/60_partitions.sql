@@ -193,6 +193,13 @@ INSERT INTO events VALUES (13, 20240213, 1, 'february, captured too');
 SELECT * FROM pg_temp.check();
 SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t
  WHERE t.tgrelid = 'events_02'::regclass AND t.tgname LIKE 'ectosync%' ORDER BY t.tgname;
+-- A partition's own TRUNCATE trigger dropped by hand is installed again in
+-- the same statement: a TRUNCATE of the partition then still reloads.
+DROP TRIGGER ectosync_truncate ON events_01;
+SELECT count(*) AS truncate_trigger FROM pg_catalog.pg_trigger t
+ WHERE t.tgrelid = 'events_01'::regclass AND t.tgname = 'ectosync_truncate';
+TRUNCATE events_01 CASCADE;
+SELECT * FROM pg_temp.check();
 
 -- DETACH and DROP of a partition take its rows away without row triggers:
 -- values holding events reload.

@@ -69,9 +69,10 @@ SELECT ectosync.load('settings_rows', '{"$query": {"where": [["at", "<", "now"]]
 -- "unknown" of an enum named update_state is no time)
 CREATE DOMAIN born_on AS date;
 CREATE TYPE update_state AS ENUM ('known', 'unknown');
-CREATE TABLE births (id int PRIMARY KEY, day born_on, state update_state);
-INSERT INTO births VALUES (1, '2026-01-01', 'unknown');
+CREATE TABLE births (id int PRIMARY KEY, day born_on, state update_state, days date[]);
+INSERT INTO births VALUES (1, '2026-01-01', 'unknown', '{2026-01-01}');
 SELECT ectosync.load('births', '[]', '{"day": "today"}');
+SELECT ectosync.load('births', '[]', '{"days": "{today}"}');
 SELECT jsonb_array_length(ectosync.load('births', '[]', '{"state": "unknown"}') -> 'rows')
   AS unknown_rows;
 DROP TABLE births;

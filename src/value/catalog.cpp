@@ -126,6 +126,16 @@ static bool equal_as_rendered(Oid type) {
   return pg_call([&] { return type_is_enum(base); });
 }
 
+/* Whether type (its base type, or an array's elements') is a date or a
+ * time: "now" or "today" reads as another value at another time. */
+static bool moving_time(Oid type) {
+  Oid base = pg_call([&] { return getBaseType(type); });
+  Oid element = pg_call([&] { return get_element_type(base); });
+  if (OidIsValid(element)) return moving_time(element);
+  return base == DATEOID || base == TIMEOID || base == TIMETZOID || base == TIMESTAMPOID ||
+         base == TIMESTAMPTZOID;
+}
+
 /*
  * OPERATOR(schema.=) of a type's default equality (its btree opclass's),
  * for generated SQL; empty when the type has none.  Found through the type
@@ -294,9 +304,7 @@ class SpiCatalog : public CatalogSource {
                                      qualified_type_name(type, typmod),
                                      qualified_type_name(type, -1)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
-      Oid base = pg_call([&] { return getBaseType(type); });
-      t.columns.back().moving_time = base == DATEOID || base == TIMEOID || base == TIMETZOID ||
-                                     base == TIMESTAMPOID || base == TIMESTAMPTZOID;
+      t.columns.back().moving_time = moving_time(type);
     }
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {

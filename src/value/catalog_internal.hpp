@@ -43,12 +43,6 @@ std::string jsonb_style_text(const Json &value);
 std::string json_input_text(const Json &value);
 
 /*
- * value (JSON) as to_jsonb renders it for a column of type sql_type (JSON
- * text), cast as the caller; Error "invalid <what> for "<column>" of table
- * <table>" when it is not a value of the type, or renders as another JSON
- * type (a number given for a text column).
- */
-/*
  * A spec or a filter is rendered once and kept (plans, shared and held
  * values): a value of a date or time column that names a time that moves
  * on (now, today, tomorrow, yesterday) would stay what it first read, and
@@ -57,6 +51,12 @@ std::string json_input_text(const Json &value);
 void refuse_moving_time(const std::string &table, const ColumnDesc &col, const Json &value,
                         const std::string &what);
 
+/*
+ * value (JSON) as to_jsonb renders it for a column of type sql_type (JSON
+ * text), cast as the caller; Error "invalid <what> for "<column>" of table
+ * <table>" when it is not a value of the type, or renders as another JSON
+ * type (a number given for a text column).
+ */
 std::string render_as_column(const std::string &table, const std::string &column,
                              const std::string &type_name, const std::string &sql_type,
                              const Json &value, const std::string &what);

@@ -240,6 +240,37 @@ DROP FUNCTION attack_probe_json(attack_probe);
 DROP TYPE attack_probe;
 DROP SCHEMA attack_w1 CASCADE;
 
+-- ==== an owner's cast that sleeps cannot hold the worker ====
+-- A read of a table's changed rows times out alone (5 s), its rows are
+-- left to the sessions that need them, and the other tables' changes go
+-- on: the table after it is read, and the worker catches up.
+CREATE SCHEMA attack_s AUTHORIZATION attack_plain;
+SET ROLE attack_plain;
+CREATE TYPE attack_s.slow AS ENUM ('zz');
+CREATE FUNCTION attack_s.slow_json(attack_s.slow) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(3600);
+  RETURN to_json($1::text);
+END $$;
+CREATE CAST (attack_s.slow AS json) WITH FUNCTION attack_s.slow_json(attack_s.slow);
+CREATE TABLE attack_s.t (id int PRIMARY KEY, s attack_s.slow);
+SELECT ectosync.watch('attack_s.t') IS NOT NULL AS watched;
+SELECT ectosync.load('attack_s.t') IS NOT NULL AS used;  -- (no rows: nothing cast)
+RESET ROLE;
+CREATE TABLE attack_quick (id int PRIMARY KEY, v int);
+INSERT INTO attack_quick VALUES (1, 0);
+SELECT ectosync.watch('attack_quick') IS NOT NULL AS watched;
+CREATE TEMP TABLE quick AS SELECT ectosync.load('attack_quick') AS v;
+INSERT INTO attack_s.t VALUES (1, 'zz');
+UPDATE attack_quick SET v = 1;
+SELECT ectosync.wait_for_worker(60000) AS drained;
+SELECT (regress.apply(v) - 'seq') = (ectosync.load('attack_quick') - 'seq') AS other_table_synced
+  FROM quick;
+SELECT ectosync.unwatch('attack_s.t');
+SELECT ectosync.unwatch('attack_quick');
+DROP TABLE attack_quick;
+DROP SCHEMA attack_s CASCADE;
+
 -- ==== clean up ====
 SELECT ectosync.unwatch('attack_a');
 SELECT ectosync.unwatch('attack_plain.b');

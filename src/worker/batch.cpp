@@ -35,6 +35,7 @@ extern "C" {
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "utils/timeout.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -280,7 +281,17 @@ uint64 wake_held(const std::vector<InterestHit> &hits) {
  * only slow the writers down (the worker shares their CPUs) and push rows
  * that are asked for out of the cache.
  */
+/* Tables whose read failed or timed out lately, until when their changed
+ * rows are left to the sessions: one owner's table (a cast that sleeps, a
+ * lock held) costs the worker a timeout a minute, not one per batch. */
+static std::unordered_map<Oid, TimestampTz> failing_until;
+constexpr int64 kFailingPauseUs = 60 * USECS_PER_SEC;
+
 static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
+  if (auto it = failing_until.find(relid); it != failing_until.end()) {
+    if (now < it->second) return false;
+    failing_until.erase(it);
+  }
   if (settings.load_window_s < 0) return true;
   TimestampTz used = pg_call([&] { return table_last_used(slot, relid); });
   return used != 0 && now - used <= (int64)settings.load_window_s * USECS_PER_SEC;
@@ -304,6 +315,39 @@ static bool owner_sees_all(Oid relid, Oid owner) {
 }
 
 /*
+ * While alive, the worker's statement times out after kReadTimeoutMs: a
+ * read runs code of the table's owner (a cast to json) and waits for its
+ * locks, and neither may hold the whole database's worker.  (A background
+ * worker's SPI arms no statement_timeout by itself; its lock waits end at
+ * its lock_timeout, which the worker sets too.)
+ */
+class ReadTimeout {
+ public:
+  ReadTimeout() {
+    pg_call([] { enable_timeout_after(STATEMENT_TIMEOUT, kReadTimeoutMs); });
+  }
+  ~ReadTimeout() { disable_timeout(STATEMENT_TIMEOUT, false); }
+  ReadTimeout(const ReadTimeout &) = delete;
+  ReadTimeout &operator=(const ReadTimeout &) = delete;
+};
+
+/* Reads relid's rows with keys as its owner (or forgets the keys). */
+static void read_rows(Oid relid, const std::set<Key> &keys, const ReadMark &mark, uint64 forget_seq,
+                      BatchResult &result) {
+  const TableMeta &meta = meta_for(relid);
+  if (!meta.exists || !owner_sees_all(relid, meta.owner)) {
+    forget_keys(relid, keys, forget_seq);
+    result.not_loaded += keys.size();
+    return;
+  }
+  ReadTimeout timeout;
+  AsRole owner(meta.owner);
+  PinnedSettings pinned;
+  result.rows += load_table(relid, keys, mark);
+  result.queries++;
+}
+
+/*
  * Reads and caches table relid's rows with the given keys, as the table's
  * owner in a security-restricted operation with pinned settings
  * (sql_context.hpp): what the read runs of the table's (an owner's cast to
@@ -321,17 +365,8 @@ static bool owner_sees_all(Oid relid, Oid owner) {
  */
 static void read_table_as_owner(Oid relid, const std::set<Key> &keys, const ReadMark &mark,
                                 uint64 forget_seq, bool alone, BatchResult &result) {
-  const TableMeta &meta = meta_for(relid);
-  if (!meta.exists || !owner_sees_all(relid, meta.owner)) {
-    forget_keys(relid, keys, forget_seq);
-    result.not_loaded += keys.size();
-    return;
-  }
   if (!alone) {
-    AsRole owner(meta.owner);
-    PinnedSettings pinned;
-    result.rows += load_table(relid, keys, mark);
-    result.queries++;
+    read_rows(relid, keys, mark, forget_seq, result);
     return;
   }
   MemoryContext context = CurrentMemoryContext;
@@ -342,10 +377,8 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, const Read
     MemoryContextSwitchTo(context);
   });
   try {
-    AsRole owner(meta.owner);
-    PinnedSettings pinned;
-    result.rows += load_table(relid, keys, mark);
-    result.queries++;
+    /* (its metadata too: opening the table waits for its lock) */
+    read_rows(relid, keys, mark, forget_seq, result);
   } catch (const std::exception &e) {
     failure = e.what();
   }
@@ -358,11 +391,13 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, const Read
     CurrentResourceOwner = resource_owner;
   });
   if (failure.empty()) return;
+  failing_until[relid] = GetCurrentTimestamp() + kFailingPauseUs;
   std::string table = display_name(relid);
   pg_call([&] {
     ereport(WARNING, (errmsg("ecto_sync worker: reading changed rows of %s failed: %s",
                              table.c_str(), failure.c_str()),
-                      errdetail("Sessions that need these rows read them themselves.")));
+                      errdetail("Sessions that need this table's rows read them themselves "
+                                "for a minute.")));
   });
   forget_keys(relid, keys, forget_seq);
 }

@@ -100,13 +100,21 @@ static void in_transaction(const std::function<void()> &body) {
     pg_call([] { AbortCurrentTransaction(); });
     throw Error(ERRCODE_INTERNAL_ERROR, message);
   }
-  pg_call([] {
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    /* The worker's reads count in pg_stat_user_tables like anyone's. */
-    pgstat_report_stat(false);
-  });
+  try {
+    pg_call([] {
+      SPI_finish();
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      /* The worker's reads count in pg_stat_user_tables like anyone's. */
+      pgstat_report_stat(false);
+    });
+  } catch (const std::exception &e) {
+    /* A commit that failed (the NOTIFY queue full, say) is aborted, and
+     * the next transaction starts clean. */
+    std::string message = e.what();
+    pg_call([] { AbortCurrentTransaction(); });
+    throw Error(ERRCODE_INTERNAL_ERROR, message);
+  }
 }
 
 static void report_failure(const char *what, const std::exception &e) {
@@ -317,6 +325,10 @@ extern "C" void ectosync_worker_main(Datum arg) {
     /* Its reads pin them anyway (sql_context.hpp): set once, they cost
      * those guards nothing per table and batch. */
     pin_settings_for_session();
+    /* A lock that a table's owner (or a long ALTER TABLE) holds must not
+     * hold the whole database's worker: a read that waits for it fails
+     * alone (batch.cpp's ReadTimeout bounds the rest of a read). */
+    SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
     uint64 seen = wakeups();
     if (!extension_exists()) {
       elog(DEBUG1, "ecto_sync worker: no extension in database %u", MyDatabaseId);

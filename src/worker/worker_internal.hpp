@@ -19,6 +19,10 @@ extern "C" {
 
 namespace ectosync {
 
+/* How long one read of a table's changed rows may take (its owner's casts
+ * included) before it fails alone: ReadTimeout in batch.cpp. */
+constexpr int kReadTimeoutMs = 5000;
+
 /* ---- table_meta.cpp ---- */
 
 struct KeyCol {

@@ -84,6 +84,11 @@ PGDLLEXPORT void ectosync_worker_main(Datum);
 
 namespace ectosync {
 
+/*
+ * Runs body in a transaction of its own, committed after it.  If body or
+ * the commit fails (the NOTIFY queue full, say), the transaction is
+ * aborted, so that the next one starts clean, and an Error says why.
+ */
 static void in_transaction(const std::function<void()> &body) {
   pg_call([] {
     SetCurrentStatementStartTimestamp();
@@ -93,14 +98,6 @@ static void in_transaction(const std::function<void()> &body) {
   });
   try {
     body();
-  } catch (const std::exception &e) {
-    /* pg_call already flushed the error state; abort what is left.  The
-     * message is copied first: the error's memory goes with the abort. */
-    std::string message = e.what();
-    pg_call([] { AbortCurrentTransaction(); });
-    throw Error(ERRCODE_INTERNAL_ERROR, message);
-  }
-  try {
     pg_call([] {
       SPI_finish();
       PopActiveSnapshot();
@@ -109,8 +106,8 @@ static void in_transaction(const std::function<void()> &body) {
       pgstat_report_stat(false);
     });
   } catch (const std::exception &e) {
-    /* A commit that failed (the NOTIFY queue full, say) is aborted, and
-     * the next transaction starts clean. */
+    /* pg_call already flushed the error state; abort what is left.  The
+     * message is copied first: the error's memory goes with the abort. */
     std::string message = e.what();
     pg_call([] { AbortCurrentTransaction(); });
     throw Error(ERRCODE_INTERNAL_ERROR, message);

@@ -102,6 +102,7 @@ int shared_interest_at(const Held &h, uint64_t version);
 /* sharing.cpp */
 bool may_share(const Plan &plan);
 bool apply_shared(const Held &h, uint64_t upto);
+/* (filter: as values carry it, rendered: hold() renders it) */
 Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, uint64_t &base);
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version);
 /*

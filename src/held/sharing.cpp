@@ -55,11 +55,11 @@ namespace {
 
 /*
  * What shared values are matched by: the shape, the filter as values carry
- * it (rendered: "EST" or a uuid in capitals are written otherwise), and
- * the part size they are cut by.
+ * it (hold() rendered it: "EST" or a uuid in capitals are written
+ * otherwise), and the part size they are cut by.
  */
 std::string share_key(const Plan &plan, const Jsonb *filter) {
-  return plan.spec + " " + normalized_filter(plan.root->table, filter) + " " +
+  return plan.spec + " " + (filter ? jsonb_text(filter) : "null") + " " +
          std::to_string(settings.held_part_bytes);
 }
 

@@ -83,6 +83,37 @@ REVOKE ALL ON posts, tags, posts_tags FROM regress_ectosync_a, regress_ectosync_
 SELECT ectosync.unwatch('posts', '["tags"]');
 DELETE FROM held;
 
+-- ==== a forged value of a table the role may not read ====
+-- sync() checks the caller's privileges before it reads the log: neither a
+-- RELOAD marker's reason (it names the table and what was done to it) nor
+-- whether the table was written at all reaches a role that may not read it.
+CREATE TABLE priv_secret (id int PRIMARY KEY);
+SELECT ectosync.watch('priv_secret') IS NOT NULL AS watched;
+CREATE TABLE forged AS SELECT ectosync.load('priv_secret') AS v;
+GRANT SELECT ON forged TO PUBLIC;
+TRUNCATE priv_secret;
+INSERT INTO priv_secret VALUES (1);
+SELECT ectosync.wait_for_worker() IS NOT NULL AS drained;
+CREATE FUNCTION pg_temp.try_detail(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; d text;
+BEGIN
+  EXECUTE sql INTO r;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+  RETURN SQLSTATE || ': ' || SQLERRM || coalesce(' (' || d || ')', '');
+END $$;
+SELECT (SELECT last_seq FROM ectosync.stats) AS last_seq \gset
+SET ROLE regress_ectosync_a;
+SELECT pg_temp.try_detail(format($$SELECT ectosync.sync(v, (v ->> 'epoch') || ':%s') FROM forged$$, :last_seq))
+  AS a_syncs_a_truncated_secret;
+RESET ROLE;
+-- (the superuser is told why)
+SELECT pg_temp.try_detail(format($$SELECT ectosync.sync(v, (v ->> 'epoch') || ':%s') FROM forged$$, :last_seq)) ~ '^ZE001: .*TRUNCATE of public.priv_secret'
+  AS super_told_truncate;
+SELECT ectosync.unwatch('priv_secret');
+DROP TABLE priv_secret, forged;
+
 -- ==== watch/unwatch by a role that does not own the tables ====
 GRANT SELECT ON persons, posts TO regress_ectosync_a;
 SET ROLE regress_ectosync_a;

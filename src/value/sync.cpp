@@ -216,13 +216,12 @@ Jsonb *with_seq(Jsonb *value, uint64_t seq, std::optional<jb::Node> rows = std::
 
 /*
  * The logged event ev (its seq: ev.seq) applied to value: a new value with
- * seq ev.seq, or value itself when the event cannot touch it.
+ * seq ev.seq, or value itself when the event cannot touch it.  The caller
+ * has checked that the value's tables may be read.
  */
 Jsonb *apply_event(Jsonb *value, const ValueHeader &h, const Plan &plan, const Event &ev) {
   if (ev.seq <= h.seq) return value; /* already reflected: idempotent */
   if (!event_concerns(plan, h, ev, false)) return value;
-  check_select_privileges(plan);
-
   Patcher patcher(plan, ev, h.filter ? jb::View(*h.filter) : jb::View());
   patcher.prepare();
   return with_seq(value, ev.seq, patcher.patch_root(jb::View(h.rows)));
@@ -398,6 +397,10 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
   refuse_own_changes(plan, "sync");
+  /* Before the log is read: a caller who may not read the tables learns
+   * nothing of them, neither a marker's reason nor whether they were
+   * written since the value's seq. */
+  check_select_privileges(plan);
   /* The heads in chunks: the slot's lock, which every committing writer
    * needs, is held for one chunk at a time. */
   constexpr uint64_t kChunk = 4096;

@@ -45,7 +45,6 @@
 extern "C" {
 #include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "access/table.h"
 #include "access/transam.h"
 #include "catalog/dependency.h"
@@ -58,14 +57,16 @@ extern "C" {
 #include "catalog/pg_db_role_setting.h"
 #include "commands/extension.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_policy.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_rewrite.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/pg_list.h"
-#include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteSupport.h"
 #include "rewrite/rowsecurity.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -137,6 +138,55 @@ Met walk_copy(const Node *node) {
   return met;
 }
 
+/*
+ * What relid's SELECT and ALL policies read, from pg_policy, when row
+ * level security is enabled on it.  From the catalogs, not the relcache:
+ * opening the table would wait for its lock, and a role that holds one on
+ * its own table (idle in a transaction) would stop every refresh of
+ * watches, each other role's watch() and DDL of watched tables.  Plain C.
+ */
+Met policies_read(Oid relid) {
+  Met all{NIL, NIL};
+  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tuple)) return all;
+  bool secured = ((Form_pg_class)GETSTRUCT(tuple))->relrowsecurity;
+  ReleaseSysCache(tuple);
+  if (!secured) return all;
+  Relation policies = table_open(PolicyRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_policy_polrelid, BTEqualStrategyNumber, F_OIDEQ,
+              ObjectIdGetDatum(relid));
+  SysScanDesc scan =
+      systable_beginscan(policies, PolicyPolrelidPolnameIndexId, true, nullptr, 1, &key);
+  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
+    char cmd = ((Form_pg_policy)GETSTRUCT(tuple))->polcmd;
+    bool isnull = false;
+    Datum qual = heap_getattr(tuple, Anum_pg_policy_polqual, RelationGetDescr(policies), &isnull);
+    if ((cmd != ACL_SELECT_CHR && cmd != '*') || isnull) continue;
+    Met one{NIL, NIL};
+    walk_tree(static_cast<Node *>(stringToNode(TextDatumGetCString(qual))), &one);
+    all.relations = list_concat_unique_oid(all.relations, one.relations);
+    all.functions = list_concat_unique_oid(all.functions, one.functions);
+  }
+  systable_endscan(scan);
+  table_close(policies, AccessShareLock);
+  return all;
+}
+
+/* What view relid's query reads, from pg_rewrite (not by opening the view,
+ * which would wait for its lock: policies_read()).  Plain C. */
+Met view_reads(Oid relid) {
+  Met met{NIL, NIL};
+  HeapTuple tuple =
+      SearchSysCache2(RULERELNAME, ObjectIdGetDatum(relid), CStringGetDatum(ViewSelectRuleName));
+  if (!HeapTupleIsValid(tuple)) return met;
+  bool isnull = false;
+  Datum action = SysCacheGetAttr(RULERELNAME, tuple, Anum_pg_rewrite_ev_action, &isnull);
+  if (!isnull) walk_tree(static_cast<Node *>(stringToNode(TextDatumGetCString(action))), &met);
+  ReleaseSysCache(tuple);
+  return met;
+}
+
 std::vector<uint32_t> oids(List *list) {
   std::vector<uint32_t> out;
   ListCell *cell;
@@ -205,27 +255,12 @@ class SourceFinder {
   }
 
   /* The USING expressions of relid's SELECT and ALL policies, when row
-   * level security is enabled on it (the relcache keeps them then). */
+   * level security is enabled on it (when the relcache keeps them). */
   void read_policies(uint32_t relid) {
     Level level(*this);
     if (!level.within() || !policy_tables_.insert(relid).second) return;
-    Met met = pg_call([&] {
-      Met all{NIL, NIL};
-      Relation rel = table_open(relid, AccessShareLock);
-      if (rel->rd_rsdesc) {
-        ListCell *cell;
-        foreach (cell, rel->rd_rsdesc->policies) {
-          RowSecurityPolicy *policy = static_cast<RowSecurityPolicy *>(lfirst(cell));
-          if (policy->polcmd != ACL_SELECT_CHR && policy->polcmd != '*') continue;
-          Met one = walk_copy(reinterpret_cast<Node *>(policy->qual));
-          all.relations = list_concat_unique_oid(all.relations, one.relations);
-          all.functions = list_concat_unique_oid(all.functions, one.functions);
-        }
-      }
-      table_close(rel, AccessShareLock);
-      return all;
-    });
-    follow(met, Namer{pg_call([&] { return owner_of(relid); }), "table " + table_name(relid)});
+    follow(pg_call([&] { return policies_read(relid); }),
+           Namer{pg_call([&] { return owner_of(relid); }), "table " + table_name(relid)});
   }
 
   void follow(const Met &met, const Namer &namer) {
@@ -240,12 +275,7 @@ class SourceFinder {
     char kind = pg_call([&] { return get_rel_relkind(relid); });
     if (kind == RELKIND_VIEW) {
       out_.views.insert(relid);
-      follow(pg_call([&] {
-               Relation rel = relation_open(relid, AccessShareLock);
-               Met met = walk_copy(reinterpret_cast<Node *>(get_view_query(rel)));
-               relation_close(rel, AccessShareLock);
-               return met;
-             }),
+      follow(pg_call([&] { return view_reads(relid); }),
              Namer{pg_call([&] { return owner_of(relid); }), "view " + table_name(relid)});
       return;
     }

@@ -89,6 +89,12 @@ ECTOSYNC_CONF="ectosync.load_window = 2s" \
   run "rows read on demand after ectosync.load_window" scripts/with-cluster.sh \
   psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/load_window.sql
 
+# The row cache's hash keeps its fixed size: small rows fill it before the
+# arena, and it evicts (scripts/checks/row_cache_fixed.sql raises otherwise).
+ECTOSYNC_CONF="ectosync.cache_size = 1MB" \
+  run "the row cache's hash within its fixed size" scripts/with-cluster.sh \
+  psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/row_cache_fixed.sql
+
 # A dump of a database with watches, restored plain and schema-then-data
 # with --disable-triggers: capture is right with no manual step
 # (scripts/checks/restore.sh exits non-zero otherwise).

@@ -22,10 +22,10 @@
  * and advances `oldest`.  Unprocessed records are never overwritten: a
  * transaction that does not fit becomes RELOAD markers in the slot's gap set.
  *
- * The cache is a FIFO arena of row records plus a hash from (database,
- * table, key) to the newest record.  Putting a row appends a record; making
- * room drops the oldest records and the hash entries that still point at
- * them (evictions).  A record is a row, a tombstone (no such row), or
+ * The cache is a FIFO arena of row records plus a hash of fixed size from
+ * (database, table, key) to the newest record.  Putting a row appends a
+ * record; making room (in the arena, or in the hash) drops the oldest
+ * records and the hash entries that still point at them (evictions).  A record is a row, a tombstone (no such row), or
  * "unknown": the row changed and the worker did not read it (no session
  * used its table lately, see note_use()); lookups miss on it, and it keeps
  * out reads older than the change.  A newer record that was evicted keeps
@@ -110,6 +110,10 @@ uint64 ring_bytes() {
 uint64 arena_bytes() {
   return (uint64)settings.cache_size_kb * 1024;
 }
+/* The hash of the row cache: fixed (HASH_FIXED_SIZE), one entry per 256
+ * bytes of the arena.  A full hash evicts the oldest records (row_cache.cpp)
+ * instead of taking the spare shared memory that PostgreSQL's lock tables
+ * grow into. */
 static long cache_max_entries() {
   return std::max<long>(1024, (long)(arena_bytes() / 256));
 }
@@ -223,7 +227,7 @@ static void shmem_startup() {
   info.keysize = sizeof(CacheKey);
   info.entrysize = sizeof(CacheEntry);
   cache_hash = ShmemInitHash("ecto_sync row cache", cache_max_entries(), cache_max_entries(), &info,
-                             HASH_ELEM | HASH_BLOBS);
+                             HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
   cache_arena = (char *)ShmemInitStruct("ecto_sync cache arena", MAXALIGN(arena_bytes()), &found);
   interests = (InterestEntry *)ShmemInitStruct("ecto_sync interests", interests_size(), &found);
   interest_dbs =

@@ -398,6 +398,81 @@ RESET ROLE;
 -- and the superuser's fresh view agrees
 SELECT jsonb_path_query_array(ectosync.load('attack_shared'), '$.rows[*].title') AS titles;
 
+-- ==== (e) owner of a schema: another role's watched table renamed away ====
+-- attack_eve owns schema attack_lab, where attack_victim keeps a watched
+-- table.  Renaming the schema moves the table away from its name, which
+-- eve then gives to a view of its own that calls a trap.  The worker
+-- reads the table as its owner, the victim, and the victim's session
+-- holds a value of it: neither may read the view by the table's old name.
+GRANT CREATE ON DATABASE :"DBNAME" TO attack_eve;
+SET ROLE attack_eve;
+CREATE SCHEMA attack_lab;
+GRANT USAGE, CREATE ON SCHEMA attack_lab TO attack_victim;
+GRANT INSERT ON attack_eve.log, attack_eve.loot TO PUBLIC;
+GRANT USAGE ON SCHEMA attack_eve TO PUBLIC;
+CREATE FUNCTION attack_eve.peek() RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO attack_eve.log VALUES (current_user);
+  IF current_user <> 'attack_eve' THEN
+    INSERT INTO attack_eve.loot SELECT s FROM public.attack_diary;
+  END IF;
+  RETURN 'forged';
+END $$;
+RESET ROLE;
+CREATE TABLE attack_diary (s text);
+INSERT INTO attack_diary VALUES ('the victim''s secret');
+ALTER TABLE attack_diary OWNER TO attack_victim;
+SET ROLE attack_victim;
+CREATE TABLE attack_lab.notes (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO attack_lab.notes VALUES (1, 'one'), (2, 'two');
+SELECT ectosync.watch('attack_lab.notes') IS NOT NULL AS watched;
+SELECT ectosync.hold('attack_notes', 'attack_lab.notes', listen => false) IS NOT NULL AS held;
+UPDATE attack_lab.notes SET body = 'one v2' WHERE id = 1;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT ectosync.changes('attack_notes') -> 'patch' <> '[]' AS synced_before;
+SELECT 'attack_lab.notes'::regclass::oid AS notes_oid \gset
+RESET ROLE;
+SET ROLE attack_eve;
+BEGIN;
+ALTER SCHEMA attack_lab RENAME TO attack_lab_old;
+CREATE SCHEMA attack_lab;
+GRANT USAGE ON SCHEMA attack_lab TO PUBLIC;
+CREATE VIEW attack_lab.notes AS SELECT g AS id, attack_eve.peek() AS body FROM generate_series(1, 3) g;
+GRANT SELECT ON attack_lab.notes TO PUBLIC;
+COMMIT;
+RESET ROLE;
+-- the victim writes: the worker reads the changed row, by the table's oid
+SET ROLE attack_victim;
+UPDATE attack_lab_old.notes SET body = 'two v2' WHERE id = 2;
+SELECT ectosync.wait_for_worker() AS drained;
+-- the held value takes the change, or reloads (the rename's marker)
+SELECT c #>> '{patch,0,path}' = '' AS whole,
+       (c #> '{patch,0,value}') - 'seq' = ectosync.load(:notes_oid::regclass) - 'seq'
+         AS equal_to_a_fresh_load,
+       jsonb_path_query_array(c, '$.patch[0].value.rows[*].body') AS bodies
+  FROM (SELECT ectosync.changes('attack_notes', 0) AS c) r;
+SELECT ectosync.release('attack_notes') AS released;
+RESET ROLE;
+SELECT * FROM pg_temp.gained('attack_eve', 'attack_eve.log', 'attack_eve.loot');
+-- a query of ecto_sync that would read another relation than the one a
+-- name was taken from does not run (the check behind the names)
+CREATE FUNCTION pg_temp.sqlstate_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+  RETURN 'ran';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE;
+END $$;
+SELECT pg_temp.sqlstate_of(format($$SELECT * FROM /*ectosync:%s*/ attack_lab.notes$$, :notes_oid))
+  AS marked_query_of_the_view;
+SELECT * FROM pg_temp.gained('attack_eve', 'attack_eve.log', 'attack_eve.loot');
+SELECT pg_temp.sqlstate_of(format($$SELECT * FROM /*ectosync:%s*/ attack_lab_old.notes$$, :notes_oid))
+  AS marked_query_of_the_table;
+SELECT ectosync.unwatch(:notes_oid::regclass);
+DROP SCHEMA attack_lab, attack_lab_old CASCADE;
+DROP TABLE attack_diary;
+DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM attack_eve', current_database()); END $$;
+
 -- ==== nothing gained by anyone, at the end ====
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'attack\_%' ORDER BY rolname;
 

@@ -128,12 +128,15 @@ void _PG_init(void) {
    * tables: the values under those policies reload at commit
    * (capture/policy_sources.cpp). */
   policy_sources_init();
-  /* A relcache callback and a transaction callback of the backend's plan
-   * cache: stale plans are retired, and freed at transaction end
-   * (value/catalog.cpp). */
+  /* Relcache and schema callbacks and a transaction callback of the
+   * backend's plan cache: stale plans are retired, and freed at transaction
+   * end (value/catalog.cpp). */
   catalog_init();
-  /* A relcache callback of the worker's table metadata, which other
-   * backends leave empty (worker/table_meta.cpp). */
+  /* The parse analysis hook that checks every table name of generated SQL
+   * against the oid it was taken from (pg/table_names.cpp). */
+  table_names_init();
+  /* Relcache and schema callbacks of the worker's table metadata, which
+   * other backends leave empty (worker/table_meta.cpp). */
   worker_init();
   /* The launcher, a static background worker (worker/launcher.cpp). */
   worker_register_launcher();

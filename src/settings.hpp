@@ -40,6 +40,7 @@ void capture_init();             /* capture/xact_buffer.cpp */
 void role_change_init();         /* capture/role_change.cpp */
 void policy_sources_init();      /* capture/policy_sources.cpp */
 void catalog_init();             /* value/catalog.cpp */
+void table_names_init();         /* pg/table_names.cpp */
 void worker_init();              /* worker/table_meta.cpp */
 void worker_register_launcher(); /* worker/launcher.cpp */
 

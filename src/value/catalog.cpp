@@ -8,6 +8,7 @@
 
 #include "core/assoc.hpp"
 #include "value/catalog_internal.hpp"
+#include "pg/table_names.hpp"
 #include "shmem/shmem.hpp"
 
 extern "C" {
@@ -42,8 +43,8 @@ namespace ectosync {
 /* ==== quoting and errors ==== */
 
 std::string quoted_table(const TableInfo &table) {
-  return (table.partitioned ? "" : "ONLY ") + quote_ident(table.schema) + "." +
-         quote_ident(table.name);
+  return named_table(table.relid, quote_ident(table.schema) + "." + quote_ident(table.name),
+                     !table.partitioned);
 }
 
 Error to_error(const AssocError &e) {
@@ -425,6 +426,12 @@ void on_relcache_invalidation(Datum, Oid relid) {
   if (relid == InvalidOid || plan_cache.relids.count(relid)) plan_cache.stale = true;
 }
 
+/* Schema callback: a renamed schema sends no relcache invalidation of its
+ * tables, whose names the plans hold (pg/table_names.cpp). */
+void on_schema_invalidation(Datum, int, uint32) {
+  plan_cache.stale = true;
+}
+
 /* Transaction end: plans retired by invalidations can go now. */
 void on_xact_end(XactEvent event, void *) {
   if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
@@ -551,10 +558,11 @@ void check_select_privileges(const Plan &plan) {
   }
 }
 
-/* From _PG_init: the plan cache hears of relcache invalidations and
- * transaction ends. */
+/* From _PG_init: the plan cache hears of relcache and schema
+ * invalidations and of transaction ends. */
 void catalog_init() {
   CacheRegisterRelcacheCallback(on_relcache_invalidation, 0);
+  CacheRegisterSyscacheCallback(NAMESPACEOID, on_schema_invalidation, 0);
   RegisterXactCallback(on_xact_end, nullptr);
 }
 

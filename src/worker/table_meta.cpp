@@ -7,6 +7,7 @@
 #include "settings.hpp"
 #include "shmem/shmem_internal.hpp"
 #include "pg/sql_context.hpp"
+#include "pg/table_names.hpp"
 #include "worker/worker_internal.hpp"
 
 extern "C" {
@@ -81,6 +82,12 @@ void forget_table_meta(Datum, Oid relid) {
     all_invalidated = true;
   else
     invalidated[ninvalidated++] = relid;
+}
+
+/* Schema invalidation: a renamed schema sends no relcache invalidation of
+ * its tables, whose names the metadata holds (pg/table_names.cpp). */
+static void forget_all_table_meta(Datum, int, uint32) {
+  all_invalidated = true;
 }
 
 static void forget(std::unordered_map<Oid, TableMeta>::iterator it) {
@@ -234,7 +241,7 @@ const TableMeta &meta_for(Oid relid) {
     meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
     /* (not the rows of tables that inherit from it: catalog.cpp's quoted_table()) */
     bool partitioned = pg_call([&] { return get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE; });
-    meta.rows = (partitioned ? "" : "ONLY ") + meta.qualified;
+    meta.rows = named_table(relid, meta.qualified, !partitioned);
     for (int16 attnum : primary_key_attnums(relid)) {
       KeyCol col;
       col.attnum = attnum;
@@ -253,9 +260,11 @@ const TableMeta &meta_for(Oid relid) {
   return table_meta.emplace(relid, std::move(meta)).first->second;
 }
 
-/* From _PG_init: the worker forgets the metadata of tables that change. */
+/* From _PG_init: the worker forgets the metadata of tables that change,
+ * and all of it when a schema does. */
 void worker_init() {
   CacheRegisterRelcacheCallback(forget_table_meta, (Datum)0);
+  CacheRegisterSyscacheCallback(NAMESPACEOID, forget_all_table_meta, (Datum)0);
 }
 
 }  // namespace ectosync

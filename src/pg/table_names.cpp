@@ -1,0 +1,106 @@
+/*
+ * table_names.cpp: a table named in generated SQL is the table its name
+ * was taken from, or the query does not run.
+ *
+ * ecto_sync reads tables through SQL, which names them by schema and name,
+ * taken from their oids.  Between the two a schema's owner may rename the
+ * schema and create, under the old name, a view or table of its own: a
+ * query would then read it, running the owner's functions with the rights
+ * of whoever reads (the worker reads as the watched table's owner), and
+ * cache what it returns as the watched table's rows.  Names are taken again
+ * whenever a schema changes (value/catalog.cpp, worker/table_meta.cpp);
+ * what stays is a rename between taking a name and parsing the query, and
+ * a saved plan that PostgreSQL analyzes again from its text.
+ *
+ * So every table name in generated SQL comes after a marker comment with
+ * its oid (named_table()), and a post_parse_analyze_hook, installed in
+ * _PG_init, checks each analyzed query whose text has markers: every
+ * relation it reads must be one that a marker names, or a system catalog.
+ * It runs before the query does, whenever PostgreSQL analyzes it again.
+ * Which marker goes with which name is not checked: the relations are
+ * those of one value's tables, which its reader may read anyway.
+ */
+#include "pg/table_names.hpp"
+
+extern "C" {
+#include "postgres.h"
+
+#include "catalog/pg_namespace.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "utils/lsyscache.h"
+}
+
+#include "settings.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ectosync {
+
+namespace {
+
+const char kMarker[] = "/*ectosync:";
+
+post_parse_analyze_hook_type prev_post_parse_analyze = nullptr;
+
+/* The oids that the markers of text name (NIL: none).  Plain C. */
+List *marked_relids(const char *text) {
+  List *relids = NIL;
+  for (const char *at = strstr(text, kMarker); at; at = strstr(at + 1, kMarker)) {
+    char *end = nullptr;
+    unsigned long relid = strtoul(at + sizeof kMarker - 1, &end, 10);
+    if (end && strncmp(end, "*/", 2) == 0 && relid != 0)
+      relids = list_append_unique_oid(relids, static_cast<Oid>(relid));
+  }
+  return relids;
+}
+
+/* Raises unless every relation that node (a query, a subquery) reads is
+ * marked or a system catalog.  Plain C: a tree walker. */
+bool check_relations(Node *node, void *marked) {
+  if (node == nullptr) return false;
+  auto walker = reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(check_relations));
+  if (IsA(node, Query))
+    return query_tree_walker(castNode(Query, node), walker, marked, QTW_EXAMINE_RTES_BEFORE);
+  if (IsA(node, RangeTblEntry)) {
+    RangeTblEntry *rte = castNode(RangeTblEntry, node);
+    if (rte->rtekind == RTE_RELATION && !list_member_oid(static_cast<List *>(marked), rte->relid) &&
+        get_rel_namespace(rte->relid) != PG_CATALOG_NAMESPACE) {
+      char *name = get_rel_name(rte->relid);
+      ereport(ERROR,
+              (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+               errmsg("ecto_sync: a table's name no longer names the table it was taken from"),
+               errdetail("A query of ecto_sync would read relation \"%s\" (oid %u), which is not "
+                         "one of the tables it named: a schema or table was renamed meanwhile.",
+                         name ? name : "?", rte->relid),
+               errhint("Try again: names are taken again from the tables' oids.")));
+    }
+    return false;
+  }
+  return expression_tree_walker(node, walker, marked);
+}
+
+/* The hook: C only (it may raise), after any hook installed before. */
+void check_named_tables(ParseState *pstate, Query *query, JumbleState *jstate) {
+  if (prev_post_parse_analyze) prev_post_parse_analyze(pstate, query, jstate);
+  if (query->commandType == CMD_UTILITY || !pstate->p_sourcetext ||
+      !strstr(pstate->p_sourcetext, kMarker))
+    return;
+  List *marked = marked_relids(pstate->p_sourcetext);
+  check_relations(reinterpret_cast<Node *>(query), marked);
+  list_free(marked);
+}
+
+}  // namespace
+
+std::string named_table(uint32_t relid, const std::string &qualified, bool only_rows) {
+  return std::string(only_rows ? "ONLY " : "") + kMarker + std::to_string(relid) + "*/ " + qualified;
+}
+
+void table_names_init() {
+  prev_post_parse_analyze = post_parse_analyze_hook;
+  post_parse_analyze_hook = check_named_tables;
+}
+
+}  // namespace ectosync

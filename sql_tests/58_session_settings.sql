@@ -79,5 +79,36 @@ DROP TABLE births;
 DROP DOMAIN born_on;
 DROP TYPE update_state;
 
+-- search_path: a held value's tables are the ones it was held for.  Its
+-- spec names them as values carry it (qualified); a later call under
+-- another search_path, where a temporary table takes the name (pg_temp is
+-- searched first), still reads them, and so does every session sharing it.
+CREATE TABLE sp_people (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE sp_posts (id int PRIMARY KEY, author_id int REFERENCES sp_people, title text);
+INSERT INTO sp_people VALUES (1, 'ann');
+INSERT INTO sp_posts VALUES (1, 1, 'first');
+SELECT ectosync.watch('sp_posts', '[{"writer": {"belongs_to": "sp_people", "columns": ["author_id"]}}]')
+  IS NOT NULL AS watched;
+SELECT ectosync.hold('sp', 'sp_posts', '[{"writer": {"belongs_to": "sp_people", "columns": ["author_id"]}}]',
+                     listen => false) IS NOT NULL AS held;
+SELECT assocs #>> '{writer,belongs_to}' AS held_for FROM ectosync.held() WHERE name = 'sp';
+CREATE TEMP TABLE sp_people (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO sp_people VALUES (1, 'forged');
+SET search_path = "$user", public;
+INSERT INTO public.sp_posts VALUES (2, 1, 'second');
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT jsonb_path_query_array(c, '$.patch[*].value.writer.name') AS writers
+  FROM (SELECT ectosync.changes('sp') AS c) r;
+SELECT c #>> '{patch,0,path}' = '' AS whole,
+       (c #> '{patch,0,value}') - 'seq' =
+       ectosync.load('public.sp_posts', '[{"writer": {"belongs_to": "public.sp_people", "columns": ["author_id"]}}]') - 'seq'
+         AS equal_to_a_fresh_load
+  FROM (SELECT ectosync.changes('sp', 0) AS c) r;
+RESET search_path;
+DROP TABLE pg_temp.sp_people;
+SELECT ectosync.release('sp') AS released;
+SELECT ectosync.unwatch('sp_posts');
+DROP TABLE sp_posts, sp_people;
+
 SELECT ectosync.unwatch('settings_rows');
 DROP TABLE settings_rows;

@@ -55,6 +55,13 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   refuse_transaction_snapshot("hold");
   const Plan &plan = resolve_plan(relid, assocs);
   refuse_own_changes(plan, "hold");
+  /* The spec as values carry it, its tables' names qualified: a later call
+   * under another search_path reads the tables the value was held for,
+   * not a temporary table of the same name (whose rows a shared value
+   * would publish to every session that holds it). */
+  assocs = pg_call([&] {
+    return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(plan.spec.c_str())));
+  });
   /* The filter as values carry it, for good: its interest keys are then the
    * texts events carry (a uuid given in capitals is not), and a reload
    * reads what the value was held for. */

@@ -57,6 +57,22 @@ SELECT * FROM dblink('other', $$SELECT notifications > 0 FROM ectosync.held() WH
 SELECT ectosync.unwatch('xt');
 DROP TABLE xt;
 
+-- A database that stops allowing connections keeps its slot: its sessions
+-- and its worker go on, and so do their events.  (The launcher looks at
+-- the databases every 5 s.)
+ALTER DATABASE ectosync_other ALLOW_CONNECTIONS false;
+SELECT pg_sleep(6);
+SELECT dblink_exec('other', 'INSERT INTO yt VALUES (3, 1)');
+SELECT dblink_exec('other', $$SET statement_timeout = '20s'$$);
+SELECT * FROM dblink('other', $$SELECT ectosync.wait_for_worker()$$) AS t(caught_up boolean);
+SELECT * FROM dblink('other', $$
+  SELECT jsonb_path_query_array(ectosync.changes('b'), '$.patch[*].value.id') $$)
+  AS t(rows_added jsonb);
+SELECT * FROM dblink('other', $$
+  SELECT count(*) FROM ectosync._events_since(0) WHERE tbl = 'public.yt' AND pk = '3' $$)
+  AS t(logged bigint);
+ALTER DATABASE ectosync_other ALLOW_CONNECTIONS true;
+
 SELECT dblink_disconnect('other');
 DROP DATABASE ectosync_other WITH (FORCE);
 DROP TABLE shared_name;

@@ -62,8 +62,13 @@ namespace ectosync {
 
 /* ---- the launcher ---- */
 
-static std::vector<Oid> connectable_databases() {
-  std::vector<Oid> dbs;
+/* The databases: all of them, and those a worker may connect to. */
+struct Databases {
+  std::vector<Oid> all, connectable;
+};
+
+static Databases read_databases() {
+  Databases dbs;
   pg_call([&] {
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
@@ -73,7 +78,8 @@ static std::vector<Oid> connectable_databases() {
     HeapTuple tuple;
     while (HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection))) {
       Form_pg_database db = (Form_pg_database)GETSTRUCT(tuple);
-      if (db->datallowconn && !db->datistemplate) dbs.push_back(db->oid);
+      dbs.all.push_back(db->oid);
+      if (db->datallowconn && !db->datistemplate) dbs.connectable.push_back(db->oid);
     }
     table_endscan(scan);
     table_close(rel, AccessShareLock);
@@ -122,6 +128,9 @@ static std::vector<Oid> slot_owners() {
  * Frees the slots of databases that were dropped (their worker went with
  * them).  owners was read before dbs: a slot claimed before the database
  * list was read belongs to a database that list shows, unless it is gone.
+ * dbs are all the databases: one that no longer allows connections (or
+ * became a template) still has its sessions and its worker, whose events
+ * the slot holds.
  */
 static void release_dropped(const std::vector<Oid> &owners, const std::vector<Oid> &dbs) {
   for (int i = 0; i < (int)owners.size(); i++)
@@ -133,9 +142,9 @@ void launcher_loop() {
   std::map<Oid, BackgroundWorkerHandle *> workers;
   for (;;) {
     std::vector<Oid> owners = slot_owners();
-    std::vector<Oid> dbs = connectable_databases();
-    release_dropped(owners, dbs);
-    for (Oid dboid : dbs) {
+    Databases dbs = read_databases();
+    release_dropped(owners, dbs.all);
+    for (Oid dboid : dbs.connectable) {
       auto found = workers.find(dboid);
       pid_t pid;
       bool running = found != workers.end() && found->second &&

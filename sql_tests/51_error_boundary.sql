@@ -96,3 +96,31 @@ SELECT (ectosync.sync(v, e) - 'seq') = (ectosync.load('posts', '["tags"]') - 'se
 FROM val, ev;
 UPDATE tags SET name = rtrim(name, '!') WHERE id = 2;
 SELECT ectosync.unwatch('posts', '["tags"]');
+
+-- One held value whose reload fails in the middle of PostgreSQL's work
+-- (its filter no longer casts: an enum value renamed) is its own row of
+-- wait_changes(), and the transaction goes on sound: the failed cast is
+-- rolled back alone, and no SPI connection or snapshot is left behind
+-- (PostgreSQL would warn at commit).
+CREATE TYPE boundary_mood AS ENUM ('happy', 'sad');
+CREATE TABLE boundary_people (id int PRIMARY KEY, mood boundary_mood, name text);
+INSERT INTO boundary_people VALUES (1, 'happy', 'a'), (2, 'sad', 'b');
+SELECT ectosync.watch('boundary_people') IS NOT NULL AS watched;
+SELECT ectosync.hold('happy', 'boundary_people', '[]', '{"mood": "happy"}', listen => false)
+  IS NOT NULL AS held;
+SELECT ectosync.hold('second', 'boundary_people', '[]', '{"id": 2}', listen => false)
+  IS NOT NULL AS held;
+ALTER TYPE boundary_mood RENAME VALUE 'happy' TO 'glad';
+UPDATE boundary_people SET name = 'b2' WHERE id = 2;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT name, error, jsonb_path_query_array(patch, '$[*].value.rows[*].name') AS names
+  FROM ectosync.wait_changes(1000) ORDER BY name;
+DO $$
+BEGIN
+  PERFORM * FROM ectosync.wait_changes(0);
+  PERFORM count(*) FROM boundary_people;
+END $$;
+SELECT ectosync.release(ARRAY['happy', 'second']) AS released;
+SELECT ectosync.unwatch('boundary_people');
+DROP TABLE boundary_people;
+DROP TYPE boundary_mood;

@@ -5,6 +5,7 @@
 #include "pg/pg_boundary.hpp"
 
 extern "C" {
+#include "access/xact.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 }
@@ -68,6 +69,37 @@ Failure capture_current_exception() noexcept {
     failure.message = pstrdup("ecto_sync internal error: unknown exception");
   }
   return failure;
+}
+
+Subtransaction begin_subtransaction() {
+  Subtransaction sub{CurrentMemoryContext, CurrentResourceOwner};
+  pg_call([&] {
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(sub.context);
+  });
+  return sub;
+}
+
+void end_subtransaction(const Subtransaction &sub, bool commit) {
+  pg_call([&] {
+    if (commit)
+      ReleaseCurrentSubTransaction();
+    else
+      RollbackAndReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(sub.context);
+    CurrentResourceOwner = sub.owner;
+  });
+}
+
+std::optional<Error> recovered(const PgError &e) {
+  const ErrorData *data = e.data();
+  if (!data || data->elevel > ERROR) return std::nullopt;
+  for (char cls : {'3', '7', '8'}) /* 53, 57, 58: resources, operator, system */
+    if (ERRCODE_TO_CATEGORY(data->sqlerrcode) == MAKE_SQLSTATE('5', cls, '0', '0', '0'))
+      return std::nullopt;
+  if (ERRCODE_TO_CATEGORY(data->sqlerrcode) == ERRCODE_INTERNAL_ERROR) return std::nullopt;
+  return Error(data->sqlerrcode, data->message ? data->message : "",
+               data->detail ? data->detail : "", data->hint ? data->hint : "");
 }
 
 void raise_failure(const Failure &failure) {

@@ -36,6 +36,7 @@ extern "C" {
 #include "fmgr.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 }
 
 #include <exception>
@@ -49,17 +50,22 @@ namespace ectosync {
 /* A PostgreSQL error caught by pg_call(); owns the copied ErrorData. */
 class PgError : public std::exception {
  public:
-  explicit PgError(ErrorData *data) : data_(data) {}
-  PgError(PgError &&other) noexcept : data_(std::exchange(other.data_, nullptr)) {}
+  explicit PgError(ErrorData *data) : data_(data) { alive_++; }
+  PgError(PgError &&other) noexcept : data_(std::exchange(other.data_, nullptr)) { alive_++; }
   PgError(const PgError &) = delete;
   PgError &operator=(const PgError &) = delete;
-  ~PgError() override = default; /* ErrorData lives in a memory context */
+  ~PgError() override { alive_--; } /* ErrorData lives in a memory context */
 
   const char *what() const noexcept override;
   ErrorData *release() { return std::exchange(data_, nullptr); }
+  const ErrorData *data() const { return data_; }
+  /* Whether one is being thrown or handled: the transaction is then in no
+   * state to go on with (SpiScope leaves SPI to the abort). */
+  static bool any_alive() { return alive_ > 0; }
 
  private:
   ErrorData *data_;
+  static inline int alive_ = 0;
 };
 
 /* An error ecto_sync raises itself: a SQLSTATE and the ereport texts. */
@@ -90,6 +96,17 @@ struct Failure {
 Failure capture_current_exception() noexcept;
 /* Raises a captured failure as ereport(ERROR); never returns. */
 [[noreturn]] void raise_failure(const Failure &failure);
+
+/* in_subtransaction()'s steps. */
+struct Subtransaction {
+  MemoryContext context;
+  ResourceOwner owner;
+};
+Subtransaction begin_subtransaction();
+void end_subtransaction(const Subtransaction &sub, bool commit);
+/* The Error of a PostgreSQL error that a rollback recovers from; nullopt
+ * for a cancel, a shutdown, resources or the system failing. */
+std::optional<Error> recovered(const PgError &e);
 }  // namespace detail
 
 /*
@@ -107,6 +124,36 @@ auto pg_call(Fn &&fn) -> decltype(fn()) {
     detail::pg_try([](void *f) { (*static_cast<decltype(run) *>(f))(); }, &run);
     return std::move(*result);
   }
+}
+
+/*
+ * fn() in a subtransaction of its own, as in PL/pgSQL's EXCEPTION blocks:
+ * it commits when fn() returns and rolls back when fn() throws.  What fn()
+ * pallocs goes to the caller's context.  A PostgreSQL error that the
+ * rollback recovers from then comes out as an Error (its SQLSTATE and
+ * texts): the transaction is sound again, and the caller may go on.  A
+ * cancel, or resources or the system failing, stays a PgError.
+ */
+template <typename Fn>
+auto in_subtransaction(Fn &&fn) -> decltype(fn()) {
+  using Result = decltype(fn());
+  detail::Subtransaction sub = detail::begin_subtransaction();
+  std::conditional_t<std::is_void_v<Result>, bool, std::optional<Result>> result{};
+  try {
+    if constexpr (std::is_void_v<Result>)
+      fn();
+    else
+      result.emplace(fn());
+  } catch (PgError &e) {
+    detail::end_subtransaction(sub, false);
+    if (std::optional<Error> error = detail::recovered(e)) throw *error;
+    throw;
+  } catch (...) {
+    detail::end_subtransaction(sub, false);
+    throw;
+  }
+  detail::end_subtransaction(sub, true);
+  if constexpr (!std::is_void_v<Result>) return std::move(*result);
 }
 
 /*

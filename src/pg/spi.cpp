@@ -38,7 +38,10 @@ SpiScope::SpiScope() {
 }
 
 SpiScope::~SpiScope() {
-  if (std::uncaught_exceptions() == exceptions_) SPI_finish();
+  /* A PostgreSQL error leaves SPI to the transaction's abort; an error of
+   * ecto_sync's own leaves the transaction sound, and the caller may go on
+   * (wait_changes() with one value failing). */
+  if (std::uncaught_exceptions() == exceptions_ || !PgError::any_alive()) SPI_finish();
 }
 
 namespace {

@@ -23,7 +23,7 @@ namespace ectosync {
 /*
  * An SPI connection for the lifetime of the object, with the pinned
  * settings (sql_context.hpp) that every query ecto_sync generates runs
- * under.  When an exception unwinds it, SPI_finish is skipped: the error
+ * under.  When a PgError unwinds it, SPI_finish is skipped: the error
  * aborts the transaction, which cleans SPI up.
  */
 class SpiScope {

@@ -381,11 +381,13 @@ std::string render_as_column(const std::string &table, const std::string &column
   std::string message = "invalid " + what + " for \"" + column + "\" of table " + table;
   std::vector<SpiRow> rows;
   try {
-    rows = spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
-                    {{TEXTOID, text}}, false);
-  } catch (PgError &e) {
-    ErrorData *data = e.release();
-    throw Error(data->sqlerrcode, message, data->message ? data->message : "", hint);
+    /* (a subtransaction: the caller may go on after a value that fails) */
+    rows = in_subtransaction([&] {
+      return spi_rows("SELECT " + cast + "::pg_catalog.text, pg_catalog.jsonb_typeof(" + cast + ")",
+                      {{TEXTOID, text}}, false);
+    });
+  } catch (const Error &e) {
+    throw Error(e.sqlstate, message, e.message, hint);
   }
   if (*rows.at(0)[1] != json_type_name(value.type))
     throw Error(ERRCODE_INVALID_PARAMETER_VALUE, message,

@@ -174,6 +174,43 @@ SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
 INSERT INTO grants VALUES (4, 2.500, 'e');
 SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
 SELECT jsonb_pretty(copy -> 'rows') AS rows FROM client WHERE name = 'grants';
+-- Another row moves to it by an UPDATE, after the parent changed: the
+-- parent is read from the cache, where it is one entry whatever the text.
+UPDATE grants SET fund_id = 2.500 WHERE id = 3;
+SELECT * FROM pg_temp.step() WHERE name IN ('funds', 'grants');
+-- A filtered value is woken by the events its keys name: its grant names
+-- the fund 2.500, the fund's events say 2.5.
+INSERT INTO client SELECT 'grant 2', 'grants', '["fund"]',
+  ectosync.hold('grant 2', 'grants', '["fund"]', '{"id": 2}', listen => false), 0, NULL;
+UPDATE funds SET v = v + 1 WHERE id = 2.5;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT jsonb_path_query_array(ectosync.changes('grant 2'), '$.patch[*].value') AS fund_v,
+       (SELECT v FROM funds WHERE id = 2.5) AS v;
+SELECT ectosync.release('grant 2') AS released;
+DELETE FROM client WHERE name = 'grant 2';
+
+-- char(n) of two lengths: an item's box 'ab ' (char(3)) is the box
+-- 'ab   ' (char(5)), as their = says.
+CREATE TABLE boxes (code char(5) PRIMARY KEY, v int);
+CREATE TABLE box_items (id int PRIMARY KEY, box char(3) REFERENCES boxes, note text);
+INSERT INTO boxes VALUES ('ab', 1), ('cd', 2);
+INSERT INTO box_items VALUES (1, 'ab', 'x');
+SELECT ectosync.watch('boxes', '["box_items"]') IS NOT NULL AS watched;
+SELECT ectosync.watch('box_items', '[{"owner": {"belongs_to": "boxes", "columns": ["box"]}}]')
+  IS NOT NULL AS watched;
+INSERT INTO client
+  SELECT n, t, a, ectosync.hold(n, t, a, listen => false), 0, ectosync.load(t, a)
+  FROM (VALUES ('boxes', 'boxes'::regclass, '["box_items"]'::jsonb),
+               ('box_items', 'box_items',
+                '[{"owner": {"belongs_to": "boxes", "columns": ["box"]}}]')) v(n, t, a);
+UPDATE box_items SET note = 'y' WHERE id = 1;
+INSERT INTO box_items VALUES (2, 'ab', 'z');
+SELECT * FROM pg_temp.step() WHERE name IN ('boxes', 'box_items');
+UPDATE boxes SET v = 10 WHERE code = 'ab';
+UPDATE box_items SET box = 'cd' WHERE id = 1;
+SELECT * FROM pg_temp.step() WHERE name IN ('boxes', 'box_items');
+SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client
+ WHERE name IN ('boxes', 'box_items') ORDER BY name;
 
 -- Keys that cannot be: a type events cannot carry as to_jsonb renders it,
 -- and a table whose only unique index allows NULLs.
@@ -190,6 +227,6 @@ SELECT ectosync.watch('swapped');
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
   FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
-               ('funds'), ('grants')) v(t);
+               ('funds'), ('grants'), ('boxes'), ('box_items')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -81,10 +81,29 @@ TEST(EventPk, OldAndNewKeysInPkOrder) {
 
 TEST(CacheKey, ValuesCannotRunIntoEachOther) {
   using Key = std::vector<std::optional<std::string>>;
-  EXPECT_NE(encode_key(Key{"1:2", "3"}), encode_key(Key{"1", "2:3"}));
-  EXPECT_NE(encode_key(Key{"ab", ""}), encode_key(Key{"a", "b"}));
-  EXPECT_NE(encode_key(Key{std::nullopt}), encode_key(Key{"N;"}));
-  EXPECT_EQ(encode_key(Key{"42"}), encode_key(Key{"42"}));
+  std::vector<KeyKind> text2{KeyKind::Text, KeyKind::Text};
+  EXPECT_NE(encode_key(Key{"1:2", "3"}, text2), encode_key(Key{"1", "2:3"}, text2));
+  EXPECT_NE(encode_key(Key{"ab", ""}, text2), encode_key(Key{"a", "b"}, text2));
+  EXPECT_NE(encode_key(Key{std::nullopt}, text2), encode_key(Key{"N;"}, text2));
+  EXPECT_EQ(encode_key(Key{"42"}, text2), encode_key(Key{"42"}, text2));
+}
+
+/* One key per value whatever way its type's = lets it be written: a row
+ * read through a foreign key written "2.500" is the row of key "2.5". */
+TEST(CacheKey, OneKeyPerValue) {
+  using Key = std::vector<std::optional<std::string>>;
+  std::vector<KeyKind> number{KeyKind::Number}, chars{KeyKind::Char}, text{KeyKind::Text};
+  EXPECT_EQ(encode_key(Key{"2.500"}, number), encode_key(Key{"2.5"}, number));
+  EXPECT_EQ(encode_key(Key{"3.000"}, number), encode_key(Key{"3"}, number));
+  EXPECT_EQ(encode_key(Key{"0.0"}, number), encode_key(Key{"0"}, number));
+  EXPECT_NE(encode_key(Key{"30"}, number), encode_key(Key{"3"}, number));
+  EXPECT_NE(encode_key(Key{"2.05"}, number), encode_key(Key{"2.5"}, number));
+  EXPECT_EQ(encode_key(Key{"100"}, number), encode_key(Key{"100"}, number));
+  EXPECT_EQ(encode_key(Key{"ab "}, chars), encode_key(Key{"ab   "}, chars));
+  EXPECT_NE(encode_key(Key{" ab"}, chars), encode_key(Key{"ab"}, chars));
+  /* text keeps every byte: "a " and "a" are two values */
+  EXPECT_NE(encode_key(Key{"a "}, text), encode_key(Key{"a"}, text));
+  EXPECT_NE(encode_key(Key{"2.50"}, text), encode_key(Key{"2.5"}, text));
 }
 
 TEST(EventId, FormatsAndParses) {

@@ -177,16 +177,19 @@ bool decode_columns(std::string_view in, std::vector<ColumnChange> &columns) {
   return in.empty();
 }
 
-std::string encode_key(const std::vector<std::optional<std::string>> &values) {
+std::string encode_key(const std::vector<std::optional<std::string>> &values,
+                       const std::vector<KeyKind> &kinds) {
   std::string key;
-  for (const auto &v : values) {
-    if (!v) {
+  for (size_t i = 0; i < values.size(); i++) {
+    if (!values[i]) {
       key += "N;";
       continue;
     }
-    key += std::to_string(v->size());
+    std::string text =
+        i < kinds.size() ? canonical_key_text(kinds[i], *values[i]) : std::string(*values[i]);
+    key += std::to_string(text.size());
     key += ':';
-    key += *v;
+    key += text;
   }
   return key;
 }

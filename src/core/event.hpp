@@ -16,6 +16,8 @@
  */
 #pragma once
 
+#include "core/plan.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -108,10 +110,12 @@ size_t encoded_size(const RawColumn *columns, int count) noexcept;
 char *encode_raw_columns(const RawColumn *columns, int count, char *out) noexcept;
 
 /*
- * A cache key: the primary-key values, each length-prefixed, so that no
+ * A cache key: the primary-key values of columns of kinds, each in its
+ * canonical form (canonical_key_text()) and length-prefixed, so that no
  * value can run into the next.
  */
-std::string encode_key(const std::vector<std::optional<std::string>> &values);
+std::string encode_key(const std::vector<std::optional<std::string>> &values,
+                       const std::vector<KeyKind> &kinds);
 
 /* "<epoch as 16 hex digits>:<seq>" */
 std::string format_event_id(uint64_t epoch, uint64_t seq);

@@ -88,6 +88,15 @@ int compare_event_texts(KeyKind kind, std::string_view a, std::string_view b) {
 }
 
 uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value) {
+  /* A value's texts may differ by how it was written (numeric's scale, the
+   * padding of char(n) of another length): a foreign key written "3.000"
+   * names the row whose key is "3".  The token is of the canonical text of
+   * either kind (canonical_key_text()); that a text column's "3.0" and "3"
+   * share a token only wakes a value that the event turns out not to
+   * change. */
+  std::string loose = canonical_key_text(KeyKind::Char, value);
+  loose = canonical_key_text(KeyKind::Number, loose);
+  value = loose;
   uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
   auto feed = [&](const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) {

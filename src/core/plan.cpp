@@ -103,4 +103,26 @@ int compare_time_texts(std::string_view a, std::string_view b) {
   return sign(pa.rest.compare(pb.rest));
 }
 
+int compare_char_texts(std::string_view a, std::string_view b) {
+  size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; i++) {
+    unsigned char x = i < a.size() ? a[i] : ' ', y = i < b.size() ? b[i] : ' ';
+    if (x != y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+std::string canonical_key_text(KeyKind kind, std::string_view text) {
+  if (kind == KeyKind::Char) {
+    size_t end = text.find_last_not_of(' ');
+    return std::string(text.substr(0, end == std::string_view::npos ? 0 : end + 1));
+  }
+  size_t dot = text.find('.');
+  if (kind != KeyKind::Number || dot == std::string_view::npos ||
+      text.find_first_not_of("0123456789", dot + 1) != std::string_view::npos)
+    return std::string(text);
+  size_t end = text.find_last_not_of('0');
+  return std::string(text.substr(0, end == dot ? dot : end + 1));
+}
+
 }  // namespace ectosync

@@ -64,6 +64,23 @@ inline bool is_time_kind(KeyKind kind) {
  */
 int compare_time_texts(std::string_view a, std::string_view b);
 
+/*
+ * Order (-1/0/1) of two char(n) texts: the shorter padded with blanks, as
+ * char(n)'s = compares them.  Paired columns may be of other lengths
+ * (char(3) referencing char(5): "ab " and "ab   " are one value); within
+ * one column this is the order of the padded bytes that load() gives.
+ */
+int compare_char_texts(std::string_view a, std::string_view b);
+
+/*
+ * A key value's text in the one form its type's = makes of every way of
+ * writing it: numeric's trailing fractional zeros and char(n)'s trailing
+ * blanks go ("2.50" and "2.5", "ab " and "ab   ").  A row read through a
+ * foreign key written otherwise than its own key is then cached, found and
+ * updated under one key (encode_key()).
+ */
+std::string canonical_key_text(KeyKind kind, std::string_view text);
+
 struct Column {
   std::string name;   /* attname, unquoted */
   int16_t attnum = 0; /* survives column renames; events carry attnums */

@@ -62,6 +62,7 @@ int compare_elem_part(KeyKind kind, const std::optional<jb::Elem> &e, const Part
   }
   if (!e->is_string()) return -1;
   if (is_time_kind(kind)) return compare_time_texts(e->str(), *p.text);
+  if (kind == KeyKind::Char) return compare_char_texts(e->str(), *p.text);
   return jb::compare_bytes(e->str(), *p.text);
 }
 
@@ -74,9 +75,11 @@ int compare_elems(KeyKind kind, const std::optional<jb::Elem> &a,
     if (x && y) return jb::compare_numeric(*x, *y);
   }
   if (a->is_numeric() && b->is_numeric()) return jb::compare_numeric(a->numeric(), b->numeric());
-  if (a->is_string() && b->is_string())
-    return is_time_kind(kind) ? compare_time_texts(a->str(), b->str())
-                              : jb::compare_bytes(a->str(), b->str());
+  if (a->is_string() && b->is_string()) {
+    if (is_time_kind(kind)) return compare_time_texts(a->str(), b->str());
+    if (kind == KeyKind::Char) return compare_char_texts(a->str(), b->str());
+    return jb::compare_bytes(a->str(), b->str());
+  }
   /* booleans: JENTRY_ISBOOL_FALSE < JENTRY_ISBOOL_TRUE; mixed types by type */
   return a->type == b->type ? 0 : (a->type < b->type ? -1 : 1);
 }
@@ -108,7 +111,12 @@ bool same_texts(const std::vector<Column> &cols, const Texts &a, const Texts &b)
       if (a[i].has_value() != b[i].has_value()) return false;
       continue;
     }
-    if (i >= cols.size() || cols[i].kind != KeyKind::Number) return false;
+    if (i >= cols.size()) return false;
+    if (cols[i].kind == KeyKind::Char) {
+      if (compare_char_texts(*a[i], *b[i]) != 0) return false;
+      continue;
+    }
+    if (cols[i].kind != KeyKind::Number) return false;
     if (jb::compare_numeric(parse_numeric(*a[i]), parse_numeric(*b[i])) != 0) return false;
   }
   return true;

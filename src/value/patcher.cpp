@@ -60,8 +60,15 @@ bool row_matches_key(jb::View row, const std::vector<Column> &cols, const Key &k
 /* Whether row a's cols_a equal row b's cols_b, pairwise (no NULLs). */
 bool rows_match(jb::View a, const std::vector<Column> &cols_a, jb::View b,
                 const std::vector<Column> &cols_b) {
-  for (size_t i = 0; i < cols_a.size(); i++)
-    if (!equal_elems(a.get(cols_a[i].name), b.get(cols_b[i].name))) return false;
+  for (size_t i = 0; i < cols_a.size(); i++) {
+    std::optional<jb::Elem> x = a.get(cols_a[i].name), y = b.get(cols_b[i].name);
+    /* (char(n) of two lengths: their = pads the shorter) */
+    if (cols_a[i].kind == KeyKind::Char && x && y && x->is_string() && y->is_string()) {
+      if (compare_char_texts(x->str(), y->str()) != 0) return false;
+    } else if (!equal_elems(x, y)) {
+      return false;
+    }
+  }
   return true;
 }
 
@@ -128,7 +135,9 @@ RowState Patcher::read_row(const TableInfo &t, const Texts &pk) {
   RowState s;
   s.texts = pk;
   s.key = make_key(t.pk, pk);
-  std::string ckey = encode_key(pk);
+  std::vector<KeyKind> kinds;
+  for (const Column &c : t.pk) kinds.push_back(c.kind);
+  std::string ckey = encode_key(pk, kinds);
   bool secure = rls(t.relid);
   if (!secure) {
     CachedRow c = pg_call([&] { return cache_get(t.relid, ckey); });

@@ -185,7 +185,10 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, const ReadMark &m
   if (rc != SPI_OK_SELECT)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: loading " + meta.display + " failed");
 
-  std::set<Key> missing = keys;
+  /* (by canonical keys: a key asked for in a foreign key's writing, "2.50",
+   * is the row found as "2.5") */
+  std::vector<KeyKind> kinds = key_kinds(meta);
+  std::set<std::string> found;
   uint64 rows = SPI_processed;
   for (uint64 r = 0; r < rows; r++) {
     HeapTuple tuple = SPI_tuptable->vals[r];
@@ -198,13 +201,13 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, const ReadMark &m
     bool isnull;
     Datum row = pg_call([&] { return SPI_getbinval(tuple, desc, (int)ncols + 1, &isnull); });
     Jsonb *jsonb = pg_call([&] { return DatumGetJsonbP(row); });
-    std::string ckey = encode_key(key);
+    std::string ckey = encode_key(key, kinds);
     pg_call([&] { cache_put(relid, ckey, mark, jsonb); });
-    missing.erase(key);
+    found.insert(std::move(ckey));
   }
-  for (const Key &key : missing) {
-    std::string ckey = encode_key(key);
-    pg_call([&] { cache_put(relid, ckey, mark, nullptr); });
+  for (const Key &key : keys) {
+    std::string ckey = encode_key(key, kinds);
+    if (!found.count(ckey)) pg_call([&] { cache_put(relid, ckey, mark, nullptr); });
   }
   return rows;
 }
@@ -300,8 +303,9 @@ static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
 /* Marks keys unknown in the cache: the first call that needs such a row
  * reads it as its caller, and caches it. */
 static void forget_keys(Oid relid, const std::set<Key> &keys, uint64 seq) {
+  std::vector<KeyKind> kinds = key_kinds(meta_for(relid));
   for (const Key &key : keys) {
-    std::string ckey = encode_key(key);
+    std::string ckey = encode_key(key, kinds);
     pg_call([&] { cache_forget(relid, ckey, seq); });
   }
 }
@@ -440,8 +444,9 @@ BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool 
       result.not_loaded += table_keys.read.size();
       continue;
     }
+    std::vector<KeyKind> kinds = key_kinds(meta_for(relid));
     for (const Key &key : table_keys.related) {
-      std::string ckey = encode_key(key);
+      std::string ckey = encode_key(key, kinds);
       if (!pg_call([&] { return cache_holds(relid, ckey); })) table_keys.read.insert(key);
     }
     if (table_keys.read.empty()) continue;

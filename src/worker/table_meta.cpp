@@ -249,15 +249,25 @@ const TableMeta &meta_for(Oid relid) {
       /* The base type, qualified and without a typmod ("pg_catalog.bpchar",
        * not "character", which means char(1)): what the key's text is cast
        * to. */
+      Oid base = pg_call([&] { return getBaseType(get_atttype(relid, attnum)); });
       col.type = pg_call([&] {
-        return format_type_extended(getBaseType(get_atttype(relid, attnum)), -1,
-                                    FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+        return format_type_extended(base, -1, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
       });
+      /* (only Number and Char have texts that canonical_key_text() changes) */
+      col.kind = base == NUMERICOID ? KeyKind::Number
+                 : base == BPCHAROID ? KeyKind::Char
+                                     : KeyKind::Text;
       meta.pk.push_back(std::move(col));
     }
     meta.join_ends = join_ends(relid, primary_key_attnums(relid));
   }
   return table_meta.emplace(relid, std::move(meta)).first->second;
+}
+
+std::vector<KeyKind> key_kinds(const TableMeta &meta) {
+  std::vector<KeyKind> kinds;
+  for (const KeyCol &col : meta.pk) kinds.push_back(col.kind);
+  return kinds;
 }
 
 /* From _PG_init: the worker forgets the metadata of tables that change,

@@ -28,6 +28,7 @@ constexpr int kReadTimeoutMs = 5000;
 struct KeyCol {
   int16 attnum;
   std::string name, type; /* type: format_type_be(), for casts */
+  KeyKind kind;           /* of its base type: how the cache keys its values */
 };
 
 struct JoinEnd {
@@ -45,6 +46,9 @@ struct TableMeta {
   std::vector<JoinEnd> join_ends; /* empty unless it is a join table */
   SPIPlanPtr load_plan = nullptr; /* saved: the query of load_table() */
 };
+
+/* The kinds of a table's key columns, for encode_key(). */
+std::vector<KeyKind> key_kinds(const TableMeta &meta);
 
 extern std::unordered_map<Oid, TableMeta> table_meta;
 /* Relcache invalidation: a table's keys, name or columns may have changed. */

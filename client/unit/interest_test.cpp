@@ -61,8 +61,11 @@ TEST(Interest, KeyedColumnsMatchOldOrNewValues) {
   EXPECT_FALSE(in->matches(event(kComments, Op::Delete, {col(1, "5", {}), col(2, "9", {})})));
   /* a table the value does not hold */
   EXPECT_FALSE(in->matches(event(kOther, Op::Insert, {col(1, {}, "10"), col(2, {}, "2")})));
-  /* values are compared as the text capture writes: "10" is not "10.0" */
-  EXPECT_FALSE(in->matches(event(kComments, Op::Insert, {col(1, {}, "5"), col(2, {}, "10.0")})));
+  /* values are compared in their canonical text: a numeric foreign key
+   * written "10.0" names post 10; "100" and "1.0" do not */
+  EXPECT_TRUE(in->matches(event(kComments, Op::Insert, {col(1, {}, "5"), col(2, {}, "10.0")})));
+  EXPECT_FALSE(in->matches(event(kComments, Op::Insert, {col(1, {}, "5"), col(2, {}, "100")})));
+  EXPECT_FALSE(in->matches(event(kComments, Op::Insert, {col(1, {}, "5"), col(2, {}, "1.0")})));
 }
 
 TEST(Interest, WhatItCannotTellMatches) {

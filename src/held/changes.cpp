@@ -407,11 +407,16 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
      * changes() may reset the latch (a condition variable's sleep does),
      * so the count, not the latch alone, says whether to sleep. */
     uint64_t matched = entry >= 0 ? interest_notifications(entry) : 0;
+    uint64_t loaded = pg_call([] { return loaded_seq(); });
     pg_call([] { ResetLatch(MyLatch); });
     Reply reply = changes(name, client_version);
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
     if (reply.changed || remaining <= 0) return reply.envelope;
     if (entry >= 0 && interest_notifications(entry) != matched) continue;
+    /* A batch counted before matched was read, and loaded only after
+     * changes() looked: its wake may have gone to a sleep under changes()
+     * (another session's turn of a shared value). */
+    if (pg_call([] { return loaded_seq(); }) != loaded) continue;
     /* Without an interest entry nobody sets the latch, and events before a
      * new interest was published may have been matched against the old
      * one: look again soon. */

@@ -103,6 +103,13 @@ long share_of(Oid role) {
   return pg_call([&] { return role_share((long)area_bytes(), role); });
 }
 
+bool has_room(Oid role, long bytes, long share, int slots, int except) {
+  LWLockAcquire(control->lock, LW_SHARED);
+  Taken taken = taken_by(role, except);
+  LWLockRelease(control->lock);
+  return taken.bytes + bytes <= share && (slots < 0 || taken.slots < slots);
+}
+
 namespace {
 
 /* Frees a slot's value and log (the slot itself stays taken). */
@@ -221,6 +228,10 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
   if (!held_sharing_enabled()) return -1;
   the_area();
   uint32 hash = spec_hash(relid, spec);
+  Oid role = GetUserId();
+  long share = share_of(role);
+  long slot_share = pg_call([] { return role_share(control->nslots); });
+  if (!has_room(role, (long)value_bytes(value), share, (int)slot_share)) return -1;
   /* Copied before the lock is taken; freed if unused. */
   dsa_pointer spec_p = share_bytes(spec.c_str(), spec.size() + 1);
   dsa_pointer head_p = share_bytes(value.head, VARSIZE(value.head));
@@ -230,9 +241,6 @@ int held_share_create(uint32_t relid, const std::string &spec, const PartedValue
   dsa_pointer list_p =
       ok ? share_bytes(parts.data(), sizeof(dsa_pointer) * parts.size()) : InvalidDsaPointer;
   int slot = -1;
-  Oid role = GetUserId();
-  long share = share_of(role);
-  long slot_share = pg_call([] { return role_share(control->nslots); });
   if (ok && DsaPointerIsValid(list_p)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     for (int i = 0; i < control->nslots && slot < 0; i++)

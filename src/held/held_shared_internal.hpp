@@ -85,6 +85,15 @@ struct Taken {
 Taken taken_by(Oid role, int except = -1);
 /* role's share of the area's bytes (not under the lock: it reads the catalog). */
 long share_of(Oid role);
+/*
+ * Whether role has room for bytes more within share (and for one more slot
+ * within slots, unless slots < 0), slot `except` left out; takes the lock.
+ * Asked before a value is copied into the area, so that a value past its
+ * role's share is not copied at all: the copy would take, for as long as
+ * it lasts, room that other roles' values need.  The answer under the lock
+ * after the copy is the one that counts (others may have taken room).
+ */
+bool has_room(Oid role, long bytes, long share, int slots, int except = -1);
 
 /* The area, attached on first use (for the life of the backend). */
 dsa_area *the_area();

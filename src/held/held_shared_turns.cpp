@@ -112,6 +112,23 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   long share = share_of(creator);
   long my_share = me == creator ? share : share_of(me);
   long my_slots = pg_call([&] { return role_share(control->nslots, me); });
+  Size events_bytes = MAXALIGN(sizeof(uint64) * events.size());
+  Size piece_size =
+      std::max<Size>(events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0), MAXIMUM_ALIGNOF);
+  /* (nothing is copied for a value that fits no share: has_room()) */
+  LWLockAcquire(control->lock, LW_SHARED);
+  const LogEntry &oldest = s.log[s.version % kLogEntries]; /* (replaced: freed) */
+  long estimate =
+      (long)(value_bytes(value) + s.logged - (oldest.version ? oldest.size : 0) + piece_size);
+  LWLockRelease(control->lock);
+  if (!has_room(creator, estimate, share, -1, slot) &&
+      (me == creator || !has_room(me, estimate, my_share, (int)my_slots, slot))) {
+    LWLockAcquire(control->lock, LW_EXCLUSIVE);
+    s.closed = true;
+    LWLockRelease(control->lock);
+    held_share_abandon(slot);
+    return false;
+  }
   /* What the value shares with the old one stays; the rest is copied. */
   std::vector<dsa_pointer> old_ptrs;
   std::vector<const Jsonb *> old_addrs;
@@ -128,9 +145,6 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
       ok ? share_bytes(parts.data(), sizeof(dsa_pointer) * parts.size()) : InvalidDsaPointer;
   /* the patch: [events][ops] */
   dsa_pointer piece = InvalidDsaPointer;
-  Size events_bytes = MAXALIGN(sizeof(uint64) * events.size());
-  Size piece_size =
-      std::max<Size>(events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0), MAXIMUM_ALIGNOF);
   if (ok && DsaPointerIsValid(list_p)) {
     piece = dsa_allocate_extended(the_area(), piece_size, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
     if (DsaPointerIsValid(piece)) {

@@ -116,6 +116,30 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   return header.seq;
 }
 
+/*
+ * A committing transaction's RELOAD marker of table relid: a record after
+ * its events, as restart_capture() writes one, with the table's cache
+ * floor at its seq (not when only row level security changed: no row
+ * did).  Only without room, or for every table (relid 0: roles changed,
+ * whose markers wait their turn, roles_marker_waits()), does it go to the
+ * gap set.  The set holds kMaxGaps tables and then stands for every
+ * table: one role that truncated more of its own tables at each pass than
+ * that made every value of the database reload.  The caller holds
+ * slot->lock exclusive.
+ */
+static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
+
+static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now) {
+  WhyBody body(why);
+  if (relid == 0 || !make_room(slot, record_size(sizeof body.bytes))) {
+    add_gap(slot, relid, why);
+    return;
+  }
+  uint64 seq = append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now);
+  slot->stats.gaps++;
+  if (!row_security_only(why)) raise_floor(slot, relid, seq);
+}
+
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
                   int reload_count) {
   DbSlot *slot = current_slot();
@@ -138,7 +162,7 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
     for (int i = 0; i < count; i++) add_gap(slot, events[i].relid, kReloadQueueFull);
     slot->stats.events_dropped += count;
   }
-  for (int i = 0; i < reload_count; i++) add_gap(slot, reloads[i].relid, reloads[i].why);
+  for (int i = 0; i < reload_count; i++) append_marker(slot, reloads[i].relid, reloads[i].why, now);
   slot->stats.queue_peak_bytes =
       std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
   Latch *latch = slot->worker_latch;

@@ -93,8 +93,9 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.shared = shared;
   h.base = base;
   if (shared < 0) {
-    h.context = value_context();
-    h.value = in_context(h.context, [&] { return split_value(value); });
+    OwnedContext context(value_context()); /* (gone if split_value() throws) */
+    h.value = in_context(context.get(), [&] { return split_value(value); });
+    h.context = context.release();
     h.scanned = value_seq(value);
   }
   h.listening = listen;

@@ -116,8 +116,11 @@ static void in_transaction(const std::function<void()> &body) {
 
 static void report_failure(const char *what, const std::exception &e) {
   std::string message = e.what();
-  ereport(WARNING, (errmsg("ecto_sync worker: %s: %s", what, message.c_str()),
-                    errdetail("The tables involved get RELOAD markers.")));
+  /* (through pg_call: it runs in a catch block, with message alive) */
+  pg_call([&] {
+    ereport(WARNING, (errmsg("ecto_sync worker: %s: %s", what, message.c_str()),
+                      errdetail("The tables involved get RELOAD markers.")));
+  });
 }
 
 /*

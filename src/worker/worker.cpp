@@ -216,6 +216,19 @@ static void mark_absent(Oid dboid, uint64 wakeups_seen) {
   LWLockRelease(shared->slots_lock);
 }
 
+/* Exit callback: the slot no longer names this worker, whose pid another
+ * process may get (a worker that exits with an error is started again,
+ * and would take that process for a live worker of the slot). */
+static void leave_slot(int, Datum arg) {
+  DbSlot *slot = (DbSlot *)DatumGetPointer(arg);
+  LWLockAcquire(shared->slots_lock, LW_EXCLUSIVE);
+  if (slot->worker_pid == MyProcPid) {
+    slot->worker_pid = 0;
+    slot->worker_latch = nullptr;
+  }
+  LWLockRelease(shared->slots_lock);
+}
+
 /* Takes the slot of this database unless another live worker has it. */
 static DbSlot *become_worker() {
   DbSlot *slot = claim_slot(MyDatabaseId);
@@ -232,6 +245,7 @@ static DbSlot *become_worker() {
     slot->worker_latch = MyLatch;
   }
   LWLockRelease(shared->slots_lock);
+  if (!taken) pg_call([&] { before_shmem_exit(leave_slot, PointerGetDatum(slot)); });
   return taken ? nullptr : slot;
 }
 

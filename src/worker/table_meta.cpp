@@ -106,26 +106,38 @@ void forget_invalidated_meta() {
   all_invalidated = false;
 }
 
+/* Whether column attnum of relid is NOT NULL (from the catalog cache). */
+static bool attribute_not_null(Oid relid, AttrNumber attnum) {
+  HeapTuple tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+  if (!HeapTupleIsValid(tuple)) return false;
+  bool not_null = ((Form_pg_attribute)GETSTRUCT(tuple))->attnotnull;
+  ReleaseSysCache(tuple);
+  return not_null;
+}
+
 /*
- * The key columns of rel, in index order, into out (INDEX_MAX_KEYS of
+ * The key columns of relid, in index order, into out (INDEX_MAX_KEYS of
  * them); returns how many (0: none).  The key is chosen as catalog.cpp's
  * kIndexesSql chooses it: the primary key; else the REPLICA IDENTITY index;
  * else the unique, valid, immediate, non-partial, non-expression index
  * whose columns are all NOT NULL with the fewest columns, lowest oid first.
- * Plain C: it runs inside pg_call().
+ * From pg_index, without opening the table: a batch must not wait for the
+ * lock of a table that an ALTER TABLE holds (every table of the batch
+ * would fail with it).  Plain C: it runs inside pg_call().
  */
-static int row_key_of(Relation rel, int16 *out) {
-  List *indexes = RelationGetIndexList(rel);
-  TupleDesc desc = RelationGetDescr(rel);
+static int row_key_of(Oid relid, int16 *out) {
   int best_rank = 3, best_n = 0;
   Oid best_oid = InvalidOid;
-  ListCell *lc;
-  foreach (lc, indexes) {
-    Oid index_oid = lfirst_oid(lc);
-    HeapTuple tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index_oid));
-    if (!HeapTupleIsValid(tuple)) continue;
+  Relation indexes = table_open(IndexRelationId, AccessShareLock);
+  ScanKeyData key;
+  ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
+              ObjectIdGetDatum(relid));
+  SysScanDesc scan = systable_beginscan(indexes, IndexIndrelidIndexId, true, nullptr, 1, &key);
+  HeapTuple tuple;
+  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
     Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
-    bool usable = index->indisunique && index->indisvalid &&
+    Oid index_oid = index->indexrelid;
+    bool usable = index->indisunique && index->indisvalid && index->indislive &&
                   heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
                   heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
     int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
@@ -133,7 +145,7 @@ static int row_key_of(Relation rel, int16 *out) {
       usable = index->indimmediate;
       for (int i = 0; usable && i < index->indnkeyatts; i++) {
         AttrNumber attnum = index->indkey.values[i];
-        usable = attnum > 0 && attnum <= desc->natts && TupleDescAttr(desc, attnum - 1)->attnotnull;
+        usable = attnum > 0 && attribute_not_null(relid, attnum);
       }
     }
     int n = index->indnkeyatts;
@@ -145,23 +157,18 @@ static int row_key_of(Relation rel, int16 *out) {
       best_oid = index_oid;
       for (int i = 0; i < n; i++) out[i] = index->indkey.values[i];
     }
-    ReleaseSysCache(tuple);
   }
-  list_free(indexes);
+  systable_endscan(scan);
+  table_close(indexes, AccessShareLock);
   return best_rank < 3 ? best_n : 0;
 }
 
 /* The key columns of relid in index order (empty if it has none): its
  * primary key, or the unique key that stands for it (row_key_of()). */
 static std::vector<int16> primary_key_attnums(Oid relid) {
-  std::vector<int16> attnums;
-  Relation rel = pg_call([&] { return try_table_open(relid, AccessShareLock); });
-  if (!rel) return attnums;
   int16 keys[INDEX_MAX_KEYS];
-  int n = pg_call([&] { return row_key_of(rel, keys); });
-  attnums.assign(keys, keys + n);
-  pg_call([&] { table_close(rel, AccessShareLock); });
-  return attnums;
+  int n = pg_call([&] { return row_key_of(relid, keys); });
+  return std::vector<int16>(keys, keys + n);
 }
 
 /*

@@ -9,6 +9,8 @@
 
 namespace {
 
+using ectosync::table_marker;
+using ectosync::table_markers;
 using ectosync::unqualified_names;
 
 /* The findings of sql, one per line, for failure messages. */
@@ -179,6 +181,27 @@ TEST(SqlCheck, StatementsOfTheCode) {
       " t0.\"id\" AND j2.\"tag_id\" OPERATOR(pg_catalog.=) t1.\"id\"))) ORDER BY t0.\"id\"),"
       " '[]'::pg_catalog.jsonb) FROM \"public\".\"posts\" t0 WHERE t0.\"author\""
       " OPERATOR(pg_catalog.=) CAST($7 AS pg_catalog.text) AND t0.\"x\" IS NULL))");
+}
+
+/* Table markers (pg/table_names.cpp): comments only.  A schema may be
+ * named with a marker's text; it must mark nothing, or a query could be
+ * made to accept a relation that no name of it was taken from. */
+TEST(TableMarkers, CommentsOnly) {
+  using V = std::vector<uint32_t>;
+  EXPECT_EQ(table_marker(42), "/*ectosync:42*/");
+  EXPECT_EQ(table_markers("SELECT 1 FROM ONLY /*ectosync:42*/ \"s\".\"t\" t0,"
+                          " /*ectosync:7*/ \"s\".\"u\" t1, /*ectosync:42*/ \"s\".\"t\" t2"),
+            (V{42, 7}));
+  /* in a quoted name, a string constant, a dollar quote, a line comment */
+  EXPECT_EQ(table_markers("SELECT 1 FROM ONLY /*ectosync:42*/ \"s/*ectosync:7*/\".\"t\""),
+            (V{42}));
+  EXPECT_EQ(table_markers("SELECT '/*ectosync:7*/' FROM /*ectosync:42*/ \"s\".\"t\""), (V{42}));
+  EXPECT_EQ(table_markers("SELECT E'it\\'s /*ectosync:7*/', 'a''/*ectosync:8*/'"), (V{}));
+  EXPECT_EQ(table_markers("SELECT $q$ /*ectosync:7*/ $q$ -- /*ectosync:8*/\n"), (V{}));
+  EXPECT_EQ(table_markers("SELECT \"a\"\"/*ectosync:7*/\" FROM t"), (V{}));
+  /* only a marker's own shape */
+  EXPECT_EQ(table_markers("/* /*ectosync:9*/ */ /*ectosync:x*/ /*ectosync:99999999999*/"), (V{}));
+  EXPECT_EQ(table_markers("/*ectosync:0*/ /*ectosync:12 */"), (V{}));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
  */
 #include "core/sql_check.hpp"
 
+#include <algorithm>
+
 #include <cctype>
 #include <cstring>
 #include <set>
@@ -50,6 +52,9 @@ class Lexer {
     return out;
   }
 
+  /* The block comments that run() went past, whole. */
+  const std::vector<std::string_view> &comments() const { return comments_; }
+
  private:
   char at(size_t k) const { return k < s_.size() ? s_[k] : '\0'; }
 
@@ -73,6 +78,7 @@ class Lexer {
           }
         }
         if (depth != 0) out.push_back({Tok::Bad, "unterminated comment", start});
+        else comments_.push_back(s_.substr(start, i_ - start));
       } else {
         return;
       }
@@ -184,6 +190,7 @@ class Lexer {
 
   std::string_view s_;
   size_t i_ = 0;
+  std::vector<std::string_view> comments_;
 };
 
 /* Keywords after which "(" opens no function call. */
@@ -446,6 +453,30 @@ class Checker {
 
 std::vector<std::string> unqualified_names(std::string_view sql) {
   return Checker(Lexer(sql).run()).run();
+}
+
+constexpr std::string_view kTableMarker = "/*ectosync:";
+
+std::string table_marker(uint32_t relid) {
+  return std::string(kTableMarker) + std::to_string(relid) + "*/";
+}
+
+std::vector<uint32_t> table_markers(std::string_view sql) {
+  Lexer lexer(sql);
+  (void)lexer.run();
+  std::vector<uint32_t> out;
+  for (std::string_view c : lexer.comments()) {
+    if (c.substr(0, kTableMarker.size()) != kTableMarker) continue;
+    std::string_view digits = c.substr(kTableMarker.size(), c.size() - kTableMarker.size() - 2);
+    if (digits.empty() || digits.size() > 10 ||
+        digits.find_first_not_of("0123456789") != std::string_view::npos)
+      continue;
+    uint64_t relid = std::stoull(std::string(digits));
+    if (relid != 0 && relid <= UINT32_MAX &&
+        std::find(out.begin(), out.end(), relid) == out.end())
+      out.push_back(static_cast<uint32_t>(relid));
+  }
+  return out;
 }
 
 }  // namespace ectosync

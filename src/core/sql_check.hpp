@@ -13,6 +13,7 @@
  */
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,5 +46,15 @@ namespace ectosync {
  * is qualified).
  */
 std::vector<std::string> unqualified_names(std::string_view sql);
+
+/*
+ * The marker comment that generated SQL writes before a table's name (the
+ * comment "ectosync:<relid>"), and the relids that the marker comments of
+ * sql name, once each.  Comments only: the same text inside a quoted name or a
+ * string constant (a schema may be named so) names nothing
+ * (pg/table_names.cpp).
+ */
+std::string table_marker(uint32_t relid);
+std::vector<uint32_t> table_markers(std::string_view sql);
 
 }  // namespace ectosync

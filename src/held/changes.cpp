@@ -89,6 +89,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.relid = relid;
   h.role = GetUserId();
   h.assocs = keep(assocs);
+  h.tables = plan.tables();
   h.filter = keep(filter);
   h.shared = shared;
   h.base = base;
@@ -381,12 +382,12 @@ Reply changes(Held &h, std::optional<int64_t> client_version) {
   /* (a wait_changes() call is one statement: roles and owners changed since
    * it began are in invalidation messages that no lock taken again reads) */
   pg_call([] { AcceptInvalidationMessages(); });
-  if (xact_wrote()) refuse_own_changes(resolve_plan(h.relid, h.assocs), "changes");
+  if (xact_wrote()) refuse_own_changes(held_plan(h), "changes");
   if (h.shared >= 0)
     if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
   /* New parts are made in a context of their own (see move_on). */
   OwnedContext made_in(value_context());
-  Reply reply = changes_made_in(h, resolve_plan(h.relid, h.assocs), client_version, made_in.get());
+  Reply reply = changes_made_in(h, held_plan(h), client_version, made_in.get());
   made_in.release(); /* changes_made_in() kept it, or deleted it */
   return reply;
 }

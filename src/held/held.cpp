@@ -135,7 +135,7 @@ ECTOSYNC_FUNCTION(ectosync_listen_changes) {
     for (auto &[held_name, h] : held_values()) {
       if (h.entry >= 0 || h.listening) continue; /* (hold() listened to them) */
       try {
-        listen_to_tables(resolve_plan(h.relid, h.assocs), channel);
+        listen_to_tables(held_plan(h), channel);
       } catch (const Error &) {
         /* (a value whose plan no longer resolves: its changes() says why) */
       }

@@ -29,6 +29,7 @@ namespace ectosync {
 struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
+  std::vector<uint32_t> tables;               /* the plan's tables when held (held_plan()) */
   Oid role = InvalidOid;                      /* who called hold() */
   PartedValue value;                          /* in context (parts.hpp); none when shared */
   MemoryContext context = nullptr;            /* the value's own, under held_context */
@@ -85,6 +86,14 @@ extern int shared_unnamed;
 void detach_shared_at_exit(int, Datum);
 std::string text_string(const text *t);
 Held &find_held(const std::string &name);
+/*
+ * The plan of a held value: its spec resolved again (cached), which must
+ * give the tables it was held for.  Its spec names them by schema and name;
+ * a schema renamed and another table given the name (by the schema's
+ * owner) would otherwise make the value that table's, read as its holder:
+ * an error says to hold it again.
+ */
+const Plan &held_plan(const Held &h);
 uint64_t value_seq(const Jsonb *value);
 /* sharing.cpp: whether row level security applies to the caller on a table of plan. */
 bool row_security(const Plan &plan);

@@ -96,6 +96,20 @@ MemoryContext value_context() {
       [&] { return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_SMALL_SIZES); });
 }
 
+const Plan &held_plan(const Held &h) {
+  const Plan &plan = resolve_plan(h.relid, h.assocs);
+  if (plan.tables() != h.tables) {
+    char *root = pg_call([&] { return get_rel_name(h.relid); });
+    std::string name = root ? root : "?";
+    throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "ecto_sync: the tables of a held value of " + name +
+                    " are no longer those it was held for",
+                "A table of its assocs was renamed, and its name now names another table.",
+                "Release the value and hold it again.");
+  }
+  return plan;
+}
+
 void forget(Held &h) {
   held_layout_changed();
   detach_entry(h);

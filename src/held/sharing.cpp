@@ -180,7 +180,7 @@ bool apply_shared(const Held &h, uint64_t upto) {
   }
   try {
     OwnedContext made_in(value_context()); /* (in the try: the turn is ours to give up) */
-    const Plan &plan = resolve_plan(h.relid, h.assocs); /* once for the turn */
+    const Plan &plan = held_plan(h); /* once for the turn */
     PartedValue current = before;
     std::optional<std::string> reloaded;
     std::vector<uint64_t> changed_by;
@@ -242,6 +242,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
     Held probe;
     probe.relid = relid;
     probe.assocs = assocs;
+    probe.tables = plan.tables();
     probe.filter = filter;
     probe.shared = shared;
     /* Every event committed before the call, once the worker has loaded
@@ -302,7 +303,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
       return it->second.reply;
     }
   }
-  const Plan &plan = resolve_plan(h.relid, h.assocs);
+  const Plan &plan = held_plan(h);
   if (row_security(plan)) return unshare(h, plan);
   if (!reads_committed_now() || !apply_shared(h, loaded_seq())) {
     leave_shared(h, plan);

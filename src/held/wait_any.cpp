@@ -261,7 +261,7 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     for (auto &[name, h] : held_values()) {
       const Plan *plan = nullptr;
       try {
-        plan = &resolve_plan(h.relid, h.assocs);
+        plan = &held_plan(h);
       } catch (const Error &) {
         continue; /* (its own row says why) */
       }

@@ -87,6 +87,10 @@ PinnedSettings::~PinnedSettings() {
   if (nest_level_ >= 0) AtEOXact_GUC(false, nest_level_);
 }
 
+bool running_generated_sql() {
+  return depth > 0 || session_pinned;
+}
+
 void pin_settings_for_session() {
   for (const Pin &pin : kPins)
     pg_call([&] { SetConfigOption(pin.name, pin.value, PGC_SUSET, PGC_S_OVERRIDE); });

@@ -71,6 +71,11 @@ class AsRole {
  */
 void pin_settings_for_session();
 
+/* Whether ecto_sync runs its own SQL: a PinnedSettings guard is alive, or
+ * the session pinned them (the worker).  Code a statement reaches (a
+ * table owner's function) runs within it too. */
+bool running_generated_sql();
+
 /* The search_path pinned settings use: "pg_catalog, pg_temp". */
 extern const char *const kPinnedSearchPath;
 

@@ -14,13 +14,18 @@
  *
  * So every table name in generated SQL comes after a marker comment with
  * its oid (named_table()), and a post_parse_analyze_hook, installed in
- * _PG_init, checks each analyzed query whose text has markers: every
- * relation it reads must be one that a marker names, or a system catalog.
+ * _PG_init, checks each query analyzed while ecto_sync runs its own SQL
+ * (pinned settings in force) whose text has markers: every relation it
+ * reads must be one that a marker names, or a system catalog.  Markers are
+ * comments: the same text inside a quoted name (a schema's name may
+ * hold a marker's text) or a string constant marks nothing.
  * It runs before the query does, whenever PostgreSQL analyzes it again.
  * Which marker goes with which name is not checked: the relations are
  * those of one value's tables, which its reader may read anyway.
  */
 #include "pg/table_names.hpp"
+#include "core/sql_check.hpp"
+#include "pg/pg_boundary.hpp"
 
 extern "C" {
 #include "postgres.h"
@@ -31,8 +36,10 @@ extern "C" {
 #include "utils/lsyscache.h"
 }
 
+#include "pg/sql_context.hpp"
 #include "settings.hpp"
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 
@@ -40,32 +47,27 @@ namespace ectosync {
 
 namespace {
 
-const char kMarker[] = "/*ectosync:";
-
 post_parse_analyze_hook_type prev_post_parse_analyze = nullptr;
 
-/* The oids that the markers of text name (NIL: none).  Plain C. */
-List *marked_relids(const char *text) {
-  List *relids = NIL;
-  for (const char *at = strstr(text, kMarker); at; at = strstr(at + 1, kMarker)) {
-    char *end = nullptr;
-    unsigned long relid = strtoul(at + sizeof kMarker - 1, &end, 10);
-    if (end && strncmp(end, "*/", 2) == 0 && relid != 0)
-      relids = list_append_unique_oid(relids, static_cast<Oid>(relid));
-  }
-  return relids;
-}
+/* The relids a query's markers name. */
+struct Marked {
+  Oid *relids;
+  int n;
+};
 
 /* Raises unless every relation that node (a query, a subquery) reads is
  * marked or a system catalog.  Plain C: a tree walker. */
-bool check_relations(Node *node, void *marked) {
+bool check_relations(Node *node, void *context) {
   if (node == nullptr) return false;
+  const Marked *marked = static_cast<const Marked *>(context);
   auto walker = reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(check_relations));
   if (IsA(node, Query))
-    return query_tree_walker(castNode(Query, node), walker, marked, QTW_EXAMINE_RTES_BEFORE);
+    return query_tree_walker(castNode(Query, node), walker, context, QTW_EXAMINE_RTES_BEFORE);
   if (IsA(node, RangeTblEntry)) {
     RangeTblEntry *rte = castNode(RangeTblEntry, node);
-    if (rte->rtekind == RTE_RELATION && !list_member_oid(static_cast<List *>(marked), rte->relid) &&
+    bool named = false;
+    for (int i = 0; i < marked->n && !named; i++) named = marked->relids[i] == rte->relid;
+    if (rte->rtekind == RTE_RELATION && !named &&
         get_rel_namespace(rte->relid) != PG_CATALOG_NAMESPACE) {
       char *name = get_rel_name(rte->relid);
       ereport(ERROR,
@@ -78,24 +80,31 @@ bool check_relations(Node *node, void *marked) {
     }
     return false;
   }
-  return expression_tree_walker(node, walker, marked);
+  return expression_tree_walker(node, walker, context);
 }
 
-/* The hook: C only (it may raise), after any hook installed before. */
+/* The hook: after any hook installed before; only for SQL that ecto_sync
+ * runs (other queries cost nothing more). */
 void check_named_tables(ParseState *pstate, Query *query, JumbleState *jstate) {
   if (prev_post_parse_analyze) prev_post_parse_analyze(pstate, query, jstate);
-  if (query->commandType == CMD_UTILITY || !pstate->p_sourcetext ||
-      !strstr(pstate->p_sourcetext, kMarker))
+  if (!running_generated_sql() || query->commandType == CMD_UTILITY || !pstate->p_sourcetext ||
+      !strstr(pstate->p_sourcetext, "/*ectosync:"))
     return;
-  List *marked = marked_relids(pstate->p_sourcetext);
-  check_relations(reinterpret_cast<Node *>(query), marked);
-  list_free(marked);
+  const char *text = pstate->p_sourcetext;
+  Marked marked{nullptr, 0};
+  pg_entry([&] {
+    std::vector<uint32_t> relids = table_markers(text);
+    marked.relids = static_cast<Oid *>(pg_call([&] { return palloc0(sizeof(Oid) * (relids.size() + 1)); }));
+    for (uint32_t relid : relids) marked.relids[marked.n++] = relid;
+  });
+  check_relations(reinterpret_cast<Node *>(query), &marked);
+  pfree(marked.relids);
 }
 
 }  // namespace
 
 std::string named_table(uint32_t relid, const std::string &qualified, bool only_rows) {
-  return std::string(only_rows ? "ONLY " : "") + kMarker + std::to_string(relid) + "*/ " + qualified;
+  return std::string(only_rows ? "ONLY " : "") + table_marker(relid) + " " + qualified;
 }
 
 void table_names_init() {

@@ -115,7 +115,10 @@ uint64 arena_bytes() {
  * instead of taking the spare shared memory that PostgreSQL's lock tables
  * grow into. */
 static long cache_max_entries() {
-  return std::max<long>(1024, (long)(arena_bytes() / 256));
+  /* (one less than a power of two: dynahash splits a bucket when its
+   * entries pass the buckets, and a full hash of a power of two entries
+   * would take one more segment of bucket pointers from the spare memory) */
+  return std::max<long>(1024, (long)(arena_bytes() / 256)) - 1;
 }
 
 static Size slot_stride() {

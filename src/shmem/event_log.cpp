@@ -116,28 +116,29 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   return header.seq;
 }
 
+static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
+
 /*
  * A committing transaction's RELOAD marker of table relid: a record after
  * its events, as restart_capture() writes one, with the table's cache
- * floor at its seq (not when only row level security changed: no row
- * did).  Only without room, or for every table (relid 0: roles changed,
- * whose markers wait their turn, roles_marker_waits()), does it go to the
- * gap set.  The set holds kMaxGaps tables and then stands for every
- * table: one role that truncated more of its own tables at each pass than
- * that made every value of the database reload.  The caller holds
- * slot->lock exclusive.
+ * floor at its seq.  Without room, for every table (relid 0: roles
+ * changed, whose markers wait their turn, roles_marker_waits()), and when
+ * only what row level security shows changed (a policy source written:
+ * one per writing transaction, which the gap set merges per worker pass),
+ * it goes to the gap set.  The set holds kMaxGaps tables and then stands
+ * for every table: one role that truncated more of its own tables at each
+ * pass than that made every value of the database reload.  The caller
+ * holds slot->lock exclusive.
  */
-static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
-
 static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now) {
   WhyBody body(why);
-  if (relid == 0 || !make_room(slot, record_size(sizeof body.bytes))) {
+  if (relid == 0 || row_security_only(why) || !make_room(slot, record_size(sizeof body.bytes))) {
     add_gap(slot, relid, why);
     return;
   }
   uint64 seq = append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now);
   slot->stats.gaps++;
-  if (!row_security_only(why)) raise_floor(slot, relid, seq);
+  raise_floor(slot, relid, seq);
 }
 
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,

@@ -433,6 +433,7 @@ SELECT ectosync.watch('attack_lab.notes', :'authors') IS NOT NULL AS watched;
 SELECT ectosync.hold('attack_notes', 'attack_lab.notes', listen => false) IS NOT NULL AS held;
 SELECT ectosync.hold('attack_authors', 'attack_lab.notes', :'authors', listen => false)
   IS NOT NULL AS held;
+GRANT SELECT ON attack_lab.notes TO attack_eve;
 UPDATE attack_lab.notes SET body = 'one v2' WHERE id = 1;
 SELECT ectosync.wait_for_worker() AS drained;
 SELECT ectosync.changes('attack_notes') -> 'patch' <> '[]' AS synced_before;
@@ -466,6 +467,18 @@ SELECT ectosync.release('attack_notes') AS released;
 -- says to hold it again, rather than a value of the look-alike
 SELECT jsonb_path_query_array(ectosync.changes('attack_authors', 0),
                               '$.patch[0].value.rows[*].author.name') AS authors;
+-- and eve, who may read notes but not the victim's people, holding the
+-- same spec (the same text: it now names eve's look-alike) gets a value of
+-- her own, not the victim's shared one
+RESET ROLE;
+SET ROLE attack_eve;
+SELECT jsonb_path_query_array(
+         ectosync.hold('eve_authors', 'attack_lab_old.notes', :'authors', listen => false),
+         '$.rows[*].author.name') AS eve_authors;
+SELECT name, shared_by FROM ectosync.held() ORDER BY name;
+SELECT ectosync.release('eve_authors') AS released;
+RESET ROLE;
+SET ROLE attack_victim;
 SELECT ectosync.release('attack_authors') AS released;
 RESET ROLE;
 SELECT * FROM pg_temp.gained('attack_eve', 'attack_eve.log', 'attack_eve.loot');

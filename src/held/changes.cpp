@@ -88,19 +88,22 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   Held h;
   h.relid = relid;
   h.role = GetUserId();
-  h.assocs = keep(assocs);
   h.tables = plan.tables();
-  h.filter = keep(filter);
+  h.owners = table_owners(h.tables);
+  h.rls = row_security(plan);
+  h.listening = listen;
   h.shared = shared;
   h.base = base;
+  /* (what may throw is done: what follows allocates only, and goes with
+   * its context or is kept) */
+  OwnedContext context(shared < 0 ? value_context() : nullptr);
   if (shared < 0) {
-    OwnedContext context(value_context()); /* (gone if split_value() throws) */
     h.value = in_context(context.get(), [&] { return split_value(value); });
-    h.context = context.release();
     h.scanned = value_seq(value);
   }
-  h.listening = listen;
-  h.rls = row_security(plan);
+  h.assocs = keep(assocs);
+  h.filter = keep(filter);
+  h.context = context.release();
   /* Stored first: release() gives back what it took if a step fails. */
   Held &stored = values[name] = h;
   shared_unnamed = -1;

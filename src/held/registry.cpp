@@ -22,6 +22,8 @@ extern "C" {
 #include "commands/async.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -96,15 +98,33 @@ MemoryContext value_context() {
       [&] { return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_SMALL_SIZES); });
 }
 
+std::vector<Oid> table_owners(const std::vector<uint32_t> &tables) {
+  std::vector<Oid> owners;
+  for (uint32_t relid : tables)
+    owners.push_back(pg_call([&] {
+      HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+      if (!HeapTupleIsValid(tuple)) return InvalidOid;
+      Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+      ReleaseSysCache(tuple);
+      return owner;
+    }));
+  return owners;
+}
+
 const Plan &held_plan(const Held &h) {
   const Plan &plan = resolve_plan(h.relid, h.assocs);
-  if (plan.tables() != h.tables) {
+  std::vector<uint32_t> tables = plan.tables();
+  /* (the owners are asked at each call while a migration made the tables
+   * again: a syscache lookup per table) */
+  if (tables == h.tables) return plan;
+  if (table_owners(tables) != h.owners) {
     char *root = pg_call([&] { return get_rel_name(h.relid); });
     std::string name = root ? root : "?";
     throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "ecto_sync: the tables of a held value of " + name +
                     " are no longer those it was held for",
-                "A table of its assocs was renamed, and its name now names another table.",
+                "Its assocs name a table of another owner than the one they named when it was "
+                "held (a schema renamed, and the name given to another role's table).",
                 "Release the value and hold it again.");
   }
   return plan;

@@ -54,12 +54,16 @@ bool row_security(const Plan &plan) {
 namespace {
 
 /*
- * What shared values are matched by: the shape, the filter as values carry
- * it (hold() rendered it: "EST" or a uuid in capitals are written
- * otherwise), and the part size they are cut by.
+ * What shared values are matched by: the shape, the tables it resolved to
+ * (its spec names them by name: after a schema renamed under one, the
+ * same text names another table), the filter as values carry it (hold()
+ * rendered it: "EST" or a uuid in capitals are written otherwise), and the
+ * part size they are cut by.
  */
 std::string share_key(const Plan &plan, const Jsonb *filter) {
-  return plan.spec + " " + (filter ? jsonb_text(filter) : "null") + " " +
+  std::string tables;
+  for (uint32_t t : plan.tables()) tables += std::to_string(t) + ",";
+  return plan.spec + " " + tables + " " + (filter ? jsonb_text(filter) : "null") + " " +
          std::to_string(settings.held_part_bytes);
 }
 
@@ -243,6 +247,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
     probe.relid = relid;
     probe.assocs = assocs;
     probe.tables = plan.tables();
+    probe.owners = table_owners(probe.tables);
     probe.filter = filter;
     probe.shared = shared;
     /* Every event committed before the call, once the worker has loaded

@@ -78,7 +78,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
     ~Unnamed() { held_share_detach(std::exchange(shared_unnamed, -1)); }
   } unnamed;
   Jsonb *value = may_share(plan) ? share_value(plan, assocs, filter, shared, base) : nullptr;
-  if (!value) value = load_value(relid, assocs, filter);
+  if (!value) value = load_value(plan, filter);
   auto &values = held_values();
   auto it = values.find(name);
   if (it != values.end()) {
@@ -192,7 +192,7 @@ jb::Node replace_all(const PartedValue &value) {
 static void load_again(const Held &h, PartedValue &value, uint64_t &scanned,
                        std::optional<std::string> &reloaded, TouchedRows &touched,
                        std::string why) {
-  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  Jsonb *whole = load_value(held_plan(h), h.filter);
   value = split_value(whole);
   touched.clear(); /* (a reloaded value is sent whole) */
   scanned = value_seq(whole);

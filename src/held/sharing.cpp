@@ -118,7 +118,7 @@ void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
  * loads a value of its own, as itself, which the client gets whole.
  */
 Reply unshare(Held &h, const Plan &plan) {
-  Jsonb *whole = load_value(h.relid, h.assocs, h.filter);
+  Jsonb *whole = load_value(plan, h.filter);
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
   h.rls = true; /* (read under it) */
@@ -229,7 +229,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
   std::string key = share_key(plan, filter);
   shared_unnamed = shared = held_share_find(relid, key);
   if (shared < 0) {
-    Jsonb *loaded = load_value(relid, assocs, filter);
+    Jsonb *loaded = load_value(plan, filter);
     MemoryContext scratch = value_context();
     try {
       PartedValue parts = in_context(scratch, [&] { return split_value(loaded); });
@@ -256,7 +256,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
     if (!worker_caught_up(1000) || !apply_shared(probe, loaded_seq())) {
       held_share_detach(shared);
       shared_unnamed = shared = -1;
-      return load_value(relid, assocs, filter);
+      return load_value(plan, filter);
     }
     SharedSince now = held_share_since(shared, UINT64_MAX); /* the whole value */
     base = now.version;

@@ -359,7 +359,12 @@ std::string normalized_filter(const TableInfo &root, const Jsonb *filter) {
 /* The whole value of load() (see plan.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot("load");
-  const Plan &plan = resolve_plan(relid, assocs);
+  return load_value(resolve_plan(relid, assocs), filter);
+}
+
+Jsonb *load_value(const Plan &plan, const Jsonb *filter) {
+  refuse_transaction_snapshot("load");
+  uint32_t relid = plan.root->table.relid;
   check_select_privileges(plan);
   const TableInfo &root = plan.root->table;
   SpiScope spi;

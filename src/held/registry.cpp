@@ -98,33 +98,35 @@ MemoryContext value_context() {
       [&] { return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_SMALL_SIZES); });
 }
 
-std::vector<Oid> table_owners(const std::vector<uint32_t> &tables) {
-  std::vector<Oid> owners;
+std::vector<TableHome> table_homes(const std::vector<uint32_t> &tables) {
+  std::vector<TableHome> homes;
   for (uint32_t relid : tables)
-    owners.push_back(pg_call([&] {
+    homes.push_back(pg_call([&] {
+      TableHome home;
       HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-      if (!HeapTupleIsValid(tuple)) return InvalidOid;
-      Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+      if (!HeapTupleIsValid(tuple)) return home;
+      home.owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+      home.schema = ((Form_pg_class)GETSTRUCT(tuple))->relnamespace;
       ReleaseSysCache(tuple);
-      return owner;
+      return home;
     }));
-  return owners;
+  return homes;
 }
 
 const Plan &held_plan(const Held &h) {
   const Plan &plan = resolve_plan(h.relid, h.assocs);
   std::vector<uint32_t> tables = plan.tables();
-  /* (the owners are asked at each call while a migration made the tables
-   * again: a syscache lookup per table) */
+  /* (asked at each call while a migration made the tables again: a
+   * syscache lookup per table) */
   if (tables == h.tables) return plan;
-  if (table_owners(tables) != h.owners) {
+  if (table_homes(tables) != h.homes) {
     char *root = pg_call([&] { return get_rel_name(h.relid); });
     std::string name = root ? root : "?";
     throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "ecto_sync: the tables of a held value of " + name +
                     " are no longer those it was held for",
-                "Its assocs name a table of another owner than the one they named when it was "
-                "held (a schema renamed, and the name given to another role's table).",
+                "Its assocs name a table of another owner or schema than the one they named "
+                "when it was held (a schema renamed, and its name given to another schema).",
                 "Release the value and hold it again.");
   }
   return plan;

@@ -193,8 +193,7 @@ TEST(TableMarkers, CommentsOnly) {
                           " /*ectosync:7*/ \"s\".\"u\" t1, /*ectosync:42*/ \"s\".\"t\" t2"),
             (V{42, 7}));
   /* in a quoted name, a string constant, a dollar quote, a line comment */
-  EXPECT_EQ(table_markers("SELECT 1 FROM ONLY /*ectosync:42*/ \"s/*ectosync:7*/\".\"t\""),
-            (V{42}));
+  EXPECT_EQ(table_markers("SELECT 1 FROM ONLY /*ectosync:42*/ \"s/*ectosync:7*/\".\"t\""), (V{42}));
   EXPECT_EQ(table_markers("SELECT '/*ectosync:7*/' FROM /*ectosync:42*/ \"s\".\"t\""), (V{42}));
   EXPECT_EQ(table_markers("SELECT E'it\\'s /*ectosync:7*/', 'a''/*ectosync:8*/'"), (V{}));
   EXPECT_EQ(table_markers("SELECT $q$ /*ectosync:7*/ $q$ -- /*ectosync:8*/\n"), (V{}));

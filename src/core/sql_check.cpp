@@ -77,8 +77,10 @@ class Lexer {
             ++i_;
           }
         }
-        if (depth != 0) out.push_back({Tok::Bad, "unterminated comment", start});
-        else comments_.push_back(s_.substr(start, i_ - start));
+        if (depth != 0)
+          out.push_back({Tok::Bad, "unterminated comment", start});
+        else
+          comments_.push_back(s_.substr(start, i_ - start));
       } else {
         return;
       }
@@ -472,8 +474,7 @@ std::vector<uint32_t> table_markers(std::string_view sql) {
         digits.find_first_not_of("0123456789") != std::string_view::npos)
       continue;
     uint64_t relid = std::stoull(std::string(digits));
-    if (relid != 0 && relid <= UINT32_MAX &&
-        std::find(out.begin(), out.end(), relid) == out.end())
+    if (relid != 0 && relid <= UINT32_MAX && std::find(out.begin(), out.end(), relid) == out.end())
       out.push_back(static_cast<uint32_t>(relid));
   }
   return out;

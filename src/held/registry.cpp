@@ -122,12 +122,12 @@ const Plan &held_plan(const Held &h) {
   if (table_homes(tables) != h.homes) {
     char *root = pg_call([&] { return get_rel_name(h.relid); });
     std::string name = root ? root : "?";
-    throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "ecto_sync: the tables of a held value of " + name +
-                    " are no longer those it was held for",
-                "Its assocs name a table of another owner or schema than the one they named "
-                "when it was held (a schema renamed, and its name given to another schema).",
-                "Release the value and hold it again.");
+    throw Error(
+        ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "ecto_sync: the tables of a held value of " + name + " are no longer those it was held for",
+        "Its assocs name a table of another owner or schema than the one they named "
+        "when it was held (a schema renamed, and its name given to another schema).",
+        "Release the value and hold it again.");
   }
   return plan;
 }

@@ -184,7 +184,7 @@ bool apply_shared(const Held &h, uint64_t upto) {
   }
   try {
     OwnedContext made_in(value_context()); /* (in the try: the turn is ours to give up) */
-    const Plan &plan = held_plan(h); /* once for the turn */
+    const Plan &plan = held_plan(h);       /* once for the turn */
     PartedValue current = before;
     std::optional<std::string> reloaded;
     std::vector<uint64_t> changed_by;

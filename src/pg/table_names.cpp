@@ -94,7 +94,8 @@ void check_named_tables(ParseState *pstate, Query *query, JumbleState *jstate) {
   Marked marked{nullptr, 0};
   pg_entry([&] {
     std::vector<uint32_t> relids = table_markers(text);
-    marked.relids = static_cast<Oid *>(pg_call([&] { return palloc0(sizeof(Oid) * (relids.size() + 1)); }));
+    marked.relids =
+        static_cast<Oid *>(pg_call([&] { return palloc0(sizeof(Oid) * (relids.size() + 1)); }));
     for (uint32_t relid : relids) marked.relids[marked.n++] = relid;
   });
   check_relations(reinterpret_cast<Node *>(query), &marked);

@@ -25,9 +25,10 @@
  * The cache is a FIFO arena of row records plus a hash of fixed size from
  * (database, table, key) to the newest record.  Putting a row appends a
  * record; making room (in the arena, or in the hash) drops the oldest
- * records and the hash entries that still point at them (evictions).  A record is a row, a tombstone (no such row), or
- * "unknown": the row changed and the worker did not read it (no session
- * used its table lately, see note_use()); lookups miss on it, and it keeps
+ * records and the hash entries that still point at them (evictions).  A
+ * record is a row, a tombstone (no such row), or "unknown": the row changed
+ * and the worker did not read it (no session used its table lately, see
+ * note_use()); lookups miss on it, and it keeps
  * out reads older than the change.  A newer record that was evicted keeps
  * nothing out: a read is stored as unknown when the arena has evicted past
  * where its head stood when the read began (ReadMark).

@@ -258,10 +258,11 @@ const TableMeta &meta_for(Oid relid) {
        * to. */
       Oid base = pg_call([&] { return getBaseType(get_atttype(relid, attnum)); });
       col.type = pg_call([&] {
-        return format_type_extended(base, -1, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+        return format_type_extended(base, -1,
+                                    FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
       });
       /* (only Number and Char have texts that canonical_key_text() changes) */
-      col.kind = base == NUMERICOID ? KeyKind::Number
+      col.kind = base == NUMERICOID  ? KeyKind::Number
                  : base == BPCHAROID ? KeyKind::Char
                                      : KeyKind::Text;
       meta.pk.push_back(std::move(col));

@@ -36,6 +36,7 @@
 #include "capture/watch.hpp"
 #include "capture/watch_internal.hpp"
 #include "capture/xact_buffer.hpp"
+#include "pg/catalog_scan.hpp"
 
 #include "core/event.hpp"
 #include "shmem/shmem.hpp"
@@ -152,24 +153,17 @@ Met policies_read(Oid relid) {
   bool secured = ((Form_pg_class)GETSTRUCT(tuple))->relrowsecurity;
   ReleaseSysCache(tuple);
   if (!secured) return all;
-  Relation policies = table_open(PolicyRelationId, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_policy_polrelid, BTEqualStrategyNumber, F_OIDEQ,
-              ObjectIdGetDatum(relid));
-  SysScanDesc scan =
-      systable_beginscan(policies, PolicyPolrelidPolnameIndexId, true, nullptr, 1, &key);
-  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
-    char cmd = ((Form_pg_policy)GETSTRUCT(tuple))->polcmd;
-    bool isnull = false;
-    Datum qual = heap_getattr(tuple, Anum_pg_policy_polqual, RelationGetDescr(policies), &isnull);
-    if ((cmd != ACL_SELECT_CHR && cmd != '*') || isnull) continue;
-    Met one{NIL, NIL};
-    walk_tree(static_cast<Node *>(stringToNode(TextDatumGetCString(qual))), &one);
-    all.relations = list_concat_unique_oid(all.relations, one.relations);
-    all.functions = list_concat_unique_oid(all.functions, one.functions);
-  }
-  systable_endscan(scan);
-  table_close(policies, AccessShareLock);
+  scan_catalog(PolicyRelationId, PolicyPolrelidPolnameIndexId, Anum_pg_policy_polrelid, relid,
+               [&](HeapTuple policy, TupleDesc desc) {
+                 char cmd = ((Form_pg_policy)GETSTRUCT(policy))->polcmd;
+                 bool isnull = false;
+                 Datum qual = heap_getattr(policy, Anum_pg_policy_polqual, desc, &isnull);
+                 if ((cmd != ACL_SELECT_CHR && cmd != '*') || isnull) return;
+                 Met one{NIL, NIL};
+                 walk_tree(static_cast<Node *>(stringToNode(TextDatumGetCString(qual))), &one);
+                 all.relations = list_concat_unique_oid(all.relations, one.relations);
+                 all.functions = list_concat_unique_oid(all.functions, one.functions);
+               });
   return all;
 }
 
@@ -624,25 +618,20 @@ static Oid policy_trigger_function() {
  */
 static List *dependents_named_by(Oid trigger) {
   List *out = NIL;
-  Relation triggers = table_open(TriggerRelationId, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger));
-  SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
-  HeapTuple tuple = systable_getnext(scan);
-  if (HeapTupleIsValid(tuple)) {
-    Form_pg_trigger form = (Form_pg_trigger)GETSTRUCT(tuple);
-    bool isnull = true;
-    Datum args = heap_getattr(tuple, Anum_pg_trigger_tgargs, RelationGetDescr(triggers), &isnull);
-    /* (the name first: the function's lookup reads pg_extension) */
-    if (!isnull && strncmp(NameStr(form->tgname), kPolicyTrigger, strlen(kPolicyTrigger)) == 0 &&
-        form->tgfoid == policy_trigger_function()) {
-      const char *arg = VARDATA_ANY(DatumGetByteaPP(args));
-      for (int i = 0; i < form->tgnargs; arg += strlen(arg) + 1, i++)
-        out = lappend_oid(out, qualified_relid(arg));
-    }
-  }
-  systable_endscan(scan);
-  table_close(triggers, AccessShareLock);
+  scan_catalog(TriggerRelationId, TriggerOidIndexId, Anum_pg_trigger_oid, trigger,
+               [&](HeapTuple tuple, TupleDesc desc) {
+                 Form_pg_trigger form = (Form_pg_trigger)GETSTRUCT(tuple);
+                 bool isnull = true;
+                 Datum args = heap_getattr(tuple, Anum_pg_trigger_tgargs, desc, &isnull);
+                 /* (the name first: the function's lookup reads pg_extension) */
+                 if (isnull ||
+                     strncmp(NameStr(form->tgname), kPolicyTrigger, strlen(kPolicyTrigger)) != 0 ||
+                     form->tgfoid != policy_trigger_function())
+                   return;
+                 const char *arg = VARDATA_ANY(DatumGetByteaPP(args));
+                 for (int i = 0; i < form->tgnargs; arg += strlen(arg) + 1, i++)
+                   out = lappend_oid(out, qualified_relid(arg));
+               });
   return out;
 }
 

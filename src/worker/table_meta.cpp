@@ -3,6 +3,7 @@
  * columns, owner, names, join ends, the saved query that reads its rows),
  * read from the catalog once and forgotten on relcache invalidation.
  */
+#include "pg/catalog_scan.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 #include "shmem/shmem_internal.hpp"
@@ -128,38 +129,32 @@ static bool attribute_not_null(Oid relid, AttrNumber attnum) {
 static int row_key_of(Oid relid, int16 *out) {
   int best_rank = 3, best_n = 0;
   Oid best_oid = InvalidOid;
-  Relation indexes = table_open(IndexRelationId, AccessShareLock);
-  ScanKeyData key;
-  ScanKeyInit(&key, Anum_pg_index_indrelid, BTEqualStrategyNumber, F_OIDEQ,
-              ObjectIdGetDatum(relid));
-  SysScanDesc scan = systable_beginscan(indexes, IndexIndrelidIndexId, true, nullptr, 1, &key);
-  HeapTuple tuple;
-  while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
-    Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
-    Oid index_oid = index->indexrelid;
-    bool usable = index->indisunique && index->indisvalid && index->indislive &&
-                  heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
-                  heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
-    int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
-    if (usable) { /* (a deferrable primary key neither: catalog.cpp) */
-      usable = index->indimmediate;
-      for (int i = 0; usable && i < index->indnkeyatts; i++) {
-        AttrNumber attnum = index->indkey.values[i];
-        usable = attnum > 0 && attribute_not_null(relid, attnum);
-      }
-    }
-    int n = index->indnkeyatts;
-    bool better = rank < best_rank ||
-                  (rank == best_rank && (n < best_n || (n == best_n && index_oid < best_oid)));
-    if (usable && better) {
-      best_rank = rank;
-      best_n = n;
-      best_oid = index_oid;
-      for (int i = 0; i < n; i++) out[i] = index->indkey.values[i];
-    }
-  }
-  systable_endscan(scan);
-  table_close(indexes, AccessShareLock);
+  scan_catalog(IndexRelationId, IndexIndrelidIndexId, Anum_pg_index_indrelid, relid,
+               [&](HeapTuple tuple, TupleDesc) {
+                 Form_pg_index index = (Form_pg_index)GETSTRUCT(tuple);
+                 Oid index_oid = index->indexrelid;
+                 bool usable = index->indisunique && index->indisvalid && index->indislive &&
+                               heap_attisnull(tuple, Anum_pg_index_indpred, nullptr) &&
+                               heap_attisnull(tuple, Anum_pg_index_indexprs, nullptr);
+                 int rank = index->indisprimary ? 0 : (index->indisreplident ? 1 : 2);
+                 if (usable) { /* (a deferrable primary key neither: catalog.cpp) */
+                   usable = index->indimmediate;
+                   for (int i = 0; usable && i < index->indnkeyatts; i++) {
+                     AttrNumber attnum = index->indkey.values[i];
+                     usable = attnum > 0 && attribute_not_null(relid, attnum);
+                   }
+                 }
+                 int n = index->indnkeyatts;
+                 bool better =
+                     rank < best_rank ||
+                     (rank == best_rank && (n < best_n || (n == best_n && index_oid < best_oid)));
+                 if (usable && better) {
+                   best_rank = rank;
+                   best_n = n;
+                   best_oid = index_oid;
+                   for (int i = 0; i < n; i++) out[i] = index->indkey.values[i];
+                 }
+               });
   return best_rank < 3 ? best_n : 0;
 }
 
@@ -183,29 +178,22 @@ static std::vector<JoinEnd> join_ends(Oid relid, const std::vector<int16> &pk) {
   };
   std::vector<Fk> fks;
   pg_call([&] {
-    Relation conrel = table_open(ConstraintRelationId, AccessShareLock);
-    ScanKeyData key;
-    ScanKeyInit(&key, Anum_pg_constraint_conrelid, BTEqualStrategyNumber, F_OIDEQ,
-                ObjectIdGetDatum(relid));
-    SysScanDesc scan =
-        systable_beginscan(conrel, ConstraintRelidTypidNameIndexId, true, nullptr, 1, &key);
-    HeapTuple tuple;
-    while (HeapTupleIsValid(tuple = systable_getnext(scan))) {
-      Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
-      /* Not the clones a foreign key to a partitioned table gets per partition. */
-      if (con->contype != CONSTRAINT_FOREIGN || OidIsValid(con->conparentid)) continue;
-      int nkeys;
-      AttrNumber conkey[INDEX_MAX_KEYS], confkey[INDEX_MAX_KEYS];
-      Oid pf[INDEX_MAX_KEYS], pp[INDEX_MAX_KEYS], ff[INDEX_MAX_KEYS];
-      DeconstructFkConstraintRow(tuple, &nkeys, conkey, confkey, pf, pp, ff, nullptr, nullptr);
-      Fk fk;
-      fk.target = con->confrelid;
-      fk.cols.assign(conkey, conkey + nkeys);
-      fk.refcols.assign(confkey, confkey + nkeys);
-      fks.push_back(std::move(fk));
-    }
-    systable_endscan(scan);
-    table_close(conrel, AccessShareLock);
+    scan_catalog(ConstraintRelationId, ConstraintRelidTypidNameIndexId, Anum_pg_constraint_conrelid,
+                 relid, [&](HeapTuple tuple, TupleDesc) {
+                   Form_pg_constraint con = (Form_pg_constraint)GETSTRUCT(tuple);
+                   /* Not the clones a foreign key to a partitioned table gets per partition. */
+                   if (con->contype != CONSTRAINT_FOREIGN || OidIsValid(con->conparentid)) return;
+                   int nkeys;
+                   AttrNumber conkey[INDEX_MAX_KEYS], confkey[INDEX_MAX_KEYS];
+                   Oid pf[INDEX_MAX_KEYS], pp[INDEX_MAX_KEYS], ff[INDEX_MAX_KEYS];
+                   DeconstructFkConstraintRow(tuple, &nkeys, conkey, confkey, pf, pp, ff, nullptr,
+                                              nullptr);
+                   Fk fk;
+                   fk.target = con->confrelid;
+                   fk.cols.assign(conkey, conkey + nkeys);
+                   fk.refcols.assign(confkey, confkey + nkeys);
+                   fks.push_back(std::move(fk));
+                 });
   });
   std::vector<JoinEnd> ends;
   if (fks.size() != 2) return ends;

@@ -406,7 +406,13 @@ Reply changes(Held &h, std::optional<int64_t> client_version) {
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version,
                     int timeout_ms) {
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
+  /* Each pass in a context of its own, reset when it found nothing (see
+   * wait_any()); the one that returns keeps it, a child of the caller's. */
+  MemoryContext caller = CurrentMemoryContext;
+  OwnedContext passes(pg_call(
+      [&] { return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES); }));
   for (;;) {
+    pg_call([&] { MemoryContextReset(passes.get()); });
     int entry = find_held(name).entry;
     /* The worker counts a match before it sets the latch; code under
      * changes() may reset the latch (a condition variable's sleep does),
@@ -414,9 +420,12 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
     uint64_t matched = entry >= 0 ? interest_notifications(entry) : 0;
     uint64_t loaded = pg_call([] { return loaded_seq(); });
     pg_call([] { ResetLatch(MyLatch); });
-    Reply reply = changes(name, client_version);
+    Reply reply = in_context(passes.get(), [&] { return changes(name, client_version); });
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
-    if (reply.changed || remaining <= 0) return reply.envelope;
+    if (reply.changed || remaining <= 0) {
+      passes.release(); /* (the reply is in it) */
+      return reply.envelope;
+    }
     if (entry >= 0 && interest_notifications(entry) != matched) continue;
     /* A batch counted before matched was read, and loaded only after
      * changes() looked: its wake may have gone to a sleep under changes()

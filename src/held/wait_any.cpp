@@ -270,7 +270,15 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   TimestampTz deadline = GetCurrentTimestamp() + (TimestampTz)timeout_ms * 1000;
   std::vector<WaitRow> out;
   EventMemoScope memo; /* the values read the same events */
+  /* Each pass allocates in a context of its own, reset when it found
+   * nothing: a long wait woken often (restless values, every loaded batch)
+   * would otherwise grow the call's memory at each pass.  The pass that
+   * returns rows keeps it, a child of the caller's. */
+  MemoryContext caller = CurrentMemoryContext;
+  OwnedContext passes(pg_call(
+      [&] { return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES); }));
   for (;;) {
+    pg_call([&] { MemoryContextReset(passes.get()); });
     pg_call([] { ResetLatch(MyLatch); });
     /* The names of a shared value at one version get one patch.  (A name
      * answered from the memo may miss an event matched since: the entry
@@ -279,9 +287,12 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     /* Read before the entries: the worker counts a batch in the entries it
      * matches before it marks the batch loaded. */
     Pass pass{out, loaded_seq(), unmatched_seq()};
-    look_at_moved(pass);
+    in_context(passes.get(), [&] { look_at_moved(pass); });
     long remaining = (long)((deadline - GetCurrentTimestamp()) / 1000);
-    if (!out.empty() || remaining <= 0) return out;
+    if (!out.empty() || remaining <= 0) {
+      passes.release(); /* (the rows' replies are in it) */
+      return out;
+    }
     /* Code under changes() may reset the latch (a condition variable's
      * sleep does): the queue, not the latch alone, says whether to sleep. */
     if (interest_moved_pending()) continue;

@@ -409,8 +409,9 @@ Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_versi
   /* Each pass in a context of its own, reset when it found nothing (see
    * wait_any()); the one that returns keeps it, a child of the caller's. */
   MemoryContext caller = CurrentMemoryContext;
-  OwnedContext passes(pg_call(
-      [&] { return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES); }));
+  OwnedContext passes(pg_call([&] {
+    return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES);
+  }));
   for (;;) {
     pg_call([&] { MemoryContextReset(passes.get()); });
     int entry = find_held(name).entry;

@@ -275,8 +275,9 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
    * would otherwise grow the call's memory at each pass.  The pass that
    * returns rows keeps it, a child of the caller's. */
   MemoryContext caller = CurrentMemoryContext;
-  OwnedContext passes(pg_call(
-      [&] { return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES); }));
+  OwnedContext passes(pg_call([&] {
+    return AllocSetContextCreate(caller, "ecto_sync wait pass", ALLOCSET_DEFAULT_SIZES);
+  }));
   for (;;) {
     pg_call([&] { MemoryContextReset(passes.get()); });
     pg_call([] { ResetLatch(MyLatch); });

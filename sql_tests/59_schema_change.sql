@@ -170,6 +170,31 @@ SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t
 UPDATE other SET v = 'after the drop' WHERE id = 1;
 SELECT * FROM pg_temp.step();
 
+-- A table's key changes: a primary key added to a table keyed by a unique
+-- index, then dropped and made on another column.  Values held its rows
+-- in the old key's order, and events carried the old key's columns: the
+-- watches resolve again, and the values reload; the worker reads on.
+CREATE TABLE keyed (code text NOT NULL UNIQUE, tenant int NOT NULL, id int NOT NULL, v text);
+INSERT INTO keyed VALUES ('b', 1, 2, 'x'), ('a', 2, 1, 'y');
+SELECT ectosync.watch('keyed') IS NOT NULL AS watched;
+SELECT ectosync.hold('keyed', 'keyed', listen => false) IS NOT NULL AS held;
+SELECT worker_pid AS worker FROM ectosync.stats \gset
+CREATE FUNCTION pg_temp.keyed_step() RETURNS TABLE (reloaded boolean, equal_to_a_fresh_load boolean)
+LANGUAGE sql AS $$
+  SELECT ectosync.wait_for_worker();
+  SELECT c ? 'reloaded',
+         (regress.patch(NULL, c -> 'patch') - 'seq') = (ectosync.load('keyed') - 'seq')
+    FROM (SELECT ectosync.changes('keyed', 0) AS c) r $$;
+ALTER TABLE keyed ADD PRIMARY KEY (tenant, id);
+UPDATE keyed SET v = 'z' WHERE code = 'a';
+SELECT * FROM pg_temp.keyed_step();
+ALTER TABLE keyed DROP CONSTRAINT keyed_pkey, ADD PRIMARY KEY (id);
+UPDATE keyed SET v = 'w' WHERE code = 'b';
+SELECT * FROM pg_temp.keyed_step();
+SELECT worker_pid = :worker AS same_worker FROM ectosync.stats;
+SELECT ectosync.release('keyed');
+SELECT ectosync.unwatch('keyed');
+
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');

@@ -56,6 +56,7 @@ struct Effects {
   bool renames_table = false;    /* policy triggers name tables: rebuild them */
   bool repartitions = false;     /* ATTACH, DETACH PARTITION, [NO] INHERIT: new children */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
+  bool rekeys = false;           /* a key or foreign key may change: the watches resolve again */
 };
 
 /* One ALTER TABLE subcommand's effects. */
@@ -94,15 +95,29 @@ void add_effects(AlterTableType type, Effects &effects) {
     case AT_DropInherit:
       effects.repartitions = true;
       break;
-    default: /* constraints, indexes, storage, ownership, ...: nothing */
+    case AT_AddConstraint:
+    case AT_AddConstraintRecurse:
+    case AT_DropConstraint:
+    case AT_DropConstraintRecurse:
+    case AT_AddIndex:
+    case AT_AddIndexConstraint:
+    case AT_ReplicaIdentity:
+    case AT_SetNotNull:
+    case AT_DropNotNull:
+      /* (install() queues a marker for a table whose key changed) */
+      effects.rekeys = true;
+      break;
+    default: /* storage, statistics, ...: nothing */
       break;
   }
 }
 
 /*
- * The statement's effects.  Constraints and indexes change nothing here:
- * a restore adds a watched table's keys after its rows and its watches'
- * rows, when the watches cannot resolve yet.
+ * The statement's effects.  Constraints and indexes only make the watches
+ * resolve again (a restore adds a watched table's keys after its rows and
+ * its watches' rows, when they cannot resolve yet: they keep what they
+ * needed).  A table whose key changed gets a marker then (triggers.cpp's
+ * install()): its events carried the old key's columns.
  */
 Effects effects_of(Node *parsetree) {
   Effects effects;
@@ -462,7 +477,7 @@ void follow_alter_table(Node *parsetree) {
     policy_sources_altered(with_parents(tables_changed()),
                            effects.toggles_triggers || effects.repartitions);
   if (!effects.reshapes && !effects.renames_columns && !effects.renames_table &&
-      !effects.toggles_triggers)
+      !effects.toggles_triggers && !effects.rekeys)
     return;
   std::set<uint32_t> tables = watched_tables_changed();
   if (effects.reshapes)
@@ -477,7 +492,8 @@ void follow_alter_table(Node *parsetree) {
     for (const auto &[partition, watched] : watched_partitions_changed())
       keep_capture_enabled(partition, watched);
   }
-  if ((effects.renames_columns || effects.renames_table) && !tables.empty()) refresh_watches();
+  if ((effects.renames_columns || effects.renames_table || effects.rekeys) && !tables.empty())
+    refresh_watches();
 }
 
 }  // namespace

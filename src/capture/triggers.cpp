@@ -116,6 +116,15 @@ std::vector<std::string> trigger_args(const TableNeed &n) {
   return args;
 }
 
+/* The key columns that capture trigger arguments name (trigger_args()). */
+std::vector<int16_t> key_attnums(const std::vector<std::string> &args) {
+  std::vector<int16_t> out;
+  size_t n = args.empty() ? 0 : std::stoul(args[0]);
+  for (size_t i = 1; i <= n && i < args.size(); i++)
+    out.push_back(static_cast<int16_t>(std::stoi(args[i].substr(0, args[i].find(':')))));
+  return out;
+}
+
 /* CREATE TRIGGER with the capture contract's arguments. */
 std::string create_trigger_sql(const std::vector<std::string> &args, const std::string &table) {
   return "CREATE TRIGGER " + std::string(kTrigger) + " AFTER INSERT OR UPDATE OR DELETE ON " +
@@ -287,6 +296,11 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
    * is read with a later snapshot. */
   if (!row.exists || row.enabled == 'D' || !truncate.exists || truncate.enabled == 'D')
     pg_call([&] { restart_capture(n.relid, kReloadCapture); });
+  /* Its key changed (a primary key or the unique index that stands for it
+   * added or dropped): values hold its rows in the old key's order, and
+   * events carried the old key's columns. */
+  else if (key_attnums(row.args) != n.pk)
+    pg_call([&] { restart_capture(n.relid, kReloadSchema); });
   spi_exec(
       "INSERT INTO ectosync.watched_tables (relid, pk_attnums, tracked_attnums, is_join,"
       " join_targets) VALUES ($1::pg_catalog.oid::pg_catalog.regclass, $2::pg_catalog.int2[],"

@@ -91,8 +91,12 @@ static void collect_keys(const QueuedEvent &ev, const Event &event, KeysByTable 
   const TableMeta &meta = meta_for(ev.header.relid);
   if (!meta.exists || meta.pk.empty()) return;
   Key old_pk = event.old_pk(), new_pk = event.new_pk();
-  if (!old_pk.empty() && old_pk != new_pk) keys[ev.header.relid].mark(old_pk, false);
-  if (!new_pk.empty()) keys[ev.header.relid].mark(new_pk, true);
+  /* A key of another width than the table's: captured under a key that
+   * the table no longer has (a key changed since; its marker reloads the
+   * values).  Not read: load_table() reads each of its columns. */
+  auto fits = [&](const Key &key) { return key.size() == meta.pk.size(); };
+  if (fits(old_pk) && old_pk != new_pk) keys[ev.header.relid].mark(old_pk, false);
+  if (fits(new_pk)) keys[ev.header.relid].mark(new_pk, true);
   if (event.op == Op::Delete) return;
   for (const JoinEnd &end : meta.join_ends) {
     Key target_key;

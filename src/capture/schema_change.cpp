@@ -104,7 +104,7 @@ void add_effects(AlterTableType type, Effects &effects) {
     case AT_ReplicaIdentity:
     case AT_SetNotNull:
     case AT_DropNotNull:
-      /* (install() queues a marker for a table whose key changed) */
+      /* (when the key changed: install() queues a marker) */
       effects.rekeys = true;
       break;
     default: /* storage, statistics, ...: nothing */
@@ -113,11 +113,11 @@ void add_effects(AlterTableType type, Effects &effects) {
 }
 
 /*
- * The statement's effects.  Constraints and indexes only make the watches
- * resolve again (a restore adds a watched table's keys after its rows and
- * its watches' rows, when they cannot resolve yet: they keep what they
- * needed).  A table whose key changed gets a marker then (triggers.cpp's
- * install()): its events carried the old key's columns.
+ * The statement's effects.  Constraints and indexes make the watches
+ * resolve again only when a table's key changed (a restore adds a watched
+ * table's keys after its rows and its watches' rows, when they cannot
+ * resolve yet); the table gets a marker then (triggers.cpp's install()):
+ * its events carried the old key's columns.
  */
 Effects effects_of(Node *parsetree) {
   Effects effects;
@@ -492,7 +492,15 @@ void follow_alter_table(Node *parsetree) {
     for (const auto &[partition, watched] : watched_partitions_changed())
       keep_capture_enabled(partition, watched);
   }
-  if ((effects.renames_columns || effects.renames_table || effects.rekeys) && !tables.empty())
+  /* (constraints and indexes only when a key changed: a restore adds its
+   * tables' keys and foreign keys after the watches, which cannot resolve
+   * until the last of them) */
+  bool rekeyed = false;
+  if (effects.rekeys && !tables.empty()) {
+    SpiScope spi;
+    for (uint32_t relid : tables) rekeyed = rekeyed || key_changed(relid);
+  }
+  if ((effects.renames_columns || effects.renames_table || rekeyed) && !tables.empty())
     refresh_watches();
 }
 

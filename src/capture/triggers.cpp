@@ -139,6 +139,17 @@ std::string create_truncate_trigger_sql(const std::string &table) {
 }  // namespace
 
 /* The trigger called name on relid: whether it exists, fires, and with what. */
+bool key_changed(uint32_t relid) {
+  TriggerState row = trigger_state(relid, kTrigger);
+  if (!row.exists) return false;
+  auto catalog = make_catalog_source(false);
+  try {
+    return key_attnums(row.args) != catalog->table(relid).pk;
+  } catch (const Error &) {
+    return false; /* (a table the catalog cannot describe now: a refresh would not help) */
+  }
+}
+
 TriggerState trigger_state(uint32_t relid, const char *name) {
   TriggerState state;
   auto rows = spi_rows(

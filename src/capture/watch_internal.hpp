@@ -105,6 +105,10 @@ std::string sql_table_name(uint32_t relid);
 void check_owner(const std::vector<uint32_t> &relids);
 void refuse_temporary(const std::vector<uint32_t> &relids);
 TriggerState trigger_state(uint32_t relid, const char *name);
+/* Whether relid's key is no longer the one its capture trigger names (a
+ * primary key, or the unique index that stands for it, added or dropped).
+ * Inside an SpiScope. */
+bool key_changed(uint32_t relid);
 std::vector<std::string> trigger_args_of_hex(const std::string &hex);
 void enable_always(const std::string &table, const char *trigger);
 bool relation_exists(uint32_t relid);

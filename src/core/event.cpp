@@ -185,8 +185,8 @@ std::string encode_key(const std::vector<std::optional<std::string>> &values,
       key += "N;";
       continue;
     }
-    std::string text =
-        i < kinds.size() ? canonical_key_text(kinds[i], *values[i]) : std::string(*values[i]);
+    std::string_view text =
+        i < kinds.size() ? canonical_key_text(kinds[i], *values[i]) : std::string_view(*values[i]);
     key += std::to_string(text.size());
     key += ':';
     key += text;

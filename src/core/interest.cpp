@@ -94,9 +94,7 @@ uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value) 
    * either kind (canonical_key_text()); that a text column's "3.0" and "3"
    * share a token only wakes a value that the event turns out not to
    * change. */
-  std::string loose = canonical_key_text(KeyKind::Char, value);
-  loose = canonical_key_text(KeyKind::Number, loose);
-  value = loose;
+  value = canonical_key_text(KeyKind::Number, canonical_key_text(KeyKind::Char, value));
   uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
   auto feed = [&](const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) {

@@ -112,17 +112,17 @@ int compare_char_texts(std::string_view a, std::string_view b) {
   return 0;
 }
 
-std::string canonical_key_text(KeyKind kind, std::string_view text) {
+std::string_view canonical_key_text(KeyKind kind, std::string_view text) {
   if (kind == KeyKind::Char) {
     size_t end = text.find_last_not_of(' ');
-    return std::string(text.substr(0, end == std::string_view::npos ? 0 : end + 1));
+    return text.substr(0, end == std::string_view::npos ? 0 : end + 1);
   }
   size_t dot = text.find('.');
   if (kind != KeyKind::Number || dot == std::string_view::npos ||
       text.find_first_not_of("0123456789", dot + 1) != std::string_view::npos)
-    return std::string(text);
+    return text;
   size_t end = text.find_last_not_of('0');
-  return std::string(text.substr(0, end == dot ? dot : end + 1));
+  return text.substr(0, end == dot ? dot : end + 1);
 }
 
 }  // namespace ectosync

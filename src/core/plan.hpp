@@ -77,9 +77,10 @@ int compare_char_texts(std::string_view a, std::string_view b);
  * writing it: numeric's trailing fractional zeros and char(n)'s trailing
  * blanks go ("2.50" and "2.5", "ab " and "ab   ").  A row read through a
  * foreign key written otherwise than its own key is then cached, found and
- * updated under one key (encode_key()).
+ * updated under one key (encode_key()).  Both only cut the text short: the
+ * result is a prefix of text (no allocation on the hot paths).
  */
-std::string canonical_key_text(KeyKind kind, std::string_view text);
+std::string_view canonical_key_text(KeyKind kind, std::string_view text);
 
 struct Column {
   std::string name;   /* attname, unquoted */

@@ -86,12 +86,11 @@ GRANT SELECT ON ectosync.stats TO PUBLIC;
 -- idle transaction must not block every DROP in the database.  Not an
 -- index: by sql_drop its table is gone from the catalog, and any role's
 -- DROP INDEX would take that lock and re-resolve every watch.
--- The watched tables a drop concerned: their watches that no longer resolve
--- go (with a WARNING); other watches that do not resolve (another owner's,
--- in the middle of a migration) keep their triggers.
-CREATE FUNCTION ectosync._refresh_watches_after_drop(tables oid[]) RETURNS void
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'ectosync_refresh_watches_after_drop';
-REVOKE EXECUTE ON FUNCTION ectosync._refresh_watches_after_drop(oid[]) FROM PUBLIC;
+
+-- A drop that concerned a watched table (the table, or a constraint of it)
+-- refreshes the watches: those whose tables or columns are gone go (with a
+-- WARNING); those that no longer resolve (a foreign key dropped, to be
+-- added again) keep their triggers.
 
 CREATE OR REPLACE FUNCTION ectosync._on_sql_drop() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -108,7 +107,7 @@ BEGIN
               pg_catalog.to_regclass(pg_catalog.format('%I.%I',
                 d.address_names[1], d.address_names[2]))::pg_catalog.oid);
   IF tables IS NOT NULL THEN
-    PERFORM ectosync._refresh_watches_after_drop(tables);
+    PERFORM ectosync._refresh_watches(true);
   -- A capture trigger dropped by hand (DROP TRIGGER) would lose every later
   -- change: a refresh (which drops no watch) installs it again, in the same
   -- statement; so it does a partition's own TRUNCATE trigger.

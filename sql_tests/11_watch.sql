@@ -110,7 +110,10 @@ DROP TABLE drafts;
 SELECT root, spec FROM ectosync.watches;
 SELECT * FROM capture_triggers;
 
--- The same for a dropped column or foreign key that a watch follows.
+-- The same for a dropped column that a watch follows.  A dropped foreign
+-- key leaves the watch as it was, with a WARNING: a migration may drop it
+-- to add it again (sql_tests/59_schema_change.sql), and values of the
+-- watch's spec cannot be read meanwhile (sql_tests/13_captured.sql).
 CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts, editor_id bigint REFERENCES persons);
 SELECT ectosync.watch('drafts', '["post"]');
 SELECT ectosync.watch('drafts', '["editor"]');
@@ -119,6 +122,7 @@ SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
 ALTER TABLE drafts DROP CONSTRAINT drafts_post_id_fkey;
 SELECT root, spec FROM ectosync.watches ORDER BY spec::text;
 SELECT * FROM capture_triggers;
+SELECT ectosync.unwatch('drafts');
 DROP TABLE drafts;
 
 -- Dropping the root of a watch removes the watch.

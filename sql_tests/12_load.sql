@@ -4,6 +4,19 @@
 -- bytewise), has_many/many_to_many are arrays, belongs_to/has_one objects
 -- or null.
 
+-- A value follows its tables through the changes that watches capture:
+-- load() of a shape whose tables (or whose associations' key columns) no
+-- watch captures fails, rather than give a value that would silently fall
+-- behind.
+SELECT ectosync.load('posts', '["author"]');
+-- So this file watches what it loads.  What is captured is the union of
+-- the watches: a value is loaded when that covers its shape.
+SELECT ectosync.watch('posts', '["author", "tags", "labels", {"comments": ["author"]},
+                                 "entries", "Weird Table"]') IS NOT NULL AS posts_watched;
+SELECT ectosync.watch('persons', '["profile", {"posts": {"tags": {"posts": []}}}]')
+  IS NOT NULL AS persons_watched;
+SELECT ectosync.watch('"Weird Table"', '["post"]') IS NOT NULL AS weird_watched;
+
 -- The parts of a value that vary from run to run (the table's oid, the
 -- shared-memory epoch, the last event's seq) are checked here once and
 -- left out below.
@@ -16,13 +29,11 @@ SELECT (v->>'relid')::oid = 'posts'::regclass AS relid_ok,
 
 -- epoch and seq are the shared memory's: seq is the last event queued
 -- before the value's query ran (here, the update of a watched table).
-SELECT ectosync.watch('tags');
 UPDATE tags SET name = 'coding' WHERE id = 3;
 SELECT v->>'epoch' = s.epoch AS same_epoch, (v->>'seq')::bigint = s.last_seq AS seq_is_last_event,
        s.last_seq > 0 AS some_events
   FROM ectosync.load('tags') v, ectosync.stats s;
 UPDATE tags SET name = 'code' WHERE id = 3;
-SELECT ectosync.unwatch('tags');
 
 CREATE FUNCTION show(v jsonb) RETURNS SETOF text LANGUAGE sql AS $$
   SELECT 'assocs: ' || (v->'assocs')::text || ', filter: ' || (v->'filter')::text
@@ -95,8 +106,10 @@ CREATE TABLE post_views (post_id int REFERENCES posts, day int, PRIMARY KEY (pos
 CREATE TABLE post_views_1 PARTITION OF post_views FOR VALUES FROM (1) TO (100);
 INSERT INTO post_views VALUES (1, 7);
 SELECT name, kind FROM ectosync.associations('posts') WHERE name = 'post_views';
+SELECT ectosync.watch('posts', '["post_views"]') IS NOT NULL AS views_watched;
 SELECT show(ectosync.load('posts', '["post_views"]', '{"id": 1}'));
 SELECT ectosync.load('post_views_1');
+SELECT ectosync.unwatch('posts', '["post_views"]');
 DROP TABLE post_views;
 
 -- The plan follows schema changes: a new foreign key is a new association.
@@ -104,7 +117,10 @@ CREATE TABLE post_notes (id int PRIMARY KEY, post_id int, note text);
 INSERT INTO post_notes VALUES (1, 1, 'first');
 SELECT ectosync.load('posts', '["post_notes"]', '{"id": 1}');
 ALTER TABLE post_notes ADD FOREIGN KEY (post_id) REFERENCES posts;
+SELECT ectosync.load('posts', '["post_notes"]', '{"id": 1}');
+SELECT ectosync.watch('posts', '["post_notes"]') IS NOT NULL AS notes_watched;
 SELECT show(ectosync.load('posts', '["post_notes"]', '{"id": 1}'));
+SELECT ectosync.unwatch('posts', '["post_notes"]');
 DROP TABLE post_notes;
 
 -- Plans are cached per session and forgotten when a table they use
@@ -154,8 +170,10 @@ INSERT INTO t12.shelves VALUES ('b', 1), ('a', 2), ('a', 1);
 INSERT INTO t12.boxes VALUES ('x', 2), ('x', 1), ('Y', 1);
 INSERT INTO t12.shelf_boxes VALUES ('a', 1, 'x', 2), ('a', 1, 'Y', 1), ('b', 1, 'x', 2);
 SELECT name, kind, through_owner_columns, through_target_columns FROM ectosync.associations('t12.shelves');
+SELECT ectosync.watch('t12.shelves', '{"boxes": ["shelves"]}') IS NOT NULL AS shelves_watched;
 SELECT show(ectosync.load('t12.shelves', '{"boxes": ["shelves"]}'));
 SELECT show(ectosync.load('t12.shelves', '["boxes"]', '{"room": "a", "no": 1}'));
+SELECT ectosync.unwatch('t12.shelves');
 SET client_min_messages = warning;
 DROP SCHEMA t12 CASCADE;
 RESET client_min_messages;
@@ -172,6 +190,7 @@ SELECT ectosync._load_rows_where('posts', '[]', '{id}', '{99}');
 SELECT ectosync._load_rows_where('posts', '[]', '{nope}', '{1}');
 
 DROP FUNCTION show(jsonb);
+SELECT ectosync.unwatch('posts'), ectosync.unwatch('persons'), ectosync.unwatch('"Weird Table"');
 -- The markers of the roles dropped above are due within 100 ms: the next
 -- test's marks must not see them.
 SELECT ectosync.wait_for_worker() AS settled \gset

@@ -165,6 +165,7 @@ CREATE TABLE jsonbkey (j jsonb PRIMARY KEY);
 CREATE TYPE mood AS ENUM ('calm', 'busy');
 CREATE TABLE spans (id int PRIMARY KEY, span interval, ratio float8, mood mood, tags text[]);
 INSERT INTO spans VALUES (1, '24 hours', -0, 'calm', '{a,b}');
+SELECT ectosync.watch('spans') IS NOT NULL AS spans_watched;
 SELECT ectosync.watch('posts', '["tags"]') IS NOT NULL AS watched;
 CREATE TEMP TABLE val AS SELECT ectosync.load('posts', '["tags"]') AS v;
 UPDATE tags SET name = name || '?' WHERE id = 1;
@@ -222,6 +223,7 @@ SELECT ectosync.unwatch('bigvals');
 SELECT ectosync.unwatch('posts', '["tags"]');
 SELECT ectosync.unwatch('posts', '[]');  -- made by watch('posts', NULL)
 UPDATE tags SET name = rtrim(name, '?') WHERE id = 1;
+SELECT ectosync.unwatch('spans');
 DROP TABLE nopk, intervalkey, byteakey, jsonbkey, bigvals, spans;
 DROP TYPE mood;
 SELECT 1 AS usable;

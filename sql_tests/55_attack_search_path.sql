@@ -469,14 +469,17 @@ SELECT jsonb_path_query_array(ectosync.changes('attack_authors', 0),
                               '$.patch[0].value.rows[*].author.name') AS authors;
 -- and eve, who may read notes but not the victim's people, holding the
 -- same spec (the same text: it now names eve's look-alike) gets a value of
--- her own, not the victim's shared one
+-- her own, not the victim's shared one (she watches her look-alike: a
+-- value is loaded only when every table of it is captured)
 RESET ROLE;
 SET ROLE attack_eve;
+SELECT ectosync.watch('attack_lab.people') IS NOT NULL AS eve_watched;
 SELECT jsonb_path_query_array(
          ectosync.hold('eve_authors', 'attack_lab_old.notes', :'authors', listen => false),
          '$.rows[*].author.name') AS eve_authors;
 SELECT name, shared_by FROM ectosync.held() ORDER BY name;
 SELECT ectosync.release('eve_authors') AS released;
+SELECT ectosync.unwatch('attack_lab.people');
 RESET ROLE;
 SET ROLE attack_victim;
 SELECT ectosync.release('attack_authors') AS released;

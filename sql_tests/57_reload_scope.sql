@@ -141,7 +141,8 @@ SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('c') AS c, pg_temp.got('a') AS a;
 
 -- Capture of b stops and starts again: b changed unseen meanwhile, so the
--- values that hold b reload (and say why); the others stay.
+-- values that hold b reload (and say why: the first marker, of the stop,
+-- reaches them; sql_tests/13_captured.sql); the others stay.
 SELECT ectosync.unwatch('b');
 UPDATE b SET x = 'changed while unwatched' WHERE id = 1;
 SELECT ectosync.watch('b') IS NOT NULL AS b_watched;

@@ -71,10 +71,12 @@ CREATE DOMAIN born_on AS date;
 CREATE TYPE update_state AS ENUM ('known', 'unknown');
 CREATE TABLE births (id int PRIMARY KEY, day born_on, state update_state, days date[]);
 INSERT INTO births VALUES (1, '2026-01-01', 'unknown', '{2026-01-01}');
+SELECT ectosync.watch('births') IS NOT NULL AS births_watched;
 SELECT ectosync.load('births', '[]', '{"day": "today"}');
 SELECT ectosync.load('births', '[]', '{"days": "{today}"}');
 SELECT jsonb_array_length(ectosync.load('births', '[]', '{"state": "unknown"}') -> 'rows')
   AS unknown_rows;
+SELECT ectosync.unwatch('births');
 DROP TABLE births;
 DROP DOMAIN born_on;
 DROP TYPE update_state;

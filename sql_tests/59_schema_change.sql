@@ -170,6 +170,31 @@ SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t
 UPDATE other SET v = 'after the drop' WHERE id = 1;
 SELECT * FROM pg_temp.step();
 
+-- A foreign key dropped in a statement of its own, to be added again with
+-- another ON DELETE: the watch stays (a WARNING says that its spec does
+-- not resolve meanwhile, when no value of it can be read), and once the
+-- key is back, the values reload and follow their tables again.
+ALTER TABLE books DROP CONSTRAINT books_author_id_fkey;
+SELECT ectosync.changes('ann');
+ALTER TABLE books ADD FOREIGN KEY (author_id) REFERENCES writers ON DELETE CASCADE;
+SELECT * FROM pg_temp.step();
+UPDATE books SET title = 'Alpha 3' WHERE id = 10;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(copy, '$.rows[*].books[*].title') AS titles FROM client WHERE name = 'ann';
+
+-- The association moved to another column (its foreign key dropped and
+-- made on that column, in statements of their own): the values group
+-- books by the new column now, which no watch captures yet.  They reload
+-- and fail, naming it, until the watch is made again.
+ALTER TABLE books ADD COLUMN editor_id int;
+UPDATE books SET editor_id = 2 WHERE id = 10;
+ALTER TABLE books DROP CONSTRAINT books_author_id_fkey;
+ALTER TABLE books ADD CONSTRAINT books_editor_id_fkey FOREIGN KEY (editor_id) REFERENCES writers;
+SELECT ectosync.changes('ann');
+SELECT ectosync.watch('writers', '["books"]') IS NOT NULL AS watched_again;
+SELECT * FROM pg_temp.step();
+SELECT jsonb_path_query_array(copy, '$.rows[*].books[*].id') AS books FROM client WHERE name = 'all';
+
 -- A table's key changes: a primary key added to a table keyed by a unique
 -- index, then dropped and made on another column.  Values held its rows
 -- in the old key's order, and events carried the old key's columns: the

@@ -69,6 +69,7 @@ SELECT regress.got('regress_ps_alice docs') AS alice, regress.got('all docs') AS
 -- queued), and not her value of projects, which has no row level
 -- security.  (The superuser's value of every doc, held in this session
 -- too, answers her with an error: it is another role's.)
+SELECT ectosync.watch('projects') IS NOT NULL AS projects_watched;
 SET ROLE regress_ps_alice;
 SELECT ectosync.hold('regress_ps_alice projects', 'projects', listen => false) IS NOT NULL AS held;
 RESET ROLE;
@@ -80,6 +81,7 @@ SELECT name, reloaded IS NOT NULL AS reloaded, jsonb_path_query_array(patch, '$[
   FROM ectosync.wait_changes(2000) ORDER BY name;
 SELECT ectosync.release('regress_ps_alice projects');
 RESET ROLE;
+SELECT ectosync.unwatch('projects');
 
 -- A statement that changes no row of members queues nothing (row triggers).
 UPDATE members SET login = login WHERE false;

@@ -94,6 +94,11 @@ static void define_settings() {
                           "take.",
                           nullptr, &settings.max_role_share, 25, 1, 100, PGC_SIGHUP, 0, nullptr,
                           nullptr, nullptr);
+  DefineCustomBoolVariable("ectosync.load_unwatched",
+                           "load() reads a value that no watch captures, for reading only: "
+                           "it will not follow its tables.",
+                           nullptr, &settings.load_unwatched, false, PGC_USERSET, 0, nullptr,
+                           nullptr, nullptr);
   MarkGUCPrefixReserved("ectosync");
 }
 

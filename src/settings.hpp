@@ -22,6 +22,7 @@ struct Settings {
   int held_part_bytes; /* ectosync.held_part_size (parts.hpp) */
   int held_shared_kb;  /* ectosync.held_shared_memory (held_shared.hpp) */
   int max_role_share;  /* ectosync.max_role_share, percent */
+  bool load_unwatched; /* ectosync.load_unwatched: load() reads values no watch captures */
 };
 
 /*

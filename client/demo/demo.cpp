@@ -89,7 +89,10 @@ ModeResult run_mode(const Options &o, const std::string &mode) {
   ModeResult res;
   res.mode = mode;
   const std::string db = "ectosync_demo_" + mode;
-  const std::string conninfo = "dbname=" + db;
+  /* (notify: the re-query is ectosync.load(), of values no watch captures,
+   * read only: the alternative pays no capture) */
+  const std::string conninfo =
+      "dbname=" + db + (mode == "notify" ? " options='-c ectosync.load_unwatched=on'" : "");
   const std::string pgdata = std::getenv("ECTOSYNC_PGDATA") ? std::getenv("ECTOSYNC_PGDATA") : "";
   std::cout << "\n== mode " << mode << ": database " << db << std::endl;
   {

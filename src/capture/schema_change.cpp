@@ -14,6 +14,9 @@
  * lock: a reload or a worker read that follows waits for the commit and
  * sees the new shape; one that came before has a lower seq.
  *
+ * A foreign key added to a watched table queues a Schema marker at commit:
+ * dropped in a statement before (the watch stays, captured.cpp) and added
+ * on other columns, the association of its name groups the rows by those.
  * A column renamed or retyped also refreshes the watches (the capture
  * triggers name their columns; a key may change kind), and ALTER TABLE
  * ... DISABLE TRIGGER leaves ecto_sync's capture triggers enabled: a
@@ -57,11 +60,12 @@ struct Effects {
   bool repartitions = false;     /* ATTACH, DETACH PARTITION, [NO] INHERIT: new children */
   bool toggles_triggers = false; /* ENABLE/DISABLE TRIGGER: keep capture on */
   bool rekeys = false;           /* a key or foreign key may change: the watches resolve again */
+  bool regroups = false;         /* a foreign key added: an association may take other columns */
 };
 
 /* One ALTER TABLE subcommand's effects. */
-void add_effects(AlterTableType type, Effects &effects) {
-  switch (type) {
+void add_effects(const AlterTableCmd *cmd, Effects &effects) {
+  switch (cmd->subtype) {
     case AT_AddColumn:
     case AT_AddColumnRecurse:
     case AT_DropColumn:
@@ -97,6 +101,13 @@ void add_effects(AlterTableType type, Effects &effects) {
       break;
     case AT_AddConstraint:
     case AT_AddConstraintRecurse:
+      effects.rekeys = true;
+      /* A foreign key dropped in a statement before and added on other
+       * columns now: the association of its name groups the rows by
+       * these, and values hold them grouped by the old ones. */
+      effects.regroups = cmd->def && IsA(cmd->def, Constraint) &&
+                         castNode(Constraint, cmd->def)->contype == CONSTR_FOREIGN;
+      break;
     case AT_DropConstraint:
     case AT_DropConstraintRecurse:
     case AT_AddIndex:
@@ -132,7 +143,7 @@ Effects effects_of(Node *parsetree) {
   } else if (IsA(parsetree, AlterTableStmt)) {
     ListCell *cell;
     foreach (cell, castNode(AlterTableStmt, parsetree)->cmds)
-      add_effects(lfirst_node(AlterTableCmd, cell)->subtype, effects);
+      add_effects(lfirst_node(AlterTableCmd, cell), effects);
   }
   return effects;
 }
@@ -468,6 +479,22 @@ void follow_type_change(bool renames) {
   if (renames) refresh_watches();
 }
 
+/*
+ * Makes the watches resolve again when one of tables' keys is no longer
+ * the one its capture trigger names (a primary key, or the unique index
+ * that stands for it, made or dropped): install() then queues the table's
+ * Schema marker.  Values held its rows in the old key's order, and events
+ * carried the old key's columns.
+ */
+void refresh_if_rekeyed(const std::set<uint32_t> &tables) {
+  bool rekeyed = false;
+  {
+    SpiScope spi;
+    for (uint32_t relid : tables) rekeyed = rekeyed || key_changed(relid);
+  }
+  if (rekeyed) refresh_watches();
+}
+
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
@@ -480,6 +507,7 @@ void follow_alter_table(Node *parsetree) {
       !effects.toggles_triggers && !effects.rekeys)
     return;
   std::set<uint32_t> tables = watched_tables_changed();
+  if (effects.regroups && !tables.empty()) reload_at_commit(tables, kReloadSchema);
   if (effects.reshapes)
     for (uint32_t relid : tables) {
       pg_call([&] { restart_capture(relid, kReloadSchema); });
@@ -495,13 +523,10 @@ void follow_alter_table(Node *parsetree) {
   /* (constraints and indexes only when a key changed: a restore adds its
    * tables' keys and foreign keys after the watches, which cannot resolve
    * until the last of them) */
-  bool rekeyed = false;
-  if (effects.rekeys && !tables.empty()) {
-    SpiScope spi;
-    for (uint32_t relid : tables) rekeyed = rekeyed || key_changed(relid);
-  }
-  if ((effects.renames_columns || effects.renames_table || rekeyed) && !tables.empty())
+  if ((effects.renames_columns || effects.renames_table) && !tables.empty())
     refresh_watches();
+  else if (effects.rekeys)
+    refresh_if_rekeyed(tables);
 }
 
 }  // namespace

@@ -14,9 +14,11 @@
  * Every change of the watches re-resolves all of them, so after a
  * dump/restore (new oids/attnums) the triggers follow the specs.  A watch
  * whose spec no longer resolves (an association was renamed with its
- * column or table) keeps what it needed before, with a WARNING; after a
- * DROP (event trigger on sql_drop) a watch that needed a dropped table or
- * column is removed, with a WARNING.
+ * column or table, its foreign key dropped) keeps what it needed before,
+ * with a WARNING; after a DROP (event trigger on sql_drop) a watch that
+ * needed a dropped table or column is removed, with a WARNING.  Values
+ * are loaded only under watches that capture what they need
+ * (captured.cpp).
  */
 #include "capture/watch.hpp"
 #include "capture/xact_buffer.hpp"
@@ -113,12 +115,14 @@ void lock_watches() {
 
 /*
  * What watch w needs now.  A spec that no longer resolves keeps what it
- * needed before (a rename changed an association's name), unless a table
- * or column it needed is gone, or a drop concerned one of its tables (a
- * foreign key dropped): then the watch is removed (returns false).  Both
- * with a WARNING.
+ * needed before (a rename changed an association's name; a migration
+ * dropped a foreign key, to add it again with another ON DELETE), unless
+ * a table or column it needed is gone: then the watch is removed (returns
+ * false).  Both with a WARNING.  Removing it for a dropped foreign key
+ * would stop capture for good: the values of its spec, which resolve
+ * again once the key is back, would not follow their tables.
  */
-bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now) {
+bool resolve_needs(const Watch &w, Needs &now) {
   Needs stored = parse_needs(w.tables);
   std::string failure;
   if (relation_exists(w.root)) {
@@ -134,12 +138,8 @@ bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now
       failure = e.message;
     }
   }
-  /* A drop removes only the watches of the tables it concerned: a drop by
-   * another role never deletes a watch whose tables and columns are all
-   * still there (its owner may be in the middle of a migration). */
-  bool concerned = false;
-  for (const auto &[relid, need] : stored) concerned = concerned || dropped.count(relid);
-  if (!concerned && needs_exist(stored)) {
+  /* (meanwhile the values of its spec fail to resolve: captured.cpp) */
+  if (needs_exist(stored)) {
     warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
              " no longer resolves; its triggers stay as they were",
          failure);
@@ -157,15 +157,15 @@ bool resolve_needs(const Watch &w, const std::set<uint32_t> &dropped, Needs &now
 
 /*
  * Re-resolves every watch and installs the union of their needs; watches
- * that needed a table or column that is gone go away, and so do those of
- * the dropped tables that no longer resolve.
+ * that needed a table or column that is gone go away.
  */
-void refresh(const std::set<uint32_t> &dropped = {}) {
+void refresh() {
   OwnDdl own;
+  Needs before = captured_needs({});
   Needs all;
   for (const Watch &w : stored_watches()) {
     Needs now;
-    if (!resolve_needs(w, dropped, now)) continue;
+    if (!resolve_needs(w, now)) continue;
     spi_exec(
         /* tables and $3 are never null: = says what IS DISTINCT FROM would */
         "UPDATE ectosync.watches SET tables = $3::pg_catalog.jsonb"
@@ -175,6 +175,11 @@ void refresh(const std::set<uint32_t> &dropped = {}) {
         {{TEXTOID, std::to_string(w.root)}, {TEXTOID, w.spec}, {TEXTOID, needs_text(now)}});
     merge(all, now);
   }
+  /* The values loaded while those tables were captured as before must
+   * hear that they no longer are (captured.cpp). */
+  std::vector<uint32_t> lost = capture_lost(before, all);
+  if (!lost.empty()) pg_call([] { attach_database_slot(); });
+  for (uint32_t relid : lost) remember_reload(relid, kReloadUncaptured);
   auto stored = stored_rows();
   for (const auto &[relid, n] : all) install(n, stored);
   for (const auto &[relid, text] : stored)
@@ -319,13 +324,13 @@ ArrayType *channels(uint32_t relid, const Jsonb *assocs) {
 
 }  // namespace
 
-void refresh_watches(const std::set<uint32_t> &dropped) {
+void refresh_watches() {
   if (refreshing) return;
   OwnDdl own;
   SpiScope spi;
   AsSuperuser su;
   lock_watches();
-  refresh(dropped);
+  refresh();
 }
 
 bool refreshing_watches() {
@@ -429,16 +434,11 @@ ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
   PG_RETURN_VOID();
 }
 
-/* ectosync._refresh_watches_after_drop(tables oid[]): the sql_drop event trigger's work */
-ECTOSYNC_FUNCTION(ectosync_refresh_watches_after_drop) {
-  refresh_watches(oid_set(PG_GETARG_ARRAYTYPE_P(0)));
-  PG_RETURN_VOID();
-}
-
 /*
  * ectosync._refresh_watches(after_drop boolean): a refresh of every watch,
- * by hand.  Its argument no longer matters: the sql_drop event trigger
- * calls _refresh_watches_after_drop() with the tables it concerned.
+ * by the sql_drop event trigger or by hand.  Its argument no longer
+ * matters: a drop removes the watches whose tables or columns are gone,
+ * as any refresh does.
  */
 ECTOSYNC_FUNCTION(ectosync_refresh_watches) {
   (void)fcinfo;

@@ -8,16 +8,26 @@
 
 namespace ectosync {
 
+struct Plan;
+
+/*
+ * Throws 55000 unless the changes a value of plan needs are captured:
+ * every table of it, with its key, its associations' columns and its join
+ * tables' ends (captured.cpp).  load() and every reload of a held value
+ * ask it after reading the value's seq.
+ */
+void check_captured(const Plan &plan);
+
 /*
  * Re-resolves every watch and makes the capture triggers and
  * ectosync.watched_tables say what they need now (as the bootstrap
  * superuser, after the watches lock).  A watch that needed a table or
- * column that is gone goes, with a WARNING, and so does one of the dropped
- * tables (those a DROP concerned) that no longer resolves; any other that
- * no longer resolves (a rename) keeps its triggers, with a WARNING.  May
- * throw.
+ * column that is gone goes, with a WARNING; any other that no longer
+ * resolves (a rename, a foreign key dropped) keeps its triggers, with a
+ * WARNING.  The values loaded under a capture that narrows reload
+ * (captured.cpp).  May throw.
  */
-void refresh_watches(const std::set<uint32_t> &dropped = {});
+void refresh_watches();
 
 /* Whether refresh_watches() is running: the event triggers that its own
  * statements (CREATE TRIGGER, ALTER TABLE ... ENABLE) fire have nothing to

@@ -91,11 +91,22 @@ struct TriggerState {
 std::set<uint32_t> oid_set(ArrayType *array);
 
 /* watch_needs.cpp */
-Needs needs_of(const Plan &plan);
+/* What plan needs captured of each table: what a value of it cannot be
+ * right without (its keys, the columns of its associations, its join
+ * tables' ends), and when precise (a watch's needs) also the columns whose
+ * old values make patching and waking more precise. */
+Needs needs_of(const Plan &plan, bool precise = true);
 void merge(Needs &a, const Needs &b);
 std::string join_targets_text(const std::vector<JoinTarget> &targets);
 std::string needs_text(const Needs &needs);
 Needs parse_needs(const std::string &text);
+
+/* captured.cpp */
+/* What the capture triggers capture now of relids (of every table: empty);
+ * inside an SpiScope. */
+Needs captured_needs(const std::vector<uint32_t> &relids);
+/* The tables of before whose capture (after) now lacks something it had. */
+std::vector<uint32_t> capture_lost(const Needs &before, const Needs &after);
 
 /* triggers.cpp */
 void warn(const std::string &message, const std::string &detail);

@@ -72,9 +72,14 @@ JoinTarget join_target(uint32_t relid, const std::vector<Column> &fk,
   return out;
 }
 
-/* The needs of one plan node and everything under it. */
-void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
-  TableNeed &own = need_of(needs, node.table);
+/*
+ * The columns whose old values make patching and waking node's rows more
+ * precise, into its table's need: where they are not captured, the worker
+ * and sync() assume that a change may matter.
+ */
+void add_precision_needs(const PlanNode &node, TableNeed &own, bool root) {
+  /* Its foreign keys: which filtered values (a user's own rows) a change
+   * concerns (interest.hpp). */
   own.tracked.insert(node.table.fk_attnums.begin(), node.table.fk_attnums.end());
   /* A root window's first order column: a held value's interest tells
    * rows that sort after its last row by it (held_interest.cpp).  (Rows of
@@ -90,6 +95,12 @@ void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
    * order columns whether it sorted ahead of the window (patch_window.cpp). */
   if (node.query.offset > 0)
     for (const OrderKey &k : node.query.order) own.tracked.insert(k.column.attnum);
+}
+
+/* The needs of one plan node and everything under it (needs_of()). */
+void collect_needs(const PlanNode &node, Needs &needs, bool precise, bool root = false) {
+  TableNeed &own = need_of(needs, node.table);
+  if (precise) add_precision_needs(node, own, root);
   for (const auto &a : node.assocs) {
     track(need_of(needs, node.table), a.owner_cols);
     track(need_of(needs, a.target->table), a.target_cols);
@@ -101,16 +112,16 @@ void collect_needs(const PlanNode &node, Needs &needs, bool root = false) {
       add_join_target(join, join_target(node.table.relid, a.join_owner_cols, a.owner_cols));
       add_join_target(join, join_target(a.target->table.relid, a.join_target_cols, a.target_cols));
     }
-    collect_needs(*a.target, needs);
+    collect_needs(*a.target, needs, precise);
   }
 }
 
 }  // namespace
 
 /* Needs of a plan; the primary key is never "tracked" on top. */
-Needs needs_of(const Plan &plan) {
+Needs needs_of(const Plan &plan, bool precise) {
   Needs needs;
-  collect_needs(*plan.root, needs, true);
+  collect_needs(*plan.root, needs, precise, true);
   for (auto &[relid, need] : needs)
     for (int16_t attnum : need.pk) need.tracked.erase(attnum);
   return needs;

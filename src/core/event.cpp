@@ -42,6 +42,8 @@ std::string reload_reason(uint16_t why, const std::string &table, const std::str
     add("Changes of " + of + " found no room in the queue (ectosync.queue_size)");
   if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
   if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
+  if (why & kReloadUncaptured)
+    add("Capture of " + of + " stopped or narrowed: a watch of it went or needs less");
   if (why & kReloadSchema) add("Schema change of " + of);
   if (why & kReloadPolicy) add("A table that row level security of " + of + " reads changed");
   if (why & kReloadSecurity) add("Row level security of " + of + " changed");

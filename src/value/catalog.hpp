@@ -64,9 +64,12 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source,
  * filter may be null.
  */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
+/* Whether load_value() refuses a value that no watch captures
+ * (captured.cpp): always, but for a load() only read (load_unwatched). */
+enum class Capture { Required, Optional };
 /* The same of a plan resolved (and checked) already: no name of it is
  * looked up again, and the query's markers name the plan's tables. */
-Jsonb *load_value(const Plan &plan, const Jsonb *filter);
+Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture = Capture::Required);
 /* The filter as values carry it: each value as to_jsonb renders it for its
  * column, cast under the pinned settings ("null": none). */
 std::string normalized_filter(const TableInfo &root, const Jsonb *filter);

@@ -18,7 +18,9 @@
 #include "value/catalog.hpp"
 #include "value/catalog_internal.hpp"
 #include "value/keys.hpp"
+#include "capture/watch.hpp"
 #include "capture/xact_buffer.hpp"
+#include "settings.hpp"
 #include "shmem/shmem.hpp"
 
 extern "C" {
@@ -359,22 +361,27 @@ std::string normalized_filter(const TableInfo &root, const Jsonb *filter) {
 /* The whole value of load() (see plan.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot("load");
-  return load_value(resolve_plan(relid, assocs), filter);
+  return load_value(resolve_plan(relid, assocs), filter,
+                    settings.load_unwatched ? Capture::Optional : Capture::Required);
 }
 
-Jsonb *load_value(const Plan &plan, const Jsonb *filter) {
+Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
   refuse_transaction_snapshot("load");
   uint32_t relid = plan.root->table.relid;
   check_select_privileges(plan);
   const TableInfo &root = plan.root->table;
+  /* The seq before the capture is checked: a watch that goes after the
+   * check has its marker after this seq (captured.cpp). */
+  uint64_t seq = last_seq();
   SpiScope spi;
   std::vector<FilterEntry> entries = parse_filter(root, filter);
+  if (capture == Capture::Required) check_captured(plan);
   std::vector<SpiParam> params = {{TEXTOID, root.display()},
                                   {TEXTOID, std::to_string(relid)},
                                   {TEXTOID, plan.spec},
                                   {TEXTOID, filter_text(entries, filter != nullptr)},
                                   {TEXTOID, hex16(shared_epoch())},
-                                  {TEXTOID, std::to_string(last_seq())}};
+                                  {TEXTOID, std::to_string(seq)}};
   std::vector<Column> cols;
   std::vector<std::optional<std::string>> values;
   for (const auto &e : entries) {

@@ -85,7 +85,12 @@ GRANT SELECT ON ectosync.stats TO PUBLIC;
 -- watches.  Refreshing locks ectosync.watches: a watch() left open in an
 -- idle transaction must not block every DROP in the database.  Not an
 -- index: by sql_drop its table is gone from the catalog, and any role's
--- DROP INDEX would take that lock and re-resolve every watch.
+-- DROP INDEX would take that lock and re-resolve every watch.  A dropped
+-- index makes _index_dropped() ask, without that lock, whether a watched
+-- table's key changed (the index stood for it), and refresh only then.
+CREATE FUNCTION ectosync._index_dropped() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_index_dropped';
+REVOKE EXECUTE ON FUNCTION ectosync._index_dropped() FROM PUBLIC;
 
 -- A drop that concerned a watched table (the table, or a constraint of it)
 -- refreshes the watches: those whose tables or columns are gone go (with a
@@ -124,6 +129,12 @@ BEGIN
                                                FROM pg_catalog.pg_partition_ancestors(t.oid) a))))
   THEN
     PERFORM ectosync._refresh_watches(false);
+  -- A dropped index may have stood for the key of a watched table (one
+  -- without a primary key): src/capture/schema_change.cpp.
+  ELSIF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                 WHERE d.object_type OPERATOR(pg_catalog.=) 'index')
+        AND EXISTS (SELECT FROM ectosync.watched_tables) THEN
+    PERFORM ectosync._index_dropped();
   END IF;
   -- A dropped policy (of a watched table, or of a table that a watched
   -- table's policies read): src/capture/schema_change.cpp.
@@ -159,7 +170,7 @@ CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
 CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY',
                  'CREATE VIEW', 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE',
-                 'ALTER TYPE')
+                 'ALTER TYPE', 'CREATE INDEX')
     EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.

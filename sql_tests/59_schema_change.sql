@@ -216,6 +216,23 @@ SELECT * FROM pg_temp.keyed_step();
 ALTER TABLE keyed DROP CONSTRAINT keyed_pkey, ADD PRIMARY KEY (id);
 UPDATE keyed SET v = 'w' WHERE code = 'b';
 SELECT * FROM pg_temp.keyed_step();
+-- Without a primary key, the unique index with the fewest columns stands
+-- for the key: made (CREATE UNIQUE INDEX) or dropped (DROP INDEX), it
+-- changes the key too.  Rows sort otherwise under each key (code: a, b;
+-- tenant and id: b, a; id: a, b).
+CREATE UNIQUE INDEX keyed_tenant_id ON keyed (tenant, id);
+ALTER TABLE keyed DROP CONSTRAINT keyed_pkey;
+SELECT * FROM pg_temp.keyed_step();
+ALTER TABLE keyed DROP CONSTRAINT keyed_code_key;
+UPDATE keyed SET v = 'v' WHERE code = 'a';
+SELECT * FROM pg_temp.keyed_step();
+CREATE UNIQUE INDEX keyed_id ON keyed (id);
+UPDATE keyed SET v = 'u' WHERE code = 'b';
+SELECT * FROM pg_temp.keyed_step();
+DROP INDEX keyed_id;
+UPDATE keyed SET v = 't' WHERE code = 'a';
+SELECT * FROM pg_temp.keyed_step();
+SELECT jsonb_path_query_array(ectosync.changes('keyed', 0), '$.patch[0].value.rows[*].code') AS codes;
 SELECT worker_pid = :worker AS same_worker FROM ectosync.stats;
 SELECT ectosync.release('keyed');
 SELECT ectosync.unwatch('keyed');

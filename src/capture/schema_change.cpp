@@ -495,6 +495,18 @@ void refresh_if_rekeyed(const std::set<uint32_t> &tables) {
   if (rekeyed) refresh_watches();
 }
 
+/* CREATE UNIQUE INDEX on a watched table: it may stand for the key now. */
+void follow_unique_index() {
+  if (refreshing_watches()) return;
+  refresh_if_rekeyed(
+      oids_of("SELECT i.indrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+              " JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.objid"
+              " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
+              " i.indrelid WHERE c.classid OPERATOR(pg_catalog.=)"
+              " 'pg_catalog.pg_class'::pg_catalog.regclass",
+              false)); /* (a new snapshot: the statement's does not see the index) */
+}
+
 void follow_alter_table(Node *parsetree) {
   if (refreshing_watches()) return;
   Effects effects = effects_of(parsetree);
@@ -537,7 +549,8 @@ using namespace ectosync;
 
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
- * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER TYPE') */
+ * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER TYPE',
+ * 'CREATE INDEX') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -555,6 +568,8 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
     follow_alter_table(parsetree);
     /* (ALTER TABLE names views too: OWNER TO, SET (security_invoker)) */
     policy_namer_redefined("pg_catalog.pg_class");
+  } else if (IsA(parsetree, IndexStmt)) {
+    if (castNode(IndexStmt, parsetree)->unique) follow_unique_index();
   } else if (IsA(parsetree, CreateStmt)) {
     /* (a partition or an inheritance child made: of a policy source, it
      * needs its TRUNCATE trigger, or all of them) */
@@ -572,5 +587,18 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
  */
 ECTOSYNC_FUNCTION(ectosync_row_security_changed) {
   row_security_changed(oid_set(PG_GETARG_ARRAYTYPE_P(0)));
+  PG_RETURN_VOID();
+}
+
+/*
+ * ectosync._index_dropped(): the sql_drop event trigger's work when an
+ * index was dropped.  Its table is unknown by then: the watched tables
+ * whose key is no longer the one their capture trigger names (the index
+ * stood for it) make the watches resolve again.
+ */
+ECTOSYNC_FUNCTION(ectosync_index_dropped) {
+  (void)fcinfo;
+  if (!refreshing_watches())
+    refresh_if_rekeyed(oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true));
   PG_RETURN_VOID();
 }

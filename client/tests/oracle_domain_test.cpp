@@ -670,10 +670,11 @@ static void domain_values_equal_fresh_loads(uint64_t seed) {
             << " ms in the checks after DDL steps" << std::endl;
   std::cout << "domain oracle: " << p.reload_markers << " RELOAD markers, " << p.events_dropped
             << " events dropped, " << p.cache_evictions << " cache evictions" << std::endl;
-  /* Under tiny shared memory the pressure must really have happened. */
+  /* Under tiny shared memory the pressure must really have happened.
+   * (Not that the cache evicted: that depends on how much of the queue
+   * overflowed, which is timing's; see oracle_test.cpp.) */
   if (testing_support::expect_pressure()) {
     EXPECT_GT(p.reload_markers, 0) << "no queue overflow or bulk transaction";
-    EXPECT_GT(p.cache_evictions, 0) << "the cache never evicted";
   }
 }
 

@@ -183,9 +183,12 @@ static void held_values_equal_fresh_loads(uint64_t seed) {
   std::cout << "oracle: " << p.reload_markers << " RELOAD markers, " << p.events_dropped
             << " events dropped, " << p.cache_evictions << " cache evictions, " << ze001
             << " ZE001 reloads" << std::endl;
+  /* (Not that the cache evicted: whether the worker reads more than its
+   * 1 MB depends on how much of the 64 kB queue overflowed, which is
+   * timing's, not the seed's (a run with 939 events dropped read too few
+   * rows).  scripts/checks/row_cache_fixed.sql makes it evict for sure.) */
   if (testing_support::expect_pressure()) {
     EXPECT_GT(p.reload_markers, 0) << "no queue overflow or bulk transaction";
-    EXPECT_GT(p.cache_evictions, 0) << "the cache never evicted";
     EXPECT_GT(ze001, 0) << "no holder had to reload (ZE001)";
   }
 }

@@ -193,6 +193,32 @@ CREATE TEMP TABLE attack_z (id int PRIMARY KEY);
 CREATE TRIGGER attack_spam AFTER INSERT ON attack_z FOR EACH ROW
   EXECUTE FUNCTION ectosync.capture('1', '1:id');
 RESET ROLE;
+-- The owner of a watched table who gives the capture trigger's name to a
+-- trigger of its own, with arguments of no use, breaks neither another
+-- role's DROP INDEX nor its watch(); its own table's values are refused,
+-- as nothing captures them (until a refresh makes the trigger again).
+SET ROLE attack_plain;
+CREATE TABLE attack_plain.own (id int PRIMARY KEY);
+SELECT ectosync.watch('attack_plain.own') IS NOT NULL AS watched;
+ALTER TRIGGER ectosync_capture ON attack_plain.own RENAME TO attack_kept;
+CREATE FUNCTION attack_plain.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TRIGGER ectosync_capture AFTER INSERT ON attack_plain.own FOR EACH ROW
+  EXECUTE FUNCTION attack_plain.noop('x');
+\set VERBOSITY terse
+SELECT ectosync.load('attack_plain.own');
+\set VERBOSITY default
+RESET ROLE;
+CREATE TABLE attack_q (id int PRIMARY KEY, v int);
+CREATE INDEX attack_qi ON attack_q (v);
+DROP INDEX attack_qi;
+SELECT ectosync.watch('attack_q') IS NOT NULL AS watched;
+SELECT ectosync.unwatch('attack_q');
+DROP TABLE attack_q;
+SET ROLE attack_plain;
+SELECT ectosync.unwatch('attack_plain.own');
+DROP TABLE attack_plain.own;
+DROP FUNCTION attack_plain.noop();
+RESET ROLE;
 
 -- ==== an owner's cast cannot change the worker for other tables ====
 -- The worker reads each table as its owner with pinned settings; a cast

@@ -41,6 +41,7 @@
 extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "nodes/parsenodes.h"
 }
@@ -105,8 +106,9 @@ void add_effects(const AlterTableCmd *cmd, Effects &effects) {
       /* A foreign key dropped in a statement before and added on other
        * columns now: the association of its name groups the rows by
        * these, and values hold them grouped by the old ones. */
-      effects.regroups = cmd->def && IsA(cmd->def, Constraint) &&
-                         castNode(Constraint, cmd->def)->contype == CONSTR_FOREIGN;
+      effects.regroups =
+          effects.regroups || (cmd->def && IsA(cmd->def, Constraint) &&
+                               castNode(Constraint, cmd->def)->contype == CONSTR_FOREIGN);
       break;
     case AT_DropConstraint:
     case AT_DropConstraintRecurse:
@@ -594,11 +596,23 @@ ECTOSYNC_FUNCTION(ectosync_row_security_changed) {
  * ectosync._index_dropped(): the sql_drop event trigger's work when an
  * index was dropped.  Its table is unknown by then: the watched tables
  * whose key is no longer the one their capture trigger names (the index
- * stood for it) make the watches resolve again.
+ * stood for it) make the watches resolve again.  Only the tables of the
+ * role that dropped it (whose indexes it could drop; the event trigger
+ * runs as the extension's owner, the statement as the outer user): another
+ * role's DROP INDEX of its own index does not run a refresh, with its
+ * lock, in that role's transaction for a table that is not its own.
  */
 ECTOSYNC_FUNCTION(ectosync_index_dropped) {
   (void)fcinfo;
-  if (!refreshing_watches())
-    refresh_if_rekeyed(oids_of("SELECT relid::pg_catalog.oid FROM ectosync.watched_tables", true));
+  if (refreshing_watches()) PG_RETURN_VOID();
+  Oid dropper = GetOuterUserId();
+  bool any_table = pg_call([&] { return superuser_arg(dropper); });
+  std::string sql =
+      "SELECT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
+      " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid";
+  if (!any_table)
+    sql +=
+        " WHERE c.relowner OPERATOR(pg_catalog.=) " + std::to_string(dropper) + "::pg_catalog.oid";
+  refresh_if_rekeyed(oids_of(sql.c_str(), true));
   PG_RETURN_VOID();
 }

@@ -116,12 +116,18 @@ std::vector<std::string> trigger_args(const TableNeed &n) {
   return args;
 }
 
-/* The key columns that capture trigger arguments name (trigger_args()). */
+/* The key columns that capture trigger arguments name (trigger_args());
+ * none when they are not such arguments (a trigger of the table's owner
+ * that took the capture trigger's name). */
 std::vector<int16_t> key_attnums(const std::vector<std::string> &args) {
   std::vector<int16_t> out;
-  size_t n = args.empty() ? 0 : std::stoul(args[0]);
-  for (size_t i = 1; i <= n && i < args.size(); i++)
-    out.push_back(static_cast<int16_t>(std::stoi(args[i].substr(0, args[i].find(':')))));
+  try {
+    size_t n = args.empty() ? 0 : std::stoul(args[0]);
+    for (size_t i = 1; i <= n && i < args.size(); i++)
+      out.push_back(static_cast<int16_t>(std::stoi(args[i].substr(0, args[i].find(':')))));
+  } catch (const std::exception &) {
+    out.clear();
+  }
   return out;
 }
 

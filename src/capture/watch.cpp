@@ -161,7 +161,7 @@ bool resolve_needs(const Watch &w, Needs &now) {
  */
 void refresh() {
   OwnDdl own;
-  Needs before = captured_needs({});
+  auto before = captured_now();
   Needs all;
   for (const Watch &w : stored_watches()) {
     Needs now;

@@ -102,11 +102,17 @@ std::string needs_text(const Needs &needs);
 Needs parse_needs(const std::string &text);
 
 /* captured.cpp */
-/* What the capture triggers capture now of relids (of every table: empty);
- * inside an SpiScope. */
-Needs captured_needs(const std::vector<uint32_t> &relids);
-/* The tables of before whose capture (after) now lacks something it had. */
-std::vector<uint32_t> capture_lost(const Needs &before, const Needs &after);
+/* What a table's capture captures, by column names (as its trigger names them). */
+struct CapturedColumns {
+  std::vector<std::string> key;
+  std::set<std::string> others;
+  bool uncommitted = false; /* this transaction made or changed it */
+};
+/* What the capture triggers capture now, of every watched table; inside an SpiScope. */
+std::map<uint32_t, CapturedColumns> captured_now();
+/* The tables captured before whose capture (after) lacks a column it had. */
+std::vector<uint32_t> capture_lost(const std::map<uint32_t, CapturedColumns> &before,
+                                   const Needs &after);
 
 /* triggers.cpp */
 void warn(const std::string &message, const std::string &detail);

@@ -82,6 +82,30 @@ SELECT ectosync.wait_for_worker() AS drained;
 SELECT ectosync.changes('posts only') -> 'patch' AS patch;
 SELECT ectosync.release('posts only') AS released;
 
+-- A table made again (dropped and created by a migration) is another
+-- table: its watch went with the old one, and a value held before holds
+-- the old one's rows, which neither the new table's changes nor its
+-- capture would reach.  The value fails; held again, once the new table
+-- is watched, it is the new table's.
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+INSERT INTO drafts VALUES (1, 1);
+SELECT ectosync.watch('posts', '["drafts"]') AS watched;
+SELECT ectosync.hold('posts drafts', 'posts', '["drafts"]', listen => false)
+       -> 'rows' -> 0 -> 'drafts' AS held;
+SET client_min_messages = error;
+DROP TABLE drafts;
+RESET client_min_messages;
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+INSERT INTO drafts VALUES (2, 1);
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT ectosync.changes('posts drafts');
+SELECT ectosync.watch('posts', '["drafts"]') AS watched;
+SELECT ectosync.hold('posts drafts', 'posts', '["drafts"]', listen => false)
+       -> 'rows' -> 0 -> 'drafts' AS held_again;
+SELECT ectosync.release('posts drafts') AS released;
+SELECT ectosync.unwatch('posts', '["drafts"]');
+DROP TABLE drafts;
+
 SELECT ectosync.unwatch('posts'), ectosync.unwatch('tags'), ectosync.unwatch('post_tags'),
        ectosync.unwatch('notes');
 RESET search_path;

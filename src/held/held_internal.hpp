@@ -26,18 +26,10 @@ extern "C" {
 
 namespace ectosync {
 
-/* A table's owner and schema (held_plan()). */
-struct TableHome {
-  Oid owner = InvalidOid, schema = InvalidOid;
-  bool operator==(const TableHome &o) const { return owner == o.owner && schema == o.schema; }
-  bool operator!=(const TableHome &o) const { return !(*this == o); }
-};
-
 struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
   std::vector<uint32_t> tables;               /* the plan's tables when held (held_plan()) */
-  std::vector<TableHome> homes;               /* and their owners and schemas */
   Oid role = InvalidOid;                      /* who called hold() */
   PartedValue value;                          /* in context (parts.hpp); none when shared */
   MemoryContext context = nullptr;            /* the value's own, under held_context */
@@ -96,17 +88,10 @@ std::string text_string(const text *t);
 Held &find_held(const std::string &name);
 /*
  * The plan of a held value: its spec resolved again (cached), which must
- * give the tables it was held for, or tables of the same owners in the
- * same schemas.  Its spec names them by schema and name; a schema renamed
- * and the name given to another table (by the schema's owner: a table of
- * its own, or another schema's table of the same owner) would otherwise
- * make the value that table's, read as its holder: an error says to hold
- * it again.  A table that its owner made again under its name (a
- * migration) is the value's, which reloads when capture of it starts.
+ * give the tables it was held for (registry.cpp); else 55000, hold it
+ * again.
  */
 const Plan &held_plan(const Held &h);
-/* The owners and schemas of tables (InvalidOid for one that is gone). */
-std::vector<TableHome> table_homes(const std::vector<uint32_t> &tables);
 uint64_t value_seq(const Jsonb *value);
 /* sharing.cpp: whether row level security applies to the caller on a table of plan. */
 bool row_security(const Plan &plan);

@@ -53,6 +53,10 @@ SELECT ectosync.unwatch('posts', '{"notes": {"has_many": "notes", "columns": "po
 UPDATE notes SET post_ref = 2 WHERE id = 1;
 SELECT ectosync.wait_for_worker() AS drained;
 SELECT ectosync.changes('posts notes');
+-- wait_changes() says so in the value's row, once: the next call waits
+-- (no event since) rather than answer the same error at once.
+SELECT name, error IS NOT NULL AS failed FROM ectosync.wait_changes(200);
+SELECT count(*) AS rows_at_once FROM ectosync.wait_changes(200);
 -- sync() of a value loaded before says it must reload, and why; the load
 -- then fails the same way.
 SELECT regress.reload_reason(v) AS reason FROM loaded;

@@ -42,6 +42,10 @@ struct Held {
   bool listening = false;     /* hold() LISTENed for it */
   uint32_t generation = 0;    /* of the entry */
   uint64_t seen = UINT64_MAX; /* the entry's notifications when wait_changes() last looked */
+  /* The events the worker had loaded when wait_changes() last found its
+   * changes failing (0: they did not): not read again before it loads
+   * another. */
+  uint64_t failed_at = 0;
   /* The entry's interest was made from value: an event it does not match
    * cannot change value (catch_up() skips those). */
   bool published = false;

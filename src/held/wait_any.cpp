@@ -140,7 +140,12 @@ void look_at(Item &item, Pass &pass) {
   const std::string &name = item.first;
   Held &h = item.second;
   uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
-  bool read = !passes_over(h, pass.loaded, pass.unmatched) &&
+  /* A value whose changes failed (no watch captures it any more, its role
+   * may no longer read a table of it) said so in its row: until the
+   * worker loads another event, a pass would answer that row again at
+   * once, and a client that keeps the value would spin. */
+  bool failed = h.failed_at != 0 && pass.loaded <= h.failed_at;
+  bool read = !failed && !passes_over(h, pass.loaded, pass.unmatched) &&
               needs_reading(h, matched, pass.loaded, pass.unmatched);
   /* (a count seen, read or not: a value that is not read must not make
    * every pass look again) */
@@ -150,8 +155,10 @@ void look_at(Item &item, Pass &pass) {
     try {
       /* (by name when another role holds it: find_held() says so) */
       Reply reply = h.role == GetUserId() ? changes(h, std::nullopt) : changes(name, std::nullopt);
+      h.failed_at = 0;
       if (reply.changed) pass.out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
     } catch (const Error &e) {
+      h.failed_at = std::max<uint64_t>(pass.loaded, 1);
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
       pass.out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
     } catch (...) {
@@ -159,7 +166,7 @@ void look_at(Item &item, Pass &pass) {
       throw;
     }
   }
-  pass.untrusted = pass.untrusted || !trusted(h);
+  if (!failed) pass.untrusted = pass.untrusted || !trusted(h);
 }
 
 /*

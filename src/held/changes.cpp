@@ -89,6 +89,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.relid = relid;
   h.role = GetUserId();
   h.tables = plan.tables();
+  h.homes = table_homes(h.tables);
   h.rls = row_security(plan);
   h.listening = listen;
   h.shared = shared;

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "postgres.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 }
 
@@ -26,10 +27,18 @@ extern "C" {
 
 namespace ectosync {
 
+/* A table's owner and schema (held_plan()). */
+struct TableHome {
+  Oid owner = InvalidOid, schema = InvalidOid;
+  bool operator==(const TableHome &o) const { return owner == o.owner && schema == o.schema; }
+  bool operator!=(const TableHome &o) const { return !(*this == o); }
+};
+
 struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
   std::vector<uint32_t> tables;               /* the plan's tables when held (held_plan()) */
+  std::vector<TableHome> homes;               /* and their owners and schemas */
   Oid role = InvalidOid;                      /* who called hold() */
   PartedValue value;                          /* in context (parts.hpp); none when shared */
   MemoryContext context = nullptr;            /* the value's own, under held_context */
@@ -42,10 +51,13 @@ struct Held {
   bool listening = false;     /* hold() LISTENed for it */
   uint32_t generation = 0;    /* of the entry */
   uint64_t seen = UINT64_MAX; /* the entry's notifications when wait_changes() last looked */
-  /* The events the worker had loaded when wait_changes() last found its
-   * changes failing (0: they did not): not read again before it loads
-   * another. */
+  /* wait_changes() found its changes failing, with the events the worker
+   * had loaded then, at that time: not read again before the worker loads
+   * another, or a second has passed (what made them fail may have gone
+   * without an event: a GRANT, a watch() that widened a capture). */
+  bool failing = false;
   uint64_t failed_at = 0;
+  TimestampTz failed_time = 0;
   /* The entry's interest was made from value: an event it does not match
    * cannot change value (catch_up() skips those). */
   bool published = false;
@@ -92,10 +104,19 @@ std::string text_string(const text *t);
 Held &find_held(const std::string &name);
 /*
  * The plan of a held value: its spec resolved again (cached), which must
- * give the tables it was held for (registry.cpp); else 55000, hold it
- * again.
+ * give the tables it was held for, or tables of the same owners in the
+ * same schemas.  Its spec names them by schema and name; a schema renamed
+ * and the name given to another table (by the schema's owner: a table of
+ * its own, or another schema's table of the same owner) would otherwise
+ * make the value that table's, read as its holder: an error says to hold
+ * it again.  So does a table of it dropped (and maybe made again): the
+ * value could not follow the new one.  An association that now leads to
+ * another table of the same owner and schema (its foreign key made again,
+ * which reloads the value) is the value's.
  */
 const Plan &held_plan(const Held &h);
+/* The owners and schemas of tables (InvalidOid for one that is gone). */
+std::vector<TableHome> table_homes(const std::vector<uint32_t> &tables);
 uint64_t value_seq(const Jsonb *value);
 /* sharing.cpp: whether row level security applies to the caller on a table of plan. */
 bool row_security(const Plan &plan);

@@ -98,25 +98,44 @@ MemoryContext value_context() {
       [&] { return AllocSetContextCreate(parent, "ecto_sync held value", ALLOCSET_SMALL_SIZES); });
 }
 
-/*
- * The plan of h's spec, which must name the tables h was held for.  A
- * table made again (dropped and created by a migration) is another table:
- * the value holds the old one's rows, and its interest names the old oid,
- * so that neither the new table's changes nor the marker of its capture
- * would reach it.  A schema renamed and its name given to another schema
- * (sql_tests/55_attack_search_path.sql) makes the spec name another
- * role's tables.  Either way: 55000, hold it again.
- */
+std::vector<TableHome> table_homes(const std::vector<uint32_t> &tables) {
+  std::vector<TableHome> homes;
+  for (uint32_t relid : tables)
+    homes.push_back(pg_call([&] {
+      TableHome home;
+      HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+      if (!HeapTupleIsValid(tuple)) return home;
+      home.owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+      home.schema = ((Form_pg_class)GETSTRUCT(tuple))->relnamespace;
+      ReleaseSysCache(tuple);
+      return home;
+    }));
+  return homes;
+}
+
 const Plan &held_plan(const Held &h) {
   const Plan &plan = resolve_plan(h.relid, h.assocs);
-  if (plan.tables() == h.tables) return plan;
+  std::vector<uint32_t> tables = plan.tables();
+  /* (asked at each call while a migration made the tables again: a
+   * syscache lookup per table) */
+  if (tables == h.tables) return plan;
+  /* A table of it dropped, and maybe made again under its name by a
+   * migration: that is another table.  The value holds the old one's rows,
+   * and its interest names the old oid, so that neither the new table's
+   * changes nor the marker of its capture would reach it. */
+  bool dropped = false;
+  for (const TableHome &home : table_homes(h.tables)) dropped = dropped || home.owner == InvalidOid;
+  bool elsewhere = !dropped && table_homes(tables) != h.homes;
+  if (!dropped && !elsewhere) return plan;
   char *root = pg_call([&] { return get_rel_name(h.relid); });
   throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
               "ecto_sync: the tables of a held value of " + std::string(root ? root : "?") +
                   " are no longer those it was held for",
-              "Its assocs name another table than the one they named when it was held (a "
-              "table dropped and made again, or a schema renamed and its name given to "
-              "another schema).",
+              dropped ? "A table of it was dropped (and maybe made again under its name): the "
+                        "value cannot follow the table its assocs name now."
+                      : "Its assocs name a table of another owner or schema than the one they "
+                        "named when it was held (a schema renamed, and its name given to "
+                        "another schema).",
               "Release the value and hold it again.");
 }
 

@@ -247,6 +247,7 @@ Jsonb *share_value(const Plan &plan, Jsonb *assocs, Jsonb *filter, int &shared, 
     probe.relid = relid;
     probe.assocs = assocs;
     probe.tables = plan.tables();
+    probe.homes = table_homes(probe.tables);
     probe.filter = filter;
     probe.shared = shared;
     /* Every event committed before the call, once the worker has loaded

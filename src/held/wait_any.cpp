@@ -127,6 +127,7 @@ struct Pass {
   std::vector<WaitRow> &out;
   uint64_t loaded, unmatched;
   bool untrusted = false;
+  bool retry = false; /* a failing value was passed over: look again within a second */
 };
 
 /*
@@ -144,7 +145,9 @@ void look_at(Item &item, Pass &pass) {
    * may no longer read a table of it) said so in its row: until the
    * worker loads another event, a pass would answer that row again at
    * once, and a client that keeps the value would spin. */
-  bool failed = h.failed_at != 0 && pass.loaded <= h.failed_at;
+  bool failed = h.failing && pass.loaded == h.failed_at &&
+                GetCurrentTimestamp() < h.failed_time + USECS_PER_SEC;
+  if (failed) pass.retry = true;
   bool read = !failed && !passes_over(h, pass.loaded, pass.unmatched) &&
               needs_reading(h, matched, pass.loaded, pass.unmatched);
   /* (a count seen, read or not: a value that is not read must not make
@@ -155,10 +158,16 @@ void look_at(Item &item, Pass &pass) {
     try {
       /* (by name when another role holds it: find_held() says so) */
       Reply reply = h.role == GetUserId() ? changes(h, std::nullopt) : changes(name, std::nullopt);
-      h.failed_at = 0;
+      h.failing = false;
       if (reply.changed) pass.out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
     } catch (const Error &e) {
-      h.failed_at = std::max<uint64_t>(pass.loaded, 1);
+      /* (not for a value of another role: that is the caller's role, not
+       * the value's, and it may be reset before the next call) */
+      if (h.role == GetUserId()) {
+        h.failing = true;
+        h.failed_at = pass.loaded;
+        h.failed_time = GetCurrentTimestamp();
+      }
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
       pass.out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
     } catch (...) {
@@ -166,7 +175,7 @@ void look_at(Item &item, Pass &pass) {
       throw;
     }
   }
-  if (!failed) pass.untrusted = pass.untrusted || !trusted(h);
+  pass.untrusted = pass.untrusted || !trusted(h);
 }
 
 /*
@@ -307,7 +316,9 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
     /* (nor whether the restless ones, which the worker need not queue,
      * have events loaded since the pass began) */
     if (!wait_index().restless.empty() && loaded_seq() != pass.loaded) continue;
-    long nap = pass.untrusted ? std::min(remaining, 10L) : remaining;
+    long nap = pass.untrusted ? std::min(remaining, 10L)
+               : pass.retry   ? std::min(remaining, 1000L)
+                              : remaining;
     pg_call([&] {
       (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, nap,
                       PG_WAIT_EXTENSION);

@@ -170,7 +170,8 @@ CREATE FUNCTION ectosync._on_ddl_command_end() RETURNS event_trigger
 CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY',
                  'CREATE VIEW', 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE',
-                 'ALTER TYPE', 'CREATE INDEX')
+                 'ALTER TYPE', 'CREATE INDEX',
+                 'ALTER TRIGGER')
     EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.

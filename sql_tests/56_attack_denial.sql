@@ -193,20 +193,23 @@ CREATE TEMP TABLE attack_z (id int PRIMARY KEY);
 CREATE TRIGGER attack_spam AFTER INSERT ON attack_z FOR EACH ROW
   EXECUTE FUNCTION ectosync.capture('1', '1:id');
 RESET ROLE;
--- The owner of a watched table who gives the capture trigger's name to a
--- trigger of its own, with arguments of no use, breaks neither another
--- role's DROP INDEX nor its watch(); its own table's values are refused,
--- as nothing captures them (until a refresh makes the trigger again).
+-- The owner of a watched table who renames its capture trigger (to drop
+-- it later, which would fire no refresh) gets the trigger made again at
+-- once, so that no trigger of its own can take the name: arguments of no
+-- use there would have broken every role's DROP INDEX.  Its table stays
+-- captured, and another role's DROP INDEX and watch() go on.
 SET ROLE attack_plain;
 CREATE TABLE attack_plain.own (id int PRIMARY KEY);
 SELECT ectosync.watch('attack_plain.own') IS NOT NULL AS watched;
 ALTER TRIGGER ectosync_capture ON attack_plain.own RENAME TO attack_kept;
 CREATE FUNCTION attack_plain.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+\set VERBOSITY terse
 CREATE TRIGGER ectosync_capture AFTER INSERT ON attack_plain.own FOR EACH ROW
   EXECUTE FUNCTION attack_plain.noop('x');
-\set VERBOSITY terse
-SELECT ectosync.load('attack_plain.own');
 \set VERBOSITY default
+DROP TRIGGER attack_kept ON attack_plain.own;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'attack_plain.own'::regclass ORDER BY 1;
+SELECT ectosync.load('attack_plain.own') -> 'rows' AS captured_rows;
 RESET ROLE;
 CREATE TABLE attack_q (id int PRIMARY KEY, v int);
 CREATE INDEX attack_qi ON attack_q (v);

@@ -399,6 +399,29 @@ void follow_schema_rename(const RenameStmt *stmt) {
 }
 
 /*
+ * ALTER TRIGGER ectosync_capture (or ectosync_truncate) ON a watched
+ * table, or on a partition of one, RENAME: the trigger is no longer one
+ * that ecto_sync keeps, and a DROP of it would fire no refresh: capture
+ * would stop unseen for the values loaded before.  The watches are
+ * refreshed, which makes the capture trigger again (a capture restart:
+ * the values holding the table reload).
+ */
+void follow_trigger_rename(const RenameStmt *stmt) {
+  if (refreshing_watches() || !stmt->subname) return;
+  std::string old_name = stmt->subname;
+  if (old_name != kTrigger && old_name != kTruncateTrigger) return;
+  std::set<uint32_t> tables = oids_of(
+      "SELECT t.tgrelid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      " JOIN pg_catalog.pg_trigger t ON t.oid OPERATOR(pg_catalog.=) c.objid"
+      " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
+      " t.tgrelid OR w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (ARRAY("
+      "SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a))"
+      " WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass",
+      false);
+  if (!tables.empty()) refresh_watches();
+}
+
+/*
  * The catalog of a view or function that the statement redefines or
  * alters ("" for a new one: nothing refers to it yet), or null for a
  * statement of another kind.
@@ -552,7 +575,7 @@ using namespace ectosync;
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
  * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER TYPE',
- * 'CREATE INDEX') */
+ * 'CREATE INDEX', 'ALTER TRIGGER') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
@@ -560,6 +583,9 @@ ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   Node *parsetree = ((EventTriggerData *)fcinfo->context)->parsetree;
   if (IsA(parsetree, RenameStmt) && castNode(RenameStmt, parsetree)->renameType == OBJECT_SCHEMA)
     follow_schema_rename(castNode(RenameStmt, parsetree));
+  else if (IsA(parsetree, RenameStmt) &&
+           castNode(RenameStmt, parsetree)->renameType == OBJECT_TRIGGER)
+    follow_trigger_rename(castNode(RenameStmt, parsetree));
   else if (IsA(parsetree, CreatePolicyStmt) || IsA(parsetree, AlterPolicyStmt))
     row_security_changed(tables_of_policies_changed());
   else if (const char *catalog = namer_catalog(parsetree)) {

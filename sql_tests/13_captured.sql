@@ -74,6 +74,11 @@ BEGIN;
 SELECT ectosync.watch('authors') AS watched;
 SELECT ectosync.hold('authors', 'authors', listen => false);
 ROLLBACK;
+-- Nor may a transaction that narrows a capture be prepared: the values it
+-- concerns reload at its commit, which COMMIT PREPARED could not do.
+BEGIN;
+SELECT ectosync.unwatch('post_tags');
+PREPARE TRANSACTION 'narrowing';
 SELECT ectosync.hold('authors', 'authors', listen => false);
 
 -- A dropped table takes its watches with it; the values that did not hold

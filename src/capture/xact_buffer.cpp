@@ -207,14 +207,31 @@ static void restart_pending_captures() {
     restart_capture(pending.restarts[i], kReloadCapture);
 }
 
+/* Whether this transaction changed rows of watched tables (its events, a
+ * bulk statement, a TRUNCATE), not only what is watched and how. */
+static bool changed_rows() {
+  if (pending.count > 0 || pending.overflowed) return true;
+  for (int i = 0; i < pending.nreload; i++)
+    if (pending.reload[i].why & (kReloadBulk | kReloadTruncate)) return true;
+  return false;
+}
+
 static void xact_callback(XactEvent event, void *) {
   switch (event) {
     case XACT_EVENT_PRE_PREPARE:
-      if (pending.count > 0 || pending.nreload > 0 || pending.nrestarts > 0)
+      if (changed_rows())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed watched "
                                "tables"),
                         errdetail("Its changes could not be delivered at COMMIT PREPARED.")));
+      if (pending.nreload > 0 || pending.nrestarts > 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("ecto_sync: cannot PREPARE a transaction that changed what is watched"),
+                 errdetail("Its changes of the watches, or DDL of watched tables, make the "
+                           "values that hold those tables reload at commit, which COMMIT "
+                           "PREPARED could not do."),
+                 errhint("Make such changes in a transaction of their own, without PREPARE.")));
       if (roles_changed && slots_in_use())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("ecto_sync: cannot PREPARE a transaction that changed roles"),

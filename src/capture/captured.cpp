@@ -61,21 +61,19 @@ bool made_here(const std::string &xmin) {
  * that have a capture trigger.  Inside an SpiScope.
  */
 std::map<uint32_t, CapturedColumns> captured_columns(const std::vector<uint32_t> &relids) {
-  std::string list;
-  for (uint32_t relid : relids) list += (list.empty() ? "" : ",") + std::to_string(relid);
   std::map<uint32_t, CapturedColumns> out;
-  for (const auto &row : spi_rows(
-           "SELECT w.relid::pg_catalog.oid, pg_catalog.encode(t.tgargs, 'hex'),"
-           " w.xmin::pg_catalog.text, t.xmin::pg_catalog.text FROM ectosync.watched_tables w"
-           " JOIN pg_catalog.pg_trigger t ON t.tgrelid OPERATOR(pg_catalog.=)"
-           " w.relid::pg_catalog.oid AND t.tgname OPERATOR(pg_catalog.=) $2"
-           /* (ecto_sync's own, firing: the table's owner may have given
-            * its name to a trigger of its own) */
-           " AND t.tgfoid OPERATOR(pg_catalog.=) 'ectosync.capture()'::pg_catalog.regprocedure"
-           " AND t.tgenabled OPERATOR(pg_catalog.=) 'A'"
-           " WHERE $1 OPERATOR(pg_catalog.=) '' OR w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
-           " ANY (('{' OPERATOR(pg_catalog.||) $1 OPERATOR(pg_catalog.||) '}')::pg_catalog.oid[])",
-           {{TEXTOID, list}, {TEXTOID, kTrigger}}, false)) {
+  for (const auto &row :
+       spi_rows("SELECT w.relid::pg_catalog.oid, pg_catalog.encode(t.tgargs, 'hex'),"
+                " w.xmin::pg_catalog.text, t.xmin::pg_catalog.text FROM ectosync.watched_tables w"
+                " JOIN pg_catalog.pg_trigger t ON t.tgrelid OPERATOR(pg_catalog.=)"
+                " w.relid::pg_catalog.oid AND t.tgname OPERATOR(pg_catalog.=) $2"
+                /* (ecto_sync's own, firing: the table's owner may have given
+                 * its name to a trigger of its own) */
+                " AND t.tgfoid OPERATOR(pg_catalog.=) 'ectosync.capture()'::pg_catalog.regprocedure"
+                " AND t.tgenabled OPERATOR(pg_catalog.=) 'A'"
+                " WHERE pg_catalog.cardinality($1::pg_catalog.oid[]) OPERATOR(pg_catalog.=) 0"
+                " OR w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])",
+                {{TEXTOID, pg_int_array(relids)}, {TEXTOID, kTrigger}}, false)) {
     uint32_t relid = static_cast<uint32_t>(std::stoul(*row[0]));
     CapturedColumns c;
     c.uncommitted = made_here(*row[2]) || made_here(*row[3]);

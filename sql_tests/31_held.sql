@@ -389,6 +389,33 @@ SELECT name, jsonb_path_query_array(patch, '$[*].value.title') AS entered
 SELECT ectosync.release('cards');
 SELECT ectosync.unwatch('cards');
 
+-- A hold() is undone when its transaction, or the savepoint it ran under,
+-- rolls back, as its LISTEN is: a value kept without its LISTEN would
+-- wait for notifications that never come, and fall behind unseen.
+BEGIN;
+SELECT jsonb_array_length(ectosync.hold('rolled back', 'posts', '["tags"]') -> 'rows') AS rows;
+ROLLBACK;
+SELECT ectosync.changes('rolled back', 0);
+BEGIN;
+SELECT jsonb_array_length(ectosync.hold('kept', 'notes', listen => false) -> 'rows') AS rows;
+SAVEPOINT s;
+SELECT jsonb_array_length(ectosync.hold('kept', 'posts', listen => false) -> 'rows') AS rows;
+SELECT jsonb_array_length(ectosync.hold('in savepoint', 'notes', listen => false) -> 'rows') AS rows;
+ROLLBACK TO SAVEPOINT s;
+SAVEPOINT t;
+SELECT jsonb_array_length(ectosync.hold('in released savepoint', 'notes', listen => false) -> 'rows')
+    AS rows;
+RELEASE SAVEPOINT t;
+DO $$ BEGIN
+  PERFORM ectosync.hold('in failed block', 'notes', listen => false);
+  PERFORM 1 / 0;
+EXCEPTION WHEN division_by_zero THEN NULL;
+END $$;
+COMMIT;
+-- ('kept' held again in the savepoint replaced the first one: both went)
+SELECT name, tbl FROM ectosync.held() WHERE name <> 'posts' ORDER BY name;
+SELECT ectosync.release('in released savepoint');
+
 -- Forgotten: changes() names what is missing.
 SELECT ectosync.release('posts') AS released, ectosync.release('posts') AS again;
 SELECT ectosync.changes('posts', 0);

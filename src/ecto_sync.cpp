@@ -143,6 +143,9 @@ void _PG_init(void) {
   /* Relcache and schema callbacks of the worker's table metadata, which
    * other backends leave empty (worker/table_meta.cpp). */
   worker_init();
+  /* Transaction and subtransaction callbacks: a hold() that rolls back is
+   * undone, as its LISTEN is (held/hold_undo.cpp). */
+  hold_undo_init();
   /* The launcher, a static background worker (worker/launcher.cpp). */
   worker_register_launcher();
   /*

@@ -92,6 +92,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.homes = table_homes(h.tables);
   h.rls = row_security(plan);
   h.listening = listen;
+  h.serial = note_hold(name);
   h.shared = shared;
   h.base = base;
   /* (what may throw is done: what follows allocates only, and goes with

@@ -71,6 +71,7 @@ struct Held {
   /* The client lacks versions that others made of the shared value this
    * name left (leave_shared()): its next reply is the whole value. */
   bool whole_next = false;
+  uint64_t serial = 0; /* which hold() made it (note_hold()) */
 };
 
 struct Reply {
@@ -151,6 +152,13 @@ class SharedReplyMemoScope {
   SharedReplyMemoScope(const SharedReplyMemoScope &) = delete;
   SharedReplyMemoScope &operator=(const SharedReplyMemoScope &) = delete;
 };
+
+/* hold_undo.cpp: a hold() that rolls back is undone (its header comment). */
+/* Notes a hold() of name in the running (sub)transaction; its serial. */
+uint64_t note_hold(const std::string &name);
+/* Releases the values whose hold() rolled back; every held values' SQL
+ * function calls it first. */
+void release_rolled_back_holds();
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

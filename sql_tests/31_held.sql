@@ -416,6 +416,23 @@ COMMIT;
 SELECT name, tbl FROM ectosync.held() WHERE name <> 'posts' ORDER BY name;
 SELECT ectosync.release('in released savepoint');
 
+-- A reply moves its value on.  One that an error throws away (here the
+-- statement's own; a cancel or a lock_timeout in the call, as well) never
+-- reached the client: the value's next reply is the whole value, at the
+-- next call, though nothing changed since.
+SELECT equal_to_a_fresh_load FROM pg_temp.step(); -- (the client is up to date)
+UPDATE posts SET title = 'one, lost' WHERE id = 1;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT name FROM ectosync.wait_changes(5000) WHERE 1 / (length(name) - length(name)) = 1;
+SELECT name, version, patch::text AS whole, patch -> 0 ->> 'op' AS op,
+       patch -> 0 ->> 'path' AS path
+  FROM ectosync.wait_changes(0) \gset
+SELECT :'name' AS name, :'op' AS op, :'path' AS path;
+SELECT count(*) AS again FROM ectosync.wait_changes(0);
+-- The client, which missed the lost reply, applies the whole value.
+UPDATE client SET copy = regress.patch(copy, :'whole'), version = :version;
+SELECT patch, equal_to_a_fresh_load FROM pg_temp.step();
+
 -- Forgotten: changes() names what is missing.
 SELECT ectosync.release('posts') AS released, ectosync.release('posts') AS again;
 SELECT ectosync.changes('posts', 0);

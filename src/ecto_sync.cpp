@@ -144,8 +144,9 @@ void _PG_init(void) {
    * other backends leave empty (worker/table_meta.cpp). */
   worker_init();
   /* Transaction and subtransaction callbacks: a hold() that rolls back is
-   * undone, as its LISTEN is (held/hold_undo.cpp). */
-  hold_undo_init();
+   * undone, as its LISTEN is, and a reply that rolls back is sent again
+   * (held/rollback.cpp). */
+  held_rollback_init();
   /* The launcher, a static background worker (worker/launcher.cpp). */
   worker_register_launcher();
   /*

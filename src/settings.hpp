@@ -43,7 +43,7 @@ void policy_sources_init();      /* capture/policy_sources.cpp */
 void catalog_init();             /* value/catalog.cpp */
 void table_names_init();         /* pg/table_names.cpp */
 void worker_init();              /* worker/table_meta.cpp */
-void hold_undo_init();           /* held/hold_undo.cpp */
+void held_rollback_init();       /* held/rollback.cpp */
 void worker_register_launcher(); /* worker/launcher.cpp */
 
 }  // namespace ectosync

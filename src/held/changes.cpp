@@ -370,6 +370,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   h.version = version;
   h.whole_next = false;
   keep.was = secured;
+  if (result.changed) note_reply(h);
   return result;
 }
 

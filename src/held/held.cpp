@@ -48,7 +48,7 @@
  * Held values live in this backend's memory ("ecto_sync held values", a
  * child of TopMemoryContext), one copy each, until release() or the end of
  * the session; a hold() whose transaction or savepoint rolls back is
- * undone, as its LISTEN is (hold_undo.cpp).  They are read as the role
+ * undone, as its LISTEN is (rollback.cpp).  They are read as the role
  * that called hold(); changes() refuses another role, so SET ROLE cannot
  * read through someone's value.
  *
@@ -108,7 +108,7 @@ using namespace ectosync;
 /* SQL: ectosync.hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
  * jsonb */
 ECTOSYNC_FUNCTION(ectosync_hold) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: hold() needs a name and a table")));
@@ -132,7 +132,7 @@ ECTOSYNC_FUNCTION(ectosync_hold) {
  * the session of, it LISTENs to their tables' channels too.
  */
 ECTOSYNC_FUNCTION(ectosync_listen_changes) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   (void)fcinfo;
   text *name = [&] {
     std::string channel = interest_listen_session();
@@ -155,7 +155,7 @@ ECTOSYNC_FUNCTION(ectosync_listen_changes) {
 
 /* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
 ECTOSYNC_FUNCTION(ectosync_changes) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: changes() needs the name of a held value")));
@@ -168,7 +168,7 @@ ECTOSYNC_FUNCTION(ectosync_changes) {
 /* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
  */
 ECTOSYNC_FUNCTION(ectosync_wait_changes) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: wait_changes() needs the name of a held value")));
@@ -200,7 +200,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
  * server (jsonb to text) and on the client.
  */
 ECTOSYNC_FUNCTION(ectosync_wait_any) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
   if (timeout_ms < 0 || timeout_ms > 3600 * 1000)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -276,7 +276,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
 ECTOSYNC_FUNCTION(ectosync_release) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
   text *name = PG_GETARG_TEXT_PP(0);
   bool found = [&] {
@@ -297,7 +297,7 @@ ECTOSYNC_FUNCTION(ectosync_release) {
  * this session's own copy).
  */
 ECTOSYNC_FUNCTION(ectosync_held) {
-  release_rolled_back_holds(); /* (first, in every function of held values) */
+  settle_rollbacks(); /* (first, in every function of held values) */
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {

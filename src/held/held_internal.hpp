@@ -68,8 +68,9 @@ struct Held {
    * it shares one: trust_from()). */
   uint64_t trust_from = UINT64_MAX;
   bool rls = false; /* row level security applies to a table (as of the last call) */
-  /* The client lacks versions that others made of the shared value this
-   * name left (leave_shared()): its next reply is the whole value. */
+  /* The client may lack versions: others made them of the shared value
+   * this name left (leave_shared()), or the reply that carried them rolled
+   * back (rollback.cpp).  Its next reply is the whole value. */
   bool whole_next = false;
   uint64_t serial = 0; /* which hold() made it (note_hold()) */
 };
@@ -153,12 +154,15 @@ class SharedReplyMemoScope {
   SharedReplyMemoScope &operator=(const SharedReplyMemoScope &) = delete;
 };
 
-/* hold_undo.cpp: a hold() that rolls back is undone (its header comment). */
+/* rollback.cpp: what a rollback undoes (its header comment). */
 /* Notes a hold() of name in the running (sub)transaction; its serial. */
 uint64_t note_hold(const std::string &name);
-/* Releases the values whose hold() rolled back; every held values' SQL
- * function calls it first. */
-void release_rolled_back_holds();
+/* Notes that a reply moved h on in the running (sub)transaction. */
+void note_reply(const Held &h);
+/* Releases the values whose hold() rolled back, and makes the next reply
+ * of those whose reply rolled back the whole value; every SQL function of
+ * held values calls it first. */
+void settle_rollbacks();
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

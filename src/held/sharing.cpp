@@ -298,7 +298,7 @@ SharedReplyMemoScope::~SharedReplyMemoScope() {
  */
 std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_version) {
   /* (a name with an entry of its own publishes the interest in it itself) */
-  bool memo = reply_memo && !client_version && h.shares_entry;
+  bool memo = reply_memo && !client_version && h.shares_entry && !h.whole_next;
   ReplyKey key{h.shared, h.role, h.base, h.base + static_cast<uint64_t>(h.version)};
   if (memo) {
     auto it = reply_memo->find(key);
@@ -314,7 +314,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
     leave_shared(h, plan);
     return std::nullopt;
   }
-  bool behind = client_version && *client_version != h.version;
+  bool behind = h.whole_next || (client_version && *client_version != h.version);
   SharedSince since = held_share_since(h.shared, behind ? UINT64_MAX : h.base + h.version);
   int64_t version = static_cast<int64_t>(since.version - h.base);
   bool changed = behind || version != h.version;
@@ -338,6 +338,8 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   if (changed) publish_shared_interest(h, plan, since.version);
   h.version = version;
   h.scanned = since.scanned;
+  h.whole_next = false;
+  if (changed) note_reply(h);
   Reply reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
   if (memo) (*reply_memo)[key] = MemoReply{reply, version, since.scanned};
   return reply;

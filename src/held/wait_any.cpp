@@ -86,7 +86,7 @@ void regroup(WaitIndex &ix) {
  * not name.)
  */
 bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
-  if (h.entry < 0 || h.shared >= 0 || !h.published || h.rls) return false;
+  if (h.entry < 0 || h.shared >= 0 || !h.published || h.rls || h.whole_next) return false;
   if (h.scanned < h.trust_from || unmatched > h.scanned) return false;
   if (interest_matched_seq(h.entry) > h.scanned) return false;
   h.scanned = std::max(h.scanned, loaded);
@@ -102,10 +102,11 @@ bool passes_over(Held &h, uint64_t loaded, uint64_t unmatched) {
  * loaded: a read in between missed it), the worker queued a marker it
  * does not match, or it has not read every event up to its interest's
  * publishing; any other (no entry, row level security), whenever the
- * worker loaded events it has not read.
+ * worker loaded events it has not read.  Any, when its next reply is the
+ * whole value (a reply rolled back: rollback.cpp).
  */
 bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t unmatched) {
-  if (h.entry >= 0 && h.shared < 0 && h.published && !h.rls) return true;
+  if (h.whole_next || (h.entry >= 0 && h.shared < 0 && h.published && !h.rls)) return true;
   if (h.entry >= 0 && h.shared >= 0)
     return matched != h.seen || unmatched > h.scanned || h.scanned < trust_from(h) ||
            interest_matched_seq(h.entry) > h.scanned;
@@ -117,7 +118,8 @@ bool needs_reading(const Held &h, uint64_t matched, uint64_t loaded, uint64_t un
  * what needs_reading() and passes_over() ask, with the count as last seen.
  */
 bool restless(const Held &h, uint64_t unmatched) {
-  if (h.entry < 0 || h.rls || !trusted(h) || (h.shared < 0 && !h.published)) return true;
+  if (h.entry < 0 || h.rls || h.whole_next || !trusted(h) || (h.shared < 0 && !h.published))
+    return true;
   return unmatched > h.scanned || interest_matched_seq(h.entry) > h.scanned;
 }
 

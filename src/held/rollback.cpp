@@ -1,0 +1,144 @@
+/*
+ * rollback.cpp: what a rollback undoes in the session's held values.
+ *
+ * Held values are the session's, not the transaction's: PostgreSQL rolls
+ * nothing of them back.  Two things must follow a transaction, or the
+ * savepoint they ran under, that rolls back:
+ *
+ *   - a hold(): hold(listen => true) LISTENs, and PostgreSQL undoes a
+ *     LISTEN that rolls back.  A value kept after such a rollback would
+ *     stay held without its LISTEN: its client would wait for
+ *     notifications that never come, with a value that silently falls
+ *     behind.  So the name goes too, as a LISTEN, a SET or a cursor WITH
+ *     HOLD would; its next call says that no value is held under it.
+ *     (release() is not undone: the value it freed is gone.)
+ *
+ *   - a reply: changes() and wait_changes() move a value on as they make
+ *     its reply.  An error later in the call (a cancel, a lock_timeout, out
+ *     of memory while the rows are written), or in the statement, throws
+ *     the reply away, and the client stays at its version while the value
+ *     has moved on: no later reply would carry what it missed.  The next
+ *     reply of such a value is the whole value (Held::whole_next), and
+ *     wait_changes() looks at it at once.  A reply that did reach the client
+ *     (a transaction that rolled back after it) gets the whole value again,
+ *     which is only more bytes.
+ *
+ * The callbacks only move entries between lists: releasing a value takes
+ * locks and may fail, which an abort callback must not do.  The next call
+ * of this session into held values settles what rolled back
+ * (settle_rollbacks()); until then the value costs what a held value costs,
+ * and is never shown.
+ */
+#include "held/held_internal.hpp"
+#include "pg/pg_boundary.hpp"
+
+extern "C" {
+#include "access/xact.h"
+}
+
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ectosync {
+
+namespace {
+
+struct Made {
+  std::string name;       /* a hold()'s name; empty for a reply */
+  uint64_t serial;        /* the Held (a later hold() of the name is another) */
+  SubTransactionId subid; /* the subtransaction that owns it now */
+};
+
+/* What the open transaction did, oldest first: a subtransaction's are a
+ * suffix, since subtransaction ids grow and a committed one's entries pass
+ * to its parent. */
+std::vector<Made> made;
+/* What rolled back, to settle at the next call. */
+std::vector<Made> undone;
+
+/* Moves the entries made at or under subid to undone.  Allocates nothing:
+ * note() reserved the room. */
+void undo_from(SubTransactionId subid) {
+  while (!made.empty() && made.back().subid >= subid) {
+    undone.push_back(std::move(made.back()));
+    made.pop_back();
+  }
+}
+
+void on_xact(XactEvent event, void *) {
+  switch (event) {
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+      undo_from(InvalidSubTransactionId);
+      break;
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PREPARE:
+      made.clear();
+      break;
+    default:
+      break;
+  }
+}
+
+void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+                void *) {
+  if (event == SUBXACT_EVENT_ABORT_SUB)
+    undo_from(mySubid);
+  else if (event == SUBXACT_EVENT_COMMIT_SUB)
+    for (auto it = made.rbegin(); it != made.rend() && it->subid >= mySubid; ++it)
+      if (it->subid == mySubid) it->subid = parentSubid;
+}
+
+void note(std::string name, uint64_t serial) {
+  /* (room for undo_from() to move every entry without allocating) */
+  undone.reserve(undone.size() + made.size() + 1);
+  made.push_back(
+      Made{std::move(name), serial, pg_call([] { return GetCurrentSubTransactionId(); })});
+}
+
+}  // namespace
+
+uint64_t note_hold(const std::string &name) {
+  static uint64_t serials = 0;
+  note(name, ++serials);
+  return serials;
+}
+
+void note_reply(const Held &h) {
+  /* (once per value and transaction is enough) */
+  if (made.empty() || !made.back().name.empty() || made.back().serial != h.serial)
+    note(std::string(), h.serial);
+}
+
+void settle_rollbacks() {
+  if (undone.empty()) return;
+  auto &values = held_values();
+  std::unordered_set<uint64_t> replied;
+  while (!undone.empty()) {
+    Made entry = std::move(undone.back());
+    undone.pop_back();
+    if (entry.name.empty()) {
+      replied.insert(entry.serial);
+      continue;
+    }
+    auto it = values.find(entry.name);
+    if (it == values.end() || it->second.serial != entry.serial) continue;
+    forget(it->second);
+    values.erase(it);
+  }
+  for (auto &[name, h] : values)
+    if (replied.count(h.serial)) h.whole_next = true;
+  /* (wait_changes() looks at every value again: whole_next ones included) */
+  held_layout_changed();
+}
+
+/* From _PG_init. */
+void held_rollback_init() {
+  RegisterXactCallback(on_xact, nullptr);
+  RegisterSubXactCallback(on_subxact, nullptr);
+}
+
+}  // namespace ectosync

@@ -285,7 +285,10 @@ void restart_capture(uint32_t relid, uint16_t reason) {
   /* The marker is the floor: a record of the event log (the worker
    * notifies it like any event), so that only values holding the table
    * reload.  Without room (the queue is full of unprocessed events) the
-   * seq has no record, and readers of the log reload whatever they hold. */
+   * seq has no record, and readers of the log reload whatever they hold;
+   * nobody would be notified of it, so the gap set makes the marker too,
+   * once the worker has caught up: a client that LISTENs, or syncs on
+   * notifications, hears of it then. */
   uint64 floor;
   if (make_room(slot, record_size(sizeof why.bytes))) {
     floor =
@@ -294,6 +297,7 @@ void restart_capture(uint32_t relid, uint16_t reason) {
   } else {
     floor = slot->next_seq++;
     slot->unmatched_seq = floor;
+    add_gap(slot, relid, reason);
   }
   if (!row_security_only(reason)) raise_floor(slot, relid, floor); /* (no row changed) */
   Latch *latch = slot->worker_latch;

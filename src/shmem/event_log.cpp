@@ -361,9 +361,25 @@ static bool roles_marker_waits(const DbSlot *slot, int i, TimestampTz now) {
          !TimestampDifferenceExceeds(slot->roles_marker_at, now, kRolesMarkerGapMs);
 }
 
+/*
+ * Keeps a marker logged until its notification commits.  Past kMaxUnsent,
+ * one marker of every table (relid 0) at the last seq stands for them: each
+ * reader finds in the log which tables it was of.  The caller holds
+ * slot->lock exclusive.
+ */
+static void keep_unsent(DbSlot *slot, uint32 relid, uint64 seq) {
+  if (slot->nunsent == kMaxUnsent) {
+    slot->unsent[0].relid = 0;
+    slot->unsent[0].seq = slot->unsent[kMaxUnsent - 1].seq;
+    slot->nunsent = 1;
+  }
+  slot->unsent[slot->nunsent].relid = relid;
+  slot->unsent[slot->nunsent++].seq = seq;
+}
+
 long queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps) {
   gaps.clear();
-  gaps.reserve(kMaxGaps); /* no allocation under the lock */
+  gaps.reserve(kMaxUnsent); /* no allocation under the lock */
   uint16 whys[kMaxGaps];
   long due_ms = 0;
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
@@ -413,9 +429,22 @@ long queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps)
     slot->gap_all = false;
     slot->gap_all_why = 0;
     if (!gaps.empty()) slot->processed_seq = gaps.back().second;
+    for (const auto &[relid, seq] : gaps) keep_unsent(slot, relid, seq);
   }
+  gaps.clear();
+  for (int i = 0; i < slot->nunsent; i++)
+    gaps.emplace_back(slot->unsent[i].relid, slot->unsent[i].seq);
   LWLockRelease(slot->lock);
   return due_ms;
+}
+
+void queue_markers_sent(DbSlot *slot, uint64 seq) {
+  LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  int kept = 0;
+  for (int i = 0; i < slot->nunsent; i++)
+    if (slot->unsent[i].seq > seq) slot->unsent[kept++] = slot->unsent[i];
+  slot->nunsent = kept;
+  LWLockRelease(slot->lock);
 }
 
 void queue_reload_everywhere(uint16_t why) {

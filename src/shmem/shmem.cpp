@@ -36,8 +36,8 @@
  * Lock protocol (one LWLock tranche, "ecto_sync"):
  *   slots_lock   which database owns which slot; the workers' pids/latches
  *   slot->lock   (one per slot) everything else in that slot: seq counter,
- *                ring, index, gap set, queue counters, the tables' last
- *                use.  Writers take it exclusive at commit; the worker
+ *                ring, index, gap set, markers not yet notified, queue
+ *                counters, the tables' last use.  Writers take it exclusive at commit; the worker
  *                shared to copy a batch and exclusive to advance `processed`
  *                and drain gaps; sync() shared to copy one record;
  *                note_use() exclusive, at most once a second per table and
@@ -320,6 +320,7 @@ DbSlot *claim_slot(Oid dboid) {
       slot->gap_all = false;
       slot->gap_all_why = 0;
       slot->roles_marker_at = 0;
+      slot->nunsent = 0;
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;

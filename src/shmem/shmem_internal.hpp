@@ -27,6 +27,7 @@ constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db 
 constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
 constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
 constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
+constexpr int kMaxUnsent = 128;    /* RELOAD markers logged and not yet notified per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -56,7 +57,7 @@ struct DbSlot {
   Latch *worker_latch;            /* slots_lock to set; read under lock */
   uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
-  uint64 processed_seq;           /* lock: last seq the worker notified */
+  uint64 processed_seq;           /* lock: last seq the worker handled (notified, or unsent) */
   uint64 loaded_seq;              /* lock: the worker cached the rows up to it */
   /* lock: the last seq that the worker does not match against the held
    * values' interests before it is loaded (the RELOAD markers it queues
@@ -77,9 +78,17 @@ struct DbSlot {
   Oid gaps[kMaxGaps];          /* lock */
   uint16 gap_why[kMaxGaps];    /* lock: each gap's ReloadWhy bits (event.hpp) */
   TimestampTz roles_marker_at; /* lock: when a marker of roles was last logged */
-  QueueStats stats;            /* lock */
-  uint32 lag_us[kLagWindow];   /* lock */
-  uint64 lag_next;             /* lock */
+  /* lock: RELOAD markers logged by queue_take_gaps() whose notifications
+   * did not commit yet (queue_markers_sent()).  Here, not in the worker:
+   * a worker that exits before its commit leaves them to the next one. */
+  int nunsent;
+  struct {
+    Oid relid;
+    uint64 seq;
+  } unsent[kMaxUnsent];
+  QueueStats stats;          /* lock */
+  uint32 lag_us[kLagWindow]; /* lock */
+  uint64 lag_next;           /* lock */
   /* lock: when a session last used each table through ecto_sync (load,
    * sync, hold, changes); the least recent entry makes room */
   struct {
@@ -214,10 +223,14 @@ void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, in
  */
 void queue_mark_loaded(DbSlot *slot, uint64 seq);
 /*
- * Pending RELOAD markers (relid 0: every table), each with a fresh seq.
- * Returns 0, or the milliseconds until a marker of roles held back is due.
+ * Pending RELOAD markers (relid 0: every table), each logged with a fresh
+ * seq, and with them every marker logged before whose notification did
+ * not commit: what to notify now.  Returns 0, or the milliseconds until a
+ * marker of roles held back is due.
  */
 long queue_take_gaps(DbSlot *slot, std::vector<std::pair<uint32, uint64>> &gaps);
+/* The notifications of the markers up to seq committed. */
+void queue_markers_sent(DbSlot *slot, uint64 seq);
 
 /*
  * RELOAD markers for these tables, why: ReloadWhy bits (a batch that could

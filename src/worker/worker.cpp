@@ -124,27 +124,6 @@ static void report_failure(const char *what, const std::exception &e) {
 }
 
 /*
- * RELOAD markers whose notifications did not commit (a full NOTIFY queue),
- * sent again with the next ones.  The markers are records of the event
- * log already, where changes() and sync() find them; the notifications
- * are what listeners and stateless clients wait for.  Past kMaxUnsent, one
- * marker of every table (relid 0) at the last seq stands for them: each
- * reader finds in the log which tables it was of.
- */
-static std::vector<std::pair<uint32, uint64>> unsent_markers;
-static constexpr size_t kMaxUnsent = 1024;
-
-static void keep_unsent(const std::vector<std::pair<uint32, uint64>> &markers) {
-  if (markers.size() <= kMaxUnsent) {
-    unsent_markers = markers;
-    return;
-  }
-  uint64 last = 0;
-  for (const auto &m : markers) last = std::max(last, m.second);
-  unsent_markers = {{0, last}};
-}
-
-/*
  * Handles everything queued so far; returns the number of transactions.
  * markers_due_ms: 0, or when a RELOAD marker held back is due.
  */
@@ -188,10 +167,12 @@ static uint64 drain(DbSlot *slot, long &markers_due_ms) {
     queue_finish_batch(slot, batch_end, batch.back().header.seq, events, lags);
     queue_count_loads(slot, result.rows, result.queries, result.notifications, result.not_loaded);
   }
+  /* The markers are records of the event log already, where changes() and
+   * sync() find them; the notifications are what listeners and stateless
+   * clients wait for.  Those that do not commit (a full NOTIFY queue, the
+   * worker stopped first) stay in the slot, and go with the next ones. */
   std::vector<std::pair<uint32, uint64>> gaps;
   markers_due_ms = queue_take_gaps(slot, gaps);
-  gaps.insert(gaps.begin(), unsent_markers.begin(), unsent_markers.end());
-  unsent_markers.clear();
   if (!gaps.empty()) {
     try {
       uint64 sent = 0;
@@ -203,10 +184,10 @@ static uint64 drain(DbSlot *slot, long &markers_due_ms) {
         }
         sent = gaps.size() + notify_held(markers);
       });
+      queue_markers_sent(slot, gaps.back().second);
       queue_count_loads(slot, 0, 0, sent, 0);
     } catch (const std::exception &e) {
       report_failure("sending RELOAD markers failed", e);
-      keep_unsent(gaps);
     }
   }
   return transactions;

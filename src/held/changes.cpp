@@ -361,6 +361,9 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
     result = Reply{envelope(version, scanned, std::move(ops), changed_by, std::nullopt),
                    behind || changed};
   }
+  /* (noted before anything moves: a note whose reply fails costs a whole
+   * value, a move not noted would cost the client what it missed) */
+  if (result.changed) note_reply(h);
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);
@@ -370,7 +373,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   h.version = version;
   h.whole_next = false;
   keep.was = secured;
-  if (result.changed) note_reply(h);
   return result;
 }
 

@@ -67,7 +67,7 @@ void undo_from(SubTransactionId subid) {
   }
 }
 
-void on_xact(XactEvent event, void *) {
+void on_xact(XactEvent event, void *) noexcept {
   switch (event) {
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
@@ -84,7 +84,7 @@ void on_xact(XactEvent event, void *) {
 }
 
 void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
-                void *) {
+                void *) noexcept {
   if (event == SUBXACT_EVENT_ABORT_SUB)
     undo_from(mySubid);
   else if (event == SUBXACT_EVENT_COMMIT_SUB)
@@ -92,47 +92,54 @@ void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId p
       if (it->subid == mySubid) it->subid = parentSubid;
 }
 
-void note(std::string name, uint64_t serial) {
+SubTransactionId current_subid() {
+  return pg_call([] { return GetCurrentSubTransactionId(); });
+}
+
+void note(std::string name, uint64_t serial, SubTransactionId subid) {
   /* (room for undo_from() to move every entry without allocating) */
   undone.reserve(undone.size() + made.size() + 1);
-  made.push_back(
-      Made{std::move(name), serial, pg_call([] { return GetCurrentSubTransactionId(); })});
+  made.push_back(Made{std::move(name), serial, subid});
 }
 
 }  // namespace
 
 uint64_t note_hold(const std::string &name) {
   static uint64_t serials = 0;
-  note(name, ++serials);
+  note(name, ++serials, current_subid());
   return serials;
 }
 
 void note_reply(const Held &h) {
-  /* (once per value and transaction is enough) */
-  if (made.empty() || !made.back().name.empty() || made.back().serial != h.serial)
-    note(std::string(), h.serial);
+  SubTransactionId subid = current_subid();
+  /* (once per value and subtransaction is enough) */
+  if (!made.empty() && made.back().name.empty() && made.back().serial == h.serial &&
+      made.back().subid == subid)
+    return;
+  note(std::string(), h.serial, subid);
 }
 
 void settle_rollbacks() {
   if (undone.empty()) return;
   auto &values = held_values();
+  /* Replies first, and taken out of undone only once marked: what throws
+   * (forget() may) loses no value's mark. */
   std::unordered_set<uint64_t> replied;
+  for (const Made &entry : undone)
+    if (entry.name.empty()) replied.insert(entry.serial);
+  for (auto &[name, h] : values)
+    if (replied.count(h.serial)) h.whole_next = true;
+  /* (wait_changes() looks at every value again: whole_next ones included) */
+  held_layout_changed();
   while (!undone.empty()) {
     Made entry = std::move(undone.back());
     undone.pop_back();
-    if (entry.name.empty()) {
-      replied.insert(entry.serial);
-      continue;
-    }
+    if (entry.name.empty()) continue;
     auto it = values.find(entry.name);
     if (it == values.end() || it->second.serial != entry.serial) continue;
     forget(it->second);
     values.erase(it);
   }
-  for (auto &[name, h] : values)
-    if (replied.count(h.serial)) h.whole_next = true;
-  /* (wait_changes() looks at every value again: whole_next ones included) */
-  held_layout_changed();
 }
 
 /* From _PG_init. */

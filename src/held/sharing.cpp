@@ -118,6 +118,7 @@ void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
  * loads a value of its own, as itself, which the client gets whole.
  */
 Reply unshare(Held &h, const Plan &plan) {
+  note_reply(h); /* (before anything moves: changes_made_in()) */
   Jsonb *whole = load_value(plan, h.filter);
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
@@ -303,6 +304,7 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
   if (memo) {
     auto it = reply_memo->find(key);
     if (it != reply_memo->end()) {
+      if (it->second.reply.changed) note_reply(h);
       h.version = it->second.version;
       h.scanned = it->second.scanned;
       return it->second.reply;
@@ -335,11 +337,11 @@ std::optional<Reply> shared_changes(Held &h, std::optional<int64_t> client_versi
     reloaded = since.reload_why;
   /* The rows changed: the interest follows them (first: if it fails, the
    * name is where it was, and the next call replies again). */
+  if (changed) note_reply(h); /* (before anything moves: changes_made_in()) */
   if (changed) publish_shared_interest(h, plan, since.version);
   h.version = version;
   h.scanned = since.scanned;
   h.whole_next = false;
-  if (changed) note_reply(h);
   Reply reply{envelope(version, since.scanned, std::move(ops), since.events, reloaded), changed};
   if (memo) (*reply_memo)[key] = MemoReply{reply, version, since.scanned};
   return reply;

@@ -120,7 +120,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_for_worker) {
     if (!slot) PG_RETURN_BOOL(target == 0);
     LWLockAcquire(slot->lock, LW_SHARED);
     bool done = slot->processed_seq >= target && slot->processed == slot->head &&
-                slot->ngaps == 0 && !slot->gap_all;
+                slot->ngaps == 0 && !slot->gap_all && slot->nunsent == 0;
     LWLockRelease(slot->lock);
     if (done) PG_RETURN_BOOL(true);
     if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms)) PG_RETURN_BOOL(false);

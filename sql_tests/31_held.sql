@@ -367,6 +367,17 @@ SET ROLE regress_ectosync_held;
 SELECT ectosync.changes('posts', 0);
 \set VERBOSITY default
 RESET ROLE;
+-- Nor share a value with it: held().shared_by would tell each which
+-- lists the other's sessions hold.
+GRANT SELECT ON notes TO regress_ectosync_held;
+SELECT ectosync.hold('by me', 'notes', listen => false) IS NOT NULL AS held;
+SET ROLE regress_ectosync_held;
+SELECT ectosync.hold('by them', 'notes', listen => false) IS NOT NULL AS held;
+SELECT name, shared_by FROM ectosync.held() WHERE name = 'by them';
+SELECT ectosync.release('by them');
+RESET ROLE;
+SELECT name, shared_by FROM ectosync.held() WHERE name = 'by me';
+SELECT ectosync.release('by me');
 DROP OWNED BY regress_ectosync_held;
 DROP ROLE regress_ectosync_held;
 

@@ -53,8 +53,8 @@
  * read through someone's value.
  *
  * Sharing: a value of tables without row level security for the caller
- * is shared by the sessions that hold it (the same table, assocs and
- * filter; held_shared.hpp), and by one session that holds it under
+ * is shared by the sessions of its role that hold it (the same table,
+ * assocs and filter; held_shared.hpp), and by one session that holds it under
  * several names: kept once in shared memory; each change is applied once,
  * during the turn of whichever session asks first, and published with its
  * patch; every session answers its client from the published patches, and

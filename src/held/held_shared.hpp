@@ -1,8 +1,8 @@
 /*
  * held_shared.hpp: held values that sessions share (held.cpp).
  *
- * Sessions that hold the same value (same database, table, assocs and
- * filter) would each apply every event to their own copy: with 15
+ * Sessions that hold the same value (same database, table, assocs,
+ * filter and role) would each apply every event to their own copy: with 15
  * sessions holding all 2,000 posts, a tag rename was rewritten 15 times;
  * with 10,000 values of 50 users' posts on 8 connections, each change of
  * a user's posts was applied to each of their 200 copies.
@@ -16,7 +16,9 @@
  * are shared: without row level security on any of their tables for the
  * caller (a filter is part of the value's key: its text, cast under the
  * pinned settings, picks the same rows for every role).  Table privileges
- * are checked per call, as for any value.
+ * are checked per call, as for any value.  Still, only sessions of one
+ * role share a value: a role must not learn which lists another's
+ * sessions hold (sharing.cpp's share_key()).
  *
  * Every function acts on the current database.  Errors come as C++
  * exceptions (PostgreSQL's through pg_call); detach and abandon never fail.

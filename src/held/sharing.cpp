@@ -57,14 +57,17 @@ namespace {
  * What shared values are matched by: the shape, the tables it resolved to
  * (its spec names them by name: after a schema renamed under one, the
  * same text names another table), the filter as values carry it (hold()
- * rendered it: "EST" or a uuid in capitals are written otherwise), and the
- * part size they are cut by.
+ * rendered it: "EST" or a uuid in capitals are written otherwise), the
+ * part size they are cut by, and the role.  Sessions of other roles never
+ * share a value: held().shared_by, and how soon a hold() returns, would
+ * tell a role which filtered lists another role's sessions hold (which
+ * user has which screen open).
  */
 std::string share_key(const Plan &plan, const Jsonb *filter) {
   std::string tables;
   for (uint32_t t : plan.tables()) tables += std::to_string(t) + ",";
   return plan.spec + " " + tables + " " + (filter ? jsonb_text(filter) : "null") + " " +
-         std::to_string(settings.held_part_bytes);
+         std::to_string(settings.held_part_bytes) + " role " + std::to_string(GetUserId());
 }
 
 /*

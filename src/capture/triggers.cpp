@@ -21,7 +21,10 @@ extern "C" {
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
 }
 
 #include <algorithm>
@@ -187,13 +190,53 @@ std::vector<std::string> trigger_args_of_hex(const std::string &hex) {
 }
 
 /*
+ * How long a change of a table's triggers waits for the table's lock.  Its
+ * caller holds ectosync.watches' lock, which every watch(), unwatch() and
+ * refresh after a schema change, of every role, waits for: a table that
+ * its owner keeps locked in an open transaction would otherwise hold all
+ * of them for as long as it likes.
+ */
+constexpr int kTriggerLockWaitMs = 10000;
+
+void lock_for_triggers(uint32_t relid) {
+  /* (CREATE TRIGGER's, ALTER TABLE ... ENABLE TRIGGER's and DROP TRIGGER's
+   * lock is at most this: they find it taken) */
+  if (pg_call([&] { return ConditionalLockRelationOid(relid, ShareRowExclusiveLock); })) return;
+  try {
+    in_subtransaction([&] {
+      pg_call([&] {
+        int level = NewGUCNestLevel();
+        /* (a caller's shorter lock_timeout stands) */
+        if (LockTimeout == 0 || LockTimeout > kTriggerLockWaitMs)
+          (void)set_config_option("lock_timeout", std::to_string(kTriggerLockWaitMs).c_str(),
+                                  PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+        LockRelationOid(relid, ShareRowExclusiveLock);
+        AtEOXact_GUC(true, level);
+      });
+    });
+  } catch (const Error &e) {
+    if (e.sqlstate != ERRCODE_LOCK_NOT_AVAILABLE) throw;
+    std::string table = sql_table_name(relid);
+    throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+                "ecto_sync: could not lock table " + table + " to change its capture triggers",
+                "Another transaction holds a lock on " + table +
+                    " that conflicts with CREATE TRIGGER.  ecto_sync waits at most " +
+                    std::to_string(kTriggerLockWaitMs / 1000) +
+                    " s for it: every watch(), unwatch() and schema change of a watched table "
+                    "waits meanwhile.",
+                "Retry once that transaction has ended.");
+  }
+}
+
+/*
  * ENABLE ALWAYS: capture fires in session_replication_role = replica too
  * (logical replication's apply, restores that set it); a trigger someone
  * disabled fires again (the ddl_command_end event trigger calls this after
  * ALTER TABLE ... DISABLE TRIGGER).
  */
-void enable_always(const std::string &table, const char *trigger) {
-  spi_exec("ALTER TABLE " + table + " ENABLE ALWAYS TRIGGER " + trigger);
+void enable_always(uint32_t relid, const char *trigger) {
+  lock_for_triggers(relid);
+  spi_exec("ALTER TABLE " + sql_table_name(relid) + " ENABLE ALWAYS TRIGGER " + trigger);
 }
 
 /* True when the relation still exists. */
@@ -216,8 +259,9 @@ bool trigger_exists(uint32_t relid, const char *name) {
 
 /* Drops the trigger called name from table relid, if it is there. */
 void drop_trigger(uint32_t relid, const char *name) {
-  if (trigger_exists(relid, name))
-    spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
+  if (!trigger_exists(relid, name)) return;
+  lock_for_triggers(relid);
+  spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
 }
 
 }  // namespace
@@ -278,11 +322,13 @@ std::vector<uint32_t> partitions_of(uint32_t relid) {
 
 /* Gives every partition of relid its TRUNCATE trigger. */
 void install_partition_triggers(uint32_t relid) {
-  for (uint32_t part : partitions_of(relid))
-    if (!trigger_exists(part, kTruncateTrigger))
-      spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
-               sql_table_name(part) +
-               " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+  for (uint32_t part : partitions_of(relid)) {
+    if (trigger_exists(part, kTruncateTrigger)) continue;
+    lock_for_triggers(part);
+    spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
+             sql_table_name(part) +
+             " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+  }
 }
 
 /* Makes table n.relid's triggers and row say n, and the triggers fire always. */
@@ -298,13 +344,14 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
       truncate.exists && truncate.enabled == 'A')
     return;
   std::string table = sql_table_name(n.relid);
+  lock_for_triggers(n.relid);
   if (!row_right) {
     drop_trigger(n.relid, kTrigger);
     spi_exec(create_trigger_sql(args, table));
   }
   if (!truncate.exists) spi_exec(create_truncate_trigger_sql(table));
-  if (!row_right || row.enabled != 'A') enable_always(table, kTrigger);
-  if (!truncate.exists || truncate.enabled != 'A') enable_always(table, kTruncateTrigger);
+  if (!row_right || row.enabled != 'A') enable_always(n.relid, kTrigger);
+  if (!truncate.exists || truncate.enabled != 'A') enable_always(n.relid, kTruncateTrigger);
   /* Not captured until now (no trigger, or a disabled one): rows cached
    * before may have changed unseen, and so may values that hold the table
    * (a RELOAD marker for it; other tables and the values that do not hold

@@ -360,7 +360,7 @@ void keep_capture_enabled(uint32_t relid, uint32_t watched) {
     if (!state.exists || state.enabled == 'A') continue;
     missed = missed || state.enabled == 'D';
     AsSuperuser su;
-    enable_always(sql_table_name(relid), name);
+    enable_always(relid, name);
   }
   /* Disabled, it may have missed changes (its event trigger may not have
    * fired at once): a capture restart. */

@@ -127,7 +127,11 @@ TriggerState trigger_state(uint32_t relid, const char *name);
  * Inside an SpiScope. */
 bool key_changed(uint32_t relid);
 std::vector<std::string> trigger_args_of_hex(const std::string &hex);
-void enable_always(const std::string &table, const char *trigger);
+/* Takes relid's lock for a change of its triggers, waiting a bounded
+ * time: a table that its owner keeps locked fails the statement (55P03)
+ * rather than hold every watch() of every role (triggers.cpp). */
+void lock_for_triggers(uint32_t relid);
+void enable_always(uint32_t relid, const char *trigger);
 bool relation_exists(uint32_t relid);
 std::map<uint32_t, std::string> stored_rows();
 void install_partition_triggers(uint32_t relid);

@@ -66,8 +66,9 @@ SELECT ectosync.release('b');
 RESET ROLE;
 SELECT 'ok: a value past its role''s share went on alone' AS held_shared_share;
 
--- The same, held by a superuser too (whose share is the whole area): the
--- value outgrows grower's share and becomes the superuser's, shared still.
+-- The same, held by a superuser too (whose share is the whole area):
+-- sessions of two roles never share a value, so grower's goes on alone
+-- past its share, and the superuser's stays shared.
 CREATE TABLE w (id int PRIMARY KEY, x text);
 INSERT INTO w VALUES (1, 'small');
 GRANT SELECT ON w TO grower;
@@ -82,8 +83,8 @@ SELECT ectosync.changes('s', 0) IS NOT NULL AS changed;
 SET ROLE grower;
 SELECT ectosync.changes('c', 0) IS NOT NULL AS changed;
 DO $$ BEGIN
-  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'c') IS DISTINCT FROM 2 THEN
-    RAISE 'a value that a superuser holds too should stay shared';
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 'c') IS NOT NULL THEN
+    RAISE 'a value past its role''s share should no longer be shared';
   END IF;
   IF (SELECT jsonb_array_length(ectosync.changes('c', 0) #> '{patch,0,value,rows}')) <> 2500 THEN
     RAISE 'the value should hold 2500 rows';
@@ -91,5 +92,13 @@ DO $$ BEGIN
 END $$;
 SELECT ectosync.release('c');
 RESET ROLE;
+DO $$ BEGIN
+  IF (SELECT shared_by FROM ectosync.held() WHERE name = 's') IS DISTINCT FROM 1 THEN
+    RAISE 'the superuser''s value should stay shared, by itself alone';
+  END IF;
+  IF (SELECT jsonb_array_length(ectosync.changes('s', 0) #> '{patch,0,value,rows}')) <> 2500 THEN
+    RAISE 'the value should hold 2500 rows';
+  END IF;
+END $$;
 SELECT ectosync.release('s');
-SELECT 'ok: a value past its creator''s share became a holder''s' AS held_shared_transfer;
+SELECT 'ok: two roles holding one shape share nothing' AS held_shared_roles;

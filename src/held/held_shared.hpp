@@ -83,9 +83,8 @@ bool held_share_busy(int slot, uint64_t upto);
  * becomes the shared value and the version moves on by one; without, the
  * value stays as it is.  Either way it reflects the events up to scanned.
  * false when shared memory ran out, or the value outgrew its creator's
- * share (ectosync.max_role_share) and ours: nothing changed and the turn
- * is given up; in the latter case the slot is closed too.  Within ours,
- * the value becomes our role's.
+ * share (ectosync.max_role_share): nothing changed and the turn is given
+ * up; in the latter case the slot is closed too.
  */
 bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
                         const std::string *reloaded, const std::vector<uint64_t> &events,

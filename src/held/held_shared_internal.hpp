@@ -47,8 +47,8 @@ struct SharedHeld {
   int nparts;
   Size bytes;  /* head and parts */
   Size logged; /* the log's pieces */
-  /* It outgrew its creator's share, and no holder's role could take it:
-   * its holders leave it at their next turn, and nobody attaches. */
+  /* It outgrew its creator's share (its holders' role): they leave it at
+   * their next turn, and nobody attaches. */
   bool closed;
   LogEntry log[kLogEntries];
   uint64 reload_version;         /* the last version that reloaded the value, 0: none */

@@ -107,11 +107,10 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
     ConditionVariableBroadcast(&s.cv);
     return true;
   }
-  /* (read before anything is allocated; the creator stays while we hold the slot) */
-  Oid creator = s.creator, me = GetUserId();
+  /* (read before anything is allocated; the creator stays while we hold
+   * the slot, and is our role: share_key()) */
+  Oid creator = s.creator;
   long share = share_of(creator);
-  long my_share = me == creator ? share : share_of(me);
-  long my_slots = pg_call([&] { return role_share(control->nslots, me); });
   Size events_bytes = MAXALIGN(sizeof(uint64) * events.size());
   Size piece_size =
       std::max<Size>(events_bytes + (ops ? MAXALIGN(VARSIZE(ops)) : 0), MAXIMUM_ALIGNOF);
@@ -121,8 +120,7 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   long estimate =
       (long)(value_bytes(value) + s.logged - (oldest.version ? oldest.size : 0) + piece_size);
   LWLockRelease(control->lock);
-  if (!has_room(creator, estimate, share, -1, slot) &&
-      (me == creator || !has_room(me, estimate, my_share, (int)my_slots, slot))) {
+  if (!has_room(creator, estimate, share, -1, slot)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     s.closed = true;
     LWLockRelease(control->lock);
@@ -155,21 +153,13 @@ bool held_share_publish(int slot, const PartedValue &value, const Jsonb *ops,
   }
   /* The value grows within its creator's share, log included: a value
    * that grows after it was shared counts as one shared large.  Past it,
-   * the value is ours if our role has room (a shape that many roles hold
-   * outlives its creator's other values); else it is closed, and each
-   * holder goes on with its own (leave_shared()). */
+   * it is closed, and each holder goes on with its own (leave_shared()). */
   if (ok && DsaPointerIsValid(list_p) && DsaPointerIsValid(piece)) {
     LWLockAcquire(control->lock, LW_EXCLUSIVE);
     const LogEntry &replaced = s.log[s.version % kLogEntries];
     long logged = (long)(s.logged - (replaced.version ? replaced.size : 0) + piece_size);
     long bytes = (long)value_bytes(value) + logged;
-    bool fits = taken_by(creator, slot).bytes + bytes <= share;
-    if (!fits && me != creator) {
-      Taken mine = taken_by(me, slot);
-      fits = mine.bytes + bytes <= my_share && mine.slots < my_slots;
-      if (fits) s.creator = me;
-    }
-    if (fits) {
+    if (taken_by(creator, slot).bytes + bytes <= share) {
       publish_locked(s, parts, old_ptrs, list_p, head_p, new_head, value, piece, piece_size, events,
                      events_bytes, whole, reloaded, scanned);
       LWLockRelease(control->lock);

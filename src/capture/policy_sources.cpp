@@ -382,13 +382,9 @@ std::map<TriggerKey, WantedTrigger> wanted_triggers(
     out[{source, kPolicyTrigger}] = {args, true};
     out[{source, kPolicyTruncateTrigger}] = {args, false};
     /* (a TRUNCATE of a partition fires only the partition's own) */
-    for (const auto &row :
-         spi_rows("SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
-                  " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
-                  " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND p.isleaf"
-                  " AND c.relkind OPERATOR(pg_catalog.=) 'r'",
-                  {{REGCLASSOID, std::to_string(source)}}, false))
-      out[{static_cast<uint32_t>(std::stoul(*row[0])), kPolicyTruncateTrigger}] = {args, false};
+    for (uint32_t part : partitions_of(source))
+      if (pg_call([&] { return get_rel_relkind(part); }) == RELKIND_RELATION)
+        out[{part, kPolicyTruncateTrigger}] = {args, false};
   }
   return out;
 }
@@ -539,7 +535,7 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   const std::map<TriggerKey, TriggerState> &existing = plan.existing;
   for (const auto &[key, state] : existing)
     if (!wanted.count(key) || wanted.at(key).args != state.args) {
-      lock_for_triggers(key.first);
+      lock_for_triggers(key.first, AccessExclusiveLock);
       spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
     }
   /* Changes of a source were not followed for a dependent that its row

@@ -198,19 +198,20 @@ std::vector<std::string> trigger_args_of_hex(const std::string &hex) {
  */
 constexpr int kTriggerLockWaitMs = 10000;
 
-void lock_for_triggers(uint32_t relid) {
-  /* (CREATE TRIGGER's, ALTER TABLE ... ENABLE TRIGGER's and DROP TRIGGER's
-   * lock is at most this: they find it taken) */
-  if (pg_call([&] { return ConditionalLockRelationOid(relid, ShareRowExclusiveLock); })) return;
+namespace {
+
+void lock_one(uint32_t relid, LOCKMODE mode) {
+  if (pg_call([&] { return ConditionalLockRelationOid(relid, mode); })) return;
+  std::string wait_ms = std::to_string(kTriggerLockWaitMs);
   try {
     in_subtransaction([&] {
       pg_call([&] {
         int level = NewGUCNestLevel();
         /* (a caller's shorter lock_timeout stands) */
         if (LockTimeout == 0 || LockTimeout > kTriggerLockWaitMs)
-          (void)set_config_option("lock_timeout", std::to_string(kTriggerLockWaitMs).c_str(),
-                                  PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-        LockRelationOid(relid, ShareRowExclusiveLock);
+          (void)set_config_option("lock_timeout", wait_ms.c_str(), PGC_USERSET, PGC_S_SESSION,
+                                  GUC_ACTION_SAVE, true, 0, false);
+        LockRelationOid(relid, mode);
         AtEOXact_GUC(true, level);
       });
     });
@@ -220,12 +221,26 @@ void lock_for_triggers(uint32_t relid) {
     throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
                 "ecto_sync: could not lock table " + table + " to change its capture triggers",
                 "Another transaction holds a lock on " + table +
-                    " that conflicts with CREATE TRIGGER.  ecto_sync waits at most " +
+                    " that a change of its triggers must wait for.  ecto_sync waits at most " +
                     std::to_string(kTriggerLockWaitMs / 1000) +
                     " s for it: every watch(), unwatch() and schema change of a watched table "
                     "waits meanwhile.",
                 "Retry once that transaction has ended.");
   }
+}
+
+}  // namespace
+
+/*
+ * The lock that the trigger statement will take, taken first with a
+ * bounded wait: CREATE TRIGGER and ALTER TABLE ... ENABLE TRIGGER take
+ * ShareRowExclusiveLock, DROP TRIGGER AccessExclusiveLock; on a
+ * partitioned table, on every partition too (their clones).
+ */
+void lock_for_triggers(uint32_t relid, LOCKMODE mode) {
+  lock_one(relid, mode);
+  if (pg_call([&] { return get_rel_relkind(relid); }) == RELKIND_PARTITIONED_TABLE)
+    for (uint32_t part : partitions_of(relid)) lock_one(part, mode);
 }
 
 /*
@@ -260,7 +275,7 @@ bool trigger_exists(uint32_t relid, const char *name) {
 /* Drops the trigger called name from table relid, if it is there. */
 void drop_trigger(uint32_t relid, const char *name) {
   if (!trigger_exists(relid, name)) return;
-  lock_for_triggers(relid);
+  lock_for_triggers(relid, AccessExclusiveLock);
   spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
 }
 
@@ -304,21 +319,30 @@ std::string row_text(const TableNeed &n) {
  * later get it from the ddl_command_end event trigger
  * (ectosync._on_partition_ddl, partitions_changed()).
  */
+}  // namespace
+
+/*
+ * Read from pg_inherits, not with pg_partition_tree(), which locks every
+ * partition: a partition that its owner keeps locked would hold every
+ * refresh (lock_for_triggers()).
+ */
 const char *const kPartitionsSql =
-    "SELECT p.relid::pg_catalog.oid FROM pg_catalog.pg_partition_tree($1) p"
-    " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
-    " WHERE p.relid OPERATOR(pg_catalog.<>) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY "
+    "WITH RECURSIVE tree AS ("
+    " SELECT i.inhrelid AS relid FROM pg_catalog.pg_inherits i"
+    " WHERE i.inhparent OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+    " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+    " JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid)"
+    " SELECT t.relid::pg_catalog.oid FROM tree t"
+    " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid"
+    " WHERE c.relispartition AND c.relkind OPERATOR(pg_catalog.=) ANY "
     "('{r,p}'::pg_catalog.\"char\"[])";
 
-/* The partitions of relid at any depth (none for an ordinary table). */
 std::vector<uint32_t> partitions_of(uint32_t relid) {
   std::vector<uint32_t> out;
-  for (const auto &row : spi_rows(kPartitionsSql, {{REGCLASSOID, std::to_string(relid)}}, false))
+  for (const auto &row : spi_rows(kPartitionsSql, {{OIDOID, std::to_string(relid)}}, false))
     out.push_back(static_cast<uint32_t>(std::stoul(*row[0])));
   return out;
 }
-
-}  // namespace
 
 /* Gives every partition of relid its TRUNCATE trigger. */
 void install_partition_triggers(uint32_t relid) {
@@ -344,12 +368,17 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
       truncate.exists && truncate.enabled == 'A')
     return;
   std::string table = sql_table_name(n.relid);
-  lock_for_triggers(n.relid);
+  /* (each statement that changes a trigger takes the table's lock first,
+   * with a bounded wait; a stored row alone takes none) */
   if (!row_right) {
     drop_trigger(n.relid, kTrigger);
+    lock_for_triggers(n.relid);
     spi_exec(create_trigger_sql(args, table));
   }
-  if (!truncate.exists) spi_exec(create_truncate_trigger_sql(table));
+  if (!truncate.exists) {
+    lock_for_triggers(n.relid);
+    spi_exec(create_truncate_trigger_sql(table));
+  }
   if (!row_right || row.enabled != 'A') enable_always(n.relid, kTrigger);
   if (!truncate.exists || truncate.enabled != 'A') enable_always(n.relid, kTruncateTrigger);
   /* Not captured until now (no trigger, or a disabled one): rows cached

@@ -11,6 +11,7 @@
 extern "C" {
 #include "postgres.h"
 #include "catalog/pg_authid.h"
+#include "storage/lockdefs.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 }
@@ -127,10 +128,14 @@ TriggerState trigger_state(uint32_t relid, const char *name);
  * Inside an SpiScope. */
 bool key_changed(uint32_t relid);
 std::vector<std::string> trigger_args_of_hex(const std::string &hex);
-/* Takes relid's lock for a change of its triggers, waiting a bounded
- * time: a table that its owner keeps locked fails the statement (55P03)
- * rather than hold every watch() of every role (triggers.cpp). */
-void lock_for_triggers(uint32_t relid);
+/* Takes relid's lock for a change of its triggers (and its partitions'),
+ * waiting a bounded time: a table that its owner keeps locked fails the
+ * statement (55P03) rather than hold every watch() of every role
+ * (triggers.cpp). */
+void lock_for_triggers(uint32_t relid, LOCKMODE mode = ShareRowExclusiveLock);
+/* The partitions of relid at any depth (none for an ordinary table),
+ * read without locking them. */
+std::vector<uint32_t> partitions_of(uint32_t relid);
 void enable_always(uint32_t relid, const char *trigger);
 bool relation_exists(uint32_t relid);
 std::map<uint32_t, std::string> stored_rows();

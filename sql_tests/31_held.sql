@@ -330,8 +330,8 @@ ALTER TABLE tags ENABLE ROW LEVEL SECURITY;
 CREATE POLICY all_tags ON tags FOR SELECT TO regress_ectosync_left USING (true);
 SET ROLE regress_ectosync_left;
 SELECT c -> 'version' AS version, c -> 'reloaded' AS why FROM (SELECT ectosync.changes('left', 0) AS c) s;
-RESET ROLE;
 SELECT name, shared_by FROM ectosync.held() WHERE name IN ('mine', 'left') ORDER BY name;
+RESET ROLE;
 SELECT regress.sleeps() AS s0, regress.cpu_ticks() AS t0 \gset
 SET ROLE regress_ectosync_left;
 SELECT ectosync.wait_changes('left', 1, 1000) -> 'patch' AS nothing;
@@ -365,8 +365,13 @@ GRANT USAGE ON SCHEMA held_test TO regress_ectosync_held;
 SET ROLE regress_ectosync_held;
 \set VERBOSITY terse
 SELECT ectosync.changes('posts', 0);
+-- nor list, release or replace it
+SELECT count(*) AS listed FROM ectosync.held();
+SELECT ectosync.release('posts');
+SELECT ectosync.hold('posts', 'notes');
 \set VERBOSITY default
 RESET ROLE;
+SELECT count(*) > 0 AS still_held FROM ectosync.held() WHERE name = 'posts';
 -- Nor share a value with it: held().shared_by would tell each which
 -- lists the other's sessions hold.
 GRANT SELECT ON notes TO regress_ectosync_held;

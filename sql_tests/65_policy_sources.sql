@@ -392,7 +392,9 @@ ROLLBACK;
 SELECT count(*) AS crew_triggers FROM pg_temp.policy_triggers('crew');
 SELECT ectosync.wait_for_worker();
 SELECT s.reload_markers - b.reload_markers AS new_reload_markers FROM ectosync.stats s, before_replace b;
+SET ROLE regress_ps_alice; -- (its value: only its role may release it)
 SELECT ectosync.release('regress_ps_alice notes');
+RESET ROLE;
 
 -- ==== a policy that reads other rows of its own table ====
 CREATE TABLE folders (id int PRIMARY KEY, parent_id int REFERENCES folders, owner text);

@@ -283,6 +283,7 @@ ECTOSYNC_FUNCTION(ectosync_release) {
     auto &values = held_values();
     auto it = values.find(text_string(name));
     if (it == values.end()) return false;
+    (void)find_held(it->first); /* (another role's: refused) */
     forget(it->second);
     values.erase(it);
     return true;
@@ -302,6 +303,7 @@ ECTOSYNC_FUNCTION(ectosync_held) {
   InitMaterializedSRF(fcinfo, 0);
   [&] {
     for (const auto &[name, h] : held_values()) {
+      if (h.role != GetUserId()) continue; /* (another role's, after SET ROLE) */
       Datum values[11];
       bool nulls[11] = {};
       std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";

@@ -131,14 +131,16 @@ void settle_rollbacks() {
     if (replied.count(h.serial)) h.whole_next = true;
   /* (wait_changes() looks at every value again: whole_next ones included) */
   held_layout_changed();
+  /* (each taken out only once done: what forget() throws leaves it for
+   * the next call) */
   while (!undone.empty()) {
-    Made entry = std::move(undone.back());
+    const Made &entry = undone.back();
+    auto it = entry.name.empty() ? values.end() : values.find(entry.name);
+    if (it != values.end() && it->second.serial == entry.serial) {
+      forget(it->second);
+      values.erase(it);
+    }
     undone.pop_back();
-    if (entry.name.empty()) continue;
-    auto it = values.find(entry.name);
-    if (it == values.end() || it->second.serial != entry.serial) continue;
-    forget(it->second);
-    values.erase(it);
   }
 }
 

@@ -138,6 +138,7 @@ ECTOSYNC_FUNCTION(ectosync_listen_changes) {
     std::string channel = interest_listen_session();
     for (auto &[held_name, h] : held_values()) {
       if (h.entry >= 0 || h.listening) continue; /* (hold() listened to them) */
+      if (h.role != GetUserId()) continue;       /* (another role's) */
       try {
         listen_to_tables(held_plan(h), channel);
       } catch (const Error &) {
@@ -283,7 +284,7 @@ ECTOSYNC_FUNCTION(ectosync_release) {
     auto &values = held_values();
     auto it = values.find(text_string(name));
     if (it == values.end()) return false;
-    (void)find_held(it->first); /* (another role's: refused) */
+    (void)managed_held(it->first); /* (another role's: refused) */
     forget(it->second);
     values.erase(it);
     return true;
@@ -303,7 +304,7 @@ ECTOSYNC_FUNCTION(ectosync_held) {
   InitMaterializedSRF(fcinfo, 0);
   [&] {
     for (const auto &[name, h] : held_values()) {
-      if (h.role != GetUserId()) continue; /* (another role's, after SET ROLE) */
+      if (!may_manage(h)) continue; /* (another role's, after SET ROLE) */
       Datum values[11];
       bool nulls[11] = {};
       std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";

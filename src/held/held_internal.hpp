@@ -105,6 +105,17 @@ void detach_shared_at_exit(int, Datum);
 std::string text_string(const text *t);
 Held &find_held(const std::string &name);
 /*
+ * Whether the current role may list, release or replace h: its own, or a
+ * role whose privileges it has (it could SET ROLE to it: the session's
+ * login role after RESET ROLE).  Another role after SET ROLE (a pooled
+ * connection that switches roles per request) may not: it would learn
+ * which lists the other role holds.
+ */
+bool may_manage(const Held &h);
+/* The value held under name, if the current role may manage it (else
+ * 42501); find_held() when nothing is held under name. */
+Held &managed_held(const std::string &name);
+/*
  * The plan of a held value: its spec resolved again (cached), which must
  * give the tables it was held for, or tables of the same owners in the
  * same schemas.  Its spec names them by schema and name; a schema renamed

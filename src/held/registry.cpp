@@ -142,7 +142,7 @@ const Plan &held_plan(const Held &h) {
 void forget(Held &h) {
   held_layout_changed();
   detach_entry(h);
-  held_share_detach(h.shared);
+  held_share_detach(std::exchange(h.shared, -1)); /* (a forget() again: once) */
   pg_call([&] {
     for (Jsonb *j : {h.assocs, h.filter})
       if (j) pfree(j);
@@ -170,6 +170,21 @@ void detach_shared_at_exit(int, Datum) {
 /* A text argument as a string (detoasted by the caller before any C++ object exists). */
 std::string text_string(const text *t) {
   return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+bool may_manage(const Held &h) {
+  return h.role == GetUserId() || pg_call([&] { return has_privs_of_role(GetUserId(), h.role); });
+}
+
+Held &managed_held(const std::string &name) {
+  auto it = held_values().find(name);
+  if (it == held_values().end()) return find_held(name); /* (says so) */
+  if (may_manage(it->second)) return it->second;
+  char *holder = pg_call([&] { return GetUserNameFromId(it->second.role, true); });
+  throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+              "ecto_sync: the value \"" + name + "\" is held by another role",
+              std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".",
+              "Release it as that role, or as a role that has its privileges.");
 }
 
 /* The value held under name, for the current role. */

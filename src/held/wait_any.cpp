@@ -142,6 +142,9 @@ struct Pass {
 void look_at(Item &item, Pass &pass) {
   const std::string &name = item.first;
   Held &h = item.second;
+  /* (another role's, after SET ROLE: not this caller's to read, nor to
+   * learn of) */
+  if (h.role != GetUserId()) return;
   uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
   /* A value whose changes failed (no watch captures it any more, its role
    * may no longer read a table of it) said so in its row: until the
@@ -158,18 +161,13 @@ void look_at(Item &item, Pass &pass) {
   if (read) {
     int64_t since = h.version;
     try {
-      /* (by name when another role holds it: find_held() says so) */
-      Reply reply = h.role == GetUserId() ? changes(h, std::nullopt) : changes(name, std::nullopt);
+      Reply reply = changes(h, std::nullopt);
       h.failing = false;
       if (reply.changed) pass.out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
     } catch (const Error &e) {
-      /* (not for a value of another role: that is the caller's role, not
-       * the value's, and it may be reset before the next call) */
-      if (h.role == GetUserId()) {
-        h.failing = true;
-        h.failed_at = pass.loaded;
-        h.failed_time = GetCurrentTimestamp();
-      }
+      h.failing = true;
+      h.failed_at = pass.loaded;
+      h.failed_time = GetCurrentTimestamp();
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
       pass.out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
     } catch (...) {
@@ -277,6 +275,7 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   refuse_transaction_snapshot("wait_changes");
   if (xact_wrote())
     for (auto &[name, h] : held_values()) {
+      if (h.role != GetUserId()) continue; /* (another role's) */
       const Plan *plan = nullptr;
       try {
         plan = &held_plan(h);

@@ -442,12 +442,12 @@ void create_trigger(uint32_t relid, const std::string &name, const WantedTrigger
              " are not followed for row level security.");
     return;
   }
-  lock_for_triggers(relid);
+  lock_for_triggers(relid, ShareRowExclusiveLock, want.row);
   spi_exec("CREATE TRIGGER " + name +
            (want.row ? " AFTER INSERT OR UPDATE OR DELETE ON " + table + " FOR EACH ROW"
                      : " AFTER TRUNCATE ON " + table + " FOR EACH STATEMENT") +
            " EXECUTE FUNCTION ectosync.capture_policy_source(" + quoted_list(want.args) + ")");
-  enable_always(relid, name.c_str());
+  enable_always(relid, name.c_str(), want.row);
 }
 
 }  // namespace
@@ -535,7 +535,7 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   const std::map<TriggerKey, TriggerState> &existing = plan.existing;
   for (const auto &[key, state] : existing)
     if (!wanted.count(key) || wanted.at(key).args != state.args) {
-      lock_for_triggers(key.first, AccessExclusiveLock);
+      lock_for_triggers(key.first, AccessExclusiveLock, key.second == kPolicyTrigger);
       spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
     }
   /* Changes of a source were not followed for a dependent that its row
@@ -552,14 +552,14 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
                                    sql_table_name(relid)) == it->second.args.end())
           reload.insert(relid);
     if (it != existing.end() && it->second.args == want.args) {
-      if (it->second.enabled != 'A') enable_always(key.first, key.second.c_str());
+      if (it->second.enabled != 'A') enable_always(key.first, key.second.c_str(), want.row);
       continue;
     }
     create_trigger(key.first, key.second, want);
   }
   /* (clones on partitions: ALTER TABLE of a partition can disable them) */
   for (const auto &[relid, name] : clones_not_firing()) {
-    enable_always(relid, name.c_str());
+    enable_always(relid, name.c_str(), true); /* (clones of row triggers) */
     for (uint32_t dependent : policy_dependents(relid)) reload.insert(dependent);
   }
   for (uint32_t relid : reload) pg_call([&] { restart_capture(relid, kReloadPolicy); });

@@ -13,6 +13,7 @@
 extern "C" {
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -198,10 +199,8 @@ std::vector<std::string> trigger_args_of_hex(const std::string &hex) {
  */
 constexpr int kTriggerLockWaitMs = 10000;
 
-namespace {
-
-void lock_one(uint32_t relid, LOCKMODE mode) {
-  if (pg_call([&] { return ConditionalLockRelationOid(relid, mode); })) return;
+bool lock_bounded(uint32_t relid, LOCKMODE mode) {
+  if (pg_call([&] { return ConditionalLockRelationOid(relid, mode); })) return true;
   std::string wait_ms = std::to_string(kTriggerLockWaitMs);
   try {
     in_subtransaction([&] {
@@ -217,16 +216,24 @@ void lock_one(uint32_t relid, LOCKMODE mode) {
     });
   } catch (const Error &e) {
     if (e.sqlstate != ERRCODE_LOCK_NOT_AVAILABLE) throw;
-    std::string table = sql_table_name(relid);
-    throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
-                "ecto_sync: could not lock table " + table + " to change its capture triggers",
-                "Another transaction holds a lock on " + table +
-                    " that a change of its triggers must wait for.  ecto_sync waits at most " +
-                    std::to_string(kTriggerLockWaitMs / 1000) +
-                    " s for it: every watch(), unwatch() and schema change of a watched table "
-                    "waits meanwhile.",
-                "Retry once that transaction has ended.");
+    return false;
   }
+  return true;
+}
+
+namespace {
+
+void lock_one(uint32_t relid, LOCKMODE mode) {
+  if (lock_bounded(relid, mode)) return;
+  std::string table = sql_table_name(relid);
+  throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
+              "ecto_sync: could not lock table " + table + " to change its capture triggers",
+              "Another transaction holds a lock on " + table +
+                  " that a change of its triggers must wait for.  ecto_sync waits at most " +
+                  std::to_string(kTriggerLockWaitMs / 1000) +
+                  " s for it: every watch(), unwatch() and schema change of a watched table "
+                  "waits meanwhile.",
+              "Retry once that transaction has ended.");
 }
 
 }  // namespace
@@ -234,13 +241,15 @@ void lock_one(uint32_t relid, LOCKMODE mode) {
 /*
  * The lock that the trigger statement will take, taken first with a
  * bounded wait: CREATE TRIGGER and ALTER TABLE ... ENABLE TRIGGER take
- * ShareRowExclusiveLock, DROP TRIGGER AccessExclusiveLock; on a
- * partitioned table, on every partition too (their clones).
+ * ShareRowExclusiveLock, DROP TRIGGER AccessExclusiveLock; for a row
+ * trigger of a partitioned table, on every partition too (their clones;
+ * statement triggers are not cloned).  The root first, as PostgreSQL
+ * locks them.
  */
-void lock_for_triggers(uint32_t relid, LOCKMODE mode) {
+void lock_for_triggers(uint32_t relid, LOCKMODE mode, bool row) {
   lock_one(relid, mode);
-  if (pg_call([&] { return get_rel_relkind(relid); }) == RELKIND_PARTITIONED_TABLE)
-    for (uint32_t part : partitions_of(relid)) lock_one(part, mode);
+  if (row)
+    for (uint32_t part : partition_tree(relid)) lock_one(part, mode);
 }
 
 /*
@@ -249,8 +258,8 @@ void lock_for_triggers(uint32_t relid, LOCKMODE mode) {
  * disabled fires again (the ddl_command_end event trigger calls this after
  * ALTER TABLE ... DISABLE TRIGGER).
  */
-void enable_always(uint32_t relid, const char *trigger) {
-  lock_for_triggers(relid);
+void enable_always(uint32_t relid, const char *trigger, bool row) {
+  lock_for_triggers(relid, ShareRowExclusiveLock, row);
   spi_exec("ALTER TABLE " + sql_table_name(relid) + " ENABLE ALWAYS TRIGGER " + trigger);
 }
 
@@ -272,10 +281,11 @@ bool trigger_exists(uint32_t relid, const char *name) {
               .empty();
 }
 
-/* Drops the trigger called name from table relid, if it is there. */
-void drop_trigger(uint32_t relid, const char *name) {
+/* Drops the trigger called name (a row trigger: row) from table relid, if
+ * it is there. */
+void drop_trigger(uint32_t relid, const char *name, bool row) {
   if (!trigger_exists(relid, name)) return;
-  lock_for_triggers(relid, AccessExclusiveLock);
+  lock_for_triggers(relid, AccessExclusiveLock, row);
   spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
 }
 
@@ -322,33 +332,43 @@ std::string row_text(const TableNeed &n) {
 }  // namespace
 
 /*
- * Read from pg_inherits, not with pg_partition_tree(), which locks every
- * partition: a partition that its owner keeps locked would hold every
- * refresh (lock_for_triggers()).
+ * Read with find_all_inheritors() without locks, not with
+ * pg_partition_tree(), which locks every partition: a partition that its
+ * owner keeps locked would hold every refresh (lock_for_triggers()).  A
+ * table that is not partitioned has none (its inheritance children are
+ * no partitions).
  */
-const char *const kPartitionsSql =
-    "WITH RECURSIVE tree AS ("
-    " SELECT i.inhrelid AS relid FROM pg_catalog.pg_inherits i"
-    " WHERE i.inhparent OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
-    " UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
-    " JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid)"
-    " SELECT t.relid::pg_catalog.oid FROM tree t"
-    " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid"
-    " WHERE c.relispartition AND c.relkind OPERATOR(pg_catalog.=) ANY "
-    "('{r,p}'::pg_catalog.\"char\"[])";
+std::vector<uint32_t> partition_tree(uint32_t relid) {
+  List *all = pg_call([&]() -> List * {
+    if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE) return NIL;
+    return find_all_inheritors(relid, NoLock, nullptr);
+  });
+  std::vector<uint32_t> out;
+  for (int i = 0; i < list_length(all); i++)
+    if (list_nth_oid(all, i) != relid) out.push_back(list_nth_oid(all, i));
+  pg_call([&] { list_free(all); });
+  return out;
+}
 
 std::vector<uint32_t> partitions_of(uint32_t relid) {
   std::vector<uint32_t> out;
-  for (const auto &row : spi_rows(kPartitionsSql, {{OIDOID, std::to_string(relid)}}, false))
-    out.push_back(static_cast<uint32_t>(std::stoul(*row[0])));
+  for (uint32_t part : partition_tree(relid)) {
+    char kind = pg_call([&] { return get_rel_relkind(part); });
+    if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE) out.push_back(part);
+  }
   return out;
 }
 
 /* Gives every partition of relid its TRUNCATE trigger. */
 void install_partition_triggers(uint32_t relid) {
+  bool root_locked = false;
   for (uint32_t part : partitions_of(relid)) {
     if (trigger_exists(part, kTruncateTrigger)) continue;
-    lock_for_triggers(part);
+    /* (the root first, as a write through it locks them: else a write
+     * that holds the root and waits for the partition would deadlock) */
+    if (!root_locked) lock_for_triggers(relid, ShareRowExclusiveLock, false);
+    root_locked = true;
+    lock_for_triggers(part, ShareRowExclusiveLock, false);
     spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
              sql_table_name(part) +
              " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
@@ -371,16 +391,16 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
   /* (each statement that changes a trigger takes the table's lock first,
    * with a bounded wait; a stored row alone takes none) */
   if (!row_right) {
-    drop_trigger(n.relid, kTrigger);
-    lock_for_triggers(n.relid);
+    drop_trigger(n.relid, kTrigger, true);
+    lock_for_triggers(n.relid, ShareRowExclusiveLock, true);
     spi_exec(create_trigger_sql(args, table));
   }
   if (!truncate.exists) {
-    lock_for_triggers(n.relid);
+    lock_for_triggers(n.relid, ShareRowExclusiveLock, false);
     spi_exec(create_truncate_trigger_sql(table));
   }
-  if (!row_right || row.enabled != 'A') enable_always(n.relid, kTrigger);
-  if (!truncate.exists || truncate.enabled != 'A') enable_always(n.relid, kTruncateTrigger);
+  if (!row_right || row.enabled != 'A') enable_always(n.relid, kTrigger, true);
+  if (!truncate.exists || truncate.enabled != 'A') enable_always(n.relid, kTruncateTrigger, false);
   /* Not captured until now (no trigger, or a disabled one): rows cached
    * before may have changed unseen, and so may values that hold the table
    * (a RELOAD marker for it; other tables and the values that do not hold
@@ -411,9 +431,9 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
 /* Table relid is no longer needed by any watch. */
 void uninstall(uint32_t relid) {
   if (relation_exists(relid)) {
-    drop_trigger(relid, kTrigger);
-    drop_trigger(relid, kTruncateTrigger);
-    for (uint32_t part : partitions_of(relid)) drop_trigger(part, kTruncateTrigger);
+    drop_trigger(relid, kTrigger, true);
+    drop_trigger(relid, kTruncateTrigger, false);
+    for (uint32_t part : partitions_of(relid)) drop_trigger(part, kTruncateTrigger, false);
   }
   spi_exec(
       "DELETE FROM ectosync.watched_tables"

@@ -30,6 +30,7 @@
 #include "core/event.hpp"
 
 extern "C" {
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -110,7 +111,16 @@ void delete_watch(const Watch &w) {
  * triggers.  Taken before the first write to ectosync.watches.
  */
 void lock_watches() {
-  spi_exec("LOCK TABLE ectosync.watches IN SHARE ROW EXCLUSIVE MODE");
+  Oid watches =
+      pg_call([] { return get_relname_relid("watches", get_namespace_oid("ectosync", false)); });
+  /* (bounded: a transaction that changed what is watched and stays open,
+   * idle, would otherwise hold every other role's watch() and DDL) */
+  if (!lock_bounded(watches, ShareRowExclusiveLock))
+    throw Error(ERRCODE_LOCK_NOT_AVAILABLE, "ecto_sync: could not lock ectosync.watches",
+                "Another transaction is changing what is watched (a watch(), unwatch() or "
+                "schema change of a watched table, not committed yet).  ecto_sync waits at most "
+                "10 s for it.",
+                "Retry once that transaction has ended.");
 }
 
 /*
@@ -360,7 +370,7 @@ void keep_capture_enabled(uint32_t relid, uint32_t watched) {
     if (!state.exists || state.enabled == 'A') continue;
     missed = missed || state.enabled == 'D';
     AsSuperuser su;
-    enable_always(relid, name);
+    enable_always(relid, name, name == kTrigger);
   }
   /* Disabled, it may have missed changes (its event trigger may not have
    * fired at once): a capture restart. */

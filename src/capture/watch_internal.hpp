@@ -128,15 +128,21 @@ TriggerState trigger_state(uint32_t relid, const char *name);
  * Inside an SpiScope. */
 bool key_changed(uint32_t relid);
 std::vector<std::string> trigger_args_of_hex(const std::string &hex);
-/* Takes relid's lock for a change of its triggers (and its partitions'),
- * waiting a bounded time: a table that its owner keeps locked fails the
- * statement (55P03) rather than hold every watch() of every role
- * (triggers.cpp). */
-void lock_for_triggers(uint32_t relid, LOCKMODE mode = ShareRowExclusiveLock);
-/* The partitions of relid at any depth (none for an ordinary table),
- * read without locking them. */
+/* Takes relid's lock in mode, waiting at most 10 s: false when another
+ * transaction held it that long (triggers.cpp). */
+bool lock_bounded(uint32_t relid, LOCKMODE mode);
+/* Takes relid's lock for a change of its triggers (and its partitions',
+ * for a row trigger), waiting a bounded time: a table that its owner
+ * keeps locked fails the statement (55P03) rather than hold every watch()
+ * of every role (triggers.cpp). */
+void lock_for_triggers(uint32_t relid, LOCKMODE mode, bool row);
+/* The partitions of relid at any depth, of every kind (none for a table
+ * that is not partitioned), found without locking them. */
+std::vector<uint32_t> partition_tree(uint32_t relid);
+/* The same, tables and partitioned tables only (those that take TRUNCATE
+ * triggers). */
 std::vector<uint32_t> partitions_of(uint32_t relid);
-void enable_always(uint32_t relid, const char *trigger);
+void enable_always(uint32_t relid, const char *trigger, bool row);
 bool relation_exists(uint32_t relid);
 std::map<uint32_t, std::string> stored_rows();
 void install_partition_triggers(uint32_t relid);

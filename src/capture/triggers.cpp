@@ -361,13 +361,8 @@ std::vector<uint32_t> partitions_of(uint32_t relid) {
 
 /* Gives every partition of relid its TRUNCATE trigger. */
 void install_partition_triggers(uint32_t relid) {
-  bool root_locked = false;
   for (uint32_t part : partitions_of(relid)) {
     if (trigger_exists(part, kTruncateTrigger)) continue;
-    /* (the root first, as a write through it locks them: else a write
-     * that holds the root and waits for the partition would deadlock) */
-    if (!root_locked) lock_for_triggers(relid, ShareRowExclusiveLock, false);
-    root_locked = true;
     lock_for_triggers(part, ShareRowExclusiveLock, false);
     spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
              sql_table_name(part) +
@@ -377,13 +372,20 @@ void install_partition_triggers(uint32_t relid) {
 
 /* Makes table n.relid's triggers and row say n, and the triggers fire always. */
 void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) {
-  install_partition_triggers(n.relid);
   std::string text = row_text(n);
   std::vector<std::string> args = trigger_args(n);
   TriggerState row = trigger_state(n.relid, kTrigger);
   TriggerState truncate = trigger_state(n.relid, kTruncateTrigger);
-  auto it = stored.find(n.relid);
   bool row_right = row.exists && row.args == args;
+  /* A change of the root's triggers locks the root before any partition,
+   * as a write through the root does (else a write that holds the root and
+   * waits for a partition would deadlock with us).  Partitions alone (one
+   * attached) leave the root and its writers alone. */
+  if (!row_right || row.enabled != 'A' || !truncate.exists || truncate.enabled != 'A')
+    lock_for_triggers(
+        n.relid, row.exists && !row_right ? AccessExclusiveLock : ShareRowExclusiveLock, false);
+  install_partition_triggers(n.relid);
+  auto it = stored.find(n.relid);
   if (it != stored.end() && it->second == text && row_right && row.enabled == 'A' &&
       truncate.exists && truncate.enabled == 'A')
     return;

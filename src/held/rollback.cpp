@@ -92,13 +92,11 @@ void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId p
       if (it->subid == mySubid) it->subid = parentSubid;
 }
 
-SubTransactionId current_subid() {
-  return pg_call([] { return GetCurrentSubTransactionId(); });
-}
-
 void note(std::string name, uint64_t serial, SubTransactionId subid) {
-  /* (room for undo_from() to move every entry without allocating) */
-  undone.reserve(undone.size() + made.size() + 1);
+  /* (room for undo_from() to move every entry without allocating; grown
+   * by doubling, as push_back() grows made) */
+  size_t need = undone.size() + made.size() + 1;
+  if (undone.capacity() < need) undone.reserve(2 * need);
   made.push_back(Made{std::move(name), serial, subid});
 }
 
@@ -106,12 +104,12 @@ void note(std::string name, uint64_t serial, SubTransactionId subid) {
 
 uint64_t note_hold(const std::string &name) {
   static uint64_t serials = 0;
-  note(name, ++serials, current_subid());
+  note(name, ++serials, GetCurrentSubTransactionId()); /* (cannot fail) */
   return serials;
 }
 
 void note_reply(const Held &h) {
-  SubTransactionId subid = current_subid();
+  SubTransactionId subid = GetCurrentSubTransactionId(); /* (cannot fail) */
   /* (once per value and subtransaction is enough) */
   if (!made.empty() && made.back().name.empty() && made.back().serial == h.serial &&
       made.back().subid == subid)

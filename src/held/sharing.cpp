@@ -125,7 +125,8 @@ Reply unshare(Held &h, const Plan &plan) {
   Jsonb *whole = load_value(plan, h.filter);
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
-  h.rls = true; /* (read under it) */
+  h.rls = true;         /* (read under it) */
+  h.whole_next = false; /* (this reply is the whole value) */
   h.version++;
   return Reply{envelope(h.version, h.scanned, replace_all(h.value), {},
                         std::string("Row level security applies: the value is no longer shared.")),

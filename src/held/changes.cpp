@@ -54,7 +54,8 @@ namespace ectosync {
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
   refuse_transaction_snapshot("hold");
   /* (a name of another role's value, after SET ROLE: refused) */
-  if (held_values().count(name)) (void)managed_held(name);
+  auto held = held_values().find(name);
+  if (held != held_values().end()) require_manage(name, held->second);
   const Plan &plan = resolve_plan(relid, assocs);
   refuse_own_changes(plan, "hold");
   /* The spec as values carry it, its tables' names qualified: a later call

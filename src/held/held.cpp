@@ -284,7 +284,7 @@ ECTOSYNC_FUNCTION(ectosync_release) {
     auto &values = held_values();
     auto it = values.find(text_string(name));
     if (it == values.end()) return false;
-    (void)managed_held(it->first); /* (another role's: refused) */
+    require_manage(it->first, it->second); /* (another role's: refused) */
     forget(it->second);
     values.erase(it);
     return true;

@@ -112,9 +112,8 @@ Held &find_held(const std::string &name);
  * which lists the other role holds.
  */
 bool may_manage(const Held &h);
-/* The value held under name, if the current role may manage it (else
- * 42501); find_held() when nothing is held under name. */
-Held &managed_held(const std::string &name);
+/* 42501 unless the current role may manage h, held under name. */
+void require_manage(const std::string &name, const Held &h);
 /*
  * The plan of a held value: its spec resolved again (cached), which must
  * give the tables it was held for, or tables of the same owners in the

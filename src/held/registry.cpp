@@ -176,15 +176,17 @@ bool may_manage(const Held &h) {
   return h.role == GetUserId() || pg_call([&] { return has_privs_of_role(GetUserId(), h.role); });
 }
 
-Held &managed_held(const std::string &name) {
-  auto it = held_values().find(name);
-  if (it == held_values().end()) return find_held(name); /* (says so) */
-  if (may_manage(it->second)) return it->second;
-  char *holder = pg_call([&] { return GetUserNameFromId(it->second.role, true); });
+/* 42501 for name, held by h.role. */
+[[noreturn]] static void held_by_another(const std::string &name, const Held &h, const char *hint) {
+  char *holder = pg_call([&] { return GetUserNameFromId(h.role, true); });
   throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
               "ecto_sync: the value \"" + name + "\" is held by another role",
-              std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".",
-              "Release it as that role, or as a role that has its privileges.");
+              std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".", hint);
+}
+
+void require_manage(const std::string &name, const Held &h) {
+  if (!may_manage(h))
+    held_by_another(name, h, "Release it as that role, or as a role that has its privileges.");
 }
 
 /* The value held under name, for the current role. */
@@ -196,13 +198,7 @@ Held &find_held(const std::string &name) {
                 "ecto_sync: no value is held under the name \"" + name + "\"", "",
                 "Call ectosync.hold() first; held values last as long as the session.");
   Held &h = it->second;
-  if (h.role != GetUserId()) {
-    char *holder = pg_call([&] { return GetUserNameFromId(h.role, true); });
-    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
-                "ecto_sync: the value \"" + name + "\" is held by another role",
-                std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".",
-                "Call ectosync.hold() again as this role.");
-  }
+  if (h.role != GetUserId()) held_by_another(name, h, "Call ectosync.hold() again as this role.");
   return h;
 }
 

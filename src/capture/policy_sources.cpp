@@ -382,7 +382,7 @@ std::map<TriggerKey, WantedTrigger> wanted_triggers(
     out[{source, kPolicyTrigger}] = {args, true};
     out[{source, kPolicyTruncateTrigger}] = {args, false};
     /* (a TRUNCATE of a partition fires only the partition's own) */
-    for (uint32_t part : partitions_of(source))
+    for (uint32_t part : partition_tree(source))
       if (pg_call([&] { return get_rel_relkind(part); }) == RELKIND_RELATION)
         out[{part, kPolicyTruncateTrigger}] = {args, false};
   }
@@ -534,10 +534,8 @@ void install_policy_triggers(const std::vector<uint32_t> &watched) {
   const std::map<TriggerKey, WantedTrigger> &wanted = plan.wanted;
   const std::map<TriggerKey, TriggerState> &existing = plan.existing;
   for (const auto &[key, state] : existing)
-    if (!wanted.count(key) || wanted.at(key).args != state.args) {
-      lock_for_triggers(key.first, AccessExclusiveLock, key.second == kPolicyTrigger);
-      spi_exec("DROP TRIGGER " + key.second + " ON " + sql_table_name(key.first));
-    }
+    if (!wanted.count(key) || wanted.at(key).args != state.args)
+      drop_trigger(key.first, key.second.c_str(), key.second == kPolicyTrigger);
   /* Changes of a source were not followed for a dependent that its row
    * trigger did not name, firing always, until now: the values under row
    * level security of such dependents reload.  CREATE TRIGGER and ALTER

@@ -221,19 +221,23 @@ bool lock_bounded(uint32_t relid, LOCKMODE mode) {
   return true;
 }
 
-namespace {
-
-void lock_one(uint32_t relid, LOCKMODE mode) {
+void lock_or_fail(uint32_t relid, LOCKMODE mode, const std::string &what,
+                  const std::string &holder) {
   if (lock_bounded(relid, mode)) return;
-  std::string table = sql_table_name(relid);
-  throw Error(ERRCODE_LOCK_NOT_AVAILABLE,
-              "ecto_sync: could not lock table " + table + " to change its capture triggers",
-              "Another transaction holds a lock on " + table +
-                  " that a change of its triggers must wait for.  ecto_sync waits at most " +
-                  std::to_string(kTriggerLockWaitMs / 1000) +
+  throw Error(ERRCODE_LOCK_NOT_AVAILABLE, "ecto_sync: could not lock " + what,
+              holder + "  ecto_sync waits at most " + std::to_string(kTriggerLockWaitMs / 1000) +
                   " s for it: every watch(), unwatch() and schema change of a watched table "
                   "waits meanwhile.",
               "Retry once that transaction has ended.");
+}
+
+namespace {
+
+void lock_one(uint32_t relid, LOCKMODE mode) {
+  std::string table = sql_table_name(relid);
+  lock_or_fail(relid, mode, "table " + table + " to change its capture triggers",
+               "Another transaction holds a lock on " + table +
+                   " that a change of its triggers must wait for.");
 }
 
 }  // namespace
@@ -281,6 +285,8 @@ bool trigger_exists(uint32_t relid, const char *name) {
               .empty();
 }
 
+}  // namespace
+
 /* Drops the trigger called name (a row trigger: row) from table relid, if
  * it is there. */
 void drop_trigger(uint32_t relid, const char *name, bool row) {
@@ -288,8 +294,6 @@ void drop_trigger(uint32_t relid, const char *name, bool row) {
   lock_for_triggers(relid, AccessExclusiveLock, row);
   spi_exec("DROP TRIGGER " + std::string(name) + " ON " + sql_table_name(relid));
 }
-
-}  // namespace
 
 /* The stored row of a watched table, as text, to see whether it changed. */
 std::map<uint32_t, std::string> stored_rows() {
@@ -317,19 +321,9 @@ std::string row_text(const TableNeed &n) {
   return *rows.at(0)[0];
 }
 
-/* ==== partitions ==== */
-
-/*
- * The capture trigger of a partitioned table is cloned to every partition
- * by PostgreSQL, those created or attached later too; its TRUNCATE trigger
- * is not (statement triggers never are), and a TRUNCATE of a partition
- * fires only the partition's own.  So each partition (at any depth) gets
- * an ectosync_truncate trigger of its own, with the argument 'partition':
- * capture.cpp reports it under the partitioned table.  Partitions made
- * later get it from the ddl_command_end event trigger
- * (ectosync._on_partition_ddl, partitions_changed()).
- */
 }  // namespace
+
+/* ==== partitions ==== */
 
 /*
  * Read with find_all_inheritors() without locks, not with
@@ -359,7 +353,16 @@ std::vector<uint32_t> partitions_of(uint32_t relid) {
   return out;
 }
 
-/* Gives every partition of relid its TRUNCATE trigger. */
+/*
+ * The capture trigger of a partitioned table is cloned to every partition
+ * by PostgreSQL, those created or attached later too; its TRUNCATE trigger
+ * is not (statement triggers never are), and a TRUNCATE of a partition
+ * fires only the partition's own.  So each partition (at any depth) gets
+ * an ectosync_truncate trigger of its own, with the argument 'partition':
+ * capture.cpp reports it under the partitioned table.  Partitions made
+ * later get it from the ddl_command_end event trigger
+ * (ectosync._on_partition_ddl, partitions_changed()).
+ */
 void install_partition_triggers(uint32_t relid) {
   for (uint32_t part : partitions_of(relid)) {
     if (trigger_exists(part, kTruncateTrigger)) continue;
@@ -381,14 +384,14 @@ void install(const TableNeed &n, const std::map<uint32_t, std::string> &stored) 
    * as a write through the root does (else a write that holds the root and
    * waits for a partition would deadlock with us).  Partitions alone (one
    * attached) leave the root and its writers alone. */
-  if (!row_right || row.enabled != 'A' || !truncate.exists || truncate.enabled != 'A')
+  bool triggers_right =
+      row_right && row.enabled == 'A' && truncate.exists && truncate.enabled == 'A';
+  if (!triggers_right)
     lock_for_triggers(
         n.relid, row.exists && !row_right ? AccessExclusiveLock : ShareRowExclusiveLock, false);
   install_partition_triggers(n.relid);
   auto it = stored.find(n.relid);
-  if (it != stored.end() && it->second == text && row_right && row.enabled == 'A' &&
-      truncate.exists && truncate.enabled == 'A')
-    return;
+  if (it != stored.end() && it->second == text && triggers_right) return;
   std::string table = sql_table_name(n.relid);
   /* (each statement that changes a trigger takes the table's lock first,
    * with a bounded wait; a stored row alone takes none) */

@@ -115,12 +115,9 @@ void lock_watches() {
       pg_call([] { return get_relname_relid("watches", get_namespace_oid("ectosync", false)); });
   /* (bounded: a transaction that changed what is watched and stays open,
    * idle, would otherwise hold every other role's watch() and DDL) */
-  if (!lock_bounded(watches, ShareRowExclusiveLock))
-    throw Error(ERRCODE_LOCK_NOT_AVAILABLE, "ecto_sync: could not lock ectosync.watches",
-                "Another transaction is changing what is watched (a watch(), unwatch() or "
-                "schema change of a watched table, not committed yet).  ecto_sync waits at most "
-                "10 s for it.",
-                "Retry once that transaction has ended.");
+  lock_or_fail(watches, ShareRowExclusiveLock, "ectosync.watches",
+               "Another transaction is changing what is watched (a watch(), unwatch() or "
+               "schema change of a watched table, not committed yet).");
 }
 
 /*

@@ -131,6 +131,13 @@ std::vector<std::string> trigger_args_of_hex(const std::string &hex);
 /* Takes relid's lock in mode, waiting at most 10 s: false when another
  * transaction held it that long (triggers.cpp). */
 bool lock_bounded(uint32_t relid, LOCKMODE mode);
+/* The same, or 55P03: "could not lock <what>", holder's sentence as the
+ * detail. */
+void lock_or_fail(uint32_t relid, LOCKMODE mode, const std::string &what,
+                  const std::string &holder);
+/* Drops the trigger called name (a row trigger: row) from table relid, if
+ * it is there, with a bounded wait for the lock. */
+void drop_trigger(uint32_t relid, const char *name, bool row);
 /* Takes relid's lock for a change of its triggers (and its partitions',
  * for a row trigger), waiting a bounded time: a table that its owner
  * keeps locked fails the statement (55P03) rather than hold every watch()

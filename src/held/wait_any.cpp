@@ -54,6 +54,7 @@ using Item = std::pair<const std::string, Held>;
 /* The session's values by interest entry (-1: none), and the restless ones. */
 struct WaitIndex {
   uint64_t layout = UINT64_MAX;  /* held_layout() when the groups were made */
+  Oid role = InvalidOid;         /* and the current role: only its values are in them */
   uint64_t touches = UINT64_MAX; /* held_touches() after the last pass */
   uint64_t unmatched = 0;        /* unmatched_seq() at the last pass */
   uint64_t quiet_loaded = 0;     /* loaded_seq() at the last pass: see the header */
@@ -70,8 +71,12 @@ WaitIndex &wait_index() {
 void regroup(WaitIndex &ix) {
   ix.groups.clear();
   ix.restless.clear();
-  for (Item &item : held_values()) ix.groups[item.second.entry].push_back(&item);
+  /* (another role's values, after SET ROLE, are not this caller's to read,
+   * nor to learn of) */
+  for (Item &item : held_values())
+    if (item.second.role == GetUserId()) ix.groups[item.second.entry].push_back(&item);
   ix.layout = held_layout();
+  ix.role = GetUserId();
   ix.touches = UINT64_MAX; /* (none is known to be quiet: the next pass looks at all) */
 }
 
@@ -142,9 +147,6 @@ struct Pass {
 void look_at(Item &item, Pass &pass) {
   const std::string &name = item.first;
   Held &h = item.second;
-  /* (another role's, after SET ROLE: not this caller's to read, nor to
-   * learn of) */
-  if (h.role != GetUserId()) return;
   uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
   /* A value whose changes failed (no watch captures it any more, its role
    * may no longer read a table of it) said so in its row: until the
@@ -219,7 +221,7 @@ void look_at_moved(Pass &pass) {
   WaitIndex &ix = wait_index();
   std::vector<int> entries;
   bool known = interest_take_moved(entries);
-  if (ix.layout != held_layout()) regroup(ix);
+  if (ix.layout != held_layout() || ix.role != GetUserId()) regroup(ix);
   /* (and now and then anyway, so that a quiet value's seq stays within the
    * event log: changes() reads on from it) */
   bool lags = pass.loaded - ix.swept > (uint64_t)settings.event_log_size / 8;

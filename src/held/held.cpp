@@ -105,10 +105,22 @@ extern "C" {
 
 using namespace ectosync;
 
+/*
+ * Every SQL function of held values, by construction: an ECTOSYNC_FUNCTION
+ * that first settles what rolled back since the last call (rollback.cpp),
+ * before it looks at any value.
+ */
+#define HELD_FUNCTION(name)                          \
+  static Datum name##_held(FunctionCallInfo fcinfo); \
+  ECTOSYNC_FUNCTION(name) {                          \
+    settle_rollbacks();                              \
+    return name##_held(fcinfo);                      \
+  }                                                  \
+  static Datum name##_held(FunctionCallInfo fcinfo)
+
 /* SQL: ectosync.hold(name text, tbl regclass, assocs jsonb, filter jsonb, listen boolean) RETURNS
  * jsonb */
-ECTOSYNC_FUNCTION(ectosync_hold) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_hold) {
   if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: hold() needs a name and a table")));
@@ -131,8 +143,7 @@ ECTOSYNC_FUNCTION(ectosync_hold) {
  * For values without an interest entry, which the worker cannot notify
  * the session of, it LISTENs to their tables' channels too.
  */
-ECTOSYNC_FUNCTION(ectosync_listen_changes) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_listen_changes) {
   (void)fcinfo;
   text *name = [&] {
     std::string channel = interest_listen_session();
@@ -155,8 +166,7 @@ ECTOSYNC_FUNCTION(ectosync_listen_changes) {
 }
 
 /* SQL: ectosync.changes(name text, version bigint DEFAULT NULL) RETURNS jsonb */
-ECTOSYNC_FUNCTION(ectosync_changes) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_changes) {
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: changes() needs the name of a held value")));
@@ -168,8 +178,7 @@ ECTOSYNC_FUNCTION(ectosync_changes) {
 
 /* SQL: ectosync.wait_changes(name text, version bigint, timeout_ms int DEFAULT 10000) RETURNS jsonb
  */
-ECTOSYNC_FUNCTION(ectosync_wait_changes) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_wait_changes) {
   if (PG_ARGISNULL(0))
     ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                     errmsg("ecto_sync: wait_changes() needs the name of a held value")));
@@ -200,8 +209,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_changes) {
  * out once per name it was most of the work of such a reply, on the
  * server (jsonb to text) and on the client.
  */
-ECTOSYNC_FUNCTION(ectosync_wait_any) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_wait_any) {
   int timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
   if (timeout_ms < 0 || timeout_ms > 3600 * 1000)
     ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -276,8 +284,7 @@ ECTOSYNC_FUNCTION(ectosync_wait_any) {
 }
 
 /* SQL: ectosync.release(name text) RETURNS boolean: whether it was held */
-ECTOSYNC_FUNCTION(ectosync_release) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_release) {
   if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
   text *name = PG_GETARG_TEXT_PP(0);
   bool found = [&] {
@@ -298,8 +305,7 @@ ECTOSYNC_FUNCTION(ectosync_release) {
  * held values; shared_by: the sessions holding the shared value (NULL:
  * this session's own copy).
  */
-ECTOSYNC_FUNCTION(ectosync_held) {
-  settle_rollbacks(); /* (first, in every function of held values) */
+HELD_FUNCTION(ectosync_held) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {

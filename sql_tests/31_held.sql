@@ -359,19 +359,30 @@ DROP OWNED BY regress_ectosync_rls;
 DROP ROLE regress_ectosync_rls;
 ALTER TABLE tags DISABLE ROW LEVEL SECURITY;
 
--- Another role may not read through it.
+-- Another role may not read through it: each role has names of its own.
+-- After SET ROLE (a hub connection that switches roles per request), the
+-- other role neither reads, lists, releases nor replaces the value, nor
+-- learns that its name is taken.
 CREATE ROLE regress_ectosync_held;
 GRANT USAGE ON SCHEMA held_test TO regress_ectosync_held;
+GRANT SELECT ON notes TO regress_ectosync_held;
 SET ROLE regress_ectosync_held;
 \set VERBOSITY terse
 SELECT ectosync.changes('posts', 0);
--- nor list, release or replace it
-SELECT count(*) AS listed FROM ectosync.held();
-SELECT ectosync.release('posts');
-SELECT ectosync.hold('posts', 'notes');
 \set VERBOSITY default
+SELECT count(*) AS listed FROM ectosync.held();
+SELECT ectosync.release('posts') AS released;
+-- its own value under that name
+SELECT jsonb_array_length(ectosync.hold('posts', 'notes', listen => false) -> 'rows') > 0 AS held;
+SELECT name, tbl FROM ectosync.held();
 RESET ROLE;
-SELECT count(*) > 0 AS still_held FROM ectosync.held() WHERE name = 'posts';
+SELECT tbl FROM ectosync.held() WHERE name = 'posts';
+SELECT ectosync.changes('posts') ? 'version' AS own_value;
+SET ROLE regress_ectosync_held;
+SELECT ectosync.release('posts') AS released;
+RESET ROLE;
+SELECT count(*) AS still_held FROM ectosync.held() WHERE name = 'posts' AND tbl = 'posts'::regclass;
+REVOKE SELECT ON notes FROM regress_ectosync_held;
 -- Nor share a value with it: held().shared_by would tell each which
 -- lists the other's sessions hold.
 GRANT SELECT ON notes TO regress_ectosync_held;

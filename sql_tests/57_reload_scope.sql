@@ -64,6 +64,7 @@ SELECT ectosync.hold('a own', 'a', '[]', '{"id": 1}', listen => false) IS NOT NU
 SELECT ectosync.hold('b own', 'b', '[]', '{"id": 1}', listen => false) IS NOT NULL AS held;
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held() ORDER BY name;
 RESET ROLE;
+-- (each role lists its own)
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held() ORDER BY name;
 CREATE TEMP TABLE v AS SELECT ectosync.load('a') AS a, ectosync.load('b') AS b;
 

@@ -105,7 +105,9 @@ REVOKE regress_rc_secret FROM regress_rc_staff;
 SELECT ectosync.wait_for_worker();
 SELECT regress.got('regress_rc_alice vault');
 SELECT regress.got('regress_rc_alice notes') LIKE 'reloaded: %' AS notes_reloaded;
+SET ROLE regress_rc_alice; -- (a role's names are its own)
 SELECT ectosync.release('regress_rc_alice vault');
+RESET ROLE;
 SELECT ectosync.unwatch('vault');
 DROP TABLE vault;
 DROP ROLE regress_rc_secret, regress_rc_lead, regress_rc_staff;
@@ -178,8 +180,10 @@ GRANT regress_rc_plain TO regress_rc_alice;
 PREPARE TRANSACTION 'rc';
 
 DROP TABLE alice_value;
+SET ROLE regress_rc_alice;
 SELECT ectosync.release('regress_rc_alice notes');
 SELECT ectosync.release('regress_rc_alice tags');
+RESET ROLE;
 SELECT ectosync.release('all notes');
 SELECT ectosync.unwatch('notes');
 SELECT ectosync.unwatch('tags');

@@ -734,9 +734,9 @@ TEST(Hub, MembershipChangeReachesValuesUnderItsPolicy) {
       woken_by(session, [&] { f.admin.exec("DELETE FROM members WHERE project_id = 0"); });
   EXPECT_EQ(got, "mine 10");
   EXPECT_TRUE(in_time) << "the wait was not woken by the membership change";
+  EXPECT_EQ(session.exec("SELECT ectosync.release('mine')").str(0, 0), "t");
   session.exec("RESET ROLE");
   owner.exec("SELECT ectosync.release('all')");
-  session.exec("SELECT ectosync.release('mine')");
   f.admin.exec("SELECT ectosync.unwatch('docs')");
   f.admin.exec("DROP TABLE docs, members");
   f.admin.exec("DROP OWNED BY ectosync_hub_member");
@@ -791,8 +791,8 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
   ASSERT_TRUE(n.has_value()) << "no notification for a role change";
   EXPECT_EQ(n->channel, channel);
 
+  EXPECT_EQ(session.exec("SELECT ectosync.release('mine')").str(0, 0), "t");
   session.exec("RESET ROLE");
-  session.exec("SELECT ectosync.release('mine')");
   f.admin.exec("SELECT ectosync.unwatch('notes')");
   f.admin.exec("DROP TABLE notes");
   f.admin.exec("DROP OWNED BY ectosync_hub_reader");

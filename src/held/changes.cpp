@@ -53,9 +53,6 @@ namespace ectosync {
  */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen) {
   refuse_transaction_snapshot("hold");
-  /* (a name of another role's value, after SET ROLE: refused) */
-  auto held = held_values().find(name);
-  if (held != held_values().end()) require_manage(name, held->second);
   const Plan &plan = resolve_plan(relid, assocs);
   refuse_own_changes(plan, "hold");
   /* The spec as values carry it, its tables' names qualified: a later call
@@ -83,7 +80,8 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   Jsonb *value = may_share(plan) ? share_value(plan, assocs, filter, shared, base) : nullptr;
   if (!value) value = load_value(plan, filter);
   auto &values = held_values();
-  auto it = values.find(name);
+  HeldName key{GetUserId(), name};
+  auto it = values.find(key);
   if (it != values.end()) {
     forget(it->second);
     values.erase(it);
@@ -95,7 +93,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.homes = table_homes(h.tables);
   h.rls = row_security(plan);
   h.listening = listen;
-  h.serial = note_hold(name);
+  h.serial = note_hold(key);
   h.shared = shared;
   h.base = base;
   /* (what may throw is done: what follows allocates only, and goes with
@@ -109,7 +107,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.filter = keep(filter);
   h.context = context.release();
   /* Stored first: release() gives back what it took if a step fails. */
-  Held &stored = values[name] = h;
+  Held &stored = values[key] = h;
   shared_unnamed = -1;
   attach_entry(stored, listen);
   stored.published = shared < 0 && stored.entry >= 0;

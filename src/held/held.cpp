@@ -49,8 +49,9 @@
  * child of TopMemoryContext), one copy each, until release() or the end of
  * the session; a hold() whose transaction or savepoint rolls back is
  * undone, as its LISTEN is (rollback.cpp).  They are read as the role
- * that called hold(); changes() refuses another role, so SET ROLE cannot
- * read through someone's value.
+ * that called hold(), and named per role: after SET ROLE every call finds
+ * only the current role's values, so a role neither reads through another's
+ * value nor learns which names it holds.
  *
  * Sharing: a value of tables without row level security for the caller
  * is shared by the sessions of its role that hold it (the same table,
@@ -147,9 +148,8 @@ HELD_FUNCTION(ectosync_listen_changes) {
   (void)fcinfo;
   text *name = [&] {
     std::string channel = interest_listen_session();
-    for (auto &[held_name, h] : held_values()) {
+    for (auto &[held_name, h] : own_values()) {
       if (h.entry >= 0 || h.listening) continue; /* (hold() listened to them) */
-      if (h.role != GetUserId()) continue;       /* (another role's) */
       try {
         listen_to_tables(held_plan(h), channel);
       } catch (const Error &) {
@@ -289,9 +289,8 @@ HELD_FUNCTION(ectosync_release) {
   text *name = PG_GETARG_TEXT_PP(0);
   bool found = [&] {
     auto &values = held_values();
-    auto it = values.find(text_string(name));
+    auto it = find_own(text_string(name));
     if (it == values.end()) return false;
-    require_manage(it->first, it->second); /* (another role's: refused) */
     forget(it->second);
     values.erase(it);
     return true;
@@ -309,8 +308,8 @@ HELD_FUNCTION(ectosync_held) {
   ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
   InitMaterializedSRF(fcinfo, 0);
   [&] {
-    for (const auto &[name, h] : held_values()) {
-      if (!may_manage(h)) continue; /* (another role's, after SET ROLE) */
+    for (const auto &[key, h] : own_values()) {
+      const std::string &name = key.name;
       Datum values[11];
       bool nulls[11] = {};
       std::string channel = h.entry >= 0 ? interest_channel(h.entry, h.generation) : "";

@@ -80,8 +80,28 @@ struct Reply {
   bool changed; /* the patch is not empty */
 };
 
-/* registry.cpp */
-std::map<std::string, Held> &held_values();
+/*
+ * registry.cpp: the session's values by role and name.  A role's names are
+ * its own: after SET ROLE (a hub connection that switches roles per
+ * request), a name another role holds is not this role's to read, replace
+ * or release, nor to learn is taken.
+ */
+struct HeldName {
+  Oid role;
+  std::string name;
+  bool operator<(const HeldName &o) const { return role != o.role ? role < o.role : name < o.name; }
+};
+using HeldValues = std::map<HeldName, Held>;
+HeldValues &held_values();
+/* The current role's value under name (end() if none). */
+HeldValues::iterator find_own(const std::string &name);
+/* The current role's values, in name order. */
+struct OwnValues {
+  HeldValues::iterator first, last;
+  HeldValues::iterator begin() const { return first; }
+  HeldValues::iterator end() const { return last; }
+};
+OwnValues own_values();
 /*
  * Counters that tell wait_changes(timeout_ms) whether the session's values
  * changed since it last looked at them: held_layout() moves when a value is
@@ -103,17 +123,8 @@ void forget(Held &h);
 extern int shared_unnamed;
 void detach_shared_at_exit(int, Datum);
 std::string text_string(const text *t);
+/* The current role's value under name; 42704 if none. */
 Held &find_held(const std::string &name);
-/*
- * Whether the current role may list, release or replace h: its own, or a
- * role whose privileges it has (it could SET ROLE to it: the session's
- * login role after RESET ROLE).  Another role after SET ROLE (a pooled
- * connection that switches roles per request) may not: it would learn
- * which lists the other role holds.
- */
-bool may_manage(const Held &h);
-/* 42501 unless the current role may manage h, held under name. */
-void require_manage(const std::string &name, const Held &h);
 /*
  * The plan of a held value: its spec resolved again (cached), which must
  * give the tables it was held for, or tables of the same owners in the
@@ -166,7 +177,7 @@ class SharedReplyMemoScope {
 
 /* rollback.cpp: what a rollback undoes (its header comment). */
 /* Notes a hold() of name in the running (sub)transaction; its serial. */
-uint64_t note_hold(const std::string &name);
+uint64_t note_hold(const HeldName &name);
 /* Notes that a reply moved h on in the running (sub)transaction. */
 void note_reply(const Held &h);
 /* Releases the values whose hold() rolled back, and makes the next reply

@@ -57,10 +57,22 @@ MemoryContext held_memory() {
 
 }  // namespace
 
-/* The session's values by name; allocated once, lives as long as the backend. */
-std::map<std::string, Held> &held_values() {
-  static auto *values = new std::map<std::string, Held>();
+/* The session's values by role and name; allocated once, lives as long as the backend. */
+HeldValues &held_values() {
+  static auto *values = new HeldValues();
   return *values;
+}
+
+HeldValues::iterator find_own(const std::string &name) {
+  return held_values().find(HeldName{GetUserId(), name});
+}
+
+OwnValues own_values() {
+  Oid role = GetUserId();
+  auto &values = held_values();
+  auto first = values.lower_bound(HeldName{role, {}});
+  auto last = role == PG_UINT32_MAX ? values.end() : values.lower_bound(HeldName{role + 1, {}});
+  return OwnValues{first, last};
 }
 
 static uint64_t layout_changes = 0, touches = 0;
@@ -172,34 +184,16 @@ std::string text_string(const text *t) {
   return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-bool may_manage(const Held &h) {
-  return h.role == GetUserId() || pg_call([&] { return has_privs_of_role(GetUserId(), h.role); });
-}
-
-/* 42501 for name, held by h.role. */
-[[noreturn]] static void held_by_another(const std::string &name, const Held &h, const char *hint) {
-  char *holder = pg_call([&] { return GetUserNameFromId(h.role, true); });
-  throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
-              "ecto_sync: the value \"" + name + "\" is held by another role",
-              std::string("It was loaded as role \"") + (holder ? holder : "?") + "\".", hint);
-}
-
-void require_manage(const std::string &name, const Held &h) {
-  if (!may_manage(h))
-    held_by_another(name, h, "Release it as that role, or as a role that has its privileges.");
-}
-
-/* The value held under name, for the current role. */
+/* The current role's value under name. */
 Held &find_held(const std::string &name) {
   touches++;
-  auto it = held_values().find(name);
+  auto it = find_own(name);
   if (it == held_values().end())
     throw Error(ERRCODE_UNDEFINED_OBJECT,
                 "ecto_sync: no value is held under the name \"" + name + "\"", "",
-                "Call ectosync.hold() first; held values last as long as the session.");
-  Held &h = it->second;
-  if (h.role != GetUserId()) held_by_another(name, h, "Call ectosync.hold() again as this role.");
-  return h;
+                "Call ectosync.hold() first; held values last as long as the session, and "
+                "each role has names of its own.");
+  return it->second;
 }
 
 uint64_t value_seq(const Jsonb *value) {

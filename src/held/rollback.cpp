@@ -46,7 +46,8 @@ namespace ectosync {
 namespace {
 
 struct Made {
-  std::string name;       /* a hold()'s name; empty for a reply */
+  bool reply;             /* a reply moved the value on; else a hold() made it */
+  HeldName name;          /* a hold()'s name */
   uint64_t serial;        /* the Held (a later hold() of the name is another) */
   SubTransactionId subid; /* the subtransaction that owns it now */
 };
@@ -92,29 +93,29 @@ void on_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId p
       if (it->subid == mySubid) it->subid = parentSubid;
 }
 
-void note(std::string name, uint64_t serial, SubTransactionId subid) {
+void note(bool reply, HeldName name, uint64_t serial, SubTransactionId subid) {
   /* (room for undo_from() to move every entry without allocating; grown
    * by doubling, as push_back() grows made) */
   size_t need = undone.size() + made.size() + 1;
   if (undone.capacity() < need) undone.reserve(2 * need);
-  made.push_back(Made{std::move(name), serial, subid});
+  made.push_back(Made{reply, std::move(name), serial, subid});
 }
 
 }  // namespace
 
-uint64_t note_hold(const std::string &name) {
+uint64_t note_hold(const HeldName &name) {
   static uint64_t serials = 0;
-  note(name, ++serials, GetCurrentSubTransactionId()); /* (cannot fail) */
+  note(false, name, ++serials, GetCurrentSubTransactionId()); /* (cannot fail) */
   return serials;
 }
 
 void note_reply(const Held &h) {
   SubTransactionId subid = GetCurrentSubTransactionId(); /* (cannot fail) */
   /* (once per value and subtransaction is enough) */
-  if (!made.empty() && made.back().name.empty() && made.back().serial == h.serial &&
+  if (!made.empty() && made.back().reply && made.back().serial == h.serial &&
       made.back().subid == subid)
     return;
-  note(std::string(), h.serial, subid);
+  note(true, HeldName{InvalidOid, {}}, h.serial, subid);
 }
 
 void settle_rollbacks() {
@@ -124,8 +125,8 @@ void settle_rollbacks() {
    * (forget() may) loses no value's mark. */
   std::unordered_set<uint64_t> replied;
   for (const Made &entry : undone)
-    if (entry.name.empty()) replied.insert(entry.serial);
-  for (auto &[name, h] : values)
+    if (entry.reply) replied.insert(entry.serial);
+  for (auto &[key, h] : values)
     if (replied.count(h.serial)) h.whole_next = true;
   /* (wait_changes() looks at every value again: whole_next ones included) */
   held_layout_changed();
@@ -133,7 +134,7 @@ void settle_rollbacks() {
    * the next call) */
   while (!undone.empty()) {
     const Made &entry = undone.back();
-    auto it = entry.name.empty() ? values.end() : values.find(entry.name);
+    auto it = entry.reply ? values.end() : values.find(entry.name);
     if (it != values.end() && it->second.serial == entry.serial) {
       forget(it->second);
       values.erase(it);

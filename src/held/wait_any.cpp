@@ -49,7 +49,7 @@ namespace ectosync {
 
 namespace {
 
-using Item = std::pair<const std::string, Held>;
+using Item = HeldValues::value_type;
 
 /* The session's values by interest entry (-1: none), and the restless ones. */
 struct WaitIndex {
@@ -73,8 +73,7 @@ void regroup(WaitIndex &ix) {
   ix.restless.clear();
   /* (another role's values, after SET ROLE, are not this caller's to read,
    * nor to learn of) */
-  for (Item &item : held_values())
-    if (item.second.role == GetUserId()) ix.groups[item.second.entry].push_back(&item);
+  for (Item &item : own_values()) ix.groups[item.second.entry].push_back(&item);
   ix.layout = held_layout();
   ix.role = GetUserId();
   ix.touches = UINT64_MAX; /* (none is known to be quiet: the next pass looks at all) */
@@ -145,7 +144,7 @@ struct Pass {
  * PostgreSQL's errors end the call, and leave the count unseen.
  */
 void look_at(Item &item, Pass &pass) {
-  const std::string &name = item.first;
+  const std::string &name = item.first.name;
   Held &h = item.second;
   uint64_t matched = h.entry >= 0 ? interest_notifications(h.entry) : 0;
   /* A value whose changes failed (no watch captures it any more, its role
@@ -276,8 +275,7 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   /* (the call's, not each value's) */
   refuse_transaction_snapshot("wait_changes");
   if (xact_wrote())
-    for (auto &[name, h] : held_values()) {
-      if (h.role != GetUserId()) continue; /* (another role's) */
+    for (auto &[name, h] : own_values()) {
       const Plan *plan = nullptr;
       try {
         plan = &held_plan(h);

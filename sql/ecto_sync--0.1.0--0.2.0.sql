@@ -263,6 +263,10 @@ SELECT ectosync._refresh_watches(false);
 -- restores a dump of its own watched tables needs it granted.
 REVOKE EXECUTE ON FUNCTION ectosync.capture() FROM PUBLIC;
 
+-- _jsonb_rebuild() tests the jsonb writer (30_sync_a_writer); it is no API,
+-- and its recursion follows whatever depth its caller's jsonb has.
+REVOKE EXECUTE ON FUNCTION ectosync._jsonb_rebuild(jsonb, int) FROM PUBLIC;
+
 -- A watch's spec holds its lists' constants (a $query's where: a tenant,
 -- an email): a role sees the watches of the tables it may read, no others.
 -- (ecto_sync's own reads and writes run as a superuser.)

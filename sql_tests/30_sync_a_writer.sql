@@ -44,3 +44,14 @@ SELECT ectosync._jsonb_rebuild(j, 4) AS deep, ectosync._jsonb_rebuild(j, 4) #> '
 FROM samples WHERE id = 14;
 SELECT id, ectosync._jsonb_rebuild(j, 1) AS rebuilt, jsonb_typeof(ectosync._jsonb_rebuild(j, 1))
 FROM samples WHERE id <= 8 ORDER BY id;
+
+-- It recurses as deep as its input goes: a deep one stops at
+-- max_stack_depth (54001), as PostgreSQL's own recursion does, before its
+-- C++ frames could reach the stack's end; and it is no API, for no one but
+-- a superuser to call.
+\set VERBOSITY terse
+SELECT ectosync._jsonb_rebuild((repeat('[', 10000) || repeat(']', 10000))::jsonb, 10000) IS NOT NULL
+  AS rebuilt;
+\set VERBOSITY default
+SELECT has_function_privilege('public', 'ectosync._jsonb_rebuild(jsonb, int)', 'EXECUTE')
+  AS public_may_call;

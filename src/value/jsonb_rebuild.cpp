@@ -13,6 +13,7 @@
 
 extern "C" {
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/jsonb.h"
 }
 
@@ -21,6 +22,7 @@ using namespace ectosync;
 /* A new node for e, rebuilt `depth` levels deep. */
 static jb::Node rebuild(const jb::Elem &e, int depth) {
   if (depth <= 0) return jb::Node::copy(e);
+  pg_call([] { check_stack_depth(); }); /* (a deep input: an error, not a crash) */
   switch (e.type) {
     case JENTRY_ISSTRING:
       return jb::Node::string(e.str());

@@ -181,6 +181,13 @@ SET ROLE attack_plain;
 CREATE TEMP TABLE attack_y (a int);
 CREATE INDEX attack_yi ON attack_y (a);
 DROP INDEX attack_yi;
+-- ... and its watch() of a table of its own, which refreshes every watch,
+-- does not show it the other's spec (a list's constants) in a WARNING: that
+-- goes to the server log alone, for a role that may not read attack_p
+CREATE TABLE attack_plain.w (id int PRIMARY KEY);
+SELECT ectosync.watch('attack_plain.w') IS NOT NULL AS watched;
+SELECT ectosync.unwatch('attack_plain.w');
+DROP TABLE attack_plain.w;
 RESET ROLE;
 SELECT count(*) AS watches_of_attack_p FROM ectosync.watches WHERE root = 'attack_p'::regclass;
 ALTER TABLE attack_c2 RENAME TO attack_c;

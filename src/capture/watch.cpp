@@ -121,6 +121,31 @@ void lock_watches() {
 }
 
 /*
+ * Warns of a watch that a refresh found broken, in the session whose
+ * command ran the refresh: any role's DDL refreshes every watch.  A
+ * watch's spec holds its lists' constants (a $query's where: a tenant, an
+ * email), which ectosync.watches shows only to roles that may read its
+ * table; so does this.  The role that ran the command (its SET ROLE, not
+ * the superuser refresh() runs as) gets the WARNING only if it may read
+ * the watch's table; otherwise it goes to the server log alone.  (The
+ * watch of a dropped table: only to a superuser.)
+ */
+void warn_of_watch(const Watch &w, const std::string &message, const std::string &detail) {
+  bool readable = pg_call([&] {
+    Oid caller = GetOuterUserId();
+    if (superuser_arg(caller)) return true;
+    return get_rel_relkind(w.root) != '\0' &&
+           pg_class_aclcheck(w.root, caller, ACL_SELECT) == ACLCHECK_OK;
+  });
+  if (readable)
+    warn(message, detail);
+  else
+    pg_call([&] {
+      ereport(LOG_SERVER_ONLY, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str())));
+    });
+}
+
+/*
  * What watch w needs now.  A spec that no longer resolves keeps what it
  * needed before (a rename changed an association's name; a migration
  * dropped a foreign key, to add it again with another ON DELETE), unless
@@ -147,18 +172,21 @@ bool resolve_needs(const Watch &w, Needs &now) {
   }
   /* (meanwhile the values of its spec fail to resolve: captured.cpp) */
   if (needs_exist(stored)) {
-    warn("ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
-             " no longer resolves; its triggers stay as they were",
-         failure);
+    warn_of_watch(w,
+                  "ecto_sync: the watch of " + table_name(w.root) + " with assocs " + w.spec +
+                      " no longer resolves; its triggers stay as they were",
+                  failure);
     now = stored;
     return true;
   }
   delete_watch(w);
   if (failure.empty()) /* the root is gone, and its name with it */
-    warn("ecto_sync: removed the watch of a dropped table", "It had assocs " + w.spec + ".");
+    warn_of_watch(w, "ecto_sync: removed the watch of a dropped table",
+                  "It had assocs " + w.spec + ".");
   else
-    warn("ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
-         failure);
+    warn_of_watch(
+        w, "ecto_sync: removed the watch of " + table_name(w.root) + " with assocs " + w.spec,
+        failure);
   return false;
 }
 

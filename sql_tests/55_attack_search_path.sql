@@ -494,6 +494,26 @@ DROP SCHEMA attack_lab, attack_lab_old CASCADE;
 DROP TABLE attack_diary;
 DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM attack_eve', current_database()); END $$;
 
+-- ==== a security-restricted operation plants no held value or LISTEN ====
+-- A table owner's index expression runs, as its owner, in the session of
+-- whoever builds the index (a superuser's REINDEX): it may not leave a
+-- held value or a LISTEN there, as PostgreSQL refuses its LISTEN.
+SET ROLE attack_pub;
+CREATE TABLE public.attack_sro (x int);
+INSERT INTO public.attack_sro VALUES (1);
+CREATE FUNCTION public.attack_plant(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  PERFORM ectosync.listen_changes();
+  RETURN $1;
+END $$;
+RESET ROLE;
+\set VERBOSITY terse
+CREATE INDEX attack_sro_i ON public.attack_sro (public.attack_plant(x));
+\set VERBOSITY default
+SELECT count(*) AS listening FROM pg_listening_channels();
+DROP TABLE public.attack_sro;
+DROP FUNCTION public.attack_plant(int);
+
 -- ==== nothing gained by anyone, at the end ====
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'attack\_%' ORDER BY rolname;
 

@@ -107,13 +107,28 @@ extern "C" {
 using namespace ectosync;
 
 /*
+ * Held values and their LISTENs are the session's, and outlive the call:
+ * code that runs with another role's rights in a security-restricted
+ * operation (a table owner's index expression during a superuser's
+ * maintenance, a cast the worker runs) must not leave any in the session
+ * that runs it, as PostgreSQL refuses its LISTEN there.
+ */
+static void refuse_restricted_operation() {
+  if (InSecurityRestrictedOperation())
+    throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+                "ecto_sync: held values cannot be used within a security-restricted operation");
+}
+
+/*
  * Every SQL function of held values, by construction: an ECTOSYNC_FUNCTION
- * that first settles what rolled back since the last call (rollback.cpp),
- * before it looks at any value.
+ * that is refused in a security-restricted operation, and first settles
+ * what rolled back since the last call (rollback.cpp), before it looks at
+ * any value.
  */
 #define HELD_FUNCTION(name)                          \
   static Datum name##_held(FunctionCallInfo fcinfo); \
   ECTOSYNC_FUNCTION(name) {                          \
+    refuse_restricted_operation();                   \
     settle_rollbacks();                              \
     return name##_held(fcinfo);                      \
   }                                                  \

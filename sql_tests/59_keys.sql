@@ -223,6 +223,20 @@ SELECT ectosync.watch('loose');
 -- last event for its state.
 CREATE TABLE swapped (id int PRIMARY KEY DEFERRABLE, v text);
 SELECT ectosync.watch('swapped');
+-- A key under a nondeterministic collation: 'Alice' = 'alice', which
+-- would make one row two keys as events render them.
+CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE logins (login text COLLATE nocase PRIMARY KEY);
+SELECT ectosync.watch('logins');
+-- bpchar without a length: not padded alike, as char(n) is.
+CREATE TABLE bare (code bpchar PRIMARY KEY);
+SELECT ectosync.watch('bare');
+-- A foreign key that PostgreSQL accepts between columns whose values
+-- render differently: varchar 'ab' references char(4) 'ab  '.  The
+-- association it makes is refused, as a definition pairing them is.
+CREATE TABLE tagged (id int PRIMARY KEY, k varchar(4) REFERENCES codes);
+SELECT ectosync.watch('tagged', '["code"]');
+SELECT ectosync.load('codes', '["tagged"]');
 
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)

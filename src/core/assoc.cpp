@@ -147,6 +147,22 @@ Column key_column(const TableDesc &table, int16_t attnum) {
                      "events can carry as to_jsonb renders them.",
                      "Use smallint, integer, bigint, numeric, oid, text, varchar, char, uuid, "
                      "boolean, date, timestamp or timestamptz key columns.");
+  /* Keys are compared as events render them, byte for byte: a collation
+   * that finds "Alice" equal to "alice" would make one row two keys, and
+   * the cache would keep the one the next change does not refresh. */
+  if (!col->equal_as_rendered)
+    throw AssocError(kFeatureNotSupported,
+                     "column \"" + col->name + "\" of table " + display(table) +
+                         " has a nondeterministic collation, which ecto_sync cannot use in a key",
+                     "Row key and association key columns are compared as their values render.",
+                     "Give the column a deterministic collation.");
+  /* char(n) pads each value to n, so that padding compares as PostgreSQL
+   * does; bpchar without a length would not be padded alike. */
+  if (col->kind == KeyKind::Char && col->type_name == "bpchar")
+    throw AssocError(kFeatureNotSupported,
+                     "column \"" + col->name + "\" of table " + display(table) +
+                         " has type bpchar without a length, which ecto_sync cannot use as a key",
+                     "", "Use char(n), varchar or text key columns.");
   return plan_column(*col);
 }
 
@@ -413,10 +429,17 @@ Assoc make_assoc(CatalogSource &catalog, const TableDesc &owner, const AssocDesc
   Assoc a;
   a.name = d.name;
   a.kind = d.kind;
+  /* (a definition's pairs were checked as it was read; a foreign key's are
+   * PostgreSQL's, which pairs varchar with char(n), and a timestamp with a
+   * timestamptz: values that render differently in jsonb) */
+  if (d.kind != AssocKind::ManyToMany)
+    check_pairs(owner, d.owner_cols, target, d.target_cols, d.name);
   a.owner_cols = key_columns(owner, d.owner_cols);
   a.target_cols = key_columns(target, d.target_cols);
   if (d.kind == AssocKind::ManyToMany) {
     const TableDesc &join = catalog.table(d.join);
+    check_pairs(owner, d.owner_cols, join, d.join_owner_cols, d.name);
+    check_pairs(target, d.target_cols, join, d.join_target_cols, d.name);
     a.join = table_info(join);
     a.join_owner_cols = key_columns(join, d.join_owner_cols);
     a.join_target_cols = key_columns(join, d.join_target_cols);

@@ -115,6 +115,46 @@ SELECT ectosync.release('posts drafts') AS released;
 SELECT ectosync.unwatch('posts', '["drafts"]');
 DROP TABLE drafts;
 
+-- A table renamed away and another given its name (a migration that keeps
+-- the old rows aside): the assocs lead to the new table, of the same owner
+-- and schema.  No marker reaches a value held before (the rename's names
+-- the old table), and no event of the new table matches its interest: it
+-- is loaded again, and that fails while the new table is not captured,
+-- saying so, also to a wait that would have passed it over.  Once watched,
+-- the value is the new table's.  A shared value, which its holders share
+-- as of the old tables, is refused: held again, it is the new table's.
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+INSERT INTO drafts VALUES (1, 1);
+SELECT ectosync.watch('posts', '["drafts"]') AS watched;
+BEGIN;
+SELECT txid_current() IS NOT NULL AS own; -- (then the value is the session's own)
+SELECT ectosync.hold('own drafts', 'posts', '["drafts"]', listen => false)
+       -> 'rows' -> 0 -> 'drafts' AS held;
+COMMIT;
+SELECT ectosync.hold('shared drafts', 'posts', '["drafts"]', listen => false)
+       -> 'rows' -> 0 -> 'drafts' AS held;
+SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held()
+ WHERE name LIKE '% drafts' ORDER BY name;
+SET client_min_messages = error;
+ALTER TABLE drafts RENAME TO drafts_old;
+RESET client_min_messages;
+CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
+INSERT INTO drafts VALUES (2, 1);
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT name, error FROM ectosync.wait_changes(0) ORDER BY name;
+\set VERBOSITY terse
+SELECT ectosync.changes('own drafts');
+SELECT ectosync.changes('shared drafts');
+\set VERBOSITY default
+SELECT ectosync.watch('posts', '["drafts"]') AS watched;
+SELECT ectosync.changes('own drafts') -> 'patch' -> 0 -> 'value' -> 'rows' -> 0 -> 'drafts'
+       AS own_drafts;
+SELECT ectosync.hold('shared drafts', 'posts', '["drafts"]', listen => false)
+       -> 'rows' -> 0 -> 'drafts' AS held_again;
+SELECT ectosync.release('own drafts') AS released, ectosync.release('shared drafts') AS released;
+SELECT ectosync.unwatch('posts', '["drafts"]');
+DROP TABLE drafts, drafts_old;
+
 SELECT ectosync.unwatch('posts'), ectosync.unwatch('tags'), ectosync.unwatch('post_tags'),
        ectosync.unwatch('notes');
 RESET search_path;

@@ -327,6 +327,20 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
                      (secured ? "now applies" : "no longer applies") +
                      " to the role that holds the value.");
     });
+  /* Its assocs lead to other tables than it was held for, which
+   * held_plan() accepts (the same owners and schemas: a foreign key made
+   * again, a table renamed away and another given its name).  The value
+   * holds the old tables' rows, and no marker need reach it (the renamed
+   * table's names the old oid): it is loaded again, which checks that the
+   * new tables are captured. */
+  std::vector<uint32_t> tables = plan.tables();
+  if (tables != h.tables && !reloaded)
+    in_context(made_in, [&] {
+      load_again(h, current, scanned, reloaded, touched,
+                 "Its assocs lead to other tables than when it was loaded (a table renamed, or "
+                 "a foreign key made again).");
+    });
+  std::vector<TableHome> homes = tables != h.tables ? table_homes(tables) : h.homes;
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -369,6 +383,8 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);
   move_on(h, current, reloaded.has_value(), made_in);
+  h.tables = std::move(tables);
+  h.homes = std::move(homes);
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;

@@ -135,7 +135,9 @@ Held &find_held(const std::string &name);
  * it again.  So does a table of it dropped (and maybe made again): the
  * value could not follow the new one.  An association that now leads to
  * another table of the same owner and schema (its foreign key made again,
- * which reloads the value) is the value's.
+ * a table renamed away and another given its name) is the value's: it is
+ * loaded again (changes_made_in()).  A shared value, whose holders share
+ * the old tables' value, is refused.
  */
 const Plan &held_plan(const Held &h);
 /* The owners and schemas of tables (InvalidOid for one that is gone). */

@@ -138,16 +138,22 @@ const Plan &held_plan(const Held &h) {
   bool dropped = false;
   for (const TableHome &home : table_homes(h.tables)) dropped = dropped || home.owner == InvalidOid;
   bool elsewhere = !dropped && table_homes(tables) != h.homes;
-  if (!dropped && !elsewhere) return plan;
+  /* (a value of its own is loaded again: changes_made_in(); a shared one
+   * is the shared value of the old tables, which their holders share) */
+  if (!dropped && !elsewhere && h.shared < 0) return plan;
   char *root = pg_call([&] { return get_rel_name(h.relid); });
   throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
               "ecto_sync: the tables of a held value of " + std::string(root ? root : "?") +
                   " are no longer those it was held for",
               dropped ? "A table of it was dropped (and maybe made again under its name): the "
                         "value cannot follow the table its assocs name now."
-                      : "Its assocs name a table of another owner or schema than the one they "
-                        "named when it was held (a schema renamed, and its name given to "
-                        "another schema).",
+              : elsewhere
+                  ? "Its assocs name a table of another owner or schema than the one they "
+                    "named when it was held (a schema renamed, and its name given to "
+                    "another schema)."
+                  : "Its assocs lead to other tables than when it was held (a table renamed, "
+                    "or a foreign key made again), and it is shared with the sessions that "
+                    "hold it as it was.",
               "Release the value and hold it again.");
 }
 

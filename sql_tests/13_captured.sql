@@ -27,6 +27,29 @@ SELECT ectosync.hold('posts', 'posts', listen => false);
 SELECT ectosync.watch('posts') AS watched;
 SELECT ectosync.load('posts') -> 'rows' -> 0 ->> 'title' AS title;
 SELECT ectosync.load('posts', '["tags"]');
+-- ectosync.load_unwatched reads it anyway, for reading only: the value
+-- says so, and sync() refuses it, as nothing would bring it tags' changes.
+-- (A value that the watches capture is an ordinary one.)
+SET ectosync.load_unwatched = on;
+SELECT ectosync.load('posts', '["tags"]') AS unwatched \gset
+SELECT ectosync.load('posts') ? 'unwatched' AS watched_marked;
+RESET ectosync.load_unwatched;
+SELECT :'unwatched'::jsonb -> 'unwatched' AS marked;
+SELECT ectosync.sync(:'unwatched'::jsonb, (:'unwatched'::jsonb ->> 'epoch') || ':1');
+-- A value loaded in a transaction that changed its tables could keep a
+-- change that rolls back, which no event would take out again: it says
+-- so, and sync() asks for a load again (ZE001).
+BEGIN;
+SAVEPOINT s;
+UPDATE posts SET title = 'never' WHERE id = 1;
+SELECT ectosync.load('posts') AS uncommitted \gset
+ROLLBACK TO s;
+COMMIT;
+SELECT :'uncommitted'::jsonb -> 'uncommitted' AS marked,
+       :'uncommitted'::jsonb -> 'rows' -> 0 ->> 'title' AS title;
+SELECT ectosync.sync(:'uncommitted'::jsonb, (:'uncommitted'::jsonb ->> 'epoch') || ':1');
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT ectosync.load('posts') ? 'uncommitted' AS committed_marked;
 
 -- What the watches capture is their union: a value is loaded when that
 -- covers it, whichever watch brought what (post_tags' key holds the

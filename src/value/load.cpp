@@ -375,7 +375,22 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
   uint64_t seq = last_seq();
   SpiScope spi;
   std::vector<FilterEntry> entries = parse_filter(root, filter);
-  if (capture == Capture::Required) check_captured(plan);
+  /* A value that cannot follow its tables says so, and sync() refuses it
+   * (sync.cpp): one that no watch captures (load_unwatched), and one read
+   * in a transaction that changed its tables (hold() refuses that), which
+   * a rollback would leave with changes that no event takes out again. */
+  bool unwatched = false, uncommitted = false;
+  try {
+    check_captured(plan);
+  } catch (const Error &) {
+    if (capture == Capture::Required) throw;
+    unwatched = true;
+  }
+  try {
+    refuse_own_changes(plan, "load");
+  } catch (const Error &) {
+    uncommitted = true;
+  }
   std::vector<SpiParam> params = {{TEXTOID, root.display()},
                                   {TEXTOID, std::to_string(relid)},
                                   {TEXTOID, plan.spec},
@@ -395,6 +410,11 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
       " $2::pg_catalog.int8, 'assocs', $3::pg_catalog.jsonb, 'filter', $4::pg_catalog.jsonb,"
       " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'rows', " +
       rows + ")";
+  for (const char *flag :
+       {unwatched ? "unwatched" : nullptr, uncommitted ? "uncommitted" : nullptr})
+    if (flag)
+      sql += std::string(" OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('") + flag +
+             "', true)";
   /* Planned for its filter values: a whole value is worth a custom plan. */
   return spi_jsonb(sql, params, false);
 }

@@ -138,6 +138,26 @@ ValueHeader read_header(const Jsonb *value) {
   return h;
 }
 
+/*
+ * A value that load() marked as one that cannot follow its tables: read
+ * under ectosync.load_unwatched while no watch captured them (for reading
+ * only), or in a transaction that changed them (a rollback would leave its
+ * changes in the value, and no event would take them out).
+ */
+void refuse_unfollowable(const Jsonb *value) {
+  jb::View v(value);
+  if (v.get("unwatched"))
+    throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "ecto_sync: the value was loaded for reading only",
+                "ectosync.load_unwatched read it while no watch captured every table of it: it "
+                "would not follow their changes.",
+                "Load it again once ectosync.watch() captures its tables.");
+  if (v.get("uncommitted"))
+    reload_required(
+        "The value was loaded in a transaction that changed its tables: a change that rolled "
+        "back could be in it.");
+}
+
 /* The plan of a value's shape (cached per backend by resolve_plan). */
 const Plan &value_plan(const ValueHeader &h) {
   Jsonb *assocs_jsonb = jb::to_jsonb(jb::Node::copy(h.assocs));
@@ -385,6 +405,7 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
 Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   refuse_transaction_snapshot("sync");
   ValueHeader h = read_header(value);
+  refuse_unfollowable(value);
   EventRef ref;
   if (!parse_payload(event_text, ref))
     throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "ecto_sync: invalid event",

@@ -124,6 +124,15 @@ SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
 SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
 SELECT pg_temp.try_apply(a) AS a, pg_temp.try_apply(b) AS b FROM v;
+-- ... and so does row level security turned on for as many tables in one
+-- transaction: the values under row level security of the others are
+-- left alone.
+DO $$ BEGIN
+  FOR g IN 1..65 LOOP EXECUTE format('ALTER TABLE many_%s ENABLE ROW LEVEL SECURITY', g); END LOOP;
+END $$;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
 SELECT count(ectosync.unwatch(format('many_%s', g)::regclass)) AS unwatched
   FROM generate_series(1, 65) g;
 SELECT format('DROP TABLE many_%s', g) FROM generate_series(1, 65) g \gexec

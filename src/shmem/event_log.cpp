@@ -118,27 +118,38 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
 
 static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
 
+/* Whether the gap set takes relid's marker without standing for every table. */
+static bool gap_has_room(const DbSlot *slot, uint32 relid) {
+  if (slot->gap_all) return false;
+  for (int i = 0; i < slot->ngaps; i++)
+    if (slot->gaps[i] == relid) return true;
+  return slot->ngaps < kMaxGaps;
+}
+
 /*
  * A committing transaction's RELOAD marker of table relid: a record after
  * its events, as restart_capture() writes one, with the table's cache
  * floor at its seq.  Without room, for every table (relid 0: roles
  * changed, whose markers wait their turn, roles_marker_waits()), and when
- * only what row level security shows changed (a policy source written:
- * one per writing transaction, which the gap set merges per worker pass),
- * it goes to the gap set.  The set holds kMaxGaps tables and then stands
- * for every table: one role that truncated more of its own tables at each
- * pass than that made every value of the database reload.  The caller
- * holds slot->lock exclusive.
+ * only a table that row level security reads changed (a policy source
+ * written: one per writing transaction, which the gap set merges per
+ * worker pass) while the set has room for the table, it goes to the gap
+ * set.  The set holds kMaxGaps tables and then stands for every table:
+ * one role that truncated more of its own tables at each pass than that,
+ * or toggled their row level security, or wrote a policy source of as
+ * many, made every value of the database reload.  The caller holds
+ * slot->lock exclusive.
  */
 static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now) {
   WhyBody body(why);
-  if (relid == 0 || row_security_only(why) || !make_room(slot, record_size(sizeof body.bytes))) {
+  bool merged = relid == 0 || ((why & ~kReloadPolicy) == 0 && gap_has_room(slot, relid));
+  if (merged || !make_room(slot, record_size(sizeof body.bytes))) {
     add_gap(slot, relid, why);
     return;
   }
   uint64 seq = append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now);
   slot->stats.gaps++;
-  raise_floor(slot, relid, seq);
+  if (!row_security_only(why)) raise_floor(slot, relid, seq); /* (no row changed) */
 }
 
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,

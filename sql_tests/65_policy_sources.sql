@@ -325,6 +325,16 @@ SET client_min_messages = warning;
 SELECT ectosync.watch('notes') IS NOT NULL AS notes_watched;
 SELECT ectosync.watch('tasks') IS NOT NULL AS tasks_watched;
 SELECT ectosync.watch('issues') IS NOT NULL AS issues_watched;
+-- A policy that reads a session's setting (a tenant, in a hub whose users
+-- share one role): nothing tells a held value that the setting of the
+-- session that asks for its changes is another.
+CREATE TABLE tenant_rows (id int PRIMARY KEY, tenant int);
+ALTER TABLE tenant_rows ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant ON tenant_rows
+  USING (tenant = pg_catalog.current_setting('app.tenant', true)::int);
+SELECT ectosync.watch('tenant_rows') IS NOT NULL AS tenant_rows_watched;
+SELECT ectosync.unwatch('tenant_rows');
+DROP TABLE tenant_rows;
 SELECT * FROM pg_temp.policy_triggers('teams');
 SELECT * FROM pg_temp.policy_triggers('members');
 

@@ -140,12 +140,13 @@ DROP TABLE drafts;
 
 -- A table renamed away and another given its name (a migration that keeps
 -- the old rows aside): the assocs lead to the new table, of the same owner
--- and schema.  No marker reaches a value held before (the rename's names
--- the old table), and no event of the new table matches its interest: it
--- is loaded again, and that fails while the new table is not captured,
--- saying so, also to a wait that would have passed it over.  Once watched,
--- the value is the new table's.  A shared value, which its holders share
--- as of the old tables, is refused: held again, it is the new table's.
+-- and schema.  The rename's marker names the old table, which the new plan
+-- does not hold, and no event of the new table matches the value's
+-- interest: it kept the old rows, with empty patches.  It is loaded again
+-- now, and that fails while the new table is not captured, saying so.
+-- Once watched, the value is the new table's.  A shared value, which its
+-- holders share as of the old tables, is refused: held again, it is the
+-- new table's.
 CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
 INSERT INTO drafts VALUES (1, 1);
 SELECT ectosync.watch('posts', '["drafts"]') AS watched;
@@ -158,6 +159,7 @@ SELECT ectosync.hold('shared drafts', 'posts', '["drafts"]', listen => false)
        -> 'rows' -> 0 -> 'drafts' AS held;
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held()
  WHERE name LIKE '% drafts' ORDER BY name;
+SELECT count(*) AS changed FROM ectosync.wait_changes(0); -- (the wait knows them now)
 SET client_min_messages = error;
 ALTER TABLE drafts RENAME TO drafts_old;
 RESET client_min_messages;

@@ -191,10 +191,10 @@ jb::Node replace_all(const PartedValue &value) {
  * why.  The parts are copies: the loaded jsonb goes (the current context
  * becomes the value's, which would keep it twice).
  */
-static void load_again(const Held &h, PartedValue &value, uint64_t &scanned,
+static void load_again(const Held &h, const Plan &plan, PartedValue &value, uint64_t &scanned,
                        std::optional<std::string> &reloaded, TouchedRows &touched,
                        std::string why) {
-  Jsonb *whole = load_value(held_plan(h), h.filter);
+  Jsonb *whole = load_value(plan, h.filter);
   value = split_value(whole);
   touched.clear(); /* (a reloaded value is sent whole) */
   scanned = value_seq(whole);
@@ -240,12 +240,24 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
       scanned = upto;
     } catch (const Error &e) {
       if (e.sqlstate != ERRCODE_ECTOSYNC_RELOAD) throw;
-      load_again(h, value, scanned, reloaded, touched, e.detail);
+      load_again(h, plan, value, scanned, reloaded, touched, e.detail);
     }
   });
 }
 
 namespace {
+
+/*
+ * A value without an interest entry LISTENs to its tables' channels
+ * (hold(), listen_changes()): after its tables moved, to the new ones'.
+ */
+void listen_again(const Held &h, const Plan &plan) {
+  if (h.entry >= 0) return;
+  if (h.listening)
+    listen_to_tables(plan, "ectosync_session_" + std::to_string(MyProcPid));
+  else if (interest_session_listens())
+    listen_to_tables(plan, interest_listen_session());
+}
 
 /*
  * The held value becomes current, whose new parts were made in made_in:
@@ -314,19 +326,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   std::vector<uint64_t> changed_by;
   PartedValue current = h.value;
   TouchedRows touched;
-  catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
-  /* Asked again after the events: a role marker read among them accepted
-   * the invalidation messages of its change, and is used up (wait_changes()
-   * reads a value under row level security again only for a later event).
-   * Compared after them: a marker's reason says more, as for a policy. */
-  if (SharedInvalidMessageCounter != invalidations) secured = row_security(plan);
-  if (secured != keep.was && !reloaded)
-    in_context(made_in, [&] {
-      load_again(h, current, scanned, reloaded, touched,
-                 std::string("Row level security ") +
-                     (secured ? "now applies" : "no longer applies") +
-                     " to the role that holds the value.");
-    });
   /* Its assocs lead to other tables than it was held for, which
    * held_plan() accepts (the same owners and schemas: a foreign key made
    * again, a table renamed away and another given its name).  The value
@@ -334,13 +333,28 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * table's names the old oid): it is loaded again, which checks that the
    * new tables are captured. */
   std::vector<uint32_t> tables = plan.tables();
-  if (tables != h.tables && !reloaded)
+  bool moved = tables != h.tables;
+  std::vector<TableHome> homes = moved ? table_homes(tables) : h.homes;
+  if (moved)
     in_context(made_in, [&] {
-      load_again(h, current, scanned, reloaded, touched,
+      load_again(h, plan, current, scanned, reloaded, touched,
                  "Its assocs lead to other tables than when it was loaded (a table renamed, or "
                  "a foreign key made again).");
     });
-  std::vector<TableHome> homes = tables != h.tables ? table_homes(tables) : h.homes;
+  else
+    catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
+  /* Asked again after the events: a role marker read among them accepted
+   * the invalidation messages of its change, and is used up (wait_changes()
+   * reads a value under row level security again only for a later event).
+   * Compared after them: a marker's reason says more, as for a policy. */
+  if (SharedInvalidMessageCounter != invalidations) secured = row_security(plan);
+  if (secured != keep.was && !reloaded)
+    in_context(made_in, [&] {
+      load_again(h, plan, current, scanned, reloaded, touched,
+                 std::string("Row level security ") +
+                     (secured ? "now applies" : "no longer applies") +
+                     " to the role that holds the value.");
+    });
   /* A changed value has a new interest.  Events the worker matched against
    * the old one while we worked are caught up with here; if it keeps
    * loading more, a notification to ourselves brings the client back. */
@@ -385,6 +399,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   move_on(h, current, reloaded.has_value(), made_in);
   h.tables = std::move(tables);
   h.homes = std::move(homes);
+  if (moved) listen_again(h, plan);
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;

@@ -35,8 +35,6 @@
 extern "C" {
 #include "miscadmin.h"
 #include "storage/latch.h"
-#include "storage/sinval.h"
-#include "utils/inval.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 }
@@ -63,7 +61,6 @@ struct WaitIndex {
   uint64_t swept = 0;            /* loaded_seq() at the last pass that looked at all */
   std::unordered_map<int, std::vector<Item *>> groups;
   std::unordered_set<int> restless; /* entries with a restless name */
-  uint64_t invalidations = 0;       /* SharedInvalidMessageCounter at the last pass */
 };
 
 WaitIndex &wait_index() {
@@ -218,40 +215,12 @@ bool turn_elsewhere(const WaitIndex &ix, int entry, uint64_t loaded) {
   return false;
 }
 
-/*
- * Values whose assocs lead to other tables than they were held for, as
- * held_plan() accepts (a table renamed away and another given its name, a
- * foreign key made again), or no longer resolve: no event of the new
- * tables matches their interest, nor does one come for a dropped table, so
- * a wait would pass them over for good.  Their next reply is the whole
- * value loaded again, or their error (changes_made_in()).  Asked when
- * invalidation messages came since the last pass: DDL sends them.
- */
-void notice_moved_tables(WaitIndex &ix) {
-  pg_call([] { AcceptInvalidationMessages(); });
-  if (ix.invalidations == SharedInvalidMessageCounter) return;
-  ix.invalidations = SharedInvalidMessageCounter;
-  for (auto &[name, h] : own_values()) {
-    if (h.whole_next) continue;
-    bool moved;
-    try {
-      moved = held_plan(h).tables() != h.tables;
-    } catch (const Error &) {
-      moved = true; /* (its row says why) */
-    }
-    if (!moved) continue;
-    h.whole_next = true;
-    ix.touches = UINT64_MAX; /* (the pass looks at every value) */
-  }
-}
-
 /* One pass over the values that may have moved (all of them when it cannot tell). */
 void look_at_moved(Pass &pass) {
   WaitIndex &ix = wait_index();
   std::vector<int> entries;
   bool known = interest_take_moved(entries);
   if (ix.layout != held_layout() || ix.role != GetUserId()) regroup(ix);
-  notice_moved_tables(ix);
   /* (and now and then anyway, so that a quiet value's seq stays within the
    * event log: changes() reads on from it) */
   bool lags = pass.loaded - ix.swept > (uint64_t)settings.event_log_size / 8;

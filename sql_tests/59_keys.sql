@@ -231,6 +231,9 @@ SELECT ectosync.watch('logins');
 -- bpchar without a length: not padded alike, as char(n) is.
 CREATE TABLE bare (code bpchar PRIMARY KEY);
 SELECT ectosync.watch('bare');
+CREATE DOMAIN bare_code AS bpchar;
+CREATE TABLE bare_domain (code bare_code PRIMARY KEY);
+SELECT ectosync.watch('bare_domain');
 -- A foreign key that PostgreSQL accepts between columns whose values
 -- render differently: varchar 'ab' references char(4) 'ab  '.  The
 -- association it makes is refused, as a definition pairing them is.

@@ -158,7 +158,7 @@ Column key_column(const TableDesc &table, int16_t attnum) {
                      "Give the column a deterministic collation.");
   /* char(n) pads each value to n, so that padding compares as PostgreSQL
    * does; bpchar without a length would not be padded alike. */
-  if (col->kind == KeyKind::Char && col->type_name == "bpchar")
+  if (col->bare_bpchar)
     throw AssocError(kFeatureNotSupported,
                      "column \"" + col->name + "\" of table " + display(table) +
                          " has type bpchar without a length, which ecto_sync cannot use as a key",
@@ -333,11 +333,9 @@ AssocDesc define(CatalogSource &catalog, const TableDesc &owner, const std::stri
   if (d.kind == AssocKind::BelongsTo) {
     d.owner_cols = columns_or_pk(def, "columns", owner, assoc, true);
     d.target_cols = columns_or_pk(def, "references", target, assoc, false);
-    check_pairs(owner, d.owner_cols, target, d.target_cols, assoc);
   } else if (d.kind != AssocKind::ManyToMany) {
     d.target_cols = columns_or_pk(def, "columns", target, assoc, true);
     d.owner_cols = columns_or_pk(def, "references", owner, assoc, false);
-    check_pairs(owner, d.owner_cols, target, d.target_cols, assoc);
   } else {
     const Json *through = def.find("through");
     if (!through || through->type != Json::Type::String)
@@ -350,10 +348,8 @@ AssocDesc define(CatalogSource &catalog, const TableDesc &owner, const std::stri
     d.owner_cols = columns_or_pk(def, "references", owner, assoc, false);
     d.target_cols = columns_or_pk(def, "target_references", target, assoc, false);
     check_unique(target, d.target_cols, assoc);
-    check_pairs(owner, d.owner_cols, join, d.join_owner_cols, assoc);
-    check_pairs(target, d.target_cols, join, d.join_target_cols, assoc);
   }
-  return d;
+  return d; /* (its pairs are checked as any association's: make_assoc()) */
 }
 
 /* Column names of attnums, as a JSON array text. */
@@ -429,9 +425,9 @@ Assoc make_assoc(CatalogSource &catalog, const TableDesc &owner, const AssocDesc
   Assoc a;
   a.name = d.name;
   a.kind = d.kind;
-  /* (a definition's pairs were checked as it was read; a foreign key's are
-   * PostgreSQL's, which pairs varchar with char(n), and a timestamp with a
-   * timestamptz: values that render differently in jsonb) */
+  /* (a definition's pairs, and a foreign key's: PostgreSQL pairs varchar
+   * with char(n), and a timestamp with a timestamptz, values that render
+   * differently in jsonb) */
   if (d.kind != AssocKind::ManyToMany)
     check_pairs(owner, d.owner_cols, target, d.target_cols, d.name);
   a.owner_cols = key_columns(owner, d.owner_cols);

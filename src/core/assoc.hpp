@@ -154,6 +154,7 @@ struct ColumnDesc {
    * kind, an enum or bytea; text of a deterministic collation): what a
    * filter needs, which patches compare as rendered. */
   bool equal_as_rendered = true;
+  bool bare_bpchar = false; /* bpchar without a length (a domain's too): not padded */
   /* A date or time type (by its base type): "now" or "today" reads as
    * another value at another time. */
   bool moving_time = false;

@@ -1,5 +1,5 @@
 /*
- * registry.cpp: the session's held values by name (held_internal.hpp), the
+ * registry.cpp: the session's held values by role and name (held_internal.hpp), the
  * memory they live in, and what finds, copies and forgets them.
  */
 #include "value/catalog.hpp"

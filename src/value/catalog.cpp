@@ -306,6 +306,10 @@ class SpiCatalog : public CatalogSource {
                                      qualified_type_name(type, -1)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
       t.columns.back().moving_time = moving_time(type);
+      t.columns.back().bare_bpchar = pg_call([&] {
+        int32 base_typmod = typmod;
+        return getBaseTypeAndTypmod(type, &base_typmod) == BPCHAROID && base_typmod < 0;
+      });
     }
     /* The first index that can be a key is (kIndexesSql's order). */
     for (const auto &row : spi_rows(kIndexesSql, oid_param(relid), false)) {

@@ -382,13 +382,15 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
   bool unwatched = false, uncommitted = false;
   try {
     check_captured(plan);
-  } catch (const Error &) {
-    if (capture == Capture::Required) throw;
+  } catch (const Error &e) {
+    if (capture == Capture::Required || e.sqlstate != ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+      throw;
     unwatched = true;
   }
   try {
     refuse_own_changes(plan, "load");
-  } catch (const Error &) {
+  } catch (const Error &e) {
+    if (e.sqlstate != ERRCODE_FEATURE_NOT_SUPPORTED) throw;
     uncommitted = true;
   }
   std::vector<SpiParam> params = {{TEXTOID, root.display()},

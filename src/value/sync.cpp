@@ -146,16 +146,20 @@ ValueHeader read_header(const Jsonb *value) {
  */
 void refuse_unfollowable(const Jsonb *value) {
   jb::View v(value);
-  if (v.get("unwatched"))
+  auto marked = [&](const char *key) {
+    std::optional<jb::Elem> e = v.get(key);
+    return e && e->type == JENTRY_ISBOOL_TRUE;
+  };
+  if (marked("unwatched"))
     throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "ecto_sync: the value was loaded for reading only",
                 "ectosync.load_unwatched read it while no watch captured every table of it: it "
                 "would not follow their changes.",
                 "Load it again once ectosync.watch() captures its tables.");
-  if (v.get("uncommitted"))
+  if (marked("uncommitted"))
     reload_required(
-        "The value was loaded in a transaction that changed its tables: a change that rolled "
-        "back could be in it.");
+        "The value was loaded in a transaction that changed its tables (or, under row level "
+        "security, roles): a change that rolled back could be in it.");
 }
 
 /* The plan of a value's shape (cached per backend by resolve_plan). */

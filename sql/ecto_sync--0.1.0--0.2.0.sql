@@ -48,6 +48,10 @@ CREATE FUNCTION ectosync.release(names text[]) RETURNS int LANGUAGE sql VOLATILE
    WHERE ectosync.release(n.name)
 $$;
 COMMENT ON FUNCTION ectosync.release(text[]) IS 'Forget the held values of these names; how many there were';
+CREATE FUNCTION ectosync.release_all() RETURNS int
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release_all';
+COMMENT ON FUNCTION ectosync.release_all() IS
+  'Forget every held value of the session of the current role and of the roles whose privileges it has (a hub''s login role after RESET ROLE: those of the roles it switched to); how many there were';
 
 CREATE FUNCTION ectosync.held()
     RETURNS TABLE (name text, tbl regclass, assocs jsonb, filter jsonb, version bigint,

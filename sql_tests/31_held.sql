@@ -473,6 +473,26 @@ SELECT ectosync.changes('posts', 0);
 SELECT ectosync.changes(NULL, 0);
 SELECT count(*) AS held FROM ectosync.held();
 
+-- A hub connection that switches roles per request forgets the values of
+-- those roles at once (one that a failed request left held): release_all()
+-- forgets those of the current role and of the roles whose privileges it
+-- has, as the login role after RESET ROLE.
+CREATE ROLE regress_ectosync_left;
+GRANT USAGE ON SCHEMA held_test TO regress_ectosync_left;
+GRANT SELECT ON notes TO regress_ectosync_left;
+SELECT ectosync.hold('mine', 'notes', listen => false) IS NOT NULL AS held;
+SET ROLE regress_ectosync_left;
+SELECT ectosync.hold('left behind', 'notes', listen => false) IS NOT NULL AS held;
+SELECT ectosync.release_all() AS released; -- (its own: not the login role's)
+SELECT ectosync.hold('left behind', 'notes', listen => false) IS NOT NULL AS held;
+RESET ROLE;
+SELECT ectosync.release_all() AS released;
+SET ROLE regress_ectosync_left;
+SELECT count(*) AS still_held FROM ectosync.held();
+RESET ROLE;
+DROP OWNED BY regress_ectosync_left;
+DROP ROLE regress_ectosync_left;
+
 RESET search_path;
 SELECT ectosync.unwatch('held_test.posts');
 SELECT ectosync.unwatch('held_test.notes');

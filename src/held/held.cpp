@@ -25,7 +25,10 @@
  *                                    worker sets the waiting backend's latch
  *                                    for its events only, where LISTEN wakes
  *                                    every listener of the database
- *   release(name), held()            forget a value; list them
+ *   release(name), release_all(), held()
+ *                                    forget a value (every value of the
+ *                                    roles whose privileges the role has);
+ *                                    list them
  *
  * changes() reads the event log itself, so it needs no payloads: a client
  * calls it on any notification, and one call covers all events so far.  It
@@ -311,6 +314,34 @@ HELD_FUNCTION(ectosync_release) {
     return true;
   }();
   PG_RETURN_BOOL(found);
+}
+
+/*
+ * SQL: ectosync.release_all() RETURNS int: forgets the values of the
+ * current role and of every role whose privileges it has.  Names are per
+ * role, so the login role of a hub connection that switches roles per
+ * request cannot name another role's value; a request that failed before
+ * its release() would leave it held until the session ends.
+ */
+HELD_FUNCTION(ectosync_release_all) {
+  (void)fcinfo;
+  int released = [&] {
+    auto &values = held_values();
+    Oid user = GetUserId();
+    int count = 0;
+    for (auto it = values.begin(); it != values.end();) {
+      Oid role = it->first.role;
+      if (role != user && !pg_call([&] { return has_privs_of_role(user, role); })) {
+        ++it;
+        continue;
+      }
+      forget(it->second);
+      it = values.erase(it);
+      count++;
+    }
+    return count;
+  }();
+  PG_RETURN_INT32(released);
 }
 
 /*

@@ -160,6 +160,7 @@ SELECT ectosync.hold('shared drafts', 'posts', '["drafts"]', listen => false)
 SELECT name, shared_by IS NOT NULL AS shared FROM ectosync.held()
  WHERE name LIKE '% drafts' ORDER BY name;
 SELECT count(*) AS changed FROM ectosync.wait_changes(0); -- (the wait knows them now)
+SELECT ectosync.load('posts', '["drafts"]') AS stateless \gset
 SET client_min_messages = error;
 ALTER TABLE drafts RENAME TO drafts_old;
 RESET client_min_messages;
@@ -167,6 +168,9 @@ CREATE TABLE drafts (id int PRIMARY KEY, post_id int REFERENCES posts);
 INSERT INTO drafts VALUES (2, 1);
 SELECT ectosync.wait_for_worker() AS drained;
 SELECT name, error FROM ectosync.wait_changes(0) ORDER BY name;
+-- (and a stateless value, which carries its tables' oids)
+SELECT regress.apply(:'stateless'::jsonb) -> 'rows' -> 0 -> 'drafts' AS stateless_drafts;
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
 \set VERBOSITY terse
 SELECT ectosync.changes('own drafts');
 SELECT ectosync.changes('shared drafts');

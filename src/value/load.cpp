@@ -299,6 +299,17 @@ std::string filter_text(const std::vector<FilterEntry> &entries, bool given) {
   return out + "}";
 }
 
+/*
+ * The plan's tables as values carry them, a JSON array of oids: its assocs
+ * name tables by name, and a migration may give a name to another table
+ * (sync() checks them: sync.cpp).
+ */
+std::string tables_text(const Plan &plan) {
+  std::string text = "[";
+  for (uint32_t t : plan.tables()) text += (text.size() > 1 ? ", " : "") + std::to_string(t);
+  return text + "]";
+}
+
 /* The epoch as values carry it: 16 lower-case hex digits. */
 std::string hex16(uint64_t value) {
   char buf[17];
@@ -398,7 +409,8 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
                                   {TEXTOID, plan.spec},
                                   {TEXTOID, filter_text(entries, filter != nullptr)},
                                   {TEXTOID, hex16(shared_epoch())},
-                                  {TEXTOID, std::to_string(seq)}};
+                                  {TEXTOID, std::to_string(seq)},
+                                  {TEXTOID, tables_text(plan)}};
   std::vector<Column> cols;
   std::vector<std::optional<std::string>> values;
   for (const auto &e : entries) {
@@ -410,7 +422,7 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
   std::string sql =
       "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid',"
       " $2::pg_catalog.int8, 'assocs', $3::pg_catalog.jsonb, 'filter', $4::pg_catalog.jsonb,"
-      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'rows', " +
+      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'tables', $7::pg_catalog.jsonb, 'rows', " +
       rows + ")";
   for (const char *flag :
        {unwatched ? "unwatched" : nullptr, uncommitted ? "uncommitted" : nullptr})

@@ -162,6 +162,30 @@ void refuse_unfollowable(const Jsonb *value) {
         "security, roles): a change that rolled back could be in it.");
 }
 
+/*
+ * ZE001 when the value's assocs lead to other tables than when it was
+ * loaded (its "tables": oids): a table renamed away and another given its
+ * name, a foreign key made again.  The value holds the old tables' rows,
+ * and the markers that came of the change name the old tables, which the
+ * plan no longer holds.  (A value without them, of an older version, is
+ * taken as it is.)
+ */
+void refuse_moved_tables(const Jsonb *value, const Plan &plan) {
+  std::optional<jb::Elem> tables = jb::View(value).get("tables");
+  if (!tables) return;
+  jb::View loaded(*tables);
+  std::vector<uint32_t> now = plan.tables();
+  bool same = loaded.is_array() && loaded.size() == now.size();
+  for (uint32_t i = 0; same && i < now.size(); i++) {
+    jb::Elem t = loaded.at(i);
+    same = t.is_numeric() && jb::numeric_text(t.numeric()) == std::to_string(now[i]);
+  }
+  if (!same)
+    reload_required(
+        "Its assocs lead to other tables than when it was loaded (a table renamed, or a "
+        "foreign key made again).");
+}
+
 /* The plan of a value's shape (cached per backend by resolve_plan). */
 const Plan &value_plan(const ValueHeader &h) {
   Jsonb *assocs_jsonb = jb::to_jsonb(jb::Node::copy(h.assocs));
@@ -421,6 +445,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   uint64_t upto = std::min<uint64_t>(ref.seq, pg_call([] { return loaded_seq(); }));
   if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
+  refuse_moved_tables(value, plan);
   refuse_own_changes(plan, "sync");
   /* Before the log is read: a caller who may not read the tables learns
    * nothing of them, neither a marker's reason nor whether they were

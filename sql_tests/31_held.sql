@@ -490,6 +490,18 @@ SELECT ectosync.release_all() AS released;
 SET ROLE regress_ectosync_left;
 SELECT count(*) AS still_held FROM ectosync.held();
 RESET ROLE;
+-- ... and those of a role dropped since, which no one can SET ROLE to
+CREATE ROLE regress_ectosync_gone;
+GRANT USAGE ON SCHEMA held_test TO regress_ectosync_gone;
+GRANT SELECT ON notes TO regress_ectosync_gone;
+SET ROLE regress_ectosync_gone;
+SELECT ectosync.hold('orphan', 'notes', listen => false) IS NOT NULL AS held;
+RESET ROLE;
+DROP OWNED BY regress_ectosync_gone;
+DROP ROLE regress_ectosync_gone;
+SET ROLE regress_ectosync_left;
+SELECT ectosync.release_all() AS released;
+RESET ROLE;
 DROP OWNED BY regress_ectosync_left;
 DROP ROLE regress_ectosync_left;
 

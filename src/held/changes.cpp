@@ -245,11 +245,10 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
   });
 }
 
-namespace {
-
 /*
  * A value without an interest entry LISTENs to its tables' channels
- * (hold(), listen_changes()): after its tables moved, to the new ones'.
+ * (hold(), listen_changes()): after its tables moved, to the new ones', and
+ * after a LISTEN of them rolled back, again.
  */
 void listen_again(const Held &h, const Plan &plan) {
   if (h.entry >= 0) return;
@@ -258,6 +257,8 @@ void listen_again(const Held &h, const Plan &plan) {
   else if (interest_session_listens())
     listen_to_tables(plan, interest_listen_session());
 }
+
+namespace {
 
 /*
  * The held value becomes current, whose new parts were made in made_in:
@@ -393,13 +394,15 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   /* (noted before anything moves: a note whose reply fails costs a whole
    * value, a move not noted would cost the client what it missed) */
   if (result.changed) note_reply(h);
+  /* (before the value moves: should it fail, the value is as it was; should
+   * the transaction roll back, settle_rollbacks() listens again) */
+  if (moved) listen_again(h, plan);
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);
   move_on(h, current, reloaded.has_value(), made_in);
   h.tables = std::move(tables);
   h.homes = std::move(homes);
-  if (moved) listen_again(h, plan);
   h.published = published_current;
   h.scanned = scanned;
   h.version = version;

@@ -91,6 +91,7 @@ extern "C" {
 #include "commands/async.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -318,7 +319,8 @@ HELD_FUNCTION(ectosync_release) {
 
 /*
  * SQL: ectosync.release_all() RETURNS int: forgets the values of the
- * current role and of every role whose privileges it has.  Names are per
+ * current role, of every role whose privileges it has, and of roles
+ * dropped since.  Names are per
  * role, so the login role of a hub connection that switches roles per
  * request cannot name another role's value; a request that failed before
  * its release() would leave it held until the session ends.
@@ -331,7 +333,11 @@ HELD_FUNCTION(ectosync_release_all) {
     int count = 0;
     for (auto it = values.begin(); it != values.end();) {
       Oid role = it->first.role;
-      if (role != user && !pg_call([&] { return has_privs_of_role(user, role); })) {
+      /* (a dropped role's values too: no one can SET ROLE to it again) */
+      if (role != user && !pg_call([&] {
+            return has_privs_of_role(user, role) ||
+                   !SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role));
+          })) {
         ++it;
         continue;
       }

@@ -198,6 +198,7 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
               std::vector<uint64_t> &changed_by, TouchedRows &touched, uint64_t upto = loaded_seq(),
               int interest = -1);
 void listen_to_tables(const Plan &plan, const std::string &own);
+void listen_again(const Held &h, const Plan &plan);
 Reply changes(const std::string &name, std::optional<int64_t> client_version);
 Reply changes(Held &h, std::optional<int64_t> client_version);
 Jsonb *wait_changes(const std::string &name, std::optional<int64_t> client_version, int timeout_ms);

@@ -126,8 +126,18 @@ void settle_rollbacks() {
   std::unordered_set<uint64_t> replied;
   for (const Made &entry : undone)
     if (entry.reply) replied.insert(entry.serial);
-  for (auto &[key, h] : values)
-    if (replied.count(h.serial)) h.whole_next = true;
+  for (auto &[key, h] : values) {
+    if (!replied.count(h.serial)) continue;
+    h.whole_next = true;
+    /* (a reply of a value whose tables moved LISTENed to the new ones, and
+     * that rolled back too: listening twice costs nothing) */
+    if (h.entry >= 0) continue;
+    try {
+      listen_again(h, held_plan(h));
+    } catch (const Error &) {
+      /* (its next changes() says why) */
+    }
+  }
   /* (wait_changes() looks at every value again: whole_next ones included) */
   held_layout_changed();
   /* (each taken out only once done: what forget() throws leaves it for

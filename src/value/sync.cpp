@@ -167,12 +167,13 @@ void refuse_unfollowable(const Jsonb *value) {
  * loaded (its "tables": oids): a table renamed away and another given its
  * name, a foreign key made again.  The value holds the old tables' rows,
  * and the markers that came of the change name the old tables, which the
- * plan no longer holds.  (A value without them, of an older version, is
- * taken as it is.)
+ * plan no longer holds.
  */
 void refuse_moved_tables(const Jsonb *value, const Plan &plan) {
   std::optional<jb::Elem> tables = jb::View(value).get("tables");
-  if (!tables) return;
+  /* (every value of this server's run carries them: one of another run
+   * fails its epoch first) */
+  if (!tables) reload_required("Its key \"tables\" is missing.");
   jb::View loaded(*tables);
   std::vector<uint32_t> now = plan.tables();
   bool same = loaded.is_array() && loaded.size() == now.size();

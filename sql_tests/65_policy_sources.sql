@@ -326,13 +326,31 @@ SELECT ectosync.watch('notes') IS NOT NULL AS notes_watched;
 SELECT ectosync.watch('tasks') IS NOT NULL AS tasks_watched;
 SELECT ectosync.watch('issues') IS NOT NULL AS issues_watched;
 -- A policy that reads a session's setting (a tenant, in a hub whose users
--- share one role): nothing tells a held value that the setting of the
--- session that asks for its changes is another.
+-- share one role).
 CREATE TABLE tenant_rows (id int PRIMARY KEY, tenant int);
 ALTER TABLE tenant_rows ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant ON tenant_rows
   USING (tenant = pg_catalog.current_setting('app.tenant', true)::int);
 SELECT ectosync.watch('tenant_rows') IS NOT NULL AS tenant_rows_watched;
+-- A value held under it is read under the settings it was held under: a
+-- hub that asks for one tenant's changes while another tenant's setting
+-- is in force gives it none of the other's rows (held_settings.cpp).
+INSERT INTO tenant_rows VALUES (1, 1), (2, 2);
+GRANT SELECT ON tenant_rows TO regress_ps_alice;
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE regress_ps_alice;
+SET app.tenant = '1';
+SELECT ectosync.hold('tenant 1', 'tenant_rows', listen => false) -> 'rows' AS tenant_1;
+SET app.tenant = '2';
+RESET ROLE;
+INSERT INTO tenant_rows VALUES (3, 1), (4, 2);
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE regress_ps_alice;
+SELECT ectosync.changes('tenant 1') -> 'patch' AS patch;
+SELECT current_setting('app.tenant') AS setting_after;
+SELECT ectosync.release('tenant 1');
+RESET ROLE;
+RESET app.tenant;
 SELECT ectosync.unwatch('tenant_rows');
 DROP TABLE tenant_rows;
 SELECT * FROM pg_temp.policy_triggers('teams');

@@ -319,14 +319,6 @@ class SourceFinder {
   /* A function's SQL-standard body is a parsed tree with its tables. */
   void function(uint32_t funcid) {
     Level level(*this);
-    /* A session's setting (the tenant of a hub whose users share one
-     * role): each call that asks for a held value's changes reads its rows
-     * under its own settings, not those the value was held under. */
-    if ((funcid == F_CURRENT_SETTING_TEXT || funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
-        seen_functions_.insert(funcid).second)
-      out_.hidden.push_back(
-          "current_setting(): a held value is read under the settings of the session and "
-          "moment that ask for its changes, not those it was held under");
     if (funcid < FirstNormalObjectId || !level.within() || !seen_functions_.insert(funcid).second)
       return;
     out_.functions.insert(funcid);

@@ -34,6 +34,9 @@ struct TableHome {
   bool operator!=(const TableHome &o) const { return !(*this == o); }
 };
 
+/* Custom settings (placeholders) by name, and their values (held_settings.cpp). */
+using CustomSettings = std::vector<std::pair<std::string, std::string>>;
+
 struct Held {
   Oid relid = InvalidOid;
   Jsonb *assocs = nullptr, *filter = nullptr; /* held_context; filter may be null */
@@ -72,7 +75,8 @@ struct Held {
    * this name left (leave_shared()), or the reply that carried them rolled
    * back (rollback.cpp).  Its next reply is the whole value. */
   bool whole_next = false;
-  uint64_t serial = 0; /* which hold() made it (note_hold()) */
+  uint64_t serial = 0;     /* which hold() made it (note_hold()) */
+  CustomSettings settings; /* the session's when it was held (held_settings.cpp) */
 };
 
 struct Reply {
@@ -186,6 +190,20 @@ void note_reply(const Held &h);
  * of those whose reply rolled back the whole value; every SQL function of
  * held values calls it first. */
 void settle_rollbacks();
+
+/* held_settings.cpp: the session's custom settings now. */
+CustomSettings custom_settings();
+/* While alive, the custom settings are those kept (any other one ''). */
+class AsHeldSettings {
+ public:
+  explicit AsHeldSettings(const CustomSettings &kept);
+  ~AsHeldSettings();
+  AsHeldSettings(const AsHeldSettings &) = delete;
+  AsHeldSettings &operator=(const AsHeldSettings &) = delete;
+
+ private:
+  int level_ = -1; /* -1: nothing to set */
+};
 
 /* changes.cpp */
 Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bool listen);

@@ -42,10 +42,10 @@ CustomSettings custom_settings() {
 }
 
 AsHeldSettings::AsHeldSettings(const CustomSettings &kept) {
+  CustomSettings current = custom_settings();
   std::map<std::string, std::string> wanted(kept.begin(), kept.end());
-  for (const auto &[name, value] : custom_settings()) wanted.emplace(name, ""); /* (not kept) */
-  std::map<std::string, std::string> now;
-  for (auto &[name, value] : custom_settings()) now.emplace(std::move(name), std::move(value));
+  for (const auto &[name, value] : current) wanted.emplace(name, ""); /* (not kept) */
+  std::map<std::string, std::string> now(current.begin(), current.end());
   std::vector<std::pair<std::string, std::string>> changes;
   for (const auto &[name, value] : wanted) {
     auto it = now.find(name);

@@ -349,6 +349,23 @@ SET ROLE regress_ps_alice;
 SELECT ectosync.changes('tenant 1') -> 'patch' AS patch;
 SELECT current_setting('app.tenant') AS setting_after;
 SELECT ectosync.release('tenant 1');
+-- A value shared while no policy applied, which one then does (a
+-- migration): its session loads one of its own, under the settings it was
+-- held under.
+RESET ROLE;
+ALTER TABLE tenant_rows DISABLE ROW LEVEL SECURITY;
+SET ROLE regress_ps_alice;
+SET app.tenant = '1';
+SELECT jsonb_array_length(ectosync.hold('tenant shared', 'tenant_rows', listen => false) -> 'rows')
+       AS rows;
+SELECT shared_by IS NOT NULL AS shared FROM ectosync.held() WHERE name = 'tenant shared';
+SET app.tenant = '2';
+RESET ROLE;
+ALTER TABLE tenant_rows ENABLE ROW LEVEL SECURITY;
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE regress_ps_alice;
+SELECT ectosync.changes('tenant shared') -> 'patch' -> 0 -> 'value' -> 'rows' AS rows;
+SELECT ectosync.release('tenant shared');
 RESET ROLE;
 RESET app.tenant;
 SELECT ectosync.unwatch('tenant_rows');

@@ -92,7 +92,7 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
   h.tables = plan.tables();
   h.homes = table_homes(h.tables);
   h.rls = row_security(plan);
-  if (shared < 0) h.settings = custom_settings(); /* (a shared value: none apply) */
+  h.settings = kept_settings(); /* (a shared value's too: it may be unshared) */
   h.listening = listen;
   h.serial = note_hold(key);
   h.shared = shared;
@@ -323,10 +323,10 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
     ~KeepRls() { h.rls = was; }
   } keep{h, h.rls};
   h.rls = h.rls || secured;
-  /* Under row level security, read under the settings it was held under
-   * (a tenant's, in a hub whose users share one role: held_settings.cpp). */
-  std::optional<AsHeldSettings> as_held;
-  if (h.rls) as_held.emplace(h.settings);
+  /* Read under the settings it was held under, should row level security
+   * apply (a tenant's, in a hub whose users share one role), or start to
+   * during the read: held_settings.cpp. */
+  AsHeldSettings as_held(h.settings);
   uint64_t scanned = h.scanned;
   std::optional<std::string> reloaded; /* why */
   std::vector<uint64_t> changed_by;
@@ -354,7 +354,6 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * reads a value under row level security again only for a later event).
    * Compared after them: a marker's reason says more, as for a policy. */
   if (SharedInvalidMessageCounter != invalidations) secured = row_security(plan);
-  if (secured && !as_held) as_held.emplace(h.settings);
   if (secured != keep.was && !reloaded)
     in_context(made_in, [&] {
       load_again(h, plan, current, scanned, reloaded, touched,

@@ -20,6 +20,7 @@ extern "C" {
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -75,8 +76,8 @@ struct Held {
    * this name left (leave_shared()), or the reply that carried them rolled
    * back (rollback.cpp).  Its next reply is the whole value. */
   bool whole_next = false;
-  uint64_t serial = 0;     /* which hold() made it (note_hold()) */
-  CustomSettings settings; /* the session's when it was held (held_settings.cpp) */
+  uint64_t serial = 0;                            /* which hold() made it (note_hold()) */
+  std::shared_ptr<const CustomSettings> settings; /* when it was held (held_settings.cpp) */
 };
 
 struct Reply {
@@ -191,12 +192,14 @@ void note_reply(const Held &h);
  * held values calls it first. */
 void settle_rollbacks();
 
-/* held_settings.cpp: the session's custom settings now. */
+/* held_settings.cpp: the session's custom settings now, and as a hold()
+ * keeps them (one copy while they stay the same). */
 CustomSettings custom_settings();
+std::shared_ptr<const CustomSettings> kept_settings();
 /* While alive, the custom settings are those kept (any other one ''). */
 class AsHeldSettings {
  public:
-  explicit AsHeldSettings(const CustomSettings &kept);
+  explicit AsHeldSettings(const std::shared_ptr<const CustomSettings> &kept);
   ~AsHeldSettings();
   AsHeldSettings(const AsHeldSettings &) = delete;
   AsHeldSettings &operator=(const AsHeldSettings &) = delete;

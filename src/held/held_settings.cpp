@@ -10,9 +10,12 @@
  * setting its last request left: read so, one user's value would take
  * another's rows.  So hold() keeps the session's custom settings (names
  * with a dot that no loaded module defines: PostgreSQL's placeholders),
- * and a read of the value puts them back for its duration, at a GUC nest
- * level of its own, as a function's SET clause does.  One set since and
- * not kept reads as '', as a RESET leaves it.
+ * and every read of a value of the session's own (a shared one is never
+ * under row level security) puts them back for its duration, at a GUC nest
+ * level of its own, as a function's SET clause does: also one that row
+ * level security starts to apply to during the read.  One set since and
+ * not kept reads as '', as a RESET leaves it.  Settings that a module
+ * defines, and PostgreSQL's own, are read as the caller has them.
  */
 #include "held/held_internal.hpp"
 #include "pg/pg_boundary.hpp"
@@ -23,6 +26,7 @@ extern "C" {
 }
 
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -41,16 +45,39 @@ CustomSettings custom_settings() {
   return out;
 }
 
-AsHeldSettings::AsHeldSettings(const CustomSettings &kept) {
+/* The last settings kept: a hub's values held under one set share a copy
+ * (request.jwt.claims or request.headers may be kilobytes). */
+std::shared_ptr<const CustomSettings> kept_settings() {
+  static auto *last = new std::shared_ptr<const CustomSettings>();
+  CustomSettings now = custom_settings();
+  if (!*last || **last != now) *last = std::make_shared<const CustomSettings>(std::move(now));
+  return *last;
+}
+
+AsHeldSettings::AsHeldSettings(const std::shared_ptr<const CustomSettings> &kept) {
+  static const CustomSettings none;
+  const CustomSettings &wanted = kept ? *kept : none;
   CustomSettings current = custom_settings();
-  std::map<std::string, std::string> wanted(kept.begin(), kept.end());
-  for (const auto &[name, value] : current) wanted.emplace(name, ""); /* (not kept) */
+  if (current == wanted) return; /* (the usual case) */
   std::map<std::string, std::string> now(current.begin(), current.end());
   std::vector<std::pair<std::string, std::string>> changes;
   for (const auto &[name, value] : wanted) {
     auto it = now.find(name);
-    if (it == now.end() || it->second != value) changes.emplace_back(name, value);
+    /* (placeholders never go: one that did is a module's setting now, or
+     * its prefix was reserved, and setting it could fail as PostgreSQL's
+     * error, which would end a wait for every value) */
+    if (it == now.end())
+      throw Error(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                  "ecto_sync: the setting \"" + name +
+                      "\" that a value was held under is no longer a custom one",
+                  "A module loaded since defines it, or reserved its prefix: the value cannot be "
+                  "read as it was held.",
+                  "Release the value and hold it again.");
+    if (it->second != value) changes.emplace_back(name, value);
+    now.erase(it);
   }
+  for (const auto &[name, value] : now) /* (set since: as after RESET) */
+    if (!value.empty()) changes.emplace_back(name, "");
   if (changes.empty()) return;
   level_ = pg_call([] { return NewGUCNestLevel(); });
   try {

@@ -122,7 +122,10 @@ void own_value(Held &h, const Plan &plan, Make make, uint64_t scanned) {
  */
 Reply unshare(Held &h, const Plan &plan) {
   note_reply(h); /* (before anything moves: changes_made_in()) */
-  Jsonb *whole = load_value(plan, h.filter);
+  Jsonb *whole = [&] {
+    AsHeldSettings as_held(h.settings); /* (its tenant's, not the caller's) */
+    return load_value(plan, h.filter);
+  }();
   own_value(
       h, plan, [&] { return split_value(whole); }, value_seq(whole));
   h.rls = true;         /* (read under it) */

@@ -9,11 +9,10 @@
  * table of its plan is captured with its key and the columns of its
  * associations, a join table's too (needs_of(plan, false)); else 55000,
  * naming what is missing.  (A load() under ectosync.load_unwatched is a
- * read only, and is not refused.)  Columns are compared by name, as the
- * capture triggers name them: the attnums that ectosync.watched_tables
- * keeps are, after a restore, the dumped database's until the next
- * refresh.  A capture that this transaction made or changed does not
- * count: if it rolled back, the value would stay held, uncaptured.
+ * read only: the value is marked "unwatched", and sync() refuses it.)  Columns are compared by
+ * name, as the capture triggers name them: the attnums that ectosync.watched_tables keeps are,
+ * after a restore, the dumped database's until the next refresh.  A capture that this transaction
+ * made or changed does not count: if it rolled back, the value would stay held, uncaptured.
  *
  * What is captured shrinks when a watch goes (unwatch(), a dropped table)
  * or needs less: the values loaded before must hear of it.  refresh()

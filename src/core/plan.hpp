@@ -12,6 +12,9 @@
  *    "filter": {"author_id": 3} | null,  -- values as to_jsonb renders them
  *    "epoch": "5f1c0e7a9b3d2c41",  -- the shared-memory generation
  *    "seq": 1234,                  -- last event reflected
+ *    "tables": [16390, 16402],     -- the oids its assocs led to
+ *    ["unwatched": true,]          -- read under load_unwatched, uncaptured
+ *    ["uncommitted": true,]        -- read where its tables were written
  *    "rows": [row, ...]}           -- ordered by primary key, or as the
  *                                     root's "$query" says (query.hpp)
  *

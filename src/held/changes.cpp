@@ -123,11 +123,9 @@ Jsonb *hold(const std::string &name, Oid relid, Jsonb *assocs, Jsonb *filter, bo
       Async_Listen(own.c_str());
       Async_Notify(own.c_str(), "{}");
     });
-  } else if (listen) {
+  } else {
     /* Without an entry: its tables' channels and one of this session's. */
-    listen_to_tables(plan, "ectosync_session_" + std::to_string(MyProcPid));
-  } else if (stored.entry < 0 && interest_session_listens()) {
-    listen_to_tables(plan, interest_listen_session());
+    listen_again(stored, plan);
   }
   return value;
 }
@@ -247,9 +245,9 @@ void catch_up(const Held &h, const Plan &plan, PartedValue &value, MemoryContext
 }
 
 /*
- * A value without an interest entry LISTENs to its tables' channels
- * (hold(), listen_changes()): after its tables moved, to the new ones', and
- * after a LISTEN of them rolled back, again.
+ * A value without an interest entry LISTENs to its tables' channels and to
+ * one of the session's (hold(), listen_changes()): after its tables moved,
+ * to the new ones', and after a LISTEN of them rolled back, again.
  */
 void listen_again(const Held &h, const Plan &plan) {
   if (h.entry >= 0) return;
@@ -400,8 +398,9 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
    * value, a move not noted would cost the client what it missed) */
   if (result.changed) note_reply(h);
   /* (before the value moves: should it fail, the value is as it was; should
-   * the transaction roll back, settle_rollbacks() listens again) */
-  if (moved) listen_again(h, plan);
+   * the transaction roll back, settle_rollbacks() listens again, and so
+   * does the whole reply that follows) */
+  if (moved || h.whole_next) listen_again(h, plan);
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
   bool published_current = current == published && (current != h.value || h.published);

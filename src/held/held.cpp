@@ -27,8 +27,8 @@
  *                                    every listener of the database
  *   release(name), release_all(), held()
  *                                    forget a value (every value of the
- *                                    roles whose privileges the role has);
- *                                    list them
+ *                                    roles whose privileges the role has,
+ *                                    and of roles dropped); list them
  *
  * changes() reads the event log itself, so it needs no payloads: a client
  * calls it on any notification, and one call covers all events so far.  It
@@ -52,7 +52,8 @@
  * child of TopMemoryContext), one copy each, until release() or the end of
  * the session; a hold() whose transaction or savepoint rolls back is
  * undone, as its LISTEN is (rollback.cpp).  They are read as the role
- * that called hold(), and named per role: after SET ROLE every call finds
+ * that called hold(), under the custom settings it had (held_settings.cpp),
+ * and named per role: after SET ROLE every call finds
  * only the current role's values, so a role neither reads through another's
  * value nor learns which names it holds.
  *
@@ -320,10 +321,10 @@ HELD_FUNCTION(ectosync_release) {
 /*
  * SQL: ectosync.release_all() RETURNS int: forgets the values of the
  * current role, of every role whose privileges it has, and of roles
- * dropped since.  Names are per
- * role, so the login role of a hub connection that switches roles per
- * request cannot name another role's value; a request that failed before
- * its release() would leave it held until the session ends.
+ * dropped since.  Names are per role, so the login role of a hub
+ * connection that switches roles per request cannot name another role's
+ * value; a request that failed before its release() would leave it held
+ * until the session ends.
  */
 HELD_FUNCTION(ectosync_release_all) {
   (void)fcinfo;

@@ -192,9 +192,8 @@ void note_reply(const Held &h);
  * held values calls it first. */
 void settle_rollbacks();
 
-/* held_settings.cpp: the session's custom settings now, and as a hold()
- * keeps them (one copy while they stay the same). */
-CustomSettings custom_settings();
+/* held_settings.cpp: the session's custom settings as a hold() keeps
+ * them (one copy while they stay the same). */
 std::shared_ptr<const CustomSettings> kept_settings();
 /* While alive, the custom settings are those kept (any other one ''). */
 class AsHeldSettings {

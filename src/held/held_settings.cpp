@@ -10,15 +10,17 @@
  * setting its last request left: read so, one user's value would take
  * another's rows.  So hold() keeps the session's custom settings (names
  * with a dot that no loaded module defines: PostgreSQL's placeholders),
- * and every read of a value of the session's own (a shared one is never
- * under row level security) puts them back for its duration, at a GUC nest
- * level of its own, as a function's SET clause does: also one that row
- * level security starts to apply to during the read.  One set since and
+ * and every read of a value of the session's own puts them back for its
+ * duration, at a GUC nest level of its own, as a function's SET clause
+ * does: also one that row level security starts to apply to during the
+ * read, and the load of a shared value that becomes the session's own when
+ * a policy starts to apply to it (unshare()).  One set since and
  * not kept reads as '', as a RESET leaves it.  Settings that a module
  * defines, and PostgreSQL's own, are read as the caller has them.
  */
 #include "held/held_internal.hpp"
 #include "pg/pg_boundary.hpp"
+#include "pg/sql_context.hpp"
 
 extern "C" {
 #include "utils/guc.h"
@@ -32,7 +34,8 @@ extern "C" {
 
 namespace ectosync {
 
-CustomSettings custom_settings() {
+/* The session's custom settings now, in name order. */
+static CustomSettings custom_settings() {
   CustomSettings out;
   int count = pg_call([] { return GetNumConfigOptions(); });
   struct config_generic **vars = pg_call([] { return get_guc_variables(); });
@@ -82,10 +85,7 @@ AsHeldSettings::AsHeldSettings(const std::shared_ptr<const CustomSettings> &kept
   level_ = pg_call([] { return NewGUCNestLevel(); });
   try {
     for (const auto &[name, value] : changes)
-      pg_call([&] {
-        (void)set_config_option(name.c_str(), value.c_str(), PGC_USERSET, PGC_S_SESSION,
-                                GUC_ACTION_SAVE, true, 0, false);
-      });
+      pg_call([&] { set_for_nest_level(name.c_str(), value.c_str()); });
   } catch (...) {
     AtEOXact_GUC(false, level_);
     throw;

@@ -19,9 +19,11 @@
  *     the reply away, and the client stays at its version while the value
  *     has moved on: no later reply would carry what it missed.  The next
  *     reply of such a value is the whole value (Held::whole_next), and
- *     wait_changes() looks at it at once.  A reply that did reach the client
- *     (a transaction that rolled back after it) gets the whole value again,
- *     which is only more bytes.
+ *     wait_changes() looks at it at once; one without an interest entry
+ *     LISTENs to its tables again (the reply may have LISTENed to new ones:
+ *     changes.cpp).  A reply that did reach the client (a transaction that
+ *     rolled back after it) gets the whole value again, which is only more
+ *     bytes.
  *
  * The callbacks only move entries between lists: releasing a value takes
  * locks and may fail, which an abort callback must not do.  The next call

@@ -275,7 +275,7 @@ std::vector<WaitRow> wait_any(int timeout_ms) {
   /* (the call's, not each value's) */
   refuse_transaction_snapshot("wait_changes");
   if (xact_wrote())
-    for (auto &[name, h] : own_values()) {
+    for (auto &[key, h] : own_values()) {
       const Plan *plan = nullptr;
       try {
         plan = &held_plan(h);

@@ -42,12 +42,11 @@ int depth = 0;               /* live guards */
 bool session_pinned = false; /* pin_settings_for_session(): every guard finds them in force */
 std::string caller_path;     /* search_path before the outermost guard */
 
-/* SET name = value for the current GUC nest level (as a function's SET). */
+}  // namespace
+
 void set_for_nest_level(const char *name, const char *value) {
   (void)set_config_option(name, value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
-
-}  // namespace
 
 PinnedSettings::PinnedSettings() {
   if (depth > 0) {

@@ -45,6 +45,10 @@ class PinnedSettings {
   int nest_level_ = -1; /* -1: an outer guard pinned them already */
 };
 
+/* SET name = value for the current GUC nest level, as a function's SET
+ * clause does (PostgreSQL's call: pg_call() it). */
+void set_for_nest_level(const char *name, const char *value);
+
 /*
  * While alive, the current user is role, in a security-restricted operation
  * (as REFRESH MATERIALIZED VIEW runs a view's query as its owner): code that

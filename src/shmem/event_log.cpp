@@ -134,10 +134,11 @@ static bool gap_has_room(const DbSlot *slot, uint32 relid) {
  * only a table that row level security reads changed (a policy source
  * written: one per writing transaction, which the gap set merges per
  * worker pass) while the set has room for the table, it goes to the gap
- * set.  The set holds kMaxGaps tables and then stands for every table:
- * one role that truncated more of its own tables at each pass than that,
- * or toggled their row level security, or wrote a policy source of as
- * many, made every value of the database reload.  The caller holds
+ * set.  The set holds kMaxGaps tables and then stands for every table,
+ * so only those merge there: one role that truncated more of its own
+ * tables at each pass than that, or turned their row level security on,
+ * or wrote a policy source of as many, would make every value of the
+ * database reload.  The caller holds
  * slot->lock exclusive.
  */
 static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now) {

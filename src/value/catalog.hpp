@@ -65,7 +65,8 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source,
  */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
 /* Whether load_value() refuses a value that no watch captures
- * (captured.cpp): always, but for a load() only read (load_unwatched). */
+ * (captured.cpp): always, but for a load() only read (load_unwatched),
+ * which marks it "unwatched" instead (sync() refuses it). */
 enum class Capture { Required, Optional };
 /* The same of a plan resolved (and checked) already: no name of it is
  * looked up again, and the query's markers name the plan's tables. */

@@ -419,16 +419,13 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
   }
   QueryBuilder q;
   std::string rows = q.array(*plan.root, "t0", where_equal("t0", cols, values, params));
+  std::string marks = std::string(unwatched ? "'unwatched', true, " : "") +
+                      (uncommitted ? "'uncommitted', true, " : "");
   std::string sql =
       "SELECT pg_catalog.jsonb_build_object('ectosync', 1, 'table', $1, 'relid',"
       " $2::pg_catalog.int8, 'assocs', $3::pg_catalog.jsonb, 'filter', $4::pg_catalog.jsonb,"
-      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'tables', $7::pg_catalog.jsonb, 'rows', " +
-      rows + ")";
-  for (const char *flag :
-       {unwatched ? "unwatched" : nullptr, uncommitted ? "uncommitted" : nullptr})
-    if (flag)
-      sql += std::string(" OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('") + flag +
-             "', true)";
+      " 'epoch', $5, 'seq', $6::pg_catalog.numeric, 'tables', $7::pg_catalog.jsonb, " +
+      marks + "'rows', " + rows + ")";
   /* Planned for its filter values: a whole value is worth a custom plan. */
   return spi_jsonb(sql, params, false);
 }

@@ -33,8 +33,10 @@
  * An event brings the value up to it through every logged event after the
  * value's seq (sync_value()); events of tables that the value does not
  * hold leave its rows alone.  RELOAD markers of a held table, events that
- * left the event log, and values of an earlier server run raise SQLSTATE
- * ZE001: the client must load() again.
+ * left the event log, values of an earlier server run, values whose assocs
+ * lead to other tables now, and values read where their tables were
+ * written ("uncommitted") raise SQLSTATE ZE001: the client must load()
+ * again.  A value read for reading only ("unwatched") is refused (55000).
  */
 #include "value/catalog.hpp"
 #include "core/event.hpp"

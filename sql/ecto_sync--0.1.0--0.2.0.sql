@@ -267,6 +267,29 @@ SELECT ectosync._refresh_watches(false);
 -- restores a dump of its own watched tables needs it granted.
 REVOKE EXECUTE ON FUNCTION ectosync.capture() FROM PUBLIC;
 
+-- associations() named its operators and casts unqualified: a caller whose
+-- search_path puts a schema before pg_catalog that another role can write
+-- (public) ran that role's ->> operator with the caller's rights.
+CREATE OR REPLACE FUNCTION ectosync.associations(tbl regclass)
+    RETURNS TABLE (name text, kind text, target regclass, owner_columns text[],
+                   target_columns text[], through regclass, through_owner_columns text[],
+                   through_target_columns text[])
+    LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+  SELECT a OPERATOR(pg_catalog.->>) 'name', a OPERATOR(pg_catalog.->>) 'kind',
+         (a OPERATOR(pg_catalog.->>) 'target')::pg_catalog.oid::pg_catalog.regclass,
+         ARRAY(SELECT pg_catalog.jsonb_array_elements_text(a OPERATOR(pg_catalog.->) 'owner_columns')),
+         ARRAY(SELECT pg_catalog.jsonb_array_elements_text(a OPERATOR(pg_catalog.->) 'target_columns')),
+         (a OPERATOR(pg_catalog.->>) 'through')::pg_catalog.oid::pg_catalog.regclass,
+         CASE WHEN a OPERATOR(pg_catalog.?) 'through' THEN
+           ARRAY(SELECT pg_catalog.jsonb_array_elements_text(
+                   a OPERATOR(pg_catalog.->) 'through_owner_columns')) END,
+         CASE WHEN a OPERATOR(pg_catalog.?) 'through' THEN
+           ARRAY(SELECT pg_catalog.jsonb_array_elements_text(
+                   a OPERATOR(pg_catalog.->) 'through_target_columns')) END
+    FROM pg_catalog.jsonb_array_elements(ectosync._associations(tbl)) WITH ORDINALITY AS x(a, n)
+   ORDER BY n
+$$;
+
 -- _jsonb_rebuild() tests the jsonb writer (30_sync_a_writer); it is no API,
 -- and its recursion follows whatever depth its caller's jsonb has.
 REVOKE EXECUTE ON FUNCTION ectosync._jsonb_rebuild(jsonb, int) FROM PUBLIC;

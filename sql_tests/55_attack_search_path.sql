@@ -494,6 +494,24 @@ DROP SCHEMA attack_lab, attack_lab_old CASCADE;
 DROP TABLE attack_diary;
 DO $$ BEGIN EXECUTE format('REVOKE CREATE ON DATABASE %I FROM attack_eve', current_database()); END $$;
 
+-- ==== ecto_sync's SQL functions run no operator of the caller's path ====
+-- A caller whose search_path puts public before pg_catalog: an operator
+-- that attack_pub made there (an exact match of pg_catalog's ->>) would
+-- run with the caller's rights inside ectosync.associations().
+CREATE TABLE attack_pa (id int PRIMARY KEY);
+CREATE TABLE attack_ch (id int PRIMARY KEY, attack_pa_id int REFERENCES attack_pa);
+SET ROLE attack_pub;
+CREATE FUNCTION public.attack_arrow(jsonb, text) RETURNS text LANGUAGE sql
+  AS $$ SELECT 'run by ' || current_user $$;
+CREATE OPERATOR public.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.attack_arrow);
+RESET ROLE;
+SET search_path = public, pg_catalog;
+SELECT name, kind, target FROM ectosync.associations('attack_pa');
+RESET search_path;
+DROP OPERATOR public.->> (jsonb, text);
+DROP FUNCTION public.attack_arrow(jsonb, text);
+DROP TABLE attack_ch, attack_pa;
+
 -- ==== a security-restricted operation plants no held value or LISTEN ====
 -- A table owner's index expression runs, as its owner, in the session of
 -- whoever builds the index (a superuser's REINDEX): it may not leave a

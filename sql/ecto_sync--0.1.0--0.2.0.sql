@@ -43,7 +43,8 @@ COMMENT ON FUNCTION ectosync.listen_changes() IS
 CREATE FUNCTION ectosync.release(name text) RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ectosync_release';
 COMMENT ON FUNCTION ectosync.release(text) IS 'Forget a held value; false if none had that name';
-CREATE FUNCTION ectosync.release(names text[]) RETURNS int LANGUAGE sql VOLATILE AS $$
+CREATE FUNCTION ectosync.release(names text[]) RETURNS int LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp AS $$
   SELECT pg_catalog.count(*)::pg_catalog.int4 FROM pg_catalog.unnest(names) AS n(name)
    WHERE ectosync.release(n.name)
 $$;
@@ -289,6 +290,11 @@ CREATE OR REPLACE FUNCTION ectosync.associations(tbl regclass)
     FROM pg_catalog.jsonb_array_elements(ectosync._associations(tbl)) WITH ORDINALITY AS x(a, n)
    ORDER BY n
 $$;
+
+-- Every function of ecto_sync in SQL or PL/pgSQL pins its search_path, so
+-- that none resolves a name through the caller's (00_extension checks).
+ALTER FUNCTION ectosync.channels(regclass, jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION ectosync.subscribe(regclass, jsonb) SET search_path = pg_catalog, pg_temp;
 
 -- _jsonb_rebuild() tests the jsonb writer (30_sync_a_writer); it is no API,
 -- and its recursion follows whatever depth its caller's jsonb has.

@@ -19,3 +19,13 @@ SELECT count(*) AS workers_for_this_database
 -- Settings, with their defaults.
 SELECT name, setting, unit, context
   FROM pg_settings WHERE name LIKE 'ectosync.%' ORDER BY name;
+
+-- Every function of ecto_sync in SQL or PL/pgSQL pins its search_path to
+-- pg_catalog, pg_temp: none resolves an operator, function or type through
+-- a caller's path, where another role may have put one (C functions pin it
+-- around the SQL they run: PinnedSettings).
+SELECT p.oid::regprocedure AS unpinned
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'ectosync'::regnamespace AND l.lanname <> 'c'
+   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+ ORDER BY 1;

@@ -133,6 +133,28 @@ END $$;
 SELECT ectosync.wait_for_worker();
 SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
 SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
+-- ... and so does one transaction whose events do not fit in the queue
+-- (8 MB: some 10 MB of 1.5 kB keys over 65 tables): a marker per table.
+SELECT format('CREATE TABLE wide_%s (k text PRIMARY KEY)', g) FROM generate_series(1, 65) g \gexec
+SELECT count(ectosync.watch(format('wide_%s', g)::regclass)) AS watched FROM generate_series(1, 65) g;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT events_dropped AS dropped_before FROM ectosync.stats \gset
+BEGIN;
+SET LOCAL ectosync.max_xact_events = 100000;
+DO $$ BEGIN
+  FOR t IN 1..65 LOOP
+    EXECUTE format('INSERT INTO wide_%s SELECT g || repeat(''k'', 1500) FROM generate_series(1, 100) g', t);
+  END LOOP;
+END $$;
+COMMIT;
+SELECT events_dropped > :dropped_before AS dropped FROM ectosync.stats;
+SELECT ectosync.wait_for_worker();
+SELECT pg_temp.got('a') AS a, pg_temp.got('a own') AS a_own;
+SELECT pg_temp.got('b') AS b, pg_temp.got('b own') AS b_own;
+SELECT count(ectosync.unwatch(format('wide_%s', g)::regclass)) AS unwatched
+  FROM generate_series(1, 65) g;
+SELECT format('DROP TABLE wide_%s', g) FROM generate_series(1, 65) g \gexec
 SELECT count(ectosync.unwatch(format('many_%s', g)::regclass)) AS unwatched
   FROM generate_series(1, 65) g;
 SELECT format('DROP TABLE many_%s', g) FROM generate_series(1, 65) g \gexec

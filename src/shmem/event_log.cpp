@@ -27,6 +27,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -58,8 +59,12 @@ struct WhyBody {
   char bytes[2];
 };
 
-/* Frees processed records until `need` bytes fit; false if they cannot. */
+/* Frees processed records until `need` bytes fit; false if they cannot,
+ * freeing none: a transaction bigger than the queue would otherwise push
+ * out the log's history for nothing, and every value whose seq it held
+ * would reload. */
 static bool make_room(DbSlot *slot, uint64 need) {
+  if (slot->head + need - slot->processed > ring_bytes()) return false;
   while (slot->head + need - slot->oldest > ring_bytes()) {
     if (slot->oldest >= slot->processed) return false;
     RecordHeader header;
@@ -172,7 +177,23 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
       append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
     slot->stats.events_queued += count;
   } else {
-    for (int i = 0; i < count; i++) add_gap(slot, events[i].relid, kReloadQueueFull);
+    /* A marker per table, as for a TRUNCATE: one transaction bigger than
+     * the queue, over more tables than the gap set holds, would have made
+     * it stand for every table (every value of the database reloads).
+     * (Under the lock: no allocation; tables past the array's room go to
+     * the gap set, as before.) */
+    uint32 tables[4 * kMaxGaps];
+    int ntables = 0;
+    for (int i = 0; i < count; i++) {
+      uint32 relid = events[i].relid;
+      if (std::find(tables, tables + ntables, relid) != tables + ntables) continue;
+      if (ntables == lengthof(tables)) {
+        add_gap(slot, relid, kReloadQueueFull);
+        continue;
+      }
+      tables[ntables++] = relid;
+      append_marker(slot, relid, kReloadQueueFull, now);
+    }
     slot->stats.events_dropped += count;
   }
   for (int i = 0; i < reload_count; i++) append_marker(slot, reloads[i].relid, reloads[i].why, now);

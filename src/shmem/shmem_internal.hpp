@@ -52,9 +52,13 @@ struct QueueStats {
 
 struct DbSlot {
   LWLock *lock;
-  Oid dboid;                      /* slots_lock; InvalidOid: free */
-  pid_t worker_pid;               /* slots_lock */
-  Latch *worker_latch;            /* slots_lock to set; read under lock */
+  Oid dboid;           /* slots_lock; InvalidOid: free */
+  pid_t worker_pid;    /* slots_lock */
+  Latch *worker_latch; /* slots_lock to set; read under lock */
+  /* The table whose changed rows the worker reads now, or InvalidOid;
+   * written only by the slot's worker, read by the next one after a read
+   * that outlived its timeout ended it (batch.cpp). */
+  Oid reading_relid;
   uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker handled (notified, or unsent) */

@@ -294,6 +294,17 @@ uint64 wake_held(const std::vector<InterestHit> &hits) {
 static std::unordered_map<Oid, TimestampTz> failing_until;
 constexpr int64 kFailingPauseUs = 60 * USECS_PER_SEC;
 
+/* A table whose read ended the worker before this one (ReadTimeout), to
+ * name in a WARNING once a transaction can (run_batch()). */
+static Oid ended_read = InvalidOid;
+
+void note_ended_read(DbSlot *slot) {
+  Oid relid = std::exchange(slot->reading_relid, InvalidOid);
+  if (!OidIsValid(relid)) return;
+  failing_until[relid] = GetCurrentTimestamp() + kFailingPauseUs;
+  ended_read = relid;
+}
+
 static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
   if (auto it = failing_until.find(relid); it != failing_until.end()) {
     if (now < it->second) return false;
@@ -323,18 +334,50 @@ static bool owner_sees_all(Oid relid, Oid owner) {
 }
 
 /*
+ * A read still running kOverrunMs after its statement timeout fired
+ * swallowed the cancel (an owner's PL/pgSQL cast that catches
+ * query_canceled and goes on) or never looks at it: only ending the worker
+ * stops it.  The handler does what die() does; the next interrupt check
+ * ends the worker with FATAL, which no handler catches.  The slot names
+ * the table it was reading (reading_relid): the worker started next leaves
+ * that table's rows to the sessions for a while (note_ended_read()).
+ */
+constexpr int kOverrunMs = 5000;
+static TimeoutId read_overrun = MAX_TIMEOUTS;
+static DbSlot *batch_slot = nullptr; /* run_batch()'s */
+
+static void on_read_overrun() {
+  ProcDiePending = true;
+  InterruptPending = true;
+  SetLatch(MyLatch);
+}
+
+void register_read_overrun() {
+  read_overrun = RegisterTimeout(USER_TIMEOUT, on_read_overrun);
+}
+
+/*
  * While alive, the worker's statement times out after kReadTimeoutMs: a
  * read runs code of the table's owner (a cast to json) and waits for its
  * locks, and neither may hold the whole database's worker.  (A background
  * worker's SPI arms no statement_timeout by itself; its lock waits end at
- * its lock_timeout, which the worker sets too.)
+ * its lock_timeout, which the worker sets too.)  One that outlives it by
+ * kOverrunMs ends the worker (above).
  */
 class ReadTimeout {
  public:
-  ReadTimeout() {
-    pg_call([] { enable_timeout_after(STATEMENT_TIMEOUT, kReadTimeoutMs); });
+  explicit ReadTimeout(Oid relid) {
+    batch_slot->reading_relid = relid;
+    pg_call([] {
+      enable_timeout_after(STATEMENT_TIMEOUT, kReadTimeoutMs);
+      enable_timeout_after(read_overrun, kReadTimeoutMs + kOverrunMs);
+    });
   }
-  ~ReadTimeout() { disable_timeout(STATEMENT_TIMEOUT, false); }
+  ~ReadTimeout() {
+    disable_timeout(STATEMENT_TIMEOUT, false);
+    disable_timeout(read_overrun, false);
+    batch_slot->reading_relid = InvalidOid;
+  }
   ReadTimeout(const ReadTimeout &) = delete;
   ReadTimeout &operator=(const ReadTimeout &) = delete;
 };
@@ -348,7 +391,7 @@ static void read_rows(Oid relid, const std::set<Key> &keys, const ReadMark &mark
     result.not_loaded += keys.size();
     return;
   }
-  ReadTimeout timeout;
+  ReadTimeout timeout(relid);
   AsRole owner(meta.owner);
   PinnedSettings pinned;
   result.rows += load_table(relid, keys, mark);
@@ -416,6 +459,17 @@ static void read_table_as_owner(Oid relid, const std::set<Key> &keys, const Read
  */
 BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool tables_alone) {
   BatchResult result;
+  batch_slot = slot;
+  if (OidIsValid(ended_read)) {
+    std::string table = display_name(std::exchange(ended_read, InvalidOid));
+    pg_call([&] {
+      ereport(WARNING, (errmsg("ecto_sync worker: reading changed rows of %s went on %d s past its "
+                               "timeout, and ended the worker before this one",
+                               table.c_str(), kOverrunMs / 1000),
+                        errdetail("Sessions that need this table's rows read them themselves for a "
+                                  "minute.")));
+    });
+  }
   forget_invalidated_meta();
   std::vector<Event> events(batch.size());
   KeysByTable keys;

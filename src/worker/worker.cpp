@@ -358,6 +358,8 @@ extern "C" void ectosync_worker_main(Datum arg) {
     elog(DEBUG1, "ecto_sync worker: %s database %u",
          slot ? "serving" : "already served:", MyDatabaseId);
     if (!slot) return;
+    register_read_overrun();
+    note_ended_read(slot);
     worker_loop(slot);
     /* The extension was dropped: nobody holds values of this database. */
     release_slot(slot, MyDatabaseId);

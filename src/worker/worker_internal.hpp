@@ -64,6 +64,10 @@ struct BatchResult {
 };
 
 BatchResult run_batch(DbSlot *slot, const std::vector<QueuedEvent> &batch, bool tables_alone);
+/* At the worker's start: the timeout that ends a read past its own, and a
+ * read that ended the worker before this one (batch.cpp's ReadTimeout). */
+void register_read_overrun();
+void note_ended_read(DbSlot *slot);
 void notify(Oid relid, uint64 seq, Op op);
 uint64 notify_held(const std::vector<Event> &events);
 /* The second half of notify_held(): wakes the holders interest_match() found. */

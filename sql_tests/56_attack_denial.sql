@@ -308,11 +308,12 @@ DROP TABLE attack_quick;
 DROP SCHEMA attack_s CASCADE;
 
 -- ==== a cast that swallows the worker's timeout ====
--- attack_plain's table has a json cast that catches the worker's cancel
--- and sleeps again: the read outlives its timeout (5 s).  5 s past it the
--- worker ends itself (FATAL, which no handler catches); the next one
--- leaves that table's rows to the sessions for a minute, and the other
--- tables' changes flow again.
+-- attack_plain's tables have a json cast that catches the worker's cancel
+-- and sleeps again: a read outlives its timeout (5 s).  5 s past it the
+-- worker ends itself (FATAL, which no handler catches); the workers that
+-- follow leave that table's rows to the sessions for a minute (two such
+-- tables in one batch end two workers, not every next one), and the
+-- other tables' changes flow again.
 SET ROLE attack_plain;
 CREATE TYPE attack_plain.mood AS ENUM ('slow');
 CREATE FUNCTION attack_plain.mood_json(attack_plain.mood) RETURNS json LANGUAGE plpgsql AS $$
@@ -326,25 +327,32 @@ BEGIN
 END $$;
 CREATE CAST (attack_plain.mood AS json) WITH FUNCTION attack_plain.mood_json(attack_plain.mood);
 CREATE TABLE attack_plain.stall (id int PRIMARY KEY, m attack_plain.mood);
+CREATE TABLE attack_plain.stall2 (id int PRIMARY KEY, m attack_plain.mood);
 SELECT ectosync.watch('attack_plain.stall') IS NOT NULL AS watched;
-SELECT ectosync.load('attack_plain.stall') -> 'rows' AS rows; -- (a use: the worker reads ahead)
+SELECT ectosync.watch('attack_plain.stall2') IS NOT NULL AS watched;
+-- (a use: the worker reads their rows ahead)
+SELECT ectosync.load('attack_plain.stall') -> 'rows' AS rows,
+       ectosync.load('attack_plain.stall2') -> 'rows' AS rows;
 RESET ROLE;
 CREATE TABLE attack_victim (id int PRIMARY KEY, v text);
 SELECT ectosync.watch('attack_victim') IS NOT NULL AS watched;
 SELECT ectosync.wait_for_worker() AS drained;
 SELECT worker_pid AS stalled_pid FROM ectosync.stats \gset
 SET ROLE attack_plain;
+BEGIN;
 INSERT INTO attack_plain.stall VALUES (1, 'slow');
+INSERT INTO attack_plain.stall2 VALUES (1, 'slow');
+COMMIT;
 RESET ROLE;
 INSERT INTO attack_victim VALUES (1, 'after the stall');
-SELECT ectosync.wait_for_worker(30000) AS drained;
+SELECT ectosync.wait_for_worker(40000) AS drained;
 SELECT worker_pid <> :stalled_pid AS another_worker FROM ectosync.stats;
 SELECT ectosync.load('attack_victim') -> 'rows' AS victim_rows;
 SELECT ectosync.unwatch('attack_victim');
 DROP TABLE attack_victim;
 SET ROLE attack_plain;
-SELECT ectosync.unwatch('attack_plain.stall');
-DROP TABLE attack_plain.stall;
+SELECT ectosync.unwatch('attack_plain.stall'), ectosync.unwatch('attack_plain.stall2');
+DROP TABLE attack_plain.stall, attack_plain.stall2;
 DROP CAST (attack_plain.mood AS json);
 DROP FUNCTION attack_plain.mood_json(attack_plain.mood);
 DROP TYPE attack_plain.mood;

@@ -186,6 +186,7 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
     int ntables = 0;
     for (int i = 0; i < count; i++) {
       uint32 relid = events[i].relid;
+      if (i > 0 && relid == events[i - 1].relid) continue; /* (a table's events come together) */
       if (std::find(tables, tables + ntables, relid) != tables + ntables) continue;
       if (ntables == lengthof(tables)) {
         add_gap(slot, relid, kReloadQueueFull);

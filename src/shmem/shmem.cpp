@@ -321,7 +321,8 @@ DbSlot *claim_slot(Oid dboid) {
       slot->gap_all_why = 0;
       slot->roles_marker_at = 0;
       slot->nunsent = 0;
-      slot->reading_relid = InvalidOid;
+      slot->reading_relid = slot->overrun_relid = InvalidOid;
+      memset(slot->ended, 0, sizeof slot->ended);
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;

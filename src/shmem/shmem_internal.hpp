@@ -27,6 +27,7 @@ constexpr int kMaxGaps = 64;       /* tables with pending RELOAD markers per db 
 constexpr int kLagWindow = 1024;   /* recent commit-to-notify lags kept per db */
 constexpr int kDemandTables = 128; /* tables whose recent use is remembered per db */
 constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
+constexpr int kEndedReads = 16;    /* tables whose read ended a worker, remembered per db */
 constexpr int kMaxUnsent = 128;    /* RELOAD markers logged and not yet notified per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
@@ -55,10 +56,16 @@ struct DbSlot {
   Oid dboid;           /* slots_lock; InvalidOid: free */
   pid_t worker_pid;    /* slots_lock */
   Latch *worker_latch; /* slots_lock to set; read under lock */
-  /* The table whose changed rows the worker reads now, or InvalidOid;
-   * written only by the slot's worker, read by the next one after a read
-   * that outlived its timeout ended it (batch.cpp). */
-  Oid reading_relid;
+  /* Only the slot's worker touches these, one worker after the other
+   * (batch.cpp's ReadTimeout): the table whose changed rows it reads now;
+   * the one whose read outlived its timeout and ended the worker (set by
+   * the timeout's handler); and the tables whose reads ended a worker
+   * lately, left to the sessions until then by every worker that follows. */
+  Oid reading_relid, overrun_relid;
+  struct {
+    Oid relid;
+    TimestampTz until;
+  } ended[kEndedReads];
   uint64 next_seq;                /* lock: the seq the next event gets */
   uint64 head, processed, oldest; /* lock: ring byte positions */
   uint64 processed_seq;           /* lock: last seq the worker handled (notified, or unsent) */

@@ -52,6 +52,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <iterator>
 #include <functional>
 #include <map>
 #include <set>
@@ -299,10 +300,20 @@ constexpr int64 kFailingPauseUs = 60 * USECS_PER_SEC;
 static Oid ended_read = InvalidOid;
 
 void note_ended_read(DbSlot *slot) {
-  Oid relid = std::exchange(slot->reading_relid, InvalidOid);
-  if (!OidIsValid(relid)) return;
-  failing_until[relid] = GetCurrentTimestamp() + kFailingPauseUs;
-  ended_read = relid;
+  TimestampTz now = GetCurrentTimestamp();
+  slot->reading_relid = InvalidOid;
+  Oid relid = std::exchange(slot->overrun_relid, InvalidOid);
+  if (OidIsValid(relid)) {
+    /* (in the slot: two such tables in one batch would otherwise end a
+     * worker each, and each next worker would forget the other's) */
+    auto *entry = std::min_element(std::begin(slot->ended), std::end(slot->ended),
+                                   [](const auto &a, const auto &b) { return a.until < b.until; });
+    entry->relid = relid;
+    entry->until = now + kFailingPauseUs;
+    ended_read = relid;
+  }
+  for (const auto &entry : slot->ended)
+    if (OidIsValid(entry.relid) && entry.until > now) failing_until[entry.relid] = entry.until;
 }
 
 static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
@@ -336,17 +347,21 @@ static bool owner_sees_all(Oid relid, Oid owner) {
 /*
  * A read still running kOverrunMs after its statement timeout fired
  * swallowed the cancel (an owner's PL/pgSQL cast that catches
- * query_canceled and goes on) or never looks at it: only ending the worker
- * stops it.  The handler does what die() does; the next interrupt check
- * ends the worker with FATAL, which no handler catches.  The slot names
- * the table it was reading (reading_relid): the worker started next leaves
- * that table's rows to the sessions for a while (note_ended_read()).
+ * query_canceled and goes on): only ending the worker stops it.  The
+ * handler does what die() does; the next interrupt check ends the worker
+ * with FATAL, which no handler catches.  The slot names the table it was
+ * reading (overrun_relid): the workers started next leave that table's
+ * rows to the sessions for a while (note_ended_read()).
  */
 constexpr int kOverrunMs = 5000;
 static TimeoutId read_overrun = MAX_TIMEOUTS;
 static DbSlot *batch_slot = nullptr; /* run_batch()'s */
 
 static void on_read_overrun() {
+  if (proc_exit_inprogress) return; /* (as die()) */
+  /* (the table, named here: the read may end before the next interrupt
+   * check, which then comes in another table's read) */
+  if (batch_slot) batch_slot->overrun_relid = batch_slot->reading_relid;
   ProcDiePending = true;
   InterruptPending = true;
   SetLatch(MyLatch);
@@ -367,11 +382,11 @@ void register_read_overrun() {
 class ReadTimeout {
  public:
   explicit ReadTimeout(Oid relid) {
-    batch_slot->reading_relid = relid;
     pg_call([] {
       enable_timeout_after(STATEMENT_TIMEOUT, kReadTimeoutMs);
       enable_timeout_after(read_overrun, kReadTimeoutMs + kOverrunMs);
     });
+    batch_slot->reading_relid = relid;
   }
   ~ReadTimeout() {
     disable_timeout(STATEMENT_TIMEOUT, false);

@@ -41,9 +41,9 @@ namespace {
 }  // namespace
 
 /* A WARNING from C++ code. */
-void warn(const std::string &message, const std::string &detail) {
+void warn(const std::string &message, const std::string &detail, int level) {
   pg_call(
-      [&] { ereport(WARNING, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
+      [&] { ereport(level, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str()))); });
 }
 
 /* Trigger arguments as SQL literals: 'a', 'b'. */

@@ -137,12 +137,7 @@ void warn_of_watch(const Watch &w, const std::string &message, const std::string
     return get_rel_relkind(w.root) != '\0' &&
            pg_class_aclcheck(w.root, caller, ACL_SELECT) == ACLCHECK_OK;
   });
-  if (readable)
-    warn(message, detail);
-  else
-    pg_call([&] {
-      ereport(LOG_SERVER_ONLY, (errmsg("%s", message.c_str()), errdetail("%s", detail.c_str())));
-    });
+  warn(message, detail, readable ? WARNING : LOG_SERVER_ONLY);
 }
 
 /*

@@ -116,7 +116,8 @@ std::vector<uint32_t> capture_lost(const std::map<uint32_t, CapturedColumns> &be
                                    const Needs &after);
 
 /* triggers.cpp */
-void warn(const std::string &message, const std::string &detail);
+/* level: WARNING, or LOG_SERVER_ONLY for what the caller may not see */
+void warn(const std::string &message, const std::string &detail, int level = WARNING);
 std::string quoted_list(const std::vector<std::string> &args);
 std::string table_name(uint32_t relid);
 std::string sql_table_name(uint32_t relid);

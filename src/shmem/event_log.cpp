@@ -74,17 +74,28 @@ static bool make_room(DbSlot *slot, uint64 need) {
   return true;
 }
 
+/* relid's entry in the gap set, or -1. */
+static int gap_index(const DbSlot *slot, uint32 relid) {
+  for (int i = 0; i < slot->ngaps; i++)
+    if (slot->gaps[i] == relid) return i;
+  return -1;
+}
+
+/* Whether the gap set takes relid's marker without standing for every table. */
+static bool gap_has_room(const DbSlot *slot, uint32 relid) {
+  return !slot->gap_all && (gap_index(slot, relid) >= 0 || slot->ngaps < kMaxGaps);
+}
+
 /* A RELOAD marker for relid, why: ReloadWhy bits; one per table, its bits or-ed. */
 static void add_gap(DbSlot *slot, uint32 relid, uint16 why) {
   if (slot->gap_all) { /* (gaps[] is no longer taken) */
     slot->gap_all_why |= why;
     return;
   }
-  for (int i = 0; i < slot->ngaps; i++)
-    if (slot->gaps[i] == relid) {
-      slot->gap_why[i] |= why;
-      return;
-    }
+  if (int i = gap_index(slot, relid); i >= 0) {
+    slot->gap_why[i] |= why;
+    return;
+  }
   if (slot->ngaps < kMaxGaps) {
     slot->gap_why[slot->ngaps] = why;
     slot->gaps[slot->ngaps++] = relid;
@@ -122,14 +133,6 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
 }
 
 static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
-
-/* Whether the gap set takes relid's marker without standing for every table. */
-static bool gap_has_room(const DbSlot *slot, uint32 relid) {
-  if (slot->gap_all) return false;
-  for (int i = 0; i < slot->ngaps; i++)
-    if (slot->gaps[i] == relid) return true;
-  return slot->ngaps < kMaxGaps;
-}
 
 /*
  * A committing transaction's RELOAD marker of table relid: a record after

@@ -89,9 +89,9 @@ static void define_settings() {
                           nullptr, &settings.load_window_s, 600, -1, INT_MAX, PGC_SIGHUP,
                           GUC_UNIT_S, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.max_role_share",
-                          "The percentage of ectosync.max_held_values and of "
-                          "ectosync.held_shared_memory that one role other than a superuser may "
-                          "take.",
+                          "The percentage of ectosync.max_held_values, of "
+                          "ectosync.held_shared_memory and of each database's queue that one "
+                          "role other than a superuser may take.",
                           nullptr, &settings.max_role_share, 25, 1, 100, PGC_SIGHUP, 0, nullptr,
                           nullptr, nullptr);
   DefineCustomBoolVariable("ectosync.load_unwatched",

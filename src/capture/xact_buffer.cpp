@@ -68,6 +68,7 @@ static struct {
   int nwholesale, wholesale_capacity;
   Oid *fired; /* note_fired() */
   int nfired, fired_capacity;
+  QueueWriter writer; /* whose share of the queue the commit takes (set before it) */
 } pending;
 
 static void reset_pending() {
@@ -198,7 +199,7 @@ bool xact_changed(uint32_t relid) {
 static void queue_pending_events() {
   for (int i = 0; i < pending.count; i++)
     pending.events[i].body = pending.bodies + (uintptr_t)pending.events[i].body;
-  queue_commit(pending.events, pending.count, nullptr, 0);
+  queue_commit(pending.events, pending.count, nullptr, 0, pending.writer);
 }
 
 /* After the commit: the slot was attached when they were asked for. */
@@ -218,6 +219,10 @@ static bool changed_rows() {
 
 static void xact_callback(XactEvent event, void *) {
   switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+      /* (the catalogs, for the writer's share, can be read until here) */
+      if (pending.count > 0 || pending.nreload > 0) pending.writer = queue_writer();
+      break;
     case XACT_EVENT_PRE_PREPARE:
       if (changed_rows())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -317,7 +322,7 @@ static void at_release(ResourceReleasePhase phase, bool, bool is_top_level, void
   /* (committed, not is_commit: PREPARE releases as a commit, and a commit
    * that fails after XACT_EVENT_COMMIT as an abort) */
   if (committed) {
-    queue_commit(nullptr, 0, pending.reload, pending.nreload);
+    queue_commit(nullptr, 0, pending.reload, pending.nreload, pending.writer);
     restart_pending_captures();
     if (roles_changed) queue_reload_everywhere(kReloadRoles);
   }

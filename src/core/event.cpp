@@ -40,6 +40,9 @@ std::string reload_reason(uint16_t why, const std::string &table, const std::str
   if (why & kReloadTruncate) add("TRUNCATE of " + of);
   if (why & kReloadQueueFull)
     add("Changes of " + of + " found no room in the queue (ectosync.queue_size)");
+  if (why & kReloadQueueShare)
+    add("Changes of " + of +
+        " found no room in their writer's share of the queue (ectosync.max_role_share)");
   if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
   if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
   if (why & kReloadUncaptured)

@@ -74,6 +74,39 @@ static bool make_room(DbSlot *slot, uint64 need) {
   return true;
 }
 
+/*
+ * A role's account in the queue for one commit (QueueWriter): its
+ * DbSlot.writers entry (-1: not counted) and the bytes it may still queue.
+ * Every record the commit appends counts in it, RELOAD markers too: a role
+ * past its share would otherwise fill the queue with markers, at one per
+ * table and transaction.  With every entry taken (that many roles have
+ * records unprocessed), a role is not counted and one commit may queue its
+ * share.  The caller holds slot->lock exclusive.
+ */
+struct Account {
+  int entry;
+  uint64 room;
+};
+
+static Account open_account(DbSlot *slot, const QueueWriter &writer) {
+  if (!OidIsValid(writer.role)) return {-1, UINT64_MAX};
+  int free_entry = -1;
+  for (int i = 0; i < kQueueWriters; i++) {
+    if (slot->writers[i].role == writer.role) {
+      uint64 used = slot->writers[i].bytes;
+      return {i, writer.share > used ? writer.share - used : 0};
+    }
+    if (free_entry < 0 && slot->writers[i].bytes == 0) free_entry = i;
+  }
+  if (free_entry >= 0) slot->writers[free_entry] = {writer.role, 0};
+  return {free_entry, writer.share};
+}
+
+/* Whether `need` bytes fit in the account and the ring (making room there). */
+static bool fits(DbSlot *slot, const Account &account, uint64 need) {
+  return need <= account.room && make_room(slot, need);
+}
+
 /* relid's entry in the gap set, or -1. */
 static int gap_index(const DbSlot *slot, uint32 relid) {
   for (int i = 0; i < slot->ngaps; i++)
@@ -112,10 +145,11 @@ static void add_gap(DbSlot *slot, uint32 relid, uint16 why) {
 
 /*
  * Appends one record at head with the next seq and indexes it in the event
- * log.  The caller holds slot->lock exclusive and made room for it.
+ * log, counted in account if given.  The caller holds slot->lock exclusive
+ * and made room for it (fits()).
  */
 static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body, uint32 body_len,
-                            TimestampTz committed_at) {
+                            TimestampTz committed_at, Account *account = nullptr) {
   RecordHeader header = {};
   header.len = record_size(body_len);
   header.body_len = body_len;
@@ -123,6 +157,11 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   header.seq = slot->next_seq++;
   header.op = (char)op;
   header.committed_at = committed_at;
+  if (account && account->entry >= 0) {
+    header.writer = (uint8)(account->entry + 1);
+    slot->writers[account->entry].bytes += header.len;
+  }
+  if (account && account->room != UINT64_MAX) account->room -= header.len;
   ring_write(slot, slot->head, &header, sizeof header);
   if (body_len > 0) ring_write(slot, slot->head + sizeof header, body, body_len);
   LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
@@ -146,23 +185,30 @@ static void raise_floor(DbSlot *slot, uint32 relid, uint64 floor);
  * so only those merge there: one role that truncated more of its own
  * tables at each pass than that, or turned their row level security on,
  * or wrote a policy source of as many, would make every value of the
- * database reload.  The caller holds
- * slot->lock exclusive.
+ * database reload.  The marker counts in the writer's account.  The caller
+ * holds slot->lock exclusive.
  */
-static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now) {
+static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz now,
+                          Account &account) {
   WhyBody body(why);
   bool merged = relid == 0 || ((why & ~kReloadPolicy) == 0 && gap_has_room(slot, relid));
-  if (merged || !make_room(slot, record_size(sizeof body.bytes))) {
+  if (merged || !fits(slot, account, record_size(sizeof body.bytes))) {
     add_gap(slot, relid, why);
     return;
   }
-  uint64 seq = append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now);
+  uint64 seq = append_record(slot, relid, Op::Reload, body.bytes, sizeof body.bytes, now, &account);
   slot->stats.gaps++;
   if (!row_security_only(why)) raise_floor(slot, relid, seq); /* (no row changed) */
 }
 
+QueueWriter queue_writer() {
+  Oid role = GetUserId();
+  if (superuser_arg(role)) return {InvalidOid, 0};
+  return {role, (uint64)role_share((long)ring_bytes(), role)};
+}
+
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
-                  int reload_count) {
+                  int reload_count, const QueueWriter &writer) {
   DbSlot *slot = current_slot();
   if (!slot || (count == 0 && reload_count == 0)) return;
   uint64 need = 0;
@@ -175,16 +221,19 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
     LWLockRelease(slot->lock);
     return;
   }
-  if (count > 0 && make_room(slot, need)) {
+  Account account = open_account(slot, writer);
+  if (count > 0 && fits(slot, account, need)) {
     for (int i = 0; i < count; i++)
-      append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now);
+      append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now,
+                    &account);
     slot->stats.events_queued += count;
-  } else {
+  } else if (count > 0) {
     /* A marker per table, as for a TRUNCATE: one transaction bigger than
      * the queue, over more tables than the gap set holds, would have made
      * it stand for every table (every value of the database reloads).
      * (Under the lock: no allocation; tables past the array's room go to
      * the gap set, as before.) */
+    uint16 why = need > account.room ? kReloadQueueShare : kReloadQueueFull;
     uint32 tables[4 * kMaxGaps];
     int ntables = 0;
     for (int i = 0; i < count; i++) {
@@ -192,15 +241,16 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
       if (i > 0 && relid == events[i - 1].relid) continue; /* (a table's events come together) */
       if (std::find(tables, tables + ntables, relid) != tables + ntables) continue;
       if (ntables == lengthof(tables)) {
-        add_gap(slot, relid, kReloadQueueFull);
+        add_gap(slot, relid, why);
         continue;
       }
       tables[ntables++] = relid;
-      append_marker(slot, relid, kReloadQueueFull, now);
+      append_marker(slot, relid, why, now, account);
     }
     slot->stats.events_dropped += count;
   }
-  for (int i = 0; i < reload_count; i++) append_marker(slot, reloads[i].relid, reloads[i].why, now);
+  for (int i = 0; i < reload_count; i++)
+    append_marker(slot, reloads[i].relid, reloads[i].why, now, account);
   slot->stats.queue_peak_bytes =
       std::max<uint64>(slot->stats.queue_peak_bytes, slot->head - slot->processed);
   Latch *latch = slot->worker_latch;
@@ -365,9 +415,23 @@ int queue_take_batch(DbSlot *slot, int max_events, std::vector<QueuedEvent> &bat
   return (int)batch.size();
 }
 
+/*
+ * The records from processed to end leave their writers' accounts.  The
+ * caller holds slot->lock exclusive.
+ */
+static void settle_accounts(DbSlot *slot, uint64 end) {
+  for (uint64 pos = slot->processed; pos < end;) {
+    RecordHeader header;
+    ring_read(slot, pos, &header, sizeof header);
+    if (header.writer > 0) slot->writers[header.writer - 1].bytes -= header.len;
+    pos += header.len;
+  }
+}
+
 void queue_finish_batch(DbSlot *slot, uint64 batch_end, uint64 last_seq_done, int events,
                         const std::vector<int64> &lags_us) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
+  settle_accounts(slot, batch_end);
   slot->processed = batch_end;
   slot->processed_seq = std::max(slot->processed_seq, last_seq_done);
   /* Caught up: seqs without a record (cache floors) are done too. */

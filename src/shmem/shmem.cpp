@@ -20,7 +20,9 @@
  * head, and after it has notified it advances `processed`; records behind
  * `processed` stay readable (the event log) until a writer needs their space
  * and advances `oldest`.  Unprocessed records are never overwritten: a
- * transaction that does not fit becomes RELOAD markers in the slot's gap set.
+ * transaction that does not fit becomes RELOAD markers (records, or the
+ * slot's gap set).  Each role's unprocessed records count in its account
+ * (`writers`), which its ectosync.max_role_share of the ring bounds.
  *
  * The cache is a FIFO arena of row records plus a hash of fixed size from
  * (database, table, key) to the newest record.  Putting a row appends a
@@ -323,6 +325,7 @@ DbSlot *claim_slot(Oid dboid) {
       slot->nunsent = 0;
       slot->reading_relid = slot->overrun_relid = InvalidOid;
       memset(slot->ended, 0, sizeof slot->ended);
+      memset(slot->writers, 0, sizeof slot->writers);
       memset(&slot->stats, 0, sizeof slot->stats);
       memset(slot->demand, 0, sizeof slot->demand);
       slot->dboid = dboid;
@@ -352,6 +355,7 @@ void release_slot(DbSlot *slot, Oid dboid) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
   slot->dboid = InvalidOid;
   slot->head = slot->processed = slot->oldest = 0;
+  memset(slot->writers, 0, sizeof slot->writers);
   LWLockRelease(slot->lock);
   slot->worker_pid = 0;
   slot->worker_latch = nullptr;

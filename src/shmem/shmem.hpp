@@ -66,8 +66,22 @@ struct PendingReload {
   uint32_t relid;
   uint16_t why;
 };
+/*
+ * Whose commit queues, and how many bytes of unprocessed records that role
+ * may have in the queue at once: its ectosync.max_role_share of
+ * ectosync.queue_size.  Past it, its transactions' tables get RELOAD
+ * markers (kReloadQueueShare), so that one role's bulk commits cannot fill
+ * the queue and turn every other role's commits into markers.  Superusers
+ * are not counted (role InvalidOid).  Reads the catalogs: taken before the
+ * commit (queue_writer()), used at it.
+ */
+struct QueueWriter {
+  Oid role;
+  uint64_t share;
+};
+QueueWriter queue_writer();
 void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
-                  int reload_count);
+                  int reload_count, const QueueWriter &writer);
 /*
  * A RELOAD marker of every table (relid 0) in every database that uses
  * ecto_sync, not only this one: roles are the cluster's (role_change.cpp).

@@ -29,6 +29,7 @@ constexpr int kDemandTables = 128; /* tables whose recent use is remembered per 
 constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
 constexpr int kEndedReads = 16;    /* tables whose read ended a worker, remembered per db */
 constexpr int kMaxUnsent = 128;    /* RELOAD markers logged and not yet notified per db */
+constexpr int kQueueWriters = 32;  /* roles whose queued records are counted per db */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -37,6 +38,7 @@ struct RecordHeader {
   uint64 seq;
   Oid relid;
   char op;
+  uint8 writer;             /* its DbSlot.writers entry + 1, until processed; 0: counted in none */
   TimestampTz committed_at; /* when the writer queued it */
 };
 
@@ -97,6 +99,14 @@ struct DbSlot {
     Oid relid;
     uint64 seq;
   } unsent[kMaxUnsent];
+  /* lock: the bytes of unprocessed records that each role's commits
+   * queued, against its ectosync.max_role_share of the ring (QueueWriter).
+   * An entry at 0 bytes is free; records name theirs (RecordHeader.writer)
+   * until queue_finish_batch() passes them. */
+  struct {
+    Oid role;
+    uint64 bytes;
+  } writers[kQueueWriters];
   QueueStats stats;          /* lock */
   uint32 lag_us[kLagWindow]; /* lock */
   uint64 lag_next;           /* lock */

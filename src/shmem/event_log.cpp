@@ -76,38 +76,40 @@ static bool make_room(DbSlot *slot, uint64 need) {
 
 /*
  * A role's account in the queue for one commit (QueueWriter): its
- * DbSlot.writers entry (-1: not counted) and the bytes it may still queue.
- * Every record the commit appends counts in it, RELOAD markers too: a role
- * past its share would otherwise fill the queue with markers, at one per
- * table and transaction.  With every entry taken (that many roles have
- * records unprocessed), a role is not counted and one commit may queue its
- * share.  The caller holds slot->lock exclusive.
+ * DbSlot.writers entry (-1: a superuser's, not counted), the bytes it has
+ * unprocessed, and its share.  Every record the commit appends counts in
+ * it.  Its events fit within the share; its RELOAD markers (one per table
+ * and transaction past the share) within twice the share: in the ring,
+ * where the worker passes them at once, and not in the gap set, which
+ * stands for every table of the database once it holds kMaxGaps.  The
+ * roles that find every entry taken share the last one, as one role: the
+ * bound holds however many roles write.  The caller holds slot->lock
+ * exclusive.
  */
 struct Account {
   int entry;
-  uint64 room;
+  uint64 used, share;
 };
 
 static Account open_account(DbSlot *slot, const QueueWriter &writer) {
-  if (!OidIsValid(writer.role)) return {-1, UINT64_MAX};
-  int free_entry = -1;
-  for (int i = 0; i < kQueueWriters; i++) {
-    if (slot->writers[i].role == writer.role) {
-      uint64 used = slot->writers[i].bytes;
-      return {i, writer.share > used ? writer.share - used : 0};
-    }
+  if (!OidIsValid(writer.role)) return {-1, 0, 0};
+  constexpr int overflow = kQueueWriters - 1;
+  int at = -1, free_entry = -1;
+  for (int i = 0; i < overflow && at < 0; i++) {
+    if (slot->writers[i].role == writer.role) at = i;
     if (free_entry < 0 && slot->writers[i].bytes == 0) free_entry = i;
   }
-  if (free_entry >= 0) slot->writers[free_entry] = {writer.role, 0};
-  return {free_entry, writer.share};
+  if (at < 0 && free_entry >= 0) slot->writers[at = free_entry] = {writer.role, 0};
+  if (at < 0) at = overflow;
+  return {at, slot->writers[at].bytes, writer.share};
 }
 
-/* Whether `need` bytes fit in the account and the ring (making room there). */
-static bool fits(DbSlot *slot, const Account &account, uint64 need) {
-  return need <= account.room && make_room(slot, need);
+/* Whether `need` more bytes of events (or of markers) stay within the share. */
+static bool within_share(const Account &account, uint64 need, bool marker = false) {
+  return account.entry < 0 || account.used + need <= (marker ? 2 : 1) * account.share;
 }
 
-/* relid's entry in the gap set, or -1. */
+/* relid's entry in the gap set, or -1. */ /* relid's entry in the gap set, or -1. */
 static int gap_index(const DbSlot *slot, uint32 relid) {
   for (int i = 0; i < slot->ngaps; i++)
     if (slot->gaps[i] == relid) return i;
@@ -146,7 +148,7 @@ static void add_gap(DbSlot *slot, uint32 relid, uint16 why) {
 /*
  * Appends one record at head with the next seq and indexes it in the event
  * log, counted in account if given.  The caller holds slot->lock exclusive
- * and made room for it (fits()).
+ * and made room for it (within_share(), make_room()).
  */
 static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body, uint32 body_len,
                             TimestampTz committed_at, Account *account = nullptr) {
@@ -160,8 +162,8 @@ static uint64 append_record(DbSlot *slot, uint32 relid, Op op, const char *body,
   if (account && account->entry >= 0) {
     header.writer = (uint8)(account->entry + 1);
     slot->writers[account->entry].bytes += header.len;
+    account->used += header.len;
   }
-  if (account && account->room != UINT64_MAX) account->room -= header.len;
   ring_write(slot, slot->head, &header, sizeof header);
   if (body_len > 0) ring_write(slot, slot->head + sizeof header, body, body_len);
   LogIndexEntry *entry = &slot_index(slot)[header.seq % settings.event_log_size];
@@ -192,7 +194,8 @@ static void append_marker(DbSlot *slot, uint32 relid, uint16 why, TimestampTz no
                           Account &account) {
   WhyBody body(why);
   bool merged = relid == 0 || ((why & ~kReloadPolicy) == 0 && gap_has_room(slot, relid));
-  if (merged || !fits(slot, account, record_size(sizeof body.bytes))) {
+  uint32 size = record_size(sizeof body.bytes);
+  if (merged || !within_share(account, size, true) || !make_room(slot, size)) {
     add_gap(slot, relid, why);
     return;
   }
@@ -222,7 +225,7 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
     return;
   }
   Account account = open_account(slot, writer);
-  if (count > 0 && fits(slot, account, need)) {
+  if (count > 0 && within_share(account, need) && make_room(slot, need)) {
     for (int i = 0; i < count; i++)
       append_record(slot, events[i].relid, events[i].op, events[i].body, events[i].body_len, now,
                     &account);
@@ -233,7 +236,7 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
      * it stand for every table (every value of the database reloads).
      * (Under the lock: no allocation; tables past the array's room go to
      * the gap set, as before.) */
-    uint16 why = need > account.room ? kReloadQueueShare : kReloadQueueFull;
+    uint16 why = within_share(account, need) ? kReloadQueueFull : kReloadQueueShare;
     uint32 tables[4 * kMaxGaps];
     int ntables = 0;
     for (int i = 0; i < count; i++) {
@@ -423,7 +426,12 @@ static void settle_accounts(DbSlot *slot, uint64 end) {
   for (uint64 pos = slot->processed; pos < end;) {
     RecordHeader header;
     ring_read(slot, pos, &header, sizeof header);
-    if (header.writer > 0) slot->writers[header.writer - 1].bytes -= header.len;
+    Assert(header.writer <= kQueueWriters && header.len >= sizeof header);
+    if (header.writer > 0) {
+      uint64 &bytes = slot->writers[header.writer - 1].bytes;
+      Assert(bytes >= header.len);
+      bytes -= std::min<uint64>(bytes, header.len);
+    }
     pos += header.len;
   }
 }

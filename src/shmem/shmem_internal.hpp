@@ -29,7 +29,7 @@ constexpr int kDemandTables = 128; /* tables whose recent use is remembered per 
 constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per db */
 constexpr int kEndedReads = 16;    /* tables whose read ended a worker, remembered per db */
 constexpr int kMaxUnsent = 128;    /* RELOAD markers logged and not yet notified per db */
-constexpr int kQueueWriters = 32;  /* roles whose queued records are counted per db */
+constexpr int kQueueWriters = 64;  /* accounts of roles' queued records per db (the last shared) */
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {
@@ -102,7 +102,8 @@ struct DbSlot {
   /* lock: the bytes of unprocessed records that each role's commits
    * queued, against its ectosync.max_role_share of the ring (QueueWriter).
    * An entry at 0 bytes is free; records name theirs (RecordHeader.writer)
-   * until queue_finish_batch() passes them. */
+   * until queue_finish_batch() passes them.  The last is shared by the
+   * roles that find every other one taken (event_log.cpp's Account). */
   struct {
     Oid role;
     uint64 bytes;

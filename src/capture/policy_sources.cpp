@@ -191,7 +191,7 @@ std::vector<uint32_t> oids(List *list) {
 class SourceFinder {
  public:
   explicit SourceFinder(uint32_t watched) : watched_(watched) {
-    owner_ = pg_call([&] { return owner_of(watched); });
+    owner_ = pg_call([&] { return table_owner(watched); });
   }
 
   PolicySources find() {
@@ -239,21 +239,13 @@ class SourceFinder {
     std::string what; /* for messages: "table docs", "view v", "function f(integer)" */
   };
 
-  static Oid owner_of(Oid relid) {
-    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-    if (!HeapTupleIsValid(tuple)) return InvalidOid;
-    Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
-    ReleaseSysCache(tuple);
-    return owner;
-  }
-
   /* The USING expressions of relid's SELECT and ALL policies, when row
    * level security is enabled on it (when the relcache keeps them). */
   void read_policies(uint32_t relid) {
     Level level(*this);
     if (!level.within() || !policy_tables_.insert(relid).second) return;
     follow(pg_call([&] { return policies_read(relid); }),
-           Namer{pg_call([&] { return owner_of(relid); }), "table " + table_name(relid)});
+           Namer{pg_call([&] { return table_owner(relid); }), "table " + table_name(relid)});
   }
 
   void follow(const Met &met, const Namer &namer) {
@@ -269,7 +261,7 @@ class SourceFinder {
     if (kind == RELKIND_VIEW) {
       out_.views.insert(relid);
       follow(pg_call([&] { return view_reads(relid); }),
-             Namer{pg_call([&] { return owner_of(relid); }), "view " + table_name(relid)});
+             Namer{pg_call([&] { return table_owner(relid); }), "view " + table_name(relid)});
       return;
     }
     /* (the roles' catalogs: role_change.cpp follows their changes) */

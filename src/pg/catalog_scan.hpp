@@ -3,7 +3,7 @@
  * value, through one of the catalog's indexes (a systable scan under the
  * catalog snapshot): how ecto_sync reads what it needs of a table (its
  * policies, keys, foreign keys, triggers) without opening the table, and
- * so without waiting for its lock.
+ * so without waiting for its lock.  And a table's owner, from the syscache.
  */
 #pragma once
 
@@ -11,10 +11,13 @@ extern "C" {
 #include "postgres.h"
 #include "access/genam.h"
 #include "access/htup.h"
+#include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "utils/fmgroids.h"
+#include "catalog/pg_class.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 }
 
 namespace ectosync {
@@ -35,6 +38,16 @@ void scan_catalog(Oid catalog, Oid index, AttrNumber key, Oid value, Each &&each
   while (HeapTupleIsValid(tuple = systable_getnext(scan))) each(tuple, RelationGetDescr(rel));
   systable_endscan(scan);
   table_close(rel, AccessShareLock);
+}
+
+/* The owner of table relid; InvalidOid if there is no such table.  May
+ * raise, as scan_catalog(). */
+inline Oid table_owner(Oid relid) {
+  HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+  if (!HeapTupleIsValid(tuple)) return InvalidOid;
+  Oid owner = ((Form_pg_class)GETSTRUCT(tuple))->relowner;
+  ReleaseSysCache(tuple);
+  return owner;
 }
 
 }  // namespace ectosync

@@ -5,6 +5,7 @@
  */
 #include "shmem/shmem.hpp"
 
+#include "pg/catalog_scan.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 #include "shmem/shmem_internal.hpp"
@@ -88,10 +89,52 @@ static void arena_write(uint64 pos, const void *src, size_t len) {
   if (first < len) memcpy(cache_arena, (const char *)src + first, len - first);
 }
 
+/*
+ * Whose share of the arena a table's records count in: its owner's
+ * ectosync.max_role_share (role InvalidOid: a superuser's table, not
+ * counted).  One role's tables, with rows as wide as it likes, would
+ * otherwise evict every other role's rows.  Reads the catalogs: taken
+ * before cache_lock.
+ */
+struct CacheOwner {
+  Oid role;
+  uint64 share;
+};
+
+static CacheOwner cache_owner(Oid relid) {
+  Oid owner = table_owner(relid);
+  if (!OidIsValid(owner) || superuser_arg(owner)) return {InvalidOid, 0};
+  return {owner, (uint64)role_share((long)arena_bytes(), owner)};
+}
+
+/*
+ * owner's entry in cache_owners, taken if need be (-1: not counted).  The
+ * roles that find every other entry taken share the last one, as one
+ * role: the bound holds however many roles own tables.  The caller holds
+ * cache_lock exclusive.
+ */
+static int owner_entry(const CacheOwner &owner) {
+  if (!OidIsValid(owner.role)) return -1;
+  constexpr int overflow = kCacheOwners - 1;
+  int free_entry = -1;
+  for (int i = 0; i < overflow; i++) {
+    if (shared->cache_owners[i].role == owner.role) return i;
+    if (free_entry < 0 && shared->cache_owners[i].bytes == 0) free_entry = i;
+  }
+  if (free_entry < 0) return overflow;
+  shared->cache_owners[free_entry] = {owner.role, 0};
+  return free_entry;
+}
+
 /* Drops the oldest arena record and the hash entry still pointing at it. */
 static void evict_oldest() {
   CacheRecord rec;
   arena_read(shared->arena_oldest, &rec, sizeof rec);
+  if (rec.owner > 0) {
+    uint64 &bytes = shared->cache_owners[rec.owner - 1].bytes;
+    Assert(bytes >= rec.len);
+    bytes -= std::min<uint64>(bytes, rec.len);
+  }
   bool found;
   CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &rec.key, HASH_FIND, &found);
   if (found && entry->pos == shared->arena_oldest) {
@@ -201,6 +244,7 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
                         bool unknown, uint64_t since) {
   if (!shared) return;
   if (version < cache_floor(relid)) return; /* read before the capture restarted */
+  CacheOwner owner = cache_owner(relid);
   CacheKey k = make_key(relid, key);
   CacheRecord rec;
   memset(&rec, 0, sizeof rec);
@@ -227,6 +271,16 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
     rec.unknown = true;
     rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen);
   }
+  /* Past its owner's share, only the key's hash: the record must still
+   * keep older reads of the key out, but its bytes come from the share
+   * (a header beyond it).  Keys can be wide too. */
+  int owner_at = owner_entry(owner);
+  if (owner_at >= 0 && shared->cache_owners[owner_at].bytes + rec.len > owner.share) {
+    row = nullptr;
+    rec.rowlen = rec.keylen = 0;
+    rec.unknown = true;
+    rec.len = (uint32)MAXALIGN(sizeof rec);
+  }
   while (shared->arena_head + rec.len - shared->arena_oldest > arena_bytes()) evict_oldest();
   entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
   while (!entry && shared->arena_oldest < shared->arena_head) {
@@ -236,6 +290,10 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
   if (entry) {
     entry->pos = shared->arena_head;
     entry->version = version;
+    if (owner_at >= 0) {
+      rec.owner = (uint8)(owner_at + 1);
+      shared->cache_owners[owner_at].bytes += rec.len;
+    }
     arena_write(shared->arena_head, &rec, sizeof rec);
     arena_write(shared->arena_head + sizeof rec, key.data(), rec.keylen);
     if (row) arena_write(shared->arena_head + sizeof rec + rec.keylen, row, rec.rowlen);

@@ -33,7 +33,10 @@
  * note_use()); lookups miss on it, and it keeps
  * out reads older than the change.  A newer record that was evicted keeps
  * nothing out: a read is stored as unknown when the arena has evicted past
- * where its head stood when the read began (ReadMark).
+ * where its head stood when the read began (ReadMark).  The records of each
+ * role's tables count in its account (`cache_owners`), which its
+ * ectosync.max_role_share of the arena bounds: past it, a record keeps
+ * only its key's hash (a miss that still keeps older reads out).
  *
  * Lock protocol (one LWLock tranche, "ecto_sync"):
  *   slots_lock   which database owns which slot; the workers' pids/latches
@@ -44,7 +47,7 @@
  *                and drain gaps; sync() shared to copy one record;
  *                note_use() exclusive, at most once a second per table and
  *                backend.
- *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
+ *   cache_lock   the cache's hash, arena and owners' accounts: exclusive to put, shared to get
  *                (hit/miss counters are atomics).
  *   interest_lock  which entry belongs to which backend (interest_dbs and
  *                the high-water mark too): exclusive to take or free one,

@@ -133,13 +133,17 @@ struct CacheEntry {
 
 /* Arena record: this header, the encoded key, then the row's jsonb. */
 struct CacheRecord {
-  uint32 len; /* whole record, MAXALIGNed */
-  uint32 keylen;
+  uint32 len;    /* whole record, MAXALIGNed */
+  uint32 keylen; /* 0: only its hash is kept (its table's owner had used its share): a miss */
   uint32 rowlen; /* 0: tombstone (or unknown) */
   bool unknown;  /* the row changed as of version, unread: a miss */
+  uint8 owner;   /* its EctoShared.cache_owners entry + 1; 0: counted in none */
   CacheKey key;
   uint64 version;
 };
+
+/* Roles whose tables' cached records are counted (EctoShared.cache_owners). */
+constexpr int kCacheOwners = 64;
 
 /* The batches whose matches an interest entry remembers. */
 constexpr int kMatchedBatches = 4;
@@ -209,6 +213,13 @@ struct EctoShared {
   int nslots;
   uint64 arena_head, arena_oldest; /* cache_lock */
   uint64 cache_evictions;          /* cache_lock */
+  /* cache_lock: the arena bytes of the records of each role's tables,
+   * against its ectosync.max_role_share of the arena (row_cache.cpp); an
+   * entry at 0 bytes is free, and records name theirs until evicted */
+  struct {
+    Oid role;
+    uint64 bytes;
+  } cache_owners[kCacheOwners];
   pg_atomic_uint64 cache_hits, cache_misses;
   Oid absent_dbs[64];    /* slots_lock: databases found without the extension */
   int nabsent;           /* slots_lock */

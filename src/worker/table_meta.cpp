@@ -225,13 +225,7 @@ const TableMeta &meta_for(Oid relid) {
   if (relname) {
     char *nspname = pg_call([&] { return get_namespace_name(get_rel_namespace(relid)); });
     meta.exists = true;
-    meta.owner = pg_call([&] {
-      HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-      Oid owner =
-          HeapTupleIsValid(tuple) ? ((Form_pg_class)GETSTRUCT(tuple))->relowner : InvalidOid;
-      if (HeapTupleIsValid(tuple)) ReleaseSysCache(tuple);
-      return owner;
-    });
+    meta.owner = pg_call([&] { return table_owner(relid); });
     meta.display = std::string(nspname) + "." + relname;
     meta.qualified = pg_call([&] { return quote_qualified_identifier(nspname, relname); });
     /* (not the rows of tables that inherit from it: catalog.cpp's quoted_table()) */

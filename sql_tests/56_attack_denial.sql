@@ -307,6 +307,53 @@ SELECT ectosync.unwatch('attack_quick');
 DROP TABLE attack_quick;
 DROP SCHEMA attack_s CASCADE;
 
+-- ==== an owner's casts that are slow, each within the read timeout ====
+-- Read time beyond a millisecond a row counts against the tables' owner:
+-- past 2 s within a minute, the worker leaves every table of that owner
+-- to the sessions for a minute.  A cast that ends just under the 5 s
+-- timeout, on each table its owner has, would otherwise hold every batch.
+CREATE ROLE attack_dawdle LOGIN;
+CREATE SCHEMA attack_d AUTHORIZATION attack_dawdle;
+SET ROLE attack_dawdle;
+CREATE TYPE attack_d.dawdle AS ENUM ('d');
+CREATE FUNCTION attack_d.dawdle_json(attack_d.dawdle) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(0.6);
+  RETURN to_json($1::text);
+END $$;
+CREATE CAST (attack_d.dawdle AS json) WITH FUNCTION attack_d.dawdle_json(attack_d.dawdle);
+CREATE TABLE attack_d.slow (id int PRIMARY KEY, d attack_d.dawdle);
+CREATE TABLE attack_d.quick (id int PRIMARY KEY, v int);
+SELECT ectosync.watch('attack_d.slow') IS NOT NULL AND ectosync.watch('attack_d.quick') IS NOT NULL
+  AS watched;
+SELECT ectosync.load('attack_d.slow') IS NOT NULL AND ectosync.load('attack_d.quick') IS NOT NULL
+  AS used;
+CREATE TEMP TABLE quick_d AS SELECT ectosync.load('attack_d.quick') AS v;
+RESET ROLE;
+CREATE TEMP TABLE reads_before AS SELECT rows_loaded, rows_not_loaded FROM ectosync.stats;
+-- two reads of two rows, 1.2 s each
+INSERT INTO attack_d.slow VALUES (1, 'd'), (2, 'd');
+SELECT ectosync.wait_for_worker(30000) AS drained;
+INSERT INTO attack_d.slow VALUES (3, 'd'), (4, 'd');
+SELECT ectosync.wait_for_worker(30000) AS drained;
+-- past the owner's 2 s: its tables, the quick one too, are not read now
+INSERT INTO attack_d.slow VALUES (5, 'd');
+INSERT INTO attack_d.quick VALUES (1, 1);
+SELECT ectosync.wait_for_worker(30000) AS drained;
+SELECT s.rows_loaded - b.rows_loaded AS rows_read_ahead,
+       s.rows_not_loaded - b.rows_not_loaded AS rows_left_to_sessions
+  FROM ectosync.stats s, reads_before b;
+-- and its values still follow: the sessions read those rows themselves
+SELECT (regress.apply(v) - 'seq') = (ectosync.load('attack_d.quick') - 'seq') AS quick_synced
+  FROM quick_d;
+SET ROLE attack_dawdle;
+SELECT ectosync.unwatch('attack_d.slow');
+SELECT ectosync.unwatch('attack_d.quick');
+RESET ROLE;
+DROP TABLE quick_d;
+DROP SCHEMA attack_d CASCADE;
+DROP ROLE attack_dawdle;
+
 -- ==== a cast that swallows the worker's timeout ====
 -- attack_plain's tables have a json cast that catches the worker's cancel
 -- and sleeps again: a read outlives its timeout (5 s).  5 s past it the

@@ -109,7 +109,7 @@ static bool within_share(const Account &account, uint64 need, bool marker = fals
   return account.entry < 0 || account.used + need <= (marker ? 2 : 1) * account.share;
 }
 
-/* relid's entry in the gap set, or -1. */ /* relid's entry in the gap set, or -1. */
+/* relid's entry in the gap set, or -1. */
 static int gap_index(const DbSlot *slot, uint32 relid) {
   for (int i = 0; i < slot->ngaps; i++)
     if (slot->gaps[i] == relid) return i;
@@ -234,8 +234,9 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
     /* A marker per table, as for a TRUNCATE: one transaction bigger than
      * the queue, over more tables than the gap set holds, would have made
      * it stand for every table (every value of the database reloads).
-     * (Under the lock: no allocation; tables past the array's room go to
-     * the gap set, as before.) */
+     * (Under the lock: no allocation; past the array's room, a table may
+     * get a marker twice, which costs the writer's account, not the gap
+     * set.) */
     uint16 why = within_share(account, need) ? kReloadQueueFull : kReloadQueueShare;
     uint32 tables[4 * kMaxGaps];
     int ntables = 0;
@@ -243,11 +244,7 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
       uint32 relid = events[i].relid;
       if (i > 0 && relid == events[i - 1].relid) continue; /* (a table's events come together) */
       if (std::find(tables, tables + ntables, relid) != tables + ntables) continue;
-      if (ntables == lengthof(tables)) {
-        add_gap(slot, relid, why);
-        continue;
-      }
-      tables[ntables++] = relid;
+      if (ntables < (int)lengthof(tables)) tables[ntables++] = relid;
       append_marker(slot, relid, why, now, account);
     }
     slot->stats.events_dropped += count;

@@ -95,13 +95,6 @@ ECTOSYNC_CONF="ectosync.cache_size = 1MB" \
   run "the row cache's hash within its fixed size" scripts/with-cluster.sh \
   psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/row_cache_fixed.sql
 
-# One role's wide rows take at most its ectosync.max_role_share of the row
-# cache, and evict no other role's (scripts/checks/row_cache_share.sql
-# raises otherwise).
-ECTOSYNC_CONF="ectosync.cache_size = 1MB" \
-  run "a role's share of the row cache" scripts/with-cluster.sh \
-  psql -X -q -v ON_ERROR_STOP=1 -f scripts/checks/row_cache_share.sql
-
 # A dump of a database with watches, restored plain and schema-then-data
 # with --disable-triggers: capture is right with no manual step
 # (scripts/checks/restore.sh exits non-zero otherwise).

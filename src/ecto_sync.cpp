@@ -90,8 +90,8 @@ static void define_settings() {
                           GUC_UNIT_S, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("ectosync.max_role_share",
                           "The percentage of ectosync.max_held_values, of "
-                          "ectosync.held_shared_memory, of each database's queue and of the row "
-                          "cache that one role other than a superuser may take.",
+                          "ectosync.held_shared_memory and of each database's queue that one "
+                          "role other than a superuser may take.",
                           nullptr, &settings.max_role_share, 25, 1, 100, PGC_SIGHUP, 0, nullptr,
                           nullptr, nullptr);
   DefineCustomBoolVariable("ectosync.load_unwatched",

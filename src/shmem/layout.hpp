@@ -30,8 +30,6 @@ extern char *cache_arena; /* the row cache's arena */
 /* The sizes of a database's ring and of the cache's arena, from the GUCs. */
 uint64 ring_bytes();
 uint64 arena_bytes();
-/* The arena's bytes per entry of the cache's hash (its size is fixed). */
-uint64 cache_entry_bytes();
 /* A slot's event-log index and its ring. */
 LogIndexEntry *slot_index(DbSlot *slot);
 char *slot_ring(DbSlot *slot);

@@ -5,7 +5,6 @@
  */
 #include "shmem/shmem.hpp"
 
-#include "pg/catalog_scan.hpp"
 #include "pg/pg_boundary.hpp"
 #include "settings.hpp"
 #include "shmem/shmem_internal.hpp"
@@ -89,74 +88,10 @@ static void arena_write(uint64 pos, const void *src, size_t len) {
   if (first < len) memcpy(cache_arena, (const char *)src + first, len - first);
 }
 
-/*
- * Whose share of the arena a table's records count in: its owner's
- * ectosync.max_role_share (role InvalidOid: not counted, a superuser's
- * table or a share of the whole arena).  One role's tables, with rows as
- * wide or as many as it likes, would otherwise evict every other role's
- * rows.  Reads the catalogs: taken before cache_lock.
- */
-struct CacheOwner {
-  Oid role;
-  uint64 share;
-};
-
-static CacheOwner cache_owner(Oid relid) {
-  Oid owner = table_owner(relid);
-  if (!OidIsValid(owner) || superuser_arg(owner)) return {InvalidOid, 0};
-  uint64 share = (uint64)role_share((long)arena_bytes(), owner);
-  if (share >= arena_bytes()) return {InvalidOid, 0};
-  return {owner, share};
-}
-
-/*
- * owner's entry in cache_owners, taken if need be (-1: not counted): one
- * never taken, else one at 0 bytes.  The roles that find none share the
- * last one, as one role: the bound holds however many roles own tables.
- * An entry taken from roles that dropped records forgets their drops, so
- * reads begun before the last drop are not stored (read_before_drop()).
- * The caller holds cache_lock exclusive.
- */
-static int owner_entry(const CacheOwner &owner) {
-  if (!OidIsValid(owner.role)) return -1;
-  constexpr int overflow = kCacheOwners - 1;
-  int free_entry = -1;
-  for (int i = 0; i < overflow; i++) {
-    const auto &e = shared->cache_owners[i];
-    if (e.role == owner.role) return i;
-    bool better = free_entry < 0 || OidIsValid(shared->cache_owners[free_entry].role);
-    if (e.bytes == 0 && better) free_entry = i;
-  }
-  if (free_entry < 0) return overflow;
-  auto &e = shared->cache_owners[free_entry];
-  if (e.dropped_at != 0 || shared->cache_owners[overflow].dropped_at != 0)
-    shared->owners_assigned_at = shared->cache_drops;
-  e = {owner.role, 0, 0};
-  return free_entry;
-}
-
-/* What a record takes of its owner's account: its bytes, or the arena's
- * bytes per hash entry if more (narrow records run out of entries first). */
-static uint64 record_charge(uint32 len) {
-  return std::max<uint64>(len, cache_entry_bytes());
-}
-
-/* rec, no longer its key's newest (replaced or evicted), leaves its
- * owner's account.  The caller holds cache_lock exclusive. */
-static void settle(CacheRecord &rec) {
-  if (rec.owner == 0) return;
-  uint64 &bytes = shared->cache_owners[rec.owner - 1].bytes;
-  uint64 charge = record_charge(rec.len);
-  Assert(bytes >= charge);
-  bytes -= std::min(bytes, charge);
-  rec.owner = 0;
-}
-
 /* Drops the oldest arena record and the hash entry still pointing at it. */
 static void evict_oldest() {
   CacheRecord rec;
   arena_read(shared->arena_oldest, &rec, sizeof rec);
-  settle(rec);
   bool found;
   CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &rec.key, HASH_FIND, &found);
   if (found && entry->pos == shared->arena_oldest) {
@@ -164,65 +99,6 @@ static void evict_oldest() {
     shared->cache_evictions++;
   }
   shared->arena_oldest += rec.len;
-}
-
-/*
- * Whether a record of len bytes for key k takes owner_at past its share,
- * the key's newest record (if its) replaced.  The caller holds cache_lock.
- */
-static bool past_share(int owner_at, uint64 share, const CacheKey &k, uint32 len) {
-  if (owner_at < 0) return false;
-  uint64 bytes = shared->cache_owners[owner_at].bytes;
-  bool found;
-  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
-  if (found) {
-    CacheRecord old;
-    arena_read(entry->pos, &old, sizeof old);
-    if (old.owner == owner_at + 1) bytes -= std::min(bytes, record_charge(old.len));
-  }
-  return bytes + record_charge(len) > share;
-}
-
-/* Whether making room would evict a record that another role's table (or
- * a superuser's) still uses: the oldest is its key's newest.  The caller
- * holds cache_lock. */
-static bool oldest_is_others(int owner_at) {
-  CacheRecord rec;
-  arena_read(shared->arena_oldest, &rec, sizeof rec);
-  if (rec.owner == owner_at + 1) return false;
-  bool found;
-  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &rec.key, HASH_FIND, &found);
-  return found && entry->pos == shared->arena_oldest;
-}
-
-/*
- * A record past its owner's share that would evict another role's:
- * nothing is appended.  The key's record, if any, is unknown from version
- * on (in place); else the owner's reads begun before now are not stored,
- * as one of them may be older than what this record said.  The caller
- * holds cache_lock exclusive.
- */
-static void drop(const CacheKey &k, int owner_at, uint64 version) {
-  bool found;
-  CacheEntry *entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_FIND, &found);
-  if (!found) {
-    shared->cache_owners[owner_at].dropped_at = ++shared->cache_drops;
-    return;
-  }
-  CacheRecord old;
-  arena_read(entry->pos, &old, sizeof old);
-  old.unknown = true;
-  old.version = version;
-  arena_write(entry->pos, &old, sizeof old);
-  entry->version = version;
-}
-
-/* Whether a read of owner_at's table begun at mark may be older than a
- * record dropped since (drop()). */
-static bool read_before_drop(int owner_at, const ReadMark &mark) {
-  if (owner_at < 0) return false;
-  return mark.drops <
-         std::max(shared->cache_owners[owner_at].dropped_at, shared->owners_assigned_at);
 }
 
 /* Table relid's cache floor in slot (restart_capture()); the caller holds slot->lock. */
@@ -308,7 +184,6 @@ ReadMark begin_read() {
   if (shared) {
     LWLockAcquire(shared->cache_lock, LW_SHARED);
     mark.arena = shared->arena_head;
-    mark.drops = shared->cache_drops;
     LWLockRelease(shared->cache_lock);
   }
   mark.version = last_seq(); /* after the head: see ReadMark */
@@ -317,18 +192,15 @@ ReadMark begin_read() {
 
 /*
  * Appends a record for the key (row, tombstone or unknown) unless a newer
- * one exists.  A row or tombstone read (mark) is stored as unknown if the
- * arena has evicted past where its head stood when the read began, or a
- * record of its table's owner was dropped since: a newer record of the
- * key may have been and gone, and the read would then pass for the key's
- * latest state.  Past its owner's share, the record takes no other role's
- * room (drop()).
+ * one exists.  A row or tombstone read since arena position `since` is
+ * stored as unknown if the arena has evicted past that position: a newer
+ * record of the key may have been and gone, and the read would then pass
+ * for the key's latest state.
  */
 static void cache_store(uint32_t relid, const std::string &key, uint64_t version, const Jsonb *row,
-                        bool unknown, const ReadMark *mark) {
+                        bool unknown, uint64_t since) {
   if (!shared) return;
   if (version < cache_floor(relid)) return; /* read before the capture restarted */
-  CacheOwner owner = cache_owner(relid);
   CacheKey k = make_key(relid, key);
   CacheRecord rec;
   memset(&rec, 0, sizeof rec);
@@ -343,45 +215,25 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
     LWLockRelease(shared->cache_lock);
     return; /* a newer read is already cached */
   }
-  int owner_at = owner_entry(owner);
   rec.rowlen = row ? VARSIZE(row) : 0;
   rec.unknown = unknown;
   rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen + rec.rowlen);
   /* A huge row is read from its table, and so is one read before what the
    * arena has evicted: what is cached is that it is unknown, so that an
    * older record of its key is no longer served. */
-  bool stale = mark && (shared->arena_oldest > mark->arena || read_before_drop(owner_at, *mark));
-  if (rec.len > arena_bytes() / 4 || stale) {
+  if (rec.len > arena_bytes() / 4 || shared->arena_oldest > since) {
     row = nullptr;
     rec.rowlen = 0;
     rec.unknown = true;
     rec.len = (uint32)MAXALIGN(sizeof rec + rec.keylen);
   }
-  bool past = past_share(owner_at, owner.share, k, rec.len);
-  entry = nullptr;
-  while (!entry) {
-    bool full = shared->arena_head + rec.len - shared->arena_oldest > arena_bytes();
-    if (!full) entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
-    if (entry || (!full && shared->arena_oldest == shared->arena_head)) break;
-    if (past && oldest_is_others(owner_at)) {
-      drop(k, owner_at, version);
-      LWLockRelease(shared->cache_lock);
-      return;
-    }
-    evict_oldest(); /* room in the arena, or (the hash is full) an entry */
+  while (shared->arena_head + rec.len - shared->arena_oldest > arena_bytes()) evict_oldest();
+  entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
+  while (!entry && shared->arena_oldest < shared->arena_head) {
+    evict_oldest(); /* the hash is full: make an entry free */
+    entry = (CacheEntry *)hash_search(cache_hash, &k, HASH_ENTER_NULL, &found);
   }
   if (entry) {
-    if (found) {
-      /* (the key's record before, no longer its newest) */
-      CacheRecord old;
-      arena_read(entry->pos, &old, sizeof old);
-      settle(old);
-      arena_write(entry->pos, &old, sizeof old);
-    }
-    if (owner_at >= 0) {
-      rec.owner = (uint8)(owner_at + 1);
-      shared->cache_owners[owner_at].bytes += record_charge(rec.len);
-    }
     entry->pos = shared->arena_head;
     entry->version = version;
     arena_write(shared->arena_head, &rec, sizeof rec);
@@ -393,11 +245,11 @@ static void cache_store(uint32_t relid, const std::string &key, uint64_t version
 }
 
 void cache_put(uint32_t relid, const std::string &key, const ReadMark &mark, const Jsonb *row) {
-  cache_store(relid, key, mark.version, row, false, &mark);
+  cache_store(relid, key, mark.version, row, false, mark.arena);
 }
 
 void cache_forget(uint32_t relid, const std::string &key, uint64_t version) {
-  cache_store(relid, key, version, nullptr, true, nullptr);
+  cache_store(relid, key, version, nullptr, true, UINT64_MAX);
 }
 
 CacheStats cache_stats() {

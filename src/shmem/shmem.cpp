@@ -33,11 +33,7 @@
  * note_use()); lookups miss on it, and it keeps
  * out reads older than the change.  A newer record that was evicted keeps
  * nothing out: a read is stored as unknown when the arena has evicted past
- * where its head stood when the read began (ReadMark).  The newest records
- * of each role's tables count in its account (`cache_owners`), against
- * its ectosync.max_role_share of the arena: past it, a record may take
- * free room or the role's own records' room, not another role's; else it
- * is dropped, and the key's record (if any) becomes unknown in place.
+ * where its head stood when the read began (ReadMark).
  *
  * Lock protocol (one LWLock tranche, "ecto_sync"):
  *   slots_lock   which database owns which slot; the workers' pids/latches
@@ -48,7 +44,7 @@
  *                and drain gaps; sync() shared to copy one record;
  *                note_use() exclusive, at most once a second per table and
  *                backend.
- *   cache_lock   the cache's hash, arena and owners' accounts: exclusive to put, shared to get
+ *   cache_lock   the cache's hash and arena: exclusive to put, shared to get
  *                (hit/miss counters are atomics).
  *   interest_lock  which entry belongs to which backend (interest_dbs and
  *                the high-water mark too): exclusive to take or free one,
@@ -126,9 +122,6 @@ static long cache_max_entries() {
    * entries pass the buckets, and a full hash of a power of two entries
    * would take one more segment of bucket pointers from the spare memory) */
   return std::max<long>(1024, (long)(arena_bytes() / 256)) - 1;
-}
-uint64 cache_entry_bytes() {
-  return arena_bytes() / (uint64)(cache_max_entries() + 1);
 }
 
 static Size slot_stride() {

@@ -154,9 +154,6 @@ void restart_capture_at_commit(uint32_t relid);
 struct ReadMark {
   uint64_t arena = 0;
   uint64_t version = 0;
-  /* EctoShared.cache_drops: a record dropped since (its owner past its
-   * share) may have been newer than the read, which is then not stored */
-  uint64_t drops = 0;
 };
 ReadMark begin_read();
 /* row == nullptr stores a tombstone.  Keeps the newer of two versions. */

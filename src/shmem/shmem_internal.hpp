@@ -137,13 +137,9 @@ struct CacheRecord {
   uint32 keylen;
   uint32 rowlen; /* 0: tombstone (or unknown) */
   bool unknown;  /* the row changed as of version, unread: a miss */
-  uint8 owner;   /* its EctoShared.cache_owners entry + 1 while its key's newest; 0: none */
   CacheKey key;
   uint64 version;
 };
-
-/* Roles whose tables' cached records are counted (EctoShared.cache_owners). */
-constexpr int kCacheOwners = 64;
 
 /* The batches whose matches an interest entry remembers. */
 constexpr int kMatchedBatches = 4;
@@ -213,19 +209,6 @@ struct EctoShared {
   int nslots;
   uint64 arena_head, arena_oldest; /* cache_lock */
   uint64 cache_evictions;          /* cache_lock */
-  /* cache_lock: what the newest records of each role's tables' keys take
-   * of the arena (row_cache.cpp's record_charge()), against its
-   * ectosync.max_role_share of it; an entry at 0 is free, and records name
-   * theirs while they are their key's newest.  dropped_at: cache_drops
-   * when a record of that role's past its share was last dropped (reads
-   * begun before it are not stored: ReadMark.drops). */
-  struct {
-    Oid role;
-    uint64 bytes;
-    uint64 dropped_at;
-  } cache_owners[kCacheOwners];
-  uint64 cache_drops;        /* cache_lock: drops and entries given to a role, so far */
-  uint64 owners_assigned_at; /* cache_lock: cache_drops when an entry last got a role */
   pg_atomic_uint64 cache_hits, cache_misses;
   Oid absent_dbs[64];    /* slots_lock: databases found without the extension */
   int nabsent;           /* slots_lock */

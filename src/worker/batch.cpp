@@ -316,61 +316,11 @@ void note_ended_read(DbSlot *slot) {
     if (OidIsValid(entry.relid) && entry.until > now) failing_until[entry.relid] = entry.until;
 }
 
-/*
- * The read time each owner's tables took beyond kRowReadUs a row, this
- * minute.  Past kOwnerExcessUs, the worker leaves every table of that
- * owner to the sessions for a minute: an owner's cast that is slow but
- * ends within the read timeout (4.9 s, on each table it owns) would
- * otherwise hold every batch that reads its tables, and every role's
- * values with them.  A read of keys by primary key takes a few
- * microseconds a row; superusers' tables are not counted.
- */
-struct OwnerReads {
-  TimestampTz since = 0; /* the minute's start */
-  int64 excess_us = 0;
-  TimestampTz paused_until = 0;
-};
-static std::unordered_map<Oid, OwnerReads> owner_reads;
-constexpr int64 kRowReadUs = 1000;
-constexpr int64 kOwnerExcessUs = 2 * USECS_PER_SEC;
-
-static bool owner_paused(Oid owner, TimestampTz now) {
-  auto it = owner_reads.find(owner);
-  return it != owner_reads.end() && now < it->second.paused_until;
-}
-
-/* A read of rows of relid (owner's) that began at started ended. */
-static void charge_read(Oid relid, Oid owner, TimestampTz started, size_t rows) {
-  TimestampTz now = GetCurrentTimestamp();
-  int64 excess = now - started - (int64)rows * kRowReadUs;
-  if (excess <= 0 || pg_call([&] { return superuser_arg(owner); })) return;
-  OwnerReads &reads = owner_reads[owner];
-  if (now - reads.since > USECS_PER_MINUTE) {
-    reads.since = now;
-    reads.excess_us = 0;
-  }
-  reads.excess_us += excess;
-  if (reads.excess_us <= kOwnerExcessUs) return;
-  reads.paused_until = now + kFailingPauseUs;
-  reads.since = now;
-  reads.excess_us = 0;
-  std::string table = display_name(relid);
-  pg_call([&] {
-    ereport(WARNING,
-            (errmsg("ecto_sync worker: reading changed rows of %s and its owner's other tables "
-                    "took over %d ms more than their rows need within a minute",
-                    table.c_str(), (int)(kOwnerExcessUs / 1000)),
-             errdetail("Sessions that need the rows of that owner's tables read them themselves "
-                       "for a minute.")));
-  });
-}
-
 static bool read_ahead(DbSlot *slot, Oid relid, TimestampTz now) {
   if (auto it = failing_until.find(relid); it != failing_until.end()) {
     if (now < it->second) return false;
     failing_until.erase(it);
   }
-  if (owner_paused(meta_for(relid).owner, now)) return false;
   if (settings.load_window_s < 0) return true;
   TimestampTz used = pg_call([&] { return table_last_used(slot, relid); });
   return used != 0 && now - used <= (int64)settings.load_window_s * USECS_PER_SEC;
@@ -456,15 +406,11 @@ static void read_rows(Oid relid, const std::set<Key> &keys, const ReadMark &mark
     result.not_loaded += keys.size();
     return;
   }
-  TimestampTz started = GetCurrentTimestamp();
-  {
-    ReadTimeout timeout(relid);
-    AsRole owner(meta.owner);
-    PinnedSettings pinned;
-    result.rows += load_table(relid, keys, mark);
-    result.queries++;
-  }
-  charge_read(relid, meta.owner, started, keys.size());
+  ReadTimeout timeout(relid);
+  AsRole owner(meta.owner);
+  PinnedSettings pinned;
+  result.rows += load_table(relid, keys, mark);
+  result.queries++;
 }
 
 /*

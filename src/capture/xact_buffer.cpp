@@ -69,6 +69,12 @@ static struct {
   Oid *fired; /* note_fired() */
   int nfired, fired_capacity;
   QueueWriter writer; /* whose share of the queue the commit takes (set before it) */
+  /* The events' tables, for their RELOAD markers if the events do not fit
+   * in the queue (the commit must not allocate): a table as its events
+   * start, made distinct at PRE_COMMIT (events that follow it add theirs;
+   * a rolled-back subtransaction's stay, which costs a marker at most). */
+  uint32_t *tables;
+  int ntables, tables_capacity;
 } pending;
 
 static void reset_pending() {
@@ -115,6 +121,7 @@ static void overflow_to_reload() {
   for (int i = 0; i < pending.count; i++) remember_reload(pending.events[i].relid, kReloadBulk);
   pending.count = 0;
   pending.bytes = 0;
+  pending.ntables = 0;
   pending.overflowed = true;
 }
 
@@ -135,6 +142,10 @@ void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns)
     pending.bytes_capacity = grown;
   }
   reserve(pending.events, pending.capacity, pending.count + 1);
+  if (pending.ntables == 0 || pending.tables[pending.ntables - 1] != relid) {
+    reserve(pending.tables, pending.tables_capacity, pending.ntables + 1);
+    pending.tables[pending.ntables++] = relid;
+  }
   encode_raw_columns(columns, ncolumns, pending.bodies + pending.bytes);
   pending.events[pending.count++] = {relid, op, (const char *)(uintptr_t)pending.bytes,
                                      (uint32_t)size};
@@ -199,7 +210,15 @@ bool xact_changed(uint32_t relid) {
 static void queue_pending_events() {
   for (int i = 0; i < pending.count; i++)
     pending.events[i].body = pending.bodies + (uintptr_t)pending.events[i].body;
-  queue_commit(pending.events, pending.count, nullptr, 0, pending.writer);
+  queue_commit(pending.events, pending.count, pending.tables, pending.ntables, nullptr, 0,
+               pending.writer);
+}
+
+/* The events' tables made distinct, before the commit (pending.tables). */
+static void distinct_tables() {
+  std::sort(pending.tables, pending.tables + pending.ntables);
+  pending.ntables =
+      (int)(std::unique(pending.tables, pending.tables + pending.ntables) - pending.tables);
 }
 
 /* After the commit: the slot was attached when they were asked for. */
@@ -220,8 +239,9 @@ static bool changed_rows() {
 static void xact_callback(XactEvent event, void *) {
   switch (event) {
     case XACT_EVENT_PRE_COMMIT:
-      /* (the catalogs, for the writer's share, can be read until here) */
+      /* (the catalogs, for the writer's share, can be read and memory taken until here) */
       if (pending.count > 0 || pending.nreload > 0) pending.writer = queue_writer();
+      distinct_tables();
       break;
     case XACT_EVENT_PRE_PREPARE:
       if (changed_rows())
@@ -322,7 +342,7 @@ static void at_release(ResourceReleasePhase phase, bool, bool is_top_level, void
   /* (committed, not is_commit: PREPARE releases as a commit, and a commit
    * that fails after XACT_EVENT_COMMIT as an abort) */
   if (committed) {
-    queue_commit(nullptr, 0, pending.reload, pending.nreload, pending.writer);
+    queue_commit(nullptr, 0, nullptr, 0, pending.reload, pending.nreload, pending.writer);
     restart_pending_captures();
     if (roles_changed) queue_reload_everywhere(kReloadRoles);
   }

@@ -210,8 +210,8 @@ QueueWriter queue_writer() {
   return {role, (uint64)role_share((long)ring_bytes(), role)};
 }
 
-void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
-                  int reload_count, const QueueWriter &writer) {
+void queue_commit(const PendingEvent *events, int count, const uint32_t *tables, int ntables,
+                  const PendingReload *reloads, int reload_count, const QueueWriter &writer) {
   DbSlot *slot = current_slot();
   if (!slot || (count == 0 && reload_count == 0)) return;
   uint64 need = 0;
@@ -233,20 +233,9 @@ void queue_commit(const PendingEvent *events, int count, const PendingReload *re
   } else if (count > 0) {
     /* A marker per table, as for a TRUNCATE: one transaction bigger than
      * the queue, over more tables than the gap set holds, would have made
-     * it stand for every table (every value of the database reloads).
-     * (Under the lock: no allocation; past the array's room, a table may
-     * get a marker twice, which costs the writer's account, not the gap
-     * set.) */
+     * it stand for every table (every value of the database reloads). */
     uint16 why = within_share(account, need) ? kReloadQueueFull : kReloadQueueShare;
-    uint32 tables[4 * kMaxGaps];
-    int ntables = 0;
-    for (int i = 0; i < count; i++) {
-      uint32 relid = events[i].relid;
-      if (i > 0 && relid == events[i - 1].relid) continue; /* (a table's events come together) */
-      if (std::find(tables, tables + ntables, relid) != tables + ntables) continue;
-      if (ntables < (int)lengthof(tables)) tables[ntables++] = relid;
-      append_marker(slot, relid, why, now, account);
-    }
+    for (int i = 0; i < ntables; i++) append_marker(slot, tables[i], why, now, account);
     slot->stats.events_dropped += count;
   }
   for (int i = 0; i < reload_count; i++)

@@ -51,10 +51,10 @@ void attach_database_slot();
 
 /*
  * A transaction's events, encoded: for each, relid, op and the encoded
- * columns (event.hpp).  Called from the commit callback: never fails.  What
- * does not fit becomes RELOAD markers for the tables involved, as do the
- * reloads (tables truncated, or changed past ectosync.max_xact_events:
- * why, ReloadWhy bits).
+ * columns (event.hpp), and their distinct tables.  Called from the commit
+ * callback: never fails.  What does not fit becomes a RELOAD marker for
+ * each of those tables, as do the reloads (tables truncated, or changed
+ * past ectosync.max_xact_events: why, ReloadWhy bits).
  */
 struct PendingEvent {
   uint32_t relid;
@@ -82,8 +82,8 @@ struct QueueWriter {
   uint64_t share;
 };
 QueueWriter queue_writer();
-void queue_commit(const PendingEvent *events, int count, const PendingReload *reloads,
-                  int reload_count, const QueueWriter &writer);
+void queue_commit(const PendingEvent *events, int count, const uint32_t *tables, int ntables,
+                  const PendingReload *reloads, int reload_count, const QueueWriter &writer);
 /*
  * A RELOAD marker of every table (relid 0) in every database that uses
  * ecto_sync, not only this one: roles are the cluster's (role_change.cpp).

@@ -1,9 +1,10 @@
 -- One role's commits cannot fill the database's queue: while the worker
 -- has not processed them, a role's records take at most its
 -- ectosync.max_role_share (25%) of ectosync.queue_size.  Past it, its
--- transactions' tables get RELOAD markers (its values reload, told why),
--- and the other roles' changes still arrive row by row.  The account
--- empties as the worker processes the records; superusers are not counted.
+-- transactions' tables get RELOAD markers (its values reload, told why);
+-- another role's changes count in an account of their own and arrive row
+-- by row.  The account empties as the worker processes the records;
+-- superusers are not counted.
 SET client_min_messages = warning;
 CREATE ROLE share_bulk LOGIN;
 CREATE ROLE share_other LOGIN;
@@ -35,6 +36,8 @@ CREATE FUNCTION share_gate.gate_json(share_gate.gate) RETURNS json LANGUAGE plpg
 DECLARE
   started timestamptz := pg_catalog.clock_timestamp();
 BEGIN
+  -- (held until the worker's batch ends: the test can see that it waits)
+  PERFORM pg_catalog.pg_advisory_xact_lock_shared(4242);
   WHILE NOT EXISTS (SELECT FROM share_gate.opened)
         AND pg_catalog.clock_timestamp() < started + interval '4 s' LOOP
     PERFORM pg_catalog.pg_sleep(0.01);
@@ -61,6 +64,10 @@ RESET ROLE;
 -- (a superuser's commits are not counted: both fit)
 INSERT INTO share_bulk.t SELECT 'c' || g || repeat('k', 1000) FROM generate_series(1, :rows_per_xact) g;
 INSERT INTO share_bulk.t SELECT 'd' || g || repeat('k', 1000) FROM generate_series(1, :rows_per_xact) g;
+-- (the worker is still held: else the test was too slow to show anything)
+SELECT count(*) = 1 AS worker_held FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+  WHERE l.locktype = 'advisory' AND l.objid = 4242 AND l.granted
+    AND d.datname = current_database();
 INSERT INTO share_gate.opened VALUES (now());
 SELECT ectosync.wait_for_worker(30000) AS drained;
 -- What the queue took: share_bulk's first transaction and the superuser's

@@ -35,17 +35,18 @@ enum class Op : char { Insert = 'I', Update = 'U', Delete = 'D', Reload = 'R' };
  * the value was loaded again.
  */
 enum ReloadWhy : uint16_t {
-  kReloadBulk = 1,          /* a transaction past ectosync.max_xact_events */
-  kReloadTruncate = 2,      /* TRUNCATE */
-  kReloadQueueFull = 4,     /* the queue had no room for a transaction's events */
-  kReloadFailed = 8,        /* the worker failed to read a batch's rows */
-  kReloadCapture = 16,      /* watch() started capturing the table (again) */
-  kReloadSchema = 32,       /* ALTER TABLE changed what its rows look like */
-  kReloadPolicy = 64,       /* a table its policies read changed: values under row level security */
-  kReloadSecurity = 128,    /* its policies, row level security or owner changed */
-  kReloadRoles = 256,       /* roles changed (role_change.cpp): values of tables under policies */
-  kReloadUncaptured = 512,  /* a watch went or needs less: what values need may not be captured */
-  kReloadQueueShare = 1024, /* the writer's role had used its share of the queue */
+  kReloadBulk = 1,         /* a transaction past ectosync.max_xact_events */
+  kReloadTruncate = 2,     /* TRUNCATE */
+  kReloadQueueFull = 4,    /* the queue had no room for a transaction's events */
+  kReloadFailed = 8,       /* the worker failed to read a batch's rows */
+  kReloadCapture = 16,     /* watch() started capturing the table (again) */
+  kReloadSchema = 32,      /* ALTER TABLE changed what its rows look like */
+  kReloadPolicy = 64,      /* a table its policies read changed: values under row level security */
+  kReloadSecurity = 128,   /* its policies, row level security or owner changed */
+  kReloadRoles = 256,      /* roles changed (role_change.cpp): values of tables under policies */
+  kReloadUncaptured = 512, /* a watch went or needs less: what values need may not be captured */
+  kReloadQueueShare =
+      1024, /* the events would take the writer's role past its share of the queue */
 };
 
 /*

@@ -14,8 +14,8 @@ extern "C" {
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
-#include "utils/fmgroids.h"
 #include "catalog/pg_class.h"
+#include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 }

@@ -79,12 +79,13 @@ static bool make_room(DbSlot *slot, uint64 need) {
  * DbSlot.writers entry (-1: a superuser's, not counted), the bytes it has
  * unprocessed, and its share.  Every record the commit appends counts in
  * it.  Its events fit within the share; its RELOAD markers (one per table
- * and transaction past the share) within twice the share: in the ring,
- * where the worker passes them at once, and not in the gap set, which
- * stands for every table of the database once it holds kMaxGaps.  The
- * roles that find every entry taken share the last one, as one role: the
- * bound holds however many roles write.  The caller holds slot->lock
- * exclusive.
+ * and transaction past the share) within twice the share, in the ring,
+ * where the worker passes them at once.  Only past that do they go to the
+ * gap set, which stands for every table of the database once it holds
+ * kMaxGaps: a role must have some 40,000 markers unprocessed, while the
+ * worker is held, to get there.  The roles that find every entry taken
+ * share the last one, as one role: the bound holds however many roles
+ * write.  The caller holds slot->lock exclusive.
  */
 struct Account {
   int entry;

@@ -71,8 +71,8 @@ struct PendingReload {
  * may have in the queue at once: its ectosync.max_role_share of
  * ectosync.queue_size.  Past it, its transactions' tables get RELOAD
  * markers (kReloadQueueShare), so that one role's bulk commits cannot fill
- * the queue and turn every other role's commits into markers; so does one
- * transaction bigger than the share.  The role is the current user at the
+ * the queue and turn every other role's commits into markers.  A single
+ * transaction bigger than the share gets markers too.  The role is the current user at the
  * commit (SET ROLE's, SET LOCAL ROLE's); superusers are not counted (role
  * InvalidOid).  Reads the catalogs: taken before the commit
  * (queue_writer()), used at it.

@@ -30,6 +30,7 @@ constexpr int kFloorTables = 64;   /* tables with a cache floor of their own per
 constexpr int kEndedReads = 16;    /* tables whose read ended a worker, remembered per db */
 constexpr int kMaxUnsent = 128;    /* RELOAD markers logged and not yet notified per db */
 constexpr int kQueueWriters = 64;  /* accounts of roles' queued records per db (the last shared) */
+static_assert(kQueueWriters < 256, "RecordHeader.writer names an account in a byte");
 
 /* A queued event in the ring, followed by its encoded columns. */
 struct RecordHeader {

@@ -115,16 +115,21 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     bool failed = false;
   };
   std::map<std::pair<const Json *, const Parsed *>, Move> moves;
-  auto holder_of = [&](int i) -> Holder * {
-    auto it = holders_.find(r.str(i, 0));
-    return it == holders_.end() || !r.is_null(i, 5) ? nullptr : it->second.holder;
-  };
-  for (int i = 0; i < r.rows(); i++)
-    if (Holder *h = holder_of(i); h && r.i64(i, 6) == h->version())
+  /* Each row's holder, found once (a reply may name thousands). */
+  std::vector<decltype(holders_)::iterator> entry_of;
+  entry_of.reserve(static_cast<size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); i++) entry_of.push_back(holders_.find(r.str(i, 0)));
+  for (int i = 0; i < r.rows(); i++) {
+    auto it = entry_of[static_cast<size_t>(i)];
+    if (it == holders_.end() || !r.is_null(i, 5)) continue;
+    if (Holder *h = it->second.holder; r.i64(i, 6) == h->version())
       moves[{h->document().get(), &parse_once(i, 3)}].holders++;
+  }
   std::vector<std::string> changed_names;
   for (int i = 0; i < r.rows(); i++) {
-    auto it = holders_.find(r.str(i, 0));
+    /* (the iterators stay valid: nothing in this loop adds or removes
+     * holders; the callbacks run after it) */
+    auto it = entry_of[static_cast<size_t>(i)];
     if (it == holders_.end()) continue; /* (released meanwhile) */
     if (!r.is_null(i, 5)) {             /* this value alone failed: the others go on */
       errors_[r.str(i, 0)] = r.str(i, 5);

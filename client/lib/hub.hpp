@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace ectosync {
@@ -80,7 +81,7 @@ class Hub {
     Holder *holder;
     std::function<void(Holder &)> on_change;
   };
-  std::map<std::string, Entry> holders_; /* by held name */
+  std::unordered_map<std::string, Entry> holders_; /* by held name */
   std::map<std::string, std::string> errors_;
   /* document(): the documents not patched in place since they were held,
    * by their text (entries of expired documents are swept now and then). */

@@ -62,7 +62,7 @@ ECTOSYNC_FUNCTION(ectosync_stats) {
     p99 = lag_percentile_ms(*slot, 0.99);
   }();
   char epoch[32];
-  snprintf(epoch, sizeof epoch, "%016" PRIx64, shared_epoch());
+  snprintf(epoch, sizeof epoch, "%016" PRIx64, database_epoch());
   uint64 last = attached ? slot->next_seq - 1 : 0;
   const QueueStats &q = slot->stats;
   Datum values[25];
@@ -180,7 +180,7 @@ ECTOSYNC_FUNCTION(ectosync_events_since) {
                           : relname        ? std::string(nspname) + "." + relname
                                            : "?";
       std::string key = key_text(event.op == Op::Delete ? event.old_pk() : event.new_pk());
-      std::string payload = format_payload(shared_epoch(), seq, table, event.op);
+      std::string payload = format_payload(database_epoch(), seq, table, event.op);
       std::string changes = changes_text(event);
       pg_call([&] {
         values[0] = Int64GetDatum(seq);

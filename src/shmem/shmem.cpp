@@ -274,8 +274,16 @@ static void require_shared() {
                     errmsg("ecto_sync must be loaded via shared_preload_libraries")));
 }
 
-uint64_t shared_epoch() {
-  return shared ? shared->epoch : 0;
+uint64_t database_epoch() {
+  if (!shared) return 0;
+  /* (splitmix64's finalizer: a bijection, so that no two databases share
+   * an epoch) */
+  uint64 z = (uint64)MyDatabaseId + UINT64CONST(0x9e3779b97f4a7c15);
+  z = (z ^ (z >> 30)) * UINT64CONST(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64CONST(0x94d049bb133111eb);
+  z ^= z >> 31;
+  uint64 epoch = shared->epoch ^ z;
+  return epoch ? epoch : 1;
 }
 
 /* ---- database slots ---- */

@@ -21,8 +21,14 @@ extern "C" {
 
 namespace ectosync {
 
-/* The generation of shared memory: new after every restart or crash reset. */
-uint64_t shared_epoch();
+/*
+ * The epoch of this database's events and values: the generation of shared
+ * memory (new after every restart or crash reset) mixed with the database.
+ * Seqs count per database, and databases made from one template have
+ * tables of the same oids: a value or event of another database must not
+ * pass for one of this database's at the same seq.
+ */
+uint64_t database_epoch();
 
 /* The last seq queued in this database (0: none yet). */
 uint64_t last_seq();

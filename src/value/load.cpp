@@ -408,7 +408,7 @@ Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
                                   {TEXTOID, std::to_string(relid)},
                                   {TEXTOID, plan.spec},
                                   {TEXTOID, filter_text(entries, filter != nullptr)},
-                                  {TEXTOID, hex16(shared_epoch())},
+                                  {TEXTOID, hex16(database_epoch())},
                                   {TEXTOID, std::to_string(seq)},
                                   {TEXTOID, tables_text(plan)}};
   std::vector<Column> cols;

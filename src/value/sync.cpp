@@ -132,9 +132,9 @@ ValueHeader read_header(const Jsonb *value) {
   uint64_t ignored = 0;
   if (!parse_event_id(std::string(epoch->str()) + ":1", h.epoch, ignored))
     bad_value("Its \"epoch\" is not 16 hexadecimal digits.");
-  if (h.epoch != shared_epoch())
-    reload_required("The value was loaded before the server restarted (epoch " +
-                    std::string(epoch->str()) + ").");
+  if (h.epoch != database_epoch())
+    reload_required("The value was loaded in another database, or before the server restarted " +
+                    ("(epoch " + std::string(epoch->str()) + ")."));
   h.assocs = *assocs;
   h.rows = *rows;
   return h;

@@ -242,7 +242,7 @@ static std::string marker_name(Oid relid) {
 void notify(Oid relid, uint64 seq, Op op) {
   std::string channel = channel_name(relid ? relid : 0);
   std::string table = op == Op::Reload ? marker_name(relid) : display_name(relid);
-  std::string payload = format_payload(shared_epoch(), seq, table, op);
+  std::string payload = format_payload(database_epoch(), seq, table, op);
   pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
 }
 
@@ -263,7 +263,7 @@ uint64 notify_held(const std::vector<Event> &events) {
 uint64 wake_held(const std::vector<InterestHit> &hits) {
   uint64 sent = 0;
   auto notify = [&](const std::string &channel, uint64 seq) {
-    std::string payload = "{\"event\": \"" + format_event_id(shared_epoch(), seq) + "\"}";
+    std::string payload = "{\"event\": \"" + format_event_id(database_epoch(), seq) + "\"}";
     pg_call([&] { Async_Notify(channel.c_str(), payload.c_str()); });
     sent++;
   };

@@ -18,7 +18,7 @@ SELECT ectosync.watch('persons', '["profile", {"posts": {"tags": {"posts": []}}}
 SELECT ectosync.watch('"Weird Table"', '["post"]') IS NOT NULL AS weird_watched;
 
 -- The parts of a value that vary from run to run (the table's oid, the
--- shared-memory epoch, the last event's seq) are checked here once and
+-- database's epoch, the last event's seq) are checked here once and
 -- left out below.
 SELECT (v->>'relid')::oid = 'posts'::regclass AS relid_ok,
        v->>'epoch' ~ '^[0-9a-f]{16}$' AS epoch_ok,
@@ -27,7 +27,7 @@ SELECT (v->>'relid')::oid = 'posts'::regclass AS relid_ok,
        v->'filter' AS filter
   FROM ectosync.load('posts') v;
 
--- epoch and seq are the shared memory's: seq is the last event queued
+-- epoch and seq are the database's: seq is the last event queued
 -- before the value's query ran (here, the update of a watched table).
 UPDATE tags SET name = 'coding' WHERE id = 3;
 SELECT v->>'epoch' = s.epoch AS same_epoch, (v->>'seq')::bigint = s.last_seq AS seq_is_last_event,

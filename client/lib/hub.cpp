@@ -57,8 +57,11 @@ void Hub::call_back(const std::vector<std::string> &names) {
   for (const std::string &name : names) {
     auto it = holders_.find(name);
     if (it == holders_.end() || !it->second.on_change) continue; /* (removed by a callback) */
+    /* (a copy: a callback that removes its own holder destroys the
+     * entry's function while it runs) */
+    std::function<void(Holder &)> on_change = it->second.on_change;
     try {
-      it->second.on_change(*it->second.holder);
+      on_change(*it->second.holder);
     } catch (...) {
       if (!first) first = std::current_exception();
     }
@@ -130,7 +133,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     /* (the iterators stay valid: nothing in this loop adds or removes
      * holders; the callbacks run after it) */
     auto it = entry_of[static_cast<size_t>(i)];
-    if (it == holders_.end()) continue; /* (released meanwhile) */
+    if (it == holders_.end()) continue; /* (not this hub's when the reply came) */
     if (!r.is_null(i, 5)) {             /* this value alone failed: the others go on */
       errors_[r.str(i, 0)] = r.str(i, 5);
       continue;
@@ -205,6 +208,10 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       if (move && in_place) {
         forget_text(before);
         move->failed = true; /* (partly patched for the others too) */
+      } else if (move && holder.document().get() != before) {
+        /* It patched a copy: it no longer uses the document, which another
+         * holder must not take for its own alone and patch in place. */
+        move->holders--;
       }
       continue;
     }

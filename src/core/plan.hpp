@@ -10,7 +10,7 @@
  *    "relid": 16390,               -- the root table's oid: survives renames
  *    "assocs": {"tags": {}, "comments": {"author": {}}},  -- normalized spec
  *    "filter": {"author_id": 3} | null,  -- values as to_jsonb renders them
- *    "epoch": "5f1c0e7a9b3d2c41",  -- the shared-memory generation
+ *    "epoch": "5f1c0e7a9b3d2c41",  -- the database's in this generation of shared memory
  *    "seq": 1234,                  -- last event reflected
  *    "tables": [16390, 16402],     -- the oids its assocs led to
  *    ["unwatched": true,]          -- read under load_unwatched, uncaptured

@@ -355,8 +355,9 @@ bool Holder::matches_fresh_load() {
   for (int attempt = 0;; attempt++) {
     try {
       auto r = connection().exec(
-          "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - "
-          "'seq')",
+          /* (a held value has no seal: seal.hpp) */
+          "SELECT ($1::jsonb - 'seq' - 'seal') = (ectosync.load($2::regclass, $3::jsonb, "
+          "$4::jsonb) - 'seq' - 'seal')",
           {value(), opts_.table, opts_.assocs, filter_param()});
       return r.boolean(0, 0);
     } catch (const pg::ConnectionLost &) {

@@ -260,7 +260,7 @@ class Holder extends EventEmitter {
   // Does the local copy equal a fresh load (ignoring "seq")?
   async matchesFreshLoad() {
     const { rows } = await this.client.query(
-      "SELECT ($1::jsonb - 'seq') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - 'seq') AS same",
+      "SELECT ($1::jsonb - 'seq' - 'seal') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - 'seq' - 'seal') AS same",
       [JSON.stringify(this.value), this.table, this.assocs, this.filter],
     );
     return rows[0].same;

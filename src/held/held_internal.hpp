@@ -7,6 +7,7 @@
 #pragma once
 
 #include "core/plan.hpp"
+#include "pg/sql_context.hpp"
 #include "shmem/shmem.hpp"
 #include "value/jsonb_writer.hpp"
 #include "value/parts.hpp"
@@ -34,9 +35,6 @@ struct TableHome {
   bool operator==(const TableHome &o) const { return owner == o.owner && schema == o.schema; }
   bool operator!=(const TableHome &o) const { return !(*this == o); }
 };
-
-/* Custom settings (placeholders) by name, and their values (held_settings.cpp). */
-using CustomSettings = std::vector<std::pair<std::string, std::string>>;
 
 struct Held {
   Oid relid = InvalidOid;

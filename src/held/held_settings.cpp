@@ -34,20 +34,6 @@ extern "C" {
 
 namespace ectosync {
 
-/* The session's custom settings now, in name order. */
-static CustomSettings custom_settings() {
-  CustomSettings out;
-  int count = pg_call([] { return GetNumConfigOptions(); });
-  struct config_generic **vars = pg_call([] { return get_guc_variables(); });
-  for (int i = 0; i < count; i++) {
-    if (!(vars[i]->flags & GUC_CUSTOM_PLACEHOLDER)) continue;
-    const char *name = vars[i]->name;
-    const char *value = pg_call([&] { return GetConfigOption(name, true, false); });
-    out.emplace_back(name, value ? value : "");
-  }
-  return out;
-}
-
 /* The last settings kept: a hub's values held under one set share a copy
  * (request.jwt.claims or request.headers may be kilobytes). */
 std::shared_ptr<const CustomSettings> kept_settings() {

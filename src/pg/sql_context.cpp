@@ -11,6 +11,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 }
 
 #include <cstring>
@@ -152,6 +153,19 @@ void with_caller_search_path(void (*fn)(void *), void *arg) {
     fn(arg);
     AtEOXact_GUC(false, level);
   });
+}
+
+CustomSettings custom_settings() {
+  CustomSettings out;
+  int count = pg_call([] { return GetNumConfigOptions(); });
+  struct config_generic **vars = pg_call([] { return get_guc_variables(); });
+  for (int i = 0; i < count; i++) {
+    if (!(vars[i]->flags & GUC_CUSTOM_PLACEHOLDER)) continue;
+    const char *name = vars[i]->name;
+    const char *value = pg_call([&] { return GetConfigOption(name, true, false); });
+    out.emplace_back(name, value ? value : "");
+  }
+  return out;
 }
 
 }  // namespace ectosync

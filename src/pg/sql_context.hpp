@@ -31,6 +31,8 @@
 #include "pg/pg_boundary.hpp"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ectosync {
 
@@ -98,6 +100,16 @@ void require_pinned(const std::string &sql);
  * which spi_execute_saved() checks when it prepares it).
  */
 void require_pinned_settings(const std::string &sql);
+
+/*
+ * The session's custom settings now, in name order: names with a dot that
+ * no loaded module defines (PostgreSQL's placeholders), which row level
+ * security policies may read (current_setting('app.tenant'),
+ * request.jwt.claims).  Held values read under those they were held with
+ * (held_settings.cpp); a value's seal covers them (value/seal.hpp).
+ */
+using CustomSettings = std::vector<std::pair<std::string, std::string>>;
+CustomSettings custom_settings();
 
 /* The caller's own search_path: before the outermost guard, or the current one. */
 std::string caller_search_path();

@@ -214,6 +214,8 @@ static void shmem_startup() {
     shared->epoch = new_epoch();
     if (!pg_strong_random(shared->channel_key, sizeof shared->channel_key))
       ereport(FATAL, (errmsg("ecto_sync: could not generate a random key for channel names")));
+    if (!pg_strong_random(shared->seal_key, sizeof shared->seal_key))
+      ereport(FATAL, (errmsg("ecto_sync: could not generate a random key for values' seals")));
     shared->slots_lock = &locks[0].lock;
     shared->cache_lock = &locks[1].lock;
     shared->interest_lock = &locks[2].lock;
@@ -272,6 +274,10 @@ static void require_shared() {
   if (!shared)
     ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                     errmsg("ecto_sync must be loaded via shared_preload_libraries")));
+}
+
+const uint8_t *seal_key() {
+  return shared->seal_key;
 }
 
 uint64_t database_epoch() {

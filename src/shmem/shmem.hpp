@@ -30,6 +30,10 @@ namespace ectosync {
  */
 uint64_t database_epoch();
 
+/* The key of values' seals (value/seal.cpp): random at startup, never shown. */
+constexpr size_t kSealKeySize = 32;
+const uint8_t *seal_key();
+
 /* The last seq queued in this database (0: none yet). */
 uint64_t last_seq();
 

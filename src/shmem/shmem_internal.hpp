@@ -202,7 +202,8 @@ void held_shared_shmem_startup(LWLock *lock);
 
 struct EctoShared {
   uint64 epoch;
-  uint8 channel_key[32]; /* set at startup, never shown: held values' channels */
+  uint8 channel_key[32];        /* set at startup, never shown: held values' channels */
+  uint8 seal_key[kSealKeySize]; /* likewise: values' seals (value/seal.cpp) */
   LWLock *slots_lock;
   LWLock *cache_lock;
   LWLock *interest_lock;

@@ -16,6 +16,7 @@
  * an object or null.  Identifiers are quoted; values are parameters.
  */
 #include "value/catalog.hpp"
+#include "value/seal.hpp"
 #include "value/catalog_internal.hpp"
 #include "value/keys.hpp"
 #include "capture/watch.hpp"
@@ -489,7 +490,11 @@ ECTOSYNC_FUNCTION(ectosync_load) {
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   Jsonb *filter = jsonb_arg_or_null(fcinfo, 2);
-  Jsonb *value = load_value(relid, assocs, filter);
+  Jsonb *value = [&] {
+    Jsonb *loaded = load_value(relid, assocs, filter);
+    /* (a client's value: sync() takes it back; held values never leave) */
+    return needs_seal(resolve_plan(relid, assocs)) ? with_seal(loaded) : loaded;
+  }();
   PG_RETURN_JSONB_P(value);
 }
 

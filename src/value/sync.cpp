@@ -46,6 +46,7 @@
 #include "core/plan.hpp"
 #include "shmem/shmem.hpp"
 #include "value/patcher.hpp"
+#include "value/seal.hpp"
 #include "value/sync.hpp"
 
 extern "C" {
@@ -454,6 +455,17 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
    * nothing of them, neither a marker's reason nor whether they were
    * written since the value's seq. */
   check_select_privileges(plan);
+  /* Under row level security, only a value the server made for the caller,
+   * at its seq (seal.hpp): a forged one would learn from the patch what the
+   * policies hide.  (Before any event is read.) */
+  bool sealed = needs_seal(plan);
+  ValueDigest digest{};
+  if (sealed && !seal_holds(value, &digest))
+    reload_required(
+        "Row level security applies to a table of the value, and its \"seal\" is "
+        "missing or not one that load() or sync() gave it, at its seq, for this "
+        "caller (its user, session user and custom settings).");
+  Jsonb *given = value;
   /* The heads in chunks: the slot's lock, which every committing writer
    * needs, is held for one chunk at a time. */
   constexpr uint64_t kChunk = 4096;
@@ -482,7 +494,12 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
     }
     from = to;
   }
-  return h.seq < upto ? with_seq(value, upto) : value;
+  Jsonb *result = h.seq < upto ? with_seq(value, upto) : value;
+  if (result == given) return result;
+  /* (sealed again at its new seq; a seal that no longer applies goes: sync()
+   * must not sign what it was not asked to check) */
+  if (sealed) return with_seal(result, value == given ? &digest : nullptr);
+  return jb::View(result).get("seal") ? without_seal(result) : result;
 }
 
 }  // namespace

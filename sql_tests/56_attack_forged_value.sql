@@ -1,0 +1,99 @@
+-- sync() trusts the value it is given, and what it does with the value's
+-- rows shows in the value it returns.  Under row level security, a value
+-- forged with guessed rows would learn which of them another user's change
+-- named: sync() removed the row whose key the hidden change had.  So a
+-- value under row level security carries a seal that only load() and
+-- sync() make, for the caller (its user, session user and custom
+-- settings) at the value's seq; sync() asks for a reload (ZE001) of a
+-- value whose seal is missing, another caller's, or of another seq.
+SET client_min_messages = warning;
+CREATE ROLE seal_owner LOGIN;
+CREATE ROLE seal_spy LOGIN;
+CREATE TABLE seal_accounts (id int PRIMARY KEY, owner name NOT NULL, balance numeric(10, 2), note text);
+ALTER TABLE seal_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON seal_accounts USING (owner = current_user);
+GRANT SELECT, INSERT, UPDATE ON seal_accounts TO seal_owner, seal_spy;
+CREATE TABLE seal_plain (id int PRIMARY KEY, note text);
+GRANT SELECT ON seal_plain TO seal_spy;
+SELECT ectosync.watch('seal_accounts') IS NOT NULL AS watched,
+       ectosync.watch('seal_plain') IS NOT NULL AS plain_watched;
+INSERT INTO seal_accounts VALUES (7, 'seal_owner', 1.00, 'secret'), (20, 'seal_spy', 2.50, 'mine');
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+
+CREATE FUNCTION pg_temp.try_sync(val jsonb, e text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE synced jsonb;
+BEGIN
+  synced := ectosync.sync(val, e);
+  RETURN 'rows: ' || (SELECT string_agg(r ->> 'id', ', ') FROM jsonb_array_elements(synced -> 'rows') r);
+EXCEPTION WHEN OTHERS THEN
+  DECLARE detail text;
+  BEGIN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || SQLERRM || ' / ' || coalesce(detail, '');
+  END;
+END $$;
+GRANT EXECUTE ON FUNCTION pg_temp.try_sync(jsonb, text) TO seal_spy;
+
+-- The spy's own value carries a seal; a value without row level security
+-- (or of a role that bypasses it) does not.
+SET ROLE seal_spy;
+SELECT ectosync.load('seal_accounts') AS spy_value \gset
+SELECT jsonb_typeof(:'spy_value'::jsonb -> 'seal') AS spy_seal,
+       ectosync.load('seal_plain') ? 'seal' AS plain_sealed;
+RESET ROLE;
+SELECT ectosync.load('seal_accounts') ? 'seal' AS superuser_sealed;
+
+-- The owner loads its value, then changes a row the spy cannot see.
+SET ROLE seal_owner;
+SELECT ectosync.load('seal_accounts') AS owner_value \gset
+UPDATE seal_accounts SET note = 'changed' WHERE id = 7;
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SELECT format('%s:%s', epoch, last_seq) AS hidden_event FROM ectosync.stats() \gset
+
+-- The spy forges a value of guessed rows 5, 7 and 9 just before that
+-- event: the one that sync() removes is the hidden row's key.  Without a
+-- seal, and with its own value's seal, it is asked to reload instead.
+SET ROLE seal_spy;
+SELECT jsonb_set(jsonb_set(:'spy_value'::jsonb, '{rows}',
+                           '[{"id": 5, "owner": "seal_owner", "balance": 0, "note": null},
+                             {"id": 7, "owner": "seal_owner", "balance": 0, "note": null},
+                             {"id": 9, "owner": "seal_owner", "balance": 0, "note": null}]'),
+                 '{seq}', to_jsonb(split_part(:'hidden_event', ':', 2)::bigint - 1)) AS forged \gset
+SELECT pg_temp.try_sync(:'forged'::jsonb - 'seal', :'hidden_event') AS without_seal;
+SELECT pg_temp.try_sync(:'forged', :'hidden_event') AS with_another_seal;
+RESET ROLE;
+
+-- A value that another role loaded is not the spy's either; its own value
+-- with its seq moved (to skip what happened since) is not the one sealed;
+-- nor is one synced under other custom settings, which policies may read.
+SET ROLE seal_owner;
+SELECT pg_temp.try_sync(:'owner_value', :'hidden_event') AS owner_syncs_own;
+SET ROLE seal_spy;
+SELECT pg_temp.try_sync(:'owner_value', :'hidden_event') AS spy_syncs_owners;
+SELECT pg_temp.try_sync(jsonb_set(:'spy_value', '{seq}', to_jsonb((:'spy_value'::jsonb ->> 'seq')::bigint - 1)),
+                        :'hidden_event') AS seq_moved;
+SET app.tenant = 'other';
+SELECT pg_temp.try_sync(:'spy_value', :'hidden_event') AS other_settings;
+RESET app.tenant;
+SELECT pg_temp.try_sync(:'spy_value', :'hidden_event') AS spy_syncs_own;
+RESET ROLE;
+
+-- The spy's own value syncs as ever: to a fresh load's seq, it is that
+-- load, seal and all.  Printed again by a client that normalizes numbers
+-- (2.50 as 2.5, as JavaScript does), it keeps its seal.
+SET ROLE seal_spy;
+UPDATE seal_accounts SET note = 'mine, changed' WHERE id = 20;
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SELECT format('%s:%s', epoch, last_seq) AS own_event FROM ectosync.stats() \gset
+SET ROLE seal_spy;
+SELECT ectosync.sync(:'spy_value', :'own_event') = ectosync.load('seal_accounts')
+         AS equals_fresh_load,
+       pg_temp.try_sync(replace(:'spy_value', '2.50', '2.5')::jsonb, :'own_event') AS reprinted;
+RESET ROLE;
+
+SELECT ectosync.unwatch('seal_accounts'), ectosync.unwatch('seal_plain');
+DROP TABLE seal_accounts, seal_plain;
+DROP FUNCTION pg_temp.try_sync(jsonb, text);
+DROP ROLE seal_owner, seal_spy;

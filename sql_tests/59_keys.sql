@@ -234,6 +234,16 @@ SELECT ectosync.watch('bare');
 CREATE DOMAIN bare_code AS bpchar;
 CREATE TABLE bare_domain (code bare_code PRIMARY KEY);
 SELECT ectosync.watch('bare_domain');
+-- Nor as a filter or $query column: a load compares it ignoring trailing
+-- blanks, and patches as it renders ('a ' and 'a' differ).  IS NULL is exact.
+CREATE TABLE bare_items (id int PRIMARY KEY, code bpchar, dcode bare_code);
+SELECT ectosync.watch('bare_items') IS NOT NULL AS watched;
+INSERT INTO bare_items VALUES (1, 'a ', 'a '), (2, NULL, NULL);
+SELECT ectosync.load('bare_items', '[]', '{"code": "a"}');
+SELECT ectosync.load('bare_items', '[]', '{"dcode": "a"}');
+SELECT ectosync.load('bare_items', '{"$query": {"where": [["code", "=", "a"]]}}');
+SELECT ectosync.load('bare_items', '{"$query": {"order_by": "dcode", "limit": 1}}');
+SELECT ectosync.load('bare_items', '[]', '{"code": null}') -> 'rows' AS code_is_null;
 -- A foreign key that PostgreSQL accepts between columns whose values
 -- render differently: varchar 'ab' references char(4) 'ab  '.  The
 -- association it makes is refused, as a definition pairing them is.
@@ -244,6 +254,6 @@ SELECT ectosync.load('codes', '["tagged"]');
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
   FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
-               ('funds'), ('grants'), ('boxes'), ('box_items')) v(t);
+               ('funds'), ('grants'), ('boxes'), ('box_items'), ('bare_items')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -40,6 +40,14 @@ Column query_column(const TableDesc &table, const Json &name, const char *where)
                      "strings (bytewise), booleans, dates and timestamps.",
                      "Use a column of type smallint, integer, bigint, numeric, oid, text, "
                      "varchar, char, uuid, boolean, date, timestamp or timestamptz.");
+  if (col->bare_bpchar)
+    throw AssocError(kFeatureNotSupported,
+                     "column \"" + col->name + "\" of table " + display(table) +
+                         " has type bpchar without a length, which $query " + where +
+                         " cannot compare",
+                     "The server compares bpchar ignoring trailing blanks, and sync() its values "
+                     "as they render, with them: they could disagree.",
+                     "Use a char(n), varchar or text column.");
   Column out = plan_column(*col);
   /* Values are read as the type without its typmod, so that 1.005 is not
    * rounded for a numeric(6,2) column, nor 'abcdef' cut for a varchar(3);

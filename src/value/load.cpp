@@ -277,6 +277,15 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
                   "type's equality: they could disagree.",
                   "Filter by a column of a number, text, uuid, boolean, date, time stamp, enum "
                   "or bytea type (text of a deterministic collation).");
+    /* (bpchar's equality ignores trailing blanks; its values render with
+     * them, and patches compare them so: char(n) pads every value alike) */
+    if (col->bare_bpchar && value.type != Json::Type::Null)
+      throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                  "cannot filter by column \"" + name + "\" of table " + desc.schema + "." +
+                      desc.name + ": it has type bpchar without a length",
+                  "A load compares bpchar ignoring trailing blanks, and patches compare its "
+                  "values as they render, with them: they could disagree.",
+                  "Filter by a char(n), varchar or text column.");
     FilterEntry entry;
     entry.column = plan_column(*col);
     if (value.type != Json::Type::Null) {

@@ -301,8 +301,13 @@ ALTER FUNCTION ectosync.subscribe(regclass, jsonb) SET search_path = pg_catalog,
 REVOKE EXECUTE ON FUNCTION ectosync._jsonb_rebuild(jsonb, int) FROM PUBLIC;
 
 -- A watch's spec holds its lists' constants (a $query's where: a tenant,
--- an email): a role sees the watches of the tables it may read, no others.
--- (ecto_sync's own reads and writes run as a superuser.)
+-- an email), of any table on its paths: a role sees the watches whose
+-- every table it may read, no others.  (ecto_sync's own reads and writes
+-- run as a superuser.)
 ALTER TABLE ectosync.watches ENABLE ROW LEVEL SECURITY;
-CREATE POLICY readable_root ON ectosync.watches FOR SELECT
-  USING (pg_catalog.has_table_privilege(root::pg_catalog.oid, 'SELECT'));
+CREATE POLICY readable_tables ON ectosync.watches FOR SELECT
+  USING (pg_catalog.has_table_privilege(root::pg_catalog.oid, 'SELECT')
+         AND NOT EXISTS (
+           SELECT FROM pg_catalog.jsonb_array_elements(tables) AS t(need)
+            WHERE NOT pg_catalog.has_table_privilege(
+                        (need OPERATOR(pg_catalog.->>) 'relid')::pg_catalog.oid, 'SELECT')));

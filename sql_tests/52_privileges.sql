@@ -151,16 +151,25 @@ DROP SCHEMA priv_hr CASCADE;
 
 -- ==== the watches a role may see ====
 -- A watch's spec holds its lists' constants (a $query's where: a tenant,
--- an email): a role sees the watches of the tables it may read, no others.
+-- an email), of any table on its paths: a role sees the watches whose
+-- every table it may read, no others (reading the root is not enough).
 SELECT ectosync.watch('persons', '{"$query": {"where": [["name", "=", "a secret name"]]}}')
   IS NOT NULL AS watched;
+SELECT ectosync.watch('persons', '{"posts": {"$query": {"where": [["title", "=", "a secret title"]]}}}')
+  IS NOT NULL AS nested_watched;
 SET ROLE regress_ectosync_a;
 SELECT count(*) AS watches_seen_without_select FROM ectosync.watches;
 RESET ROLE;
 GRANT SELECT ON persons TO regress_ectosync_a;
 SET ROLE regress_ectosync_a;
-SELECT root, spec #>> '{$query,where,0,2}' AS constant FROM ectosync.watches;
+SELECT root, spec #>> '{$query,where,0,2}' AS constant, spec ? 'posts' AS nested
+  FROM ectosync.watches;
 RESET ROLE;
+GRANT SELECT ON posts TO regress_ectosync_a;
+SET ROLE regress_ectosync_a;
+SELECT count(*) AS watches_seen_with_posts FROM ectosync.watches;
+RESET ROLE;
+REVOKE ALL ON posts FROM regress_ectosync_a;
 REVOKE ALL ON persons FROM regress_ectosync_a;
 SELECT ectosync.unwatch('persons');
 

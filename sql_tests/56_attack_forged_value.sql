@@ -93,7 +93,53 @@ SELECT ectosync.sync(:'spy_value', :'own_event') = ectosync.load('seal_accounts'
        pg_temp.try_sync(replace(:'spy_value', '2.50', '2.5')::jsonb, :'own_event') AS reprinted;
 RESET ROLE;
 
-SELECT ectosync.unwatch('seal_accounts'), ectosync.unwatch('seal_plain');
-DROP TABLE seal_accounts, seal_plain;
+-- A genuine value stopped at another user's hidden change, with a change
+-- of the spy's own after it: rows are read as they are now, so a page
+-- (an offset) that the patcher read again showed the spy's later row, and
+-- one it did not, did not; and it read the page again when the hidden row
+-- had been ahead of its first row.  Under row level security sync() now
+-- goes to what the worker loaded, and the hidden row's old values decide
+-- nothing: a fresh load either way.
+CREATE TABLE seal_pages (id int PRIMARY KEY, owner name NOT NULL, rank int NOT NULL);
+ALTER TABLE seal_pages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON seal_pages USING (owner = current_user);
+GRANT SELECT, INSERT, UPDATE, DELETE ON seal_pages TO seal_owner, seal_spy;
+\set page_spec '{"$query": {"order_by": "rank", "offset": 1, "limit": 2}}'
+SELECT ectosync.watch('seal_pages', :'page_spec') IS NOT NULL AS page_watched;
+INSERT INTO seal_pages VALUES (1, 'seal_spy', 10), (2, 'seal_spy', 20), (3, 'seal_spy', 30),
+                              (4, 'seal_spy', 40), (5, 'seal_owner', 5), (6, 'seal_owner', 35);
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SET ROLE seal_spy;
+SELECT ectosync.load('seal_pages', :'page_spec') AS page \gset
+SET ROLE seal_owner;
+UPDATE seal_pages SET rank = 6 WHERE id = 5; -- ahead of the page's first row (20)
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SELECT format('%s:%s', epoch, last_seq) AS hidden_event FROM ectosync.stats() \gset
+SET ROLE seal_spy;
+INSERT INTO seal_pages VALUES (7, 'seal_spy', 1);
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SET ROLE seal_spy;
+SELECT ectosync.sync(:'page', :'hidden_event') -> 'rows'
+         = ectosync.load('seal_pages', :'page_spec') -> 'rows' AS hidden_ahead_fresh_rows;
+SELECT ectosync.load('seal_pages', :'page_spec') AS page \gset
+SET ROLE seal_owner;
+UPDATE seal_pages SET rank = 36 WHERE id = 6; -- behind the page's first row (10)
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SELECT format('%s:%s', epoch, last_seq) AS hidden_event FROM ectosync.stats() \gset
+SET ROLE seal_spy;
+DELETE FROM seal_pages WHERE id = 7;
+RESET ROLE;
+SELECT ectosync.wait_for_worker(10000) AS caught_up;
+SET ROLE seal_spy;
+SELECT ectosync.sync(:'page', :'hidden_event') -> 'rows'
+         = ectosync.load('seal_pages', :'page_spec') -> 'rows' AS hidden_behind_fresh_rows;
+RESET ROLE;
+
+SELECT ectosync.unwatch('seal_accounts'), ectosync.unwatch('seal_plain'),
+       ectosync.unwatch('seal_pages');
+DROP TABLE seal_accounts, seal_plain, seal_pages;
 DROP FUNCTION pg_temp.try_sync(jsonb, text);
 DROP ROLE seal_owner, seal_spy;

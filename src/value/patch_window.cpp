@@ -115,6 +115,10 @@ std::optional<int> Patcher::compare_to_old(const ListQuery &q, const std::vector
 std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, const ListCtx &ctx,
                                        jb::View first) {
   if (ev_.op == Op::Insert) return false;
+  /* Under row level security the row may be one the caller cannot see:
+   * its old values must decide nothing (the window is read again), or
+   * whether the caller's value moved would tell where the row was. */
+  if (rls(event_table_)) return std::nullopt;
   if (s.texts != ev_.old_pk()) return std::nullopt; /* the new key of a key change */
   if (ctx.kind == ListCtx::HasMany) {
     std::optional<Texts> link = old_texts(ctx.assoc->target_cols);
@@ -130,12 +134,10 @@ std::optional<bool> Patcher::was_ahead(const RowState &s, const PlanNode &n, con
   if (*order < 0) return false; /* it sorted after the first row */
   /* It sorted ahead, and was ahead if it was in the list then: if nothing
    * but the parent (told above) decides that.  The old values of a where's
-   * or a filter's columns may be missing, a many_to_many's links are known
-   * only as they are now, and under row level security the caller may not
-   * have seen the row then. */
+   * or a filter's columns may be missing, and a many_to_many's links are
+   * known only as they are now. */
   bool filtered = ctx.kind == ListCtx::Root && filter_.is_object() && filter_.size() > 0;
-  if (n.query.where.empty() && !filtered && ctx.kind != ListCtx::ManyToMany && !rls(event_table_))
-    return true;
+  if (n.query.where.empty() && !filtered && ctx.kind != ListCtx::ManyToMany) return true;
   return std::nullopt;
 }
 

@@ -446,7 +446,8 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
                 "Pass the payload of an ectosync_<relid> notification.");
   /* (the value is of this run, read_header() checked: this event is not) */
   if (ref.epoch != h.epoch) return value;
-  uint64_t upto = std::min<uint64_t>(ref.seq, pg_call([] { return loaded_seq(); }));
+  uint64_t loaded = pg_call([] { return loaded_seq(); });
+  uint64_t upto = std::min<uint64_t>(ref.seq, loaded);
   if (upto <= h.seq) return value; /* already reflected, or not loaded yet */
   const Plan &plan = value_plan(h);
   refuse_moved_tables(value, plan);
@@ -465,6 +466,12 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
         "Row level security applies to a table of the value, and its \"seal\" is "
         "missing or not one that load() or sync() gave it, at its seq, for this "
         "caller (its user, session user and custom settings).");
+  /* ... and all the way to what the worker loaded.  Rows are read as they
+   * are now: stopped at an earlier event, the value would show the
+   * caller's own later changes or not, as the patcher read a list again
+   * or not, and that may turn on the columns of rows the caller cannot
+   * see. */
+  if (sealed) upto = loaded;
   Jsonb *given = value;
   /* The heads in chunks: the slot's lock, which every committing writer
    * needs, is held for one chunk at a time. */

@@ -309,5 +309,5 @@ CREATE POLICY readable_tables ON ectosync.watches FOR SELECT
   USING (pg_catalog.has_table_privilege(root::pg_catalog.oid, 'SELECT')
          AND NOT EXISTS (
            SELECT FROM pg_catalog.jsonb_array_elements(tables) AS t(need)
-            WHERE NOT pg_catalog.has_table_privilege(
-                        (need OPERATOR(pg_catalog.->>) 'relid')::pg_catalog.oid, 'SELECT')));
+            WHERE pg_catalog.has_table_privilege(
+                    (need OPERATOR(pg_catalog.->>) 'relid')::pg_catalog.oid, 'SELECT') IS NOT TRUE));

@@ -355,7 +355,7 @@ bool Holder::matches_fresh_load() {
   for (int attempt = 0;; attempt++) {
     try {
       auto r = connection().exec(
-          /* (a held value has no seal: seal.hpp) */
+          /* (a held value has no seal; a synced one's covers its seq) */
           "SELECT ($1::jsonb - 'seq' - 'seal') = (ectosync.load($2::regclass, $3::jsonb, "
           "$4::jsonb) - 'seq' - 'seal')",
           {value(), opts_.table, opts_.assocs, filter_param()});

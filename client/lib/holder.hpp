@@ -116,7 +116,7 @@ class Holder {
   int pump(std::chrono::milliseconds timeout);
   /* Handle notifications until none came for quiet, or until timeout. */
   void drain(std::chrono::milliseconds quiet, std::chrono::milliseconds timeout);
-  /* The held value equals a fresh load (ignoring "seq")?  Asks the server. */
+  /* The held value equals a fresh load (ignoring "seq" and "seal")?  Asks the server. */
   bool matches_fresh_load();
   /* Keep draining until the value equals a fresh load, up to timeout. */
   bool converge(std::chrono::milliseconds timeout);

@@ -22,8 +22,9 @@
 //
 // Numbers: pg parses jsonb with JSON.parse, so numbers are JS doubles.  Keys
 // (bigint ids) beyond 2^53 would lose digits; they would need a big-number
-// JSON parser (pg.types.setTypeParser(3802, ...)).  The event seqs compared
-// below stay far below 2^53.
+// JSON parser (pg.types.setTypeParser(3802, ...)).  Under row level security
+// a stateless value carries a seal over its digits: one lost makes every
+// sync() a reload (ZE001).  The event seqs compared below stay far below 2^53.
 'use strict';
 
 const { EventEmitter } = require('node:events');
@@ -257,7 +258,7 @@ class Holder extends EventEmitter {
     while (this.busy) await this.busy;
   }
 
-  // Does the local copy equal a fresh load (ignoring "seq")?
+  // Does the local copy equal a fresh load (ignoring "seq" and "seal")?
   async matchesFreshLoad() {
     const { rows } = await this.client.query(
       "SELECT ($1::jsonb - 'seq' - 'seal') = (ectosync.load($2::regclass, $3::jsonb, $4::jsonb) - 'seq' - 'seal') AS same",

@@ -124,18 +124,24 @@ void lock_watches() {
  * Warns of a watch that a refresh found broken, in the session whose
  * command ran the refresh: any role's DDL refreshes every watch.  A
  * watch's spec holds its lists' constants (a $query's where: a tenant, an
- * email), which ectosync.watches shows only to roles that may read its
- * table; so does this.  The role that ran the command (its SET ROLE, not
- * the superuser refresh() runs as) gets the WARNING only if it may read
- * the watch's table; otherwise it goes to the server log alone.  (The
- * watch of a dropped table: only to a superuser.)
+ * email) of any table on its paths, which ectosync.watches shows only to
+ * roles that may read all its tables; so does this.  The role that ran
+ * the command (its SET ROLE, not the superuser refresh() runs as) gets
+ * the WARNING only if it may read every table of the watch; otherwise it
+ * goes to the server log alone.  (A watch of a dropped table: only to a
+ * superuser.)
  */
 void warn_of_watch(const Watch &w, const std::string &message, const std::string &detail) {
+  std::vector<uint32_t> tables{w.root};
+  for (const auto &[relid, need] : parse_needs(w.tables)) tables.push_back(relid);
   bool readable = pg_call([&] {
     Oid caller = GetOuterUserId();
     if (superuser_arg(caller)) return true;
-    return get_rel_relkind(w.root) != '\0' &&
-           pg_class_aclcheck(w.root, caller, ACL_SELECT) == ACLCHECK_OK;
+    for (uint32_t relid : tables)
+      if (get_rel_relkind(relid) == '\0' ||
+          pg_class_aclcheck(relid, caller, ACL_SELECT) != ACLCHECK_OK)
+        return false;
+    return true;
   });
   warn(message, detail, readable ? WARNING : LOG_SERVER_ONLY);
 }

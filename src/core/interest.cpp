@@ -9,16 +9,16 @@
 #include <cstring>
 
 namespace ectosync {
-namespace {
 
-/* splitmix64's finalizer: spreads FNV's bits over the whole word. */
-uint64_t mix(uint64_t x) {
+uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
   x ^= x >> 27;
   x *= 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
+
+namespace {
 
 bool contains(const uint32_t *a, int n, uint32_t v) {
   return std::find(a, a + n, v) != a + n;
@@ -105,7 +105,7 @@ uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value) 
   feed(&relid, sizeof relid);
   feed(&attnum, sizeof attnum);
   feed(value.data(), value.size());
-  return mix(h);
+  return mix64(h);
 }
 
 size_t Interest::bytes(int bloom_bits) {

@@ -68,6 +68,10 @@ constexpr int kRangeBoundBytes = 96; /* a longer bound: the table is wild */
 constexpr int kMaxBloomBits = 4096 * 8;
 constexpr int kMaxBloomWords = kMaxBloomBits / 64;
 
+/* splitmix64's finalizer: a bijection that spreads every bit of x over the
+ * whole word (tokens' FNV hashes; the database in its epoch). */
+uint64_t mix64(uint64_t x);
+
 /* hash(table, attnum, value text): what a key value of an event stands for. */
 uint64_t interest_token(uint32_t relid, int16_t attnum, std::string_view value);
 

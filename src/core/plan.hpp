@@ -13,6 +13,7 @@
  *    "epoch": "5f1c0e7a9b3d2c41",  -- the database's in this generation of shared memory
  *    "seq": 1234,                  -- last event reflected
  *    "tables": [16390, 16402],     -- the oids its assocs led to
+ *    ["seal": "<32 hex digits>",]  -- under row level security (value/seal.hpp)
  *    ["unwatched": true,]          -- read under load_unwatched, uncaptured
  *    ["uncommitted": true,]        -- read where its tables were written
  *    "rows": [row, ...]}           -- ordered by primary key, or as the

@@ -146,8 +146,6 @@ const Plan &held_plan(const Held &h);
 /* The owners and schemas of tables (InvalidOid for one that is gone). */
 std::vector<TableHome> table_homes(const std::vector<uint32_t> &tables);
 uint64_t value_seq(const Jsonb *value);
-/* sharing.cpp: whether row level security applies to the caller on a table of plan. */
-bool row_security(const Plan &plan);
 
 /* held_interest.cpp */
 bool interest_follows_rows(const Plan &plan, const Jsonb *filter);

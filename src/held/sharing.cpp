@@ -28,7 +28,6 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/rls.h"
 #include "storage/ipc.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -42,14 +41,6 @@ extern "C" {
 #include <tuple>
 
 namespace ectosync {
-
-/* Whether row level security applies to the caller on a table of plan. */
-bool row_security(const Plan &plan) {
-  for (uint32_t relid : plan.tables())
-    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
-      return true;
-  return false;
-}
 
 namespace {
 

@@ -282,13 +282,8 @@ const uint8_t *seal_key() {
 
 uint64_t database_epoch() {
   if (!shared) return 0;
-  /* (splitmix64's finalizer: a bijection, so that no two databases share
-   * an epoch) */
-  uint64 z = (uint64)MyDatabaseId + UINT64CONST(0x9e3779b97f4a7c15);
-  z = (z ^ (z >> 30)) * UINT64CONST(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64CONST(0x94d049bb133111eb);
-  z ^= z >> 31;
-  uint64 epoch = shared->epoch ^ z;
+  /* (a bijection of the oid: no two databases share an epoch) */
+  uint64 epoch = shared->epoch ^ mix64(MyDatabaseId);
   return epoch ? epoch : 1;
 }
 

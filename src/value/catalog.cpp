@@ -22,6 +22,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
+#include "utils/rls.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -574,6 +575,13 @@ void catalog_init() {
 
 bool bypasses_row_security() {
   return pg_call([] { return superuser() || has_bypassrls_privilege(GetUserId()); });
+}
+
+bool row_security(const Plan &plan) {
+  for (uint32_t relid : plan.tables())
+    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
+      return true;
+  return false;
 }
 
 bool row_security_enabled(uint32_t relid) {

@@ -60,8 +60,8 @@ Jsonb *load_list(const PlanNode &node, const ListSource &source,
                  int64_t next = 0);
 
 /*
- * The value load() returns (see plan.hpp), read as the calling role;
- * filter may be null.
+ * The value load() returns (see plan.hpp), read as the calling role, and
+ * sealed under row level security (seal.hpp); filter may be null.
  */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter);
 /* Whether load_value() refuses a value that no watch captures
@@ -92,5 +92,8 @@ void check_select_privileges(const Plan &plan);
 bool row_security_enabled(uint32_t relid);
 /* Whether the current role bypasses row level security (superuser, BYPASSRLS). */
 bool bypasses_row_security();
+/* Whether row level security applies to the caller on a table of plan
+ * (its values are not shared, and a client's carry a seal: seal.hpp). */
+bool row_security(const Plan &plan);
 
 }  // namespace ectosync

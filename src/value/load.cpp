@@ -379,11 +379,16 @@ std::string normalized_filter(const TableInfo &root, const Jsonb *filter) {
   return filter_text(parse_filter(root, filter), filter != nullptr);
 }
 
-/* The whole value of load() (see plan.hpp). */
+/* The whole value of load() (see plan.hpp), for a client: sealed under row
+ * level security, for sync() to take back (seal.hpp). */
 Jsonb *load_value(uint32_t relid, const Jsonb *assocs, const Jsonb *filter) {
   refuse_transaction_snapshot("load");
-  return load_value(resolve_plan(relid, assocs), filter,
-                    settings.load_unwatched ? Capture::Optional : Capture::Required);
+  const Plan &plan = resolve_plan(relid, assocs);
+  /* (before the load: its SPI may take invalidations, and plan with them) */
+  bool sealed = row_security(plan);
+  Jsonb *value =
+      load_value(plan, filter, settings.load_unwatched ? Capture::Optional : Capture::Required);
+  return sealed ? with_seal(value) : value;
 }
 
 Jsonb *load_value(const Plan &plan, const Jsonb *filter, Capture capture) {
@@ -499,11 +504,7 @@ ECTOSYNC_FUNCTION(ectosync_load) {
   Oid relid = PG_GETARG_OID(0);
   Jsonb *assocs = jsonb_arg_or_null(fcinfo, 1);
   Jsonb *filter = jsonb_arg_or_null(fcinfo, 2);
-  Jsonb *value = [&] {
-    Jsonb *loaded = load_value(relid, assocs, filter);
-    /* (a client's value: sync() takes it back; held values never leave) */
-    return needs_seal(resolve_plan(relid, assocs)) ? with_seal(loaded) : loaded;
-  }();
+  Jsonb *value = load_value(relid, assocs, filter);
   PG_RETURN_JSONB_P(value);
 }
 

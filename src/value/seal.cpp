@@ -22,7 +22,6 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/rls.h"
 }
 
 #include <cstring>
@@ -200,14 +199,6 @@ jb::Node copy_but_seal(const Jsonb *value) {
 }
 
 }  // namespace
-
-bool needs_seal(const Plan &plan) {
-  if (bypasses_row_security()) return false;
-  for (uint32_t relid : plan.tables())
-    if (pg_call([&] { return check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED; }))
-      return true;
-  return false;
-}
 
 Jsonb *with_seal(const Jsonb *value, const ValueDigest *digest) {
   std::string seal = seal_of(jb::View(value).get("seq"), digest ? *digest : digest_of(value));

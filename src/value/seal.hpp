@@ -24,7 +24,9 @@
  * prints the value again keeps its seal, as long as it keeps every digit.
  * Only values under row level security that applies to the caller carry
  * one: without it the caller may read every row a forged value could ask
- * about.  Held values never leave the server, and have none.
+ * about.  Held values have none: sync() never takes them back.  Every
+ * custom setting counts, also one set per request (a request id, HTTP
+ * headers): a value synced under another reloads (ZE001).
  */
 #pragma once
 
@@ -44,10 +46,6 @@ namespace ectosync {
  * besides them), so that a value whose seq alone moved is sealed again
  * without reading it. */
 using ValueDigest = std::array<uint8_t, 32>;
-
-/* Whether values of plan need a seal for the current role: row level
- * security applies to it on a table of the plan. */
-bool needs_seal(const Plan &plan);
 
 /* value with its "seal" for the caller (added or replaced); digest: the
  * value's, when known (only its seq moved since). */

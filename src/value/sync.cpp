@@ -31,11 +31,13 @@
  *    take, is read again (keyed load).
  *
  * An event brings the value up to it through every logged event after the
- * value's seq (sync_value()); events of tables that the value does not
- * hold leave its rows alone.  RELOAD markers of a held table, events that
- * left the event log, values of an earlier server run, values whose assocs
- * lead to other tables now, and values read where their tables were
- * written ("uncommitted") raise SQLSTATE ZE001: the client must load()
+ * value's seq (sync_value(); under row level security, up to what the
+ * worker loaded); events of tables that the value does not hold leave its
+ * rows alone.  RELOAD markers of a held table, events that left the event
+ * log, values of an earlier server run or another database, values whose
+ * assocs lead to other tables now, values read where their tables were
+ * written ("uncommitted"), and under row level security values whose seal
+ * does not hold (seal.hpp) raise SQLSTATE ZE001: the client must load()
  * again.  A value read for reading only ("unwatched") is refused (55000).
  */
 #include "value/catalog.hpp"
@@ -426,7 +428,8 @@ const Event &memoized_event(uint64_t epoch, uint64_t seq, Event &local) {
  * is brought up to the event through every logged event after its seq (in
  * order; those of other tables leave its rows alone), and no further than
  * the worker has loaded: the rows are cached then, and the event's own
- * notification follows its loading.  Its seq becomes that point.  So the
+ * notification follows its loading.  Its seq becomes that point (under
+ * row level security, what the worker loaded: see below).  So the
  * payload decides only how far: one that anybody may NOTIFY (of a seq
  * ahead of the real ones, of another server run or database, naming
  * another table) neither skips an event nor applies one before its rows
@@ -459,7 +462,7 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
   /* Under row level security, only a value the server made for the caller,
    * at its seq (seal.hpp): a forged one would learn from the patch what the
    * policies hide.  (Before any event is read.) */
-  bool sealed = needs_seal(plan);
+  bool sealed = row_security(plan);
   ValueDigest digest{};
   if (sealed && !seal_holds(value, &digest))
     reload_required(

@@ -504,8 +504,8 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
     }
     from = to;
   }
+  /* (past the early return, upto > the given seq: the result is always new) */
   Jsonb *result = h.seq < upto ? with_seq(value, upto) : value;
-  if (result == given) return result;
   /* (sealed again at its new seq; a seal that no longer applies goes: sync()
    * must not sign what it was not asked to check) */
   if (sealed) return with_seal(result, value == given ? &digest : nullptr);

@@ -89,7 +89,7 @@ SELECT ectosync.wait_for_worker();
 SET TimeZone = 'Asia/Tokyo';
 SET DateStyle = 'German';
 CREATE TEMP TABLE client (name text PRIMARY KEY, tbl regclass, assocs jsonb, copy jsonb,
-                          version bigint, stateless jsonb);
+                          version bigint, stateless jsonb, filter jsonb);
 INSERT INTO client
   SELECT n, t, a, ectosync.hold(n, t, a, listen => false), 0, ectosync.load(t, a)
   FROM (VALUES ('codes', 'codes'::regclass, '["code_items"]'::jsonb),
@@ -116,8 +116,8 @@ BEGIN
                       stateless = regress.apply(stateless)
       WHERE client.name = r.name;
   END LOOP;
-  RETURN QUERY SELECT client.name, (copy - 'seq') = (ectosync.load(tbl, assocs) - 'seq'),
-                      (stateless - 'seq') = (ectosync.load(tbl, assocs) - 'seq')
+  RETURN QUERY SELECT client.name, (copy - 'seq') = (ectosync.load(tbl, assocs, filter) - 'seq'),
+                      (stateless - 'seq') = (ectosync.load(tbl, assocs, filter) - 'seq')
     FROM client ORDER BY client.name;
 END $$;
 
@@ -212,6 +212,52 @@ SELECT * FROM pg_temp.step() WHERE name IN ('boxes', 'box_items');
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client
  WHERE name IN ('boxes', 'box_items') ORDER BY name;
 
+-- A parent's key is read as the child's type without its length: the
+-- handle 'abcdef' must not find the posts of 'abc' through a varchar(3)
+-- foreign key (as CAST('abcdef' AS varchar(3)) would), nor a price 1.005
+-- those of 1.01 through a numeric(6,2) one.
+CREATE TABLE handles (id int PRIMARY KEY, handle text UNIQUE NOT NULL, price numeric UNIQUE);
+CREATE TABLE handle_posts (id int PRIMARY KEY, handle varchar(3) REFERENCES handles (handle),
+                           price numeric(6,2) REFERENCES handles (price));
+INSERT INTO handles VALUES (1, 'abc', 1.01), (2, 'xyz', 2);
+INSERT INTO handle_posts VALUES (10, 'abc', 1.01);
+\set handle_assocs '{"by_handle": {"has_many": "handle_posts", "columns": ["handle"], "references": ["handle"]}, "by_price": {"has_many": "handle_posts", "columns": ["price"], "references": ["price"]}}'
+SELECT ectosync.watch('handles', :'handle_assocs') IS NOT NULL AS watched;
+-- A numeric key written at another scale is one row, not two: its value
+-- holds it once.  And oid keys, which to_jsonb writes as strings, link the
+-- integers that reference them.
+CREATE TABLE scaled (id numeric PRIMARY KEY, rank int, flag bool);
+INSERT INTO scaled VALUES (1.0, 1, false), (2, 2, true);
+SELECT ectosync.watch('scaled') IS NOT NULL AS watched;
+CREATE TABLE blob_notes (id int PRIMARY KEY, blob_id int8 NOT NULL, note text);
+\set blob_notes '{"notes": {"has_many": "blob_notes", "columns": ["blob_id"]}}'
+SELECT ectosync.watch('blobs', :'blob_notes') IS NOT NULL AS watched;
+-- A filter on a bytea foreign key: events carry its values as to_jsonb
+-- writes them (hex), whatever the writer's bytea_output.
+CREATE TABLE vaults (id int PRIMARY KEY, tag bytea UNIQUE);
+CREATE TABLE vault_items (id int PRIMARY KEY, tag bytea REFERENCES vaults (tag), note text);
+INSERT INTO vaults VALUES (1, '\x0102'), (2, '\x03');
+SELECT ectosync.watch('vault_items') IS NOT NULL AS watched;
+INSERT INTO client
+  SELECT n, t, a, ectosync.hold(n, t, a, f, listen => false), 0, ectosync.load(t, a, f), f
+  FROM (VALUES ('vault items', 'vault_items'::regclass, '[]'::jsonb, '{"tag": "\\x0102"}'::jsonb),
+               ('handles', 'handles', :'handle_assocs', NULL),
+               ('scaled by rank', 'scaled', '{"$query": {"order_by": "rank"}}', NULL),
+               ('scaled flagged', 'scaled', '[]', '{"flag": true}'),
+               ('blob notes', 'blobs', :'blob_notes', NULL)) v(n, t, a, f);
+UPDATE handles SET handle = 'abcdef', price = 1.005 WHERE id = 2;
+UPDATE scaled SET id = 1.00 WHERE id = 1.0;
+UPDATE scaled SET id = 1.000, flag = true WHERE id = 1.00;
+INSERT INTO blob_notes VALUES (1, 9, 'a'), (2, 10, 'b');
+UPDATE blob_notes SET blob_id = 100 WHERE id = 2;
+SET bytea_output = 'escape';
+INSERT INTO vault_items VALUES (1, '\x0102', 'a'), (2, '\x03', 'b');
+RESET bytea_output;
+SELECT * FROM pg_temp.step()
+ WHERE name IN ('handles', 'scaled by rank', 'scaled flagged', 'blob notes', 'vault items');
+SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client
+ WHERE name IN ('handles', 'scaled flagged', 'vault items') ORDER BY name;
+
 -- Keys that cannot be: a type events cannot carry as to_jsonb renders it,
 -- and a table whose only unique index allows NULLs.
 CREATE TABLE spans (s interval PRIMARY KEY);
@@ -254,6 +300,7 @@ SELECT ectosync.load('codes', '["tagged"]');
 SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
   FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
-               ('funds'), ('grants'), ('boxes'), ('box_items'), ('bare_items')) v(t);
+               ('funds'), ('grants'), ('boxes'), ('box_items'), ('bare_items'), ('handles'),
+               ('scaled'), ('vault_items')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -72,8 +72,19 @@ struct TriggerInfo {
 };
 
 static bool rendered_directly(Oid typid) {
-  return typid == INT8OID || typid == INT4OID || typid == INT2OID || typid == BOOLOID ||
-         typid == DATEOID || typid == TIMESTAMPOID || typid == TIMESTAMPTZOID;
+  switch (typid) {
+    case INT8OID:
+    case INT4OID:
+    case INT2OID:
+    case BOOLOID:
+    case BYTEAOID:
+    case DATEOID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID:
+      return true;
+    default:
+      return false;
+  }
 }
 
 /*
@@ -236,19 +247,29 @@ static bool tuples_identical(HeapTuple a, HeapTuple b) {
 }
 
 /*
- * A boolean, date, timestamp or timestamptz key as to_jsonb renders it
- * under ecto_sync's pinned settings (TimeZone UTC), whatever the writer's
- * DateStyle and TimeZone: "true"/"false", ISO 8601 times, timestamptz in
- * UTC ("+00:00").  These are the texts values hold (keys.hpp), the
- * worker's cache keys and what interest tokens hash.
+ * A boolean, bytea, date, timestamp or timestamptz key as to_jsonb renders
+ * it under ecto_sync's pinned settings (TimeZone UTC, bytea_output hex),
+ * whatever the writer's DateStyle, TimeZone and bytea_output:
+ * "true"/"false", "\\x" and hex digits, ISO 8601 times, timestamptz in UTC
+ * ("+00:00").  These are the texts values hold (keys.hpp), the worker's
+ * cache keys and what interest tokens hash: a filter on a bytea foreign key
+ * is woken by its rows only if they are written alike.  (time and timetz
+ * render alike under every DateStyle.)
  */
 static const char *json_key_text(Datum value, Oid typid, size_t *len) {
   static const int utc = 0;
-  const char *text;
-  if (typid == BOOLOID)
-    text = DatumGetBool(value) ? "true" : "false";
-  else
+  char *text;
+  if (typid == BOOLOID) {
+    text = (char *)(DatumGetBool(value) ? "true" : "false");
+  } else if (typid == BYTEAOID) {
+    bytea *bytes = DatumGetByteaPP(value);
+    size_t n = VARSIZE_ANY_EXHDR(bytes);
+    text = (char *)palloc(2 * n + 3);
+    memcpy(text, "\\x", 2);
+    text[2 + hex_encode(VARDATA_ANY(bytes), n, text + 2)] = '\0';
+  } else {
     text = JsonEncodeDateTime((char *)palloc(MAXDATELEN + 1), value, typid, &utc);
+  }
   *len = strlen(text);
   return text;
 }
@@ -277,6 +298,7 @@ static const char *key_text(HeapTuple tuple, TupleDesc desc, KeyColumn &key, cha
       *len = pg_ltoa(DatumGetInt16(value), digits);
       return digits;
     case BOOLOID:
+    case BYTEAOID:
     case DATEOID:
     case TIMESTAMPOID:
     case TIMESTAMPTZOID:

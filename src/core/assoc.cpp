@@ -38,6 +38,7 @@ Column plan_column(const ColumnDesc &col, KeyKind fallback) {
   out.type_name = col.type_name;
   out.eq_op = col.eq_op; /* (empty: the type has none) */
   out.sql_type = col.sql_type;
+  out.key_sql_type = col.value_sql_type.empty() ? col.sql_type : col.value_sql_type;
   return out;
 }
 

@@ -147,8 +147,9 @@ struct ColumnDesc {
   std::optional<KeyKind> kind;                  /* nullopt: cannot be a key column */
   std::string eq_op = "OPERATOR(pg_catalog.=)"; /* qualified; empty: the type has none */
   std::string sql_type;                         /* schema-qualified, for generated SQL */
-  /* the same without its typmod (numeric, not numeric(6,2)): what $query
-   * values are read as, so that they are neither rounded nor cut */
+  /* its base type without its typmod (numeric, not numeric(6,2), nor a
+   * domain over it): what $query values and other columns' values are read
+   * as, so that they are neither rounded nor cut (Column::key_sql_type) */
   std::string value_sql_type;
   /* Its values are equal exactly when to_jsonb renders them alike (a key
    * kind, an enum or bytea; text of a deterministic collation): what a

@@ -97,6 +97,11 @@ struct Column {
   /* The type schema-qualified (format_type_extended's FORCE_QUALIFY), for
    * casts in generated SQL: no type is looked up through search_path. */
   std::string sql_type;
+  /* What a value of another column compared with this one is read as: the
+   * base type without its typmod ("pg_catalog.varchar", "pg_catalog.bpchar"),
+   * so that the value is neither cut nor rounded to this column's length
+   * and precision, which load()'s joins do not do either. */
+  std::string key_sql_type;
 };
 
 struct TableInfo {

@@ -215,7 +215,11 @@ Jsonb *spi_jsonb(const std::string &sql, const std::vector<SpiParam> &params, bo
   });
 }
 
-/* WHERE clause of cols = $first.. (IS NULL for nullopt); adds the params. */
+/*
+ * WHERE clause of cols = $first.. (IS NULL for nullopt); adds the params,
+ * read as each column's key_sql_type: a parent's 'abcdef' must not find
+ * the children of 'abc' through a varchar(3) foreign key.
+ */
 std::string where_equal(const std::string &alias, const std::vector<Column> &cols,
                         const std::vector<std::optional<std::string>> &values,
                         std::vector<SpiParam> &params) {
@@ -233,7 +237,7 @@ std::string where_equal(const std::string &alias, const std::vector<Column> &col
                       " cannot be compared for equality",
                   "Its type has no default equality operator.");
     out += column_ref(alias, cols[i]) + " " + cols[i].eq_op + " CAST($" +
-           std::to_string(params.size()) + " AS " + cols[i].sql_type + ")";
+           std::to_string(params.size()) + " AS " + cols[i].key_sql_type + ")";
   }
   return out.empty() ? "true" : out;
 }
@@ -288,6 +292,10 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
                   "Filter by a char(n), varchar or text column.");
     FilterEntry entry;
     entry.column = plan_column(*col);
+    /* (a filter's value is read as the column's own type, typmod and all,
+     * as its normalized form is rendered: char(n)'s padding is how patches
+     * compare it) */
+    entry.column.key_sql_type = entry.column.sql_type;
     if (value.type != Json::Type::Null) {
       refuse_moving_time(desc.schema + "." + desc.name, *col, value, "filter value");
       entry.text = json_input_text(value);

@@ -278,6 +278,48 @@ SELECT array_agg(DISTINCT who) AS cast_ran_as FROM attack_owner.log;
 RESET ROLE;
 ALTER ROLE attack_owner NOSUPERUSER;
 
+-- ==== a type owner's cast to json, on another role's table ====
+-- attack_victim's table has a column of attack_owner's type, and
+-- attack_owner casts it to json afterwards: the worker, which reads the
+-- table as attack_victim, must not run that cast (its reads would run
+-- attack_owner's code with attack_victim's rights).  It leaves the table's
+-- rows to the sessions that read them, whose own reads run it as their own
+-- SELECT of the table would.  The trap records who ran it, and the
+-- session's application_name (the worker's is empty).
+CREATE SCHEMA attack_victim AUTHORIZATION attack_victim;
+GRANT USAGE ON SCHEMA attack_owner TO attack_victim;
+SET ROLE attack_owner;
+CREATE TYPE attack_owner.level AS ENUM ('low', 'high');
+CREATE TABLE attack_owner.level_log (who text, app text);
+GRANT INSERT ON attack_owner.level_log TO PUBLIC;
+SET ROLE attack_victim;
+CREATE TABLE attack_victim.levels (id int PRIMARY KEY, l attack_owner.level);
+INSERT INTO attack_victim.levels VALUES (1, 'low');
+SELECT ectosync.watch('attack_victim.levels') IS NOT NULL AS watched;
+CREATE TEMP TABLE levels_copy AS
+  SELECT ectosync.hold('levels', 'attack_victim.levels', listen => false) AS v;
+SET ROLE attack_owner;
+CREATE FUNCTION attack_owner.level_json(l attack_owner.level) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO attack_owner.level_log
+    VALUES (current_user, pg_catalog.current_setting('application_name'));
+  RETURN pg_catalog.to_json(l::text);
+END $$;
+CREATE CAST (attack_owner.level AS json) WITH FUNCTION attack_owner.level_json(attack_owner.level);
+SET ROLE attack_victim;
+INSERT INTO attack_victim.levels VALUES (2, 'high');
+SELECT ectosync.wait_for_worker() AS drained;
+SET ROLE attack_owner;
+SELECT who, app, count(*) AS runs FROM attack_owner.level_log GROUP BY 1, 2;
+SET ROLE attack_victim;
+UPDATE levels_copy SET v = regress.patch(v, ectosync.changes('levels') -> 'patch');
+SELECT v -> 'rows' AS held, (v - 'seq') = (ectosync.load('attack_victim.levels') - 'seq')
+  AS held_equals_a_fresh_load FROM levels_copy;
+SELECT ectosync.release('levels') AS released;
+SET ROLE attack_owner;
+SELECT who, app FROM attack_owner.level_log GROUP BY 1, 2;
+RESET ROLE;
+
 -- ==== a domain's CHECK, run by the refreshes that resolve every watch ====
 -- A $query value is rendered through a cast to its column's type, which
 -- runs a domain's CHECK.  watch() by anyone (here the superuser's), and
@@ -542,10 +584,11 @@ SELECT ectosync.unwatch('attack_worker_a');
 SELECT ectosync.unwatch('attack_worker_b');
 SELECT ectosync.unwatch('attack_owner.t');
 SELECT ectosync.unwatch('attack_owner.d');
+SELECT ectosync.unwatch('attack_victim.levels');
 DROP TABLE attack_boards CASCADE;
 DROP TABLE attack_secret, attack_shared, attack_floor, attack_events, attack_values,
   attack_worker_a, attack_worker_b;
-DROP SCHEMA attack_eve, attack_owner CASCADE;
+DROP SCHEMA attack_eve, attack_owner, attack_victim CASCADE;
 REVOKE CREATE ON SCHEMA public FROM attack_pub;
 DROP OWNED BY attack_tmp, attack_eve, attack_pub, attack_owner, attack_victim;
 DROP ROLE attack_tmp, attack_eve, attack_pub, attack_owner, attack_victim;

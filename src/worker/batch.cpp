@@ -21,12 +21,14 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "parser/parse_coerce.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -49,6 +51,7 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 }
 
 #include <algorithm>
@@ -337,11 +340,57 @@ static void forget_keys(Oid relid, const std::set<Key> &keys, uint64 seq) {
 }
 
 /*
- * Whether relid's owner sees every row: under FORCE ROW LEVEL SECURITY it
- * may not, and a row it cannot see would be cached as absent for everyone.
+ * Whether to_jsonb of a value of type runs only casts to json that owner
+ * may run as itself: code of a role with owner's rights, or a SECURITY
+ * DEFINER function (which runs as its own owner).  to_jsonb renders a
+ * domain as its base type, an array by its elements, a composite by its
+ * attributes, and any other type that is not built in through its cast to
+ * json if it has one (jsonb.c's jsonb_categorize_type()).  That cast is its
+ * type's owner's code, and a table's owner may use a type that another
+ * role owns (and casts later).  Called inside pg_call(): it keeps no C++
+ * object alive.
  */
-static bool owner_sees_all(Oid relid, Oid owner) {
-  return pg_call([&] { return check_enable_rls(relid, owner, true) != RLS_ENABLED; });
+static bool json_casts_trusted(Oid type, Oid owner) {
+  check_stack_depth();
+  type = getBaseType(type);
+  if (Oid element = get_element_type(type); OidIsValid(element))
+    return json_casts_trusted(element, owner);
+  if (type_is_rowtype(type)) {
+    TupleDesc desc = lookup_rowtype_tupdesc(type, -1);
+    bool trusted = true;
+    for (int i = 0; trusted && i < desc->natts; i++)
+      if (!TupleDescAttr(desc, i)->attisdropped)
+        trusted = json_casts_trusted(TupleDescAttr(desc, i)->atttypid, owner);
+    ReleaseTupleDesc(desc);
+    return trusted;
+  }
+  Oid cast = InvalidOid;
+  if (type < FirstNormalObjectId ||
+      find_coercion_pathway(JSONOID, type, COERCION_EXPLICIT, &cast) != COERCION_PATH_FUNC ||
+      !OidIsValid(cast))
+    return true;
+  HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(cast));
+  if (!HeapTupleIsValid(proc)) return false;
+  Form_pg_proc form = (Form_pg_proc)GETSTRUCT(proc);
+  bool trusted = form->prosecdef || has_privs_of_role(form->proowner, owner);
+  ReleaseSysCache(proc);
+  return trusted;
+}
+
+/*
+ * Whether the worker may read relid's rows as its owner: the owner sees
+ * every row (under FORCE ROW LEVEL SECURITY it may not, and a row it
+ * cannot see would be cached as absent for everyone), and rendering them
+ * runs no other role's code with the owner's rights.  Asked at every read:
+ * a cast is created, and a composite column's type altered, without an
+ * invalidation of the table.  Else the sessions that need the rows read
+ * them, as their own SELECT would.
+ */
+static bool owner_may_read(Oid relid, Oid owner) {
+  return pg_call([&] {
+    return check_enable_rls(relid, owner, true) != RLS_ENABLED &&
+           json_casts_trusted(get_rel_type_id(relid), owner);
+  });
 }
 
 /*
@@ -401,7 +450,7 @@ class ReadTimeout {
 static void read_rows(Oid relid, const std::set<Key> &keys, const ReadMark &mark, uint64 forget_seq,
                       BatchResult &result) {
   const TableMeta &meta = meta_for(relid);
-  if (!meta.exists || !owner_sees_all(relid, meta.owner)) {
+  if (!meta.exists || !owner_may_read(relid, meta.owner)) {
     forget_keys(relid, keys, forget_seq);
     result.not_loaded += keys.size();
     return;
@@ -416,9 +465,9 @@ static void read_rows(Oid relid, const std::set<Key> &keys, const ReadMark &mark
 /*
  * Reads and caches table relid's rows with the given keys, as the table's
  * owner in a security-restricted operation with pinned settings
- * (sql_context.hpp): what the read runs of the table's (an owner's cast to
- * json, a type's output function) runs with the owner's rights only, and
- * renders rows the same for every session.
+ * (sql_context.hpp): what the read runs of the table's (a cast to json
+ * that owner_may_read() trusts, a type's output function) runs with the
+ * owner's rights only, and renders rows the same for every session.
  *
  * alone: in a subtransaction of its own, so that a table whose read fails
  * (its owner revoked its own SELECT, a cast raised) rolls back alone, with

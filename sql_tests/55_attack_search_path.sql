@@ -320,6 +320,30 @@ SET ROLE attack_owner;
 SELECT who, app FROM attack_owner.level_log GROUP BY 1, 2;
 RESET ROLE;
 
+-- ==== a cast that changes a pinned setting while rows are read ====
+-- attack_owner's cast to json sets TimeZone for the rest of the
+-- statement: the columns and rows read after it, and any ecto_sync call
+-- it made, would render otherwise than in every other session (and a row
+-- read on a cache miss would be served so to every role).  The read fails
+-- instead, naming the setting, and the session's own TimeZone is as it was.
+SET ROLE attack_owner;
+CREATE TYPE attack_owner.zone AS ENUM ('z');
+CREATE FUNCTION attack_owner.zone_json(z attack_owner.zone) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_catalog.set_config('TimeZone', 'Asia/Kathmandu', false);
+  RETURN pg_catalog.to_json(z::text);
+END $$;
+CREATE CAST (attack_owner.zone AS json) WITH FUNCTION attack_owner.zone_json(attack_owner.zone);
+CREATE TABLE attack_owner.clock (id int PRIMARY KEY, z attack_owner.zone, at timestamptz);
+INSERT INTO attack_owner.clock VALUES (1, 'z', '2026-01-01 00:00+00');
+GRANT SELECT ON attack_owner.clock TO attack_victim;
+SELECT ectosync.watch('attack_owner.clock') IS NOT NULL AS watched;
+SET ROLE attack_victim;
+SHOW TimeZone;
+SELECT ectosync.load('attack_owner.clock') -> 'rows' AS rows;
+SHOW TimeZone;
+RESET ROLE;
+
 -- ==== a domain's CHECK, run by the refreshes that resolve every watch ====
 -- A $query value is rendered through a cast to its column's type, which
 -- runs a domain's CHECK.  watch() by anyone (here the superuser's), and
@@ -585,6 +609,7 @@ SELECT ectosync.unwatch('attack_worker_b');
 SELECT ectosync.unwatch('attack_owner.t');
 SELECT ectosync.unwatch('attack_owner.d');
 SELECT ectosync.unwatch('attack_victim.levels');
+SELECT ectosync.unwatch('attack_owner.clock');
 DROP TABLE attack_boards CASCADE;
 DROP TABLE attack_secret, attack_shared, attack_floor, attack_events, attack_values,
   attack_worker_a, attack_worker_b;

@@ -83,9 +83,11 @@ int spi_execute(const std::string &sql, const std::vector<SpiParam> &params, boo
   require_pinned(sql);
   SpiArgs args(params);
   const char *text = sql.c_str();
-  return pg_call([&] {
+  int rc = pg_call([&] {
     return SPI_execute_with_args(text, args.n, args.types, args.values, args.nulls, read_only, 0);
   });
+  require_settings_unchanged();
+  return rc;
 }
 
 namespace {
@@ -133,7 +135,9 @@ int spi_execute_saved(const std::string &sql, const std::vector<SpiParam> &param
   require_pinned_settings(sql);
   SpiArgs args(params);
   SPIPlanPtr plan = saved_plan(sql, args);
-  return pg_call([&] { return SPI_execute_plan(plan, args.values, args.nulls, read_only, 0); });
+  int rc = pg_call([&] { return SPI_execute_plan(plan, args.values, args.nulls, read_only, 0); });
+  require_settings_unchanged();
+  return rc;
 }
 
 std::vector<SpiRow> spi_rows(const std::string &sql, const std::vector<SpiParam> &params,

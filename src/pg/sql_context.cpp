@@ -117,6 +117,20 @@ void require_pinned_settings(const std::string &sql) {
                 sql);
 }
 
+void require_settings_unchanged() {
+  for (const Pin &pin : kPins) {
+    const char *now = pg_call([&] { return GetConfigOption(pin.name, false, false); });
+    if (now && strcmp(now, pin.value) == 0) continue;
+    throw Error(
+        ERRCODE_E_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED,
+        std::string("ecto_sync: setting \"") + pin.name + "\" changed while a statement ran",
+        "Code that the statement ran (a cast to json, a policy's function) set it to \"" +
+            std::string(now ? now : "") +
+            "\": rows rendered so would differ from every other session's.",
+        "Give that function a SET clause instead, which restores the setting.");
+  }
+}
+
 void require_pinned(const std::string &sql) {
   require_pinned_settings(sql);
   std::vector<std::string> findings = unqualified_names(sql);

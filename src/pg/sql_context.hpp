@@ -102,6 +102,16 @@ void require_pinned(const std::string &sql);
 void require_pinned_settings(const std::string &sql);
 
 /*
+ * After a statement: raises 2F003 when a pinned setting no longer has its
+ * pinned value.  Code that the statement ran (a cast to json, a policy's
+ * function) may SET one for the rest of the guard's life: the rows read
+ * after it, and by any ecto_sync call it made, would render otherwise
+ * than in every other session, and a cache miss would serve them to
+ * every role.
+ */
+void require_settings_unchanged();
+
+/*
  * The session's custom settings now, in name order: names with a dot that
  * no loaded module defines (PostgreSQL's placeholders), which row level
  * security policies may read (current_setting('app.tenant'),

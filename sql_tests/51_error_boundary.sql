@@ -124,3 +124,59 @@ SELECT ectosync.release(ARRAY['happy', 'second']) AS released;
 SELECT ectosync.unwatch('boundary_people');
 DROP TABLE boundary_people;
 DROP TYPE boundary_mood;
+
+-- A PostgreSQL error while one value is read (here its column's cast to
+-- json raises) ends the call it happens in: the transaction cannot go on.
+-- From then on that value is read in a subtransaction of its own, until it
+-- succeeds: the error is its row, and the session's other values go on.
+CREATE TABLE boundary_fuse (blown boolean);
+CREATE TYPE boundary_fused AS ENUM ('x');
+CREATE FUNCTION boundary_fused_json(boundary_fused) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT FROM public.boundary_fuse) THEN
+    RAISE EXCEPTION 'the fuse blew';
+  END IF;
+  RETURN to_json($1::text);
+END $$;
+CREATE CAST (boundary_fused AS json) WITH FUNCTION boundary_fused_json(boundary_fused);
+CREATE TABLE boundary_wired (id int PRIMARY KEY, f boundary_fused, v int);
+CREATE TABLE boundary_calm (id int PRIMARY KEY, v int);
+INSERT INTO boundary_wired VALUES (1, 'x', 1);
+INSERT INTO boundary_calm VALUES (1, 1);
+SELECT ectosync.watch('boundary_wired') IS NOT NULL AS watched,
+       ectosync.watch('boundary_calm') IS NOT NULL AS watched;
+CREATE TEMP TABLE boundary_copies AS
+  SELECT n, ectosync.hold(n, t, listen => false) AS v, 0::bigint AS version
+  FROM (VALUES ('wired', 'boundary_wired'::regclass), ('calm', 'boundary_calm')) s(n, t);
+INSERT INTO boundary_fuse VALUES (true);
+UPDATE boundary_wired SET v = 2;
+UPDATE boundary_calm SET v = 2;
+SELECT ectosync.wait_for_worker() AS drained;
+\set VERBOSITY terse
+SELECT name FROM ectosync.wait_changes(1000);
+\set VERBOSITY default
+CREATE FUNCTION pg_temp.take_changes() RETURNS TABLE (name text, error text) LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM ectosync.wait_changes(1000) LOOP
+    UPDATE boundary_copies SET v = regress.patch(v, r.patch), version = r.version
+     WHERE n = r.name AND r.error IS NULL;
+    name := r.name;
+    error := r.error;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+SELECT * FROM pg_temp.take_changes() ORDER BY name;
+DELETE FROM boundary_fuse;
+UPDATE boundary_wired SET v = 3;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT * FROM pg_temp.take_changes() ORDER BY name;
+SELECT n, (v - 'seq') = (ectosync.load(CASE n WHEN 'wired' THEN 'boundary_wired'
+                                              ELSE 'boundary_calm' END::regclass) - 'seq')
+         AS equals_a_fresh_load
+  FROM boundary_copies ORDER BY n;
+SELECT ectosync.release(ARRAY['wired', 'calm']) AS released;
+SELECT ectosync.unwatch('boundary_wired'), ectosync.unwatch('boundary_calm');
+DROP TABLE boundary_wired, boundary_calm, boundary_fuse;
+DROP FUNCTION boundary_fused_json CASCADE;
+DROP TYPE boundary_fused;

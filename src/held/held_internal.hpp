@@ -60,6 +60,11 @@ struct Held {
   bool failing = false;
   uint64_t failed_at = 0;
   TimestampTz failed_time = 0;
+  /* Its changes raised a PostgreSQL error (a cast or a policy that raises,
+   * a table's lock), which ended the whole wait_changes() call: until they
+   * succeed, they run in a subtransaction of their own, so that the error
+   * becomes this value's row and the session's other values go on. */
+  bool raised = false;
   /* The entry's interest was made from value: an event it does not match
    * cannot change value (catch_up() skips those). */
   bool published = false;

@@ -162,8 +162,9 @@ void look_at(Item &item, Pass &pass) {
   if (read) {
     int64_t since = h.version;
     try {
-      Reply reply = changes(h, std::nullopt);
-      h.failing = false;
+      Reply reply = h.raised ? in_subtransaction([&] { return changes(h, std::nullopt); })
+                             : changes(h, std::nullopt);
+      h.failing = h.raised = false;
       if (reply.changed) pass.out.push_back(WaitRow{name, reply.envelope, {}, 0, since, 0});
     } catch (const Error &e) {
       h.failing = true;
@@ -171,6 +172,10 @@ void look_at(Item &item, Pass &pass) {
       h.failed_time = GetCurrentTimestamp();
       std::string why = e.message + (e.detail.empty() ? "" : ": " + e.detail);
       pass.out.push_back(WaitRow{name, nullptr, why, h.version, since, h.scanned});
+    } catch (const PgError &) {
+      h.seen = seen;
+      h.raised = true;
+      throw;
     } catch (...) {
       h.seen = seen;
       throw;

@@ -798,3 +798,69 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
   f.admin.exec("DROP OWNED BY ectosync_hub_reader");
   f.admin.exec("DROP ROLE ectosync_hub_reader, ectosync_hub_team");
 }
+
+/*
+ * A client that waits by LISTEN (hold(listen => true), then changes() per
+ * notification) has no wait that looks again: when changes() publishes a
+ * new interest while the worker has a batch in flight, that batch may be
+ * matched against the old interest, and loaded without a notification.
+ * Until the value has read past every event queued when it published, each
+ * changes() sends a notification to the value's own channel.  Here the
+ * worker's batch waits in a cast (an advisory lock the test holds) while a
+ * new post of the value's author enters it.
+ */
+TEST(Hub, AListenerIsToldToComeBackWhileItsInterestIsUntrusted) {
+  Fixture f("ectosync_client_hub_recall");
+  f.admin.exec(R"SQL(
+CREATE TYPE gate_t AS ENUM ('shut');
+CREATE FUNCTION gate_json(gate_t) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock_shared(4242);
+  RETURN pg_catalog.to_json($1::pg_catalog.text);
+END $$;
+CREATE CAST (gate_t AS json) WITH FUNCTION gate_json(gate_t);
+CREATE TABLE gate (id int PRIMARY KEY, g gate_t, n int);
+INSERT INTO gate VALUES (1, 'shut', 0);
+SELECT ectosync.watch('gate');
+SELECT count(*) FROM ectosync.channels('gate');
+)SQL");
+  std::string author = f.admin.exec("SELECT min(author_id) FROM posts").str(0, 0);
+  pg::Connection holder(f.db.conninfo());
+  holder.exec(
+      "SELECT ectosync.hold('mine', 'posts', '[\"comments\"]', "
+      "pg_catalog.jsonb_build_object('author_id', $1::int), listen => true) IS NULL",
+      {author});
+  std::string channel =
+      holder.exec("SELECT c FROM pg_listening_channels() c WHERE c LIKE 'ectosync_held_%'")
+          .str(0, 0);
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  holder.exec("SELECT ectosync.changes('mine')");
+  while (holder.wait_notification(300ms)) {
+  }
+
+  /* the worker's next batch waits in gate's cast */
+  pg::Connection locker(f.db.conninfo());
+  locker.exec("SELECT pg_advisory_lock(4242)");
+  f.admin.exec(
+      "INSERT INTO posts (author_id, title, body, published, inserted_at) "
+      "VALUES ($1::int, 'new', 'body', true, now())",
+      {author});
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  ASSERT_TRUE(holder.wait_notification(5000ms).has_value()) << "no notification of the post";
+  f.admin.exec("UPDATE gate SET n = n + 1");
+  /* the post enters: a new interest, published while a batch is in flight */
+  auto c = holder.exec("SELECT ectosync.changes('mine')::text");
+  EXPECT_NE(c.str(0, 0).find("\"new\""), std::string::npos) << c.str(0, 0);
+  auto recall = holder.wait_notification(2000ms);
+  ASSERT_TRUE(recall.has_value()) << "not told to come back while the interest is untrusted";
+  EXPECT_EQ(recall->channel, channel);
+
+  /* once the worker loaded the batch, a call is trusted and says nothing more */
+  locker.exec("SELECT pg_advisory_unlock(4242)");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  holder.exec("SELECT ectosync.changes('mine')");
+  while (holder.wait_notification(300ms)) {
+  }
+  holder.exec("SELECT ectosync.changes('mine')");
+  EXPECT_FALSE(holder.wait_notification(500ms).has_value());
+}

@@ -359,17 +359,17 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
                      (secured ? "now applies" : "no longer applies") +
                      " to the role that holds the value.");
     });
-  /* A changed value has a new interest.  Events the worker matched against
-   * the old one while we worked are caught up with here; if it keeps
-   * loading more, a notification to ourselves brings the client back. */
+  /* A changed value has a new interest, and so has one whose entry is not
+   * known to hold its interest (a call that failed or gave up after
+   * publishing).  Events the worker matched against the old one while we
+   * worked are caught up with here; if it keeps loading more, a
+   * notification to ourselves brings the client back. */
   PartedValue published = h.value;
-  for (int round = 0; current != published && h.entry >= 0; round++) {
+  bool fresh = h.published; /* the entry holds the interest of `published` */
+  for (int round = 0; (current != published || !fresh) && h.entry >= 0; round++) {
     if (round == 4) {
       /* (wait_changes() callers come back anyway, and start by catching up) */
-      if (h.listening) {
-        std::string channel = interest_channel(h.entry, h.generation);
-        pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
-      }
+      recall_listener(h);
       break;
     }
     /* (the entry no longer says which events may change h.value: should
@@ -377,6 +377,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
     h.published = false;
     publish_interest(h, plan, current);
     published = current;
+    fresh = true;
     catch_up(h, plan, current, made_in, scanned, reloaded, changed_by, touched);
   }
   bool behind = h.whole_next || (client_version && *client_version != h.version);
@@ -403,7 +404,7 @@ Reply changes_made_in(Held &h, const Plan &plan, std::optional<int64_t> client_v
   if (moved || h.whole_next) listen_again(h, plan);
   /* Only now, with the reply made, does the held value move on; its
    * interest is the one published if the loop above caught up. */
-  bool published_current = current == published && (current != h.value || h.published);
+  bool published_current = current == published && fresh;
   move_on(h, current, reloaded.has_value(), made_in);
   h.tables = std::move(tables);
   h.homes = std::move(homes);
@@ -430,11 +431,15 @@ Reply changes(Held &h, std::optional<int64_t> client_version) {
   pg_call([] { AcceptInvalidationMessages(); });
   if (xact_wrote()) refuse_own_changes(held_plan(h), "changes");
   if (h.shared >= 0)
-    if (std::optional<Reply> reply = shared_changes(h, client_version)) return *reply;
+    if (std::optional<Reply> reply = shared_changes(h, client_version)) {
+      recall_if_untrusted(h);
+      return *reply;
+    }
   /* New parts are made in a context of their own (see move_on). */
   OwnedContext made_in(value_context());
   Reply reply = changes_made_in(h, held_plan(h), client_version, made_in.get());
   made_in.release(); /* changes_made_in() kept it, or deleted it */
+  recall_if_untrusted(h);
   return reply;
 }
 

@@ -312,6 +312,34 @@ bool trusted(const Held &h) {
   return h.entry >= 0 && h.scanned >= trust_from(h);
 }
 
+/*
+ * Brings a client that waits by LISTEN back to changes(): a notification,
+ * delivered at this transaction's commit, to h's own channel
+ * (hold(listen => true)) or to the session's (listen_changes()).
+ */
+void recall_listener(const Held &h) {
+  std::string channel;
+  if (h.listening && h.entry >= 0 && !h.shares_entry)
+    channel = interest_channel(h.entry, h.generation);
+  else if (interest_session_listens())
+    channel = interest_listen_session();
+  else
+    return;
+  pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
+}
+
+/*
+ * After changes(): a value that is not trusted may have events that the
+ * worker matched against its older interest, and loads without a
+ * notification.  wait_changes() looks again within 10 ms; a client that
+ * waits by LISTEN is told to come back (until it is trusted, each call
+ * brings it back once more: the worker's batch in flight is done within
+ * milliseconds).
+ */
+void recall_if_untrusted(const Held &h) {
+  if (h.entry >= 0 && !trusted(h)) recall_listener(h);
+}
+
 /* Publishes the interest of value, which h holds or is about to. */
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value) {
   if (h.entry < 0) return;

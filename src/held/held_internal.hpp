@@ -158,6 +158,8 @@ void attach_entry(Held &h, bool listen);
 void detach_entry(Held &h);
 uint64_t trust_from(const Held &h);
 bool trusted(const Held &h);
+void recall_listener(const Held &h);
+void recall_if_untrusted(const Held &h);
 void publish_interest(Held &h, const Plan &plan, const PartedValue &value);
 void publish_shared_interest(Held &h, const Plan &plan, uint64_t version);
 int shared_interest_at(const Held &h, uint64_t version);

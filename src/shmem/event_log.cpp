@@ -560,7 +560,13 @@ void queue_reload_everywhere(uint16_t why) {
 void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint16 why,
                     uint64 unmatched_through) {
   LWLockAcquire(slot->lock, LW_EXCLUSIVE);
-  for (uint32_t relid : relids) add_gap(slot, relid, why);
+  /* (the floors now, not when the markers are logged, which waits for the
+   * worker to catch up: the batch's rows were not read, and a value that
+   * reads its events meanwhile must not take the rows cached before them) */
+  for (uint32_t relid : relids) {
+    add_gap(slot, relid, why);
+    raise_floor(slot, relid, unmatched_through);
+  }
   slot->unmatched_seq = std::max(slot->unmatched_seq, unmatched_through);
   LWLockRelease(slot->lock);
 }

@@ -259,7 +259,8 @@ void queue_markers_sent(DbSlot *slot, uint64 seq);
 /*
  * RELOAD markers for these tables, why: ReloadWhy bits (a batch that could
  * not be loaded).  Its events, up to unmatched_through, count as loaded
- * without having been matched against the interests (unmatched_seq).
+ * without having been matched against the interests (unmatched_seq), and
+ * the tables' rows cached before it as misses (their cache floors).
  */
 void queue_add_gaps(DbSlot *slot, const std::vector<uint32_t> &relids, uint16 why,
                     uint64 unmatched_through);

@@ -131,6 +131,14 @@ void buffer_event(uint32_t relid, Op op, const RawColumn *columns, int ncolumns)
     remember_reload(relid, kReloadBulk);
     return;
   }
+  /* A value the event cannot carry whole (a long text key that btree
+   * compression let in) would name another row: its table reloads. */
+  for (int i = 0; i < ncolumns; i++)
+    if ((columns[i].has_old && columns[i].old_len > kMaxEventValue) ||
+        (columns[i].has_new && columns[i].new_len > kMaxEventValue)) {
+      remember_reload(relid, kReloadLongValue);
+      return;
+    }
   size_t size = encoded_size(columns, ncolumns);
   if (pending.bytes + size > pending.bytes_capacity) {
     size_t grown = std::max(pending.bytes + size, std::max<size_t>(4096, pending.bytes * 2));

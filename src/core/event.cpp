@@ -44,6 +44,8 @@ std::string reload_reason(uint16_t why, const std::string &table, const std::str
     add("Changes of " + of +
         " found no room in their writer's share of the queue (ectosync.max_role_share)");
   if (why & kReloadFailed) add("The worker failed to read changed rows of " + of);
+  if (why & kReloadLongValue)
+    add("A changed row of " + of + " has a key or compared value longer than 64 kB");
   if (why & kReloadCapture) add("Capture of " + of + " started: earlier changes were not captured");
   if (why & kReloadUncaptured)
     add("Capture of " + of + " stopped or narrowed: a watch of it went or needs less");
@@ -98,9 +100,9 @@ char *put(char *out, T v) {
   return out + sizeof v;
 }
 
-/* Values longer than 64 kB are cut (they are not keys). */
+/* (buffer_event() makes a RELOAD marker of an event with a longer value) */
 size_t clipped(size_t len) {
-  return std::min<size_t>(len, UINT16_MAX);
+  return std::min<size_t>(len, kMaxEventValue);
 }
 
 char *put_value(char *out, const char *value, size_t len) {

@@ -46,8 +46,12 @@ enum ReloadWhy : uint16_t {
   kReloadRoles = 256,      /* roles changed (role_change.cpp): values of tables under policies */
   kReloadUncaptured = 512, /* a watch went or needs less: what values need may not be captured */
   kReloadQueueShare =
-      1024, /* the events would take the writer's role past its share of the queue */
+      1024,                /* the events would take the writer's role past its share of the queue */
+  kReloadLongValue = 2048, /* a key or compared value longer than an event carries (64 kB) */
 };
+
+/* The longest value an event carries (a key, a foreign key, a compared column). */
+constexpr size_t kMaxEventValue = UINT16_MAX;
 
 /*
  * Whether a marker's why says only that which rows a role sees may have

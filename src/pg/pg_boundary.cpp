@@ -102,6 +102,23 @@ std::optional<Error> recovered(const PgError &e) {
                data->detail ? data->detail : "", data->hint ? data->hint : "");
 }
 
+PgError copied_into(const PgError &e, MemoryContext context) {
+  const ErrorData *from = e.data();
+  if (!from) return PgError(nullptr);
+  return pg_call([&] {
+    MemoryContext old = MemoryContextSwitchTo(context);
+    ErrorData *to = (ErrorData *)palloc(sizeof(ErrorData));
+    *to = *from;
+    for (char **text : {&to->message, &to->detail, &to->detail_log, &to->hint, &to->context,
+                        &to->backtrace, &to->schema_name, &to->table_name, &to->column_name,
+                        &to->datatype_name, &to->constraint_name, &to->internalquery})
+      if (*text) *text = pstrdup(*text);
+    to->assoc_context = context;
+    MemoryContextSwitchTo(old);
+    return PgError(to);
+  });
+}
+
 void raise_failure(const Failure &failure) {
   if (failure.pg_error) ReThrowError(failure.pg_error);
   ereport(ERROR, (errcode(failure.sqlstate), errmsg("%s", failure.message),

@@ -107,6 +107,8 @@ void end_subtransaction(const Subtransaction &sub, bool commit);
 /* The Error of a PostgreSQL error that a rollback recovers from; nullopt
  * for a cancel, a shutdown, resources or the system failing. */
 std::optional<Error> recovered(const PgError &e);
+/* e's error data copied into context (CopyErrorData()'s copy, of a copy). */
+PgError copied_into(const PgError &e, MemoryContext context);
 }  // namespace detail
 
 /*
@@ -145,9 +147,14 @@ auto in_subtransaction(Fn &&fn) -> decltype(fn()) {
     else
       result.emplace(fn());
   } catch (PgError &e) {
+    /* (read and copied before the rollback, which frees the context its
+     * data was copied into when that was the subtransaction's: SPI's, for
+     * an fn() that connected) */
+    std::optional<Error> error = detail::recovered(e);
+    PgError kept = detail::copied_into(e, sub.context);
     detail::end_subtransaction(sub, false);
-    if (std::optional<Error> error = detail::recovered(e)) throw *error;
-    throw;
+    if (error) throw *error;
+    throw std::move(kept);
   } catch (...) {
     detail::end_subtransaction(sub, false);
     throw;

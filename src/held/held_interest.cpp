@@ -20,6 +20,7 @@ extern "C" {
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "commands/async.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
@@ -315,7 +316,10 @@ bool trusted(const Held &h) {
 /*
  * Brings a client that waits by LISTEN back to changes(): a notification,
  * delivered at this transaction's commit, to h's own channel
- * (hold(listen => true)) or to the session's (listen_changes()).
+ * (hold(listen => true)) or to the session's (listen_changes()).  A client
+ * that comes back before the worker moved on (it lags, or is restarting)
+ * would spin: a transaction that recalls at the loaded seq of the last
+ * recall first waits 10 ms, once, as wait_changes() looks again in 10 ms.
  */
 void recall_listener(const Held &h) {
   std::string channel;
@@ -325,6 +329,16 @@ void recall_listener(const Held &h) {
     channel = interest_listen_session();
   else
     return;
+  static uint64_t recalled_loaded = 0;
+  static LocalTransactionId recalled_in = InvalidLocalTransactionId;
+  uint64_t loaded = pg_call([] { return loaded_seq(); });
+  if (loaded == recalled_loaded && MyProc->lxid != recalled_in)
+    pg_call([] {
+      (void)WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+      CHECK_FOR_INTERRUPTS();
+    });
+  recalled_loaded = loaded;
+  recalled_in = MyProc->lxid;
   pg_call([&] { Async_Notify(channel.c_str(), "{}"); });
 }
 

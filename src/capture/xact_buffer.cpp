@@ -236,11 +236,12 @@ static void restart_pending_captures() {
 }
 
 /* Whether this transaction changed rows of watched tables (its events, a
- * bulk statement, a TRUNCATE), not only what is watched and how. */
+ * bulk statement, a TRUNCATE, a row with a long value), not only what is
+ * watched and how. */
 static bool changed_rows() {
   if (pending.count > 0 || pending.overflowed) return true;
   for (int i = 0; i < pending.nreload; i++)
-    if (pending.reload[i].why & (kReloadBulk | kReloadTruncate)) return true;
+    if (pending.reload[i].why & (kReloadBulk | kReloadTruncate | kReloadLongValue)) return true;
   return false;
 }
 

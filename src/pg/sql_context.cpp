@@ -127,7 +127,8 @@ void require_settings_unchanged() {
         "Code that the statement ran (a cast to json, a policy's function) set it to \"" +
             std::string(now ? now : "") +
             "\": rows rendered so would differ from every other session's.",
-        "Give that function a SET clause instead, which restores the setting.");
+        "Give that function a SET clause, which restores the setting when it returns, and "
+        "call no ecto_sync function from code that changes it.");
   }
 }
 

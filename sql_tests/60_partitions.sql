@@ -200,6 +200,18 @@ SELECT count(*) AS truncate_trigger FROM pg_catalog.pg_trigger t
  WHERE t.tgrelid = 'events_01'::regclass AND t.tgname = 'ectosync_truncate';
 TRUNCATE events_01 CASCADE;
 SELECT * FROM pg_temp.check();
+-- Every partition's TRUNCATE trigger fires ALWAYS, as the root's triggers
+-- do: a subscriber's apply worker truncates a partition under
+-- session_replication_role = replica, and the values reload all the same.
+SELECT t.tgrelid::regclass AS partition, t.tgenabled FROM pg_catalog.pg_trigger t
+ WHERE t.tgrelid IN (SELECT relid FROM pg_partition_tree('events') WHERE isleaf)
+   AND t.tgname = 'ectosync_truncate' ORDER BY 1;
+INSERT INTO events VALUES (14, 20240314, 1, 'march, replicated');
+SELECT * FROM pg_temp.check();
+SET session_replication_role = replica;
+TRUNCATE events_03 CASCADE;
+RESET session_replication_role;
+SELECT * FROM pg_temp.check();
 
 -- DETACH and DROP of a partition take its rows away without row triggers:
 -- values holding events reload.

@@ -365,11 +365,16 @@ std::vector<uint32_t> partitions_of(uint32_t relid) {
  */
 void install_partition_triggers(uint32_t relid) {
   for (uint32_t part : partitions_of(relid)) {
-    if (trigger_exists(part, kTruncateTrigger)) continue;
-    lock_for_triggers(part, ShareRowExclusiveLock, false);
-    spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
-             sql_table_name(part) +
-             " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+    TriggerState truncate = trigger_state(part, kTruncateTrigger);
+    if (!truncate.exists) {
+      lock_for_triggers(part, ShareRowExclusiveLock, false);
+      spi_exec("CREATE TRIGGER " + std::string(kTruncateTrigger) + " AFTER TRUNCATE ON " +
+               sql_table_name(part) +
+               " FOR EACH STATEMENT EXECUTE FUNCTION ectosync.capture('partition')");
+    }
+    /* (ALWAYS, as the root's: a subscriber's apply worker truncates under
+     * session_replication_role = replica) */
+    if (truncate.enabled != 'A') enable_always(part, kTruncateTrigger, false);
   }
 }
 

@@ -161,6 +161,24 @@ SELECT * FROM pg_temp.step();
 SELECT jsonb_path_query_array(copy, '$.rows[*].id') AS other_ids FROM client WHERE name = 'other';
 DROP TABLE other_archive;
 
+-- The other way round: a watched table that inherits from one that is not.
+-- ALTER TABLE of the parent changes the child's rows too (the event
+-- trigger is told of the parent alone): values of the child reload.
+CREATE TABLE other_base (note text);
+CREATE TABLE heirs (id int PRIMARY KEY) INHERITS (other_base);
+INSERT INTO heirs VALUES ('a', 1), ('b', 2);
+SELECT ectosync.watch('heirs') IS NOT NULL AS watched;
+INSERT INTO client VALUES ('heirs', ectosync.hold('heirs', 'heirs', listen => false), 0);
+ALTER TABLE other_base ADD COLUMN flag boolean DEFAULT true;
+UPDATE heirs SET note = 'c' WHERE id = 1;
+SELECT * FROM pg_temp.step() WHERE name = 'heirs';
+ALTER TABLE other_base RENAME COLUMN note TO body;
+SELECT * FROM pg_temp.step() WHERE name = 'heirs';
+SELECT copy -> 'rows' AS heirs FROM client WHERE name = 'heirs';
+SELECT ectosync.release('heirs'), ectosync.unwatch('heirs');
+DELETE FROM client WHERE name = 'heirs';
+DROP TABLE heirs, other_base;
+
 -- A capture trigger dropped by hand would lose every later change: it is
 -- installed again in the same statement, and the next write is a patch.
 DROP TRIGGER ectosync_capture ON other;

@@ -177,13 +177,21 @@ std::set<uint32_t> tables_changed() {
       true);
 }
 
-/* The watched tables among those the statement changed. */
+/*
+ * The watched tables among those the statement changed, and among their
+ * descendants: an ALTER TABLE of an inheritance parent (or of a
+ * partitioned table, of a partition that is watched) changes its children
+ * too, and pg_event_trigger_ddl_commands() names the parent alone.
+ */
 std::set<uint32_t> watched_tables_changed() {
   return oids_of(
-      "SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
-      " JOIN ectosync.watched_tables w ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=)"
-      " c.objid WHERE c.classid OPERATOR(pg_catalog.=)"
-      " 'pg_catalog.pg_class'::pg_catalog.regclass",
+      "WITH RECURSIVE changed AS ("
+      "  SELECT c.objid AS relid FROM pg_catalog.pg_event_trigger_ddl_commands() c"
+      "   WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+      "  UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i"
+      "   JOIN changed ch ON i.inhparent OPERATOR(pg_catalog.=) ch.relid)"
+      " SELECT DISTINCT ch.relid FROM changed ch JOIN ectosync.watched_tables w"
+      " ON w.relid::pg_catalog.oid OPERATOR(pg_catalog.=) ch.relid",
       true);
 }
 

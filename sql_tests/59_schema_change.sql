@@ -252,6 +252,20 @@ UPDATE keyed SET v = 't' WHERE code = 'a';
 SELECT * FROM pg_temp.keyed_step();
 SELECT jsonb_path_query_array(ectosync.changes('keyed', 0), '$.patch[0].value.rows[*].code') AS codes;
 SELECT worker_pid = :worker AS same_worker FROM ectosync.stats;
+-- ... and dropped by a member of the table's owner, who may drop its
+-- indexes as the owner may.
+CREATE ROLE regress_mig_owner;
+CREATE ROLE regress_mig_member IN ROLE regress_mig_owner;
+GRANT USAGE ON SCHEMA mig TO regress_mig_member;
+ALTER TABLE keyed OWNER TO regress_mig_owner;
+CREATE UNIQUE INDEX keyed_id ON keyed (id);
+UPDATE keyed SET v = 's' WHERE code = 'b';
+SELECT * FROM pg_temp.keyed_step();
+SET ROLE regress_mig_member;
+DROP INDEX keyed_id;
+RESET ROLE;
+UPDATE keyed SET v = 'r' WHERE code = 'a';
+SELECT * FROM pg_temp.keyed_step();
 SELECT ectosync.release('keyed');
 SELECT ectosync.unwatch('keyed');
 
@@ -260,3 +274,4 @@ SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');
 RESET search_path;
 DROP SCHEMA mig CASCADE;
+DROP ROLE regress_mig_member, regress_mig_owner;

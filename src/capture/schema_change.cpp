@@ -630,23 +630,21 @@ ECTOSYNC_FUNCTION(ectosync_row_security_changed) {
  * ectosync._index_dropped(): the sql_drop event trigger's work when an
  * index was dropped.  Its table is unknown by then: the watched tables
  * whose key is no longer the one their capture trigger names (the index
- * stood for it) make the watches resolve again.  Only the tables of the
- * role that dropped it (whose indexes it could drop; the event trigger
- * runs as the extension's owner, the statement as the outer user): another
- * role's DROP INDEX of its own index does not run a refresh, with its
- * lock, in that role's transaction for a table that is not its own.
+ * stood for it) make the watches resolve again.  Only the tables whose
+ * indexes the role that dropped it could drop (it has their owner's
+ * rights: the owner, a member, a superuser; the event trigger runs as the
+ * extension's owner, the statement as the outer user): another role's
+ * DROP INDEX of its own index does not run a refresh, with its lock, in
+ * that role's transaction for a table that is not its own.
  */
 ECTOSYNC_FUNCTION(ectosync_index_dropped) {
   (void)fcinfo;
   if (refreshing_watches()) PG_RETURN_VOID();
-  Oid dropper = GetOuterUserId();
-  bool any_table = pg_call([&] { return superuser_arg(dropper); });
   std::string sql =
       "SELECT w.relid::pg_catalog.oid FROM ectosync.watched_tables w"
-      " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid";
-  if (!any_table)
-    sql +=
-        " WHERE c.relowner OPERATOR(pg_catalog.=) " + std::to_string(dropper) + "::pg_catalog.oid";
+      " JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relid::pg_catalog.oid"
+      " WHERE pg_catalog.pg_has_role(" +
+      std::to_string(GetOuterUserId()) + "::pg_catalog.oid, c.relowner, 'USAGE')";
   refresh_if_rekeyed(oids_of(sql.c_str(), true));
   PG_RETURN_VOID();
 }

@@ -269,6 +269,26 @@ SELECT * FROM pg_temp.keyed_step();
 SELECT ectosync.release('keyed');
 SELECT ectosync.unwatch('keyed');
 
+-- A key that changes with no statement the event trigger sees: REINDEX
+-- CONCURRENTLY gives the index that stood for the key a new oid, and the
+-- other unique index (the older one now) stands for it.  Events still
+-- carry the old key's columns: a value does not take their texts for the
+-- new key's, it reloads, and the load says what to do.
+CREATE TABLE twin (a int NOT NULL, b int NOT NULL, v text);
+CREATE UNIQUE INDEX twin_a ON twin (a);
+CREATE UNIQUE INDEX twin_b ON twin (b);
+INSERT INTO twin VALUES (1, 2, 'x'), (2, 1, 'y');
+SELECT ectosync.watch('twin') IS NOT NULL AS watched;
+SELECT ectosync.hold('twin', 'twin', listen => false) IS NOT NULL AS held;
+REINDEX INDEX CONCURRENTLY twin_a;
+UPDATE twin SET v = 'z' WHERE a = 1;
+SELECT ectosync.wait_for_worker() AS drained;
+SELECT ectosync.changes('twin');
+SELECT ectosync.watch('twin') IS NOT NULL AS watched_again;
+SELECT jsonb_path_query_array(ectosync.changes('twin', 0), '$.patch[0].value.rows[*].v') AS v;
+SELECT ectosync.release('twin');
+SELECT ectosync.unwatch('twin');
+
 SELECT ectosync.release(name) FROM (VALUES ('all'), ('ann'), ('other'), ('late')) v(name);
 SELECT ectosync.unwatch('writers');
 SELECT ectosync.unwatch('other');

@@ -233,6 +233,14 @@ bool Patcher::event_texts(const std::vector<Column> &cols, std::vector<Texts> &o
   return complete;
 }
 
+/* Whether attnums name cols, in order. */
+bool same_attnums(const std::vector<int16_t> &attnums, const std::vector<Column> &cols) {
+  if (attnums.size() != cols.size()) return false;
+  for (size_t i = 0; i < cols.size(); i++)
+    if (attnums[i] != cols[i].attnum) return false;
+  return true;
+}
+
 /* Reads the event, its table in the plan and its rows' current states. */
 void Patcher::prepare() {
   event_table_ = ev_.relid;
@@ -247,6 +255,18 @@ void Patcher::prepare() {
     }
   }
   if (!table_) return;
+  /* Captured under another key than the table's now (one that changed
+   * with no statement the event trigger sees: REINDEX CONCURRENTLY of the
+   * unique index that stood for it): its texts name no row of this key. */
+  std::vector<int16_t> event_key;
+  for (const ColumnChange &c : ev_.columns)
+    if (c.is_pk) event_key.push_back(c.attnum);
+  if (!same_attnums(event_key, table_->pk))
+    throw Error(ERRCODE_ECTOSYNC_RELOAD, "ecto_sync: the value must be reloaded",
+                "Table " + table_->display() +
+                    " was captured under another key than its key now (event " +
+                    std::to_string(ev_.seq) + ").",
+                "Call ectosync.load() again.");
   /* (one row when its key is written otherwise but equal: numeric's
    * 1.0 set to 1.00 moves no row, and must not be read and placed twice) */
   std::vector<Texts> pks;

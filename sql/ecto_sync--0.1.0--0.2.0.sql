@@ -176,7 +176,9 @@ CREATE EVENT TRIGGER ectosync_ddl_command_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY',
                  'CREATE VIEW', 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE',
                  'ALTER TYPE', 'CREATE INDEX',
-                 'ALTER TRIGGER')
+                 'ALTER TRIGGER',
+                 -- (PostgreSQL renames a table, and its columns, through these too)
+                 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SEQUENCE', 'ALTER FOREIGN TABLE')
     EXECUTE FUNCTION ectosync._on_ddl_command_end();
 -- Event triggers, like row triggers, do not fire under
 -- session_replication_role = replica unless enabled ALWAYS.

@@ -179,6 +179,23 @@ SELECT ectosync.release('heirs'), ectosync.unwatch('heirs');
 DELETE FROM client WHERE name = 'heirs';
 DROP TABLE heirs, other_base;
 
+-- PostgreSQL renames a table through ALTER INDEX (or ALTER VIEW, ALTER
+-- SEQUENCE, ...), and its columns through ALTER MATERIALIZED VIEW or ALTER
+-- FOREIGN TABLE: followed as ALTER TABLE is.
+CREATE TABLE spelled (id int PRIMARY KEY, title text);
+INSERT INTO spelled VALUES (1, 'a');
+SELECT ectosync.watch('spelled') IS NOT NULL AS watched;
+INSERT INTO client VALUES ('spelled', ectosync.hold('spelled', 'spelled', listen => false), 0);
+ALTER INDEX spelled RENAME TO respelled;
+SELECT * FROM pg_temp.step() WHERE name = 'spelled';
+ALTER MATERIALIZED VIEW respelled RENAME COLUMN title TO name;
+UPDATE respelled SET name = 'b';
+SELECT * FROM pg_temp.step() WHERE name = 'spelled';
+SELECT copy -> 'table' AS "table", copy -> 'rows' AS rows FROM client WHERE name = 'spelled';
+SELECT ectosync.release('spelled'), ectosync.unwatch('respelled');
+DELETE FROM client WHERE name = 'spelled';
+DROP TABLE respelled;
+
 -- A capture trigger dropped by hand would lose every later change: it is
 -- installed again in the same statement, and the next write is a patch.
 DROP TRIGGER ectosync_capture ON other;

@@ -135,10 +135,17 @@ void add_effects(const AlterTableCmd *cmd, Effects &effects) {
 Effects effects_of(Node *parsetree) {
   Effects effects;
   if (IsA(parsetree, RenameStmt)) {
+    /* (PostgreSQL renames a table through ALTER INDEX, ALTER VIEW, ALTER
+     * MATERIALIZED VIEW, ALTER SEQUENCE or ALTER FOREIGN TABLE too, and its
+     * columns through the last two: whether it was one, the tables that
+     * the statement changed say) */
     ObjectType type = castNode(RenameStmt, parsetree)->renameType;
-    effects.reshapes = type == OBJECT_COLUMN || type == OBJECT_TABLE;
+    bool relation = type == OBJECT_TABLE || type == OBJECT_INDEX || type == OBJECT_VIEW ||
+                    type == OBJECT_MATVIEW || type == OBJECT_SEQUENCE ||
+                    type == OBJECT_FOREIGN_TABLE;
+    effects.reshapes = type == OBJECT_COLUMN || relation;
     effects.renames_columns = type == OBJECT_COLUMN;
-    effects.renames_table = type == OBJECT_TABLE;
+    effects.renames_table = relation;
   } else if (IsA(parsetree, AlterObjectSchemaStmt)) {
     effects.reshapes = true; /* the value's "table" names the schema */
     effects.renames_table = true;
@@ -583,7 +590,8 @@ using namespace ectosync;
 /* ectosync._on_ddl_command_end() RETURNS event_trigger, ON ddl_command_end WHEN TAG IN ('ALTER
  * TABLE', 'ALTER SCHEMA', 'CREATE TABLE', 'CREATE POLICY', 'ALTER POLICY', 'CREATE VIEW',
  * 'CREATE FUNCTION', 'ALTER VIEW', 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER TYPE',
- * 'CREATE INDEX', 'ALTER TRIGGER') */
+ * 'CREATE INDEX', 'ALTER TRIGGER', 'ALTER INDEX', 'ALTER MATERIALIZED VIEW', 'ALTER SEQUENCE',
+ * 'ALTER FOREIGN TABLE') */
 ECTOSYNC_FUNCTION(ectosync_on_ddl_command_end) {
   if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
     ereport(ERROR, (errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),

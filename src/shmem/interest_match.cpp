@@ -41,6 +41,7 @@ extern "C" {
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -115,6 +116,12 @@ class InterestIndex {
   void compact();
 
   bool built_ = false;
+  /* refresh()'s copies of the entries it reindexes, in chunks, and the
+   * interests they point into: made once, not zeroed (a megabyte at the
+   * default interest_size, which each batch's zeroing, page faults
+   * included, put on the way to its wakes) */
+  std::vector<EntryCopy> copies_;
+  std::unique_ptr<char[]> buffer_;
   std::vector<Indexed> entries_;
   std::vector<uint64_t> first_, best_;
   std::vector<int> found_;
@@ -158,9 +165,12 @@ void InterestIndex::refresh() {
   }
   constexpr size_t kChunk = 1024;
   size_t bytes = MAXALIGN(Interest::bytes(settings.interest_bytes * 8));
-  std::vector<EntryCopy> copies(kChunk);
-  std::vector<char> buffer(bytes * kChunk + MAXIMUM_ALIGNOF);
-  char *base = reinterpret_cast<char *>(MAXALIGN(buffer.data()));
+  if (!buffer_) {
+    copies_.resize(kChunk);
+    buffer_.reset(new char[bytes * kChunk + MAXIMUM_ALIGNOF]);
+  }
+  std::vector<EntryCopy> &copies = copies_;
+  char *base = reinterpret_cast<char *>(MAXALIGN(buffer_.get()));
   int next = 0;
   while (next < n) {
     size_t count = 0;

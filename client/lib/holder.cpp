@@ -17,9 +17,22 @@ void CommitLog::record_seq(uint64_t last_seq, Clock::time_point committed) {
 }
 
 std::optional<Clock::time_point> CommitLog::seq_time(uint64_t seq) const {
+  /* The answer for a seq never changes once there is one: records only
+   * come with higher seqs (record_seq()).  A hub applies one reply's few
+   * seqs to hundreds of holders: each thread remembers its last answer,
+   * rather than taking the lock the writers record under each time. */
+  struct Last {
+    const CommitLog *log = nullptr;
+    uint64_t cleared = 0, seq = 0;
+    Clock::time_point time;
+  };
+  thread_local Last last;
+  uint64_t cleared = cleared_.load();
+  if (last.log == this && last.cleared == cleared && last.seq == seq) return last.time;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_seq_.lower_bound(seq);
   if (it == by_seq_.end()) return std::nullopt;
+  last = Last{this, cleared, seq, it->second};
   return it->second;
 }
 
@@ -37,6 +50,7 @@ std::optional<Clock::time_point> CommitLog::txid_time(uint64_t txid) const {
 
 void CommitLog::clear() {
   std::lock_guard<std::mutex> lock(mu_);
+  cleared_++;
   by_seq_.clear();
   by_txid_.clear();
 }

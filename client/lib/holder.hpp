@@ -38,6 +38,7 @@
 #include "patch.hpp"
 #include "pg.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -68,7 +69,9 @@ class CommitLog {
 
  private:
   mutable std::mutex mu_;
-  std::map<uint64_t, Clock::time_point> by_seq_; /* keys and times both increasing */
+  std::map<uint64_t, Clock::time_point> by_seq_;
+  std::atomic<uint64_t> cleared_{0};
+      /* clear()s: seq_time()'s remembered answer */ /* keys and times both increasing */
   std::map<uint64_t, Clock::time_point> by_txid_;
 };
 

@@ -18,23 +18,40 @@ pg::Connection &Hub::connection() {
 }
 
 void Hub::add(Holder &holder, std::function<void(Holder &)> on_change) {
-  std::string name = holder.held_name();
-  if (holders_.count(name))
-    throw std::invalid_argument("hub: a value is held as \"" + name + "\" already");
-  holders_[name] = Entry{&holder, std::move(on_change)};
+  auto name = std::make_unique<const std::string>(holder.held_name());
+  if (holders_.count(*name))
+    throw std::invalid_argument("hub: a value is held as \"" + *name + "\" already");
+  std::string_view key = *name;
+  holders_.emplace(key, Entry{std::move(name), &holder, std::move(on_change)});
+  membership_++;
   try {
     holder.start();
   } catch (...) {
-    holders_.erase(name);
+    holders_.erase(key);
     throw;
   }
 }
 
 void Hub::remove(Holder &holder) {
   std::string name = holder.held_name();
-  errors_.erase(name);
+  clear_error(name);
   if (!holders_.erase(name)) return;
+  membership_++;
   if (mode_ == HolderOptions::Mode::Held) connection().exec("SELECT ectosync.release($1)", {name});
+}
+
+void Hub::set_error(std::string_view name, std::string error) {
+  auto it = errors_.find(name);
+  if (it == errors_.end())
+    errors_.emplace(std::string(name), std::move(error));
+  else
+    it->second = std::move(error);
+}
+
+void Hub::clear_error(std::string_view name) {
+  if (errors_.empty()) return;
+  auto it = errors_.find(name);
+  if (it != errors_.end()) errors_.erase(it);
 }
 
 int Hub::pump(std::chrono::milliseconds timeout) {
@@ -47,15 +64,24 @@ int Hub::pump(std::chrono::milliseconds timeout) {
   }
 }
 
+/* names[k] with found[k], for call_back() (views into names). */
+std::vector<std::pair<std::string_view, Hub::Holders::iterator>> Hub::pairs(
+    const std::vector<std::string> &names, const std::vector<Holders::iterator> &found) {
+  std::vector<std::pair<std::string_view, Holders::iterator>> out;
+  for (size_t k = 0; k < names.size(); k++) out.emplace_back(names[k], found[k]);
+  return out;
+}
+
 /*
  * Runs the callbacks of the holders that changed, once every change of the
  * reply is applied: a callback that throws then leaves no value behind.
  * Each runs; the first exception is rethrown after the last.
  */
-void Hub::call_back(const std::vector<std::string> &names) {
+void Hub::call_back(const std::vector<std::pair<std::string_view, Holders::iterator>> &changed) {
   std::exception_ptr first;
-  for (const std::string &name : names) {
-    auto it = holders_.find(name);
+  uint64_t membership = membership_;
+  for (const auto &[name, found] : changed) {
+    auto it = membership_ == membership ? found : holders_.find(name);
     if (it == holders_.end() || !it->second.on_change) continue; /* (removed by a callback) */
     /* (a copy: a callback that removes its own holder destroys the
      * entry's function while it runs) */
@@ -81,10 +107,10 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
    * row (same_as).  Row i's patch and events are those of row source[i]. */
   std::vector<int> source(static_cast<size_t>(r.rows()));
   {
-    std::unordered_map<std::string, int> row_of;
+    std::unordered_map<std::string_view, int> row_of; /* (views into r) */
     for (int i = 0; i < r.rows(); i++) {
-      row_of.emplace(r.str(i, 0), i);
-      auto first = r.is_null(i, 7) ? row_of.end() : row_of.find(r.str(i, 7));
+      row_of.emplace(r.get(i, 0), i);
+      auto first = r.is_null(i, 7) ? row_of.end() : row_of.find(r.get(i, 7));
       source[static_cast<size_t>(i)] = first == row_of.end() ? i : first->second;
     }
   }
@@ -119,26 +145,26 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
   };
   std::map<std::pair<const Json *, const Parsed *>, Move> moves;
   /* Each row's holder, found once (a reply may name thousands). */
-  std::vector<decltype(holders_)::iterator> entry_of;
+  std::vector<Holders::iterator> entry_of;
   entry_of.reserve(static_cast<size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); i++) entry_of.push_back(holders_.find(r.str(i, 0)));
+  for (int i = 0; i < r.rows(); i++) entry_of.push_back(holders_.find(r.get(i, 0)));
   for (int i = 0; i < r.rows(); i++) {
     auto it = entry_of[static_cast<size_t>(i)];
     if (it == holders_.end() || !r.is_null(i, 5)) continue;
     if (Holder *h = it->second.holder; r.i64(i, 6) == h->version())
       moves[{h->document().get(), &parse_once(i, 3)}].holders++;
   }
-  std::vector<std::string> changed_names;
+  std::vector<std::pair<std::string_view, Holders::iterator>> changed_holders;
   for (int i = 0; i < r.rows(); i++) {
     /* (the iterators stay valid: nothing in this loop adds or removes
      * holders; the callbacks run after it) */
     auto it = entry_of[static_cast<size_t>(i)];
     if (it == holders_.end()) continue; /* (not this hub's when the reply came) */
     if (!r.is_null(i, 5)) {             /* this value alone failed: the others go on */
-      errors_[r.str(i, 0)] = r.str(i, 5);
+      set_error(it->first, r.str(i, 5));
       continue;
     }
-    errors_.erase(it->first);
+    clear_error(it->first);
     Holder &holder = *it->second.holder;
     Parsed *patch = &parse_once(i, 3);
     const Json &events = parse_once(i, 4).json;
@@ -152,7 +178,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
        * its error until a later reply: the rest of this one is applied. */
       try {
         auto whole = connection().exec("SELECT ectosync.changes($1, $2)::text",
-                                       {it->first, std::to_string(holder.version())});
+                                       {std::string(it->first), std::to_string(holder.version())});
         round_trips_++;
         Json reply = parse_json(whole.str(0, 0));
         whole_patch.json = *reply.find("patch");
@@ -160,7 +186,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       } catch (const pg::ConnectionLost &) {
         throw;
       } catch (const pg::Error &e) {
-        errors_[it->first] = e.what();
+        set_error(it->first, e.what());
         continue;
       }
       patch = &whole_patch;
@@ -204,7 +230,7 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       /* Holding it again failed (its table dropped, its role no longer
        * allowed): it keeps the error and no version the server has, so its
        * next reply fetches it whole; the rest of this reply goes on. */
-      errors_[it->first] = e.what();
+      set_error(it->first, e.what());
       if (move && in_place) {
         forget_text(before);
         move->failed = true; /* (partly patched for the others too) */
@@ -217,10 +243,10 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     }
     if (result != 0) {
       changed++;
-      changed_names.push_back(it->first);
+      changed_holders.emplace_back(r.get(i, 0), it);
     }
   }
-  call_back(changed_names);
+  call_back(changed_holders);
   return changed;
 }
 
@@ -261,20 +287,24 @@ int Hub::pump_notified(std::chrono::milliseconds timeout) {
   std::vector<pg::Notification> batch{std::move(*first)};
   for (auto &n : connection().take_notifications()) batch.push_back(std::move(n));
   /* Every holder sees the batch, whatever another's reload does. */
-  std::vector<std::string> changed_names;
-  for (auto &[name, entry] : holders_) {
-    int64_t before = entry.holder->stats().reloads;
+  std::vector<std::string> names; /* (owned: a callback may remove a holder) */
+  std::vector<Holders::iterator> found;
+  for (auto it = holders_.begin(); it != holders_.end(); ++it) {
+    int64_t before = it->second.holder->stats().reloads;
     try {
-      entry.holder->notified(batch);
-      errors_.erase(name);
+      it->second.holder->notified(batch);
+      clear_error(it->first);
     } catch (const pg::ConnectionLost &) {
       throw;
     } catch (const pg::Error &e) {
-      errors_[name] = e.what();
+      set_error(it->first, e.what());
     }
-    if (entry.holder->stats().reloads != before) changed_names.push_back(name);
+    if (it->second.holder->stats().reloads != before) {
+      names.emplace_back(it->first);
+      found.push_back(it);
+    }
   }
-  call_back(changed_names);
+  call_back(pairs(names, found));
   return static_cast<int>(batch.size());
 }
 
@@ -287,20 +317,23 @@ int Hub::pump_notified(std::chrono::milliseconds timeout) {
  */
 void Hub::reconnect() {
   lost_ = true;
-  std::vector<std::string> names;
+  std::vector<std::string> names; /* (owned: a callback may remove a holder) */
+  std::vector<Holders::iterator> found;
   for (int attempt = 0; lost_; attempt++) {
     try {
       conn_ = std::make_unique<pg::Connection>(conninfo_, "ectosync hub");
       names.clear();
-      for (auto &[name, entry] : holders_) {
+      found.clear();
+      for (auto it = holders_.begin(); it != holders_.end(); ++it) {
         try {
-          entry.holder->restart(true);
-          errors_.erase(name);
-          names.push_back(name);
+          it->second.holder->restart(true);
+          clear_error(it->first);
+          names.emplace_back(it->first);
+          found.push_back(it);
         } catch (const pg::ConnectionLost &) {
           throw;
         } catch (const pg::Error &e) {
-          errors_[name] = e.what();
+          set_error(it->first, e.what());
         }
       }
       lost_ = false;
@@ -310,7 +343,7 @@ void Hub::reconnect() {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 * (attempt + 1), 500)));
     }
   }
-  call_back(names);
+  call_back(pairs(names, found));
 }
 
 }  // namespace ectosync

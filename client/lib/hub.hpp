@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -64,25 +65,37 @@ class Hub {
   int64_t reconnects() const { return reconnects_; }
   /* The error of a value's last change or hold again (its role may no
    * longer read a table of it), or "" since one succeeded. */
-  std::string error(const std::string &name) const {
+  std::string error(std::string_view name) const {
     auto it = errors_.find(name);
     return it == errors_.end() ? "" : it->second;
   }
 
  private:
+  struct Entry {
+    std::unique_ptr<const std::string> name; /* (the map's key views it) */
+    Holder *holder;
+    std::function<void(Holder &)> on_change;
+  };
+  /* By held name: a reply's rows are found by the names it carries, with
+   * no copy of them. */
+  using Holders = std::unordered_map<std::string_view, Entry>;
+
   int pump_held(std::chrono::milliseconds timeout);
   int pump_notified(std::chrono::milliseconds timeout);
-  void call_back(const std::vector<std::string> &names);
+  /* The holders changed, each as found when its change was applied (and
+   * found again by name if a callback added or removed holders since). */
+  void call_back(const std::vector<std::pair<std::string_view, Holders::iterator>> &changed);
+  static std::vector<std::pair<std::string_view, Holders::iterator>> pairs(
+      const std::vector<std::string> &names, const std::vector<Holders::iterator> &found);
+  void set_error(std::string_view name, std::string error);
+  void clear_error(std::string_view name);
 
   std::string conninfo_;
   HolderOptions::Mode mode_;
   std::unique_ptr<pg::Connection> conn_;
-  struct Entry {
-    Holder *holder;
-    std::function<void(Holder &)> on_change;
-  };
-  std::unordered_map<std::string, Entry> holders_; /* by held name */
-  std::map<std::string, std::string> errors_;
+  Holders holders_;
+  uint64_t membership_ = 0; /* holders added or removed: call_back()'s iterators */
+  std::map<std::string, std::string, std::less<>> errors_;
   /* document(): the documents not patched in place since they were held,
    * by their text (entries of expired documents are swept now and then). */
   struct Held {

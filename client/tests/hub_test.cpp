@@ -762,10 +762,8 @@ TEST(Hub, RoleChangeInAnotherDatabaseReachesValuesUnderPolicies) {
       "CREATE POLICY team ON notes USING (team IN (SELECT r.rolname FROM pg_catalog.pg_roles r "
       "WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')));"
       "GRANT SELECT ON notes TO ectosync_hub_reader;"
-      "SELECT ectosync.watch('notes')");
-  /* (the markers of the roles and of the GRANT, logged before the hold:
-   * after the commit that queues them) */
-  f.admin.exec("SELECT ectosync.wait_for_worker()");
+      "SELECT ectosync.watch('notes');"
+      "SELECT ectosync.wait_for_worker()"); /* (the roles' markers, logged before the hold) */
   pg::Connection session(f.db.conninfo());
   session.exec("SET ROLE ectosync_hub_reader");
   EXPECT_EQ(session

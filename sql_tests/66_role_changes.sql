@@ -112,31 +112,6 @@ SELECT ectosync.unwatch('vault');
 DROP TABLE vault;
 DROP ROLE regress_rc_secret, regress_rc_lead, regress_rc_staff;
 
--- ==== A privilege revoked: a policy may ask for one ====
--- has_table_privilege() in a policy decides by a grant on another table:
--- a GRANT or REVOKE on any object may change what such a policy shows, no
--- row changed, and reloads the values under policies as a role change does.
-CREATE TABLE badge (id int);
-CREATE TABLE docs (id int PRIMARY KEY, secret boolean);
-INSERT INTO docs VALUES (1, false), (2, true);
-ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
-CREATE POLICY badge ON docs
-  USING (NOT secret OR pg_catalog.has_table_privilege('role_changes.badge', 'SELECT'));
-GRANT SELECT ON docs, badge TO regress_rc_alice;
-SELECT ectosync.watch('docs') IS NOT NULL AS watched;
-SELECT ectosync.wait_for_worker();
-SET ROLE regress_rc_alice;
-SELECT ectosync.hold('regress_rc_alice docs', 'docs', listen => false) -> 'rows' AS alice_docs;
-RESET ROLE;
-REVOKE SELECT ON badge FROM regress_rc_alice;
-SELECT ectosync.wait_for_worker();
-SELECT regress.got('regress_rc_alice docs');
-SET ROLE regress_rc_alice;
-SELECT ectosync.release('regress_rc_alice docs');
-RESET ROLE;
-SELECT ectosync.unwatch('docs');
-DROP TABLE docs, badge;
-
 -- ==== A storm of role statements: a marker of roles every 100 ms at most ====
 -- A role that may change roles (CREATEROLE, ADMIN OPTION on a group)
 -- could otherwise reload every value under policies, in every database, at

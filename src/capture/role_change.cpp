@@ -22,11 +22,8 @@
  *
  * Followed: CREATE, ALTER, DROP and renaming of roles, GRANT and REVOKE of
  * roles, ALTER GROUP, ALTER DATABASE ... OWNER TO (pg_database_owner's
- * member), REASSIGN OWNED (a table's owner skips its policies unless
- * FORCE), and GRANT and REVOKE of privileges on objects (a policy may ask
- * has_table_privilege(), which reads no row; policy_sources.cpp follows
- * the tables a policy reads, not the built-in functions it calls).  Not
- * ALTER DEFAULT PRIVILEGES: it grants nothing on objects that exist.  Not followed: a new password alone (only superusers read
+ * member), and REASSIGN OWNED (a table's owner skips its policies unless
+ * FORCE).  Not followed: a new password alone (only superusers read
  * passwords, and policies never apply to them), REASSIGN OWNED of a role's
  * objects to itself (nothing moves), and ALTER ROLE or DATABASE ... SET
  * (pg_roles.rolconfig; any role may set its own, which would make every
@@ -77,7 +74,6 @@ static bool changes_roles(Node *stmt) {
     case T_CreateRoleStmt:
     case T_GrantRoleStmt:
     case T_DropRoleStmt:
-    case T_GrantStmt: /* (has_table_privilege() and the like in a policy) */
       return true;
     case T_AlterOwnerStmt: /* (the database's owner is pg_database_owner's member) */
       return ((AlterOwnerStmt *)stmt)->objectType == OBJECT_DATABASE;

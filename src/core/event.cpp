@@ -53,8 +53,8 @@ std::string reload_reason(uint16_t why, const std::string &table, const std::str
   if (why & kReloadPolicy) add("A table that row level security of " + of + " reads changed");
   if (why & kReloadSecurity) add("Row level security of " + of + " changed");
   if (why & kReloadRoles)
-    add("Roles or privileges changed: their memberships, attributes or grants decide what " +
-        of + "'s row level security shows");
+    add("Roles changed: their memberships or attributes decide what " + of +
+        "'s row level security shows");
   if (text.empty()) add("Changes of " + of + " were not captured one by one");
   return text + " (RELOAD marker " + event_id + ").";
 }

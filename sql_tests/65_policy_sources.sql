@@ -510,6 +510,18 @@ ROLLBACK;
 RESET ROLE;
 SELECT ectosync.unwatch('vaults');
 
+-- ==== privileges: what a GRANT changes is not followed, and said so ====
+-- A policy that asks has_table_privilege() shows rows by a grant, which no
+-- row and no change of roles records: watch() says it cannot follow it.
+CREATE TABLE priv_badges (id int);
+CREATE TABLE priv_secrets (id int PRIMARY KEY, open boolean);
+ALTER TABLE priv_secrets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY badge ON priv_secrets
+  USING (open OR pg_catalog.has_table_privilege('policy_sources.priv_badges', 'SELECT'));
+SELECT ectosync.watch('priv_secrets') IS NOT NULL AS watched;
+SELECT ectosync.unwatch('priv_secrets');
+DROP TABLE priv_secrets, priv_badges;
+
 -- ==== unwatch: the triggers follow ====
 SELECT ectosync.unwatch('docs');
 SELECT ectosync.unwatch('tasks');

@@ -307,11 +307,30 @@ class SourceFinder {
     return "";
   }
 
+  /*
+   * A built-in function reads no table, but has_table_privilege() and its
+   * kin read privileges: a GRANT or REVOKE changes what the policy shows
+   * with no row changed, and is not followed (it is not a change of roles,
+   * which role_change.cpp follows: GRANTs are every migration's, and
+   * would reload every value under policies in every database).
+   */
+  void builtin_function(uint32_t funcid) {
+    if (!seen_functions_.insert(funcid).second) return;
+    std::string name = pg_call([&] {
+      char *n = get_func_name(funcid);
+      return std::string(n ? n : "");
+    });
+    if (name.rfind("has_", 0) == 0 && name.size() > 14 &&
+        name.compare(name.size() - 10, 10, "_privilege") == 0)
+      out_.hidden.push_back("function " + name +
+                            "(): it reads privileges, and GRANT and REVOKE are not followed");
+  }
+
   /* A function's SQL-standard body is a parsed tree with its tables. */
   void function(uint32_t funcid) {
+    if (funcid < FirstNormalObjectId) return builtin_function(funcid);
     Level level(*this);
-    if (funcid < FirstNormalObjectId || !level.within() || !seen_functions_.insert(funcid).second)
-      return;
+    if (!level.within() || !seen_functions_.insert(funcid).second) return;
     out_.functions.insert(funcid);
     bool hidden = true;
     Oid owner = InvalidOid;

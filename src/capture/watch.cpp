@@ -449,6 +449,9 @@ ECTOSYNC_FUNCTION(ectosync_channels_array) {
 ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
   Oid root = PG_GETARG_OID(0);
   bool altered = PG_GETARG_BOOL(1);
+  /* (fired by our own DDL: install_partition_triggers() enables a
+   * partition's trigger ALWAYS, an ALTER TABLE) */
+  if (refreshing_watches()) PG_RETURN_VOID();
   [&] {
     SpiScope spi;
     /* Its owner's only: another role could otherwise reload its values. */
@@ -459,7 +462,10 @@ ECTOSYNC_FUNCTION(ectosync_partitions_changed) {
                  {{OIDOID, std::to_string(root)}}, false)
             .empty())
       return;
-    install_partition_triggers(root);
+    {
+      OwnDdl own;
+      install_partition_triggers(root);
+    }
     /* (the event trigger calls it for any ALTER TABLE of a watched table:
      * only a partitioned one's partitions may have come or gone) */
     if (!altered || pg_call([&] { return get_rel_relkind(root); }) != RELKIND_PARTITIONED_TABLE)

@@ -22,17 +22,16 @@ std::optional<Clock::time_point> CommitLog::seq_time(uint64_t seq) const {
    * seqs to hundreds of holders: each thread remembers its last answer,
    * rather than taking the lock the writers record under each time. */
   struct Last {
-    const CommitLog *log = nullptr;
-    uint64_t cleared = 0, seq = 0;
+    uint64_t generation = 0, seq = 0;
     Clock::time_point time;
   };
   thread_local Last last;
-  uint64_t cleared = cleared_.load();
-  if (last.log == this && last.cleared == cleared && last.seq == seq) return last.time;
+  uint64_t generation = generation_.load();
+  if (last.generation == generation && last.seq == seq) return last.time;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = by_seq_.lower_bound(seq);
   if (it == by_seq_.end()) return std::nullopt;
-  last = Last{this, cleared, seq, it->second};
+  last = Last{generation, seq, it->second};
   return it->second;
 }
 
@@ -48,9 +47,11 @@ std::optional<Clock::time_point> CommitLog::txid_time(uint64_t txid) const {
   return it->second;
 }
 
+std::atomic<uint64_t> CommitLog::generations_{0};
+
 void CommitLog::clear() {
   std::lock_guard<std::mutex> lock(mu_);
-  cleared_++;
+  generation_ = ++generations_;
   by_seq_.clear();
   by_txid_.clear();
 }

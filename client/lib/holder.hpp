@@ -69,10 +69,12 @@ class CommitLog {
 
  private:
   mutable std::mutex mu_;
-  std::map<uint64_t, Clock::time_point> by_seq_;
-  std::atomic<uint64_t> cleared_{0};
-      /* clear()s: seq_time()'s remembered answer */ /* keys and times both increasing */
+  std::map<uint64_t, Clock::time_point> by_seq_; /* keys and times both increasing */
   std::map<uint64_t, Clock::time_point> by_txid_;
+  /* seq_time()'s answers remembered per thread are this log's, and of
+   * this generation of it (clear() starts another) */
+  static std::atomic<uint64_t> generations_;
+  std::atomic<uint64_t> generation_{++generations_};
 };
 
 class Hub;

@@ -217,7 +217,7 @@ void InterestIndex::index(const EntryCopy &copy, const Interest &in) {
   x.stamp++;
   x.generation = copy.generation;
   x.live = copy.db == MyDatabaseId;
-  x.guarded = in.guarded();
+  x.guarded = x.live ? in.guarded() : 0; /* (else no interest was copied) */
   if (!x.live) return;
   int i = copy.index;
   if (in.every_event) return post(every_, i);

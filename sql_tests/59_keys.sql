@@ -223,6 +223,13 @@ INSERT INTO handles VALUES (1, 'abc', 1.01), (2, 'xyz', 2);
 INSERT INTO handle_posts VALUES (10, 'abc', 1.01);
 \set handle_assocs '{"by_handle": {"has_many": "handle_posts", "columns": ["handle"], "references": ["handle"]}, "by_price": {"has_many": "handle_posts", "columns": ["price"], "references": ["price"]}}'
 SELECT ectosync.watch('handles', :'handle_assocs') IS NOT NULL AS watched;
+-- And a bigint parent's key past int4's range has no children through an
+-- int4 foreign key (none can hold it), rather than an error.
+CREATE TABLE wide (id bigint PRIMARY KEY, v int);
+CREATE TABLE narrow (id int PRIMARY KEY, wide_id int REFERENCES wide);
+INSERT INTO wide VALUES (1, 1);
+INSERT INTO narrow VALUES (1, 1);
+SELECT ectosync.watch('wide', '["narrow"]') IS NOT NULL AS watched;
 -- A numeric key written at another scale is one row, not two: its value
 -- holds it once.  And oid keys, which to_jsonb writes as strings, link the
 -- integers that reference them.
@@ -242,10 +249,12 @@ INSERT INTO client
   SELECT n, t, a, ectosync.hold(n, t, a, f, listen => false), 0, ectosync.load(t, a, f), f
   FROM (VALUES ('vault items', 'vault_items'::regclass, '[]'::jsonb, '{"tag": "\\x0102"}'::jsonb),
                ('handles', 'handles', :'handle_assocs', NULL),
+               ('wide', 'wide', '["narrow"]', NULL),
                ('scaled by rank', 'scaled', '{"$query": {"order_by": "rank"}}', NULL),
                ('scaled flagged', 'scaled', '[]', '{"flag": true}'),
                ('blob notes', 'blobs', :'blob_notes', NULL)) v(n, t, a, f);
 UPDATE handles SET handle = 'abcdef', price = 1.005 WHERE id = 2;
+INSERT INTO wide VALUES (3000000000, 2);
 UPDATE scaled SET id = 1.00 WHERE id = 1.0;
 UPDATE scaled SET id = 1.000, flag = true WHERE id = 1.00;
 INSERT INTO blob_notes VALUES (1, 9, 'a'), (2, 10, 'b');
@@ -254,9 +263,14 @@ SET bytea_output = 'escape';
 INSERT INTO vault_items VALUES (1, '\x0102', 'a'), (2, '\x03', 'b');
 RESET bytea_output;
 SELECT * FROM pg_temp.step()
- WHERE name IN ('handles', 'scaled by rank', 'scaled flagged', 'blob notes', 'vault items');
+ WHERE name IN ('handles', 'wide', 'scaled by rank', 'scaled flagged', 'blob notes',
+                'vault items');
 SELECT name, jsonb_pretty(copy -> 'rows') AS rows FROM client
  WHERE name IN ('handles', 'scaled flagged', 'vault items') ORDER BY name;
+-- A $query value past an int4 column's range compares as SQL compares it
+-- (int4 < int8): every row is below it, not an error.
+SELECT ectosync.load('narrow', '{"$query": {"where": [["wide_id", "<", 3000000000]]}}')
+       -> 'rows' AS below;
 
 -- A key longer than an event carries (64 kB: btree compression lets a
 -- long, repetitive text key in) would be cut, and name another row: its
@@ -318,6 +332,6 @@ SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
   FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
                ('funds'), ('grants'), ('boxes'), ('box_items'), ('bare_items'), ('handles'),
-               ('scaled'), ('vault_items'), ('long_keys')) v(t);
+               ('scaled'), ('vault_items'), ('long_keys'), ('wide')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -172,6 +172,19 @@ std::string qualified_type_name(Oid type, int32 typmod) {
   });
 }
 
+/*
+ * What values compared with a column of type are read as
+ * (ColumnDesc::value_sql_type): its base type without a typmod, and int8
+ * for int2 and int4, so that a bigint parent's key past int4's range finds
+ * no child rather than failing (int4 = int8 is of the integers' operator
+ * family: an index on the column still serves).
+ */
+std::string value_type_name(Oid type) {
+  Oid base = pg_call([&] { return getBaseType(type); });
+  if (base == INT2OID || base == INT4OID) base = INT8OID;
+  return qualified_type_name(base, -1);
+}
+
 const char *const kTableSql =
     "SELECT n.nspname, c.relname, pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind,"
     " c.relispartition FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
@@ -304,7 +317,7 @@ class SpiCatalog : public CatalogSource {
       t.columns.push_back(
           ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2], key_kind(type),
                      equality_operator(type), qualified_type_name(type, typmod),
-                     qualified_type_name(pg_call([&] { return getBaseType(type); }), -1)});
+                     value_type_name(type)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
       t.columns.back().moving_time = moving_time(type);
       t.columns.back().bare_bpchar = pg_call([&] {

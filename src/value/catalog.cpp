@@ -314,10 +314,9 @@ class SpiCatalog : public CatalogSource {
     for (const auto &row : spi_rows(kColumnsSql, oid_param(relid), false)) {
       Oid type = static_cast<Oid>(std::stoul(*row[3]));
       int32 typmod = std::stoi(*row[4]);
-      t.columns.push_back(
-          ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2], key_kind(type),
-                     equality_operator(type), qualified_type_name(type, typmod),
-                     value_type_name(type)});
+      t.columns.push_back(ColumnDesc{*row[1], static_cast<int16_t>(std::stoi(*row[0])), *row[2],
+                                     key_kind(type), equality_operator(type),
+                                     qualified_type_name(type, typmod), value_type_name(type)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
       t.columns.back().moving_time = moving_time(type);
       t.columns.back().bare_bpchar = pg_call([&] {

@@ -315,7 +315,7 @@ class SourceFinder {
    * would reload every value under policies in every database).
    */
   void builtin_function(uint32_t funcid) {
-    if (!seen_functions_.insert(funcid).second) return;
+    if (!seen_builtins_.insert(funcid).second) return;
     std::string name = pg_call([&] {
       char *n = get_func_name(funcid);
       return std::string(n ? n : "");
@@ -361,6 +361,7 @@ class SourceFinder {
   uint32_t watched_;
   Oid owner_ = InvalidOid;
   std::set<uint32_t> policy_tables_, seen_functions_;
+  std::set<uint32_t> seen_builtins_; /* (not visits: kMaxVisits counts what it walks) */
   std::set<std::pair<uint32_t, Oid>> seen_relations_;
   std::map<uint32_t, std::string> hidden_tables_; /* the first reason each */
   PolicySources out_;

@@ -192,6 +192,9 @@ static uint64 load_table(Oid relid, const std::set<Key> &keys, const ReadMark &m
   int rc = pg_call([&] { return SPI_execute_plan(plan, values.data(), nullptr, false, 0); });
   if (rc != SPI_OK_SELECT)
     throw Error(ERRCODE_INTERNAL_ERROR, "ecto_sync worker: loading " + meta.display + " failed");
+  /* (the worker's pins are PGC_S_OVERRIDE, which a SET cannot change: this
+   * holds by construction, and says so should that change) */
+  require_settings_unchanged();
 
   /* (by canonical keys: a key asked for in a foreign key's writing, "2.50",
    * is the row found as "2.5") */

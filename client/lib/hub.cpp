@@ -35,6 +35,7 @@ void Hub::add(Holder &holder, std::function<void(Holder &)> on_change) {
 void Hub::remove(Holder &holder) {
   std::string name = holder.held_name();
   clear_error(name);
+  unheld_.erase(name);
   if (!holders_.erase(name)) return;
   membership_++;
   if (mode_ == HolderOptions::Mode::Held) connection().exec("SELECT ectosync.release($1)", {name});
@@ -57,11 +58,48 @@ void Hub::clear_error(std::string_view name) {
 int Hub::pump(std::chrono::milliseconds timeout) {
   try {
     if (lost_ || !connection().ok()) throw pg::ConnectionLost("not connected");
-    return mode_ == HolderOptions::Mode::Held ? pump_held(timeout) : pump_notified(timeout);
+    int held_again = hold_again();
+    return held_again +
+           (mode_ == HolderOptions::Mode::Held ? pump_held(timeout) : pump_notified(timeout));
   } catch (const pg::ConnectionLost &) {
     reconnect();
     return 0;
   }
+}
+
+/*
+ * The values a reconnect could not hold again (the new session does not
+ * hold them: no reply will name them): each pump() tries once more, and a
+ * value held again runs its callback.  The number held again.
+ */
+int Hub::hold_again() {
+  if (unheld_.empty()) return 0;
+  std::vector<std::string> names;
+  std::vector<Holders::iterator> found;
+  for (auto name = unheld_.begin(); name != unheld_.end();) {
+    auto it = holders_.find(*name);
+    if (it == holders_.end()) {
+      name = unheld_.erase(name);
+      continue;
+    }
+    try {
+      it->second.holder->restart(true);
+      clear_error(it->first);
+      names.push_back(*name);
+      found.push_back(it);
+      name = unheld_.erase(name);
+    } catch (const pg::ConnectionLost &) {
+      throw;
+    } catch (const pg::Error &e) {
+      set_error(it->first, e.what());
+      ++name;
+    } catch (const JsonError &e) {
+      set_error(it->first, e.what());
+      ++name;
+    }
+  }
+  call_back(pairs(names, found));
+  return static_cast<int>(names.size());
 }
 
 /* names[k] with found[k], for call_back() (views into names). */
@@ -151,8 +189,11 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
   for (int i = 0; i < r.rows(); i++) {
     auto it = entry_of[static_cast<size_t>(i)];
     if (it == holders_.end() || !r.is_null(i, 5)) continue;
-    if (Holder *h = it->second.holder; r.i64(i, 6) == h->version())
-      moves[{h->document().get(), &parse_once(i, 3)}].holders++;
+    if (Holder *h = it->second.holder; r.i64(i, 6) == h->version()) try {
+        moves[{h->document().get(), &parse_once(i, 3)}].holders++;
+      } catch (const JsonError &) {
+        /* (the loop below gives it the error) */
+      }
   }
   std::vector<std::pair<std::string_view, Holders::iterator>> changed_holders;
   for (int i = 0; i < r.rows(); i++) {
@@ -166,8 +207,18 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
     }
     clear_error(it->first);
     Holder &holder = *it->second.holder;
-    Parsed *patch = &parse_once(i, 3);
-    const Json &events = parse_once(i, 4).json;
+    Parsed *patch;
+    const Json *events_json;
+    try {
+      patch = &parse_once(i, 3);
+      events_json = &parse_once(i, 4).json;
+    } catch (const JsonError &e) {
+      /* (a value nested deeper than this client parses: it alone keeps
+       * the error, and the rest of the reply is applied) */
+      set_error(it->first, e.what());
+      continue;
+    }
+    const Json &events = *events_json;
     int64_t version = r.i64(i, 1);
     Parsed whole_patch;
     Move *move = nullptr;
@@ -186,6 +237,9 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       } catch (const pg::ConnectionLost &) {
         throw;
       } catch (const pg::Error &e) {
+        set_error(it->first, e.what());
+        continue;
+      } catch (const JsonError &e) {
         set_error(it->first, e.what());
         continue;
       }
@@ -226,10 +280,12 @@ int Hub::pump_held(std::chrono::milliseconds timeout) {
       }
     } catch (const pg::ConnectionLost &) {
       throw;
-    } catch (const pg::Error &e) {
+    } catch (const std::runtime_error &e) {
       /* Holding it again failed (its table dropped, its role no longer
-       * allowed): it keeps the error and no version the server has, so its
-       * next reply fetches it whole; the rest of this reply goes on. */
+       * allowed; pg::Error, or JsonError for a value nested deeper than
+       * this client parses): it keeps the error and no version the server
+       * has, so its next reply fetches it whole; the rest of this reply
+       * goes on. */
       set_error(it->first, e.what());
       if (move && in_place) {
         forget_text(before);
@@ -324,6 +380,7 @@ void Hub::reconnect() {
       conn_ = std::make_unique<pg::Connection>(conninfo_, "ectosync hub");
       names.clear();
       found.clear();
+      unheld_.clear();
       for (auto it = holders_.begin(); it != holders_.end(); ++it) {
         try {
           it->second.holder->restart(true);
@@ -334,6 +391,10 @@ void Hub::reconnect() {
           throw;
         } catch (const pg::Error &e) {
           set_error(it->first, e.what());
+          unheld_.emplace(it->first);
+        } catch (const JsonError &e) {
+          set_error(it->first, e.what());
+          unheld_.emplace(it->first);
         }
       }
       lost_ = false;

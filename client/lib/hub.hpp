@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -81,6 +82,7 @@ class Hub {
   using Holders = std::unordered_map<std::string_view, Entry>;
 
   int pump_held(std::chrono::milliseconds timeout);
+  int hold_again();
   int pump_notified(std::chrono::milliseconds timeout);
   /* The holders changed, each as found when its change was applied (and
    * found again by name if a callback added or removed holders since). */
@@ -95,6 +97,7 @@ class Hub {
   std::unique_ptr<pg::Connection> conn_;
   Holders holders_;
   uint64_t membership_ = 0; /* holders added or removed: call_back()'s iterators */
+  std::set<std::string, std::less<>> unheld_; /* not held by this session: hold_again() */
   std::map<std::string, std::string, std::less<>> errors_;
   /* document(): the documents not patched in place since they were held,
    * by their text (entries of expired documents are swept now and then). */

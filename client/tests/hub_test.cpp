@@ -864,3 +864,59 @@ SELECT count(*) FROM ectosync.channels('gate');
   holder.exec("SELECT ectosync.changes('mine')");
   EXPECT_FALSE(holder.wait_notification(500ms).has_value());
 }
+
+/*
+ * A value nested deeper than the client's JSON parser takes (PostgreSQL
+ * takes jsonb much deeper): that value alone keeps the error, and the
+ * rest of the reply, which the server has moved on, is applied.
+ */
+TEST(Hub, AValueTooDeepForTheClientLeavesTheOthers) {
+  Fixture f("ectosync_client_hub_deep");
+  f.admin.exec("CREATE TABLE deep (id int PRIMARY KEY, doc jsonb)");
+  f.admin.exec("INSERT INTO deep VALUES (1, '1')");
+  f.admin.exec("SELECT ectosync.watch('deep')");
+  ectosync::Hub hub(f.db.conninfo());
+  ectosync::Holder deep(table_holder(f, hub, "deep"));
+  hub.add(deep);
+  auto holders = make_holders(f, hub, 20);
+  for (auto &h : holders) hub.add(*h);
+  f.admin.exec(
+      "BEGIN; UPDATE deep SET doc = (repeat('[', 300) || repeat(']', 300))::jsonb;"
+      "UPDATE posts SET title = title || '!'; COMMIT");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  EXPECT_NO_THROW(hub.pump(5000ms));
+  EXPECT_NE(hub.error("deep"), "");
+  expect_all_fresh(f, hub, holders);
+}
+
+/*
+ * A value that a reconnect could not hold again (its table was renamed
+ * away meanwhile) is held again by a later pump, once it can be: its error
+ * goes, its callback runs, and it equals a fresh load.
+ */
+TEST(Hub, AValueNotHeldAgainIsTriedAgain) {
+  Fixture f("ectosync_client_hub_hold_again");
+  f.admin.exec("CREATE TABLE scratch (id int PRIMARY KEY, x text)");
+  f.admin.exec("INSERT INTO scratch VALUES (1, 'a')");
+  f.admin.exec("SELECT ectosync.watch('scratch')");
+  ectosync::Hub hub(f.db.conninfo());
+  ectosync::Holder scratch(table_holder(f, hub, "scratch"));
+  int called = 0;
+  hub.add(scratch, [&](ectosync::Holder &) { called++; });
+  f.admin.exec("SELECT pg_terminate_backend($1)", {std::to_string(hub.connection().backend_pid())});
+  f.admin.exec("ALTER TABLE scratch RENAME TO scratch_away");
+  hub.pump(200ms);
+  EXPECT_EQ(hub.reconnects(), 1);
+  EXPECT_NE(hub.error("scratch"), "");
+  EXPECT_EQ(called, 0);
+  f.admin.exec("ALTER TABLE scratch_away RENAME TO scratch");
+  f.admin.exec("UPDATE scratch SET x = 'b'");
+  hub.pump(200ms);
+  EXPECT_EQ(hub.error("scratch"), "");
+  EXPECT_EQ(called, 1);
+  f.admin.exec("UPDATE scratch SET x = 'c'");
+  f.admin.exec("SELECT ectosync.wait_for_worker()");
+  while (hub.pump(300ms) > 0) {
+  }
+  EXPECT_TRUE(scratch.matches_fresh_load());
+}

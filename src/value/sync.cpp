@@ -476,6 +476,13 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
    * see. */
   if (sealed) upto = loaded;
   Jsonb *given = value;
+  /* Each event's work in a context of its own, reset after it: only the
+   * value it made is kept (copied out), and the one before it freed, so
+   * that a client far behind costs one value's memory, not one per event. */
+  MemoryContext caller = CurrentMemoryContext;
+  OwnedContext scratch(pg_call([&] {
+    return AllocSetContextCreate(caller, "ecto_sync sync event", ALLOCSET_DEFAULT_SIZES);
+  }));
   /* The heads in chunks: the slot's lock, which every committing writer
    * needs, is held for one chunk at a time. */
   constexpr uint64_t kChunk = 4096;
@@ -496,11 +503,22 @@ Jsonb *sync_value(Jsonb *value, const std::string &event_text) {
       if (head.op != Op::Reload &&
           std::find(tables.begin(), tables.end(), head.relid) == tables.end())
         continue;
+      pg_call([] { CHECK_FOR_INTERRUPTS(); });
       Event local;
-      Jsonb *next = apply_event(value, h, plan, memoized_event(h.epoch, head.seq, local));
-      if (next == value) continue;
-      value = next;
-      h = read_header(value);
+      Jsonb *next = in_context(scratch.get(), [&] {
+        return apply_event(value, h, plan, memoized_event(h.epoch, head.seq, local));
+      });
+      if (next != value) {
+        Jsonb *kept = pg_call([&] {
+          Jsonb *copy = (Jsonb *)palloc(VARSIZE(next));
+          memcpy(copy, next, VARSIZE(next));
+          return copy;
+        });
+        if (value != given) pg_call([&] { pfree(value); });
+        value = kept;
+        h = read_header(value);
+      }
+      pg_call([&] { MemoryContextReset(scratch.get()); });
     }
     from = to;
   }

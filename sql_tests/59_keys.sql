@@ -321,6 +321,15 @@ SELECT ectosync.load('bare_items', '[]', '{"dcode": "a"}');
 SELECT ectosync.load('bare_items', '{"$query": {"where": [["code", "=", "a"]]}}');
 SELECT ectosync.load('bare_items', '{"$query": {"order_by": "dcode", "limit": 1}}');
 SELECT ectosync.load('bare_items', '[]', '{"code": null}') -> 'rows' AS code_is_null;
+-- Nor null on a json, jsonb or composite column: jsonb 'null' is no SQL
+-- NULL and renders as null, and a composite of NULLs IS NULL and renders
+-- as an object: a load and patches would disagree.
+CREATE TYPE pair AS (a int, b int);
+CREATE TABLE docs_f (id int PRIMARY KEY, meta jsonb, p pair, n int);
+SELECT ectosync.watch('docs_f') IS NOT NULL AS watched;
+SELECT ectosync.load('docs_f', '[]', '{"meta": null}');
+SELECT ectosync.load('docs_f', '[]', '{"p": null}');
+SELECT ectosync.load('docs_f', '[]', '{"n": null}') -> 'rows' AS n_is_null;
 -- A foreign key that PostgreSQL accepts between columns whose values
 -- render differently: varchar 'ab' references char(4) 'ab  '.  The
 -- association it makes is refused, as a definition pairing them is.
@@ -332,6 +341,6 @@ SELECT ectosync.release(name) FROM client ORDER BY name;
 SELECT ectosync.unwatch(t::regclass)
   FROM (VALUES ('codes'), ('shifts'), ('ticks'), ('labels'), ('pairs'), ('blobs'), ('amounts'),
                ('funds'), ('grants'), ('boxes'), ('box_items'), ('bare_items'), ('handles'),
-               ('scaled'), ('vault_items'), ('long_keys'), ('wide')) v(t);
+               ('scaled'), ('vault_items'), ('long_keys'), ('wide'), ('docs_f')) v(t);
 RESET ALL;
 DROP SCHEMA keys_test CASCADE;

@@ -156,6 +156,9 @@ struct ColumnDesc {
    * filter needs, which patches compare as rendered. */
   bool equal_as_rendered = true;
   bool bare_bpchar = false; /* bpchar without a length (a domain's too): not padded */
+  /* Its SQL NULL is exactly what to_jsonb renders as null: not json or
+   * jsonb ('null' is no SQL NULL), nor a composite (ROW(NULL) IS NULL). */
+  bool null_as_rendered = true;
   /* A date or time type (by its base type): "now" or "today" reads as
    * another value at another time. */
   bool moving_time = false;

@@ -319,6 +319,10 @@ class SpiCatalog : public CatalogSource {
                                      qualified_type_name(type, typmod), value_type_name(type)});
       t.columns.back().equal_as_rendered = equal_as_rendered(type) && row[5] != "f";
       t.columns.back().moving_time = moving_time(type);
+      t.columns.back().null_as_rendered = pg_call([&] {
+        Oid base = getBaseType(type);
+        return base != JSONOID && base != JSONBOID && !type_is_rowtype(base);
+      });
       t.columns.back().bare_bpchar = pg_call([&] {
         int32 base_typmod = typmod;
         return getBaseTypeAndTypmod(type, &base_typmod) == BPCHAROID && base_typmod < 0;

@@ -230,7 +230,12 @@ std::string where_equal(const std::string &alias, const std::vector<Column> &col
       out += column_ref(alias, cols[i]) + " IS NULL";
       continue;
     }
-    params.push_back({TEXTOID, values[i]});
+    /* (a number in its canonical form: a value may write a key 5.0, as
+     * its seal, which normalizes numbers, allows; as int4 input that
+     * would fail, and fail only on the reads that hidden rows decide) */
+    params.push_back({TEXTOID, cols[i].kind == KeyKind::Number
+                                   ? std::string(canonical_key_text(KeyKind::Number, *values[i]))
+                                   : *values[i]});
     if (cols[i].eq_op.empty())
       throw Error(ERRCODE_UNDEFINED_FUNCTION,
                   "column \"" + cols[i].name + "\" of type " + cols[i].type_name +
@@ -281,6 +286,15 @@ std::vector<FilterEntry> parse_filter(const TableInfo &table, const Jsonb *filte
                   "type's equality: they could disagree.",
                   "Filter by a column of a number, text, uuid, boolean, date, time stamp, enum "
                   "or bytea type (text of a deterministic collation).");
+    if (!col->null_as_rendered && value.type == Json::Type::Null)
+      throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                  "cannot filter by column \"" + name + "\" of table " + desc.schema + "." +
+                      desc.name + " being null: a value of type " + col->type_name +
+                      " may render as null without being NULL, or be NULL without rendering "
+                      "as null",
+                  "A load filters by IS NULL, and patches by the value to_jsonb renders: they "
+                  "could disagree (jsonb 'null', a composite of NULLs).",
+                  "Filter by a column of a scalar type.");
     /* (bpchar's equality ignores trailing blanks; its values render with
      * them, and patches compare them so: char(n) pads every value alike) */
     if (col->bare_bpchar && value.type != Json::Type::Null)

@@ -148,8 +148,9 @@ struct ColumnDesc {
   std::string eq_op = "OPERATOR(pg_catalog.=)"; /* qualified; empty: the type has none */
   std::string sql_type;                         /* schema-qualified, for generated SQL */
   /* its base type without its typmod (numeric, not numeric(6,2), nor a
-   * domain over it): what $query values and other columns' values are read
-   * as, so that they are neither rounded nor cut (Column::key_sql_type) */
+   * domain over it; int8 for int2 and int4): what $query values and other
+   * columns' values are read as, so that they are neither rounded, cut nor
+   * out of range (Column::key_sql_type, catalog.cpp's value_type_name()) */
   std::string value_sql_type;
   /* Its values are equal exactly when to_jsonb renders them alike (a key
    * kind, an enum or bytea; text of a deterministic collation): what a

@@ -98,9 +98,10 @@ struct Column {
    * casts in generated SQL: no type is looked up through search_path. */
   std::string sql_type;
   /* What a value of another column compared with this one is read as: the
-   * base type without its typmod ("pg_catalog.varchar", "pg_catalog.bpchar"),
-   * so that the value is neither cut nor rounded to this column's length
-   * and precision, which load()'s joins do not do either. */
+   * base type without its typmod ("pg_catalog.varchar", "pg_catalog.bpchar";
+   * int8 for int2 and int4), so that the value is neither cut nor rounded
+   * to this column's length and precision, which load()'s joins do not do
+   * either. */
   std::string key_sql_type;
 };
 

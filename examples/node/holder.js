@@ -60,6 +60,8 @@ class Holder extends EventEmitter {
     this.connection = connection;
     this.maxBatch = maxBatch;
     this.reconnectMs = reconnectMs;
+    this.retryTimer = null; // a failed call's retry (kick())
+    this.retryMs = 0;
     this.value = null; // the jsonb value, parsed
     this.version = 0; // held: the server's version of this copy
     this.seq = 0; // held: events up to it are in the value (the last reply's "seq")
@@ -150,15 +152,30 @@ class Holder extends EventEmitter {
   }
 
   // One round-trip loop at a time, in order.
+  // A call that failed (a lock timeout, a privilege revoked for a while)
+  // left its work to do: it is tried again after a pause that doubles up to
+  // 2 s, for no notification may come to bring it back.
   kick() {
-    if (this.busy || !this.ready || !this.client || !this.hasWork()) return;
+    if (this.busy || this.retryTimer || !this.ready || !this.client || !this.hasWork()) return;
     const client = this.client;
+    let failed = false;
     this.busy = (this.mode === 'held' ? this.fetchChanges(client) : this.syncPending(client))
       .catch((err) => {
-        if (client === this.client && !connectionGone(err)) this.emit('error', err);
+        if (client !== this.client || connectionGone(err)) return;
+        failed = true;
+        if (this.listenerCount('error') > 0) this.emit('error', err);
       })
       .finally(() => {
         this.busy = null;
+        if (failed && !this.closed) {
+          this.retryMs = Math.min(2000, (this.retryMs || 25) * 2);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.kick();
+          }, this.retryMs);
+          return;
+        }
+        this.retryMs = 0;
         this.kick();
         if (!this.busy) this.emit('idle');
       });
@@ -172,7 +189,13 @@ class Holder extends EventEmitter {
     while (client === this.client && !this.closed && this.hasWork()) {
       this.dirty = false; // notifications during the call set it again...
       this.wanted = 0;
-      const { rows } = await client.query('SELECT ectosync.changes($1, $2) AS c', [this.name, this.version]);
+      let rows;
+      try {
+        ({ rows } = await client.query('SELECT ectosync.changes($1, $2) AS c', [this.name, this.version]));
+      } catch (err) {
+        this.dirty = true; // (what it would have brought is still to fetch)
+        throw err;
+      }
       if (client !== this.client) return; // reconnected meanwhile: the new hold() rules
       this.stats.calls++;
       const { version, seq, patch } = rows[0].c;
@@ -217,7 +240,10 @@ class Holder extends EventEmitter {
         this.value = rows[0].v;
         this.emit('change', this.value);
       } catch (err) {
-        if (err.code !== RELOAD_SQLSTATE || client !== this.client) throw err;
+        if (err.code !== RELOAD_SQLSTATE || client !== this.client) {
+          if (client === this.client) this.pending.unshift(...batch); // (tried again: kick())
+          throw err;
+        }
         this.stats.reloads++;
         this.pending = [];
         await this.load();
@@ -269,6 +295,8 @@ class Holder extends EventEmitter {
 
   async close() {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     await this.settle();
     if (this.client) await this.client.end();
   }

@@ -148,3 +148,25 @@ test('held: a RELOAD marker (bulk statement) replaces the whole value', { timeou
   assert.deepStrictEqual(hd.errors, []);
   await hd.close();
 });
+
+test('held: a call that failed is made again, with no notification to bring it back', { timeout: 30000 }, async () => {
+  await ctx.db.query('DROP ROLE IF EXISTS node_held_reader');
+  await ctx.db.query('CREATE ROLE node_held_reader LOGIN');
+  await ctx.db.query('GRANT SELECT ON posts, tags, posts_tags TO node_held_reader');
+  const hd = await holder({ connection: { database: DB, user: 'node_held_reader' }, name: 'reader' });
+  assert.ok(await h.converged(ctx.db, hd));
+  // its changes() fails while it may not read posts (42501) ...
+  await ctx.db.query('REVOKE SELECT ON posts FROM node_held_reader');
+  await ctx.db.query("UPDATE posts SET title = 'while revoked' WHERE id = 1");
+  await ctx.db.query('SELECT ectosync.wait_for_worker(10000)');
+  assert.ok(await h.waitFor(() => hd.errors.some((e) => e.code === '42501')), 'the call did not fail');
+  // ... and once it may again, with no write and no notification since,
+  // the call made again brings the change
+  await ctx.db.query('GRANT SELECT ON posts TO node_held_reader');
+  const post1 = () => hd.value.rows.find((r) => Number(r.id) === 1);
+  assert.ok(await h.waitFor(() => post1().title === 'while revoked', 10000), 'the change never came');
+  assert.ok(await h.sameAsLoad(ctx.db, hd));
+  await hd.close();
+  await ctx.db.query('DROP OWNED BY node_held_reader');
+  await ctx.db.query('DROP ROLE node_held_reader');
+});

@@ -68,6 +68,26 @@ int Hub::pump(std::chrono::milliseconds timeout) {
 }
 
 /*
+ * Holds it->second's value again (or loads it); false, with the error kept, when
+ * that fails other than by the connection (its table gone, its role no
+ * longer allowed, a value nested deeper than this client parses).
+ */
+bool Hub::restart(Holders::iterator it) {
+  try {
+    it->second.holder->restart(true);
+    clear_error(it->first);
+    return true;
+  } catch (const pg::ConnectionLost &) {
+    throw;
+  } catch (const pg::Error &e) {
+    set_error(it->first, e.what());
+  } catch (const JsonError &e) {
+    set_error(it->first, e.what());
+  }
+  return false;
+}
+
+/*
  * The values a reconnect could not hold again (the new session does not
  * hold them: no reply will name them): each pump() tries once more, and a
  * value held again runs its callback.  The number held again.
@@ -82,21 +102,13 @@ int Hub::hold_again() {
       name = unheld_.erase(name);
       continue;
     }
-    try {
-      it->second.holder->restart(true);
-      clear_error(it->first);
-      names.push_back(*name);
-      found.push_back(it);
-      name = unheld_.erase(name);
-    } catch (const pg::ConnectionLost &) {
-      throw;
-    } catch (const pg::Error &e) {
-      set_error(it->first, e.what());
+    if (!restart(it)) {
       ++name;
-    } catch (const JsonError &e) {
-      set_error(it->first, e.what());
-      ++name;
+      continue;
     }
+    names.push_back(*name);
+    found.push_back(it);
+    name = unheld_.erase(name);
   }
   call_back(pairs(names, found));
   return static_cast<int>(names.size());
@@ -382,20 +394,12 @@ void Hub::reconnect() {
       found.clear();
       unheld_.clear();
       for (auto it = holders_.begin(); it != holders_.end(); ++it) {
-        try {
-          it->second.holder->restart(true);
-          clear_error(it->first);
-          names.emplace_back(it->first);
-          found.push_back(it);
-        } catch (const pg::ConnectionLost &) {
-          throw;
-        } catch (const pg::Error &e) {
-          set_error(it->first, e.what());
+        if (!restart(it)) {
           unheld_.emplace(it->first);
-        } catch (const JsonError &e) {
-          set_error(it->first, e.what());
-          unheld_.emplace(it->first);
+          continue;
         }
+        names.emplace_back(it->first);
+        found.push_back(it);
       }
       lost_ = false;
       reconnects_++;

@@ -83,6 +83,7 @@ class Hub {
 
   int pump_held(std::chrono::milliseconds timeout);
   int hold_again();
+  bool restart(Holders::iterator it);
   int pump_notified(std::chrono::milliseconds timeout);
   /* The holders changed, each as found when its change was applied (and
    * found again by name if a callback added or removed holders since). */
